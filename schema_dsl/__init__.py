@@ -1,0 +1,13 @@
+"""schemagen: an SQLite schema kept as code.
+
+`from schema_dsl import Database` gives the async integration class (imported
+lazily, so that the CLI's apply path does not pay for asyncio and aiosqlite).
+"""
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "Database":
+        from .database import Database
+        return Database
+    raise AttributeError("module 'schema_dsl' has no attribute %r" % name)

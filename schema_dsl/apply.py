@@ -1,0 +1,219 @@
+"""Apply: bring a database file to the declaration in one transaction.
+
+The whole plan runs inside one BEGIN IMMEDIATE transaction, planned inside it
+(so nothing changes between reading and writing), with foreign key
+enforcement switched off outside the transaction so that dropping a rebuilt
+table never fires another table's ON DELETE action. Before COMMIT the
+declared structure is verified and PRAGMA foreign_key_check must show no
+violation that the migration introduced; otherwise ROLLBACK and an
+ApplyError naming the step and statement. journal_mode=WAL is set after the
+COMMIT (it cannot change inside a transaction). A file that did not exist
+before a failed apply is removed again.
+
+The fresh and up-to-date paths import neither Jinja2 nor asyncio.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import sqlite3
+import time
+
+from attrs import field, frozen
+
+from . import dbfile, structure
+from .compare import expected_structure
+from .errors import ApplyError, DatabaseFileError, SchemagenError
+from .introspect import read_live
+from .paths import generated_text
+from .plan import Plan, fresh_plan, migration_plan
+from .validate import describe_violation, foreign_key_violations
+
+
+@frozen
+class ApplyResult:
+    path: str
+    plan: Plan
+    applied: bool                     # False when already up to date
+    backup: object = None             # path of the backup, if one was made
+    seconds: float = 0.0
+    statements: int = 0
+    preexisting_violations: tuple = field(default=(), converter=tuple)
+
+
+def shipped_schema():
+    from .abathur import SCHEMA
+    return SCHEMA
+
+
+def shipped_files(schema):
+    names = (*schema.table_files, schema.index_file, "pragmas.sql")
+    return {n: generated_text(n) for n in names}
+
+
+def _files_for(schema, files):
+    if files is not None:
+        return files
+    if schema is shipped_schema():
+        return shipped_files(schema)
+    from .render import render_files
+    return render_files(schema)
+
+
+def connection_pragmas(files, include_persistent=False):
+    """The PRAGMA statements of the rendered pragmas.sql, per-connection ones only by default."""
+    out = []
+    for stmt in dbfile.split_statements(files["pragmas.sql"]):
+        if "journal_mode" in stmt and not include_persistent:
+            continue
+        out.append(stmt)
+    return out
+
+
+def open_for_apply(path, files):
+    existed = dbfile.check_path(path, write=True)
+    try:
+        conn = dbfile.connect(path)
+        for stmt in connection_pragmas(files):
+            conn.execute(stmt)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
+    return conn, existed
+
+
+def _begin(conn, path):
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
+
+
+def plan_for(conn, schema, files):
+    """The plan for the database behind conn (read inside the caller's transaction)."""
+    live = read_live(conn)
+    if live.is_empty:
+        return fresh_plan(files, schema)
+    problems = [m for k, m in structure.compare(expected_structure(schema), live.structure) if k != "extra"]
+    if not problems:
+        from .diff import extras
+        return Plan(steps=(), extras=extras(schema, live))
+    return migration_plan(conn, schema, live)
+
+
+def plan_database(path, schema=None, files=None):
+    """What apply would do, without doing it (the database is only read)."""
+    schema = schema or shipped_schema()
+    files = _files_for(schema, files)
+    exists = dbfile.check_path(path, write=False) if os.path.exists(path) else False
+    if not exists:
+        dbfile.check_path(path, write=True)
+        return fresh_plan(files, schema)
+    try:
+        conn = sqlite3.connect("file:%s?mode=ro" % _uri_path(path), uri=True, timeout=5.0, isolation_level=None)
+        try:
+            conn.execute("BEGIN")
+            return plan_for(conn, schema, files)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
+
+
+def _uri_path(path):
+    return os.path.abspath(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+
+
+def backup_path(path, now=None):
+    now = now or datetime.datetime.now()
+    base = "%s.backup-%s" % (path, now.strftime("%Y%m%dT%H%M%S"))
+    candidate, n = base, 1
+    while os.path.exists(candidate):
+        n += 1
+        candidate = "%s-%d" % (base, n)
+    return candidate
+
+
+def apply(path, schema=None, files=None, backup=True, progress=None):
+    """Create or migrate the database at path; returns an ApplyResult.
+
+    progress(step_number, step, statement) is called before each statement
+    (the CLI shows long steps with it; tests raise from it to inject faults).
+    """
+    path = os.fspath(path)
+    schema = schema or shipped_schema()
+    files = _files_for(schema, files)
+    conn, existed = open_for_apply(path, files)
+    ok = False
+    try:
+        result = _apply_locked(conn, path, schema, files, backup, progress)
+        ok = True
+        return result
+    finally:
+        conn.close()
+        if not ok and not existed:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                if os.path.exists(path + suffix):
+                    os.remove(path + suffix)
+
+
+def _apply_locked(conn, path, schema, files, backup, progress):
+    start = time.perf_counter()
+    conn.execute("PRAGMA foreign_keys = OFF")  # outside the transaction: no ON DELETE fires during a rebuild
+    _begin(conn, path)
+    try:
+        plan = plan_for(conn, schema, files)
+        if plan.up_to_date:
+            conn.execute("ROLLBACK")
+            _finish_connection(conn, files)
+            return ApplyResult(path, plan, applied=False, seconds=time.perf_counter() - start,
+                               preexisting_violations=_violations(conn))
+        backup_to = None
+        if backup and plan.touches_rows:
+            backup_to = backup_path(path)
+            target = sqlite3.connect(backup_to)
+            try:
+                conn.backup(target)
+            finally:
+                target.close()
+        before = {(v["table"], v["rowid"], v["parent"]) for v in foreign_key_violations(conn)}
+        count = 0
+        for number, step in enumerate(plan.steps, start=1):
+            for stmt in step.statements:
+                if progress is not None:
+                    progress(number, step, stmt)
+                try:
+                    conn.execute(stmt)
+                except sqlite3.Error as exc:
+                    raise ApplyError("step %d of %d (%s) failed: %s; statement: %s" % (
+                        number, len(plan.steps), step.title, exc, " ".join(stmt.split())[:300])) from None
+                count += 1
+        problems = [m for k, m in structure.compare(expected_structure(schema), structure.read_structure(conn)) if k != "extra"]
+        if problems:
+            raise ApplyError("after the plan the structure still differs, rolled back: " + "; ".join(problems[:10]))
+        after = foreign_key_violations(conn)
+        introduced = [v for v in after if (v["table"], v["rowid"], v["parent"]) not in before]
+        if introduced:
+            raise ApplyError("the migration would introduce %d foreign key violations, rolled back: %s" % (
+                len(introduced), "; ".join(describe_violation(conn, v) for v in introduced[:5])))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    _finish_connection(conn, files)
+    return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
+                       statements=count, preexisting_violations=_violations(conn))
+
+
+def _violations(conn):
+    return tuple(describe_violation(conn, v) for v in foreign_key_violations(conn))
+
+
+def _finish_connection(conn, files):
+    """After COMMIT: the persistent settings (journal_mode) and foreign keys back on."""
+    try:
+        for stmt in connection_pragmas(files, include_persistent=True):
+            conn.execute(stmt)
+    except sqlite3.Error as exc:
+        raise SchemagenError("database: could not set connection settings after apply: %s" % exc) from None

@@ -1,0 +1,52 @@
+"""The structure a declaration expects, in the form structure.py reads.
+
+`expected_structure(schema)` is what `structure.read_structure(conn)` returns
+for a database that matches the declaration; the generated validator embeds
+it, and the library compares live databases against it with
+`structure.compare`, so both judge by one rule.
+"""
+from .sqltext import default_sql
+from .structure import normalize_sql
+
+
+def table_structure(table):
+    pk = table.primary_key
+    pk_cols = [c.lower() for c in pk.columns] if pk else []
+    columns = {}
+    for c in table.columns:
+        columns[c.name] = {
+            "type": c.type.upper(),
+            "notnull": bool(c.not_null),
+            "default": normalize_sql(default_sql(c.default)),
+            "pk": pk_cols.index(c.name.lower()) + 1 if c.name.lower() in pk_cols else 0,
+        }
+    fks = [{"columns": list(f.columns), "table": f.ref_table, "to": list(f.ref_columns),
+            "on_update": f.on_update, "on_delete": f.on_delete} for f in table.foreign_keys]
+    return {
+        "columns": columns,
+        "autoincrement": bool(pk and pk.autoincrement),
+        "fks": sorted(fks, key=repr),
+        "uniques": sorted(list(u) for u in table.all_uniques),
+        "checks": sorted(normalize_sql(c.expr) for c in table.checks),
+    }
+
+
+def index_structure(index):
+    return {
+        "table": index.table,
+        "unique": bool(index.unique),
+        "columns": [[c.name, bool(c.desc)] for c in index.columns],
+        "where": normalize_sql(index.where),
+    }
+
+
+def expected_structure(schema):
+    return {
+        "tables": {t.name: table_structure(t) for t in schema.tables},
+        "indexes": {ix.name: index_structure(ix) for ix in schema.indexes},
+    }
+
+
+def persistent_pragmas(schema):
+    """The settings kept in the file, as PRAGMA reports them ({"journal_mode": "wal"})."""
+    return {p.name: str(p.value).lower() for p in schema.pragmas if p.persistent}

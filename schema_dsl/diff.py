@@ -1,0 +1,358 @@
+"""Declaration vs live database: a closed set of small frozen change records.
+
+`diff(schema, live)` is pure: it reads the declaration and the introspected
+database and returns the changes, in the order they must run. Whether a new
+column can be a plain ALTER TABLE ADD COLUMN or its table needs SQLite's
+12-step rebuild is one rule, `add_column_blocker`.
+
+What the database has and the declaration does not (a user's own tables,
+columns, indexes, constraints, views, triggers) produces no change: it is
+kept, carried through any rebuild, and listed by `extras`.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+from attrs import field, frozen
+
+from .compare import index_structure, table_structure
+from .model import Column, Index, Table
+from .sqltext import default_sql, is_constant_default, quote_identifier
+from .structure import matching_paren, join_tokens, tokenize
+
+
+def _tuple(v):
+    return tuple(v)
+
+
+@frozen
+class CreateTable:
+    table: Table
+    reason: str = "table is new"
+
+
+@frozen
+class RenameColumn:
+    table: Table
+    old: str
+    new: str
+    reason: str = "column was renamed in the declaration"
+
+
+@frozen
+class AddColumn:
+    table: Table
+    column: Column
+    reason: str = "column is new; ALTER TABLE ADD COLUMN keeps every row in place"
+
+
+@frozen
+class Backfill:
+    table: Table
+    column: str
+    expr: str
+    reason: str = "fill the new column for existing rows"
+
+
+@frozen
+class RebuildTable:
+    """SQLite's 12-step rebuild: create the new table, copy, drop, rename."""
+
+    table: Table                                   # the declared table
+    copy: tuple = field(converter=_tuple)          # (declared column, SQL over the old row) pairs
+    extra_columns: tuple = field(converter=_tuple)      # (name, definition) kept from the live table
+    extra_constraints: tuple = field(converter=_tuple)  # constraint SQL kept from the live table
+    keep_rowid: bool
+    autoincrement_from: bool                       # the live table has a sqlite_sequence entry to keep
+    user_indexes: tuple = field(converter=_tuple)  # (name, CREATE INDEX sql) of undeclared indexes
+    reasons: tuple = field(converter=_tuple)
+    not_null_checks: tuple = field(default=(), converter=_tuple)  # columns that become NOT NULL without a fill
+
+    @property
+    def reason(self):
+        return "; ".join(self.reasons)
+
+
+@frozen
+class DropIndex:
+    name: str
+    reason: str
+
+
+@frozen
+class CreateIndex:
+    index: Index
+    reason: str = "index is new"
+
+
+@frozen
+class CreateIndexVerbatim:
+    """Re-create a user's own index (or view, trigger) from its stored SQL."""
+
+    name: str
+    sql: str
+    kind: str = "index"
+    reason: str = "kept: recreated after the rebuild of its table"
+
+
+@frozen
+class DropViewOrTrigger:
+    name: str
+    kind: str  # "view" or "trigger"
+    reason: str = "dropped for the duration of a table rebuild, recreated at the end"
+
+
+CHANGE_KINDS = (CreateTable, RenameColumn, AddColumn, Backfill, RebuildTable, DropIndex,
+                CreateIndex, CreateIndexVerbatim, DropViewOrTrigger)
+Change = Union[CHANGE_KINDS]
+
+
+def add_column_blocker(table: Table, column: Column) -> Union[str, None]:
+    """Why ALTER TABLE ADD COLUMN cannot add `column` to a table with rows, or None.
+
+    SQLite (lang_altertable.html) refuses a PRIMARY KEY or UNIQUE column, NOT
+    NULL without a non-NULL default, a non-constant default such as
+    CURRENT_TIMESTAMP, and REFERENCES with a non-NULL default when foreign
+    keys are on. A NOT NULL column filled by an expression also needs the
+    rebuild, since the fill cannot run before the column exists.
+    """
+    pk = table.primary_key
+    if pk is not None and column.name.lower() in (c.lower() for c in pk.columns):
+        return "column '%s' is part of the PRIMARY KEY" % column.name
+    if column.unique:
+        return "column '%s' is UNIQUE" % column.name
+    if not is_constant_default(column.default):
+        return "column '%s' has the non-constant default %s" % (column.name, default_sql(column.default))
+    if column.not_null and (column.default is None or default_sql(column.default).upper() == "NULL"):
+        return "column '%s' is NOT NULL with no default" % column.name
+    if column.not_null and column.backfill:
+        return "column '%s' is NOT NULL and filled from %s" % (column.name, column.backfill)
+    has_fk = any(column.name.lower() in (c.lower() for c in f.columns) for f in table.foreign_keys)
+    if has_fk and column.default is not None and default_sql(column.default).upper() != "NULL":
+        return "column '%s' has REFERENCES with a non-NULL default" % column.name
+    if has_fk and any(len(f.columns) > 1 and column.name.lower() in (c.lower() for c in f.columns) for f in table.foreign_keys):
+        return "column '%s' is part of a composite foreign key" % column.name
+    return None
+
+
+def _column_map(decl: Table, live: Table):
+    """declared column name -> live column name it takes its values from (None: new)."""
+    mapping = {}
+    for c in decl.columns:
+        if live.column(c.name) is not None:
+            mapping[c.name] = live.column(c.name).name
+        elif c.renamed_from and live.column(c.renamed_from) is not None:
+            mapping[c.name] = live.column(c.renamed_from).name
+        else:
+            mapping[c.name] = None
+    return mapping
+
+
+def _differing_columns(decl: Table, live: Table, mapping):
+    """Declared columns present in the live table whose definition differs, with why."""
+    exp = table_structure(decl)["columns"]
+    act = table_structure(live)["columns"]
+    out = []
+    for name, source in mapping.items():
+        if source is None:
+            continue
+        e, a = exp[name], act[source]
+        for key, label in (("type", "type"), ("notnull", "NOT NULL"), ("default", "default"), ("pk", "primary key")):
+            if e[key] != a[key]:
+                out.append((name, "column '%s': %s %r -> %r" % (name, label, a[key], e[key])))
+    return out
+
+
+def _constraint_sets(t: Table):
+    s = table_structure(t)
+    return s["autoincrement"], s["fks"], s["uniques"], s["checks"]
+
+
+def table_changes(decl: Table, live: Table, live_info):
+    """The changes that bring one existing live table to its declaration."""
+    mapping = _column_map(decl, live)
+    used = {v.lower() for v in mapping.values() if v}
+    extra_cols = [c for c in live.columns if c.name.lower() not in used]
+    reasons = [why for _, why in _differing_columns(decl, live, mapping)]
+    d_auto, d_fks, d_uniq, d_checks = _constraint_sets(decl)
+    l_auto, l_fks, l_uniq, l_checks = _constraint_sets(live)
+    if d_auto != l_auto:
+        reasons.append("AUTOINCREMENT %s -> %s" % (l_auto, d_auto))
+    new_cols = [c for c in decl.columns if mapping[c.name] is None]
+    new_names = {c.name.lower() for c in new_cols}
+    for f in d_fks:
+        if f not in l_fks and not (len(f["columns"]) == 1 and f["columns"][0].lower() in new_names):
+            reasons.append("foreign key (%s) -> %s is new" % (", ".join(f["columns"]), f["table"]))
+    for u in d_uniq:
+        if u not in l_uniq:
+            reasons.append("UNIQUE (%s) is new" % ", ".join(u))
+    for ch in d_checks:
+        if ch not in l_checks:
+            reasons.append("CHECK (%s) is new" % ch)
+    blockers = [b for b in (add_column_blocker(decl, c) for c in new_cols) if b]
+    reasons += ["new " + b for b in blockers]
+    renames = [(mapping[c.name], c.name) for c in decl.columns
+               if mapping[c.name] and mapping[c.name].lower() != c.name.lower()]
+    if not reasons:
+        changes = [RenameColumn(decl, old, new) for old, new in renames]
+        for c in new_cols:
+            changes.append(AddColumn(decl, c))
+            if c.backfill:
+                changes.append(Backfill(decl, c.name, c.backfill))
+        return changes
+    return [_rebuild(decl, live, live_info, mapping, extra_cols, reasons)]
+
+
+def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
+    exp_cols = table_structure(decl)["columns"]
+    act_cols = table_structure(live)["columns"]
+    copy, not_null_checks = [], []
+    for c in decl.columns:
+        source = mapping[c.name]
+        fill = c.backfill or (default_sql(c.default) if c.default is not None and is_constant_default(c.default) else None)
+        if source is None:
+            if c.backfill:
+                copy.append((c.name, c.backfill))
+            continue  # omitted from the copy: its DEFAULT applies
+        expr = quote_identifier(source)
+        if exp_cols[c.name]["notnull"] and not act_cols[source]["notnull"]:
+            if fill:
+                expr = "COALESCE(%s, %s)" % (expr, fill)
+            else:
+                not_null_checks.append((c.name, source))
+        copy.append((c.name, expr))
+    _, d_fks, d_uniq, d_checks = _constraint_sets(decl)
+    _, l_fks, l_uniq, l_checks = _constraint_sets(live)
+    extra_names = {c.name.lower() for c in extra_cols}
+    extra_constraints, dropped = [], []
+    for ch in l_checks:
+        if ch not in d_checks:
+            if _mentions(ch, extra_names):
+                extra_constraints.append("CHECK (%s)" % ch)
+            else:
+                dropped.append("CHECK (%s) is not in the declaration: not carried" % ch)
+    for u in l_uniq:
+        if u not in d_uniq and {x.lower() for x in u} & extra_names:
+            extra_constraints.append("UNIQUE (%s)" % ", ".join(quote_identifier(x) for x in u))
+    for f in l_fks:
+        if f not in d_fks and {x.lower() for x in f["columns"]} & extra_names:
+            extra_constraints.append("FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s ON UPDATE %s" % (
+                ", ".join(quote_identifier(x) for x in f["columns"]), quote_identifier(f["table"]),
+                ", ".join(quote_identifier(x) for x in f["to"] if x), f["on_delete"], f["on_update"]))
+    extra_columns = []
+    for c in extra_cols:
+        definition = _strip_constraints(live_info["column_sql"].get(c.name, c.type))
+        extra_columns.append((c.name, definition))
+        copy.append((c.name, quote_identifier(c.name)))
+    pk = decl.primary_key
+    integer_pk = pk is not None and len(pk.columns) == 1 and decl.column(pk.columns[0]).type.upper() == "INTEGER"
+    return RebuildTable(
+        table=decl, copy=copy, extra_columns=extra_columns, extra_constraints=extra_constraints,
+        keep_rowid=not integer_pk, autoincrement_from=bool(live.primary_key and live.primary_key.autoincrement),
+        user_indexes=live_info["user_indexes"], reasons=list(reasons) + dropped, not_null_checks=not_null_checks)
+
+
+def _mentions(expr, names):
+    return any(kind in ("word", "ident") and text.lower() in names for kind, text in tokenize(expr))
+
+
+def _strip_constraints(definition):
+    """A kept column's definition without CHECK and REFERENCES clauses.
+
+    Those come back as table constraints (the live table's CHECK and foreign
+    key sets are carried whole), so they are not written twice.
+    """
+    tokens = tokenize(definition)
+    out, k = [], 0
+    while k < len(tokens):
+        kind, text = tokens[k]
+        low = text.lower() if kind == "word" else None
+        if low == "constraint" and k + 2 < len(tokens) and tokens[k + 2][0] == "word" and tokens[k + 2][1].lower() in ("check", "references"):
+            k += 2
+            continue
+        if low == "check" and k + 1 < len(tokens) and tokens[k + 1] == ("op", "("):
+            k = matching_paren(tokens, k + 1) + 1
+            continue
+        if low == "references":
+            k += 2
+            if k < len(tokens) and tokens[k] == ("op", "("):
+                k = matching_paren(tokens, k) + 1
+            while k < len(tokens) and tokens[k][0] == "word" and tokens[k][1].lower() in (
+                    "on", "delete", "update", "set", "null", "default", "cascade", "restrict", "no", "action",
+                    "match", "simple", "partial", "full", "deferrable", "not", "initially", "deferred", "immediate"):
+                if tokens[k][1].lower() == "not" and not (k + 1 < len(tokens) and tokens[k + 1][1].lower() == "deferrable"):
+                    break
+                k += 1
+            continue
+        out.append(tokens[k])
+        k += 1
+    return join_tokens(out)
+
+
+def diff(schema, live):
+    """Every change, in execution order, that brings `live` to `schema`."""
+    changes = []
+    rebuilt = set()
+    table_changes_list = []
+    for t in schema.ordered_tables():
+        lt = live.table(t.name)
+        if lt is None:
+            changes.append(CreateTable(t))
+            continue
+        info = {
+            "column_sql": live.column_sql.get(lt.name, {}),
+            "user_indexes": tuple((n, live.index_sql[n]) for n, ix in live.indexes.items()
+                                  if ix.table.lower() == lt.name.lower() and schema_index(schema, n) is None),
+        }
+        tc = table_changes(t, lt, info)
+        table_changes_list += tc
+        if any(isinstance(c, RebuildTable) for c in tc):
+            rebuilt.add(t.name.lower())
+    if rebuilt:
+        # Views and triggers are re-checked by the RENAME of a rebuild; drop
+        # them for its duration and recreate them, unchanged, at the end.
+        changes = [DropViewOrTrigger(n, "trigger") for n in live.triggers] + \
+                  [DropViewOrTrigger(n, "view") for n in live.views] + changes
+    changes += table_changes_list
+    for ix in schema.indexes:
+        live_ix = live.indexes.get(ix.name) or next(
+            (v for k, v in live.indexes.items() if k.lower() == ix.name.lower()), None)
+        if ix.table.lower() in rebuilt:
+            changes.append(CreateIndex(ix, "recreated after the rebuild of its table"))
+        elif live_ix is None:
+            changes.append(CreateIndex(ix))
+        elif index_structure(ix) != index_structure(live_ix):
+            changes.append(DropIndex(live_ix.name, "definition changed"))
+            changes.append(CreateIndex(ix, "definition changed: dropped and recreated"))
+    for c in list(changes):
+        if isinstance(c, RebuildTable):
+            changes += [CreateIndexVerbatim(n, sql) for n, sql in c.user_indexes]
+    if rebuilt:
+        changes += [CreateIndexVerbatim(n, v, kind="view", reason="recreated after the rebuild") for n, v in live.views.items()]
+        changes += [CreateIndexVerbatim(n, v["sql"], kind="trigger", reason="recreated after the rebuild")
+                    for n, v in live.triggers.items()]
+    return changes
+
+
+def schema_index(schema, name):
+    for ix in schema.indexes:
+        if ix.name.lower() == name.lower():
+            return ix
+    return None
+
+
+def extras(schema, live):
+    """What the database has beyond the declaration, one line each (kept, never dropped)."""
+    out = []
+    for name, t in live.tables.items():
+        decl = schema.table(name)
+        if decl is None:
+            out.append("table '%s' (%d columns)" % (name, len(t.columns)))
+            continue
+        mapping = _column_map(decl, t)
+        used = {v.lower() for v in mapping.values() if v}
+        out += ["table '%s': column '%s'" % (name, c.name) for c in t.columns if c.name.lower() not in used]
+    out += ["index '%s' on '%s'" % (n, ix.table) for n, ix in live.indexes.items() if schema_index(schema, n) is None]
+    out += ["view '%s'" % n for n in live.views]
+    out += ["trigger '%s' on '%s'" % (n, v["table"]) for n, v in live.triggers.items()]
+    return out

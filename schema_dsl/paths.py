@@ -1,0 +1,20 @@
+"""Where the templates and the rendered files live.
+
+In an installed wheel they are the subpackages schema_dsl/templates and
+schema_dsl/generated (see pyproject.toml); in a source checkout (and an
+editable install) they are the repository's top-level templates/ and
+generated/ folders.
+"""
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+
+def resource_dir(name):
+    installed = _HERE / name
+    return installed if installed.is_dir() else _HERE.parent / name
+
+
+def generated_text(filename):
+    """The text of one rendered file shipped with this installation."""
+    return (resource_dir("generated") / filename).read_text(encoding="utf-8")

@@ -1,0 +1,164 @@
+"""The one renderer: every SQL statement schemagen writes or executes.
+
+Builds plain template contexts from the frozen model and renders them with
+the macros of templates/statements.sql.j2 (one macro per statement kind).
+Nothing here writes files or touches a database: `render_files` returns
+{filename: text}; only the CLI writes.
+
+This module imports Jinja2, which costs tens of milliseconds: the fresh-apply
+and up-to-date paths never import it (they execute the rendered files in
+generated/); only rendering and migration planning do.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import pprint
+from pathlib import Path
+
+import jinja2
+
+from . import compare, structure
+from .model import Column, Table
+from .paths import resource_dir
+from .sqltext import default_sql, quote_identifier, quote_literal
+
+GENERATED_FILES = ("pragmas.sql", "validate_schema.py", "SCHEMA.md")
+
+
+@functools.lru_cache(maxsize=1)
+def environment():
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["ident"] = quote_identifier
+    env.filters["literal"] = quote_literal
+    env.filters["tojson"] = lambda v: json.dumps(v, sort_keys=True)
+    return env
+
+
+def _macros():
+    return environment().get_template("statements.sql.j2").module
+
+
+def statement(kind, *args, **kwargs):
+    """Render one statement with the macro `kind` of statements.sql.j2."""
+    return str(getattr(_macros(), kind)(*args, **kwargs)).strip()
+
+
+# --- contexts -----------------------------------------------------------
+
+def _one_line(text):
+    return " ".join((text or "").split())
+
+
+def _fk_context(f):
+    return {"kind": "foreign_key", "columns": list(f.columns), "ref_table": f.ref_table,
+            "ref_columns": list(f.ref_columns), "on_delete": f.on_delete, "on_update": f.on_update}
+
+
+def _inline_fks(table):
+    """Single-column foreign keys written on their column (one per column)."""
+    inline = {}
+    for f in table.foreign_keys:
+        if len(f.columns) == 1 and f.columns[0].lower() not in inline:
+            inline[f.columns[0].lower()] = f
+    return inline
+
+
+def column_context(table: Table, column: Column):
+    pk = table.primary_key
+    inline_pk = None
+    if pk is not None and len(pk.columns) == 1 and pk.columns[0].lower() == column.name.lower():
+        inline_pk = "PRIMARY KEY AUTOINCREMENT" if pk.autoincrement else "PRIMARY KEY"
+    f = _inline_fks(table).get(column.name.lower())
+    return {
+        "name": column.name,
+        "type": column.type,
+        "pk": inline_pk,
+        "not_null": column.not_null,
+        "unique": column.unique,
+        "default": default_sql(column.default),
+        "fk": _fk_context(f) if f else None,
+        "verbatim": None,
+    }
+
+
+def table_context(table: Table, extra_columns=(), extra_constraints=()):
+    """Context of a CREATE TABLE.
+
+    extra_columns: (name, definition text) pairs and extra_constraints: SQL
+    texts, carried verbatim from a live table through a rebuild.
+    """
+    items = [{"column": column_context(table, c), "constraint": None, "comment": _one_line(c.comment)}
+             for c in table.columns]
+    items += [{"column": {"name": name, "verbatim": definition}, "constraint": None, "comment": "kept: not in the declaration"}
+              for name, definition in extra_columns]
+    pk = table.primary_key
+    if pk is not None and len(pk.columns) > 1:
+        items.append({"column": None, "constraint": {"kind": "primary_key", "columns": list(pk.columns)}, "comment": ""})
+    for u in table.uniques:
+        items.append({"column": None, "constraint": {"kind": "unique", "columns": list(u.columns)}, "comment": ""})
+    for ch in table.checks:
+        items.append({"column": None, "constraint": {"kind": "check", "expr": ch.expr}, "comment": ""})
+    inline = set(id(f) for f in _inline_fks(table).values())
+    for f in table.foreign_keys:
+        if id(f) not in inline:
+            items.append({"column": None, "constraint": _fk_context(f), "comment": ""})
+    items += [{"column": None, "constraint": {"kind": "verbatim", "sql": sql}, "comment": "kept: not in the declaration"}
+              for sql in extra_constraints]
+    return {"name": table.name, "comment": _one_line(table.comment), "body": items}
+
+
+def index_context(index):
+    return {"name": index.name, "table": index.table, "unique": index.unique,
+            "columns": [{"name": c.name, "desc": c.desc} for c in index.columns],
+            "where": index.where, "serves": list(index.serves), "comment": _one_line(index.comment)}
+
+
+# --- statements ---------------------------------------------------------
+
+def create_table_sql(table, name=None, extra_columns=(), extra_constraints=(), if_not_exists=True):
+    return statement("create_table", table_context(table, extra_columns, extra_constraints),
+                     name=name, if_not_exists=if_not_exists)
+
+
+def create_index_sql(index, if_not_exists=True):
+    return statement("create_index", index_context(index), if_not_exists=if_not_exists)
+
+
+def add_column_sql(table, column):
+    return statement("add_column", table.name, column_context(table, column))
+
+
+# --- files --------------------------------------------------------------
+
+def render_files(schema):
+    """Every generated file, as {filename: text}; deterministic, no side effects."""
+    env = environment()
+    files = {}
+    total = len(schema.table_files) + 1
+    for position, filename in enumerate(schema.table_files, start=1):
+        files[filename] = env.get_template("ddl_tables.sql.j2").render(
+            schema=schema, filename=filename, position=position, total=total,
+            previous=list(schema.table_files[:position - 1]),
+            tables=[table_context(t) for t in schema.tables_in_file(filename)])
+    files[schema.index_file] = env.get_template("ddl_indexes.sql.j2").render(
+        schema=schema, filename=schema.index_file, position=total, total=total,
+        indexes=[index_context(ix) for ix in schema.indexes])
+    files["pragmas.sql"] = env.get_template("pragmas.sql.j2").render(schema=schema, pragmas=schema.pragmas)
+    files["validate_schema.py"] = env.get_template("validate_schema.py.j2").render(
+        schema=schema,
+        expected=pprint.pformat(compare.expected_structure(schema), width=100, sort_dicts=True),
+        persistent_pragmas=pprint.pformat(compare.persistent_pragmas(schema), sort_dicts=True),
+        structure_source=(Path(__file__).parent / "structure.py").read_text(encoding="utf-8"),
+    )
+    if (resource_dir("templates") / "SCHEMA.md.j2").exists():
+        from . import docs
+        files["SCHEMA.md"] = env.get_template("SCHEMA.md.j2").render(**docs.context(schema))
+    return files

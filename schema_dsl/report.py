@@ -1,0 +1,42 @@
+"""Open a database read-write (never creating it) and build its validation report."""
+from __future__ import annotations
+
+import sqlite3
+
+from . import dbfile
+from .apply import _uri_path, connection_pragmas, shipped_files, shipped_schema
+from .errors import DatabaseFileError
+from .validate import validation_report
+
+
+def build_report(path, schema=None, files=None, full_integrity=False, findings=None):
+    """The validation report of the database at path, on a connection with the declared PRAGMAs set."""
+    schema = schema or shipped_schema()
+    files = files or shipped_files(schema)
+    dbfile.check_path(path, write=False)
+    try:
+        conn = sqlite3.connect("file:%s?mode=rw" % _uri_path(path), uri=True, isolation_level=None, timeout=5.0)
+    except sqlite3.Error as exc:
+        # a read-only file still validates
+        try:
+            conn = sqlite3.connect("file:%s?mode=ro" % _uri_path(path), uri=True, isolation_level=None, timeout=5.0)
+        except sqlite3.Error:
+            raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
+    try:
+        for stmt in connection_pragmas(files):
+            conn.execute(stmt)
+        if findings is None:
+            findings = _lint_findings(schema)
+        return validation_report(conn, schema, path=path, full_integrity=full_integrity, findings=findings)
+    except sqlite3.Error as exc:
+        raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
+    finally:
+        conn.close()
+
+
+def _lint_findings(schema):
+    try:
+        from .lint import lint
+    except ImportError:  # lint arrives with issue 4
+        return []
+    return [f.as_dict() for f in lint(schema)]

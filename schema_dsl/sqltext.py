@@ -1,0 +1,51 @@
+"""Quoting helpers: the one place identifiers and literals become SQL text.
+
+These are plain functions (no Jinja2) so that the apply path can use them
+without importing the template engine; the renderer registers them as the
+`ident` and `literal` filters.
+"""
+from .model import Expr, Literal
+
+
+def quote_identifier(name):
+    """Quote an identifier for SQLite, doubling embedded double quotes."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def quote_literal(value):
+    """An SQL literal for a Python value: NULL, 0/1, numbers, 'text', X'blob'."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, bytes):
+        return "X'" + value.hex().upper() + "'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def default_sql(default):
+    """The SQL text after DEFAULT for a column default (None when it has none).
+
+    A constant is written as a literal; an expression that is not a bare
+    keyword (CURRENT_TIMESTAMP, ...) is wrapped in parentheses, as SQLite
+    requires for DEFAULT.
+    """
+    if default is None:
+        return None
+    if isinstance(default, Literal):
+        return quote_literal(default.value)
+    if isinstance(default, Expr):
+        sql = default.sql.strip()
+        if sql.upper() in ("CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME", "NULL", "TRUE", "FALSE"):
+            return sql
+        if sql.startswith("(") and sql.endswith(")"):
+            return sql
+        return "(" + sql + ")"
+    raise TypeError("default must be a Literal or an Expr, got %r" % (default,))
+
+
+def is_constant_default(default):
+    """Whether ALTER TABLE ADD COLUMN accepts this default on a table with rows."""
+    return default is None or isinstance(default, Literal) or default.sql.strip().upper() in ("NULL", "TRUE", "FALSE")

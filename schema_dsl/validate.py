@@ -1,0 +1,171 @@
+"""The milestone's validation report.
+
+Checks: every declared table and index present and structurally equal (the
+rule of structure.compare, shared with generated/validate_schema.py), the
+counts, PRAGMA quick_check (integrity_check with full_integrity), an empty
+PRAGMA foreign_key_check, journal_mode = wal, foreign_keys = 1 on the tool's
+own connection, and the EXPLAIN QUERY PLAN of a designated index's
+serves-query showing that index. The report also lists the tables and indexes
+found in sqlite_master, the PRAGMA results, sample query plans and the issues
+met; `format_text` and `format_markdown` print it.
+"""
+from __future__ import annotations
+
+import json
+
+from . import structure
+from .compare import expected_structure
+
+# The milestone's acceptance check: the query of index 6 must use an index.
+EQP_CHECK_INDEX = "idx_memory_namespace_key_version"
+
+
+def explain(conn, query):
+    """The detail lines of EXPLAIN QUERY PLAN; `?` parameters are bound to NULL."""
+    params = (None,) * query.count("?")
+    return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
+
+
+def plan_uses_index(lines, index_name):
+    return any(("INDEX %s " % index_name) in (line + " ") or line.endswith("INDEX " + index_name) for line in lines)
+
+
+def foreign_key_violations(conn):
+    """PRAGMA foreign_key_check rows as dicts (table, rowid, parent, fkid)."""
+    return [{"table": r[0], "rowid": r[1], "parent": r[2], "fkid": r[3]}
+            for r in conn.execute("PRAGMA foreign_key_check")]
+
+
+def describe_violation(conn, v):
+    """'audit rowid 7: task_id = 'x' has no row in tasks'."""
+    try:
+        fks = [r for r in conn.execute("SELECT * FROM pragma_foreign_key_list(?)", (v["table"],)) if r[0] == v["fkid"]]
+        cols = [r[3] for r in sorted(fks, key=lambda r: r[1])]
+        values = conn.execute("SELECT %s FROM %s WHERE rowid = ?" % (
+            ", ".join('"%s"' % c.replace('"', '""') for c in cols), '"%s"' % v["table"].replace('"', '""')),
+            (v["rowid"],)).fetchone() if cols and v["rowid"] is not None else None
+        what = ", ".join("%s = %r" % (c, x) for c, x in zip(cols, values or ())) or "foreign key %d" % v["fkid"]
+    except Exception:  # a WITHOUT ROWID table or a broken definition: say what PRAGMA said
+        what = "foreign key %d" % v["fkid"]
+    return "table '%s' rowid %s: %s has no parent row in '%s'" % (v["table"], v["rowid"], what, v["parent"])
+
+
+def validation_report(conn, schema, path=None, full_integrity=False, allow_extra=True, findings=()):
+    expected = expected_structure(schema)
+    actual = structure.read_structure(conn)
+    diffs = structure.compare(expected, actual)
+    problems = [m for k, m in diffs if k != "extra" or not allow_extra]
+    extras = [m for k, m in diffs if k == "extra" and allow_extra]
+    master = conn.execute(
+        "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index') ORDER BY type DESC, rowid").fetchall()
+    integrity_name = "integrity_check" if full_integrity else "quick_check"
+    integrity = [r[0] for r in conn.execute("PRAGMA %s" % integrity_name)]
+    violations = foreign_key_violations(conn)
+    pragmas = {name: conn.execute("PRAGMA %s" % name).fetchone()[0]
+               for name in ("journal_mode", "foreign_keys", "synchronous", "busy_timeout", "wal_autocheckpoint")}
+    pragmas[integrity_name] = integrity
+    pragmas["foreign_key_check"] = [describe_violation(conn, v) for v in violations]
+    samples = []
+    for ix in schema.indexes:
+        if ix.name not in actual["indexes"]:
+            continue
+        for q in ix.serves:
+            try:
+                lines = explain(conn, q)
+            except Exception as exc:  # the query names a column the database lacks
+                lines = ["error: %s" % exc]
+            samples.append({"index": ix.name, "query": q, "plan": lines, "uses_index": plan_uses_index(lines, ix.name)})
+    eqp = next((s for s in samples if s["index"] == EQP_CHECK_INDEX), None)
+    checks = [
+        ("structure matches the declaration", not problems, "%d differences" % len(problems) if problems else "ok"),
+        ("%d tables" % len(expected["tables"]), sum(1 for t in expected["tables"] if t in actual["tables"]) == len(expected["tables"]),
+         "%d of %d declared tables present" % (sum(1 for t in expected["tables"] if t in actual["tables"]), len(expected["tables"]))),
+        ("%d indexes" % len(expected["indexes"]), sum(1 for t in expected["indexes"] if t in actual["indexes"]) == len(expected["indexes"]),
+         "%d of %d declared indexes present" % (sum(1 for t in expected["indexes"] if t in actual["indexes"]), len(expected["indexes"]))),
+        (integrity_name, integrity == ["ok"], "; ".join(integrity[:5])),
+        ("foreign_key_check", not violations, "no violations" if not violations else "%d violations" % len(violations)),
+        ("journal_mode = wal", str(pragmas["journal_mode"]).lower() == "wal", str(pragmas["journal_mode"])),
+        ("foreign_keys = 1", pragmas["foreign_keys"] == 1, str(pragmas["foreign_keys"])),
+        ("EXPLAIN QUERY PLAN of %s's query uses an index" % EQP_CHECK_INDEX,
+         bool(eqp) and any("USING INDEX" in line or "USING COVERING INDEX" in line for line in eqp["plan"]),
+         " | ".join(eqp["plan"]) if eqp else "index missing"),
+    ]
+    issues = list(problems)
+    issues += ["%s: %s" % (c[0], c[2]) for c in checks[3:] if not c[1]]
+    return {
+        "database": str(path) if path is not None else None,
+        "ok": all(c[1] for c in checks),
+        "checks": [{"check": c[0], "ok": bool(c[1]), "detail": c[2]} for c in checks],
+        "tables": [{"name": n, "type": t} for t, n, _ in master if t == "table"],
+        "indexes": [{"name": n, "table": tb, "automatic": n.startswith("sqlite_autoindex_")} for t, n, tb in master if t == "index"],
+        "counts": {"tables": len([1 for t, n, _ in master if t == "table" and not n.startswith("sqlite_")]),
+                   "expected_tables": len(expected["tables"]),
+                   "indexes": len([1 for t, n, _ in master if t == "index" and not n.startswith("sqlite_")]),
+                   "expected_indexes": len(expected["indexes"])},
+        "pragmas": pragmas,
+        "explain": samples,
+        "differences": problems,
+        "extras": extras,
+        "issues": issues,
+        "findings": list(findings),
+    }
+
+
+def to_json(report):
+    return json.dumps(report, indent=2, sort_keys=True, default=str)
+
+
+def format_text(report, samples=4):
+    out = ["validation report for %s: %s" % (report["database"], "OK" if report["ok"] else "FAILED")]
+    for c in report["checks"]:
+        out.append("  [%s] %s: %s" % ("ok" if c["ok"] else "FAIL", c["check"], c["detail"]))
+    counts = report["counts"]
+    out.append("  sqlite_master: %d tables (%d declared), %d named indexes (%d declared), %d automatic indexes" % (
+        counts["tables"], counts["expected_tables"], counts["indexes"], counts["expected_indexes"],
+        sum(1 for i in report["indexes"] if i["automatic"])))
+    p = report["pragmas"]
+    out.append("  pragmas: " + ", ".join("%s=%s" % (k, p[k]) for k in
+                                          ("journal_mode", "foreign_keys", "synchronous", "busy_timeout", "wal_autocheckpoint")))
+    shown = [s for s in report["explain"] if s["index"] == EQP_CHECK_INDEX] + \
+            [s for s in report["explain"] if s["index"] != EQP_CHECK_INDEX][:samples - 1]
+    if shown:
+        out.append("  sample query plans:")
+        for s in shown:
+            out.append("    %s: %s" % (s["index"], s["query"]))
+            out += ["      %s" % line for line in s["plan"]]
+    if report["issues"]:
+        out.append("  issues:")
+        out += ["    - %s" % i for i in report["issues"]]
+    for v in p["foreign_key_check"][:20]:
+        out.append("    - %s" % v)
+    if report["extras"]:
+        out.append("  kept, not in the declaration:")
+        out += ["    - %s" % e for e in report["extras"]]
+    if report["findings"]:
+        out.append("  design findings (lint):")
+        out += ["    - [%s] %s: %s" % (f["severity"], f["object"], f["message"]) for f in report["findings"]]
+    return "\n".join(out)
+
+
+def format_markdown(report):
+    out = ["# Validation report", "", "Database: `%s`. Result: **%s**." % (report["database"], "OK" if report["ok"] else "FAILED"), "",
+           "## Checks", "", "| check | result | detail |", "| --- | --- | --- |"]
+    out += ["| %s | %s | %s |" % (c["check"], "ok" if c["ok"] else "FAIL", c["detail"].replace("|", "\\|")) for c in report["checks"]]
+    out += ["", "## Tables in sqlite_master", ""] + ["- `%s`" % t["name"] for t in report["tables"]]
+    out += ["", "## Indexes in sqlite_master", ""] + [
+        "- `%s` on `%s`%s" % (i["name"], i["table"], " (automatic, not counted)" if i["automatic"] else "") for i in report["indexes"]]
+    out += ["", "## PRAGMA results", "", "| pragma | value |", "| --- | --- |"]
+    for k, v in report["pragmas"].items():
+        out.append("| %s | %s |" % (k, ("; ".join(map(str, v)) if isinstance(v, list) else v) or "(no rows)"))
+    out += ["", "## EXPLAIN QUERY PLAN samples", ""]
+    for s in report["explain"]:
+        out += ["### %s%s" % (s["index"], "" if s["uses_index"] else " (declared index not used)"), "",
+                "```sql", s["query"], "```", "", "```"] + s["plan"] + ["```", ""]
+    out += ["## Issues encountered", ""]
+    out += ["- %s" % i for i in report["issues"]] or ["- none"]
+    if report["extras"]:
+        out += ["", "## Kept, not in the declaration", ""] + ["- %s" % e for e in report["extras"]]
+    if report["findings"]:
+        out += ["", "## Design findings", ""]
+        out += ["- **%s** `%s` (%s): %s" % (f["severity"], f["object"], f["rule"], f["message"]) for f in report["findings"]]
+    return "\n".join(out) + "\n"
