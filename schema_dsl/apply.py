@@ -30,6 +30,9 @@ from .plan import Plan, fresh_plan, migration_plan
 from .validate import describe_violation, foreign_key_violations
 
 
+DEFAULT_TIMEOUT_S = dbfile.DEFAULT_BUSY_TIMEOUT_MS / 1000.0
+
+
 @frozen
 class ApplyResult:
     path: str
@@ -134,6 +137,29 @@ def backup_path(path, now=None):
     return candidate
 
 
+def make_backup(path):
+    """Copy the database with SQLite's online backup API, next to it; returns the copy's path.
+
+    Called while apply holds the write lock and before it writes: a second
+    connection reads the committed state, which is exactly what is about to
+    be migrated (the connection holding the write transaction cannot be the
+    source of a backup).
+    """
+    target_path = backup_path(path)
+    source = sqlite3.connect(path, timeout=DEFAULT_TIMEOUT_S)
+    target = sqlite3.connect(target_path)
+    try:
+        source.backup(target)
+    except sqlite3.Error as exc:
+        target.close()
+        os.remove(target_path)
+        raise DatabaseFileError("database %r: backup to %r failed: %s" % (path, target_path, exc)) from None
+    finally:
+        source.close()
+        target.close()
+    return target_path
+
+
 def apply(path, schema=None, files=None, backup=True, progress=None):
     """Create or migrate the database at path; returns an ApplyResult.
 
@@ -170,12 +196,7 @@ def _apply_locked(conn, path, schema, files, backup, progress):
                                preexisting_violations=_violations(conn))
         backup_to = None
         if backup and plan.touches_rows:
-            backup_to = backup_path(path)
-            target = sqlite3.connect(backup_to)
-            try:
-                conn.backup(target)
-            finally:
-                target.close()
+            backup_to = make_backup(path)
         before = {(v["table"], v["rowid"], v["parent"]) for v in foreign_key_violations(conn)}
         count = 0
         for number, step in enumerate(plan.steps, start=1):
