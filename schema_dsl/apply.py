@@ -197,7 +197,8 @@ def _apply_locked(conn, path, schema, files, backup, progress):
         backup_to = None
         if backup and plan.touches_rows:
             backup_to = make_backup(path)
-        before = {(v["table"], v["rowid"], v["parent"]) for v in foreign_key_violations(conn)}
+        scope = plan.fk_scope
+        before = {(v["table"], v["rowid"], v["parent"]) for v in foreign_key_violations(conn, scope)}
         count = 0
         for number, step in enumerate(plan.steps, start=1):
             for stmt in step.statements:
@@ -212,7 +213,7 @@ def _apply_locked(conn, path, schema, files, backup, progress):
         problems = [m for k, m in structure.compare(expected_structure(schema), structure.read_structure(conn)) if k != "extra"]
         if problems:
             raise ApplyError("after the plan the structure still differs, rolled back: " + "; ".join(problems[:10]))
-        after = foreign_key_violations(conn)
+        after = foreign_key_violations(conn, scope)
         introduced = [v for v in after if (v["table"], v["rowid"], v["parent"]) not in before]
         if introduced:
             raise ApplyError("the migration would introduce %d foreign key violations, rolled back: %s" % (

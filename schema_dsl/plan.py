@@ -38,6 +38,10 @@ class Plan:
     fresh: bool = False
     extras: tuple = field(default=(), converter=_tuple)
     touches_rows: bool = False       # changes a table that holds rows: back it up first
+    # Child tables whose foreign_key_check is compared before and after: a
+    # rebuilt or filled table, and every table that references a rebuilt one.
+    # Added columns start NULL and created indexes change no value.
+    fk_scope: tuple = field(default=(), converter=_tuple)
 
     @property
     def statements(self):
@@ -156,7 +160,25 @@ def migration_plan(conn, schema, live):
         if step.table is not None and live.table(step.table) is not None and _has_rows(conn, live.table(step.table).name):
             touches = True
             break
-    return Plan(steps=steps, extras=d.extras(schema, live), touches_rows=touches)
+    return Plan(steps=steps, extras=d.extras(schema, live), touches_rows=touches,
+                fk_scope=_fk_scope(schema, live, changes))
+
+
+def _fk_scope(schema, live, changes):
+    rebuilt = {c.table.name.lower() for c in changes if isinstance(c, d.RebuildTable)}
+    filled = {c.table.name.lower() for c in changes if isinstance(c, d.Backfill)}
+    scope = []
+    for t in schema.ordered_tables():
+        refs = {f.ref_table.lower() for f in t.foreign_keys}
+        lt = live.table(t.name)
+        if lt is not None:
+            refs |= {f.ref_table.lower() for f in lt.foreign_keys}
+        if t.name.lower() in rebuilt | filled or refs & rebuilt:
+            scope.append(t.name)
+    for name, lt in live.tables.items():
+        if schema.table(name) is None and {f.ref_table.lower() for f in lt.foreign_keys} & rebuilt:
+            scope.append(name)
+    return scope
 
 
 def _rebuild_step(conn, ch, live, nrows, render):

@@ -30,10 +30,16 @@ def plan_uses_index(lines, index_name):
     return any(("INDEX %s " % index_name) in (line + " ") or line.endswith("INDEX " + index_name) for line in lines)
 
 
-def foreign_key_violations(conn):
-    """PRAGMA foreign_key_check rows as dicts (table, rowid, parent, fkid)."""
-    return [{"table": r[0], "rowid": r[1], "parent": r[2], "fkid": r[3]}
-            for r in conn.execute("PRAGMA foreign_key_check")]
+def foreign_key_violations(conn, tables=None):
+    """PRAGMA foreign_key_check rows as dicts (table, rowid, parent, fkid).
+
+    tables: check only the foreign keys of these (child) tables.
+    """
+    if tables is None:
+        rows = conn.execute("PRAGMA foreign_key_check").fetchall()
+    else:
+        rows = [r for t in tables for r in conn.execute("SELECT * FROM pragma_foreign_key_check(?)", (t,))]
+    return [{"table": r[0], "rowid": r[1], "parent": r[2], "fkid": r[3]} for r in rows]
 
 
 def describe_violation(conn, v):

@@ -1,0 +1,170 @@
+"""A failed or killed apply leaves the file entirely old or entirely new."""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import legacy
+from schema_dsl import structure
+from schema_dsl.abathur import SCHEMA
+from schema_dsl.apply import apply, plan_database
+from schema_dsl.compare import expected_structure
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Injected(Exception):
+    pass
+
+
+def content(path):
+    """The logical content of a database: its full SQL dump."""
+    conn = sqlite3.connect(path)
+    try:
+        return hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def small_shapes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("faults")
+    return {s: legacy.create(str(folder / ("%s.db" % s)), s, tasks=300) for s in legacy.SHAPES}
+
+
+def _fail_at(k):
+    seen = []
+
+    def progress(number, step, stmt):
+        seen.append(stmt)
+        if len(seen) == k + 1:
+            raise Injected("fault at statement %d (%s)" % (k, step.title))
+    return progress
+
+
+@pytest.mark.parametrize("shape", legacy.SHAPES)
+def test_error_at_every_statement_leaves_file_unchanged(shape, small_shapes, tmp_path):
+    n = len(plan_database(small_shapes[shape]).statements)
+    assert n > 20
+    for k in range(n):
+        path = str(tmp_path / ("%s-%d.db" % (shape, k)))
+        shutil.copy(small_shapes[shape], path)
+        data, logical = Path(path).read_bytes(), content(path)
+        with pytest.raises(Injected):
+            apply(path, backup=False, progress=_fail_at(k))
+        assert Path(path).read_bytes() == data, "statement %d changed the file" % k
+        assert content(path) == logical
+        os.remove(path)
+
+
+def test_error_while_creating_a_new_file_leaves_no_file(tmp_path):
+    path = tmp_path / "new.db"
+    with pytest.raises(Injected):
+        apply(str(path), progress=_fail_at(10))
+    assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_error_on_an_empty_existing_file_leaves_it_empty(tmp_path):
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    with pytest.raises(Injected):
+        apply(str(path), progress=_fail_at(40))
+    assert path.read_bytes() == b""
+
+
+# The child says "go" when it runs its first statement, so that the kill lands
+# inside the migration rather than during interpreter start-up.
+KILL_SCRIPT = (
+    "import sys\n"
+    "from schema_dsl.apply import apply\n"
+    "said = []\n"
+    "def progress(n, step, stmt):\n"
+    "    if not said:\n"
+    "        said.append(1); sys.stdout.write('go\\n'); sys.stdout.flush()\n"
+    "apply(sys.argv[1], backup=False, progress=progress)\n"
+)
+
+
+def _start(path, env):
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, path], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "go\n"
+    return proc
+
+
+def _state(path, old_structure, old_digests):
+    """'old' or 'new'; fails the test when the file is neither."""
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        found = structure.read_structure(conn)
+        digests = {t: legacy.row_digest(conn, t, cols) for t, (cols, _) in old_digests.items()}
+    finally:
+        conn.close()
+    assert digests == {t: d for t, (_, d) in old_digests.items()}, "rows changed"
+    if found == old_structure:
+        return "old"
+    problems = [m for k, m in structure.compare(expected_structure(SCHEMA), found) if k != "extra"]
+    assert problems == [], "neither old nor new: %s" % problems[:3]
+    return "new"
+
+
+def _kill_trials(source, tmp_path, trials, seed):
+    conn = sqlite3.connect(source)
+    old_structure = structure.read_structure(conn)
+    old_digests = {}
+    for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
+        cols = [r[1] for r in conn.execute("SELECT * FROM pragma_table_xinfo(?)", (t,))]
+        old_digests[t] = (cols, legacy.row_digest(conn, t, cols))
+    conn.close()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # calibrate: how long does an uninterrupted apply take here?
+    calib = str(tmp_path / "calibrate.db")
+    shutil.copy(source, calib)
+    proc = _start(calib, env)
+    start = time.perf_counter()
+    assert proc.wait() == 0
+    duration = time.perf_counter() - start
+    assert _state(calib, old_structure, old_digests) == "new"
+    rng = random.Random(seed)
+    outcomes = []
+    for i in range(trials):
+        path = str(tmp_path / ("kill-%d.db" % i))
+        shutil.copy(source, path)
+        proc = _start(path, env)
+        time.sleep(rng.uniform(0.0, duration * 1.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        outcomes.append(_state(path, old_structure, old_digests))
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+    return outcomes
+
+
+@pytest.fixture(scope="module")
+def big_retrofitted(tmp_path_factory):
+    return legacy.create(str(tmp_path_factory.mktemp("kill") / "big.db"), "retrofitted", tasks=20000)
+
+
+def test_sigkill_at_random_moments_leaves_old_or_new(big_retrofitted, tmp_path):
+    outcomes = _kill_trials(big_retrofitted, tmp_path, trials=20, seed=20261126)
+    assert len(outcomes) == 20 and set(outcomes) <= {"old", "new"}
+
+
+@pytest.mark.slow
+def test_sigkill_many_trials_on_a_large_file(tmp_path):
+    source = legacy.create(str(tmp_path / "large.db"), "retrofitted", tasks=200000)
+    outcomes = _kill_trials(source, tmp_path, trials=100, seed=7)
+    assert set(outcomes) <= {"old", "new"}
+    assert "old" in outcomes and "new" in outcomes
