@@ -19,7 +19,7 @@ import os
 import sqlite3
 import time
 
-from attrs import field, frozen
+from attrs import frozen
 
 from . import dbfile, structure
 from .compare import expected_structure
@@ -41,7 +41,6 @@ class ApplyResult:
     backup: object = None             # path of the backup, if one was made
     seconds: float = 0.0
     statements: int = 0
-    preexisting_violations: tuple = field(default=(), converter=tuple)
 
 
 def shipped_schema():
@@ -192,8 +191,7 @@ def _apply_locked(conn, path, schema, files, backup, progress):
         if plan.up_to_date:
             conn.execute("ROLLBACK")
             _finish_connection(conn, files)
-            return ApplyResult(path, plan, applied=False, seconds=time.perf_counter() - start,
-                               preexisting_violations=_violations(conn))
+            return ApplyResult(path, plan, applied=False, seconds=time.perf_counter() - start)
         backup_to = None
         if backup and plan.touches_rows:
             backup_to = make_backup(path)
@@ -225,11 +223,7 @@ def _apply_locked(conn, path, schema, files, backup, progress):
         raise
     _finish_connection(conn, files)
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
-                       statements=count, preexisting_violations=_violations(conn))
-
-
-def _violations(conn):
-    return tuple(describe_violation(conn, v) for v in foreign_key_violations(conn))
+                       statements=count)
 
 
 def _finish_connection(conn, files):
