@@ -99,6 +99,8 @@ def _describe_plan(plan, as_json=False):
     else:
         lines = ["%d steps, %d statements, in one transaction%s:" % (
             len(plan.steps), len(plan.statements), "; a backup is made first" if plan.touches_rows else "")]
+        lines += ["  %d. %s" % (n, s.title) for n, s in enumerate(plan.steps, start=1)]
+        lines += ["", "Each step, why, and its statements:"]
         for n, s in enumerate(plan.steps, start=1):
             lines.append("")
             lines.append("%d. %s" % (n, s.title))
