@@ -157,9 +157,13 @@ def _differing_columns(decl: Table, live: Table, mapping):
         if source is None:
             continue
         e, a = exp[name], act[source]
-        for key, label in (("type", "type"), ("notnull", "NOT NULL"), ("default", "default"), ("pk", "primary key")):
+        if e["notnull"] != a["notnull"]:
+            out.append((name, "column '%s' %s NOT NULL, which ALTER TABLE cannot change" % (
+                name, "becomes" if e["notnull"] else "drops")))
+        for key, label in (("type", "type"), ("default", "default"), ("pk", "primary key position")):
             if e[key] != a[key]:
-                out.append((name, "column '%s': %s %r -> %r" % (name, label, a[key], e[key])))
+                out.append((name, "column '%s': %s %s -> %s, which ALTER TABLE cannot change" % (
+                    name, label, a[key], e[key])))
     return out
 
 
