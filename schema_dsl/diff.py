@@ -16,7 +16,7 @@ from typing import Union
 from attrs import field, frozen
 
 from .compare import index_structure, table_structure
-from .model import Column, Index, Table
+from .model import Column, Index, Table, named
 from .sqltext import default_sql, is_constant_default, quote_identifier
 from .structure import matching_paren, join_tokens, tokenize
 
@@ -306,7 +306,7 @@ def diff(schema, live):
         info = {
             "column_sql": live.column_sql.get(lt.name, {}),
             "user_indexes": tuple((n, live.index_sql[n]) for n, ix in live.indexes.items()
-                                  if ix.table.lower() == lt.name.lower() and schema_index(schema, n) is None),
+                                  if ix.table.lower() == lt.name.lower() and schema.index(n) is None),
         }
         tc = table_changes(t, lt, info)
         table_changes_list += tc
@@ -319,8 +319,7 @@ def diff(schema, live):
                   [DropViewOrTrigger(n, "view") for n in live.views] + changes
     changes += table_changes_list
     for ix in schema.indexes:
-        live_ix = live.indexes.get(ix.name) or next(
-            (v for k, v in live.indexes.items() if k.lower() == ix.name.lower()), None)
+        live_ix = named(live.indexes.values(), ix.name)
         if ix.table.lower() in rebuilt:
             changes.append(CreateIndex(ix, "recreated after the rebuild of its table"))
         elif live_ix is None:
@@ -338,13 +337,6 @@ def diff(schema, live):
     return changes
 
 
-def schema_index(schema, name):
-    for ix in schema.indexes:
-        if ix.name.lower() == name.lower():
-            return ix
-    return None
-
-
 def extras(schema, live):
     """What the database has beyond the declaration, one line each (kept, never dropped)."""
     out = []
@@ -356,7 +348,7 @@ def extras(schema, live):
         mapping = _column_map(decl, t)
         used = {v.lower() for v in mapping.values() if v}
         out += ["table '%s': column '%s'" % (name, c.name) for c in t.columns if c.name.lower() not in used]
-    out += ["index '%s' on '%s'" % (n, ix.table) for n, ix in live.indexes.items() if schema_index(schema, n) is None]
+    out += ["index '%s' on '%s'" % (n, ix.table) for n, ix in live.indexes.items() if schema.index(n) is None]
     out += ["view '%s'" % n for n in live.views]
     out += ["trigger '%s' on '%s'" % (n, v["table"]) for n, v in live.triggers.items()]
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 from attrs import field, frozen
 
 from . import structure
-from .model import Check, Column, Expr, ForeignKey, Index, IndexColumn, PrimaryKey, Table, Unique
+from .model import Check, Column, Expr, ForeignKey, Index, IndexColumn, PrimaryKey, Table, Unique, named
 
 
 @frozen
@@ -32,10 +32,7 @@ class Live:
         return not (self.tables or self.indexes or self.views or self.triggers)
 
     def table(self, name):
-        for key, t in self.tables.items():
-            if key.lower() == name.lower():
-                return t
-        return None
+        return named(self.tables.values(), name)
 
 
 def columns_from_xinfo(xinfo_rows):

@@ -33,6 +33,12 @@ def _tuple(value):
     return tuple(value)
 
 
+def named(objects, name):
+    """The object called `name`, compared case-insensitively as SQLite does, or None."""
+    key = name.lower()
+    return next((o for o in objects if o.name.lower() == key), None)
+
+
 @frozen
 class Literal:
     """A constant default value, rendered as an SQL literal."""
@@ -167,10 +173,7 @@ class Table:
     new: bool = False
 
     def column(self, name):
-        for c in self.columns:
-            if c.name.lower() == name.lower():
-                return c
-        return None
+        return named(self.columns, name)
 
     @property
     def column_names(self):
@@ -209,10 +212,10 @@ class Schema:
             raise DeclarationError(problems)
 
     def table(self, name):
-        for t in self.tables:
-            if t.name.lower() == name.lower():
-                return t
-        return None
+        return named(self.tables, name)
+
+    def index(self, name):
+        return named(self.indexes, name)
 
     def tables_in_file(self, filename):
         """Tables of one DDL file, each after every table it references."""
@@ -244,7 +247,7 @@ def dependency_order(tables):
 def _name_problems(kind, name):
     if not isinstance(name, str) or not name:
         return ["%s name %r: expected a non-empty string" % (kind, name)]
-    if name != name.strip() or any(ord(ch) < 32 for ch in name):
+    if name != name.strip() or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in name):  # C0, DEL, C1
         return ["%s %r: name has surrounding white space or a control character" % (kind, name)]
     if name.lower().startswith("sqlite_"):
         return ["%s %r: names starting with 'sqlite_' are reserved by SQLite" % (kind, name)]
