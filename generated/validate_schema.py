@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import sys
+import urllib.parse
 
 EXPECTED = {'indexes': {'idx_agents_session': {'columns': [['session_id', False], ['spawned_at', True]],
                                     'table': 'agents',
@@ -1019,7 +1020,8 @@ def validate(conn, allow_extra=False):
 
 def main(argv):
     args = [a for a in argv if not a.startswith("--")]
-    if len(args) != 1:
+    unknown = [a for a in argv if a.startswith("--") and a not in ("--allow-extra", "--json")]
+    if len(args) != 1 or unknown:
         sys.stderr.write("usage: validate_schema.py DB [--allow-extra] [--json]\n")
         return 2
     path = args[0]
@@ -1027,7 +1029,7 @@ def main(argv):
         sys.stderr.write("error: database %r: expected an existing SQLite file\n" % path)
         return 2
     try:
-        conn = sqlite3.connect("file:%s?mode=ro" % path.replace("?", "%3f").replace("#", "%23"), uri=True)
+        conn = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(os.path.abspath(path)), uri=True)
         problems, extras = validate(conn, "--allow-extra" in argv)
     except sqlite3.DatabaseError as exc:
         sys.stderr.write("error: database %r: expected an SQLite database (%s)\n" % (path, exc))

@@ -4,7 +4,10 @@ These are plain functions (no Jinja2) so that the apply path can use them
 without importing the template engine; the renderer registers them as the
 `ident` and `literal` filters.
 """
+import math
+
 from .model import Expr, Literal
+from .structure import matching_paren, tokenize
 
 
 def quote_identifier(name):
@@ -18,6 +21,10 @@ def quote_literal(value):
         return "NULL"
     if isinstance(value, bool):
         return "1" if value else "0"
+    if isinstance(value, float) and not math.isfinite(value):
+        if math.isnan(value):
+            raise ValueError("NaN has no SQL literal (SQLite stores it as NULL)")
+        return "1e999" if value > 0 else "-1e999"  # SQLite reads these as +/-Inf; "inf" would be a column name
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, bytes):
@@ -40,8 +47,9 @@ def default_sql(default):
         sql = default.sql.strip()
         if sql.upper() in ("CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME", "NULL", "TRUE", "FALSE"):
             return sql
-        if sql.startswith("(") and sql.endswith(")"):
-            return sql
+        tokens = tokenize(sql)
+        if tokens and tokens[0] == ("op", "(") and matching_paren(tokens, 0) == len(tokens) - 1:
+            return sql  # already one parenthesized expression; "(a) + (b)" is not
         return "(" + sql + ")"
     raise TypeError("default must be a Literal or an Expr, got %r" % (default,))
 
