@@ -17,6 +17,7 @@
 import re
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
+EXPRESSION = "<expression>"  # the column name of an index on an expression
 
 
 def tokenize(sql):
@@ -285,7 +286,7 @@ def to_structure(raw):
         indexes[name] = {
             "table": info["table"],
             "unique": bool(info["unique"]),
-            "columns": [[r[2], bool(r[3])] for r in info["xinfo"] if r[5]],
+            "columns": [[r[2] if r[2] is not None else EXPRESSION, bool(r[3])] for r in info["xinfo"] if r[5]],
             "where": index_where(info["sql"]),
         }
     return {"tables": tables, "indexes": indexes}
@@ -306,6 +307,23 @@ def _fk_text(fk):
         fk["on_delete"], fk["on_update"])
 
 
+def fold_case(struct):
+    """The structure with every identifier lower-cased: SQLite compares names case-insensitively."""
+    def low(names):
+        return [n.lower() if isinstance(n, str) else n for n in names]
+    tables = {}
+    for name, t in struct["tables"].items():
+        tables[name.lower()] = dict(
+            t,
+            columns={c.lower(): v for c, v in t["columns"].items()},
+            fks=sorted((dict(f, columns=low(f["columns"]), table=f["table"].lower(), to=low(f["to"])) for f in t["fks"]), key=repr),
+            uniques=sorted(low(u) for u in t["uniques"]),
+        )
+    indexes = {name.lower(): dict(ix, table=ix["table"].lower(), columns=[[c.lower(), d] for c, d in ix["columns"]])
+               for name, ix in struct["indexes"].items()}
+    return {"tables": tables, "indexes": indexes}
+
+
 def compare(expected, actual):
     """Differences between two structures, as (kind, message) pairs.
 
@@ -314,6 +332,7 @@ def compare(expected, actual):
     "differs" for an object present in both whose definition differs.
     """
     out = []
+    expected, actual = fold_case(expected), fold_case(actual)
     exp_t, act_t = expected["tables"], actual["tables"]
     for name, exp in exp_t.items():
         act = act_t.get(name)

@@ -57,8 +57,8 @@ def describe_violation(conn, v):
 
 
 def validation_report(conn, schema, path=None, full_integrity=False, allow_extra=True, findings=()):
-    expected = expected_structure(schema)
-    actual = structure.read_structure(conn)
+    expected = structure.fold_case(expected_structure(schema))
+    actual = structure.fold_case(structure.read_structure(conn))
     diffs = structure.compare(expected, actual)
     problems = [m for k, m in diffs if k != "extra" or not allow_extra]
     extras = [m for k, m in diffs if k == "extra" and allow_extra]
@@ -73,7 +73,7 @@ def validation_report(conn, schema, path=None, full_integrity=False, allow_extra
     pragmas["foreign_key_check"] = [describe_violation(conn, v) for v in violations]
     samples = []
     for ix in schema.indexes:
-        if ix.name not in actual["indexes"]:
+        if ix.name.lower() not in actual["indexes"]:
             continue
         for q in ix.serves:
             try:
@@ -148,8 +148,11 @@ def format_text(report, samples=4):
         out.append("  kept, not in the declaration:")
         out += ["    - %s" % e for e in report["extras"]]
     if report["findings"]:
-        out.append("  design findings (lint):")
-        out += ["    - [%s] %s: %s" % (f["severity"], f["object"], f["message"]) for f in report["findings"]]
+        out.append("  issues encountered in the design (lint findings), and how each is resolved:")
+        for f in report["findings"]:
+            out.append("    - [%s] %s %s: %s" % (f["severity"], f["rule"], f["object"], f["message"]))
+            if f.get("resolution"):
+                out.append("      resolution: %s" % f["resolution"])
     return "\n".join(out)
 
 
@@ -169,9 +172,11 @@ def format_markdown(report):
                 "```sql", s["query"], "```", "", "```"] + s["plan"] + ["```", ""]
     out += ["## Issues encountered", ""]
     out += ["- %s" % i for i in report["issues"]] or ["- none"]
+    if report["findings"]:
+        out += ["", "### Design findings, and how each is resolved", ""]
+        out += ["- **%s** `%s` (%s): %s.%s" % (f["severity"], f["object"], f["rule"], f["message"].rstrip("."),
+                                               " Resolution: %s." % f["resolution"].rstrip(".") if f.get("resolution") else "")
+                for f in report["findings"]]
     if report["extras"]:
         out += ["", "## Kept, not in the declaration", ""] + ["- %s" % e for e in report["extras"]]
-    if report["findings"]:
-        out += ["", "## Design findings", ""]
-        out += ["- **%s** `%s` (%s): %s" % (f["severity"], f["object"], f["rule"], f["message"]) for f in report["findings"]]
     return "\n".join(out) + "\n"

@@ -379,9 +379,7 @@ def test_the_readme_has_two_quick_start_commands():
 
 
 @pytest.mark.parametrize("n", [
-    pytest.param(0, id="install-and-apply", marks=pytest.mark.xfail(
-        strict=True, reason="bug: .ci/run runs the README's first command with --db \"$work/abathur.db\", "
-                            "not verbatim (--db abathur.db)")),
+    pytest.param(0, id="install-and-apply"),
     pytest.param(1, id="tests"),
 ])
 def test_ci_runs_the_readme_quick_start_verbatim(n):
@@ -425,8 +423,6 @@ def test_report_to_an_unwritable_place_is_an_input_error(runner, fresh_db, tmp_p
     assert result.stderr.strip().splitlines()[-1].startswith("error: --report %r" % str(target))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: structure.py:300 _cols() raises TypeError on an expression index under "
-                                       "a declared name, so validate prints a traceback")
 def test_validate_reports_an_expression_index_without_a_traceback(fresh_db):
     conn = sqlite3.connect(str(fresh_db))
     conn.executescript("DROP INDEX idx_agents_state; CREATE INDEX idx_agents_state ON agents (lower(state));")
@@ -436,8 +432,6 @@ def test_validate_reports_an_expression_index_without_a_traceback(fresh_db):
     assert code == 1 and "idx_agents_state" in out
 
 
-@pytest.mark.xfail(strict=True, reason="bug: apply says 'up to date' for names differing only in case (diff is "
-                                       "case-insensitive) but validation fails (structure.compare is case-sensitive)")
 def test_apply_and_validate_agree_on_names_differing_in_case(runner, fresh_db):
     conn = sqlite3.connect(str(fresh_db))
     conn.executescript("DROP INDEX idx_agents_state; CREATE INDEX IDX_Agents_State ON agents (state);")

@@ -274,8 +274,6 @@ def test_an_unknown_option_is_a_usage_error(fresh_db):
     assert result.returncode == 2 and result.stderr.startswith("usage:")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: structure.py:300 _cols() crashes (TypeError, traceback) on an expression "
-                                       "index column (index_xinfo name NULL) under a declared index name")
 def test_an_expression_index_under_a_declared_name_is_reported(fresh_db):
     sql(fresh_db, "DROP INDEX idx_agents_state", "CREATE INDEX idx_agents_state ON agents (lower(state))")
     result = run(fresh_db)
@@ -284,9 +282,6 @@ def test_an_expression_index_under_a_declared_name_is_reported(fresh_db):
     assert "index 'idx_agents_state': columns are" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="bug: structure.compare (structure.py:314-372) compares names case-sensitively, "
-                                       "while the README says identifiers compare case-insensitively as in SQLite "
-                                       "(and apply/diff treat them so: apply says 'up to date', validation fails)")
 def test_names_differing_only_in_case_match(fresh_db):
     sql(fresh_db, "DROP INDEX idx_agents_state", "CREATE INDEX IDX_Agents_State ON agents (State)",
         "ALTER TABLE sessions RENAME COLUMN archived_at TO Archived_At")
