@@ -59,6 +59,11 @@ def render(out_dir, check):
                 current = None
             if current != text:
                 stale.append("%s (%s)" % (path, "missing" if current is None else "differs"))
+        if os.path.isdir(out_dir):
+            for name in sorted(os.listdir(out_dir)):
+                path = os.path.join(out_dir, name)
+                if name not in files and os.path.isfile(path) and not name.startswith("."):
+                    stale.append("%s (no longer rendered: delete it)" % path)
         if stale:
             for line in stale:
                 click.echo("stale: %s" % line, err=True)
@@ -209,6 +214,62 @@ def _report(db, full_integrity, as_json, report_path):
 def validate(db, full_integrity, as_json, report_path):
     """Check a database against the declaration and print the validation report."""
     _report(db, full_integrity, as_json, report_path)
+
+
+@main.command()
+@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file to explain the queries on (only read).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per serves-query.")
+@click.option("--sample-rows", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Explain on a scratch copy with N generated rows per table and ANALYZE; the database is not changed.")
+def explain(db, as_json, sample_rows):
+    """Show, by EXPLAIN QUERY PLAN, whether each declared index serves its query."""
+    from .explain import explain_database, format_text, to_json
+    try:
+        report = explain_database(db, sample_rows=sample_rows)
+    except SchemagenError as exc:
+        _fail(exc)
+    click.echo(to_json(report) if as_json else format_text(report))
+
+
+@main.command()
+@click.option("--db", "db", default=None, type=DB_PATH,
+              help="Also report what this database shows: missing statistics, plans that skip their index (only read).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of findings.")
+def lint(db, as_json):
+    """Report design findings in the declaration; never changes an index."""
+    from .lint import format_text, lint_path, to_json
+    try:
+        findings = lint_path(db_path=db)
+    except SchemagenError as exc:
+        _fail(exc)
+    click.echo(to_json(findings) if as_json else format_text(findings))
+
+
+@main.command()
+@click.option("--out", "out_dir", default="generated", show_default=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder SCHEMA.md is written to.")
+def docs(out_dir):
+    """Write SCHEMA.md: every table, column, foreign key and index, with an ER diagram."""
+    from .abathur import SCHEMA
+    from .docs import render as render_docs
+    try:
+        text = render_docs(SCHEMA)
+    except SchemagenError as exc:
+        _fail(exc)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise _Abort("--out %r: expected a folder" % out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "SCHEMA.md")
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            if fh.read() == text:
+                click.echo("%s is up to date" % path)
+                return
+    except OSError:
+        pass
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+    click.echo("wrote %s" % path)
 
 
 if __name__ == "__main__":  # pragma: no cover

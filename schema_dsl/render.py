@@ -23,9 +23,6 @@ from .model import Column, Table
 from .paths import resource_dir
 from .sqltext import default_sql, quote_identifier, quote_literal
 
-GENERATED_FILES = ("pragmas.sql", "validate_schema.py", "SCHEMA.md")
-
-
 @functools.lru_cache(maxsize=1)
 def environment():
     env = jinja2.Environment(

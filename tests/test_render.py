@@ -123,6 +123,14 @@ def test_render_check_catches_a_trailing_newline_and_a_missing_file(runner, gene
     assert not (generated_copy / second).exists()
 
 
+def test_render_check_catches_a_file_render_no_longer_writes(runner, generated_copy):
+    leftover = generated_copy / "ddl-old-tables.sql"
+    leftover.write_text("-- from an older declaration\n")
+    result = runner.invoke(main, ["render", "--check", "--out", str(generated_copy)])
+    assert result.exit_code == 1
+    assert "stale: %s (no longer rendered: delete it)" % leftover in result.stderr
+
+
 def test_render_out_writes_the_files(runner, tmp_path):
     out = tmp_path / "out" / "gen"
     result = runner.invoke(main, ["render", "--out", str(out)])
