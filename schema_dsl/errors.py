@@ -36,3 +36,7 @@ class ValidationFailed(SchemagenError):
     """The database does not match the declaration."""
 
     exit_code = 1
+
+
+class QueryRefused(SchemagenError):
+    """A query given for EXPLAIN is not exactly one SELECT (or WITH ... SELECT) statement."""

@@ -1,0 +1,211 @@
+"""The application's integration point: an async Database on aiosqlite.
+
+    db = Database("~/.abathur/abathur.db")
+    await db.initialize()             # create or migrate, then validate
+    async with db.connect() as conn:  # an aiosqlite connection, PRAGMAs set
+        await conn.execute("INSERT INTO tasks ...", values)
+        await conn.commit()
+    await db.close()
+
+`initialize()` goes through the same planner as `schemagen apply`
+(schema_dsl.apply.apply, run in a worker thread): there is no second copy of
+any DDL or PRAGMA list here. The per-connection PRAGMAs come from the
+rendered pragmas.sql (foreign_keys, busy_timeout, synchronous,
+wal_autocheckpoint) and are set on every connection `connect()` hands out.
+
+Concurrency: apply takes the write lock with BEGIN IMMEDIATE and waits up to
+busy_timeout (5000 ms) for it. When several processes initialize the same
+file at once, one migrates while the others wait; one that still finds the
+file locked after busy_timeout tries again, until `lock_timeout` seconds
+(default 120) have passed since initialize() began, and then raises the
+DatabaseFileError ("... is locked ..."). A process that gets the lock after
+the migration finds the file up to date and changes nothing.
+
+Connections use Python's default transaction handling (a transaction opens
+before INSERT/UPDATE/DELETE; call `await conn.commit()`), as the old code
+did. Schema changes belong to initialize(), not to the application's
+connections.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+
+import aiosqlite
+
+from . import apply as apply_mod
+from . import dbfile, structure
+from .compare import expected_structure, persistent_pragmas
+from .errors import DatabaseFileError, ValidationFailed
+from .sqlterms import single_select
+
+LOG = logging.getLogger("schema_dsl.database")
+
+DEFAULT_LOCK_TIMEOUT_S = 120.0
+
+
+def _files(schema):
+    if schema is apply_mod.shipped_schema():
+        return apply_mod.shipped_files(schema)
+    from .render import render_files
+    return render_files(schema)
+
+
+class Database:
+    """An SQLite database file kept at the declared schema, used through aiosqlite.
+
+    db_path: the database file (its parent folder is created by initialize).
+    schema: the declaration (default: the shipped Abathur schema).
+    backup: make a backup next to the file before a migration that touches
+    rows (as `schemagen apply` does).
+    lock_timeout: seconds initialize() keeps retrying while another process
+    holds the write lock (each try itself waits busy_timeout, 5 s).
+    """
+
+    def __init__(self, db_path, *, schema=None, backup=True, lock_timeout=DEFAULT_LOCK_TIMEOUT_S):
+        if str(db_path) == ":memory:" or str(db_path).startswith("file::memory:"):
+            raise DatabaseFileError("database ':memory:': Database needs a file (every connection to ':memory:' is a "
+                                    "new, empty database); run the _create_* helpers on your own connection instead")
+        self.db_path = Path(os.path.expanduser(os.fspath(db_path)))
+        self.schema = schema if schema is not None else apply_mod.shipped_schema()
+        self.backup = backup
+        self.lock_timeout = float(lock_timeout)
+        self.last_apply = None           # the ApplyResult of the last initialize()
+        self._files = _files(self.schema)
+        self._pragmas = apply_mod.connection_pragmas(self._files)
+        self._open = set()
+
+    def __repr__(self):
+        return "Database(%r)" % str(self.db_path)
+
+    # --- schema ---------------------------------------------------------------
+
+    async def initialize(self):
+        """Create or migrate the file to the declaration, then validate it; returns the ApplyResult.
+
+        Idempotent: on a file already at the declaration nothing changes
+        (result.applied is False). Foreign key violations that were already
+        in the data are kept and logged as warnings (validate_foreign_keys()
+        returns them); a structure that still differs raises ValidationFailed.
+        """
+        result, violations = await asyncio.to_thread(self._initialize_sync)
+        self.last_apply = result
+        for row in violations:
+            LOG.warning("%s: foreign key violation kept in the data: table %r rowid %s has no parent row in %r",
+                        self.db_path, row[0], row[1], row[2])
+        return result
+
+    def _initialize_sync(self):
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.05
+        while True:
+            try:
+                result = apply_mod.apply(str(self.db_path), schema=self.schema, files=self._files, backup=self.backup)
+                break
+            except DatabaseFileError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay >= deadline:
+                    raise
+                LOG.info("%s: locked by another connection, trying again", self.db_path)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return result, self._validate_sync()
+
+    def _validate_sync(self):
+        """Raise ValidationFailed unless the structure and persistent PRAGMAs match; returns foreign_key_check rows."""
+        conn = dbfile.connect(self.db_path)
+        try:
+            violations = [tuple(r) for r in conn.execute("PRAGMA foreign_key_check")]
+            problems = [m for k, m in structure.compare(expected_structure(self.schema), structure.read_structure(conn))
+                        if k != "extra"]
+            for name, value in sorted(persistent_pragmas(self.schema).items()):
+                found = conn.execute("PRAGMA %s" % name).fetchone()[0]
+                if str(found).lower() != value:
+                    problems.append("pragma %s is %r, expected %r" % (name, found, value))
+        finally:
+            conn.close()
+        if problems:
+            raise ValidationFailed("database %r does not match the declaration after initialize: %s" % (
+                str(self.db_path), "; ".join(problems[:10])))
+        return violations
+
+    async def _run_file(self, conn, filename):
+        for stmt in dbfile.split_statements(self._files[filename]):
+            await conn.execute(stmt)
+
+    async def _create_memory_tables(self, conn):
+        """Run the rendered ddl-memory-tables.sql (the first table file) on conn."""
+        await self._run_file(conn, self.schema.table_files[0])
+
+    async def _create_core_tables(self, conn):
+        """Run the rendered ddl-core-tables.sql (the table files after the first) on conn."""
+        for filename in self.schema.table_files[1:]:
+            await self._run_file(conn, filename)
+
+    async def _create_core_indexes(self, conn):
+        """Run the rendered ddl-indexes.sql on conn."""
+        await self._run_file(conn, self.schema.index_file)
+
+    # --- connections ----------------------------------------------------------
+
+    async def _open_connection(self):
+        conn = await aiosqlite.connect(str(self.db_path), timeout=dbfile.DEFAULT_BUSY_TIMEOUT_MS / 1000.0)
+        try:
+            for stmt in self._pragmas:
+                await conn.execute(stmt)
+        except BaseException:
+            await conn.close()
+            raise
+        self._open.add(conn)
+        return conn
+
+    @contextlib.asynccontextmanager
+    async def connect(self):
+        """An aiosqlite connection with foreign_keys=ON, busy_timeout, synchronous and wal_autocheckpoint set."""
+        conn = await self._open_connection()
+        try:
+            yield conn
+        finally:
+            self._open.discard(conn)
+            await conn.close()
+
+    async def close(self):
+        """Close every connection this Database handed out that is still open. Idempotent.
+
+        The Database stays usable: connect() opens new connections afterwards.
+        """
+        while self._open:
+            conn = self._open.pop()
+            await conn.close()
+
+    # --- checks ---------------------------------------------------------------
+
+    async def validate_foreign_keys(self):
+        """The rows of PRAGMA foreign_key_check: (table, rowid, parent, fkid) tuples; [] when none."""
+        async with self.connect() as conn:
+            async with conn.execute("PRAGMA foreign_key_check") as cursor:
+                return [tuple(row) for row in await cursor.fetchall()]
+
+    async def explain_query_plan(self, query, params=()):
+        """The detail lines of EXPLAIN QUERY PLAN for one SELECT (or WITH ... SELECT) statement.
+
+        Anything else (several statements, INSERT/UPDATE/DELETE, PRAGMA, a WITH
+        that ends in a write) raises QueryRefused; the query is never run.
+        """
+        query = single_select(query)
+        async with self.connect() as conn:
+            async with conn.execute("EXPLAIN QUERY PLAN " + query, tuple(params)) as cursor:
+                return [row[3] for row in await cursor.fetchall()]
+
+    async def integrity_check(self, full=False):
+        """PRAGMA quick_check (or integrity_check with full=True): ['ok'] when the file is sound."""
+        async with self.connect() as conn:
+            async with conn.execute("PRAGMA %s" % ("integrity_check" if full else "quick_check")) as cursor:
+                return [row[0] for row in await cursor.fetchall()]
+
+
+__all__ = ["Database", "DEFAULT_LOCK_TIMEOUT_S"]
