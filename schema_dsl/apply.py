@@ -169,17 +169,33 @@ def apply(path, schema=None, files=None, backup=True, progress=None):
     schema = schema or shipped_schema()
     files = _files_for(schema, files)
     conn, existed = open_for_apply(path, files)
-    ok = False
     try:
-        result = _apply_locked(conn, path, schema, files, backup, progress)
-        ok = True
-        return result
+        return _apply_locked(conn, path, schema, files, backup, progress)
+    except BaseException:
+        if not existed:
+            _remove_if_still_empty(conn, path)
+        raise
     finally:
         conn.close()
-        if not ok and not existed:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                if os.path.exists(path + suffix):
-                    os.remove(path + suffix)
+
+
+def _remove_if_still_empty(conn, path):
+    """Remove a file this apply created and failed to fill.
+
+    Only while it holds no schema: a failure after COMMIT, or a file another
+    process filled in the meantime, is left alone.
+    """
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            return
+    except sqlite3.Error:
+        return
+    conn.close()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
 
 
 def _apply_locked(conn, path, schema, files, backup, progress):

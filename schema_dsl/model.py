@@ -20,7 +20,7 @@ from typing import Union
 
 import attrs
 from attrs import field, frozen
-from attrs.validators import in_, instance_of, optional
+from attrs.validators import in_, instance_of
 
 from .errors import DeclarationError
 

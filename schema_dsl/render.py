@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import compare, structure
+from . import compare
 from .model import Column, Table
 from .paths import resource_dir
 from .sqltext import default_sql, quote_identifier, quote_literal

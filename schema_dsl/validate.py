@@ -22,7 +22,7 @@ EQP_CHECK_INDEX = "idx_memory_namespace_key_version"
 
 def explain(conn, query):
     """The detail lines of EXPLAIN QUERY PLAN; `?` parameters are bound to NULL."""
-    params = (None,) * query.count("?")
+    params = (None,) * sum(1 for tok in structure.tokenize(query) if tok == ("op", "?"))
     return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
 
 

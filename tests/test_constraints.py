@@ -6,7 +6,6 @@ import sqlite3
 import pytest
 
 import legacy
-from conftest import connect
 from schema_dsl.abathur import SCHEMA
 from schema_dsl.apply import connection_pragmas, shipped_files
 from schema_dsl import dbfile

@@ -168,3 +168,17 @@ def test_sigkill_many_trials_on_a_large_file(tmp_path):
     outcomes = _kill_trials(source, tmp_path, trials=100, seed=7)
     assert set(outcomes) <= {"old", "new"}
     assert "old" in outcomes and "new" in outcomes
+
+
+def test_failure_after_commit_keeps_the_new_file(tmp_path, monkeypatch):
+    """Only a file still empty is removed: what was committed stays."""
+    import schema_dsl.apply as apply_module
+
+    def broken(conn, files):
+        raise Injected("after commit")
+    monkeypatch.setattr(apply_module, "_finish_connection", broken)
+    path = tmp_path / "new.db"
+    with pytest.raises(Injected):
+        apply(str(path))
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 9

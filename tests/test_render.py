@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from conftest import GENERATED, TESTS
 from schema_dsl import compare, structure
 from schema_dsl.abathur import SCHEMA
-from schema_dsl.apply import apply
 from schema_dsl.cli import main
 from schema_dsl.introspect import read_live
 from schema_dsl.model import (Check, Column, Expr, Index, Literal, PrimaryKey, Schema, Table, Unique, fk)
