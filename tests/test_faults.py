@@ -181,4 +181,4 @@ def test_failure_after_commit_keeps_the_new_file(tmp_path, monkeypatch):
     with pytest.raises(Injected):
         apply(str(path))
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 9
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchone()[0] == 9
