@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 
 from .errors import QueryRefused
-from .structure import join_tokens, matching_paren, tokenize
+from .structure import join_tokens, matching_paren, token_spans, tokenize
 
 CLAUSE_END = frozenset({"group", "order", "limit", "having", "window", "union", "except", "intersect", "returning"})
 COMPARISONS = frozenset({"=", "==", "<", ">", "<=", ">=", "<>", "!="})
@@ -410,44 +410,14 @@ def _short(query):
 
 def top_level_words(sql):
     """(word lower-case, start, end) of the words and quoted names at parenthesis depth 0, outside strings and comments."""
-    out = []
-    i, n, depth = 0, len(sql), 0
-    while i < n:
-        c = sql[i]
-        if sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j < 0 else j + 1
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            i = n if j < 0 else j + 2
-        elif c in "'\"`[":
-            close = {"[": "]"}.get(c, c)
-            j = i + 1
-            while j < n:
-                if sql[j] == close:
-                    if close != "]" and j + 1 < n and sql[j + 1] == close:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            if c != "'" and depth == 0:
-                out.append((sql[i + 1:j].lower(), i, j + 1))
-            i = j + 1
-        elif c == "(":
+    out, depth = [], 0
+    for kind, text, start, end in token_spans(sql):
+        if (kind, text) == ("op", "("):
             depth += 1
-            i += 1
-        elif c == ")":
+        elif (kind, text) == ("op", ")"):
             depth -= 1
-            i += 1
-        elif c.isalpha() or c == "_":
-            j = i + 1
-            while j < n and (sql[j].isalnum() or sql[j] in "_$"):
-                j += 1
-            if depth == 0:
-                out.append((sql[i:j].lower(), i, j))
-            i = j
-        else:
-            i += 1
+        elif kind in ("word", "ident") and depth == 0:
+            out.append((text.lower(), start, end))
     return out
 
 

@@ -27,6 +27,11 @@ def tokenize(sql):
     {"word", "ident", "string", "blob", "number", "op"}; quoted identifiers
     are returned unquoted with kind "ident".
     """
+    return [(kind, text) for kind, text, _, _ in token_spans(sql)]
+
+
+def token_spans(sql):
+    """The tokens of tokenize, each as (kind, text, start, end) offsets into sql."""
     tokens = []
     i, n = 0, len(sql)
     while i < n:
@@ -54,34 +59,34 @@ def tokenize(sql):
                 j += 1
             text = "".join(buf)
             if c == "'":
-                if tokens and tokens[-1][0] == "word" and tokens[-1][1].lower() == "x":
-                    tokens[-1] = ("blob", "x'" + text.lower() + "'")
+                if tokens and tokens[-1][0] == "word" and tokens[-1][1].lower() == "x" and tokens[-1][3] == i:
+                    tokens[-1] = ("blob", "x'" + text.lower() + "'", tokens[-1][2], j + 1)
                 else:
-                    tokens.append(("string", text))
+                    tokens.append(("string", text, i, j + 1))
             else:
-                tokens.append(("ident", text))
+                tokens.append(("ident", text, i, j + 1))
             i = j + 1
         elif c.isalpha() or c == "_":
             j = i + 1
             while j < n and (sql[j].isalnum() or sql[j] in "_$"):
                 j += 1
-            tokens.append(("word", sql[i:j]))
+            tokens.append(("word", sql[i:j], i, j))
             i = j
         elif c.isdigit() or (c == "." and i + 1 < n and sql[i + 1].isdigit()):
             j = i + 1
             while j < n and (sql[j].isalnum() or sql[j] in ".+-" and sql[j - 1] in "eE" or sql[j] == "."):
                 j += 1
-            tokens.append(("number", sql[i:j]))
+            tokens.append(("number", sql[i:j], i, j))
             i = j
         else:
             two = sql[i:i + 2]
             if two in ("<=", ">=", "<>", "!=", "==", "||", "<<", ">>", "->"):
                 if sql[i:i + 3] == "->>":
                     two = "->>"
-                tokens.append(("op", two))
+                tokens.append(("op", two, i, i + len(two)))
                 i += len(two)
             else:
-                tokens.append(("op", c))
+                tokens.append(("op", c, i, i + 1))
                 i += 1
     return tokens
 
