@@ -24,7 +24,6 @@ from attrs import frozen
 from . import dbfile, structure
 from .compare import expected_structure
 from .errors import ApplyError, DatabaseFileError, SchemagenError
-from .introspect import read_live
 from .paths import generated_text
 from .plan import Plan, fresh_plan, migration_plan
 from .validate import describe_violation, foreign_key_violations
@@ -41,6 +40,7 @@ class ApplyResult:
     backup: object = None             # path of the backup, if one was made
     seconds: float = 0.0
     statements: int = 0
+    structure: object = None          # the structure verified before COMMIT; the CLI's report reuses it
 
 
 def shipped_schema():
@@ -93,6 +93,9 @@ def _begin(conn, path):
 
 def plan_for(conn, schema, files):
     """The plan for the database behind conn (read inside the caller's transaction)."""
+    if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
+        return fresh_plan(files, schema)  # a new or empty file: nothing to introspect
+    from .introspect import read_live  # only a file that holds something needs the introspection model
     live = read_live(conn)
     if live.is_empty:
         return fresh_plan(files, schema)
@@ -224,7 +227,8 @@ def _apply_locked(conn, path, schema, files, backup, progress):
                     raise ApplyError("step %d of %d (%s) failed: %s; statement: %s" % (
                         number, len(plan.steps), step.title, exc, " ".join(stmt.split())[:300])) from None
                 count += 1
-        problems = [m for k, m in structure.compare(expected_structure(schema), structure.read_structure(conn)) if k != "extra"]
+        verified = structure.read_structure(conn)
+        problems = [m for k, m in structure.compare(expected_structure(schema), verified) if k != "extra"]
         if problems:
             raise ApplyError("after the plan the structure still differs, rolled back: " + "; ".join(problems[:10]))
         after = foreign_key_violations(conn, scope)
@@ -239,7 +243,7 @@ def _apply_locked(conn, path, schema, files, backup, progress):
         raise
     _finish_connection(conn, files)
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
-                       statements=count)
+                       statements=count, structure=verified)
 
 
 def _finish_connection(conn, files):

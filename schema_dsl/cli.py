@@ -183,14 +183,15 @@ def apply(db, no_backup, full_integrity, as_json, report_path):
                 "created" if result.plan.fresh else "migrated", db, result.statements, len(result.plan.steps), result.seconds))
         if result.backup:
             click.echo("backup: %s" % result.backup)
-    _report(db, full_integrity, as_json, report_path)
+    # the structure apply verified before COMMIT: the report does not read and parse it again
+    _report(db, full_integrity, as_json, report_path, actual=getattr(result, "structure", None))
 
 
-def _report(db, full_integrity, as_json, report_path):
+def _report(db, full_integrity, as_json, report_path, actual=None):
     from .validate import format_markdown, format_text, to_json
     from .report import build_report
     try:
-        report = build_report(db, full_integrity=full_integrity)
+        report = build_report(db, full_integrity=full_integrity, actual=actual)
     except SchemagenError as exc:
         _fail(exc)
     click.echo(to_json(report) if as_json else format_text(report))

@@ -9,8 +9,11 @@ from .errors import DatabaseFileError
 from .validate import validation_report
 
 
-def build_report(path, schema=None, files=None, full_integrity=False, findings=None):
-    """The validation report of the database at path, on a connection with the declared PRAGMAs set."""
+def build_report(path, schema=None, files=None, full_integrity=False, findings=None, actual=None):
+    """The validation report of the database at path, on a connection with the declared PRAGMAs set.
+
+    actual: the structure apply verified before its COMMIT, so that it is not read and parsed twice.
+    """
     schema = schema or shipped_schema()
     files = files or shipped_files(schema)
     dbfile.check_path(path, write=False)
@@ -27,7 +30,8 @@ def build_report(path, schema=None, files=None, full_integrity=False, findings=N
             conn.execute(stmt)
         if findings is None:
             findings = _lint_findings(schema)
-        return validation_report(conn, schema, path=path, full_integrity=full_integrity, findings=findings)
+        return validation_report(conn, schema, path=path, full_integrity=full_integrity, findings=findings,
+                                 actual=actual)
     except sqlite3.Error as exc:
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
     finally:

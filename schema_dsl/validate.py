@@ -11,8 +11,6 @@ met; `format_text` and `format_markdown` print it.
 """
 from __future__ import annotations
 
-import json
-
 from . import structure
 from .compare import expected_structure
 
@@ -56,9 +54,10 @@ def describe_violation(conn, v):
     return "table '%s' rowid %s: %s has no parent row in '%s'" % (v["table"], v["rowid"], what, v["parent"])
 
 
-def validation_report(conn, schema, path=None, full_integrity=False, allow_extra=True, findings=()):
+def validation_report(conn, schema, path=None, full_integrity=False, allow_extra=True, findings=(), actual=None):
+    """actual: the structure already read from this database (apply passes the one it verified before COMMIT)."""
     expected = structure.fold_case(expected_structure(schema))
-    actual = structure.fold_case(structure.read_structure(conn))
+    actual = structure.fold_case(structure.read_structure(conn) if actual is None else actual)
     diffs = structure.compare(expected, actual)
     problems = [m for k, m in diffs if k != "extra" or not allow_extra]
     extras = [m for k, m in diffs if k == "extra" and allow_extra]
@@ -118,6 +117,8 @@ def validation_report(conn, schema, path=None, full_integrity=False, allow_extra
 
 
 def to_json(report):
+    import json  # only --json needs it: kept off the import path of apply and validate
+
     return json.dumps(report, indent=2, sort_keys=True, default=str)
 
 
