@@ -214,28 +214,24 @@ def _apply_locked(conn, path, schema, files, backup, progress):
         backup_to = None
         if backup and plan.touches_rows:
             backup_to = make_backup(path)
-        scope = plan.fk_scope
-        before = {(v["table"], v["rowid"], v["parent"]) for v in foreign_key_violations(conn, scope)}
-        count = 0
-        for number, step in enumerate(plan.steps, start=1):
-            for stmt in step.statements:
-                if progress is not None:
-                    progress(number, step, stmt)
-                try:
-                    conn.execute(stmt)
-                except sqlite3.Error as exc:
-                    raise ApplyError("step %d of %d (%s) failed: %s; statement: %s" % (
-                        number, len(plan.steps), step.title, exc, " ".join(stmt.split())[:300])) from None
-                count += 1
-        verified = structure.read_structure(conn)
-        problems = [m for k, m in structure.compare(expected_structure(schema), verified) if k != "extra"]
-        if problems:
-            raise ApplyError("after the plan the structure still differs, rolled back: " + "; ".join(problems[:10]))
-        after = foreign_key_violations(conn, scope)
-        introduced = [v for v in after if (v["table"], v["rowid"], v["parent"]) not in before]
-        if introduced:
-            raise ApplyError("the migration would introduce %d foreign key violations, rolled back: %s" % (
-                len(introduced), "; ".join(describe_violation(conn, v) for v in introduced[:5])))
+        # A savepoint marks the data as it was, so that foreign key violations
+        # found after the plan can be told apart from those already there
+        # without scanning the child tables twice when there are none (the
+        # usual case): only then roll back to it, look, and run the plan again.
+        conn.execute("SAVEPOINT schemagen_plan")
+        count = _run_steps(conn, plan, progress)
+        verified = _verify_structure(conn, schema)
+        after = foreign_key_violations(conn, plan.fk_scope)
+        if after:
+            conn.execute("ROLLBACK TO schemagen_plan")
+            before = {_key(v) for v in foreign_key_violations(conn, sorted({v["table"] for v in after}))}
+            count = _run_steps(conn, plan, progress)
+            verified = _verify_structure(conn, schema)
+            introduced = [v for v in foreign_key_violations(conn, plan.fk_scope) if _key(v) not in before]
+            if introduced:
+                raise ApplyError("the migration would introduce %d foreign key violations, rolled back: %s" % (
+                    len(introduced), "; ".join(describe_violation(conn, v) for v in introduced[:5])))
+        conn.execute("RELEASE schemagen_plan")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -244,6 +240,35 @@ def _apply_locked(conn, path, schema, files, backup, progress):
     _finish_connection(conn, files)
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
                        statements=count, structure=verified)
+
+
+def _key(violation):
+    return violation["table"], violation["rowid"], violation["parent"]
+
+
+def _run_steps(conn, plan, progress):
+    """Execute every statement of the plan; an error names the step and the statement."""
+    count = 0
+    for number, step in enumerate(plan.steps, start=1):
+        for stmt in step.statements:
+            if progress is not None:
+                progress(number, step, stmt)
+            try:
+                conn.execute(stmt)
+            except sqlite3.Error as exc:
+                raise ApplyError("step %d of %d (%s) failed: %s; statement: %s" % (
+                    number, len(plan.steps), step.title, exc, " ".join(stmt.split())[:300])) from None
+            count += 1
+    return count
+
+
+def _verify_structure(conn, schema):
+    """The structure after the plan; ApplyError when it is not the declared one."""
+    verified = structure.read_structure(conn)
+    problems = [m for k, m in structure.compare(expected_structure(schema), verified) if k != "extra"]
+    if problems:
+        raise ApplyError("after the plan the structure still differs, rolled back: " + "; ".join(problems[:10]))
+    return verified
 
 
 def _finish_connection(conn, files):

@@ -470,3 +470,24 @@ def test_progress_shows_long_steps_with_time_on_a_terminal():
     p2(1, big, "a")
     p2.close()
     assert quiet.getvalue() == ""
+
+
+def test_a_fill_that_would_break_foreign_keys_is_rolled_back(populated):
+    """A backfill that points rows at a missing parent: foreign_key_check before COMMIT catches it."""
+    schema = with_column(SCHEMA, "agents", Column("home_session", "TEXT", backfill="'no-such-session'"))
+    schema = changed(schema, "agents", foreign_keys=[*schema.table("agents").foreign_keys,
+                                                     fk("home_session", "sessions", "id")])
+    data = Path(populated).read_bytes()
+    from schema_dsl.errors import ApplyError
+    with pytest.raises(ApplyError, match=r"would introduce 200 foreign key violations.*table 'agents' rowid 1: "
+                                         r"home_session = 'no-such-session' has no parent row in 'sessions'"):
+        apply(populated, schema=schema, backup=False)
+    assert Path(populated).read_bytes() == data
+
+
+def test_violations_already_there_do_not_block_a_rebuild_and_new_ones_still_do(tmp_path):
+    path = legacy.create(str(tmp_path / "orphans.db"), "retrofitted", tasks=100, orphans=2)
+    result = apply(path, backup=False)
+    assert result.applied
+    conn = sqlite3.connect(path)
+    assert len(conn.execute("PRAGMA foreign_key_check").fetchall()) == 2
