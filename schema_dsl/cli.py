@@ -165,7 +165,10 @@ class _Progress:
 @click.option("--full-integrity", is_flag=True, help="Validate with PRAGMA integrity_check instead of quick_check (slow on big files).")
 @click.option("--json", "as_json", is_flag=True, help="Print the validation report as JSON.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str), help="Also write the report as Markdown to this file.")
-def apply(db, no_backup, full_integrity, as_json, report_path):
+@click.option("--no-validate", is_flag=True,
+              help="Skip the validation report after COMMIT (quick_check and foreign_key_check read the whole file); "
+                   "the structure and the foreign keys of the changed tables are still verified before COMMIT.")
+def apply(db, no_backup, full_integrity, as_json, report_path, no_validate):
     """Create or migrate the database in one transaction, then validate it."""
     from .apply import apply as do_apply
     progress = _Progress(sys.stderr)
@@ -183,6 +186,14 @@ def apply(db, no_backup, full_integrity, as_json, report_path):
                 "created" if result.plan.fresh else "migrated", db, result.statements, len(result.plan.steps), result.seconds))
         if result.backup:
             click.echo("backup: %s" % result.backup)
+    if no_validate:
+        if as_json:
+            import json
+            click.echo(json.dumps({"database": db, "applied": result.applied, "validated": False,
+                                   "backup": result.backup, "statements": result.statements}, indent=2))
+        else:
+            click.echo("validation report skipped (--no-validate): run `schemagen validate --db %s`" % db)
+        return
     # the structure apply verified before COMMIT: the report does not read and parse it again
     _report(db, full_integrity, as_json, report_path, actual=getattr(result, "structure", None))
 

@@ -491,3 +491,18 @@ def test_violations_already_there_do_not_block_a_rebuild_and_new_ones_still_do(t
     assert result.applied
     conn = sqlite3.connect(path)
     assert len(conn.execute("PRAGMA foreign_key_check").fetchall()) == 2
+
+
+def test_apply_no_validate_skips_the_report_but_not_the_verification(shape_files, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from schema_dsl import report as report_module
+    from schema_dsl.cli import main
+
+    def no_report(*args, **kwargs):
+        raise AssertionError("the validation report ran")
+    monkeypatch.setattr(report_module, "build_report", no_report)
+    path = copy_db(shape_files["old"], tmp_path / "db.sqlite")
+    out = CliRunner().invoke(main, ["apply", "--db", path, "--no-backup", "--no-validate"])
+    assert out.exit_code == 0, out.output
+    assert "migrated" in out.output and "validation report skipped" in out.output
+    assert run_validator(path).returncode == 0
