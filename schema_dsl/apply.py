@@ -53,7 +53,8 @@ def shipped_files(schema):
     return {n: generated_text(n) for n in names}
 
 
-def _files_for(schema, files):
+def files_for(schema, files=None):
+    """The rendered files for schema: those shipped with schemagen for its own declaration, else rendered now."""
     if files is not None:
         return files
     if schema is shipped_schema():
@@ -109,7 +110,7 @@ def plan_for(conn, schema, files):
 def plan_database(path, schema=None, files=None):
     """What apply would do, without doing it (the database is only read)."""
     schema = schema or shipped_schema()
-    files = _files_for(schema, files)
+    files = files_for(schema, files)
     exists = dbfile.check_path(path, write=False) if os.path.exists(path) else False
     if not exists:
         dbfile.check_path(path, write=True)
@@ -170,7 +171,7 @@ def apply(path, schema=None, files=None, backup=True, progress=None):
     """
     path = os.fspath(path)
     schema = schema or shipped_schema()
-    files = _files_for(schema, files)
+    files = files_for(schema, files)
     conn, existed = open_for_apply(path, files)
     try:
         return _apply_locked(conn, path, schema, files, backup, progress)

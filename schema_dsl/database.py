@@ -48,13 +48,6 @@ LOG = logging.getLogger("schema_dsl.database")
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 
 
-def _files(schema):
-    if schema is apply_mod.shipped_schema():
-        return apply_mod.shipped_files(schema)
-    from .render import render_files
-    return render_files(schema)
-
-
 class Database:
     """An SQLite database file kept at the declared schema, used through aiosqlite.
 
@@ -75,7 +68,7 @@ class Database:
         self.backup = backup
         self.lock_timeout = float(lock_timeout)
         self.last_apply = None           # the ApplyResult of the last initialize()
-        self._files = _files(self.schema)
+        self._files = apply_mod.files_for(self.schema)
         self._pragmas = apply_mod.connection_pragmas(self._files)
         self._open = set()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sqlite3
 
 from . import dbfile
-from .apply import _uri_path, connection_pragmas, shipped_files, shipped_schema
+from .apply import _uri_path, connection_pragmas, files_for, shipped_schema
 from .errors import DatabaseFileError
 from .validate import validation_report
 
@@ -15,7 +15,7 @@ def build_report(path, schema=None, files=None, full_integrity=False, findings=N
     actual: the structure apply verified before its COMMIT, so that it is not read and parsed twice.
     """
     schema = schema or shipped_schema()
-    files = files or shipped_files(schema)
+    files = files_for(schema, files)
     dbfile.check_path(path, write=False)
     try:
         conn = sqlite3.connect("file:%s?mode=rw" % _uri_path(path), uri=True, isolation_level=None, timeout=5.0)
