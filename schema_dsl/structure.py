@@ -14,6 +14,7 @@
 # normalized form (see normalize_sql), so that two spellings of one expression
 # compare equal. Column order is not part of the structure: ALTER TABLE ADD
 # COLUMN appends, and a migrated table must still match.
+import functools
 import re
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
@@ -30,64 +31,41 @@ def tokenize(sql):
     return [(kind, text) for kind, text, _, _ in token_spans(sql)]
 
 
+_TOKEN = re.compile(r"""
+    (?P<skip>\s+|--[^\n]*|/\*.*?(?:\*/|\Z))
+  | '(?P<string>(?:[^']|'')*)'?
+  | "(?P<dq>(?:[^"]|"")*)"?
+  | `(?P<bq>(?:[^`]|``)*)`?
+  | \[(?P<br>[^\]]*)\]?
+  | (?P<word>(?:[^\W\d]|_)[\w$]*)
+  | (?P<number>(?:\d|\.\d)(?:[\w.]|(?<=[eE])[+-])*)
+  | (?P<op>->>|<=|>=|<>|!=|==|\|\||<<|>>|->|.)
+""", re.S | re.X)
+
+
 def token_spans(sql):
     """The tokens of tokenize, each as (kind, text, start, end) offsets into sql."""
     tokens = []
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c.isspace():
-            i += 1
-        elif sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j < 0 else j + 1
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            i = n if j < 0 else j + 2
-        elif c in "'\"`[":
-            close = {"[": "]"}.get(c, c)
-            j = i + 1
-            buf = []
-            while j < n:
-                if sql[j] == close:
-                    if close != "]" and j + 1 < n and sql[j + 1] == close:
-                        buf.append(close)
-                        j += 2
-                        continue
-                    break
-                buf.append(sql[j])
-                j += 1
-            text = "".join(buf)
-            if c == "'":
-                if tokens and tokens[-1][0] == "word" and tokens[-1][1].lower() == "x" and tokens[-1][3] == i:
-                    tokens[-1] = ("blob", "x'" + text.lower() + "'", tokens[-1][2], j + 1)
-                else:
-                    tokens.append(("string", text, i, j + 1))
-            else:
-                tokens.append(("ident", text, i, j + 1))
-            i = j + 1
-        elif c.isalpha() or c == "_":
-            j = i + 1
-            while j < n and (sql[j].isalnum() or sql[j] in "_$"):
-                j += 1
-            tokens.append(("word", sql[i:j], i, j))
-            i = j
-        elif c.isdigit() or (c == "." and i + 1 < n and sql[i + 1].isdigit()):
-            j = i + 1
-            while j < n and (sql[j].isalnum() or sql[j] in ".+-" and sql[j - 1] in "eE" or sql[j] == "."):
-                j += 1
-            tokens.append(("number", sql[i:j], i, j))
-            i = j
+    for m in _TOKEN.finditer(sql):
+        kind = m.lastgroup
+        if kind == "skip":
+            continue
+        start, end = m.span()
+        if kind == "string":
+            text = m.group("string").replace("''", "'")
+            prev = tokens[-1] if tokens else None
+            if prev and prev[0] == "word" and prev[1] in ("x", "X") and prev[3] == start:
+                tokens[-1] = ("blob", "x'" + text.lower() + "'", prev[2], end)
+                continue
+            tokens.append(("string", text, start, end))
+        elif kind == "dq":
+            tokens.append(("ident", m.group("dq").replace('""', '"'), start, end))
+        elif kind == "bq":
+            tokens.append(("ident", m.group("bq").replace("``", "`"), start, end))
+        elif kind == "br":
+            tokens.append(("ident", m.group("br"), start, end))
         else:
-            two = sql[i:i + 2]
-            if two in ("<=", ">=", "<>", "!=", "==", "||", "<<", ">>", "->"):
-                if sql[i:i + 3] == "->>":
-                    two = "->>"
-                tokens.append(("op", two, i, i + len(two)))
-                i += len(two)
-            else:
-                tokens.append(("op", c, i, i + 1))
-                i += 1
+            tokens.append((kind, m.group(kind), start, end))
     return tokens
 
 
@@ -118,6 +96,7 @@ def _prev_is_func(out):
     return out[-1].lower() not in ("in", "and", "or", "not", "when", "then", "else", "on", "check", "where", "exists")
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_sql(sql):
     """Canonical text of an SQL expression: comments, case and spacing folded.
 
