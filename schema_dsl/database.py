@@ -106,7 +106,10 @@ class Database:
                 LOG.info("%s: locked by another connection, trying again", self.db_path)
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
-        return result, self._validate_sync()
+        # A file found up to date was just compared with the declaration by
+        # apply: the start-up path stays O(schema), not O(rows). After a
+        # change, the whole-file checks run once.
+        return result, self._validate_sync() if result.applied else []
 
     def _validate_sync(self):
         """Raise ValidationFailed unless the structure and persistent PRAGMAs match; returns foreign_key_check rows."""

@@ -11,7 +11,6 @@ from typing import Union
 
 from attrs import field, frozen
 
-from . import diff as d
 from .dbfile import split_statements
 from .errors import UnsafeMigrationError
 from .model import type_affinity
@@ -71,6 +70,7 @@ def _has_rows(conn, table):
 
 def check_data(conn, schema, live, changes):
     """Raise UnsafeMigrationError for a change that would lose or invent data."""
+    from . import diff as d
     problems = []
     for ch in changes:
         if not isinstance(ch, d.RebuildTable):
@@ -110,7 +110,10 @@ def check_data(conn, schema, live, changes):
 
 def migration_plan(conn, schema, live):
     """The plan that brings an existing database to `schema` (render.py renders it)."""
-    from . import render  # the template engine is needed only when there is something to change
+    # The diff and the template engine are needed only when there is
+    # something to change: a new or up-to-date file never imports them.
+    from . import diff as d
+    from . import render
 
     changes = d.diff(schema, live)
     check_data(conn, schema, live, changes)
@@ -165,6 +168,7 @@ def migration_plan(conn, schema, live):
 
 
 def _fk_scope(schema, live, changes):
+    from . import diff as d
     rebuilt = {c.table.name.lower() for c in changes if isinstance(c, d.RebuildTable)}
     filled = {c.table.name.lower() for c in changes if isinstance(c, d.Backfill)}
     scope = []
