@@ -1,6 +1,6 @@
 """The benchmark suite of schemagen: one entry point.
 
-    python bench/run.py [--quick] [--out docs/BENCHMARKS.md] [--json FILE] [--before FILE] [--work DIR]
+    python bench/run.py [--quick] [--out docs/BENCHMARKS.md] [--json FILE] [--before FILE] [--work DIR] [--keep]
     python bench/run.py --from-json FILE [--before FILE] [--out docs/BENCHMARKS.md]
 
 Builds its own inputs in a scratch folder (bench/work/, git-ignored, or
@@ -12,7 +12,8 @@ missed target is reported, never an error: the exit code is 0 whenever the
 suite ran. --quick runs everything at small sizes (well under a minute; CI
 runs it). --json writes the raw results; --before FILE (an earlier --json)
 adds its numbers to the summary, for before/after comparisons; --from-json
-writes the report from saved results without measuring anything.
+writes the report from saved results without measuring anything. The
+fixtures are deleted at the end unless --keep.
 
 Measures (issue 5): 1 fresh apply vs the floor, and the in-process library
 call vs direct statements, with the imports of the apply path; 2 migration
@@ -173,6 +174,9 @@ def migration_sides(ctx, src, trial, baseline_mode, with_backup, with_rebuild_al
     sides = {"hand-written (%s)" % baseline_mode: lambda: C.run_process(
         C.python_cmd("handwritten_migration.py", baseline_mode, trial), env=env)}
     sides["schemagen apply --no-backup"] = lambda: C.run_process(sg + ["apply", "--no-backup", "--db", str(trial)], env=env)
+    # the migration alone: the whole-file validation report after COMMIT skipped (apply --no-validate)
+    sides["schemagen apply --no-backup --no-validate"] = lambda: C.run_process(
+        sg + ["apply", "--no-backup", "--no-validate", "--db", str(trial)], env=env)
     if with_backup:
         sides["schemagen apply (backup on)"] = lambda: C.run_process(sg + ["apply", "--db", str(trial)], env=env)
     if with_rebuild_all:
@@ -205,6 +209,7 @@ def measure_migration(ctx, size_label, shape, baseline_mode, with_backup, with_r
     base = out["hand-written (%s)" % baseline_mode]["time"]
     sg = out["schemagen apply --no-backup"]["time"]
     out["ratio"] = ratio(sg, base)
+    out["ratio_no_validate"] = ratio(out["schemagen apply --no-backup --no-validate"]["time"], base)
     if with_backup:
         out["ratio_backup"] = ratio(out["schemagen apply (backup on)"]["time"], base)
     if with_rebuild_all:
@@ -342,6 +347,10 @@ MEDIANS = {
                                       ("migration_large", "hand-written (minimal)", "time")),
     "migration_large.ratio_backup": _medians(("migration_large", "schemagen apply (backup on)", "time"),
                                              ("migration_large", "hand-written (minimal)", "time")),
+    "migration_large.ratio_no_validate": _medians(("migration_large", "schemagen apply --no-backup --no-validate", "time"),
+                                                  ("migration_large", "hand-written (minimal)", "time")),
+    "retrofitted_large.ratio_no_validate": _medians(("retrofitted_large", "schemagen apply --no-backup --no-validate", "time"),
+                                                    ("retrofitted_large", "hand-written (rebuild12)", "time")),
     "retrofitted_large.ratio": _medians(("retrofitted_large", "schemagen apply --no-backup", "time"),
                                         ("retrofitted_large", "hand-written (rebuild12)", "time")),
     "migration_large.rebuild_all_over_schemagen": _medians(("migration_large", "rebuild every changed table", "time"),
@@ -409,9 +418,15 @@ def write_report(path, res, before=None):
          fr["inproc_ratio"] <= TARGETS["inproc"], "fresh.inproc_ratio"),
         ("2. migration (old shape, large), `--no-backup` vs hand-written", mig["ratio"], "≤ %.2fx" % TARGETS["migration"],
          mig["ratio"] <= TARGETS["migration"], "migration_large.ratio"),
+        ("2. migration (old shape, large), `--no-backup --no-validate` (the migration alone) vs hand-written",
+         mig["ratio_no_validate"], "≤ %.2fx" % TARGETS["migration"], mig["ratio_no_validate"] <= TARGETS["migration"],
+         "migration_large.ratio_no_validate"),
         ("2. migration (old shape, large), backup on vs hand-written", mig["ratio_backup"], "(reported)", None, "migration_large.ratio_backup"),
         ("2. migration (retrofitted, large), `--no-backup` vs hand-written 12-step rebuild", retro["ratio"],
          "≤ %.2fx" % TARGETS["migration"], retro["ratio"] <= TARGETS["migration"], "retrofitted_large.ratio"),
+        ("2. migration (retrofitted, large), `--no-backup --no-validate` vs hand-written 12-step rebuild",
+         retro["ratio_no_validate"], "≤ %.2fx" % TARGETS["migration"], retro["ratio_no_validate"] <= TARGETS["migration"],
+         "retrofitted_large.ratio_no_validate"),
         ("3. rebuild every changed table / schemagen (large)", mig["rebuild_all_over_schemagen"],
          "≥ %.1fx" % TARGETS["rebuild_all"], mig["rebuild_all_over_schemagen"] >= TARGETS["rebuild_all"],
          "migration_large.rebuild_all_over_schemagen"),
@@ -647,6 +662,7 @@ def main(argv=None):
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--before", help="raw results of an earlier run (--json) to show beside this one")
     ap.add_argument("--work", help="scratch folder (default bench/work/)")
+    ap.add_argument("--keep", action="store_true", help="keep the fixtures and migrated files in the scratch folder")
     ap.add_argument("--from-json", help="measure nothing: write the report from the raw results of an earlier run")
     args = ap.parse_args(argv)
     before = json.loads(Path(args.before).read_text(encoding="utf-8")) if args.before else None
@@ -655,11 +671,12 @@ def main(argv=None):
         return 0
     mode = "quick" if args.quick else "full"
     cfg = dict(SIZES[mode])
-    work = Path(args.work) if args.work else C.BENCH / "work"
-    work = work / mode
+    base = (Path(args.work) if args.work else C.BENCH / "work") / mode
+    # one folder per run: two runs at once must not copy over each other's fixtures and trial files
+    work = base / ("run-%d" % os.getpid())
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    ctx = {"cfg": cfg, "work": work, "env": child_env(work), "fixtures": {}}
+    ctx = {"cfg": cfg, "work": work, "env": child_env(base), "fixtures": {}}
     res = {"mode": mode, "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "config": cfg,
            "machine": machine(), "source": source_digest()}
     try:
@@ -692,11 +709,10 @@ def main(argv=None):
         res["elapsed_s"] = time.perf_counter() - started
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")
-        (work / "last-run.json").write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")
+        (base / "last-run.json").write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")
+        if not args.keep:  # the fixtures are rebuilt by every run; at full size they take ~3.5 GB
+            shutil.rmtree(work, ignore_errors=True)
     write_report(args.out, res, before)
-    for p in work.glob("*.db*"):
-        if p.name.startswith(("trial-", "it", "conc", "reads", "profile", "fresh")):
-            p.unlink()
     log("done in %.0f s: %s" % (res["elapsed_s"], args.out))
     return 0
 
