@@ -752,7 +752,7 @@ def matching_paren(tokens, start):
     return -1
 
 
-def _split_top(tokens, sep=","):
+def split_top(tokens, sep=","):
     parts, depth, cur = [], 0, []
     for tok in tokens:
         if tok == ("op", "("):
@@ -790,7 +790,7 @@ def parse_create_table(sql):
     body = tokens[start + 1:end]
     columns, constraints, checks = {}, [], []
     autoincrement = False
-    for item in _split_top(body):
+    for item in split_top(body):
         if not item:
             continue
         first = item[0]

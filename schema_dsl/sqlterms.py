@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 
 from .errors import QueryRefused
-from .structure import join_tokens, matching_paren, token_spans, tokenize
+from .structure import join_tokens, matching_paren, split_top, token_spans, tokenize
 
 CLAUSE_END = frozenset({"group", "order", "limit", "having", "window", "union", "except", "intersect", "returning"})
 COMPARISONS = frozenset({"=", "==", "<", ">", "<=", ">=", "<>", "!="})
@@ -262,23 +262,10 @@ def literal_list(rest):
     rest = list(rest)
     if not rest or rest[0] != ("op", "(") or matching_paren(rest, 0) != len(rest) - 1:
         return None
-    items = _split_commas(rest[1:-1])
+    items = split_top(rest[1:-1])
     if not all(len(i) == 1 and i[0][0] in ("string", "number") for i in items):
         return None
     return [text(i) for i in items]
-
-
-def _split_commas(tokens):
-    parts, cur = [], []
-    for tok, depth in _depths(tokens):
-        if depth == 0 and tok == ("op", ","):
-            parts.append(cur)
-            cur = []
-        else:
-            cur.append(tok)
-    if cur:
-        parts.append(cur)
-    return parts
 
 
 def logically_implies(query_term, index_term):
