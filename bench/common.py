@@ -85,7 +85,7 @@ def run_process(cmd, env=None, capture=False):
     wait4: the time is from fork to exit, the RSS that child's own ru_maxrss.
     """
     out = tempfile.TemporaryFile() if capture else subprocess.DEVNULL
-    err = tempfile.TemporaryFile() if capture else subprocess.DEVNULL
+    err = tempfile.TemporaryFile()  # always kept: a failing side must say why
     fd, report = tempfile.mkstemp(prefix="bench-launch-")
     os.close(fd)
     try:
@@ -100,13 +100,14 @@ def run_process(cmd, env=None, capture=False):
     if launcher.returncode != 0 or len(text) != 3:
         raise RuntimeError("launcher failed for %r" % (cmd,))
     seconds, maxrss, code = float(text[0]), int(text[1]), int(text[2])
-    stdout = stderr = b""
+    stdout = b""
     if capture:
         out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
+        stdout = out.read()
         out.close()
-        err.close()
+    err.seek(0)
+    stderr = err.read()
+    err.close()
     return Run(seconds, maxrss, code, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"))
 
 
