@@ -10,7 +10,8 @@ so). Readers run the old code's reads (a task by id, a state value, a task's
 audit trail); the writer runs the old code's writes (an audit insert and a
 state upsert per transaction). Every operation's start and latency is kept;
 drive prints JSON: throughput and the longest single operation (the longest
-stall), in the initialize window and outside it, and the initializer's
+stall), for the operations that overlap the initialize call and for the
+others, and the initializer's
 duration and outcome.
 """
 import array
@@ -139,7 +140,8 @@ def _read_ops(path):
 
 
 def _window_stats(starts, lats, lo, hi):
-    sel = [lat for s, lat in zip(starts, lats) if lo <= s < hi]
+    """Operations that overlap [lo, hi): one that started just before and waited through it counts."""
+    sel = [lat for s, lat in zip(starts, lats) if s < hi and s + lat > lo]
     span = max(hi - lo, 1e-9)
     return {"ops": len(sel), "ops_per_s": len(sel) / span, "max_s": max(sel) if sel else 0.0,
             "p99_s": sorted(sel)[int(len(sel) * 0.99)] if sel else 0.0}
@@ -172,8 +174,9 @@ def drive(path, readers, seconds, out_dir):
             lats.extend(l_)
             errors += e
         during = _window_stats(starts, lats, lo, hi)
-        before = _window_stats(starts, lats, start, lo)
-        after = _window_stats(starts, lats, hi, start + seconds)
+        # outside: the operations that do not overlap the initialize call at all
+        before = _window_stats([x for x, l_ in zip(starts, lats) if x + l_ <= lo], [l_ for x, l_ in zip(starts, lats) if x + l_ <= lo], start, lo)
+        after = _window_stats([x for x in starts if x >= hi], [l_ for x, l_ in zip(starts, lats) if x >= hi], hi, start + seconds)
         outside_ops = before["ops"] + after["ops"]
         outside_span = (lo - start) + (start + seconds - hi)
         result[role] = {
