@@ -273,9 +273,25 @@ def _verify_structure(conn, schema):
 
 
 def _finish_connection(conn, files):
-    """After COMMIT: the persistent settings (journal_mode) and foreign keys back on."""
-    try:
-        for stmt in connection_pragmas(files, include_persistent=True):
-            conn.execute(stmt)
-    except sqlite3.Error as exc:
-        raise SchemagenError("database: could not set connection settings after apply: %s" % exc) from None
+    """After COMMIT: the persistent settings (journal_mode) and foreign keys back on.
+
+    Switching to WAL needs the file to itself for a moment. SQLite can answer
+    "database is locked" at once, without waiting out busy_timeout, while
+    another connection is opening or reading the file (several processes
+    starting at once on a new file), so a locked answer is retried for up to
+    the busy timeout.
+    """
+    deadline = time.monotonic() + DEFAULT_TIMEOUT_S
+    delay = 0.005
+    for stmt in connection_pragmas(files, include_persistent=True):
+        while True:
+            try:
+                conn.execute(stmt)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay >= deadline:
+                    raise SchemagenError("database: could not set connection settings after apply: %s" % exc) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+            except sqlite3.Error as exc:
+                raise SchemagenError("database: could not set connection settings after apply: %s" % exc) from None

@@ -446,3 +446,34 @@ def test_initialize_gives_up_after_lock_timeout(tmp_path):
         holder.execute("ROLLBACK")
         holder.close()
     assert structure_problems(path) != []  # nothing was changed
+
+
+class _LockedOnce:
+    """A connection whose first journal_mode switch answers 'database is locked' at once, as SQLite can
+    while another process opens the file."""
+
+    def __init__(self, failures):
+        self.failures, self.executed = failures, []
+
+    def execute(self, stmt):
+        if "journal_mode" in stmt and self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        self.executed.append(stmt)
+
+
+def test_the_switch_to_wal_after_commit_is_retried_when_locked():
+    from schema_dsl.apply import _finish_connection, shipped_files
+    files = shipped_files(SCHEMA)
+    conn = _LockedOnce(failures=3)
+    _finish_connection(conn, files)
+    assert conn.failures == 0
+    assert any("journal_mode" in s for s in conn.executed)
+
+
+def test_a_wal_switch_that_stays_locked_fails_with_one_line(monkeypatch):
+    from schema_dsl import apply as apply_mod
+    monkeypatch.setattr(apply_mod, "DEFAULT_TIMEOUT_S", 0.05)
+    conn = _LockedOnce(failures=10 ** 6)
+    with pytest.raises(SchemagenError, match="could not set connection settings after apply: database is locked"):
+        apply_mod._finish_connection(conn, apply_mod.shipped_files(SCHEMA))
