@@ -30,6 +30,7 @@ from .validate import describe_violation, foreign_key_violations
 
 
 DEFAULT_TIMEOUT_S = dbfile.DEFAULT_BUSY_TIMEOUT_MS / 1000.0
+KEPT_DESCRIBED = 20  # violations already in the file that apply's report describes one by one
 
 
 @frozen
@@ -41,6 +42,15 @@ class ApplyResult:
     seconds: float = 0.0
     statements: int = 0
     structure: object = None          # the structure verified before COMMIT; the CLI's report reuses it
+    # foreign_key_check before COMMIT, over plan.fk_scope: violations that were already there (the
+    # migration introduced none, or it would have rolled back), counted, the first ones described
+    kept_violations: int = 0
+    kept_described: tuple = ()
+
+    @property
+    def foreign_key_check(self):
+        """What apply's own foreign key check found, in the form validation_report(applied=...) takes."""
+        return {"tables": list(self.plan.fk_scope), "count": self.kept_violations, "kept": list(self.kept_described)}
 
 
 def shipped_schema():
@@ -223,15 +233,18 @@ def _apply_locked(conn, path, schema, files, backup, progress):
         count = _run_steps(conn, plan, progress)
         verified = _verify_structure(conn, schema)
         after = foreign_key_violations(conn, plan.fk_scope)
+        kept = []
         if after:
             conn.execute("ROLLBACK TO schemagen_plan")
             before = {_key(v) for v in foreign_key_violations(conn, sorted({v["table"] for v in after}))}
             count = _run_steps(conn, plan, progress)
             verified = _verify_structure(conn, schema)
-            introduced = [v for v in foreign_key_violations(conn, plan.fk_scope) if _key(v) not in before]
+            after = foreign_key_violations(conn, plan.fk_scope)
+            introduced = [v for v in after if _key(v) not in before]
             if introduced:
                 raise ApplyError("the migration would introduce %d foreign key violations, rolled back: %s" % (
                     len(introduced), "; ".join(describe_violation(conn, v) for v in introduced[:5])))
+            kept = [describe_violation(conn, v) for v in after[:KEPT_DESCRIBED]]
         conn.execute("RELEASE schemagen_plan")
         conn.execute("COMMIT")
     except BaseException:
@@ -240,7 +253,7 @@ def _apply_locked(conn, path, schema, files, backup, progress):
         raise
     _finish_connection(conn, files)
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
-                       statements=count, structure=verified)
+                       statements=count, structure=verified, kept_violations=len(after), kept_described=tuple(kept))
 
 
 def _key(violation):

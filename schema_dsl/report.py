@@ -9,10 +9,12 @@ from .errors import DatabaseFileError
 from .validate import validation_report
 
 
-def build_report(path, schema=None, files=None, full_integrity=False, findings=None, actual=None):
+def build_report(path, schema=None, files=None, full_integrity=False, findings=None, actual=None, applied=None):
     """The validation report of the database at path, on a connection with the declared PRAGMAs set.
 
     actual: the structure apply verified before its COMMIT, so that it is not read and parsed twice.
+    applied: apply's own foreign key check (ApplyResult.foreign_key_check): the whole-file data checks
+    are then left to `schemagen validate` (see validate.validation_report).
     """
     schema = schema or shipped_schema()
     files = files_for(schema, files)
@@ -31,7 +33,7 @@ def build_report(path, schema=None, files=None, full_integrity=False, findings=N
         if findings is None:
             findings = _lint_findings(schema)
         return validation_report(conn, schema, path=path, full_integrity=full_integrity, findings=findings,
-                                 actual=actual)
+                                 actual=actual, applied=applied)
     except sqlite3.Error as exc:
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
     finally:

@@ -54,8 +54,15 @@ def describe_violation(conn, v):
     return "table '%s' rowid %s: %s has no parent row in '%s'" % (v["table"], v["rowid"], what, v["parent"])
 
 
-def validation_report(conn, schema, path=None, full_integrity=False, allow_extra=True, findings=(), actual=None):
-    """actual: the structure already read from this database (apply passes the one it verified before COMMIT)."""
+def validation_report(conn, schema, path=None, full_integrity=False, allow_extra=True, findings=(), actual=None,
+                      applied=None):
+    """actual: the structure already read from this database (apply passes the one it verified before COMMIT).
+
+    applied: apply's own foreign key check ({"tables": [...], "count": n, "kept": [the first descriptions]}). With it, the
+    whole-file data checks (quick_check, foreign_key_check), which cost the same on every file however
+    little apply changed, are not run: their rows say so and point at `schemagen validate` (their `ok` is
+    None, shown as [skip]), and the foreign key row reports what apply checked before its COMMIT.
+    """
     expected = structure.fold_case(expected_structure(schema))
     actual = structure.fold_case(structure.read_structure(conn) if actual is None else actual)
     diffs = structure.compare(expected, actual)
@@ -64,12 +71,27 @@ def validation_report(conn, schema, path=None, full_integrity=False, allow_extra
     master = conn.execute(
         "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index') ORDER BY type DESC, rowid").fetchall()
     integrity_name = "integrity_check" if full_integrity else "quick_check"
-    integrity = [r[0] for r in conn.execute("PRAGMA %s" % integrity_name)]
-    violations = foreign_key_violations(conn)
     pragmas = {name: conn.execute("PRAGMA %s" % name).fetchone()[0]
                for name in ("journal_mode", "foreign_keys", "synchronous", "busy_timeout", "wal_autocheckpoint")}
-    pragmas[integrity_name] = integrity
-    pragmas["foreign_key_check"] = [describe_violation(conn, v) for v in violations]
+    if applied is None:
+        integrity = [r[0] for r in conn.execute("PRAGMA %s" % integrity_name)]
+        violations = [describe_violation(conn, v) for v in foreign_key_violations(conn)]
+        pragmas[integrity_name] = integrity
+        pragmas["foreign_key_check"] = violations
+        data_rows = [
+            (integrity_name, integrity == ["ok"], "; ".join(integrity[:5])),
+            ("foreign_key_check", not violations, "no violations" if not violations else "%d violations" % len(violations)),
+        ]
+    else:
+        violations = list(applied["kept"])
+        scope = list(applied["tables"])
+        data_rows = [
+            (integrity_name, None, "not run by apply (it reads the whole file): run `schemagen validate`"),
+            ("foreign keys of the tables apply changed, checked before COMMIT",
+             not applied["count"],
+             ("%d violations that were there before apply, kept" % applied["count"] if applied["count"] else "no violations")
+             + (" (%s)" % ", ".join(scope) if scope else " (no table's foreign keys could change)")),
+        ]
     samples = []
     for ix in schema.indexes:
         if ix.name.lower() not in actual["indexes"]:
@@ -87,8 +109,7 @@ def validation_report(conn, schema, path=None, full_integrity=False, allow_extra
          "%d of %d declared tables present" % (sum(1 for t in expected["tables"] if t in actual["tables"]), len(expected["tables"]))),
         ("%d indexes" % len(expected["indexes"]), sum(1 for t in expected["indexes"] if t in actual["indexes"]) == len(expected["indexes"]),
          "%d of %d declared indexes present" % (sum(1 for t in expected["indexes"] if t in actual["indexes"]), len(expected["indexes"]))),
-        (integrity_name, integrity == ["ok"], "; ".join(integrity[:5])),
-        ("foreign_key_check", not violations, "no violations" if not violations else "%d violations" % len(violations)),
+        *data_rows,
         ("journal_mode = wal", str(pragmas["journal_mode"]).lower() == "wal", str(pragmas["journal_mode"])),
         ("foreign_keys = 1", pragmas["foreign_keys"] == 1, str(pragmas["foreign_keys"])),
         ("EXPLAIN QUERY PLAN of %s's query uses an index" % EQP_CHECK_INDEX,
@@ -96,11 +117,12 @@ def validation_report(conn, schema, path=None, full_integrity=False, allow_extra
          " | ".join(eqp["plan"]) if eqp else "index missing"),
     ]
     issues = list(problems)
-    issues += ["%s: %s" % (c[0], c[2]) for c in checks[3:] if not c[1]]
+    issues += ["%s: %s" % (c[0], c[2]) for c in checks[3:] if c[1] is not None and not c[1]]
     return {
         "database": str(path) if path is not None else None,
-        "ok": all(c[1] for c in checks),
-        "checks": [{"check": c[0], "ok": bool(c[1]), "detail": c[2]} for c in checks],
+        "ok": all(c[1] is None or c[1] for c in checks),
+        "checks": [{"check": c[0], "ok": None if c[1] is None else bool(c[1]), "detail": c[2]} for c in checks],
+        "violations": violations,
         "tables": [{"name": n, "type": t} for t, n, _ in master if t == "table"],
         "indexes": [{"name": n, "table": tb, "automatic": n.startswith("sqlite_autoindex_")} for t, n, tb in master if t == "index"],
         "counts": {"tables": len([1 for t, n, _ in master if t == "table" and not n.startswith("sqlite_")]),
@@ -122,10 +144,14 @@ def to_json(report):
     return json.dumps(report, indent=2, sort_keys=True, default=str)
 
 
+def _status(ok):
+    return "skip" if ok is None else "ok" if ok else "FAIL"
+
+
 def format_text(report, samples=4):
     out = ["validation report for %s: %s" % (report["database"], "OK" if report["ok"] else "FAILED")]
     for c in report["checks"]:
-        out.append("  [%s] %s: %s" % ("ok" if c["ok"] else "FAIL", c["check"], c["detail"]))
+        out.append("  [%s] %s: %s" % (_status(c["ok"]), c["check"], c["detail"]))
     counts = report["counts"]
     out.append("  sqlite_master: %d tables (%d declared), %d named indexes (%d declared), %d automatic indexes" % (
         counts["tables"], counts["expected_tables"], counts["indexes"], counts["expected_indexes"],
@@ -143,7 +169,7 @@ def format_text(report, samples=4):
     if report["issues"]:
         out.append("  issues:")
         out += ["    - %s" % i for i in report["issues"]]
-    for v in p["foreign_key_check"][:20]:
+    for v in report["violations"][:20]:
         out.append("    - %s" % v)
     if report["extras"]:
         out.append("  kept, not in the declaration:")
@@ -160,7 +186,7 @@ def format_text(report, samples=4):
 def format_markdown(report):
     out = ["# Validation report", "", "Database: `%s`. Result: **%s**." % (report["database"], "OK" if report["ok"] else "FAILED"), "",
            "## Checks", "", "| check | result | detail |", "| --- | --- | --- |"]
-    out += ["| %s | %s | %s |" % (c["check"], "ok" if c["ok"] else "FAIL", c["detail"].replace("|", "\\|")) for c in report["checks"]]
+    out += ["| %s | %s | %s |" % (c["check"], _status(c["ok"]), c["detail"].replace("|", "\\|")) for c in report["checks"]]
     out += ["", "## Tables in sqlite_master", ""] + ["- `%s`" % t["name"] for t in report["tables"]]
     out += ["", "## Indexes in sqlite_master", ""] + [
         "- `%s` on `%s`%s" % (i["name"], i["table"], " (automatic, not counted)" if i["automatic"] else "") for i in report["indexes"]]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -417,9 +418,40 @@ def test_orphans_are_reported_not_deleted(tmp_path):
     assert "migrated" in out.output
     for i in range(3):
         assert "task_id = 'missing-task-%d' has no parent row in 'tasks'" % i in out.output
-    assert "[FAIL] foreign_key_check: 3 violations" in out.output
+    # apply's own check before COMMIT found them (audit references the rebuilt tasks) and kept them
+    assert "[FAIL] foreign keys of the tables apply changed, checked before COMMIT: 3 violations that were there " \
+           "before apply, kept (" in out.output
+    assert "[skip] quick_check: not run by apply" in out.output
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM audit WHERE action_type = 'orphan'").fetchone()[0] == 3
+    conn.close()
+    # the whole-file check finds the same three
+    out = CliRunner().invoke(main, ["validate", "--db", path])
+    assert out.exit_code == 1 and "[FAIL] foreign_key_check: 3 violations" in out.output
+
+
+def test_apply_leaves_whole_file_data_checks_to_validate_unless_asked(tmp_path):
+    """Orphans in a table the migration does not touch: apply's default report does not scan for them
+    (and says so); --check-data and validate do."""
+    from click.testing import CliRunner
+    from schema_dsl.cli import main
+    path = legacy.create(str(tmp_path / "orphans.db"), "old", tasks=50, orphans=2)
+    fresh = CliRunner().invoke(main, ["apply", "--db", str(tmp_path / "copy.db")])
+    assert fresh.exit_code == 0, fresh.output
+    assert "[skip] quick_check: not run by apply (it reads the whole file): run `schemagen validate`" in fresh.output
+    assert "[ok] foreign keys of the tables apply changed, checked before COMMIT: no violations" in fresh.output
+    other = copy_db(path, tmp_path / "other.db")
+    out = CliRunner().invoke(main, ["apply", "--db", path, "--no-backup"])
+    assert out.exit_code == 0, out.output
+    assert "validation report for %s: OK" % path in out.output and "missing-task" not in out.output
+    out = CliRunner().invoke(main, ["apply", "--db", other, "--no-backup", "--check-data", "--json"])
+    assert out.exit_code == 1
+    report = json.loads(out.output)
+    assert {c["check"]: c["ok"] for c in report["checks"]}["quick_check"] is True
+    assert report["pragmas"]["quick_check"] == ["ok"] and len(report["pragmas"]["foreign_key_check"]) == 2
+    assert "foreign_key_check: 2 violations" in report["issues"]
+    out = CliRunner().invoke(main, ["validate", "--db", path])
+    assert out.exit_code == 1 and "[FAIL] foreign_key_check: 2 violations" in out.output
 
 
 def test_locked_database_waits_then_fails_unchanged(shape_files, tmp_path):
