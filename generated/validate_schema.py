@@ -810,7 +810,7 @@ def parse_create_table(sql):
 
 def index_where(sql):
     """The normalized WHERE clause of a stored CREATE INDEX, or None."""
-    if not sql:
+    if not sql or "where" not in sql.lower():  # no WHERE token without the word anywhere: skip tokenizing
         return None
     tokens = tokenize(sql)
     start = tokens.index(("op", "("))
@@ -877,21 +877,44 @@ def fk_groups(fk_rows):
     return result
 
 
+def checks_and_autoincrement(sql):
+    """The normalized CHECK expressions of a stored CREATE TABLE and whether it uses AUTOINCREMENT.
+
+    The part of parse_create_table that structure comparison needs. Text
+    without the words "check" and "autoincrement" anywhere (comments and
+    strings included) has neither, and is not tokenized.
+    """
+    low = (sql or "").lower()
+    if "check" not in low and "autoincrement" not in low:
+        return [], False
+    tokens = tokenize(sql)
+    checks, autoincrement = [], False
+    for k, tok in enumerate(tokens):
+        if tok[0] != "word":
+            continue
+        word = tok[1].lower()
+        if word == "autoincrement":
+            autoincrement = True
+        elif word == "check" and k + 1 < len(tokens) and tokens[k + 1] == ("op", "("):
+            checks.append(join_tokens(tokens[k + 2:matching_paren(tokens, k + 1)]))
+    return checks, autoincrement
+
+
 def to_structure(raw):
     """The comparable structure of a database read by read_raw."""
     tables = {}
     for name, info in raw["tables"].items():
-        parsed = parse_create_table(info["sql"])
+        checks, autoincrement = checks_and_autoincrement(info["sql"])
         tables[name] = {
             "columns": {
                 r[1]: {"type": (r[2] or "").upper(), "notnull": bool(r[3]),
                        "default": normalize_sql(r[4]), "pk": r[5]}
                 for r in info["xinfo"] if r[6] in (0, 2, 3)
             },
-            "autoincrement": parsed["autoincrement"],
+            "autoincrement": autoincrement,
             "fks": sorted(fk_groups(info["fks"]), key=repr),
             "uniques": sorted(info["unique_columns"]),
-            "checks": sorted(normalize_sql(c) for c in parsed["checks"]),
+            "checks": sorted(normalize_sql(c) for c in checks),
         }
     indexes = {}
     for name, info in raw["indexes"].items():
