@@ -22,10 +22,9 @@ import time
 from attrs import frozen
 
 from . import dbfile, structure
-from .compare import expected_structure
 from .errors import ApplyError, DatabaseFileError, SchemagenError
-from .paths import generated_text
 from .plan import Plan, fresh_plan, migration_plan
+from .target import shipped_target, target_for
 from .validate import describe_violation, foreign_key_violations
 
 
@@ -54,23 +53,18 @@ class ApplyResult:
 
 
 def shipped_schema():
-    from .abathur import SCHEMA
-    return SCHEMA
+    """schemagen's own declaration, as the model (builds it: apply itself works from shipped_target())."""
+    return shipped_target().schema
 
 
-def shipped_files(schema):
-    names = (*schema.table_files, schema.index_file, "pragmas.sql")
-    return {n: generated_text(n) for n in names}
+def shipped_files(schema=None):
+    """The rendered files schemagen ships for its own declaration (DDL files and pragmas.sql)."""
+    return shipped_target().files
 
 
 def files_for(schema, files=None):
     """The rendered files for schema: those shipped with schemagen for its own declaration, else rendered now."""
-    if files is not None:
-        return files
-    if schema is shipped_schema():
-        return shipped_files(schema)
-    from .render import render_files
-    return render_files(schema)
+    return target_for(schema, files).files
 
 
 def connection_pragmas(files, include_persistent=False):
@@ -102,34 +96,42 @@ def _begin(conn, path):
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
 
 
-def plan_for(conn, schema, files):
-    """The plan for the database behind conn (read inside the caller's transaction)."""
+def plan_for(conn, target):
+    """The plan for the database behind conn (read inside the caller's transaction).
+
+    A new or empty file gets the fresh plan; a file whose structure already
+    matches (and that holds nothing the declaration lacks) is up to date;
+    both without building the model. Anything else is read into the model
+    and diffed.
+    """
     if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
-        return fresh_plan(files, schema)  # a new or empty file: nothing to introspect
-    from .introspect import read_live  # only a file that holds something needs the introspection model
+        return fresh_plan(target.files, target)  # a new or empty file: nothing to introspect
+    diffs = structure.compare(target.structure, structure.read_structure(conn))
+    if not diffs and conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type IN ('view', 'trigger') LIMIT 1").fetchone() is None:
+        return Plan(steps=())
+    from .introspect import read_live  # only a file that differs needs the introspection model
     live = read_live(conn)
     if live.is_empty:
-        return fresh_plan(files, schema)
-    problems = [m for k, m in structure.compare(expected_structure(schema), live.structure) if k != "extra"]
-    if not problems:
+        return fresh_plan(target.files, target)
+    if not [m for k, m in diffs if k != "extra"]:
         from .diff import extras
-        return Plan(steps=(), extras=extras(schema, live))
-    return migration_plan(conn, schema, live)
+        return Plan(steps=(), extras=extras(target.schema, live))
+    return migration_plan(conn, target, live)
 
 
 def plan_database(path, schema=None, files=None):
     """What apply would do, without doing it (the database is only read)."""
-    schema = schema or shipped_schema()
-    files = files_for(schema, files)
+    target = target_for(schema, files)
     exists = dbfile.check_path(path, write=False) if os.path.exists(path) else False
     if not exists:
         dbfile.check_path(path, write=True)
-        return fresh_plan(files, schema)
+        return fresh_plan(target.files, target)
     try:
         conn = sqlite3.connect("file:%s?mode=ro" % _uri_path(path), uri=True, timeout=5.0, isolation_level=None)
         try:
             conn.execute("BEGIN")
-            return plan_for(conn, schema, files)
+            return plan_for(conn, target)
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -180,11 +182,10 @@ def apply(path, schema=None, files=None, backup=True, progress=None):
     (the CLI shows long steps with it; tests raise from it to inject faults).
     """
     path = os.fspath(path)
-    schema = schema or shipped_schema()
-    files = files_for(schema, files)
-    conn, existed = open_for_apply(path, files)
+    target = target_for(schema, files)
+    conn, existed = open_for_apply(path, target.files)
     try:
-        return _apply_locked(conn, path, schema, files, backup, progress)
+        return _apply_locked(conn, path, target, backup, progress)
     except BaseException:
         if not existed:
             _remove_if_still_empty(conn, path)
@@ -212,12 +213,13 @@ def _remove_if_still_empty(conn, path):
             os.remove(path + suffix)
 
 
-def _apply_locked(conn, path, schema, files, backup, progress):
+def _apply_locked(conn, path, target, backup, progress):
+    files = target.files
     start = time.perf_counter()
     conn.execute("PRAGMA foreign_keys = OFF")  # outside the transaction: no ON DELETE fires during a rebuild
     _begin(conn, path)
     try:
-        plan = plan_for(conn, schema, files)
+        plan = plan_for(conn, target)
         if plan.up_to_date:
             conn.execute("ROLLBACK")
             _finish_connection(conn, files)
@@ -231,14 +233,14 @@ def _apply_locked(conn, path, schema, files, backup, progress):
         # usual case): only then roll back to it, look, and run the plan again.
         conn.execute("SAVEPOINT schemagen_plan")
         count = _run_steps(conn, plan, progress)
-        verified = _verify_structure(conn, schema)
+        verified = _verify_structure(conn, target)
         after = foreign_key_violations(conn, plan.fk_scope)
         kept = []
         if after:
             conn.execute("ROLLBACK TO schemagen_plan")
             before = {_key(v) for v in foreign_key_violations(conn, sorted({v["table"] for v in after}))}
             count = _run_steps(conn, plan, progress)
-            verified = _verify_structure(conn, schema)
+            verified = _verify_structure(conn, target)
             after = foreign_key_violations(conn, plan.fk_scope)
             introduced = [v for v in after if _key(v) not in before]
             if introduced:
@@ -276,10 +278,10 @@ def _run_steps(conn, plan, progress):
     return count
 
 
-def _verify_structure(conn, schema):
+def _verify_structure(conn, target):
     """The structure after the plan; ApplyError when it is not the declared one."""
     verified = structure.read_structure(conn)
-    problems = [m for k, m in structure.compare(expected_structure(schema), verified) if k != "extra"]
+    problems = [m for k, m in structure.compare(target.structure, verified) if k != "extra"]
     if problems:
         raise ApplyError("after the plan the structure still differs, rolled back: " + "; ".join(problems[:10]))
     return verified

@@ -39,9 +39,9 @@ import aiosqlite
 
 from . import apply as apply_mod
 from . import dbfile, structure
-from .compare import expected_structure, persistent_pragmas
 from .errors import DatabaseFileError, ValidationFailed
 from .sqlterms import single_select
+from .target import target_for
 
 LOG = logging.getLogger("schema_dsl.database")
 
@@ -64,13 +64,18 @@ class Database:
             raise DatabaseFileError("database ':memory:': Database needs a file (every connection to ':memory:' is a "
                                     "new, empty database); run the _create_* helpers on your own connection instead")
         self.db_path = Path(os.path.expanduser(os.fspath(db_path)))
-        self.schema = schema if schema is not None else apply_mod.shipped_schema()
+        self._target = target_for(schema)  # the shipped declaration is read from generated/, not rebuilt
         self.backup = backup
         self.lock_timeout = float(lock_timeout)
         self.last_apply = None           # the ApplyResult of the last initialize()
-        self._files = apply_mod.files_for(self.schema)
+        self._files = self._target.files
         self._pragmas = apply_mod.connection_pragmas(self._files)
         self._open = set()
+
+    @property
+    def schema(self):
+        """The declaration, as the model (built on first use for the shipped one)."""
+        return self._target.schema
 
     def __repr__(self):
         return "Database(%r)" % str(self.db_path)
@@ -98,7 +103,7 @@ class Database:
         delay = 0.05
         while True:
             try:
-                result = apply_mod.apply(str(self.db_path), schema=self.schema, files=self._files, backup=self.backup)
+                result = apply_mod.apply(str(self.db_path), schema=self._target, backup=self.backup)
                 break
             except DatabaseFileError as exc:
                 if "locked" not in str(exc) or time.monotonic() + delay >= deadline:
@@ -116,9 +121,9 @@ class Database:
         conn = dbfile.connect(self.db_path)
         try:
             violations = [tuple(r) for r in conn.execute("PRAGMA foreign_key_check")]
-            problems = [m for k, m in structure.compare(expected_structure(self.schema), structure.read_structure(conn))
+            problems = [m for k, m in structure.compare(self._target.structure, structure.read_structure(conn))
                         if k != "extra"]
-            for name, value in sorted(persistent_pragmas(self.schema).items()):
+            for name, value in sorted(self._target.persistent_pragmas.items()):
                 found = conn.execute("PRAGMA %s" % name).fetchone()[0]
                 if str(found).lower() != value:
                     problems.append("pragma %s is %r, expected %r" % (name, found, value))
@@ -135,16 +140,16 @@ class Database:
 
     async def _create_memory_tables(self, conn):
         """Run the rendered ddl-memory-tables.sql (the first table file) on conn."""
-        await self._run_file(conn, self.schema.table_files[0])
+        await self._run_file(conn, self._target.table_files[0])
 
     async def _create_core_tables(self, conn):
         """Run the rendered ddl-core-tables.sql (the table files after the first) on conn."""
-        for filename in self.schema.table_files[1:]:
+        for filename in self._target.table_files[1:]:
             await self._run_file(conn, filename)
 
     async def _create_core_indexes(self, conn):
         """Run the rendered ddl-indexes.sql on conn."""
-        await self._run_file(conn, self.schema.index_file)
+        await self._run_file(conn, self._target.index_file)
 
     # --- connections ----------------------------------------------------------
 

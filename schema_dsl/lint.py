@@ -351,8 +351,11 @@ def json_valid_null():
 RUNTIME = "runtime"  # json_probe default: ask this SQLite
 
 
-def json_valid_nullable(schema, probe=RUNTIME):
-    """probe: what json_valid(NULL) returns (0, None for NULL); by default this SQLite is asked."""
+def json_valid_nullable(schema, probe=RUNTIME, version=None):
+    """probe: what json_valid(NULL) returns (0, None for NULL); by default this SQLite is asked.
+
+    version: the SQLite version the message names (default: this one; render writes a marker).
+    """
     probe = json_valid_null() if probe == RUNTIME else probe
     if probe != 0:
         return []
@@ -371,7 +374,7 @@ def json_valid_nullable(schema, probe=RUNTIME):
                     "json-valid-nullable", "%s.%s" % (table.name, col.name), "warning",
                     "CHECK (%s) on the nullable column %s.%s: this SQLite (%s) returns 0 for json_valid(NULL), so the "
                     "CHECK fails for NULL and writing NULL to %s is refused although the column allows it" % (
-                        check.expr, table.name, col.name, sqlite3.sqlite_version, col.name),
+                        check.expr, table.name, col.name, version or sqlite3.sqlite_version, col.name),
                     suggestion="CHECK (%s IS NULL OR json_valid(%s)), or declare the column NOT NULL" % (col.name, col.name)))
     return out
 

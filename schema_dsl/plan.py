@@ -2,18 +2,19 @@
 
 `fresh_plan` runs the rendered DDL files on an empty database (no template
 engine needed); `migration_plan` turns the diff of an existing database into
-statements rendered by render.py, after checking the data for anything the
-migration would lose or invent (UnsafeMigrationError, nothing changed).
+statements (those of declared objects rendered with the Target, the rest by
+render.py), after checking the data for anything the migration would lose or
+invent (UnsafeMigrationError, nothing changed).
 """
 from __future__ import annotations
 
+import sqlite3
 from typing import Union
 
 from attrs import field, frozen
 
 from .dbfile import split_statements
 from .errors import UnsafeMigrationError
-from .model import type_affinity
 from .sqltext import quote_identifier
 
 
@@ -26,7 +27,8 @@ class Step:
     title: str                 # what the step does, e.g. "rebuild table 'tasks'"
     why: str                   # the change it serves and why this way
     statements: tuple = field(converter=_tuple)
-    rows: Union[int, None] = None    # rows copied (rebuild) or indexed
+    # rows copied (rebuild) or filled: exact; rows indexed (index build): about, see _size_estimate
+    rows: Union[int, None] = None
     table: Union[str, None] = None   # existing table it touches, if any
     change: object = None
 
@@ -51,10 +53,10 @@ class Plan:
         return not self.steps
 
 
-def fresh_plan(files, schema):
-    """Run the rendered DDL files, in order, on an empty database."""
+def fresh_plan(files, target):
+    """Run the rendered DDL files, in order, on an empty database (target: a Target or a Schema)."""
     steps = []
-    for filename in (*schema.table_files, schema.index_file):
+    for filename in (*target.table_files, target.index_file):
         steps.append(Step(title="run %s" % filename, why="the database is empty: create the declared schema",
                           statements=split_statements(files[filename])))
     return Plan(steps=steps, fresh=True)
@@ -64,6 +66,19 @@ def _count(conn, sql, params=()):
     return conn.execute(sql, params).fetchone()[0]
 
 
+def _size_estimate(conn, table):
+    """About how many rows an index build reads: max(rowid), one B-tree descent where count(*) reads
+    the whole table (tens of ms at 1M rows). An upper bound when rows were deleted; the exact count
+    for a WITHOUT ROWID table, which has no rowid."""
+    try:
+        top = _count(conn, "SELECT coalesce(max(rowid), 0) FROM %s" % quote_identifier(table))
+    except sqlite3.OperationalError:
+        top = None
+    if isinstance(top, int):
+        return top
+    return _count(conn, "SELECT count(*) FROM %s" % quote_identifier(table))  # no rowid, or a column named so
+
+
 def _has_rows(conn, table):
     return bool(_count(conn, "SELECT EXISTS (SELECT 1 FROM %s)" % quote_identifier(table)))
 
@@ -71,6 +86,7 @@ def _has_rows(conn, table):
 def check_data(conn, schema, live, changes):
     """Raise UnsafeMigrationError for a change that would lose or invent data."""
     from . import diff as d
+    from .model import type_affinity
     problems = []
     for ch in changes:
         if not isinstance(ch, d.RebuildTable):
@@ -108,55 +124,69 @@ def check_data(conn, schema, live, changes):
         raise UnsafeMigrationError("refusing to migrate, nothing was changed: " + "; ".join(problems))
 
 
-def migration_plan(conn, schema, live):
-    """The plan that brings an existing database to `schema` (render.py renders it)."""
-    # The diff and the template engine are needed only when there is
-    # something to change: a new or up-to-date file never imports them.
-    from . import diff as d
-    from . import render
+def migration_plan(conn, target, live):
+    """The plan that brings an existing database to the declaration of target.
 
+    CREATE TABLE, CREATE INDEX and ADD COLUMN of declared objects come
+    rendered with the target (target.statement); statements that depend on
+    the live database (a rebuild's copy, a rename, a fill, a drop) are
+    rendered here by render.py, which is imported only for them.
+    """
+    # The diff is needed only when there is something to change: a new or
+    # up-to-date file never imports it.
+    from . import diff as d
+
+    schema = target.schema
     changes = d.diff(schema, live)
     check_data(conn, schema, live, changes)
     steps = []
     touches = False
     row_cache = {}
 
+    def render():
+        from . import render as r
+        return r
+
     def rows(table):
+        """The exact row count: shown in a rebuild's or a fill's title."""
         if table not in row_cache:
             row_cache[table] = _count(conn, "SELECT count(*) FROM %s" % quote_identifier(table))
         return row_cache[table]
 
     for ch in changes:
         if isinstance(ch, d.CreateTable):
-            steps.append(Step("create table '%s'" % ch.table.name, ch.reason, [render.create_table_sql(ch.table)], change=ch))
+            steps.append(Step("create table '%s'" % ch.table.name, ch.reason,
+                              [target.statement("create_table", ch.table.name)], change=ch))
         elif isinstance(ch, d.RenameColumn):
             steps.append(Step("rename column '%s'.'%s' to '%s'" % (ch.table.name, ch.old, ch.new),
                               ch.reason + " (ALTER TABLE RENAME COLUMN keeps every row in place)",
-                              [render.statement("rename_column", ch.table.name, ch.old, ch.new)],
+                              [render().statement("rename_column", ch.table.name, ch.old, ch.new)],
                               table=ch.table.name, change=ch))
         elif isinstance(ch, d.AddColumn):
             steps.append(Step("add column '%s'.'%s'" % (ch.table.name, ch.column.name), ch.reason,
-                              [render.add_column_sql(ch.table, ch.column)], table=ch.table.name, change=ch))
+                              [target.statement("add_column", ch.table.name, ch.column.name)],
+                              table=ch.table.name, change=ch))
         elif isinstance(ch, d.Backfill):
             steps.append(Step("fill column '%s'.'%s'" % (ch.table.name, ch.column), ch.reason + " with " + ch.expr,
-                              [render.statement("fill_column", ch.table.name, ch.column, ch.expr)],
+                              [render().statement("fill_column", ch.table.name, ch.column, ch.expr)],
                               rows=rows(ch.table.name), table=ch.table.name, change=ch))
         elif isinstance(ch, d.RebuildTable):
-            steps.append(_rebuild_step(conn, ch, live, rows(live.table(ch.table.name).name), render))
+            steps.append(_rebuild_step(conn, ch, live, rows(live.table(ch.table.name).name), render()))
         elif isinstance(ch, d.DropIndex):
-            steps.append(Step("drop index '%s'" % ch.name, ch.reason, [render.statement("drop_index", ch.name)],
+            steps.append(Step("drop index '%s'" % ch.name, ch.reason, [render().statement("drop_index", ch.name)],
                               table=live.indexes[ch.name].table, change=ch))
         elif isinstance(ch, d.CreateIndex):
             existing = live.table(ch.index.table)
             steps.append(Step("create index '%s' on '%s'" % (ch.index.name, ch.index.table), ch.reason,
-                              [render.create_index_sql(ch.index)],
-                              rows=rows(existing.name) if existing is not None else 0,
+                              [target.statement("create_index", ch.index.name)],
+                              rows=(row_cache[existing.name] if existing.name in row_cache
+                                    else _size_estimate(conn, existing.name)) if existing is not None else 0,
                               table=existing.name if existing is not None else None, change=ch))
         elif isinstance(ch, d.CreateIndexVerbatim):
             steps.append(Step("recreate %s '%s'" % (ch.kind, ch.name), ch.reason, [ch.sql], change=ch))
         elif isinstance(ch, d.DropViewOrTrigger):
             steps.append(Step("drop %s '%s'" % (ch.kind, ch.name), ch.reason,
-                              [render.statement("drop_" + ch.kind, ch.name)], change=ch))
+                              [render().statement("drop_" + ch.kind, ch.name)], change=ch))
         else:  # pragma: no cover - the set of change kinds is closed
             raise TypeError("unknown change %r" % (ch,))
     for step in steps:

@@ -133,6 +133,43 @@ def add_column_sql(table, column):
     return statement("add_column", table.name, column_context(table, column))
 
 
+# --- the compiled declaration ---------------------------------------------
+
+def compile_declaration(schema):
+    """What apply, plan and the report need from a declaration, as plain data (see target.py).
+
+    Everything in it depends on the declaration alone, so it is deterministic
+    and can be shipped in generated/declaration.json.
+    """
+    from . import lint
+    from .target import SQLITE_VERSION_MARK
+
+    engine_dependent = lint.json_valid_nullable(schema, probe=0, version=SQLITE_VERSION_MARK)
+    header = environment().get_template("header.j2").module.header(
+        "", schema, "What apply, plan and the validation report read from the declaration (schema_dsl/target.py).")
+    return {
+        "_generated": [line.strip() for line in str(header).splitlines()],
+        "name": schema.name,
+        "table_files": list(schema.table_files),
+        "index_file": schema.index_file,
+        "structure": compare.expected_structure(schema),
+        "persistent_pragmas": compare.persistent_pragmas(schema),
+        "serves": [[ix.name, list(ix.serves)] for ix in schema.indexes],
+        "findings": [f.as_dict() for f in lint.lint(schema, json_probe=None)],
+        "findings_when_json_valid_null_is_0": [
+            f.as_dict() for f in lint.resolve(engine_dependent, lint.declared_resolutions(schema))],
+        "statements": {
+            "create_table": {t.name: create_table_sql(t) for t in schema.tables},
+            "create_index": {ix.name: create_index_sql(ix) for ix in schema.indexes},
+            "add_column": {t.name: {c.name: add_column_sql(t, c) for c in t.columns} for t in schema.tables},
+        },
+    }
+
+
+def declaration_json(schema):
+    return json.dumps(compile_declaration(schema), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 # --- files --------------------------------------------------------------
 
 def render_files(schema):
@@ -149,6 +186,7 @@ def render_files(schema):
         schema=schema, filename=schema.index_file, position=total, total=total,
         indexes=[index_context(ix) for ix in schema.indexes])
     files["pragmas.sql"] = env.get_template("pragmas.sql.j2").render(schema=schema, pragmas=schema.pragmas)
+    files["declaration.json"] = declaration_json(schema)
     files["validate_schema.py"] = env.get_template("validate_schema.py.j2").render(
         schema=schema,
         expected=pprint.pformat(compare.expected_structure(schema), width=100, sort_dicts=True),

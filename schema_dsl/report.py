@@ -4,8 +4,9 @@ from __future__ import annotations
 import sqlite3
 
 from . import dbfile
-from .apply import _uri_path, connection_pragmas, files_for, shipped_schema
+from .apply import _uri_path, connection_pragmas
 from .errors import DatabaseFileError
+from .target import target_for
 from .validate import validation_report
 
 
@@ -16,8 +17,7 @@ def build_report(path, schema=None, files=None, full_integrity=False, findings=N
     applied: apply's own foreign key check (ApplyResult.foreign_key_check): the whole-file data checks
     are then left to `schemagen validate` (see validate.validation_report).
     """
-    schema = schema or shipped_schema()
-    files = files_for(schema, files)
+    target = target_for(schema, files)
     dbfile.check_path(path, write=False)
     try:
         conn = sqlite3.connect("file:%s?mode=rw" % _uri_path(path), uri=True, isolation_level=None, timeout=5.0)
@@ -28,21 +28,14 @@ def build_report(path, schema=None, files=None, full_integrity=False, findings=N
         except sqlite3.Error:
             raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
     try:
-        for stmt in connection_pragmas(files):
+        for stmt in connection_pragmas(target.files):
             conn.execute(stmt)
         if findings is None:
-            findings = _lint_findings(schema)
-        return validation_report(conn, schema, path=path, full_integrity=full_integrity, findings=findings,
+            findings = target.findings(conn)
+        return validation_report(conn, target, path=path, full_integrity=full_integrity, findings=findings,
                                  actual=actual, applied=applied)
     except sqlite3.Error as exc:
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
     finally:
         conn.close()
 
-
-def _lint_findings(schema):
-    try:
-        from .lint import lint
-    except ImportError:  # lint arrives with issue 4
-        return []
-    return [f.as_dict() for f in lint(schema)]

@@ -6,7 +6,6 @@ without importing the template engine; the renderer registers them as the
 """
 import math
 
-from .model import Expr, Literal
 from .structure import matching_paren, tokenize
 
 
@@ -39,6 +38,8 @@ def default_sql(default):
     keyword (CURRENT_TIMESTAMP, ...) is wrapped in parentheses, as SQLite
     requires for DEFAULT.
     """
+    from .model import Expr, Literal  # here: quoting alone (the apply path) needs no model
+
     if default is None:
         return None
     if isinstance(default, Literal):
@@ -56,4 +57,6 @@ def default_sql(default):
 
 def is_constant_default(default):
     """Whether ALTER TABLE ADD COLUMN accepts this default on a table with rows."""
+    from .model import Literal
+
     return default is None or isinstance(default, Literal) or default.sql.strip().upper() in ("NULL", "TRUE", "FALSE")

@@ -12,7 +12,6 @@ met; `format_text` and `format_markdown` print it.
 from __future__ import annotations
 
 from . import structure
-from .compare import expected_structure
 
 # The milestone's acceptance check: the query of index 6 must use an index.
 EQP_CHECK_INDEX = "idx_memory_namespace_key_version"
@@ -54,16 +53,18 @@ def describe_violation(conn, v):
     return "table '%s' rowid %s: %s has no parent row in '%s'" % (v["table"], v["rowid"], what, v["parent"])
 
 
-def validation_report(conn, schema, path=None, full_integrity=False, allow_extra=True, findings=(), actual=None,
+def validation_report(conn, target, path=None, full_integrity=False, allow_extra=True, findings=(), actual=None,
                       applied=None):
-    """actual: the structure already read from this database (apply passes the one it verified before COMMIT).
+    """The report of the database behind conn against target (a target.Target: expected structure, serves).
+
+    actual: the structure already read from this database (apply passes the one it verified before COMMIT).
 
     applied: apply's own foreign key check ({"tables": [...], "count": n, "kept": [the first descriptions]}). With it, the
     whole-file data checks (quick_check, foreign_key_check), which cost the same on every file however
     little apply changed, are not run: their rows say so and point at `schemagen validate` (their `ok` is
     None, shown as [skip]), and the foreign key row reports what apply checked before its COMMIT.
     """
-    expected = structure.fold_case(expected_structure(schema))
+    expected = structure.fold_case(target.structure)
     actual = structure.fold_case(structure.read_structure(conn) if actual is None else actual)
     diffs = structure.compare(expected, actual)
     problems = [m for k, m in diffs if k != "extra" or not allow_extra]
@@ -93,15 +94,15 @@ def validation_report(conn, schema, path=None, full_integrity=False, allow_extra
              + (" (%s)" % ", ".join(scope) if scope else " (no table's foreign keys could change)")),
         ]
     samples = []
-    for ix in schema.indexes:
-        if ix.name.lower() not in actual["indexes"]:
+    for index, queries in target.serves:
+        if index.lower() not in actual["indexes"]:
             continue
-        for q in ix.serves:
+        for q in queries:
             try:
                 lines = explain(conn, q)
             except Exception as exc:  # the query names a column the database lacks
                 lines = ["error: %s" % exc]
-            samples.append({"index": ix.name, "query": q, "plan": lines, "uses_index": plan_uses_index(lines, ix.name)})
+            samples.append({"index": index, "query": q, "plan": lines, "uses_index": plan_uses_index(lines, index)})
     eqp = next((s for s in samples if s["index"] == EQP_CHECK_INDEX), None)
     checks = [
         ("structure matches the declaration", not problems, "%d differences" % len(problems) if problems else "ok"),

@@ -303,17 +303,13 @@ def test_a_file_holding_other_tables_is_migrated_and_keeps_them(mode, tmp_path):
 
 
 def _broken_files(monkeypatch):
-    import schema_dsl.apply as apply_module
-    real = apply_module.shipped_files
-
-    def broken(schema):
-        files = dict(real(schema))
-        good = 'CREATE INDEX IF NOT EXISTS "idx_agents_state" ON "agents" ("state");'
-        assert good in files["ddl-indexes.sql"]
-        files["ddl-indexes.sql"] = files["ddl-indexes.sql"].replace(good, good.replace('"agents"', '"agentz"'))
-        return files
-
-    monkeypatch.setattr(apply_module, "shipped_files", broken)
+    import schema_dsl.target as target_module
+    real = target_module.shipped_target()
+    files = dict(real.files)
+    good = 'CREATE INDEX IF NOT EXISTS "idx_agents_state" ON "agents" ("state");'
+    assert good in files["ddl-indexes.sql"]
+    files["ddl-indexes.sql"] = files["ddl-indexes.sql"].replace(good, good.replace('"agents"', '"agentz"'))
+    monkeypatch.setattr(target_module, "_SHIPPED", [target_module.Target(files, real.compiled)])
 
 
 def test_a_failed_apply_on_a_new_path_leaves_no_file(runner, tmp_path, monkeypatch):
@@ -357,7 +353,8 @@ def test_the_installed_package_carries_its_templates_and_generated_files(tmp_pat
         capture_output=True, text=True, cwd=work, env=_env(), timeout=60)
     templates, generated = (Path(line) for line in probe.stdout.splitlines())
     assert (templates / "statements.sql.j2").is_file()
-    assert (generated / "ddl-indexes.sql").read_bytes() == (GENERATED / "ddl-indexes.sql").read_bytes()
+    for name in expected:  # every rendered file ships (apply reads declaration.json, the DDL files, pragmas.sql)
+        assert (generated / name).read_bytes() == (GENERATED / name).read_bytes(), name
     code, stdout, err = run("script", ["apply", "--db", str(tmp_path / "x.db")], cwd=work)
     assert code == 0, err
 

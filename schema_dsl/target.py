@@ -1,0 +1,140 @@
+"""A declaration in the form apply, plan and the report use: rendered files and the compiled declaration.
+
+`schemagen render` writes, next to the DDL files, `generated/declaration.json`:
+what the declaration compiles to for the code that runs against a database.
+
+- structure: what structure.read_structure returns for a matching database
+  (compare.expected_structure), the rule apply verifies by before COMMIT.
+- serves: each index's serves-queries, for the report's query plans.
+- findings: the design findings of lint that depend on the declaration
+  alone. findings_when_json_valid_null_is_0 holds those that depend on the
+  SQLite that runs; they apply where json_valid(NULL) returns 0.
+- statements: CREATE TABLE, CREATE INDEX and ADD COLUMN for each declared
+  table, index and column. They are rendered by render.py, the one renderer,
+  so a migration to the shipped declaration needs no template engine.
+
+For schemagen's own declaration a Target is read from generated/ (which
+`render --check` keeps equal to the declaration), so the fresh and
+up-to-date paths build no model, import no Jinja2 and run no lint; the
+model (`Target.schema`) is built only when a migration has to diff
+against it. For any other declaration the same things are rendered at once
+(`Target.from_schema`). A Target is read-only, like the model.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+
+from .paths import generated_text
+
+DECLARATION_FILE = "declaration.json"
+# lint writes this in place of the SQLite version in the compiled findings
+SQLITE_VERSION_MARK = "{sqlite_version}"
+
+
+class Target:
+    __slots__ = ("files", "compiled", "_schema")
+
+    def __init__(self, files, compiled, schema=None):
+        self.files = files          # {filename: text}: the DDL files and pragmas.sql
+        self.compiled = compiled    # the parsed declaration.json
+        self._schema = schema       # the model; None: schemagen's own, built on first use
+
+    @classmethod
+    def from_schema(cls, schema, files=None):
+        """Render everything for a declaration now (imports Jinja2)."""
+        from .render import compile_declaration, render_files
+        return cls(files if files is not None else render_files(schema), compile_declaration(schema), schema)
+
+    @property
+    def schema(self):
+        if self._schema is None:
+            from .abathur import SCHEMA
+            self._schema = SCHEMA
+        return self._schema
+
+    @property
+    def name(self):
+        return self.compiled["name"]
+
+    @property
+    def table_files(self):
+        return tuple(self.compiled["table_files"])
+
+    @property
+    def index_file(self):
+        return self.compiled["index_file"]
+
+    @property
+    def structure(self):
+        return self.compiled["structure"]
+
+    @property
+    def persistent_pragmas(self):
+        return self.compiled["persistent_pragmas"]
+
+    @property
+    def serves(self):
+        """[(index name, [serves-queries])] in declaration order."""
+        return [(name, queries) for name, queries in self.compiled["serves"]]
+
+    def statement(self, kind, table, name=None):
+        """The rendered CREATE TABLE (kind "create_table", table), CREATE INDEX ("create_index", index name)
+        or ADD COLUMN ("add_column", table, column) of a declared object."""
+        found = self.compiled["statements"][kind][table]
+        return found if name is None else found[name]
+
+    def findings(self, conn=None):
+        """The design findings (as dicts, in lint's order) on the SQLite this process runs."""
+        out = list(self.compiled["findings"])
+        if _json_valid_null(conn) == 0:
+            out += [dict(f, message=f["message"].replace(SQLITE_VERSION_MARK, sqlite3.sqlite_version))
+                    for f in self.compiled["findings_when_json_valid_null_is_0"]]
+        return out
+
+
+def _json_valid_null(conn=None):
+    own = conn is None
+    conn = sqlite3.connect(":memory:") if own else conn
+    try:
+        return conn.execute("SELECT json_valid(NULL)").fetchone()[0]
+    except sqlite3.Error:
+        return "unavailable"
+    finally:
+        if own:
+            conn.close()
+
+
+_SHIPPED = []
+
+
+def shipped_target():
+    """schemagen's own declaration, read from the rendered files it ships (read once per process)."""
+    if not _SHIPPED:
+        compiled = json.loads(generated_text(DECLARATION_FILE))
+        names = (*compiled["table_files"], compiled["index_file"], "pragmas.sql")
+        _SHIPPED.append(Target({n: generated_text(n) for n in names}, compiled))
+    return _SHIPPED[0]
+
+
+def is_shipped_schema(schema):
+    """Whether schema is schemagen's own declaration (the object abathur.py builds)."""
+    abathur = sys.modules.get("schema_dsl.abathur")
+    return abathur is not None and schema is abathur.SCHEMA
+
+
+def target_for(schema=None, files=None):
+    """The Target of a declaration: the shipped one for None or schemagen's own, else rendered now.
+
+    files: rendered files to use instead (tests pass broken ones to inject faults).
+    A Target given as schema is returned as it is.
+    """
+    if isinstance(schema, Target) and files is None:
+        return schema
+    if schema is None or is_shipped_schema(schema):
+        shipped = shipped_target()
+        if files is None and (schema is None or shipped._schema is schema):
+            return shipped
+        return Target(files if files is not None else shipped.files, shipped.compiled, schema)
+    return Target.from_schema(schema, files)

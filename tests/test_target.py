@@ -1,0 +1,146 @@
+"""The compiled declaration (generated/declaration.json) and the paths that use it instead of the model."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+import legacy
+from conftest import ROOT
+from schema_dsl import lint, render, structure
+from schema_dsl.abathur import SCHEMA
+from schema_dsl.compare import expected_structure, persistent_pragmas
+from schema_dsl.plan import _size_estimate
+from schema_dsl.target import Target, shipped_target, target_for
+
+
+def test_the_shipped_declaration_is_what_the_model_compiles_to():
+    shipped = shipped_target()
+    assert shipped.compiled == json.loads(json.dumps(render.compile_declaration(SCHEMA)))
+    assert shipped.structure == expected_structure(SCHEMA)
+    assert shipped.persistent_pragmas == persistent_pragmas(SCHEMA)
+    assert shipped.serves == [(ix.name, list(ix.serves)) for ix in SCHEMA.indexes]
+    assert (shipped.table_files, shipped.index_file) == (SCHEMA.table_files, SCHEMA.index_file)
+    for table in SCHEMA.tables:
+        assert shipped.statement("create_table", table.name) == render.create_table_sql(table)
+        for column in table.columns:
+            assert shipped.statement("add_column", table.name, column.name) == render.add_column_sql(table, column)
+    for ix in SCHEMA.indexes:
+        assert shipped.statement("create_index", ix.name) == render.create_index_sql(ix)
+
+
+class _Probe:
+    """A connection whose json_valid(NULL) answers what the test says."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def execute(self, sql):
+        assert sql == "SELECT json_valid(NULL)"
+        return self
+
+    def fetchone(self):
+        return (self.answer,)
+
+
+@pytest.mark.parametrize("answer", [0, None])
+def test_the_compiled_findings_are_lints_findings_on_either_kind_of_sqlite(answer):
+    found = shipped_target().findings(_Probe(answer))
+    expected = [f.as_dict() for f in lint.lint(SCHEMA, json_probe=answer)]
+    assert found == expected
+    assert any(f["rule"] == "json-valid-nullable" for f in found) is (answer == 0)
+    assert all("{sqlite_version}" not in f["message"] for f in found)
+
+
+def test_the_findings_ask_the_sqlite_that_runs():
+    assert shipped_target().findings() == [f.as_dict() for f in lint.lint(SCHEMA)]
+
+
+def test_target_for_returns_the_shipped_target_or_renders_a_custom_declaration():
+    shipped = shipped_target()
+    assert target_for() is shipped and target_for(shipped) is shipped
+    own = target_for(SCHEMA)
+    assert own.compiled is shipped.compiled and own.schema is SCHEMA
+    files = dict(shipped.files)
+    assert target_for(None, files).files is files
+    custom = legacy_free_schema()
+    t = target_for(custom)
+    assert isinstance(t, Target) and t.schema is custom
+    assert t.structure == expected_structure(custom)
+    assert set(t.files) >= {"a.sql", "ix.sql", "pragmas.sql"}
+
+
+def legacy_free_schema():
+    from schema_dsl.model import Column, Index, IndexColumn, PrimaryKey, Schema, Table
+    t = Table("notes", columns=[Column("id", "INTEGER"), Column("body", "TEXT")], primary_key=PrimaryKey(["id"]),
+              file="a.sql")
+    return Schema(name="notes", tables=[t], indexes=[Index("idx_notes_body", "notes", [IndexColumn("body")],
+                                                           serves=["SELECT id FROM notes WHERE body = ?"])],
+                  table_files=("a.sql",), index_file="ix.sql")
+
+
+def _modules_after(code):
+    probe = ("import sys\n" + code + "\nprint(sorted(m for m in ('jinja2', 'schema_dsl.model', 'schema_dsl.lint', "
+             "'schema_dsl.introspect', 'schema_dsl.diff', 'schema_dsl.render', 'schema_dsl.abathur', 'asyncio') "
+             "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_fresh_and_up_to_date_apply_with_the_report_build_no_model(tmp_path):
+    db = tmp_path / "a.db"
+    code = ("from schema_dsl.cli import main\n"
+            "for _ in range(2):\n"
+            "    try:\n"
+            "        main(['apply', '--db', %r])\n"
+            "    except SystemExit as e:\n"
+            "        assert e.code in (0, None), e.code\n") % str(db)
+    assert _modules_after(code) == "[]"
+    conn = sqlite3.connect(db)
+    assert structure.compare(expected_structure(SCHEMA), structure.read_structure(conn)) == []
+    conn.close()
+
+
+def test_migrating_the_old_shape_needs_the_model_but_not_the_template_engine(tmp_path):
+    path = legacy.create(str(tmp_path / "old.db"), "old", tasks=20)
+    code = "from schema_dsl.apply import apply\nassert apply(%r, backup=False).applied" % path
+    assert _modules_after(code) == "['schema_dsl.abathur', 'schema_dsl.diff', 'schema_dsl.introspect', 'schema_dsl.model']"
+
+
+def test_a_rebuild_renders_its_statements(tmp_path):
+    path = legacy.create(str(tmp_path / "r.db"), "retrofitted", tasks=20)
+    code = "from schema_dsl.apply import apply\nassert apply(%r, backup=False).applied" % path
+    assert "'jinja2'" in _modules_after(code)
+
+
+def test_the_size_estimate_of_an_index_build(tmp_path):
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (a)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(50)])
+    conn.execute("DELETE FROM t WHERE a < 10")
+    assert _size_estimate(conn, "t") == 50  # max(rowid): an upper bound once rows were deleted
+    conn.execute("CREATE TABLE w (k TEXT PRIMARY KEY, v) WITHOUT ROWID")
+    conn.executemany("INSERT INTO w VALUES (?, 1)", [("k%d" % i,) for i in range(7)])
+    assert _size_estimate(conn, "w") == 7
+    conn.execute("CREATE TABLE odd (rowid TEXT)")  # a column that hides the rowid
+    conn.executemany("INSERT INTO odd VALUES (?)", [("x",), ("y",)])
+    assert _size_estimate(conn, "odd") == 2
+    conn.execute("CREATE TABLE empty (a)")
+    assert _size_estimate(conn, "empty") == 0
+
+
+@pytest.mark.parametrize("sql", [
+    'CREATE TABLE t (a TEXT CHECK (json_valid(a)), b INTEGER PRIMARY KEY AUTOINCREMENT)',
+    'CREATE TABLE t (a TEXT, -- no check here\n b INT) ',
+    'CREATE TABLE t (a TEXT, CONSTRAINT c CHECK (a IN (\'check\', \'x\')), CHECK(length(a) > 1))',
+    'CREATE TABLE "check" ("check" TEXT, "autoincrement" INT)',
+    'CREATE TABLE t (a INTEGER PRIMARY KEY /* autoincrement */, b)',
+    'CREATE TABLE t (a)',
+])
+def test_the_structure_reads_checks_and_autoincrement_as_the_full_parse_does(sql):
+    parsed = structure.parse_create_table(sql)
+    assert structure.checks_and_autoincrement(sql) == (parsed["checks"], parsed["autoincrement"])
