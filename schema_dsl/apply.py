@@ -10,7 +10,8 @@ ApplyError naming the step and statement. journal_mode=WAL is set after the
 COMMIT (it cannot change inside a transaction). A file that did not exist
 before a failed apply is removed again.
 
-The fresh and up-to-date paths import neither Jinja2 nor asyncio.
+The fresh and up-to-date paths work from the compiled declaration
+(target.py): they import neither Jinja2 nor asyncio and build no model.
 """
 from __future__ import annotations
 
