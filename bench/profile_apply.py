@@ -20,7 +20,6 @@ import attrs  # noqa: E402,F401
 import click  # noqa: E402,F401
 
 T1 = time.perf_counter()
-import schema_dsl.abathur  # noqa: E402,F401
 import schema_dsl.apply as A  # noqa: E402
 import schema_dsl.cli  # noqa: E402,F401
 import schema_dsl.report as R  # noqa: E402
@@ -111,6 +110,8 @@ wrap(V, "foreign_key_violations", _fk_label)
 wrap(S, "read_structure")
 wrap(S, "compare", "structure.compare")
 wrap(R, "_lint_findings", "lint findings of the declaration")
+wrap(A, "target_for", "target_for (reads generated/declaration.json)")
+wrap(A, "migration_plan")
 
 
 def main(path, backup, cprofile):
@@ -124,7 +125,10 @@ def main(path, backup, cprofile):
     t_report = time.perf_counter()
     PHASE[0] = "report"
     import inspect
-    if "actual" in inspect.signature(R.build_report).parameters:  # as the CLI does: reuse what apply verified
+    params = inspect.signature(R.build_report).parameters
+    if "applied" in params:  # as the CLI's apply does: reuse what apply verified and its foreign key check
+        report = R.build_report(path, actual=result.structure, applied=result.foreign_key_check)
+    elif "actual" in params:
         report = R.build_report(path, actual=getattr(result, "structure", None))
     else:
         report = R.build_report(path)
