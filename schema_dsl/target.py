@@ -26,6 +26,7 @@ import json
 import sqlite3
 import sys
 
+from .errors import SchemagenError
 from .paths import generated_text
 
 DECLARATION_FILE = "declaration.json"
@@ -112,9 +113,15 @@ _SHIPPED = []
 def shipped_target():
     """schemagen's own declaration, read from the rendered files it ships (read once per process)."""
     if not _SHIPPED:
-        compiled = json.loads(generated_text(DECLARATION_FILE))
-        names = (*compiled["table_files"], compiled["index_file"], "pragmas.sql")
-        _SHIPPED.append(Target({n: generated_text(n) for n in names}, compiled))
+        try:
+            compiled = json.loads(generated_text(DECLARATION_FILE))
+            names = (*compiled["table_files"], compiled["index_file"], "pragmas.sql")
+            files = {n: generated_text(n) for n in names}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SchemagenError("generated files: cannot read %s or the files it names (%s: %s); run `schemagen "
+                                 "render` in the source tree, or reinstall schemagen" % (
+                                     DECLARATION_FILE, type(exc).__name__, exc)) from None
+        _SHIPPED.append(Target(files, compiled))
     return _SHIPPED[0]
 
 

@@ -144,3 +144,20 @@ def test_the_size_estimate_of_an_index_build(tmp_path):
 def test_the_structure_reads_checks_and_autoincrement_as_the_full_parse_does(sql):
     parsed = structure.parse_create_table(sql)
     assert structure.checks_and_autoincrement(sql) == (parsed["checks"], parsed["autoincrement"])
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"name": "x"}', ""])
+def test_a_damaged_compiled_declaration_is_one_clear_error(monkeypatch, tmp_path, text):
+    from click.testing import CliRunner
+    from schema_dsl import target as target_module
+    from schema_dsl.cli import main
+    real = target_module.generated_text
+    monkeypatch.setattr(target_module, "_SHIPPED", [])
+    monkeypatch.setattr(target_module, "generated_text",
+                        lambda name: text if name == target_module.DECLARATION_FILE else real(name))
+    result = CliRunner().invoke(main, ["apply", "--db", str(tmp_path / "a.db")])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: generated files: cannot read declaration.json")
+    assert "schemagen render" in lines[0]
+    assert not (tmp_path / "a.db").exists()
