@@ -7,7 +7,8 @@ PRAGMA foreign_key_check, journal_mode = wal, foreign_keys = 1 on the tool's
 own connection, and the EXPLAIN QUERY PLAN of a designated index's
 serves-query showing that index. The report also lists the tables and indexes
 found in sqlite_master, the PRAGMA results, sample query plans and the issues
-met; `format_text` and `format_markdown` print it.
+met; `format_text` and `format_markdown` print it. The report `apply` prints
+leaves out the two whole-file data checks (see validation_report's applied).
 """
 from __future__ import annotations
 
@@ -59,10 +60,11 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
 
     actual: the structure already read from this database (apply passes the one it verified before COMMIT).
 
-    applied: apply's own foreign key check ({"tables": [...], "count": n, "kept": [the first descriptions]}). With it, the
-    whole-file data checks (quick_check, foreign_key_check), which cost the same on every file however
-    little apply changed, are not run: their rows say so and point at `schemagen validate` (their `ok` is
-    None, shown as [skip]), and the foreign key row reports what apply checked before its COMMIT.
+    applied: apply's own foreign key check ({"tables": [...], "count": n, "kept": [the first
+    descriptions]}). With it, the whole-file data checks (quick_check, foreign_key_check), which cost
+    the same on every file however little apply changed, are not run: their rows say so and point at
+    `schemagen validate` (their `ok` is None, shown as [skip]), and the foreign key row reports what
+    apply checked before its COMMIT.
     """
     expected = structure.fold_case(target.structure)
     actual = structure.fold_case(structure.read_structure(conn) if actual is None else actual)
