@@ -58,16 +58,6 @@ def shipped_schema():
     return shipped_target().schema
 
 
-def shipped_files(schema=None):
-    """The rendered files schemagen ships for its own declaration (DDL files and pragmas.sql)."""
-    return shipped_target().files
-
-
-def files_for(schema, files=None):
-    """The rendered files for schema: those shipped with schemagen for its own declaration, else rendered now."""
-    return target_for(schema, files).files
-
-
 def connection_pragmas(files, include_persistent=False):
     """The PRAGMA statements of the rendered pragmas.sql, per-connection ones only by default."""
     out = []
@@ -106,15 +96,15 @@ def plan_for(conn, target):
     and diffed.
     """
     if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
-        return fresh_plan(target.files, target)  # a new or empty file: nothing to introspect
-    diffs = structure.compare(target.structure, structure.read_structure(conn))
-    if not diffs and conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type IN ('view', 'trigger') LIMIT 1").fetchone() is None:
+        return fresh_plan(target)  # a new or empty file: nothing to introspect
+    raw = structure.read_raw(conn)
+    diffs = structure.compare(target.structure, structure.to_structure(raw))
+    if not diffs and not raw["views"] and not raw["triggers"]:
         return Plan(steps=())
     from .introspect import read_live  # only a file that differs needs the introspection model
-    live = read_live(conn)
+    live = read_live(conn, raw)
     if live.is_empty:
-        return fresh_plan(target.files, target)
+        return fresh_plan(target)
     if not [m for k, m in diffs if k != "extra"]:
         from .diff import extras
         return Plan(steps=(), extras=extras(target.schema, live))
@@ -127,7 +117,7 @@ def plan_database(path, schema=None, files=None):
     exists = dbfile.check_path(path, write=False) if os.path.exists(path) else False
     if not exists:
         dbfile.check_path(path, write=True)
-        return fresh_plan(target.files, target)
+        return fresh_plan(target)
     try:
         conn = sqlite3.connect("file:%s?mode=ro" % _uri_path(path), uri=True, timeout=5.0, isolation_level=None)
         try:

@@ -77,9 +77,12 @@ def index_from_pragma_rows(name, info):
                  unique=bool(info["unique"]), where=structure.index_where(info["sql"]))
 
 
-def read_live(conn):
-    """Introspect the main database of an open connection."""
-    raw = structure.read_raw(conn)
+def read_live(conn, raw=None):
+    """Introspect the main database of an open connection.
+
+    raw: what structure.read_raw already read from it (apply's plan reads it once).
+    """
+    raw = structure.read_raw(conn) if raw is None else raw
     tables, column_sql, constraint_sql = {}, {}, {}
     for name, info in raw["tables"].items():
         tables[name] = table_from_pragma_rows(name, info)

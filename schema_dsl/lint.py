@@ -36,6 +36,7 @@ from attrs.validators import in_
 
 from . import sqlterms
 from .structure import normalize_sql
+from .target import json_valid_null
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -335,17 +336,6 @@ def partial_where_findings(schema):
                 "literally (partialindex.html)" % (ix.name, ix.where, qwhere, " AND ".join(texts)),
                 suggestion=suggestion))
     return out
-
-
-def json_valid_null():
-    """What this SQLite returns for json_valid(NULL): 0, None (NULL), or 'unavailable'."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        return conn.execute("SELECT json_valid(NULL)").fetchone()[0]
-    except sqlite3.Error:
-        return "unavailable"
-    finally:
-        conn.close()
 
 
 RUNTIME = "runtime"  # json_probe default: ask this SQLite

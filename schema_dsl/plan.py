@@ -53,12 +53,12 @@ class Plan:
         return not self.steps
 
 
-def fresh_plan(files, target):
-    """Run the rendered DDL files, in order, on an empty database (target: a Target or a Schema)."""
+def fresh_plan(target):
+    """Run the rendered DDL files of target (a target.Target), in order, on an empty database."""
     steps = []
     for filename in (*target.table_files, target.index_file):
         steps.append(Step(title="run %s" % filename, why="the database is empty: create the declared schema",
-                          statements=split_statements(files[filename])))
+                          statements=split_statements(target.files[filename])))
     return Plan(steps=steps, fresh=True)
 
 

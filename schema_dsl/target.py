@@ -89,13 +89,17 @@ class Target:
     def findings(self, conn=None):
         """The design findings (as dicts, in lint's order) on the SQLite this process runs."""
         out = list(self.compiled["findings"])
-        if _json_valid_null(conn) == 0:
+        if json_valid_null(conn) == 0:
             out += [dict(f, message=f["message"].replace(SQLITE_VERSION_MARK, sqlite3.sqlite_version))
                     for f in self.compiled["findings_when_json_valid_null_is_0"]]
         return out
 
 
-def _json_valid_null(conn=None):
+def json_valid_null(conn=None):
+    """What this SQLite returns for json_valid(NULL): 0, None (NULL), or 'unavailable'.
+
+    The one probe: lint's json-valid-nullable rule asks it too.
+    """
     own = conn is None
     conn = sqlite3.connect(":memory:") if own else conn
     try:

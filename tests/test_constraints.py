@@ -7,7 +7,8 @@ import pytest
 
 import legacy
 from schema_dsl.abathur import SCHEMA
-from schema_dsl.apply import connection_pragmas, shipped_files
+from schema_dsl.apply import connection_pragmas
+from schema_dsl.target import shipped_target
 from schema_dsl import dbfile
 from schema_dsl.report import build_report
 
@@ -316,7 +317,7 @@ def test_journal_mode_wal_is_kept_in_the_file(fresh_db):
 def test_connection_pragmas_set_by_schema_dsl(fresh_db):
     conn = dbfile.connect(fresh_db)
     try:
-        statements = connection_pragmas(shipped_files(SCHEMA))
+        statements = connection_pragmas(shipped_target().files)
         assert not any("journal_mode" in s for s in statements)
         for stmt in statements:
             conn.execute(stmt)

@@ -463,8 +463,9 @@ class _LockedOnce:
 
 
 def test_the_switch_to_wal_after_commit_is_retried_when_locked():
-    from schema_dsl.apply import _finish_connection, shipped_files
-    files = shipped_files(SCHEMA)
+    from schema_dsl.apply import _finish_connection
+    from schema_dsl.target import shipped_target
+    files = shipped_target().files
     conn = _LockedOnce(failures=3)
     _finish_connection(conn, files)
     assert conn.failures == 0
@@ -476,4 +477,4 @@ def test_a_wal_switch_that_stays_locked_fails_with_one_line(monkeypatch):
     monkeypatch.setattr(apply_mod, "DEFAULT_TIMEOUT_S", 0.05)
     conn = _LockedOnce(failures=10 ** 6)
     with pytest.raises(SchemagenError, match="could not set connection settings after apply: database is locked"):
-        apply_mod._finish_connection(conn, apply_mod.shipped_files(SCHEMA))
+        apply_mod._finish_connection(conn, apply_mod.shipped_target().files)
