@@ -5,7 +5,7 @@
 drive starts READERS reader processes and one writer, all of which run from
 a common start time for SECONDS; a third of the way in, another process runs
 `Database(DB).initialize()` (schema_dsl.database; where that class does not
-exist yet, `schema_dsl.apply.apply(DB, backup=False)`, and the result says
+exist yet, `schema_dsl.migrate.apply.apply(DB, backup=False)`, and the result says
 so). Readers run the old code's reads (a task by id, a state value, a task's
 audit trail); the writer runs the old code's writes (an audit insert and a
 state upsert per transaction). Every operation's start and latency is kept;
@@ -99,8 +99,8 @@ def init(path, start, out):
         how = "Database.initialize()"
     except (ImportError, AttributeError):
         Database = None
-        from schema_dsl.apply import apply
-        how = "schema_dsl.apply.apply() (schema_dsl.database not available)"
+        from schema_dsl.migrate.apply import apply
+        how = "schema_dsl.migrate.apply.apply() (schema_dsl.database not available)"
     _wait_until(start)
     t0 = time.monotonic()
     error = None

@@ -1,7 +1,7 @@
 """In-process fresh apply: the library call vs executing the same statements directly.
 
 Both sides run in this one process, after every import, alternating, each on
-a new file in a scratch folder: `schema_dsl.apply.apply(path)` against the
+a new file in a scratch folder: `schema_dsl.migrate.apply.apply(path)` against the
 bare sqlite3 calls (the PRAGMAs, the three generated files in one
 transaction, journal_mode=WAL after COMMIT, as apply sets it). Prints JSON.
 
@@ -16,7 +16,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sqlfiles import generated_text, pragma_statements  # noqa: E402
 
-from schema_dsl.apply import apply  # noqa: E402
+from schema_dsl.migrate.apply import apply  # noqa: E402
 
 DDL = "".join(generated_text(n) for n in ("ddl-memory-tables.sql", "ddl-core-tables.sql", "ddl-indexes.sql"))
 PRAGMAS = pragma_statements(include_journal_mode=False)

@@ -20,11 +20,11 @@ import attrs  # noqa: E402,F401
 import click  # noqa: E402,F401
 
 T1 = time.perf_counter()
-import schema_dsl.apply as A  # noqa: E402
+import schema_dsl.migrate.apply as A  # noqa: E402
 import schema_dsl.cli  # noqa: E402,F401
-import schema_dsl.report as R  # noqa: E402
-import schema_dsl.structure as S  # noqa: E402
-import schema_dsl.validate as V  # noqa: E402
+import schema_dsl.check.report as R  # noqa: E402
+import schema_dsl.sqlite.structure as S  # noqa: E402
+import schema_dsl.check.validate as V  # noqa: E402
 
 T2 = time.perf_counter()
 

@@ -503,7 +503,7 @@ def write_report(path, res, before=None):
     add("Ratio %.2fx (target ≤ %.2fx): %s." % (fr["ratio"], TARGETS["fresh"], yes(fr["ratio"] <= TARGETS["fresh"])))
     add("")
     add("In-process (`bench/inproc_apply.py`, %d runs per side, alternating, after all imports): "
-        "`schema_dsl.apply.apply(path, backup=False)` %s vs the same PRAGMAs and files executed directly %s: "
+        "`schema_dsl.migrate.apply.apply(path, backup=False)` %s vs the same PRAGMAs and files executed directly %s: "
         "%.2fx (target ≤ %.2fx): %s." % (fr["inproc_library"]["n"], fmt_range(fr["inproc_library"]),
                                          fmt_range(fr["inproc_direct"]), fr["inproc_ratio"], TARGETS["inproc"],
                                          yes(fr["inproc_ratio"] <= TARGETS["inproc"])))

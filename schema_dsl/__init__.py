@@ -8,6 +8,6 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     if name == "Database":
-        from .database import Database
+        from .database import Database  # lazily: the CLI's apply path does not pay for asyncio and aiosqlite
         return Database
     raise AttributeError("module 'schema_dsl' has no attribute %r" % name)

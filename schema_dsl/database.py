@@ -37,11 +37,11 @@ from pathlib import Path
 
 import aiosqlite
 
-from . import apply as apply_mod
-from . import dbfile, structure
+from .migrate import apply as apply_mod
+from .sqlite import dbfile, structure
 from .errors import DatabaseFileError, ValidationFailed
-from .sqlterms import single_select
-from .target import target_for
+from .analysis.sqlterms import single_select
+from .compile.target import target_for
 
 LOG = logging.getLogger("schema_dsl.database")
 

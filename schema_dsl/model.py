@@ -24,6 +24,7 @@ from attrs.validators import in_, instance_of
 
 from .errors import DeclarationError
 
+PLAN_CHECKS = ("info", "required")
 FK_ACTIONS = ("NO ACTION", "RESTRICT", "SET NULL", "SET DEFAULT", "CASCADE")
 PRAGMA_NAMES = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "wal_autocheckpoint")
 _TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*( [A-Za-z][A-Za-z0-9_]*)*(\(\s*[+-]?\d+\s*(,\s*[+-]?\d+\s*)?\))?\Z")
@@ -31,6 +32,12 @@ _TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*( [A-Za-z][A-Za-z0-9_]*)*(\(\s*[+-]
 
 def _tuple(value):
     return tuple(value)
+
+
+def _pairs(value):
+    """A mapping as a tuple of (key, value) pairs in a stable order (frozen and hashable)."""
+    items = value.items() if isinstance(value, dict) else value
+    return tuple(sorted(((k, v) for k, v in items), key=repr))
 
 
 def named(objects, name):
@@ -158,6 +165,9 @@ class Index:
     where: Union[str, None] = None
     serves: tuple = field(default=(), converter=_tuple)
     comment: str = ""
+    # "required": the validation report fails when a serves-query's plan does not use this index (or an
+    # identical one); "info": the plan is reported only
+    plan_check: str = field(default="info", validator=in_(PLAN_CHECKS))
 
 
 @frozen
@@ -168,7 +178,7 @@ class Table:
     uniques: tuple = field(default=(), converter=_tuple)
     checks: tuple = field(default=(), converter=_tuple)
     foreign_keys: tuple = field(default=(), converter=_tuple)
-    file: Union[str, None] = None
+    file: Union[str, None] = None  # which table file; may be left out when the schema has one
     comment: str = ""
     new: bool = False
 
@@ -205,6 +215,8 @@ class Schema:
     table_files: tuple = field(default=("ddl-tables.sql",), converter=_tuple)
     index_file: str = "ddl-indexes.sql"
     source: str = ""
+    # how each lint finding is resolved: {rule: text} or {(rule, object): text}
+    lint_resolutions: tuple = field(default=(), converter=_pairs)
 
     def __attrs_post_init__(self):
         problems = schema_problems(self)
@@ -217,9 +229,15 @@ class Schema:
     def index(self, name):
         return named(self.indexes, name)
 
+    def file_of(self, table):
+        """The table file a table is created in: its `file`, or the only table file."""
+        if table.file is None and len(self.table_files) == 1:
+            return self.table_files[0]
+        return table.file
+
     def tables_in_file(self, filename):
         """Tables of one DDL file, each after every table it references."""
-        return dependency_order([t for t in self.tables if t.file == filename])
+        return dependency_order([t for t in self.tables if self.file_of(t) == filename])
 
     def ordered_tables(self):
         return tuple(t for f in self.table_files for t in self.tables_in_file(f))
@@ -269,8 +287,9 @@ def schema_problems(schema):
     file_pos = {f: i for i, f in enumerate(schema.table_files)}
     for t in schema.tables:
         where = "table '%s'" % t.name
-        if t.file not in file_pos:
-            p.append("%s: file %r is not one of the table files %s" % (where, t.file, list(schema.table_files)))
+        if schema.file_of(t) not in file_pos:
+            p.append("%s: file %r is not one of the table files %s%s" % (
+                where, t.file, list(schema.table_files), " (name one: the schema has several)" if t.file is None else ""))
         if not t.columns:
             p.append("%s: expected at least one column" % where)
         cols = {}
@@ -316,9 +335,10 @@ def schema_problems(schema):
                 if all(parent.column(rc) for rc in f.ref_columns) and tuple(x.lower() for x in f.ref_columns) not in keys:
                     p.append("%s, %s: parent columns %s(%s) are not its PRIMARY KEY or UNIQUE" % (
                         where, what, f.ref_table, ", ".join(f.ref_columns)))
-                if t.file in file_pos and parent.file in file_pos and file_pos[parent.file] > file_pos[t.file]:
+                tf, pf = schema.file_of(t), schema.file_of(parent)
+                if tf in file_pos and pf in file_pos and file_pos[pf] > file_pos[tf]:
                     p.append("%s, %s: placed in %s, before the referenced table '%s' in the later file %s" % (
-                        where, what, t.file, parent.name, parent.file))
+                        where, what, tf, parent.name, pf))
             if len(f.ref_columns) != len(f.columns):
                 p.append("%s, %s: %d columns reference %d" % (where, what, len(f.columns), len(f.ref_columns)))
             for action_name, action in (("ON DELETE", f.on_delete), ("ON UPDATE", f.on_update)):
@@ -328,7 +348,7 @@ def schema_problems(schema):
                         if c is not None and c.not_null:
                             p.append("%s, %s: %s SET NULL on NOT NULL column '%s'" % (where, what, action_name, name))
     for f in schema.table_files:
-        in_file = [t for t in schema.tables if t.file == f]
+        in_file = [t for t in schema.tables if schema.file_of(t) == f]
         ordered = dependency_order(in_file)
         for t in ordered:
             later = {x.name.lower() for x in ordered[ordered.index(t) + 1:]}

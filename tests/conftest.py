@@ -27,8 +27,8 @@ def connect(path):
 
 @pytest.fixture
 def fresh_db(tmp_path):
-    """Path of a database created by schema_dsl.apply.apply on a new file."""
-    from schema_dsl.apply import apply
+    """Path of a database created by schema_dsl.migrate.apply.apply on a new file."""
+    from schema_dsl.migrate.apply import apply
 
     path = tmp_path / "abathur.db"
     result = apply(str(path))
@@ -58,7 +58,7 @@ def runner():
 
 def build_db(path, schema, wal=True):
     """Create a database from a (possibly altered) declaration by running its rendered DDL files."""
-    from schema_dsl.render import render_files
+    from schema_dsl.compile.render import render_files
 
     files = render_files(schema)
     conn = sqlite3.connect(str(path), isolation_level=None)

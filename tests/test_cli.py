@@ -303,7 +303,7 @@ def test_a_file_holding_other_tables_is_migrated_and_keeps_them(mode, tmp_path):
 
 
 def _broken_files(monkeypatch):
-    import schema_dsl.target as target_module
+    import schema_dsl.compile.target as target_module
     real = target_module.shipped_target()
     files = dict(real.files)
     good = 'CREATE INDEX IF NOT EXISTS "idx_agents_state" ON "agents" ("state");'
@@ -348,7 +348,7 @@ def test_the_installed_package_carries_its_templates_and_generated_files(tmp_pat
     for name in expected:
         assert (out / name).read_bytes() == (GENERATED / name).read_bytes(), name
     probe = subprocess.run(
-        [sys.executable, "-c", "import schema_dsl.paths as p; print(p.resource_dir('templates')); "
+        [sys.executable, "-c", "import schema_dsl.compile.paths as p; print(p.resource_dir('templates')); "
                                "print(p.resource_dir('generated'))"],
         capture_output=True, text=True, cwd=work, env=_env(), timeout=60)
     templates, generated = (Path(line) for line in probe.stdout.splitlines())

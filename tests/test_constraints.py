@@ -7,10 +7,10 @@ import pytest
 
 import legacy
 from schema_dsl.abathur import SCHEMA
-from schema_dsl.apply import connection_pragmas
-from schema_dsl.target import shipped_target
-from schema_dsl import dbfile
-from schema_dsl.report import build_report
+from schema_dsl.migrate.apply import connection_pragmas
+from schema_dsl.compile.target import shipped_target
+from schema_dsl.sqlite import dbfile
+from schema_dsl.check.report import build_report
 
 SESSION = {"id": "s1", "app_name": "app", "user_id": "alice"}
 MEMORY = {"namespace": "user:alice", "key": "k", "value": '{"a": 1}', "memory_type": "semantic"}

@@ -15,9 +15,11 @@ import pytest
 
 import legacy
 from conftest import ROOT, connect
-from schema_dsl import Database, structure
+from schema_dsl import Database
+from schema_dsl.sqlite import structure
 from schema_dsl.abathur import SCHEMA
-from schema_dsl.compare import expected_structure
+from schema_dsl.analysis.compare import expected_structure
+from schema_dsl.compile.target import target_for
 from schema_dsl.errors import DatabaseFileError, QueryRefused, SchemagenError
 
 INDEX6_QUERY = next(ix.serves[0] for ix in SCHEMA.indexes if ix.name == "idx_memory_namespace_key_version")
@@ -96,7 +98,7 @@ def test_initialize_refuses_memory_and_reports_a_bad_file(tmp_path):
 
 
 def test_initialize_runs_the_same_planner_as_apply(tmp_path, monkeypatch):
-    import schema_dsl.apply as apply_mod
+    import schema_dsl.migrate.apply as apply_mod
     calls = []
     real = apply_mod.apply
 
@@ -110,7 +112,7 @@ def test_initialize_runs_the_same_planner_as_apply(tmp_path, monkeypatch):
 
 
 def test_apply_path_does_not_import_asyncio_or_aiosqlite():
-    code = ("import sys, schema_dsl, schema_dsl.apply, schema_dsl.cli, schema_dsl.report;"
+    code = ("import sys, schema_dsl, schema_dsl.migrate.apply, schema_dsl.cli, schema_dsl.check.report;"
             "print(sorted(m for m in ('asyncio', 'aiosqlite', 'schema_dsl.database') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=str(ROOT))
     assert out.returncode == 0, out.stderr
@@ -463,8 +465,8 @@ class _LockedOnce:
 
 
 def test_the_switch_to_wal_after_commit_is_retried_when_locked():
-    from schema_dsl.apply import _finish_connection
-    from schema_dsl.target import shipped_target
+    from schema_dsl.migrate.apply import _finish_connection
+    from schema_dsl.compile.target import shipped_target
     files = shipped_target().files
     conn = _LockedOnce(failures=3)
     _finish_connection(conn, files)
@@ -473,8 +475,8 @@ def test_the_switch_to_wal_after_commit_is_retried_when_locked():
 
 
 def test_a_wal_switch_that_stays_locked_fails_with_one_line(monkeypatch):
-    from schema_dsl import apply as apply_mod
+    from schema_dsl.migrate import apply as apply_mod
     monkeypatch.setattr(apply_mod, "DEFAULT_TIMEOUT_S", 0.05)
     conn = _LockedOnce(failures=10 ** 6)
     with pytest.raises(SchemagenError, match="could not set connection settings after apply: database is locked"):
-        apply_mod._finish_connection(conn, apply_mod.shipped_target().files)
+        apply_mod._finish_connection(conn, target_for(None).files)

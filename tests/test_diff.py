@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schema_dsl import diff as d
-from schema_dsl import structure
-from schema_dsl.compare import table_structure
-from schema_dsl.introspect import read_live
+from schema_dsl.migrate import diff as d
+from schema_dsl.sqlite import structure
+from schema_dsl.analysis.compare import table_structure
+from schema_dsl.migrate.introspect import read_live
 from schema_dsl.model import Check, Column, Expr, ForeignKey, PrimaryKey, Table, Unique, fk
-from schema_dsl.sqltext import quote_identifier
+from schema_dsl.sqlite.quote import quote_identifier
 
 BASE = Table("t", file="f.sql", columns=[Column("id", "INTEGER"), Column("a", "TEXT")],
              primary_key=PrimaryKey(("id",)), foreign_keys=[fk("p", "parent", "id")])
@@ -44,7 +44,7 @@ def test_add_column_blocker(column, blocked_because):
 
 def test_each_allowed_add_column_really_works_on_a_table_with_rows():
     """The rule's 'allowed' side agrees with SQLite on a table that has rows, foreign keys on."""
-    from schema_dsl.render import add_column_sql
+    from schema_dsl.compile.render import add_column_sql
     for column in (Column("p", "TEXT"), Column("n", "INTEGER", not_null=True, default=0), Column("s", "TEXT", default="x")):
         table = Table("t", file="f.sql", columns=[*BASE.columns, column], primary_key=BASE.primary_key,
                       foreign_keys=[fk("p", "parent", "id")] if column.name == "p" else [])
@@ -63,7 +63,7 @@ def test_each_allowed_add_column_really_works_on_a_table_with_rows():
     Column("c", "TIMESTAMP", default=Expr("CURRENT_TIMESTAMP")),
 ])
 def test_each_blocked_add_column_really_fails_on_a_table_with_rows(column):
-    from schema_dsl.render import add_column_sql
+    from schema_dsl.compile.render import add_column_sql
     table = Table("t", file="f.sql", columns=[*BASE.columns, column], primary_key=BASE.primary_key)
     assert d.add_column_blocker(table, column) is not None
     conn = sqlite3.connect(":memory:")
@@ -120,7 +120,7 @@ def test_introspected_table_has_the_structure_of_its_declaration():
         Column("p", "TEXT", unique=True)],
         primary_key=PrimaryKey(("id",), autoincrement=True), checks=[Check("length(name) > 0")],
         uniques=[Unique(("name", "at"))])
-    from schema_dsl.render import create_table_sql
+    from schema_dsl.compile.render import create_table_sql
     conn = sqlite3.connect(":memory:")
     conn.execute(create_table_sql(declared))
     assert table_structure(read_live(conn).table("x")) == table_structure(declared)

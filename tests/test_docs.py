@@ -4,11 +4,11 @@ from __future__ import annotations
 import re
 
 from conftest import GENERATED
-from schema_dsl import docs
+from schema_dsl.compile import docs
 from schema_dsl.abathur import SCHEMA
 from schema_dsl.cli import main
 from schema_dsl.model import Column, Index, PrimaryKey, Schema, Table, fk
-from schema_dsl.render import render_files
+from schema_dsl.compile.render import render_files
 
 
 def section(text, table):

@@ -1,4 +1,4 @@
-"""schema_dsl.explain and `schemagen explain`: does each index serve its declared query?"""
+"""schema_dsl.check.explain and `schemagen explain`: does each index serve its declared query?"""
 from __future__ import annotations
 
 import json
@@ -8,11 +8,12 @@ import pytest
 
 import legacy
 from conftest import build_db, make_runner
-from schema_dsl import explain as ex
-from schema_dsl import sqlterms, structure
+from schema_dsl.check import explain as ex
+from schema_dsl.analysis import sqlterms
+from schema_dsl.sqlite import structure
 from schema_dsl.abathur import SCHEMA
 from schema_dsl.cli import main
-from schema_dsl.compare import expected_structure
+from schema_dsl.analysis.compare import expected_structure
 from schema_dsl.model import Column, Index, PrimaryKey, Schema, Table
 
 F = "ddl.sql"
@@ -33,7 +34,7 @@ def table_counts(path):
 
 @pytest.fixture
 def report(fresh_db):
-    return ex.explain_database(str(fresh_db))
+    return ex.explain_database(str(fresh_db), SCHEMA)
 
 
 def test_every_serves_query_is_explained(report):
@@ -110,7 +111,7 @@ def test_stat1_is_reported_after_analyze(fresh_db):
     conn.commit()
     conn.execute("ANALYZE")
     conn.close()
-    report = ex.explain_database(str(fresh_db))
+    report = ex.explain_database(str(fresh_db), SCHEMA)
     assert report.had_stat1 and all(r.statistics == "sqlite_stat1" for r in report.results)
     assert "has sqlite_stat1" in ex.format_text(report)
 
@@ -119,7 +120,7 @@ def test_stat1_is_reported_after_analyze(fresh_db):
 
 def test_scratch_copy_leaves_the_database_unchanged(fresh_db):
     before = table_counts(fresh_db)
-    report = ex.explain_database(str(fresh_db), sample_rows=300)
+    report = ex.explain_database(str(fresh_db), SCHEMA, sample_rows=300)
     assert report.source == "scratch" and report.sample_rows == 300 and not report.had_stat1
     assert all(r.statistics == "sqlite_stat1" for r in report.results)
     assert len(report.results) == 33
@@ -133,9 +134,9 @@ def test_scratch_copy_leaves_the_database_unchanged(fresh_db):
 def test_scratch_copy_of_an_old_file_is_brought_to_the_declaration(tmp_path):
     path = str(tmp_path / "old.db")
     legacy.create(path, "template", tasks=50)
-    as_is = ex.explain_database(path)
+    as_is = ex.explain_database(path, SCHEMA)
     assert any(r.plan[0].startswith("error:") for r in as_is.results)  # the new tables are missing
-    scratch = ex.explain_database(path, sample_rows=100)
+    scratch = ex.explain_database(path, SCHEMA, sample_rows=100)
     assert not any(r.plan[0].startswith("error:") for r in scratch.results)
     assert "brought to the declaration" in scratch.notes[0]
     conn = sqlite3.connect(path)  # the file itself is still the old shape

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 import legacy
-from schema_dsl import structure
+from schema_dsl.sqlite import structure
 from schema_dsl.abathur import SCHEMA
-from schema_dsl.apply import apply, plan_database
-from schema_dsl.compare import expected_structure
+from schema_dsl.migrate.apply import apply, plan_database
+from schema_dsl.analysis.compare import expected_structure
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,7 +86,7 @@ def test_error_on_an_empty_existing_file_leaves_it_empty(tmp_path):
 # inside the migration rather than during interpreter start-up.
 KILL_SCRIPT = (
     "import sys\n"
-    "from schema_dsl.apply import apply\n"
+    "from schema_dsl.migrate.apply import apply\n"
     "said = []\n"
     "def progress(n, step, stmt):\n"
     "    if not said:\n"
@@ -172,7 +172,7 @@ def test_sigkill_many_trials_on_a_large_file(tmp_path):
 
 def test_failure_after_commit_keeps_the_new_file(tmp_path, monkeypatch):
     """Only a file still empty is removed: what was committed stays."""
-    import schema_dsl.apply as apply_module
+    import schema_dsl.migrate.apply as apply_module
 
     def broken(conn, files):
         raise Injected("after commit")

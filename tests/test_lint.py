@@ -1,4 +1,4 @@
-"""schema_dsl.lint: each rule fires on a small schema that has the problem and not on the fixed one."""
+"""schema_dsl.analysis.lint: each rule fires on a small schema that has the problem and not on the fixed one."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,12 @@ import sqlite3
 import pytest
 
 from conftest import make_runner
-from schema_dsl import lint as lint_mod
-from schema_dsl import sqlterms
+from schema_dsl.analysis import lint as lint_mod
+from schema_dsl.check import lintdb
+from schema_dsl.analysis import sqlterms
 from schema_dsl.abathur import SCHEMA
 from schema_dsl.cli import main
-from schema_dsl.lint import Finding, lint
+from schema_dsl.analysis.lint import Finding, lint
 from schema_dsl.model import Check, Column, Index, PrimaryKey, Schema, Table, Unique, fk
 
 F = "ddl.sql"
@@ -275,16 +276,16 @@ def test_finding_validates_rule_and_severity():
 
 def test_lint_database_reports_statistics_and_unused_indexes(fresh_db):
     conn = sqlite3.connect(str(fresh_db))
-    findings = lint_mod.lint_database(conn, SCHEMA)
+    findings = lintdb.lint_database(conn, SCHEMA)
     assert found(findings, "no-statistics") == ["sqlite_stat1"]
     unused = found(findings, "index-not-used")
     assert "idx_sessions_status_updated" in unused and "idx_memory_namespace_key_version" in unused
     conn.execute("ANALYZE")  # on empty tables: sqlite_stat1 exists but holds no statistics
-    assert found(lint_mod.lint_database(conn, SCHEMA), "no-statistics") == ["sqlite_stat1"]
+    assert found(lintdb.lint_database(conn, SCHEMA), "no-statistics") == ["sqlite_stat1"]
     conn.execute("INSERT INTO metrics (timestamp, metric_name, metric_value) VALUES ('2025-01-01', 'm', 1)")
     conn.execute("ANALYZE")
     conn.commit()
-    assert found(lint_mod.lint_database(conn, SCHEMA), "no-statistics") == []
+    assert found(lintdb.lint_database(conn, SCHEMA), "no-statistics") == []
     conn.close()
 
 
@@ -308,8 +309,8 @@ def test_cli_lint_text_with_db(runner, fresh_db):
 
 
 def test_validation_report_shows_findings_with_resolutions(fresh_db):
-    from schema_dsl.report import build_report
-    from schema_dsl.validate import format_markdown, format_text
+    from schema_dsl.check.report import build_report
+    from schema_dsl.check.validate import format_markdown, format_text
     report = build_report(str(fresh_db))
     assert {f["object"] for f in report["findings"]} >= {"idx_state_task_key", "checkpoints.session_id"}
     text = format_text(report)

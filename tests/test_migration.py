@@ -13,10 +13,10 @@ import attrs
 import pytest
 
 import legacy
-from schema_dsl import structure
+from schema_dsl.sqlite import structure
 from schema_dsl.abathur import SCHEMA
-from schema_dsl.apply import apply, plan_database
-from schema_dsl.compare import expected_structure
+from schema_dsl.migrate.apply import apply, plan_database
+from schema_dsl.analysis.compare import expected_structure
 from schema_dsl.errors import DatabaseFileError, UnsafeMigrationError
 from schema_dsl.model import Check, Column, Index, Table, Unique, fk
 
@@ -480,7 +480,7 @@ def test_read_only_file_is_refused_unchanged(shape_files, tmp_path):
 
 def test_progress_shows_long_steps_with_time_on_a_terminal():
     from schema_dsl.cli import _Progress
-    from schema_dsl.plan import Step
+    from schema_dsl.migrate.plan import Step
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -527,7 +527,7 @@ def test_violations_already_there_do_not_block_a_rebuild_and_new_ones_still_do(t
 
 def test_apply_no_validate_skips_the_report_but_not_the_verification(shape_files, tmp_path, monkeypatch):
     from click.testing import CliRunner
-    from schema_dsl import report as report_module
+    from schema_dsl.check import report as report_module
     from schema_dsl.cli import main
 
     def no_report(*args, **kwargs):

@@ -12,13 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import GENERATED, TESTS
-from schema_dsl import compare, structure
+from schema_dsl.analysis import compare
+from schema_dsl.sqlite import structure
 from schema_dsl.abathur import SCHEMA
 from schema_dsl.cli import main
-from schema_dsl.introspect import read_live
+from schema_dsl.migrate.introspect import read_live
 from schema_dsl.model import (Check, Column, Expr, Index, Literal, PrimaryKey, Schema, Table, Unique, fk)
-from schema_dsl.render import render_files
-from schema_dsl.sqltext import default_sql, quote_identifier, quote_literal
+from schema_dsl.compile.render import render_files
+from schema_dsl.analysis.sqltext import default_sql
+from schema_dsl.sqlite.quote import quote_identifier, quote_literal
 
 FILES = render_files(SCHEMA)
 SQL_FILES = (*SCHEMA.table_files, SCHEMA.index_file)

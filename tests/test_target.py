@@ -10,11 +10,13 @@ import pytest
 
 import legacy
 from conftest import ROOT
-from schema_dsl import lint, render, structure
+from schema_dsl.analysis import lint
+from schema_dsl.compile import render
+from schema_dsl.sqlite import structure
 from schema_dsl.abathur import SCHEMA
-from schema_dsl.compare import expected_structure, persistent_pragmas
-from schema_dsl.plan import _size_estimate
-from schema_dsl.target import Target, shipped_target, target_for
+from schema_dsl.analysis.compare import expected_structure, persistent_pragmas
+from schema_dsl.migrate.plan import _size_estimate
+from schema_dsl.compile.target import Target, shipped_target, target_for
 
 
 def test_the_shipped_declaration_is_what_the_model_compiles_to():
@@ -83,8 +85,8 @@ def legacy_free_schema():
 
 
 def _modules_after(code):
-    probe = ("import sys\n" + code + "\nprint(sorted(m for m in ('jinja2', 'schema_dsl.model', 'schema_dsl.lint', "
-             "'schema_dsl.introspect', 'schema_dsl.diff', 'schema_dsl.render', 'schema_dsl.abathur', 'asyncio') "
+    probe = ("import sys\n" + code + "\nprint(sorted(m for m in ('jinja2', 'schema_dsl.model', 'schema_dsl.analysis.lint', "
+             "'schema_dsl.migrate.introspect', 'schema_dsl.migrate.diff', 'schema_dsl.compile.render', 'schema_dsl.abathur', 'asyncio') "
              "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=str(ROOT))
     assert out.returncode == 0, out.stderr
@@ -107,13 +109,13 @@ def test_fresh_and_up_to_date_apply_with_the_report_build_no_model(tmp_path):
 
 def test_migrating_the_old_shape_needs_the_model_but_not_the_template_engine(tmp_path):
     path = legacy.create(str(tmp_path / "old.db"), "old", tasks=20)
-    code = "from schema_dsl.apply import apply\nassert apply(%r, backup=False).applied" % path
-    assert _modules_after(code) == "['schema_dsl.abathur', 'schema_dsl.diff', 'schema_dsl.introspect', 'schema_dsl.model']"
+    code = "from schema_dsl.migrate.apply import apply\nassert apply(%r, backup=False).applied" % path
+    assert _modules_after(code) == "['schema_dsl.abathur', 'schema_dsl.migrate.diff', 'schema_dsl.migrate.introspect', 'schema_dsl.model']"
 
 
 def test_a_rebuild_renders_its_statements(tmp_path):
     path = legacy.create(str(tmp_path / "r.db"), "retrofitted", tasks=20)
-    code = "from schema_dsl.apply import apply\nassert apply(%r, backup=False).applied" % path
+    code = "from schema_dsl.migrate.apply import apply\nassert apply(%r, backup=False).applied" % path
     assert "'jinja2'" in _modules_after(code)
 
 
@@ -149,7 +151,7 @@ def test_the_structure_reads_checks_and_autoincrement_as_the_full_parse_does(sql
 @pytest.mark.parametrize("text", ["{not json", '{"name": "x"}', ""])
 def test_a_damaged_compiled_declaration_is_one_clear_error(monkeypatch, tmp_path, text):
     from click.testing import CliRunner
-    from schema_dsl import target as target_module
+    from schema_dsl.compile import target as target_module
     from schema_dsl.cli import main
     real = target_module.generated_text
     monkeypatch.setattr(target_module, "_SHIPPED", [])

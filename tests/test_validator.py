@@ -12,7 +12,7 @@ import pytest
 import legacy
 from conftest import GENERATED, build_db
 from schema_dsl.abathur import SCHEMA
-from schema_dsl.apply import apply
+from schema_dsl.migrate.apply import apply
 from schema_dsl.model import evolve
 
 VALIDATOR = GENERATED / "validate_schema.py"

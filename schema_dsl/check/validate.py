@@ -12,46 +12,12 @@ leaves out the two whole-file data checks (see validation_report's applied).
 """
 from __future__ import annotations
 
-from . import structure
+from ..sqlite import structure
+from ..sqlite.data import describe_violation, foreign_key_violations
+from ..sqlite.eqp import explain_lines, plan_uses_index
 
 # The milestone's acceptance check: the query of index 6 must use an index.
 EQP_CHECK_INDEX = "idx_memory_namespace_key_version"
-
-
-def explain(conn, query):
-    """The detail lines of EXPLAIN QUERY PLAN; `?` parameters are bound to NULL."""
-    params = (None,) * sum(1 for tok in structure.tokenize(query) if tok == ("op", "?"))
-    return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
-
-
-def plan_uses_index(lines, index_name):
-    return any(("INDEX %s " % index_name) in (line + " ") or line.endswith("INDEX " + index_name) for line in lines)
-
-
-def foreign_key_violations(conn, tables=None):
-    """PRAGMA foreign_key_check rows as dicts (table, rowid, parent, fkid).
-
-    tables: check only the foreign keys of these (child) tables.
-    """
-    if tables is None:
-        rows = conn.execute("PRAGMA foreign_key_check").fetchall()
-    else:
-        rows = [r for t in tables for r in conn.execute("SELECT * FROM pragma_foreign_key_check(?)", (t,))]
-    return [{"table": r[0], "rowid": r[1], "parent": r[2], "fkid": r[3]} for r in rows]
-
-
-def describe_violation(conn, v):
-    """'audit rowid 7: task_id = 'x' has no row in tasks'."""
-    try:
-        fks = [r for r in conn.execute("SELECT * FROM pragma_foreign_key_list(?)", (v["table"],)) if r[0] == v["fkid"]]
-        cols = [r[3] for r in sorted(fks, key=lambda r: r[1])]
-        values = conn.execute("SELECT %s FROM %s WHERE rowid = ?" % (
-            ", ".join('"%s"' % c.replace('"', '""') for c in cols), '"%s"' % v["table"].replace('"', '""')),
-            (v["rowid"],)).fetchone() if cols and v["rowid"] is not None else None
-        what = ", ".join("%s = %r" % (c, x) for c, x in zip(cols, values or ())) or "foreign key %d" % v["fkid"]
-    except Exception:  # a WITHOUT ROWID table or a broken definition: say what PRAGMA said
-        what = "foreign key %d" % v["fkid"]
-    return "table '%s' rowid %s: %s has no parent row in '%s'" % (v["table"], v["rowid"], what, v["parent"])
 
 
 def validation_report(conn, target, path=None, full_integrity=False, allow_extra=True, findings=(), actual=None,
@@ -101,7 +67,7 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
             continue
         for q in queries:
             try:
-                lines = explain(conn, q)
+                lines = explain_lines(conn, q)
             except Exception as exc:  # the query names a column the database lacks
                 lines = ["error: %s" % exc]
             samples.append({"index": index, "query": q, "plan": lines, "uses_index": plan_uses_index(lines, index)})

@@ -31,12 +31,12 @@ import json
 import sqlite3
 from typing import Union
 
-from attrs import field, frozen
+from attrs import evolve, field, frozen
 from attrs.validators import in_
 
 from . import sqlterms
-from .structure import normalize_sql
-from .target import json_valid_null
+from ..sqlite.structure import normalize_sql
+from ..sqlite.data import json_valid_null
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -372,16 +372,12 @@ def json_valid_nullable(schema, probe=RUNTIME, version=None):
 # --- entry points -----------------------------------------------------------
 
 def declared_resolutions(schema):
-    """The resolutions the declaration carries (abathur.LINT_RESOLUTIONS for the shipped schema)."""
-    from . import abathur
-    if schema == abathur.SCHEMA:
-        return dict(abathur.LINT_RESOLUTIONS)
-    return {}
+    """The resolutions the declaration carries (Schema.lint_resolutions)."""
+    return dict(schema.lint_resolutions)
 
 
 def resolve(findings, resolutions):
     """Each finding with its resolution: (rule, object) entry, else rule entry, else the rule's default."""
-    from attrs import evolve
     out = []
     for f in findings:
         text = resolutions.get((f.rule, f.object)) or resolutions.get(f.rule) or DEFAULT_RESOLUTIONS[f.rule]
@@ -396,30 +392,6 @@ def lint(schema, resolutions=None, json_probe=RUNTIME):
     return resolve(findings, declared_resolutions(schema) if resolutions is None else resolutions)
 
 
-def lint_database(conn, schema, resolutions=None, explained=None):
-    """Findings only a live database shows: no statistics, serves-queries whose plan skips their index.
-
-    explained: the results of explain.explain_queries on the same database (computed when not given).
-    """
-    from . import explain
-    findings = []
-    if not explain.has_stat1(conn):
-        findings.append(Finding("no-statistics", "sqlite_stat1", "info",
-                                "the database has no sqlite_stat1 rows (ANALYZE has not run on its data): the planner chooses indexes by "
-                                "built-in estimates, and its choices can change once statistics exist"))
-    if explained is None:
-        explained = explain.explain_queries(conn, schema)
-    for r in explained:
-        if r.uses_index:
-            continue
-        findings.append(Finding("index-not-used", r.index, "warning",
-                                "the serves-query of '%s' does not use it on this database: %s%s" % (
-                                    r.index, r.instead or "the plan names no index",
-                                    ("; " + r.reason) if r.reason else ""),
-                                suggestion=r.suggestion))
-    return resolve(findings, declared_resolutions(schema) if resolutions is None else resolutions)
-
-
 def format_text(findings):
     if not findings:
         return "no design findings"
@@ -430,26 +402,6 @@ def format_text(findings):
             lines.append("    suggestion: %s" % f.suggestion)
         lines.append("    resolution: %s" % f.resolution)
     return "\n".join(lines)
-
-
-def lint_path(schema=None, db_path=None):
-    """lint(schema), plus lint_database on the file at db_path (opened read-only) when one is given."""
-    from . import dbfile
-    from .apply import _uri_path, shipped_schema
-    from .errors import DatabaseFileError
-    schema = schema or shipped_schema()
-    findings = lint(schema)
-    if db_path is None:
-        return findings
-    dbfile.check_path(db_path, write=False)
-    try:
-        conn = sqlite3.connect("file:%s?mode=ro" % _uri_path(db_path), uri=True, isolation_level=None)
-        try:
-            return findings + lint_database(conn, schema)
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise DatabaseFileError(dbfile.describe_sqlite_error(db_path, exc)) from None
 
 
 def to_json(findings):

@@ -16,10 +16,11 @@ does not imply `status IN ('active', 'paused')`.
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 
-from .errors import QueryRefused
-from .structure import join_tokens, matching_paren, split_top, token_spans, tokenize
+from ..errors import QueryRefused
+from ..sqlite.structure import join_tokens, matching_paren, split_top, token_spans, tokenize
 
 CLAUSE_END = frozenset({"group", "order", "limit", "having", "window", "union", "except", "intersect", "returning"})
 COMPARISONS = frozenset({"=", "==", "<", ">", "<=", ">=", "<>", "!="})
@@ -463,7 +464,6 @@ def _next_nonspace(sql, pos):
 
 def replace_like(sql, column, prefix, replacement):
     """The query with its `column LIKE 'prefix...'` term replaced by replacement, or None when not found."""
-    import re
     for match in re.finditer(r"(?i)(?<![\w.])(?:\w+\.)?\"?%s\"?\s+LIKE\s+'((?:[^']|'')*)'" % re.escape(column), sql):
         if match.group(1).replace("''", "'").startswith(prefix):
             return sql[:match.start()] + replacement + sql[match.end():]

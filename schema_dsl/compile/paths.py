@@ -7,7 +7,7 @@ generated/ folders.
 """
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
+_HERE = Path(__file__).resolve().parent.parent  # the schema_dsl package
 
 
 def resource_dir(name):

@@ -15,10 +15,11 @@ from typing import Union
 
 from attrs import field, frozen
 
-from .compare import index_structure, table_structure
-from .model import Column, Index, Table, named
-from .sqltext import default_sql, is_constant_default, quote_identifier
-from .structure import matching_paren, join_tokens, tokenize
+from ..analysis.compare import index_structure, table_structure
+from ..model import Column, Index, Table, named
+from ..analysis.sqltext import default_sql, is_constant_default
+from ..sqlite.quote import quote_identifier
+from ..sqlite.structure import matching_paren, join_tokens, tokenize
 
 
 def _tuple(v):

@@ -6,7 +6,7 @@ it, and the library compares live databases against it with
 `structure.compare`, so both judge by one rule.
 """
 from .sqltext import default_sql
-from .structure import normalize_sql
+from ..sqlite.structure import normalize_sql
 
 
 def table_structure(table):

@@ -11,33 +11,17 @@ generated/); only rendering and migration planning do.
 """
 from __future__ import annotations
 
-import functools
 import json
 import pprint
 from pathlib import Path
 
-import jinja2
-
-from . import compare
-from .model import Column, Table
+from ..analysis import compare, lint
+from ..sqlite.data import SQLITE_VERSION_MARK
+from ..model import Column, Table
+from .docs import context as docs_context
+from .env import environment
 from .paths import resource_dir
-from .sqltext import default_sql, quote_identifier, quote_literal
-
-@functools.lru_cache(maxsize=1)
-def environment():
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["ident"] = quote_identifier
-    env.filters["literal"] = quote_literal
-    env.filters["tojson"] = lambda v: json.dumps(v, sort_keys=True)
-    return env
-
+from ..analysis.sqltext import default_sql
 
 def _macros():
     return environment().get_template("statements.sql.j2").module
@@ -141,8 +125,6 @@ def compile_declaration(schema):
     Everything in it depends on the declaration alone, so it is deterministic
     and can be shipped in generated/declaration.json.
     """
-    from . import lint
-    from .target import SQLITE_VERSION_MARK
 
     engine_dependent = lint.json_valid_nullable(schema, probe=0, version=SQLITE_VERSION_MARK)
     header = environment().get_template("header.j2").module.header(
@@ -191,9 +173,8 @@ def render_files(schema):
         schema=schema,
         expected=pprint.pformat(compare.expected_structure(schema), width=100, sort_dicts=True),
         persistent_pragmas=pprint.pformat(compare.persistent_pragmas(schema), sort_dicts=True),
-        structure_source=(Path(__file__).parent / "structure.py").read_text(encoding="utf-8"),
+        structure_source=(Path(__file__).resolve().parent.parent / "sqlite" / "structure.py").read_text(encoding="utf-8"),
     )
     if (resource_dir("templates") / "SCHEMA.md.j2").exists():
-        from . import docs
-        files["SCHEMA.md"] = env.get_template("SCHEMA.md.j2").render(**docs.context(schema))
+        files["SCHEMA.md"] = env.get_template("SCHEMA.md.j2").render(**docs_context(schema))
     return files

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import stat
 
-from .errors import DatabaseFileError
+from ..errors import DatabaseFileError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -85,3 +85,27 @@ def split_statements(text):
     if "".join(buf).strip():
         out.append("".join(buf).strip())
     return out
+
+
+def uri_path(path):
+    """The absolute path of a file, escaped for a file: URI (the one escaping rule)."""
+    return os.path.abspath(os.fspath(path)).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+
+
+def open_existing(path, mode="ro", busy_timeout_ms=DEFAULT_BUSY_TIMEOUT_MS):
+    """Open an existing database file without ever creating it: the one place that opens a file by URI.
+
+    mode "ro" opens it read-only; "rw" read-write, falling back to read-only
+    when the file or its folder cannot be written. Every failure is a
+    DatabaseFileError naming the path.
+    """
+    check_path(path, write=False)
+    modes = ("ro",) if mode == "ro" else ("rw", "ro")
+    for attempt in modes:
+        try:
+            conn = sqlite3.connect("file:%s?mode=%s" % (uri_path(path), attempt), uri=True,
+                                   timeout=busy_timeout_ms / 1000.0, isolation_level=None)
+            return conn
+        except sqlite3.Error as exc:
+            error = exc
+    raise DatabaseFileError(describe_sqlite_error(path, error))

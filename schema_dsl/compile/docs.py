@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from .sqltext import default_sql
+from ..analysis.sqltext import default_sql
+from .env import environment
 
 _MERMAID_WORD = re.compile(r"[^A-Za-z0-9_]")
 
@@ -121,7 +122,7 @@ def context(schema):
         pk = table.primary_key
         tables.append({
             "name": table.name,
-            "file": table.file,
+            "file": schema.file_of(table),
             "status": _status(table),
             "comment": " ".join((table.comment or "").split()),
             "comment_cell": md(table.comment),
@@ -150,5 +151,4 @@ def context(schema):
 
 def render(schema):
     """The text of SCHEMA.md (the same template render_files uses)."""
-    from .render import environment
     return environment().get_template("SCHEMA.md.j2").render(**context(schema))

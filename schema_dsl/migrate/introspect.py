@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from attrs import field, frozen
 
-from . import structure
-from .model import Check, Column, Expr, ForeignKey, Index, IndexColumn, PrimaryKey, Table, Unique, named
+from ..sqlite import structure
+from ..model import Check, Column, Expr, ForeignKey, Index, IndexColumn, PrimaryKey, Table, Unique, named
 
 
 @frozen

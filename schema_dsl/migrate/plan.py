@@ -13,9 +13,9 @@ from typing import Union
 
 from attrs import field, frozen
 
-from .dbfile import split_statements
-from .errors import UnsafeMigrationError
-from .sqltext import quote_identifier
+from ..sqlite.dbfile import split_statements
+from ..errors import UnsafeMigrationError
+from ..sqlite.quote import quote_identifier
 
 
 def _tuple(v):
@@ -85,8 +85,8 @@ def _has_rows(conn, table):
 
 def check_data(conn, schema, live, changes):
     """Raise UnsafeMigrationError for a change that would lose or invent data."""
-    from . import diff as d
-    from .model import type_affinity
+    from . import diff as d  # the diff and the model load only when there is something to migrate
+    from ..model import type_affinity  # (a new or up-to-date file never needs them)
     problems = []
     for ch in changes:
         if not isinstance(ch, d.RebuildTable):
@@ -144,7 +144,7 @@ def migration_plan(conn, target, live):
     row_cache = {}
 
     def render():
-        from . import render as r
+        from ..compile import render as r  # Jinja2 only for statements that depend on the live file
         return r
 
     def rows(table):
@@ -198,7 +198,7 @@ def migration_plan(conn, target, live):
 
 
 def _fk_scope(schema, live, changes):
-    from . import diff as d
+    from . import diff as d  # see check_data
     rebuilt = {c.table.name.lower() for c in changes if isinstance(c, d.RebuildTable)}
     filled = {c.table.name.lower() for c in changes if isinstance(c, d.Backfill)}
     scope = []

@@ -24,35 +24,35 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import importlib
 import sys
 
-from .errors import SchemagenError
+from ..errors import SchemagenError
+from ..sqlite.data import SQLITE_VERSION_MARK, json_valid_null
 from .paths import generated_text
 
 DECLARATION_FILE = "declaration.json"
-# lint writes this in place of the SQLite version in the compiled findings
-SQLITE_VERSION_MARK = "{sqlite_version}"
 
 
 class Target:
-    __slots__ = ("files", "compiled", "_schema")
+    __slots__ = ("files", "compiled", "_schema", "_load")
 
-    def __init__(self, files, compiled, schema=None):
+    def __init__(self, files, compiled, schema=None, load=None):
         self.files = files          # {filename: text}: the DDL files and pragmas.sql
         self.compiled = compiled    # the parsed declaration.json
-        self._schema = schema       # the model; None: schemagen's own, built on first use
+        self._schema = schema       # the model; None: built by load() on first use
+        self._load = load
 
     @classmethod
     def from_schema(cls, schema, files=None):
         """Render everything for a declaration now (imports Jinja2)."""
-        from .render import compile_declaration, render_files
+        from .render import compile_declaration, render_files  # Jinja2: only a declaration compiled in memory needs it
         return cls(files if files is not None else render_files(schema), compile_declaration(schema), schema)
 
     @property
     def schema(self):
         if self._schema is None:
-            from .abathur import SCHEMA
-            self._schema = SCHEMA
+            self._schema = self._load()
         return self._schema
 
     @property
@@ -95,22 +95,6 @@ class Target:
         return out
 
 
-def json_valid_null(conn=None):
-    """What this SQLite returns for json_valid(NULL): 0, None (NULL), or 'unavailable'.
-
-    The one probe: lint's json-valid-nullable rule asks it too.
-    """
-    own = conn is None
-    conn = sqlite3.connect(":memory:") if own else conn
-    try:
-        return conn.execute("SELECT json_valid(NULL)").fetchone()[0]
-    except sqlite3.Error:
-        return "unavailable"
-    finally:
-        if own:
-            conn.close()
-
-
 _SHIPPED = []
 
 
@@ -125,8 +109,13 @@ def shipped_target():
             raise SchemagenError("generated files: cannot read %s or the files it names (%s: %s); run `schemagen "
                                  "render` in the source tree, or reinstall schemagen" % (
                                      DECLARATION_FILE, type(exc).__name__, exc)) from None
-        _SHIPPED.append(Target(files, compiled))
+        _SHIPPED.append(Target(files, compiled, load=_shipped_schema))
     return _SHIPPED[0]
+
+
+def _shipped_schema():
+    # by name, not by an import statement: no engine module imports the declaration
+    return importlib.import_module(__package__.rpartition(".")[0] + ".abathur").SCHEMA
 
 
 def is_shipped_schema(schema):
@@ -147,5 +136,5 @@ def target_for(schema=None, files=None):
         shipped = shipped_target()
         if files is None and (schema is None or shipped._schema is schema):
             return shipped
-        return Target(files if files is not None else shipped.files, shipped.compiled, schema)
+        return Target(files if files is not None else shipped.files, shipped.compiled, schema, load=_shipped_schema)
     return Target.from_schema(schema, files)

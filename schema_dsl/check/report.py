@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import dbfile
-from .apply import _uri_path, connection_pragmas
-from .errors import DatabaseFileError
-from .target import target_for
+from ..sqlite import dbfile
+from ..migrate.apply import connection_pragmas
+from ..errors import DatabaseFileError
+from ..compile.target import target_for
 from .validate import validation_report
 
 
@@ -18,15 +18,7 @@ def build_report(path, schema=None, files=None, full_integrity=False, findings=N
     are then left to `schemagen validate` (see validate.validation_report).
     """
     target = target_for(schema, files)
-    dbfile.check_path(path, write=False)
-    try:
-        conn = sqlite3.connect("file:%s?mode=rw" % _uri_path(path), uri=True, isolation_level=None, timeout=5.0)
-    except sqlite3.Error as exc:
-        # a read-only file still validates
-        try:
-            conn = sqlite3.connect("file:%s?mode=ro" % _uri_path(path), uri=True, isolation_level=None, timeout=5.0)
-        except sqlite3.Error:
-            raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
+    conn = dbfile.open_existing(path, "rw")  # a read-only file still validates
     try:
         for stmt in connection_pragmas(target.files):
             conn.execute(stmt)

@@ -22,11 +22,11 @@ import time
 
 from attrs import frozen
 
-from . import dbfile, structure
-from .errors import ApplyError, DatabaseFileError, SchemagenError
+from ..sqlite import dbfile, structure
+from ..errors import ApplyError, DatabaseFileError, SchemagenError
 from .plan import Plan, fresh_plan, migration_plan
-from .target import shipped_target, target_for
-from .validate import describe_violation, foreign_key_violations
+from ..compile.target import target_for
+from ..sqlite.data import describe_violation, foreign_key_violations
 
 
 DEFAULT_TIMEOUT_S = dbfile.DEFAULT_BUSY_TIMEOUT_MS / 1000.0
@@ -51,11 +51,6 @@ class ApplyResult:
     def foreign_key_check(self):
         """What apply's own foreign key check found, in the form validation_report(applied=...) takes."""
         return {"tables": list(self.plan.fk_scope), "count": self.kept_violations, "kept": list(self.kept_described)}
-
-
-def shipped_schema():
-    """schemagen's own declaration, as the model (builds it: apply itself works from shipped_target())."""
-    return shipped_target().schema
 
 
 def connection_pragmas(files, include_persistent=False):
@@ -106,7 +101,7 @@ def plan_for(conn, target):
     if live.is_empty:
         return fresh_plan(target)
     if not [m for k, m in diffs if k != "extra"]:
-        from .diff import extras
+        from .diff import extras  # as above: only a file that differs needs the diff
         return Plan(steps=(), extras=extras(target.schema, live))
     return migration_plan(conn, target, live)
 
@@ -118,19 +113,14 @@ def plan_database(path, schema=None, files=None):
     if not exists:
         dbfile.check_path(path, write=True)
         return fresh_plan(target)
+    conn = dbfile.open_existing(path, "ro")
     try:
-        conn = sqlite3.connect("file:%s?mode=ro" % _uri_path(path), uri=True, timeout=5.0, isolation_level=None)
-        try:
-            conn.execute("BEGIN")
-            return plan_for(conn, target)
-        finally:
-            conn.close()
+        conn.execute("BEGIN")
+        return plan_for(conn, target)
     except sqlite3.Error as exc:
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
-
-
-def _uri_path(path):
-    return os.path.abspath(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    finally:
+        conn.close()
 
 
 def backup_path(path, now=None):

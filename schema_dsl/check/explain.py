@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import shutil
 import sqlite3
 import tempfile
@@ -27,16 +26,16 @@ from typing import Union
 
 from attrs import field, frozen
 
-from . import dbfile, lint, sqlterms
-from .errors import DatabaseFileError
-from .sqltext import quote_identifier
-from .validate import plan_uses_index
+from ..migrate.apply import apply
+from ..sqlite import dbfile
 
-_USING = re.compile(r"^(SEARCH|SCAN) (\S+)(?: AS \S+)? USING (COVERING )?INDEX (\S+)")
-_ROWID = re.compile(r"^(SEARCH|SCAN) (\S+)(?: AS \S+)? USING INTEGER PRIMARY KEY")
-_AUTOMATIC = re.compile(r"^(SEARCH|SCAN) (\S+)(?: AS \S+)? USING AUTOMATIC")
-_FULL_SCAN = re.compile(r"^SCAN (\S+)(?: AS \S+)?$")
-_TEMP = re.compile(r"USE TEMP B-TREE FOR (.+)$")
+from ..analysis import lint, sqlterms
+from ..errors import DatabaseFileError
+from ..sqlite.quote import quote_identifier
+from ..sqlite.structure import index_where
+from ..sqlite.eqp import (describe_plan, has_stat1, index_access, indexes_used, plan_uses_index,
+                          temp_btrees, try_explain)
+
 
 
 def _tuple(v):
@@ -81,74 +80,6 @@ class ExplainReport:
 
 # --- reading plans ----------------------------------------------------------
 
-def has_stat1(conn):
-    """Whether the database has an sqlite_stat1 table with rows (ANALYZE has run)."""
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'").fetchone():
-        return False
-    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM sqlite_stat1)").fetchone()[0])
-
-
-def explain_lines(conn, query):
-    """The detail lines of EXPLAIN QUERY PLAN, `?` bound to NULL; raises sqlite3.Error."""
-    params = (None,) * query.count("?")
-    return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
-
-
-def _try_explain(conn, query):
-    try:
-        return explain_lines(conn, query), None
-    except sqlite3.Error as exc:
-        return None, str(exc)
-
-
-def describe_plan(lines):
-    """What a plan does, in words: 'full table scan of sessions; ORDER BY sorted in a temp B-tree'."""
-    parts = []
-    for line in lines:
-        m = _USING.match(line)
-        if m:
-            kind, table, covering, index = m.groups()
-            detail = line[m.end():].strip()
-            what = "searches" if kind == "SEARCH" else "scans all of"
-            parts.append("%s %sindex %s%s" % (what, "covering " if covering else "", index, (" " + detail) if detail else ""))
-            continue
-        m = _ROWID.match(line)
-        if m:
-            parts.append("reads %s by rowid (INTEGER PRIMARY KEY)" % m.group(2))
-            continue
-        m = _AUTOMATIC.match(line)
-        if m:
-            parts.append("builds a temporary automatic index on %s" % m.group(2))
-            continue
-        m = _FULL_SCAN.match(line)
-        if m:
-            parts.append("full table scan of %s" % m.group(1))
-            continue
-        m = _TEMP.search(line)
-        if m:
-            parts.append("%s sorted in a temp B-tree" % m.group(1))
-            continue
-        parts.append(line)
-    return "; ".join(parts) if parts else "no plan lines"
-
-
-def index_access(lines, index):
-    """How a plan uses an index: 'search', 'scan', 'covering search', 'covering scan' (None when it does not)."""
-    for line in lines:
-        m = _USING.match(line)
-        if m and m.group(4) == index:
-            return ("covering " if m.group(3) else "") + ("search" if m.group(1) == "SEARCH" else "scan")
-    return None
-
-
-def indexes_used(lines):
-    return [m.group(4) for m in (_USING.match(line) for line in lines) if m]
-
-
-def _temp_btree(lines):
-    return [m.group(1) for m in (_TEMP.search(line) for line in lines) if m]
-
-
 def _live_index(conn, name):
     """Columns, uniqueness, partial WHERE and origin of an index in the database, or None."""
     row = conn.execute("SELECT tbl_name, sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchone()
@@ -161,7 +92,6 @@ def _live_index(conn, name):
             unique, origin = bool(r[2]), r[3]
     cols = [(r[2].lower() if r[2] else "<expression>", bool(r[3]))
             for r in conn.execute("SELECT * FROM pragma_index_xinfo(?)", (name,)) if r[5]]
-    from .structure import index_where
     return {"table": table, "columns": tuple(cols), "unique": unique, "origin": origin, "where": index_where(sql)}
 
 
@@ -176,7 +106,7 @@ def _key_of_live(name, info):
 
 def _verify(conn, query, index):
     """(plan, uses) of a rewritten query; plan None when it cannot be prepared."""
-    lines, _ = _try_explain(conn, query)
+    lines, _ = try_explain(conn, query)
     if lines is None:
         return None, False
     return lines, plan_uses_index(lines, index) and (index_access(lines, index) or "").endswith("search")
@@ -185,7 +115,7 @@ def _verify(conn, query, index):
 def _explain_one(conn, schema, ix, query, statistics):
     table = schema.table(ix.table)
     base = dict(index=ix.name, table=ix.table, query=query, statistics=statistics)
-    lines, error = _try_explain(conn, query)
+    lines, error = try_explain(conn, query)
     if lines is None:
         return QueryPlan(plan=["error: %s" % error], uses_index=False, instead="the query cannot be prepared",
                          reason="the query cannot be prepared on this database (%s); is it at the declaration? "
@@ -194,7 +124,7 @@ def _explain_one(conn, schema, ix, query, statistics):
     if live is None:
         return QueryPlan(plan=lines, uses_index=False, instead=describe_plan(lines),
                          reason="index '%s' is not in this database (`schemagen apply` creates it)" % ix.name, **base)
-    notes = ["%s sorted in a temp B-tree" % what for what in _temp_btree(lines)]
+    notes = ["%s sorted in a temp B-tree" % what for what in temp_btrees(lines)]
     access = index_access(lines, ix.name)
     likes = [(c, p, t) for c, p, t in sqlterms.like_terms(query) if ix.columns and c == ix.columns[0].name.lower()]
     if access is not None:
@@ -250,11 +180,11 @@ def _explain_one(conn, schema, ix, query, statistics):
         reason, suggestion, suggested, suggested_plan = _like_advice(conn, ix, query, likes[0])
         reasons.append(reason)
     forced = sqlterms.with_indexed_by(query, ix.table, ix.name)
-    forced_lines, forced_error = _try_explain(conn, forced) if forced else (None, "no FROM clause found")
+    forced_lines, forced_error = try_explain(conn, forced) if forced else (None, "no FROM clause found")
     if not reasons:
         forced_access = index_access(forced_lines, ix.name) if forced_lines else None
         serves = bool(forced_access) and (forced_access.endswith("search") or (
-            bool(sqlterms.order_columns(query)) and not _temp_btree(forced_lines)))
+            bool(sqlterms.order_columns(query)) and not temp_btrees(forced_lines)))
         forced_text = " / ".join(forced_lines) if forced_lines else "no plan: %s" % forced_error
         if not serves:
             first = ix.columns[0].name.lower()
@@ -457,8 +387,7 @@ def load_sample_rows(conn, schema, rows):
 
 def scratch_copy(path, target):
     """Copy the database at path into target with SQLite's backup API (the source is only read)."""
-    from .apply import _uri_path
-    source = sqlite3.connect("file:%s?mode=ro" % _uri_path(path), uri=True)
+    source = dbfile.open_existing(path, "ro")
     dest = sqlite3.connect(target)
     try:
         source.backup(dest)
@@ -469,14 +398,11 @@ def scratch_copy(path, target):
         dest.close()
 
 
-def explain_database(path, schema=None, sample_rows=None):
+def explain_database(path, schema, sample_rows=None):
     """An ExplainReport for the database at path (only read), or for a scratch copy with sample_rows rows per table."""
-    from .apply import _uri_path, apply, shipped_schema
-    schema = schema or shipped_schema()
     path = os.fspath(path)
-    dbfile.check_path(path, write=False)
+    conn = dbfile.open_existing(path, "ro")
     try:
-        conn = sqlite3.connect("file:%s?mode=ro" % _uri_path(path), uri=True, isolation_level=None)
         try:
             had_stat1 = has_stat1(conn)
             if sample_rows is None:
