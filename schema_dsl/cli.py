@@ -30,6 +30,40 @@ def _fail(exc):
     raise _Abort(" ".join(str(exc).split()), getattr(exc, "exit_code", 2))
 
 
+def schema_option(command):
+    return click.option(
+        "--schema", "schema_spec", default=None, metavar="SPEC",
+        help="The declaration: path/to/file.py[:NAME], package.module[:NAME], or abathur (the shipped one); NAME "
+             "defaults to SCHEMA. Default: the project's [tool.schemagen] declaration, else abathur.")(command)
+
+
+def _declaration(spec):
+    # the declaration loader and the model: every command needs them, apply only for its project check
+    from .compile.project import resolve
+    try:
+        return resolve(spec)
+    except SchemagenError as exc:
+        _fail(exc)
+
+
+def _target(decl):
+    """The Target a command applies or checks against (the project's rendered files must not be stale)."""
+    from .compile.project import target  # see _declaration
+    try:
+        return target(decl)
+    except SchemagenError as exc:
+        _fail(exc)
+
+
+def _schema(decl):
+    """The declaration as the model (lint, explain, render and docs need it)."""
+    from .compile.project import load_schema  # see _declaration
+    try:
+        return load_schema(decl)
+    except SchemagenError as exc:
+        _fail(exc)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="schemagen")
 def main():
@@ -37,17 +71,20 @@ def main():
 
 
 @main.command()
-@click.option("--out", "out_dir", default="generated", show_default=True, type=click.Path(file_okay=False, path_type=str),
-              help="Folder the generated files are written to.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Folder the generated files are written to. Default: the project's out folder "
+                   "([tool.schemagen] out, \"generated\"), else generated/ here.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 naming each file that differs from what render would write.")
-def render(out_dir, check):
+@schema_option
+def render(out_dir, check, schema_spec):
     """Render the DDL files, the validator and the schema docs from the declaration."""
-    # each command imports what it needs: apply's start-up time is benchmarked
+    # rendering needs Jinja2 and the declaration's origin (its source hash)
+    from .compile.project import origin
     from .compile.render import render_files
-    from .compile.target import target_for
-    SCHEMA = target_for(None).schema
+    decl = _declaration(schema_spec)
+    out_dir = _out_dir(decl, out_dir)
     try:
-        files = render_files(SCHEMA)
+        files = render_files(_schema(decl), origin(decl))
     except SchemagenError as exc:
         _fail(exc)
     if check:
@@ -69,8 +106,8 @@ def render(out_dir, check):
         if stale:
             for line in stale:
                 click.echo("stale: %s" % line, err=True)
-            raise _Abort("%d generated files are stale; run `schemagen render`" % len(stale), 1)
-        click.echo("generated/ is up to date (%d files)" % len(files))
+            raise _Abort("%d generated files are stale for %s; run `%s`" % (len(stale), decl.label, decl.render_command), 1)
+        click.echo("%s is up to date (%d files)" % (out_dir, len(files)))
         return
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise _Abort("--out %r: expected a folder" % out_dir)
@@ -88,7 +125,25 @@ def render(out_dir, check):
             fh.write(text)
         written += 1
         click.echo("wrote %s" % path)
-    click.echo("%d files rendered, %d changed" % (len(files), written))
+    click.echo("%d files rendered for %s, %d changed" % (len(files), decl.label, written))
+
+
+def _out_dir(decl, out_dir):
+    """Where render and docs write: --out, the project's out folder, or generated/ here.
+
+    A declaration that is not the project's never lands in the project's folder by default.
+    """
+    if out_dir is not None:
+        return out_dir
+    if decl.project is not None:
+        return str(decl.project.out_dir)
+    from .compile.project import find_project  # see _declaration
+    project = find_project()
+    here = os.path.abspath("generated")
+    if project is not None and os.path.abspath(str(project.out_dir)) == here:
+        raise _Abort("--schema %s is not this project's declaration (%s): pass --out to say where its files go" % (
+            decl.spec, project.declaration))
+    return "generated"
 
 
 def _describe_plan(plan, as_json=False):
@@ -125,12 +180,14 @@ def _describe_plan(plan, as_json=False):
 @main.command()
 @click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file (need not exist yet).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(db, as_json):
+@schema_option
+def plan(db, as_json, schema_spec):
     """Show the statements apply would run, and why, without running them."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import plan_database
+    decl = _declaration(schema_spec)
     try:
-        result = plan_database(db)
+        result = plan_database(db, schema=_target(decl), guard=_guard(decl))
     except SchemagenError as exc:
         _fail(exc)
     click.echo(_describe_plan(result, as_json))
@@ -175,7 +232,8 @@ class _Progress:
 @click.option("--no-validate", is_flag=True,
               help="Print no validation report; the structure and the foreign keys of the changed tables are still "
                    "verified before COMMIT.")
-def apply(db, no_backup, check_data, full_integrity, as_json, report_path, no_validate):
+@schema_option
+def apply(db, no_backup, check_data, full_integrity, as_json, report_path, no_validate, schema_spec):
     """Create or migrate the database in one transaction, then report on it.
 
     Before COMMIT apply verifies the declared structure and runs foreign_key_check on every table the
@@ -185,9 +243,11 @@ def apply(db, no_backup, check_data, full_integrity, as_json, report_path, no_va
     """
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import apply as do_apply
+    decl = _declaration(schema_spec)
+    target = _target(decl)
     progress = _Progress(sys.stderr)
     try:
-        result = do_apply(db, backup=not no_backup, progress=progress)
+        result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl))
     except SchemagenError as exc:
         progress.close()
         _fail(exc)
@@ -211,15 +271,20 @@ def apply(db, no_backup, check_data, full_integrity, as_json, report_path, no_va
         return
     # the structure apply verified before COMMIT: the report does not read and parse it again
     applied = None if (check_data or full_integrity) else result.foreign_key_check
-    _report(db, full_integrity, as_json, report_path, actual=result.structure, applied=applied)
+    _report(target, db, full_integrity, as_json, report_path, actual=result.structure, applied=applied)
 
 
-def _report(db, full_integrity, as_json, report_path, actual=None, applied=None):
+def _guard(decl):
+    """The fallback to the shipped declaration never lands on another application's database."""
+    return "shipped" if decl.shipped and not decl.explicit else None
+
+
+def _report(target, db, full_integrity, as_json, report_path, actual=None, applied=None):
     # each command imports what it needs: apply's start-up time is benchmarked
     from .check.validate import format_markdown, format_text, to_json
     from .check.report import build_report
     try:
-        report = build_report(db, full_integrity=full_integrity, actual=actual, applied=applied)
+        report = build_report(db, schema=target, full_integrity=full_integrity, actual=actual, applied=applied)
     except SchemagenError as exc:
         _fail(exc)
     click.echo(to_json(report) if as_json else format_text(report))
@@ -240,9 +305,10 @@ def _report(db, full_integrity, as_json, report_path, actual=None, applied=None)
 @click.option("--full-integrity", is_flag=True, help="Use PRAGMA integrity_check instead of quick_check (slow on big files).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str), help="Also write the report as Markdown to this file.")
-def validate(db, full_integrity, as_json, report_path):
+@schema_option
+def validate(db, full_integrity, as_json, report_path, schema_spec):
     """Check a database against the declaration and print the validation report."""
-    _report(db, full_integrity, as_json, report_path)
+    _report(_target(_declaration(schema_spec)), db, full_integrity, as_json, report_path)
 
 
 @main.command()
@@ -250,13 +316,14 @@ def validate(db, full_integrity, as_json, report_path):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per serves-query.")
 @click.option("--sample-rows", type=click.IntRange(min=1), default=None, metavar="N",
               help="Explain on a scratch copy with N generated rows per table and ANALYZE; the database is not changed.")
-def explain(db, as_json, sample_rows):
+@schema_option
+def explain(db, as_json, sample_rows, schema_spec):
     """Show, by EXPLAIN QUERY PLAN, whether each declared index serves its query."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .check.explain import explain_database, format_text, to_json
-    from .compile.target import target_for
+    schema = _schema(_declaration(schema_spec))
     try:
-        report = explain_database(db, target_for(None).schema, sample_rows=sample_rows)
+        report = explain_database(db, schema, sample_rows=sample_rows)
     except SchemagenError as exc:
         _fail(exc)
     click.echo(to_json(report) if as_json else format_text(report))
@@ -266,30 +333,33 @@ def explain(db, as_json, sample_rows):
 @click.option("--db", "db", default=None, type=DB_PATH,
               help="Also report what this database shows: missing statistics, plans that skip their index (only read).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of findings.")
-def lint(db, as_json):
+@schema_option
+def lint(db, as_json, schema_spec):
     """Report design findings in the declaration; never changes an index."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .analysis.lint import format_text, to_json
     from .check.lintdb import lint_path
-    from .compile.target import target_for
+    schema = _schema(_declaration(schema_spec))
     try:
-        findings = lint_path(target_for(None).schema, db_path=db)
+        findings = lint_path(schema, db_path=db)
     except SchemagenError as exc:
         _fail(exc)
     click.echo(to_json(findings) if as_json else format_text(findings))
 
 
 @main.command()
-@click.option("--out", "out_dir", default="generated", show_default=True, type=click.Path(file_okay=False, path_type=str),
-              help="Folder SCHEMA.md is written to.")
-def docs(out_dir):
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Folder SCHEMA.md is written to (default: as for render).")
+@schema_option
+def docs(out_dir, schema_spec):
     """Write SCHEMA.md: every table, column, foreign key and index, with an ER diagram."""
-    # each command imports what it needs: apply's start-up time is benchmarked
+    # docs needs Jinja2 and the declaration's origin
     from .compile.docs import render as render_docs
-    from .compile.target import target_for
-    SCHEMA = target_for(None).schema
+    from .compile.project import origin
+    decl = _declaration(schema_spec)
+    out_dir = _out_dir(decl, out_dir)
     try:
-        text = render_docs(SCHEMA)
+        text = render_docs(_schema(decl), origin(decl))
     except SchemagenError as exc:
         _fail(exc)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -306,6 +376,31 @@ def docs(out_dir):
     with open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
     click.echo("wrote %s" % path)
+
+
+@main.command()
+@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file to read (only read).")
+@click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False, path_type=str),
+              help="Write the declaration to this .py file (default: print it).")
+@click.option("--name", "schema_name", default=None, help="The schema's name (default: the file's stem).")
+def inspect(db, out_file, schema_name):
+    """Write a declaration (a Python file) of an existing database's structure."""
+    # inspect reads the database into the model and writes Python
+    from .migrate.inspect import inspect_database
+    if out_file is not None and os.path.exists(out_file) and not os.path.isfile(out_file):
+        raise _Abort("--out %r: expected a file path" % out_file)
+    if out_file is not None and not os.path.isdir(os.path.dirname(os.path.abspath(out_file))):
+        raise _Abort("--out %r: parent folder does not exist" % out_file)
+    try:
+        text = inspect_database(db, name=schema_name)
+    except SchemagenError as exc:
+        _fail(exc)
+    if out_file is None:
+        click.echo(text, nl=False)
+        return
+    with open(out_file, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+    click.echo("wrote %s: load it with --schema %s" % (out_file, out_file))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,6 +41,7 @@ from .migrate import apply as apply_mod
 from .sqlite import dbfile, structure
 from .errors import DatabaseFileError, ValidationFailed
 from .analysis.sqlterms import single_select
+from .compile import project
 from .compile.target import target_for
 
 LOG = logging.getLogger("schema_dsl.database")
@@ -48,11 +49,19 @@ LOG = logging.getLogger("schema_dsl.database")
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 
 
+def _target(schema):
+    if isinstance(schema, str):
+        return project.target(project.resolve(schema))
+    return target_for(schema)
+
+
 class Database:
     """An SQLite database file kept at the declared schema, used through aiosqlite.
 
     db_path: the database file (its parent folder is created by initialize).
-    schema: the declaration (default: the shipped Abathur schema).
+    schema: the declaration: a Schema, a SPEC as `schemagen --schema` takes it ("myapp/schema.py:SCHEMA",
+    "myapp.schema", "abathur"), or None for the shipped Abathur schema. A SPEC that names the project's own
+    declaration works from the project's rendered files, which must not be stale.
     backup: make a backup next to the file before a migration that touches
     rows (as `schemagen apply` does).
     lock_timeout: seconds initialize() keeps retrying while another process
@@ -64,7 +73,7 @@ class Database:
             raise DatabaseFileError("database ':memory:': Database needs a file (every connection to ':memory:' is a "
                                     "new, empty database); run the _create_* helpers on your own connection instead")
         self.db_path = Path(os.path.expanduser(os.fspath(db_path)))
-        self._target = target_for(schema)  # the shipped declaration is read from generated/, not rebuilt
+        self._target = _target(schema)  # the shipped declaration is read from generated/, not rebuilt
         self.backup = backup
         self.lock_timeout = float(lock_timeout)
         self.last_apply = None           # the ApplyResult of the last initialize()
@@ -134,22 +143,40 @@ class Database:
                 str(self.db_path), "; ".join(problems[:10])))
         return violations
 
-    async def _run_file(self, conn, filename):
-        for stmt in dbfile.split_statements(self._files[filename]):
+    @property
+    def files(self):
+        """The names of the rendered DDL files, in the order they run: the table files, then the index file."""
+        return (*self._target.table_files, self._target.index_file)
+
+    async def create_file(self, conn, name):
+        """Run one rendered DDL file (a name from `files`) on a connection you manage."""
+        if name not in self.files:
+            raise ValueError("rendered file %r: expected one of %s" % (name, ", ".join(self.files)))
+        for stmt in dbfile.split_statements(self._files[name]):
             await conn.execute(stmt)
 
+    async def create_tables(self, conn):
+        """Run every rendered table file, in order, on conn."""
+        for name in self._target.table_files:
+            await self.create_file(conn, name)
+
+    async def create_indexes(self, conn):
+        """Run the rendered index file on conn."""
+        await self.create_file(conn, self._target.index_file)
+
+    # The spec's names for the same helpers (Abathur: the first table file holds the memory tables).
     async def _create_memory_tables(self, conn):
-        """Run the rendered ddl-memory-tables.sql (the first table file) on conn."""
-        await self._run_file(conn, self._target.table_files[0])
+        """Run the first rendered table file (Abathur: ddl-memory-tables.sql) on conn."""
+        await self.create_file(conn, self._target.table_files[0])
 
     async def _create_core_tables(self, conn):
-        """Run the rendered ddl-core-tables.sql (the table files after the first) on conn."""
-        for filename in self._target.table_files[1:]:
-            await self._run_file(conn, filename)
+        """Run the table files after the first (Abathur: ddl-core-tables.sql) on conn."""
+        for name in self._target.table_files[1:]:
+            await self.create_file(conn, name)
 
     async def _create_core_indexes(self, conn):
-        """Run the rendered ddl-indexes.sql on conn."""
-        await self._run_file(conn, self._target.index_file)
+        """Run the rendered index file (Abathur: ddl-indexes.sql) on conn."""
+        await self.create_indexes(conn)
 
     # --- connections ----------------------------------------------------------
 

@@ -20,6 +20,10 @@ class DeclarationError(SchemagenError):
         super().__init__("invalid schema declaration: " + "; ".join(self.problems))
 
 
+class StaleFiles(SchemagenError):
+    """The project's rendered files do not match its declaration: run schemagen render."""
+
+
 class DatabaseFileError(SchemagenError):
     """The database path is not a usable SQLite file (missing folder, directory, not SQLite, read-only, locked)."""
 

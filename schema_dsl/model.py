@@ -9,9 +9,17 @@ Choices made where SQLite is lenient:
   `tasks` are duplicates.
 - A name is rejected when it is empty, has surrounding white space or a NUL
   or control character, or starts with `sqlite_` (reserved by SQLite).
-- A foreign key must name parent columns that are the parent's PRIMARY KEY or
-  carry a UNIQUE constraint; SQLite accepts anything at CREATE time and fails
-  later, at the first insert, with "foreign key mismatch".
+- A foreign key to parent columns that are neither the parent's PRIMARY KEY
+  nor UNIQUE is accepted, as SQLite accepts it in real files (it fails later,
+  at the first insert, with "foreign key mismatch"); lint reports it
+  (fk-parent-not-unique). Foreign keys that form a cycle are accepted too
+  (SQLite creates the tables in any order); lint reports them (fk-cycle).
+- Views, triggers and virtual tables are declared by their SQL text (the
+  full CREATE statement, or a virtual table's module and arguments, used
+  verbatim). Their names share one namespace with tables and indexes.
+- WITHOUT ROWID and STRICT tables are supported (`Table.without_rowid`,
+  `Table.strict`); generated columns are not: `schemagen inspect` refuses a
+  file that has them, naming the table.
 """
 from __future__ import annotations
 
@@ -26,7 +34,9 @@ from .errors import DeclarationError
 
 PLAN_CHECKS = ("info", "required")
 FK_ACTIONS = ("NO ACTION", "RESTRICT", "SET NULL", "SET DEFAULT", "CASCADE")
+FK_DEFERRABLE = (None, "INITIALLY DEFERRED", "INITIALLY IMMEDIATE")  # DEFERRABLE <this>; None: not deferrable
 PRAGMA_NAMES = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "wal_autocheckpoint")
+STRICT_TYPES = ("INT", "INTEGER", "REAL", "TEXT", "BLOB", "ANY")
 _TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*( [A-Za-z][A-Za-z0-9_]*)*(\(\s*[+-]?\d+\s*(,\s*[+-]?\d+\s*)?\))?\Z")
 
 
@@ -84,6 +94,7 @@ class Column:
     new: bool = False
     renamed_from: Union[str, None] = None
     backfill: Union[str, None] = None
+    collate: Union[str, None] = None  # a collating sequence name, e.g. "NOCASE"; None: BINARY
 
     @property
     def affinity(self):
@@ -113,11 +124,13 @@ class PrimaryKey:
 @frozen
 class Unique:
     columns: tuple = field(converter=_tuple)
+    name: Union[str, None] = None  # CONSTRAINT name, where the CREATE TABLE gives one
 
 
 @frozen
 class Check:
     expr: str = field(validator=instance_of(str))
+    name: Union[str, None] = None  # CONSTRAINT name, where the CREATE TABLE gives one
 
 
 @frozen
@@ -127,17 +140,24 @@ class ForeignKey:
     ref_columns: tuple = field(converter=_tuple)
     on_delete: str = field(default="NO ACTION", validator=in_(FK_ACTIONS))
     on_update: str = field(default="NO ACTION", validator=in_(FK_ACTIONS))
+    # "INITIALLY DEFERRED" or "INITIALLY IMMEDIATE" after DEFERRABLE, as SQLite spells it; None: not deferrable
+    deferrable: Union[str, None] = field(default=None, validator=in_(FK_DEFERRABLE))
+    name: Union[str, None] = None  # CONSTRAINT name, where the CREATE TABLE gives one
 
 
-def fk(column, ref_table, ref_column, on_delete="NO ACTION", on_update="NO ACTION"):
-    """A single-column foreign key."""
-    return ForeignKey((column,), ref_table, (ref_column,), on_delete, on_update)
+def fk(column, ref_table, ref_column, on_delete="NO ACTION", on_update="NO ACTION", deferrable=None):
+    """A single-column foreign key (ref_column None: the parent's PRIMARY KEY)."""
+    return ForeignKey((column,), ref_table, (ref_column,) if ref_column is not None else (), on_delete, on_update,
+                      deferrable)
 
 
 @frozen
 class IndexColumn:
+    """An index key: a column name, or (expression=True) an SQL expression used verbatim."""
+
     name: str
     desc: bool = False
+    expression: bool = False
 
 
 def _index_columns(values):
@@ -145,6 +165,9 @@ def _index_columns(values):
     for v in values:
         if isinstance(v, IndexColumn):
             out.append(v)
+            continue
+        if isinstance(v, Expr):
+            out.append(IndexColumn(v.sql, expression=True))
             continue
         parts = v.split()
         if len(parts) == 2 and parts[1].upper() in ("ASC", "DESC"):
@@ -181,6 +204,8 @@ class Table:
     file: Union[str, None] = None  # which table file; may be left out when the schema has one
     comment: str = ""
     new: bool = False
+    without_rowid: bool = False
+    strict: bool = False
 
     def column(self, name):
         return named(self.columns, name)
@@ -193,6 +218,35 @@ class Table:
     def all_uniques(self):
         """Column tuples under a UNIQUE constraint, column-level ones included."""
         return tuple((c.name,) for c in self.columns if c.unique) + tuple(u.columns for u in self.uniques)
+
+
+@frozen
+class View:
+    """A view; sql is the full CREATE VIEW statement, used verbatim."""
+
+    name: str
+    sql: str = field(validator=instance_of(str))
+    comment: str = ""
+
+
+@frozen
+class Trigger:
+    """A trigger on a table (or view); sql is the full CREATE TRIGGER statement, used verbatim."""
+
+    name: str
+    table: str
+    sql: str = field(validator=instance_of(str))
+    comment: str = ""
+
+
+@frozen
+class VirtualTable:
+    """A virtual table: CREATE VIRTUAL TABLE name USING module(args), args verbatim (e.g. fts5 columns and options)."""
+
+    name: str
+    module: str
+    args: str = field(default="", validator=instance_of(str))
+    comment: str = ""
 
 
 @frozen
@@ -217,6 +271,10 @@ class Schema:
     source: str = ""
     # how each lint finding is resolved: {rule: text} or {(rule, object): text}
     lint_resolutions: tuple = field(default=(), converter=_pairs)
+    # created after the tables and indexes, in this order: virtual tables, views, triggers
+    views: tuple = field(default=(), converter=_tuple)
+    triggers: tuple = field(default=(), converter=_tuple)
+    virtual_tables: tuple = field(default=(), converter=_tuple)
 
     def __attrs_post_init__(self):
         problems = schema_problems(self)
@@ -228,6 +286,15 @@ class Schema:
 
     def index(self, name):
         return named(self.indexes, name)
+
+    def view(self, name):
+        return named(self.views, name)
+
+    def trigger(self, name):
+        return named(self.triggers, name)
+
+    def virtual_table(self, name):
+        return named(self.virtual_tables, name)
 
     def file_of(self, table):
         """The table file a table is created in: its `file`, or the only table file."""
@@ -256,7 +323,7 @@ def dependency_order(tables):
                 done.add(t.name.lower())
                 pending.remove(t)
                 break
-        else:  # a cycle: keep declaration order for the rest (schema_problems reports it)
+        else:  # a cycle: keep declaration order for the rest (lint reports it: fk-cycle)
             out.extend(pending)
             break
     return tuple(out)
@@ -276,7 +343,8 @@ def schema_problems(schema):
     """Every problem of a declared schema, each naming its object."""
     p = []
     seen = {}
-    for obj_kind, objs in (("table", schema.tables), ("index", schema.indexes)):
+    for obj_kind, objs in (("table", schema.tables), ("index", schema.indexes), ("virtual table", schema.virtual_tables),
+                           ("view", schema.views), ("trigger", schema.triggers)):
         for obj in objs:
             p += _name_problems(obj_kind, obj.name)
             key = obj.name.lower() if isinstance(obj.name, str) else obj.name
@@ -295,10 +363,12 @@ def schema_problems(schema):
         cols = {}
         for c in t.columns:
             p += ["%s: %s" % (where, msg) for msg in _name_problems("column", c.name)]
+            if c.collate is not None and not (isinstance(c.collate, str) and re.match(r"[A-Za-z_][A-Za-z0-9_]*\Z", c.collate)):
+                p.append("%s, column '%s': collate %r is not a collating sequence name" % (where, c.name, c.collate))
             if isinstance(c.name, str) and c.name.lower() in cols:
                 p.append("%s: duplicate column '%s'" % (where, c.name))
             cols[c.name.lower()] = c
-            if not _TYPE_RE.match(c.type or ""):
+            if c.type and not _TYPE_RE.match(c.type):  # no type at all is allowed, as in SQLite
                 p.append("%s, column '%s': type %r is not a valid SQLite type name" % (where, c.name, c.type))
         for c in t.columns:
             if c.renamed_from and c.renamed_from.lower() in cols:
@@ -329,17 +399,15 @@ def schema_problems(schema):
                 for rc in f.ref_columns:
                     if parent.column(rc) is None:
                         p.append("%s, %s: references unknown column '%s.%s'" % (where, what, f.ref_table, rc))
-                keys = [tuple(x.lower() for x in u) for u in parent.all_uniques]
-                if parent.primary_key:
-                    keys.append(tuple(x.lower() for x in parent.primary_key.columns))
-                if all(parent.column(rc) for rc in f.ref_columns) and tuple(x.lower() for x in f.ref_columns) not in keys:
-                    p.append("%s, %s: parent columns %s(%s) are not its PRIMARY KEY or UNIQUE" % (
-                        where, what, f.ref_table, ", ".join(f.ref_columns)))
+                if not f.ref_columns and (parent.primary_key is None or len(parent.primary_key.columns) != len(f.columns)):
+                    p.append("%s, %s: references the PRIMARY KEY of '%s', which has %s" % (
+                        where, what, f.ref_table, "none" if parent.primary_key is None
+                        else "%d columns" % len(parent.primary_key.columns)))
                 tf, pf = schema.file_of(t), schema.file_of(parent)
                 if tf in file_pos and pf in file_pos and file_pos[pf] > file_pos[tf]:
                     p.append("%s, %s: placed in %s, before the referenced table '%s' in the later file %s" % (
                         where, what, tf, parent.name, pf))
-            if len(f.ref_columns) != len(f.columns):
+            if f.ref_columns and len(f.ref_columns) != len(f.columns):
                 p.append("%s, %s: %d columns reference %d" % (where, what, len(f.columns), len(f.ref_columns)))
             for action_name, action in (("ON DELETE", f.on_delete), ("ON UPDATE", f.on_update)):
                 if action == "SET NULL":
@@ -347,14 +415,16 @@ def schema_problems(schema):
                         c = cols.get(name.lower())
                         if c is not None and c.not_null:
                             p.append("%s, %s: %s SET NULL on NOT NULL column '%s'" % (where, what, action_name, name))
-    for f in schema.table_files:
-        in_file = [t for t in schema.tables if schema.file_of(t) == f]
-        ordered = dependency_order(in_file)
-        for t in ordered:
-            later = {x.name.lower() for x in ordered[ordered.index(t) + 1:]}
-            for f2 in t.foreign_keys:
-                if f2.ref_table.lower() in later:
-                    p.append("table '%s': foreign keys form a cycle through '%s' within %s" % (t.name, f2.ref_table, f))
+    for t in schema.tables:
+        if t.without_rowid and t.primary_key is None:
+            p.append("table '%s': WITHOUT ROWID needs a PRIMARY KEY" % t.name)
+        if t.without_rowid and t.primary_key is not None and t.primary_key.autoincrement:
+            p.append("table '%s': AUTOINCREMENT is not allowed on a WITHOUT ROWID table" % t.name)
+        if t.strict:
+            for c in t.columns:
+                if c.type.upper() not in STRICT_TYPES:
+                    p.append("table '%s', column '%s': a STRICT table needs one of the types %s, got %r" % (
+                        t.name, c.name, ", ".join(STRICT_TYPES), c.type))
     for ix in schema.indexes:
         where = "index '%s'" % ix.name
         t = tables.get(ix.table.lower()) if isinstance(ix.table, str) else None
@@ -364,8 +434,19 @@ def schema_problems(schema):
         if not ix.columns:
             p.append("%s: expected at least one column" % where)
         for c in ix.columns:
-            if t.column(c.name) is None:
+            if not c.expression and t.column(c.name) is None:
                 p.append("%s: names unknown column '%s.%s'" % (where, ix.table, c.name))
+    views = {v.name.lower() for v in schema.views if isinstance(v.name, str)}
+    for v in schema.virtual_tables:
+        if not (isinstance(v.module, str) and re.match(r"[A-Za-z_][A-Za-z0-9_]*\Z", v.module)):
+            p.append("virtual table '%s': module %r is not a module name" % (v.name, v.module))
+    for kind, objs in (("view", schema.views), ("trigger", schema.triggers)):
+        for v in objs:
+            if not v.sql.strip():
+                p.append("%s '%s': expected its CREATE %s statement, got empty SQL" % (kind, v.name, kind.upper()))
+    for tr in schema.triggers:
+        if not isinstance(tr.table, str) or (tr.table.lower() not in tables and tr.table.lower() not in views):
+            p.append("trigger '%s': on unknown table or view '%s'" % (tr.name, tr.table))
     for pr in schema.pragmas:
         if not isinstance(pr.value, (str, int)) or isinstance(pr.value, bool):
             p.append("pragma '%s': value must be a string or an integer, got %r" % (pr.name, pr.value))

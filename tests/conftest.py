@@ -13,6 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 GENERATED = ROOT / "generated"
 
+
+def project_files():
+    """What `schemagen render` writes in this checkout: the shipped declaration, with its origin (path, hash)."""
+    from schema_dsl.abathur import SCHEMA
+    from schema_dsl.compile.project import origin, resolve
+    from schema_dsl.compile.render import render_files
+    return render_files(SCHEMA, origin(resolve(None, cwd=ROOT)))
+
 if str(TESTS) not in sys.path:  # tests/legacy.py is imported as `legacy`
     sys.path.insert(0, str(TESTS))
 

@@ -76,7 +76,8 @@ def test_apply_creates_validates_and_then_is_up_to_date(mode, tmp_path):
     assert code == 0, err
     assert out.startswith("created %s: 42 statements in 3 steps, one transaction" % db)
     assert "validation report for %s: OK" % db in out
-    assert "[ok] 9 tables" in out and "[ok] 33 indexes" in out and "[ok] foreign_keys = 1" in out
+    assert "[ok] 9 tables" in out and "[ok] 33 indexes" in out and "[ok] journal_mode = wal" in out
+    assert "[ok] foreign_keys" not in out  # a per-connection setting, not a property of the file
     assert "journal_mode=wal, foreign_keys=1, synchronous=1, busy_timeout=5000, wal_autocheckpoint=1000" in out
     assert "SEARCH memory_entries USING INDEX" in out
     assert err == ""
@@ -303,13 +304,17 @@ def test_a_file_holding_other_tables_is_migrated_and_keeps_them(mode, tmp_path):
 
 
 def _broken_files(monkeypatch):
+    """The CLI (inside this checkout: the project's rendered files, else the shipped ones) gets a broken index file."""
+    import schema_dsl.compile.project as project_module
     import schema_dsl.compile.target as target_module
     real = target_module.shipped_target()
     files = dict(real.files)
     good = 'CREATE INDEX IF NOT EXISTS "idx_agents_state" ON "agents" ("state");'
     assert good in files["ddl-indexes.sql"]
     files["ddl-indexes.sql"] = files["ddl-indexes.sql"].replace(good, good.replace('"agents"', '"agentz"'))
-    monkeypatch.setattr(target_module, "_SHIPPED", [target_module.Target(files, real.compiled)])
+    broken = target_module.Target(files, real.compiled)
+    monkeypatch.setattr(target_module, "_SHIPPED", [broken])
+    monkeypatch.setattr(project_module, "read_target", lambda folder, load=None: broken)
 
 
 def test_a_failed_apply_on_a_new_path_leaves_no_file(runner, tmp_path, monkeypatch):

@@ -186,13 +186,17 @@ def test_references_within_one_file_are_ordered_whatever_the_declaration_order()
     assert [t.name for t in s.tables_in_file(F1)] == ["parent", "child"]
 
 
-def test_foreign_key_cycle_within_one_file():
+def test_foreign_key_cycle_within_one_file_is_accepted_and_linted():
+    # SQLite creates the tables in any order (real files have cycles): lint reports it, the model accepts it
+    from schema_dsl.analysis import lint
     a = Table("a", [Column("id", "INTEGER"), Column("b_id", "INTEGER")], primary_key=PrimaryKey(("id",)),
               foreign_keys=[fk("b_id", "b", "id")], file=F1)
     b = Table("b", [Column("id", "INTEGER"), Column("a_id", "INTEGER")], primary_key=PrimaryKey(("id",)),
               foreign_keys=[fk("a_id", "a", "id")], file=F1)
-    p = problems(tables=[a, b])
-    assert p == ("table 'a': foreign keys form a cycle through 'b' within one.sql",)
+    s = schema(tables=[a, b])
+    assert [t.name for t in s.tables_in_file(F1)] == ["a", "b"]
+    found = [(f.rule, f.object) for f in lint.lint(s, json_probe=None) if f.rule == "fk-cycle"]
+    assert found == [("fk-cycle", "a"), ("fk-cycle", "b")]
 
 
 def test_a_self_reference_is_fine():
@@ -200,9 +204,12 @@ def test_a_self_reference_is_fine():
     assert schema(tables=[t, child()]).table("parent").foreign_keys[0].ref_table == "parent"
 
 
-def test_fk_parent_columns_not_primary_key_or_unique():
-    p = problems(tables=[parent(), child(foreign_keys=[fk("parent_id", "parent", "label")])])
-    assert p == ("table 'child', foreign key (parent_id): parent columns parent(label) are not its PRIMARY KEY or UNIQUE",)
+def test_fk_parent_columns_not_primary_key_or_unique_is_accepted_and_linted():
+    from schema_dsl.analysis import lint
+    s = schema(tables=[parent(), child(foreign_keys=[fk("parent_id", "parent", "label")])])
+    found = [f for f in lint.lint(s, json_probe=None) if f.rule == "fk-parent-not-unique"]
+    assert [(f.object, f.severity) for f in found] == [("child(parent_id)", "warning")]
+    assert "parent(label)" in found[0].message and found[0].resolution.startswith("open:")
 
 
 def test_fk_parent_column_with_column_level_unique_is_fine():
@@ -239,7 +246,6 @@ def test_several_problems_are_reported_at_once():
         "table 'Child': duplicate name (already used by a table)",
         "table 'child': column 'sqlite_x': names starting with 'sqlite_' are reserved by SQLite",
         "table 'child', foreign key (parent_id): references unknown table 'nowhere'",
-        "table 'child', foreign key (note): parent columns parent(label) are not its PRIMARY KEY or UNIQUE",
         "index 'ix': names unknown column 'parent.colour'",
     )
     message = str(info.value)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -20,8 +21,10 @@ from schema_dsl.compile.target import Target, shipped_target, target_for
 
 
 def test_the_shipped_declaration_is_what_the_model_compiles_to():
+    from conftest import ROOT
+    from schema_dsl.compile.project import origin, resolve
     shipped = shipped_target()
-    assert shipped.compiled == json.loads(json.dumps(render.compile_declaration(SCHEMA)))
+    assert shipped.compiled == json.loads(json.dumps(render.compile_declaration(SCHEMA, origin(resolve(None, cwd=ROOT)))))
     assert shipped.structure == expected_structure(SCHEMA)
     assert shipped.persistent_pragmas == persistent_pragmas(SCHEMA)
     assert shipped.serves == [(ix.name, list(ix.serves)) for ix in SCHEMA.indexes]
@@ -153,10 +156,13 @@ def test_a_damaged_compiled_declaration_is_one_clear_error(monkeypatch, tmp_path
     from click.testing import CliRunner
     from schema_dsl.compile import target as target_module
     from schema_dsl.cli import main
-    real = target_module.generated_text
+    # outside any project: the shipped files, here a copy with a damaged declaration.json
+    shipped = tmp_path / "pkg" / "generated"
+    shutil.copytree(target_module.resource_dir("generated"), shipped)
+    (shipped / target_module.DECLARATION_FILE).write_text(text, encoding="utf-8")
     monkeypatch.setattr(target_module, "_SHIPPED", [])
-    monkeypatch.setattr(target_module, "generated_text",
-                        lambda name: text if name == target_module.DECLARATION_FILE else real(name))
+    monkeypatch.setattr(target_module, "resource_dir", lambda name: shipped)
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["apply", "--db", str(tmp_path / "a.db")])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()

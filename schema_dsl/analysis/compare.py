@@ -6,7 +6,7 @@ it, and the library compares live databases against it with
 `structure.compare`, so both judge by one rule.
 """
 from .sqltext import default_sql
-from ..sqlite.structure import normalize_sql
+from ..sqlite.structure import EXPRESSION, normalize_sql, view_body
 
 
 def table_structure(table):
@@ -20,31 +20,55 @@ def table_structure(table):
             "default": normalize_sql(default_sql(c.default)),
             "pk": pk_cols.index(c.name.lower()) + 1 if c.name.lower() in pk_cols else 0,
         }
-    fks = [{"columns": list(f.columns), "table": f.ref_table, "to": list(f.ref_columns),
-            "on_update": f.on_update, "on_delete": f.on_delete} for f in table.foreign_keys]
-    return {
+        if c.collate and c.collate.upper() != "BINARY":
+            columns[c.name]["collate"] = c.collate.upper()
+    fks = []
+    for f in table.foreign_keys:
+        fk = {"columns": list(f.columns), "table": f.ref_table,
+              "to": list(f.ref_columns) if f.ref_columns else [None] * len(f.columns),
+              "on_update": f.on_update, "on_delete": f.on_delete}
+        if f.deferrable:
+            fk["deferrable"] = f.deferrable
+        fks.append(fk)
+    out = {
         "columns": columns,
         "autoincrement": bool(pk and pk.autoincrement),
         "fks": sorted(fks, key=repr),
         "uniques": sorted(list(u) for u in table.all_uniques),
         "checks": sorted(normalize_sql(c.expr) for c in table.checks),
     }
+    if table.without_rowid:
+        out["without_rowid"] = True
+    if table.strict:
+        out["strict"] = True
+    return out
 
 
 def index_structure(index):
     return {
         "table": index.table,
         "unique": bool(index.unique),
-        "columns": [[c.name, bool(c.desc)] for c in index.columns],
+        "columns": [[EXPRESSION if c.expression else c.name, bool(c.desc)] for c in index.columns],
         "where": normalize_sql(index.where),
     }
 
 
+def virtual_table_structure(vt):
+    return {"module": vt.module.lower(), "args": normalize_sql(vt.args.strip())}
+
+
 def expected_structure(schema):
-    return {
+    out = {
         "tables": {t.name: table_structure(t) for t in schema.tables},
         "indexes": {ix.name: index_structure(ix) for ix in schema.indexes},
     }
+    if schema.views:
+        out["views"] = {v.name: view_body(v.sql) for v in schema.views}
+    if schema.triggers:
+        out["triggers"] = {tr.name: {"table": tr.table, "sql": view_body(tr.sql)} for tr in schema.triggers}
+    if schema.virtual_tables:
+        out["virtual_tables"] = {vt.name: virtual_table_structure(vt) for vt in schema.virtual_tables}
+    return out
 
 
 def persistent_pragmas(schema):

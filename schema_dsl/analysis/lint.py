@@ -20,6 +20,11 @@ Rules:
   serves-query does not imply term by term (sqlite.org/partialindex.html).
 - json-valid-nullable: CHECK (json_valid(col)) on a nullable column where
   this SQLite returns 0 for json_valid(NULL), so NULL is refused.
+- fk-parent-not-unique: a foreign key whose parent columns are neither the
+  parent's PRIMARY KEY nor UNIQUE: SQLite creates it, then fails every
+  insert or update of the child with "foreign key mismatch" (foreignkeys.html).
+- fk-cycle: tables whose foreign keys reference each other in a cycle: rows
+  can only be inserted with the foreign keys deferred (or off).
 
 With a database (`lint_database`), two more: no-statistics (no
 sqlite_stat1) and index-not-used (a serves-query whose plan, from
@@ -46,6 +51,8 @@ RULES = {
     "like-prefix-binary": "LIKE 'prefix%' on a BINARY-collated column: no index range while case_sensitive_like is off",
     "partial-index-not-implied": "a partial index whose WHERE its serves-query does not imply term by term",
     "json-valid-nullable": "CHECK (json_valid(col)) on a nullable column where json_valid(NULL) is 0",
+    "fk-parent-not-unique": "a foreign key whose parent columns are neither the parent's PRIMARY KEY nor UNIQUE",
+    "fk-cycle": "foreign keys that form a cycle between tables: inserts need the foreign keys deferred",
     "no-statistics": "the database has no sqlite_stat1: the planner uses built-in estimates",
     "index-not-used": "a serves-query whose EXPLAIN QUERY PLAN does not use its index",
 }
@@ -56,6 +63,9 @@ DEFAULT_RESOLUTIONS = {
     "like-prefix-binary": "open: rewrite the query as in the suggestion, or index the column COLLATE NOCASE",
     "partial-index-not-implied": "open: change the query or the index's WHERE as in the suggestion",
     "json-valid-nullable": "open: write CHECK (col IS NULL OR json_valid(col)), or make the column NOT NULL",
+    "fk-parent-not-unique": "open: make the parent columns the PRIMARY KEY or UNIQUE, or reference the parent's key",
+    "fk-cycle": "kept: insert such rows in one transaction with PRAGMA defer_foreign_keys = ON, "
+                "or declare one of the foreign keys DEFERRABLE INITIALLY DEFERRED",
     "no-statistics": "open: run ANALYZE (or PRAGMA optimize) once the tables hold representative data",
     "index-not-used": "open: see `schemagen explain` for the plan and the suggestion",
 }
@@ -271,6 +281,51 @@ def unindexed_foreign_keys(schema):
     return out
 
 
+def fk_parents_not_unique(schema):
+    """Foreign keys whose parent columns are not the parent's PRIMARY KEY or a UNIQUE constraint."""
+    out = []
+    for table in schema.tables:
+        for f in table.foreign_keys:
+            parent = schema.table(f.ref_table)
+            if parent is None or not f.ref_columns or not all(parent.column(c) for c in f.ref_columns):
+                continue  # an unknown parent is a model problem; no columns: its PRIMARY KEY
+            keys = [tuple(x.lower() for x in u) for u in parent.all_uniques]
+            if parent.primary_key:
+                keys.append(tuple(x.lower() for x in parent.primary_key.columns))
+            if tuple(x.lower() for x in f.ref_columns) in keys:
+                continue
+            cols = ", ".join(f.columns)
+            out.append(Finding(
+                "fk-parent-not-unique", "%s(%s)" % (table.name, cols), "warning",
+                "foreign key %s(%s) -> %s(%s): the parent columns are neither the PRIMARY KEY nor UNIQUE, so SQLite "
+                "fails every insert or update of '%s' with \"foreign key mismatch\" while foreign keys are on" % (
+                    table.name, cols, f.ref_table, ", ".join(f.ref_columns), table.name),
+                suggestion="UNIQUE (%s) on %s" % (", ".join(f.ref_columns), f.ref_table)))
+    return out
+
+
+def fk_cycles(schema):
+    """One finding per table that is part of a foreign key cycle with other tables (self-references are fine)."""
+    refs = {t.name.lower(): {f.ref_table.lower() for f in t.foreign_keys if schema.table(f.ref_table) is not None}
+            - {t.name.lower()} for t in schema.tables}
+    out = []
+    for table in schema.tables:
+        start = table.name.lower()
+        seen, stack = set(), list(refs[start])
+        while stack:
+            n = stack.pop()
+            if n == start:
+                out.append(Finding(
+                    "fk-cycle", table.name, "info",
+                    "table '%s' is part of a foreign key cycle: its rows and those of the tables it references can "
+                    "only be inserted with the foreign keys deferred" % table.name))
+                break
+            if n not in seen:
+                seen.add(n)
+                stack.extend(refs.get(n, ()))
+    return out
+
+
 def prefix_upper_bound(prefix):
     """The smallest string above every string that starts with prefix (for a range rewrite)."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -388,7 +443,8 @@ def resolve(findings, resolutions):
 def lint(schema, resolutions=None, json_probe=RUNTIME):
     """Every design finding of a declaration, in rule order, then declaration order."""
     findings = (redundant_indexes(schema) + unindexed_foreign_keys(schema) + like_prefix_queries(schema)
-                + partial_where_findings(schema) + json_valid_nullable(schema, json_probe))
+                + partial_where_findings(schema) + json_valid_nullable(schema, json_probe)
+                + fk_parents_not_unique(schema) + fk_cycles(schema))
     return resolve(findings, declared_resolutions(schema) if resolutions is None else resolutions)
 
 

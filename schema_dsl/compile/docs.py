@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from ..analysis.sqltext import default_sql
-from .env import environment
+from .env import default_origin, environment
 
 _MERMAID_WORD = re.compile(r"[^A-Za-z0-9_]")
 
@@ -149,6 +149,6 @@ def context(schema):
     }
 
 
-def render(schema):
-    """The text of SCHEMA.md (the same template render_files uses)."""
-    return environment().get_template("SCHEMA.md.j2").render(**context(schema))
+def render(schema, origin=None):
+    """The text of SCHEMA.md (the same template render_files uses); origin as render.render_files takes it."""
+    return environment().get_template("SCHEMA.md.j2").render(origin=origin or default_origin(schema), **context(schema))

@@ -22,3 +22,9 @@ def environment():
     env.filters["literal"] = quote_literal
     env.filters["tojson"] = lambda v: json.dumps(v, sort_keys=True)
     return env
+
+
+def default_origin(schema):
+    """What a declaration compiled without a project says of its source (no hash: nothing to keep in step)."""
+    return {"declaration": schema.source or "an unnamed declaration", "files": [], "sha256": None,
+            "command": "schemagen render"}

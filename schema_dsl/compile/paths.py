@@ -13,8 +13,3 @@ _HERE = Path(__file__).resolve().parent.parent  # the schema_dsl package
 def resource_dir(name):
     installed = _HERE / name
     return installed if installed.is_dir() else _HERE.parent / name
-
-
-def generated_text(filename):
-    """The text of one rendered file shipped with this installation."""
-    return (resource_dir("generated") / filename).read_text(encoding="utf-8")

@@ -19,7 +19,7 @@ from ..analysis import compare, lint
 from ..sqlite.data import SQLITE_VERSION_MARK
 from ..model import Column, Table
 from .docs import context as docs_context
-from .env import environment
+from .env import default_origin, environment
 from .paths import resource_dir
 from ..analysis.sqltext import default_sql
 
@@ -40,14 +40,15 @@ def _one_line(text):
 
 def _fk_context(f):
     return {"kind": "foreign_key", "columns": list(f.columns), "ref_table": f.ref_table,
-            "ref_columns": list(f.ref_columns), "on_delete": f.on_delete, "on_update": f.on_update}
+            "ref_columns": list(f.ref_columns), "on_delete": f.on_delete, "on_update": f.on_update,
+            "deferrable": f.deferrable, "name": f.name}
 
 
 def _inline_fks(table):
-    """Single-column foreign keys written on their column (one per column)."""
+    """Single-column foreign keys written on their column (one per column); named ones are table constraints."""
     inline = {}
     for f in table.foreign_keys:
-        if len(f.columns) == 1 and f.columns[0].lower() not in inline:
+        if len(f.columns) == 1 and f.columns[0].lower() not in inline and not f.name:
             inline[f.columns[0].lower()] = f
     return inline
 
@@ -66,6 +67,7 @@ def column_context(table: Table, column: Column):
         "unique": column.unique,
         "default": default_sql(column.default),
         "fk": _fk_context(f) if f else None,
+        "collate": column.collate,
         "verbatim": None,
     }
 
@@ -84,21 +86,23 @@ def table_context(table: Table, extra_columns=(), extra_constraints=()):
     if pk is not None and len(pk.columns) > 1:
         items.append({"column": None, "constraint": {"kind": "primary_key", "columns": list(pk.columns)}, "comment": ""})
     for u in table.uniques:
-        items.append({"column": None, "constraint": {"kind": "unique", "columns": list(u.columns)}, "comment": ""})
+        items.append({"column": None, "constraint": {"kind": "unique", "columns": list(u.columns), "name": u.name},
+                      "comment": ""})
     for ch in table.checks:
-        items.append({"column": None, "constraint": {"kind": "check", "expr": ch.expr}, "comment": ""})
+        items.append({"column": None, "constraint": {"kind": "check", "expr": ch.expr, "name": ch.name}, "comment": ""})
     inline = set(id(f) for f in _inline_fks(table).values())
     for f in table.foreign_keys:
         if id(f) not in inline:
             items.append({"column": None, "constraint": _fk_context(f), "comment": ""})
     items += [{"column": None, "constraint": {"kind": "verbatim", "sql": sql}, "comment": "kept: not in the declaration"}
               for sql in extra_constraints]
-    return {"name": table.name, "comment": _one_line(table.comment), "body": items}
+    options = ", ".join(o for o, on in (("WITHOUT ROWID", table.without_rowid), ("STRICT", table.strict)) if on)
+    return {"name": table.name, "comment": _one_line(table.comment), "body": items, "options": options}
 
 
 def index_context(index):
     return {"name": index.name, "table": index.table, "unique": index.unique,
-            "columns": [{"name": c.name, "desc": c.desc} for c in index.columns],
+            "columns": [{"name": c.name, "desc": c.desc, "expression": c.expression} for c in index.columns],
             "where": index.where, "serves": list(index.serves), "comment": _one_line(index.comment)}
 
 
@@ -117,9 +121,26 @@ def add_column_sql(table, column):
     return statement("add_column", table.name, column_context(table, column))
 
 
+def create_virtual_table_sql(vt, if_not_exists=True):
+    return statement("create_virtual_table", {"name": vt.name, "module": vt.module, "args": vt.args.strip()},
+                     if_not_exists=if_not_exists)
+
+
+def verbatim_sql(sql):
+    """A declared view's or trigger's CREATE statement, ending in one semicolon."""
+    return statement("verbatim", sql)
+
+
+def later_objects_sql(schema):
+    """The statements that create a schema's virtual tables, views and triggers, in that order (after its indexes)."""
+    return ([("virtual table", vt.name, create_virtual_table_sql(vt)) for vt in schema.virtual_tables]
+            + [("view", v.name, verbatim_sql(v.sql)) for v in schema.views]
+            + [("trigger", t.name, verbatim_sql(t.sql)) for t in schema.triggers])
+
+
 # --- the compiled declaration ---------------------------------------------
 
-def compile_declaration(schema):
+def compile_declaration(schema, origin=None):
     """What apply, plan and the report need from a declaration, as plain data (see target.py).
 
     Everything in it depends on the declaration alone, so it is deterministic
@@ -127,8 +148,9 @@ def compile_declaration(schema):
     """
 
     engine_dependent = lint.json_valid_nullable(schema, probe=0, version=SQLITE_VERSION_MARK)
+    origin = origin or default_origin(schema)
     header = environment().get_template("header.j2").module.header(
-        "", schema, "What apply, plan and the validation report read from the declaration (schema_dsl/target.py).")
+        "", schema, origin, "What apply, plan and the validation report read from the declaration (schema_dsl/compile/target.py).")
     return {
         "_generated": [line.strip() for line in str(header).splitlines()],
         "name": schema.name,
@@ -136,7 +158,9 @@ def compile_declaration(schema):
         "index_file": schema.index_file,
         "structure": compare.expected_structure(schema),
         "persistent_pragmas": compare.persistent_pragmas(schema),
+        "source": {"declaration": origin["declaration"], "files": list(origin["files"]), "sha256": origin["sha256"]},
         "serves": [[ix.name, list(ix.serves)] for ix in schema.indexes],
+        "plan_checks": plan_checks(schema),
         "findings": [f.as_dict() for f in lint.lint(schema, json_probe=None)],
         "findings_when_json_valid_null_is_0": [
             f.as_dict() for f in lint.resolve(engine_dependent, lint.declared_resolutions(schema))],
@@ -148,33 +172,49 @@ def compile_declaration(schema):
     }
 
 
-def declaration_json(schema):
-    return json.dumps(compile_declaration(schema), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+def declaration_json(schema, origin=None):
+    return json.dumps(compile_declaration(schema, origin), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def plan_checks(schema):
+    """Per index: whether its serves-queries are required plan checks, and the declared indexes identical to it
+    (same table, columns, order, uniqueness and WHERE), whose use counts as its own."""
+    out = {}
+    for ix in schema.indexes:
+        key = compare.index_structure(ix)
+        same = [o.name for o in schema.indexes if o is not ix and compare.index_structure(o) == key]
+        out[ix.name] = {"required": ix.plan_check == "required", "identical": same}
+    return out
 
 
 # --- files --------------------------------------------------------------
 
-def render_files(schema):
-    """Every generated file, as {filename: text}; deterministic, no side effects."""
+def render_files(schema, origin=None):
+    """Every generated file, as {filename: text}; deterministic, no side effects.
+
+    origin: what the headers say of the source (project.origin: the declaration's path relative to the
+    project root, its hash, and the command that regenerates the files).
+    """
+    origin = origin or default_origin(schema)
     env = environment()
     files = {}
     total = len(schema.table_files) + 1
     for position, filename in enumerate(schema.table_files, start=1):
         files[filename] = env.get_template("ddl_tables.sql.j2").render(
-            schema=schema, filename=filename, position=position, total=total,
+            schema=schema, origin=origin, filename=filename, position=position, total=total,
             previous=list(schema.table_files[:position - 1]),
             tables=[table_context(t) for t in schema.tables_in_file(filename)])
     files[schema.index_file] = env.get_template("ddl_indexes.sql.j2").render(
-        schema=schema, filename=schema.index_file, position=total, total=total,
+        schema=schema, origin=origin, filename=schema.index_file, position=total, total=total,
         indexes=[index_context(ix) for ix in schema.indexes])
-    files["pragmas.sql"] = env.get_template("pragmas.sql.j2").render(schema=schema, pragmas=schema.pragmas)
-    files["declaration.json"] = declaration_json(schema)
+    files["pragmas.sql"] = env.get_template("pragmas.sql.j2").render(schema=schema, origin=origin, pragmas=schema.pragmas)
+    files["declaration.json"] = declaration_json(schema, origin)
     files["validate_schema.py"] = env.get_template("validate_schema.py.j2").render(
-        schema=schema,
+        schema=schema, origin=origin,
         expected=pprint.pformat(compare.expected_structure(schema), width=100, sort_dicts=True),
         persistent_pragmas=pprint.pformat(compare.persistent_pragmas(schema), sort_dicts=True),
         structure_source=(Path(__file__).resolve().parent.parent / "sqlite" / "structure.py").read_text(encoding="utf-8"),
     )
     if (resource_dir("templates") / "SCHEMA.md.j2").exists():
-        files["SCHEMA.md"] = env.get_template("SCHEMA.md.j2").render(**docs_context(schema))
+        files["SCHEMA.md"] = env.get_template("SCHEMA.md.j2").render(origin=origin, **docs_context(schema))
     return files

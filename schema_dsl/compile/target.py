@@ -22,14 +22,15 @@ against it. For any other declaration the same things are rendered at once
 """
 from __future__ import annotations
 
+import importlib
 import json
 import sqlite3
-import importlib
 import sys
+from pathlib import Path
 
 from ..errors import SchemagenError
 from ..sqlite.data import SQLITE_VERSION_MARK, json_valid_null
-from .paths import generated_text
+from .paths import resource_dir
 
 DECLARATION_FILE = "declaration.json"
 
@@ -44,10 +45,11 @@ class Target:
         self._load = load
 
     @classmethod
-    def from_schema(cls, schema, files=None):
+    def from_schema(cls, schema, files=None, origin=None):
         """Render everything for a declaration now (imports Jinja2)."""
         from .render import compile_declaration, render_files  # Jinja2: only a declaration compiled in memory needs it
-        return cls(files if files is not None else render_files(schema), compile_declaration(schema), schema)
+        return cls(files if files is not None else render_files(schema, origin),
+                   compile_declaration(schema, origin), schema)
 
     @property
     def schema(self):
@@ -95,21 +97,26 @@ class Target:
         return out
 
 
+def read_target(folder, load=None):
+    """The Target of rendered files in a folder: declaration.json and the files it names."""
+    folder = Path(folder)
+    try:
+        compiled = json.loads((folder / DECLARATION_FILE).read_text(encoding="utf-8"))
+        names = (*compiled["table_files"], compiled["index_file"], "pragmas.sql")
+        files = {n: (folder / n).read_text(encoding="utf-8") for n in names}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SchemagenError("generated files: cannot read %s or the files it names in %s (%s: %s); run `schemagen "
+                             "render`, or reinstall schemagen" % (DECLARATION_FILE, folder, type(exc).__name__, exc)) from None
+    return Target(files, compiled, load=load)
+
+
 _SHIPPED = []
 
 
 def shipped_target():
     """schemagen's own declaration, read from the rendered files it ships (read once per process)."""
     if not _SHIPPED:
-        try:
-            compiled = json.loads(generated_text(DECLARATION_FILE))
-            names = (*compiled["table_files"], compiled["index_file"], "pragmas.sql")
-            files = {n: generated_text(n) for n in names}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SchemagenError("generated files: cannot read %s or the files it names (%s: %s); run `schemagen "
-                                 "render` in the source tree, or reinstall schemagen" % (
-                                     DECLARATION_FILE, type(exc).__name__, exc)) from None
-        _SHIPPED.append(Target(files, compiled, load=_shipped_schema))
+        _SHIPPED.append(read_target(resource_dir("generated"), load=_shipped_schema))
     return _SHIPPED[0]
 
 

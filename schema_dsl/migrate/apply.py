@@ -82,7 +82,7 @@ def _begin(conn, path):
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
 
 
-def plan_for(conn, target):
+def plan_for(conn, target, guard=None):
     """The plan for the database behind conn (read inside the caller's transaction).
 
     A new or empty file gets the fresh plan; a file whose structure already
@@ -93,6 +93,8 @@ def plan_for(conn, target):
     if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
         return fresh_plan(target)  # a new or empty file: nothing to introspect
     raw = structure.read_raw(conn)
+    if guard is not None:
+        _refuse_foreign_file(conn, raw, target)
     diffs = structure.compare(target.structure, structure.to_structure(raw))
     if not diffs and not raw["views"] and not raw["triggers"]:
         return Plan(steps=())
@@ -106,8 +108,24 @@ def plan_for(conn, target):
     return migration_plan(conn, target, live)
 
 
-def plan_database(path, schema=None, files=None):
-    """What apply would do, without doing it (the database is only read)."""
+def _refuse_foreign_file(conn, raw, target):
+    """The fallback to the shipped declaration applies only to a new or empty file, or one that already has
+    some of its tables: a database of another application is refused, with nothing changed."""
+    tables = sorted(raw["tables"])
+    if tables and not {t.lower() for t in tables} & {t.lower() for t in target.structure["tables"]}:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise SchemagenError(
+            "database holds none of the tables of the shipped '%s' declaration (it has %s): name your declaration "
+            "with --schema SPEC or [tool.schemagen] in pyproject.toml, or pass --schema %s to add them anyway; "
+            "nothing was changed" % (target.name, shown, target.name))
+
+
+def plan_database(path, schema=None, files=None, guard=None):
+    """What apply would do, without doing it (the database is only read).
+
+    guard: "shipped" when the declaration is the fallback to the shipped one, which refuses a file of
+    another application (see _refuse_foreign_file).
+    """
     target = target_for(schema, files)
     exists = dbfile.check_path(path, write=False) if os.path.exists(path) else False
     if not exists:
@@ -116,7 +134,7 @@ def plan_database(path, schema=None, files=None):
     conn = dbfile.open_existing(path, "ro")
     try:
         conn.execute("BEGIN")
-        return plan_for(conn, target)
+        return plan_for(conn, target, guard)
     except sqlite3.Error as exc:
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
     finally:
@@ -156,17 +174,18 @@ def make_backup(path):
     return target_path
 
 
-def apply(path, schema=None, files=None, backup=True, progress=None):
+def apply(path, schema=None, files=None, backup=True, progress=None, guard=None):
     """Create or migrate the database at path; returns an ApplyResult.
 
     progress(step_number, step, statement) is called before each statement
     (the CLI shows long steps with it; tests raise from it to inject faults).
+    guard: as for plan_database.
     """
     path = os.fspath(path)
     target = target_for(schema, files)
     conn, existed = open_for_apply(path, target.files)
     try:
-        return _apply_locked(conn, path, target, backup, progress)
+        return _apply_locked(conn, path, target, backup, progress, guard)
     except BaseException:
         if not existed:
             _remove_if_still_empty(conn, path)
@@ -194,13 +213,13 @@ def _remove_if_still_empty(conn, path):
             os.remove(path + suffix)
 
 
-def _apply_locked(conn, path, target, backup, progress):
+def _apply_locked(conn, path, target, backup, progress, guard):
     files = target.files
     start = time.perf_counter()
     conn.execute("PRAGMA foreign_keys = OFF")  # outside the transaction: no ON DELETE fires during a rebuild
     _begin(conn, path)
     try:
-        plan = plan_for(conn, target)
+        plan = plan_for(conn, target, guard)
         if plan.up_to_date:
             conn.execute("ROLLBACK")
             _finish_connection(conn, files)

@@ -8,6 +8,12 @@ column can be a plain ALTER TABLE ADD COLUMN or its table needs SQLite's
 What the database has and the declaration does not (a user's own tables,
 columns, indexes, constraints, views, triggers) produces no change: it is
 kept, carried through any rebuild, and listed by `extras`.
+
+Declared views and triggers are compared by their normalized SQL: a missing
+one is created, a changed one dropped and recreated. A declared virtual table
+that is missing is created, an unchanged one is never touched, and a changed
+one is refused (VirtualTableChanged; the planner raises UnsafeMigrationError):
+its rows live in the module's own shadow tables, which schemagen does not copy.
 """
 from __future__ import annotations
 
@@ -15,11 +21,11 @@ from typing import Union
 
 from attrs import field, frozen
 
-from ..analysis.compare import index_structure, table_structure
-from ..model import Column, Index, Table, named
+from ..analysis.compare import index_structure, table_structure, virtual_table_structure
+from ..model import Column, Index, Table, VirtualTable, named
 from ..analysis.sqltext import default_sql, is_constant_default
 from ..sqlite.quote import quote_identifier
-from ..sqlite.structure import matching_paren, join_tokens, tokenize
+from ..sqlite.structure import matching_paren, join_tokens, tokenize, view_body
 
 
 def _tuple(v):
@@ -103,8 +109,33 @@ class DropViewOrTrigger:
     reason: str = "dropped for the duration of a table rebuild, recreated at the end"
 
 
+@frozen
+class CreateVirtualTable:
+    table: VirtualTable
+    reason: str = "virtual table is new"
+
+
+@frozen
+class CreateViewOrTrigger:
+    """Create a declared view or trigger from its declared SQL."""
+
+    name: str
+    sql: str
+    kind: str  # "view" or "trigger"
+    reason: str
+
+
+@frozen
+class VirtualTableChanged:
+    """A declared virtual table whose module or arguments differ from the live one: refused, never copied."""
+
+    name: str
+    reason: str
+
+
 CHANGE_KINDS = (CreateTable, RenameColumn, AddColumn, Backfill, RebuildTable, DropIndex,
-                CreateIndex, CreateIndexVerbatim, DropViewOrTrigger)
+                CreateIndex, CreateIndexVerbatim, DropViewOrTrigger, CreateVirtualTable, CreateViewOrTrigger,
+                VirtualTableChanged)
 Change = Union[CHANGE_KINDS]
 
 
@@ -161,8 +192,9 @@ def _differing_columns(decl: Table, live: Table, mapping):
         if e["notnull"] != a["notnull"]:
             out.append((name, "column '%s' %s NOT NULL, which ALTER TABLE cannot change" % (
                 name, "becomes" if e["notnull"] else "drops")))
-        for key, label in (("type", "type"), ("default", "default"), ("pk", "primary key position")):
-            if e[key] != a[key]:
+        for key, label in (("type", "type"), ("default", "default"), ("pk", "primary key position"),
+                           ("collate", "COLLATE")):
+            if e.get(key) != a.get(key):
                 out.append((name, "column '%s': %s %s -> %s, which ALTER TABLE cannot change" % (
                     name, label, a[key], e[key])))
     return out
@@ -183,6 +215,9 @@ def table_changes(decl: Table, live: Table, live_info):
     l_auto, l_fks, l_uniq, l_checks = _constraint_sets(live)
     if d_auto != l_auto:
         reasons.append("AUTOINCREMENT %s -> %s" % (l_auto, d_auto))
+    for key, label in (("without_rowid", "WITHOUT ROWID"), ("strict", "STRICT")):
+        if getattr(decl, key) != getattr(live, key):
+            reasons.append("%s %s -> %s" % (label, getattr(live, key), getattr(decl, key)))
     new_cols = [c for c in decl.columns if mapping[c.name] is None]
     new_names = {c.name.lower() for c in new_cols}
     for f in d_fks:
@@ -241,9 +276,11 @@ def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
             extra_constraints.append("UNIQUE (%s)" % ", ".join(quote_identifier(x) for x in u))
     for f in l_fks:
         if f not in d_fks and {x.lower() for x in f["columns"]} & extra_names:
-            extra_constraints.append("FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s ON UPDATE %s" % (
+            to = [quote_identifier(x) for x in f["to"] if x]
+            extra_constraints.append("FOREIGN KEY (%s) REFERENCES %s%s ON DELETE %s ON UPDATE %s%s" % (
                 ", ".join(quote_identifier(x) for x in f["columns"]), quote_identifier(f["table"]),
-                ", ".join(quote_identifier(x) for x in f["to"] if x), f["on_delete"], f["on_update"]))
+                " (%s)" % ", ".join(to) if to else "", f["on_delete"], f["on_update"],
+                " DEFERRABLE " + f["deferrable"] if f.get("deferrable") else ""))
     extra_columns = []
     for c in extra_cols:
         definition = _strip_constraints(live_info["column_sql"].get(c.name, c.type))
@@ -253,7 +290,7 @@ def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
     integer_pk = pk is not None and len(pk.columns) == 1 and decl.column(pk.columns[0]).type.upper() == "INTEGER"
     return RebuildTable(
         table=decl, copy=copy, extra_columns=extra_columns, extra_constraints=extra_constraints,
-        keep_rowid=not integer_pk, autoincrement_from=bool(live.primary_key and live.primary_key.autoincrement),
+        keep_rowid=not (integer_pk or decl.without_rowid or live.without_rowid), autoincrement_from=bool(live.primary_key and live.primary_key.autoincrement),
         user_indexes=live_info["user_indexes"], reasons=list(reasons) + dropped, not_null_checks=not_null_checks)
 
 
@@ -313,11 +350,21 @@ def diff(schema, live):
         table_changes_list += tc
         if any(isinstance(c, RebuildTable) for c in tc):
             rebuilt.add(t.name.lower())
+    declared = {"view": {v.name.lower(): v for v in schema.views}, "trigger": {t.name.lower(): t for t in schema.triggers}}
+    live_sql = {"view": {n.lower(): (n, sql) for n, sql in live.views.items()},
+                "trigger": {n.lower(): (n, t["sql"]) for n, t in live.triggers.items()}}
+    changed = {kind: {key for key, obj in declared[kind].items()
+                      if key in live_sql[kind] and view_body(live_sql[kind][key][1]) != view_body(obj.sql)}
+               for kind in declared}
     if rebuilt:
         # Views and triggers are re-checked by the RENAME of a rebuild; drop
-        # them for its duration and recreate them, unchanged, at the end.
+        # them for its duration and recreate them at the end (the declared
+        # ones from the declaration, a user's own unchanged).
         changes = [DropViewOrTrigger(n, "trigger") for n in live.triggers] + \
                   [DropViewOrTrigger(n, "view") for n in live.views] + changes
+    else:
+        changes = [DropViewOrTrigger(live_sql[kind][key][0], kind, "definition changed: dropped and recreated")
+                   for kind in ("trigger", "view") for key in sorted(changed[kind])] + changes
     changes += table_changes_list
     for ix in schema.indexes:
         live_ix = named(live.indexes.values(), ix.name)
@@ -331,10 +378,30 @@ def diff(schema, live):
     for c in list(changes):
         if isinstance(c, RebuildTable):
             changes += [CreateIndexVerbatim(n, sql) for n, sql in c.user_indexes]
-    if rebuilt:
-        changes += [CreateIndexVerbatim(n, v, kind="view", reason="recreated after the rebuild") for n, v in live.views.items()]
-        changes += [CreateIndexVerbatim(n, v["sql"], kind="trigger", reason="recreated after the rebuild")
-                    for n, v in live.triggers.items()]
+    for vt in schema.virtual_tables:
+        live_vt = named(live.virtual_tables.values(), vt.name)
+        if live_vt is None:
+            if live.table(vt.name) is None:
+                changes.append(CreateVirtualTable(vt))
+            else:
+                changes.append(VirtualTableChanged(vt.name, "virtual table '%s': the database has an ordinary table "
+                                                            "of that name" % vt.name))
+        elif virtual_table_structure(live_vt) != virtual_table_structure(vt):
+            changes.append(VirtualTableChanged(vt.name, (
+                "virtual table '%s' changed (USING %s(%s) in the database, %s(%s) declared): its rows live in the "
+                "module's shadow tables, which schemagen does not copy; drop it in the database and apply again "
+                "(then fill it anew), or declare it as it is" % (
+                    vt.name, live_vt.module, live_vt.args, vt.module, vt.args))))
+    for kind in ("view", "trigger"):
+        if rebuilt:
+            changes += [CreateIndexVerbatim(name, sql, kind=kind, reason="recreated after the rebuild")
+                        for key, (name, sql) in live_sql[kind].items() if key not in declared[kind]]
+        for key, obj in declared[kind].items():
+            if key not in live_sql[kind]:
+                changes.append(CreateViewOrTrigger(obj.name, obj.sql, kind, "%s is new" % kind))
+            elif rebuilt or key in changed[kind]:
+                changes.append(CreateViewOrTrigger(obj.name, obj.sql, kind, "recreated after the rebuild" if (
+                    rebuilt and key not in changed[kind]) else "definition changed: dropped and recreated"))
     return changes
 
 
@@ -350,6 +417,7 @@ def extras(schema, live):
         used = {v.lower() for v in mapping.values() if v}
         out += ["table '%s': column '%s'" % (name, c.name) for c in t.columns if c.name.lower() not in used]
     out += ["index '%s' on '%s'" % (n, ix.table) for n, ix in live.indexes.items() if schema.index(n) is None]
-    out += ["view '%s'" % n for n in live.views]
-    out += ["trigger '%s' on '%s'" % (n, v["table"]) for n, v in live.triggers.items()]
+    out += ["virtual table '%s'" % n for n in live.virtual_tables if schema.virtual_table(n) is None]
+    out += ["view '%s'" % n for n in live.views if schema.view(n) is None]
+    out += ["trigger '%s' on '%s'" % (n, v["table"]) for n, v in live.triggers.items() if schema.trigger(n) is None]
     return out

@@ -2,16 +2,20 @@
 
 One short step per source: columns (table_xinfo), foreign keys
 (foreign_key_list, grouped by id), UNIQUE constraints (index_list origin 'u'),
-CHECK constraints and AUTOINCREMENT (the stored CREATE TABLE: SQLite has no
-PRAGMA for them), indexes (index_xinfo and the stored WHERE), and the views
-and triggers that stand on each table.
+CHECK constraints, AUTOINCREMENT, COLLATE, DEFERRABLE, constraint names,
+WITHOUT ROWID and STRICT (the stored CREATE TABLE: SQLite has no PRAGMA for
+them), indexes (index_xinfo, the stored WHERE and the stored key expressions),
+the views and triggers (their stored SQL) and the virtual tables (module and
+arguments from the stored CREATE VIRTUAL TABLE; their shadow tables are left
+out).
 """
 from __future__ import annotations
 
 from attrs import field, frozen
 
 from ..sqlite import structure
-from ..model import Check, Column, Expr, ForeignKey, Index, IndexColumn, PrimaryKey, Table, Unique, named
+from ..model import (Check, Column, Expr, ForeignKey, Index, IndexColumn, PrimaryKey, Table, Trigger, Unique, View,
+                     VirtualTable, named)
 
 
 @frozen
@@ -22,6 +26,7 @@ class Live:
     indexes: dict = field(factory=dict)         # name -> Index (named indexes only)
     views: dict = field(factory=dict)           # name -> CREATE VIEW sql
     triggers: dict = field(factory=dict)        # name -> {"table": str, "sql": str}
+    virtual_tables: dict = field(factory=dict)  # name -> VirtualTable
     column_sql: dict = field(factory=dict)      # table -> {column: definition text}
     constraint_sql: dict = field(factory=dict)  # table -> [table constraint text]
     index_sql: dict = field(factory=dict)       # index name -> CREATE INDEX sql
@@ -29,19 +34,20 @@ class Live:
 
     @property
     def is_empty(self):
-        return not (self.tables or self.indexes or self.views or self.triggers)
+        return not (self.tables or self.indexes or self.views or self.triggers or self.virtual_tables)
 
     def table(self, name):
         return named(self.tables.values(), name)
 
 
-def columns_from_xinfo(xinfo_rows):
+def columns_from_xinfo(xinfo_rows, collations=None):
     cols = []
     for cid, name, type_, notnull, dflt, pk, hidden in xinfo_rows:
         if hidden not in (0, 2, 3):  # 1: hidden column of a virtual table
             continue
         cols.append(Column(name, type_ or "", not_null=bool(notnull),
-                           default=Expr(dflt) if dflt is not None else None))
+                           default=Expr(dflt) if dflt is not None else None,
+                           collate=(collations or {}).get(name)))
     return cols
 
 
@@ -52,29 +58,102 @@ def primary_key_from_xinfo(xinfo_rows, autoincrement):
     return PrimaryKey(tuple(name for _, name in pk), autoincrement=autoincrement)
 
 
-def foreign_keys_from_rows(fk_rows):
-    return [ForeignKey(g["columns"], g["table"], [c if c is not None else "" for c in g["to"]],
-                       on_delete=g["on_delete"], on_update=g["on_update"])
-            for g in structure.fk_groups(fk_rows)]
+def foreign_keys_from_rows(fk_rows, deferrable=(), names=None):
+    """Model foreign keys; deferrable: table_options' (columns, parent, setting) list, names: {(columns, parent): name}."""
+    pending = list(deferrable)
+    out = []
+    for g in structure.fk_groups(fk_rows):
+        key = (tuple(c.lower() for c in g["columns"]), g["table"].lower())
+        found = next((d for d in pending if d[:2] == key), None)
+        if found is not None:
+            pending.remove(found)
+        out.append(ForeignKey(g["columns"], g["table"], [c for c in g["to"] if c is not None],
+                              on_delete=g["on_delete"], on_update=g["on_update"],
+                              deferrable=found[2] if found else None, name=(names or {}).get(key)))
+    return out
+
+
+def constraint_names(sql):
+    """Names the stored CREATE TABLE gives its constraints: {"check": {normalized expr: name},
+    "unique": {columns lower: name}, "fk": {(columns lower, parent lower): name}}."""
+    out = {"check": {}, "unique": {}, "fk": {}}
+    if "constraint" not in (sql or "").lower():
+        return out
+    tokens = structure.tokenize(sql)
+    try:
+        start = tokens.index(("op", "("))
+    except ValueError:
+        return out
+    for item in structure.split_top(tokens[start + 1:structure.matching_paren(tokens, start)]):
+        column_level = not (item and item[0][0] == "word" and item[0][1].lower() in ("constraint", "primary", "unique",
+                                                                                      "check", "foreign"))
+        for k, tok in enumerate(item):
+            if not (tok[0] == "word" and tok[1].lower() == "constraint" and k + 2 < len(item)):
+                continue
+            name, kind, rest = item[k + 1][1], item[k + 2][1].lower(), item[k + 3:]
+            if kind == "check" and rest and rest[0] == ("op", "("):
+                out["check"][structure.normalize_sql(structure.join_tokens(rest[1:structure.matching_paren(rest, 0)]))] = name
+            elif kind in ("unique", "foreign", "references"):
+                if column_level:
+                    cols = (item[0][1].lower(),)
+                else:
+                    close = structure.matching_paren(rest, rest.index(("op", "("))) if ("op", "(") in rest else 0
+                    cols = tuple(t[1].lower() for t in rest[:close] if t[0] in ("word", "ident", "string")
+                                 and t[1].lower() != "key")
+                if kind == "unique":
+                    out["unique"][cols] = name
+                else:
+                    r = [t[1].lower() for t in rest].index("references") if kind == "foreign" else -1
+                    if r + 1 < len(rest):
+                        out["fk"][(cols, rest[r + 1][1].lower())] = name
+    return out
 
 
 def table_from_pragma_rows(name, info):
     """A model Table from what structure.read_raw read for one table."""
     parsed = structure.parse_create_table(info["sql"])
+    options = structure.table_options(info["sql"])
+    names = constraint_names(info["sql"])
     return Table(
         name,
-        columns=columns_from_xinfo(info["xinfo"]),
+        columns=columns_from_xinfo(info["xinfo"], options["collate"]),
         primary_key=primary_key_from_xinfo(info["xinfo"], parsed["autoincrement"]),
-        uniques=[Unique(cols) for cols in info["unique_columns"]],
-        checks=[Check(expr) for expr in parsed["checks"]],
-        foreign_keys=foreign_keys_from_rows(info["fks"]),
+        uniques=[Unique(cols, name=names["unique"].get(tuple(c.lower() for c in cols))) for cols in info["unique_columns"]],
+        checks=[Check(expr, name=names["check"].get(structure.normalize_sql(expr))) for expr in parsed["checks"]],
+        foreign_keys=foreign_keys_from_rows(info["fks"], options["deferrable"], names["fk"]),
+        without_rowid=options["without_rowid"],
+        strict=options["strict"],
     )
 
 
+def index_key_texts(sql):
+    """The key items of a stored CREATE INDEX, each canonical SQL text without a trailing ASC/DESC."""
+    tokens = structure.tokenize(sql or "")
+    start = tokens.index(("op", "("))
+    out = []
+    for item in structure.split_top(tokens[start + 1:structure.matching_paren(tokens, start)]):
+        if item and item[-1][0] == "word" and item[-1][1].lower() in ("asc", "desc"):
+            item = item[:-1]
+        out.append(structure.join_tokens(item))
+    return out
+
+
 def index_from_pragma_rows(name, info):
-    return Index(name, info["table"],
-                 [IndexColumn(r[2] if r[2] is not None else "<expression>", bool(r[3])) for r in info["xinfo"] if r[5]],
-                 unique=bool(info["unique"]), where=structure.index_where(info["sql"]))
+    keys = [r for r in info["xinfo"] if r[5]]
+    texts = index_key_texts(info["sql"]) if any(r[2] is None for r in keys) else None
+    columns = []
+    for k, r in enumerate(keys):
+        if r[2] is not None:
+            columns.append(IndexColumn(r[2], bool(r[3])))
+        else:  # an expression: its text from the stored statement
+            columns.append(IndexColumn(texts[k] if texts and k < len(texts) else structure.EXPRESSION, bool(r[3]),
+                                       expression=True))
+    return Index(name, info["table"], columns, unique=bool(info["unique"]), where=structure.index_where(info["sql"]))
+
+
+def virtual_table_from_sql(name, sql):
+    module, args = structure.virtual_table_parts(sql)
+    return VirtualTable(name, module, args)
 
 
 def read_live(conn, raw=None):
@@ -94,8 +173,15 @@ def read_live(conn, raw=None):
         indexes={n: index_from_pragma_rows(n, i) for n, i in raw["indexes"].items()},
         views=dict(raw["views"]),
         triggers=dict(raw["triggers"]),
+        virtual_tables={n: virtual_table_from_sql(n, sql) for n, sql in raw.get("virtual_tables", {}).items()},
         column_sql=column_sql,
         constraint_sql=constraint_sql,
         index_sql={n: i["sql"] for n, i in raw["indexes"].items()},
         structure=structure.to_structure(raw),
     )
+
+
+def view_models(live):
+    """The live views and triggers as model objects, in sqlite_master order."""
+    return ([View(n, sql) for n, sql in live.views.items()],
+            [Trigger(n, t["table"], t["sql"]) for n, t in live.triggers.items()])

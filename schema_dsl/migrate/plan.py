@@ -87,7 +87,7 @@ def check_data(conn, schema, live, changes):
     """Raise UnsafeMigrationError for a change that would lose or invent data."""
     from . import diff as d  # the diff and the model load only when there is something to migrate
     from ..model import type_affinity  # (a new or up-to-date file never needs them)
-    problems = []
+    problems = [ch.reason for ch in changes if isinstance(ch, d.VirtualTableChanged)]
     for ch in changes:
         if not isinstance(ch, d.RebuildTable):
             continue
@@ -184,6 +184,11 @@ def migration_plan(conn, target, live):
                               table=existing.name if existing is not None else None, change=ch))
         elif isinstance(ch, d.CreateIndexVerbatim):
             steps.append(Step("recreate %s '%s'" % (ch.kind, ch.name), ch.reason, [ch.sql], change=ch))
+        elif isinstance(ch, d.CreateVirtualTable):
+            steps.append(Step("create virtual table '%s'" % ch.table.name, ch.reason,
+                              [render().create_virtual_table_sql(ch.table, if_not_exists=False)], change=ch))
+        elif isinstance(ch, d.CreateViewOrTrigger):
+            steps.append(Step("create %s '%s'" % (ch.kind, ch.name), ch.reason, [render().verbatim_sql(ch.sql)], change=ch))
         elif isinstance(ch, d.DropViewOrTrigger):
             steps.append(Step("drop %s '%s'" % (ch.kind, ch.name), ch.reason,
                               [render().statement("drop_" + ch.kind, ch.name)], change=ch))

@@ -9,7 +9,16 @@
 #   {"tables": {name: {"columns": [...], "autoincrement": bool, "fks": [...],
 #                      "uniques": [[col, ...], ...], "checks": [expr, ...]}},
 #    "indexes": {name: {"table": str, "unique": bool,
-#                       "columns": [[col, desc], ...], "where": expr or None}}}
+#                       "columns": [[col, desc], ...], "where": expr or None}},
+#    "views": {name: body}, "triggers": {name: {"table": str, "sql": body}},
+#    "virtual_tables": {name: {"module": str, "args": normalized args}}}
+# Keys that hold their default are left out, so that a structure without
+# them reads as before: a column's "collate" (absent: BINARY), a foreign
+# key's "deferrable" (absent: not deferrable), a table's "without_rowid" and
+# "strict" (absent: False), and "views", "triggers", "virtual_tables"
+# (absent: none). The body of a view or trigger is its normalized CREATE
+# statement after the name. The shadow tables of FTS3/4/5 and R*Tree virtual
+# tables are left out, like sqlite_sequence and sqlite_stat*.
 # SQL text (defaults, CHECK expressions, partial-index WHERE clauses) is kept in
 # normalized form (see normalize_sql), so that two spellings of one expression
 # compare equal. Column order is not part of the structure: ALTER TABLE ADD
@@ -69,11 +78,25 @@ def token_spans(sql):
     return tokens
 
 
+# SQLite's keywords (sqlite.org/lang_keywords.html): a quoted identifier spelled like one stays quoted.
+KEYWORDS = frozenset("""
+abort action add after all alter always analyze and as asc attach autoincrement before begin between by cascade
+case cast check collate column commit conflict constraint create cross current current_date current_time
+current_timestamp database default deferrable deferred delete desc detach distinct do drop each else end escape
+except exclude exclusive exists explain fail filter first following for foreign from full generated glob group
+groups having if ignore immediate in index indexed initially inner insert instead intersect into is isnull join key
+last left like limit match materialized natural no not nothing notnull null nulls of offset on or order others
+outer over partition plan pragma preceding primary query raise range recursive references regexp reindex release
+rename replace restrict returning right rollback row rows savepoint select set table temp temporary then ties to
+transaction trigger unbounded union unique update using vacuum values view virtual when where window with without
+""".split())
+
+
 def _token_text(kind, text):
     if kind == "string":
         return "'" + text.replace("'", "''") + "'"
     if kind in ("word", "ident"):
-        if kind == "ident" and not _WORD.match(text):
+        if kind == "ident" and (not _WORD.match(text) or text.lower() in KEYWORDS):
             return '"' + text.replace('"', '""') + '"'
         return text.lower()
     return text
@@ -180,6 +203,102 @@ def parse_create_table(sql):
             "autoincrement": autoincrement}
 
 
+def _statement_body(tokens, kind):
+    """The tokens of a CREATE VIEW / TRIGGER / VIRTUAL TABLE after its (possibly schema-qualified) name."""
+    k = next((i for i, t in enumerate(tokens) if t[0] == "word" and t[1].lower() == kind), len(tokens)) + 1
+    if [t[1].lower() for t in tokens[k:k + 3]] == ["if", "not", "exists"]:
+        k += 3
+    k += 1
+    if k < len(tokens) and tokens[k] == ("op", "."):
+        k += 2
+    return k
+
+
+def view_body(sql):
+    """The canonical text of a CREATE VIEW or CREATE TRIGGER after its name (how views and triggers compare)."""
+    tokens = tokenize(sql or "")
+    kind = "trigger" if any(t[0] == "word" and t[1].lower() == "trigger" for t in tokens[:3]) else "view"
+    return join_tokens(tokens[_statement_body(tokens, kind):])
+
+
+def virtual_table_parts(sql):
+    """(module, args verbatim) of a stored CREATE VIRTUAL TABLE statement."""
+    spans = token_spans(sql)
+    tokens = [(kind, text) for kind, text, _, _ in spans]
+    k = next((i for i, t in enumerate(tokens) if t[0] == "word" and t[1].lower() == "using"), len(tokens) - 1) + 1
+    module = tokens[k][1] if k < len(tokens) else ""
+    if k + 1 < len(tokens) and tokens[k + 1] == ("op", "("):
+        close = matching_paren(tokens, k + 1)
+        end = spans[close][2] if close > 0 else len(sql)
+        return module, sql[spans[k + 1][3]:end].strip()
+    return module, ""
+
+
+# Shadow tables of the virtual table modules SQLite ships (FTS3/4, FTS5, R*Tree): NAME_<suffix>.
+SHADOW_SUFFIXES = ("data", "idx", "content", "docsize", "config", "segments", "segdir", "stat", "node", "parent", "rowid")
+
+
+def is_virtual(sql):
+    return bool(sql) and " ".join(sql[:40].split()).upper().startswith("CREATE VIRTUAL TABLE")
+
+
+def _deferrable(words):
+    """DEFERRABLE's setting from the lower-cased words after REFERENCES: "INITIALLY DEFERRED" / "INITIALLY IMMEDIATE" or None."""
+    for k, w in enumerate(words):
+        if w == "deferrable":
+            if k and words[k - 1] == "not":
+                return None
+            if words[k + 1:k + 3] == ["initially", "deferred"]:
+                return "INITIALLY DEFERRED"
+            return "INITIALLY IMMEDIATE"
+    return None
+
+
+def table_options(sql):
+    """What a stored CREATE TABLE says beyond its PRAGMAs: CHECKs, AUTOINCREMENT, collations, DEFERRABLE, options.
+
+    Returns {"checks", "autoincrement", "collate": {column: NAME}, "deferrable": [(columns lower, parent lower,
+    setting)], "without_rowid", "strict"}. Text without any of the words these need is not tokenized.
+    """
+    checks, autoincrement = checks_and_autoincrement(sql)
+    out = {"checks": checks, "autoincrement": autoincrement, "collate": {}, "deferrable": [],
+           "without_rowid": False, "strict": False}
+    low = (sql or "").lower()
+    if "collate" not in low and "deferrable" not in low and "rowid" not in low and "strict" not in low:
+        return out
+    tokens = tokenize(sql)
+    try:
+        start = tokens.index(("op", "("))
+    except ValueError:
+        return out
+    end = matching_paren(tokens, start)
+    tail = [t[1].lower() for t in tokens[end + 1:] if t[0] == "word"]
+    out["without_rowid"] = "without" in tail and "rowid" in tail
+    out["strict"] = "strict" in tail
+    for item in split_top(tokens[start + 1:end]):
+        if not item:
+            continue
+        words = [t[1].lower() if t[0] == "word" else None for t in item]
+        is_constraint = item[0][0] == "word" and words[0] in _TABLE_CONSTRAINT
+        if not is_constraint:
+            for k, w in enumerate(words[:-1]):
+                if w == "collate" and item[k + 1][0] in ("word", "ident", "string"):
+                    name = item[k + 1][1].upper()
+                    if name != "BINARY":
+                        out["collate"][item[0][1]] = name
+        if "references" not in words:
+            continue
+        r = words.index("references")
+        if is_constraint:
+            open_ = words.index("foreign") + 2 if "foreign" in words else None
+            cols = [t[1].lower() for t in item[open_:r] if t[0] in ("word", "ident", "string")] if open_ else []
+        else:
+            cols = [item[0][1].lower()]
+        parent = item[r + 1][1].lower() if r + 1 < len(item) else ""
+        out["deferrable"].append((tuple(cols), parent, _deferrable([w for w in words[r:] if w])))
+    return out
+
+
 def index_where(sql):
     """The normalized WHERE clause of a stored CREATE INDEX, or None."""
     if not sql or "where" not in sql.lower():  # no WHERE token without the word anywhere: skip tokenizing
@@ -200,11 +319,17 @@ def read_raw(conn):
     PRAGMA rows as SQLite gives them. sqlite_* tables and the automatic
     indexes of PRIMARY KEY and UNIQUE constraints are left out.
     """
-    raw = {"tables": {}, "indexes": {}, "views": {}, "triggers": {}}
+    raw = {"tables": {}, "indexes": {}, "views": {}, "triggers": {}, "virtual_tables": {}}
     master = conn.execute(
         "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid").fetchall()
+    virtual = {name.lower() for kind, name, _, sql in master if kind == "table" and is_virtual(sql)}
+    shadow = {"%s_%s" % (v, suffix) for v in virtual for suffix in SHADOW_SUFFIXES}
     for kind, name, table, sql in master:
-        if kind == "table" and not name.startswith("sqlite_"):
+        if kind == "table" and name.lower() in virtual:
+            raw["virtual_tables"][name] = sql
+        elif kind == "table" and name.lower() in shadow:
+            continue
+        elif kind == "table" and not name.startswith("sqlite_"):
             raw["tables"][name] = {
                 "sql": sql,
                 "xinfo": conn.execute("SELECT * FROM pragma_table_xinfo(?)", (name,)).fetchall(),
@@ -276,18 +401,32 @@ def to_structure(raw):
     """The comparable structure of a database read by read_raw."""
     tables = {}
     for name, info in raw["tables"].items():
-        checks, autoincrement = checks_and_autoincrement(info["sql"])
+        options = table_options(info["sql"])
+        columns = {}
+        for r in info["xinfo"]:
+            if r[6] in (0, 2, 3):
+                columns[r[1]] = {"type": (r[2] or "").upper(), "notnull": bool(r[3]),
+                                 "default": normalize_sql(r[4]), "pk": r[5]}
+                if r[1] in options["collate"]:
+                    columns[r[1]]["collate"] = options["collate"][r[1]]
+        fks = fk_groups(info["fks"])
+        for fk in fks:
+            key = (tuple(c.lower() for c in fk["columns"]), fk["table"].lower())
+            found = next((d for d in options["deferrable"] if d[:2] == key), None)
+            if found is not None:
+                options["deferrable"].remove(found)
+                if found[2]:
+                    fk["deferrable"] = found[2]
         tables[name] = {
-            "columns": {
-                r[1]: {"type": (r[2] or "").upper(), "notnull": bool(r[3]),
-                       "default": normalize_sql(r[4]), "pk": r[5]}
-                for r in info["xinfo"] if r[6] in (0, 2, 3)
-            },
-            "autoincrement": autoincrement,
-            "fks": sorted(fk_groups(info["fks"]), key=repr),
+            "columns": columns,
+            "autoincrement": options["autoincrement"],
+            "fks": sorted(fks, key=repr),
             "uniques": sorted(info["unique_columns"]),
-            "checks": sorted(normalize_sql(c) for c in checks),
+            "checks": sorted(normalize_sql(c) for c in options["checks"]),
         }
+        for key in ("without_rowid", "strict"):
+            if options[key]:
+                tables[name][key] = True
     indexes = {}
     for name, info in raw["indexes"].items():
         indexes[name] = {
@@ -296,7 +435,17 @@ def to_structure(raw):
             "columns": [[r[2] if r[2] is not None else EXPRESSION, bool(r[3])] for r in info["xinfo"] if r[5]],
             "where": index_where(info["sql"]),
         }
-    return {"tables": tables, "indexes": indexes}
+    struct = {"tables": tables, "indexes": indexes}
+    if raw.get("views"):
+        struct["views"] = {name: view_body(sql) for name, sql in raw["views"].items()}
+    if raw.get("triggers"):
+        struct["triggers"] = {name: {"table": t["table"], "sql": view_body(t["sql"])} for name, t in raw["triggers"].items()}
+    if raw.get("virtual_tables"):
+        struct["virtual_tables"] = {}
+        for name, sql in raw["virtual_tables"].items():
+            module, args = virtual_table_parts(sql)
+            struct["virtual_tables"][name] = {"module": module.lower(), "args": normalize_sql(args)}
+    return struct
 
 
 def read_structure(conn):
@@ -309,9 +458,9 @@ def _cols(columns):
 
 
 def _fk_text(fk):
-    return "(%s) -> %s(%s) ON DELETE %s ON UPDATE %s" % (
+    return "(%s) -> %s(%s) ON DELETE %s ON UPDATE %s%s" % (
         ", ".join(fk["columns"]), fk["table"], ", ".join(str(c) for c in fk["to"]),
-        fk["on_delete"], fk["on_update"])
+        fk["on_delete"], fk["on_update"], " DEFERRABLE " + fk["deferrable"] if fk.get("deferrable") else "")
 
 
 def fold_case(struct):
@@ -328,7 +477,14 @@ def fold_case(struct):
         )
     indexes = {name.lower(): dict(ix, table=ix["table"].lower(), columns=[[c.lower(), d] for c, d in ix["columns"]])
                for name, ix in struct["indexes"].items()}
-    return {"tables": tables, "indexes": indexes}
+    out = {"tables": tables, "indexes": indexes}
+    if struct.get("views"):
+        out["views"] = {name.lower(): v for name, v in struct["views"].items()}
+    if struct.get("triggers"):
+        out["triggers"] = {name.lower(): dict(t, table=t["table"].lower()) for name, t in struct["triggers"].items()}
+    if struct.get("virtual_tables"):
+        out["virtual_tables"] = {name.lower(): v for name, v in struct["virtual_tables"].items()}
+    return out
 
 
 def compare(expected, actual):
@@ -352,14 +508,18 @@ def compare(expected, actual):
             if ac is None:
                 out.append(("missing", "%s: missing column '%s'" % (where, col)))
                 continue
-            for key, label in (("type", "type"), ("notnull", "NOT NULL"), ("default", "default"), ("pk", "primary key position")):
-                if ec[key] != ac[key]:
-                    out.append(("differs", "%s, column '%s': %s is %r, expected %r" % (where, col, label, ac[key], ec[key])))
+            for key, label in (("type", "type"), ("notnull", "NOT NULL"), ("default", "default"), ("pk", "primary key position"),
+                               ("collate", "COLLATE")):
+                if ec.get(key) != ac.get(key):
+                    out.append(("differs", "%s, column '%s': %s is %r, expected %r" % (where, col, label, ac.get(key), ec.get(key))))
         for col in act["columns"]:
             if col not in exp["columns"]:
                 out.append(("extra", "%s: extra column '%s'" % (where, col)))
         if exp["autoincrement"] != act["autoincrement"]:
             out.append(("differs", "%s: AUTOINCREMENT is %s, expected %s" % (where, act["autoincrement"], exp["autoincrement"])))
+        for key, label in (("without_rowid", "WITHOUT ROWID"), ("strict", "STRICT")):
+            if bool(exp.get(key)) != bool(act.get(key)):
+                out.append(("differs", "%s: %s is %s, expected %s" % (where, label, bool(act.get(key)), bool(exp.get(key)))))
         for fk in exp["fks"]:
             if fk not in act["fks"]:
                 out.append(("missing", "%s: missing foreign key %s" % (where, _fk_text(fk))))
@@ -394,6 +554,7 @@ def compare(expected, actual):
     for name in act_i:
         if name not in exp_i:
             out.append(("extra", "extra index '%s' on table '%s'" % (name, act_i[name]["table"])))
+    out += _compare_named(expected, actual)
     for key, label in (("tables", "tables"), ("indexes", "indexes")):
         found = sum(1 for name in expected[key] if name in actual[key])
         extra = sum(1 for name in actual[key] if name not in expected[key])
@@ -401,4 +562,20 @@ def compare(expected, actual):
             out.append(("missing", "expected %d %s, found %d of them" % (len(expected[key]), label, found)))
         if extra:
             out.append(("extra", "%d %s beyond the declared %d" % (extra, label, len(expected[key]))))
+    return out
+
+
+def _compare_named(expected, actual):
+    """Differences in views, triggers and virtual tables (compared by name, then by their normalized SQL)."""
+    out = []
+    for key, label in (("virtual_tables", "virtual table"), ("views", "view"), ("triggers", "trigger")):
+        exp, act = expected.get(key) or {}, actual.get(key) or {}
+        for name, e in exp.items():
+            if name not in act:
+                out.append(("missing", "missing %s '%s'" % (label, name)))
+            elif act[name] != e:
+                out.append(("differs", "%s '%s': definition is %r, expected %r" % (label, name, act[name], e)))
+        for name in act:
+            if name not in exp:
+                out.append(("extra", "extra %s '%s'" % (label, name)))
     return out

@@ -1,0 +1,401 @@
+"""Which declaration a command works on, and whether its rendered files are in step with it.
+
+Precedence: the `--schema SPEC` flag, then the project's `[tool.schemagen]`
+table, then the shipped Abathur declaration.
+
+- SPEC is `path/to/file.py[:NAME]`, `package.module[:NAME]`, or `abathur`
+  for the shipped one; NAME defaults to `SCHEMA`.
+- The project is found by walking up from the current directory to the first
+  `pyproject.toml` that has a `[tool.schemagen]` table:
+
+      [tool.schemagen]
+      declaration = "myapp/schema.py"     # a SPEC, relative to the project root
+      out = "generated"                   # where `schemagen render` writes (default)
+
+- The project's own declaration works from the project's rendered files
+  (`out/declaration.json` and the DDL files), which keeps apply's fast path
+  free of Jinja2. The compiled declaration records a hash of its source, the
+  declaration file and the project files it imports; when they no longer
+  match, apply and plan refuse ("generated/ is stale for DECL: run
+  schemagen render"). Any other declaration is compiled in memory.
+- A declaration file inside a package (a folder with `__init__.py`) is
+  loaded with that package as its parent, so relative imports work; when the
+  package is already imported from elsewhere (schemagen installed from a
+  wheel, run inside a checkout), the file itself is loaded all the same: the
+  working tree's declaration, whatever the install mode.
+- The files of a declaration's source are the declaration file, every other
+  declaration it loads through `load_declaration`, and the modules first
+  imported while it loads that live in the project (schemagen's own engine
+  modules excepted).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from ..errors import SchemagenError, StaleFiles
+from .target import DECLARATION_FILE, Target, read_target, shipped_target
+
+SHIPPED = "abathur"
+DEFAULT_NAME = "SCHEMA"
+DEFAULT_OUT = "generated"
+ENGINE_DIR = Path(__file__).resolve().parent.parent  # the running schema_dsl package
+
+
+class Project:
+    """A project that names its declaration in pyproject.toml's [tool.schemagen].
+
+    Plain classes here, not attrs: apply's fast path resolves the declaration and builds no model.
+    """
+
+    __slots__ = ("root", "declaration", "out")
+
+    def __init__(self, root, declaration, out=DEFAULT_OUT):
+        self.root, self.declaration, self.out = Path(root), declaration, out
+
+    @property
+    def out_dir(self):
+        return self.root / self.out
+
+
+class Declaration:
+    """A resolved declaration: where it comes from, and whether it is the project's own.
+
+    spec: as named ("abathur", "db/schema.py:SCHEMA", "pkg.mod:S"); file: the declaration file (a path
+    spec, or the shipped one); module: for a module spec; attr: the Schema's name in it; project: set when
+    this is the project's own declaration; explicit: False for the fallback to the shipped declaration;
+    root: labels are relative to it (the project root, else the file's folder).
+    """
+
+    __slots__ = ("spec", "file", "module", "attr", "project", "explicit", "root")
+
+    def __init__(self, spec, file=None, module=None, attr=DEFAULT_NAME, project=None, explicit=True, root=None):
+        self.spec, self.file, self.module, self.attr = spec, file, module, attr
+        self.project, self.explicit, self.root = project, explicit, root
+
+    @property
+    def shipped(self):
+        return self.spec == SHIPPED
+
+    @property
+    def label(self):
+        """How headers and messages name the declaration: a path relative to the project root, '/' separators."""
+        if self.file is not None:
+            base = self.root or self.file.parent
+            try:
+                return self.file.relative_to(base).as_posix()
+            except ValueError:
+                return self.file.name
+        return self.module
+
+    @property
+    def render_command(self):
+        return "schemagen render" if self.project is not None or not self.explicit else \
+            "schemagen render --schema %s" % self.spec
+
+
+def find_project(start=None):
+    """The nearest enclosing project with a [tool.schemagen] table, or None."""
+    import tomllib  # only a command that looks for a project needs TOML
+
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if not candidate.is_file():
+            continue
+        try:
+            config = tomllib.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise SchemagenError("%s: cannot be read as TOML (%s)" % (candidate, exc)) from None
+        table = config.get("tool", {}).get("schemagen")
+        if table is None:
+            continue
+        if not isinstance(table, dict) or not isinstance(table.get("declaration"), str):
+            raise SchemagenError("%s: [tool.schemagen] must name its declaration, e.g. declaration = "
+                                 "\"myapp/schema.py\"" % candidate)
+        out = table.get("out", DEFAULT_OUT)
+        if not isinstance(out, str) or not out:
+            raise SchemagenError("%s: [tool.schemagen] out must be a folder name, got %r" % (candidate, out))
+        return Project(folder, table["declaration"], out)
+    return None
+
+
+def _split(spec):
+    spec = spec.strip()
+    head, sep, name = spec.rpartition(":")
+    if sep and name.isidentifier() and head and not (len(head) == 1 and head.isalpha()):
+        return head, name
+    return spec, DEFAULT_NAME
+
+
+def _is_path(target):
+    return target.endswith(".py") or "/" in target or os.sep in target
+
+
+def _shipped_file():
+    return ENGINE_DIR / (SHIPPED + ".py")
+
+
+def _same_file(a, b):
+    try:
+        return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def resolve(spec=None, cwd=None):
+    """The Declaration a command works on: the flag's, the project's, or the shipped one."""
+    cwd = Path(cwd or os.getcwd()).resolve()
+    project = find_project(cwd)
+    if spec is None and project is not None:
+        return _from_spec(project.declaration, project.root, project, project.root)
+    if spec is None:
+        return Declaration(SHIPPED, file=_shipped_file(), module=__package__.rpartition(".")[0] + "." + SHIPPED,
+                           explicit=False, root=ENGINE_DIR.parent)
+    decl = _from_spec(spec, cwd, None, project.root if project else None)
+    if project is not None:
+        own = _from_spec(project.declaration, project.root, project, project.root)
+        if (decl.file is not None and _same_file(decl.file, own.file) and decl.attr == own.attr) or \
+                (decl.module is not None and decl.module == own.module and decl.attr == own.attr):
+            return own
+    return decl
+
+
+def _from_spec(spec, base, project, root):
+    target, name = _split(spec)
+    if not target:
+        raise SchemagenError("--schema %r: expected path/to/file.py[:NAME], package.module[:NAME] or abathur" % spec)
+    if target == SHIPPED:
+        shipped = _shipped_file()
+        return Declaration(SHIPPED, file=shipped, module=__package__.rpartition(".")[0] + "." + SHIPPED, attr=name,
+                           project=project, root=root or ENGINE_DIR.parent)
+    if _is_path(target):
+        path = (Path(base) / target).resolve()
+        if not path.is_file():
+            raise SchemagenError("declaration %r: no such file %s" % (spec, path))
+        if root is not None:
+            try:
+                path.relative_to(root)
+            except ValueError:
+                root = None
+        return Declaration(spec, file=path, attr=name, project=project, root=root)
+    if not all(part.isidentifier() for part in target.split(".")):
+        raise SchemagenError("--schema %r: expected path/to/file.py[:NAME], package.module[:NAME] or abathur" % spec)
+    return Declaration(spec, module=target, attr=name, project=project, root=root)
+
+
+# --- loading ----------------------------------------------------------------
+
+_LOADED = {}      # (file or module, attr) -> (schema, source files)
+_LOADING = []     # stack of source-file sets of the declarations being loaded (nested loads register here)
+
+
+def load_declaration(spec, relative_to=None):
+    """The Schema a SPEC names, loaded the way `--schema` loads it.
+
+    For a declaration that derives from another: `load_declaration("schema_dsl/abathur.py",
+    relative_to=__file__)`; the other file then counts as part of this one's source.
+    """
+    base = Path(relative_to).resolve().parent if relative_to and Path(relative_to).is_file() else \
+        Path(relative_to or os.getcwd()).resolve()
+    decl = _from_spec(spec, base, None, None)
+    return load_schema(decl)
+
+
+def load_schema(decl):
+    """Import a declaration and return its Schema (each file or module is loaded once per process)."""
+    key = (str(decl.file) if decl.file is not None and not decl.shipped else decl.module, decl.attr)
+    if key in _LOADED and _LOADED[key][3] != _digest(_LOADED[key][1]):
+        # a declaration edited while this process runs (a long-lived process, a test): load it again
+        for name in _LOADED.pop(key)[2]:
+            sys.modules.pop(name, None)
+    if key not in _LOADED:
+        before = set(sys.modules)
+        files = {decl.file.resolve()} if decl.file is not None else set()
+        _LOADING.append(files)
+        try:
+            module = _import(decl)
+        finally:
+            _LOADING.pop()
+        new_modules = set(sys.modules) - before
+        if getattr(module, "__name__", None):
+            new_modules.add(module.__name__)
+        for name in new_modules:
+            found = getattr(sys.modules.get(name), "__file__", None)
+            if found:
+                path = Path(found).resolve()
+                if not _inside(path, ENGINE_DIR) or path.name == SHIPPED + ".py":
+                    files.add(path)
+        if getattr(module, "__file__", None):
+            files.add(Path(module.__file__).resolve())
+        from ..model import Schema  # only loading a declaration needs the model
+        schema = getattr(module, decl.attr, None)
+        if not isinstance(schema, Schema):
+            raise SchemagenError("declaration %r: %s is %s, expected a schema_dsl.model.Schema" % (
+                decl.spec, decl.attr, "missing" if schema is None else "a %s" % type(schema).__name__))
+        _LOADED[key] = (schema, frozenset(files), frozenset(new_modules), _digest(files))
+    schema, files = _LOADED[key][:2]
+    if _LOADING:
+        _LOADING[-1].update(files)
+    return schema
+
+
+def _digest(files):
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"\0missing")
+    return digest.hexdigest()
+
+
+def _inside(path, folder):
+    try:
+        path.relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def _import(decl):
+    try:
+        if decl.file is None or (decl.shipped and decl.project is None):
+            if decl.module is None:
+                raise SchemagenError("declaration %r: nothing to import" % decl.spec)
+            with _on_path(os.getcwd()):
+                return importlib.import_module(decl.module)
+        return _import_file(decl.file)
+    except SchemagenError:
+        raise
+    except ImportError as exc:
+        raise SchemagenError("declaration %r: cannot import it (%s)" % (decl.spec, exc)) from None
+    except Exception as exc:  # the declaration's own code failed (a DeclarationError names every problem)
+        detail = " ".join(str(exc).split())
+        raise SchemagenError("declaration %r: %s: %s" % (decl.spec, type(exc).__name__, detail)) from None
+
+
+class _on_path:
+    def __init__(self, folder):
+        self.folder = str(folder)
+
+    def __enter__(self):
+        self.added = self.folder not in sys.path
+        if self.added:
+            sys.path.insert(0, self.folder)
+
+    def __exit__(self, *exc):
+        if self.added and self.folder in sys.path:
+            sys.path.remove(self.folder)
+
+
+def _import_file(path):
+    package_dirs = []
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        package_dirs.insert(0, folder)
+        folder = folder.parent
+    if not package_dirs:
+        name = "_schemagen_declaration_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        with _on_path(path.parent):
+            return _exec_file(name, path, None)
+    package = ".".join(d.name for d in package_dirs)
+    with _on_path(folder):
+        parent = importlib.import_module(package)
+        if any(_same_file(p, path.parent) for p in getattr(parent, "__path__", ())):
+            return importlib.import_module(package + "." + path.stem)
+        # the package is imported from elsewhere (an installed copy): load this very file as its member
+        return _exec_file("%s._schemagen_declaration_%s" % (package, path.stem), path, package)
+
+
+def _exec_file(name, path, package):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    if package is not None:
+        module.__package__ = package
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+# --- the source hash and the project's rendered files ------------------------------
+
+def source_files(decl):
+    """The files of a declaration's source, relative to its root, sorted ('/' separators)."""
+    load_schema(decl)
+    key = (str(decl.file) if decl.file is not None and not decl.shipped else decl.module, decl.attr)
+    root = decl.root
+    out = []
+    for path in _LOADED[key][1]:
+        if root is not None and _inside(path, root):
+            out.append(path.relative_to(root).as_posix())
+        elif decl.file is not None and _inside(path, decl.file.parent):
+            out.append(path.relative_to(decl.file.parent).as_posix())
+        else:
+            out.append(path.name)
+    return sorted(set(out))
+
+
+def source_hash(root, files):
+    """sha256 over the named files (their relative names and bytes), in order."""
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode("utf-8") + b"\0")
+        digest.update((Path(root) / name).read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def origin(decl):
+    """What rendered files say about their source: label, files, hash, the command that regenerates them."""
+    files = source_files(decl)
+    root = decl.root or (decl.file.parent if decl.file is not None else Path.cwd())
+    try:
+        digest = source_hash(root, files)
+    except OSError:
+        digest = None
+    return {"declaration": decl.label, "files": files, "sha256": digest, "command": decl.render_command}
+
+
+def stale_reason(decl, compiled):
+    """Why the project's rendered files do not match its declaration, or None when they do."""
+    source = compiled.get("source") or {}
+    files, recorded = source.get("files"), source.get("sha256")
+    if not files or not recorded:
+        return "it records no source hash"
+    try:
+        current = source_hash(decl.project.root, files)
+    except OSError as exc:
+        return "cannot read %s (%s)" % (exc.filename, exc.strerror)
+    return None if current == recorded else "the declaration changed since it was rendered"
+
+
+def target(decl, check_fresh=True):
+    """The Target a command applies: the project's rendered files (checked for staleness), the shipped
+    ones for the fallback, or the declaration compiled in memory."""
+    if decl.project is not None:
+        out = decl.project.out_dir
+        name = decl.project.out
+        try:
+            found = read_target(out, load=lambda: load_schema(decl))
+        except SchemagenError:
+            raise StaleFiles("%s/ is stale for %s: run %s (it has no usable %s)" % (
+                name, decl.label, decl.render_command, DECLARATION_FILE)) from None
+        if check_fresh:
+            reason = stale_reason(decl, found.compiled)
+            if reason:
+                raise StaleFiles("%s/ is stale for %s: run %s (%s)" % (name, decl.label, decl.render_command, reason))
+        return found
+    if decl.shipped:
+        return shipped_target()
+    return Target.from_schema(load_schema(decl), origin=origin(decl))

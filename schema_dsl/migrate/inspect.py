@@ -1,0 +1,222 @@
+"""Write the declaration of an existing database file: `inspect_database(path) -> str`.
+
+The text is a Python module in the style of schema_dsl/abathur.py: imports
+from schema_dsl.model, one Table(...) per table (sqlite_master order), the
+named indexes, virtual tables, views and triggers, and `SCHEMA = Schema(...)`.
+Every name and SQL text is written with repr(), so quotes, spaces and
+keywords are safe. The file is opened read-only; nothing is written to it.
+
+Supported: collations, DEFERRABLE, constraint names, composite and
+self-referencing foreign keys, foreign key cycles, AUTOINCREMENT, WITHOUT
+ROWID and STRICT tables, partial and expression indexes, views, triggers,
+virtual tables (their FTS3/4/5 and R*Tree shadow tables are left out).
+Refused with a DeclarationError naming the table: generated columns.
+Index keys with their own COLLATE are declared by column name only.
+
+Before returning, the text is executed and its Schema built: a declaration
+that would not load is never written; the error names the object.
+"""
+from __future__ import annotations
+
+import os
+
+from ..errors import DeclarationError, SchemagenError
+from ..model import Expr, Literal
+from ..sqlite import dbfile, structure
+from .introspect import read_live, view_models
+
+HEADER = '''"""Declaration of the SQLite database %s, written by `schemagen inspect`.
+
+Review it, add comments and serves-queries, then render with `schemagen render`.
+"""
+from schema_dsl.model import (Check, Column, Expr, ForeignKey, Index, IndexColumn, Pragma, PrimaryKey, Schema,
+                              Table, Trigger, Unique, View, VirtualTable)
+
+# Per-connection PRAGMAs (foreign_keys, busy_timeout, synchronous, wal_autocheckpoint, ...) are not stored in
+# a database file, so they cannot be read from it: declare the ones your application uses by hand, e.g.
+# Pragma("foreign_keys", "ON"), Pragma("busy_timeout", 5000).
+'''
+
+
+def _default(dflt):
+    """A readable Python value for a stored default where it is exactly a literal, else the SQL as an Expr."""
+    if dflt is None:
+        return None
+    if isinstance(dflt, Expr):
+        tokens = structure.tokenize(dflt.sql)
+        if len(tokens) == 1 and tokens[0][0] == "string" and "'" + tokens[0][1].replace("'", "''") + "'" == dflt.sql:
+            return Literal(tokens[0][1])
+        if len(tokens) == 1 and tokens[0][0] == "number":
+            for kind in (int, float):
+                try:
+                    value = kind(dflt.sql)
+                except ValueError:
+                    continue
+                if repr(value) == dflt.sql:
+                    return Literal(value)
+    return dflt
+
+
+def _args(*positional, **named):
+    out = [repr(p) for p in positional]
+    out += ["%s=%s" % (k, v) for k, v in named.items()]
+    return ", ".join(out)
+
+
+def _column(c):
+    named = {}
+    if c.not_null:
+        named["not_null"] = "True"
+    default = _default(c.default)
+    if isinstance(default, Literal):
+        named["default"] = repr(default.value)
+    elif default is not None:
+        named["default"] = "Expr(%r)" % default.sql
+    if c.collate:
+        named["collate"] = repr(c.collate)
+    return "Column(%s)" % _args(c.name, c.type, **named)
+
+
+def _foreign_key(f):
+    named = {}
+    for key in ("on_delete", "on_update"):
+        if getattr(f, key) != "NO ACTION":
+            named[key] = repr(getattr(f, key))
+    if f.deferrable:
+        named["deferrable"] = repr(f.deferrable)
+    if f.name:
+        named["name"] = repr(f.name)
+    return "ForeignKey(%s)" % _args(list(f.columns), f.ref_table, list(f.ref_columns), **named)
+
+
+def _table(t):
+    lines = ["    Table(", "        %r," % t.name, "        columns=["]
+    lines += ["            %s," % _column(c) for c in t.columns]
+    lines.append("        ],")
+    if t.primary_key is not None:
+        auto = ", autoincrement=True" if t.primary_key.autoincrement else ""
+        lines.append("        primary_key=PrimaryKey(%r%s)," % (list(t.primary_key.columns), auto))
+    if t.uniques:
+        lines.append("        uniques=[%s]," % ", ".join(
+            "Unique(%s)" % _args(list(u.columns), **({"name": repr(u.name)} if u.name else {})) for u in t.uniques))
+    if t.checks:
+        lines.append("        checks=[")
+        lines += ["            Check(%s)," % _args(ch.expr, **({"name": repr(ch.name)} if ch.name else {}))
+                  for ch in t.checks]
+        lines.append("        ],")
+    if t.foreign_keys:
+        lines.append("        foreign_keys=[")
+        lines += ["            %s," % _foreign_key(f) for f in t.foreign_keys]
+        lines.append("        ],")
+    if t.without_rowid:
+        lines.append("        without_rowid=True,")
+    if t.strict:
+        lines.append("        strict=True,")
+    lines.append("    ),")
+    return lines
+
+
+def _index(ix):
+    cols = ", ".join(
+        "IndexColumn(%s)" % _args(c.name, **({"desc": "True"} if c.desc else {}),
+                                  **({"expression": "True"} if c.expression else {}))
+        if (c.desc or c.expression or len(c.name.split()) != 1) else repr(c.name) for c in ix.columns)
+    named = {}
+    if ix.unique:
+        named["unique"] = "True"
+    if ix.where:
+        named["where"] = repr(ix.where)
+    return "    Index(%s, %s, [%s]%s)," % (repr(ix.name), repr(ix.table), cols,
+                                          "".join(", %s=%s" % kv for kv in named.items()))
+
+
+def _refuse_unsupported(raw):
+    for name, info in raw["tables"].items():
+        generated = [r[1] for r in info["xinfo"] if r[6] in (2, 3)]
+        if generated:
+            raise DeclarationError([
+                "table '%s': generated columns (%s) are not supported by schemagen yet; declare the table by hand "
+                "without them (for example as a view that computes them), or leave it out of the declaration"
+                % (name, ", ".join(generated))])
+
+
+def _pragmas(conn):
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    out = ["    Pragma('journal_mode', %r, persistent=True)," % mode]
+    notes = []
+    for name in ("user_version", "application_id"):
+        value = conn.execute("PRAGMA %s" % name).fetchone()[0]
+        if value:
+            notes.append("# PRAGMA %s = %d is stored in the file; schemagen does not manage it." % (name, value))
+    return out, notes
+
+
+def declaration_text(conn, name):
+    """The declaration text of the main database of an open connection."""
+    raw = structure.read_raw(conn)
+    _refuse_unsupported(raw)
+    live = read_live(conn, raw)
+    views, triggers = view_models(live)
+    pragmas, notes = _pragmas(conn)
+    lines = [HEADER % repr(name)]
+    lines += notes + ([""] if notes else [])
+    lines.append("TABLES = [")
+    for t in live.tables.values():
+        lines += _table(t)
+    lines.append("]")
+    lines.append("")
+    lines.append("INDEXES = [")
+    lines += [_index(ix) for ix in live.indexes.values()]
+    lines.append("]")
+    lines.append("")
+    lines.append("VIRTUAL_TABLES = [")
+    lines += ["    VirtualTable(%s)," % _args(v.name, v.module, v.args) for v in live.virtual_tables.values()]
+    lines.append("]")
+    lines.append("")
+    lines.append("VIEWS = [")
+    lines += ["    View(%s)," % _args(v.name, v.sql) for v in views]
+    lines.append("]")
+    lines.append("")
+    lines.append("TRIGGERS = [")
+    lines += ["    Trigger(%s)," % _args(t.name, t.table, t.sql) for t in triggers]
+    lines.append("]")
+    lines.append("")
+    lines.append("SCHEMA = Schema(")
+    lines.append("    name=%r," % name)
+    lines.append("    tables=TABLES,")
+    lines.append("    indexes=INDEXES,")
+    lines.append("    virtual_tables=VIRTUAL_TABLES,")
+    lines.append("    views=VIEWS,")
+    lines.append("    triggers=TRIGGERS,")
+    lines.append("    pragmas=[")
+    lines += pragmas
+    lines.append("    ],")
+    lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
+def load_declaration(text, label="<inspect>"):
+    """Execute declaration text and return its SCHEMA; DeclarationError naming the object when it does not load."""
+    namespace = {"__name__": "schemagen_inspected"}
+    try:
+        exec(compile(text, label, "exec"), namespace)
+    except DeclarationError as exc:
+        raise DeclarationError(["%s: the written declaration does not load: %s" % (label, p) for p in exc.problems]) from None
+    except SchemagenError:
+        raise
+    except Exception as exc:  # an attrs validator (ValueError, TypeError) or a syntax error names its object
+        raise DeclarationError(["%s: the written declaration does not load: %s: %s" % (
+            label, type(exc).__name__, exc)]) from None
+    return namespace["SCHEMA"]
+
+
+def inspect_database(path):
+    """The text of a Python declaration file that declares the database at path (opened read-only)."""
+    conn = dbfile.open_existing(path, "ro")
+    try:
+        name = os.path.splitext(os.path.basename(os.fspath(path)))[0] or "database"
+        text = declaration_text(conn, name)
+    finally:
+        conn.close()
+    load_declaration(text, "declaration of %r" % os.fspath(path))
+    return text

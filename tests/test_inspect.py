@@ -1,0 +1,279 @@
+"""schemagen inspect: a real database file -> a declaration that loads, renders and reproduces it.
+
+The round trip: inspect -> load the written file -> render -> apply to a NEW
+file gives the same structure (structure.compare, both directions); applying
+the declaration to the original reports up to date and leaves it byte-identical.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+
+import pytest
+
+import legacy
+from conftest import connect
+from fixtures.public_schema import data
+from schema_dsl.analysis import lint
+from schema_dsl.compile.target import Target
+from schema_dsl.errors import DeclarationError, UnsafeMigrationError
+from schema_dsl.migrate.apply import apply, plan_database
+from schema_dsl.migrate.inspect import inspect_database, load_declaration
+from schema_dsl.model import Column, ForeignKey, PrimaryKey, Schema, Table, View, VirtualTable, evolve
+from schema_dsl.sqlite import structure
+
+
+def read_structure(path):
+    conn = sqlite3.connect(str(path))
+    try:
+        return structure.read_structure(conn)
+    finally:
+        conn.close()
+
+
+def load_file(path):
+    spec = importlib.util.spec_from_file_location("inspected_%d" % abs(hash(str(path))), str(path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SCHEMA
+
+
+def round_trip(original, tmp_path):
+    """Run the whole round trip on a database file; returns (declaration text, schema, path of the copy)."""
+    text = inspect_database(original)
+    assert inspect_database(original) == text  # deterministic
+    decl = tmp_path / "declared.py"
+    decl.write_text(text, encoding="utf-8")
+    schema = load_file(decl)
+    target = Target.from_schema(schema)
+    copy = tmp_path / "copy.db"
+    result = apply(str(copy), schema=target, backup=False)
+    assert result.applied and result.plan.fresh
+    want, got = read_structure(original), read_structure(copy)
+    assert structure.compare(want, got) == []
+    assert structure.compare(got, want) == []
+    before = open(original, "rb").read()
+    again = apply(str(original), schema=schema, backup=False)
+    assert again.applied is False
+    assert open(original, "rb").read() == before
+    return text, schema, copy
+
+
+@pytest.mark.parametrize("shape", legacy.SHAPES)
+def test_every_legacy_abathur_shape_round_trips(shape, tmp_path):
+    path = legacy.create(str(tmp_path / ("%s.db" % shape)), shape, tasks=60)
+    text, schema, copy = round_trip(path, tmp_path)
+    assert "Pragma('journal_mode', 'wal', persistent=True)" in text
+    assert {t.name for t in schema.tables} >= {"tasks", "agents", "state", "audit"}
+    assert schema.table("state").primary_key.autoincrement
+
+
+def test_the_applied_abathur_schema_round_trips(fresh_db, tmp_path):
+    from schema_dsl.abathur import SCHEMA
+    _, schema, _ = round_trip(fresh_db, tmp_path)
+    assert {t.name for t in schema.tables} == {t.name for t in SCHEMA.tables}
+    assert {ix.name for ix in schema.indexes} == {ix.name for ix in SCHEMA.indexes}
+
+
+ODD = '''
+CREATE TABLE "trigger" ("key" TEXT PRIMARY KEY, "value" TEXT COLLATE NOCASE UNIQUE, "a ""quoted"" col" INTEGER DEFAULT -1);
+CREATE TABLE "my table" (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  parent_id INTEGER REFERENCES "my table" (id) ON DELETE CASCADE,
+  k TEXT REFERENCES "trigger" ("key") DEFERRABLE INITIALLY DEFERRED,
+  amount REAL NOT NULL DEFAULT 1.5 CONSTRAINT positive CHECK (amount > 0),
+  CONSTRAINT one_per_parent UNIQUE (parent_id, k)
+);
+CREATE TABLE pair (a INT NOT NULL, b TEXT NOT NULL, note, PRIMARY KEY (a, b)) WITHOUT ROWID;
+CREATE TABLE child (id INTEGER PRIMARY KEY, a INT, b TEXT,
+  FOREIGN KEY (a, b) REFERENCES pair (a, b) ON UPDATE CASCADE);
+CREATE TABLE strictly (id INTEGER PRIMARY KEY, n INT NOT NULL, v ANY) STRICT;
+CREATE TABLE loose (id INTEGER PRIMARY KEY, label TEXT);
+CREATE TABLE refs_label (id INTEGER PRIMARY KEY, label TEXT REFERENCES loose (label));
+CREATE INDEX "idx key" ON "trigger" (lower("value"), "key" DESC);
+CREATE INDEX idx_partial ON "my table" (k) WHERE amount > 10 AND parent_id IS NOT NULL;
+CREATE VIEW "select" AS SELECT "key", "value" FROM "trigger" WHERE "value" <> '';
+CREATE TRIGGER "on insert" AFTER INSERT ON "my table" BEGIN
+  UPDATE "my table" SET amount = amount + 0 WHERE id = new.id;
+END;
+'''
+
+
+@pytest.fixture
+def odd_db(tmp_path):
+    path = tmp_path / "odd.db"
+    conn = connect(path)
+    conn.executescript(ODD)
+    conn.execute("""INSERT INTO "trigger" VALUES ('k1', 'One', 3)""")
+    conn.execute("""INSERT INTO "my table" (parent_id, k, amount) VALUES (NULL, 'k1', 20)""")
+    conn.execute("""INSERT INTO "my table" (parent_id, k, amount) VALUES (1, 'k1', 2)""")
+    conn.close()
+    return path
+
+
+def test_odd_names_keywords_views_triggers_and_constraints_round_trip(odd_db, tmp_path):
+    text, schema, copy = round_trip(odd_db, tmp_path)
+    t = schema.table("my table")
+    assert t.primary_key.autoincrement
+    assert [c.name for c in t.checks] == ["positive"] and [u.name for u in t.uniques] == ["one_per_parent"]
+    deferred = [f for f in t.foreign_keys if f.ref_table == "trigger"]
+    assert deferred[0].deferrable == "INITIALLY DEFERRED"
+    assert schema.table("trigger").column("value").collate == "NOCASE"
+    assert schema.table("pair").without_rowid and schema.table("strictly").strict
+    assert schema.table("child").foreign_keys[0].ref_columns == ("a", "b")
+    ix = schema.index("idx key")
+    assert ix.columns[0].expression and ix.columns[0].name == "lower(value)" and ix.columns[1].desc
+    assert schema.index("idx_partial").where is not None
+    assert schema.view("select") is not None and schema.trigger("on insert").table == "my table"
+    # the copy behaves like the original, with foreign keys on
+    conn = connect(copy)
+    conn.execute("""INSERT INTO "trigger" ("key", "value") VALUES ('k1', 'One')""")
+    with pytest.raises(sqlite3.IntegrityError):  # UNIQUE under NOCASE
+        conn.execute("""INSERT INTO "trigger" ("key", "value") VALUES ('k2', 'ONE')""")
+    with pytest.raises(sqlite3.IntegrityError):  # the self-reference is enforced
+        conn.execute("""INSERT INTO "my table" (parent_id, amount) VALUES (999, 5)""")
+    conn.execute("BEGIN")  # the deferred key is checked at COMMIT, not at the INSERT
+    conn.execute("""INSERT INTO "my table" (k, amount) VALUES ('nowhere', 5)""")
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("COMMIT")
+    conn.execute("ROLLBACK")
+    with pytest.raises(sqlite3.IntegrityError):  # the composite key is enforced
+        conn.execute("INSERT INTO child (a, b) VALUES (1, 'x')")
+    with pytest.raises(sqlite3.IntegrityError):  # STRICT kept
+        conn.execute("INSERT INTO strictly (n) VALUES ('not a number')")
+    assert conn.execute("""SELECT count(*) FROM "select" """).fetchone()[0] == 1
+    conn.execute("""INSERT INTO "trigger" ("key", "value") VALUES ('k2', 'two')""")
+    assert conn.execute("""SELECT count(*) FROM "select" """).fetchone()[0] == 2
+    conn.close()
+    # the FK to a non-unique parent column is accepted and linted
+    findings = [f for f in lint.lint(schema, json_probe=None) if f.rule == "fk-parent-not-unique"]
+    assert [f.object for f in findings] == ["refs_label(label)"]
+
+
+def test_fts5_table_with_rows_round_trips_and_its_shadow_tables_are_left_out(tmp_path):
+    path = tmp_path / "fts.db"
+    conn = connect(path)
+    conn.executescript("""
+        CREATE TABLE doc (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+        CREATE VIRTUAL TABLE doc_fts USING fts5(body, content='doc', content_rowid='id', tokenize = "porter unicode61");
+        CREATE TRIGGER doc_ai AFTER INSERT ON doc BEGIN INSERT INTO doc_fts(rowid, body) VALUES (new.id, new.body); END;
+        CREATE VIRTUAL TABLE notes USING fts5(title, text);
+    """)
+    conn.executemany("INSERT INTO doc (body) VALUES (?)", [("running fast",), ("slow walking",)])
+    conn.execute("INSERT INTO notes VALUES ('a', 'hello world')")
+    conn.close()
+    text, schema, copy = round_trip(path, tmp_path)
+    assert [t.name for t in schema.tables] == ["doc"]
+    assert [(v.name, v.module) for v in schema.virtual_tables] == [("doc_fts", "fts5"), ("notes", "fts5")]
+    assert "doc_fts_data" not in text and "notes_content" not in text
+    conn = connect(path)  # the original's rows are untouched
+    assert conn.execute("SELECT rowid FROM doc_fts WHERE doc_fts MATCH 'run'").fetchall() == [(1,)]
+    assert conn.execute("SELECT text FROM notes WHERE notes MATCH 'hello'").fetchall() == [("hello world",)]
+    conn.close()
+    conn = connect(copy)  # the copy's trigger feeds its FTS table
+    conn.execute("INSERT INTO doc (body) VALUES ('runs daily')")
+    assert conn.execute("SELECT rowid FROM doc_fts WHERE doc_fts MATCH 'run'").fetchall() == [(1,)]
+    conn.close()
+
+
+def test_public_sakila_schema_round_trips(tmp_path):
+    path = data.create(tmp_path / "sakila.db", version="current", rows=50)
+    text, schema, copy = round_trip(str(path), tmp_path)
+    assert len(schema.tables) + len(schema.virtual_tables) == 23 and len(schema.views) == 7  # README counts film_fts
+    conn = sqlite3.connect(str(path))
+    named = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchone()[0]
+    conn.close()
+    assert len(schema.indexes) == named == 32  # the README's 39 counts the automatic indexes too
+    assert len(schema.triggers) == 33 and [v.name for v in schema.virtual_tables] == ["film_fts"]
+    assert schema.table("store_setting").foreign_keys[0].deferrable == "INITIALLY DEFERRED"
+    assert schema.table("film_tag").without_rowid and schema.table("tag").column("name").collate == "NOCASE"
+    assert schema.index("idx_customer_lower_email").columns[0].expression
+    assert schema.table("film_review").primary_key.autoincrement
+    assert schema.table("staff shift").column('shift"type') is not None
+    cycle = {f.object for f in lint.lint(schema, json_probe=None) if f.rule == "fk-cycle"}
+    assert {"store", "staff"} <= cycle
+    conn = connect(copy)  # the copy enforces the declared keys
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO film_tag (film_id, tag_id) VALUES (999999, 999999)")
+    conn.close()
+
+
+def test_generated_columns_are_refused_naming_the_table(tmp_path):
+    path = tmp_path / "gen.db"
+    conn = sqlite3.connect(str(path))
+    conn.execute("CREATE TABLE box (w REAL, h REAL, area REAL GENERATED ALWAYS AS (w * h) STORED)")
+    conn.close()
+    with pytest.raises(DeclarationError) as info:
+        inspect_database(path)
+    assert "table 'box': generated columns (area)" in str(info.value)
+
+
+def test_a_declaration_that_does_not_load_is_refused_naming_the_object():
+    with pytest.raises(DeclarationError) as info:
+        load_declaration("from schema_dsl.model import *\nSCHEMA = Schema('x', [Table('t', [Column('a', 'INT[]')])])\n")
+    assert "column 'a'" in str(info.value) and "does not load" in str(info.value)
+
+
+# --- migration of views, triggers and virtual tables ------------------------
+
+BASE = Table("item", [Column("id", "INTEGER"), Column("name", "TEXT", not_null=True)], primary_key=PrimaryKey(["id"]))
+
+
+def declared(**kw):
+    return Schema("t", [BASE], **kw)
+
+
+def test_missing_and_changed_views_are_created_or_recreated_and_virtual_tables_created(tmp_path):
+    path = str(tmp_path / "m.db")
+    apply(path, schema=declared(), backup=False)
+    conn = connect(path)
+    conn.execute("INSERT INTO item (name) VALUES ('a')")
+    conn.execute("CREATE VIEW mine AS SELECT 1")  # a user's own view: kept
+    conn.close()
+    v1 = View("names", "CREATE VIEW names AS SELECT name FROM item")
+    vt = VirtualTable("item_fts", "fts5", "name")
+    r = apply(path, schema=declared(views=[v1], virtual_tables=[vt]), backup=False)
+    assert r.applied and [s.title for s in r.plan.steps] == ["create virtual table 'item_fts'", "create view 'names'"]
+    v2 = View("names", "CREATE VIEW names AS SELECT upper(name) AS name FROM item")
+    r = apply(path, schema=declared(views=[v2], virtual_tables=[vt]), backup=False)
+    assert [s.title for s in r.plan.steps] == ["drop view 'names'", "create view 'names'"]
+    conn = connect(path)
+    assert conn.execute("SELECT name FROM names").fetchall() == [("A",)]
+    assert conn.execute("SELECT * FROM mine").fetchall() == [(1,)]
+    conn.close()
+    assert apply(path, schema=declared(views=[v2], virtual_tables=[vt]), backup=False).applied is False
+
+
+def test_a_changed_virtual_table_is_refused_and_nothing_changes(tmp_path):
+    path = str(tmp_path / "v.db")
+    apply(path, schema=declared(virtual_tables=[VirtualTable("item_fts", "fts5", "name")]), backup=False)
+    before = open(path, "rb").read()
+    with pytest.raises(UnsafeMigrationError) as info:
+        plan_database(path, schema=declared(virtual_tables=[VirtualTable("item_fts", "fts5", "name, extra")]))
+    assert "virtual table 'item_fts' changed" in str(info.value) and "shadow tables" in str(info.value)
+    assert open(path, "rb").read() == before
+
+
+def test_a_rebuild_keeps_collate_deferrable_and_recreates_declared_triggers(tmp_path):
+    parent = Table("p", [Column("id", "INTEGER")], primary_key=PrimaryKey(["id"]))
+    kid = Table("k", [Column("id", "INTEGER"), Column("p_id", "INTEGER"), Column("tag", "TEXT", collate="NOCASE")],
+                primary_key=PrimaryKey(["id"]),
+                foreign_keys=[ForeignKey(["p_id"], "p", ["id"], deferrable="INITIALLY DEFERRED")])
+    from schema_dsl.model import Trigger
+    trig = Trigger("k_ai", "k", "CREATE TRIGGER k_ai AFTER INSERT ON k BEGIN UPDATE k SET tag = upper(tag) WHERE id = new.id; END")
+    path = str(tmp_path / "r.db")
+    apply(path, schema=Schema("r", [parent, kid], triggers=[trig]), backup=False)
+    conn = connect(path)
+    conn.execute("INSERT INTO p VALUES (1)")
+    conn.execute("INSERT INTO k (p_id, tag) VALUES (1, 'x')")
+    conn.close()
+    changed = evolve(kid, columns=[*kid.columns, Column("n", "INTEGER", not_null=True, default=0, unique=True)])
+    r = apply(path, schema=Schema("r", [parent, changed], triggers=[trig]), backup=False)
+    assert any(s.title.startswith("rebuild table 'k'") for s in r.plan.steps)
+    assert [s.title for s in r.plan.steps][-1] == "create trigger 'k_ai'"
+    got = read_structure(path)["tables"]["k"]
+    assert got["columns"]["tag"]["collate"] == "NOCASE" and got["fks"][0]["deferrable"] == "INITIALLY DEFERRED"
+    conn = connect(path)
+    conn.execute("INSERT INTO k (p_id, tag, n) VALUES (1, 'y', 1)")
+    assert conn.execute("SELECT tag FROM k ORDER BY id").fetchall() == [("X",), ("Y",)]
+    conn.close()
