@@ -62,6 +62,22 @@ class Backfill:
 
 
 @frozen
+class Reason:
+    """Why a table needs the rebuild, as data: kind, the columns it concerns, and the sentence the plan prints.
+
+    kinds: column-changed, autoincrement, table-option, foreign-key-new, unique-new, check-new,
+    column-needs-rebuild, dropped, structure.
+    """
+
+    kind: str
+    text: str
+    columns: tuple = field(default=(), converter=_tuple)
+
+    def __str__(self):
+        return self.text
+
+
+@frozen
 class RebuildTable:
     """SQLite's 12-step rebuild: create the new table, copy, drop, rename."""
 
@@ -77,7 +93,7 @@ class RebuildTable:
 
     @property
     def reason(self):
-        return "; ".join(self.reasons)
+        return "; ".join(r.text for r in self.reasons)
 
 
 @frozen
@@ -210,27 +226,28 @@ def table_changes(decl: Table, live: Table, live_info):
     mapping = _column_map(decl, live)
     used = {v.lower() for v in mapping.values() if v}
     extra_cols = [c for c in live.columns if c.name.lower() not in used]
-    reasons = [why for _, why in _differing_columns(decl, live, mapping)]
+    reasons = [Reason("column-changed", why, (name,)) for name, why in _differing_columns(decl, live, mapping)]
     d_auto, d_fks, d_uniq, d_checks = _constraint_sets(decl)
     l_auto, l_fks, l_uniq, l_checks = _constraint_sets(live)
     if d_auto != l_auto:
-        reasons.append("AUTOINCREMENT %s -> %s" % (l_auto, d_auto))
+        reasons.append(Reason("autoincrement", "AUTOINCREMENT %s -> %s" % (l_auto, d_auto)))
     for key, label in (("without_rowid", "WITHOUT ROWID"), ("strict", "STRICT")):
         if getattr(decl, key) != getattr(live, key):
-            reasons.append("%s %s -> %s" % (label, getattr(live, key), getattr(decl, key)))
+            reasons.append(Reason("table-option", "%s %s -> %s" % (label, getattr(live, key), getattr(decl, key))))
     new_cols = [c for c in decl.columns if mapping[c.name] is None]
     new_names = {c.name.lower() for c in new_cols}
     for f in d_fks:
         if f not in l_fks and not (len(f["columns"]) == 1 and f["columns"][0].lower() in new_names):
-            reasons.append("foreign key (%s) -> %s is new" % (", ".join(f["columns"]), f["table"]))
+            reasons.append(Reason("foreign-key-new", "foreign key (%s) -> %s is new" % (", ".join(f["columns"]), f["table"]),
+                                  f["columns"]))
     for u in d_uniq:
         if u not in l_uniq:
-            reasons.append("UNIQUE (%s) is new" % ", ".join(u))
+            reasons.append(Reason("unique-new", "UNIQUE (%s) is new" % ", ".join(u), u))
     for ch in d_checks:
         if ch not in l_checks:
-            reasons.append("CHECK (%s) is new" % ch)
-    blockers = [b for b in (add_column_blocker(decl, c) for c in new_cols) if b]
-    reasons += ["new " + b for b in blockers]
+            reasons.append(Reason("check-new", "CHECK (%s) is new" % ch))
+    reasons += [Reason("column-needs-rebuild", "new " + b, (c.name,))
+                for c, b in ((c, add_column_blocker(decl, c)) for c in new_cols) if b]
     renames = [(mapping[c.name], c.name) for c in decl.columns
                if mapping[c.name] and mapping[c.name].lower() != c.name.lower()]
     if not reasons:
@@ -270,7 +287,7 @@ def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
             if _mentions(ch, extra_names):
                 extra_constraints.append("CHECK (%s)" % ch)
             else:
-                dropped.append("CHECK (%s) is not in the declaration: not carried" % ch)
+                dropped.append(Reason("dropped", "CHECK (%s) is not in the declaration: not carried" % ch))
     for u in l_uniq:
         if u not in d_uniq and {x.lower() for x in u} & extra_names:
             extra_constraints.append("UNIQUE (%s)" % ", ".join(quote_identifier(x) for x in u))

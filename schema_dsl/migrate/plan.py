@@ -111,8 +111,8 @@ def check_data(conn, schema, live, changes):
                                     "could be converted or lost" % (t.name, col.name, live_c.type or "(none)", col.type,
                                                                      type_affinity(live_c.type), type_affinity(col.type), values))
         for reason in ch.reasons:
-            if reason.startswith("UNIQUE (") and reason.endswith(") is new"):
-                cols = [c.strip() for c in reason[len("UNIQUE ("):-len(") is new")].split(",")]
+            if reason.kind == "unique-new":
+                cols = list(reason.columns)
                 sources = [dict(ch.copy).get(c) for c in cols]
                 if all(sources):
                     dupes = _count(conn, "SELECT count(*) FROM (SELECT 1 FROM %s GROUP BY %s HAVING count(*) > 1)" % (
