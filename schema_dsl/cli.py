@@ -146,6 +146,22 @@ def _out_dir(decl, out_dir):
     return "generated"
 
 
+def _step_json(step):
+    """A plan step for machines: what kind of change, on which table and column, plus the text a person reads."""
+    change = step.change
+    kind = type(change).__name__ if change is not None else "RunFile"
+    column = getattr(change, "column", None)
+    column = getattr(column, "name", column)
+    if column is None and getattr(change, "new", None) is not None:
+        column = change.new  # a rename: the declared name
+    out = {"kind": kind, "table": step.table, "column": column, "title": step.title, "why": step.why,
+           "rows": step.rows, "statements": list(step.statements)}
+    reasons = getattr(change, "reasons", None)
+    if reasons:
+        out["reasons"] = [{"kind": r.kind, "columns": list(r.columns), "text": r.text} for r in reasons]
+    return out
+
+
 def _describe_plan(plan, as_json=False):
     if as_json:
         # each command imports what it needs: apply's start-up time is benchmarked
@@ -154,7 +170,7 @@ def _describe_plan(plan, as_json=False):
             "up_to_date": plan.up_to_date,
             "fresh": plan.fresh,
             "backup_needed": plan.touches_rows,
-            "steps": [{"title": s.title, "why": s.why, "rows": s.rows, "statements": list(s.statements)} for s in plan.steps],
+            "steps": [_step_json(s) for s in plan.steps],
             "kept": list(plan.extras),
         }, indent=2)
     if plan.up_to_date:

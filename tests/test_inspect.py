@@ -18,7 +18,7 @@ from schema_dsl.analysis import lint
 from schema_dsl.compile.target import Target
 from schema_dsl.errors import DeclarationError, UnsafeMigrationError
 from schema_dsl.migrate.apply import apply, plan_database
-from schema_dsl.migrate.inspect import inspect_database, load_declaration
+from schema_dsl.migrate.inspect import inspect_database, load_text
 from schema_dsl.model import Column, ForeignKey, PrimaryKey, Schema, Table, View, VirtualTable, evolve
 from schema_dsl.sqlite import structure
 
@@ -210,7 +210,7 @@ def test_generated_columns_are_refused_naming_the_table(tmp_path):
 
 def test_a_declaration_that_does_not_load_is_refused_naming_the_object():
     with pytest.raises(DeclarationError) as info:
-        load_declaration("from schema_dsl.model import *\nSCHEMA = Schema('x', [Table('t', [Column('a', 'INT[]')])])\n")
+        load_text("from schema_dsl.model import *\nSCHEMA = Schema('x', [Table('t', [Column('a', 'INT[]')])])\n")
     assert "column 'a'" in str(info.value) and "does not load" in str(info.value)
 
 

@@ -254,3 +254,45 @@ def test_database_takes_a_spec(tmp_path, nowhere):
     asyncio.run(run())
     got = structure.read_structure(sqlite3.connect(str(tmp_path / "d.db")))
     assert sorted(got["tables"]) == ["authors", "notes"]
+
+
+def test_inspect_on_the_command_line_writes_a_declaration_the_other_commands_take(runner, tmp_path, nowhere):
+    src = tmp_path / "app.db"
+    conn = sqlite3.connect(str(src))
+    conn.executescript('''
+        CREATE TABLE "my table" (id INTEGER PRIMARY KEY AUTOINCREMENT, "key" TEXT NOT NULL COLLATE NOCASE,
+                                 value TEXT DEFAULT 'x', parent INTEGER REFERENCES "my table"(id) ON DELETE CASCADE);
+        CREATE INDEX "ix ""q""" ON "my table" ("key") WHERE value IS NOT NULL;
+        CREATE VIEW v AS SELECT "key" FROM "my table";
+        INSERT INTO "my table" ("key") VALUES ('a');
+    ''')
+    conn.close()
+    before = src.read_bytes()
+    out = tmp_path / "decl.py"
+    result = runner.invoke(main, ["inspect", "--db", str(src), "--out", str(out), "--name", "app"])
+    assert result.exit_code == 0, result.output
+    assert src.read_bytes() == before
+    plan = runner.invoke(main, ["plan", "--db", str(src), "--schema", str(out), "--json"])
+    assert plan.exit_code == 0, plan.output
+    assert json.loads(plan.output)["up_to_date"] is True
+    fresh = tmp_path / "fresh.db"
+    assert runner.invoke(main, ["apply", "--db", str(fresh), "--schema", str(out), "--no-validate"]).exit_code == 0
+    a, b = (structure.read_structure(sqlite3.connect(str(p))) for p in (src, fresh))
+    assert structure.compare(a, b) == [] and structure.compare(b, a) == []
+    bad = runner.invoke(main, ["inspect", "--db", str(tmp_path / "missing.db")])
+    assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_plan_json_steps_carry_kind_table_and_column(runner, tmp_path, nowhere):
+    decl = tmp_path / "decl.py"
+    decl.write_text(NOTES, encoding="utf-8")
+    db = tmp_path / "j.db"
+    assert runner.invoke(main, ["apply", "--db", str(db), "--schema", str(decl), "--no-validate"]).exit_code == 0
+    decl.write_text(NOTES.replace('default="")', 'default=""), Column("title", "TEXT"), '
+                                  'Column("stamp", "TEXT", not_null=True, default="s", unique=True)'), encoding="utf-8")
+    plan = json.loads(runner.invoke(main, ["plan", "--db", str(db), "--schema", str(decl), "--json"]).output)
+    kinds = [(s["kind"], s["table"], s["column"]) for s in plan["steps"]]
+    assert ("RebuildTable", "notes", None) in kinds
+    rebuild = next(s for s in plan["steps"] if s["kind"] == "RebuildTable")
+    assert {"kind": "column-needs-rebuild", "columns": ["stamp"], "text": "new column 'stamp' is UNIQUE"} in rebuild["reasons"]

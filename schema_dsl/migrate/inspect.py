@@ -195,7 +195,7 @@ def declaration_text(conn, name):
     return "\n".join(lines) + "\n"
 
 
-def load_declaration(text, label="<inspect>"):
+def load_text(text, label="<inspect>"):
     """Execute declaration text and return its SCHEMA; DeclarationError naming the object when it does not load."""
     namespace = {"__name__": "schemagen_inspected"}
     try:
@@ -210,13 +210,16 @@ def load_declaration(text, label="<inspect>"):
     return namespace["SCHEMA"]
 
 
-def inspect_database(path):
-    """The text of a Python declaration file that declares the database at path (opened read-only)."""
+def inspect_database(path, name=None):
+    """The text of a Python declaration file that declares the database at path (opened read-only).
+
+    name: the schema's name (default: the file's stem).
+    """
     conn = dbfile.open_existing(path, "ro")
     try:
-        name = os.path.splitext(os.path.basename(os.fspath(path)))[0] or "database"
+        name = name or os.path.splitext(os.path.basename(os.fspath(path)))[0] or "database"
         text = declaration_text(conn, name)
     finally:
         conn.close()
-    load_declaration(text, "declaration of %r" % os.fspath(path))
+    load_text(text, "declaration of %r" % os.fspath(path))
     return text
