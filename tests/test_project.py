@@ -296,3 +296,20 @@ def test_plan_json_steps_carry_kind_table_and_column(runner, tmp_path, nowhere):
     assert ("RebuildTable", "notes", None) in kinds
     rebuild = next(s for s in plan["steps"] if s["kind"] == "RebuildTable")
     assert {"kind": "column-needs-rebuild", "columns": ["stamp"], "text": "new column 'stamp' is UNIQUE"} in rebuild["reasons"]
+
+
+def test_a_difference_the_diff_cannot_plan_is_an_error_not_up_to_date(tmp_path, monkeypatch):
+    """structure.compare decides whether a file matches; if the diff ever finds no change for a difference it
+    reports, apply and plan fail naming it instead of saying 'up to date'."""
+    from schema_dsl.errors import ApplyError
+    from schema_dsl.migrate import apply as apply_mod
+    from schema_dsl.migrate import plan as plan_mod
+    from schema_dsl.abathur import SCHEMA
+    db = tmp_path / "d.db"
+    conn = sqlite3.connect(str(db))
+    conn.execute("CREATE TABLE tasks (id TEXT PRIMARY KEY)")
+    conn.close()
+    monkeypatch.setattr("schema_dsl.migrate.diff.diff", lambda schema, live: [])
+    assert plan_mod is not None
+    with pytest.raises(ApplyError, match="cannot plan"):
+        apply_mod.plan_database(str(db), schema=SCHEMA)

@@ -53,12 +53,16 @@ def _inline_fks(table):
     return inline
 
 
-def column_context(table: Table, column: Column):
+def column_context(table: Table, column: Column, add=False):
+    """add: for ALTER TABLE ADD COLUMN, which can carry a foreign key only on the column itself, so a named
+    single-column foreign key is written there too (the diff counts on ADD COLUMN adding it)."""
     pk = table.primary_key
     inline_pk = None
     if pk is not None and len(pk.columns) == 1 and pk.columns[0].lower() == column.name.lower():
         inline_pk = "PRIMARY KEY AUTOINCREMENT" if pk.autoincrement else "PRIMARY KEY"
     f = _inline_fks(table).get(column.name.lower())
+    if f is None and add:
+        f = next((k for k in table.foreign_keys if [c.lower() for c in k.columns] == [column.name.lower()]), None)
     return {
         "name": column.name,
         "type": column.type,
@@ -118,7 +122,7 @@ def create_index_sql(index, if_not_exists=True):
 
 
 def add_column_sql(table, column):
-    return statement("add_column", table.name, column_context(table, column))
+    return statement("add_column", table.name, column_context(table, column, add=True))
 
 
 def create_virtual_table_sql(vt, if_not_exists=True):

@@ -105,7 +105,12 @@ def plan_for(conn, target, guard=None):
     if not [m for k, m in diffs if k != "extra"]:
         from .diff import extras  # as above: only a file that differs needs the diff
         return Plan(steps=(), extras=extras(target.schema, live))
-    return migration_plan(conn, target, live)
+    plan = migration_plan(conn, target, live)
+    if plan.up_to_date:
+        # structure.compare found a difference the diff has no change for: never call such a file up to date
+        raise ApplyError("the database differs from the declaration in a way schemagen cannot plan, nothing was "
+                         "changed: " + "; ".join(m for k, m in diffs if k != "extra")[:500])
+    return plan
 
 
 def _refuse_foreign_file(conn, raw, target):
