@@ -137,9 +137,10 @@ def test_function_local_imports_say_why():
     for module, path in _modules():
         lines = path.read_text(encoding="utf-8").splitlines()
         tree = ast.parse("\n".join(lines))
-        top = {id(n) for n in tree.body}
+        in_functions = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                        for n in ast.walk(f)}
         for node in ast.walk(tree):
-            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top:
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) in in_functions:
                 if isinstance(node, ast.ImportFrom) and node.module == "__future__":
                     continue
                 here = lines[node.lineno - 1]

@@ -311,3 +311,20 @@ def test_a_difference_the_diff_cannot_plan_is_an_error_not_up_to_date(tmp_path, 
     monkeypatch.setattr("schema_dsl.migrate.diff.diff", lambda schema, live: [])
     with pytest.raises(ApplyError, match="cannot plan"):
         apply_mod.plan_database(str(db), schema=SCHEMA)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('[project]\nname = "schemagen"\n[project.scripts]\nschemagen = "x"\n\n[tool.schemagen]\n'
+     'declaration = "a/b.py"  # here\nout = \'gen\'\n[other]\nx = 1\n', {"declaration": "a/b.py", "out": "gen"}),
+    ('[tool]\nschemagen = {declaration = "x.py"}\n', {"declaration": "x.py"}),
+    ('[tool.schemagen]\ndeclaration = "a.py"\n[tool.schemagen.postgresql]\nurl = "x"\n',
+     {"declaration": "a.py", "postgresql": {"url": "x"}}),
+    ('tool.schemagen.declaration = "z.py"\n', {"declaration": "z.py"}),
+    ('[tool.schemagen]\ndialects = ["sqlite"]\ndeclaration = "y.py"\n', {"dialects": ["sqlite"], "declaration": "y.py"}),
+    ('[project]\nname = "x"\n', None),
+])
+def test_the_quick_pyproject_reader_agrees_with_tomllib(text, expected):
+    import tomllib
+
+    from schema_dsl.compile.project import _schemagen_table
+    assert _schemagen_table(text) == expected == tomllib.loads(text).get("tool", {}).get("schemagen")

@@ -30,12 +30,16 @@ table, then the shipped Abathur declaration.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
+
+try:  # the builtin sha256: hashlib loads OpenSSL first, 2 ms of apply's start-up for the same digest
+    from _sha256 import sha256
+except ImportError:  # pragma: no cover - an interpreter without it
+    from hashlib import sha256
 
 from ..errors import SchemagenError, StaleFiles
 from .target import DECLARATION_FILE, Target, read_target, shipped_target
@@ -98,20 +102,67 @@ class Declaration:
             "schemagen render --schema %s" % self.spec
 
 
+_TABLE_HEADER = re.compile(r"^\[\s*tool\s*\.\s*schemagen\s*\]\s*(#.*)?$")
+_SIMPLE_ENTRY = re.compile(r"""^([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(#.*)?$""")
+
+
+def _schemagen_table(text):
+    """The [tool.schemagen] table of a pyproject.toml text, or None when it has none.
+
+    The usual form (a [tool.schemagen] header, then `key = "string"` lines) is read here; anything else
+    that mentions schemagen goes to tomllib, whose import (5 ms) apply's start-up does not pay otherwise.
+    """
+    if "schemagen" not in text:
+        return None
+    lines = text.splitlines()
+    starts = [k for k, line in enumerate(lines) if _TABLE_HEADER.match(line.strip())]
+    if len(starts) == 1:
+        table = {}
+        for line in lines[starts[0] + 1:]:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("["):
+                break
+            m = _SIMPLE_ENTRY.match(line)
+            if m is None or m.group(1) in table:
+                table = None
+                break
+            table[m.group(1)] = m.group(2) if m.group(2) is not None else m.group(3)
+        if table is not None and not _mentioned_elsewhere(lines, starts[0]):
+            return table
+    import tomllib  # only an unusual pyproject.toml needs the full TOML parser
+    return tomllib.loads(text).get("tool", {}).get("schemagen")
+
+
+def _mentioned_elsewhere(lines, header):
+    """Whether anything but the one [tool.schemagen] table could add to it: a [tool.schemagen.x] subtable, a
+    dotted `tool.schemagen...` key, or a `schemagen = ...` key inside [tool]."""
+    current = None
+    for k, line in enumerate(lines):
+        text = line.strip()
+        if text.startswith("["):
+            current = re.sub(r"\s+", "", text.split("#")[0])
+            if k != header and "schemagen" in current:
+                return True
+            continue
+        key = re.sub(r"\s+", "", text.split("=")[0])
+        if "schemagen" in key and (current == "[tool]" or key.startswith("tool.")):
+            return True
+    return False
+
+
 def find_project(start=None):
     """The nearest enclosing project with a [tool.schemagen] table, or None."""
-    import tomllib  # only a command that looks for a project needs TOML
-
     here = Path(start or os.getcwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / "pyproject.toml"
         if not candidate.is_file():
             continue
         try:
-            config = tomllib.loads(candidate.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            table = _schemagen_table(candidate.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
             raise SchemagenError("%s: cannot be read as TOML (%s)" % (candidate, exc)) from None
-        table = config.get("tool", {}).get("schemagen")
         if table is None:
             continue
         if not isinstance(table, dict) or not isinstance(table.get("declaration"), str):
@@ -245,7 +296,7 @@ def load_schema(decl):
 
 
 def _digest(files):
-    digest = hashlib.sha256()
+    digest = sha256()
     for path in sorted(files):
         try:
             digest.update(path.read_bytes())
@@ -294,13 +345,14 @@ class _on_path:
 
 
 def _import_file(path):
+    import importlib.util  # only loading a declaration file by path needs it (2 ms)
     package_dirs = []
     folder = path.parent
     while (folder / "__init__.py").is_file():
         package_dirs.insert(0, folder)
         folder = folder.parent
     if not package_dirs:
-        name = "_schemagen_declaration_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        name = "_schemagen_declaration_" + sha256(str(path).encode()).hexdigest()[:12]
         with _on_path(path.parent):
             return _exec_file(name, path, None)
     package = ".".join(d.name for d in package_dirs)
@@ -313,6 +365,7 @@ def _import_file(path):
 
 
 def _exec_file(name, path, package):
+    import importlib.util  # see _import_file
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -348,7 +401,7 @@ def source_files(decl):
 
 def source_hash(root, files):
     """sha256 over the named files (their relative names and bytes), in order."""
-    digest = hashlib.sha256()
+    digest = sha256()
     for name in files:
         digest.update(name.encode("utf-8") + b"\0")
         digest.update((Path(root) / name).read_bytes())
