@@ -1,15 +1,25 @@
-"""The exceptions schemagen raises for expected failures.
+"""The exceptions schemagen raises for expected failures, and the exit codes every command shares.
 
 Every message is one line that names the object, what was expected and what
-was found. The CLI turns SchemagenError into a one-line error and exit code 2
-(or 1 for a failed validation); nothing prints a traceback for these.
+was found. The CLI turns SchemagenError into a one-line error and its
+exit_code; nothing prints a traceback for these.
+
+Exit codes, the same for every command:
+  0  done, everything valid
+  1  done, but checks found problems (orphans already in the data, stale files
+     for `render --check`, findings under `--strict`)
+  2  refused or usage error; nothing changed (a declined confirmation included)
+  3  changed, then a later step failed or was interrupted (the change is committed)
+  130  interrupted (Ctrl-C) before anything changed
 """
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_REFUSED, EXIT_CHANGED_THEN_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class SchemagenError(Exception):
     """Base of every expected schemagen failure."""
 
-    exit_code = 2
+    exit_code = EXIT_REFUSED
 
 
 class DeclarationError(SchemagenError):
@@ -36,10 +46,16 @@ class UnsafeMigrationError(SchemagenError):
     """The migration would lose or invent data, so nothing was changed."""
 
 
+class ChangedThenFailed(SchemagenError):
+    """The change was committed, then a later step failed or was interrupted."""
+
+    exit_code = EXIT_CHANGED_THEN_FAILED
+
+
 class ValidationFailed(SchemagenError):
     """The database does not match the declaration."""
 
-    exit_code = 1
+    exit_code = EXIT_PROBLEMS
 
 
 class QueryRefused(SchemagenError):
