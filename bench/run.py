@@ -52,6 +52,7 @@ SIZES = {
 
 TARGETS = {
     "fresh": 1.3, "inproc": 1.2, "migration": 1.15, "rebuild_all": 5.0, "rss_mib": 60.0, "rss_flat_mib": 5.0,
+    "backup": 1.3,
 }
 
 
@@ -212,8 +213,33 @@ def measure_migration(ctx, size_label, shape, baseline_mode, with_backup, with_r
     out["ratio_no_validate"] = ratio(out["schemagen apply --no-backup --no-validate"]["time"], base)
     if with_backup:
         out["ratio_backup"] = ratio(out["schemagen apply (backup on)"]["time"], base)
+        out["backup_over_no_backup"] = ratio(out["schemagen apply (backup on)"]["time"], sg)
     if with_rebuild_all:
         out["rebuild_all_over_schemagen"] = ratio(out["rebuild every changed table"]["time"], sg)
+    return out
+
+
+def measure_backup(ctx, size_label="large"):
+    """The backup of a fixture (schemagen's: backup API, fsync, rename) vs a plain copy plus fsync of the
+    same file, and plain reads under the write lock (the alternative), whole processes, alternating."""
+    cfg, work, env = ctx["cfg"], ctx["work"], ctx["env"]
+    src = ctx["fixtures"]["old_%s" % size_label]
+    outdir = work / "backups"
+    outdir.mkdir(exist_ok=True)
+    sides = {name: (lambda mode=mode: C.run_process(C.python_cmd("backup_copy.py", mode, src, outdir), env=env))
+             for name, mode in (("schemagen backup (backup API)", "api"), ("cp + fsync", "copy"),
+                                ("plain reads under the write lock + fsync", "reads"))}
+
+    def after(name):
+        for p in outdir.iterdir():
+            os.remove(p)
+    log("backup %s: %s" % (size_label, ", ".join(sides)))
+    res = alternate(sides, cfg["runs"], cfg["warmup"], after=after)
+    shutil.rmtree(outdir, ignore_errors=True)
+    out = {name: {"time": times(rs), "rss": rss(rs)} for name, rs in res.items()}
+    out["bytes"] = os.path.getsize(src)
+    out["ratio"] = ratio(out["schemagen backup (backup API)"]["time"], out["cp + fsync"]["time"])
+    out["ratio_reads"] = ratio(out["plain reads under the write lock + fsync"]["time"], out["cp + fsync"]["time"])
     return out
 
 
@@ -353,6 +379,9 @@ MEDIANS = {
                                                     ("retrofitted_large", "hand-written (rebuild12)", "time")),
     "retrofitted_large.ratio": _medians(("retrofitted_large", "schemagen apply --no-backup", "time"),
                                         ("retrofitted_large", "hand-written (rebuild12)", "time")),
+    "backup.ratio": _medians(("backup", "schemagen backup (backup API)", "time"), ("backup", "cp + fsync", "time")),
+    "migration_large.backup_over_no_backup": _medians(("migration_large", "schemagen apply (backup on)", "time"),
+                                                      ("migration_large", "schemagen apply --no-backup", "time")),
     "migration_large.rebuild_all_over_no_validate": _medians(("migration_large", "rebuild every changed table", "time"),
                                                             ("migration_large", "schemagen apply --no-backup --no-validate", "time")),
     "migration_large.rebuild_all_over_schemagen": _medians(("migration_large", "rebuild every changed table", "time"),
@@ -438,6 +467,12 @@ def write_report(path, res, before=None):
         r_nv = ratio(mig["rebuild every changed table"]["time"], nv["time"])
         rows.append(("3. rebuild every changed table / schemagen `--no-backup --no-validate` (large)", r_nv,
                      "≥ %.1fx" % TARGETS["rebuild_all"], r_nv >= TARGETS["rebuild_all"], "migration_large.rebuild_all_over_no_validate"))
+    if "backup" in res:
+        rows.append(("2. backup of the large fixture (backup API, fsync, rename) vs cp + fsync", res["backup"]["ratio"],
+                     "≤ %.2fx" % TARGETS["backup"], res["backup"]["ratio"] <= TARGETS["backup"], "backup.ratio"))
+    if "backup_over_no_backup" in mig:
+        rows.append(("2. migration (old shape, large), backup on vs `--no-backup`", mig["backup_over_no_backup"],
+                     "(reported)", None, "migration_large.backup_over_no_backup"))
     rss_small, rss_large, rss_all = apply_rss(res)
     add("## Summary")
     add("")
@@ -561,6 +596,26 @@ def write_report(path, res, before=None):
         "(target < %.0f MiB and flat): %s." % (rss_small, cfg["small"], rss_large, cfg["large"], TARGETS["rss_mib"],
                                              yes(ok_rss and flat)))
     add("")
+
+    if "backup" in res:
+        b = res["backup"]
+        add("### Backup cost")
+        add("")
+        add("`bench/backup_copy.py` on the large old-shape fixture (%.0f MB), one whole process per copy: "
+            "schemagen's backup (`migrate/backup.make_backup`: SQLite's backup API into a 0600 temporary file, "
+            "fsync, the database's mode, rename, folder fsync) vs `shutil.copyfile` plus fsync of the copy and "
+            "the folder, and plain reads of the file under BEGIN IMMEDIATE (WAL checkpointed first) plus the same "
+            "fsyncs." % (b["bytes"] / 1e6))
+        add("")
+        add("| side | time | peak RSS |")
+        add("| --- | --- | --- |")
+        for name, v in b.items():
+            if isinstance(v, dict) and "time" in v:
+                add("| %s | %s | %.1f MiB |" % (name, fmt_range(v["time"]), v["rss"]["max"]))
+        add("")
+        add("Backup API / cp + fsync: %.2fx (target ≤ %.2fx): %s; plain reads / cp + fsync: %.2fx." % (
+            b["ratio"], TARGETS["backup"], yes(b["ratio"] <= TARGETS["backup"]), b["ratio_reads"]))
+        add("")
 
     add("## 5. Validation cost")
     add("")
@@ -709,6 +764,7 @@ def main(argv=None):
             res["migration_%s" % size] = measure_migration(ctx, size, "old", "minimal", True, True, keep_as=keep)
             ctx["migrated_%s" % size] = keep
             res["retrofitted_%s" % size] = measure_migration(ctx, size, "retrofitted", "rebuild12", False, False)
+        res["backup"] = measure_backup(ctx)
         ctx["migrated_conc"] = ctx["migrated_small"] if cfg["conc_rows"] == cfg["small"] else ctx["migrated_large"]
         log("imports")
         res["imports"] = measure_imports(ctx)

@@ -1,7 +1,10 @@
 """The schemagen command line: parse, call the library, print.
 
-Exit codes: 0 success, 1 validation failed (or render --check found stale
-files), 2 usage or input error. Expected failures are one line on stderr.
+Exit codes, the same for every command (errors.py): 0 done, everything valid;
+1 done, but checks found problems; 2 refused or usage error, nothing changed;
+3 changed, then a later step failed or was interrupted; 130 interrupted
+before anything changed. Expected failures are one line on stderr, in one
+style ("error: ..."), Click's own usage errors included.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import time
 import click
 
 from . import __version__
-from .errors import SchemagenError
+from .errors import EXIT_CHANGED_THEN_FAILED, EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_REFUSED, SchemagenError
 
 DB_PATH = click.Path(dir_okay=True, file_okay=True, path_type=str)
 
@@ -28,6 +31,26 @@ class _Abort(click.ClickException):
 
 def _fail(exc):
     raise _Abort(" ".join(str(exc).split()), getattr(exc, "exit_code", 2))
+
+
+SEVERITIES = ("info", "warning", "error")
+
+
+def strict_option(command):
+    return click.option(
+        "--strict", "strict", is_flag=False, flag_value="warning", default=None, type=click.Choice(SEVERITIES),
+        metavar="[SEVERITY]",
+        help="For CI: exit 1 when a finding is at or above SEVERITY (info, warning, error; --strict alone: "
+             "warning). Without it the command exits 0 whatever it finds.")(command)
+
+
+def _exit_if_strict(strict, severities):
+    if strict is not None:
+        floor = SEVERITIES.index(strict)
+        over = [s for s in severities if SEVERITIES.index(s) >= floor]
+        if over:
+            click.echo("error: %s at or above %s (--strict)" % (_plural(len(over), "finding"), strict), err=True)
+            sys.exit(EXIT_PROBLEMS)
 
 
 def schema_option(command):
@@ -64,7 +87,41 @@ def _schema(decl):
         _fail(exc)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_CODES_HELP = ("Exit codes: 0 done, everything valid; 1 done, but checks found problems; 2 refused or usage "
+                   "error, nothing changed; 3 changed, then a later step failed or was interrupted; 130 interrupted "
+                   "before anything changed.")
+
+
+class _Group(click.Group):
+    """Every error in one style, Click's usage errors and Ctrl-C included."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = " (see `%s --help`)" % exc.ctx.command_path if exc.ctx is not None else ""
+            click.echo("error: %s%s" % (" ".join(exc.format_message().split()), hint), err=True)
+            sys.exit(EXIT_REFUSED)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("error: interrupted; nothing was changed", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _styler(stream=None):
+    """Colour status words only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    stream = stream or sys.stdout
+    if os.environ.get("NO_COLOR") or not stream.isatty():
+        return lambda text, ok: text
+    return lambda text, ok: click.style(text, fg="green" if ok else "yellow" if ok is None else "red")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="schemagen")
 def main():
     """Keep an SQLite schema as code: render, plan, apply and validate it."""
@@ -109,22 +166,21 @@ def render(out_dir, check, schema_spec):
             raise _Abort("%d generated files are stale for %s; run `%s`" % (len(stale), decl.label, decl.render_command), 1)
         click.echo("%s is up to date (%d files)" % (out_dir, len(files)))
         return
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise _Abort("--out %r: expected a folder" % out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    from . import outfiles  # writing files: only the commands that write need it
     written = 0
-    for name, text in sorted(files.items()):
-        path = os.path.join(out_dir, name)
-        try:
-            with open(path, encoding="utf-8", newline="") as fh:
-                if fh.read() == text:
-                    continue
-        except OSError:
-            pass
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        written += 1
-        click.echo("wrote %s" % path)
+    try:
+        outfiles.make_folder(out_dir, "--out")
+        for name in files:
+            outfiles.check_file(os.path.join(out_dir, name), "--out")
+        for name, text in sorted(files.items()):
+            path = os.path.join(out_dir, name)
+            if outfiles.read_text(path) == text:
+                continue
+            outfiles.write_text(path, text, "--out")
+            written += 1
+            click.echo("wrote %s" % path)
+    except SchemagenError as exc:
+        _fail(exc)
     click.echo("%d files rendered for %s, %d changed" % (len(files), decl.label, written))
 
 
@@ -178,7 +234,11 @@ def _describe_plan(plan, as_json=False):
     else:
         lines = ["%d steps, %d statements, in one transaction%s:" % (
             len(plan.steps), len(plan.statements), "; a backup is made first" if plan.touches_rows else "")]
-        lines += ["  %d. %s" % (n, s.title) for n, s in enumerate(plan.steps, start=1)]
+        for n, s in enumerate(plan.steps, start=1):
+            lines.append("  %d. %s" % (n, s.title))
+            reasons = getattr(s.change, "reasons", None)
+            if reasons:  # a rebuild: every reason, and the renames and new columns it carries
+                lines += ["       - %s" % r.text for r in reasons]
         lines += ["", "Each step, why, and its statements:"]
         for n, s in enumerate(plan.steps, start=1):
             lines.append("")
@@ -236,20 +296,27 @@ class _Progress:
             self.current = None
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file: new, empty, or made by an older version.")
 @click.option("--no-backup", is_flag=True, help="Skip the backup made before migrating tables that hold rows.")
+@click.option("--backup-dir", default=None, type=click.Path(file_okay=False, path_type=str), metavar="DIR",
+              help="Folder for the backup (default: the database's folder); it must exist and be writable.")
+@click.option("--keep-backups", default=3, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Keep the newest N backups of this database in the backup folder (older ones are removed after COMMIT).")
 @click.option("--check-data", is_flag=True,
               help="Also run the whole-file data checks after COMMIT (PRAGMA quick_check and foreign_key_check), "
                    "as `schemagen validate` does; they read the whole file.")
 @click.option("--full-integrity", is_flag=True, help="Like --check-data, with PRAGMA integrity_check instead of quick_check (slow on big files).")
-@click.option("--json", "as_json", is_flag=True, help="Print the validation report as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: what was done (steps, statements, rows, timings, backup) and the report.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str), help="Also write the report as Markdown to this file.")
 @click.option("--no-validate", is_flag=True,
               help="Print no validation report; the structure and the foreign keys of the changed tables are still "
                    "verified before COMMIT.")
+@click.option("--verbose", "-v", is_flag=True, help="Print the full validation report instead of the summary.")
 @schema_option
-def apply(db, no_backup, check_data, full_integrity, as_json, report_path, no_validate, schema_spec):
+def apply(db, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path, no_validate, verbose,
+          schema_spec):
     """Create or migrate the database in one transaction, then report on it.
 
     Before COMMIT apply verifies the declared structure and runs foreign_key_check on every table the
@@ -259,35 +326,66 @@ def apply(db, no_backup, check_data, full_integrity, as_json, report_path, no_va
     """
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import apply as do_apply
+    _check_report_path(report_path)  # before anything changes: a bad --report must not fail after COMMIT
     decl = _declaration(schema_spec)
     target = _target(decl)
     progress = _Progress(sys.stderr)
     try:
-        result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl))
+        result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
+                          backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity)
     except SchemagenError as exc:
         progress.close()
         _fail(exc)
-    progress.close()
+    finally:
+        progress.close()
+    # From here on the change is committed: a failure or Ctrl-C says so and exits 3.
+    try:
+        _after_commit(result, db, target, check_data, full_integrity, as_json, report_path, no_validate, verbose)
+    except KeyboardInterrupt:
+        raise _Abort("interrupted after the change to %s was committed%s" % (
+            db, "" if not result.applied else "; run `schemagen validate --db %s`" % db), EXIT_CHANGED_THEN_FAILED)
+    except _Abort as exc:
+        if result.applied and exc.exit_code == EXIT_REFUSED:
+            raise _Abort("the change to %s is committed, then: %s" % (db, exc.format_message()),
+                         EXIT_CHANGED_THEN_FAILED) from None
+        raise
+
+
+def _after_commit(result, db, target, check_data, full_integrity, as_json, report_path, no_validate, verbose):
+    done = _apply_json(result, db)
     if not as_json:
         if not result.applied:
             click.echo("up to date: %s already matches the declaration" % db)
         else:
-            click.echo("%s %s: %d statements in %d steps, one transaction, %.2fs" % (
-                "created" if result.plan.fresh else "migrated", db, result.statements, len(result.plan.steps), result.seconds))
+            click.echo("%s %s: %s in %s, one transaction, %.2fs" % (
+                "created" if result.plan.fresh else "migrated", db, _plural(result.statements, "statement"),
+                _plural(len(result.plan.steps), "step"), result.seconds))
         if result.backup:
             click.echo("backup: %s" % result.backup)
     if no_validate:
         if as_json:
             # each command imports what it needs: apply's start-up time is benchmarked
             import json
-            click.echo(json.dumps({"database": db, "applied": result.applied, "validated": False,
-                                   "backup": result.backup, "statements": result.statements}, indent=2))
+            click.echo(json.dumps(dict(done, validated=False, report=None), indent=2, sort_keys=True))
         else:
-            click.echo("validation report skipped (--no-validate): run `schemagen validate --db %s`" % db)
+            click.echo("validation skipped (--no-validate): run `schemagen validate --db %s`" % db)
         return
     # the structure apply verified before COMMIT: the report does not read and parse it again
     applied = None if (check_data or full_integrity) else result.foreign_key_check
-    _report(target, db, full_integrity, as_json, report_path, actual=result.structure, applied=applied)
+    _report(target, db, full_integrity, as_json, report_path, actual=result.structure, applied=applied,
+            verbose=verbose, done=done)
+
+
+def _plural(n, word, words=None):
+    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
+
+
+def _apply_json(result, db):
+    """What apply did, for --json: steps, statements, rows, timings and the backup."""
+    return {"database": db, "applied": result.applied, "fresh": result.plan.fresh,
+            "up_to_date": not result.applied, "seconds": round(result.seconds, 4), "statements": result.statements,
+            "backup": result.backup, "steps": [_step_json(s) for s in result.plan.steps],
+            "kept": list(result.plan.extras)}
 
 
 def _guard(decl):
@@ -295,25 +393,38 @@ def _guard(decl):
     return "shipped" if decl.shipped and not decl.explicit else None
 
 
-def _report(target, db, full_integrity, as_json, report_path, actual=None, applied=None):
+def _check_report_path(report_path):
+    """One line and exit 2 before starting when --report cannot be written as a regular file."""
+    if report_path:
+        from . import outfiles  # see render
+        try:
+            outfiles.check_file(report_path, "--report")
+        except SchemagenError as exc:
+            _fail(exc)
+
+
+def _report(target, db, full_integrity, as_json, report_path, actual=None, applied=None, verbose=False, done=None):
     # each command imports what it needs: apply's start-up time is benchmarked
-    from .check.validate import format_markdown, format_text, to_json
+    from .check.validate import format_markdown, format_summary, format_text, to_json
     from .check.report import build_report
     try:
         report = build_report(db, schema=target, full_integrity=full_integrity, actual=actual, applied=applied)
     except SchemagenError as exc:
         _fail(exc)
-    click.echo(to_json(report) if as_json else format_text(report))
+    if as_json:
+        click.echo(to_json(report) if done is None else to_json(dict(done, validated=True, report=report)))
+    else:
+        click.echo(format_text(report) if verbose else format_summary(report, _styler()))
     if report_path:
+        from . import outfiles  # see render
         try:
-            with open(report_path, "w", encoding="utf-8") as fh:
-                fh.write(format_markdown(report))
-        except OSError as exc:
-            raise _Abort("--report %r: cannot write (%s)" % (report_path, exc.strerror))
+            outfiles.write_text(report_path, format_markdown(report), "--report")
+        except SchemagenError as exc:
+            _fail(exc)
         if not as_json:
             click.echo("report written to %s" % report_path)
     if not report["ok"]:
-        sys.exit(1)
+        sys.exit(EXIT_PROBLEMS)
 
 
 @main.command()
@@ -321,10 +432,12 @@ def _report(target, db, full_integrity, as_json, report_path, actual=None, appli
 @click.option("--full-integrity", is_flag=True, help="Use PRAGMA integrity_check instead of quick_check (slow on big files).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str), help="Also write the report as Markdown to this file.")
+@click.option("--full", "--verbose", "-v", "verbose", is_flag=True, help="Print the full validation report instead of the summary.")
 @schema_option
-def validate(db, full_integrity, as_json, report_path, schema_spec):
+def validate(db, full_integrity, as_json, report_path, verbose, schema_spec):
     """Check a database against the declaration and print the validation report."""
-    _report(_target(_declaration(schema_spec)), db, full_integrity, as_json, report_path)
+    _check_report_path(report_path)
+    _report(_target(_declaration(schema_spec)), db, full_integrity, as_json, report_path, verbose=verbose)
 
 
 @main.command()
@@ -332,8 +445,9 @@ def validate(db, full_integrity, as_json, report_path, schema_spec):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per serves-query.")
 @click.option("--sample-rows", type=click.IntRange(min=1), default=None, metavar="N",
               help="Explain on a scratch copy with N generated rows per table and ANALYZE; the database is not changed.")
+@strict_option
 @schema_option
-def explain(db, as_json, sample_rows, schema_spec):
+def explain(db, as_json, sample_rows, strict, schema_spec):
     """Show, by EXPLAIN QUERY PLAN, whether each declared index serves its query."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .check.explain import explain_database, format_text, to_json
@@ -343,14 +457,27 @@ def explain(db, as_json, sample_rows, schema_spec):
     except SchemagenError as exc:
         _fail(exc)
     click.echo(to_json(report) if as_json else format_text(report))
+    if strict is not None:
+        # a serves-query whose plan uses neither its index nor an identical one is a warning; an error when the
+        # declaration requires that plan (the rule of the validation report)
+        from .compile.render import plan_checks  # --strict only: the same rule the report compiles
+        from .sqlite.eqp import indexes_used  # see above
+        checks = plan_checks(schema)
+        severities = []
+        for r in report.results:
+            accepted = {r.index.lower(), *(n.lower() for n in checks[r.index]["identical"])}
+            if not accepted & {n.lower() for n in indexes_used(r.plan)}:
+                severities.append("error" if checks[r.index]["required"] else "warning")
+        _exit_if_strict(strict, severities)
 
 
 @main.command()
 @click.option("--db", "db", default=None, type=DB_PATH,
               help="Also report what this database shows: missing statistics, plans that skip their index (only read).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of findings.")
+@strict_option
 @schema_option
-def lint(db, as_json, schema_spec):
+def lint(db, as_json, strict, schema_spec):
     """Report design findings in the declaration; never changes an index."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .analysis.lint import format_text, to_json
@@ -361,6 +488,7 @@ def lint(db, as_json, schema_spec):
     except SchemagenError as exc:
         _fail(exc)
     click.echo(to_json(findings) if as_json else format_text(findings))
+    _exit_if_strict(strict, [f.severity for f in findings])
 
 
 @main.command()
@@ -378,19 +506,17 @@ def docs(out_dir, schema_spec):
         text = render_docs(_schema(decl), origin(decl))
     except SchemagenError as exc:
         _fail(exc)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise _Abort("--out %r: expected a folder" % out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    from . import outfiles  # see render
     path = os.path.join(out_dir, "SCHEMA.md")
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            if fh.read() == text:
-                click.echo("%s is up to date" % path)
-                return
-    except OSError:
-        pass
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
+        outfiles.make_folder(out_dir, "--out")
+        if outfiles.read_text(path) == text:
+            outfiles.check_file(path, "--out")
+            click.echo("%s is up to date" % path)
+            return
+        outfiles.write_text(path, text, "--out")
+    except SchemagenError as exc:
+        _fail(exc)
     click.echo("wrote %s" % path)
 
 
@@ -403,20 +529,38 @@ def inspect(db, out_file, schema_name):
     """Write a declaration (a Python file) of an existing database's structure."""
     # inspect reads the database into the model and writes Python
     from .migrate.inspect import inspect_database
-    if out_file is not None and os.path.exists(out_file) and not os.path.isfile(out_file):
-        raise _Abort("--out %r: expected a file path" % out_file)
-    if out_file is not None and not os.path.isdir(os.path.dirname(os.path.abspath(out_file))):
-        raise _Abort("--out %r: parent folder does not exist" % out_file)
+    from . import outfiles  # see render
     try:
+        if out_file is not None:
+            outfiles.check_file(out_file, "--out")
         text = inspect_database(db, name=schema_name)
+        if out_file is not None:
+            outfiles.write_text(out_file, text, "--out")
     except SchemagenError as exc:
         _fail(exc)
     if out_file is None:
         click.echo(text, nl=False)
         return
-    with open(out_file, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
     click.echo("wrote %s: load it with --schema %s" % (out_file, out_file))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file to put the backup back into.")
+@click.option("--backup", "backup_file", default=None, type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
+              help="The backup to restore (default: the newest backup of --db in the backup folder).")
+@click.option("--backup-dir", default=None, type=click.Path(file_okay=False, path_type=str), metavar="DIR",
+              help="Folder of the backups (default: the database's folder); the current state is backed up there first.")
+@click.option("--keep-backups", default=3, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Keep the newest N backups of this database in the backup folder.")
+def restore(db, backup_file, backup_dir, keep_backups):
+    """Put a backup back into the database, after backing up its current state."""
+    # restore is rare: its module loads only here
+    from .migrate.backup import restore as do_restore
+    try:
+        result = do_restore(db, backup=backup_file, backup_dir=backup_dir, keep=keep_backups)
+    except SchemagenError as exc:
+        _fail(exc)
+    click.echo("restored %s from %s; its state before the restore is in %s" % (db, result.restored_from, result.backup))
 
 
 if __name__ == "__main__":  # pragma: no cover

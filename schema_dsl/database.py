@@ -29,7 +29,6 @@ connections.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -42,14 +41,16 @@ from .sqlite import dbfile, structure
 from .errors import DatabaseFileError, ValidationFailed
 from .analysis.sqlterms import single_select
 from .compile import project
-from .compile.target import target_for
+from .compile.target import Target, target_for
+from .migrate.apply import ApplyResult
+from .model import Schema
 
 LOG = logging.getLogger("schema_dsl.database")
 
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 
 
-def _target(schema):
+def _target(schema: "Schema | str | Target | None") -> Target:
     if isinstance(schema, str):
         return project.target(project.resolve(schema))
     return target_for(schema)
@@ -68,7 +69,8 @@ class Database:
     holds the write lock (each try itself waits busy_timeout, 5 s).
     """
 
-    def __init__(self, db_path, *, schema=None, backup=True, lock_timeout=DEFAULT_LOCK_TIMEOUT_S):
+    def __init__(self, db_path: "str | os.PathLike[str]", *, schema: "Schema | str | Target | None" = None,
+                 backup: bool = True, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
         if str(db_path) == ":memory:" or str(db_path).startswith("file::memory:"):
             raise DatabaseFileError("database ':memory:': Database needs a file (every connection to ':memory:' is a "
                                     "new, empty database); run the _create_* helpers on your own connection instead")
@@ -78,20 +80,28 @@ class Database:
         self.lock_timeout = float(lock_timeout)
         self.last_apply = None           # the ApplyResult of the last initialize()
         self._files = self._target.files
-        self._pragmas = apply_mod.connection_pragmas(self._files)
+        self._pragmas = apply_mod.connection_pragmas(self._files, persistent=self._target.persistent_pragmas)
         self._open = set()
 
     @property
-    def schema(self):
+    def schema(self) -> "Schema":
         """The declaration, as the model (built on first use for the shipped one)."""
         return self._target.schema
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Database(%r)" % str(self.db_path)
 
     # --- schema ---------------------------------------------------------------
 
-    async def initialize(self):
+    async def __aenter__(self) -> "Database":
+        """`async with Database(path) as db:` initializes the file, and closes every connection on the way out."""
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def initialize(self) -> "ApplyResult":
         """Create or migrate the file to the declaration, then validate it; returns the ApplyResult.
 
         Idempotent: on a file already at the declaration nothing changes
@@ -144,44 +154,48 @@ class Database:
         return violations
 
     @property
-    def files(self):
+    def files(self) -> "tuple[str, ...]":
         """The names of the rendered DDL files, in the order they run: the table files, then the index file."""
         return (*self._target.table_files, self._target.index_file)
 
-    async def create_file(self, conn, name):
+    async def create_file(self, conn: aiosqlite.Connection, name: str) -> None:
         """Run one rendered DDL file (a name from `files`) on a connection you manage."""
         if name not in self.files:
             raise ValueError("rendered file %r: expected one of %s" % (name, ", ".join(self.files)))
         for stmt in dbfile.split_statements(self._files[name]):
             await conn.execute(stmt)
 
-    async def create_tables(self, conn):
+    async def create_tables(self, conn: aiosqlite.Connection) -> None:
         """Run every rendered table file, in order, on conn."""
         for name in self._target.table_files:
             await self.create_file(conn, name)
 
-    async def create_indexes(self, conn):
+    async def create_indexes(self, conn: aiosqlite.Connection) -> None:
         """Run the rendered index file on conn."""
         await self.create_file(conn, self._target.index_file)
 
     # The spec's names for the same helpers (Abathur: the first table file holds the memory tables).
-    async def _create_memory_tables(self, conn):
+    async def _create_memory_tables(self, conn: aiosqlite.Connection) -> None:
         """Run the first rendered table file (Abathur: ddl-memory-tables.sql) on conn."""
         await self.create_file(conn, self._target.table_files[0])
 
-    async def _create_core_tables(self, conn):
+    async def _create_core_tables(self, conn: aiosqlite.Connection) -> None:
         """Run the table files after the first (Abathur: ddl-core-tables.sql) on conn."""
         for name in self._target.table_files[1:]:
             await self.create_file(conn, name)
 
-    async def _create_core_indexes(self, conn):
+    async def _create_core_indexes(self, conn: aiosqlite.Connection) -> None:
         """Run the rendered index file (Abathur: ddl-indexes.sql) on conn."""
         await self.create_indexes(conn)
 
     # --- connections ----------------------------------------------------------
 
-    async def _open_connection(self):
-        conn = await aiosqlite.connect(str(self.db_path), timeout=dbfile.DEFAULT_BUSY_TIMEOUT_MS / 1000.0)
+    async def _open_connection(self) -> aiosqlite.Connection:
+        try:  # never create the file here: that is initialize()'s job
+            dbfile.check_path(self.db_path, write=False)
+        except DatabaseFileError as exc:
+            raise DatabaseFileError("%s; call initialize() first" % exc) from None
+        conn = await aiosqlite.connect(dbfile.uri(self.db_path), uri=True, timeout=dbfile.DEFAULT_BUSY_TIMEOUT_MS / 1000.0)
         try:
             for stmt in self._pragmas:
                 await conn.execute(stmt)
@@ -191,17 +205,16 @@ class Database:
         self._open.add(conn)
         return conn
 
-    @contextlib.asynccontextmanager
-    async def connect(self):
-        """An aiosqlite connection with foreign_keys=ON, busy_timeout, synchronous and wal_autocheckpoint set."""
-        conn = await self._open_connection()
-        try:
-            yield conn
-        finally:
-            self._open.discard(conn)
-            await conn.close()
+    def connect(self) -> _Connecting:
+        """An aiosqlite connection with foreign_keys=ON, busy_timeout, synchronous and wal_autocheckpoint set.
 
-    async def close(self):
+        Use it as aiosqlite's own: `async with db.connect() as conn:` (closed at the end), or
+        `conn = await db.connect()` (close it yourself, or let close() do it). The file must exist:
+        initialize() creates it; connect() never creates an empty file.
+        """
+        return _Connecting(self)
+
+    async def close(self) -> None:
         """Close every connection this Database handed out that is still open. Idempotent.
 
         The Database stays usable: connect() opens new connections afterwards.
@@ -212,13 +225,13 @@ class Database:
 
     # --- checks ---------------------------------------------------------------
 
-    async def validate_foreign_keys(self):
+    async def validate_foreign_keys(self) -> "list[tuple]":
         """The rows of PRAGMA foreign_key_check: (table, rowid, parent, fkid) tuples; [] when none."""
         async with self.connect() as conn:
             async with conn.execute("PRAGMA foreign_key_check") as cursor:
                 return [tuple(row) for row in await cursor.fetchall()]
 
-    async def explain_query_plan(self, query, params=()):
+    async def explain_query_plan(self, query: str, params: "tuple | list" = ()) -> "list[str]":
         """The detail lines of EXPLAIN QUERY PLAN for one SELECT (or WITH ... SELECT) statement.
 
         Anything else (several statements, INSERT/UPDATE/DELETE, PRAGMA, a WITH
@@ -229,11 +242,30 @@ class Database:
             async with conn.execute("EXPLAIN QUERY PLAN " + query, tuple(params)) as cursor:
                 return [row[3] for row in await cursor.fetchall()]
 
-    async def integrity_check(self, full=False):
+    async def integrity_check(self, full: bool = False) -> "list[str]":
         """PRAGMA quick_check (or integrity_check with full=True): ['ok'] when the file is sound."""
         async with self.connect() as conn:
             async with conn.execute("PRAGMA %s" % ("integrity_check" if full else "quick_check")) as cursor:
                 return [row[0] for row in await cursor.fetchall()]
+
+
+class _Connecting:
+    """What Database.connect() returns: awaitable (a connection you close) and an async context manager."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._conn = None
+
+    def __await__(self):
+        return self._db._open_connection().__await__()
+
+    async def __aenter__(self) -> aiosqlite.Connection:
+        self._conn = await self._db._open_connection()
+        return self._conn
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._db._open.discard(self._conn)
+        await self._conn.close()
 
 
 __all__ = ["Database", "DEFAULT_LOCK_TIMEOUT_S"]

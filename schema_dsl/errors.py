@@ -38,6 +38,10 @@ class DatabaseFileError(SchemagenError):
     """The database path is not a usable SQLite file (missing folder, directory, not SQLite, read-only, locked)."""
 
 
+class OutputPathError(SchemagenError):
+    """An output path (--out, --report) cannot be written as a regular file; nothing was written."""
+
+
 class ApplyError(SchemagenError):
     """A statement failed while applying; the transaction was rolled back."""
 

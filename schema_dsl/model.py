@@ -31,11 +31,12 @@ from attrs import field, frozen
 from attrs.validators import in_, instance_of
 
 from .errors import DeclarationError
+from .sqlite.structure import HEADER_PRAGMAS  # kept in the file's header: 32-bit signed integers, always persistent
 
 PLAN_CHECKS = ("info", "required")
 FK_ACTIONS = ("NO ACTION", "RESTRICT", "SET NULL", "SET DEFAULT", "CASCADE")
 FK_DEFERRABLE = (None, "INITIALLY DEFERRED", "INITIALLY IMMEDIATE")  # DEFERRABLE <this>; None: not deferrable
-PRAGMA_NAMES = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "wal_autocheckpoint")
+PRAGMA_NAMES = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "wal_autocheckpoint", *HEADER_PRAGMAS)
 STRICT_TYPES = ("INT", "INTEGER", "REAL", "TEXT", "BLOB", "ANY")
 _TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*( [A-Za-z][A-Za-z0-9_]*)*(\(\s*[+-]?\d+\s*(,\s*[+-]?\d+\s*)?\))?\Z")
 
@@ -153,11 +154,16 @@ def fk(column, ref_table, ref_column, on_delete="NO ACTION", on_update="NO ACTIO
 
 @frozen
 class IndexColumn:
-    """An index key: a column name, or (expression=True) an SQL expression used verbatim."""
+    """An index key: a column name, or (expression=True) an SQL expression used verbatim.
+
+    collate: the key's own collating sequence (COLLATE NAME after the column); None: the column's own (or
+    BINARY). An expression's COLLATE is part of its text, where SQLite's precedence applies it.
+    """
 
     name: str
     desc: bool = False
     expression: bool = False
+    collate: Union[str, None] = None
 
 
 def _index_columns(values):
@@ -172,6 +178,8 @@ def _index_columns(values):
         parts = v.split()
         if len(parts) == 2 and parts[1].upper() in ("ASC", "DESC"):
             out.append(IndexColumn(parts[0], parts[1].upper() == "DESC"))
+        elif len(parts) in (3, 4) and parts[1].upper() == "COLLATE" and (len(parts) == 3 or parts[3].upper() in ("ASC", "DESC")):
+            out.append(IndexColumn(parts[0], len(parts) == 4 and parts[3].upper() == "DESC", collate=parts[2]))
         else:
             out.append(IndexColumn(v))
     return tuple(out)
@@ -436,6 +444,8 @@ def schema_problems(schema):
         for c in ix.columns:
             if not c.expression and t.column(c.name) is None:
                 p.append("%s: names unknown column '%s.%s'" % (where, ix.table, c.name))
+            if c.collate is not None and not (isinstance(c.collate, str) and re.match(r"[A-Za-z_][A-Za-z0-9_]*\Z", c.collate)):
+                p.append("%s, key '%s': collate %r is not a collating sequence name" % (where, c.name, c.collate))
     views = {v.name.lower() for v in schema.views if isinstance(v.name, str)}
     for v in schema.virtual_tables:
         if not (isinstance(v.module, str) and re.match(r"[A-Za-z_][A-Za-z0-9_]*\Z", v.module)):
@@ -450,6 +460,12 @@ def schema_problems(schema):
     for pr in schema.pragmas:
         if not isinstance(pr.value, (str, int)) or isinstance(pr.value, bool):
             p.append("pragma '%s': value must be a string or an integer, got %r" % (pr.name, pr.value))
+        elif pr.name in HEADER_PRAGMAS and not (isinstance(pr.value, int) and -2 ** 31 <= pr.value < 2 ** 31):
+            p.append("pragma '%s': expected a 32-bit signed integer, got %r" % (pr.name, pr.value))
+        if pr.name in HEADER_PRAGMAS and not pr.persistent:
+            p.append("pragma '%s': it is stored in the database file; declare it with persistent=True" % pr.name)
+    names = [pr.name for pr in schema.pragmas]
+    p += ["pragma '%s': declared %d times" % (n, names.count(n)) for n in sorted(set(names)) if names.count(n) > 1]
     return p
 
 

@@ -72,17 +72,17 @@ def assert_one_line_error(code, stderr, path):
 @pytest.mark.parametrize("mode", MODES)
 def test_apply_creates_validates_and_then_is_up_to_date(mode, tmp_path):
     db = tmp_path / "abathur.db"
-    code, out, err = run(mode, ["apply", "--db", str(db)], cwd=tmp_path)
+    code, out, err = run(mode, ["apply", "--verbose", "--db", str(db)], cwd=tmp_path)
     assert code == 0, err
     assert out.startswith("created %s: 42 statements in 3 steps, one transaction" % db)
-    assert "validation report for %s: OK" % db in out
+    assert "validation report for %s: checks that ran passed (1 check not run)" % db in out
     assert "[ok] 9 tables" in out and "[ok] 33 indexes" in out and "[ok] journal_mode = wal" in out
     assert "[ok] foreign_keys" not in out  # a per-connection setting, not a property of the file
     assert "journal_mode=wal, foreign_keys=1, synchronous=1, busy_timeout=5000, wal_autocheckpoint=1000" in out
     assert "SEARCH memory_entries USING INDEX" in out
     assert err == ""
     before = sha(db)
-    code, out, err = run(mode, ["apply", "--db", str(db)], cwd=tmp_path)
+    code, out, err = run(mode, ["apply", "--verbose", "--db", str(db)], cwd=tmp_path)
     assert code == 0, err
     assert out.startswith("up to date: %s already matches the declaration\n" % db)
     assert sha(db) == before
@@ -91,7 +91,7 @@ def test_apply_creates_validates_and_then_is_up_to_date(mode, tmp_path):
 def test_apply_on_an_empty_file(tmp_path, runner):
     db = tmp_path / "empty.db"
     db.write_bytes(b"")
-    result = runner.invoke(main, ["apply", "--db", str(db)])
+    result = runner.invoke(main, ["apply", "--verbose", "--db", str(db)])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("created ")
     conn = sqlite3.connect(str(db))
@@ -103,7 +103,7 @@ def test_apply_on_an_empty_file(tmp_path, runner):
 
 @pytest.mark.parametrize("mode", ["runner", "script"])
 def test_validate_json(mode, fresh_db):
-    code, out, err = run(mode, ["validate", "--db", str(fresh_db), "--json"])
+    code, out, err = run(mode, ["validate", "--verbose", "--db", str(fresh_db), "--json"])
     assert code == 0, err
     report = json.loads(out)
     assert report["ok"] is True
@@ -113,15 +113,20 @@ def test_validate_json(mode, fresh_db):
     assert report["pragmas"]["foreign_keys"] == 1 and report["pragmas"]["journal_mode"] == "wal"
 
 
-def test_apply_json_prints_only_json(runner, tmp_path):
+def test_apply_json_prints_only_json_one_object_with_what_was_done_and_the_report(runner, tmp_path):
     result = runner.invoke(main, ["apply", "--db", str(tmp_path / "a.db"), "--json"])
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["ok"] is True
+    out = json.loads(result.stdout)
+    assert out["report"]["ok"] is True and out["validated"] is True
+    assert out["applied"] is True and out["fresh"] is True and out["statements"] == 42 and out["backup"] is None
+    assert [s["kind"] for s in out["steps"]] == ["RunFile"] * 3 and out["seconds"] >= 0
+    again = json.loads(runner.invoke(main, ["apply", "--db", str(tmp_path / "a.db"), "--json", "--no-validate"]).stdout)
+    assert again["up_to_date"] is True and again["steps"] == [] and again["report"] is None
 
 
 def test_validate_report_writes_markdown(runner, fresh_db, tmp_path):
     out = tmp_path / "report.md"
-    result = runner.invoke(main, ["validate", "--db", str(fresh_db), "--report", str(out)])
+    result = runner.invoke(main, ["validate", "--verbose", "--db", str(fresh_db), "--report", str(out)])
     assert result.exit_code == 0, result.output
     assert "report written to %s" % out in result.stdout
     md = out.read_text(encoding="utf-8")
@@ -145,7 +150,7 @@ def test_validate_fails_with_exit_1_and_names_the_problem(runner, fresh_db, tmp_
     conn.execute("DROP INDEX idx_memory_namespace_key_version")
     conn.close()
     report = tmp_path / "r.md"
-    result = runner.invoke(main, ["validate", "--db", str(fresh_db), "--report", str(report)])
+    result = runner.invoke(main, ["validate", "--verbose", "--db", str(fresh_db), "--report", str(report)])
     assert result.exit_code == 1
     assert "validation report for %s: FAILED" % fresh_db in result.stdout
     assert "missing index 'idx_memory_namespace_key_version'" in result.stdout
@@ -182,7 +187,7 @@ def test_version_and_help_of_the_installed_entry_points(mode, tmp_path):
 def test_usage_errors_exit_2(runner):
     assert runner.invoke(main, ["apply"]).exit_code == 2
     assert runner.invoke(main, ["nonsense"]).exit_code == 2
-    assert runner.invoke(main, ["validate", "--db"]).exit_code == 2
+    assert runner.invoke(main, ["validate", "--verbose", "--db"]).exit_code == 2
 
 
 # --- bad inputs: exit 2, one line naming the path, nothing changed -------------
@@ -226,7 +231,7 @@ def test_a_text_file(mode, command, tmp_path):
 @pytest.mark.parametrize("mode", ["runner", "script"])
 def test_validate_a_missing_file_creates_nothing(mode, tmp_path):
     db = tmp_path / "missing.db"
-    code, _, err = run(mode, ["validate", "--db", str(db)])
+    code, _, err = run(mode, ["validate", "--verbose", "--db", str(db)])
     assert_one_line_error(code, err, db)
     assert not db.exists() and list(tmp_path.iterdir()) == []
 
@@ -237,7 +242,7 @@ def test_a_read_only_file(mode, tmp_path):
     os.chmod(db, 0o444)
     try:
         before = sha(db)
-        code, _, err = run(mode, ["apply", "--db", db])
+        code, _, err = run(mode, ["apply", "--verbose", "--db", db])
         assert_one_line_error(code, err, db)
         assert "read-only" in err
         assert sha(db) == before
@@ -249,7 +254,7 @@ def test_a_read_only_file(mode, tmp_path):
 def test_a_read_only_file_still_validates(runner, fresh_db):
     os.chmod(fresh_db, 0o444)
     try:
-        result = runner.invoke(main, ["validate", "--db", str(fresh_db)])
+        result = runner.invoke(main, ["validate", "--verbose", "--db", str(fresh_db)])
     finally:
         os.chmod(fresh_db, 0o644)
     assert result.exit_code == 0, result.output
@@ -262,7 +267,7 @@ def test_a_locked_database(tmp_path):
     holder = sqlite3.connect(db, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        code, _, err = run("script", ["apply", "--db", db])
+        code, _, err = run("script", ["apply", "--verbose", "--db", db])
         assert sha(db) == before
     finally:
         holder.execute("ROLLBACK")
@@ -285,9 +290,9 @@ def test_a_file_holding_other_tables_is_migrated_and_keeps_them(mode, tmp_path):
                        "CREATE INDEX ix_notes_body ON notes (body);"
                        "INSERT INTO notes (body) VALUES ('first'), ('second');")
     conn.close()
-    code, out, err = run(mode, ["apply", "--db", str(db)])
+    code, out, err = run(mode, ["apply", "--verbose", "--db", str(db)])
     assert code == 0, out + err
-    assert "validation report for %s: OK" % db in out
+    assert "validation report for %s: checks that ran passed" % db in out
     assert "notes" in out.split("kept, not in the declaration")[1]
     conn = sqlite3.connect(str(db))
     try:
@@ -296,9 +301,9 @@ def test_a_file_holding_other_tables_is_migrated_and_keeps_them(mode, tmp_path):
         assert conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchone() == (10,)
     finally:
         conn.close()
-    code, out, err = run(mode, ["apply", "--db", str(db)])
+    code, out, err = run(mode, ["apply", "--verbose", "--db", str(db)])
     assert code == 0 and out.startswith("up to date")
-    code, out, err = run(mode, ["validate", "--db", str(db), "--json"])
+    code, out, err = run(mode, ["validate", "--verbose", "--db", str(db), "--json"])
     report = json.loads(out)
     assert code == 0 and report["ok"] is True and "extra table 'notes'" in report["extras"]
 
@@ -320,7 +325,7 @@ def _broken_files(monkeypatch):
 def test_a_failed_apply_on_a_new_path_leaves_no_file(runner, tmp_path, monkeypatch):
     _broken_files(monkeypatch)
     db = tmp_path / "new.db"
-    result = runner.invoke(main, ["apply", "--db", str(db)])
+    result = runner.invoke(main, ["apply", "--verbose", "--db", str(db)])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: step 3 of 3 (run ddl-indexes.sql) failed: no such table: ")
@@ -332,7 +337,7 @@ def test_a_failed_apply_on_an_empty_file_leaves_it_empty(runner, tmp_path, monke
     _broken_files(monkeypatch)
     db = tmp_path / "empty.db"
     db.write_bytes(b"")
-    result = runner.invoke(main, ["apply", "--db", str(db)])
+    result = runner.invoke(main, ["apply", "--verbose", "--db", str(db)])
     assert result.exit_code == 2
     assert db.read_bytes() == b""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
@@ -360,7 +365,7 @@ def test_the_installed_package_carries_its_templates_and_generated_files(tmp_pat
     assert (templates / "statements.sql.j2").is_file()
     for name in expected:  # every rendered file ships (apply reads declaration.json, the DDL files, pragmas.sql)
         assert (generated / name).read_bytes() == (GENERATED / name).read_bytes(), name
-    code, stdout, err = run("script", ["apply", "--db", str(tmp_path / "x.db")], cwd=work)
+    code, stdout, err = run("script", ["apply", "--verbose", "--db", str(tmp_path / "x.db")], cwd=work)
     assert code == 0, err
 
 
@@ -420,7 +425,7 @@ def test_plan_json_on_an_applied_database_is_up_to_date(runner, fresh_db):
 
 def test_report_to_an_unwritable_place_is_an_input_error(runner, fresh_db, tmp_path):
     target = tmp_path / "no" / "report.md"
-    result = runner.invoke(main, ["validate", "--db", str(fresh_db), "--report", str(target)])
+    result = runner.invoke(main, ["validate", "--verbose", "--db", str(fresh_db), "--report", str(target)])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --report %r" % str(target))
 
@@ -429,7 +434,7 @@ def test_validate_reports_an_expression_index_without_a_traceback(fresh_db):
     conn = sqlite3.connect(str(fresh_db))
     conn.executescript("DROP INDEX idx_agents_state; CREATE INDEX idx_agents_state ON agents (lower(state));")
     conn.close()
-    code, out, err = run("script", ["validate", "--db", str(fresh_db)])
+    code, out, err = run("script", ["validate", "--verbose", "--db", str(fresh_db)])
     assert "Traceback" not in err
     assert code == 1 and "idx_agents_state" in out
 
@@ -438,5 +443,5 @@ def test_apply_and_validate_agree_on_names_differing_in_case(runner, fresh_db):
     conn = sqlite3.connect(str(fresh_db))
     conn.executescript("DROP INDEX idx_agents_state; CREATE INDEX IDX_Agents_State ON agents (state);")
     conn.close()
-    result = runner.invoke(main, ["apply", "--db", str(fresh_db)])
+    result = runner.invoke(main, ["apply", "--verbose", "--db", str(fresh_db)])
     assert result.exit_code == 0, result.output

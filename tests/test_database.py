@@ -276,6 +276,7 @@ def test_explain_query_plan_accepts_single_selects(tmp_path, query):
 
 def test_create_helpers_run_the_three_rendered_files(tmp_path):
     path = tmp_path / "helpers.db"
+    sqlite3.connect(str(path)).close()  # the caller makes the file: connect() never creates one
     db = Database(path)
 
     async def scenario():
@@ -480,3 +481,46 @@ def test_a_wal_switch_that_stays_locked_fails_with_one_line(monkeypatch):
     conn = _LockedOnce(failures=10 ** 6)
     with pytest.raises(SchemagenError, match="could not set connection settings after apply: database is locked"):
         apply_mod._finish_connection(conn, target_for(None).files)
+
+
+def test_database_is_an_async_context_manager_and_connect_is_awaitable_too(tmp_path):
+    path = tmp_path / "ctx.db"
+
+    async def go():
+        async with Database(path) as db:
+            assert db.last_apply is not None and db.last_apply.applied
+            async with db.connect() as conn:
+                await conn.execute("INSERT INTO sessions (id, app_name, user_id) VALUES ('s', 'a', 'u')")
+                await conn.commit()
+            conn = await db.connect()
+            cursor = await conn.execute("PRAGMA foreign_keys")
+            assert (await cursor.fetchone())[0] == 1
+            kept = conn
+        # leaving the block closed the awaited connection too
+        with pytest.raises(ValueError):
+            await kept.execute("SELECT 1")
+
+    asyncio.run(go())
+    assert sqlite3.connect(str(path)).execute("SELECT count(*) FROM sessions").fetchone()[0] == 1
+
+
+def test_connect_before_initialize_never_creates_an_empty_file(tmp_path):
+    path = tmp_path / "none.db"
+
+    async def go():
+        db = Database(path)
+        with pytest.raises(DatabaseFileError, match="call initialize"):
+            async with db.connect():
+                pass
+        with pytest.raises(DatabaseFileError):
+            await db.connect()
+
+    asyncio.run(go())
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_package_is_typed():
+    import schema_dsl
+    from pathlib import Path
+    assert (Path(schema_dsl.__file__).parent / "py.typed").is_file()
+    assert Database.connect.__annotations__ and Database.initialize.__annotations__

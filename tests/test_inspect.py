@@ -317,3 +317,128 @@ def test_public_sakila_end_to_end_an_older_file_full_of_data_follows_the_inspect
     assert len(explained.results) == sum(len(ix.serves) for ix in schema.indexes)
     rules = {f.rule for f in lint_path(schema, db_path=str(older))}
     assert "fk-cycle" in rules and "no-statistics" in rules
+
+
+# --- persistent settings, index COLLATE and expressions, the up-to-date rule ---------------------------------
+
+def test_user_version_and_application_id_are_declared_persistent_settings_set_in_the_transaction(tmp_path):
+    from schema_dsl.check.report import build_report
+    from schema_dsl.migrate.apply import connection_pragmas
+    from schema_dsl.model import Pragma
+
+    path = tmp_path / "app.db"
+    conn = connect(path)
+    conn.executescript("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT); PRAGMA user_version = 7; "
+                       "PRAGMA application_id = 0x5A5A; PRAGMA journal_mode = WAL;")
+    conn.close()
+    text, schema, copy = round_trip(path, tmp_path)  # apply to the original: up to date, byte-identical
+    assert "Pragma('user_version', 7, persistent=True)" in text
+    assert "Pragma('application_id', 0x5a5a, persistent=True)" in text
+    assert "# PRAGMA" not in text  # no longer a comment
+    conn = connect(copy)
+    assert (conn.execute("PRAGMA user_version").fetchone()[0], conn.execute("PRAGMA application_id").fetchone()[0]) == (
+        7, 0x5A5A)
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    target = Target.from_schema(schema)
+    assert "PRAGMA user_version = 7; -- kept in the file" in target.files["pragmas.sql"]
+    for statements in (connection_pragmas(target.files), connection_pragmas(target.files, include_persistent=True),
+                       connection_pragmas(target.files, True, persistent=target.persistent_pragmas)):
+        assert not [s for s in statements if "user_version" in s or "application_id" in s]  # never per connection
+    # a differing user_version: not up to date, the report fails, apply sets it in one step
+    plan = plan_database(str(copy), schema=target)
+    assert [(s.title, s.statements) for s in plan.steps] == [("set user_version to 7", ("PRAGMA user_version = 7;",))]
+    report = build_report(str(copy), schema=target)
+    assert not report["ok"] and "user_version = 7: 3" in report["issues"]
+    result = apply(str(copy), schema=target, backup=False)
+    assert result.applied and [s.title for s in result.plan.steps] == ["set user_version to 7"]
+    assert build_report(str(copy), schema=target)["ok"]
+    assert apply(str(copy), schema=target, backup=False).applied is False
+    with pytest.raises(DeclarationError) as info:
+        evolve(schema, pragmas=[Pragma("user_version", 7)])
+    assert "pragma 'user_version'" in str(info.value) and "persistent=True" in str(info.value)
+    with pytest.raises(DeclarationError):
+        evolve(schema, pragmas=[Pragma("application_id", "x", persistent=True)])
+
+
+def test_index_key_collate_is_inspected_declared_rendered_compared_and_round_trips(tmp_path):
+    from schema_dsl.analysis.compare import expected_structure
+    from schema_dsl.model import Index, IndexColumn
+
+    path = tmp_path / "coll.db"
+    conn = connect(path)
+    conn.executescript("""
+        CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, tag TEXT COLLATE NOCASE);
+        CREATE INDEX i ON t (name COLLATE NOCASE);
+        CREATE INDEX j ON t (name COLLATE nocase DESC, tag, tag COLLATE BINARY ASC);
+        CREATE INDEX k ON t (lower(tag) COLLATE RTRIM DESC);
+    """)
+    conn.executemany("INSERT INTO t (name, tag) VALUES (?, ?)", [("Ann", "x"), ("bob", "y")])
+    conn.close()
+    text, schema, copy = round_trip(path, tmp_path)
+    assert [(c.name, c.desc, c.collate) for c in schema.index("i").columns] == [("name", False, "NOCASE")]
+    assert [(c.name, c.desc, c.collate) for c in schema.index("j").columns] == [
+        ("name", True, "NOCASE"), ("tag", False, None), ("tag", False, "BINARY")]
+    k = schema.index("k").columns[0]
+    assert k.expression and k.desc and k.name == "lower(tag) collate rtrim"
+    assert "IndexColumn('name', collate='NOCASE')" in text
+    assert 'ON "t" ("name" COLLATE NOCASE);' in Target.from_schema(schema).statement("create_index", "i")
+    assert Index("x", "t", ["name COLLATE NOCASE DESC"]).columns == (IndexColumn("name", True, collate="NOCASE"),)
+    # the copy's index serves a NOCASE lookup, as the original's does
+    conn = connect(copy)
+    plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT id FROM t WHERE name = 'ANN' COLLATE NOCASE"))
+    assert "USING INDEX i " in plan or "USING COVERING INDEX i " in plan
+    conn.close()
+    # without the COLLATE the declaration differs: compared, and the index is dropped and recreated
+    plain = evolve(schema, indexes=[Index("i", "t", ["name"]) if ix.name == "i" else ix for ix in schema.indexes])
+    problems = structure.compare(expected_structure(plain), read_structure(path))
+    assert problems == [("differs", "index 'i': columns are (name COLLATE NOCASE), expected (name)")]
+    assert [s.title for s in plan_database(str(path), schema=plain).steps] == ["drop index 'i'", "create index 'i' on 't'"]
+
+
+def test_a_changed_index_expression_is_detected_and_the_index_recreated(tmp_path):
+    from schema_dsl.analysis.compare import expected_structure
+    from schema_dsl.model import Expr, Index
+
+    path = str(tmp_path / "expr.db")
+    lower = declared(indexes=[Index("ix", "item", [Expr("lower(name)")])])
+    upper = declared(indexes=[Index("ix", "item", [Expr("upper(name)")])])
+    apply(path, schema=lower, backup=False)
+    assert structure.compare(expected_structure(upper), read_structure(path)) == [
+        ("differs", "index 'ix': columns are (lower(name)), expected (upper(name))")]
+    plan = plan_database(path, schema=upper)
+    assert [s.title for s in plan.steps] == ["drop index 'ix'", "create index 'ix' on 'item'"]
+    assert apply(path, schema=upper, backup=False).applied
+    conn = connect(path)
+    assert "upper(name)" in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'ix'").fetchone()[0]
+    conn.close()
+    assert apply(path, schema=upper, backup=False).applied is False
+    # an expected key written before the text was recorded ("<expression>") matches any expression
+    old = expected_structure(upper)
+    old["indexes"]["ix"]["columns"] = [[structure.EXPRESSION, False]]
+    assert structure.compare(old, read_structure(path)) == []
+    old["indexes"]["ix"]["columns"] = [[structure.EXPRESSION, True]]
+    assert structure.compare(old, read_structure(path)) != []
+
+
+def test_declared_views_and_triggers_are_up_to_date_by_the_structure_alone(tmp_path, monkeypatch):
+    from schema_dsl.migrate import introspect
+    from schema_dsl.model import Trigger
+
+    view = View("names", "CREATE VIEW names AS SELECT name FROM item")
+    trig = Trigger("item_ai", "item", "CREATE TRIGGER item_ai AFTER INSERT ON item BEGIN "
+                                      "UPDATE item SET name = trim(name) WHERE id = new.id; END")
+    schema = declared(views=[view], triggers=[trig])
+    path = str(tmp_path / "vt.db")
+    apply(path, schema=schema, backup=False)
+    calls = []
+    real = introspect.read_live
+    monkeypatch.setattr(introspect, "read_live", lambda *a, **k: calls.append(1) or real(*a, **k))
+    before = open(path, "rb").read()
+    assert apply(path, schema=schema, backup=False).applied is False
+    assert calls == [] and open(path, "rb").read() == before  # decided without the introspection model
+    conn = connect(path)
+    conn.execute("CREATE VIEW mine AS SELECT 1")
+    conn.close()
+    plan = plan_database(path, schema=schema)  # a user's own view: introspected only to list it
+    assert plan.up_to_date and list(plan.extras) == ["view 'mine'"] and calls == [1]

@@ -19,7 +19,7 @@ LAYERS = {
     "compile": 4,
     "migrate": 5,
     "check": 6,
-    "cli": 7, "database": 7, "__main__": 7, "__init__": 7,
+    "cli": 7, "database": 7, "__main__": 7, "__init__": 7, "outfiles": 7,
 }
 THIRD_PARTY = {1: set(), 2: {"attrs"}, 2.5: set(), 3: {"attrs"}, 4: {"attrs", "jinja2"}, 5: {"attrs"}, 6: {"attrs"},
                7: {"attrs", "click", "aiosqlite"}}

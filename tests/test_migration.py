@@ -80,7 +80,7 @@ def fresh_structure(tmp_path):
 
 def statements_run(path, **kwargs):
     ran = []
-    result = apply(path, progress=lambda n, step, stmt: ran.append(stmt), **kwargs)
+    result = apply(path, progress=lambda n, step, stmt: stmt is None or ran.append(stmt), **kwargs)
     return result, ran
 
 
@@ -413,7 +413,7 @@ def test_orphans_are_reported_not_deleted(tmp_path):
     path = legacy.create(str(tmp_path / "orphans.db"), "retrofitted", tasks=200, orphans=3)
     from click.testing import CliRunner
     from schema_dsl.cli import main
-    out = CliRunner().invoke(main, ["apply", "--db", path, "--no-backup"])
+    out = CliRunner().invoke(main, ["apply", "--verbose", "--db", path, "--no-backup"])
     assert out.exit_code == 1
     assert "migrated" in out.output
     for i in range(3):
@@ -426,7 +426,7 @@ def test_orphans_are_reported_not_deleted(tmp_path):
     assert conn.execute("SELECT count(*) FROM audit WHERE action_type = 'orphan'").fetchone()[0] == 3
     conn.close()
     # the whole-file check finds the same three
-    out = CliRunner().invoke(main, ["validate", "--db", path])
+    out = CliRunner().invoke(main, ["validate", "--verbose", "--db", path])
     assert out.exit_code == 1 and "[FAIL] foreign_key_check: 3 violations" in out.output
 
 
@@ -436,21 +436,21 @@ def test_apply_leaves_whole_file_data_checks_to_validate_unless_asked(tmp_path):
     from click.testing import CliRunner
     from schema_dsl.cli import main
     path = legacy.create(str(tmp_path / "orphans.db"), "old", tasks=50, orphans=2)
-    fresh = CliRunner().invoke(main, ["apply", "--db", str(tmp_path / "copy.db")])
+    fresh = CliRunner().invoke(main, ["apply", "--verbose", "--db", str(tmp_path / "copy.db")])
     assert fresh.exit_code == 0, fresh.output
     assert "[skip] quick_check: not run by apply (it reads the whole file): run `schemagen validate`" in fresh.output
     assert "[ok] foreign keys of the tables apply changed, checked before COMMIT: no violations" in fresh.output
     other = copy_db(path, tmp_path / "other.db")
-    out = CliRunner().invoke(main, ["apply", "--db", path, "--no-backup"])
+    out = CliRunner().invoke(main, ["apply", "--verbose", "--db", path, "--no-backup"])
     assert out.exit_code == 0, out.output
-    assert "validation report for %s: OK" % path in out.output and "missing-task" not in out.output
-    out = CliRunner().invoke(main, ["apply", "--db", other, "--no-backup", "--check-data", "--json"])
+    assert "validation report for %s: checks that ran passed" % path in out.output and "missing-task" not in out.output
+    out = CliRunner().invoke(main, ["apply", "--verbose", "--db", other, "--no-backup", "--check-data", "--json"])
     assert out.exit_code == 1
-    report = json.loads(out.output)
+    report = json.loads(out.output)["report"]
     assert {c["check"]: c["ok"] for c in report["checks"]}["quick_check"] is True
     assert report["pragmas"]["quick_check"] == ["ok"] and len(report["pragmas"]["foreign_key_check"]) == 2
     assert "foreign_key_check: 2 violations" in report["issues"]
-    out = CliRunner().invoke(main, ["validate", "--db", path])
+    out = CliRunner().invoke(main, ["validate", "--verbose", "--db", path])
     assert out.exit_code == 1 and "[FAIL] foreign_key_check: 2 violations" in out.output
 
 
@@ -534,7 +534,7 @@ def test_apply_no_validate_skips_the_report_but_not_the_verification(shape_files
         raise AssertionError("the validation report ran")
     monkeypatch.setattr(report_module, "build_report", no_report)
     path = copy_db(shape_files["old"], tmp_path / "db.sqlite")
-    out = CliRunner().invoke(main, ["apply", "--db", path, "--no-backup", "--no-validate"])
+    out = CliRunner().invoke(main, ["apply", "--verbose", "--db", path, "--no-backup", "--no-validate"])
     assert out.exit_code == 0, out.output
-    assert "migrated" in out.output and "validation report skipped" in out.output
+    assert "migrated" in out.output and "validation skipped (--no-validate)" in out.output
     assert run_validator(path).returncode == 0

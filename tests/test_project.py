@@ -70,7 +70,7 @@ def test_a_project_renders_into_its_out_folder_and_applies_from_it(runner, proje
     db = project / "n.db"
     result = runner.invoke(main, ["apply", "--db", str(db)])
     assert result.exit_code == 0, result.output
-    assert "validation report" in result.output and "OK" in result.output.splitlines()[1]
+    assert result.output.splitlines()[1] == "%s: checks that ran passed (1 check not run)" % db
     assert _tables(str(db)) == ["authors", "notes"]
     assert runner.invoke(main, ["validate", "--db", str(db)]).exit_code == 0
     plan = runner.invoke(main, ["plan", "--db", str(db)])
@@ -191,7 +191,7 @@ def test_a_required_plan_check_fails_the_report_when_its_index_is_not_used(runne
     decl.write_text(NOTES.replace("SELECT * FROM notes WHERE author_id = ? AND body <> 'what?'",
                                   "SELECT * FROM notes WHERE body = ?"), encoding="utf-8")
     db = tmp_path / "p.db"
-    result = runner.invoke(main, ["apply", "--db", str(db), "--schema", str(decl)])
+    result = runner.invoke(main, ["apply", "--db", str(db), "--schema", str(decl), "--verbose"])
     assert result.exit_code == 1, result.output
     assert "[FAIL] EXPLAIN QUERY PLAN of idx_notes_author's query uses it (a required plan check)" in result.output
 
@@ -200,7 +200,7 @@ def test_a_required_plan_check_passes_on_its_index_and_names_it(runner, tmp_path
     decl = tmp_path / "decl.py"
     decl.write_text(NOTES, encoding="utf-8")
     db = tmp_path / "p.db"
-    result = runner.invoke(main, ["apply", "--db", str(db), "--schema", str(decl)])
+    result = runner.invoke(main, ["apply", "--db", str(db), "--schema", str(decl), "--verbose"])
     assert result.exit_code == 0, result.output
     assert "[ok] EXPLAIN QUERY PLAN of idx_notes_author's query uses it (a required plan check): uses " \
            "idx_notes_author" in result.output
@@ -328,3 +328,73 @@ def test_the_quick_pyproject_reader_agrees_with_tomllib(text, expected):
 
     from schema_dsl.compile.project import _schemagen_table
     assert _schemagen_table(text) == expected == tomllib.loads(text).get("tool", {}).get("schemagen")
+
+
+def test_a_rebuild_lists_every_reason_the_rename_and_each_new_column(runner, tmp_path, nowhere):
+    decl = tmp_path / "decl.py"
+    decl.write_text(NOTES, encoding="utf-8")
+    db = tmp_path / "r.db"
+    assert runner.invoke(main, ["apply", "--db", str(db), "--schema", str(decl), "--no-validate"]).exit_code == 0
+    decl.write_text(NOTES.replace('Column("body", "TEXT", not_null=True, default="")',
+                                  'Column("text", "TEXT", not_null=True, default="", renamed_from="body"), '
+                                  'Column("title", "TEXT"), Column("stamp", "TEXT", not_null=True, default="s", '
+                                  'unique=True)'), encoding="utf-8")
+    out = runner.invoke(main, ["plan", "--db", str(db), "--schema", str(decl)]).output
+    summary = out.split("Each step")[0]
+    assert "rebuild table 'notes'" in summary
+    for line in ("- new column 'stamp' is UNIQUE", "- column 'body' renamed to 'text'", "- new column 'title'"):
+        assert line in summary, summary
+
+
+def test_default_output_is_short_and_verbose_has_the_full_report(runner, tmp_path, nowhere, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    db = tmp_path / "s.db"
+    short = runner.invoke(main, ["apply", "--db", str(db)])
+    assert short.exit_code == 0
+    lines = short.output.splitlines()
+    assert len(lines) <= 8 and max(len(line) for line in lines) <= 160, short.output
+    assert "OK" not in lines[1]  # quick_check did not run: no OK beside it
+    assert lines[1].endswith("checks that ran passed (1 check not run)")
+    assert "\x1b[" not in short.output  # no colour off a terminal
+    full = runner.invoke(main, ["validate", "--db", str(db), "--full"])
+    assert full.exit_code == 0 and "[ok] 9 tables" in full.output and "resolution:" in full.output
+    assert runner.invoke(main, ["validate", "--db", str(db)]).output.splitlines()[0] == "%s: OK" % db
+
+
+def test_usage_errors_and_interrupts_have_one_style_and_their_codes(runner, tmp_path, nowhere, monkeypatch):
+    bad = runner.invoke(main, ["apply", "--nope"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: No such option") and "Usage:" not in bad.stderr
+    missing = runner.invoke(main, ["plan"])
+    assert missing.exit_code == 2 and missing.stderr.startswith("error: Missing option '--db'")
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("schema_dsl.migrate.apply.apply", interrupted)
+    ctrl_c = runner.invoke(main, ["apply", "--db", str(tmp_path / "i.db")])
+    assert ctrl_c.exit_code == 130 and "nothing was changed" in ctrl_c.stderr
+    assert not (tmp_path / "i.db").exists()
+
+
+def test_a_failure_after_commit_exits_3_and_says_the_change_is_committed(runner, tmp_path, nowhere, monkeypatch):
+    def broken_report(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("schema_dsl.check.report.build_report", broken_report)
+    db = tmp_path / "c.db"
+    result = runner.invoke(main, ["apply", "--db", str(db)])
+    assert result.exit_code == 3
+    assert "committed" in result.stderr
+    assert "tasks" in _tables(str(db))
+
+
+def test_strict_lint_and_explain_exit_1_at_or_above_the_severity(runner, tmp_path, nowhere):
+    db = tmp_path / "x.db"
+    assert runner.invoke(main, ["apply", "--db", str(db), "--no-validate"]).exit_code == 0
+    assert runner.invoke(main, ["lint"]).exit_code == 0
+    assert runner.invoke(main, ["lint", "--strict"]).exit_code == 1
+    assert runner.invoke(main, ["lint", "--strict", "error"]).exit_code == 0
+    assert runner.invoke(main, ["explain", "--db", str(db)]).exit_code == 0
+    assert runner.invoke(main, ["explain", "--db", str(db), "--strict"]).exit_code == 1
+    # the required plan check holds (an identical index serves it), so no error-level finding
+    assert runner.invoke(main, ["explain", "--db", str(db), "--strict", "error"]).exit_code == 0

@@ -6,7 +6,7 @@ it, and the library compares live databases against it with
 `structure.compare`, so both judge by one rule.
 """
 from .sqltext import default_sql
-from ..sqlite.structure import EXPRESSION, normalize_sql, view_body
+from ..sqlite.structure import EXPRESSION, index_key, normalize_sql, view_body
 
 
 def table_structure(table):
@@ -44,11 +44,23 @@ def table_structure(table):
     return out
 
 
-def index_structure(index):
+def index_key_structure(key, table=None):
+    """One index key as structure.py reads it. table: the index's table, whose column COLLATE a key without
+    its own inherits (as SQLite's index_xinfo reports it)."""
+    if key.expression:
+        if key.name == EXPRESSION:  # an expression whose text was not known (read by an older schemagen)
+            return [EXPRESSION, bool(key.desc)]
+        return index_key(None, key.desc, expression=key.name + (" COLLATE " + key.collate if key.collate else ""))
+    column = table.column(key.name) if table is not None else None
+    return index_key(key.name, key.desc, key.collate or (column.collate if column is not None else None))
+
+
+def index_structure(index, table=None):
+    """An index as structure.py reads it; table: its table (see index_key_structure)."""
     return {
         "table": index.table,
         "unique": bool(index.unique),
-        "columns": [[EXPRESSION if c.expression else c.name, bool(c.desc)] for c in index.columns],
+        "columns": [index_key_structure(c, table) for c in index.columns],
         "where": normalize_sql(index.where),
     }
 
@@ -60,7 +72,7 @@ def virtual_table_structure(vt):
 def expected_structure(schema):
     out = {
         "tables": {t.name: table_structure(t) for t in schema.tables},
-        "indexes": {ix.name: index_structure(ix) for ix in schema.indexes},
+        "indexes": {ix.name: index_structure(ix, schema.table(ix.table)) for ix in schema.indexes},
     }
     if schema.views:
         out["views"] = {v.name: view_body(v.sql) for v in schema.views}

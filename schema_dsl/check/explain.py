@@ -20,8 +20,10 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import tempfile
+import threading
 from typing import Union
 
 from attrs import field, frozen
@@ -386,16 +388,43 @@ def load_sample_rows(conn, schema, rows):
 
 
 def scratch_copy(path, target):
-    """Copy the database at path into target with SQLite's backup API (the source is only read)."""
+    """Copy the database at path into target with SQLite's backup API (the source is only read).
+
+    The copy must pass PRAGMA quick_check: a damaged file is refused (DatabaseFileError), never reported on.
+    """
     source = dbfile.open_existing(path, "ro")
-    dest = sqlite3.connect(target)
+    dest = dbfile.connect(target)
     try:
         source.backup(dest)
-    except sqlite3.Error as exc:
-        raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
+        problems = [r[0] for r in dest.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:
+        problems = [str(exc)]
     finally:
         source.close()
         dest.close()
+    if problems != ["ok"]:
+        raise DatabaseFileError("database %r is damaged (quick_check: %s): no plans are reported on a copy of it; "
+                                "`schemagen validate --full-integrity` shows the damage" % (
+                                    os.fspath(path), "; ".join(problems)[:300]))
+
+
+def _raise_on_sigterm():
+    """Make SIGTERM raise KeyboardInterrupt, so that the scratch copy's cleanup runs; returns what to restore.
+
+    Only the main thread can set a handler: elsewhere nothing changes (None).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminated(signum, frame):
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    return (signal.signal(signal.SIGTERM, terminated),)
+
+
+def _restore_sigterm(saved):
+    if saved is not None:
+        signal.signal(signal.SIGTERM, saved[0] if saved[0] is not None else signal.SIG_DFL)
 
 
 def explain_database(path, schema, sample_rows=None):
@@ -411,12 +440,14 @@ def explain_database(path, schema, sample_rows=None):
             conn.close()
     except sqlite3.Error as exc:
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
-    folder = tempfile.mkdtemp(prefix="schemagen-explain-")
+    saved = _raise_on_sigterm()  # SIGINT already raises; SIGTERM must not leave the scratch copy behind either
+    folder = None
     try:
+        folder = tempfile.mkdtemp(prefix="schemagen-explain-")
         scratch = os.path.join(folder, "scratch.db")
         scratch_copy(path, scratch)
         applied = apply(scratch, schema=schema, backup=False)
-        conn = sqlite3.connect(scratch, isolation_level=None)
+        conn = dbfile.connect(scratch)
         try:
             counts = load_sample_rows(conn, schema, sample_rows)
             conn.execute("ANALYZE")
@@ -424,7 +455,9 @@ def explain_database(path, schema, sample_rows=None):
         finally:
             conn.close()
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        _restore_sigterm(saved)
     notes = ["scratch copy made with the backup API%s, %s, then ANALYZE" % (
         ", brought to the declaration by apply" if applied.applied else "",
         ", ".join("%s +%d" % (t, n) for t, n in counts.items()))]

@@ -20,7 +20,7 @@ def build_report(path, schema=None, files=None, full_integrity=False, findings=N
     target = target_for(schema, files)
     conn = dbfile.open_existing(path, "rw")  # a read-only file still validates
     try:
-        for stmt in connection_pragmas(target.files):
+        for stmt in connection_pragmas(target.files, persistent=target.persistent_pragmas):
             conn.execute(stmt)
         if findings is None:
             findings = target.findings(conn)

@@ -48,7 +48,7 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
         pragmas["foreign_key_check"] = violations
         data_rows = [
             (integrity_name, integrity == ["ok"], "; ".join(integrity[:5])),
-            ("foreign_key_check", not violations, "no violations" if not violations else "%d violations" % len(violations)),
+            ("foreign_key_check", not violations, "no violations" if not violations else plural(len(violations), "violation")),
         ]
     else:
         violations = list(applied["kept"])
@@ -57,7 +57,8 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
             (integrity_name, None, "not run by apply (it reads the whole file): run `schemagen validate`"),
             ("foreign keys of the tables apply changed, checked before COMMIT",
              not applied["count"],
-             ("%d violations that were there before apply, kept" % applied["count"] if applied["count"] else "no violations")
+             ("%s that were there before apply, kept" % plural(applied["count"], "violation") if applied["count"]
+              else "no violations")
              + (" (%s)" % ", ".join(scope) if scope else " (no table's foreign keys could change)")),
         ]
     samples = []
@@ -88,7 +89,7 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
         plan_rows.append(("EXPLAIN QUERY PLAN of %s's query uses it (a required plan check)" % s["index"],
                           s["uses_index"], detail))
     checks = [
-        ("structure matches the declaration", not problems, "%d differences" % len(problems) if problems else "ok"),
+        ("structure matches the declaration", not problems, plural(len(problems), "difference") if problems else "ok"),
         ("%d tables" % len(expected["tables"]), sum(1 for t in expected["tables"] if t in actual["tables"]) == len(expected["tables"]),
          "%d of %d declared tables present" % (sum(1 for t in expected["tables"] if t in actual["tables"]), len(expected["tables"]))),
         ("%d indexes" % len(expected["indexes"]), sum(1 for t in expected["indexes"] if t in actual["indexes"]) == len(expected["indexes"]),
@@ -133,8 +134,63 @@ def _status(ok):
     return "skip" if ok is None else "ok" if ok else "FAIL"
 
 
+def plural(n, word, words=None):
+    """'1 violation', '2 violations' (words: the irregular plural)."""
+    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
+
+
+def not_run(report):
+    """The checks in the report that did not run (apply leaves the whole-file data checks to validate)."""
+    return [c["check"] for c in report["checks"] if c["ok"] is None]
+
+
+def verdict(report):
+    """'OK' only when every check ran and passed; never OK beside a check that did not run."""
+    if not report["ok"]:
+        return "FAILED"
+    return "checks that ran passed (%s not run)" % plural(len(not_run(report)), "check") if not_run(report) else "OK"
+
+
+def format_summary(report, style=lambda text, ok: text):
+    """The short report a person reads by default: the verdict, what was checked, what needs the user.
+
+    style(text, ok) may colour a status word (the CLI does on a terminal, unless NO_COLOR is set).
+    """
+    db = report["database"]
+    counts = report["counts"]
+    checks = {c["check"]: c for c in report["checks"]}
+    out = ["%s: %s" % (db, style(verdict(report), report["ok"]))]
+    structure_ok = checks["structure matches the declaration"]["ok"]
+    out.append("  structure: %s (%s, %s)" % (
+        style("matches the declaration" if structure_ok else plural(len(report["differences"]), "difference"), structure_ok),
+        plural(counts["expected_tables"], "table"), plural(counts["expected_indexes"], "index", "indexes")))
+    skipped = not_run(report)
+    ran = [c for c in report["checks"][3:] if c["ok"] is not None]
+    failed = [c for c in ran if not c["ok"]]
+    out.append("  other checks: %s" % (style("%s passed" % plural(len(ran), "check"), True) if not failed else
+                                       style("%d of %s failed" % (len(failed), plural(len(ran), "check")), False)))
+    for c in failed:
+        out.append("    - %s: %s" % (c["check"], c["detail"]))
+    if skipped:
+        out.append("  not run: %s: run `schemagen validate --db %s` (it reads the whole file)" % ("; ".join(skipped), db))
+    for d in report["differences"][:5]:
+        out.append("    - %s" % d)
+    if len(report["differences"]) > 5:
+        out.append("    ... %d more (--verbose)" % (len(report["differences"]) - 5))
+    for v in report["violations"][:5]:
+        out.append("    - %s" % v)
+    notes = []
+    if report["findings"]:
+        notes.append("%s (schemagen lint)" % plural(len(report["findings"]), "design finding"))
+    if report["extras"]:
+        notes.append("%s kept that the declaration does not have" % plural(len(report["extras"]), "object"))
+    if notes:
+        out.append("  also: %s; --verbose shows them" % "; ".join(notes))
+    return "\n".join(out)
+
+
 def format_text(report, samples=4):
-    out = ["validation report for %s: %s" % (report["database"], "OK" if report["ok"] else "FAILED")]
+    out = ["validation report for %s: %s" % (report["database"], verdict(report))]
     for c in report["checks"]:
         out.append("  [%s] %s: %s" % (_status(c["ok"]), c["check"], c["detail"]))
     counts = report["counts"]
@@ -169,7 +225,7 @@ def format_text(report, samples=4):
 
 
 def format_markdown(report):
-    out = ["# Validation report", "", "Database: `%s`. Result: **%s**." % (report["database"], "OK" if report["ok"] else "FAILED"), "",
+    out = ["# Validation report", "", "Database: `%s`. Result: **%s**." % (report["database"], verdict(report)), "",
            "## Checks", "", "| check | result | detail |", "| --- | --- | --- |"]
     out += ["| %s | %s | %s |" % (c["check"], _status(c["ok"]), c["detail"].replace("|", "\\|")) for c in report["checks"]]
     out += ["", "## Tables in sqlite_master", ""] + ["- `%s`" % t["name"] for t in report["tables"]]

@@ -73,7 +73,8 @@ def _column(table, column):
 
 
 def _index(index, number):
-    cols = ", ".join(c.name + (" DESC" if c.desc else "") for c in index.columns)
+    cols = ", ".join(c.name + (" COLLATE " + c.collate if c.collate else "") + (" DESC" if c.desc else "")
+                     for c in index.columns)
     return {
         "number": number,
         "name": index.name,

@@ -106,7 +106,8 @@ def table_context(table: Table, extra_columns=(), extra_constraints=()):
 
 def index_context(index):
     return {"name": index.name, "table": index.table, "unique": index.unique,
-            "columns": [{"name": c.name, "desc": c.desc, "expression": c.expression} for c in index.columns],
+            "columns": [{"name": c.name, "desc": c.desc, "expression": c.expression, "collate": c.collate}
+                        for c in index.columns],
             "where": index.where, "serves": list(index.serves), "comment": _one_line(index.comment)}
 
 
@@ -185,8 +186,8 @@ def plan_checks(schema):
     (same table, columns, order, uniqueness and WHERE), whose use counts as its own."""
     out = {}
     for ix in schema.indexes:
-        key = compare.index_structure(ix)
-        same = [o.name for o in schema.indexes if o is not ix and compare.index_structure(o) == key]
+        key = compare.index_structure(ix, schema.table(ix.table))
+        same = [o.name for o in schema.indexes if o is not ix and compare.index_structure(o, schema.table(o.table)) == key]
         out[ix.name] = {"required": ix.plan_check == "required", "identical": same}
     return out
 

@@ -15,7 +15,6 @@ The fresh and up-to-date paths work from the compiled declaration
 """
 from __future__ import annotations
 
-import datetime
 import os
 import sqlite3
 import time
@@ -24,7 +23,8 @@ from attrs import frozen
 
 from ..sqlite import dbfile, structure
 from ..errors import ApplyError, DatabaseFileError, SchemagenError
-from .plan import Plan, fresh_plan, migration_plan
+from .plan import Plan, Step, fresh_plan, migration_plan, setting_steps
+from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
 from ..compile.target import target_for
 from ..sqlite.data import describe_violation, foreign_key_violations
 
@@ -53,11 +53,19 @@ class ApplyResult:
         return {"tables": list(self.plan.fk_scope), "count": self.kept_violations, "kept": list(self.kept_described)}
 
 
-def connection_pragmas(files, include_persistent=False):
-    """The PRAGMA statements of the rendered pragmas.sql, per-connection ones only by default."""
+def connection_pragmas(files, include_persistent=False, persistent=None):
+    """The PRAGMA statements of the rendered pragmas.sql, per-connection ones only by default.
+
+    persistent: the names of the declaration's persistent PRAGMAs (Target.persistent_pragmas); None: those
+    pragmas.sql marks as kept in the file. include_persistent: journal_mode and the like too, which apply sets
+    after COMMIT. Never the header settings (user_version, application_id): apply sets those in its
+    transaction, as plan steps.
+    """
     out = []
     for stmt in dbfile.split_statements(files["pragmas.sql"]):
-        if "journal_mode" in stmt and not include_persistent:
+        name = stmt.split()[1].split("=")[0].lower() if len(stmt.split()) > 1 else ""
+        kept = name in persistent if persistent is not None else stmt.endswith("-- kept in the file")
+        if kept and (not include_persistent or name in structure.HEADER_PRAGMAS):
             continue
         out.append(stmt)
     return out
@@ -91,20 +99,20 @@ def plan_for(conn, target, guard=None):
     and diffed.
     """
     if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
-        return fresh_plan(target)  # a new or empty file: nothing to introspect
+        return fresh_plan(target, conn)  # a new or empty file: nothing to introspect
     raw = structure.read_raw(conn)
     if guard is not None:
         _refuse_foreign_file(conn, raw, target)
     diffs = structure.compare(target.structure, structure.to_structure(raw))
-    if not diffs and not raw["views"] and not raw["triggers"]:
-        return Plan(steps=())
+    if not diffs:  # declared views, triggers and virtual tables are part of the structure: nothing else to read
+        return Plan(steps=setting_steps(target, conn))
     from .introspect import read_live  # only a file that differs needs the introspection model
     live = read_live(conn, raw)
     if live.is_empty:
-        return fresh_plan(target)
+        return fresh_plan(target, conn)
     if not [m for k, m in diffs if k != "extra"]:
-        from .diff import extras  # as above: only a file that differs needs the diff
-        return Plan(steps=(), extras=extras(target.schema, live))
+        from .diff import extras  # as above: only a file that differs needs the diff (here: to list its extras)
+        return Plan(steps=setting_steps(target, conn), extras=extras(target.schema, live))
     plan = migration_plan(conn, target, live)
     if plan.up_to_date:
         # structure.compare found a difference the diff has no change for: never call such a file up to date
@@ -146,51 +154,26 @@ def plan_database(path, schema=None, files=None, guard=None):
         conn.close()
 
 
-def backup_path(path, now=None):
-    now = now or datetime.datetime.now()
-    base = "%s.backup-%s" % (path, now.strftime("%Y%m%dT%H%M%S"))
-    candidate, n = base, 1
-    while os.path.exists(candidate):
-        n += 1
-        candidate = "%s-%d" % (base, n)
-    return candidate
-
-
-def make_backup(path):
-    """Copy the database with SQLite's online backup API, next to it; returns the copy's path.
-
-    Called while apply holds the write lock and before it writes: a second
-    connection reads the committed state, which is exactly what is about to
-    be migrated (the connection holding the write transaction cannot be the
-    source of a backup).
-    """
-    target_path = backup_path(path)
-    source = sqlite3.connect(path, timeout=DEFAULT_TIMEOUT_S)
-    target = sqlite3.connect(target_path)
-    try:
-        source.backup(target)
-    except sqlite3.Error as exc:
-        target.close()
-        os.remove(target_path)
-        raise DatabaseFileError("database %r: backup to %r failed: %s" % (path, target_path, exc)) from None
-    finally:
-        source.close()
-        target.close()
-    return target_path
-
-
-def apply(path, schema=None, files=None, backup=True, progress=None, guard=None):
+def apply(path, schema=None, files=None, backup=True, progress=None, guard=None, backup_dir=None,
+          keep_backups=DEFAULT_KEEP, check_data=False):
     """Create or migrate the database at path; returns an ApplyResult.
 
     progress(step_number, step, statement) is called before each statement
     (the CLI shows long steps with it; tests raise from it to inject faults).
     guard: as for plan_database.
+    backup_dir: the folder of the backup (default: the database's own; it must exist and be writable);
+    keep_backups: how many backups of this database that folder keeps (pruned after a successful COMMIT).
+    Before writing, PRAGMA quick_check runs on every table the plan rebuilds or fills (check_data: on
+    the whole file); a damaged file is refused with nothing written and no backup left.
     """
     path = os.fspath(path)
+    if backup:
+        check_backup_dir(backup_dir)
+        check_keep(keep_backups)
     target = target_for(schema, files)
     conn, existed = open_for_apply(path, target.files)
     try:
-        return _apply_locked(conn, path, target, backup, progress, guard)
+        return _apply_locked(conn, path, target, backup and (backup_dir, keep_backups), progress, guard, check_data)
     except BaseException:
         if not existed:
             _remove_if_still_empty(conn, path)
@@ -218,26 +201,30 @@ def _remove_if_still_empty(conn, path):
             os.remove(path + suffix)
 
 
-def _apply_locked(conn, path, target, backup, progress, guard):
+def _apply_locked(conn, path, target, backup, progress, guard, check_data=False):
+    """backup: (backup_dir, keep) when a backup is wanted, else a false value."""
     files = target.files
     start = time.perf_counter()
     conn.execute("PRAGMA foreign_keys = OFF")  # outside the transaction: no ON DELETE fires during a rebuild
     _begin(conn, path)
+    backup_to = None
     try:
         plan = plan_for(conn, target, guard)
         if plan.up_to_date:
             conn.execute("ROLLBACK")
             _finish_connection(conn, files)
             return ApplyResult(path, plan, applied=False, seconds=time.perf_counter() - start)
-        backup_to = None
+        if not plan.fresh:
+            _refuse_damaged(conn, path, plan, whole_file=check_data)
         if backup and plan.touches_rows:
-            backup_to = make_backup(path)
+            backup_to = make_backup(path, backup[0])
         # A savepoint marks the data as it was, so that foreign key violations
         # found after the plan can be told apart from those already there
         # without scanning the child tables twice when there are none (the
         # usual case): only then roll back to it, look, and run the plan again.
         conn.execute("SAVEPOINT schemagen_plan")
         count = _run_steps(conn, plan, progress)
+        _announce(progress, plan, "verify the structure and the foreign keys of the changed tables")
         verified = _verify_structure(conn, target)
         after = foreign_key_violations(conn, plan.fk_scope)
         kept = []
@@ -253,14 +240,43 @@ def _apply_locked(conn, path, target, backup, progress, guard):
                     len(introduced), "; ".join(describe_violation(conn, v) for v in introduced[:5])))
             kept = [describe_violation(conn, v) for v in after[:KEPT_DESCRIBED]]
         conn.execute("RELEASE schemagen_plan")
+        _announce(progress, plan, "commit")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        discard(backup_to)  # nothing changed: the backup of the unchanged file is not kept
         raise
+    if backup_to:
+        prune(path, backup[0], backup[1], protect=(backup_to,))
     _finish_connection(conn, files)
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
                        statements=count, structure=verified, kept_violations=len(after), kept_described=tuple(kept))
+
+
+def _announce(progress, plan, title):
+    """The checks before COMMIT and the COMMIT are steps of their own for progress, timed apart from the last
+    statement (their rows: what the plan touched, so that progress shows them when it shows the plan's steps)."""
+    if progress is not None:
+        rows = sum(s.rows or 0 for s in plan.steps)
+        progress(len(plan.steps) + (2 if title == "commit" else 1), Step(title, "", (), rows=rows), None)
+
+
+def _refuse_damaged(conn, path, plan, whole_file=False):
+    """PRAGMA quick_check before writing: on the tables the plan rebuilds or fills (their rows are
+    copied or rewritten), or on the whole file; a damaged one is refused with nothing written."""
+    if whole_file:
+        problem = damage(conn)
+    else:
+        tables = []
+        for step in plan.steps:
+            kind = type(step.change).__name__
+            if step.table is not None and kind in ("RebuildTable", "Backfill") and step.table not in tables:
+                tables.append(step.table)
+        problem = damage(conn, tables) if tables else None
+    if problem:
+        raise DatabaseFileError("database %r: %s; refusing to migrate a damaged file, nothing was changed: restore "
+                                "a backup (schemagen restore) or recover the data (sqlite3 .recover)" % (path, problem))
 
 
 def _key(violation):

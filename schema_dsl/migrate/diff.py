@@ -66,7 +66,7 @@ class Reason:
     """Why a table needs the rebuild, as data: kind, the columns it concerns, and the sentence the plan prints.
 
     kinds: column-changed, autoincrement, table-option, foreign-key-new, unique-new, check-new,
-    column-needs-rebuild, dropped, structure.
+    column-needs-rebuild (why it rebuilds); column-renamed, column-new (carried by the same rebuild); dropped.
     """
 
     kind: str
@@ -257,6 +257,11 @@ def table_changes(decl: Table, live: Table, live_info):
             if c.backfill:
                 changes.append(Backfill(decl, c.name, c.backfill))
         return changes
+    # The rebuild also carries what alone would have been an ALTER: say all of it, not only why it rebuilds.
+    blocked = {c for r in reasons if r.kind == "column-needs-rebuild" for c in r.columns}
+    reasons += [Reason("column-renamed", "column '%s' renamed to '%s'" % (old, new), (new,)) for old, new in renames]
+    reasons += [Reason("column-new", "new column '%s'%s" % (c.name, " filled from %s" % c.backfill if c.backfill else ""),
+                       (c.name,)) for c in new_cols if c.name not in blocked]
     return [_rebuild(decl, live, live_info, mapping, extra_cols, reasons)]
 
 
@@ -302,13 +307,20 @@ def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
     for c in extra_cols:
         definition = _strip_constraints(live_info["column_sql"].get(c.name, c.type))
         extra_columns.append((c.name, definition))
-        copy.append((c.name, quote_identifier(c.name)))
+        if not is_generated(definition):  # a generated column is computed again by the new table, never copied
+            copy.append((c.name, quote_identifier(c.name)))
     pk = decl.primary_key
     integer_pk = pk is not None and len(pk.columns) == 1 and decl.column(pk.columns[0]).type.upper() == "INTEGER"
     return RebuildTable(
         table=decl, copy=copy, extra_columns=extra_columns, extra_constraints=extra_constraints,
         keep_rowid=not (integer_pk or decl.without_rowid or live.without_rowid), autoincrement_from=bool(live.primary_key and live.primary_key.autoincrement),
         user_indexes=live_info["user_indexes"], reasons=list(reasons) + dropped, not_null_checks=not_null_checks)
+
+
+def is_generated(definition):
+    """True for the definition of a generated column (`... [GENERATED ALWAYS] AS (expr) [VIRTUAL|STORED]`)."""
+    tokens = [(kind, text.lower()) for kind, text in tokenize(definition or "")]
+    return any(tokens[k] == ("word", "as") and tokens[k + 1] == ("op", "(") for k in range(len(tokens) - 1))
 
 
 def _mentions(expr, names):
@@ -389,7 +401,7 @@ def diff(schema, live):
             changes.append(CreateIndex(ix, "recreated after the rebuild of its table"))
         elif live_ix is None:
             changes.append(CreateIndex(ix))
-        elif index_structure(ix) != index_structure(live_ix):
+        elif index_structure(ix, schema.table(ix.table)) != index_structure(live_ix, live.table(live_ix.table)):
             changes.append(DropIndex(live_ix.name, "definition changed"))
             changes.append(CreateIndex(ix, "definition changed: dropped and recreated"))
     for c in list(changes):

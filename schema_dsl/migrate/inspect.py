@@ -11,7 +11,7 @@ self-referencing foreign keys, foreign key cycles, AUTOINCREMENT, WITHOUT
 ROWID and STRICT tables, partial and expression indexes, views, triggers,
 virtual tables (their FTS3/4/5 and R*Tree shadow tables are left out).
 Refused with a DeclarationError naming the table: generated columns.
-Index keys with their own COLLATE are declared by column name only.
+Index keys keep their own COLLATE (where it differs from the column's) and an expression's text.
 
 Before returning, the text is executed and its Schema built: a declaration
 that would not load is never written; the error names the object.
@@ -119,8 +119,9 @@ def _table(t):
 def _index(ix):
     cols = ", ".join(
         "IndexColumn(%s)" % _args(c.name, **({"desc": "True"} if c.desc else {}),
-                                  **({"expression": "True"} if c.expression else {}))
-        if (c.desc or c.expression or len(c.name.split()) != 1) else repr(c.name) for c in ix.columns)
+                                  **({"expression": "True"} if c.expression else {}),
+                                  **({"collate": repr(c.collate)} if c.collate else {}))
+        if (c.desc or c.expression or c.collate or len(c.name.split()) != 1) else repr(c.name) for c in ix.columns)
     named = {}
     if ix.unique:
         named["unique"] = "True"
@@ -141,14 +142,14 @@ def _refuse_unsupported(raw):
 
 
 def _pragmas(conn):
+    """The file's persistent settings: journal_mode, and user_version and application_id where not 0."""
     mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
     out = ["    Pragma('journal_mode', %r, persistent=True)," % mode]
-    notes = []
-    for name in ("user_version", "application_id"):
+    for name in structure.HEADER_PRAGMAS:
         value = conn.execute("PRAGMA %s" % name).fetchone()[0]
-        if value:
-            notes.append("# PRAGMA %s = %d is stored in the file; schemagen does not manage it." % (name, value))
-    return out, notes
+        if value:  # application_id names a file format: written in hex, as such ids are published
+            out.append("    Pragma(%r, %s, persistent=True)," % (name, hex(value) if name == "application_id" else value))
+    return out
 
 
 def declaration_text(conn, name):
@@ -157,9 +158,8 @@ def declaration_text(conn, name):
     _refuse_unsupported(raw)
     live = read_live(conn, raw)
     views, triggers = view_models(live)
-    pragmas, notes = _pragmas(conn)
+    pragmas = _pragmas(conn)
     lines = [HEADER % repr(name)]
-    lines += notes + ([""] if notes else [])
     lines.append("TABLES = [")
     for t in live.tables.values():
         lines += _table(t)

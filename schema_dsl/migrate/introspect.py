@@ -126,27 +126,20 @@ def table_from_pragma_rows(name, info):
     )
 
 
-def index_key_texts(sql):
-    """The key items of a stored CREATE INDEX, each canonical SQL text without a trailing ASC/DESC."""
-    tokens = structure.tokenize(sql or "")
-    start = tokens.index(("op", "("))
-    out = []
-    for item in structure.split_top(tokens[start + 1:structure.matching_paren(tokens, start)]):
-        if item and item[-1][0] == "word" and item[-1][1].lower() in ("asc", "desc"):
-            item = item[:-1]
-        out.append(structure.join_tokens(item))
-    return out
-
-
-def index_from_pragma_rows(name, info):
-    keys = [r for r in info["xinfo"] if r[5]]
-    texts = index_key_texts(info["sql"]) if any(r[2] is None for r in keys) else None
+def index_from_pragma_rows(name, info, table=None):
+    """A model Index; table: the model Table it is on, whose column COLLATE a key inherits (a key's own
+    COLLATE is kept only where it differs from that)."""
+    keys = [r for r in info["xinfo"] if r[5]]  # index_xinfo: seqno, cid, name, desc, coll, key
+    texts = structure.index_key_texts(info["sql"]) if any(r[2] is None for r in keys) else ()
     columns = []
     for k, r in enumerate(keys):
         if r[2] is not None:
-            columns.append(IndexColumn(r[2], bool(r[3])))
-        else:  # an expression: its text from the stored statement
-            columns.append(IndexColumn(texts[k] if texts and k < len(texts) else structure.EXPRESSION, bool(r[3]),
+            column = table.column(r[2]) if table is not None else None
+            inherited = ((column.collate if column is not None else None) or "BINARY").upper()
+            collate = (r[4] or "BINARY").upper()
+            columns.append(IndexColumn(r[2], bool(r[3]), collate=collate if collate != inherited else None))
+        else:  # an expression: its text from the stored statement, a COLLATE written after it included
+            columns.append(IndexColumn(texts[k][0] if k < len(texts) else structure.EXPRESSION, bool(r[3]),
                                        expression=True))
     return Index(name, info["table"], columns, unique=bool(info["unique"]), where=structure.index_where(info["sql"]))
 
@@ -170,7 +163,7 @@ def read_live(conn, raw=None):
         constraint_sql[name] = parsed["constraints"]
     return Live(
         tables=tables,
-        indexes={n: index_from_pragma_rows(n, i) for n, i in raw["indexes"].items()},
+        indexes={n: index_from_pragma_rows(n, i, named(tables.values(), i["table"])) for n, i in raw["indexes"].items()},
         views=dict(raw["views"]),
         triggers=dict(raw["triggers"]),
         virtual_tables={n: virtual_table_from_sql(n, sql) for n, sql in raw.get("virtual_tables", {}).items()},

@@ -8,14 +8,16 @@ invent (UnsafeMigrationError, nothing changed).
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import Union
 
 from attrs import field, frozen
 
 from ..sqlite.dbfile import split_statements
-from ..errors import UnsafeMigrationError
+from ..errors import SchemagenError, UnsafeMigrationError
 from ..sqlite.quote import quote_identifier
+from ..sqlite.structure import HEADER_PRAGMAS
 
 
 def _tuple(v):
@@ -53,13 +55,44 @@ class Plan:
         return not self.steps
 
 
-def fresh_plan(target):
-    """Run the rendered DDL files of target (a target.Target), in order, on an empty database."""
+@frozen
+class SetPragma:
+    """A declared persistent setting kept in the database header (user_version, application_id) that the file
+    does not have; set inside apply's transaction, never on every connection."""
+
+    name: str
+    value: str     # as declared (PRAGMA's answer as text)
+    found: str     # what the file has
+    reason: str = "declared persistent setting"
+
+
+def setting_steps(target, conn=None):
+    """Steps that set the declared header settings where the file differs (conn None: a new file, where they
+    are 0), each with the statement pragmas.sql renders for it."""
+    steps = []
+    for name in HEADER_PRAGMAS:
+        wanted = target.persistent_pragmas.get(name)
+        found = str(conn.execute("PRAGMA %s" % name).fetchone()[0]) if conn is not None else "0"
+        if wanted is None or wanted == found:
+            continue
+        rendered = [s for s in split_statements(target.files["pragmas.sql"]) if re.match(r"PRAGMA\s+%s\b" % name, s, re.I)]
+        if not rendered:
+            raise SchemagenError("pragmas.sql has no PRAGMA %s statement, which the declaration sets: run schemagen "
+                                 "render" % name)
+        ch = SetPragma(name, wanted, found)
+        steps.append(Step("set %s to %s" % (name, wanted), "%s (the file has %s); kept in the file, set in the "
+                          "transaction" % (ch.reason, found), [rendered[0][:rendered[0].index(";") + 1]], change=ch))
+    return steps
+
+
+def fresh_plan(target, conn=None):
+    """Run the rendered DDL files of target (a target.Target), in order, on an empty database, then set its
+    header settings (conn: the empty file's connection, None for a new file)."""
     steps = []
     for filename in (*target.table_files, target.index_file):
         steps.append(Step(title="run %s" % filename, why="the database is empty: create the declared schema",
                           statements=split_statements(target.files[filename])))
-    return Plan(steps=steps, fresh=True)
+    return Plan(steps=steps + setting_steps(target, conn), fresh=True)
 
 
 def _count(conn, sql, params=()):
@@ -83,6 +116,48 @@ def _has_rows(conn, table):
     return bool(_count(conn, "SELECT EXISTS (SELECT 1 FROM %s)" % quote_identifier(table)))
 
 
+def _unfillable(conn, t, live_t, ch):
+    """What keeps a rebuild's copy from filling the declared table: a fill over columns the existing table lacks,
+    a NOT NULL column without a source, default or fill while rows exist. One sentence, with what to do."""
+    q = quote_identifier
+    copy = dict(ch.copy)
+    broken = []
+    for column, expr in ch.copy:
+        try:
+            conn.execute("SELECT %s FROM %s LIMIT 0" % (expr, q(live_t.name))).fetchall()
+        except sqlite3.Error as exc:
+            text = str(exc)
+            what = ("the existing table has no column '%s'" % text.split(":", 1)[1].strip()
+                    if text.startswith("no such column:") else "it cannot be computed from the existing table (%s)" % text)
+            broken.append("column '%s' is filled from %s, but %s" % (column, expr, what))
+    pk = t.primary_key.columns if t.primary_key else ()
+    rowid_alias = (len(pk) == 1 and not t.without_rowid and t.column(pk[0]) is not None
+                   and t.column(pk[0]).type.upper() == "INTEGER")
+    empty = [c.name for c in t.columns if c.name not in copy and c.not_null and c.default is None
+             and not (rowid_alias and c.name.lower() == pk[0].lower())]
+    rows = _count(conn, "SELECT count(*) FROM %s" % q(live_t.name)) if empty else 0
+    if not broken and not (empty and rows):
+        return []
+    parts = list(broken)
+    if empty and rows:
+        parts.append("NOT NULL column%s %s would have no value in its %d existing row%s (the table has no such "
+                     "column, and no default or backfill is declared)" % (
+                         "s" if len(empty) > 1 else "", ", ".join("'%s'" % n for n in empty), rows,
+                         "s" if rows != 1 else ""))
+    live_names = [c.name for c in live_t.columns]
+    declared = {c.name.lower() for c in t.columns} | {c.renamed_from.lower() for c in t.columns
+                                                      if getattr(c, "renamed_from", None)}
+    shared = [n for n in live_names if n.lower() in declared]
+    hint = ("declare a default or a backfill over the existing columns for each, or renamed_from where the column "
+            "exists under another name")
+    if len(shared) * 2 < len(t.columns):
+        hint = ("the existing '%s' (columns %s) shares only %s with the declaration: if it belongs to another "
+                "application, use another database file or your own declaration (--schema); otherwise %s" % (
+                    live_t.name, ", ".join(live_names), ", ".join(shared) or "no column", hint))
+    return ["table '%s': the existing rows cannot be copied into the declared table: %s; %s" % (
+        t.name, "; ".join(parts), hint)]
+
+
 def check_data(conn, schema, live, changes):
     """Raise UnsafeMigrationError for a change that would lose or invent data."""
     from . import diff as d  # the diff and the model load only when there is something to migrate
@@ -94,6 +169,7 @@ def check_data(conn, schema, live, changes):
         t = ch.table
         q = quote_identifier
         live_t = live.table(t.name)
+        problems += _unfillable(conn, t, live_t, ch)
         for new_name, source in ch.not_null_checks:
             nulls = _count(conn, "SELECT count(*) FROM %s WHERE %s IS NULL" % (q(live_t.name), q(source)))
             if nulls:
@@ -194,6 +270,7 @@ def migration_plan(conn, target, live):
                               [render().statement("drop_" + ch.kind, ch.name)], change=ch))
         else:  # pragma: no cover - the set of change kinds is closed
             raise TypeError("unknown change %r" % (ch,))
+    steps += setting_steps(target, conn)
     for step in steps:
         if step.table is not None and live.table(step.table) is not None and _has_rows(conn, live.table(step.table).name):
             touches = True

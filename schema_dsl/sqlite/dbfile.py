@@ -5,6 +5,13 @@ changes anything: a missing parent folder, a directory, a file that is not
 an SQLite database, a read-only file (judged by its permission bits too, since
 root may write anyway), and a database locked by another connection (after
 waiting busy_timeout).
+
+A database is named by a filesystem path, never by an SQLite URI: every
+connection is opened here through a file: URI built from the escaped absolute
+path (Debian's SQLite reads a name starting with "file:" as a URI even without
+uri=True), so `file:y.db` is the file of that name in the current folder.
+A file in a read-only folder (read-only media) is read with immutable=1, which
+is safe only while no -wal or hot -journal holds changes the file lacks.
 """
 from __future__ import annotations
 
@@ -18,6 +25,23 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 
+def check_name(path):
+    """Raise DatabaseFileError for a name that is not the path of a file: a database is never named by a URI."""
+    path = os.fspath(path)
+    label = "database %r" % path
+    if not path:
+        raise DatabaseFileError("database '': empty path, expected the path of an SQLite database file")
+    if path == ":memory:":
+        raise DatabaseFileError("%s: an in-memory database is not a file, expected the path of an SQLite database "
+                                "file" % label)
+    if path.endswith("/") or (os.altsep and path.endswith(os.altsep)):
+        raise DatabaseFileError("%s: ends with '/', expected the path of a file, not a folder" % label)
+    if path.startswith("file:") and "?" in path:
+        raise DatabaseFileError("%s: looks like an SQLite URI with parameters, but a database is named by its file "
+                                "path (URIs and their parameters are not read); name the file itself, or write "
+                                "'./%s' for a file of that very name" % (label, path))
+
+
 def check_path(path, write=True):
     """Raise DatabaseFileError unless path can be opened as an SQLite database.
 
@@ -25,6 +49,7 @@ def check_path(path, write=True):
     """
     path = os.fspath(path)
     label = "database %r" % path
+    check_name(path)
     if os.path.isdir(path):
         raise DatabaseFileError("%s: is a directory, expected an SQLite database file" % label)
     if not os.path.exists(path):
@@ -53,8 +78,8 @@ def check_path(path, write=True):
 
 
 def connect(path, busy_timeout_ms=DEFAULT_BUSY_TIMEOUT_MS):
-    """An autocommit connection (transactions are explicit) with busy_timeout set."""
-    conn = sqlite3.connect(os.fspath(path), timeout=busy_timeout_ms / 1000.0, isolation_level=None)
+    """An autocommit connection (transactions are explicit) with busy_timeout set; creates a missing file."""
+    conn = sqlite3.connect(uri(path), uri=True, timeout=busy_timeout_ms / 1000.0, isolation_level=None)
     conn.execute("PRAGMA busy_timeout = %d" % int(busy_timeout_ms))
     return conn
 
@@ -89,21 +114,102 @@ def split_statements(text):
 
 def uri_path(path):
     """The absolute path of a file, escaped for a file: URI (the one escaping rule)."""
-    return os.path.abspath(os.fspath(path)).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    path = os.path.abspath(os.fspath(path))
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")  # "file://x" would name a host
+    return path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+
+
+def uri(path, **params):
+    """The file: URI of a filesystem path (escaped, absolute), with query parameters such as mode="ro"."""
+    query = "&".join("%s=%s" % item for item in params.items())
+    return "file:%s%s" % (uri_path(path), "?" + query if query else "")
+
+
+def read_only_folder(path):
+    """True when the folder of path cannot be written (read-only media included): SQLite cannot create -shm there."""
+    return not os.access(os.path.dirname(os.path.abspath(os.fspath(path))), os.W_OK)
+
+
+def _pending_changes(path):
+    """The -wal or -journal beside path that holds changes the file itself lacks, or None."""
+    for suffix in ("-wal", "-journal"):
+        try:
+            if os.path.getsize(os.fspath(path) + suffix) > 0:
+                return os.fspath(path) + suffix
+        except OSError:
+            continue
+    return None
+
+
+def header_journal_mode(path):
+    """"wal" or "delete" as the file's header records it (an immutable connection always answers "delete")."""
+    with open(os.fspath(path), "rb") as fh:
+        head = fh.read(20)
+    return "wal" if len(head) == 20 and head[18] == 2 and head[19] == 2 else "delete"
+
+
+class ImmutableConnection(sqlite3.Connection):
+    """A connection open_existing opened with immutable=1 (a file in a read-only folder).
+
+    SQLite answers "delete" to PRAGMA journal_mode on such a connection whatever the file holds; this
+    one answers what the file's header records, so that validate and inspect report the file.
+    """
+
+    header_mode = "delete"
+
+    def execute(self, sql, *args):
+        if " ".join(sql.lower().replace(";", " ").split()) in ("pragma journal_mode", "pragma main.journal_mode"):
+            return super().execute("SELECT ? AS journal_mode", (self.header_mode,))
+        return super().execute(sql, *args)
+
+
+def is_immutable(conn):
+    """True for a connection opened with immutable=1: its PRAGMA journal_mode says "delete" whatever the file holds."""
+    return isinstance(conn, ImmutableConnection)
+
+
+def _open_immutable(path):
+    """A read-only, immutable connection that has read sqlite_master (it never creates -wal or -shm)."""
+    conn = None
+    try:
+        conn = sqlite3.connect(uri(path, mode="ro", immutable=1), uri=True, isolation_level=None,
+                               factory=ImmutableConnection)
+        conn.header_mode = header_journal_mode(path)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise DatabaseFileError(describe_sqlite_error(path, exc)) from None
+    return conn
 
 
 def open_existing(path, mode="ro", busy_timeout_ms=DEFAULT_BUSY_TIMEOUT_MS):
     """Open an existing database file without ever creating it: the one place that opens a file by URI.
 
     mode "ro" opens it read-only; "rw" read-write, falling back to read-only
-    when the file or its folder cannot be written. Every failure is a
-    DatabaseFileError naming the path.
+    when the file or its folder cannot be written. In a read-only folder the
+    file is opened read-only and immutable (see the module docstring), or
+    refused when a non-empty -wal or -journal lies beside it. Every failure
+    is a DatabaseFileError naming the path.
     """
     check_path(path, write=False)
+    if read_only_folder(path):
+        # SQLite cannot create -shm here: read the file as immutable, safe only when nothing is pending beside it
+        pending = _pending_changes(path)
+        if pending is not None:
+            raise DatabaseFileError("database %r: its folder is read-only and %r holds changes the file itself lacks, "
+                                    "so it cannot be read safely here; copy the database with its %s to a writable "
+                                    "folder, or open it once where the folder is writable" % (
+                                        os.fspath(path), pending, pending[len(os.fspath(path)):]))
+        return _open_immutable(path)
+    if header_journal_mode(path) == "wal" and not any(os.path.exists(os.fspath(path) + s) for s in ("-wal", "-shm")):
+        # SQLite creates -wal and -shm before it finds that a file only looks like a database: look first
+        _open_immutable(path).close()
     modes = ("ro",) if mode == "ro" else ("rw", "ro")
     for attempt in modes:
         try:
-            conn = sqlite3.connect("file:%s?mode=%s" % (uri_path(path), attempt), uri=True,
+            conn = sqlite3.connect(uri(path, mode=attempt), uri=True,
                                    timeout=busy_timeout_ms / 1000.0, isolation_level=None)
             return conn
         except sqlite3.Error as exc:

@@ -12,6 +12,13 @@
 #                       "columns": [[col, desc], ...], "where": expr or None}},
 #    "views": {name: body}, "triggers": {name: {"table": str, "sql": body}},
 #    "virtual_tables": {name: {"module": str, "args": normalized args}}}
+# An index key on an expression is ["<expression>", desc, {"expr": its
+# normalized text}], the text read from the stored CREATE INDEX (a COLLATE
+# written after it included); a key on a column whose collating sequence
+# (its own COLLATE, else the column's) is not BINARY is [col, desc,
+# {"collate": NAME}]. An expected key ["<expression>", desc] without its
+# text matches any expression key (structures written before the text was
+# recorded).
 # Keys that hold their default are left out, so that a structure without
 # them reads as before: a column's "collate" (absent: BINARY), a foreign
 # key's "deferrable" (absent: not deferrable), a table's "without_rowid" and
@@ -28,6 +35,8 @@ import re
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
 EXPRESSION = "<expression>"  # the column name of an index on an expression
+# Settings kept in the database header (32-bit integers): declared persistent, set inside a transaction.
+HEADER_PRAGMAS = ("user_version", "application_id")
 
 
 def tokenize(sql):
@@ -311,6 +320,32 @@ def index_where(sql):
     return None
 
 
+def index_key_texts(sql):
+    """The keys of a stored CREATE INDEX in order, each as (canonical SQL text, desc).
+
+    The text is the key without a trailing ASC or DESC; a COLLATE written after it stays in it.
+    """
+    tokens = tokenize(sql or "")
+    start = tokens.index(("op", "("))
+    out = []
+    for item in split_top(tokens[start + 1:matching_paren(tokens, start)]):
+        desc = False
+        if item and item[-1][0] == "word" and item[-1][1].lower() in ("asc", "desc"):
+            desc = item[-1][1].lower() == "desc"
+            item = item[:-1]
+        out.append((join_tokens(item), desc))
+    return out
+
+
+def index_key(name, desc, collate=None, expression=None):
+    """One key of an index structure: expression (its text) for a key on an expression, else the column
+    name and its collating sequence (None or BINARY: the default, left out)."""
+    if expression is not None:
+        return [EXPRESSION, bool(desc), {"expr": normalize_sql(expression)}]
+    collate = (collate or "BINARY").upper()
+    return [name, bool(desc)] + ([{"collate": collate}] if collate != "BINARY" else [])
+
+
 def read_raw(conn):
     """Read the schema of the main database of an open sqlite3 connection.
 
@@ -429,10 +464,14 @@ def to_structure(raw):
                 tables[name][key] = True
     indexes = {}
     for name, info in raw["indexes"].items():
+        keys = [r for r in info["xinfo"] if r[5]]  # index_xinfo: seqno, cid, name, desc, coll, key
+        texts = index_key_texts(info["sql"]) if any(r[2] is None for r in keys) else ()
         indexes[name] = {
             "table": info["table"],
             "unique": bool(info["unique"]),
-            "columns": [[r[2] if r[2] is not None else EXPRESSION, bool(r[3])] for r in info["xinfo"] if r[5]],
+            "columns": [index_key(r[2], r[3], r[4]) if r[2] is not None else
+                        index_key(None, r[3], expression=texts[k][0]) if k < len(texts) else [EXPRESSION, bool(r[3])]
+                        for k, r in enumerate(keys)],
             "where": index_where(info["sql"]),
         }
     struct = {"tables": tables, "indexes": indexes}
@@ -454,7 +493,17 @@ def read_structure(conn):
 
 
 def _cols(columns):
-    return "(" + ", ".join(c + (" DESC" if d else "") for c, d in columns) + ")"
+    def key(item):
+        extra = item[2] if len(item) > 2 else {}
+        text = extra.get("expr", item[0]) + (" COLLATE " + extra["collate"] if "collate" in extra else "")
+        return text + (" DESC" if item[1] else "")
+    return "(" + ", ".join(key(item) for item in columns) + ")"
+
+
+def _same_keys(expected, actual):
+    """Index keys equal; an expected ["<expression>", desc] without its text matches any expression key."""
+    return len(expected) == len(actual) and all(
+        e == a or (len(e) == 2 and e[0] == EXPRESSION and list(a[:2]) == list(e)) for e, a in zip(expected, actual))
 
 
 def _fk_text(fk):
@@ -475,7 +524,7 @@ def fold_case(struct):
             fks=sorted((dict(f, columns=low(f["columns"]), table=f["table"].lower(), to=low(f["to"])) for f in t["fks"]), key=repr),
             uniques=sorted(low(u) for u in t["uniques"]),
         )
-    indexes = {name.lower(): dict(ix, table=ix["table"].lower(), columns=[[c.lower(), d] for c, d in ix["columns"]])
+    indexes = {name.lower(): dict(ix, table=ix["table"].lower(), columns=[[c.lower(), *rest] for c, *rest in ix["columns"]])
                for name, ix in struct["indexes"].items()}
     out = {"tables": tables, "indexes": indexes}
     if struct.get("views"):
@@ -545,7 +594,7 @@ def compare(expected, actual):
         where = "index '%s'" % name
         if act["table"] != exp["table"]:
             out.append(("differs", "%s: on table '%s', expected '%s'" % (where, act["table"], exp["table"])))
-        if act["columns"] != exp["columns"]:
+        if not _same_keys(exp["columns"], act["columns"]):
             out.append(("differs", "%s: columns are %s, expected %s" % (where, _cols(act["columns"]), _cols(exp["columns"]))))
         if act["unique"] != exp["unique"]:
             out.append(("differs", "%s: UNIQUE is %s, expected %s" % (where, act["unique"], exp["unique"])))

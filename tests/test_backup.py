@@ -1,0 +1,330 @@
+"""Backups, restore and the damaged-file check before apply writes (issue 10, items 1 and 4)."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import legacy
+from conftest import ROOT, make_runner
+from schema_dsl.cli import main
+from schema_dsl.errors import ApplyError, DatabaseFileError, UnsafeMigrationError
+from schema_dsl.migrate import apply as apply_mod
+from schema_dsl.migrate import backup as backup_mod
+from schema_dsl.migrate.apply import apply
+from schema_dsl.migrate.backup import list_backups, make_backup, restore
+
+TASKS = 300
+
+
+@pytest.fixture(scope="module")
+def retrofitted(tmp_path_factory):
+    """A retrofitted-shape file: its migration rebuilds tasks (copies every row) and adds columns elsewhere."""
+    return legacy.create(str(tmp_path_factory.mktemp("src") / "retro.db"), "retrofitted", tasks=TASKS)
+
+
+def copy(src, dst):
+    shutil.copy(src, dst)
+    return str(dst)
+
+
+def leftovers(folder):
+    """Every file that looks like a backup or a temporary backup, in folder."""
+    return sorted(p.name for p in Path(folder).iterdir() if ".backup-" in p.name)
+
+
+def damage_table(path, table):
+    """Lower the cell count of one leaf page of table: reads silently skip its rows, quick_check sees it."""
+    conn = sqlite3.connect(path)
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    leaves = [r[0] for r in conn.execute(
+        "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno", (table,))]
+    conn.close()
+    with open(path, "r+b") as fh:
+        fh.seek((leaves[1] - 1) * size + 3)
+        fh.write(b"\x00\x01")
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA quick_check(%s)" % table).fetchone()[0] != "ok"
+    conn.close()
+
+
+# --- item 1: a damaged file is refused before anything is written ----------------------------------
+
+def test_damaged_table_the_plan_rebuilds_is_refused_unchanged(retrofitted, tmp_path):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    damage_table(path, "tasks")
+    data = Path(path).read_bytes()
+    out = make_runner().invoke(main, ["apply", "--db", path])
+    assert out.exit_code == 2, out.output
+    err = out.stderr.strip()
+    assert "\n" not in err and err.startswith("error: ")
+    assert "table 'tasks' is damaged (PRAGMA quick_check: Fragmentation of" in err and "nothing was changed" in err
+    assert "OK" not in out.output and "migrated" not in out.output
+    assert Path(path).read_bytes() == data
+    assert leftovers(tmp_path) == []
+
+
+def test_check_data_checks_the_whole_file_before_writing(retrofitted, tmp_path):
+    # agents is only given a new column (no rows copied): the default check does not read it, --check-data does
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    damage_table(path, "agents")
+    data = Path(path).read_bytes()
+    out = make_runner().invoke(main, ["apply", "--db", path, "--check-data"])
+    assert out.exit_code == 2, out.output
+    assert "the file is damaged (PRAGMA quick_check:" in out.stderr
+    assert Path(path).read_bytes() == data
+    assert leftovers(tmp_path) == []
+
+
+def test_sound_file_migrates_with_the_check_on(retrofitted, tmp_path):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    result = apply(path, check_data=True)
+    assert result.applied and result.backup
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == TASKS
+    conn.close()
+
+
+# --- item 4: backups --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", [0o600, 0o640])
+def test_backup_has_the_database_files_mode(retrofitted, tmp_path, mode):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    os.chmod(path, mode)
+    result = apply(path)
+    assert stat.S_IMODE(os.stat(result.backup).st_mode) == mode
+    assert Path(result.backup).name.startswith("db.sqlite.backup-")
+    conn = sqlite3.connect(result.backup)
+    assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == TASKS
+    conn.close()
+    assert leftovers(tmp_path) == [Path(result.backup).name]  # no temporary file, no journal
+
+
+def _interrupting_copy(exc):
+    def copy_pages(source, target, progress):
+        calls = []
+
+        def step(status, remaining, total):
+            calls.append(remaining)
+            if len(calls) == 3:
+                raise exc
+        source.backup(target, pages=1, progress=step)
+    return copy_pages
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), OSError(errno.ENOSPC, "No space left on device")])
+def test_interrupted_backup_leaves_no_file_and_nothing_changed(retrofitted, tmp_path, monkeypatch, exc):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    data = Path(path).read_bytes()
+    monkeypatch.setattr(backup_mod, "_copy_pages", _interrupting_copy(exc))
+    expected = KeyboardInterrupt if isinstance(exc, KeyboardInterrupt) else DatabaseFileError
+    with pytest.raises(expected) as info:
+        apply(path)
+    if expected is DatabaseFileError:
+        assert "backup to %r failed (No space left on device); nothing was changed" % str(tmp_path) in str(info.value)
+    assert leftovers(tmp_path) == []
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith("-journal")]
+    assert Path(path).read_bytes() == data
+
+
+def test_killed_backup_never_leaves_a_file_under_the_final_name(retrofitted, tmp_path):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    script = (
+        "import os, signal, sys\n"
+        "from schema_dsl.migrate import backup\n"
+        "def copy_pages(source, target, progress):\n"
+        "    def step(status, remaining, total):\n"
+        "        if total - remaining >= 5: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    source.backup(target, pages=1, progress=step)\n"
+        "backup._copy_pages = copy_pages\n"
+        "from schema_dsl.migrate.apply import apply\n"
+        "apply(sys.argv[1])\n")
+    proc = subprocess.run([sys.executable, "-c", script, path], cwd=str(ROOT), capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    assert list_backups(path) == []
+    stray = leftovers(tmp_path)
+    assert len(stray) == 1 and stray[0].startswith(".db.sqlite.backup-") and stray[0].endswith(".tmp")
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    assert "session_id" not in [r[1] for r in conn.execute("PRAGMA table_info(tasks)")]  # not migrated
+    conn.close()
+    # the next successful apply removes the dead process's temporary file
+    result = apply(path)
+    assert leftovers(tmp_path) == [Path(result.backup).name]
+
+
+@pytest.mark.parametrize("fault", ["error", "interrupt"])
+def test_rolled_back_apply_removes_its_backup(retrofitted, tmp_path, monkeypatch, fault):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    data = Path(path).read_bytes()
+    made = []
+    real = apply_mod.make_backup
+    monkeypatch.setattr(apply_mod, "make_backup", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+
+    def fail(number, step, statement):
+        if number == 5:
+            raise KeyboardInterrupt() if fault == "interrupt" else ApplyError("injected")
+    with pytest.raises(KeyboardInterrupt if fault == "interrupt" else ApplyError):
+        apply(path, progress=fail)
+    assert len(made) == 1 and not os.path.exists(made[0])  # a backup was made, then removed
+    assert leftovers(tmp_path) == []
+    assert Path(path).read_bytes() == data
+
+
+def test_refused_apply_says_nothing_about_a_backup(retrofitted, tmp_path, monkeypatch):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    monkeypatch.setattr(apply_mod, "_verify_structure", lambda conn, target: (_ for _ in ()).throw(
+        ApplyError("after the plan the structure still differs, rolled back: injected")))
+    out = make_runner().invoke(main, ["apply", "--db", path])
+    assert out.exit_code == 2
+    assert "injected" in out.stderr
+    assert "backup" not in out.output + out.stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_unsafe_migration_is_refused_before_any_backup(retrofitted, tmp_path):
+    import attrs
+    from schema_dsl.abathur import SCHEMA
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE tasks SET created_by = NULL WHERE rowid % 2 = 0")
+    conn.commit()
+    conn.close()
+    tasks = SCHEMA.table("tasks")
+    col = attrs.evolve(tasks.column("created_by"), not_null=True)
+    schema = attrs.evolve(SCHEMA, tables=[attrs.evolve(t, columns=[col if c.name == "created_by" else c for c in t.columns])
+                                          if t.name == "tasks" else t for t in SCHEMA.tables])
+    with pytest.raises(UnsafeMigrationError, match="must become NOT NULL"):
+        apply(path, schema=schema)
+    assert leftovers(tmp_path) == []
+
+
+def test_retention_keeps_exactly_n_of_this_database(retrofitted, tmp_path):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    older = ["db.sqlite.backup-20200101T000000", "db.sqlite.backup-20200101T000000-2",
+             "db.sqlite.backup-20200101T000000-10", "db.sqlite.backup-20210101T000000"]
+    others = ["other.sqlite.backup-20200101T000000", "db.sqlite.backup-20200101T000000.notes",
+              "xdb.sqlite.backup-20200101T000000"]
+    for name in older + others:
+        (tmp_path / name).write_bytes(b"x")
+    result = apply(path, keep_backups=3)
+    kept = [Path(p).name for p in list_backups(path)]
+    assert kept == ["db.sqlite.backup-20200101T000000-10", "db.sqlite.backup-20210101T000000", Path(result.backup).name]
+    for name in others:
+        assert (tmp_path / name).exists()
+
+
+def test_failed_apply_prunes_nothing(retrofitted, tmp_path):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    for name in ("db.sqlite.backup-20200101T000000", "db.sqlite.backup-20210101T000000"):
+        (tmp_path / name).write_bytes(b"x")
+
+    def fail(number, step, statement):
+        raise ApplyError("injected")
+    with pytest.raises(ApplyError):
+        apply(path, keep_backups=1, progress=fail)
+    assert leftovers(tmp_path) == ["db.sqlite.backup-20200101T000000", "db.sqlite.backup-20210101T000000"]
+
+
+def test_keep_backups_must_be_at_least_one(retrofitted, tmp_path):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    data = Path(path).read_bytes()
+    out = make_runner().invoke(main, ["apply", "--db", path, "--keep-backups", "0"])
+    assert out.exit_code == 2 and "x>=1" in out.stderr
+    with pytest.raises(DatabaseFileError, match="--keep-backups must be 1 or more"):
+        apply(path, keep_backups=0)
+    assert Path(path).read_bytes() == data and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_bad_backup_dir_is_refused_before_anything(retrofitted, tmp_path, kind):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    data = Path(path).read_bytes()
+    bad = tmp_path / "nowhere"
+    if kind == "file":
+        bad.write_text("x")
+    out = make_runner().invoke(main, ["apply", "--db", path, "--backup-dir", str(bad)])
+    assert out.exit_code == 2, out.output
+    assert out.stderr.count("\n") == 1 and "nowhere" in out.stderr
+    assert Path(path).read_bytes() == data
+    assert leftovers(tmp_path) == []
+
+
+def test_backup_dir_holds_the_backup_and_apply_says_where(retrofitted, tmp_path):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    out = make_runner().invoke(main, ["apply", "--db", path, "--backup-dir", str(folder)])
+    assert out.exit_code == 0, out.output + out.stderr
+    kept = list_backups(path, str(folder))
+    assert len(kept) == 1 and "backup: %s" % kept[0] in out.output
+    assert leftovers(tmp_path) == []
+
+
+# --- restore --------------------------------------------------------------------------------------
+
+def _small_db(path, values):
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (v INTEGER)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(v,) for v in values])
+    conn.close()
+    return str(path)
+
+
+def test_restore_round_trip_seen_by_an_open_connection(tmp_path):
+    path = _small_db(tmp_path / "db.sqlite", [1, 2, 3])
+    saved = make_backup(path)
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("DELETE FROM t WHERE v = 1")
+    reader.execute("INSERT INTO t VALUES (40)")
+    assert reader.execute("SELECT group_concat(v) FROM t").fetchone()[0] == "2,3,40"
+    out = make_runner().invoke(main, ["restore", "--db", path])
+    assert out.exit_code == 0, out.output + out.stderr
+    # the connection that held the file open all along sees the restored rows
+    assert reader.execute("SELECT group_concat(v) FROM t").fetchone()[0] == "1,2,3"
+    reader.close()
+    backups = list_backups(path)
+    assert len(backups) == 2 and saved in backups
+    before = [b for b in backups if b != saved][0]
+    assert "restored %s from %s; its state before the restore is in %s" % (path, saved, before) in out.output
+    conn = sqlite3.connect(before)
+    assert conn.execute("SELECT group_concat(v) FROM t").fetchone()[0] == "2,3,40"
+    conn.close()
+    assert not os.path.exists(saved + "-wal") and not os.path.exists(saved + "-shm")
+
+
+@pytest.mark.parametrize("content", [b"this is not a database at all" * 100, b""])
+def test_restore_refuses_a_file_that_is_not_sqlite(tmp_path, content):
+    path = _small_db(tmp_path / "db.sqlite", [1, 2])
+    data = Path(path).read_bytes()
+    bogus = tmp_path / "bogus.backup"
+    bogus.write_bytes(content)
+    out = make_runner().invoke(main, ["restore", "--db", path, "--backup", str(bogus)])
+    assert out.exit_code == 2
+    assert "not an SQLite database" in out.stderr and "nothing was changed" in out.stderr
+    assert Path(path).read_bytes() == data
+    assert list_backups(path) == []
+
+
+def test_restore_refuses_a_damaged_backup(retrofitted, tmp_path):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    bad = copy(retrofitted, tmp_path / "damaged.backup")
+    damage_table(bad, "tasks")
+    data = Path(path).read_bytes()
+    with pytest.raises(DatabaseFileError, match="table 'tasks' is damaged|the file is damaged"):
+        restore(path, backup=bad)
+    assert Path(path).read_bytes() == data and list_backups(path) == []
+
+
+def test_restore_without_any_backup_is_refused(tmp_path):
+    path = _small_db(tmp_path / "db.sqlite", [1])
+    out = make_runner().invoke(main, ["restore", "--db", path])
+    assert out.exit_code == 2 and "no backup of it in" in out.stderr
