@@ -1,10 +1,10 @@
 """One durable copy of a database file, the way a side of the backup measure makes it.
 
-    python bench/backup_copy.py api DB OUTDIR     schemagen's backup (migrate/backup.make_backup: backup API,
+    python bench/backup_copy.py locked DB OUTDIR  schemagen's backup as apply makes it (migrate/backup.make_backup
+                                                  under BEGIN IMMEDIATE: plain copy of the file and its -wal,
                                                   temporary name, fsync, mode, rename, folder fsync)
+    python bench/backup_copy.py api DB OUTDIR     the same through SQLite's online backup API (restore's way)
     python bench/backup_copy.py copy DB OUTDIR    the floor: plain copy of the file, fsync of the copy and the folder
-    python bench/backup_copy.py reads DB OUTDIR   plain reads of the file under BEGIN IMMEDIATE (WAL checkpointed
-                                                  first), then the same fsyncs: the alternative to the backup API
 """
 from __future__ import annotations
 
@@ -23,24 +23,23 @@ def fsync_path(path, directory=False):
 
 
 def main(mode, db, outdir):
-    if mode == "api":
+    if mode in ("api", "locked"):
         from schema_dsl.migrate.backup import make_backup
-        make_backup(db, outdir)
-        return 0
-    dst = os.path.join(outdir, os.path.basename(db) + ".copy")
-    if mode == "copy":
-        shutil.copyfile(db, dst)
-    elif mode == "reads":
+        if mode == "api":
+            make_backup(db, outdir)
+            return 0
         conn = sqlite3.connect(db, isolation_level=None)
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            shutil.copyfile(db, dst)
+            make_backup(db, outdir, locked=conn)
         finally:
             conn.execute("ROLLBACK")
             conn.close()
-    else:
+        return 0
+    dst = os.path.join(outdir, os.path.basename(db) + ".copy")
+    if mode != "copy":
         raise SystemExit("unknown mode %r" % mode)
+    shutil.copyfile(db, dst)
     fsync_path(dst)
     fsync_path(outdir, directory=True)
     return 0

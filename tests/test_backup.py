@@ -107,23 +107,24 @@ def test_backup_has_the_database_files_mode(retrofitted, tmp_path, mode):
     assert leftovers(tmp_path) == [Path(result.backup).name]  # no temporary file, no journal
 
 
-def _interrupting_copy(exc):
-    def copy_pages(source, target, progress):
-        calls = []
+def _interrupting(exc, monkeypatch):
+    """Copy in small chunks and raise exc at the third."""
+    calls = []
 
-        def step(status, remaining, total):
-            calls.append(remaining)
-            if len(calls) == 3:
-                raise exc
-        source.backup(target, pages=1, progress=step)
-    return copy_pages
+    def after_chunk(done, total, progress):
+        calls.append(done)
+        if len(calls) == 3:
+            raise exc
+    monkeypatch.setattr(backup_mod, "CHUNK_BYTES", 8192)
+    monkeypatch.setattr(backup_mod, "_after_chunk", after_chunk)
+    return calls
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt(), OSError(errno.ENOSPC, "No space left on device")])
 def test_interrupted_backup_leaves_no_file_and_nothing_changed(retrofitted, tmp_path, monkeypatch, exc):
     path = copy(retrofitted, tmp_path / "db.sqlite")
     data = Path(path).read_bytes()
-    monkeypatch.setattr(backup_mod, "_copy_pages", _interrupting_copy(exc))
+    calls = _interrupting(exc, monkeypatch)
     expected = KeyboardInterrupt if isinstance(exc, KeyboardInterrupt) else DatabaseFileError
     with pytest.raises(expected) as info:
         apply(path)
@@ -131,7 +132,39 @@ def test_interrupted_backup_leaves_no_file_and_nothing_changed(retrofitted, tmp_
         assert "backup to %r failed (No space left on device); nothing was changed" % str(tmp_path) in str(info.value)
     assert leftovers(tmp_path) == []
     assert not [p for p in tmp_path.iterdir() if p.name.endswith("-journal")]
-    assert Path(path).read_bytes() == data
+    assert Path(path).read_bytes() == data and len(calls) == 3
+
+
+def test_backup_api_interrupted_leaves_nothing(retrofitted, tmp_path, monkeypatch):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    calls = _interrupting(KeyboardInterrupt(), monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        make_backup(path)  # no write lock held: the online backup API, from a second connection
+    assert len(calls) == 3 and leftovers(tmp_path) == []
+
+
+def test_backup_under_the_write_lock_holds_what_is_still_in_the_wal(tmp_path):
+    path = str(tmp_path / "db.sqlite")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("CREATE TABLE t (v INTEGER)")
+    writer.executemany("INSERT INTO t VALUES (?)", [(v,) for v in range(5000)])
+    assert os.path.getsize(path + "-wal") > 0  # committed rows that only the -wal holds
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        saved = make_backup(path, locked=holder)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert os.path.getsize(path + "-wal") > 0  # the live file was not checkpointed
+    writer.close()
+    assert leftovers(tmp_path) == [Path(saved).name]
+    conn = sqlite3.connect("file:%s?mode=ro&immutable=1" % saved, uri=True)
+    assert conn.execute("SELECT count(*), sum(v) FROM t").fetchone() == (5000, sum(range(5000)))
+    assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    conn.close()
 
 
 def test_killed_backup_never_leaves_a_file_under_the_final_name(retrofitted, tmp_path):
@@ -139,11 +172,10 @@ def test_killed_backup_never_leaves_a_file_under_the_final_name(retrofitted, tmp
     script = (
         "import os, signal, sys\n"
         "from schema_dsl.migrate import backup\n"
-        "def copy_pages(source, target, progress):\n"
-        "    def step(status, remaining, total):\n"
-        "        if total - remaining >= 5: os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    source.backup(target, pages=1, progress=step)\n"
-        "backup._copy_pages = copy_pages\n"
+        "def after_chunk(done, total, progress):\n"
+        "    if done >= 5 * 8192: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "backup.CHUNK_BYTES = 8192\n"
+        "backup._after_chunk = after_chunk\n"
         "from schema_dsl.migrate.apply import apply\n"
         "apply(sys.argv[1])\n")
     proc = subprocess.run([sys.executable, "-c", script, path], cwd=str(ROOT), capture_output=True, text=True)

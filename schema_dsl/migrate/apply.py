@@ -208,6 +208,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False)
     conn.execute("PRAGMA foreign_keys = OFF")  # outside the transaction: no ON DELETE fires during a rebuild
     _begin(conn, path)
     backup_to = None
+    committing = False
     try:
         plan = plan_for(conn, target, guard)
         if plan.up_to_date:
@@ -217,7 +218,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False)
         if not plan.fresh:
             _refuse_damaged(conn, path, plan, whole_file=check_data)
         if backup and plan.touches_rows:
-            backup_to = make_backup(path, backup[0])
+            backup_to = make_backup(path, backup[0], locked=conn)  # under this write lock: a plain file copy
         # A savepoint marks the data as it was, so that foreign key violations
         # found after the plan can be told apart from those already there
         # without scanning the child tables twice when there are none (the
@@ -241,14 +242,20 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False)
             kept = [describe_violation(conn, v) for v in after[:KEPT_DESCRIBED]]
         conn.execute("RELEASE schemagen_plan")
         _announce(progress, plan, "commit")
+        committing = True
         conn.execute("COMMIT")
     except BaseException:
+        rolled_back = conn.in_transaction or not committing  # else COMMIT ran (Ctrl-C right after it): keep the backup
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        discard(backup_to)  # nothing changed: the backup of the unchanged file is not kept
+        if rolled_back:
+            discard(backup_to)  # nothing changed: the backup of the unchanged file is not kept
         raise
     if backup_to:
-        prune(path, backup[0], backup[1], protect=(backup_to,))
+        try:
+            prune(path, backup[0], backup[1], protect=(backup_to,))
+        except OSError:
+            pass  # committed: older backups left in place are no reason to fail
     _finish_connection(conn, files)
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
                        statements=count, structure=verified, kept_violations=len(after), kept_described=tuple(kept))
