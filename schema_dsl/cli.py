@@ -256,17 +256,77 @@ def _describe_plan(plan, as_json=False):
 @main.command()
 @click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file (need not exist yet).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--sql", "sql_file", is_flag=False, flag_value="-", default=None, metavar="[FILE]",
+              type=click.Path(dir_okay=False, allow_dash=True, path_type=str),
+              help="Write the exact script apply would run as one standalone .sql file (guarded: it changes "
+                   "nothing on another structure); to stdout when FILE is omitted or '-'.")
 @schema_option
-def plan(db, as_json, schema_spec):
+def plan(db, as_json, sql_file, schema_spec):
     """Show the statements apply would run, and why, without running them."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import plan_database
     decl = _declaration(schema_spec)
+    if sql_file is not None:
+        from .migrate.sqlscript import export_script  # only --sql needs the script export
+        from . import outfiles  # see render
+        try:
+            if sql_file != "-":
+                outfiles.check_file(sql_file, "--sql")
+            text = export_script(db, schema=_target(decl), guard=_guard(decl))
+            if sql_file != "-":
+                outfiles.write_text(sql_file, text, "--sql")
+        except SchemagenError as exc:
+            _fail(exc)
+        if sql_file == "-":
+            click.echo(text, nl=False)
+        else:
+            click.echo("wrote %s: run it whole with a runner that stops at the first error (sqlite3 -bail, "
+                       "executescript, sqlx with -- no-transaction)" % sql_file)
+        return
     try:
         result = plan_database(db, schema=_target(decl), guard=_guard(decl))
     except SchemagenError as exc:
         _fail(exc)
     click.echo(_describe_plan(result, as_json))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("from_side", metavar="FROM")
+@click.argument("to_side", metavar="TO")
+@click.option("--db", "db", default=None, type=DB_PATH,
+              help="Count the rows the change's new constraints and NOT NULLs would refuse in this database, and "
+                   "estimate each rebuild's write-lock time from its rows (only read).")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
+@click.option("--strict", is_flag=True, help="For CI: exit 1 when the change loses data, apply would refuse it, or "
+                                              "rows in --db would violate a new constraint.")
+def diff(from_side, to_side, db, as_json, strict):
+    """Compare two declarations (SPEC, '.' for the working tree, or a git revision) and lint the change."""
+    # diff builds both declarations and plans between them: only this command needs it
+    from .check.declaration_diff import diff_declarations, format_lint, read_side
+    try:
+        result = diff_declarations(read_side(from_side), read_side(to_side), db=db)
+    except SchemagenError as exc:
+        _fail(exc)
+    if as_json:
+        import json  # see _describe_plan
+        out = result.as_dict()
+        out["steps"] = [_step_json(s) for s in result.plan.steps] if result.plan is not None else None
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        click.echo("diff %s -> %s" % (result.source.label, result.dest.label))
+        for side in (result.source, result.dest):
+            if side.note:
+                click.echo("note: %s" % side.note)
+        if result.plan is not None:
+            click.echo("no change between the declarations" if result.plan.up_to_date and not result.plan.extras
+                       else _describe_plan(result.plan))
+        click.echo("")
+        click.echo(format_lint(result))
+    if strict and (result.loses_data or result.refused or result.violations):
+        click.echo("error: the change %s (--strict)" % ("loses data" if result.loses_data else "would be refused"
+                                                        if result.refused else "does not fit the rows in %s" % db),
+                   err=True)
+        sys.exit(EXIT_PROBLEMS)
 
 
 class _Progress:
@@ -297,7 +357,9 @@ class _Progress:
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file: new, empty, or made by an older version.")
+@click.option("--db", "dbs", required=True, multiple=True, type=DB_PATH,
+              help="SQLite database file: new, empty, or made by an older version. Repeat it for several files: each "
+                   "gets its own transaction and backup, one failure does not stop the others.")
 @click.option("--no-backup", is_flag=True, help="Skip the backup made before migrating tables that hold rows.")
 @click.option("--backup-dir", default=None, type=click.Path(file_okay=False, path_type=str), metavar="DIR",
               help="Folder for the backup (default: the database's folder); it must exist and be writable.")
@@ -309,13 +371,13 @@ class _Progress:
 @click.option("--full-integrity", is_flag=True, help="Like --check-data, with PRAGMA integrity_check instead of quick_check (slow on big files).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: what was done (steps, statements, rows, timings, backup) and the report.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str), help="Also write the report as Markdown to this file.")
+@click.option("--report", "report_path", type=click.Path(path_type=str), help="Also write the report as Markdown to this file (with several --db: into this folder, one file each).")
 @click.option("--no-validate", is_flag=True,
               help="Print no validation report; the structure and the foreign keys of the changed tables are still "
                    "verified before COMMIT.")
 @click.option("--verbose", "-v", is_flag=True, help="Print the full validation report instead of the summary.")
 @schema_option
-def apply(db, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path, no_validate, verbose,
+def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path, no_validate, verbose,
           schema_spec):
     """Create or migrate the database in one transaction, then report on it.
 
@@ -324,11 +386,20 @@ def apply(db, no_backup, backup_dir, keep_backups, check_data, full_integrity, a
     whole-file data checks (quick_check, a full foreign_key_check) cost the same on every file however
     little changed, so apply leaves them to `schemagen validate` unless --check-data is given.
     """
-    # each command imports what it needs: apply's start-up time is benchmarked
-    from .migrate.apply import apply as do_apply
-    _check_report_path(report_path)  # before anything changes: a bad --report must not fail after COMMIT
+    reports = _report_paths(dbs, report_path)  # before anything changes: a bad --report must not fail after COMMIT
     decl = _declaration(schema_spec)
     target = _target(decl)
+
+    def one(db, report_path):
+        _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json,
+                   report_path, no_validate, verbose)
+    _for_each_db(dbs, reports, one, as_json, changes=True)
+
+
+def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path,
+               no_validate, verbose):
+    # each command imports what it needs: apply's start-up time is benchmarked
+    from .migrate.apply import apply as do_apply
     progress = _Progress(sys.stderr)
     try:
         result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
@@ -428,16 +499,97 @@ def _report(target, db, full_integrity, as_json, report_path, actual=None, appli
 
 
 @main.command()
-@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file to check.")
+@click.option("--db", "dbs", required=True, multiple=True, type=DB_PATH,
+              help="SQLite database file to check; repeat it for several files.")
 @click.option("--full-integrity", is_flag=True, help="Use PRAGMA integrity_check instead of quick_check (slow on big files).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str), help="Also write the report as Markdown to this file.")
+@click.option("--report", "report_path", type=click.Path(path_type=str), help="Also write the report as Markdown to this file (with several --db: into this folder, one file each).")
 @click.option("--full", "--verbose", "-v", "verbose", is_flag=True, help="Print the full validation report instead of the summary.")
 @schema_option
-def validate(db, full_integrity, as_json, report_path, verbose, schema_spec):
+def validate(dbs, full_integrity, as_json, report_path, verbose, schema_spec):
     """Check a database against the declaration and print the validation report."""
-    _check_report_path(report_path)
-    _report(_target(_declaration(schema_spec)), db, full_integrity, as_json, report_path, verbose=verbose)
+    reports = _report_paths(dbs, report_path)
+    target = _target(_declaration(schema_spec))
+    _for_each_db(dbs, reports, lambda db, path: _report(target, db, full_integrity, as_json, path, verbose=verbose),
+                 as_json, changes=False)
+
+
+def _report_paths(dbs, report_path):
+    """--report per file: the file itself for one database, a folder (DB-NAME.md in it) for several."""
+    if len(dbs) == 1:
+        _check_report_path(report_path)
+        return [report_path]
+    if report_path is None:
+        return [None] * len(dbs)
+    if not os.path.isdir(report_path):
+        raise _Abort("--report %r: with several --db, expected an existing folder for one report per file" % report_path)
+    names, out = set(), []
+    for db in dbs:
+        stem = os.path.basename(os.path.normpath(db)) or "database"
+        name, n = stem + ".md", 1
+        while name in names:
+            n += 1
+            name = "%s-%d.md" % (stem, n)
+        names.add(name)
+        out.append(os.path.join(report_path, name))
+        _check_report_path(out[-1])
+    return out
+
+
+_WORST = (EXIT_CHANGED_THEN_FAILED, EXIT_REFUSED, EXIT_PROBLEMS, 0)  # the run's exit code: the worst, in this order
+
+
+def _for_each_db(dbs, reports, run_one, as_json, changes):
+    """Run one command per database, one after another; one failure does not stop the others.
+
+    One file: exactly the single-file behaviour. Several: each file's output, then a summary table
+    (--json: a list, one object per file, each with its exit_code and error); the exit code is the worst.
+    """
+    if len(dbs) == 1:
+        run_one(dbs[0], reports[0])
+        return
+    import contextlib  # several files only
+    import io  # see above
+    import json  # see above
+    results = []
+    for db, report_path in zip(dbs, reports):
+        out = io.StringIO() if as_json else None
+        code, error = 0, None
+        try:
+            with contextlib.redirect_stdout(out) if as_json else contextlib.nullcontext():
+                if not as_json:
+                    click.echo("== %s" % db)
+                run_one(db, report_path)
+        except click.ClickException as exc:
+            code, error = exc.exit_code, " ".join(exc.format_message().split())
+            if not as_json:
+                click.echo("error: %s" % error, err=True)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except KeyboardInterrupt:
+            done = [r for r in results if r["changed"]]
+            if changes and done:
+                raise _Abort("interrupted at %s; already committed: %s" % (db, ", ".join(r["database"] for r in done)),
+                             EXIT_CHANGED_THEN_FAILED) from None
+            raise
+        text = out.getvalue() if as_json else ""
+        obj = json.loads(text) if text.strip() else {"database": db}
+        results.append({"database": db, "exit_code": code, "error": error, "result": obj,
+                        "changed": bool(obj.get("applied")) if changes else False})
+    if as_json:
+        click.echo(json.dumps([dict(r["result"], database=r["database"], exit_code=r["exit_code"], error=r["error"])
+                               for r in results], indent=2, sort_keys=True))
+    else:
+        click.echo("")
+        click.echo("%s:" % _plural(len(results), "file"))
+        width = max(len(r["database"]) for r in results)
+        for r in results:
+            what = {0: "ok", 1: "problems found", 2: "refused, nothing changed", 3: "changed, then failed"}.get(
+                r["exit_code"], "exit %d" % r["exit_code"])
+            click.echo("  %s  %d  %s%s" % (r["database"].ljust(width), r["exit_code"], what,
+                                           (": " + r["error"]) if r["error"] else ""))
+    codes = {r["exit_code"] for r in results}
+    sys.exit(next((c for c in _WORST if c in codes), max(codes)))
 
 
 @main.command()

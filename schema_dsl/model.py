@@ -235,6 +235,8 @@ class View:
     name: str
     sql: str = field(validator=instance_of(str))
     comment: str = ""
+    postgresql: Union[str, None] = None  # its CREATE statement(s) for PostgreSQL; None: see sqlite_only
+    sqlite_only: bool = False  # left out on PostgreSQL; one of the two is needed to render for PostgreSQL
 
 
 @frozen
@@ -245,6 +247,8 @@ class Trigger:
     table: str
     sql: str = field(validator=instance_of(str))
     comment: str = ""
+    postgresql: Union[str, None] = None  # e.g. CREATE FUNCTION ...; CREATE TRIGGER ... for PostgreSQL
+    sqlite_only: bool = False  # left out on PostgreSQL
 
 
 @frozen
@@ -255,6 +259,8 @@ class VirtualTable:
     module: str
     args: str = field(default="", validator=instance_of(str))
     comment: str = ""
+    postgresql: Union[str, None] = None  # what stands in for it on PostgreSQL (e.g. a table and a GIN index)
+    sqlite_only: bool = False  # left out on PostgreSQL
 
 
 @frozen

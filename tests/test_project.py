@@ -398,3 +398,35 @@ def test_strict_lint_and_explain_exit_1_at_or_above_the_severity(runner, tmp_pat
     assert runner.invoke(main, ["explain", "--db", str(db), "--strict"]).exit_code == 1
     # the required plan check holds (an identical index serves it), so no error-level finding
     assert runner.invoke(main, ["explain", "--db", str(db), "--strict", "error"]).exit_code == 0
+
+
+def test_many_files_one_broken_each_in_its_own_transaction_with_a_summary_and_the_worst_code(runner, tmp_path,
+                                                                                               nowhere):
+    good, other = tmp_path / "a.db", tmp_path / "b.db"
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"this is not a database, not at all..")
+    result = runner.invoke(main, ["apply", "--db", str(good), "--db", str(broken), "--db", str(other)])
+    assert result.exit_code == 2
+    assert "tasks" in _tables(str(good)) and "tasks" in _tables(str(other))  # the broken one did not stop the others
+    assert broken.read_bytes() == b"this is not a database, not at all.."
+    summary = result.output.split("3 files:")[1]
+    assert " 0  ok" in summary and " 2  refused, nothing changed: " in summary
+    js = runner.invoke(main, ["validate", "--db", str(good), "--db", str(broken), "--json"])
+    assert js.exit_code == 2
+    objects = json.loads(js.stdout)
+    assert [o["exit_code"] for o in objects] == [0, 2] and objects[0]["ok"] is True and "not an SQLite" in objects[1]["error"]
+
+
+def test_many_files_reports_go_into_a_folder(runner, tmp_path, nowhere):
+    dbs = [tmp_path / "x" / "n.db", tmp_path / "y" / "n.db"]
+    for d in dbs:
+        d.parent.mkdir()
+    args = ["apply", "--no-validate"] + [a for d in dbs for a in ("--db", str(d))]
+    assert runner.invoke(main, args).exit_code == 0
+    refused = runner.invoke(main, ["validate", "--db", str(dbs[0]), "--db", str(dbs[1]), "--report", str(tmp_path / "r.md")])
+    assert refused.exit_code == 2 and "expected an existing folder" in refused.stderr
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    ok = runner.invoke(main, ["validate", "--db", str(dbs[0]), "--db", str(dbs[1]), "--report", str(folder)])
+    assert ok.exit_code == 0, ok.output
+    assert sorted(p.name for p in folder.iterdir()) == ["n.db-2.md", "n.db.md"]

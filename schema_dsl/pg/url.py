@@ -1,0 +1,51 @@
+"""PostgreSQL URLs: recognize one, and never show its password (standard library only)."""
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+SCHEMES = ("postgresql://", "postgres://")
+MASK = "***"
+
+
+def is_postgresql(db):
+    """Whether a --db value selects PostgreSQL: a postgresql:// or postgres:// URL."""
+    return isinstance(db, str) and db.lower().startswith(SCHEMES)
+
+
+def passwords(url):
+    """The passwords a URL carries (in its user part or as ?password=), as written and decoded."""
+    out = set()
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            out |= {parts.password, unquote(parts.password)}
+        out |= {v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "password" and v}
+    except ValueError:
+        pass
+    return {p for p in out if p}
+
+
+def mask(url):
+    """The URL with its password replaced by ***, for every message and report."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an unreadable PostgreSQL URL>"
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = "%s:%s@%s" % (user.split(":", 1)[0], MASK, host)
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(k == "password" for k, _ in pairs):
+        query = urlencode([(k, MASK if k == "password" else v) for k, v in pairs], safe="/:*", quote_via=quote)
+    if netloc == parts.netloc and query == parts.query:
+        return scrub(url, url)
+    text = "%s://%s%s%s%s" % (parts.scheme, netloc, parts.path, "?" + query if query else "",
+                              "#" + parts.fragment if parts.fragment else "")
+    return scrub(text, url)
+
+
+def scrub(text, url):
+    """text with every password of url replaced by *** (for messages that quote a driver's error)."""
+    for secret in sorted(passwords(url), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
