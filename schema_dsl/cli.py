@@ -132,16 +132,26 @@ def main():
               help="Folder the generated files are written to. Default: the project's out folder "
                    "([tool.schemagen] out, \"generated\"), else generated/ here.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 naming each file that differs from what render would write.")
+@click.option("--dialect", type=click.Choice(["sqlite", "postgresql"]), default=None,
+              help="Render only this dialect (PostgreSQL's files go to OUT/postgresql/). Default: the project's "
+                   "[tool.schemagen] dialects, else sqlite, and postgresql too where OUT/postgresql/ exists.")
 @schema_option
-def render(out_dir, check, schema_spec):
+def render(out_dir, check, dialect, schema_spec):
     """Render the DDL files, the validator and the schema docs from the declaration."""
     # rendering needs Jinja2 and the declaration's origin (its source hash)
     from .compile.project import origin
     from .compile.render import render_files
     decl = _declaration(schema_spec)
     out_dir = _out_dir(decl, out_dir)
+    dialects = _dialects(decl, out_dir, dialect)
+    files = {}
     try:
-        files = render_files(_schema(decl), origin(decl))
+        if "sqlite" in dialects:
+            files.update(render_files(_schema(decl), origin(decl)))
+        if "postgresql" in dialects:
+            from .compile import postgresql  # the PostgreSQL renderer: only when that dialect is rendered
+            files.update({postgresql.OUT_SUBDIR + "/" + name: text
+                          for name, text in postgresql.render_files(_schema(decl), origin(decl)).items()})
     except SchemagenError as exc:
         _fail(exc)
     if check:
@@ -155,10 +165,11 @@ def render(out_dir, check, schema_spec):
                 current = None
             if current != text:
                 stale.append("%s (%s)" % (path, "missing" if current is None else "differs"))
-        if os.path.isdir(out_dir):
-            for name in sorted(os.listdir(out_dir)):
-                path = os.path.join(out_dir, name)
-                if name not in files and os.path.isfile(path) and not name.startswith("."):
+        for sub in [""] * ("sqlite" in dialects) + ["postgresql/"] * ("postgresql" in dialects):
+            folder = os.path.join(out_dir, sub)
+            for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+                path = os.path.join(folder, name)
+                if sub + name not in files and os.path.isfile(path) and not name.startswith("."):
                     stale.append("%s (no longer rendered: delete it)" % path)
         if stale:
             for line in stale:
@@ -170,6 +181,8 @@ def render(out_dir, check, schema_spec):
     written = 0
     try:
         outfiles.make_folder(out_dir, "--out")
+        if "postgresql" in dialects:
+            outfiles.make_folder(os.path.join(out_dir, "postgresql"), "--out")
         for name in files:
             outfiles.check_file(os.path.join(out_dir, name), "--out")
         for name, text in sorted(files.items()):
@@ -182,6 +195,16 @@ def render(out_dir, check, schema_spec):
     except SchemagenError as exc:
         _fail(exc)
     click.echo("%d files rendered for %s, %d changed" % (len(files), decl.label, written))
+
+
+def _dialects(decl, out_dir, dialect):
+    """Which dialects render writes or checks: --dialect, the project's dialects, else sqlite (and postgresql
+    where OUT/postgresql/ exists)."""
+    if dialect is not None:
+        return (dialect,)
+    if decl.project is not None and decl.project.dialects:
+        return decl.project.dialects
+    return ("sqlite", "postgresql") if os.path.isdir(os.path.join(out_dir, "postgresql")) else ("sqlite",)
 
 
 def _out_dir(decl, out_dir):
@@ -228,6 +251,7 @@ def _describe_plan(plan, as_json=False):
             "backup_needed": plan.touches_rows,
             "steps": [_step_json(s) for s in plan.steps],
             "kept": list(plan.extras),
+            "data_loss": list(plan.data_loss),
         }, indent=2)
     if plan.up_to_date:
         lines = ["up to date: nothing to do"]
@@ -246,9 +270,18 @@ def _describe_plan(plan, as_json=False):
             lines.append("   why: %s" % s.why)
             for stmt in s.statements:
                 lines += ["   " + line for line in stmt.splitlines()]
+    if plan.data_loss:
+        lines.append("")
+        lines.append("loses data (apply makes a backup first and asks; --yes accepts):")
+        lines += ["  - %s" % d["text"] for d in plan.data_loss]
+    weakens = [(s.change.kind, s.change.name, s.change.weakens) for s in plan.steps if getattr(s.change, "weakens", None)]
+    if weakens:
+        lines.append("")
+        lines.append("weakens, although no row goes:")
+        lines += ["  - %s '%s': %s" % w for w in weakens]
     if plan.extras:
         lines.append("")
-        lines.append("kept, not in the declaration (never dropped):")
+        lines.append("kept, not in the declaration (--prune drops indexes, views and triggers):")
         lines += ["  - %s" % e for e in plan.extras]
     return "\n".join(lines)
 
@@ -260,8 +293,11 @@ def _describe_plan(plan, as_json=False):
               type=click.Path(dir_okay=False, allow_dash=True, path_type=str),
               help="Write the exact script apply would run as one standalone .sql file (guarded: it changes "
                    "nothing on another structure); to stdout when FILE is omitted or '-'.")
+@click.option("--prune", is_flag=True, help="Show what apply --prune would drop (with --allow-data-loss: columns and "
+                                            "tables too).")
+@click.option("--allow-data-loss", is_flag=True, help="With --prune: as apply --prune --allow-data-loss.")
 @schema_option
-def plan(db, as_json, sql_file, schema_spec):
+def plan(db, as_json, sql_file, prune, allow_data_loss, schema_spec):
     """Show the statements apply would run, and why, without running them."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import plan_database
@@ -284,7 +320,7 @@ def plan(db, as_json, sql_file, schema_spec):
                        "executescript, sqlx with -- no-transaction)" % sql_file)
         return
     try:
-        result = plan_database(db, schema=_target(decl), guard=_guard(decl))
+        result = plan_database(db, schema=_target(decl), guard=_guard(decl), prune=_prune_mode(prune, allow_data_loss))
     except SchemagenError as exc:
         _fail(exc)
     click.echo(_describe_plan(result, as_json))
@@ -376,9 +412,20 @@ class _Progress:
               help="Print no validation report; the structure and the foreign keys of the changed tables are still "
                    "verified before COMMIT.")
 @click.option("--verbose", "-v", is_flag=True, help="Print the full validation report instead of the summary.")
+@click.option("--lock-timeout", default="5s", show_default=True, metavar="DURATION",
+              help="PostgreSQL: how long a statement waits for a lock before the whole apply is rolled back (exit 2).")
+@click.option("--statement-timeout", default="0", show_default=True, metavar="DURATION",
+              help="PostgreSQL: how long one statement may run before the whole apply is rolled back (0: no limit).")
+@click.option("--prune", is_flag=True,
+              help="Also drop the database's indexes, views and triggers that the declaration does not have; with "
+                   "--allow-data-loss also its undeclared columns and tables.")
+@click.option("--allow-data-loss", is_flag=True,
+              help="Let --prune drop undeclared columns and tables, and let a plan that loses data run with "
+                   "--no-backup.")
+@click.option("--yes", "-y", is_flag=True, help="Accept a plan that loses data without asking (needed off a terminal).")
 @schema_option
 def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path, no_validate, verbose,
-          schema_spec):
+          lock_timeout, statement_timeout, prune, allow_data_loss, yes, schema_spec):
     """Create or migrate the database in one transaction, then report on it.
 
     Before COMMIT apply verifies the declared structure and runs foreign_key_check on every table the
@@ -391,19 +438,43 @@ def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, 
     target = _target(decl)
 
     def one(db, report_path):
+        if _is_postgresql(db):
+            return _postgresql("apply", db, decl, as_json, no_validate=no_validate, lock_timeout=lock_timeout,
+                               statement_timeout=statement_timeout)
         _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json,
-                   report_path, no_validate, verbose)
+                   report_path, no_validate, verbose, loss)
+    loss = (_prune_mode(prune, allow_data_loss), allow_data_loss, _confirm(yes))
     _for_each_db(dbs, reports, one, as_json, changes=True)
 
 
+def _prune_mode(prune, allow_data_loss):
+    return None if not prune else "all" if allow_data_loss else "objects"
+
+
+def _confirm(yes):
+    """Asks before a plan that loses data: --yes accepts, a terminal asks, anything else refuses (exit 2)."""
+    def confirm(plan):
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            click.echo("error: this plan loses data; pass --yes to accept it off a terminal", err=True)
+            return False
+        click.echo("This plan loses data (a backup is made first):", err=True)
+        for d in plan.data_loss:
+            click.echo("  - %s" % d["text"], err=True)
+        return click.confirm("Apply it?", default=False, err=True)
+    return confirm
+
+
 def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path,
-               no_validate, verbose):
+               no_validate, verbose, loss=(None, False, None)):
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import apply as do_apply
     progress = _Progress(sys.stderr)
     try:
         result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
-                          backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity)
+                          backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity,
+                          prune=loss[0], allow_data_loss=loss[1], confirm=loss[2])
     except SchemagenError as exc:
         progress.close()
         _fail(exc)
@@ -420,6 +491,52 @@ def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data
             raise _Abort("the change to %s is committed, then: %s" % (db, exc.format_message()),
                          EXIT_CHANGED_THEN_FAILED) from None
         raise
+
+
+def _is_postgresql(db):
+    """A postgresql:// or postgres:// URL selects PostgreSQL (pg/url.py's SCHEMES; no import on SQLite's path)."""
+    return db.lower().startswith(("postgresql://", "postgres://"))
+
+
+def _shown(db):
+    """A --db value as output shows it: a PostgreSQL URL with its password masked."""
+    if not _is_postgresql(db):
+        return db
+    from .pg.url import mask  # standard library only; PostgreSQL URLs only
+    return mask(db)
+
+
+def _postgresql(command, db, decl, as_json, no_validate=False, **options):
+    """apply or validate on PostgreSQL (schema_dsl/pg/ does the work); URLs are printed masked."""
+    try:
+        from .pg import apply as pg  # psycopg: only the PostgreSQL path imports it
+    except ImportError as exc:
+        raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
+    try:
+        compiled = pg.compiled_for(decl)
+        if command == "validate":
+            report = pg.validate(db, compiled)
+        else:
+            result = pg.apply(db, compiled, **options)
+            report = result.report
+    except SchemagenError as exc:
+        _fail(exc)
+    if command == "apply":
+        if as_json:
+            import json  # see _describe_plan
+            click.echo(json.dumps(dict(result.as_dict(), report=None if no_validate else report), indent=2, sort_keys=True))
+        elif result.applied:
+            click.echo("created %s (PostgreSQL): %s in one transaction, %.2fs" % (
+                result.database, _plural(result.statements, "statement"), result.seconds))
+        else:
+            click.echo("up to date: %s already matches the declaration" % result.database)
+    if as_json and command == "validate":
+        import json  # see _describe_plan
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+    elif not as_json and not no_validate:
+        click.echo(pg.format_report(report))
+    if not report["ok"]:
+        sys.exit(EXIT_PROBLEMS)
 
 
 def _after_commit(result, db, target, check_data, full_integrity, as_json, report_path, no_validate, verbose):
@@ -509,9 +626,10 @@ def _report(target, db, full_integrity, as_json, report_path, actual=None, appli
 def validate(dbs, full_integrity, as_json, report_path, verbose, schema_spec):
     """Check a database against the declaration and print the validation report."""
     reports = _report_paths(dbs, report_path)
-    target = _target(_declaration(schema_spec))
-    _for_each_db(dbs, reports, lambda db, path: _report(target, db, full_integrity, as_json, path, verbose=verbose),
-                 as_json, changes=False)
+    decl = _declaration(schema_spec)
+    target = _target(decl)
+    _for_each_db(dbs, reports, lambda db, path: _postgresql("validate", db, decl, as_json) if _is_postgresql(db) else
+                 _report(target, db, full_integrity, as_json, path, verbose=verbose), as_json, changes=False)
 
 
 def _report_paths(dbs, report_path):
@@ -558,7 +676,7 @@ def _for_each_db(dbs, reports, run_one, as_json, changes):
         try:
             with contextlib.redirect_stdout(out) if as_json else contextlib.nullcontext():
                 if not as_json:
-                    click.echo("== %s" % db)
+                    click.echo("== %s" % _shown(db))
                 run_one(db, report_path)
         except click.ClickException as exc:
             code, error = exc.exit_code, " ".join(exc.format_message().split())
@@ -573,8 +691,8 @@ def _for_each_db(dbs, reports, run_one, as_json, changes):
                              EXIT_CHANGED_THEN_FAILED) from None
             raise
         text = out.getvalue() if as_json else ""
-        obj = json.loads(text) if text.strip() else {"database": db}
-        results.append({"database": db, "exit_code": code, "error": error, "result": obj,
+        obj = json.loads(text) if text.strip() else {"database": _shown(db)}
+        results.append({"database": _shown(db), "exit_code": code, "error": error, "result": obj,
                         "changed": bool(obj.get("applied")) if changes else False})
     if as_json:
         click.echo(json.dumps([dict(r["result"], database=r["database"], exit_code=r["exit_code"], error=r["error"])

@@ -101,28 +101,37 @@ class Database:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def initialize(self) -> "ApplyResult":
+    async def initialize(self, allow_data_loss: bool = False, backup: "bool | None" = None) -> "ApplyResult":
         """Create or migrate the file to the declaration, then validate it; returns the ApplyResult.
 
         Idempotent: on a file already at the declaration nothing changes
         (result.applied is False). Foreign key violations that were already
         in the data are kept and logged as warnings (validate_foreign_keys()
         returns them); a structure that still differs raises ValidationFailed.
+
+        A plan that loses data (a column or table the declaration removes) follows `schemagen apply`'s
+        rules: it is refused (Declined, nothing changed) unless allow_data_loss, and the backup (backup:
+        default the Database's own setting) is mandatory unless allow_data_loss; every count of what goes
+        is logged as a warning.
         """
-        result, violations = await asyncio.to_thread(self._initialize_sync)
+        backup = self.backup if backup is None else backup
+        result, violations = await asyncio.to_thread(self._initialize_sync, allow_data_loss, backup)
         self.last_apply = result
+        for loss in result.plan.data_loss if result.applied else ():
+            LOG.warning("%s: removed by the declaration: %s", self.db_path, loss["text"])
         for row in violations:
             LOG.warning("%s: foreign key violation kept in the data: table %r rowid %s has no parent row in %r",
                         self.db_path, row[0], row[1], row[2])
         return result
 
-    def _initialize_sync(self):
+    def _initialize_sync(self, allow_data_loss=False, backup=True):
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.05
         while True:
             try:
-                result = apply_mod.apply(str(self.db_path), schema=self._target, backup=self.backup)
+                result = apply_mod.apply(str(self.db_path), schema=self._target, backup=backup,
+                                         allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss)
                 break
             except DatabaseFileError as exc:
                 if "locked" not in str(exc) or time.monotonic() + delay >= deadline:

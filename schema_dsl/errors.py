@@ -50,6 +50,10 @@ class UnsafeMigrationError(SchemagenError):
     """The migration would lose or invent data, so nothing was changed."""
 
 
+class Declined(SchemagenError):
+    """A plan that loses data was not confirmed (no --yes off a terminal, or the user said no)."""
+
+
 class ChangedThenFailed(SchemagenError):
     """The change was committed, then a later step failed or was interrupted."""
 

@@ -272,6 +272,28 @@ class Pragma:
     persistent: bool = False
 
 
+REMOVABLE = ("index", "view", "trigger", "column", "table")
+
+
+@frozen
+class Removed:
+    """Something a design change removes from every database it meets, with the reason.
+
+    kind: index, view, trigger (no data goes), column or table (data goes: apply asks first, see README).
+    table: the column's table (kind "column" only).
+    """
+
+    kind: str = field(validator=in_(REMOVABLE))
+    name: str
+    reason: str = field(validator=instance_of(str))
+    table: Union[str, None] = None
+
+
+def removed(kind, name, reason, table=None):
+    """A declared removal: removed("index", "idx_old", "redundant: the PRIMARY KEY serves it")."""
+    return Removed(kind, name, reason, table)
+
+
 @frozen
 class Schema:
     """A whole declared schema. Building one validates it."""
@@ -289,6 +311,8 @@ class Schema:
     views: tuple = field(default=(), converter=_tuple)
     triggers: tuple = field(default=(), converter=_tuple)
     virtual_tables: tuple = field(default=(), converter=_tuple)
+    # what this design removes from existing databases (Removed records)
+    removed: tuple = field(default=(), converter=_tuple)
 
     def __attrs_post_init__(self):
         problems = schema_problems(self)
@@ -472,7 +496,51 @@ def schema_problems(schema):
             p.append("pragma '%s': it is stored in the database file; declare it with persistent=True" % pr.name)
     names = [pr.name for pr in schema.pragmas]
     p += ["pragma '%s': declared %d times" % (n, names.count(n)) for n in sorted(set(names)) if names.count(n) > 1]
+    p += removal_problems(schema)
     return p
+
+
+def removal_problems(schema):
+    """A removal must not name something still declared, nor a table declared foreign keys reference."""
+    p = []
+    declared = {"index": schema.index, "view": schema.view, "trigger": schema.trigger, "table": schema.table}
+    seen = set()
+    for r in schema.removed:
+        if not isinstance(r, Removed):
+            p.append("removed: expected Removed records (schema_dsl.model.removed), got %r" % (r,))
+            continue
+        what = "removed %s '%s'" % (r.kind, r.name if r.table is None else "%s.%s" % (r.table, r.name))
+        key = (r.kind, (r.table or "").lower(), r.name.lower())
+        if key in seen:
+            p.append("%s: declared removed twice" % what)
+        seen.add(key)
+        if not r.reason.strip():
+            p.append("%s: expected a reason" % what)
+        if r.kind == "column":
+            t = schema.table(r.table) if r.table else None
+            if r.table is None:
+                p.append("%s: a column removal names its table (table=...)" % what)
+            elif t is not None and t.column(r.name) is not None:
+                p.append("%s: the column is still declared in table '%s'" % (what, t.name))
+            elif t is not None and any(c.renamed_from and r.name.lower() in _former_names(c) for c in t.columns):
+                p.append("%s: a declared column is renamed from it" % what)
+            continue
+        if r.table is not None:
+            p.append("%s: only a column removal names a table" % what)
+        if declared[r.kind](r.name) is not None:
+            p.append("%s: it is also declared; remove it from the declaration or drop the removal" % what)
+        if r.kind == "table":
+            for t in schema.tables:
+                for f in t.foreign_keys:
+                    if f.ref_table.lower() == r.name.lower():
+                        p.append("%s: table '%s' still declares a foreign key (%s) to it" % (
+                            what, t.name, ", ".join(f.columns)))
+    return p
+
+
+def _former_names(column):
+    names = column.renamed_from if isinstance(column.renamed_from, (tuple, list)) else (column.renamed_from,)
+    return {n.lower() for n in names if n}
 
 
 def evolve(obj, **changes):

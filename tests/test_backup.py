@@ -360,3 +360,15 @@ def test_restore_without_any_backup_is_refused(tmp_path):
     path = _small_db(tmp_path / "db.sqlite", [1])
     out = make_runner().invoke(main, ["restore", "--db", path])
     assert out.exit_code == 2 and "no backup of it in" in out.stderr
+
+
+def test_restore_repairs_a_damaged_database(retrofitted, tmp_path):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    saved = make_backup(path)
+    damage_table(path, "tasks")
+    result = restore(path)
+    assert result.restored_from == saved and result.backup in list_backups(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT count(*) FROM tasks NOT INDEXED").fetchone()[0] == TASKS
+    conn.close()

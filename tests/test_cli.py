@@ -381,7 +381,7 @@ def _quick_start_commands():
 def test_the_readme_has_two_quick_start_commands():
     commands = _quick_start_commands()
     assert len(commands) == 2
-    assert "pip install '.[test]'" in commands[0] and "schemagen apply --db" in commands[0]
+    assert "pip install '.[test,postgresql]'" in commands[0] and "schemagen apply --db" in commands[0]
     assert commands[1] == ".venv/bin/python -m pytest"
 
 

@@ -308,7 +308,7 @@ def test_a_difference_the_diff_cannot_plan_is_an_error_not_up_to_date(tmp_path, 
     conn = sqlite3.connect(str(db))
     conn.execute("CREATE TABLE tasks (id TEXT PRIMARY KEY)")
     conn.close()
-    monkeypatch.setattr("schema_dsl.migrate.diff.diff", lambda schema, live: [])
+    monkeypatch.setattr("schema_dsl.migrate.diff.diff", lambda schema, live, prune=None: [])
     with pytest.raises(ApplyError, match="cannot plan"):
         apply_mod.plan_database(str(db), schema=SCHEMA)
 

@@ -58,7 +58,6 @@ from ..sqlite import dbfile
 
 SAMPLE_ROWS = 20000
 WORKING_TREE = "."
-DATA_LOSS_KINDS = ("DropTable", "DropColumn")  # removals that lose rows or values, where the planner has them
 
 
 class Side:
@@ -141,16 +140,20 @@ def _revision_side(text, sha, cwd):
                     note="read %s/%s committed at %s (declaration %s, source sha256 %s)" % (
                         rel, DECLARATION_FILE, short, source.get("declaration"), (source.get("sha256") or "?")[:16]),
                     reconstructed=True)
-    return _fallback_side(text, sha, top, root, rel, out)
+    return _fallback_side(text, sha, top, root, rel)
 
 
-def _fallback_side(text, sha, top, root, rel, out):
+def _fallback_side(text, sha, top, root, rel):
     """No compiled declaration at that revision: export the project at it and load its declaration file."""
     project_rel = Path(os.path.relpath(root, top)).as_posix()
     archive = _git(["archive", "--format=tar", sha, "--", project_rel], top, binary=True)
     if archive is None:
         raise SchemagenError("diff %s: neither %s/%s nor the project is in that revision" % (text, rel, DECLARATION_FILE))
-    folder = tempfile.mkdtemp(prefix="schemagen-diff-")
+    with tempfile.TemporaryDirectory(prefix="schemagen-diff-") as folder:
+        return _load_exported(text, sha, archive, folder, project_rel, rel)
+
+
+def _load_exported(text, sha, archive, folder, project_rel, rel):
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         members = [m for m in tar.getmembers() if (m.isfile() or m.isdir()) and not m.name.startswith(("/", ".."))
                    and ".." not in Path(m.name).parts]
@@ -226,7 +229,7 @@ class DiffResult:
 
 def _clean_step(step):
     """A step planned on an empty database: its row counts are not facts about any real file."""
-    return attrs.evolve(step, rows=None, title=re.sub(r" \(copies \d+ rows?\)$", "", step.title))
+    return attrs.evolve(step, rows=None, title=re.sub(r" \((copies )?\d+ rows?\)$", "", step.title))
 
 
 def diff_declarations(source, dest, db=None):
@@ -240,23 +243,42 @@ def diff_declarations(source, dest, db=None):
         plan = None
         try:
             plan = migration_plan(conn, dest.target, live)
-            plan = attrs.evolve(plan, steps=[_clean_step(s) for s in plan.steps])
+            plan = attrs.evolve(plan, steps=[_clean_step(s) for s in plan.steps], touches_rows=False)
+            if getattr(plan, "data_loss", None):
+                plan = attrs.evolve(plan, data_loss=())  # counted on an empty database; the lint says what goes
         except UnsafeMigrationError as exc:
             refused = str(exc)
         kept = tuple(d.extras(schema, live))
     finally:
         conn.close()
-    loses = tuple({"kind": type(c).__name__, "table": getattr(getattr(c, "table", None), "name", getattr(c, "table", None)),
-                   "text": getattr(c, "reason", "")} for c in changes if type(c).__name__ in DATA_LOSS_KINDS)
+    loses = _data_loss(changes)
     rebuilds = [{"table": c.table.name, "reasons": [{"kind": r.kind, "columns": list(r.columns), "text": r.text}
                                                     for r in c.reasons],
                  "rows": None, "lock_seconds": None, "rate_rows_per_second": None, "sampled_rows": None}
                 for c in changes if isinstance(c, d.RebuildTable)]
     risks = _risks(changes, schema)
     if db is not None:
-        _check_against(db, changes, schema, dest.target, rebuilds, risks)
+        _check_against(db, changes, schema, dest.target, loses, rebuilds, risks)
     return DiffResult(source, dest, changes, plan, refused, loses, kept, tuple(rebuilds), tuple(risks),
                       os.fspath(db) if db is not None else None)
+
+
+def _data_loss(changes):
+    """What the change drops with its data: removed tables (their rows) and removed columns (their values).
+    Removed indexes, views and triggers lose no data."""
+    out = []
+    for c in changes:
+        if type(c).__name__ == "Remove" and getattr(c, "kind", None) == "table":
+            out.append({"kind": "table", "table": c.name, "column": None, "rows": None,
+                        "text": "table '%s' is dropped with its rows (%s)" % (c.name, c.reason),
+                        "probe": ["count_rows", [c.name]]})
+        elif isinstance(c, d.RebuildTable):
+            for r in c.reasons:
+                if r.kind == "column-removed":
+                    out += [{"kind": "column", "table": c.table.name, "column": col, "rows": None,
+                             "text": "table '%s': %s" % (c.table.name, r.text),
+                             "probe": ["count_values", [c.table.name, col]]} for col in r.columns]
+    return tuple(out)
 
 
 def _risks(changes, schema):
@@ -309,10 +331,15 @@ def _declared_columns(change):
     return pairs
 
 
-def _check_against(db, changes, schema, target, rebuilds, risks):
+def _check_against(db, changes, schema, target, loses, rebuilds, risks):
     conn = dbfile.open_existing(db, "ro")
     try:
         tables = {r[0].lower(): r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for loss in loses:
+            try:
+                loss["rows"] = conn.execute(render.statement(loss["probe"][0], *loss["probe"][1])).fetchone()[0]
+            except sqlite3.Error as exc:  # not in that database: nothing of it goes there
+                loss["checked"] = "not checked in %s (%s)" % (db, exc)
         for risk in risks:
             if risk["table"].lower() not in tables:
                 risk["checked"] = "table '%s' is not in %s: not checked" % (risk["table"], db)
@@ -330,13 +357,13 @@ def _check_against(db, changes, schema, target, rebuilds, risks):
                 continue
             risk["violations"] = row[0]
             if kind == "count_duplicate_groups":
-                risk["checked"] = "%d groups of rows (%d rows) share a value" % (row[0], row[1])
+                risk["checked"] = "%s (%s) share a value" % (_n(row[0], "group"), _n(row[1], "row"))
             elif kind == "count_nulls":
-                risk["checked"] = "%d rows hold NULL" % row[0]
+                risk["checked"] = "%s NULL" % _n(row[0], "row holds", "rows hold")
             elif kind == "count_orphans":
-                risk["checked"] = "%d rows have no parent row" % row[0]
+                risk["checked"] = "%s no parent row" % _n(row[0], "row has", "rows have")
             else:
-                risk["checked"] = "%d rows fail it" % row[0]
+                risk["checked"] = "%s it" % _n(row[0], "row fails", "rows fail")
         by_table = {c.table.name.lower(): c for c in changes if isinstance(c, d.RebuildTable)}
         for rebuild in rebuilds:
             name = tables.get(rebuild["table"].lower())
@@ -344,7 +371,7 @@ def _check_against(db, changes, schema, target, rebuilds, risks):
                 continue
             rebuild["rows"] = conn.execute(render.statement("count_rows", name)).fetchone()[0]
             try:
-                rate, sampled = _measure(db, by_table[rebuild["table"].lower()], name, schema, target)
+                rate, sampled = _measure(db, by_table[rebuild["table"].lower()], name, rebuild["rows"], schema, target)
             except sqlite3.Error as exc:
                 rebuild["estimate_error"] = "could not measure a copy rate (%s)" % exc
                 continue
@@ -356,10 +383,13 @@ def _check_against(db, changes, schema, target, rebuilds, risks):
         conn.close()
 
 
-def _measure(db, change, live_name, schema, target):
+def _measure(db, change, live_name, rows, schema, target):
     """(rows per second, rows sampled) of a rebuild of this table: up to SAMPLE_ROWS of its rows copied into the
     declared table with its indexes, then dropped, in an in-memory scratch database."""
+    if not rows:
+        return None, 0
     t = change.table
+    sampled = min(rows, SAMPLE_ROWS)  # rows that break a new constraint are read and skipped (INSERT OR IGNORE)
     scratch = sqlite3.connect("file::memory:", uri=True, isolation_level=None)
     try:
         scratch.execute("ATTACH DATABASE ? AS src", (dbfile.uri(db, mode="ro"),))
@@ -371,7 +401,6 @@ def _measure(db, change, live_name, schema, target):
         scratch.execute("BEGIN")
         scratch.execute(render.statement("copy_sample", t.name, "src", live_name, [c for c, _ in change.copy],
                                          [e for _, e in change.copy], change.keep_rowid, SAMPLE_ROWS))
-        sampled = scratch.execute(render.statement("count_rows", t.name)).fetchone()[0]
         for stmt in indexes:
             scratch.execute(stmt)
         scratch.execute(render.statement("drop_table", t.name))
@@ -384,6 +413,14 @@ def _measure(db, change, live_name, schema, target):
 
 # --- text ---------------------------------------------------------------------------------
 
+def _seconds(s):
+    return "%.1f ms" % (s * 1000) if s < 0.1 else "%.2f s" % s
+
+
+def _n(n, word, words=None):
+    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
+
+
 def format_lint(result):
     """The lint of a diff, one finding a line."""
     lines = ["lint:"]
@@ -391,7 +428,10 @@ def format_lint(result):
         lines.append("  apply would refuse this change: %s" % result.refused)
     if result.loses_data:
         lines.append("  loses data:")
-        lines += ["    - %s" % (x["text"] or "%s '%s'" % (x["kind"], x["table"])) for x in result.loses_data]
+        for x in result.loses_data:
+            counted = "" if x["rows"] is None else ": %s in %s" % (
+                _n(x["rows"], "row") if x["kind"] == "table" else _n(x["rows"], "non-NULL value"), result.db)
+            lines.append("    - %s%s" % (x["text"], counted))
     else:
         lines.append("  loses data: none%s" % (
             " (%d objects only FROM has are kept, never dropped)" % len(result.kept) if result.kept else ""))
@@ -400,8 +440,8 @@ def format_lint(result):
         for r in result.rebuilds:
             lock = ""
             if r["lock_seconds"] is not None:
-                lock = "; expected write lock %.3f s (%d rows at %d rows/s, measured on %d)" % (
-                    r["lock_seconds"], r["rows"], r["rate_rows_per_second"], r["sampled_rows"])
+                lock = "; expected write lock %s (%s at %d rows/s, measured on %d)" % (
+                    _seconds(r["lock_seconds"]), _n(r["rows"], "row"), r["rate_rows_per_second"], r["sampled_rows"])
             elif r["rows"] is not None:
                 lock = "; %d rows%s" % (r["rows"], " (%s)" % r["estimate_error"] if r.get("estimate_error") else "")
             lines.append("    - table '%s'%s" % (r["table"], lock))

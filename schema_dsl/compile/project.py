@@ -56,10 +56,11 @@ class Project:
     Plain classes here, not attrs: apply's fast path resolves the declaration and builds no model.
     """
 
-    __slots__ = ("root", "declaration", "out")
+    __slots__ = ("root", "declaration", "out", "dialects")
 
-    def __init__(self, root, declaration, out=DEFAULT_OUT):
+    def __init__(self, root, declaration, out=DEFAULT_OUT, dialects=None):
         self.root, self.declaration, self.out = Path(root), declaration, out
+        self.dialects = tuple(dialects) if dialects else None  # [tool.schemagen] dialects; None: not listed
 
     @property
     def out_dir(self):
@@ -104,6 +105,8 @@ class Declaration:
 
 _TABLE_HEADER = re.compile(r"^\[\s*tool\s*\.\s*schemagen\s*\]\s*(#.*)?$")
 _SIMPLE_ENTRY = re.compile(r"""^([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(#.*)?$""")
+# dialects = ["sqlite", "postgresql"]: a one-line list of plain double-quoted strings
+_LIST_ENTRY = re.compile(r"""^([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*\[\s*((?:"[A-Za-z0-9_.-]*"\s*,\s*)*(?:"[A-Za-z0-9_.-]*"\s*)?)\]\s*(#.*)?$""")
 
 
 def _schemagen_table(text):
@@ -125,6 +128,10 @@ def _schemagen_table(text):
             if line.startswith("["):
                 break
             m = _SIMPLE_ENTRY.match(line)
+            listed = _LIST_ENTRY.match(line) if m is None else None
+            if listed is not None and listed.group(1) not in table:
+                table[listed.group(1)] = re.findall(r'"([^"]*)"', listed.group(2))
+                continue
             if m is None or m.group(1) in table:
                 table = None
                 break
@@ -171,7 +178,12 @@ def find_project(start=None):
         out = table.get("out", DEFAULT_OUT)
         if not isinstance(out, str) or not out:
             raise SchemagenError("%s: [tool.schemagen] out must be a folder name, got %r" % (candidate, out))
-        return Project(folder, table["declaration"], out)
+        dialects = table.get("dialects")
+        if dialects is not None and (not isinstance(dialects, list) or not dialects
+                                     or not set(dialects) <= {"sqlite", "postgresql"}):
+            raise SchemagenError("%s: [tool.schemagen] dialects must list \"sqlite\" and/or \"postgresql\", got %r" % (
+                candidate, dialects))
+        return Project(folder, table["declaration"], out, dialects)
     return None
 
 

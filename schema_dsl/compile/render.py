@@ -166,6 +166,7 @@ def compile_declaration(schema, origin=None):
         "source": {"declaration": origin["declaration"], "files": list(origin["files"]), "sha256": origin["sha256"]},
         "serves": [[ix.name, list(ix.serves)] for ix in schema.indexes],
         "plan_checks": plan_checks(schema),
+        "removed": [{"kind": x.kind, "name": x.name, "table": x.table} for x in schema.removed],
         "findings": [f.as_dict() for f in lint.lint(schema, json_probe=None)],
         "findings_when_json_valid_null_is_0": [
             f.as_dict() for f in lint.resolve(engine_dependent, lint.declared_resolutions(schema))],

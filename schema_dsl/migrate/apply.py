@@ -22,7 +22,7 @@ import time
 from attrs import frozen
 
 from ..sqlite import dbfile, structure
-from ..errors import ApplyError, DatabaseFileError, SchemagenError
+from ..errors import ApplyError, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
 from .plan import Plan, Step, fresh_plan, migration_plan, setting_steps
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
 from ..compile.target import target_for
@@ -90,7 +90,7 @@ def _begin(conn, path):
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
 
 
-def plan_for(conn, target, guard=None):
+def plan_for(conn, target, guard=None, prune=None):
     """The plan for the database behind conn (read inside the caller's transaction).
 
     A new or empty file gets the fresh plan; a file whose structure already
@@ -110,15 +110,30 @@ def plan_for(conn, target, guard=None):
     live = read_live(conn, raw)
     if live.is_empty:
         return fresh_plan(target, conn)
-    if not [m for k, m in diffs if k != "extra"]:
+    only_extras = not [m for k, m in diffs if k != "extra"]
+    if only_extras and prune is None and not target.compiled.get("removed"):
         from .diff import extras  # as above: only a file that differs needs the diff (here: to list its extras)
         return Plan(steps=setting_steps(target, conn), extras=extras(target.schema, live))
-    plan = migration_plan(conn, target, live)
+    plan = migration_plan(conn, target, live, prune)
+    if plan.up_to_date and only_extras:  # nothing the declaration removes or --prune drops is there
+        return Plan(steps=setting_steps(target, conn), extras=plan.extras)
     if plan.up_to_date:
         # structure.compare found a difference the diff has no change for: never call such a file up to date
         raise ApplyError("the database differs from the declaration in a way schemagen cannot plan, nothing was "
                          "changed: " + "; ".join(m for k, m in diffs if k != "extra")[:500])
     return plan
+
+
+def _guard_data_loss(path, plan, backup, allow_data_loss, confirm):
+    """A plan that loses data goes ahead only with a backup (or allow_data_loss) and a yes from confirm."""
+    if not plan.data_loss:
+        return
+    what = "; ".join(d["text"] for d in plan.data_loss)
+    if not backup and not allow_data_loss:
+        raise UnsafeMigrationError("database %r: the plan loses data (%s) and --no-backup was given: the backup is "
+                                   "mandatory for that unless --allow-data-loss is given; nothing was changed" % (path, what))
+    if confirm is not None and not confirm(plan):
+        raise Declined("database %r: the plan loses data (%s) and was not confirmed; nothing was changed" % (path, what))
 
 
 def _refuse_foreign_file(conn, raw, target):
@@ -133,7 +148,7 @@ def _refuse_foreign_file(conn, raw, target):
             "nothing was changed" % (target.name, shown, target.name))
 
 
-def plan_database(path, schema=None, files=None, guard=None):
+def plan_database(path, schema=None, files=None, guard=None, prune=None):
     """What apply would do, without doing it (the database is only read).
 
     guard: "shipped" when the declaration is the fallback to the shipped one, which refuses a file of
@@ -147,7 +162,7 @@ def plan_database(path, schema=None, files=None, guard=None):
     conn = dbfile.open_existing(path, "ro")
     try:
         conn.execute("BEGIN")
-        return plan_for(conn, target, guard)
+        return plan_for(conn, target, guard, prune)
     except sqlite3.Error as exc:
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
     finally:
@@ -155,7 +170,7 @@ def plan_database(path, schema=None, files=None, guard=None):
 
 
 def apply(path, schema=None, files=None, backup=True, progress=None, guard=None, backup_dir=None,
-          keep_backups=DEFAULT_KEEP, check_data=False):
+          keep_backups=DEFAULT_KEEP, check_data=False, prune=None, allow_data_loss=False, confirm=None):
     """Create or migrate the database at path; returns an ApplyResult.
 
     progress(step_number, step, statement) is called before each statement
@@ -165,6 +180,9 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     keep_backups: how many backups of this database that folder keeps (pruned after a successful COMMIT).
     Before writing, PRAGMA quick_check runs on every table the plan rebuilds or fills (check_data: on
     the whole file); a damaged file is refused with nothing written and no backup left.
+    prune: None, "objects" or "all" (diff.removals). A plan that loses data (a removed or pruned table or
+    column: Plan.data_loss) needs the backup unless allow_data_loss, and confirm(plan) must return True
+    (None: allowed); otherwise it is refused inside the transaction, nothing changed (see _guard_data_loss).
     """
     path = os.fspath(path)
     if backup:
@@ -173,7 +191,8 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     target = target_for(schema, files)
     conn, existed = open_for_apply(path, target.files)
     try:
-        return _apply_locked(conn, path, target, backup and (backup_dir, keep_backups), progress, guard, check_data)
+        return _apply_locked(conn, path, target, backup and (backup_dir, keep_backups), progress, guard, check_data,
+                             (prune, allow_data_loss, confirm))
     except BaseException:
         if not existed:
             _remove_if_still_empty(conn, path)
@@ -201,7 +220,7 @@ def _remove_if_still_empty(conn, path):
             os.remove(path + suffix)
 
 
-def _apply_locked(conn, path, target, backup, progress, guard, check_data=False):
+def _apply_locked(conn, path, target, backup, progress, guard, check_data=False, loss=(None, False, None)):
     """backup: (backup_dir, keep) when a backup is wanted, else a false value."""
     files = target.files
     start = time.perf_counter()
@@ -210,13 +229,14 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False)
     backup_to = None
     committing = False
     try:
-        plan = plan_for(conn, target, guard)
+        plan = plan_for(conn, target, guard, loss[0])
         if plan.up_to_date:
             conn.execute("ROLLBACK")
             _finish_connection(conn, files)
             return ApplyResult(path, plan, applied=False, seconds=time.perf_counter() - start)
         if not plan.fresh:
             _refuse_damaged(conn, path, plan, whole_file=check_data)
+        _guard_data_loss(path, plan, bool(backup), *loss[1:])
         if backup and plan.touches_rows:
             backup_to = make_backup(path, backup[0], locked=conn)  # under this write lock: a plain file copy
         # A savepoint marks the data as it was, so that foreign key violations

@@ -319,9 +319,10 @@ def restore(path, backup=None, backup_dir=None, keep=DEFAULT_KEEP):
 
     backup: the file to restore (default: the newest backup of path in its backup folder). The backup
     is checked first (an SQLite file that passes quick_check, else DatabaseFileError, nothing changed);
-    the live file's WAL is checkpointed and its current state backed up (same policy as apply); then the
-    backup API copies the backup INTO the live file, taking its write lock, so that connections holding
-    the file open see the restored data. quick_check verifies the result.
+    the live file's WAL is checkpointed and its current state backed up under its write lock (same
+    policy as apply); then the backup API copies the backup INTO the live file, taking its write lock
+    again (it cannot start inside a transaction of the destination), so that connections holding the
+    file open see the restored data. quick_check verifies the result.
     """
     path = os.fspath(path)
     start = time.perf_counter()
@@ -348,7 +349,14 @@ def restore(path, backup=None, backup_dir=None, keep=DEFAULT_KEEP):
                 live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
-            saved = make_backup(path, backup_dir)
+            try:
+                live.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
+            try:
+                saved = make_backup(path, backup_dir, locked=live)  # the current state, under its write lock
+            finally:
+                live.execute("ROLLBACK")
             try:
                 source.backup(live)
             except BaseException as exc:

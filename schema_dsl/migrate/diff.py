@@ -149,9 +149,26 @@ class VirtualTableChanged:
     reason: str
 
 
+@frozen
+class Remove:
+    """Drop an index, view, trigger or table that the declaration removes (or that --prune drops).
+
+    A removed column is no Remove: its table is rebuilt without it (a "column-removed" Reason). A table's
+    rows and a column's values are counted by the planner (Plan.data_loss) before anything runs.
+    """
+
+    kind: str                         # index, view, trigger, table
+    name: str
+    reason: str
+    table: Union[str, None] = None    # the table an index or trigger stands on
+    pruned: bool = False              # not declared at all: dropped by --prune
+    weakens: Union[str, None] = None  # what the drop weakens although no row goes (a UNIQUE index, a trigger)
+
+
 CHANGE_KINDS = (CreateTable, RenameColumn, AddColumn, Backfill, RebuildTable, DropIndex,
                 CreateIndex, CreateIndexVerbatim, DropViewOrTrigger, CreateVirtualTable, CreateViewOrTrigger,
-                VirtualTableChanged)
+                VirtualTableChanged, Remove)
+PRUNE = (None, "objects", "all")  # diff's prune: nothing; undeclared indexes, views, triggers; and columns, tables
 Change = Union[CHANGE_KINDS]
 
 
@@ -225,8 +242,11 @@ def table_changes(decl: Table, live: Table, live_info):
     """The changes that bring one existing live table to its declaration."""
     mapping = _column_map(decl, live)
     used = {v.lower() for v in mapping.values() if v}
-    extra_cols = [c for c in live.columns if c.name.lower() not in used]
+    dropped = {n.lower(): why for n, why in live_info.get("dropped", {}).items()}
+    extra_cols = [c for c in live.columns if c.name.lower() not in used and c.name.lower() not in dropped]
     reasons = [Reason("column-changed", why, (name,)) for name, why in _differing_columns(decl, live, mapping)]
+    reasons += [Reason("column-removed", "column '%s' removed (%s)" % (c.name, dropped[c.name.lower()]), (c.name,))
+                for c in live.columns if c.name.lower() in dropped and c.name.lower() not in used]
     d_auto, d_fks, d_uniq, d_checks = _constraint_sets(decl)
     l_auto, l_fks, l_uniq, l_checks = _constraint_sets(live)
     if d_auto != l_auto:
@@ -360,20 +380,112 @@ def _strip_constraints(definition):
     return join_tokens(out)
 
 
-def diff(schema, live):
-    """Every change, in execution order, that brings `live` to `schema`."""
+def removals(schema, live, prune=None):
+    """What goes: {(kind, name lowercased): Remove} for indexes, views, triggers and tables, and
+    {table lowercased: {column: reason}} for columns. Declared removals of what the file no longer has are
+    nothing to do; prune adds what the declaration does not have ("objects": indexes, views, triggers;
+    "all": columns and tables too). Never sqlite_* objects, automatic indexes or virtual-table shadow
+    tables: the introspection leaves those out."""
+    if prune not in PRUNE:
+        raise ValueError("prune must be one of %r" % (PRUNE,))
+    objects, columns = {}, {}
+    present = {"index": lambda n: named(live.indexes.values(), n),
+               "view": lambda n: next((k for k in live.views if k.lower() == n.lower()), None),
+               "trigger": lambda n: next((k for k in live.triggers if k.lower() == n.lower()), None),
+               "table": lambda n: live.table(n) or named(live.virtual_tables.values(), n)}
+    for r in schema.removed:
+        if r.kind == "column":
+            lt = live.table(r.table)
+            if lt is not None and lt.column(r.name) is not None:
+                columns.setdefault(lt.name.lower(), {})[lt.column(r.name).name] = "removed: " + r.reason
+            continue
+        found = present[r.kind](r.name)
+        if found is not None:
+            name = found if isinstance(found, str) else found.name
+            objects[(r.kind, name.lower())] = Remove(r.kind, name, "removed: " + r.reason, table=_on(live, r.kind, name))
+    if prune is None:
+        return objects, columns
+    vtables = [v.lower() for v in live.virtual_tables]
+    for name, ix in live.indexes.items():
+        if schema.index(name) is None and ("index", name.lower()) not in objects:
+            objects[("index", name.lower())] = Remove(
+                "index", name, "not in the declaration (--prune)", table=ix.table, pruned=True,
+                weakens="a UNIQUE index: nothing will keep its columns unique" if ix.unique else None)
+    for name in live.views:
+        if schema.view(name) is None and ("view", name.lower()) not in objects:
+            objects[("view", name.lower())] = Remove("view", name, "not in the declaration (--prune)", pruned=True)
+    for name, info in live.triggers.items():
+        if schema.trigger(name) is None and ("trigger", name.lower()) not in objects:
+            objects[("trigger", name.lower())] = Remove("trigger", name, "not in the declaration (--prune)",
+                                                        table=info["table"], pruned=True,
+                                                        weakens=_trigger_role(info["sql"], info["table"], vtables))
+    if prune == "all":
+        for name, lt in live.tables.items():
+            decl = schema.table(name)
+            if decl is None:
+                if ("table", name.lower()) not in objects:
+                    objects[("table", name.lower())] = Remove("table", name, "not in the declaration (--prune)",
+                                                              pruned=True)
+                continue
+            used = {v.lower() for v in _column_map(decl, lt).values() if v}
+            for c in lt.columns:
+                if c.name.lower() not in used:
+                    columns.setdefault(lt.name.lower(), {}).setdefault(c.name, "not in the declaration (--prune)")
+        for name in live.virtual_tables:
+            if schema.virtual_table(name) is None and ("table", name.lower()) not in objects:
+                objects[("table", name.lower())] = Remove("table", name, "not in the declaration (--prune)", pruned=True)
+    return objects, columns
+
+
+def _on(live, kind, name):
+    if kind == "index":
+        return named(live.indexes.values(), name).table
+    if kind == "trigger":
+        return next(v["table"] for k, v in live.triggers.items() if k.lower() == name.lower())
+    return None
+
+
+def _trigger_role(sql, table, vtables):
+    """What a trigger keeps up, in words, when its drop would weaken it: a full-text index, an audit trail."""
+    words = [(k, t.lower()) for k, t in tokenize(sql)]
+    targets = [words[i + 2][1] for i in range(len(words) - 2)
+               if words[i][1] in ("insert", "replace") and words[i + 1][1] == "into" and words[i + 2][0] in ("word", "ident")]
+    targets += [words[i + 1][1] for i in range(len(words) - 1)
+                if words[i][1] in ("update", "delete") and words[i][0] == "word" and words[i + 1][0] in ("word", "ident")
+                and words[i + 1][1] not in ("of", "on", "from", "set")]
+    fts = sorted({t for t in targets if t in vtables})
+    if fts:
+        return "it maintains the full-text index '%s': searches will miss later changes" % fts[0]
+    other = sorted({t for t in targets if t != table.lower() and t not in ("from",)})
+    if other:
+        return "it writes to '%s' (an audit trail or a derived table): those rows stop being kept" % other[0]
+    return None
+
+
+def diff(schema, live, prune=None):
+    """Every change, in execution order, that brings `live` to `schema`.
+
+    prune: None, "objects" (also drop undeclared indexes, views, triggers) or "all" (and undeclared columns
+    and tables); see removals.
+    """
     changes = []
     rebuilt = set()
     table_changes_list = []
+    gone, gone_columns = removals(schema, live, prune)
+    gone_indexes = {name for kind, name in gone if kind == "index"}
     for t in schema.ordered_tables():
         lt = live.table(t.name)
         if lt is None:
             changes.append(CreateTable(t))
             continue
+        dropped = gone_columns.get(lt.name.lower(), {})
         info = {
             "column_sql": live.column_sql.get(lt.name, {}),
             "user_indexes": tuple((n, live.index_sql[n]) for n, ix in live.indexes.items()
-                                  if ix.table.lower() == lt.name.lower() and schema.index(n) is None),
+                                  if ix.table.lower() == lt.name.lower() and schema.index(n) is None
+                                  and n.lower() not in gone_indexes
+                                  and not _mentions(live.index_sql[n], {c.lower() for c in dropped})),
+            "dropped": dropped,
         }
         tc = table_changes(t, lt, info)
         table_changes_list += tc
@@ -385,15 +497,20 @@ def diff(schema, live):
     changed = {kind: {key for key, obj in declared[kind].items()
                       if key in live_sql[kind] and view_body(live_sql[kind][key][1]) != view_body(obj.sql)}
                for kind in declared}
+    # undeclared tables that are dropped take their own undeclared views and triggers with them below
+    removed_vt = [gone[k] for k in sorted(gone) if k[0] in ("view", "trigger")]
     if rebuilt:
         # Views and triggers are re-checked by the RENAME of a rebuild; drop
         # them for its duration and recreate them at the end (the declared
-        # ones from the declaration, a user's own unchanged).
-        changes = [DropViewOrTrigger(n, "trigger") for n in live.triggers] + \
-                  [DropViewOrTrigger(n, "view") for n in live.views] + changes
+        # ones from the declaration, a user's own unchanged, the removed ones not).
+        changes = [gone.get((kind, n.lower())) or DropViewOrTrigger(n, kind)
+                   for kind, names in (("trigger", live.triggers), ("view", live.views)) for n in names] + changes
     else:
-        changes = [DropViewOrTrigger(live_sql[kind][key][0], kind, "definition changed: dropped and recreated")
-                   for kind in ("trigger", "view") for key in sorted(changed[kind])] + changes
+        changes = removed_vt + [
+            DropViewOrTrigger(live_sql[kind][key][0], kind, "definition changed: dropped and recreated")
+            for kind in ("trigger", "view") for key in sorted(changed[kind]) if (kind, key) not in gone] + changes
+    changes += [gone[k] for k in sorted(gone) if k[0] == "index"]
+    changes += [gone[k] for k in sorted(gone) if k[0] == "table"]
     changes += table_changes_list
     for ix in schema.indexes:
         live_ix = named(live.indexes.values(), ix.name)
@@ -424,7 +541,9 @@ def diff(schema, live):
     for kind in ("view", "trigger"):
         if rebuilt:
             changes += [CreateIndexVerbatim(name, sql, kind=kind, reason="recreated after the rebuild")
-                        for key, (name, sql) in live_sql[kind].items() if key not in declared[kind]]
+                        for key, (name, sql) in live_sql[kind].items()
+                        if key not in declared[kind] and (kind, key) not in gone
+                        and not _stands_on_dropped(live, kind, name, gone)]
         for key, obj in declared[kind].items():
             if key not in live_sql[kind]:
                 changes.append(CreateViewOrTrigger(obj.name, obj.sql, kind, "%s is new" % kind))
@@ -434,8 +553,32 @@ def diff(schema, live):
     return changes
 
 
-def extras(schema, live):
-    """What the database has beyond the declaration, one line each (kept, never dropped)."""
+def _stands_on_dropped(live, kind, name, gone):
+    """A user's trigger on a table that is dropped goes with it (SQLite drops it too)."""
+    if kind != "trigger":
+        return False
+    table = next(v["table"] for k, v in live.triggers.items() if k == name)
+    return ("table", table.lower()) in gone
+
+
+def extras(schema, live, prune=None):
+    """What the database has beyond the declaration and keeps, one line each (what prune drops is not kept)."""
+    gone, gone_columns = removals(schema, live, prune)
+    return [line for line in _extras(schema, live) if not _is_gone(line, gone, gone_columns)]
+
+
+def _is_gone(line, gone, gone_columns):
+    for (kind, name) in gone:
+        if line.startswith("%s '%s'" % ("virtual table" if kind == "table" and line.startswith("virtual") else kind, name)) \
+                or line.lower().startswith("%s '%s'" % (kind, name)):
+            return True
+    for table, cols in gone_columns.items():
+        if any(line.lower() == ("table '%s': column '%s'" % (table, c)).lower() for c in cols):
+            return True
+    return False
+
+
+def _extras(schema, live):
     out = []
     for name, t in live.tables.items():
         decl = schema.table(name)

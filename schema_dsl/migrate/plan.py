@@ -45,6 +45,9 @@ class Plan:
     # rebuilt or filled table, and every table that references a rebuilt one.
     # Added columns start NULL and created indexes change no value.
     fk_scope: tuple = field(default=(), converter=_tuple)
+    # what the plan gives up, counted before anything runs: {"kind": "table"|"column", "table", "column",
+    # "rows" (a table's rows, a column's non-NULL values), "text"}
+    data_loss: tuple = field(default=(), converter=_tuple)
 
     @property
     def statements(self):
@@ -200,7 +203,7 @@ def check_data(conn, schema, live, changes):
         raise UnsafeMigrationError("refusing to migrate, nothing was changed: " + "; ".join(problems))
 
 
-def migration_plan(conn, target, live):
+def migration_plan(conn, target, live, prune=None):
     """The plan that brings an existing database to the declaration of target.
 
     CREATE TABLE, CREATE INDEX and ADD COLUMN of declared objects come
@@ -213,7 +216,7 @@ def migration_plan(conn, target, live):
     from . import diff as d
 
     schema = target.schema
-    changes = d.diff(schema, live)
+    changes = d.diff(schema, live, prune)
     check_data(conn, schema, live, changes)
     steps = []
     touches = False
@@ -268,6 +271,12 @@ def migration_plan(conn, target, live):
         elif isinstance(ch, d.DropViewOrTrigger):
             steps.append(Step("drop %s '%s'" % (ch.kind, ch.name), ch.reason,
                               [render().statement("drop_" + ch.kind, ch.name)], change=ch))
+        elif isinstance(ch, d.Remove):
+            n = rows(ch.name) if ch.kind == "table" and live.table(ch.name) is not None else None
+            steps.append(Step("drop %s '%s'%s" % (ch.kind, ch.name, " (%s)" % _plural_rows(n) if n is not None else ""),
+                              ch.reason + ("; weakens: " + ch.weakens if ch.weakens else ""),
+                              [render().statement("drop_" + ch.kind, ch.name)], rows=n,
+                              table=ch.name if ch.kind == "table" else None, change=ch))
         else:  # pragma: no cover - the set of change kinds is closed
             raise TypeError("unknown change %r" % (ch,))
     steps += setting_steps(target, conn)
@@ -275,13 +284,43 @@ def migration_plan(conn, target, live):
         if step.table is not None and live.table(step.table) is not None and _has_rows(conn, live.table(step.table).name):
             touches = True
             break
-    return Plan(steps=steps, extras=d.extras(schema, live), touches_rows=touches,
-                fk_scope=_fk_scope(schema, live, changes))
+    loss = data_loss(conn, live, changes, rows)
+    return Plan(steps=steps, extras=d.extras(schema, live, prune), touches_rows=touches or bool(loss),
+                fk_scope=_fk_scope(schema, live, changes), data_loss=loss)
+
+
+def _plural_rows(n):
+    return "%d row%s" % (n, "" if n == 1 else "s")
+
+
+def data_loss(conn, live, changes, rows):
+    """What the changes give up, counted now: a dropped table's rows, a removed column's non-NULL values."""
+    from . import diff as d  # see check_data
+    out = []
+    for ch in changes:
+        if isinstance(ch, d.Remove) and ch.kind == "table":
+            n = rows(ch.name) if live.table(ch.name) is not None else _count(
+                conn, "SELECT count(*) FROM %s" % quote_identifier(ch.name))
+            out.append({"kind": "table", "table": ch.name, "column": None, "rows": n,
+                        "text": "table '%s': %s go (%s)" % (ch.name, _plural_rows(n), ch.reason)})
+        elif isinstance(ch, d.RebuildTable):
+            old = live.table(ch.table.name).name
+            for r in ch.reasons:
+                if r.kind == "column-removed":
+                    column = r.columns[0]
+                    n = _count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (
+                        quote_identifier(old), quote_identifier(column)))
+                    out.append({"kind": "column", "table": old, "column": column, "rows": n,
+                                "text": "column '%s'.'%s': %d non-NULL value%s go (%s)" % (
+                                    old, column, n, "" if n == 1 else "s", r.text)})
+    return out
 
 
 def _fk_scope(schema, live, changes):
     from . import diff as d  # see check_data
-    rebuilt = {c.table.name.lower() for c in changes if isinstance(c, d.RebuildTable)}
+    dropped = {c.name.lower() for c in changes if isinstance(c, d.Remove) and c.kind == "table"}
+    # a child of a dropped table is checked like a child of a rebuilt one: its rows may lose their parent
+    rebuilt = {c.table.name.lower() for c in changes if isinstance(c, d.RebuildTable)} | dropped
     filled = {c.table.name.lower() for c in changes if isinstance(c, d.Backfill)}
     scope = []
     for t in schema.ordered_tables():
@@ -292,7 +331,8 @@ def _fk_scope(schema, live, changes):
         if t.name.lower() in rebuilt | filled or refs & rebuilt:
             scope.append(t.name)
     for name, lt in live.tables.items():
-        if schema.table(name) is None and {f.ref_table.lower() for f in lt.foreign_keys} & rebuilt:
+        if schema.table(name) is None and name.lower() not in dropped and \
+                {f.ref_table.lower() for f in lt.foreign_keys} & rebuilt:
             scope.append(name)
     return scope
 

@@ -87,7 +87,9 @@ def script_text(target, plan, planned_against, before_rows, after_rows, before_s
     lines = [render.statement(
         "migration_script_header", name=target.name, declaration=source.get("declaration") or target.name,
         source_sha256=source.get("sha256") or "unknown", planned_against=planned_against,
-        structure_sha256=before_sha, steps=len(plan.steps), statements=len(plan.statements)), ""]
+        structure_sha256=before_sha, steps=len(plan.steps), statements=len(plan.statements))]
+    lines += [_comment("LOSES DATA (declared removal): %s" % loss["text"]) for loss in getattr(plan, "data_loss", ())]
+    lines.append("")
     lines.append(render.statement("pragma", "foreign_keys", "OFF"))
     lines.append(render.statement("begin_immediate"))
     lines.append(render.statement("guard_table"))

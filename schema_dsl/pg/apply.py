@@ -1,0 +1,202 @@
+"""Apply and validate on PostgreSQL: the rendered statements in one transaction, then the structure checked.
+
+What works so far (README, "PostgreSQL"): a fresh apply to a database that holds none of the declared tables,
+an up-to-date apply (nothing to do), and validate. A database holding some of the declared tables but not
+matching is refused, nothing changed: migrating on PostgreSQL is not built yet.
+
+The apply runs every statement of generated/postgresql/declaration.json in one transaction (PostgreSQL's DDL is
+transactional), under `lock_timeout` and `statement_timeout` set for that transaction only. A lock not granted
+in time, a statement that runs too long, or any failing statement rolls everything back: exit 2, nothing
+changed. Before COMMIT the structure is read from pg_catalog and compared with the declaration's.
+
+URLs appear in messages only masked (url.mask): a password never reaches a report or an error.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from ..compile.paths import resource_dir
+from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declaration
+from ..compile.project import load_schema, origin, stale_reason
+from ..errors import ApplyError, SchemagenError, StaleFiles, ValidationFailed
+from . import catalog
+from .url import mask, scrub
+
+DEFAULT_LOCK_TIMEOUT = "5s"
+CONNECT_TIMEOUT_S = 10
+
+
+class PgApplyResult:
+    __slots__ = ("database", "applied", "statements", "seconds", "report")
+
+    def __init__(self, database, applied, statements, seconds, report):
+        self.database, self.applied, self.statements, self.seconds, self.report = \
+            database, applied, statements, seconds, report
+
+    def as_dict(self):
+        return {"database": self.database, "dialect": "postgresql", "applied": self.applied,
+                "fresh": self.applied, "up_to_date": not self.applied, "statements": self.statements,
+                "seconds": round(self.seconds, 4), "report": self.report}
+
+
+# --- the compiled declaration --------------------------------------------------------
+
+def compiled_for(decl):
+    """What apply and validate run on PostgreSQL: the project's generated/postgresql/declaration.json (refused
+    when stale), the shipped one, or the declaration compiled now."""
+    if decl.project is not None:
+        folder = decl.project.out_dir / OUT_SUBDIR
+        label = "%s/%s/" % (decl.project.out, OUT_SUBDIR)
+        try:
+            compiled = json.loads((folder / DECLARATION_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StaleFiles("%s is stale for %s: run `%s --dialect postgresql` (%s)" % (
+                label, decl.label, decl.render_command, type(exc).__name__)) from None
+        reason = stale_reason(decl, compiled)
+        if reason:
+            raise StaleFiles("%s is stale for %s: run `%s --dialect postgresql` (%s)" % (
+                label, decl.label, decl.render_command, reason))
+        return compiled
+    if decl.shipped:
+        shipped = resource_dir("generated") / OUT_SUBDIR / DECLARATION_FILE
+        if shipped.is_file():
+            return json.loads(shipped.read_text(encoding="utf-8"))
+    return compile_declaration(load_schema(decl), origin(decl))
+
+
+# --- connecting ------------------------------------------------------------------------
+
+def connect(url):
+    """An autocommit connection (transactions are explicit); errors name the masked URL only."""
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.Error as exc:
+        raise SchemagenError("cannot connect to %s: %s" % (mask(url), _one_line(scrub(str(exc), url)))) from None
+    except Exception as exc:  # a URL libpq cannot parse
+        raise SchemagenError("cannot connect to %s: %s: %s" % (mask(url), type(exc).__name__,
+                                                              _one_line(scrub(str(exc), url)))) from None
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+# --- validate --------------------------------------------------------------------------
+
+def check(conn, compiled, database):
+    """The validation report of a connected database against the compiled declaration."""
+    expected = catalog.canonical_expected(conn, compiled["structure"])
+    actual = catalog.read_structure(conn)
+    diffs, notes = catalog.compare(expected, actual)
+    declared = set(compiled["structure"]["tables"])
+    return {
+        "database": database, "dialect": "postgresql", "ok": not diffs,
+        "tables": len([t for t in actual["tables"] if t in declared]),
+        "indexes": len([i for i in actual["indexes"] if i in compiled["structure"]["indexes"]]),
+        "constraint_indexes": len([i for i, t in actual["constraint_indexes"].items() if t in declared]),
+        "expected": dict(compiled["counts"]),
+        "differences": diffs, "notes": notes,
+    }
+
+
+def validate(url, compiled):
+    """Check a PostgreSQL database against the declaration; the report (ok False: it does not match)."""
+    conn = connect(url)
+    try:
+        return check(conn, compiled, mask(url))
+    except psycopg.Error as exc:
+        raise SchemagenError("validate %s: %s" % (mask(url), _one_line(scrub(str(exc), url)))) from None
+    finally:
+        conn.close()
+
+
+# --- apply -----------------------------------------------------------------------------
+
+def apply(url, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, statement_timeout=None):
+    """Create the declared schema in a database that holds none of it, in one transaction; or find it up to date."""
+    database = mask(url)
+    conn = connect(url)
+    try:
+        return _apply(conn, url, database, compiled, lock_timeout, statement_timeout)
+    finally:
+        conn.close()
+
+
+def _apply(conn, url, database, compiled, lock_timeout, statement_timeout):
+    started = time.perf_counter()
+    expected = compiled["structure"]
+    present = _declared_present(conn, expected)
+    if present:
+        report = check(conn, compiled, database)
+        if report["ok"]:
+            return PgApplyResult(database, False, 0, time.perf_counter() - started, report)
+        raise ApplyError("%s already holds %s of the declared objects (%s) but does not match the declaration (%s); "
+                         "migrating a PostgreSQL database is not built yet: nothing was changed" % (
+                             database, len(present), ", ".join(present[:5]) + (", ..." if len(present) > 5 else ""),
+                             "; ".join(report["differences"][:3])))
+    statements = compiled["statements"]
+    current = None
+    try:
+        with conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(lock_timeout or "0"),))
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(statement_timeout or "0"),))
+            for current in statements:
+                conn.execute(current["sql"])
+            current = None
+            report = check(conn, compiled, database)
+            if not report["ok"]:
+                raise ApplyError("%s: the structure after the statements does not match the declaration, rolled back, "
+                                 "nothing changed: %s" % (database, "; ".join(report["differences"][:5])))
+    except pgerrors.LockNotAvailable as exc:
+        raise ApplyError("%s: a lock was not granted within lock_timeout %s (%s%s): another session holds it; rolled "
+                         "back, nothing changed" % (database, lock_timeout, _where(current),
+                                                    _one_line(scrub(exc.diag.message_primary or str(exc), url)))) from None
+    except pgerrors.QueryCanceled as exc:
+        raise ApplyError("%s: a statement ran past statement_timeout %s (%s%s); rolled back, nothing changed" % (
+            database, statement_timeout, _where(current), _one_line(scrub(str(exc), url)))) from None
+    except pgerrors.InvalidParameterValue as exc:
+        raise ApplyError("%s: %s (a timeout is e.g. 5s, 500ms or 0 for none); nothing changed" % (
+            database, _one_line(scrub(str(exc), url)))) from None
+    except psycopg.Error as exc:
+        raise ApplyError("%s: %s%s; rolled back, nothing changed" % (
+            database, _where(current), _one_line(scrub(str(exc), url)))) from None
+    return PgApplyResult(database, True, len(statements), time.perf_counter() - started, report)
+
+
+def _where(statement):
+    return "%s %s: " % (statement["kind"], statement["name"]) if statement else ""
+
+
+def _declared_present(conn, expected):
+    """The declared tables and indexes (and views) that already exist in the current schema."""
+    names = [*expected["tables"], *expected["indexes"], *expected.get("views", {}), *expected.get("virtual_tables", {})]
+    rows = conn.execute("SELECT relname FROM pg_class WHERE relnamespace = %s AND relname = ANY(%s)",
+                        (catalog.current_namespace(conn), names)).fetchall()
+    found = {r[0] for r in rows}
+    return [n for n in names if n in found]
+
+
+# --- text ------------------------------------------------------------------------------
+
+def format_report(report):
+    """The validation report as a few lines for a person."""
+    lines = ["%s (PostgreSQL): %d tables, %d indexes (declared: %d and %d; %d more back PRIMARY KEY/UNIQUE "
+             "constraints)" % (report["database"], report["tables"], report["indexes"], report["expected"]["tables"],
+                               report["expected"]["indexes"], report["constraint_indexes"])]
+    if report["ok"]:
+        lines.append("[ok] the structure matches the declaration")
+    else:
+        lines.append("[FAIL] %d differences from the declaration:" % len(report["differences"]))
+        lines += ["  - %s" % d for d in report["differences"]]
+    lines += ["  note: %s" % n for n in report["notes"]]
+    return "\n".join(lines)
+
+
+def raise_if_failed(report):
+    if not report["ok"]:
+        raise ValidationFailed("%s does not match the declaration: %d differences" % (
+            report["database"], len(report["differences"])))
