@@ -116,8 +116,10 @@ def join_tokens(tokens):
     out = []
     for kind, text in tokens:
         piece = _token_text(kind, text)
-        if out and not (piece in (")", ",", ".") or out[-1] in ("(", ".")
-                        or (piece == "(" and kind == "op" and out[-1][-1:].isalnum() and _prev_is_func(out))):
+        glued = piece in (")", ",", ".") or out and out[-1] in ("(", ".")
+        if out and kind == "number" and out[-1] == "." and piece[:1].isdigit():
+            glued = False  # "." then "0" written ".0" would read back as one number
+        if out and not (glued or (piece == "(" and kind == "op" and out[-1][-1:].isalnum() and _prev_is_func(out))):
             out.append(" ")
         out.append(piece)
     return "".join(out)
