@@ -182,3 +182,87 @@ def test_failure_after_commit_keeps_the_new_file(tmp_path, monkeypatch):
         apply(str(path))
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchone()[0] == 9
+
+
+# --- removals and renames (Milestone 2: seven indexes removed, a column renamed, a table rebuilt) ---------------
+
+@pytest.fixture(scope="module")
+def m1_with_rows(tmp_path_factory):
+    path = legacy.create(str(tmp_path_factory.mktemp("m2faults") / "m1.db"), "old", tasks=300)
+    apply(path, backup=False)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO memory_entries (namespace, key, value, memory_type, created_by) "
+                 "VALUES ('user:a', 'k', '{}', 'semantic', 'alice')")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def _m2():
+    from schema_dsl.compile.project import load_declaration
+    return load_declaration(str(ROOT / "examples" / "abathur_m2.py"))
+
+
+def test_error_at_every_statement_of_removals_and_a_rename_leaves_the_file_unchanged(m1_with_rows, tmp_path):
+    m2 = _m2()
+    n = len(plan_database(m1_with_rows, schema=m2).statements)
+    assert n > 15
+    for k in range(n + 2):  # every statement, then the checks before COMMIT and the COMMIT
+        path = str(tmp_path / ("m2-%d.db" % k))
+        shutil.copy(m1_with_rows, path)
+        data, logical = Path(path).read_bytes(), content(path)
+        with pytest.raises(Injected):
+            apply(path, schema=m2, backup=False, progress=_fail_at(k))
+        assert Path(path).read_bytes() == data, "statement %d changed the file" % k
+        assert content(path) == logical
+        os.remove(path)
+
+
+M2_KILL_SCRIPT = (
+    "import sys\n"
+    "from schema_dsl.compile.project import load_declaration\n"
+    "from schema_dsl.migrate.apply import apply\n"
+    "m2 = load_declaration(sys.argv[2])\n"
+    "said = []\n"
+    "def progress(n, step, stmt):\n"
+    "    if not said:\n"
+    "        said.append(1); sys.stdout.write('go\\n'); sys.stdout.flush()\n"
+    "apply(sys.argv[1], schema=m2, backup=False, progress=progress)\n"
+)
+
+
+def test_sigkill_during_removals_and_a_rename_leaves_old_or_new(tmp_path):
+    source = legacy.create(str(tmp_path / "big.db"), "old", tasks=20000)
+    apply(source, backup=False)
+    m2 = _m2()
+    new_structure = expected_structure(m2)
+    conn = sqlite3.connect(source)
+    old_structure = structure.read_structure(conn)
+    counts = {t: conn.execute('SELECT count(*) FROM "%s"' % t).fetchone()[0]
+              for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+    conn.close()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    args = [sys.executable, "-c", M2_KILL_SCRIPT]
+    rng = random.Random(11)
+    outcomes = []
+    for i in range(8):
+        path = str(tmp_path / ("kill-%d.db" % i))
+        shutil.copy(source, path)
+        proc = subprocess.Popen(args + [path, str(ROOT / "examples" / "abathur_m2.py")], env=env,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "go\n"
+        time.sleep(rng.uniform(0.0, 0.15))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        found = structure.read_structure(conn)
+        assert {t: conn.execute('SELECT count(*) FROM "%s"' % t).fetchone()[0] for t in counts} == counts
+        conn.close()
+        if found == old_structure:
+            outcomes.append("old")
+        else:
+            assert [m for k, m in structure.compare(new_structure, found) if k != "extra"] == [], "neither old nor new"
+            outcomes.append("new")
+    assert set(outcomes) <= {"old", "new"}
