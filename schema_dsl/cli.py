@@ -8,6 +8,7 @@ style ("error: ..."), Click's own usage errors included.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -365,6 +366,26 @@ def diff(from_side, to_side, db, as_json, strict):
         sys.exit(EXIT_PROBLEMS)
 
 
+class _Working:
+    """On a terminal, says what a long read is doing and how long it took (a whole-file check, a sample load)."""
+
+    def __init__(self, label, stream=None):
+        self.label, self.stream = label, stream or sys.stderr
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+        self.tty = self.stream.isatty()
+        if self.tty:
+            self.stream.write("  %s ..." % self.label)
+            self.stream.flush()
+        return self
+
+    def __exit__(self, *exc):
+        if self.tty:
+            self.stream.write(" %.2fs\n" % (time.perf_counter() - self.started))
+            self.stream.flush()
+
+
 class _Progress:
     """Shows long steps (a rebuild, an index build) with their time on a terminal."""
 
@@ -596,7 +617,9 @@ def _report(target, db, full_integrity, as_json, report_path, actual=None, appli
     from .check.validate import format_markdown, format_summary, format_text, to_json
     from .check.report import build_report
     try:
-        report = build_report(db, schema=target, full_integrity=full_integrity, actual=actual, applied=applied)
+        label = "checking %s (%s, foreign_key_check)" % (db, "integrity_check" if full_integrity else "quick_check")
+        with _Working(label) if applied is None else contextlib.nullcontext():
+            report = build_report(db, schema=target, full_integrity=full_integrity, actual=actual, applied=applied)
     except SchemagenError as exc:
         _fail(exc)
     if as_json:
@@ -723,7 +746,9 @@ def explain(db, as_json, sample_rows, strict, schema_spec):
     from .check.explain import explain_database, format_text, to_json
     schema = _schema(_declaration(schema_spec))
     try:
-        report = explain_database(db, schema, sample_rows=sample_rows)
+        with _Working("loading %d sample rows per table into a scratch copy, then ANALYZE" % sample_rows) \
+                if sample_rows else contextlib.nullcontext():
+            report = explain_database(db, schema, sample_rows=sample_rows)
     except SchemagenError as exc:
         _fail(exc)
     click.echo(to_json(report) if as_json else format_text(report))

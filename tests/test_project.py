@@ -430,3 +430,21 @@ def test_many_files_reports_go_into_a_folder(runner, tmp_path, nowhere):
     ok = runner.invoke(main, ["validate", "--db", str(dbs[0]), "--db", str(dbs[1]), "--report", str(folder)])
     assert ok.exit_code == 0, ok.output
     assert sorted(p.name for p in folder.iterdir()) == ["n.db-2.md", "n.db.md"]
+
+
+def test_long_reads_show_what_they_do_and_their_time_on_a_terminal_only():
+    import io
+
+    from schema_dsl.cli import _Working
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    with _Working("checking x", tty):
+        pass
+    with _Working("checking x", pipe):
+        pass
+    assert tty.getvalue().startswith("  checking x ...") and tty.getvalue().endswith("s\n")
+    assert pipe.getvalue() == ""
