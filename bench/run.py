@@ -350,6 +350,8 @@ def source_digest():
     import hashlib
     h = hashlib.sha256()
     for p in sorted(list((C.ROOT / "schema_dsl").glob("*.py")) + list(C.GENERATED.glob("*"))):
+        if not p.is_file():  # generated/postgresql/ is a folder
+            continue
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:12]

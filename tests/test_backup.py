@@ -231,8 +231,8 @@ def test_unsafe_migration_is_refused_before_any_backup(retrofitted, tmp_path):
     conn.close()
     tasks = SCHEMA.table("tasks")
     col = attrs.evolve(tasks.column("created_by"), not_null=True)
-    schema = attrs.evolve(SCHEMA, tables=[attrs.evolve(t, columns=[col if c.name == "created_by" else c for c in t.columns])
-                                          if t.name == "tasks" else t for t in SCHEMA.tables])
+    changed = attrs.evolve(tasks, columns=[col if c.name == "created_by" else c for c in tasks.columns])
+    schema = attrs.evolve(SCHEMA, tables=[changed if t.name == "tasks" else t for t in SCHEMA.tables])
     with pytest.raises(UnsafeMigrationError, match="must become NOT NULL"):
         apply(path, schema=schema)
     assert leftovers(tmp_path) == []

@@ -15,14 +15,11 @@ file open see the restored data; the state it replaces is backed up first.
 """
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import sqlite3
 import stat
 import time
-
-from attrs import frozen
 
 from ..errors import ChangedThenFailed, DatabaseFileError
 from ..sqlite import dbfile
@@ -76,8 +73,9 @@ def list_backups(path, backup_dir=None):
 
 def backup_path(path, backup_dir=None, now=None):
     """A free final name for a new backup of path: DB.backup-YYYYmmddTHHMMSS, then -2, -3, ... on a clash."""
-    now = now or datetime.datetime.now()
-    base = os.path.join(backup_folder(path, backup_dir), "%s.backup-%s" % (os.path.basename(path), now.strftime(STAMP)))
+    now = now or time.localtime()
+    name = "%s.backup-%s" % (os.path.basename(path), time.strftime(STAMP, now))
+    base = os.path.join(backup_folder(path, backup_dir), name)
     candidate, n = base, 1
     while os.path.lexists(candidate):
         n += 1
@@ -281,12 +279,13 @@ def damage(conn, tables=None):
     return None
 
 
-@frozen
 class RestoreResult:
-    path: str
-    restored_from: str
-    backup: object = None       # the state restore replaced, backed up first
-    seconds: float = 0.0
+    """What restore did. A plain class: apply imports this module, and an attrs class costs its start-up time."""
+
+    __slots__ = ("path", "restored_from", "backup", "seconds")
+
+    def __init__(self, path, restored_from, backup=None, seconds=0.0):
+        self.path, self.restored_from, self.backup, self.seconds = path, restored_from, backup, seconds
 
 
 def _open_backup(backup):
