@@ -858,5 +858,51 @@ def restore(db, backup_file, backup_dir, keep_backups):
     click.echo("restored %s from %s; its state before the restore is in %s" % (db, result.restored_from, result.backup))
 
 
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("--from", "source", required=True, type=DB_PATH, metavar="SQLITE_PATH",
+              help="SQLite database file that matches the declaration (only read, in one snapshot).")
+@click.option("--to", "url", required=True, metavar="POSTGRES_URL",
+              help="postgresql:// URL of the target: its declared tables must be empty, or absent (then the "
+                   "declaration is applied first, in the same transaction).")
+@click.option("--orphans", type=click.Choice(["refuse", "not-valid"]), default="refuse", show_default=True,
+              help="Rows breaking a foreign key in the source: refuse (name them, change nothing) or keep them and "
+                   "leave that key NOT VALID.")
+@click.option("--lock-timeout", default="5s", show_default=True, metavar="DURATION",
+              help="How long to wait for a lock on the target before the transfer is rolled back (exit 2).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: counts, checksums and timings.")
+@schema_option
+def transfer(source, url, orphans, lock_timeout, as_json, schema_spec):
+    """Move an SQLite database's rows into PostgreSQL, all or nothing, verified by counts and checksums."""
+    if not _is_postgresql(url):
+        raise _Abort("--to must be a postgresql:// or postgres:// URL")
+    try:
+        from .pg import apply as pg, transfer as pg_transfer  # psycopg: only the PostgreSQL path imports it
+    except ImportError as exc:
+        raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
+    decl = _declaration(schema_spec)
+    target = _target(decl)
+    tty = sys.stderr.isatty()
+
+    def progress(event, table, rows=0, total=0, seconds=0.0):
+        if not tty:
+            return
+        if event == "phase":
+            click.echo("  %s ..." % table, err=True)
+        elif event in ("copy", "done"):
+            click.echo("  %-16s %9d / %d rows  %6.2fs  %s rows/s%s" % (
+                table, rows, total, seconds, int(rows / seconds) if seconds > 0 else "-",
+                "  done" if event == "done" else ""), err=True)
+    try:
+        result = pg_transfer.transfer(source, url, target.structure, pg.compiled_for(decl), orphans=orphans,
+                                      lock_timeout=lock_timeout, progress=progress)
+    except SchemagenError as exc:
+        _fail(exc)
+    if as_json:
+        import json  # see _describe_plan
+        click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(pg_transfer.format_result(result))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -35,10 +35,12 @@ from .sqlite.structure import HEADER_PRAGMAS  # kept in the file's header: 32-bi
 
 PLAN_CHECKS = ("info", "required")
 FK_ACTIONS = ("NO ACTION", "RESTRICT", "SET NULL", "SET DEFAULT", "CASCADE")
+FK_REPAIRS = (None, "set null", "delete")  # ForeignKey.repair
 FK_DEFERRABLE = (None, "INITIALLY DEFERRED", "INITIALLY IMMEDIATE")  # DEFERRABLE <this>; None: not deferrable
 PRAGMA_NAMES = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "wal_autocheckpoint", *HEADER_PRAGMAS)
 STRICT_TYPES = ("INT", "INTEGER", "REAL", "TEXT", "BLOB", "ANY")
-_TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*( [A-Za-z][A-Za-z0-9_]*)*(\(\s*[+-]?\d+\s*(,\s*[+-]?\d+\s*)?\))?\Z")
+# as SQLite stores a declared type: words, then an optional (n) or (n, m); spaces as written ("VARCHAR (255)")
+_TYPE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*([ \t]+[A-Za-z_][A-Za-z0-9_]*)*([ \t]*\([ \t]*[+-]?\d+[ \t]*(,[ \t]*[+-]?\d+[ \t]*)?\))?\Z")
 
 
 def _tuple(value):
@@ -49,6 +51,19 @@ def _pairs(value):
     """A mapping as a tuple of (key, value) pairs in a stable order (frozen and hashable)."""
     items = value.items() if isinstance(value, dict) else value
     return tuple(sorted(((k, v) for k, v in items), key=repr))
+
+
+def _former(value):
+    """renamed_from as given: one former name (a string, kept as it is) or several (a tuple); None: none."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def former_names(obj):
+    """A column's or table's former names (renamed_from), in the order given: () when it has none."""
+    value = obj.renamed_from
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def named(objects, name):
@@ -81,7 +96,8 @@ def _default(value):
 class Column:
     """A table column.
 
-    renamed_from: the column's name in older databases (a migration renames it).
+    renamed_from: the column's name in older databases, or several former names (a migration renames the
+    one it finds with ALTER TABLE RENAME COLUMN before anything else).
     backfill: an SQL expression over the old row that fills this column for
     rows that exist when it is added or made NOT NULL.
     """
@@ -93,7 +109,7 @@ class Column:
     unique: bool = False
     comment: str = ""
     new: bool = False
-    renamed_from: Union[str, None] = None
+    renamed_from: Union[str, tuple, None] = field(default=None, converter=_former)
     backfill: Union[str, None] = None
     collate: Union[str, None] = None  # a collating sequence name, e.g. "NOCASE"; None: BINARY
 
@@ -144,6 +160,10 @@ class ForeignKey:
     # "INITIALLY DEFERRED" or "INITIALLY IMMEDIATE" after DEFERRABLE, as SQLite spells it; None: not deferrable
     deferrable: Union[str, None] = field(default=None, validator=in_(FK_DEFERRABLE))
     name: Union[str, None] = None  # CONSTRAINT name, where the CREATE TABLE gives one
+    # what a migration does to existing rows that break this foreign key when it is added or changed: None
+    # (refuse the migration), "set null" (set its columns NULL) or "delete" (delete them: data loss, asked
+    # first). Rendered nowhere in the DDL.
+    repair: Union[str, None] = field(default=None, validator=in_(FK_REPAIRS), eq=False)
 
 
 def fk(column, ref_table, ref_column, on_delete="NO ACTION", on_update="NO ACTION", deferrable=None):
@@ -199,6 +219,9 @@ class Index:
     # "required": the validation report fails when a serves-query's plan does not use this index (or an
     # identical one); "info": the plan is reported only
     plan_check: str = field(default="info", validator=in_(PLAN_CHECKS))
+    # the serves-queries as written for PostgreSQL, one per entry of serves (None: translate that one), for
+    # queries the dialect layer cannot translate; empty: every one is translated
+    serves_postgresql: tuple = field(default=(), converter=_tuple)
 
 
 @frozen
@@ -214,6 +237,8 @@ class Table:
     new: bool = False
     without_rowid: bool = False
     strict: bool = False
+    # the table's name in older databases, or several former names (ALTER TABLE RENAME TO, before anything else)
+    renamed_from: Union[str, tuple, None] = field(default=None, converter=_former)
 
     def column(self, name):
         return named(self.columns, name)
@@ -409,8 +434,12 @@ def schema_problems(schema):
             if c.type and not _TYPE_RE.match(c.type):  # no type at all is allowed, as in SQLite
                 p.append("%s, column '%s': type %r is not a valid SQLite type name" % (where, c.name, c.type))
         for c in t.columns:
-            if c.renamed_from and c.renamed_from.lower() in cols:
-                p.append("%s, column '%s': renamed_from '%s' names another declared column" % (where, c.name, c.renamed_from))
+            for old in _former_problems(p, "%s, column '%s'" % (where, c.name), c):
+                if old.lower() in cols:
+                    p.append("%s, column '%s': renamed_from '%s' names another declared column" % (where, c.name, old))
+        for old in _former_problems(p, where, t):
+            if old.lower() in tables:
+                p.append("%s: renamed_from '%s' names another declared table" % (where, old))
 
         def known(columns, what):
             for name in columns:
@@ -447,7 +476,8 @@ def schema_problems(schema):
                         where, what, tf, parent.name, pf))
             if f.ref_columns and len(f.ref_columns) != len(f.columns):
                 p.append("%s, %s: %d columns reference %d" % (where, what, len(f.columns), len(f.ref_columns)))
-            for action_name, action in (("ON DELETE", f.on_delete), ("ON UPDATE", f.on_update)):
+            for action_name, action in (("ON DELETE", f.on_delete), ("ON UPDATE", f.on_update),
+                                        ("repair", "SET NULL" if f.repair == "set null" else None)):
                 if action == "SET NULL":
                     for name in f.columns:
                         c = cols.get(name.lower())
@@ -539,8 +569,20 @@ def removal_problems(schema):
 
 
 def _former_names(column):
-    names = column.renamed_from if isinstance(column.renamed_from, (tuple, list)) else (column.renamed_from,)
-    return {n.lower() for n in names if n}
+    return {n.lower() for n in former_names(column) if isinstance(n, str)}
+
+
+def _former_problems(p, where, obj):
+    """Append what is wrong with obj.renamed_from to p; return its well-formed former names."""
+    good = []
+    for old in former_names(obj):
+        if not isinstance(old, str) or not old.strip():
+            p.append("%s: renamed_from %r: expected a name or a tuple of names" % (where, old))
+        elif old.lower() == obj.name.lower():
+            p.append("%s: renamed_from '%s' is its own name" % (where, old))
+        else:
+            good.append(old)
+    return good
 
 
 def evolve(obj, **changes):

@@ -342,7 +342,9 @@ def test_a_rebuild_lists_every_reason_the_rename_and_each_new_column(runner, tmp
     out = runner.invoke(main, ["plan", "--db", str(db), "--schema", str(decl)]).output
     summary = out.split("Each step")[0]
     assert "rebuild table 'notes'" in summary
-    for line in ("- new column 'stamp' is UNIQUE", "- column 'body' renamed to 'text'", "- new column 'title'"):
+    # the rename runs first, as SQLite's RENAME COLUMN (which keeps views and triggers working), then the rebuild
+    assert "1. rename column 'notes'.'body' to 'text'\n  2. rebuild table 'notes'" in summary, summary
+    for line in ("- new column 'stamp' is UNIQUE", "- new column 'title'"):
         assert line in summary, summary
 
 

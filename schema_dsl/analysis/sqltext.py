@@ -24,6 +24,10 @@ def default_sql(default):
         if sql.upper() in ("CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME", "NULL", "TRUE", "FALSE"):
             return sql
         tokens = tokenize(sql)
+        if len(tokens) == 1 and tokens[0][0] != "op":
+            # one literal, as a stored default reads: a number, 'string', x'blob', or a bare or double-quoted
+            # name, which SQLite takes as a string after DEFAULT but as a column (not constant) in parentheses
+            return sql
         if tokens and tokens[0] == ("op", "(") and matching_paren(tokens, 0) == len(tokens) - 1:
             return sql  # already one parenthesized expression; "(a) + (b)" is not
         return "(" + sql + ")"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from ..analysis.sqltext import default_sql
+from ..model import former_names
 from .env import default_origin, environment
 
 _MERMAID_WORD = re.compile(r"[^A-Za-z0-9_]")
@@ -59,7 +60,7 @@ def _column(table, column):
         parts.append("REFERENCES %s" % _fk_text(f))
     notes = []
     if column.renamed_from:
-        notes.append("was `%s` in older databases" % column.renamed_from)
+        notes.append("was %s in older databases" % " or ".join("`%s`" % n for n in former_names(column)))
     if column.backfill:
         notes.append("filled with `%s` for existing rows" % column.backfill)
     return {

@@ -351,6 +351,10 @@ class Compiled:
         self.statements = []   # (kind, name, sql) in execution order
         self.structure = {"tables": {}, "indexes": {}}
         self.serves = []
+        # for pg/plan.py's ALTERs: per table {"columns": {name: column context}, "checks": [(name, expr)],
+        # "uniques": [(name, columns)], "fks": [(name, structure, context)]}; per index its context
+        self.parts = {}
+        self.index_contexts = {}
         self._build()
         if self.problems:
             raise DeclarationError(["PostgreSQL: " + p for p in self.problems])
@@ -426,7 +430,7 @@ class Compiled:
         for u in t.uniques:
             items.append({"column": None, "constraint": {"kind": "unique", "columns": list(u.columns), "name": u.name},
                           "comment": ""})
-        checks = []
+        checks, named_checks = [], []
         for ch in t.checks:
             m = re.fullmatch(r"json_valid\(([a-z_][a-z0-9_]*)\)", normalize_sql(ch.expr) or "")
             if m and m.group(1) in jsonb:
@@ -437,9 +441,10 @@ class Compiled:
                 self.problems.append("%s: CHECK (%s) cannot be translated (%s)" % (where, ch.expr, exc))
                 continue
             checks.append(expr)
+            named_checks.append((ch.name, expr))
             items.append({"column": None, "constraint": {"kind": "check", "expr": expr, "name": ch.name}, "comment": ""})
         inline = {id(_inline_fk(t, c)) for c in t.columns}
-        fks = []
+        fks, named_fks = [], []
         for f in t.foreign_keys:
             parent = self.schema.table(f.ref_table)
             if parent is not None:
@@ -450,6 +455,10 @@ class Compiled:
             fks.append({"columns": [c.lower() for c in f.columns], "table": f.ref_table.lower(),
                         "to": [c.lower() for c in ref], "on_delete": f.on_delete, "on_update": f.on_update,
                         "deferrable": f.deferrable})
+            named_fks.append((f.name, fks[-1], _fk_context(f)))
+        self.parts[t.name] = {"columns": {i["column"]["name"]: i["column"] for i in items if i["column"]},
+                              "checks": named_checks, "fks": named_fks,
+                              "uniques": [(u.name, [c.lower() for c in u.columns]) for u in t.uniques]}
         context = {"name": t.name, "comment": " ".join(t.comment.split()), "body": items, "options": ""}
         self.statements.append(("table", t.name, _statement("create_table", context, if_not_exists=False)))
         self.structure["tables"][t.name] = {
@@ -506,12 +515,22 @@ class Compiled:
                 self.problems.append("%s: WHERE %s cannot be translated (%s)" % (where, ix.where, exc))
         context = {"name": ix.name, "table": ix.table, "unique": ix.unique, "columns": keys, "where": predicate,
                    "serves": [], "comment": ""}
+        self.index_contexts[ix.name] = context
         self.statements.append(("index", ix.name, _statement("create_index", context, if_not_exists=False)))
         self.structure["indexes"][ix.name] = {"table": ix.table.lower(), "unique": bool(ix.unique), "columns": expected,
                                               "where": predicate}
         all_types = {n.lower(): ty for tb in self.schema.tables for n, ty in _column_types(tb).items()}
         queries = []
-        for q in ix.serves:
+        declared = tuple(getattr(ix, "serves_postgresql", ()) or ())
+        if declared and len(declared) != len(ix.serves):
+            self.problems.append("%s: serves_postgresql has %d queries for %d serves-queries (one each, None: translate "
+                                 "that one)" % (where, len(declared), len(ix.serves)))
+            declared = ()
+        for n, q in enumerate(ix.serves):
+            if declared and declared[n]:
+                queries.append({"sqlite": q, "postgresql": declared[n].strip().rstrip(";").rstrip(),
+                                "declared": True})
+                continue
             try:
                 queries.append({"sqlite": q, "postgresql": Translator(all_types, [tb.name.lower() for tb in self.schema.tables],
                                                                        query=True).translate(q)})
@@ -546,6 +565,12 @@ def _fk_context(f):
     return {"kind": "foreign_key", "columns": list(f.columns), "ref_table": f.ref_table,
             "ref_columns": list(f.ref_columns), "on_delete": f.on_delete, "on_update": f.on_update,
             "deferrable": f.deferrable, "name": f.name}
+
+
+def alter_statement(kind, *args, **kwargs):
+    """One of PostgreSQL's migration statements (ALTER TABLE ..., CREATE INDEX CONCURRENTLY, DROP ...), rendered by
+    templates/postgresql_alter.sql.j2 (which takes column and constraint definitions from statements.sql.j2)."""
+    return str(getattr(environment().get_template("postgresql_alter.sql.j2").module, kind)(*args, **kwargs)).strip()
 
 
 def _statement(kind, *args, **kwargs):

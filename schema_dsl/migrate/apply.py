@@ -24,6 +24,7 @@ from attrs import frozen
 from ..sqlite import dbfile, structure
 from ..errors import ApplyError, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
 from .plan import Plan, Step, fresh_plan, migration_plan, setting_steps
+from .dependents import check_dependents
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
 from ..compile.target import target_for
 from ..sqlite.data import describe_violation, foreign_key_violations
@@ -260,6 +261,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
                 raise ApplyError("the migration would introduce %d foreign key violations, rolled back: %s" % (
                     len(introduced), "; ".join(describe_violation(conn, v) for v in introduced[:5])))
             kept = [describe_violation(conn, v) for v in after[:KEPT_DESCRIBED]]
+        check_dependents(conn)  # every view prepares, every trigger's columns exist (dependents.py)
         conn.execute("RELEASE schemagen_plan")
         _announce(progress, plan, "commit")
         committing = True

@@ -22,7 +22,7 @@ from typing import Union
 from attrs import field, frozen
 
 from ..analysis.compare import index_structure, table_structure, virtual_table_structure
-from ..model import Column, Index, Table, VirtualTable, named
+from ..model import Column, ForeignKey, Index, Table, VirtualTable, former_names, named
 from ..analysis.sqltext import default_sql, is_constant_default
 from ..sqlite.quote import quote_identifier
 from ..sqlite.structure import matching_paren, join_tokens, tokenize, view_body
@@ -36,6 +36,16 @@ def _tuple(v):
 class CreateTable:
     table: Table
     reason: str = "table is new"
+
+
+@frozen
+class RenameTable:
+    """ALTER TABLE old RENAME TO the declared name: SQLite rewrites the views, triggers, indexes and other
+    tables' foreign keys that name it. Renames run before every other change (see renames)."""
+
+    table: Table
+    old: str
+    reason: str = "table was renamed in the declaration"
 
 
 @frozen
@@ -165,7 +175,17 @@ class Remove:
     weakens: Union[str, None] = None  # what the drop weakens although no row goes (a UNIQUE index, a trigger)
 
 
-CHANGE_KINDS = (CreateTable, RenameColumn, AddColumn, Backfill, RebuildTable, DropIndex,
+@frozen
+class RepairForeignKey:
+    """Before the rebuild that adds or changes a foreign key with a declared repair: set NULL (or delete) the
+    existing rows that would break it. The planner finds the rows; none found, no step."""
+
+    table: Table
+    foreign_key: ForeignKey
+    reason: str = "the declaration asks to repair rows that break the foreign key"
+
+
+CHANGE_KINDS = (CreateTable, RenameTable, RenameColumn, RepairForeignKey, AddColumn, Backfill, RebuildTable, DropIndex,
                 CreateIndex, CreateIndexVerbatim, DropViewOrTrigger, CreateVirtualTable, CreateViewOrTrigger,
                 VirtualTableChanged, Remove)
 PRUNE = (None, "objects", "all")  # diff's prune: nothing; undeclared indexes, views, triggers; and columns, tables
@@ -201,16 +221,39 @@ def add_column_blocker(table: Table, column: Column) -> Union[str, None]:
 
 
 def _column_map(decl: Table, live: Table):
-    """declared column name -> live column name it takes its values from (None: new)."""
+    """declared column name -> live column name it takes its values from (None: new); of several former
+    names, the first the live table has."""
     mapping = {}
     for c in decl.columns:
-        if live.column(c.name) is not None:
-            mapping[c.name] = live.column(c.name).name
-        elif c.renamed_from and live.column(c.renamed_from) is not None:
-            mapping[c.name] = live.column(c.renamed_from).name
-        else:
-            mapping[c.name] = None
+        found = next((live.column(n) for n in (c.name, *former_names(c)) if live.column(n) is not None), None)
+        mapping[c.name] = found.name if found is not None else None
     return mapping
+
+
+def live_table(live, decl: Table):
+    """The live table a declared one is found as: under its name, else under the first former name the file
+    has (renamed_from); None: it is new."""
+    return next((live.table(n) for n in (decl.name, *former_names(decl)) if live.table(n) is not None), None)
+
+
+def renames(schema, live):
+    """The renames that bring live's names to the declaration, in the order they run, before any other change:
+    each table found under a former name (RenameTable), then each column found under a former name
+    (RenameColumn, on the table's declared name). SQLite's own RENAME keeps views, triggers (UPDATE OF lists
+    included), indexes and other tables' foreign keys working, which a rebuild's copy under the new name
+    would not; the planner runs these first and plans the rest against the renamed file."""
+    out = []
+    for t in schema.ordered_tables():
+        lt = live_table(live, t)
+        if lt is None:
+            continue
+        if lt.name.lower() != t.name.lower():
+            out.append(RenameTable(t, lt.name))
+        for c in t.columns:
+            source = _column_map(t, lt)[c.name]
+            if source is not None and source.lower() != c.name.lower():
+                out.append(RenameColumn(t, source, c.name))
+    return out
 
 
 def _differing_columns(decl: Table, live: Table, mapping):
@@ -282,7 +325,9 @@ def table_changes(decl: Table, live: Table, live_info):
     reasons += [Reason("column-renamed", "column '%s' renamed to '%s'" % (old, new), (new,)) for old, new in renames]
     reasons += [Reason("column-new", "new column '%s'%s" % (c.name, " filled from %s" % c.backfill if c.backfill else ""),
                        (c.name,)) for c in new_cols if c.name not in blocked]
-    return [_rebuild(decl, live, live_info, mapping, extra_cols, reasons)]
+    repairs = [RepairForeignKey(decl, f) for f in decl.foreign_keys
+               if f.repair and table_structure(Table(decl.name, decl.columns, foreign_keys=[f]))["fks"][0] not in l_fks]
+    return repairs + [_rebuild(decl, live, live_info, mapping, extra_cols, reasons)]
 
 
 def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
@@ -421,7 +466,7 @@ def removals(schema, live, prune=None):
                                                         weakens=_trigger_role(info["sql"], info["table"], vtables))
     if prune == "all":
         for name, lt in live.tables.items():
-            decl = schema.table(name)
+            decl = _declared_as(schema, live, name)
             if decl is None:
                 if ("table", name.lower()) not in objects:
                     objects[("table", name.lower())] = Remove("table", name, "not in the declaration (--prune)",
@@ -435,6 +480,15 @@ def removals(schema, live, prune=None):
             if schema.virtual_table(name) is None and ("table", name.lower()) not in objects:
                 objects[("table", name.lower())] = Remove("table", name, "not in the declaration (--prune)", pruned=True)
     return objects, columns
+
+
+def _declared_as(schema, live, name):
+    """The declared table a live one is: by its name, or the one renamed from it (see live_table)."""
+    decl = schema.table(name)
+    if decl is None:
+        decl = next((t for t in schema.tables if live_table(live, t) is not None
+                     and live_table(live, t).name.lower() == name.lower()), None)
+    return decl
 
 
 def _on(live, kind, name):
@@ -474,10 +528,12 @@ def diff(schema, live, prune=None):
     gone, gone_columns = removals(schema, live, prune)
     gone_indexes = {name for kind, name in gone if kind == "index"}
     for t in schema.ordered_tables():
-        lt = live.table(t.name)
+        lt = live_table(live, t)
         if lt is None:
             changes.append(CreateTable(t))
             continue
+        if lt.name.lower() != t.name.lower():  # the planner runs renames first and diffs the renamed file
+            table_changes_list.append(RenameTable(t, lt.name))
         dropped = gone_columns.get(lt.name.lower(), {})
         info = {
             "column_sql": live.column_sql.get(lt.name, {}),
@@ -581,7 +637,7 @@ def _is_gone(line, gone, gone_columns):
 def _extras(schema, live):
     out = []
     for name, t in live.tables.items():
-        decl = schema.table(name)
+        decl = _declared_as(schema, live, name)
         if decl is None:
             out.append("table '%s' (%d columns)" % (name, len(t.columns)))
             continue

@@ -10,7 +10,8 @@ Supported: collations, DEFERRABLE, constraint names, composite and
 self-referencing foreign keys, foreign key cycles, AUTOINCREMENT, WITHOUT
 ROWID and STRICT tables, partial and expression indexes, views, triggers,
 virtual tables (their FTS3/4/5 and R*Tree shadow tables are left out).
-Refused with a DeclarationError naming the table: generated columns.
+Refused with a DeclarationError naming the table: generated columns, ON CONFLICT clauses other than
+ABORT, and a DESC or COLLATE on a PRIMARY KEY or UNIQUE key column (INTEGER PRIMARY KEY DESC included).
 Index keys keep their own COLLATE (where it differs from the column's) and an expression's text.
 
 Before returning, the text is executed and its Schema built: a declaration
@@ -131,14 +132,72 @@ def _index(ix):
                                           "".join(", %s=%s" % kv for kv in named.items()))
 
 
-def _refuse_unsupported(raw):
+def _conflict_clauses(sql):
+    """(what, clause) for each ON CONFLICT clause other than the default ABORT in a stored CREATE TABLE."""
+    tokens = structure.tokenize(sql or "")
+    if "conflict" not in (sql or "").lower() or ("op", "(") not in tokens:
+        return []
+    start = tokens.index(("op", "("))
+    out = []
+    for item in structure.split_top(tokens[start + 1:structure.matching_paren(tokens, start)]):
+        words = [t[1].lower() if t[0] == "word" else None for t in item]
+        for k in range(len(item) - 2):
+            if words[k] == "on" and words[k + 1] == "conflict" and words[k + 2] != "abort":
+                what = ("constraint %s" % structure.join_tokens(item[:k]).split(" on ")[0]
+                        if words[0] in ("constraint", "primary", "unique", "check", "foreign") else "column '%s'" % item[0][1])
+                kind = next((w.upper() for w in reversed(words[:k]) if w in ("unique", "key", "null", "check")), "")
+                out.append((what, "%s ON CONFLICT %s" % ("PRIMARY KEY" if kind == "KEY" else "NOT NULL" if kind == "NULL"
+                                                         else kind, item[k + 2][1].upper())))
+    return out
+
+
+def _odd_keys(conn, name, info):
+    """The PRIMARY KEY and UNIQUE constraints with a key the model cannot hold: DESC, or a COLLATE other than the
+    column's. Each as (constraint text, whether it is an INTEGER PRIMARY KEY DESC, which by an SQLite quirk is no
+    rowid alias)."""
+    collations = {c.lower(): v for c, v in structure.table_options(info["sql"])["collate"].items()}
+    types = {r[1].lower(): (r[2] or "").upper() for r in info["xinfo"]}
+    out = []
+    for row in info["index_list"]:  # seq, name, unique, origin, partial
+        if row[3] not in ("pk", "u"):
+            continue
+        keys = [k for k in conn.execute("SELECT * FROM pragma_index_xinfo(?)", (row[1],)) if k[5] and k[2] is not None]
+        texts, odd = [], False
+        for _, _, column, desc, coll, _ in keys:
+            coll, own = (coll or "BINARY").upper(), collations.get(column.lower(), "BINARY")
+            odd = odd or bool(desc) or coll != own
+            texts.append(column + (" COLLATE " + coll if coll != own else "") + (" DESC" if desc else ""))
+        if odd:
+            quirk = row[3] == "pk" and len(keys) == 1 and types.get(keys[0][2].lower()) == "INTEGER"
+            out.append(("%s (%s)" % ("PRIMARY KEY" if row[3] == "pk" else "UNIQUE", ", ".join(texts)), quirk))
+    return out
+
+
+def _refuse_unsupported(raw, conn=None):
+    """DeclarationError listing what the model cannot declare, each naming its table: never a silently different
+    schema."""
+    problems = []
     for name, info in raw["tables"].items():
         generated = [r[1] for r in info["xinfo"] if r[6] in (2, 3)]
         if generated:
-            raise DeclarationError([
+            problems.append(
                 "table '%s': generated columns (%s) are not supported by schemagen yet; declare the table by hand "
                 "without them (for example as a view that computes them), or leave it out of the declaration"
-                % (name, ", ".join(generated))])
+                % (name, ", ".join(generated)))
+        for what, clause in _conflict_clauses(info["sql"]):
+            problems.append(
+                "table '%s', %s: %s is a conflict clause, which schemagen cannot declare yet (a declaration without it "
+                "would silently behave differently); rebuild the table without it and let the statements say it "
+                "(INSERT OR %s ...), or leave the table out of the declaration"
+                % (name, what, clause, clause.split()[-1]))
+        for key, quirk in _odd_keys(conn, name, info) if conn is not None else ():
+            problems.append(
+                "table '%s': %s: schemagen cannot declare a DESC or COLLATE on a PRIMARY KEY or UNIQUE key column%s; "
+                "rebuild the table without it (give the column itself the COLLATE), or leave the table out of the "
+                "declaration" % (name, key, " (and by an SQLite quirk this INTEGER PRIMARY KEY DESC is no rowid alias)"
+                                 if quirk else ""))
+    if problems:
+        raise DeclarationError(problems)
 
 
 def _pragmas(conn):
@@ -155,7 +214,7 @@ def _pragmas(conn):
 def declaration_text(conn, name):
     """The declaration text of the main database of an open connection."""
     raw = structure.read_raw(conn)
-    _refuse_unsupported(raw)
+    _refuse_unsupported(raw, conn)
     live = read_live(conn, raw)
     views, triggers = view_models(live)
     pragmas = _pragmas(conn)

@@ -12,7 +12,7 @@ import re
 import sqlite3
 from typing import Union
 
-from attrs import field, frozen
+from attrs import evolve, field, frozen
 
 from ..sqlite.dbfile import split_statements
 from ..errors import SchemagenError, UnsafeMigrationError
@@ -173,6 +173,7 @@ def check_data(conn, schema, live, changes):
         q = quote_identifier
         live_t = live.table(t.name)
         problems += _unfillable(conn, t, live_t, ch)
+        problems += _introduced_orphans(conn, schema, live, t, live_t)
         for new_name, source in ch.not_null_checks:
             nulls = _count(conn, "SELECT count(*) FROM %s WHERE %s IS NULL" % (q(live_t.name), q(source)))
             if nulls:
@@ -203,6 +204,157 @@ def check_data(conn, schema, live, changes):
         raise UnsafeMigrationError("refusing to migrate, nothing was changed: " + "; ".join(problems))
 
 
+ORPHANS_SHOWN = 5        # rows a refusal names
+REPAIR_ROWS_SHOWN = 50   # rows a repair step names in its why
+
+
+def _fk_text(f):
+    return "foreign key (%s) -> %s" % (", ".join(f.columns), f.ref_table)
+
+
+def _orphan_query(schema, live, live_t, f):
+    """(fk columns, parent, parent columns) to ask live_t for the rows that break f, or None when that cannot be
+    asked of the file: a column of f is new, or its parent table is (apply's foreign key check covers those)."""
+    parent = live.table(f.ref_table)
+    if parent is None or any(live_t.column(c) is None for c in f.columns):
+        return None
+    declared = schema.table(f.ref_table)
+    to = list(f.ref_columns) or list(declared.primary_key.columns if declared is not None and declared.primary_key
+                                      else ())
+    if len(to) != len(f.columns) or any(parent.column(c) is None for c in to):
+        return None
+    return [live_t.column(c).name for c in f.columns], parent.name, [parent.column(c).name for c in to]
+
+
+def orphans(conn, schema, live, live_t, f, limit):
+    """(how many, the first `limit` as (key text, values)) of the rows of live_t that break foreign key f
+    (all its columns non-NULL, no parent row); None when the file cannot be asked (see _orphan_query)."""
+    query = _orphan_query(schema, live, live_t, f)
+    if query is None:
+        return None
+    from ..compile import render as r  # see migration_plan
+    columns, parent, to = query
+    n = _count(conn, r.statement("count_orphan_rows", live_t.name, columns, parent, to))
+    if not n:
+        return 0, []
+    keys = (["rowid"] if not live_t.without_rowid else
+            ["%s.%s" % (quote_identifier(live_t.name), quote_identifier(c)) for c in live_t.primary_key.columns])
+    label = "rowid" if not live_t.without_rowid else ", ".join(live_t.primary_key.columns)
+    rows = conn.execute(r.statement("orphan_rows", live_t.name, keys, columns, parent, to, limit)).fetchall()
+    shown = [("%s %s" % (label, ", ".join(repr(v) for v in row[:len(keys)])),
+              ", ".join("%s = %r" % (c, v) for c, v in zip(columns, row[len(keys):]))) for row in rows]
+    return n, shown
+
+
+def _same_key(f, g):
+    return ([c.lower() for c in f.columns], f.ref_table.lower()) == ([c.lower() for c in g.columns], g.ref_table.lower())
+
+
+def _introduced_orphans(conn, schema, live, t, live_t):
+    """A foreign key the rebuild adds (not one whose actions change: its orphans were already there and are kept)
+    with existing rows that break it, and no repair declared: one refusal each, naming the first rows."""
+    out = []
+    for f in t.foreign_keys:
+        if f.repair or any(_same_key(f, g) for g in live_t.foreign_keys):
+            continue
+        found = orphans(conn, schema, live, live_t, f, ORPHANS_SHOWN)
+        if not found or not found[0]:
+            continue
+        n, shown = found
+        out.append("table '%s': new %s: %d existing row%s %s no parent row in '%s' (%s%s); fix or delete them, or "
+                   "declare repair='set null' or repair='delete' on the foreign key" % (
+                       t.name, _fk_text(f), n, "s" if n != 1 else "", "have" if n != 1 else "has", f.ref_table,
+                       "; ".join("%s: %s" % row for row in shown), "; ..." if n > len(shown) else ""))
+    return out
+
+
+def _repair_step(conn, schema, live, ch, render):
+    """The step that sets NULL (or deletes) exactly the rows that would break a new or changed foreign key, before
+    its table is rebuilt, naming them; None when no row does."""
+    live_t = live.table(ch.table.name)
+    f = ch.foreign_key
+    found = orphans(conn, schema, live, live_t, f, REPAIR_ROWS_SHOWN)
+    if not found or not found[0]:
+        return None
+    n, shown = found
+    columns, parent, to = _orphan_query(schema, live, live_t, f)
+    kind = "repair_set_null" if f.repair == "set null" else "repair_delete"
+    what = ("set %s NULL in" % ", ".join(f.columns) if f.repair == "set null" else "delete")
+    rows = "; ".join("%s (%s)" % row for row in shown) + ("; ... (%d more)" % (n - len(shown)) if n > len(shown) else "")
+    keys = ", ".join(k.split(" ", 1)[1] if k.startswith("rowid ") else k for k, _ in shown[:10])
+    return Step("%s %s of '%s' (%s%s): no parent in '%s'" % (what, _plural_rows(n), live_t.name, 
+                                                               "rowid " if not live_t.without_rowid else "", keys, f.ref_table)
+                + (" ..." if n > 10 else ""),
+                "%s (declared repair=%r on %s): the rows that would break it: %s" % (ch.reason, f.repair, _fk_text(f), rows),
+                [render.statement(kind, live_t.name, columns, parent, to)], rows=n, table=live_t.name, change=ch)
+
+
+def _after_renames(conn, target, live, first, prune):
+    """Renames first: run them on conn inside a savepoint, plan the rest against the renamed file, undo them, and
+    return one plan (the rename steps, then the rest). A read-only connection plans on a copy of the file."""
+    from ..compile import render as r  # see migration_plan
+    from .introspect import read_live  # the renamed file is read again
+    from . import diff as d  # see check_data
+    steps = []
+    for ch in first:
+        old = ch.old if isinstance(ch, d.RenameTable) else None
+        if old is not None:
+            steps.append(Step("rename table '%s' to '%s'" % (old, ch.table.name),
+                              ch.reason + " (ALTER TABLE RENAME TO keeps every row in place, and rewrites the views, "
+                              "triggers, indexes and foreign keys that name it)",
+                              [r.statement("rename_table", old, ch.table.name)], table=old, change=ch))
+        else:
+            steps.append(Step("rename column '%s'.'%s' to '%s'" % (ch.table.name, ch.old, ch.new),
+                              ch.reason + " (ALTER TABLE RENAME COLUMN keeps every row in place, and rewrites the "
+                              "views, triggers, indexes and foreign keys that name it)",
+                              [r.statement("rename_column", ch.table.name, ch.old, ch.new)],
+                              table=ch.table.name, change=ch))
+    former = {ch.table.name.lower(): ch.old for ch in first if isinstance(ch, d.RenameTable)}
+    # the table each rename step touches, as the file has it before the plan (quick_check, backups)
+    steps = [evolve(s, table=former.get(s.table.lower(), s.table)) if s.table else s for s in steps]
+    touches = any(_has_rows(conn, s.table) for s in steps)
+    conn.execute("SAVEPOINT schemagen_renames")
+    try:
+        try:
+            for s in steps:
+                for stmt in s.statements:
+                    conn.execute(stmt)
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc).replace(" ", "").replace("-", ""):
+                raise UnsafeMigrationError("refusing to migrate, nothing was changed: %s failed: %s (SQLite checks "
+                                           "every view and trigger when it renames)" % (s.title, exc)) from None
+            rest = None
+        else:
+            rest = migration_plan(conn, target, read_live(conn), prune)
+    finally:
+        conn.execute("ROLLBACK TO schemagen_renames")
+        conn.execute("RELEASE schemagen_renames")
+    if rest is None:
+        rest = _plan_renamed_copy(conn, target, steps, prune)
+    later = [evolve(s, table=former.get(s.table.lower(), s.table)) if s.table else s for s in rest.steps]
+    return evolve(rest, steps=steps + later, touches_rows=rest.touches_rows or touches)
+
+
+def _plan_renamed_copy(conn, target, steps, prune):
+    """A read-only file (plan): copy it to a temporary file, rename there, and plan the rest on the copy."""
+    # only a read-only plan with renames needs a copy (apply's start-up time is benchmarked)
+    import os
+    import tempfile
+    from .introspect import read_live
+    with tempfile.TemporaryDirectory(prefix="schemagen-plan-") as folder:
+        copy = sqlite3.connect(os.path.join(folder, "copy.db"), isolation_level=None)
+        try:
+            conn.backup(copy)
+            copy.execute("PRAGMA foreign_keys = OFF")
+            copy.execute("BEGIN")
+            for s in steps:
+                for stmt in s.statements:
+                    copy.execute(stmt)
+            return migration_plan(copy, target, read_live(copy), prune)
+        finally:
+            copy.close()
+
+
 def migration_plan(conn, target, live, prune=None):
     """The plan that brings an existing database to the declaration of target.
 
@@ -216,6 +368,9 @@ def migration_plan(conn, target, live, prune=None):
     from . import diff as d
 
     schema = target.schema
+    first = d.renames(schema, live)
+    if first:  # renames run first, so that everything after them is planned against the renamed file
+        return _after_renames(conn, target, live, first, prune)
     changes = d.diff(schema, live, prune)
     check_data(conn, schema, live, changes)
     steps = []
@@ -245,6 +400,10 @@ def migration_plan(conn, target, live, prune=None):
             steps.append(Step("add column '%s'.'%s'" % (ch.table.name, ch.column.name), ch.reason,
                               [target.statement("add_column", ch.table.name, ch.column.name)],
                               table=ch.table.name, change=ch))
+        elif isinstance(ch, d.RepairForeignKey):
+            step = _repair_step(conn, schema, live, ch, render())
+            if step is not None:
+                steps.append(step)
         elif isinstance(ch, d.Backfill):
             steps.append(Step("fill column '%s'.'%s'" % (ch.table.name, ch.column), ch.reason + " with " + ch.expr,
                               [render().statement("fill_column", ch.table.name, ch.column, ch.expr)],
@@ -285,6 +444,10 @@ def migration_plan(conn, target, live, prune=None):
             touches = True
             break
     loss = data_loss(conn, live, changes, rows)
+    loss += [{"kind": "rows", "table": s.table, "column": None, "rows": s.rows,
+              "text": "table '%s': %s deleted, which break %s (declared repair='delete')" % (
+                  s.table, _plural_rows(s.rows), _fk_text(s.change.foreign_key))}
+             for s in steps if isinstance(s.change, d.RepairForeignKey) and s.change.foreign_key.repair == "delete"]
     return Plan(steps=steps, extras=d.extras(schema, live, prune), touches_rows=touches or bool(loss),
                 fk_scope=_fk_scope(schema, live, changes), data_loss=loss)
 

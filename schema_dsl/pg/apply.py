@@ -126,6 +126,12 @@ def apply(url, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, statement_timeout=No
         conn.close()
 
 
+def apply_in(conn, url, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, statement_timeout=None):
+    """apply on an open connection, inside the caller's transaction (pg/transfer.py: its own step is a savepoint,
+    committed only with the caller's)."""
+    return _apply(conn, url, mask(url), compiled, lock_timeout, statement_timeout)
+
+
 def _apply(conn, url, database, compiled, lock_timeout, statement_timeout):
     started = time.perf_counter()
     expected = compiled["structure"]

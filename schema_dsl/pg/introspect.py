@@ -1,0 +1,81 @@
+"""What a migration on PostgreSQL reads: the live structure from pg_catalog, with the names a migration needs,
+and the declaration's expressions as this server prints them.
+
+catalog.read_structure gives the structure validate compares (tables, columns with type, NOT NULL, default and
+identity, constraints, indexes with keys, DESC, predicate and validity). A migration also needs each
+constraint's name and whether it is validated (convalidated), so as to VALIDATE or DROP it, and each declared
+CHECK in the server's own printing, so as to tell a new one from one already there. Both are read here, from
+pg_catalog only (information_schema has no index predicates). Every function takes an open psycopg connection;
+none imports psycopg.
+"""
+from __future__ import annotations
+
+from . import catalog
+
+CONSTRAINT_KINDS = {"p": "primary_key", "u": "unique", "c": "check", "f": "foreign_key"}
+
+
+def read_live(conn):
+    """The live structure (catalog.read_structure) plus, per table, its named constraints:
+    live["constraints"][table] = [{"name", "kind", "columns", "valid", "definition", "index"}]."""
+    ns = catalog.current_namespace(conn)
+    live = catalog.read_structure(conn, ns)
+    constraints = {}
+    for table, name, kind, columns, valid, definition, index in conn.execute(
+            "SELECT c.relname, k.conname, k.contype, "
+            "ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, o) "
+            "      JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o)::text[], "
+            "k.convalidated, pg_get_constraintdef(k.oid), ic.relname "
+            "FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid LEFT JOIN pg_class ic ON ic.oid = k.conindid "
+            "WHERE c.relnamespace = %s AND k.contype IN ('p', 'u', 'c', 'f') ORDER BY c.relname, k.conname", (ns,)):
+        constraints.setdefault(table, []).append({
+            "name": name, "kind": CONSTRAINT_KINDS[kind], "columns": list(columns), "valid": bool(valid),
+            "definition": definition.replace(" NOT VALID", ""), "index": index})
+    live["constraints"] = constraints
+    return live
+
+
+def canonical_checks(conn, structure, parts):
+    """{table: [(declared name or None, the CHECK as pg_get_constraintdef prints it)]} for the declared tables:
+    each declared CHECK added by name to a temporary table with the declared columns, in a transaction that is
+    rolled back, and read back; so a declared CHECK and a live one are compared in one printing."""
+    out = {}
+    with conn.transaction(force_rollback=True):
+        for table, t in structure["tables"].items():
+            checks = parts.get(table, {}).get("checks", [])
+            if not checks:
+                continue
+            cols = ", ".join("%s %s" % (_q(c), info["type"]) for c, info in t["columns"].items())
+            conn.execute("CREATE TEMPORARY TABLE %s (%s)" % (_q(table), cols))
+            for n, (_, expr) in enumerate(checks):
+                conn.execute("ALTER TABLE pg_temp.%s ADD CONSTRAINT %s CHECK (%s)" % (_q(table), _q("c%d" % n), expr))
+            printed = dict(conn.execute(
+                "SELECT k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.conrelid = %s::regclass",
+                ("pg_temp.%s" % _q(table),)).fetchall())
+            out[table] = [(name, printed["c%d" % n]) for n, (name, _) in enumerate(checks)]
+    return out
+
+
+def volatile_functions(conn, expr):
+    """The volatile functions an expression calls (ADD COLUMN with such a default rewrites the table)."""
+    import re  # only an added column with a default asks
+    names = sorted({m.lower() for m in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", expr or "")})
+    if not names:
+        return []
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY(%s) AND provolatile = 'v' ORDER BY 1", (names,))]
+
+
+def has_rows(conn, table):
+    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM %s)" % _q(table)).fetchone()[0])
+
+
+def count(conn, sql, params=()):
+    return conn.execute(sql, params).fetchone()[0]
+
+
+def _q(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+quote = _q

@@ -1,0 +1,554 @@
+"""The migration planner on PostgreSQL: PostgreSQL's own ALTERs, never a table rebuild.
+
+What changes, and how (README, "PostgreSQL"):
+
+- a new table: CREATE TABLE as rendered; a new column: ADD COLUMN (a NOT NULL one that needs a fill is added
+  nullable, filled with UPDATE ... WHERE col IS NULL, then SET NOT NULL);
+- a changed column: ALTER COLUMN TYPE, SET / DROP NOT NULL, SET / DROP DEFAULT;
+- a new CHECK or FOREIGN KEY: ADD CONSTRAINT ... NOT VALID (a short lock, no scan), then VALIDATE CONSTRAINT
+  (which scans under SHARE UPDATE EXCLUSIVE: writes go on); a foreign key whose actions change is dropped and
+  added so;
+- a new UNIQUE: CREATE UNIQUE INDEX, then ADD CONSTRAINT ... UNIQUE USING INDEX (UNIQUE cannot be NOT VALID);
+- a renamed table or column (renamed_from, one former name or several): RENAME TO / RENAME COLUMN, first;
+- removals (Schema.removed, --prune): DROP INDEX / VIEW / TRIGGER / TABLE, ALTER TABLE DROP COLUMN; what goes
+  is counted (data_loss) before anything runs;
+- with concurrently=True an index on a table that has rows is built CREATE INDEX CONCURRENTLY after COMMIT;
+  an INVALID index (a failed concurrent build, pg_index.indisvalid = false) is rebuilt DROP INDEX CONCURRENTLY
+  + CREATE INDEX CONCURRENTLY.
+
+Every step that rewrites its table, or scans it, under ACCESS EXCLUSIVE (ALTER COLUMN TYPE, SET NOT NULL, ADD
+COLUMN with a volatile default) says so in `lock`. A change that would lose or invent data is refused
+(UnsafeMigrationError, nothing changed): rows that break a new CHECK, FOREIGN KEY or UNIQUE, NULLs in a column
+that becomes NOT NULL without a fill.
+
+The plan is computed on an open connection inside the caller's transaction, after the renames have run in it
+(pg/migrate.py): the rest is planned against the renamed tables, as the server itself prints them.
+"""
+from __future__ import annotations
+
+import copy
+
+from attrs import field, frozen
+
+from ..compile.postgresql import Translator, Untranslatable, alter_statement
+from ..errors import UnsafeMigrationError
+from ..model import former_names
+from . import catalog
+from .introspect import canonical_checks, count, has_rows, quote, volatile_functions
+
+REWRITES = "rewrites the table under ACCESS EXCLUSIVE (reads and writes wait until it ends)"
+SCANS = "scans the whole table under ACCESS EXCLUSIVE (reads and writes wait until it ends)"
+
+
+def _tuple(v):
+    return tuple(v)
+
+
+@frozen
+class PgStep:
+    title: str
+    why: str
+    statements: tuple = field(converter=_tuple)
+    kind: str = "change"
+    table: object = None
+    rows: object = None
+    lock: object = None           # REWRITES or SCANS: the step holds ACCESS EXCLUSIVE while it reads every row
+    concurrent: bool = False      # runs after COMMIT, outside the transaction (CREATE/DROP INDEX CONCURRENTLY)
+
+
+@frozen
+class PgPlan:
+    database: str
+    steps: tuple = field(converter=_tuple)
+    extras: tuple = field(default=(), converter=_tuple)
+    data_loss: tuple = field(default=(), converter=_tuple)
+    notes: tuple = field(default=(), converter=_tuple)
+    fresh: bool = False
+    touches_rows: bool = False
+
+    @property
+    def up_to_date(self):
+        return not self.steps
+
+    @property
+    def statements(self):
+        return [s for step in self.steps for s in step.statements]
+
+    @property
+    def transactional(self):
+        return [s for s in self.steps if not s.concurrent]
+
+    @property
+    def concurrent(self):
+        return [s for s in self.steps if s.concurrent]
+
+    @property
+    def access_exclusive(self):
+        return [s for s in self.steps if s.lock]
+
+    def as_dict(self):
+        return {
+            "database": self.database, "dialect": "postgresql", "up_to_date": self.up_to_date, "fresh": self.fresh,
+            "backup_needed": False,
+            "steps": [{"kind": s.kind, "title": s.title, "why": s.why, "table": s.table, "rows": s.rows,
+                       "statements": list(s.statements), "access_exclusive": s.lock, "concurrent": s.concurrent}
+                      for s in self.steps],
+            "access_exclusive": [{"step": n, "title": s.title, "lock": s.lock}
+                                 for n, s in enumerate(self.steps, start=1) if s.lock],
+            "concurrent_steps": len(self.concurrent),
+            "kept": list(self.extras), "data_loss": list(self.data_loss), "notes": list(self.notes),
+        }
+
+
+# --- renames: first, each on its own ---------------------------------------------------
+
+def rename_steps(schema, live):
+    """RENAME TO for each declared table found under a former name, then RENAME COLUMN for each column found
+    under a former name (the first former name the table has)."""
+    steps = []
+    for t in schema.ordered_tables():
+        name = next((n.lower() for n in (t.name, *former_names(t)) if n.lower() in live["tables"]), None)
+        if name is None:
+            continue
+        if name != t.name.lower():
+            steps.append(PgStep("rename table '%s' to '%s'" % (name, t.name),
+                                "table was renamed in the declaration (renamed_from); RENAME TO keeps every row, "
+                                "index, constraint and view in place", [alter_statement("rename_table", name, t.name)],
+                                kind="RenameTable", table=t.name))
+        columns = live["tables"][name]["columns"]
+        for c in t.columns:
+            if c.name.lower() in columns:
+                continue
+            old = next((n.lower() for n in former_names(c) if n.lower() in columns), None)
+            if old is not None:
+                steps.append(PgStep("rename column '%s'.'%s' to '%s'" % (t.name, old, c.name),
+                                    "column was renamed in the declaration (renamed_from); RENAME COLUMN keeps every "
+                                    "value in place", [alter_statement("rename_column", t.name, old, c.name)],
+                                    kind="RenameColumn", table=t.name))
+    return steps
+
+
+# --- the rest --------------------------------------------------------------------------
+
+class _Planner:
+    def __init__(self, conn, schema, compiled, live, prune, concurrently):
+        self.conn, self.schema, self.comp, self.live = conn, schema, compiled, live
+        self.prune, self.concurrently = prune, concurrently
+        self.expected = catalog.canonical_expected(conn, compiled.structure)
+        self.checks = canonical_checks(conn, compiled.structure, compiled.parts)
+        self.steps, self.problems, self.extras, self.loss, self.notes = [], [], [], [], []
+        self._rows = {}
+        self.taken = set(live["relations"]) | set(live["indexes"]) | set(live["constraint_indexes"])
+        self.taken |= {k["name"] for ks in live["constraints"].values() for k in ks}
+
+    # helpers
+    def rows(self, table):
+        if table not in self._rows:
+            self._rows[table] = count(self.conn, "SELECT count(*) FROM %s" % quote(table))
+        return self._rows[table]
+
+    def nonempty(self, table):
+        return table in self.live["tables"] and (self._rows.get(table) or has_rows(self.conn, table))
+
+    def add(self, title, why, statements, **kw):
+        self.steps.append(PgStep(title, why, statements, **kw))
+
+    def name(self, wanted):
+        """A constraint or index name not yet taken in this schema (PostgreSQL's own pattern, numbered on clash)."""
+        base, n = wanted[:63], 0
+        while wanted in self.taken:
+            n += 1
+            wanted = "%s%d" % (base[:63 - len(str(n))], n)
+        self.taken.add(wanted)
+        return wanted
+
+    def removed(self, kind):
+        return {r.name.lower(): r for r in self.schema.removed if r.kind == kind}
+
+    def translate(self, table, sql):
+        types = {c: info["type"] for c, info in self.expected["tables"][table]["columns"].items()}
+        return Translator(types).translate(sql)
+
+    # the plan
+    def run(self):
+        self.removals_first()
+        for table in self.expected["tables"]:
+            if table not in self.live["tables"]:
+                self.add("create table '%s'" % table, "table is new",
+                         [s for k, n, s in self.comp.statements if k == "table" and n == table], kind="CreateTable",
+                         table=table)
+            else:
+                self.table(table)
+        self.indexes()
+        for table in self.expected["tables"]:
+            self.uniques(table)
+            self.checks_of(table)
+        for table in self.expected["tables"]:
+            self.fks(table)
+        self.later_objects()
+        self.dropped_tables()
+        return self
+
+    def removals_first(self):
+        live = self.live
+        views, triggers = self.removed("view"), self.removed("trigger")
+        declared_views = {n.lower() for n in self.expected.get("views", {})}
+        declared_triggers = {n.lower() for n in self.expected.get("triggers", {})}
+        for name in sorted(live["triggers"]):
+            table = live["triggers"][name]
+            if name in triggers or (self.prune and name not in declared_triggers):
+                why = ("removed: " + triggers[name].reason) if name in triggers else "not in the declaration (--prune)"
+                self.add("drop trigger '%s' on '%s'" % (name, table), why,
+                         [alter_statement("drop_trigger", name, table)], kind="Remove", table=table)
+            elif name not in declared_triggers:
+                self.extras.append("trigger '%s' on '%s'" % (name, table))
+        for name in sorted(live["views"]):
+            if name in views or (self.prune and name not in declared_views):
+                why = ("removed: " + views[name].reason) if name in views else "not in the declaration (--prune)"
+                self.add("drop view '%s'" % name, why, [alter_statement("drop_view", name)], kind="Remove")
+            elif name not in declared_views:
+                self.extras.append("view '%s'" % name)
+        indexes = self.removed("index")
+        for name in sorted(live["indexes"]):
+            ix = live["indexes"][name]
+            if name in self.expected["indexes"] or name in self._planned_unique_indexes():
+                continue
+            if name in indexes or self.prune:
+                why = ("removed: " + indexes[name].reason) if name in indexes else "not in the declaration (--prune)"
+                if ix["unique"]:
+                    why += "; weakens: a UNIQUE index: nothing will keep its columns unique"
+                self.add("drop index '%s' on '%s'" % (name, ix["table"]), why, [alter_statement("drop_index", name)],
+                         kind="Remove", table=ix["table"])
+            else:
+                self.extras.append("index '%s' on '%s'" % (name, ix["table"]))
+
+    def _planned_unique_indexes(self):
+        out = set()
+        for table, t in self.expected["tables"].items():
+            for name, cols in self.comp.parts.get(table, {}).get("uniques", []):
+                if name:
+                    out.add(name)
+            for cols in t["uniques"]:
+                out.add(_unique_name(table, cols))
+        return out
+
+    def table(self, table):
+        want, have = self.expected["tables"][table], self.live["tables"][table]
+        parts = self.comp.parts[table]
+        decl = self.schema.table(table)
+        if want["primary_key"] != have["primary_key"]:
+            self.problems.append("table '%s': PRIMARY KEY (%s) declared, the database has (%s); changing a primary key "
+                                 "is not planned on PostgreSQL" % (table, ", ".join(want["primary_key"]),
+                                                                    ", ".join(have["primary_key"])))
+        for c, info in want["columns"].items():
+            got = have["columns"].get(c)
+            dc = decl.column(c)
+            fill = None
+            if dc is not None and dc.backfill:
+                try:
+                    fill = self.translate(table, dc.backfill)
+                except Untranslatable as exc:
+                    self.problems.append("table '%s', column '%s': backfill %s cannot be translated for PostgreSQL (%s)"
+                                         % (table, c, dc.backfill, exc))
+            if got is None:
+                self.add_column(table, c, info, parts["columns"][_declared_name(parts, c)], fill)
+            else:
+                self.change_column(table, c, info, got, fill)
+        removed = {r.name.lower(): r for r in self.schema.removed if r.kind == "column" and r.table
+                   and r.table.lower() == table}
+        for c in have["columns"]:
+            if c in want["columns"]:
+                continue
+            if c in removed or self.prune == "all":
+                why = ("removed: " + removed[c].reason) if c in removed else "not in the declaration (--prune)"
+                n = count(self.conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (quote(table), quote(c)))
+                self.add("drop column '%s'.'%s' (%d non-NULL values)" % (table, c, n), why,
+                         [alter_statement("drop_column", table, c)], kind="Remove", table=table, rows=n)
+                self.loss.append({"kind": "column", "table": table, "column": c, "rows": n,
+                                  "text": "column '%s'.'%s': %d non-NULL value%s go (%s)" % (
+                                      table, c, n, "" if n == 1 else "s", why)})
+            else:
+                self.extras.append("table '%s': column '%s'" % (table, c))
+
+    def add_column(self, table, c, info, ctx, fill):
+        ctx = dict(ctx, pk=None, unique=False, fk=None)
+        if info["identity"]:
+            self.problems.append("table '%s', column '%s': a new identity column is not planned on PostgreSQL" % (table, c))
+            return
+        rows = self.nonempty(table)
+        later_not_null = info["notnull"] and rows and (fill is not None or info["default"] is None)
+        if info["notnull"] and rows and fill is None and info["default"] is None:
+            self.problems.append("table '%s', column '%s': new NOT NULL column with no default or backfill, and the "
+                                 "table has %d rows; declare a default or a backfill" % (table, c, self.rows(table)))
+            return
+        if later_not_null:
+            ctx["not_null"] = False
+        volatile = volatile_functions(self.conn, info["default"]) if info["default"] and rows else []
+        self.add("add column '%s'.'%s'" % (table, c),
+                 "column is new" + ("; its default calls %s, which is volatile: every row gets its own value" %
+                                    ", ".join(volatile) if volatile else ""),
+                 [alter_statement("add_column", table, ctx)], kind="AddColumn", table=table,
+                 lock=REWRITES if volatile else None)
+        if rows and fill is not None:
+            self.add("fill column '%s'.'%s' (%d rows)" % (table, c, self.rows(table)),
+                     "fill the new column for existing rows with %s" % fill,
+                     [alter_statement("fill_column", table, c, fill)], kind="Backfill", table=table,
+                     rows=self.rows(table))
+        if later_not_null:
+            self.set_not_null(table, c, "the new column is NOT NULL, once filled")
+
+    def set_not_null(self, table, c, why):
+        self.add("set column '%s'.'%s' NOT NULL" % (table, c), why, [alter_statement("set_not_null", table, c)],
+                 kind="SetNotNull", table=table, lock=SCANS, rows=self.rows(table))
+
+    def change_column(self, table, c, info, got, fill):
+        if info["identity"] != got["identity"]:
+            self.problems.append("table '%s', column '%s': identity %s declared, %s in the database; not planned on "
+                                 "PostgreSQL" % (table, c, info["identity"], got["identity"]))
+            return
+        if info["type"] != got["type"]:
+            self.add("change the type of '%s'.'%s' from %s to %s" % (table, c, got["type"], info["type"]),
+                     "column type changed in the declaration; each value is converted (USING column::type), a value "
+                     "that cannot convert fails the apply, nothing changed",
+                     [alter_statement("alter_type", table, c, info["type"])], kind="AlterColumnType", table=table,
+                     lock=REWRITES, rows=self.rows(table))
+        if info["default"] != got["default"]:
+            if info["default"] is None:
+                self.add("drop the default of '%s'.'%s'" % (table, c), "default removed in the declaration",
+                         [alter_statement("drop_default", table, c)], kind="DropDefault", table=table)
+            else:
+                self.add("set the default of '%s'.'%s' to %s" % (table, c, info["default"]),
+                         "default changed in the declaration (existing rows keep their values)",
+                         [alter_statement("set_default", table, c, info["default"])], kind="SetDefault", table=table)
+        if info["notnull"] and not got["notnull"]:
+            nulls = count(self.conn, "SELECT count(*) FROM %s WHERE %s IS NULL" % (quote(table), quote(c)))
+            fill = fill if fill is not None else info["default"]
+            if nulls and fill is None:
+                self.problems.append("table '%s', column '%s': must become NOT NULL but %d rows hold NULL and no "
+                                     "backfill or default is declared" % (table, c, nulls))
+                return
+            if nulls:
+                self.add("fill column '%s'.'%s' (%d NULLs)" % (table, c, nulls),
+                         "the column becomes NOT NULL: its NULLs are filled with %s" % fill,
+                         [alter_statement("fill_column", table, c, fill)], kind="Backfill", table=table, rows=nulls)
+            self.set_not_null(table, c, "the column becomes NOT NULL in the declaration")
+        elif got["notnull"] and not info["notnull"]:
+            self.add("drop NOT NULL of '%s'.'%s'" % (table, c), "the column may hold NULL in the declaration",
+                     [alter_statement("drop_not_null", table, c)], kind="DropNotNull", table=table)
+
+    def indexes(self):
+        for name, want in self.expected["indexes"].items():
+            have = self.live["indexes"].get(name)
+            table = want["table"]
+            ctx = self.comp.index_contexts[name]
+            concurrent = bool(self.concurrently and self.nonempty(table))
+            if have is None:
+                self.add("create index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
+                         "index is new", [alter_statement("create_index_pg", ctx, concurrently=concurrent)],
+                         kind="CreateIndex", table=table, concurrent=concurrent)
+            elif not have["valid"]:
+                self.add("rebuild INVALID index '%s' on '%s' CONCURRENTLY, after COMMIT" % (name, table),
+                         "the index is INVALID (pg_index.indisvalid = false: a CREATE INDEX CONCURRENTLY that failed); "
+                         "it is dropped and built again, both CONCURRENTLY",
+                         [alter_statement("drop_index", name, concurrently=True),
+                          alter_statement("create_index_pg", ctx, concurrently=True)],
+                         kind="RebuildInvalidIndex", table=table, concurrent=True)
+            elif any(want[k] != have[k] for k in ("table", "unique", "columns", "where")):
+                self.add("recreate index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
+                         "definition changed: dropped and recreated",
+                         [alter_statement("drop_index", name, concurrently=concurrent),
+                          alter_statement("create_index_pg", ctx, concurrently=concurrent)],
+                         kind="RecreateIndex", table=table, concurrent=concurrent)
+
+    def uniques(self, table):
+        if table not in self.live["tables"]:
+            return
+        want, have = self.expected["tables"][table]["uniques"], self.live["tables"][table]["uniques"]
+        declared_names = {tuple(cols): name for name, cols in self.comp.parts[table]["uniques"] if name}
+        for cols in want:
+            if cols in have:
+                continue
+            name = declared_names.get(tuple(cols)) or _unique_name(table, cols)
+            dupes = count(self.conn, "SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s GROUP BY %s HAVING count(*) > 1) s"
+                          % (quote(table), " AND ".join("%s IS NOT NULL" % quote(c) for c in cols),
+                             ", ".join(quote(c) for c in cols))) if all(
+                c in self.live["tables"][table]["columns"] for c in cols) else 0
+            if dupes:
+                self.problems.append("table '%s': new UNIQUE (%s) but %d groups of existing rows share a value"
+                                     % (table, ", ".join(cols), dupes))
+                continue
+            existing = self.live["indexes"].get(name)
+            concurrent = bool(self.concurrently and self.nonempty(table))
+            ctx = {"name": name, "table": table, "unique": True, "where": None, "serves": [], "comment": "",
+                   "columns": [{"name": c, "desc": False, "expression": False, "collate": None} for c in cols]}
+            statements = []
+            if existing is not None and (not existing["valid"] or existing["columns"] != [[c, False] for c in cols]
+                                         or not existing["unique"] or existing["where"]):
+                concurrent = concurrent or not existing["valid"]
+                statements.append(alter_statement("drop_index", name, concurrently=concurrent))
+                existing = None
+            if existing is None:
+                statements.append(alter_statement("create_index_pg", ctx, concurrently=concurrent))
+            statements.append(alter_statement("add_unique_using_index", table, name, name))
+            self.taken.add(name)
+            self.add("add UNIQUE (%s) to '%s' by index '%s'%s" % (", ".join(cols), table, name,
+                                                                  " CONCURRENTLY, after COMMIT" if concurrent else ""),
+                     "UNIQUE is new; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint "
+                     "takes it over (ADD CONSTRAINT ... UNIQUE USING INDEX)", statements, kind="AddUnique",
+                     table=table, concurrent=concurrent)
+        for cols in have:
+            if cols not in want:
+                self.extras.append("table '%s': UNIQUE (%s)" % (table, ", ".join(cols)))
+
+    def checks_of(self, table):
+        if table not in self.live["tables"]:
+            return
+        live = [k for k in self.live["constraints"].get(table, []) if k["kind"] == "check"]
+        declared = self.checks.get(table, [])
+        for (name, printed), (_, expr) in zip(declared, self.comp.parts[table]["checks"]):
+            if any(k["definition"] == printed for k in live):
+                continue
+            broken = count(self.conn, "SELECT count(*) FROM %s WHERE NOT (%s)" % (quote(table), expr)) if all(
+                c in self.live["tables"][table]["columns"] for c in self.expected["tables"][table]["columns"]) else 0
+            if broken:
+                self.problems.append("table '%s': new CHECK (%s) but %d existing rows break it" % (table, expr, broken))
+                continue
+            name = name or self.name("%s_check" % table)
+            self.add("add CHECK (%s) to '%s' NOT VALID, then VALIDATE" % (expr, table),
+                     "CHECK is new: added NOT VALID (no scan under ACCESS EXCLUSIVE), then validated (a scan that lets "
+                     "writes go on)",
+                     [alter_statement("add_constraint_not_valid", table, {"kind": "check", "expr": expr, "name": name}),
+                      alter_statement("validate_constraint", table, name)], kind="AddCheck", table=table)
+        for k in live:
+            if k["definition"] not in [p for _, p in declared]:
+                self.extras.append("table '%s': %s (constraint '%s')" % (table, k["definition"], k["name"]))
+
+    def fks(self, table):
+        if table not in self.live["tables"]:
+            return
+        want = self.comp.parts[table]["fks"]
+        have = self.live["tables"][table]["fks"]
+        live_fks = [k for k in self.live["constraints"].get(table, []) if k["kind"] == "foreign_key"]
+        for name, fk, ctx in want:
+            if fk in have:
+                continue
+            statements = []
+            for old in have:
+                if (old["columns"], old["table"], old["to"]) == (fk["columns"], fk["table"], fk["to"]):
+                    k = next((k for k in live_fks if k["columns"] == fk["columns"]
+                              and "REFERENCES %s(" % fk["table"] in k["definition"].replace('"', "")), None)
+                    if k is not None:
+                        statements.append(alter_statement("drop_constraint", table, k["name"]))
+            orphans = self.orphans(table, fk)
+            if orphans:
+                self.problems.append("table '%s': new foreign key (%s) -> %s: %d existing rows have no parent row"
+                                     % (table, ", ".join(fk["columns"]), fk["table"], orphans))
+                continue
+            name = name or self.name("%s_%s_fkey" % (table, "_".join(fk["columns"])))
+            statements += [alter_statement("add_constraint_not_valid", table, dict(ctx, name=name)),
+                           alter_statement("validate_constraint", table, name)]
+            self.add("add foreign key (%s) -> %s to '%s' NOT VALID, then VALIDATE" % (
+                ", ".join(fk["columns"]), fk["table"], table),
+                "foreign key is new%s: added NOT VALID (no scan under a lock that stops writes), then validated" % (
+                    " (its actions changed: the old one is dropped)" if len(statements) > 2 else ""),
+                statements, kind="AddForeignKey", table=table)
+        for fk in have:
+            if fk not in [w for _, w, _ in want]:
+                self.extras.append("table '%s': foreign key (%s) -> %s" % (table, ", ".join(fk["columns"]), fk["table"]))
+
+    def orphans(self, table, fk):
+        live_cols = self.live["tables"][table]["columns"]
+        if any(c not in live_cols for c in fk["columns"]):
+            return 0  # a new column: NULL in every row
+        present = " AND ".join("c.%s IS NOT NULL" % quote(c) for c in fk["columns"])
+        if fk["table"] not in self.live["tables"]:
+            return count(self.conn, "SELECT count(*) FROM %s c WHERE %s" % (quote(table), present))
+        match = " AND ".join("p.%s = c.%s" % (quote(p), quote(c)) for c, p in zip(fk["columns"], fk["to"]))
+        return count(self.conn, "SELECT count(*) FROM %s c WHERE %s AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (
+            quote(table), present, quote(fk["table"]), match))
+
+    def later_objects(self):
+        for kind, key in (("virtual table", "virtual_tables"), ("view", "views"), ("trigger", "triggers")):
+            for name in self.expected.get(key, {}):
+                there = name in self.live["relations"] if kind != "trigger" else name in self.live["triggers"]
+                if not there:
+                    self.add("create %s '%s'" % (kind, name), "%s is new" % kind,
+                             [s for k, n, s in self.comp.statements if k == kind and n == name], kind="Create" + kind.title().replace(" ", ""))
+
+    def dropped_tables(self):
+        tables = self.removed("table")
+        for name in sorted(self.live["tables"]):
+            if name in self.expected["tables"]:
+                continue
+            if name in tables or self.prune == "all":
+                why = ("removed: " + tables[name].reason) if name in tables else "not in the declaration (--prune)"
+                n = self.rows(name)
+                self.add("drop table '%s' (%d rows)" % (name, n), why, [alter_statement("drop_table", name)],
+                         kind="Remove", table=name, rows=n)
+                self.loss.append({"kind": "table", "table": name, "column": None, "rows": n,
+                                  "text": "table '%s': %d row%s go (%s)" % (name, n, "" if n == 1 else "s", why)})
+            else:
+                self.extras.append("table '%s' (%d columns)" % (name, len(self.live["tables"][name]["columns"])))
+
+
+def _declared_name(parts, column):
+    return next(n for n in parts["columns"] if n.lower() == column)
+
+
+def _unique_name(table, cols):
+    return ("%s_%s_key" % (table, "_".join(cols)))[:63]
+
+
+def plan_rest(conn, schema, compiled, live, database, prune=None, concurrently=False):
+    """The steps after the renames, against the live structure as read in the caller's transaction."""
+    p = _Planner(conn, schema, compiled, live, prune, concurrently).run()
+    if p.problems:
+        raise UnsafeMigrationError("refusing to migrate %s, nothing was changed: %s" % (database, "; ".join(p.problems)))
+    for ref in p.live["not_valid"]:
+        p.notes.append("constraint %s: NOT VALID (existing rows are not checked; kept so)" % ref)
+    return PgPlan(database, p.steps, extras=p.extras, data_loss=p.loss, notes=p.notes)
+
+
+def combine(database, renames, rest):
+    return PgPlan(database, list(renames) + list(rest.steps), extras=rest.extras, data_loss=rest.data_loss,
+                  notes=rest.notes)
+
+
+# --- text ------------------------------------------------------------------------------
+
+def format_plan(plan):
+    """The plan for a person: the steps, which hold ACCESS EXCLUSIVE while they rewrite or scan, what runs after
+    COMMIT, then each step with why and its statements."""
+    if plan.up_to_date:
+        lines = ["up to date: nothing to do (%s, PostgreSQL)" % plan.database]
+    else:
+        inside, after = plan.transactional, plan.concurrent
+        lines = ["%s (PostgreSQL): %d steps, %d statements, in one transaction%s:" % (
+            plan.database, len(plan.steps), len(plan.statements),
+            "; then %d built CONCURRENTLY after COMMIT" % len(after) if after else "")]
+        for n, s in enumerate(plan.steps, start=1):
+            lines.append("  %d. %s%s" % (n, s.title, "  [ACCESS EXCLUSIVE]" if s.lock else ""))
+        if plan.access_exclusive:
+            lines += ["", "holds ACCESS EXCLUSIVE on its table while it rewrites or scans every row:"]
+            lines += ["  - step %d, %s: %s" % (plan.steps.index(s) + 1, s.title, s.lock) for s in plan.access_exclusive]
+        lines += ["", "Each step, why, and its statements:"]
+        for n, s in enumerate(plan.steps, start=1):
+            lines += ["", "%d. %s" % (n, s.title), "   why: %s" % s.why]
+            if s.lock:
+                lines.append("   lock: %s" % s.lock)
+            if s.concurrent:
+                lines.append("   runs after COMMIT, outside the transaction")
+            lines += ["   " + line for st in s.statements for line in st.splitlines()]
+    if plan.data_loss:
+        lines += ["", "loses data (PostgreSQL has no file backup: apply needs --allow-data-loss, and --yes off a "
+                      "terminal):"]
+        lines += ["  - %s" % d["text"] for d in plan.data_loss]
+    if plan.extras:
+        lines += ["", "kept, not in the declaration (--prune drops indexes, views and triggers):"]
+        lines += ["  - %s" % e for e in plan.extras]
+    lines += ["  note: %s" % n for n in plan.notes]
+    return "\n".join(lines)
+
+
+def copy_plan(plan):
+    return copy.deepcopy(plan)
