@@ -203,6 +203,24 @@ def render_files(schema, origin=None):
     """
     origin = origin or default_origin(schema)
     env = environment()
+    files = ddl_files(schema, origin)
+    files["declaration.json"] = declaration_json(schema, origin)
+    files["validate_schema.py"] = env.get_template("validate_schema.py.j2").render(
+        schema=schema, origin=origin,
+        expected=pprint.pformat(compare.expected_structure(schema), width=100, sort_dicts=True),
+        persistent_pragmas=pprint.pformat(compare.persistent_pragmas(schema), sort_dicts=True),
+        structure_source=(Path(__file__).resolve().parent.parent / "sqlite" / "structure.py").read_text(encoding="utf-8"),
+    )
+    if (resource_dir("templates") / "SCHEMA.md.j2").exists():
+        files["SCHEMA.md"] = env.get_template("SCHEMA.md.j2").render(origin=origin, **docs_context(schema))
+    return files
+
+
+def ddl_files(schema, origin=None):
+    """The files apply runs: the table files, the index file and pragmas.sql (a declaration compiled in memory
+    needs only these, not the validator or the docs)."""
+    origin = origin or default_origin(schema)
+    env = environment()
     files = {}
     total = len(schema.table_files) + 1
     for position, filename in enumerate(schema.table_files, start=1):
@@ -214,13 +232,4 @@ def render_files(schema, origin=None):
         schema=schema, origin=origin, filename=schema.index_file, position=total, total=total,
         indexes=[index_context(ix) for ix in schema.indexes])
     files["pragmas.sql"] = env.get_template("pragmas.sql.j2").render(schema=schema, origin=origin, pragmas=schema.pragmas)
-    files["declaration.json"] = declaration_json(schema, origin)
-    files["validate_schema.py"] = env.get_template("validate_schema.py.j2").render(
-        schema=schema, origin=origin,
-        expected=pprint.pformat(compare.expected_structure(schema), width=100, sort_dicts=True),
-        persistent_pragmas=pprint.pformat(compare.persistent_pragmas(schema), sort_dicts=True),
-        structure_source=(Path(__file__).resolve().parent.parent / "sqlite" / "structure.py").read_text(encoding="utf-8"),
-    )
-    if (resource_dir("templates") / "SCHEMA.md.j2").exists():
-        files["SCHEMA.md"] = env.get_template("SCHEMA.md.j2").render(origin=origin, **docs_context(schema))
     return files

@@ -47,9 +47,8 @@ class Target:
     @classmethod
     def from_schema(cls, schema, files=None, origin=None):
         """Render everything for a declaration now (imports Jinja2)."""
-        from .render import compile_declaration, render_files  # Jinja2: only a declaration compiled in memory needs it
-        return cls(files if files is not None else render_files(schema, origin),
-                   compile_declaration(schema, origin), schema)
+        from .render import compile_declaration, ddl_files  # Jinja2: only a declaration compiled in memory needs it
+        return cls(files if files is not None else ddl_files(schema, origin), compile_declaration(schema, origin), schema)
 
     @property
     def schema(self):
