@@ -45,9 +45,11 @@ FINDINGS = C.BENCH / "findings.md"
 
 SIZES = {
     "full": {"small": 100_000, "large": 1_000_000, "runs": 5, "warmup": 1, "fresh_runs": 20, "inproc_runs": 40,
-             "validate_runs": 3, "read_budget": 2.0, "readers": 50, "conc_seconds": 6.0, "conc_rows": 100_000},
+             "validate_runs": 3, "read_budget": 2.0, "readers": 50, "conc_seconds": 6.0, "conc_rows": 100_000,
+             "transfer_runs": 1, "transfer_warmup": 0},
     "quick": {"small": 1_000, "large": 5_000, "runs": 3, "warmup": 1, "fresh_runs": 5, "inproc_runs": 10,
-              "validate_runs": 2, "read_budget": 0.05, "readers": 10, "conc_seconds": 1.5, "conc_rows": 5_000},
+              "validate_runs": 2, "read_budget": 0.05, "readers": 10, "conc_seconds": 1.5, "conc_rows": 5_000,
+              "transfer_runs": 2, "transfer_warmup": 1},
 }
 
 TARGETS = {
@@ -244,6 +246,56 @@ def measure_backup(ctx, size_label="large"):
     return out
 
 
+def _row_counts(path):
+    conn = sqlite3.connect(str(path))
+    try:
+        return {t: conn.execute('SELECT count(*) FROM "%s"' % t).fetchone()[0] for (t,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+    finally:
+        conn.close()
+
+
+def measure_m2(ctx, size_label="large"):
+    """Milestone 1 -> Milestone 2 (examples/abathur_m2.py) on the migrated fixture: schemagen apply vs the
+    same change written by hand (bench/handwritten_m2.py), the write lock schemagen holds (its transaction,
+    from apply --json), the rows kept, and `schemagen diff`'s estimate of the rebuild's lock time."""
+    cfg, work, env = ctx["cfg"], ctx["work"], ctx["env"]
+    src = ctx["migrated_%s" % size_label]
+    trial = work / "trial-m2.db"
+    m2 = str(C.ROOT / "examples" / "abathur_m2.py")
+    sg = C.schemagen_command()
+    sides = {
+        "hand-written M1 -> M2": lambda: C.run_process(C.python_cmd("handwritten_m2.py", trial), env=env),
+        "schemagen apply --no-backup --no-validate": lambda: C.run_process(
+            sg + ["apply", "--no-backup", "--no-validate", "--schema", m2, "--db", str(trial)], env=env),
+    }
+    log("milestone 2 %s: %s" % (size_label, ", ".join(sides)))
+    res = alternate(sides, cfg["runs"], cfg["warmup"], prepare=lambda name: C.copy_db(src, trial),
+                    after=lambda name: C.remove_db(trial))
+    out = {name: {"time": times(rs), "rss": rss(rs)} for name, rs in res.items()}
+    out["ratio"] = ratio(out["schemagen apply --no-backup --no-validate"]["time"], out["hand-written M1 -> M2"]["time"])
+    # one more run for what the timing loop does not keep: the lock time, the rows, the estimate
+    before = _row_counts(src)
+    estimate = C.run_process(sg + ["diff", "abathur", m2, "--db", str(src), "--json"], env=env, capture=True)
+    C.copy_db(src, trial)
+    done = C.run_process(sg + ["apply", "--no-backup", "--no-validate", "--json", "--schema", m2, "--db", str(trial)],
+                         env=env, capture=True)
+    after = _row_counts(trial)
+    C.remove_db(trial)
+    applied = json.loads(done.stdout) if done.returncode == 0 else {}
+    out["lock_s"] = applied.get("seconds")
+    out["rows_before"] = sum(before.values())
+    out["rows_kept"] = sum(after.get(t, 0) for t in before)
+    try:
+        found = json.loads(estimate.stdout)
+        out["estimate_s"] = sum(r.get("lock_seconds") or 0 for r in found.get("rebuilds", []))
+    except ValueError:
+        out["estimate_s"] = None
+    if out["lock_s"] and out["estimate_s"]:
+        out["estimate_over_lock"] = out["estimate_s"] / out["lock_s"]
+    return out
+
+
 def measure_validate(ctx, size_label):
     cfg, work, env = ctx["cfg"], ctx["work"], ctx["env"]
     db = ctx["migrated_%s" % size_label]
@@ -296,6 +348,13 @@ def measure_concurrency(ctx):
         C.remove_db(db)
     shutil.rmtree(work / "conc", ignore_errors=True)
     return out
+
+
+def measure_transfer(ctx):
+    """`schemagen transfer` of the migrated large fixture into a throwaway PostgreSQL vs hand-written COPY
+    (bench/pg_transfer.py); a note instead when PostgreSQL's binaries or psycopg are missing."""
+    import pg_transfer
+    return pg_transfer.measure(ctx, ctx["migrated_large"], alternate, times, ratio, log)
 
 
 def measure_profile(ctx):
@@ -384,6 +443,7 @@ MEDIANS = {
                                         ("retrofitted_large", "hand-written (rebuild12)", "time")),
     "backup.ratio": _medians(("backup", "schemagen backup (as apply: copy under the write lock)", "time"),
                              ("backup", "cp + fsync", "time")),
+    "m2.ratio": _medians(("m2", "schemagen apply --no-backup --no-validate", "time"), ("m2", "hand-written M1 -> M2", "time")),
     "migration_large.backup_over_no_backup": _medians(("migration_large", "schemagen apply (backup on)", "time"),
                                                       ("migration_large", "schemagen apply --no-backup", "time")),
     "migration_large.rebuild_all_over_no_validate": _medians(("migration_large", "rebuild every changed table", "time"),
@@ -474,6 +534,10 @@ def write_report(path, res, before=None):
     if "backup" in res:
         rows.append(("2. backup of the large fixture (as apply makes it) vs cp + fsync", res["backup"]["ratio"],
                      "≤ %.2fx" % TARGETS["backup"], res["backup"]["ratio"] <= TARGETS["backup"], "backup.ratio"))
+    if "m2" in res:
+        rows.append(("11. Milestone 1 -> 2 (large), `schemagen apply --no-backup --no-validate` vs hand-written",
+                     res["m2"]["ratio"], "≤ %.2fx" % TARGETS["migration"], res["m2"]["ratio"] <= TARGETS["migration"],
+                     "m2.ratio"))
     if "backup_over_no_backup" in mig:
         rows.append(("2. migration (old shape, large), backup on vs `--no-backup`", mig["backup_over_no_backup"],
                      "(reported)", None, "migration_large.backup_over_no_backup"))
@@ -621,6 +685,30 @@ def write_report(path, res, before=None):
             "%.2fx." % (b["ratio"], TARGETS["backup"], yes(b["ratio"] <= TARGETS["backup"]), b["ratio_api"]))
         add("")
 
+    if "m2" in res:
+        m = res["m2"]
+        add("### Milestone 1 -> Milestone 2")
+        add("")
+        add("`examples/abathur_m2.py` applied to the migrated large fixture (seven indexes removed, a column renamed, "
+            "`state` rebuilt for ON DELETE CASCADE, three indexes built) vs the same change by hand "
+            "(`bench/handwritten_m2.py`), whole processes, alternating.")
+        add("")
+        add("| side | time | peak RSS |")
+        add("| --- | --- | --- |")
+        for name, v in m.items():
+            if isinstance(v, dict) and "time" in v:
+                add("| %s | %s | %.1f MiB |" % (name, fmt_range(v["time"]), v["rss"]["max"]))
+        add("")
+        add("schemagen / hand-written: %.2fx (target ≤ %.2fx): %s. Write lock held (apply's transaction, from "
+            "`apply --json`): %s. Rows kept: %d of %d. `schemagen diff --db`'s estimate of the rebuild's lock time: "
+            "%s%s." % (m["ratio"], TARGETS["migration"], yes(m["ratio"] <= TARGETS["migration"]),
+                       fmt_s(m["lock_s"]) if m.get("lock_s") else "n/a", m["rows_kept"], m["rows_before"],
+                       fmt_s(m["estimate_s"]) if m.get("estimate_s") else "n/a (no rows to copy)",
+                       " (%.2fx the measured lock time; target within 2x: %s)" % (
+                           m["estimate_over_lock"], yes(0.5 <= m["estimate_over_lock"] <= 2.0))
+                       if m.get("estimate_over_lock") else ""))
+        add("")
+
     add("## 5. Validation cost")
     add("")
     add("`schemagen validate --db` on the file schemagen migrated (structure, counts, quick_check, "
@@ -715,6 +803,30 @@ def write_report(path, res, before=None):
                 add("| `%s` | %d | %s | %s |" % (t["function"], t["calls"], fmt_s(t["own_s"]), fmt_s(t["cum_s"])))
             add("")
 
+    tr = res.get("transfer")
+    if tr:
+        add("## 8. `schemagen transfer` to PostgreSQL vs hand-written COPY")
+        add("")
+        if "skipped" in tr:
+            add("Not measured: %s." % tr["skipped"])
+        else:
+            add("The migrated large fixture (%d rows in all) moved into a new database of a throwaway PostgreSQL "
+                "cluster (%s, fsync off, unix socket) that has the declaration applied (not measured), one whole "
+                "process per side (`bench/pg_transfer.py`). schemagen checks the source's structure, converts and "
+                "checks every value, loads with COPY with the foreign keys dropped and re-added NOT VALID then "
+                "VALIDATEd, sets the sequences and verifies counts and checksums by reading every row back; the "
+                "hand-written side COPYs the rows as they are with the keys in place, and checks nothing." % (
+                    tr["rows"], tr["server"]))
+            add("")
+            add("| side | time | rows/s |")
+            add("| --- | --- | --- |")
+            add("| schemagen transfer | %s | %.0f |" % (fmt_range(tr["schemagen"]), tr["rows_per_s"]["schemagen"]))
+            add("| hand-written COPY | %s | %.0f |" % (fmt_range(tr["baseline"]), tr["rows_per_s"]["baseline"]))
+            add("")
+            add("schemagen / hand-written: %.2fx (reported, no target). schemagen's phases in its last run: %s." % (
+                tr["ratio"], ", ".join("%s %s" % (k, fmt_s(v)) for k, v in tr["phases"].items())))
+        add("")
+
     add("## Findings")
     add("")
     if FINDINGS.exists():
@@ -769,6 +881,7 @@ def main(argv=None):
             ctx["migrated_%s" % size] = keep
             res["retrofitted_%s" % size] = measure_migration(ctx, size, "retrofitted", "rebuild12", False, False)
         res["backup"] = measure_backup(ctx)
+        res["m2"] = measure_m2(ctx)
         ctx["migrated_conc"] = ctx["migrated_small"] if cfg["conc_rows"] == cfg["small"] else ctx["migrated_large"]
         log("imports")
         res["imports"] = measure_imports(ctx)
@@ -779,6 +892,8 @@ def main(argv=None):
         res["concurrency"] = measure_concurrency(ctx)
         log("profile")
         res["profile"] = measure_profile(ctx)
+        log("transfer to PostgreSQL")
+        res["transfer"] = measure_transfer(ctx)
     finally:
         res["elapsed_s"] = time.perf_counter() - started
         if args.json:

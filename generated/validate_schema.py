@@ -665,6 +665,7 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
 EXPRESSION = "<expression>"  # the column name of an index on an expression
 # Settings kept in the database header (32-bit integers): declared persistent, set inside a transaction.
 HEADER_PRAGMAS = ("user_version", "application_id")
+BUILTIN_COLLATIONS = ("BINARY", "NOCASE", "RTRIM")  # any other is defined by an application on its connections
 
 
 def tokenize(sql):
@@ -729,21 +730,27 @@ transaction trigger unbounded union unique update using vacuum values view virtu
 """.split())
 
 
-def _token_text(kind, text):
+def _token_text(kind, text, columns=None):
     if kind == "string":
         return "'" + text.replace("'", "''") + "'"
     if kind in ("word", "ident"):
-        if kind == "ident" and (not _WORD.match(text) or text.lower() in KEYWORDS):
+        if kind == "ident" and (not _WORD.match(text) or text.lower() in KEYWORDS
+                                or columns is not None and text.lower() not in columns):
             return '"' + text.replace('"', '""') + '"'
         return text.lower()
     return text
 
 
-def join_tokens(tokens):
-    """Write tokens back as one canonical line of SQL."""
+def join_tokens(tokens, columns=None):
+    """Write tokens back as one canonical line of SQL.
+
+    columns: the lower-cased column names in scope, to write SQL that means what it meant: a quoted
+    identifier that names none of them stays quoted (a "string" SQLite took as a literal for want of such a
+    column, a qualified "table" name), where canonical text would lose its quotes.
+    """
     out = []
     for kind, text in tokens:
-        piece = _token_text(kind, text)
+        piece = _token_text(kind, text, columns)
         glued = piece in (")", ",", ".") or out and out[-1] in ("(", ".")
         if out and kind == "number" and out[-1] == "." and piece[:1].isdigit():
             glued = False  # "." then "0" written ".0" would read back as one number
@@ -824,6 +831,8 @@ def parse_create_table(sql):
     body = tokens[start + 1:end]
     columns, constraints, checks = {}, [], []
     autoincrement = False
+    names = {item[0][1].lower() for item in split_top(body)
+             if item and not (item[0][0] == "word" and item[0][1].lower() in _TABLE_CONSTRAINT)}
     for item in split_top(body):
         if not item:
             continue
@@ -837,7 +846,7 @@ def parse_create_table(sql):
                 autoincrement = True
             if tok[0] == "word" and tok[1].lower() == "check" and k + 1 < len(item) and item[k + 1] == ("op", "("):
                 close = matching_paren(item, k + 1)
-                checks.append(join_tokens(item[k + 2:close]))
+                checks.append(join_tokens(item[k + 2:close], names))
     return {"columns": columns, "constraints": constraints, "checks": checks,
             "autoincrement": autoincrement}
 
@@ -875,6 +884,16 @@ def virtual_table_parts(sql):
 
 # Shadow tables of the virtual table modules SQLite ships (FTS3/4, FTS5, R*Tree): NAME_<suffix>.
 SHADOW_SUFFIXES = ("data", "idx", "content", "docsize", "config", "segments", "segdir", "stat", "node", "parent", "rowid")
+# Each module's own suffixes, as its xShadowName tells SQLite: a table "docs_stat" beside an FTS5 "docs" is the
+# application's. A module not listed has the whole list.
+MODULE_SHADOW_SUFFIXES = {
+    "fts5": ("data", "idx", "content", "docsize", "config"),
+    "fts3": ("content", "segments", "segdir", "docsize", "stat"),
+    "fts4": ("content", "segments", "segdir", "docsize", "stat"),
+    "rtree": ("node", "parent", "rowid"),
+    "rtree_i32": ("node", "parent", "rowid"),
+    "geopoly": ("node", "parent", "rowid"),
+}
 
 
 def is_virtual(sql):
@@ -919,12 +938,14 @@ def table_options(sql):
             continue
         words = [t[1].lower() if t[0] == "word" else None for t in item]
         is_constraint = item[0][0] == "word" and words[0] in _TABLE_CONSTRAINT
-        if not is_constraint:
+        if not is_constraint:  # the column's own COLLATE (the last one wins), not one inside a CHECK or DEFAULT
+            name, depth = "BINARY", 0
             for k, w in enumerate(words[:-1]):
-                if w == "collate" and item[k + 1][0] in ("word", "ident", "string"):
+                depth += item[k] == ("op", "(") and 1 or item[k] == ("op", ")") and -1 or 0
+                if w == "collate" and depth == 0 and item[k + 1][0] in ("word", "ident", "string"):
                     name = item[k + 1][1].upper()
-                    if name != "BINARY":
-                        out["collate"][item[0][1]] = name
+            if name != "BINARY":
+                out["collate"][item[0][1]] = name
         if "references" not in words:
             continue
         r = words.index("references")
@@ -938,22 +959,27 @@ def table_options(sql):
     return out
 
 
-def index_where(sql):
-    """The normalized WHERE clause of a stored CREATE INDEX, or None."""
+def index_where(sql, columns=None):
+    """The normalized WHERE clause of a stored CREATE INDEX, or None.
+
+    columns: the table's lower-cased column names: the clause as SQL to write, not normalized (see join_tokens).
+    """
     if not sql or "where" not in sql.lower():  # no WHERE token without the word anywhere: skip tokenizing
         return None
     tokens = tokenize(sql)
     start = tokens.index(("op", "("))
     rest = tokens[matching_paren(tokens, start) + 1:]
     if rest and rest[0][0] == "word" and rest[0][1].lower() == "where":
-        return normalize_sql(join_tokens(rest[1:]))
+        text = join_tokens(rest[1:], columns)
+        return text if columns is not None else normalize_sql(text)
     return None
 
 
-def index_key_texts(sql):
+def index_key_texts(sql, columns=None):
     """The keys of a stored CREATE INDEX in order, each as (canonical SQL text, desc).
 
-    The text is the key without a trailing ASC or DESC; a COLLATE written after it stays in it.
+    The text is the key without a trailing ASC or DESC; a COLLATE written after it stays in it. columns: see
+    join_tokens.
     """
     tokens = tokenize(sql or "")
     start = tokens.index(("op", "("))
@@ -963,7 +989,7 @@ def index_key_texts(sql):
         if item and item[-1][0] == "word" and item[-1][1].lower() in ("asc", "desc"):
             desc = item[-1][1].lower() == "desc"
             item = item[:-1]
-        out.append((join_tokens(item), desc))
+        out.append((join_tokens(item, columns), desc))
     return out
 
 
@@ -987,8 +1013,10 @@ def read_raw(conn):
     raw = {"tables": {}, "indexes": {}, "views": {}, "triggers": {}, "virtual_tables": {}}
     master = conn.execute(
         "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid").fetchall()
-    virtual = {name.lower() for kind, name, _, sql in master if kind == "table" and is_virtual(sql)}
-    shadow = {"%s_%s" % (v, suffix) for v in virtual for suffix in SHADOW_SUFFIXES}
+    virtual = {name.lower(): virtual_table_parts(sql)[0].lower()
+               for kind, name, _, sql in master if kind == "table" and is_virtual(sql)}
+    shadow = {"%s_%s" % (v, suffix) for v, module in virtual.items()
+              for suffix in MODULE_SHADOW_SUFFIXES.get(module, SHADOW_SUFFIXES)}
     for kind, name, table, sql in master:
         if kind == "table" and name.lower() in virtual:
             raw["virtual_tables"][name] = sql

@@ -297,12 +297,16 @@ def _describe_plan(plan, as_json=False):
 @click.option("--prune", is_flag=True, help="Show what apply --prune would drop (with --allow-data-loss: columns and "
                                             "tables too).")
 @click.option("--allow-data-loss", is_flag=True, help="With --prune: as apply --prune --allow-data-loss.")
+@click.option("--concurrently", is_flag=True, help="PostgreSQL: as apply --concurrently (indexes on tables that have "
+                                                   "rows are built CONCURRENTLY after COMMIT).")
 @schema_option
-def plan(db, as_json, sql_file, prune, allow_data_loss, schema_spec):
+def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, schema_spec):
     """Show the statements apply would run, and why, without running them."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import plan_database
     decl = _declaration(schema_spec)
+    if _is_postgresql(db):
+        return _pg_plan(db, decl, as_json, sql_file, _prune_mode(prune, allow_data_loss), concurrently)
     if sql_file is not None:
         from .migrate.sqlscript import export_script  # only --sql needs the script export
         from . import outfiles  # see render
@@ -444,9 +448,12 @@ class _Progress:
               help="Let --prune drop undeclared columns and tables, and let a plan that loses data run with "
                    "--no-backup.")
 @click.option("--yes", "-y", is_flag=True, help="Accept a plan that loses data without asking (needed off a terminal).")
+@click.option("--concurrently", is_flag=True,
+              help="PostgreSQL: build indexes on tables that have rows with CREATE INDEX CONCURRENTLY after COMMIT "
+                   "(a failure there exits 3; the next apply rebuilds the INVALID index).")
 @schema_option
 def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path, no_validate, verbose,
-          lock_timeout, statement_timeout, prune, allow_data_loss, yes, schema_spec):
+          lock_timeout, statement_timeout, prune, allow_data_loss, yes, concurrently, schema_spec):
     """Create or migrate the database in one transaction, then report on it.
 
     Before COMMIT apply verifies the declared structure and runs foreign_key_check on every table the
@@ -461,7 +468,8 @@ def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, 
     def one(db, report_path):
         if _is_postgresql(db):
             return _postgresql("apply", db, decl, as_json, no_validate=no_validate, lock_timeout=lock_timeout,
-                               statement_timeout=statement_timeout)
+                               statement_timeout=statement_timeout, prune=loss[0], allow_data_loss=loss[1],
+                               confirm=loss[2], concurrently=concurrently)
         _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json,
                    report_path, no_validate, verbose, loss)
     loss = (_prune_mode(prune, allow_data_loss), allow_data_loss, _confirm(yes))
@@ -480,7 +488,7 @@ def _confirm(yes):
         if not sys.stdin.isatty():
             click.echo("error: this plan loses data; pass --yes to accept it off a terminal", err=True)
             return False
-        click.echo("This plan loses data (a backup is made first):", err=True)
+        click.echo("This plan loses data (on SQLite a backup is made first; PostgreSQL has none):", err=True)
         for d in plan.data_loss:
             click.echo("  - %s" % d["text"], err=True)
         return click.confirm("Apply it?", default=False, err=True)
@@ -538,7 +546,8 @@ def _postgresql(command, db, decl, as_json, no_validate=False, **options):
         if command == "validate":
             report = pg.validate(db, compiled)
         else:
-            result = pg.apply(db, compiled, **options)
+            from .pg import migrate  # PostgreSQL's planner (pg/plan.py) and migration
+            result = migrate.apply(db, _schema(decl), compiled, **options)
             report = result.report
     except SchemagenError as exc:
         _fail(exc)
@@ -547,8 +556,10 @@ def _postgresql(command, db, decl, as_json, no_validate=False, **options):
             import json  # see _describe_plan
             click.echo(json.dumps(dict(result.as_dict(), report=None if no_validate else report), indent=2, sort_keys=True))
         elif result.applied:
-            click.echo("created %s (PostgreSQL): %s in one transaction, %.2fs" % (
-                result.database, _plural(result.statements, "statement"), result.seconds))
+            click.echo("%s %s (PostgreSQL): %s in one transaction, %.2fs%s" % (
+                "created" if result.fresh else "migrated", result.database, _plural(result.statements, "statement"),
+                result.seconds, "; %s built CONCURRENTLY after COMMIT" % _plural(result.concurrent_built, "step")
+                if result.concurrent_built else ""))
         else:
             click.echo("up to date: %s already matches the declaration" % result.database)
     if as_json and command == "validate":
@@ -558,6 +569,35 @@ def _postgresql(command, db, decl, as_json, no_validate=False, **options):
         click.echo(pg.format_report(report))
     if not report["ok"]:
         sys.exit(EXIT_PROBLEMS)
+
+
+def _pg_plan(db, decl, as_json, sql_file, prune, concurrently):
+    """plan on PostgreSQL: the steps (pg/plan.py), --json, or the --sql script in one or two parts."""
+    try:
+        from .pg import migrate, plan as pgplan  # psycopg: only the PostgreSQL path imports it
+    except ImportError as exc:
+        raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
+    from . import outfiles  # see render
+    try:
+        compiled = migrate.pg_apply.compiled_for(decl)  # refuses a stale generated/postgresql/, as apply does
+        if sql_file is not None:
+            if sql_file != "-":
+                outfiles.check_file(sql_file, "--sql")
+            text = migrate.export_script(db, _schema(decl), prune=prune, concurrently=concurrently, compiled=compiled)
+            if sql_file == "-":
+                click.echo(text, nl=False)
+            else:
+                outfiles.write_text(sql_file, text, "--sql")
+                click.echo("wrote %s: run it with psql -v ON_ERROR_STOP=1 -f %s" % (sql_file, sql_file))
+            return
+        result = migrate.plan(db, _schema(decl), prune=prune, concurrently=concurrently)
+    except SchemagenError as exc:
+        _fail(exc)
+    if as_json:
+        import json  # see _describe_plan
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        click.echo(pgplan.format_plan(result))
 
 
 def _after_commit(result, db, target, check_data, full_integrity, as_json, report_path, no_validate, verbose):
@@ -742,6 +782,16 @@ def _for_each_db(dbs, reports, run_one, as_json, changes):
 @schema_option
 def explain(db, as_json, sample_rows, strict, schema_spec):
     """Show, by EXPLAIN QUERY PLAN, whether each declared index serves its query."""
+    if _is_postgresql(db):  # PostgreSQL: EXPLAIN (FORMAT JSON), check/pgcheck.py (psycopg only on this path)
+        from .check import pgcheck  # PostgreSQL only (psycopg)
+        decl = _declaration(schema_spec)
+        schema = _schema(decl)
+        try:
+            report = pgcheck.explain(db, decl, schema, sample=sample_rows)
+            click.echo(pgcheck.to_json(report) if as_json else pgcheck.format_text(report))
+        except SchemagenError as exc:
+            _fail(exc)
+        return _exit_if_strict(strict, pgcheck.strict_severities(schema, report))
     # each command imports what it needs: apply's start-up time is benchmarked
     from .check.explain import explain_database, format_text, to_json
     schema = _schema(_declaration(schema_spec))
@@ -777,6 +827,15 @@ def lint(db, as_json, strict, schema_spec):
     # each command imports what it needs: apply's start-up time is benchmarked
     from .analysis.lint import format_text, to_json
     from .check.lintdb import lint_path
+    if db is not None and _is_postgresql(db):  # PostgreSQL: check/pgcheck.py, through which psycopg is imported
+        from .check import pgcheck  # PostgreSQL only (psycopg)
+        decl = _declaration(schema_spec)
+        try:
+            findings = pgcheck.lint_url(db, decl, _schema(decl))
+        except SchemagenError as exc:
+            _fail(exc)
+        click.echo(to_json(findings) if as_json else format_text(findings))
+        return _exit_if_strict(strict, [f.severity for f in findings])
     schema = _schema(_declaration(schema_spec))
     try:
         findings = lint_path(schema, db_path=db)

@@ -69,6 +69,13 @@ class Database:
     holds the write lock (each try itself waits busy_timeout, 5 s).
     """
 
+    def __new__(cls, db_path=None, *args, **kwargs):
+        """A postgresql:// or postgres:// URL gives the same class on PostgreSQL (pg/database.py's PgDatabase)."""
+        if cls is Database and isinstance(db_path, str) and db_path.lower().startswith(("postgresql://", "postgres://")):
+            from .pg.database import PgDatabase  # psycopg: PostgreSQL only
+            return PgDatabase(db_path, *args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(self, db_path: "str | os.PathLike[str]", *, schema: "Schema | str | Target | None" = None,
                  backup: bool = True, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
         if str(db_path) == ":memory:" or str(db_path).startswith("file::memory:"):

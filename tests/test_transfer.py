@@ -212,6 +212,39 @@ def test_a_value_that_cannot_convert_stops_the_transfer_naming_table_row_column(
     assert _counts(pg_url) == dict.fromkeys(TABLES, 0)
 
 
+def test_a_row_the_target_refuses_names_the_table_and_changes_nothing(runner, tmp_path, pg_url):
+    path = _source(tmp_path, tasks=30)
+    _plant(path, "UPDATE metrics SET metric_value = -1 WHERE id = 4")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE notes_of_my_own (x TEXT)")
+    conn.close()
+    assert _cli(runner, "apply", "--db", pg_url).exit_code == 0
+    result = _transfer(runner, path, pg_url)
+    assert result.exit_code == 2
+    assert "table 'metrics'" in result.stderr and "check constraint" in result.stderr
+    assert "rolled back, nothing was changed" in result.stderr
+    assert _counts(pg_url) == dict.fromkeys(TABLES, 0)
+    _plant(path, "UPDATE metrics SET metric_value = 1 WHERE id = 4")
+    result = _transfer(runner, path, pg_url)
+    assert result.exit_code == 0 and "notes_of_my_own" in result.output  # named as not moved
+
+
+def test_a_checksum_mismatch_rolls_back_naming_the_table(runner, tmp_path, pg_url, monkeypatch):
+    from schema_dsl.pg import transfer
+    path = _source(tmp_path, tasks=30)
+    real = transfer._target_checksum
+
+    def corrupt(conn, table, columns, types):  # one value changed on the way: the verification must see it
+        if table == "agents":
+            conn.execute("UPDATE agents SET name = name || '!' WHERE id = 'agent-3'")
+        return real(conn, table, columns, types)
+    monkeypatch.setattr(transfer, "_target_checksum", corrupt)
+    result = _transfer(runner, path, pg_url)
+    assert result.exit_code == 2
+    assert "table 'agents': verification failed" in result.stderr and "rolled back" in result.stderr
+    assert _counts(pg_url) == {}
+
+
 def test_a_failed_transfer_into_an_empty_database_leaves_no_schema_behind(runner, tmp_path, pg_url):
     path = _source(tmp_path, tasks=30)
     _plant(path, "UPDATE tasks SET completed_at = ? WHERE id = 'task-2'", "soon")

@@ -370,9 +370,19 @@ def load_sample_rows(conn, schema, rows):
                     pk = table.primary_key.columns[0].lower()
                     own_keys.append(row[[c.name.lower() for c in columns].index(pk)])
             before = conn.execute("SELECT count(*) FROM %s" % quote_identifier(table.name)).fetchone()[0]
-            conn.executemany("INSERT OR IGNORE INTO %s (%s) VALUES (%s)" % (
+            insert = "INSERT OR IGNORE INTO %s (%s) VALUES (%s)" % (
                 quote_identifier(table.name), ", ".join(quote_identifier(c.name) for c in columns),
-                ", ".join("?" * len(columns))), data)
+                ", ".join("?" * len(columns)))
+            try:
+                conn.executemany(insert, data)
+            except sqlite3.Error:
+                # a row an expression index cannot take (json_extract of a non-JSON sample), or a trigger calling
+                # a function the application registers: OR IGNORE does not skip those; keep the rows that fit
+                for row in data:
+                    try:
+                        conn.execute(insert, row)
+                    except sqlite3.Error:
+                        continue
             after = conn.execute("SELECT count(*) FROM %s" % quote_identifier(table.name)).fetchone()[0]
             counts[table.name] = after - before
             if rowid is not None:

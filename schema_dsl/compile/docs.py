@@ -92,23 +92,29 @@ def _mermaid_type(declared):
     return _MERMAID_WORD.sub("_", declared.strip()) or "ANY"
 
 
+def _mermaid_name(name):
+    """A table or column name as a Mermaid word: spaces, quotes and other characters Mermaid cannot read become _."""
+    word = _MERMAID_WORD.sub("_", name)
+    return "_" + word if word[:1].isdigit() else word
+
+
 def mermaid(schema):
     """The lines of a Mermaid erDiagram: every table with its columns and keys, every foreign key."""
     lines = ["erDiagram"]
     for table in schema.ordered_tables():
         for f in table.foreign_keys:
             nullable = any(table.column(c) is not None and not table.column(c).not_null for c in f.columns)
-            lines.append('    %s %s--o{ %s : "%s"' % (f.ref_table, "|o" if nullable else "||", table.name,
-                                                      ", ".join(f.columns)))
+            lines.append('    %s %s--o{ %s : "%s"' % (_mermaid_name(f.ref_table), "|o" if nullable else "||",
+                                                      _mermaid_name(table.name), ", ".join(f.columns).replace('"', "'")))
     for table in schema.ordered_tables():
         pk = {c.lower() for c in table.primary_key.columns} if table.primary_key else set()
         fk_cols = {c.lower() for f in table.foreign_keys for c in f.columns}
         unique = {u[0].lower() for u in table.all_uniques if len(u) == 1}
-        lines.append("    %s {" % table.name)
+        lines.append("    %s {" % _mermaid_name(table.name))
         for c in table.columns:
             keys = [k for k, on in (("PK", c.name.lower() in pk), ("FK", c.name.lower() in fk_cols),
                                     ("UK", c.name.lower() in unique)) if on]
-            lines.append("        %s %s%s" % (_mermaid_type(c.type), c.name, (" " + ", ".join(keys)) if keys else ""))
+            lines.append("        %s %s%s" % (_mermaid_type(c.type), _mermaid_name(c.name), (" " + ", ".join(keys)) if keys else ""))
         lines.append("    }")
     return lines
 

@@ -10,9 +10,13 @@ Supported: collations, DEFERRABLE, constraint names, composite and
 self-referencing foreign keys, foreign key cycles, AUTOINCREMENT, WITHOUT
 ROWID and STRICT tables, partial and expression indexes, views, triggers,
 virtual tables (their FTS3/4/5 and R*Tree shadow tables are left out).
-Refused with a DeclarationError naming the table: generated columns, ON CONFLICT clauses other than
-ABORT, and a DESC or COLLATE on a PRIMARY KEY or UNIQUE key column (INTEGER PRIMARY KEY DESC included).
-Index keys keep their own COLLATE (where it differs from the column's) and an expression's text.
+Refused with a DeclarationError, each item naming its object and what to do: generated columns, ON
+CONFLICT clauses other than ABORT, a DESC or COLLATE on a PRIMARY KEY or UNIQUE key column (INTEGER PRIMARY
+KEY DESC included), collations the application defines, foreign keys to a missing table or column, names
+with surrounding white space or control characters. A non-default auto_vacuum, encoding or page_size is
+named in a comment. Index keys keep their own COLLATE (where it differs from the column's) and an
+expression's text; CHECK, partial-index and expression texts keep the quotes of a "name" that is no column
+(SQLite read it as a string), so they mean what they meant.
 
 Before returning, the text is executed and its Schema built: a declaration
 that would not load is never written; the error names the object.
@@ -47,7 +51,8 @@ def _default(dflt):
         tokens = structure.tokenize(dflt.sql)
         if len(tokens) == 1 and tokens[0][0] == "string" and "'" + tokens[0][1].replace("'", "''") + "'" == dflt.sql:
             return Literal(tokens[0][1])
-        if len(tokens) == 1 and tokens[0][0] == "number":
+        signed = len(tokens) == 2 and tokens[0] == ("op", "-") and tokens[1][0] == "number"  # DEFAULT -1
+        if (len(tokens) == 1 and tokens[0][0] == "number") or signed:
             for kind in (int, float):
                 try:
                     value = kind(dflt.sql)
@@ -190,14 +195,63 @@ def _refuse_unsupported(raw, conn=None):
                 "would silently behave differently); rebuild the table without it and let the statements say it "
                 "(INSERT OR %s ...), or leave the table out of the declaration"
                 % (name, what, clause, clause.split()[-1]))
+        for g in structure.fk_groups(info["fks"]):
+            parent = next((t for n, t in raw["tables"].items() if n.lower() == g["table"].lower()), None)
+            have = {r[1].lower() for r in parent["xinfo"]} if parent is not None else set()
+            missing = [c for c in g["to"] if c is not None and c.lower() not in have]
+            if parent is None or missing:
+                problems.append(
+                    "table '%s', foreign key (%s): references %s, which the database does not have (SQLite accepts "
+                    "that, and fails every write the key checks); rebuild the table without the foreign key, or create "
+                    "what it references, then inspect again" % (
+                        name, ", ".join(g["columns"]), "table '%s'" % g["table"] if parent is None else
+                        ", ".join("column '%s.%s'" % (g["table"], c) for c in missing)))
         for key, quirk in _odd_keys(conn, name, info) if conn is not None else ():
             problems.append(
                 "table '%s': %s: schemagen cannot declare a DESC or COLLATE on a PRIMARY KEY or UNIQUE key column%s; "
                 "rebuild the table without it (give the column itself the COLLATE), or leave the table out of the "
                 "declaration" % (name, key, " (and by an SQLite quirk this INTEGER PRIMARY KEY DESC is no rowid alias)"
                                  if quirk else ""))
+    for what in _unfit_names(raw):
+        problems.append("%s: the name has surrounding white space or a control character, which a declaration does "
+                        "not accept; rename it in the database, then inspect again" % what)
+    for what, collation in _application_collations(raw):
+        problems.append(
+            "%s: COLLATE %s is a collating sequence the application defines itself (SQLite has BINARY, NOCASE and "
+            "RTRIM), so schemagen can neither create nor check it; use one of those, or leave the %s out of the "
+            "declaration" % (what, collation, what.split()[0]))
     if problems:
         raise DeclarationError(problems)
+
+
+def _unfit_names(raw):
+    """The objects and columns whose names the model refuses for white space around them or a control character."""
+    def unfit(name):
+        return name != name.strip() or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in name)
+    out = []
+    for name, info in raw["tables"].items():
+        out += ["table %r" % name] if unfit(name) else []
+        out += ["table %r, column %r" % (name, r[1]) for r in info["xinfo"] if unfit(r[1])]
+    for kind, key in (("index", "indexes"), ("view", "views"), ("trigger", "triggers"),
+                      ("virtual table", "virtual_tables")):
+        out += ["%s %r" % (kind, name) for name in raw.get(key, {}) if unfit(name)]
+    return out
+
+
+def _application_collations(raw):
+    """(object, collation) for each column and index key whose collating sequence SQLite does not have built in."""
+    out, tables = [], set()
+    for name, info in raw["tables"].items():
+        for column, coll in structure.table_options(info["sql"])["collate"].items():
+            if coll not in structure.BUILTIN_COLLATIONS:
+                out.append(("table '%s', column '%s'" % (name, column), coll))
+                tables.add(name.lower())
+    for name, info in raw["indexes"].items():
+        for row in info["xinfo"] if info["table"].lower() not in tables else ():  # seqno, cid, name, desc, coll, key
+            if row[5] and (row[4] or "BINARY").upper() not in structure.BUILTIN_COLLATIONS:
+                out.append(("index '%s'" % name, row[4]))
+                break
+    return out
 
 
 def _pragmas(conn):
@@ -211,6 +265,24 @@ def _pragmas(conn):
     return out
 
 
+# File settings a declaration cannot hold, with SQLite's defaults (what a file apply creates gets)
+UNDECLARED_SETTINGS = (("auto_vacuum", 0, {0: "NONE", 1: "FULL", 2: "INCREMENTAL"}), ("encoding", "UTF-8", {}),
+                       ("page_size", 4096, {}))
+
+
+def _undeclared_settings(conn):
+    """Comment lines naming the file's settings that differ from SQLite's defaults and that no declaration holds."""
+    found = []
+    for pragma, default, names in UNDECLARED_SETTINGS:
+        value = conn.execute("PRAGMA %s" % pragma).fetchone()[0]
+        if value != default:
+            found.append("%s = %s" % (pragma, names.get(value, value)))
+    if not found:
+        return []
+    return ["# Not declared (a declaration has no place for them): this file has %s." % ", ".join(found),
+            "# A file `schemagen apply` creates gets SQLite's defaults: set them yourself before its first table.", ""]
+
+
 def declaration_text(conn, name):
     """The declaration text of the main database of an open connection."""
     raw = structure.read_raw(conn)
@@ -218,7 +290,7 @@ def declaration_text(conn, name):
     live = read_live(conn, raw)
     views, triggers = view_models(live)
     pragmas = _pragmas(conn)
-    lines = [HEADER % repr(name)]
+    lines = [HEADER % repr(name)] + _undeclared_settings(conn)
     lines.append("TABLES = [")
     for t in live.tables.values():
         lines += _table(t)

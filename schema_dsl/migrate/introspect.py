@@ -130,7 +130,8 @@ def index_from_pragma_rows(name, info, table=None):
     """A model Index; table: the model Table it is on, whose column COLLATE a key inherits (a key's own
     COLLATE is kept only where it differs from that)."""
     keys = [r for r in info["xinfo"] if r[5]]  # index_xinfo: seqno, cid, name, desc, coll, key
-    texts = structure.index_key_texts(info["sql"]) if any(r[2] is None for r in keys) else ()
+    names = {c.name.lower() for c in table.columns} if table is not None else None
+    texts = structure.index_key_texts(info["sql"], names) if any(r[2] is None for r in keys) else ()
     columns = []
     for k, r in enumerate(keys):
         if r[2] is not None:
@@ -141,7 +142,8 @@ def index_from_pragma_rows(name, info, table=None):
         else:  # an expression: its text from the stored statement, a COLLATE written after it included
             columns.append(IndexColumn(texts[k][0] if k < len(texts) else structure.EXPRESSION, bool(r[3]),
                                        expression=True))
-    return Index(name, info["table"], columns, unique=bool(info["unique"]), where=structure.index_where(info["sql"]))
+    return Index(name, info["table"], columns, unique=bool(info["unique"]),
+                 where=structure.index_where(info["sql"], names))
 
 
 def virtual_table_from_sql(name, sql):

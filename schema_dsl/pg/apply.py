@@ -2,7 +2,8 @@
 
 What works so far (README, "PostgreSQL"): a fresh apply to a database that holds none of the declared tables,
 an up-to-date apply (nothing to do), and validate. A database holding some of the declared tables but not
-matching is refused, nothing changed: migrating on PostgreSQL is not built yet.
+matching is refused here, nothing changed: pg/migrate.py plans and applies that migration (and calls _apply only
+for a database holding none of the declared objects).
 
 The apply runs every statement of generated/postgresql/declaration.json in one transaction (PostgreSQL's DDL is
 transactional), under `lock_timeout` and `statement_timeout` set for that transaction only. A lock not granted
@@ -23,7 +24,7 @@ from ..compile.paths import resource_dir
 from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declaration
 from ..compile.project import load_schema, origin, stale_reason
 from ..errors import ApplyError, SchemagenError, StaleFiles, ValidationFailed
-from . import catalog
+from . import catalog, notvalid
 from .url import mask, scrub
 
 DEFAULT_LOCK_TIMEOUT = "5s"
@@ -92,8 +93,13 @@ def check(conn, compiled, database):
     expected = catalog.canonical_expected(conn, compiled["structure"])
     actual = catalog.read_structure(conn)
     diffs, notes = catalog.compare(expected, actual)
+    # rows already there that a NOT VALID constraint does not check (notvalid.py): reported, not a failure
+    broken = notvalid.violations(conn) if actual["not_valid"] else []
+    notes = notes + [notvalid.describe(v) for v in broken]
     declared = set(compiled["structure"]["tables"])
     return {
+        "not_valid_violations": [{k: v[k] for k in ("table", "constraint", "kind", "parent", "rows", "examples")}
+                                 for v in broken],
         "database": database, "dialect": "postgresql", "ok": not diffs,
         "tables": len([t for t in actual["tables"] if t in declared]),
         "indexes": len([i for i in actual["indexes"] if i in compiled["structure"]["indexes"]]),

@@ -188,12 +188,13 @@ def _comment(text):
 
 
 def export_script(url, schema, prune=None, concurrently=False, lock_timeout=DEFAULT_LOCK_TIMEOUT,
-                  statement_timeout="0"):
+                  statement_timeout="0", compiled=None):
     """The migration as one .sql file for psql: part 1 in one transaction (BEGIN ... COMMIT, with the timeouts set
     for it), part 2 (when there are concurrent builds) after COMMIT. The URL in its header is masked."""
     p = plan(url, schema, prune, concurrently, lock_timeout)
-    source = schema.source or schema.name
-    lines = [alter_statement("script_header", source, schema.name, "unknown", p.database, len(p.steps),
+    source = (compiled or {}).get("source") or {}
+    lines = [alter_statement("script_header", source.get("declaration") or schema.source or schema.name, schema.name,
+                             source.get("sha256") or "unknown", p.database, len(p.steps),
                              len(p.statements), 2 if p.concurrent else 1)]
     lines += [_comment("LOSES DATA: %s" % d["text"]) for d in p.data_loss]
     lines += [_comment("kept, not in the declaration: %s" % e) for e in p.extras]

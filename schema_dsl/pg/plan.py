@@ -26,8 +26,6 @@ The plan is computed on an open connection inside the caller's transaction, afte
 """
 from __future__ import annotations
 
-import copy
-
 from attrs import field, frozen
 
 from ..compile.postgresql import Translator, Untranslatable, alter_statement
@@ -506,7 +504,8 @@ def plan_rest(conn, schema, compiled, live, database, prune=None, concurrently=F
         raise UnsafeMigrationError("refusing to migrate %s, nothing was changed: %s" % (database, "; ".join(p.problems)))
     for ref in p.live["not_valid"]:
         p.notes.append("constraint %s: NOT VALID (existing rows are not checked; kept so)" % ref)
-    return PgPlan(database, p.steps, extras=p.extras, data_loss=p.loss, notes=p.notes)
+    steps = [s for s in p.steps if not s.concurrent] + [s for s in p.steps if s.concurrent]  # in the order they run
+    return PgPlan(database, steps, extras=p.extras, data_loss=p.loss, notes=p.notes)
 
 
 def combine(database, renames, rest):
@@ -522,7 +521,7 @@ def format_plan(plan):
     if plan.up_to_date:
         lines = ["up to date: nothing to do (%s, PostgreSQL)" % plan.database]
     else:
-        inside, after = plan.transactional, plan.concurrent
+        after = plan.concurrent
         lines = ["%s (PostgreSQL): %d steps, %d statements, in one transaction%s:" % (
             plan.database, len(plan.steps), len(plan.statements),
             "; then %d built CONCURRENTLY after COMMIT" % len(after) if after else "")]
@@ -548,7 +547,3 @@ def format_plan(plan):
         lines += ["  - %s" % e for e in plan.extras]
     lines += ["  note: %s" % n for n in plan.notes]
     return "\n".join(lines)
-
-
-def copy_plan(plan):
-    return copy.deepcopy(plan)

@@ -53,7 +53,8 @@ SNAPSHOT_NOTE = "the source was read in one snapshot (one read transaction): wri
 JSONB_NOTE = "jsonb stores JSON parsed: the source's key order, spacing and duplicate keys (the last wins) are not kept"
 EXAMPLES = 5          # orphans named per foreign key
 PROGRESS_ROWS = 10_000  # a progress event every this many rows of a table
-CHECKSUM_BITS = 128
+CHECKSUM_BITS = 128  # BLAKE2b's digest_size 16
+_blake2b = hashlib.blake2b
 
 
 class TransferError(SchemagenError):
@@ -73,6 +74,12 @@ _TS = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.
 def parse_timestamp(text):
     """SQLite's timestamp text as a naive UTC datetime: 'YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]', 'T' or space, and an
     optional Z or +HH:MM (converted to UTC). More than 6 fraction digits only when the rest are zeros."""
+    if len(text) in (19, 26) and text[10] in " T" and text[4] == text[7] == "-" and text[13] == text[16] == ":" \
+            and (len(text) == 19 or text[19] == "."):
+        try:  # the common shapes, in C: 'YYYY-MM-DD HH:MM:SS[.ffffff]'
+            return datetime.datetime.fromisoformat(text)
+        except ValueError:
+            pass  # the full rule below says why
     m = _TS.match(text.strip())
     if m is None:
         raise _Unconvertible("%r is not a timestamp (YYYY-MM-DD HH:MM:SS[.ffffff][Z|+HH:MM])" % _short(text))
@@ -236,15 +243,10 @@ class Checksum:
         self.total = 0
 
     def add(self, row):
-        parts = []
-        for value, canon in zip(row, self.canon):
-            if value is None:
-                parts.append("-")
-            else:
-                text = canon(value)
-                parts.append("%d:%s" % (len(text), text))
-        self.total += int.from_bytes(hashlib.blake2b("|".join(parts).encode("utf-8", "surrogatepass"),
-                                                     digest_size=CHECKSUM_BITS // 8).digest(), "big")
+        # no canonical value holds NUL (text and JSON holding it are refused): values are joined by NUL SOH, and
+        # NULL is a lone NUL, so the joined text reads back one way only
+        text = "\0\1".join([canon(v) if v is not None else "\0" for v, canon in zip(row, self.canon)])
+        self.total += int.from_bytes(_blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
         self.rows += 1
 
     @property
@@ -286,7 +288,8 @@ def _source_plan(conn, sqlite_structure, compiled):
     """The declared tables (dependency order) with their columns and PostgreSQL types; the source's structure must
     match the declaration."""
     actual = structure.read_structure(conn)
-    problems = [m for k, m in structure.compare(sqlite_structure, actual) if k != "extra"]
+    diffs = structure.compare(sqlite_structure, actual)
+    problems = [m for k, m in diffs if k != "extra"]
     if problems:
         raise TransferError("the source does not match the declaration (%d difference%s: %s); run `schemagen apply "
                             "--db` on it first (or `schemagen validate`): nothing was changed" % (
@@ -300,7 +303,8 @@ def _source_plan(conn, sqlite_structure, compiled):
         tables.append((st["name"], list(t["columns"]), [t["columns"][c]["type"] for c in t["columns"]],
                        list(t["primary_key"]),
                        [c for c, info in t["columns"].items() if info["identity"]]))
-    return tables
+    extras = [m for k, m in diffs if k == "extra"]
+    return tables, extras
 
 
 def _sqlite_sequences(conn):
@@ -366,7 +370,7 @@ def describe_orphans(o):
 
 def _target_checksum(conn, table, columns, types):
     sums = Checksum([converter(t)[1] for t in types])
-    with conn.cursor(name="schemagen_transfer_verify") as cur:
+    with conn.cursor(name="schemagen_transfer_verify", binary=True) as cur:
         cur.itersize = 5000
         cur.execute("SELECT %s FROM %s" % (", ".join(_q(c) for c in columns), _q(table)))
         for row in cur:
@@ -393,7 +397,13 @@ def transfer(sqlite_path, url, sqlite_structure, compiled, orphans="refuse", loc
     source = open_existing(sqlite_path, "ro")
     try:
         source.execute("BEGIN")  # the snapshot: every read below is in this one read transaction
-        tables = _source_plan(source, sqlite_structure, compiled)
+        tables, extras = _source_plan(source, sqlite_structure, compiled)
+        if extras:
+            result.notes.append("not moved, the declaration lacks it: %s" % "; ".join(extras))
+        skipped = [s["name"] for s in compiled["statements"] if s["kind"] == "virtual table"]
+        if skipped:
+            result.notes.append("virtual tables are not moved (rebuild their content on PostgreSQL): %s"
+                                % ", ".join(skipped))
         sequences = _sqlite_sequences(source)
         result.timings["source_check"] = time.perf_counter() - started
         target = pg_apply.connect(url)

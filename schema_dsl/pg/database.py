@@ -1,0 +1,287 @@
+"""`Database("postgresql://...")`: the same integration class on PostgreSQL, on psycopg 3's async connections.
+
+    db = Database("postgresql://app@db/abathur")   # returns a PgDatabase (database.py picks it by the URL)
+    await db.initialize()                          # the same planner as `schemagen apply --db postgresql://...`
+    async with db.connect() as conn:               # a psycopg.AsyncConnection, session settings applied
+        await conn.execute("INSERT INTO tasks (id, ...) VALUES (%s, ...)", values)   # placeholders are %s
+        await conn.commit()
+    await db.close()
+
+`initialize()` runs pg/migrate.py's apply, the planner `schemagen apply` uses (one transaction, lock_timeout,
+the structure read back and compared before COMMIT), in a worker thread. When another node holds the lock or creates the same tables at the same
+moment, it tries again until `lock_timeout` seconds have passed, as on SQLite; then it finds the database up
+to date.
+
+Each connection gets the session settings that stand for SQLite's PRAGMAs (SESSION_SETTINGS): foreign keys
+are always enforced on PostgreSQL; busy_timeout (5000 ms) becomes lock_timeout = 5s; SQLite has no statement
+or idle-transaction limit, so statement_timeout and idle_in_transaction_session_timeout are 0 unless given;
+TimeZone = UTC, since timestamps hold UTC (CURRENT_TIMESTAMP and localtimestamp then agree with SQLite's).
+synchronous_commit keeps the server's setting (on: no committed transaction is lost).
+
+Connections are psycopg's, not autocommit: a transaction opens with the first statement; commit it yourself, as
+with the SQLite Database. Leaving `async with db.connect()` closes the connection (an uncommitted transaction
+is rolled back).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import psycopg
+
+from ..analysis.sqlterms import single_select
+from ..compile.paths import resource_dir
+from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declaration
+from ..errors import ApplyError, SchemagenError
+from . import apply as pg_apply
+from . import notvalid
+from .url import mask, scrub
+
+LOG = logging.getLogger("schema_dsl.database")
+
+DEFAULT_LOCK_TIMEOUT_S = 120.0
+SESSION_SETTINGS = {
+    "lock_timeout": "5s",                           # PRAGMA busy_timeout = 5000
+    "statement_timeout": "0",                       # SQLite has none
+    "idle_in_transaction_session_timeout": "0",     # SQLite has none
+    "TimeZone": "UTC",                              # timestamps hold UTC
+}
+
+
+def compiled_for_schema(schema):
+    """The compiled PostgreSQL declaration of what Database takes as schema: None (the shipped one, read from
+    generated/postgresql/), a SPEC string, a Target or a Schema."""
+    from ..compile import project, target as target_mod  # the declaration loader: only when a schema is given
+    if isinstance(schema, str):
+        return pg_apply.compiled_for(project.resolve(schema))
+    if isinstance(schema, target_mod.Target):
+        schema = schema.schema
+    if schema is None or target_mod.is_shipped_schema(schema):
+        return json.loads((resource_dir("generated") / OUT_SUBDIR / DECLARATION_FILE).read_text(encoding="utf-8"))
+    return compile_declaration(schema)
+
+
+class PgDatabase:
+    """A PostgreSQL database kept at the declared schema, used through psycopg's AsyncConnection.
+
+    url: a postgresql:// or postgres:// URL (shown masked in every message). schema: as for Database.
+    lock_timeout: seconds initialize() keeps retrying while another session holds a lock it needs.
+    statement_timeout, settings: session settings for every connection, over SESSION_SETTINGS.
+    backup: accepted for the same signature; PostgreSQL has no file backup (the apply is one transaction).
+    """
+
+    def __init__(self, url, *, schema=None, backup=True, lock_timeout=DEFAULT_LOCK_TIMEOUT_S,
+                 statement_timeout=None, settings=None):
+        self.url = url
+        self.database = mask(url)
+        self.lock_timeout = float(lock_timeout)
+        self.backup = backup
+        self.settings = dict(SESSION_SETTINGS)
+        if statement_timeout is not None:
+            self.settings["statement_timeout"] = str(statement_timeout)
+        self.settings.update({k: str(v) for k, v in (settings or {}).items()})
+        self.compiled = compiled_for_schema(schema)
+        self._schema_arg = schema
+        self.last_apply = None
+        self._open = set()
+
+    def __repr__(self):
+        return "Database(%r)" % self.database
+
+    # --- schema ---------------------------------------------------------------
+
+    async def __aenter__(self):
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc_info):
+        await self.close()
+
+    async def initialize(self, allow_data_loss=False, backup=None):
+        """Create or migrate the schema (or find it up to date) with pg/migrate.py's apply, as `schemagen apply`
+        does; returns its result. A plan that loses data is refused unless allow_data_loss.
+
+        Foreign keys added NOT VALID whose existing rows have no parent are logged as warnings
+        (validate_foreign_keys() returns them).
+        """
+        result = await asyncio.to_thread(self._initialize_sync, allow_data_loss)
+        self.last_apply = result
+        for note in result.report.get("notes", ()):
+            if "existing row" in note:
+                LOG.warning("%s: %s", self.database, note)
+        return result
+
+    @property
+    def schema(self):
+        """The declaration, as the model."""
+        from ..compile import project, target as target_mod  # the declaration loader: only when asked
+        s = self._schema_arg
+        if isinstance(s, str):
+            return project.load_schema(project.resolve(s))
+        if isinstance(s, target_mod.Target):
+            return s.schema
+        return target_mod.shipped_target().schema if s is None else s
+
+    def _initialize_sync(self, allow_data_loss=False):
+        from . import migrate  # PostgreSQL's planner (pg/plan.py) and migration, as `schemagen apply` runs it
+        schema = self.schema
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.05
+        lock_timeout = self.settings.get("lock_timeout", pg_apply.DEFAULT_LOCK_TIMEOUT)
+        while True:
+            try:
+                return migrate.apply(self.url, schema, self.compiled, lock_timeout=lock_timeout,
+                                     statement_timeout=self.settings.get("statement_timeout"),
+                                     allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss)
+            except ApplyError as exc:
+                # another node's apply holds the lock, or created the same tables first: try again
+                retry = "lock was not granted" in str(exc) or "already exists" in str(exc)
+                if not retry or time.monotonic() + delay >= deadline:
+                    raise
+                LOG.info("%s: another session is applying the schema, trying again", self.database)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    @property
+    def statements(self):
+        """The rendered statements, in the order initialize() runs them on a fresh database."""
+        return tuple(s["sql"] for s in self.compiled["statements"])
+
+    async def create_tables(self, conn):
+        """Run the rendered CREATE TABLE statements on a connection you manage."""
+        for s in self.compiled["statements"]:
+            if s["kind"] == "table":
+                await conn.execute(s["sql"])
+
+    async def create_indexes(self, conn):
+        """Run the rendered CREATE INDEX statements on a connection you manage."""
+        for s in self.compiled["statements"]:
+            if s["kind"] == "index":
+                await conn.execute(s["sql"])
+
+    # --- connections ----------------------------------------------------------
+
+    async def _open_connection(self):
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=pg_apply.CONNECT_TIMEOUT_S)
+        except psycopg.Error as exc:
+            raise SchemagenError("cannot connect to %s: %s" % (self.database, " ".join(scrub(str(exc), self.url).split()))) from None
+        try:
+            for name, value in self.settings.items():
+                await conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+            await conn.commit()
+        except BaseException:
+            await conn.close()
+            raise
+        self._open.add(conn)
+        return conn
+
+    def connect(self):
+        """A psycopg AsyncConnection with the session settings applied; placeholders are %s.
+
+        `async with db.connect() as conn:` (closed at the end) or `conn = await db.connect()` (close it yourself,
+        or let close() do it).
+        """
+        return _Connecting(self)
+
+    async def close(self):
+        """Close every connection this Database handed out that is still open. Idempotent."""
+        while self._open:
+            conn = self._open.pop()
+            await conn.close()
+
+    # --- checks ---------------------------------------------------------------
+
+    async def validate_foreign_keys(self):
+        """Rows that break a NOT VALID foreign key: (table, row key, parent table, constraint) tuples; [] when none.
+
+        The row key is the child's PRIMARY KEY value (a tuple for a composite one), else its ctid. A validated
+        foreign key holds for every row, so only NOT VALID ones are read.
+        """
+        return await asyncio.to_thread(self._foreign_keys_sync)
+
+    def _foreign_keys_sync(self):
+        conn = pg_apply.connect(self.url)
+        try:
+            out = []
+            for c in notvalid.not_valid_constraints(conn):
+                if c["kind"] == "foreign key":
+                    keys, _ = notvalid.violating_rows(conn, c)
+                    out += [(c["table"], key, c["parent"], c["constraint"]) for key in keys]
+            return out
+        finally:
+            conn.close()
+
+    async def explain_query_plan(self, query, params=()):
+        """EXPLAIN's text lines for one SELECT (or WITH ... SELECT) statement; `%s` placeholders take params.
+
+        Anything else raises QueryRefused; the query is never run (EXPLAIN without ANALYZE).
+        """
+        query = single_select(query)
+        async with self.connect() as conn:
+            cur = await conn.execute("EXPLAIN " + query, tuple(params) if params else None)
+            lines = [row[0] for row in await cur.fetchall()]
+            await conn.rollback()
+            return lines
+
+    async def integrity_check(self, full=False):
+        """['ok'], or the problems found: indexes left INVALID or not ready (a failed CREATE INDEX
+        CONCURRENTLY), and rows that break a NOT VALID constraint. With full=True also every B-tree index with
+        amcheck's bt_index_check when the amcheck extension is installed, else every table read once (the server
+        verifies each page it reads, and its checksum when data checksums are on)."""
+        return await asyncio.to_thread(self._integrity_sync, full)
+
+    def _integrity_sync(self, full):
+        conn = pg_apply.connect(self.url)
+        try:
+            problems = ["index %s on %s is %s" % (name, table, "INVALID" if not valid else "not ready")
+                        for name, table, valid, ready in conn.execute(
+                            "SELECT ic.relname, c.relname, i.indisvalid, i.indisready FROM pg_index i "
+                            "JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid "
+                            "WHERE c.relnamespace = current_schema()::regnamespace AND NOT (i.indisvalid AND i.indisready) "
+                            "ORDER BY 1")]
+            problems += [notvalid.describe(v) for v in notvalid.violations(conn)]
+            if full:
+                if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone():
+                    for (oid, name) in conn.execute(
+                            "SELECT i.indexrelid, ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+                            "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_am a ON a.oid = ic.relam "
+                            "WHERE c.relnamespace = current_schema()::regnamespace AND a.amname = 'btree' "
+                            "AND i.indisvalid AND i.indisready").fetchall():
+                        try:
+                            with conn.transaction():
+                                conn.execute("SELECT bt_index_check(%s)", (oid,))
+                        except psycopg.Error as exc:
+                            problems.append("index %s: %s" % (name, " ".join(str(exc).split())))
+                else:
+                    for (table,) in conn.execute(
+                            "SELECT quote_ident(relname) FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
+                            "AND relkind IN ('r', 'p') ORDER BY 1").fetchall():
+                        try:
+                            conn.execute("SELECT count(*) FROM %s" % table)
+                        except psycopg.Error as exc:
+                            problems.append("table %s: %s" % (table, " ".join(str(exc).split())))
+            return problems or ["ok"]
+        finally:
+            conn.close()
+
+
+class _Connecting:
+    """What PgDatabase.connect() returns: awaitable (a connection you close) and an async context manager."""
+
+    def __init__(self, db):
+        self._db = db
+        self._conn = None
+
+    def __await__(self):
+        return self._db._open_connection().__await__()
+
+    async def __aenter__(self):
+        self._conn = await self._db._open_connection()
+        return self._conn
+
+    async def __aexit__(self, *exc_info):
+        self._db._open.discard(self._conn)
+        await self._conn.close()
