@@ -284,6 +284,7 @@ def measure_m2(ctx, size_label="large"):
     C.remove_db(trial)
     applied = json.loads(done.stdout) if done.returncode == 0 else {}
     out["lock_s"] = applied.get("seconds")
+    out["rebuild_s"] = sum(s.get("seconds") or 0 for s in applied.get("steps", []) if s.get("kind") == "RebuildTable")
     out["rows_before"] = sum(before.values())
     out["rows_kept"] = sum(after.get(t, 0) for t in before)
     try:
@@ -291,8 +292,8 @@ def measure_m2(ctx, size_label="large"):
         out["estimate_s"] = sum(r.get("lock_seconds") or 0 for r in found.get("rebuilds", []))
     except ValueError:
         out["estimate_s"] = None
-    if out["lock_s"] and out["estimate_s"]:
-        out["estimate_over_lock"] = out["estimate_s"] / out["lock_s"]
+    if out["rebuild_s"] and out["estimate_s"]:  # the estimate is of the rebuild's share of the lock
+        out["estimate_over_lock"] = out["estimate_s"] / out["rebuild_s"]
     return out
 
 
@@ -700,11 +701,13 @@ def write_report(path, res, before=None):
                 add("| %s | %s | %.1f MiB |" % (name, fmt_range(v["time"]), v["rss"]["max"]))
         add("")
         add("schemagen / hand-written: %.2fx (target ≤ %.2fx): %s. Write lock held (apply's transaction, from "
-            "`apply --json`): %s. Rows kept: %d of %d. `schemagen diff --db`'s estimate of the rebuild's lock time: "
-            "%s%s." % (m["ratio"], TARGETS["migration"], yes(m["ratio"] <= TARGETS["migration"]),
-                       fmt_s(m["lock_s"]) if m.get("lock_s") else "n/a", m["rows_kept"], m["rows_before"],
+            "`apply --json`): %s, of which the rebuild of `state` %s. Rows kept: %d of %d. `schemagen diff --db`'s "
+            "estimate of the rebuild's lock time: %s%s." % (
+                       m["ratio"], TARGETS["migration"], yes(m["ratio"] <= TARGETS["migration"]),
+                       fmt_s(m["lock_s"]) if m.get("lock_s") else "n/a",
+                       fmt_s(m["rebuild_s"]) if m.get("rebuild_s") else "n/a", m["rows_kept"], m["rows_before"],
                        fmt_s(m["estimate_s"]) if m.get("estimate_s") else "n/a (no rows to copy)",
-                       " (%.2fx the measured lock time; target within 2x: %s)" % (
+                       " (%.2fx the measured rebuild; target within 2x: %s)" % (
                            m["estimate_over_lock"], yes(0.5 <= m["estimate_over_lock"] <= 2.0))
                        if m.get("estimate_over_lock") else ""))
         add("")

@@ -633,7 +633,9 @@ def _apply_json(result, db):
     """What apply did, for --json: steps, statements, rows, timings and the backup."""
     return {"database": db, "applied": result.applied, "fresh": result.plan.fresh,
             "up_to_date": not result.applied, "seconds": round(result.seconds, 4), "statements": result.statements,
-            "backup": result.backup, "steps": [_step_json(s) for s in result.plan.steps],
+            "backup": result.backup,
+            "steps": [dict(_step_json(s), seconds=round(t, 4)) if t is not None else _step_json(s)
+                      for s, t in zip(result.plan.steps, list(result.step_seconds) + [None] * len(result.plan.steps))],
             "kept": list(result.plan.extras)}
 
 

@@ -450,3 +450,12 @@ def test_long_reads_show_what_they_do_and_their_time_on_a_terminal_only():
         pass
     assert tty.getvalue().startswith("  checking x ...") and tty.getvalue().endswith("s\n")
     assert pipe.getvalue() == ""
+
+
+def test_apply_json_times_each_step(runner, tmp_path, nowhere):
+    decl = tmp_path / "decl.py"
+    decl.write_text(NOTES, encoding="utf-8")
+    db = tmp_path / "t.db"
+    out = json.loads(runner.invoke(main, ["apply", "--db", str(db), "--schema", str(decl), "--json"]).stdout)
+    assert out["steps"] and all(isinstance(s["seconds"], float) and s["seconds"] >= 0 for s in out["steps"])
+    assert sum(s["seconds"] for s in out["steps"]) <= out["seconds"]

@@ -47,6 +47,8 @@ class ApplyResult:
     # migration introduced none, or it would have rolled back), counted, the first ones described
     kept_violations: int = 0
     kept_described: tuple = ()
+    # seconds each plan step took (its statements), in plan order; the write lock is held for all of them
+    step_seconds: tuple = ()
 
     @property
     def foreign_key_check(self):
@@ -239,13 +241,14 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
             _refuse_damaged(conn, path, plan, whole_file=check_data)
         _guard_data_loss(path, plan, bool(backup), *loss[1:])
         if backup and plan.touches_rows:
+            _announce(progress, plan, "back up the database")
             backup_to = make_backup(path, backup[0], locked=conn)  # under this write lock: a plain file copy
         # A savepoint marks the data as it was, so that foreign key violations
         # found after the plan can be told apart from those already there
         # without scanning the child tables twice when there are none (the
         # usual case): only then roll back to it, look, and run the plan again.
         conn.execute("SAVEPOINT schemagen_plan")
-        count = _run_steps(conn, plan, progress)
+        count, timings = _run_steps(conn, plan, progress)
         _announce(progress, plan, "verify the structure and the foreign keys of the changed tables")
         verified = _verify_structure(conn, target)
         after = foreign_key_violations(conn, plan.fk_scope)
@@ -253,7 +256,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         if after:
             conn.execute("ROLLBACK TO schemagen_plan")
             before = {_key(v) for v in foreign_key_violations(conn, sorted({v["table"] for v in after}))}
-            count = _run_steps(conn, plan, progress)
+            count, timings = _run_steps(conn, plan, progress)
             verified = _verify_structure(conn, target)
             after = foreign_key_violations(conn, plan.fk_scope)
             introduced = [v for v in after if _key(v) not in before]
@@ -280,7 +283,8 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
             pass  # committed: older backups left in place are no reason to fail
     _finish_connection(conn, files)
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
-                       statements=count, structure=verified, kept_violations=len(after), kept_described=tuple(kept))
+                       statements=count, structure=verified, kept_violations=len(after), kept_described=tuple(kept),
+                       step_seconds=tuple(timings))
 
 
 def _announce(progress, plan, title):
@@ -288,7 +292,8 @@ def _announce(progress, plan, title):
     statement (their rows: what the plan touched, so that progress shows them when it shows the plan's steps)."""
     if progress is not None:
         rows = sum(s.rows or 0 for s in plan.steps)
-        progress(len(plan.steps) + (2 if title == "commit" else 1), Step(title, "", (), rows=rows), None)
+        number = {"back up the database": 0, "commit": len(plan.steps) + 2}.get(title, len(plan.steps) + 1)
+        progress(number, Step(title, "", (), rows=rows), None)
 
 
 def _refuse_damaged(conn, path, plan, whole_file=False):
@@ -313,9 +318,12 @@ def _key(violation):
 
 
 def _run_steps(conn, plan, progress):
-    """Execute every statement of the plan; an error names the step and the statement."""
-    count = 0
+    """Execute every statement of the plan; an error names the step and the statement.
+
+    Returns the number of statements and the seconds each step took."""
+    count, timings = 0, []
     for number, step in enumerate(plan.steps, start=1):
+        started = time.perf_counter()
         for stmt in step.statements:
             if progress is not None:
                 progress(number, step, stmt)
@@ -325,7 +333,8 @@ def _run_steps(conn, plan, progress):
                 raise ApplyError("step %d of %d (%s) failed: %s; statement: %s" % (
                     number, len(plan.steps), step.title, exc, " ".join(stmt.split())[:300])) from None
             count += 1
-    return count
+        timings.append(time.perf_counter() - started)
+    return count, timings
 
 
 def _verify_structure(conn, target):
