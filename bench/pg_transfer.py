@@ -51,25 +51,35 @@ def handwritten_copy(sqlite_path, url):
     print(json.dumps({"rows": rows}))
 
 
-def measure(ctx, source, alternate, times, ratio, log):
-    """{"rows", "schemagen", "baseline", "ratio", "rows_per_s", "phases"} or {"skipped": why}."""
-    import common as C
+def new_cluster():
+    """(a throwaway cluster, not started yet: tests/pg_cluster.py's Cluster, None) or (None, why it cannot run).
+    The pg_migration measure (bench/pg_migration.py) starts its cluster the same way."""
     try:
-        import psycopg
+        import psycopg  # noqa: F401
         sys.path.insert(0, str(ROOT / "tests"))
         try:
             from pg_cluster import Cluster, INSTALL_HINT, find_bindir
         finally:
             sys.path.pop(0)
     except ImportError as exc:
-        return {"skipped": "psycopg or the test helpers are missing (%s): pip install '.[test,postgresql]'" % exc}
+        return None, "psycopg or the test helpers are missing (%s): pip install '.[test,postgresql]'" % exc
     bindir = find_bindir()
     if bindir is None:
-        return {"skipped": INSTALL_HINT}
+        return None, INSTALL_HINT
+    return Cluster(bindir), None
+
+
+def measure(ctx, source, alternate, times, ratio, log):
+    """{"rows", "schemagen", "baseline", "ratio", "rows_per_s", "phases"} or {"skipped": why}."""
+    import common as C
+    cluster, why = new_cluster()
+    if cluster is None:
+        return {"skipped": why}
+    import psycopg
     from schema_dsl.pg.apply import apply as pg_apply
     cfg, env = ctx["cfg"], ctx["env"]
     compiled = _compiled()
-    cluster = Cluster(bindir)
+    bindir = cluster.bindir
     try:
         log("transfer: starting a throwaway PostgreSQL cluster")
         cluster.start()

@@ -177,6 +177,10 @@ class _Planner:
                          table=table)
             else:
                 self.table(table)
+        for kind, table, sql in self.comp.statements:  # a new table's key to a table created after it (a cycle)
+            if kind == "foreign key" and table not in self.live["tables"]:
+                self.add("add a foreign key to new table '%s'" % table, "its parent is created after it",
+                         [sql], kind="CreateTable", table=table)
         self.indexes()
         for table in self.expected["tables"]:
             self.uniques(table)
@@ -427,22 +431,26 @@ class _Planner:
         want = self.comp.parts[table]["fks"]
         have = self.live["tables"][table]["fks"]
         live_fks = [k for k in self.live["constraints"].get(table, []) if k["kind"] == "foreign_key"]
+        replaced = []
         for name, fk, ctx in want:
             if fk in have:
                 continue
-            statements = []
+            statements, former = [], None
             for old in have:
                 if (old["columns"], old["table"], old["to"]) == (fk["columns"], fk["table"], fk["to"]):
                     k = next((k for k in live_fks if k["columns"] == fk["columns"]
                               and "REFERENCES %s(" % fk["table"] in k["definition"].replace('"', "")), None)
                     if k is not None:
                         statements.append(alter_statement("drop_constraint", table, k["name"]))
+                        former = k["name"]
+                        replaced.append(old)
             orphans = self.orphans(table, fk)
             if orphans:
                 self.problems.append("table '%s': new foreign key (%s) -> %s: %d existing rows have no parent row"
                                      % (table, ", ".join(fk["columns"]), fk["table"], orphans))
                 continue
-            name = name or self.name("%s_%s_fkey" % (table, "_".join(fk["columns"])))
+            # the one it replaces is dropped first, in the same transaction: its name is free again
+            name = name or former or self.name("%s_%s_fkey" % (table, "_".join(fk["columns"])))
             statements += [alter_statement("add_constraint_not_valid", table, dict(ctx, name=name)),
                            alter_statement("validate_constraint", table, name)]
             self.add("add foreign key (%s) -> %s to '%s' NOT VALID, then VALIDATE" % (
@@ -451,7 +459,7 @@ class _Planner:
                     " (its actions changed: the old one is dropped)" if len(statements) > 2 else ""),
                 statements, kind="AddForeignKey", table=table)
         for fk in have:
-            if fk not in [w for _, w, _ in want]:
+            if fk not in [w for _, w, _ in want] and fk not in replaced:
                 self.extras.append("table '%s': foreign key (%s) -> %s" % (table, ", ".join(fk["columns"]), fk["table"]))
 
     def orphans(self, table, fk):

@@ -8,7 +8,8 @@ The steps (README, "PostgreSQL", "transfer"):
 2. On the target everything happens in ONE transaction, under `lock_timeout` (default 5s): the declared tables
    are locked ACCESS EXCLUSIVE; a target holding none of the declaration gets it applied first (pg/apply, inside
    this transaction); one that holds it must match it and its tables must be empty, else refused.
-3. Constraint timing: the foreign keys of the declared tables are dropped, the rows are loaded with COPY (in
+3. Constraint timing: the foreign keys of the declared tables are dropped and their triggers disabled (the source's
+   rows already hold what its triggers wrote), the rows are loaded with COPY (in
    dependency order, although with the keys dropped any order works: a child row may come before its parent,
    as with tasks.parent_task_id), then every key is added back with its own definition (pg_get_constraintdef)
    NOT VALID and VALIDATEd. Before that, one anti-join per key names the orphans (table, primary key, missing
@@ -444,10 +445,21 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             fks = _foreign_keys(target, names)
             for fk in fks:
                 target.execute("ALTER TABLE %s DROP CONSTRAINT %s" % (_q(fk[0]), _q(fk[1])))
+            # the source's rows already hold what its triggers wrote: the target's own triggers (a last_update
+            # stamp, say) must not rewrite them while they are loaded; enabled again before COMMIT
+            triggered = [r[0] for r in target.execute(
+                "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(%s) "
+                "ORDER BY 1", (names,))]
+            for name in triggered:
+                target.execute("ALTER TABLE %s DISABLE TRIGGER USER" % _q(name))
             result.timings["prepare"] = time.perf_counter() - clock
             copied = {}
             for table, columns, types, pk, identity in tables:
                 copied[table] = _copy_table(source, target, table, columns, types, pk, progress, result)
+            table = None
+            for name in triggered:
+                target.execute("ALTER TABLE %s ENABLE TRIGGER USER" % _q(name))
             table = None
             clock = time.perf_counter()
             progress("phase", "checking foreign keys")
