@@ -272,7 +272,7 @@ def _differing_columns(decl: Table, live: Table, mapping):
                            ("collate", "COLLATE")):
             if e.get(key) != a.get(key):
                 out.append((name, "column '%s': %s %s -> %s, which ALTER TABLE cannot change" % (
-                    name, label, a[key], e[key])))
+                    name, label, a.get(key), e.get(key))))  # collate is absent for BINARY
     return out
 
 

@@ -24,7 +24,7 @@ from ..compile.paths import resource_dir
 from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declaration
 from ..compile.project import load_schema, origin, stale_reason
 from ..errors import ApplyError, SchemagenError, StaleFiles, ValidationFailed
-from . import catalog, notvalid
+from . import bodies, catalog, notvalid
 from .url import mask, scrub
 
 DEFAULT_LOCK_TIMEOUT = "5s"
@@ -93,6 +93,7 @@ def check(conn, compiled, database):
     expected = catalog.canonical_expected(conn, compiled["structure"])
     actual = catalog.read_structure(conn)
     diffs, notes = catalog.compare(expected, actual)
+    diffs += body_differences(conn, compiled, actual)
     # rows already there that a NOT VALID constraint does not check (notvalid.py): reported, not a failure
     broken = notvalid.violations(conn) if actual["not_valid"] else []
     notes = notes + [notvalid.describe(v) for v in broken]
@@ -107,6 +108,21 @@ def check(conn, compiled, database):
         "expected": dict(compiled["counts"]),
         "differences": diffs, "notes": notes,
     }
+
+
+def body_differences(conn, compiled, actual):
+    """The declared views and triggers that are there with another body (pg/bodies.py: both printed by the
+    server)."""
+    statements = [(st["kind"], st["name"], st["sql"]) for st in compiled["statements"] if st["kind"] in ("view", "trigger")]
+    if not statements:
+        return []
+    views, triggers = bodies.declared_bodies(statements, compiled["structure"])
+    ns = catalog.current_namespace(conn)
+    out = ["view '%s': %s" % (n, c["why"]) for n, c in sorted(bodies.changed_views(
+        conn, ns, {n: b for n, b in views.items() if n in actual["views"]}).items())]
+    out += ["trigger '%s': %s" % (n, why) for n, why in sorted(bodies.changed_triggers(
+        conn, ns, {n: v for n, v in triggers.items() if n in actual["triggers"]}).items())]
+    return out
 
 
 def validate(url, compiled):

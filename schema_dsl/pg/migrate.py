@@ -78,14 +78,20 @@ def _errors(url, database, lock_timeout, statement_timeout, where, exc, changed=
 
 def plan(url, schema, prune=None, concurrently=False, lock_timeout=DEFAULT_LOCK_TIMEOUT):
     """What apply would do (plan.PgPlan), planned in a transaction that is always rolled back."""
+    return _plan(url, schema, prune, concurrently, lock_timeout)[0]
+
+
+def _plan(url, schema, prune, concurrently, lock_timeout):
+    """(the plan, the fingerprint of the structure it was planned against: plan --sql's guard)."""
     database = mask(url)
     comp = Compiled(schema)
     conn = pg_apply.connect(url)
     try:
         with conn.transaction(force_rollback=True):
             _set_timeouts(conn, lock_timeout, None)
+            fingerprint = conn.execute(alter_statement("structure_fingerprint")).fetchone()[0]
             renames, rest = _planned(conn, schema, comp, database, prune, concurrently)
-        return pgplan.combine(database, renames, rest)
+        return pgplan.combine(database, renames, rest), fingerprint
     except psycopg.Error as exc:
         raise _errors(url, database, lock_timeout, None, "planning", exc) from None
     finally:
@@ -191,7 +197,7 @@ def export_script(url, schema, prune=None, concurrently=False, lock_timeout=DEFA
                   statement_timeout="0", compiled=None):
     """The migration as one .sql file for psql: part 1 in one transaction (BEGIN ... COMMIT, with the timeouts set
     for it), part 2 (when there are concurrent builds) after COMMIT. The URL in its header is masked."""
-    p = plan(url, schema, prune, concurrently, lock_timeout)
+    p, fingerprint = _plan(url, schema, prune, concurrently, lock_timeout)
     source = (compiled or {}).get("source") or {}
     lines = [alter_statement("script_header", source.get("declaration") or schema.source or schema.name, schema.name,
                              source.get("sha256") or "unknown", p.database, len(p.steps),
@@ -202,7 +208,10 @@ def export_script(url, schema, prune=None, concurrently=False, lock_timeout=DEFA
         lines.append(_comment("up to date: nothing to do"))
         return "\n".join(lines) + "\n"
     lines += ["", _comment("part 1: in one transaction") if p.concurrent else "",
-              alter_statement("begin", str(lock_timeout or "0"), str(statement_timeout or "0"))]
+              alter_statement("begin", str(lock_timeout or "0"), str(statement_timeout or "0")),
+              "", _comment("guard: the structure this script was planned against (an md5 over pg_catalog's rows of the "
+                           "current schema, as the server prints them); on any other, it raises and nothing changes"),
+              alter_statement("guard_structure", fingerprint)]
     number = 0
     for step in p.transactional:
         number += 1

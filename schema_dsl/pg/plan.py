@@ -31,9 +31,10 @@ from attrs import field, frozen
 from ..compile.postgresql import Translator, Untranslatable, alter_statement
 from ..errors import UnsafeMigrationError
 from ..model import former_names
-from . import catalog
+from . import bodies, catalog
 from .introspect import canonical_checks, count, has_rows, quote, volatile_functions
 
+REPAIR_ROWS_SHOWN = 50  # rows a repair step names in its why
 REWRITES = "rewrites the table under ACCESS EXCLUSIVE (reads and writes wait until it ends)"
 SCANS = "scans the whole table under ACCESS EXCLUSIVE (reads and writes wait until it ends)"
 
@@ -191,8 +192,22 @@ class _Planner:
         self.dropped_tables()
         return self
 
+    def changed_bodies(self):
+        """The declared views and triggers whose live body differs (pg/bodies.py), printed by the server."""
+        views, triggers = bodies.declared_bodies(self.comp.statements, self.expected)
+        ns = catalog.current_namespace(self.conn)
+        self.changed_views = bodies.changed_views(self.conn, ns, {n: b for n, b in views.items()
+                                                                  if n in self.live["views"]})
+        self.changed_triggers = bodies.changed_triggers(self.conn, ns, {n: v for n, v in triggers.items()
+                                                                        if n in self.live["triggers"]})
+
     def removals_first(self):
         live = self.live
+        self.changed_bodies()
+        for name, change in sorted(self.changed_views.items()):
+            if change["replace"] is None:  # dropped first, created again after the tables
+                self.add("drop view '%s' (its body changed; created again below)" % name, change["why"],
+                         [alter_statement("drop_view", name)], kind="DropChangedView")
         views, triggers = self.removed("view"), self.removed("trigger")
         declared_views = {n.lower() for n in self.expected.get("views", {})}
         declared_triggers = {n.lower() for n in self.expected.get("triggers", {})}
@@ -445,6 +460,10 @@ class _Planner:
                         former = k["name"]
                         replaced.append(old)
             orphans = self.orphans(table, fk)
+            repair = self.declared_repair(table, fk)
+            if orphans and repair:
+                self.repair(table, fk, repair, orphans)
+                orphans = 0
             if orphans:
                 self.problems.append("table '%s': new foreign key (%s) -> %s: %d existing rows have no parent row"
                                      % (table, ", ".join(fk["columns"]), fk["table"], orphans))
@@ -462,6 +481,46 @@ class _Planner:
             if fk not in [w for _, w, _ in want] and fk not in replaced:
                 self.extras.append("table '%s': foreign key (%s) -> %s" % (table, ", ".join(fk["columns"]), fk["table"]))
 
+    def declared_repair(self, table, fk):
+        """ForeignKey.repair ("set null" / "delete") of the declared foreign key that fk stands for, or None."""
+        decl = self.schema.table(table)
+        for f in (decl.foreign_keys if decl is not None else ()):
+            if [c.lower() for c in f.columns] == fk["columns"] and f.ref_table.lower() == fk["table"]:
+                return f.repair
+        return None
+
+    def repair(self, table, fk, repair, n):
+        """The step that sets NULL (or deletes) exactly the rows that would break fk, before it is added, naming
+        their keys; a delete is data loss."""
+        cols = fk["columns"]  # (repair='set null' on a NOT NULL column is a declaration error)
+        keys = self.live["tables"][table]["primary_key"] or cols
+        present = " AND ".join("c.%s IS NOT NULL" % quote(c) for c in cols)
+        missing = "true" if fk["table"] not in self.live["tables"] else "NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (
+            quote(fk["table"]), " AND ".join("p.%s = c.%s" % (quote(p), quote(c)) for c, p in zip(cols, fk["to"])))
+        shown = self.conn.execute("SELECT %s, %s FROM %s c WHERE %s AND %s ORDER BY %s LIMIT %d" % (
+            ", ".join("c.%s" % quote(k) for k in keys), ", ".join("c.%s" % quote(c) for c in cols), quote(table),
+            present, missing, ", ".join("c.%s" % quote(k) for k in keys), REPAIR_ROWS_SHOWN)).fetchall()
+        label = ", ".join(keys)
+
+        def key(row):
+            return ", ".join(repr(v) for v in row[:len(keys)])
+        rows = "; ".join("%s %s (%s)" % (label, key(r), ", ".join("%s = %r" % (c, v) for c, v in zip(cols, r[len(keys):])))
+                         for r in shown) + ("; ... (%d more)" % (n - len(shown)) if n > len(shown) else "")
+        what = "set %s NULL in" % ", ".join(cols) if repair == "set null" else "delete"
+        fk_text = "foreign key (%s) -> %s" % (", ".join(cols), fk["table"])
+        self.add("%s %d row%s of '%s' (%s %s%s): no parent in '%s'" % (
+            what, n, "" if n == 1 else "s", table, label, (", " if len(keys) == 1 else "; ").join(
+                key(r) for r in shown[:10]),
+            " ..." if n > 10 else "", fk["table"]),
+            "the declaration asks to repair rows that break the %s (declared repair=%r): the rows that would break "
+            "it: %s" % (fk_text, repair, rows),
+            [alter_statement("repair_rows", repair, table, cols, fk["table"], fk["to"])],
+            kind="RepairForeignKey", table=table, rows=n)
+        if repair == "delete":
+            self.loss.append({"kind": "rows", "table": table, "column": None, "rows": n,
+                              "text": "table '%s': %d row%s deleted, which break %s (declared repair='delete')" % (
+                                  table, n, "" if n == 1 else "s", fk_text)})
+
     def orphans(self, table, fk):
         live_cols = self.live["tables"][table]["columns"]
         if any(c not in live_cols for c in fk["columns"]):
@@ -477,9 +536,25 @@ class _Planner:
         for kind, key in (("virtual table", "virtual_tables"), ("view", "views"), ("trigger", "triggers")):
             for name in self.expected.get(key, {}):
                 there = name in self.live["relations"] if kind != "trigger" else name in self.live["triggers"]
+                body = [s for k, n, s in self.comp.statements if k == kind and n == name]
+                if kind == "view" and name in self.changed_views:
+                    change = self.changed_views[name]
+                    if change["replace"] is not None:
+                        self.add("replace view '%s' (CREATE OR REPLACE VIEW)" % name, change["why"] + "; its "
+                                 "columns stay as they are (new ones at the end), so it is replaced in place",
+                                 [change["replace"]], kind="ReplaceView")
+                    else:
+                        self.add("create view '%s' again" % name, change["why"], body, kind="CreateView")
+                    continue
+                if kind == "trigger" and name in self.changed_triggers:
+                    table = self.expected["triggers"][name]
+                    self.add("recreate trigger '%s' on '%s'" % (name, table), self.changed_triggers[name] + ": "
+                             "dropped and created again", [alter_statement("drop_trigger", name, table)] + body,
+                             kind="RecreateTrigger", table=table)
+                    continue
                 if not there:
-                    self.add("create %s '%s'" % (kind, name), "%s is new" % kind,
-                             [s for k, n, s in self.comp.statements if k == kind and n == name], kind="Create" + kind.title().replace(" ", ""))
+                    self.add("create %s '%s'" % (kind, name), "%s is new" % kind, body,
+                             kind="Create" + kind.title().replace(" ", ""))
 
     def dropped_tables(self):
         tables = self.removed("table")
