@@ -18,7 +18,24 @@ import click
 from . import __version__
 from .errors import EXIT_CHANGED_THEN_FAILED, EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_REFUSED, SchemagenError
 
-DB_PATH = click.Path(dir_okay=True, file_okay=True, path_type=str)
+class _Path(click.ParamType):
+    """click.Path, built when a value is converted: click.Path's constructor looks up gettext translations
+    (and imports locale), about 1 ms of every command's start-up for a dozen options that are rarely given."""
+
+    name = "path"
+
+    def __init__(self, **options):
+        self.options = dict(options, path_type=str)
+
+    def convert(self, value, param, ctx):
+        return click.Path(**self.options).convert(value, param, ctx)
+
+    def get_metavar(self, *args, **kwargs):
+        return "DIRECTORY" if self.options.get("file_okay") is False else \
+            "FILE" if self.options.get("dir_okay") is False else "PATH"
+
+
+DB_PATH = _Path(dir_okay=True, file_okay=True)
 
 
 class _Abort(click.ClickException):
@@ -93,6 +110,12 @@ EXIT_CODES_HELP = ("Exit codes: 0 done, everything valid; 1 done, but checks fou
                    "before anything changed.")
 
 
+def _print_version(ctx):
+    # not click.version_option: it looks up gettext translations (and imports locale) on every start-up
+    click.echo("schemagen, version %s" % __version__)
+    ctx.exit()
+
+
 class _Group(click.Group):
     """Every error in one style, Click's usage errors and Ctrl-C included."""
 
@@ -123,13 +146,14 @@ def _styler(stream=None):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
-@click.version_option(__version__, prog_name="schemagen")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, param, value:
+              _print_version(ctx) if value and not ctx.resilient_parsing else None, help="Show the version and exit.")
 def main():
     """Keep an SQLite schema as code: render, plan, apply and validate it."""
 
 
 @main.command()
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=str),
+@click.option("--out", "out_dir", default=None, type=_Path(file_okay=False),
               help="Folder the generated files are written to. Default: the project's out folder "
                    "([tool.schemagen] out, \"generated\"), else generated/ here.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 naming each file that differs from what render would write.")
@@ -291,7 +315,7 @@ def _describe_plan(plan, as_json=False):
 @click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file (need not exist yet).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--sql", "sql_file", is_flag=False, flag_value="-", default=None, metavar="[FILE]",
-              type=click.Path(dir_okay=False, allow_dash=True, path_type=str),
+              type=_Path(dir_okay=False, allow_dash=True),
               help="Write the exact script apply would run as one standalone .sql file (guarded: it changes "
                    "nothing on another structure); to stdout when FILE is omitted or '-'.")
 @click.option("--prune", is_flag=True, help="Show what apply --prune would drop (with --allow-data-loss: columns and "
@@ -422,7 +446,7 @@ class _Progress:
               help="SQLite database file: new, empty, or made by an older version. Repeat it for several files: each "
                    "gets its own transaction and backup, one failure does not stop the others.")
 @click.option("--no-backup", is_flag=True, help="Skip the backup made before migrating tables that hold rows.")
-@click.option("--backup-dir", default=None, type=click.Path(file_okay=False, path_type=str), metavar="DIR",
+@click.option("--backup-dir", default=None, type=_Path(file_okay=False), metavar="DIR",
               help="Folder for the backup (default: the database's folder); it must exist and be writable.")
 @click.option("--keep-backups", default=3, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Keep the newest N backups of this database in the backup folder (older ones are removed after COMMIT).")
@@ -432,7 +456,7 @@ class _Progress:
 @click.option("--full-integrity", is_flag=True, help="Like --check-data, with PRAGMA integrity_check instead of quick_check (slow on big files).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: what was done (steps, statements, rows, timings, backup) and the report.")
-@click.option("--report", "report_path", type=click.Path(path_type=str), help="Also write the report as Markdown to this file (with several --db: into this folder, one file each).")
+@click.option("--report", "report_path", type=_Path(), help="Also write the report as Markdown to this file (with several --db: into this folder, one file each).")
 @click.option("--no-validate", is_flag=True,
               help="Print no validation report; the structure and the foreign keys of the changed tables are still "
                    "verified before COMMIT.")
@@ -685,7 +709,7 @@ def _report(target, db, full_integrity, as_json, report_path, actual=None, appli
               help="SQLite database file to check; repeat it for several files.")
 @click.option("--full-integrity", is_flag=True, help="Use PRAGMA integrity_check instead of quick_check (slow on big files).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--report", "report_path", type=click.Path(path_type=str), help="Also write the report as Markdown to this file (with several --db: into this folder, one file each).")
+@click.option("--report", "report_path", type=_Path(), help="Also write the report as Markdown to this file (with several --db: into this folder, one file each).")
 @click.option("--full", "--verbose", "-v", "verbose", is_flag=True, help="Print the full validation report instead of the summary.")
 @schema_option
 def validate(dbs, full_integrity, as_json, report_path, verbose, schema_spec):
@@ -848,7 +872,7 @@ def lint(db, as_json, strict, schema_spec):
 
 
 @main.command()
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=str),
+@click.option("--out", "out_dir", default=None, type=_Path(file_okay=False),
               help="Folder SCHEMA.md is written to (default: as for render).")
 @schema_option
 def docs(out_dir, schema_spec):
@@ -878,7 +902,7 @@ def docs(out_dir, schema_spec):
 
 @main.command()
 @click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file to read (only read).")
-@click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False, path_type=str),
+@click.option("--out", "out_file", default=None, type=_Path(dir_okay=False),
               help="Write the declaration to this .py file (default: print it).")
 @click.option("--name", "schema_name", default=None, help="The schema's name (default: the file's stem).")
 def inspect(db, out_file, schema_name):
@@ -902,9 +926,9 @@ def inspect(db, out_file, schema_name):
 
 @main.command(epilog=EXIT_CODES_HELP)
 @click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file to put the backup back into.")
-@click.option("--backup", "backup_file", default=None, type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
+@click.option("--backup", "backup_file", default=None, type=_Path(dir_okay=False), metavar="FILE",
               help="The backup to restore (default: the newest backup of --db in the backup folder).")
-@click.option("--backup-dir", default=None, type=click.Path(file_okay=False, path_type=str), metavar="DIR",
+@click.option("--backup-dir", default=None, type=_Path(file_okay=False), metavar="DIR",
               help="Folder of the backups (default: the database's folder); the current state is backed up there first.")
 @click.option("--keep-backups", default=3, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Keep the newest N backups of this database in the backup folder.")
