@@ -5,7 +5,6 @@ different, or a feature the model cannot hold that was dropped instead of refuse
 """
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
 
 import pytest
@@ -19,19 +18,7 @@ from schema_dsl.migrate.inspect import inspect_database
 from schema_dsl.sqlite import structure
 
 
-def read_structure(path):
-    conn = sqlite3.connect(str(path))
-    try:
-        return structure.read_structure(conn)
-    finally:
-        conn.close()
-
-
-def load_file(path):
-    spec = importlib.util.spec_from_file_location("attacked_%d" % abs(hash(str(path))), str(path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SCHEMA
+from test_inspect import load_file, read_structure  # noqa: E402  (the same helpers as the round trips)
 
 
 def round_trip(original, tmp_path):

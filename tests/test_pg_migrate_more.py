@@ -5,7 +5,6 @@ bench's hand-written Milestone 2 reaching the same declaration as schemagen."""
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 
@@ -30,20 +29,7 @@ SCHEMA = Schema(name="n", tables=[
 VIEW = "CREATE VIEW note_titles AS SELECT id, title FROM notes"
 
 
-def _cli(runner, *args):
-    from schema_dsl.cli import main
-    return runner.invoke(main, list(args), catch_exceptions=False)
-
-
-def _connect(url):
-    import psycopg
-    return psycopg.connect(url, autocommit=True)
-
-
-def _decl(tmp_path, name, text):
-    path = tmp_path / ("%s.py" % name)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return "%s:SCHEMA" % path
+from test_pg_migrate import _cli, _connect, _decl  # noqa: E402  (the same helpers)
 
 
 def _base(tmp_path, name, view=VIEW, stamp="'v1'", when="INSERT OR UPDATE"):
