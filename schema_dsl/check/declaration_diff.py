@@ -229,7 +229,7 @@ class DiffResult:
 
 def _clean_step(step):
     """A step planned on an empty database: its row counts are not facts about any real file."""
-    return attrs.evolve(step, rows=None, title=re.sub(r" \((copies )?\d+ rows?\)$", "", step.title))
+    return step.replace(rows=None, title=re.sub(r" \((copies )?\d+ rows?\)$", "", step.title))
 
 
 def diff_declarations(source, dest, db=None):
@@ -243,9 +243,9 @@ def diff_declarations(source, dest, db=None):
         plan = None
         try:
             plan = migration_plan(conn, dest.target, live)
-            plan = attrs.evolve(plan, steps=[_clean_step(s) for s in plan.steps], touches_rows=False)
+            plan = plan.replace(steps=[_clean_step(s) for s in plan.steps], touches_rows=False)
             if getattr(plan, "data_loss", None):
-                plan = attrs.evolve(plan, data_loss=())  # counted on an empty database; the lint says what goes
+                plan = plan.replace(data_loss=())  # counted on an empty database; the lint says what goes
         except UnsafeMigrationError as exc:
             refused = str(exc)
         kept = tuple(d.extras(schema, live))

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import Union
 
-from attrs import evolve, field, frozen
 
 from ..sqlite.dbfile import split_statements
 from ..errors import SchemagenError, UnsafeMigrationError
@@ -24,30 +22,66 @@ def _tuple(v):
     return tuple(v)
 
 
-@frozen
-class Step:
-    title: str                 # what the step does, e.g. "rebuild table 'tasks'"
-    why: str                   # the change it serves and why this way
-    statements: tuple = field(converter=_tuple)
-    # rows copied (rebuild) or filled: exact; rows indexed (index build): about, see _size_estimate
-    rows: Union[int, None] = None
-    table: Union[str, None] = None   # existing table it touches, if any
-    change: object = None
+class _Record:
+    """A small read-only record (plain class, not attrs: an attrs class costs about 1.5 ms of start-up to
+    build, and plan and apply are on the fresh-apply path). replace(**changes) makes a changed copy."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        raise AttributeError("%s is read-only" % type(self).__name__)
+
+    def _values(self):
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._values() == self._values()
+
+    def __hash__(self):
+        return hash(self._values())
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % (n, getattr(self, n)) for n in self.__slots__))
+
+    def replace(self, **changes):
+        values = {n: getattr(self, n) for n in self.__slots__}
+        values.update(changes)
+        return type(self)(**values)
+
+    def _set(self, **values):
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
 
-@frozen
-class Plan:
-    steps: tuple = field(converter=_tuple)
-    fresh: bool = False
-    extras: tuple = field(default=(), converter=_tuple)
-    touches_rows: bool = False       # changes a table that holds rows: back it up first
-    # Child tables whose foreign_key_check is compared before and after: a
-    # rebuilt or filled table, and every table that references a rebuilt one.
-    # Added columns start NULL and created indexes change no value.
-    fk_scope: tuple = field(default=(), converter=_tuple)
-    # what the plan gives up, counted before anything runs: {"kind": "table"|"column", "table", "column",
-    # "rows" (a table's rows, a column's non-NULL values), "text"}
-    data_loss: tuple = field(default=(), converter=_tuple)
+class Step(_Record):
+    """One step of a plan.
+
+    title: what the step does, e.g. "rebuild table 'tasks'"; why: the change it serves and why this way;
+    statements; rows: rows copied (rebuild) or filled, exact, or rows indexed (index build), about (see
+    _size_estimate); table: the existing table it touches, if any; change: the change record it serves.
+    """
+
+    __slots__ = ("title", "why", "statements", "rows", "table", "change")
+
+    def __init__(self, title, why, statements, rows=None, table=None, change=None):
+        self._set(title=title, why=why, statements=tuple(statements), rows=rows, table=table, change=change)
+
+
+class Plan(_Record):
+    """The ordered steps, and what apply needs to know about them.
+
+    touches_rows: changes a table that holds rows (back it up first). fk_scope: the child tables whose
+    foreign_key_check is compared before and after: a rebuilt or filled table, and every table that
+    references a rebuilt or dropped one (added columns start NULL, created indexes change no value).
+    data_loss: what the plan gives up, counted before anything runs ({"kind": "table"|"column"|"rows",
+    "table", "column", "rows" (a table's rows, a column's non-NULL values), "text"}).
+    """
+
+    __slots__ = ("steps", "fresh", "extras", "touches_rows", "fk_scope", "data_loss")
+
+    def __init__(self, steps, fresh=False, extras=(), touches_rows=False, fk_scope=(), data_loss=()):
+        self._set(steps=tuple(steps), fresh=fresh, extras=tuple(extras), touches_rows=touches_rows,
+                  fk_scope=tuple(fk_scope), data_loss=tuple(data_loss))
 
     @property
     def statements(self):
@@ -58,15 +92,18 @@ class Plan:
         return not self.steps
 
 
-@frozen
 class SetPragma:
     """A declared persistent setting kept in the database header (user_version, application_id) that the file
-    does not have; set inside apply's transaction, never on every connection."""
+    does not have; set inside apply's transaction, never on every connection. (A plain class: an attrs class
+    costs about 1.5 ms of start-up, and this module is on the fresh-apply path.)"""
 
-    name: str
-    value: str     # as declared (PRAGMA's answer as text)
-    found: str     # what the file has
-    reason: str = "declared persistent setting"
+    __slots__ = ("name", "value", "found", "reason")
+
+    def __init__(self, name, value, found, reason="declared persistent setting"):
+        self.name, self.value, self.found, self.reason = name, value, found, reason
+
+    def __repr__(self):
+        return "SetPragma(%r, %r, found=%r)" % (self.name, self.value, self.found)
 
 
 def setting_steps(target, conn=None):
@@ -311,7 +348,7 @@ def _after_renames(conn, target, live, first, prune):
                               table=ch.table.name, change=ch))
     former = {ch.table.name.lower(): ch.old for ch in first if isinstance(ch, d.RenameTable)}
     # the table each rename step touches, as the file has it before the plan (quick_check, backups)
-    steps = [evolve(s, table=former.get(s.table.lower(), s.table)) if s.table else s for s in steps]
+    steps = [s.replace(table=former.get(s.table.lower(), s.table)) if s.table else s for s in steps]
     touches = any(_has_rows(conn, s.table) for s in steps)
     conn.execute("SAVEPOINT schemagen_renames")
     try:
@@ -331,8 +368,8 @@ def _after_renames(conn, target, live, first, prune):
         conn.execute("RELEASE schemagen_renames")
     if rest is None:
         rest = _plan_renamed_copy(conn, target, steps, prune)
-    later = [evolve(s, table=former.get(s.table.lower(), s.table)) if s.table else s for s in rest.steps]
-    return evolve(rest, steps=steps + later, touches_rows=rest.touches_rows or touches)
+    later = [s.replace(table=former.get(s.table.lower(), s.table)) if s.table else s for s in rest.steps]
+    return rest.replace(steps=steps + later, touches_rows=rest.touches_rows or touches)
 
 
 def _plan_renamed_copy(conn, target, steps, prune):
