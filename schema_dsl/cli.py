@@ -16,7 +16,7 @@ import time
 import click
 
 from . import __version__
-from .errors import EXIT_CHANGED_THEN_FAILED, EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_REFUSED, SchemagenError
+from .errors import EXIT_CHANGED_THEN_FAILED, EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_REFUSED, Declined, SchemagenError
 
 class _Path(click.ParamType):
     """click.Path, built when a value is converted: click.Path's constructor looks up gettext translations
@@ -510,8 +510,8 @@ def _confirm(yes):
         if yes:
             return True
         if not sys.stdin.isatty():
-            click.echo("error: this plan loses data; pass --yes to accept it off a terminal", err=True)
-            return False
+            raise Declined("the plan loses data (%s); off a terminal pass --yes to accept it; nothing was changed" % (
+                "; ".join(d["text"] for d in plan.data_loss)))
         click.echo("This plan loses data (on SQLite a backup is made first; PostgreSQL has none):", err=True)
         for d in plan.data_loss:
             click.echo("  - %s" % d["text"], err=True)

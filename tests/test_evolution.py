@@ -157,6 +157,7 @@ def test_prune_drops_undeclared_objects_and_flags_what_it_weakens(full, runner, 
     # with --allow-data-loss, undeclared tables go too; off a terminal it needs --yes
     refused = runner.invoke(main, ["apply", "--db", str(full), "--schema", str(decl), "--prune", "--allow-data-loss"])
     assert refused.exit_code == 2 and "--yes" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "audit_log" in refused.stderr  # one line, what goes
     assert "audit_log" in _objects(full)
     done = runner.invoke(main, ["apply", "--db", str(full), "--schema", str(decl), "--prune", "--allow-data-loss",
                                 "--yes", "--no-validate"])
