@@ -647,11 +647,15 @@ EXPECTED_PRAGMAS = {'journal_mode': 'wal'}
 # {"collate": NAME}]. An expected key ["<expression>", desc] without its
 # text matches any expression key (structures written before the text was
 # recorded).
+# A table's "on_conflict" lists the ON CONFLICT clauses of its stored
+# CREATE TABLE (PRAGMAs do not show them), each as [constraint, [column,
+# ...], resolution] with constraint "PRIMARY KEY", "UNIQUE" or "NOT NULL";
+# ABORT, SQLite's default, is left out.
 # Keys that hold their default are left out, so that a structure without
 # them reads as before: a column's "collate" (absent: BINARY), a foreign
-# key's "deferrable" (absent: not deferrable), a table's "without_rowid" and
-# "strict" (absent: False), and "views", "triggers", "virtual_tables"
-# (absent: none). The body of a view or trigger is its normalized CREATE
+# key's "deferrable" (absent: not deferrable), a table's "without_rowid",
+# "strict" (absent: False) and "on_conflict" (absent: none), and "views",
+# "triggers", "virtual_tables" (absent: none). The body of a view or trigger is its normalized CREATE
 # statement after the name. The shadow tables of FTS3/4/5 and R*Tree virtual
 # tables are left out, like sqlite_sequence and sqlite_stat*.
 # SQL text (defaults, CHECK expressions, partial-index WHERE clauses) is kept in
@@ -959,6 +963,82 @@ def table_options(sql):
     return out
 
 
+CONFLICT_WORDS = ("rollback", "abort", "fail", "ignore", "replace")
+# words that start a column constraint: an ON CONFLICT after one of them is not the previous constraint's
+_COLUMN_CONSTRAINT = {"constraint", "primary", "unique", "check", "default", "collate", "references", "generated", "as",
+                      "null", "not"}
+
+
+def conflict_clauses(sql):
+    """The ON CONFLICT clauses of a stored CREATE TABLE other than SQLite's default ABORT, sorted, each as
+    [constraint, [column, ...], resolution]: constraint "PRIMARY KEY", "UNIQUE" or "NOT NULL" (a column's), the
+    resolution upper-case. Text without the word "conflict" anywhere has none, and is not tokenized."""
+    if "conflict" not in (sql or "").lower():
+        return []
+    tokens = tokenize(sql)
+    try:
+        start = tokens.index(("op", "("))
+    except ValueError:
+        return []
+    out = []
+    for item in split_top(tokens[start + 1:matching_paren(tokens, start)]):
+        words = [t[1].lower() if t[0] == "word" else None for t in item]
+        if not item:
+            continue
+        table_level = words[0] in _TABLE_CONSTRAINT
+        kind, columns, depth = None, [], 0
+        for k in range(0 if table_level else 1, len(item)):
+            if item[k] == ("op", "("):
+                if depth == 0 and table_level and kind in ("PRIMARY KEY", "UNIQUE") and not columns:
+                    close = matching_paren(item, k)
+                    columns = [part[0][1] for part in split_top(item[k + 1:close]) if part]
+                depth += 1
+                continue
+            if item[k] == ("op", ")"):
+                depth -= 1
+                continue
+            w = words[k]
+            if depth or w is None:
+                continue
+            if w == "on" and k + 2 < len(item) and words[k + 1] == "conflict":
+                if kind is not None and words[k + 2] in CONFLICT_WORDS and words[k + 2] != "abort":
+                    out.append([kind, columns if table_level else [item[0][1]], words[k + 2].upper()])
+                kind = None
+            elif w in _COLUMN_CONSTRAINT or w in _TABLE_CONSTRAINT:
+                if w == "primary":
+                    kind = "PRIMARY KEY"
+                elif w == "unique":
+                    kind = "UNIQUE"
+                elif w == "null" and k and words[k - 1] == "not":
+                    kind = "NOT NULL"
+                else:
+                    kind = None
+                if table_level and w in ("primary", "unique"):
+                    columns = []
+    return sorted(out)
+
+
+def conflict_label(constraint, columns):
+    """How a plan and a comparison name a constraint's ON CONFLICT clause."""
+    if constraint == "NOT NULL":
+        return "column '%s' NOT NULL" % columns[0]
+    return "%s (%s)" % (constraint, ", ".join(columns))
+
+
+def conflict_keys(table):
+    """The (constraint, (column lower, ...)) a table structure has that can carry an ON CONFLICT clause."""
+    pk = sorted((c["pk"], name.lower()) for name, c in table["columns"].items() if c["pk"])
+    keys = {("NOT NULL", (name.lower(),)) for name, c in table["columns"].items() if c["notnull"]}
+    keys |= {("UNIQUE", tuple(c.lower() for c in u)) for u in table["uniques"]}
+    return keys | ({("PRIMARY KEY", tuple(name for _, name in pk))} if pk else set())
+
+
+def conflict_map(table):
+    """A table structure's ON CONFLICT clauses as {(constraint, (column lower, ...)): resolution}."""
+    return {(kind, tuple(c.lower() for c in columns)): resolution
+            for kind, columns, resolution in table.get("on_conflict", ())}
+
+
 def index_where(sql, columns=None):
     """The normalized WHERE clause of a stored CREATE INDEX, or None.
 
@@ -1120,6 +1200,9 @@ def to_structure(raw):
         for key in ("without_rowid", "strict"):
             if options[key]:
                 tables[name][key] = True
+        clauses = conflict_clauses(info["sql"])
+        if clauses:
+            tables[name]["on_conflict"] = clauses
     indexes = {}
     for name, info in raw["indexes"].items():
         keys = [r for r in info["xinfo"] if r[5]]  # index_xinfo: seqno, cid, name, desc, coll, key
@@ -1182,6 +1265,8 @@ def fold_case(struct):
             fks=sorted((dict(f, columns=low(f["columns"]), table=f["table"].lower(), to=low(f["to"])) for f in t["fks"]), key=repr),
             uniques=sorted(low(u) for u in t["uniques"]),
         )
+        if t.get("on_conflict"):
+            tables[name.lower()]["on_conflict"] = sorted([k, low(c), r] for k, c, r in t["on_conflict"])
     indexes = {name.lower(): dict(ix, table=ix["table"].lower(), columns=[[c.lower(), *rest] for c, *rest in ix["columns"]])
                for name, ix in struct["indexes"].items()}
     out = {"tables": tables, "indexes": indexes}
@@ -1227,6 +1312,11 @@ def compare(expected, actual):
         for key, label in (("without_rowid", "WITHOUT ROWID"), ("strict", "STRICT")):
             if bool(exp.get(key)) != bool(act.get(key)):
                 out.append(("differs", "%s: %s is %s, expected %s" % (where, label, bool(act.get(key)), bool(exp.get(key)))))
+        exp_c, act_c = conflict_map(exp), conflict_map(act)
+        for key in sorted((set(exp_c) | set(act_c)) & conflict_keys(exp) & conflict_keys(act)):
+            if exp_c.get(key, "ABORT") != act_c.get(key, "ABORT"):  # a missing or extra constraint is said apart
+                out.append(("differs", "%s: %s: ON CONFLICT is %s, expected %s" % (
+                    where, conflict_label(*key), act_c.get(key, "ABORT"), exp_c.get(key, "ABORT"))))
         for fk in exp["fks"]:
             if fk not in act["fks"]:
                 out.append(("missing", "%s: missing foreign key %s" % (where, _fk_text(fk))))

@@ -17,6 +17,10 @@ Choices made where SQLite is lenient:
 - Views, triggers and virtual tables are declared by their SQL text (the
   full CREATE statement, or a virtual table's module and arguments, used
   verbatim). Their names share one namespace with tables and indexes.
+- SQLite's conflict clauses (ON CONFLICT ROLLBACK, ABORT, FAIL, IGNORE or REPLACE after a PRIMARY KEY,
+  UNIQUE or NOT NULL) are `PrimaryKey.on_conflict`, `Unique.on_conflict`, `Column.not_null_on_conflict` and
+  `Column.unique_on_conflict`; None writes none (SQLite's ABORT). PostgreSQL has none: rendering for it
+  refuses them.
 - WITHOUT ROWID and STRICT tables are supported (`Table.without_rowid`,
   `Table.strict`); generated columns are not: `schemagen inspect` refuses a
   file that has them, naming the table.
@@ -37,6 +41,8 @@ PLAN_CHECKS = ("info", "required")
 FK_ACTIONS = ("NO ACTION", "RESTRICT", "SET NULL", "SET DEFAULT", "CASCADE")
 FK_REPAIRS = (None, "set null", "delete")  # ForeignKey.repair
 FK_DEFERRABLE = (None, "INITIALLY DEFERRED", "INITIALLY IMMEDIATE")  # DEFERRABLE <this>; None: not deferrable
+# ON CONFLICT <this> after a PRIMARY KEY, UNIQUE or NOT NULL constraint; None: none written (SQLite's ABORT)
+CONFLICT_RESOLUTIONS = (None, "ROLLBACK", "ABORT", "FAIL", "IGNORE", "REPLACE")
 PRAGMA_NAMES = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "wal_autocheckpoint", *HEADER_PRAGMAS)
 STRICT_TYPES = ("INT", "INTEGER", "REAL", "TEXT", "BLOB", "ANY")
 # as SQLite stores a declared type: words, then an optional (n) or (n, m); spaces as written ("VARCHAR (255)")
@@ -86,6 +92,16 @@ class Expr:
     sql: str = field(validator=instance_of(str))
 
 
+def _resolution(value):
+    """An ON CONFLICT resolution as SQLite spells it (upper case); None stays None."""
+    return value.upper() if isinstance(value, str) else value
+
+
+def _on_conflict():
+    """An optional ON CONFLICT resolution: None (SQLite's default, ABORT) or one of CONFLICT_RESOLUTIONS."""
+    return field(default=None, converter=_resolution, validator=in_(CONFLICT_RESOLUTIONS), kw_only=True)
+
+
 def _default(value):
     if value is None or isinstance(value, (Literal, Expr)):
         return value
@@ -112,6 +128,9 @@ class Column:
     renamed_from: Union[str, tuple, None] = field(default=None, converter=_former)
     backfill: Union[str, None] = None
     collate: Union[str, None] = None  # a collating sequence name, e.g. "NOCASE"; None: BINARY
+    # ON CONFLICT of the column's NOT NULL (needs not_null) and of its column-level UNIQUE (needs unique)
+    not_null_on_conflict: Union[str, None] = _on_conflict()
+    unique_on_conflict: Union[str, None] = _on_conflict()
 
     @property
     def affinity(self):
@@ -136,12 +155,14 @@ def type_affinity(declared):
 class PrimaryKey:
     columns: tuple = field(converter=_tuple)
     autoincrement: bool = False
+    on_conflict: Union[str, None] = _on_conflict()  # PRIMARY KEY ... ON CONFLICT <this>
 
 
 @frozen
 class Unique:
     columns: tuple = field(converter=_tuple)
     name: Union[str, None] = None  # CONSTRAINT name, where the CREATE TABLE gives one
+    on_conflict: Union[str, None] = _on_conflict()  # UNIQUE (...) ON CONFLICT <this>
 
 
 @frozen
@@ -431,6 +452,10 @@ def schema_problems(schema):
             if isinstance(c.name, str) and c.name.lower() in cols:
                 p.append("%s: duplicate column '%s'" % (where, c.name))
             cols[c.name.lower()] = c
+            if c.not_null_on_conflict is not None and not c.not_null:
+                p.append("%s, column '%s': not_null_on_conflict %s needs not_null=True" % (where, c.name, c.not_null_on_conflict))
+            if c.unique_on_conflict is not None and not c.unique:
+                p.append("%s, column '%s': unique_on_conflict %s needs unique=True" % (where, c.name, c.unique_on_conflict))
             if c.type and not _TYPE_RE.match(c.type):  # no type at all is allowed, as in SQLite
                 p.append("%s, column '%s': type %r is not a valid SQLite type name" % (where, c.name, c.type))
         for c in t.columns:

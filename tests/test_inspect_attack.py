@@ -246,21 +246,23 @@ def test_double_quoted_strings_in_checks_and_index_clauses_keep_their_meaning(tm
     conn.close()
 
 
-def test_conflict_clauses_are_refused_naming_the_table_and_column(tmp_path):
+def test_conflict_clauses_round_trip_naming_each_in_the_declaration(tmp_path):
     path = make(tmp_path / "c.db", """
         CREATE TABLE "my t" (id INTEGER PRIMARY KEY ON CONFLICT ABORT, email TEXT UNIQUE ON CONFLICT REPLACE,
                              nm TEXT NOT NULL ON CONFLICT IGNORE, a INT, b INT, UNIQUE (a, b) ON CONFLICT FAIL);
+        CREATE TABLE k (x TEXT, y INT, PRIMARY KEY (x, y) ON CONFLICT REPLACE) WITHOUT ROWID;
+        INSERT INTO "my t" (email, nm, a, b) VALUES ('e@x', 'n', 1, 2);
     """)
-    with pytest.raises(DeclarationError) as info:
-        inspect_database(path)
-    problems = info.value.problems
-    assert len(problems) == 3
-    assert problems[0].startswith("table 'my t', column 'email': UNIQUE ON CONFLICT REPLACE is a conflict clause")
-    assert "column 'nm': NOT NULL ON CONFLICT IGNORE" in problems[1]
-    assert "constraint unique(a, b): UNIQUE ON CONFLICT FAIL" in problems[2]
+    text, schema, copy = round_trip(path, tmp_path)
+    assert "Column('nm', 'TEXT', not_null=True, not_null_on_conflict='IGNORE')" in text
+    assert "Unique(['email'], on_conflict='REPLACE')" in text and "Unique(['a', 'b'], on_conflict='FAIL')" in text
+    assert "PrimaryKey(['x', 'y'], on_conflict='REPLACE')" in text
+    assert "ABORT" not in text  # SQLite's default: written as none
+    assert schema.table("my t").primary_key.on_conflict is None
+    assert read_structure(copy)["tables"]["my t"]["on_conflict"] == [
+        ["NOT NULL", ["nm"], "IGNORE"], ["UNIQUE", ["a", "b"], "FAIL"], ["UNIQUE", ["email"], "REPLACE"]]
     result = make_runner().invoke(main, ["inspect", "--db", str(path), "--out", str(tmp_path / "x.py")])
-    assert result.exit_code == 2 and "Traceback" not in result.output and not (tmp_path / "x.py").exists()
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.exit_code == 0 and (tmp_path / "x.py").read_text(encoding="utf-8") == text
 
 
 def test_desc_and_collate_on_primary_key_or_unique_keys_are_refused(tmp_path):

@@ -41,7 +41,20 @@ def table_structure(table):
         out["without_rowid"] = True
     if table.strict:
         out["strict"] = True
+    clauses = conflict_structure(table)
+    if clauses:
+        out["on_conflict"] = clauses
     return out
+
+
+def conflict_structure(table):
+    """The table's ON CONFLICT clauses as structure.conflict_clauses reads them (ABORT, the default, left out)."""
+    pk = table.primary_key
+    out = [["PRIMARY KEY", list(pk.columns), pk.on_conflict]] if pk is not None else []
+    for c in table.columns:
+        out += [["NOT NULL", [c.name], c.not_null_on_conflict], ["UNIQUE", [c.name], c.unique_on_conflict]]
+    out += [["UNIQUE", list(u.columns), u.on_conflict] for u in table.uniques]
+    return sorted(item for item in out if item[2] not in (None, "ABORT"))
 
 
 def index_key_structure(key, table=None):

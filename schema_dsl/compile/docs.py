@@ -40,18 +40,23 @@ def _fk_text(f):
     return text
 
 
+def _conflict(resolution):
+    """The text ' ON CONFLICT X' for a constraint with a conflict clause, else nothing."""
+    return " ON CONFLICT " + resolution if resolution else ""
+
+
 def _column(table, column):
     pk = table.primary_key
     single_fks = {f.columns[0].lower(): f for f in table.foreign_keys if len(f.columns) == 1}
     parts = []
     if pk is not None and len(pk.columns) == 1 and pk.columns[0].lower() == column.name.lower():
-        parts.append("PRIMARY KEY AUTOINCREMENT" if pk.autoincrement else "PRIMARY KEY")
+        parts.append("PRIMARY KEY" + _conflict(pk.on_conflict) + (" AUTOINCREMENT" if pk.autoincrement else ""))
     elif pk is not None and column.name.lower() in (c.lower() for c in pk.columns):
         parts.append("PRIMARY KEY (part %d)" % ([c.lower() for c in pk.columns].index(column.name.lower()) + 1))
     if column.not_null:
-        parts.append("NOT NULL")
+        parts.append("NOT NULL" + _conflict(column.not_null_on_conflict))
     if column.unique:
-        parts.append("UNIQUE")
+        parts.append("UNIQUE" + _conflict(column.unique_on_conflict))
     default = default_sql(column.default)
     if default is not None:
         parts.append("DEFAULT %s" % default)
@@ -135,9 +140,9 @@ def context(schema):
             "comment": " ".join((table.comment or "").split()),
             "comment_cell": md(table.comment),
             "columns": [_column(table, c) for c in table.columns],
-            "primary_key": ("%s(%s)%s" % (table.name, ", ".join(pk.columns), " AUTOINCREMENT" if pk.autoincrement else "")
-                            if pk is not None else None),
-            "uniques": ["(%s)" % ", ".join(u.columns) for u in table.uniques],
+            "primary_key": ("%s(%s)%s%s" % (table.name, ", ".join(pk.columns), " AUTOINCREMENT" if pk.autoincrement else "",
+                                            _conflict(pk.on_conflict)) if pk is not None else None),
+            "uniques": ["(%s)%s" % (", ".join(u.columns), _conflict(u.on_conflict)) for u in table.uniques],
             "checks": [md(c.expr) for c in table.checks],
             "foreign_keys": [{"columns": ", ".join(f.columns), "references": md(_fk_text(f))} for f in table.foreign_keys],
             "referenced_by": referenced_by,

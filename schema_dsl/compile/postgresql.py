@@ -32,7 +32,8 @@ import re
 from ..errors import DeclarationError
 from ..model import Expr, Literal, dependency_order, type_affinity
 from ..sqlite.quote import quote_identifier
-from ..sqlite.structure import matching_paren, normalize_sql, split_top, tokenize
+from ..sqlite.structure import conflict_label, matching_paren, normalize_sql, split_top, tokenize
+from ..analysis.compare import conflict_structure
 from .env import default_origin, environment
 
 DIALECT = "postgresql"
@@ -408,6 +409,11 @@ class Compiled:
         pk_cols = [c.lower() for c in pk.columns] if pk else []
         later = {id(f) for f in t.foreign_keys if f.ref_table.lower() != t.name.lower()
                  and f.ref_table.lower() not in self.created and self.schema.table(f.ref_table) is not None}
+        for kind, cols, resolution in conflict_structure(t):  # ABORT, SQLite's default, is PostgreSQL's own
+            self.problems.append(
+                "%s: %s ON CONFLICT %s is an SQLite conflict clause, which has no PostgreSQL counterpart (it would be "
+                "silently dropped); declare the table without it and let the statements say it (INSERT OR ... on SQLite, "
+                "INSERT ... ON CONFLICT DO ... on PostgreSQL)" % (where, conflict_label(kind, cols), resolution))
         for c in t.columns:
             cw = "%s, column '%s'" % (where, c.name)
             try:

@@ -59,7 +59,7 @@ def column_context(table: Table, column: Column, add=False):
     pk = table.primary_key
     inline_pk = None
     if pk is not None and len(pk.columns) == 1 and pk.columns[0].lower() == column.name.lower():
-        inline_pk = "PRIMARY KEY AUTOINCREMENT" if pk.autoincrement else "PRIMARY KEY"
+        inline_pk = "PRIMARY KEY"
     f = _inline_fks(table).get(column.name.lower())
     if f is None and add:
         f = next((k for k in table.foreign_keys if [c.lower() for c in k.columns] == [column.name.lower()]), None)
@@ -67,8 +67,12 @@ def column_context(table: Table, column: Column, add=False):
         "name": column.name,
         "type": column.type,
         "pk": inline_pk,
+        "pk_on_conflict": pk.on_conflict if inline_pk else None,
+        "autoincrement": bool(inline_pk and pk.autoincrement),
         "not_null": column.not_null,
+        "not_null_on_conflict": column.not_null_on_conflict,
         "unique": column.unique,
+        "unique_on_conflict": column.unique_on_conflict,
         "default": default_sql(column.default),
         "fk": _fk_context(f) if f else None,
         "collate": column.collate,
@@ -88,10 +92,11 @@ def table_context(table: Table, extra_columns=(), extra_constraints=()):
               for name, definition in extra_columns]
     pk = table.primary_key
     if pk is not None and len(pk.columns) > 1:
-        items.append({"column": None, "constraint": {"kind": "primary_key", "columns": list(pk.columns)}, "comment": ""})
+        items.append({"column": None, "constraint": {"kind": "primary_key", "columns": list(pk.columns),
+                                                     "on_conflict": pk.on_conflict}, "comment": ""})
     for u in table.uniques:
-        items.append({"column": None, "constraint": {"kind": "unique", "columns": list(u.columns), "name": u.name},
-                      "comment": ""})
+        items.append({"column": None, "constraint": {"kind": "unique", "columns": list(u.columns), "name": u.name,
+                                                     "on_conflict": u.on_conflict}, "comment": ""})
     for ch in table.checks:
         items.append({"column": None, "constraint": {"kind": "check", "expr": ch.expr, "name": ch.name}, "comment": ""})
     inline = set(id(f) for f in _inline_fks(table).values())

@@ -25,6 +25,7 @@ from ..analysis.compare import index_structure, table_structure, virtual_table_s
 from ..model import Column, ForeignKey, Index, Table, VirtualTable, former_names, named
 from ..analysis.sqltext import default_sql, is_constant_default
 from ..sqlite.quote import quote_identifier
+from ..sqlite import structure
 from ..sqlite.structure import matching_paren, join_tokens, tokenize, view_body
 
 
@@ -75,7 +76,7 @@ class Backfill:
 class Reason:
     """Why a table needs the rebuild, as data: kind, the columns it concerns, and the sentence the plan prints.
 
-    kinds: column-changed, autoincrement, table-option, foreign-key-new, unique-new, check-new,
+    kinds: column-changed, autoincrement, table-option, foreign-key-new, unique-new, check-new, on-conflict,
     column-needs-rebuild (why it rebuilds); column-renamed, column-new (carried by the same rebuild); dropped.
     """
 
@@ -309,6 +310,7 @@ def table_changes(decl: Table, live: Table, live_info):
     for ch in d_checks:
         if ch not in l_checks:
             reasons.append(Reason("check-new", "CHECK (%s) is new" % ch))
+    reasons += _conflict_changes(decl, live, mapping)
     reasons += [Reason("column-needs-rebuild", "new " + b, (c.name,))
                 for c, b in ((c, add_column_blocker(decl, c)) for c in new_cols) if b]
     renames = [(mapping[c.name], c.name) for c in decl.columns
@@ -328,6 +330,25 @@ def table_changes(decl: Table, live: Table, live_info):
     repairs = [RepairForeignKey(decl, f) for f in decl.foreign_keys
                if f.repair and table_structure(Table(decl.name, decl.columns, foreign_keys=[f]))["fks"][0] not in l_fks]
     return repairs + [_rebuild(decl, live, live_info, mapping, extra_cols, reasons)]
+
+
+def _conflict_changes(decl: Table, live: Table, mapping):
+    """A changed ON CONFLICT clause of a constraint both tables have (only a rebuild changes one), live column
+    names read as the declared ones they are renamed to."""
+    to_decl = {source.lower(): name.lower() for name, source in mapping.items() if source}
+    d, l = table_structure(decl), table_structure(live)
+    d_map = structure.conflict_map(d)
+    l_map = {(kind, tuple(to_decl.get(c, c) for c in cols)): r for (kind, cols), r in structure.conflict_map(l).items()}
+    l_keys = {(kind, tuple(to_decl.get(c, c) for c in cols)) for kind, cols in structure.conflict_keys(l)}
+    out = []
+    for key in sorted((set(d_map) | set(l_map)) & structure.conflict_keys(d) & l_keys):
+        was, now = l_map.get(key, "ABORT"), d_map.get(key, "ABORT")
+        if was != now:
+            kind, cols = key
+            names = [next((c.name for c in decl.columns if c.name.lower() == x), x) for x in cols]
+            out.append(Reason("on-conflict", "%s: ON CONFLICT %s -> %s" % (structure.conflict_label(kind, names), was, now),
+                              names))
+    return out
 
 
 def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
@@ -358,9 +379,12 @@ def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
                 extra_constraints.append("CHECK (%s)" % ch)
             else:
                 dropped.append(Reason("dropped", "CHECK (%s) is not in the declaration: not carried" % ch))
+    l_conflicts = structure.conflict_map(table_structure(live))
     for u in l_uniq:
         if u not in d_uniq and {x.lower() for x in u} & extra_names:
-            extra_constraints.append("UNIQUE (%s)" % ", ".join(quote_identifier(x) for x in u))
+            resolution = l_conflicts.get(("UNIQUE", tuple(x.lower() for x in u)))
+            extra_constraints.append("UNIQUE (%s)%s" % (", ".join(quote_identifier(x) for x in u),
+                                                        " ON CONFLICT " + resolution if resolution else ""))
     for f in l_fks:
         if f not in d_fks and {x.lower() for x in f["columns"]} & extra_names:
             to = [quote_identifier(x) for x in f["to"] if x]

@@ -6,13 +6,12 @@ named indexes, virtual tables, views and triggers, and `SCHEMA = Schema(...)`.
 Every name and SQL text is written with repr(), so quotes, spaces and
 keywords are safe. The file is opened read-only; nothing is written to it.
 
-Supported: collations, DEFERRABLE, constraint names, composite and
-self-referencing foreign keys, foreign key cycles, AUTOINCREMENT, WITHOUT
-ROWID and STRICT tables, partial and expression indexes, views, triggers,
+Supported: collations, DEFERRABLE, constraint names, ON CONFLICT clauses of PRIMARY KEY, UNIQUE and NOT
+NULL (ABORT, SQLite's default, is written as none), composite and self-referencing foreign keys, foreign key
+cycles, AUTOINCREMENT, WITHOUT ROWID and STRICT tables, partial and expression indexes, views, triggers,
 virtual tables (their FTS3/4/5 and R*Tree shadow tables are left out).
-Refused with a DeclarationError, each item naming its object and what to do: generated columns, ON
-CONFLICT clauses other than ABORT, a DESC or COLLATE on a PRIMARY KEY or UNIQUE key column (INTEGER PRIMARY
-KEY DESC included), collations the application defines, foreign keys to a missing table or column, names
+Refused with a DeclarationError, each item naming its object and what to do: generated columns, a DESC or
+COLLATE on a PRIMARY KEY or UNIQUE key column (INTEGER PRIMARY KEY DESC included), collations the application defines, foreign keys to a missing table or column, names
 with surrounding white space or control characters. A non-default auto_vacuum, encoding or page_size is
 named in a comment. Index keys keep their own COLLATE (where it differs from the column's) and an
 expression's text; CHECK, partial-index and expression texts keep the quotes of a "name" that is no column
@@ -80,6 +79,8 @@ def _column(c):
         named["default"] = "Expr(%r)" % default.sql
     if c.collate:
         named["collate"] = repr(c.collate)
+    if c.not_null_on_conflict:
+        named["not_null_on_conflict"] = repr(c.not_null_on_conflict)
     return "Column(%s)" % _args(c.name, c.type, **named)
 
 
@@ -101,10 +102,13 @@ def _table(t):
     lines.append("        ],")
     if t.primary_key is not None:
         auto = ", autoincrement=True" if t.primary_key.autoincrement else ""
+        if t.primary_key.on_conflict:
+            auto += ", on_conflict=%r" % t.primary_key.on_conflict
         lines.append("        primary_key=PrimaryKey(%r%s)," % (list(t.primary_key.columns), auto))
     if t.uniques:
         lines.append("        uniques=[%s]," % ", ".join(
-            "Unique(%s)" % _args(list(u.columns), **({"name": repr(u.name)} if u.name else {})) for u in t.uniques))
+            "Unique(%s)" % _args(list(u.columns), **({"name": repr(u.name)} if u.name else {}),
+                                 **({"on_conflict": repr(u.on_conflict)} if u.on_conflict else {})) for u in t.uniques))
     if t.checks:
         lines.append("        checks=[")
         lines += ["            Check(%s)," % _args(ch.expr, **({"name": repr(ch.name)} if ch.name else {}))
@@ -135,25 +139,6 @@ def _index(ix):
         named["where"] = repr(ix.where)
     return "    Index(%s, %s, [%s]%s)," % (repr(ix.name), repr(ix.table), cols,
                                           "".join(", %s=%s" % kv for kv in named.items()))
-
-
-def _conflict_clauses(sql):
-    """(what, clause) for each ON CONFLICT clause other than the default ABORT in a stored CREATE TABLE."""
-    tokens = structure.tokenize(sql or "")
-    if "conflict" not in (sql or "").lower() or ("op", "(") not in tokens:
-        return []
-    start = tokens.index(("op", "("))
-    out = []
-    for item in structure.split_top(tokens[start + 1:structure.matching_paren(tokens, start)]):
-        words = [t[1].lower() if t[0] == "word" else None for t in item]
-        for k in range(len(item) - 2):
-            if words[k] == "on" and words[k + 1] == "conflict" and words[k + 2] != "abort":
-                what = ("constraint %s" % structure.join_tokens(item[:k]).split(" on ")[0]
-                        if words[0] in ("constraint", "primary", "unique", "check", "foreign") else "column '%s'" % item[0][1])
-                kind = next((w.upper() for w in reversed(words[:k]) if w in ("unique", "key", "null", "check")), "")
-                out.append((what, "%s ON CONFLICT %s" % ("PRIMARY KEY" if kind == "KEY" else "NOT NULL" if kind == "NULL"
-                                                         else kind, item[k + 2][1].upper())))
-    return out
 
 
 def _odd_keys(conn, name, info):
@@ -189,12 +174,6 @@ def _refuse_unsupported(raw, conn=None):
                 "table '%s': generated columns (%s) are not supported by schemagen yet; declare the table by hand "
                 "without them (for example as a view that computes them), or leave it out of the declaration"
                 % (name, ", ".join(generated)))
-        for what, clause in _conflict_clauses(info["sql"]):
-            problems.append(
-                "table '%s', %s: %s is a conflict clause, which schemagen cannot declare yet (a declaration without it "
-                "would silently behave differently); rebuild the table without it and let the statements say it "
-                "(INSERT OR %s ...), or leave the table out of the declaration"
-                % (name, what, clause, clause.split()[-1]))
         for g in structure.fk_groups(info["fks"]):
             parent = next((t for n, t in raw["tables"].items() if n.lower() == g["table"].lower()), None)
             have = {r[1].lower() for r in parent["xinfo"]} if parent is not None else set()

@@ -2,7 +2,7 @@
 
 One short step per source: columns (table_xinfo), foreign keys
 (foreign_key_list, grouped by id), UNIQUE constraints (index_list origin 'u'),
-CHECK constraints, AUTOINCREMENT, COLLATE, DEFERRABLE, constraint names,
+CHECK constraints, AUTOINCREMENT, COLLATE, DEFERRABLE, constraint names, ON CONFLICT clauses,
 WITHOUT ROWID and STRICT (the stored CREATE TABLE: SQLite has no PRAGMA for
 them), indexes (index_xinfo, the stored WHERE and the stored key expressions),
 the views and triggers (their stored SQL) and the virtual tables (module and
@@ -15,7 +15,7 @@ from attrs import field, frozen
 
 from ..sqlite import structure
 from ..model import (Check, Column, Expr, ForeignKey, Index, IndexColumn, PrimaryKey, Table, Trigger, Unique, View,
-                     VirtualTable, named)
+                     VirtualTable, evolve, named)
 
 
 @frozen
@@ -114,11 +114,20 @@ def table_from_pragma_rows(name, info):
     parsed = structure.parse_create_table(info["sql"])
     options = structure.table_options(info["sql"])
     names = constraint_names(info["sql"])
+    conflicts = structure.conflict_map({"on_conflict": structure.conflict_clauses(info["sql"])})
+    columns = columns_from_xinfo(info["xinfo"], options["collate"])
+    pk = primary_key_from_xinfo(info["xinfo"], parsed["autoincrement"])
+    if conflicts:  # rare: the common path builds no model object twice
+        columns = [evolve(c, not_null_on_conflict=conflicts.get(("NOT NULL", (c.name.lower(),)))) for c in columns]
+        if pk is not None:
+            pk = evolve(pk, on_conflict=conflicts.get(("PRIMARY KEY", tuple(c.lower() for c in pk.columns))))
     return Table(
         name,
-        columns=columns_from_xinfo(info["xinfo"], options["collate"]),
-        primary_key=primary_key_from_xinfo(info["xinfo"], parsed["autoincrement"]),
-        uniques=[Unique(cols, name=names["unique"].get(tuple(c.lower() for c in cols))) for cols in info["unique_columns"]],
+        columns=columns,
+        primary_key=pk,
+        uniques=[Unique(cols, name=names["unique"].get(tuple(c.lower() for c in cols)),
+                        on_conflict=conflicts.get(("UNIQUE", tuple(c.lower() for c in cols))))
+                 for cols in info["unique_columns"]],
         checks=[Check(expr, name=names["check"].get(structure.normalize_sql(expr))) for expr in parsed["checks"]],
         foreign_keys=foreign_keys_from_rows(info["fks"], options["deferrable"], names["fk"]),
         without_rowid=options["without_rowid"],

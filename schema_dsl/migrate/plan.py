@@ -547,10 +547,12 @@ def _rebuild_step(conn, ch, live, nrows, render):
         tmp = "_schemagen_new_%d_%s" % (n, t.name)
     columns = [c for c, _ in ch.copy]
     exprs = [e for _, e in ch.copy]
+    create = render.create_table_sql(t, name=tmp, extra_columns=ch.extra_columns,
+                                     extra_constraints=ch.extra_constraints, if_not_exists=False)
     statements = [
-        render.create_table_sql(t, name=tmp, extra_columns=ch.extra_columns,
-                                extra_constraints=ch.extra_constraints, if_not_exists=False),
-        render.statement("copy_rows", tmp, old, columns, exprs, ch.keep_rowid),
+        create,
+        # a conflict clause (REPLACE, IGNORE) must never drop or replace a copied row: OR ABORT overrides it
+        render.statement("copy_rows", tmp, old, columns, exprs, ch.keep_rowid, or_abort="ON CONFLICT" in create.upper()),
         render.statement("drop_table", old),
         render.statement("rename_table", tmp, t.name),
     ]
