@@ -364,13 +364,148 @@ def test_sqlite_timestamp_formats_are_read_to_the_microsecond_as_utc():
         with pytest.raises(_Unconvertible):
             parse_timestamp(bad)
     convert, canon = converter("timestamp(6) without time zone")
-    assert canon(convert("2025-03-04 05:06:07.25")) == "2025-03-04T05:06:07.250000"
+    assert canon(convert("2025-03-04 05:06:07.25")) == "2025-03-04 05:06:07.25"  # timestamp_out's text
     with pytest.raises(_Unconvertible):
         converter("boolean")[0](2)
     with pytest.raises(_Unconvertible):
         converter("jsonb")[0]("NaN")
     with pytest.raises(_Unconvertible):
         converter("bytea")[0]("text, not bytes")
-    assert converter("jsonb")[1](converter("jsonb")[0]('{"b": 1e2, "a": [1.0]}')) == '{"a":[1],"b":100}'
+    # jsonb_out's text: keys by length then bytes, numbers exact as numeric keeps them
+    assert converter("jsonb")[1](converter("jsonb")[0]('{"bb": 1e2, "a": [1.0, -0.0, 1.0000000000000000001]}')) == \
+        '{"a": [1.0, 0.0, 1.0000000000000000001], "bb": 100}'
     with pytest.raises(TransferError):
         converter("point")
+
+
+# --- exact values, compared as they were stored (issue 15, item 4) --------------------------------
+
+def test_json_numbers_beyond_double_precision_are_kept_exactly(runner, tmp_path, pg_url):
+    path = _source(tmp_path, tasks=20)
+    _new_rows(path)
+    exact = '{"a": 1.0000000000000000001, "bb": {"ccc": [1.50, -0.0, 1E+2, 12345678901234567890123]}, "d": "x\\ty\\\\"}'
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE memory_entries SET value = ? WHERE id = 1", (exact,))
+    conn.close()
+    result = _transfer(runner, path, pg_url, "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    info = json.loads(result.output)["tables"]["memory_entries"]
+    assert info["checksum"] == info["target_checksum"]
+    with _connect(pg_url) as pg:
+        assert pg.execute("SELECT value::text FROM memory_entries WHERE id = 1").fetchone()[0] == (
+            '{"a": 1.0000000000000000001, "d": "x\\ty\\\\", "bb": {"ccc": [1.50, 0.0, 100, '
+            '12345678901234567890123]}}')
+
+
+def test_the_checksum_compares_what_was_stored_down_to_the_last_json_digit(runner, tmp_path, pg_url, monkeypatch):
+    from schema_dsl.pg import transfer
+    path = _source(tmp_path, tasks=20)
+    _new_rows(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE memory_entries SET value = '{\"a\": 1.0000000000000000001}' WHERE id = 1")
+    conn.close()
+    real = transfer._target_checksum
+
+    def rounded(conn, table, columns, types):  # the value stored as a double would hold it: the check must see it
+        if table == "memory_entries":
+            conn.execute("UPDATE memory_entries SET value = '{\"a\": 1.0}' WHERE id = 1")
+        return real(conn, table, columns, types)
+    monkeypatch.setattr(transfer, "_target_checksum", rounded)
+    result = _transfer(runner, path, pg_url)
+    assert result.exit_code == 2
+    assert "table 'memory_entries': verification failed" in result.stderr and "rolled back" in result.stderr
+    assert _counts(pg_url) == {}
+
+
+def test_float_text_is_float8outs_own(pg_url):
+    import random
+    from schema_dsl.pg.transfer import pg_float
+    rnd = random.Random(20)
+    values = [0.0, -0.0, 1.0, 0.5, 1e15, 1e16, 1.5e15, 123456789012345.6, 1234567890123456.7, 999999999999999.9,
+              1e-4, 1e-5, 1.5e-05, 1e300, 5e-324, 2.2250738585072014e-308, float("inf"), float("-inf"), 0.1 + 0.2,
+              2.0 ** 53, 2.0 ** 53 + 2, 1e22, 1e21]
+    values += [rnd.uniform(-1, 1) * 10 ** rnd.randint(-30, 30) for _ in range(3000)]
+    values += [float(rnd.randint(-10 ** 17, 10 ** 17)) for _ in range(500)]
+    with _connect(pg_url) as pg:
+        pg.execute("SET extra_float_digits = 1")
+        got = pg.execute("SELECT array_agg(v::text ORDER BY o) FROM unnest(%s::float8[]) WITH ORDINALITY u(v, o)",
+                         (values,)).fetchone()[0]
+    assert [pg_float(v) for v in values] == got
+
+
+def test_floats_at_the_edges_of_notation_transfer_exactly(runner, tmp_path, pg_url):
+    path = _source(tmp_path, tasks=20)
+    edges = [1e15, 1.5e15, 1e16, 123456789012345.6, 1e-5, 0.0001, 5e-324, 1e300, -0.0, float("inf")]
+    conn = sqlite3.connect(path, isolation_level=None)
+    ids = [r[0] for r in conn.execute("SELECT id FROM metrics ORDER BY id LIMIT %d" % len(edges))]
+    conn.executemany("UPDATE metrics SET metric_value = ? WHERE id = ?", list(zip(edges, ids)))
+    conn.close()
+    result = _transfer(runner, path, pg_url, "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    with _connect(pg_url) as pg:
+        got = dict(pg.execute("SELECT id, metric_value FROM metrics WHERE id = ANY(%s)", (ids,)).fetchall())
+    assert [got[i] for i in ids] == edges
+
+
+def test_an_integer_a_double_cannot_hold_is_refused_not_rounded():
+    # a REAL column makes SQLite store a double; a column of another affinity mapped to double precision can hold
+    # an integer a double cannot: it is refused, never rounded
+    from schema_dsl.pg.transfer import _Unconvertible, converter
+    convert, text = converter("double precision")
+    assert text(convert(2 ** 53)) == "9.007199254740992e+15"  # float8out's text
+    with pytest.raises(_Unconvertible, match="9007199254740993 has no exact double"):
+        convert(2 ** 53 + 1)
+
+
+# --- text that is not UTF-8 (issue 15, item 14) ----------------------------------------------------
+
+def test_text_that_is_not_utf8_is_one_line_naming_table_row_column(runner, tmp_path, pg_url):
+    path = _source(tmp_path, tasks=20)
+    _plant(path, "UPDATE tasks SET prompt = CAST(x'6869ff21' AS TEXT) WHERE id = 'task-4'")
+    result = _transfer(runner, path, pg_url)
+    assert result.exit_code == 2
+    err = result.stderr.strip()
+    assert "\n" not in err and "Traceback" not in result.output + result.stderr
+    assert "table 'tasks', row id='task-4', column 'prompt'" in err and "not valid UTF-8" in err
+    assert _counts(pg_url) == {}
+
+
+# --- what is not moved is named and counted (issue 17, point 8) --------------------------------------
+
+_FTS_DECL = """
+from schema_dsl.model import Column, PrimaryKey, Schema, Table, VirtualTable
+SCHEMA = Schema(name="notes", tables=[Table(name="notes", columns=[
+    Column(name="id", type="INTEGER"), Column(name="body", type="TEXT", not_null=True)],
+    primary_key=PrimaryKey(columns=["id"]))],
+    virtual_tables=[VirtualTable(name="notes_fts", module="fts5", args="body", sqlite_only=True)])
+"""
+
+
+def test_an_sqlite_only_fts5_table_and_an_undeclared_table_are_named_and_counted(runner, tmp_path, pg_url, pg_cluster):
+    decl = tmp_path / "notes_decl.py"
+    decl.write_text(_FTS_DECL)
+    path = str(tmp_path / "notes.db")
+    assert _cli(runner, "apply", "--db", path, "--schema", str(decl)).exit_code == 0
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executemany("INSERT INTO notes (body) VALUES (?)", [("n%d" % i,) for i in range(7)])
+    conn.executemany("INSERT INTO notes_fts (body) VALUES (?)", [("n%d" % i,) for i in range(5)])
+    conn.execute("CREATE TABLE scratch (x)")
+    conn.executemany("INSERT INTO scratch VALUES (?)", [(i,) for i in range(3)])
+    conn.close()
+    result = _cli(runner, "transfer", "--from", path, "--to", pg_url, "--schema", str(decl))
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "not moved: table 'notes_fts' (5 rows): a virtual table declared sqlite_only" in result.output
+    assert "not moved: table 'scratch' (3 rows): not in the declaration" in result.output
+    with _connect(pg_cluster.base) as pg:
+        pg.execute('DROP DATABASE IF EXISTS "fts_json" WITH (FORCE)')
+        pg.execute('CREATE DATABASE "fts_json"')
+    try:
+        again = _cli(runner, "transfer", "--from", path, "--to", pg_cluster.url("fts_json"), "--schema", str(decl),
+                     "--json")
+    finally:
+        with _connect(pg_cluster.base) as pg:
+            pg.execute('DROP DATABASE "fts_json" WITH (FORCE)')
+    assert again.exit_code == 0, again.output + again.stderr
+    report = json.loads(again.output)
+    assert report["rows"] == 7 and report["rows_not_moved"] == 8
+    assert [(t["table"], t["rows"]) for t in report["not_moved"]] == [("notes_fts", 5), ("scratch", 3)]

@@ -8,37 +8,50 @@ The steps (README, "PostgreSQL", "transfer"):
 2. On the target everything happens in ONE transaction, under `lock_timeout` (default 5s): the declared tables
    are locked ACCESS EXCLUSIVE; a target holding none of the declaration gets it applied first (pg/apply, inside
    this transaction); one that holds it must match it and its tables must be empty, else refused.
-3. Constraint timing: the foreign keys of the declared tables are dropped and their triggers disabled (the source's
-   rows already hold what its triggers wrote), the rows are loaded with COPY (in
-   dependency order, although with the keys dropped any order works: a child row may come before its parent,
-   as with tasks.parent_task_id), then every key is added back with its own definition (pg_get_constraintdef)
-   NOT VALID and VALIDATEd. Before that, one anti-join per key names the orphans (table, primary key, missing
-   parent): they stop the transfer, or with orphans="not-valid" are kept and that key stays NOT VALID.
+3. Constraint timing: the foreign keys of the declared tables are dropped, then their indexes (primary keys and
+   UNIQUE constraints included, each kept as its own definition: pg_get_indexdef, pg_get_constraintdef) and their
+   triggers disabled (the source's rows already hold what its triggers wrote). The rows are loaded with COPY
+   (in dependency order, although with the keys dropped any order works: a child row may come before its
+   parent, as with tasks.parent_task_id); then every index is built once from its definition (a duplicate stops
+   the transfer), and every key is added back NOT VALID and VALIDATEd. A key that fails to validate has its
+   orphans named (table, primary key, missing parent): they stop the transfer, or with orphans="not-valid" are
+   kept and that key stays NOT VALID.
 4. Identity sequences are set past both the highest id and SQLite's sqlite_sequence value.
-5. Verification before COMMIT: per table the row count, and a checksum over a canonical form of every row
-   computed the same way on both sides (the source's converted values as they were sent, the target's as read
-   back): each value canonicalized (ints as digits, floats by repr, timestamps isoformat to the microsecond, JSON
-   dumped with sorted keys, bytes as hex, booleans as t/f), each row hashed (BLAKE2b, 128 bits), the hashes
-   summed modulo 2**128. The sum does not depend on row order, so neither side's collation matters. Then the
-   structure is validated against the declaration. A mismatch rolls everything back.
+5. Verification before COMMIT: per table the row count, and a checksum of what was stored: each row's text
+   as PostgreSQL outputs it (every value in its type's text output under DateStyle ISO, extra_float_digits 1,
+   bytea_output hex: the settings of the transaction), COPY-escaped and tab-separated, hashed with MD5, the
+   hashes summed modulo 2**128. The source's side hashes the very lines it sends to COPY, in the same pass; the
+   target's side is one aggregate query per table on the server (_checksum_sql), so no row is read back. The
+   sum does not depend on row order, so neither side's collation matters. Then the structure is validated
+   against the declaration. A mismatch rolls everything back.
+
+Speed: SQLite itself writes the COPY text of the common shapes in the query that reads the rows
+(_sqlite_text_expr: integers, text, 0/1, BLOBs, 'YYYY-MM-DD HH:MM:SS[.ffffff]'); a row holding any other shape
+is read again and converted in Python, as are double precision (float8out's shortest digits), jsonb, numeric and
+date. Binary COPY is not used: the text lines are what both sides hash, and PostgreSQL parses them as fast.
 
 Values are converted by the type mapping (compile/postgresql.py): a value that cannot convert (text or JSON
 holding NUL, a non-timestamp in a timestamp column, invalid JSON, text in an integer column, ...) stops the
-transfer naming table, row and column; it is never coerced to NULL. jsonb stores JSON parsed: key order,
-spacing and duplicate keys (the last one wins) of the source text are not kept.
+transfer naming table, row and column; it is never coerced to NULL; so does text that is not UTF-8. jsonb
+stores JSON parsed: key order, spacing and duplicate keys (the last one wins) of the source text are not kept;
+its numbers are kept exactly (1.0000000000000000001 stays, as numeric holds it). An integer that has no exact
+double is refused in a double precision column. Every source table that is not moved (a virtual table, a
+table the declaration lacks) is named in the result with why and its row count.
 """
 from __future__ import annotations
 
 import datetime
 import decimal
+import fractions
 import hashlib
 import json
+import math
 import re
+import sqlite3
 import time
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg.types.json import Jsonb
 
 from ..compile.postgresql import TIMESTAMP
 from ..errors import SchemagenError
@@ -55,7 +68,7 @@ JSONB_NOTE = "jsonb stores JSON parsed: the source's key order, spacing and dupl
 EXAMPLES = 5          # orphans named per foreign key
 PROGRESS_ROWS = 10_000  # a progress event every this many rows of a table
 CHECKSUM_BITS = 128  # BLAKE2b's digest_size 16
-_blake2b = hashlib.blake2b
+_md5 = hashlib.md5
 
 
 class TransferError(SchemagenError):
@@ -127,7 +140,10 @@ def _integer(v):
 def _real(v):
     if isinstance(v, float):
         return v
-    if isinstance(v, int):
+    if isinstance(v, int) and not isinstance(v, bool):
+        if float(v) != v:
+            raise _Unconvertible("integer %d has no exact double precision value (it would be rounded to %r)"
+                                 % (v, float(v)))
         return float(v)
     raise _Unconvertible("%s %r is not a number" % (_kind(v), _short(v)))
 
@@ -171,11 +187,15 @@ def _json(v):
     if "\0" in v:
         raise _Unconvertible("JSON text holding NUL")
     try:
-        obj = json.loads(v, parse_constant=_no_constant)
+        obj = json.loads(v, parse_float=decimal.Decimal, parse_constant=_no_constant)
     except ValueError as exc:
         raise _Unconvertible("invalid JSON %r (%s)" % (_short(v), exc)) from None
     if not _nul_free(obj):
         raise _Unconvertible("JSON holding NUL (\\u0000; jsonb cannot hold it)")
+    try:
+        jsonb_text(obj).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Unconvertible("JSON holding a lone surrogate escape (jsonb cannot hold it)") from None
     return obj
 
 
@@ -195,59 +215,198 @@ def _kind(v):
     return {int: "integer", float: "real", str: "text", bytes: "BLOB"}.get(type(v), type(v).__name__)
 
 
+# --- PostgreSQL's own text of a converted value ----------------------------------------
+# The verification compares what was stored: the target's side is each value's text output on the server
+# (DateStyle ISO, extra_float_digits 1, bytea_output hex, set for the transaction), so the source's side must be
+# that same text, computed here (or, for the common shapes, by SQLite in the query that reads the rows).
+
+def pg_float(v):
+    """float8out's text (PostgreSQL 12+, extra_float_digits 1: the shortest digits that read back exactly): 1, 0.5,
+    1e+15, 1.5e-05, Infinity. repr differs in '1.0', in keeping fixed notation up to 1e16 (float8out: up to 1e15),
+    and in a tie: where repr's shortest digits lie exactly halfway to the next double (only at 2**52 and beyond),
+    float8out does not take them and gives the shortest that lies strictly closer."""
+    r = repr(v)
+    if abs(v) < 1e15:  # the common case: repr's notation is float8out's
+        return r[:-2] if r[-2:] == ".0" else r
+    if r[-1] == "f":  # inf, -inf (SQLite stores no NaN)
+        return r[:-3] + "Infinity"
+    if _tie(r, v):
+        for places in range(1, 17):
+            r = "%.*e" % (places, v)
+            if float(r) == v and not _tie(r, v):
+                break
+    mantissa, _, e = r.lstrip("-").partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).rstrip("0")
+    exp = len(whole) - 1 + int(e or 0)
+    sign = "-" if r[0] == "-" else ""
+    if exp < 15:
+        return sign + (digits + "0" * (exp + 1 - len(digits)) if len(digits) <= exp + 1
+                       else digits[:exp + 1] + "." + digits[exp + 1:])
+    return "%s%s%se+%02d" % (sign, digits[0], "." + digits[1:] if len(digits) > 1 else "", exp)
+
+
+def _tie(text, v):
+    """Whether the decimal text lies exactly halfway between v and a neighbouring double."""
+    exact, shown = fractions.Fraction(v), fractions.Fraction(text)
+    if shown == exact:
+        return False
+    other = math.nextafter(v, math.inf if shown > exact else -math.inf)
+    return shown * 2 == exact + fractions.Fraction(other)
+
+
+def numeric_text(d):
+    """numeric_out's text of a Decimal: fixed notation, the input's scale kept, no negative zero."""
+    if not d:
+        d = abs(d)
+    return format(d, "f")
+
+
+def _jkey(item):
+    b = item[0].encode("utf-8", "surrogatepass")
+    return len(b), b
+
+
+def jsonb_text(obj):
+    """jsonb_out's text of parsed JSON: keys ordered by length then bytes (as jsonb stores them), ', ' and ': ',
+    numbers as numeric keeps them (exact: 1.0000000000000000001 stays), strings escaped as PostgreSQL does."""
+    if isinstance(obj, str):
+        return json.dumps(obj, ensure_ascii=False)
+    if obj is None:
+        return "null"
+    if obj is True:
+        return "true"
+    if obj is False:
+        return "false"
+    if isinstance(obj, int):
+        return str(obj)
+    if isinstance(obj, decimal.Decimal):
+        return numeric_text(obj)
+    if isinstance(obj, float):  # a float from elsewhere: its exact shortest digits
+        return numeric_text(decimal.Decimal(repr(obj)))
+    if isinstance(obj, list):
+        return "[" + ", ".join([jsonb_text(v) for v in obj]) + "]"
+    return "{" + ", ".join([json.dumps(k, ensure_ascii=False) + ": " + jsonb_text(v)
+                            for k, v in sorted(obj.items(), key=_jkey)]) + "}"
+
+
+def _ts_text(v):
+    return v.isoformat(sep=" ", timespec="microseconds").rstrip("0").rstrip(".")
+
+
+def _numeric_text_for(pg_type):
+    m = re.match(r"numeric\((\d+)(?:,\s*(\d+))?\)", pg_type)
+    if not m:
+        return numeric_text
+    precision, scale = int(m.group(1)), int(m.group(2) or 0)
+
+    def text(d):
+        q = d.quantize(decimal.Decimal(1).scaleb(-scale), context=decimal.Context(prec=1000))
+        if q != d:
+            raise _Unconvertible("%s would be rounded to %s (%s)" % (d, q, pg_type))
+        if q and q.adjusted() >= precision - scale:
+            raise _Unconvertible("%s does not fit %s" % (d, pg_type))
+        return numeric_text(q)
+    return text
+
+
 def converter(pg_type):
-    """(convert SQLite value -> value for COPY, canonical text of a converted value) for a PostgreSQL type."""
+    """(convert SQLite value -> converted value, PostgreSQL's text output of a converted value) for a type."""
     if pg_type == "bigint":
         return _integer, str
     if pg_type == "double precision":
-        return _real, repr
+        return _real, pg_float
     if pg_type == "text":
         return _text, str
     if pg_type == "bytea":
-        return _bytes, bytes.hex
+        return _bytes, lambda v: "\\x" + v.hex()
     if pg_type == "boolean":
         return _boolean, lambda v: "t" if v else "f"
     if pg_type == TIMESTAMP:
-        return _timestamp, lambda v: v.isoformat(timespec="microseconds")
+        return _timestamp, _ts_text
     if pg_type == "date":
         return _date, datetime.date.isoformat
     if pg_type == "jsonb":
-        return _json, canonical_json
+        return _json, jsonb_text
     if pg_type.startswith("numeric"):
-        return _numeric, lambda v: str(v.normalize())
+        return _numeric, _numeric_text_for(pg_type)
     raise TransferError("no conversion to PostgreSQL's %s" % pg_type)
 
 
-def _json_numbers(obj):
-    """JSON with integral floats as ints: jsonb keeps 1e2 as 100, so both sides must agree on the number."""
-    if isinstance(obj, float) and obj.is_integer() and abs(obj) < 2 ** 53:
-        return int(obj)
-    if isinstance(obj, dict):
-        return {k: _json_numbers(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_numbers(v) for v in obj]
-    return obj
+def copy_escape(text):
+    """COPY's text format: backslash, tab, newline and carriage return escaped (the rest is taken as it is)."""
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
 
 
-def canonical_json(obj):
-    return json.dumps(_json_numbers(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# --- SQLite's side of the common shapes, in the query that reads the rows ---------------
+# For a type below, SQLite itself writes the COPY text of a value in its common shape (an integer in an integer
+# column, text in a text column, 'YYYY-MM-DD HH:MM:SS[.f..ffffff]' in a timestamp column, 0/1, a BLOB); any
+# other value makes the expression NULL, and its row goes through the Python conversions above (which convert
+# or refuse it by name). PostgreSQL parses the common shapes as exactly what their text says; a value it still
+# refuses (30 February) is named by running the Python conversions over that table.
+
+_TS_GLOB = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9][ T][0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
+
+
+def _sqlite_text_expr(pg_type, q):
+    r"""SQLite expression: the COPY text of column q (quoted) in its common shape, '\N' for NULL, else NULL."""
+    if pg_type == "bigint":
+        return "CASE typeof(%s) WHEN 'integer' THEN CAST(%s AS TEXT) WHEN 'null' THEN '\\N' END" % (q, q)
+    if pg_type == "text":
+        return ("CASE typeof(%s) WHEN 'text' THEN replace(replace(replace(replace(%s, '\\', '\\\\'), char(9), '\\t'), "
+                "char(10), '\\n'), char(13), '\\r') WHEN 'null' THEN '\\N' END" % (q, q))
+    if pg_type == "boolean":
+        return ("CASE WHEN %s IS NULL THEN '\\N' WHEN typeof(%s) = 'integer' THEN CASE %s WHEN 1 THEN 't' WHEN 0 THEN "
+                "'f' END END" % (q, q, q))
+    if pg_type == "bytea":
+        return "CASE typeof(%s) WHEN 'blob' THEN '\\\\x' || lower(hex(%s)) WHEN 'null' THEN '\\N' END" % (q, q)
+    if pg_type == TIMESTAMP:
+        def shape(pattern):
+            return "typeof(Q) = 'text' AND Q GLOB '%s' AND substr(Q, 12, 2) < '24'" % pattern
+        return ("CASE WHEN Q IS NULL THEN '\\N' WHEN %s AND length(Q) = 19 THEN J "
+                "WHEN %s AND length(Q) BETWEEN 21 AND 26 AND NOT substr(Q, 21) GLOB '*[^0-9]*' "
+                "THEN rtrim(rtrim(J, '0'), '.') END" % (shape(_TS_GLOB), shape(_TS_GLOB + ".[0-9]*"))
+                ).replace("J", "substr(Q, 1, 10) || ' ' || substr(Q, 12)").replace("Q", q)
+    return None
+
+
+# --- PostgreSQL's side: the same text, hashed on the server ------------------------------
+
+def _pg_text_expr(pg_type, q):
+    r"""PostgreSQL expression: the COPY text of column q as stored ('\N' for NULL), as the source's side writes it."""
+    if pg_type == "text":
+        return ("coalesce(replace(replace(replace(replace(%s, '\\', '\\\\'), E'\\t', '\\t'), E'\\n', '\\n'), "
+                "E'\\r', '\\r'), '\\N')" % q)
+    if pg_type in ("jsonb", "bytea"):  # jsonb's text escapes control characters; bytea's starts with a backslash
+        return "coalesce(replace(%s::text, '\\', '\\\\'), '\\N')" % q
+    if pg_type == "boolean":  # boolean::text is 'true', boolout's COPY text 't'
+        return "CASE WHEN %s THEN 't' WHEN NOT %s THEN 'f' ELSE '\\N' END" % (q, q)
+    return "coalesce(%s::text, '\\N')" % q
+
+
+def _checksum_sql(table, columns, types, utf8):
+    row = " || E'\\t' || ".join(_pg_text_expr(t, _q(c)) for c, t in zip(columns, types))
+    digest = "md5(%s)" % row if utf8 else "md5(convert_to(%s, 'UTF8'))" % row
+    parts = ", ".join("sum(('x' || substr(h, %d, 8))::bit(32)::bigint)" % (1 + 8 * i) for i in range(4))
+    return "SELECT count(*), %s FROM (SELECT %s AS h FROM %s) r" % (parts, digest, _q(table))
 
 
 class Checksum:
-    """Count and an order-independent checksum of rows: the sum of each canonical row's 128-bit BLAKE2b."""
+    """Count and an order-independent checksum of rows: the sum of each row's 128-bit MD5 over its COPY text
+    (every value as PostgreSQL's text output, COPY-escaped, tab-separated, NULL as \\N), modulo 2**128."""
 
-    __slots__ = ("canon", "rows", "total")
+    __slots__ = ("rows", "total")
 
-    def __init__(self, canon):
-        self.canon = canon
-        self.rows = 0
-        self.total = 0
+    def __init__(self, rows=0, total=0):
+        self.rows = rows
+        self.total = total
 
-    def add(self, row):
-        # no canonical value holds NUL (text and JSON holding it are refused): values are joined by NUL SOH, and
-        # NULL is a lone NUL, so the joined text reads back one way only
-        text = "\0\1".join([canon(v) if v is not None else "\0" for v, canon in zip(row, self.canon)])
-        self.total += int.from_bytes(_blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
+    def add_line(self, line):
+        self.total += int.from_bytes(_md5(line).digest(), "big")
         self.rows += 1
 
     @property
@@ -259,7 +418,7 @@ class Checksum:
 
 class TransferResult:
     __slots__ = ("source", "target", "applied_schema", "tables", "orphans", "not_valid", "sequences", "timings",
-                 "notes")
+                 "notes", "not_moved")
 
     def __init__(self, source, target):
         self.source, self.target = source, target
@@ -270,6 +429,7 @@ class TransferResult:
         self.sequences = {}   # "table.column" -> the value set
         self.timings = {}
         self.notes = [SNAPSHOT_NOTE]
+        self.not_moved = []   # {table, reason, rows}: every source table left behind
 
     @property
     def rows(self):
@@ -278,9 +438,11 @@ class TransferResult:
     def as_dict(self):
         return {"source": self.source, "target": self.target, "dialect": "postgresql",
                 "applied_schema": self.applied_schema, "rows": self.rows, "tables": self.tables,
-                "orphans": self.orphans, "not_valid": self.not_valid, "sequences": self.sequences,
+                "orphans": self.orphans, "not_valid": self.not_valid, "not_moved": self.not_moved,
+                "rows_not_moved": sum(t["rows"] or 0 for t in self.not_moved), "sequences": self.sequences,
                 "seconds": {k: round(v, 4) for k, v in self.timings.items()}, "notes": self.notes,
-                "checksum": "blake2b-128 per canonical row, summed mod 2**128 (order-independent)"}
+                "checksum": "md5 per row of its COPY text (each value as PostgreSQL's text output), summed mod 2**128 "
+                            "(order-independent); the target's side computed on the server"}
 
 
 # --- the source ----------------------------------------------------------------------
@@ -304,8 +466,31 @@ def _source_plan(conn, sqlite_structure, compiled):
         tables.append((st["name"], list(t["columns"]), [t["columns"][c]["type"] for c in t["columns"]],
                        list(t["primary_key"]),
                        [c for c, info in t["columns"].items() if info["identity"]]))
-    extras = [m for k, m in diffs if k == "extra"]
-    return tables, extras
+    extras = [m for k, m in diffs if k == "extra" and not m.startswith("extra table ")
+              and not re.match(r"\d+ tables beyond", m)]
+    declared = {n.lower() for n in sqlite_structure["tables"]}
+    undeclared = sorted(n for n in actual["tables"] if n.lower() not in declared)
+    return tables, extras, undeclared
+
+
+def _not_moved(conn, sqlite_structure, compiled, undeclared):
+    """Every table of the source that is not moved, why, and its rows (None when SQLite cannot count them, such as
+    a virtual table whose module this SQLite lacks)."""
+    with_body = {s["name"].lower() for s in compiled["statements"] if s["kind"] == "virtual table"}
+    out = []
+    for name in sorted(sqlite_structure.get("virtual_tables") or {}):
+        out.append((name, "a virtual table: its PostgreSQL counterpart is created by the declaration, its content is "
+                    "not moved (rebuild it there)" if name.lower() in with_body else
+                    "a virtual table declared sqlite_only: left out on PostgreSQL"))
+    out += [(name, "not in the declaration") for name in undeclared]
+    rows = []
+    for name, why in out:
+        try:
+            count = conn.execute("SELECT count(*) FROM %s" % quote_identifier(name)).fetchone()[0]
+        except sqlite3.Error:
+            count = None
+        rows.append({"table": name, "reason": why, "rows": count})
+    return rows
 
 
 def _sqlite_sequences(conn):
@@ -370,13 +555,14 @@ def describe_orphans(o):
 
 
 def _target_checksum(conn, table, columns, types):
-    sums = Checksum([converter(t)[1] for t in types])
-    with conn.cursor(name="schemagen_transfer_verify", binary=True) as cur:
-        cur.itersize = 5000
-        cur.execute("SELECT %s FROM %s" % (", ".join(_q(c) for c in columns), _q(table)))
-        for row in cur:
-            sums.add(row)
-    return sums
+    """The target's Checksum of table (columns in copy order), computed on the server: one MD5 per row over the
+    same text the source's side hashed, summed in four 32-bit parts."""
+    utf8 = conn.execute("SHOW server_encoding").fetchone()[0].upper() in ("UTF8", "UTF-8")
+    row = conn.execute(_checksum_sql(table, columns, types, utf8)).fetchone()
+    total = 0
+    for part in row[1:]:
+        total = (total << 32) + int(part or 0)
+    return Checksum(row[0], total)
 
 
 # --- the transfer ----------------------------------------------------------------------
@@ -398,13 +584,10 @@ def transfer(sqlite_path, url, sqlite_structure, compiled, orphans="refuse", loc
     source = open_existing(sqlite_path, "ro")
     try:
         source.execute("BEGIN")  # the snapshot: every read below is in this one read transaction
-        tables, extras = _source_plan(source, sqlite_structure, compiled)
+        tables, extras, undeclared = _source_plan(source, sqlite_structure, compiled)
         if extras:
             result.notes.append("not moved, the declaration lacks it: %s" % "; ".join(extras))
-        skipped = [s["name"] for s in compiled["statements"] if s["kind"] == "virtual table"]
-        if skipped:
-            result.notes.append("virtual tables are not moved (rebuild their content on PostgreSQL): %s"
-                                % ", ".join(skipped))
+        result.not_moved = _not_moved(source, sqlite_structure, compiled, undeclared)
         sequences = _sqlite_sequences(source)
         result.timings["source_check"] = time.perf_counter() - started
         target = pg_apply.connect(url)
@@ -418,6 +601,18 @@ def transfer(sqlite_path, url, sqlite_structure, compiled, orphans="refuse", loc
     return result
 
 
+def _deferred_indexes(conn, tables):
+    """The indexes on the declared tables that no foreign key needs (run after the keys are dropped):
+    (table, index, CREATE INDEX statement, constraint name or None, constraint definition or None)."""
+    return conn.execute(
+        "SELECT c.relname, i.relname, pg_get_indexdef(x.indexrelid), k.conname, pg_get_constraintdef(k.oid) "
+        "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid "
+        "LEFT JOIN pg_constraint k ON k.conindid = x.indexrelid AND k.conrelid = x.indrelid AND k.contype IN ('p', 'u', 'x') "
+        "WHERE c.relnamespace = %s AND c.relname = ANY(%s) "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = x.indexrelid) "
+        "ORDER BY c.relname, i.relname", (catalog.current_namespace(conn), list(tables))).fetchall()
+
+
 def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout, progress, result):
     database = result.target
     names = [t[0] for t in tables]
@@ -425,6 +620,10 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
     try:
         with target.transaction():
             target.execute("SELECT set_config('lock_timeout', %s, true)", (str(lock_timeout or "0"),))
+            # the text the verification compares is the server's output: one setting of each, for this transaction
+            for name, value in (("DateStyle", "ISO, YMD"), ("extra_float_digits", "1"), ("bytea_output", "hex"),
+                                ("client_encoding", "UTF8")):
+                target.execute("SELECT set_config(%s, %s, true)", (name, value))
             clock = time.perf_counter()
             present = pg_apply._declared_present(target, compiled["structure"])
             if not present:
@@ -445,6 +644,15 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             fks = _foreign_keys(target, names)
             for fk in fks:
                 target.execute("ALTER TABLE %s DROP CONSTRAINT %s" % (_q(fk[0]), _q(fk[1])))
+            # the rows are loaded without the indexes (primary keys and UNIQUE constraints too) and each index is
+            # built once afterwards from its own definition, as pg_dump's output does; a duplicate stops the
+            # transfer when its index is built
+            indexes = _deferred_indexes(target, names)
+            for tname, iname, _definition, cname, _cdef in indexes:
+                if cname:
+                    target.execute("ALTER TABLE %s DROP CONSTRAINT %s" % (_q(tname), _q(cname)))
+                else:
+                    target.execute("DROP INDEX %s" % _q(iname))
             # the source's rows already hold what its triggers wrote: the target's own triggers (a last_update
             # stamp, say) must not rewrite them while they are loaded; enabled again before COMMIT
             triggered = [r[0] for r in target.execute(
@@ -454,29 +662,45 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             for name in triggered:
                 target.execute("ALTER TABLE %s DISABLE TRIGGER USER" % _q(name))
             result.timings["prepare"] = time.perf_counter() - clock
+            clock = time.perf_counter()
             copied = {}
             for table, columns, types, pk, identity in tables:
                 copied[table] = _copy_table(source, target, table, columns, types, pk, progress, result)
             table = None
+            result.timings["copy"] = time.perf_counter() - clock
             for name in triggered:
                 target.execute("ALTER TABLE %s ENABLE TRIGGER USER" % _q(name))
+            clock = time.perf_counter()
+            progress("phase", "building %d indexes" % len(indexes))
+            for tname, iname, definition, cname, cdef in sorted(indexes, key=lambda ix: ix[3] is None):
+                table = tname
+                if cname:  # primary keys and UNIQUE constraints first: the foreign keys' checks use them
+                    target.execute("ALTER TABLE %s ADD CONSTRAINT %s %s" % (_q(tname), _q(cname), cdef))
+                else:
+                    target.execute(definition)
             table = None
+            result.timings["indexes"] = time.perf_counter() - clock
             clock = time.perf_counter()
             progress("phase", "checking foreign keys")
+            broken = []
+            for fk in fks:
+                target.execute("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID" % (_q(fk[0]), _q(fk[1]), fk[2]))
+                try:
+                    with target.transaction():  # a savepoint: a failed VALIDATE leaves the key NOT VALID
+                        target.execute("ALTER TABLE %s VALIDATE CONSTRAINT %s" % (_q(fk[0]), _q(fk[1])))
+                except pgerrors.ForeignKeyViolation:
+                    broken.append(fk)
             pks = {t[0]: t[3] for t in tables}
-            found = [o for o in (_orphans(target, fk, pks.get(fk[0])) for fk in fks) if o]
+            found = [o for o in (_orphans(target, fk, pks.get(fk[0])) for fk in broken) if o]
+            if len(found) != len(broken):
+                raise TransferError("%s: a foreign key failed to validate but no orphan was found; rolled back, "
+                                    "nothing was changed" % database)
             result.orphans = found
             if found and orphans == "refuse":
                 raise TransferError("the source holds rows that break a foreign key (orphans); nothing was changed "
                                     "(--orphans=not-valid keeps them and leaves that key NOT VALID): %s" % (
                                         "; ".join(describe_orphans(o) for o in found)))
-            broken = {(o["table"], o["constraint"]) for o in found}
-            for fk in fks:
-                target.execute("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID" % (_q(fk[0]), _q(fk[1]), fk[2]))
-                if (fk[0], fk[1]) in broken:
-                    result.not_valid.append("%s.%s" % (fk[0], fk[1]))
-                else:
-                    target.execute("ALTER TABLE %s VALIDATE CONSTRAINT %s" % (_q(fk[0]), _q(fk[1])))
+            result.not_valid = ["%s.%s" % (fk[0], fk[1]) for fk in broken]
             if result.not_valid:
                 result.notes.append("kept orphans: foreign key%s %s left NOT VALID (existing rows unchecked, new rows "
                                     "checked)" % ("" if len(result.not_valid) == 1 else "s", ", ".join(result.not_valid)))
@@ -490,7 +714,7 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             result.timings["sequences"] = time.perf_counter() - clock
             clock = time.perf_counter()
             progress("phase", "verifying counts and checksums")
-            for table, columns, types, pk, identity in tables:
+            for table, (columns, types, _sums) in copied.items():
                 sums = _target_checksum(target, table, columns, types)
                 info = result.tables[table]
                 info["target_rows"], info["target_checksum"] = sums.rows, sums.hex
@@ -523,47 +747,165 @@ def _one_line(text):
     return " ".join(str(text).split())
 
 
-def _copy_table(source, target, table, columns, types, pk, progress, result):
-    clock = time.perf_counter()
-    total = source.execute("SELECT count(*) FROM %s" % quote_identifier(table)).fetchone()[0]
-    progress("table", table, 0, total, 0.0)
+COPY_CHUNK = 1 << 20  # bytes sent to COPY at a time
+
+
+def copy_order(columns, types):
+    """The columns in the order they are sent: those SQLite writes the text of first, then those converted in
+    Python (double precision, jsonb, numeric, date). COPY names its columns, so any order loads the same rows."""
+    fast = [(c, t) for c, t in zip(columns, types) if _sqlite_text_expr(t, "x") is not None]
+    slow = [(c, t) for c, t in zip(columns, types) if _sqlite_text_expr(t, "x") is None]
+    return [c for c, _ in fast + slow], [t for _, t in fast + slow], len(fast)
+
+
+def _source_rows(source, sql, args=()):
+    """The rows of a query, or None at a text value that is not UTF-8 (the caller names it)."""
+    cur = source.execute(sql, args)
+    while True:
+        try:
+            batch = cur.fetchmany(2000)
+        except sqlite3.OperationalError as exc:
+            if "decode" in str(exc) or "UTF-8" in str(exc):
+                yield None
+                return
+            raise
+        if not batch:
+            return
+        yield from batch
+
+
+def _locate(source, table, columns, types, pk):
+    """Raise the TransferError naming the first row and column of table whose value cannot convert (converting
+    every value in Python, text read as bytes so text that is not UTF-8 is named too); return if none is found."""
     pairs = [converter(t) for t in types]
-    convert = [p[0] for p in pairs]
-    jsonb = [t == "jsonb" for t in types]
-    sums = Checksum([p[1] for p in pairs])
     with_rowid = not pk
-    select = "SELECT %s%s FROM %s" % ("rowid, " if with_rowid else "", ", ".join(quote_identifier(c) for c in columns),
-                                      quote_identifier(table))
-    rows = source.execute(select)
-    n = 0
-    width = len(columns)
-    copy_sql = "COPY %s (%s) FROM STDIN" % (_q(table), ", ".join(_q(c) for c in columns))
-    with target.cursor() as cur, cur.copy(copy_sql) as copy:
-        for raw in rows:
-            rowid = raw[0] if with_rowid else None
-            values = raw[1:] if with_rowid else raw
-            out = [None] * width
-            for i in range(width):
-                v = values[i]
+    select = "SELECT %s%s FROM %s" % ("rowid, " if with_rowid else "", ", ".join(
+        "typeof(%s), CASE typeof(%s) WHEN 'text' THEN CAST(%s AS BLOB) ELSE %s END" % ((quote_identifier(c),) * 4)
+        for c in columns), quote_identifier(table))
+    for raw in source.execute(select):
+        rowid = raw[0] if with_rowid else None
+        flat = raw[1:] if with_rowid else raw
+        kinds, values = flat[0::2], list(flat[1::2])
+        bad = None
+        for i, kind in enumerate(kinds):
+            if kind == "text":
+                try:
+                    values[i] = values[i].decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    values[i] = values[i].decode("utf-8", "replace")
+                    bad = bad or (i, "text that is not valid UTF-8 (byte 0x%02x at offset %d)" % (
+                        exc.object[exc.start], exc.start))
+        if bad is None:
+            for i, v in enumerate(values):
                 if v is None:
                     continue
                 try:
-                    out[i] = convert[i](v)
+                    pairs[i][1](pairs[i][0](v))
                 except _Unconvertible as exc:
-                    raise TransferError("table '%s', row %s, column '%s': %s; it is never coerced to NULL: fix the "
-                                        "value in the source; nothing was changed" % (
-                                            table, _row_label(pk, columns, values, rowid), columns[i], exc)) from None
-            sums.add(out)
-            copy.write_row([Jsonb(v) if jsonb[i] and v is not None else v for i, v in enumerate(out)]
-                           if any(jsonb) else out)
-            n += 1
-            if n % PROGRESS_ROWS == 0:
-                progress("copy", table, n, total, time.perf_counter() - clock)
+                    bad = (i, str(exc))
+                    break
+        if bad is not None:
+            raise TransferError("table '%s', row %s, column '%s': %s; it is never coerced to NULL: fix the value in the "
+                                "source; nothing was changed" % (
+                                    table, _row_label(pk, columns, values, rowid), columns[bad[0]], bad[1]))
+
+
+def _line(values, pairs):
+    out = []
+    for v, (convert, text) in zip(values, pairs):
+        out.append("\\N" if v is None else copy_escape(text(convert(v))))
+    return "\t".join(out)
+
+
+def _copy_table(source, target, table, columns, types, pk, progress, result):
+    """COPY the table's rows (columns in copy_order); the source's Checksum of what was sent, taken in the same pass.
+
+    SQLite writes the text of the common shapes (_sqlite_text_expr); a row it cannot write (line NULL) is read again
+    in a second pass and converted in Python; double precision, jsonb, numeric and date are converted in Python."""
+    clock = time.perf_counter()
+    total = source.execute("SELECT count(*) FROM %s" % quote_identifier(table)).fetchone()[0]
+    progress("table", table, 0, total, 0.0)
+    columns, types, n_fast = copy_order(columns, types)
+    qt = quote_identifier(table)
+    line_sql = " || char(9) || ".join(_sqlite_text_expr(t, quote_identifier(c))
+                                      for c, t in zip(columns[:n_fast], types[:n_fast])) or "''"
+    slow_pairs = [converter(t) for t in types[n_fast:]]
+    slow_cols = "".join(", " + quote_identifier(c) for c in columns[n_fast:])
+    sums = Checksum()
+    copy_sql = "COPY %s (%s) FROM STDIN" % (_q(table), ", ".join(_q(c) for c in columns))
+    skipped = 0
+
+    def failed(detail):
+        _locate(source, table, columns, types, pk)
+        raise TransferError("table '%s': %s; nothing was changed" % (table, detail))
+
+    try:
+        with target.cursor() as cur, cur.copy(copy_sql) as copy:
+            buf, size = [], 0
+            add = sums.add_line
+            for row in _source_rows(source, "SELECT %s%s FROM %s" % (line_sql, slow_cols, qt)):
+                if row is None:
+                    failed("a value could not be read")
+                line = row[0]
+                if line is None:
+                    skipped += 1  # read again below, converted in Python
+                    continue
+                if n_fast < len(columns):
+                    try:
+                        tail = [("\\N" if v is None else copy_escape(text(convert(v))))
+                                for v, (convert, text) in zip(row[1:], slow_pairs)]
+                    except _Unconvertible as exc:
+                        failed(str(exc))
+                    line = line + "\t" + "\t".join(tail) if n_fast else "\t".join(tail)
+                try:
+                    data = line.encode("utf-8")
+                except UnicodeEncodeError:
+                    failed("a value is not valid UTF-8")
+                add(data)
+                buf.append(data)
+                size += len(data)
+                if size >= COPY_CHUNK or len(buf) >= PROGRESS_ROWS:
+                    chunk = b"\n".join(buf) + b"\n"
+                    if b"\0" in chunk:
+                        failed("a value holds NUL")
+                    copy.write(chunk)
+                    buf, size = [], 0
+                    progress("copy", table, sums.rows, total, time.perf_counter() - clock)
+            if buf:
+                chunk = b"\n".join(buf) + b"\n"
+                if b"\0" in chunk:
+                    failed("a value holds NUL")
+                copy.write(chunk)
+            if skipped:
+                pairs = [converter(t) for t in types]
+                fast_line = "(%s)" % line_sql
+                with_rowid = not pk
+                select = "SELECT %s%s FROM %s WHERE %s IS NULL" % (
+                    "rowid, " if with_rowid else "", ", ".join(quote_identifier(c) for c in columns), qt, fast_line)
+                for raw in _source_rows(source, select):
+                    if raw is None:
+                        failed("a value could not be read")
+                    try:
+                        data = _line(raw[1:] if with_rowid else raw, pairs).encode("utf-8")
+                    except (_Unconvertible, UnicodeEncodeError) as exc:
+                        failed(str(exc))
+                    if b"\0" in data:
+                        failed("a value holds NUL")
+                    add(data)
+                    copy.write(data + b"\n")
+                    skipped -= 1
+    except psycopg.Error as exc:
+        if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+            _locate(source, table, columns, types, pk)  # a value PostgreSQL refuses that Python's rules refuse too
+        raise
+    n = sums.rows
+    if n != total or skipped:
+        raise TransferError("table '%s': read %d rows of %d; nothing was changed" % (table, n, total))
     seconds = time.perf_counter() - clock
     result.tables[table] = {"rows": n, "checksum": sums.hex, "seconds": round(seconds, 4),
                             "rows_per_second": round(n / seconds) if seconds > 0 else None}
     progress("done", table, n, total, seconds)
-    return n
+    return columns, types, sums
 
 
 def _set_sequence(conn, table, column, sqlite_seq):
@@ -591,5 +933,8 @@ def format_result(result):
             lines.append("  sequence of %s set to %d" % (key, value))
     for o in result.orphans:
         lines.append("  kept orphans: %s" % describe_orphans(o))
+    for t in result.not_moved:
+        lines.append("  not moved: table '%s' (%s rows): %s" % (
+            t["table"], "?" if t["rows"] is None else t["rows"], t["reason"]))
     lines += ["  note: %s" % n for n in result.notes]
     return "\n".join(lines)
