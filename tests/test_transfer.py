@@ -509,3 +509,17 @@ def test_an_sqlite_only_fts5_table_and_an_undeclared_table_are_named_and_counted
     report = json.loads(again.output)
     assert report["rows"] == 7 and report["rows_not_moved"] == 8
     assert [(t["table"], t["rows"]) for t in report["not_moved"]] == [("notes_fts", 5), ("scratch", 3)]
+
+
+def test_text_that_copy_must_escape_arrives_exactly(runner, tmp_path, pg_url):
+    path = _source(tmp_path, tasks=20)
+    odd = {"task-1": "tab\there", "task-2": "line\nbreak\r\n", "task-3": "back\\slash \\N", "task-4": "\\N",
+           "task-5": "", "task-6": "caf\u00e9 \u2603 \U0001f600"}
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executemany("UPDATE tasks SET prompt = ? WHERE id = ?", [(v, k) for k, v in odd.items()])
+    conn.close()
+    result = _transfer(runner, path, pg_url, "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    with _connect(pg_url) as pg:
+        got = dict(pg.execute("SELECT id, prompt FROM tasks WHERE id = ANY(%s)", (list(odd),)).fetchall())
+    assert got == odd  # '\N' the text is text, not NULL; '' is not NULL either

@@ -343,12 +343,30 @@ def _run_steps(conn, plan, progress):
     return count, timings
 
 
+# The structure is a function of the schema text in sqlite_master (the PRAGMAs that read_structure runs report
+# what this SQLite parsed from it), so a schema already read and found to match a Target in this process needs
+# neither the PRAGMAs nor the comparison again: sqlite_master's rows -> (structure, the Targets it matched).
+# Many files created in one process (a test suite, one file per tenant) each cost one query instead of ~70.
+_VERIFIED = {}
+_VERIFIED_MAX = 8
+
+
 def _verify_structure(conn, target):
     """The structure after the plan; ApplyError when it is not the declared one."""
+    master = tuple(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid").fetchall())
+    known = _VERIFIED.get(master)
+    if known is not None and any(t is target for t in known[1]):
+        return known[0]
     verified = structure.read_structure(conn)
     problems = [m for k, m in structure.compare(target.structure, verified) if k != "extra"]
     if problems:
         raise ApplyError("after the plan the structure still differs, rolled back: " + "; ".join(problems[:10]))
+    if known is None:
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.pop(next(iter(_VERIFIED)))
+        known = _VERIFIED[master] = (verified, [])
+    known[1].append(target)
+    del known[1][:-4]  # a Target per call (a declaration compiled each time) must not pile up
     return verified
 
 

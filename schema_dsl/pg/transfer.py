@@ -26,9 +26,9 @@ The steps (README, "PostgreSQL", "transfer"):
    against the declaration. A mismatch rolls everything back.
 
 Speed: SQLite itself writes the COPY text of the common shapes in the query that reads the rows
-(_sqlite_text_expr: integers, text, 0/1, BLOBs, 'YYYY-MM-DD HH:MM:SS[.ffffff]'); a row holding any other shape
-is read again and converted in Python, as are double precision (float8out's shortest digits), jsonb, numeric and
-date. Binary COPY is not used: the text lines are what both sides hash, and PostgreSQL parses them as fast.
+(_sqlite_text_expr: integers, text, 0/1, 'YYYY-MM-DD HH:MM:SS[.ffffff]'); a row holding any other shape, or
+text that COPY must escape, is read again and converted in Python, as are double precision (float8out's shortest
+digits), jsonb, bytea, numeric and date. Binary COPY is not used: the text lines are what both sides hash, and PostgreSQL parses them as fast.
 
 Values are converted by the type mapping (compile/postgresql.py): a value that cannot convert (text or JSON
 holding NUL, a non-timestamp in a timestamp column, invalid JSON, text in an integer column, ...) stops the
@@ -333,6 +333,16 @@ def converter(pg_type):
     raise TransferError("no conversion to PostgreSQL's %s" % pg_type)
 
 
+def copy_text(pg_type):
+    """SQLite value (not None) -> its COPY text: converted, PostgreSQL's text output, COPY-escaped."""
+    convert, text = converter(pg_type)
+    if pg_type == "double precision":
+        return lambda v: pg_float(v if v.__class__ is float else convert(v))
+    if pg_type in ("bigint", "boolean", TIMESTAMP, "date") or pg_type.startswith("numeric"):
+        return lambda v: text(convert(v))  # no character COPY escapes
+    return lambda v: copy_escape(text(convert(v)))
+
+
 def copy_escape(text):
     """COPY's text format: backslash, tab, newline and carriage return escaped (the rest is taken as it is)."""
     if "\\" in text:
@@ -344,7 +354,7 @@ def copy_escape(text):
 
 # --- SQLite's side of the common shapes, in the query that reads the rows ---------------
 # For a type below, SQLite itself writes the COPY text of a value in its common shape (an integer in an integer
-# column, text in a text column, 'YYYY-MM-DD HH:MM:SS[.f..ffffff]' in a timestamp column, 0/1, a BLOB); any
+# column, text in a text column, 'YYYY-MM-DD HH:MM:SS[.f..ffffff]' in a timestamp column, 0/1); any
 # other value makes the expression NULL, and its row goes through the Python conversions above (which convert
 # or refuse it by name). PostgreSQL parses the common shapes as exactly what their text says; a value it still
 # refuses (30 February) is named by running the Python conversions over that table.
@@ -356,14 +366,11 @@ def _sqlite_text_expr(pg_type, q):
     r"""SQLite expression: the COPY text of column q (quoted) in its common shape, '\N' for NULL, else NULL."""
     if pg_type == "bigint":
         return "CASE typeof(%s) WHEN 'integer' THEN CAST(%s AS TEXT) WHEN 'null' THEN '\\N' END" % (q, q)
-    if pg_type == "text":
-        return ("CASE typeof(%s) WHEN 'text' THEN replace(replace(replace(replace(%s, '\\', '\\\\'), char(9), '\\t'), "
-                "char(10), '\\n'), char(13), '\\r') WHEN 'null' THEN '\\N' END" % (q, q))
+    if pg_type == "text":  # as it is: the row's line is checked for what COPY must escape (_plain)
+        return "CASE typeof(%s) WHEN 'text' THEN %s WHEN 'null' THEN '\\N' END" % (q, q)
     if pg_type == "boolean":
         return ("CASE WHEN %s IS NULL THEN '\\N' WHEN typeof(%s) = 'integer' THEN CASE %s WHEN 1 THEN 't' WHEN 0 THEN "
                 "'f' END END" % (q, q, q))
-    if pg_type == "bytea":
-        return "CASE typeof(%s) WHEN 'blob' THEN '\\\\x' || lower(hex(%s)) WHEN 'null' THEN '\\N' END" % (q, q)
     if pg_type == TIMESTAMP:
         def shape(pattern):
             return "typeof(Q) = 'text' AND Q GLOB '%s' AND substr(Q, 12, 2) < '24'" % pattern
@@ -392,7 +399,8 @@ def _checksum_sql(table, columns, types, utf8):
     row = " || E'\\t' || ".join(_pg_text_expr(t, _q(c)) for c, t in zip(columns, types))
     digest = "md5(%s)" % row if utf8 else "md5(convert_to(%s, 'UTF8'))" % row
     parts = ", ".join("sum(('x' || substr(h, %d, 8))::bit(32)::bigint)" % (1 + 8 * i) for i in range(4))
-    return "SELECT count(*), %s FROM (SELECT %s AS h FROM %s) r" % (parts, digest, _q(table))
+    # OFFSET 0 keeps the subquery apart: pulled up, its md5 would be computed once per reference (four times)
+    return "SELECT count(*), %s FROM (SELECT %s AS h FROM %s OFFSET 0) r" % (parts, digest, _q(table))
 
 
 class Checksum:
@@ -817,20 +825,31 @@ def _line(values, pairs):
     return "\t".join(out)
 
 
-def _copy_table(source, target, table, columns, types, pk, progress, result):
-    """COPY the table's rows (columns in copy_order); the source's Checksum of what was sent, taken in the same pass.
+_ESCAPED = "'*[' || char(92, 9, 10, 13) || ']*'"  # GLOB: text holding what COPY's text format escapes
 
-    SQLite writes the text of the common shapes (_sqlite_text_expr); a row it cannot write (line NULL) is read again
-    in a second pass and converted in Python; double precision, jsonb, numeric and date are converted in Python."""
+
+def _copy_table(source, target, table, columns, types, pk, progress, result):
+    r"""COPY the table's rows (columns in copy_order); the source's Checksum of what was sent, taken in the same pass.
+
+    Pass 1: SQLite writes each row's line from the common shapes (_sqlite_text_expr), text as it is; a line whose
+    text holds a tab, newline, carriage return or backslash (told by counting them: the only backslashes of a
+    plain line are its NULLs' \N) or a value in another shape (line NULL) is left for pass 2, which reads those
+    rows again with the same condition and converts every value in Python. double precision, jsonb, bytea,
+    numeric and date are converted in Python in pass 1."""
     clock = time.perf_counter()
     total = source.execute("SELECT count(*) FROM %s" % quote_identifier(table)).fetchone()[0]
     progress("table", table, 0, total, 0.0)
     columns, types, n_fast = copy_order(columns, types)
     qt = quote_identifier(table)
-    line_sql = " || char(9) || ".join(_sqlite_text_expr(t, quote_identifier(c))
-                                      for c, t in zip(columns[:n_fast], types[:n_fast])) or "''"
-    slow_pairs = [converter(t) for t in types[n_fast:]]
+    fast = [quote_identifier(c) for c in columns[:n_fast]]
+    line_sql = " || char(9) || ".join(_sqlite_text_expr(t, c) for c, t in zip(fast, types[:n_fast])) or "''"
+    nulls_sql = " + ".join("(%s IS NULL)" % c for c in fast) or "0"
+    texts = [c for c, t in zip(fast, types[:n_fast]) if t == "text"]
+    pass2 = "(%s) IS NULL" % line_sql + (" OR (%s) GLOB %s" % (" || ".join("coalesce(%s, '')" % c for c in texts),
+                                                                 _ESCAPED) if texts else "")
+    slow_text = [copy_text(t) for t in types[n_fast:]]
     slow_cols = "".join(", " + quote_identifier(c) for c in columns[n_fast:])
+    tabs = n_fast - 1
     sums = Checksum()
     copy_sql = "COPY %s (%s) FROM STDIN" % (_q(table), ", ".join(_q(c) for c in columns))
     skipped = 0
@@ -843,17 +862,17 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
         with target.cursor() as cur, cur.copy(copy_sql) as copy:
             buf, size = [], 0
             add = sums.add_line
-            for row in _source_rows(source, "SELECT %s%s FROM %s" % (line_sql, slow_cols, qt)):
+            for row in _source_rows(source, "SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols, qt)):
                 if row is None:
                     failed("a value could not be read")
                 line = row[0]
-                if line is None:
-                    skipped += 1  # read again below, converted in Python
+                if line is None or line.count("\\") != row[1] or line.count("\t") != tabs or "\n" in line \
+                        or "\r" in line:
+                    skipped += 1  # read again in pass 2
                     continue
-                if n_fast < len(columns):
+                if slow_text:
                     try:
-                        tail = [("\\N" if v is None else copy_escape(text(convert(v))))
-                                for v, (convert, text) in zip(row[1:], slow_pairs)]
+                        tail = ["\\N" if v is None else f(v) for v, f in zip(row[2:], slow_text)]
                     except _Unconvertible as exc:
                         failed(str(exc))
                     line = line + "\t" + "\t".join(tail) if n_fast else "\t".join(tail)
@@ -878,15 +897,12 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
                 copy.write(chunk)
             if skipped:
                 pairs = [converter(t) for t in types]
-                fast_line = "(%s)" % line_sql
-                with_rowid = not pk
-                select = "SELECT %s%s FROM %s WHERE %s IS NULL" % (
-                    "rowid, " if with_rowid else "", ", ".join(quote_identifier(c) for c in columns), qt, fast_line)
+                select = "SELECT %s FROM %s WHERE %s" % (", ".join(quote_identifier(c) for c in columns), qt, pass2)
                 for raw in _source_rows(source, select):
                     if raw is None:
                         failed("a value could not be read")
                     try:
-                        data = _line(raw[1:] if with_rowid else raw, pairs).encode("utf-8")
+                        data = _line(raw, pairs).encode("utf-8")
                     except (_Unconvertible, UnicodeEncodeError) as exc:
                         failed(str(exc))
                     if b"\0" in data:
