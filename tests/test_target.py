@@ -169,3 +169,20 @@ def test_a_damaged_compiled_declaration_is_one_clear_error(monkeypatch, tmp_path
     assert len(lines) == 1 and lines[0].startswith("error: generated files: cannot read declaration.json")
     assert "schemagen render" in lines[0]
     assert not (tmp_path / "a.db").exists()
+
+
+def test_a_structure_verified_once_is_not_taken_for_another_declaration(tmp_path):
+    # apply remembers a schema it read and verified (one query instead of the PRAGMAs for the next new file);
+    # the same schema text must still be compared against any other declaration's structure
+    import copy
+    from schema_dsl.errors import ApplyError
+    from schema_dsl.migrate import apply as apply_mod
+    shipped = shipped_target()
+    first = apply_mod.apply(str(tmp_path / "a.db"), backup=False)
+    assert apply_mod.apply(str(tmp_path / "b.db"), backup=False).structure is first.structure  # remembered
+    compiled = copy.deepcopy(shipped.compiled)
+    name, index = next(iter(compiled["structure"]["indexes"].items()))
+    compiled["structure"]["indexes"]["idx_expected_elsewhere"] = dict(index)
+    other = Target(shipped.files, compiled)
+    with pytest.raises(ApplyError, match="structure still differs.*idx_expected_elsewhere"):
+        apply_mod.apply(str(tmp_path / "c.db"), schema=other, backup=False)
