@@ -50,6 +50,16 @@ def build_legacy(path, shape, tasks, agents=None, rows=None):
     return path
 
 
+def settle(path):
+    """fsync a file (not measured): its pages are on disk, as a user's database long written is."""
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
 def copy_db(src, dst):
     """A copy of a closed, checkpointed database file (its WAL is gone once closed)."""
     remove_db(dst)

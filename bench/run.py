@@ -56,7 +56,7 @@ SIZES = {
 
 TARGETS = {
     "fresh": 1.3, "inproc": 1.2, "migration": 1.15, "rebuild_all": 5.0, "rss_mib": 60.0, "rss_flat_mib": 5.0,
-    "backup": 1.3,
+    "backup": 1.3, "transfer": 1.5, "transfer_rss_mib": 100.0,
 }
 
 
@@ -198,7 +198,7 @@ def measure_migration(ctx, size_label, shape, baseline_mode, with_backup, with_r
     kept = {}
 
     def prepare(name):
-        C.copy_db(src, trial)
+        C.settle(C.copy_db(src, trial))  # not measured: no side's fsync waits on writing back this fresh copy
 
     def after(name):
         for p in Path(work).glob(trial.name + ".backup-*"):
@@ -229,6 +229,7 @@ def measure_backup(ctx, size_label="large"):
     alternating."""
     cfg, work, env = ctx["cfg"], ctx["work"], ctx["env"]
     src = ctx["fixtures"]["old_%s" % size_label]
+    C.settle(src)  # a settled file, as a user's database is: no side pays for writing back the fixture's build
     outdir = work / "backups"
     outdir.mkdir(exist_ok=True)
     sides = {name: (lambda mode=mode: C.run_process(C.python_cmd("backup_copy.py", mode, src, outdir), env=env))
@@ -243,6 +244,7 @@ def measure_backup(ctx, size_label="large"):
     shutil.rmtree(outdir, ignore_errors=True)
     out = {name: {"time": times(rs), "rss": rss(rs)} for name, rs in res.items()}
     out["bytes"] = os.path.getsize(src)
+    out["size"] = size_label
     out["ratio"] = ratio(out["schemagen backup (as apply: copy under the write lock)"]["time"], out["cp + fsync"]["time"])
     out["ratio_api"] = ratio(out["schemagen backup through the backup API"]["time"], out["cp + fsync"]["time"])
     return out
@@ -353,11 +355,14 @@ def measure_concurrency(ctx):
     return out
 
 
-def measure_transfer(ctx):
-    """`schemagen transfer` of the migrated large fixture into a throwaway PostgreSQL vs hand-written COPY
-    (bench/pg_transfer.py); a note instead when PostgreSQL's binaries or psycopg are missing."""
+def measure_transfer(ctx, size_label="large"):
+    """`schemagen transfer` of a migrated fixture into a throwaway PostgreSQL vs its floor (psql \\copy fed by
+    sqlite3 -csv, indexes and keys added after) and hand-written COPY with indexes kept (bench/pg_transfer.py); a
+    note instead when PostgreSQL's binaries, psycopg, sqlite3 or psql are missing."""
     import pg_transfer
-    return pg_transfer.measure(ctx, ctx["migrated_large"], alternate, times, ratio, log)
+    out = pg_transfer.measure(ctx, ctx["migrated_%s" % size_label], alternate, times, ratio, log)
+    out["size"] = size_label
+    return out
 
 
 def measure_pg_migration(ctx):
@@ -454,6 +459,10 @@ MEDIANS = {
                                         ("retrofitted_large", "hand-written (rebuild12)", "time")),
     "backup.ratio": _medians(("backup", "schemagen backup (as apply: copy under the write lock)", "time"),
                              ("backup", "cp + fsync", "time")),
+    "backup_small.ratio": _medians(("backup_small", "schemagen backup (as apply: copy under the write lock)", "time"),
+                                   ("backup_small", "cp + fsync", "time")),
+    "transfer.ratio": _medians(("transfer", "schemagen"), ("transfer", "floor")),
+    "transfer_small.ratio": _medians(("transfer_small", "schemagen"), ("transfer_small", "floor")),
     "pg_migration.ratio": _medians(("pg_migration", "schemagen"), ("pg_migration", "baseline")),
     "m2.ratio": _medians(("m2", "schemagen apply --no-backup --no-validate", "time"), ("m2", "hand-written M1 -> M2", "time")),
     "migration_large.backup_over_no_backup": _medians(("migration_large", "schemagen apply (backup on)", "time"),
@@ -477,6 +486,39 @@ def apply_rss(res):
 
 def yes(ok):
     return "**met**" if ok else "**missed**"
+
+
+def transfer_section(tr, heading="## 8. `schemagen transfer` to PostgreSQL vs its floor"):
+    """The report's text of one transfer measure (bench/pg_transfer.py's measure())."""
+    out = ["%s (%s fixture)" % (heading, tr.get("size", "large")), ""]
+    if "skipped" in tr:
+        return "\n".join(out + ["Not measured: %s." % tr["skipped"], ""])
+    out.append(
+        "The migrated %s fixture (%d rows in all) moved into a new database of a throwaway PostgreSQL cluster (%s, "
+        "fsync off, unix socket) that has the declaration applied (not measured), one whole process per side "
+        "(`bench/pg_transfer.py`), %d run(s) each, alternating. The floor is `psql` running one script in one "
+        "transaction: `\\copy ... FROM PROGRAM 'sqlite3 -csv ...'` per table, the indexes and foreign keys "
+        "(dropped beforehand, not measured) added back after the load, the sequences set; it checks nothing. "
+        "schemagen checks the source's structure, converts every value or refuses it by name, loads with COPY "
+        "with the indexes and keys deferred (built, added NOT VALID and VALIDATEd after), sets the sequences, "
+        "and verifies counts and checksums of what was stored (the source's side hashed in the pass that feeds "
+        "COPY, the target's by one aggregate query per table on the server), then the structure. The "
+        "hand-written COPY keeps every index and key during the load and checks nothing." % (
+            tr.get("size", "large"), tr["rows"], tr["server"], tr["schemagen"]["n"]))
+    out += ["", "| side | time | rows/s | peak RSS |", "| --- | --- | --- | --- |"]
+    for label, key, side in (("schemagen transfer", "schemagen", "schemagen transfer"),
+                             ("floor: psql \\\\copy from sqlite3 -csv, indexes after", "floor",
+                              "floor: psql \\copy, indexes after"),
+                             ("hand-written COPY, indexes kept", "baseline", "hand-written COPY, indexes kept")):
+        out.append("| %s | %s | %.0f | %.1f MiB |" % (label, fmt_range(tr[key]), tr["rows_per_s"][key],
+                                                      tr["rss"][side]))
+    out += ["", "schemagen / floor: %.2fx (target ≤ %.2fx): %s; peak RSS %.1f MiB (target < %.0f MiB): %s; schemagen "
+            "/ hand-written COPY with indexes kept: %.2fx. schemagen's phases in its last run: %s." % (
+                tr["ratio"], TARGETS["transfer"], yes(tr["ratio"] <= TARGETS["transfer"]),
+                tr["rss"]["schemagen transfer"], TARGETS["transfer_rss_mib"],
+                yes(tr["rss"]["schemagen transfer"] < TARGETS["transfer_rss_mib"]), tr["ratio_kept"],
+                ", ".join("%s %s" % (k, fmt_s(v)) for k, v in tr["phases"].items())), ""]
+    return "\n".join(out)
 
 
 def write_report(path, res, before=None):
@@ -546,6 +588,16 @@ def write_report(path, res, before=None):
     if "backup" in res:
         rows.append(("2. backup of the large fixture (as apply makes it) vs cp + fsync", res["backup"]["ratio"],
                      "≤ %.2fx" % TARGETS["backup"], res["backup"]["ratio"] <= TARGETS["backup"], "backup.ratio"))
+    if "backup_small" in res:
+        rows.append(("2. backup of the small fixture (as apply makes it) vs cp + fsync", res["backup_small"]["ratio"],
+                     "≤ %.2fx" % TARGETS["backup"], res["backup_small"]["ratio"] <= TARGETS["backup"],
+                     "backup_small.ratio"))
+    for key, size in (("transfer_small", "small"), ("transfer", "large")):
+        if "ratio" in res.get(key, {}):
+            tr = res[key]
+            rows.append(("8. transfer to PostgreSQL (%s), `schemagen transfer` vs the floor (psql \\copy, indexes after)"
+                         % size, tr["ratio"], "≤ %.2fx" % TARGETS["transfer"], tr["ratio"] <= TARGETS["transfer"],
+                         "%s.ratio" % key))
     if "m2" in res:
         rows.append(("11. Milestone 1 -> 2 (large), `schemagen apply --no-backup --no-validate` vs hand-written",
                      res["m2"]["ratio"], "≤ %.2fx" % TARGETS["migration"], res["m2"]["ratio"] <= TARGETS["migration"],
@@ -680,15 +732,18 @@ def write_report(path, res, before=None):
                                              yes(ok_rss and flat)))
     add("")
 
-    if "backup" in res:
-        b = res["backup"]
-        add("### Backup cost")
+    for key in ("backup_small", "backup"):
+        if key not in res:
+            continue
+        b = res[key]
+        add("### Backup cost (%s fixture)" % b.get("size", "large"))
         add("")
-        add("`bench/backup_copy.py` on the large old-shape fixture (%.0f MB), one whole process per copy: "
+        add("`bench/backup_copy.py` on the %s old-shape fixture (%.0f MB, settled: fsynced before the runs), one whole "
+            "process per copy: "
             "schemagen's backup as apply makes it (`migrate/backup.make_backup` under BEGIN IMMEDIATE: the file and "
             "its -wal copied with sendfile into a 0600 temporary file, fsync, the database's mode, rename, folder "
             "fsync) vs `shutil.copyfile` plus fsync of the copy and the folder, and the same backup through "
-            "SQLite's online backup API (what restore uses, holding no lock)." % (b["bytes"] / 1e6))
+            "SQLite's online backup API (what restore uses, holding no lock)." % (b.get("size", "large"), b["bytes"] / 1e6))
         add("")
         add("| side | time | peak RSS |")
         add("| --- | --- | --- |")
@@ -820,30 +875,10 @@ def write_report(path, res, before=None):
                 add("| `%s` | %d | %s | %s |" % (t["function"], t["calls"], fmt_s(t["own_s"]), fmt_s(t["cum_s"])))
             add("")
 
-    tr = res.get("transfer")
-    if tr:
-        add("## 8. `schemagen transfer` to PostgreSQL vs hand-written COPY")
-        add("")
-        if "skipped" in tr:
-            add("Not measured: %s." % tr["skipped"])
-        else:
-            add("The migrated large fixture (%d rows in all) moved into a new database of a throwaway PostgreSQL "
-                "cluster (%s, fsync off, unix socket) that has the declaration applied (not measured), one whole "
-                "process per side (`bench/pg_transfer.py`). schemagen checks the source's structure, converts and "
-                "checks every value, loads with COPY with the foreign keys dropped and re-added NOT VALID then "
-                "VALIDATEd, sets the sequences and verifies counts and checksums by reading every row back; the "
-                "hand-written side COPYs the rows as they are with the keys in place, and checks nothing." % (
-                    tr["rows"], tr["server"]))
-            add("")
-            add("| side | time | rows/s |")
-            add("| --- | --- | --- |")
-            add("| schemagen transfer | %s | %.0f |" % (fmt_range(tr["schemagen"]), tr["rows_per_s"]["schemagen"]))
-            add("| hand-written COPY | %s | %.0f |" % (fmt_range(tr["baseline"]), tr["rows_per_s"]["baseline"]))
-            add("")
-            add("schemagen / hand-written: %.2fx (reported, no target). schemagen's phases in its last run: %s." % (
-                tr["ratio"], ", ".join("%s %s" % (k, fmt_s(v)) for k, v in tr["phases"].items())))
-        add("")
-
+    for key in ("transfer_small", "transfer"):
+        tr = res.get(key)
+        if tr:
+            add(transfer_section(tr))
     pm = res.get("pg_migration")
     if pm:
         add("## 9. Milestone 1 -> 2 on PostgreSQL: `schemagen apply` vs hand-written SQL")
@@ -926,6 +961,7 @@ def main(argv=None):
             ctx["migrated_%s" % size] = keep
             res["retrofitted_%s" % size] = measure_migration(ctx, size, "retrofitted", "rebuild12", False, False)
         res["backup"] = measure_backup(ctx)
+        res["backup_small"] = measure_backup(ctx, "small")
         res["m2"] = measure_m2(ctx)
         ctx["migrated_conc"] = ctx["migrated_small"] if cfg["conc_rows"] == cfg["small"] else ctx["migrated_large"]
         log("imports")
@@ -938,6 +974,7 @@ def main(argv=None):
         log("profile")
         res["profile"] = measure_profile(ctx)
         log("transfer to PostgreSQL")
+        res["transfer_small"] = measure_transfer(ctx, "small")
         res["transfer"] = measure_transfer(ctx)
         log("migration on PostgreSQL")
         res["pg_migration"] = measure_pg_migration(ctx)

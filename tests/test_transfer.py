@@ -190,6 +190,11 @@ def test_a_source_that_does_not_match_the_declaration_is_refused(runner, tmp_pat
      "'submitted_at'", "'yesterday' is not a timestamp"),
     ("UPDATE tasks SET started_at = ? WHERE id = 'task-9'", "2025-02-30 10:00:00", "table 'tasks', row id='task-9', "
      "column 'started_at'", "is not a timestamp"),
+    # PostgreSQL reads these as another time (03:05:00, the next day): refused by name, never moved as that
+    ("UPDATE tasks SET started_at = ? WHERE id = 'task-10'", "2025-01-02 03:04:60", "table 'tasks', row "
+     "id='task-10', column 'started_at'", "is not a timestamp"),
+    ("UPDATE audit SET timestamp = ? WHERE id = 6", "2025-01-02 24:00:00", "table 'audit', row id=6, column "
+     "'timestamp'", "is not a timestamp"),
     ("UPDATE memory_entries SET value = ? WHERE id = 3", "{not json", "table 'memory_entries', row id=3, column "
      "'value'", "invalid JSON"),
     ("UPDATE sessions SET state = ? WHERE id = 's1'", '{"a": "x\\u0000y"}', "table 'sessions', row id='s1', column "

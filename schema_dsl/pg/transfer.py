@@ -359,9 +359,6 @@ def copy_escape(text):
 # or refuse it by name). PostgreSQL parses the common shapes as exactly what their text says; a value it still
 # refuses (30 February) is named by running the Python conversions over that table.
 
-_TS_GLOB = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9][ T][0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
-
-
 def _sqlite_text_expr(pg_type, q):
     r"""SQLite expression: the COPY text of column q (quoted) in its common shape, '\N' for NULL, else NULL."""
     if pg_type == "bigint":
@@ -372,12 +369,13 @@ def _sqlite_text_expr(pg_type, q):
         return ("CASE WHEN %s IS NULL THEN '\\N' WHEN typeof(%s) = 'integer' THEN CASE %s WHEN 1 THEN 't' WHEN 0 THEN "
                 "'f' END END" % (q, q, q))
     if pg_type == TIMESTAMP:
-        def shape(pattern):
-            return "typeof(Q) = 'text' AND Q GLOB '%s' AND substr(Q, 12, 2) < '24'" % pattern
-        return ("CASE WHEN Q IS NULL THEN '\\N' WHEN %s AND length(Q) = 19 THEN J "
-                "WHEN %s AND length(Q) BETWEEN 21 AND 26 AND NOT substr(Q, 21) GLOB '*[^0-9]*' "
-                "THEN rtrim(rtrim(J, '0'), '.') END" % (shape(_TS_GLOB), shape(_TS_GLOB + ".[0-9]*"))
-                ).replace("J", "substr(Q, 1, 10) || ' ' || substr(Q, 12)").replace("Q", q)
+        # 'YYYY-MM-DD HH:MM:SS[.f..ffffff]' goes as it is (the fraction's trailing zeros dropped, as timestamp_out
+        # drops them); PostgreSQL parses it, and the verification compares its text output with what was sent: a
+        # text it reads otherwise (second 60, 30 February) fails the checksum or the COPY, and _locate then names
+        # the row by Python's rules (parse_timestamp), which refuse it
+        return ("CASE WHEN Q IS NULL THEN '\\N' WHEN typeof(Q) = 'text' AND substr(Q, 11, 1) = ' ' THEN CASE "
+                "WHEN length(Q) = 19 THEN Q WHEN length(Q) BETWEEN 21 AND 26 AND substr(Q, 20, 1) = '.' "
+                "THEN rtrim(rtrim(Q, '0'), '.') END END").replace("Q", q)
     return None
 
 
@@ -727,6 +725,7 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
                 info = result.tables[table]
                 info["target_rows"], info["target_checksum"] = sums.rows, sums.hex
                 if (sums.rows, sums.hex) != (info["rows"], info["checksum"]):
+                    _locate(source, table, columns, types, dict((t[0], t[3]) for t in tables)[table])
                     raise TransferError("table '%s': verification failed: the source has %d rows (checksum %s), the "
                                         "target %d (checksum %s); rolled back, nothing was changed" % (
                                             table, info["rows"], info["checksum"], sums.rows, sums.hex))
@@ -844,7 +843,7 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
     fast = [quote_identifier(c) for c in columns[:n_fast]]
     line_sql = " || char(9) || ".join(_sqlite_text_expr(t, c) for c, t in zip(fast, types[:n_fast])) or "''"
     nulls_sql = " + ".join("(%s IS NULL)" % c for c in fast) or "0"
-    texts = [c for c, t in zip(fast, types[:n_fast]) if t == "text"]
+    texts = [c for c, t in zip(fast, types[:n_fast]) if t in ("text", TIMESTAMP)]  # sent as SQLite holds them
     pass2 = "(%s) IS NULL" % line_sql + (" OR (%s) GLOB %s" % (" || ".join("coalesce(%s, '')" % c for c in texts),
                                                                  _ESCAPED) if texts else "")
     slow_text = [copy_text(t) for t in types[n_fast:]]
@@ -862,39 +861,50 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
         with target.cursor() as cur, cur.copy(copy_sql) as copy:
             buf, size = [], 0
             add = sums.add_line
-            for row in _source_rows(source, "SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols, qt)):
-                if row is None:
-                    failed("a value could not be read")
-                line = row[0]
-                if line is None or line.count("\\") != row[1] or line.count("\t") != tabs or "\n" in line \
-                        or "\r" in line:
-                    skipped += 1  # read again in pass 2
-                    continue
-                if slow_text:
-                    try:
-                        tail = ["\\N" if v is None else f(v) for v, f in zip(row[2:], slow_text)]
-                    except _Unconvertible as exc:
-                        failed(str(exc))
-                    line = line + "\t" + "\t".join(tail) if n_fast else "\t".join(tail)
+            total_hash, md5, from_bytes = 0, _md5, int.from_bytes
+            cursor = source.execute("SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols, qt))
+            while True:
                 try:
-                    data = line.encode("utf-8")
-                except UnicodeEncodeError:
-                    failed("a value is not valid UTF-8")
-                add(data)
-                buf.append(data)
-                size += len(data)
-                if size >= COPY_CHUNK or len(buf) >= PROGRESS_ROWS:
-                    chunk = b"\n".join(buf) + b"\n"
-                    if b"\0" in chunk:
-                        failed("a value holds NUL")
-                    copy.write(chunk)
-                    buf, size = [], 0
-                    progress("copy", table, sums.rows, total, time.perf_counter() - clock)
+                    batch = cursor.fetchmany(2000)
+                except sqlite3.OperationalError as exc:
+                    if "decode" in str(exc) or "UTF-8" in str(exc):
+                        failed("a value could not be read")
+                    raise
+                if not batch:
+                    break
+                for row in batch:
+                    line = row[0]
+                    if line is None or line.count("\\") != row[1] or line.count("\t") != tabs or "\n" in line \
+                            or "\r" in line:
+                        skipped += 1  # read again in pass 2
+                        continue
+                    if slow_text:
+                        try:
+                            tail = ["\\N" if v is None else f(v) for v, f in zip(row[2:], slow_text)]
+                        except _Unconvertible as exc:
+                            failed(str(exc))
+                        line = line + "\t" + "\t".join(tail) if n_fast else "\t".join(tail)
+                    try:
+                        data = line.encode("utf-8")
+                    except UnicodeEncodeError:
+                        failed("a value is not valid UTF-8")
+                    total_hash += from_bytes(md5(data).digest(), "big")
+                    buf.append(data)
+                    size += len(data)
+                    if size >= COPY_CHUNK or len(buf) >= PROGRESS_ROWS:
+                        chunk = b"\n".join(buf) + b"\n"
+                        if b"\0" in chunk:
+                            failed("a value holds NUL")
+                        copy.write(chunk)
+                        sums.rows, sums.total, total_hash = sums.rows + len(buf), sums.total + total_hash, 0
+                        buf, size = [], 0
+                        progress("copy", table, sums.rows, total, time.perf_counter() - clock)
             if buf:
                 chunk = b"\n".join(buf) + b"\n"
                 if b"\0" in chunk:
                     failed("a value holds NUL")
                 copy.write(chunk)
+                sums.rows, sums.total = sums.rows + len(buf), sums.total + total_hash
             if skipped:
                 pairs = [converter(t) for t in types]
                 select = "SELECT %s FROM %s WHERE %s" % (", ".join(quote_identifier(c) for c in columns), qt, pass2)
