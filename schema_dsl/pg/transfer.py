@@ -360,23 +360,30 @@ def copy_escape(text):
 # refuses (30 February) is named by running the Python conversions over that table.
 
 def _sqlite_text_expr(pg_type, q):
-    r"""SQLite expression: the COPY text of column q (quoted) in its common shape, '\N' for NULL, else NULL."""
+    r"""SQLite expression: the COPY text of column q (quoted) in its common shape, '\N' for NULL, else a newline
+    (which no plain line holds: the row goes to pass 2)."""
     if pg_type == "bigint":
-        return "CASE typeof(%s) WHEN 'integer' THEN CAST(%s AS TEXT) WHEN 'null' THEN '\\N' END" % (q, q)
-    if pg_type == "text":  # as it is: the row's line is checked for what COPY must escape (_plain)
-        return "CASE typeof(%s) WHEN 'text' THEN %s WHEN 'null' THEN '\\N' END" % (q, q)
+        return "CASE typeof(%s) WHEN 'integer' THEN CAST(%s AS TEXT) WHEN 'null' THEN '\\N' ELSE char(10) END" % (q, q)
+    if pg_type == "text":  # as it is: the row's line is checked for what COPY must escape
+        return "CASE typeof(%s) WHEN 'text' THEN %s WHEN 'null' THEN '\\N' ELSE char(10) END" % (q, q)
     if pg_type == "boolean":
-        return ("CASE WHEN %s IS NULL THEN '\\N' WHEN typeof(%s) = 'integer' THEN CASE %s WHEN 1 THEN 't' WHEN 0 THEN "
-                "'f' END END" % (q, q, q))
+        return ("CASE WHEN %s IS NULL THEN '\\N' WHEN typeof(%s) = 'integer' AND %s = 1 THEN 't' "
+                "WHEN typeof(%s) = 'integer' AND %s = 0 THEN 'f' ELSE char(10) END" % (q, q, q, q, q))
     if pg_type == TIMESTAMP:
         # 'YYYY-MM-DD HH:MM:SS[.f..ffffff]' goes as it is (the fraction's trailing zeros dropped, as timestamp_out
         # drops them); PostgreSQL parses it, and the verification compares its text output with what was sent: a
         # text it reads otherwise (second 60, 30 February) fails the checksum or the COPY, and _locate then names
         # the row by Python's rules (parse_timestamp), which refuse it
-        return ("CASE WHEN Q IS NULL THEN '\\N' WHEN typeof(Q) = 'text' AND substr(Q, 11, 1) = ' ' THEN CASE "
-                "WHEN length(Q) = 19 THEN Q WHEN length(Q) BETWEEN 21 AND 26 AND substr(Q, 20, 1) = '.' "
-                "THEN rtrim(rtrim(Q, '0'), '.') END END").replace("Q", q)
+        return ("CASE WHEN Q IS NULL THEN '\\N' WHEN typeof(Q) = 'text' AND substr(Q, 11, 1) = ' ' AND length(Q) = 19 "
+                "THEN Q WHEN typeof(Q) = 'text' AND substr(Q, 11, 1) = ' ' AND length(Q) BETWEEN 21 AND 26 AND "
+                "substr(Q, 20, 1) = '.' THEN rtrim(rtrim(Q, '0'), '.') ELSE char(10) END").replace("Q", q)
     return None
+
+
+def _sqlite_line(exprs):
+    """SQLite expression: the expressions' values joined by tabs. With ||, which keeps a NUL inside a text (so the
+    chunk's NUL check sees it); printf would be cheaper but stops a text at its NUL."""
+    return " || char(9) || ".join(exprs) or "''"
 
 
 # --- PostgreSQL's side: the same text, hashed on the server ------------------------------
@@ -832,7 +839,7 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
 
     Pass 1: SQLite writes each row's line from the common shapes (_sqlite_text_expr), text as it is; a line whose
     text holds a tab, newline, carriage return or backslash (told by counting them: the only backslashes of a
-    plain line are its NULLs' \N) or a value in another shape (line NULL) is left for pass 2, which reads those
+    plain line are its NULLs' \N) or a value in another shape (written as a newline) is left for pass 2, which reads those
     rows again with the same condition and converts every value in Python. double precision, jsonb, bytea,
     numeric and date are converted in Python in pass 1."""
     clock = time.perf_counter()
@@ -841,11 +848,11 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
     columns, types, n_fast = copy_order(columns, types)
     qt = quote_identifier(table)
     fast = [quote_identifier(c) for c in columns[:n_fast]]
-    line_sql = " || char(9) || ".join(_sqlite_text_expr(t, c) for c, t in zip(fast, types[:n_fast])) or "''"
+    line_sql = _sqlite_line([_sqlite_text_expr(t, c) for c, t in zip(fast, types[:n_fast])])
     nulls_sql = " + ".join("(%s IS NULL)" % c for c in fast) or "0"
     texts = [c for c, t in zip(fast, types[:n_fast]) if t in ("text", TIMESTAMP)]  # sent as SQLite holds them
-    pass2 = "(%s) IS NULL" % line_sql + (" OR (%s) GLOB %s" % (" || ".join("coalesce(%s, '')" % c for c in texts),
-                                                                 _ESCAPED) if texts else "")
+    pass2 = "instr(%s, char(10))" % line_sql + (" OR (%s) GLOB %s" % (
+        " || ".join("coalesce(%s, '')" % c for c in texts), _ESCAPED) if texts else "")
     slow_text = [copy_text(t) for t in types[n_fast:]]
     slow_cols = "".join(", " + quote_identifier(c) for c in columns[n_fast:])
     tabs = n_fast - 1
