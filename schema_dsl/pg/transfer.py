@@ -46,6 +46,7 @@ import fractions
 import hashlib
 import json
 import math
+import queue
 import re
 import sqlite3
 import time
@@ -762,6 +763,7 @@ def _one_line(text):
 
 
 COPY_CHUNK = 1 << 20  # bytes sent to COPY at a time
+COPY_QUEUE = 4        # chunks waiting to be sent (memory: COPY_QUEUE * COPY_CHUNK)
 
 
 def copy_order(columns, types):
@@ -831,6 +833,16 @@ def _line(values, pairs):
     return "\t".join(out)
 
 
+def _writer(cursor):
+    """A COPY writer whose sending runs in a thread (psycopg's QueuedLibpqWriter), with at most COPY_QUEUE chunks
+    waiting: this process reads SQLite and hashes the next chunk while the server parses the last one. (The
+    default writer sends in this thread, and a send blocks until the server has read most of the chunk.)"""
+    from psycopg.copy import QueuedLibpqWriter
+    writer = QueuedLibpqWriter(cursor)
+    writer._queue = queue.Queue(maxsize=COPY_QUEUE)  # psycopg's default holds 1024 chunks: up to 1 GB here
+    return writer
+
+
 _ESCAPED = "'*[' || char(92, 9, 10, 13) || ']*'"  # GLOB: text holding what COPY's text format escapes
 
 
@@ -865,7 +877,7 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
         raise TransferError("table '%s': %s; nothing was changed" % (table, detail))
 
     try:
-        with target.cursor() as cur, cur.copy(copy_sql) as copy:
+        with target.cursor() as cur, cur.copy(copy_sql, writer=_writer(cur)) as copy:
             buf, size = [], 0
             add = sums.add_line
             total_hash, md5, from_bytes = 0, _md5, int.from_bytes
