@@ -53,6 +53,7 @@ import time
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg.copy import QueuedLibpqWriter
 
 from ..compile.postgresql import TIMESTAMP
 from ..errors import SchemagenError
@@ -837,7 +838,6 @@ def _writer(cursor):
     """A COPY writer whose sending runs in a thread (psycopg's QueuedLibpqWriter), with at most COPY_QUEUE chunks
     waiting: this process reads SQLite and hashes the next chunk while the server parses the last one. (The
     default writer sends in this thread, and a send blocks until the server has read most of the chunk.)"""
-    from psycopg.copy import QueuedLibpqWriter
     writer = QueuedLibpqWriter(cursor)
     writer._queue = queue.Queue(maxsize=COPY_QUEUE)  # psycopg's default holds 1024 chunks: up to 1 GB here
     return writer
