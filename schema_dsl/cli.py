@@ -336,7 +336,7 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, schema_spe
         from . import outfiles  # see render
         try:
             if sql_file != "-":
-                outfiles.check_file(sql_file, "--sql")
+                outfiles.check_file(sql_file, "--sql", databases=[db])
             text = export_script(db, schema=_target(decl), guard=_guard(decl))
             if sql_file != "-":
                 outfiles.write_text(sql_file, text, "--sql")
@@ -668,12 +668,17 @@ def _guard(decl):
     return "shipped" if decl.shipped and not decl.explicit else None
 
 
-def _check_report_path(report_path):
-    """One line and exit 2 before starting when --report cannot be written as a regular file."""
+def _files(dbs):
+    """The --db values that name files (not PostgreSQL URLs): an output path must not be one of them."""
+    return [db for db in dbs if not _is_postgresql(db)]
+
+
+def _check_report_path(report_path, dbs=()):
+    """One line and exit 2 before starting when --report cannot be written as a regular file, or is a database."""
     if report_path:
         from . import outfiles  # see render
         try:
-            outfiles.check_file(report_path, "--report")
+            outfiles.check_file(report_path, "--report", databases=_files(dbs))
         except SchemagenError as exc:
             _fail(exc)
 
@@ -724,7 +729,7 @@ def validate(dbs, full_integrity, as_json, report_path, verbose, schema_spec):
 def _report_paths(dbs, report_path):
     """--report per file: the file itself for one database, a folder (DB-NAME.md in it) for several."""
     if len(dbs) == 1:
-        _check_report_path(report_path)
+        _check_report_path(report_path, dbs)
         return [report_path]
     if report_path is None:
         return [None] * len(dbs)
@@ -739,7 +744,7 @@ def _report_paths(dbs, report_path):
             name = "%s-%d.md" % (stem, n)
         names.add(name)
         out.append(os.path.join(report_path, name))
-        _check_report_path(out[-1])
+        _check_report_path(out[-1], dbs)
     return out
 
 
@@ -912,7 +917,7 @@ def inspect(db, out_file, schema_name):
     from . import outfiles  # see render
     try:
         if out_file is not None:
-            outfiles.check_file(out_file, "--out")
+            outfiles.check_file(out_file, "--out", databases=[db])
         text = inspect_database(db, name=schema_name)
         if out_file is not None:
             outfiles.write_text(out_file, text, "--out")
