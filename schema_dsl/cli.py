@@ -263,6 +263,8 @@ def _step_json(step):
     reasons = getattr(change, "reasons", None)
     if reasons:
         out["reasons"] = [{"kind": r.kind, "columns": list(r.columns), "text": r.text} for r in reasons]
+    if kind == "Remove":  # what goes: an index, view, trigger or table, and the table it stands on
+        out["drops"] = {"kind": change.kind, "name": change.name, "table": change.table}
     return out
 
 
@@ -633,6 +635,10 @@ def _after_commit(result, db, target, check_data, full_integrity, as_json, repor
             click.echo("%s %s: %s in %s, one transaction, %.2fs" % (
                 "created" if result.plan.fresh else "migrated", db, _plural(result.statements, "statement"),
                 _plural(len(result.plan.steps), "step"), result.seconds))
+            dropped = [s.change for s in result.plan.steps if type(s.change).__name__ == "Remove"]
+            if dropped:
+                click.echo("dropped: " + ", ".join("%s '%s'%s" % (c.kind, c.name, " on '%s'" % c.table if c.table else "")
+                                                   for c in dropped))
         if result.backup:
             click.echo("backup: %s" % result.backup)
     if no_validate:

@@ -21,8 +21,8 @@ import time
 
 from ..sqlite import dbfile, structure
 from ..errors import ApplyError, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
-from .plan import Plan, Step, fresh_plan, migration_plan, setting_steps
-from .dependents import check_dependents
+from .plan import Plan, Step, check_renames, fresh_plan, migration_plan, setting_steps
+from .dependents import broken_dependents, check_dependents, planned_problems
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
 from ..compile.target import target_for
 from ..sqlite.data import describe_violation, foreign_key_violations
@@ -122,8 +122,12 @@ def plan_for(conn, target, guard=None, prune=None):
     only_extras = not [m for k, m in diffs if k != "extra"]
     if only_extras and prune is None and not target.compiled.get("removed"):
         from .diff import extras  # as above: only a file that differs needs the diff (here: to list its extras)
+        check_renames(conn, target.schema, live)  # an extra may be the old name of a declared rename
         return Plan(steps=setting_steps(target, conn), extras=extras(target.schema, live))
     plan = migration_plan(conn, target, live, prune)
+    broken = planned_problems(conn, plan.statements) if plan.steps else []
+    if broken:
+        raise UnsafeMigrationError("refusing to migrate, nothing was changed: after the plan %s" % "; ".join(broken[:10]))
     if plan.up_to_date and only_extras:  # nothing the declaration removes or --prune drops is there
         return Plan(steps=setting_steps(target, conn), extras=plan.extras)
     if plan.up_to_date:
@@ -253,10 +257,14 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         # found after the plan can be told apart from those already there
         # without scanning the child tables twice when there are none (the
         # usual case): only then roll back to it, look, and run the plan again.
+        known = broken_dependents(conn) if not plan.fresh else ()  # broken before the plan: not its doing
         conn.execute("SAVEPOINT schemagen_plan")
         count, timings = _run_steps(conn, plan, progress)
         _announce(progress, plan, "verify the structure and the foreign keys of the changed tables")
         verified = _verify_structure(conn, target)
+        # every view prepares, every trigger resolves, every foreign key has its parent key (dependents.py):
+        # before foreign_key_check, which a foreign key without its parent key makes fail
+        check_dependents(conn, known)
         after = foreign_key_violations(conn, plan.fk_scope)
         kept = []
         if after:
@@ -270,7 +278,6 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
                 raise ApplyError("the migration would introduce %d foreign key violations, rolled back: %s" % (
                     len(introduced), "; ".join(describe_violation(conn, v) for v in introduced[:5])))
             kept = [describe_violation(conn, v) for v in after[:KEPT_DESCRIBED]]
-        check_dependents(conn)  # every view prepares, every trigger's columns exist (dependents.py)
         conn.execute("RELEASE schemagen_plan")
         _announce(progress, plan, "commit")
         committing = True

@@ -198,6 +198,35 @@ def _unfillable(conn, t, live_t, ch):
         t.name, "; ".join(parts), hint)]
 
 
+def check_renames(conn, schema, live):
+    """Raise UnsafeMigrationError for a declared rename whose old and new names both exist in the file while the
+    old one holds rows (a table) or non-NULL values (a column): the rename cannot run, and those would be left
+    behind under the old name while the plan said "up to date". An empty old one is kept as the user's own."""
+    from . import diff as d  # see check_data
+    q = quote_identifier
+    problems = []
+    for kind, table, new, old in d.rename_conflicts(schema, live):
+        if kind == "table":
+            n_old, n_new = (_count(conn, "SELECT count(*) FROM %s" % q(t)) for t in (old, new))
+            what, where, unit = "table '%s'" % new, "the file", "row"
+            fix = ("move the rows into '%s' and drop '%s' (or declare removed('table', '%s', ...))" % (new, old, old))
+        else:
+            n_old, n_new = (_count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (q(table), q(c)))
+                            for c in (old, new))
+            what, where, unit = "table '%s', column '%s'" % (table, new), "table '%s'" % table, "non-NULL value"
+            fix = ("copy the values into '%s' and drop the column '%s' (then declare it removed instead of "
+                   "renamed_from)" % (new, old))
+        if not n_old:
+            continue
+        problems.append("%s is declared renamed_from '%s', but %s has both: '%s' holds %d %s%s, '%s' holds %s; the "
+                        "rename cannot run and those would stay behind under '%s': %s%s" % (
+                            what, old, where, old, n_old, unit, "s" if n_old != 1 else "", new,
+                            "%d" % n_new if n_new else "none", old, fix,
+                            ", or drop the empty '%s' so that the rename runs" % new if not n_new else ""))
+    if problems:
+        raise UnsafeMigrationError("refusing to migrate, nothing was changed: " + "; ".join(problems))
+
+
 def check_data(conn, schema, live, changes):
     """Raise UnsafeMigrationError for a change that would lose or invent data."""
     from . import diff as d  # the diff and the model load only when there is something to migrate
@@ -405,10 +434,16 @@ def migration_plan(conn, target, live, prune=None):
     from . import diff as d
 
     schema = target.schema
+    check_renames(conn, schema, live)
     first = d.renames(schema, live)
     if first:  # renames run first, so that everything after them is planned against the renamed file
         return _after_renames(conn, target, live, first, prune)
     changes = d.diff(schema, live, prune)
+    if any(isinstance(ch, d.RebuildTable) for ch in changes):
+        from .dependents import unresolved_in_copy  # a rebuild's RENAME stops at what does not hold already
+        fragile = {(kind, name.lower()): what for kind, name, what in unresolved_in_copy(conn) if kind != "schema"}
+        if fragile:
+            changes = d.diff(schema, live, prune, fragile)
     check_data(conn, schema, live, changes)
     steps = []
     touches = False
