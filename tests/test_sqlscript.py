@@ -100,8 +100,9 @@ def test_header_names_the_declaration_and_the_structure(shapes, tmp_path):
     head = text.split("\n\n", 1)[0]
     assert "Declaration: %s (schema 'abathur', source sha256 %s)" % (source["declaration"], source["sha256"]) in head
     assert sha256(json.dumps(live, sort_keys=True).encode()).hexdigest() in head
-    first = [line for line in text.splitlines() if line and not line.startswith("--")][:2]
-    assert first == ["PRAGMA foreign_keys = OFF;", "BEGIN IMMEDIATE;"]
+    first = [line for line in text.splitlines() if line and not line.startswith(("--", " ", ")"))][:3]
+    # the guard table is made before BEGIN, so that it outlives a rollback
+    assert first == ["PRAGMA foreign_keys = OFF;", "CREATE TEMP TABLE IF NOT EXISTS _schemagen_guard (", "BEGIN IMMEDIATE;"]
 
 
 @pytest.mark.parametrize("runner", ["bail", "executescript"])
@@ -194,3 +195,125 @@ def test_cli_plan_sql_to_a_file_and_to_stdout(shapes, tmp_path):
     result = runner.invoke(main, ["plan", "--db", path, "--schema", "abathur", "--sql"])
     assert result.exit_code == 0
     assert result.stdout == out.read_text(encoding="utf-8")
+
+
+# --- issue 15.3: a failing guard or step ends the transaction, so no runner can commit a part -------------------
+
+def _users_v1(path):
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript("""
+        CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, nick TEXT);
+        INSERT INTO users (email, nick) VALUES ('a@x', 'a'), ('b@x', 'b'), ('c@x', 'c');
+    """)
+    conn.close()
+
+
+def _users_v2():
+    """email renamed, a UNIQUE index on it, nick made NOT NULL (a rebuild copy), a new table with a foreign key."""
+    from schema_dsl.model import Column, ForeignKey, Index, Schema, Table
+    users = Table("users", [Column("id", "INTEGER"), Column("email_address", "TEXT", renamed_from="email"),
+                            Column("nick", "TEXT", not_null=True)], primary_key=_pk("id"))
+    posts = Table("posts", [Column("id", "INTEGER"), Column("user_id", "INTEGER")], primary_key=_pk("id"),
+                  foreign_keys=[ForeignKey(("user_id",), "users", ("id",))])
+    return Schema("users", [users, posts], indexes=[Index("ux_users_email", "users", ["email_address"], unique=True)])
+
+
+def _pk(*columns):
+    from schema_dsl.model import PrimaryKey
+    return PrimaryKey(columns)
+
+
+def _contents(path):
+    """The structure and every row of a file (not its bytes: a runner that goes on may still set journal_mode)."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return (conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall(),
+                {t: conn.execute('SELECT * FROM "%s" ORDER BY rowid' % t).fetchall() for t in tables})
+    finally:
+        conn.close()
+
+
+def run_no_bail(path, script_path):
+    return subprocess.run(["sqlite3", path], stdin=open(script_path, encoding="utf-8"), capture_output=True, text=True)
+
+
+def run_executescript_twice(path, text):
+    """Python's executescript on one connection, run again after it fails (as a retrying runner would): the
+    second run's implicit COMMIT must find nothing of the first run to commit."""
+    conn = sqlite3.connect(path)  # the default (legacy) transaction control: executescript COMMITs first
+    errors = []
+    for _ in range(2):
+        try:
+            conn.executescript(text)
+            errors.append(None)
+        except sqlite3.Error as exc:
+            errors.append(str(exc))
+    conn.commit()
+    conn.close()
+    return errors
+
+
+BREAKS = {
+    # rows added after the export that the planned steps cannot take: the guard or the copy must roll back
+    "duplicate key for the unique index": "INSERT INTO users (email, nick) VALUES ('a@x', 'again')",
+    "NULL where the rebuild copy needs NOT NULL": "INSERT INTO users (email, nick) VALUES ('d@x', NULL)",
+}
+
+
+@pytest.mark.parametrize("runner", ["bail", "no-bail", "executescript twice"])
+@pytest.mark.parametrize("breaks", sorted(BREAKS))
+def test_a_step_that_fails_on_the_data_commits_nothing_under_any_runner(runner, breaks, tmp_path):
+    path = str(tmp_path / "app.db")
+    _users_v1(path)
+    text = export_script(path, schema=_users_v2())
+    assert 'INSERT OR ROLLBACK INTO "_schemagen_tmp' in text or "INSERT OR ROLLBACK INTO" in text
+    script = tmp_path / "migrate.sql"
+    script.write_text(text, encoding="utf-8")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(BREAKS[breaks])
+    conn.close()
+    before = _contents(path)
+    if runner == "bail":
+        done = run_bail(path, script)
+        assert done.returncode != 0
+        message = done.stderr
+    elif runner == "no-bail":
+        done = run_no_bail(path, script)
+        message = done.stderr
+    else:
+        errors = run_executescript_twice(path, text)
+        assert errors[0] is not None and errors[1] is not None
+        message = errors[0]
+    if breaks.startswith("duplicate"):
+        assert 'unique index "ux_users_email" cannot be built: rows of "users" share its key' in message
+    else:
+        assert "NOT NULL constraint failed" in message
+    assert _contents(path) == before  # neither the rename nor the new table nor the foreign key was committed
+
+
+def test_the_script_runs_through_on_data_that_fits(tmp_path):
+    path = str(tmp_path / "app.db")
+    _users_v1(path)
+    text = export_script(path, schema=_users_v2())
+    script = tmp_path / "migrate.sql"
+    script.write_text(text, encoding="utf-8")
+    done = run_no_bail(path, script)
+    assert done.returncode == 0 and done.stderr == ""
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT email_address FROM users ORDER BY id").fetchall() == [("a@x",), ("b@x",), ("c@x",)]
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'ux_users_email'").fetchone() is not None
+    conn.close()
+
+
+def test_an_up_to_date_file_gets_a_short_script(tmp_path):
+    path = str(tmp_path / "app.db")
+    apply(path)
+    text = export_script(path)
+    assert len(text.splitlines()) <= 20
+    assert "0 steps, 0 statements" in text and "changes nothing" in text
+    script = tmp_path / "noop.sql"
+    script.write_text(text, encoding="utf-8")
+    before = _contents(path)
+    assert run_bail(path, script).returncode == 0
+    assert _contents(path) == before
