@@ -518,6 +518,8 @@ def stale_reason(decl, compiled):
     files, recorded = source.get("files"), source.get("sha256")
     if not files or not recorded:
         return "it records no source hash"
+    if not compiled.get("file_sha256"):
+        return "it records no hash of its rendered files"
     try:
         current = source_hash(decl.project.root, files)
     except OSError as exc:
@@ -533,6 +535,8 @@ def target(decl, check_fresh=True):
         name = decl.project.out
         try:
             found = read_target(out, load=lambda: load_schema(decl))
+        except StaleFiles:
+            raise
         except SchemagenError:
             raise StaleFiles("%s/ is stale for %s: run %s (it has no usable %s)" % (
                 name, decl.label, decl.render_command, DECLARATION_FILE)) from None
