@@ -229,6 +229,12 @@ def resolve(spec=None, cwd=None):
     return decl
 
 
+def fallback_notice(cwd=None):
+    """The one line that says a command or Database fell back to the shipped declaration."""
+    return ("no --schema and no [tool.schemagen] in a pyproject.toml from %s up: using the shipped '%s' declaration"
+            % (Path(cwd or os.getcwd()).resolve(), SHIPPED))
+
+
 def _from_spec(spec, base, project, root):
     target, name = _split(spec)
     if not target:
@@ -518,8 +524,6 @@ def stale_reason(decl, compiled):
     files, recorded = source.get("files"), source.get("sha256")
     if not files or not recorded:
         return "it records no source hash"
-    if not compiled.get("file_sha256"):
-        return "it records no hash of its rendered files"
     try:
         current = source_hash(decl.project.root, files)
     except OSError as exc:
@@ -541,7 +545,8 @@ def target(decl, check_fresh=True):
             raise StaleFiles("%s/ is stale for %s: run %s (it has no usable %s)" % (
                 name, decl.label, decl.render_command, DECLARATION_FILE)) from None
         if check_fresh:
-            reason = stale_reason(decl, found.compiled)
+            reason = stale_reason(decl, found.compiled) or (
+                None if found.compiled.get("file_sha256") else "it records no hash of its rendered files")
             if reason:
                 raise StaleFiles("%s/ is stale for %s: run %s (%s)" % (name, decl.label, decl.render_command, reason))
         return found
