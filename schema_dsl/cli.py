@@ -929,19 +929,27 @@ def docs(out_dir, schema_spec):
 @click.option("--out", "out_file", default=None, type=_Path(dir_okay=False),
               help="Write the declaration to this .py file (default: print it).")
 @click.option("--name", "schema_name", default=None, help="The schema's name (default: the file's stem).")
-def inspect(db, out_file, schema_name):
+@click.option("--keep-user-version", "keep_versions", is_flag=True,
+              help="Declare the file's user_version and application_id, so apply and validate hold them at these "
+                   "values. Default: leave them to the application (written as comments).")
+def inspect(db, out_file, schema_name, keep_versions):
     """Write a declaration (a Python file) of an existing database's structure."""
     # inspect reads the database into the model and writes Python
-    from .migrate.inspect import inspect_database
+    from .migrate.inspect import inspect_file
     from . import outfiles  # see render
     try:
         if out_file is not None:
             outfiles.check_file(out_file, "--out")
-        text = inspect_database(db, name=schema_name)
+        text, settings = inspect_file(db, name=schema_name, keep_versions=keep_versions)
         if out_file is not None:
             outfiles.write_text(out_file, text, "--out")
     except SchemagenError as exc:
         _fail(exc)
+    if settings:  # which it did, on stderr: stdout may be the declaration itself
+        shown = " and ".join("%s %s" % pair for pair in settings)
+        click.echo("%s: %s" % (shown, "declared (--keep-user-version): apply holds the file at these values"
+                               if keep_versions else "left to the application, not declared (--keep-user-version "
+                               "declares them)"), err=True)
     if out_file is None:
         click.echo(text, nl=False)
         return
