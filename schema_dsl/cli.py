@@ -80,9 +80,24 @@ def schema_option(command):
 
 def _declaration(spec):
     # the declaration loader and the model: every command needs them, apply only for its project check
-    from .compile.project import resolve
+    from .compile.project import fallback_notice, resolve
     try:
-        return resolve(spec)
+        decl = resolve(spec)
+    except SchemagenError as exc:
+        _fail(exc)
+    if not decl.explicit:  # said out loud, on stderr (never into --json)
+        click.echo("note: %s" % fallback_notice(), err=True)
+    return decl
+
+
+def _refuse_foreign(decl, db):
+    """Under the fallback to the shipped declaration, a command that reads a database refuses a file of another
+    application (tables, none of them declared): exit 2 before reading it, as plan and apply do."""
+    if db is None or _is_postgresql(db) or _guard(decl) is None:
+        return
+    from .migrate.apply import refuse_foreign_database  # only the fallback needs the guard
+    try:
+        refuse_foreign_database(db)
     except SchemagenError as exc:
         _fail(exc)
 
@@ -728,8 +743,13 @@ def validate(dbs, full_integrity, as_json, report_path, verbose, schema_spec):
     reports = _report_paths(dbs, report_path)
     decl = _declaration(schema_spec)
     target = _target(decl)
-    _for_each_db(dbs, reports, lambda db, path: _postgresql("validate", db, decl, as_json) if _is_postgresql(db) else
-                 _report(target, db, full_integrity, as_json, path, verbose=verbose), as_json, changes=False)
+
+    def one(db, path):
+        if _is_postgresql(db):
+            return _postgresql("validate", db, decl, as_json)
+        _refuse_foreign(decl, db)
+        _report(target, db, full_integrity, as_json, path, verbose=verbose)
+    _for_each_db(dbs, reports, one, as_json, changes=False)
 
 
 def _report_paths(dbs, report_path):
@@ -831,7 +851,9 @@ def explain(db, as_json, sample_rows, strict, schema_spec):
         return _exit_if_strict(strict, pgcheck.strict_severities(schema, report))
     # each command imports what it needs: apply's start-up time is benchmarked
     from .check.explain import explain_database, format_text, to_json
-    schema = _schema(_declaration(schema_spec))
+    decl = _declaration(schema_spec)
+    _refuse_foreign(decl, db)
+    schema = _schema(decl)
     try:
         with _Working("loading %d sample rows per table into a scratch copy, then ANALYZE" % sample_rows) \
                 if sample_rows else contextlib.nullcontext():
@@ -873,7 +895,9 @@ def lint(db, as_json, strict, schema_spec):
             _fail(exc)
         click.echo(to_json(findings) if as_json else format_text(findings))
         return _exit_if_strict(strict, [f.severity for f in findings])
-    schema = _schema(_declaration(schema_spec))
+    decl = _declaration(schema_spec)
+    _refuse_foreign(decl, db)
+    schema = _schema(decl)
     try:
         findings = lint_path(schema, db_path=db)
     except SchemagenError as exc:
@@ -916,19 +940,27 @@ def docs(out_dir, schema_spec):
 @click.option("--out", "out_file", default=None, type=_Path(dir_okay=False),
               help="Write the declaration to this .py file (default: print it).")
 @click.option("--name", "schema_name", default=None, help="The schema's name (default: the file's stem).")
-def inspect(db, out_file, schema_name):
+@click.option("--keep-user-version", "keep_versions", is_flag=True,
+              help="Declare the file's user_version and application_id, so apply and validate hold them at these "
+                   "values. Default: leave them to the application (written as comments).")
+def inspect(db, out_file, schema_name, keep_versions):
     """Write a declaration (a Python file) of an existing database's structure."""
     # inspect reads the database into the model and writes Python
-    from .migrate.inspect import inspect_database
+    from .migrate.inspect import inspect_file
     from . import outfiles  # see render
     try:
         if out_file is not None:
             outfiles.check_file(out_file, "--out", databases=[db])
-        text = inspect_database(db, name=schema_name)
+        text, settings = inspect_file(db, name=schema_name, keep_versions=keep_versions)
         if out_file is not None:
             outfiles.write_text(out_file, text, "--out")
     except SchemagenError as exc:
         _fail(exc)
+    if settings:  # which it did, on stderr: stdout may be the declaration itself
+        shown = " and ".join("%s %s" % pair for pair in settings)
+        click.echo("%s: %s" % (shown, "declared (--keep-user-version): apply holds the file at these values"
+                               if keep_versions else "left to the application, not declared (--keep-user-version "
+                               "declares them)"), err=True)
     if out_file is None:
         click.echo(text, nl=False)
         return

@@ -50,10 +50,21 @@ LOG = logging.getLogger("schema_dsl.database")
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 
 
-def _target(schema: "Schema | str | Target | None") -> Target:
-    if isinstance(schema, str):
-        return project.target(project.resolve(schema))
-    return target_for(schema)
+def _resolve(schema: "Schema | str | Target | None", where: str) -> "tuple[Target, str | None]":
+    """The declaration by the CLI's rule, and apply's guard: a Schema or Target as given; a SPEC, or for None the
+    project's [tool.schemagen] declaration found from the current folder, else the shipped Abathur one
+    (logged as a warning, and then a file of another application is refused, as the CLI does)."""
+    if schema is None or isinstance(schema, str):
+        decl = project.resolve(schema)
+        if not decl.explicit:
+            LOG.warning("%s: %s; pass schema= to name yours", where, project.fallback_notice())
+            return target_for(None), "shipped"
+        LOG.info("%s: declaration %s%s", where, decl.label,
+                 " ([tool.schemagen] of %s)" % decl.project.root if decl.project is not None else "")
+        return project.target(decl), None
+    found = target_for(schema)
+    LOG.info("%s: declaration schema %r (passed as schema=)", where, found.name)
+    return found, None
 
 
 class Database:
@@ -61,8 +72,11 @@ class Database:
 
     db_path: the database file (its parent folder is created by initialize).
     schema: the declaration: a Schema, a SPEC as `schemagen --schema` takes it ("myapp/schema.py:SCHEMA",
-    "myapp.schema", "abathur"), or None for the shipped Abathur schema. A SPEC that names the project's own
-    declaration works from the project's rendered files, which must not be stale.
+    "myapp.schema", "abathur"), or None: as the CLI resolves it, the [tool.schemagen] project found from the
+    current folder, else the shipped Abathur schema (logged as a warning; a file that holds tables, none of
+    them Abathur's, is then refused). Pass it explicitly: a library should not depend on the folder a
+    service starts in. The project's own declaration works from its rendered files, which must not be stale.
+    Which declaration was resolved is logged (logger "schema_dsl.database").
     backup: make a backup next to the file before a migration that touches
     rows (as `schemagen apply` does).
     lock_timeout: seconds initialize() keeps retrying while another process
@@ -82,7 +96,8 @@ class Database:
             raise DatabaseFileError("database ':memory:': Database needs a file (every connection to ':memory:' is a "
                                     "new, empty database); run the _create_* helpers on your own connection instead")
         self.db_path = Path(os.path.expanduser(os.fspath(db_path)))
-        self._target = _target(schema)  # the shipped declaration is read from generated/, not rebuilt
+        # the project's or the shipped declaration is read from its rendered files, not rebuilt
+        self._target, self._guard = _resolve(schema, str(self.db_path))
         self.backup = backup
         self.lock_timeout = float(lock_timeout)
         self.last_apply = None           # the ApplyResult of the last initialize()
@@ -137,7 +152,7 @@ class Database:
         delay = 0.05
         while True:
             try:
-                result = apply_mod.apply(str(self.db_path), schema=self._target, backup=backup,
+                result = apply_mod.apply(str(self.db_path), schema=self._target, backup=backup, guard=self._guard,
                                          allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss)
                 break
             except DatabaseFileError as exc:

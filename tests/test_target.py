@@ -24,7 +24,9 @@ def test_the_shipped_declaration_is_what_the_model_compiles_to():
     from conftest import ROOT
     from schema_dsl.compile.project import origin, resolve
     shipped = shipped_target()
-    assert shipped.compiled == json.loads(json.dumps(render.compile_declaration(SCHEMA, origin(resolve(None, cwd=ROOT)))))
+    source = origin(resolve(None, cwd=ROOT))
+    compiled = render.compile_declaration(SCHEMA, source, render.ddl_files(SCHEMA, source))
+    assert shipped.compiled == json.loads(json.dumps(compiled))
     assert shipped.structure == expected_structure(SCHEMA)
     assert shipped.persistent_pragmas == persistent_pragmas(SCHEMA)
     assert shipped.serves == [(ix.name, list(ix.serves)) for ix in SCHEMA.indexes]

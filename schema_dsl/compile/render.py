@@ -20,7 +20,7 @@ from ..sqlite.data import SQLITE_VERSION_MARK
 from ..model import Column, Table
 from .docs import context as docs_context
 from .env import default_origin, environment
-from .paths import resource_dir
+from .paths import file_sha256, resource_dir
 from ..analysis.sqltext import default_sql
 
 def _macros():
@@ -150,11 +150,13 @@ def later_objects_sql(schema):
 
 # --- the compiled declaration ---------------------------------------------
 
-def compile_declaration(schema, origin=None):
+def compile_declaration(schema, origin=None, files=None):
     """What apply, plan and the report need from a declaration, as plain data (see target.py).
 
     Everything in it depends on the declaration alone, so it is deterministic
     and can be shipped in generated/declaration.json.
+    files: the rendered DDL files and pragmas.sql written beside it; their sha256 is recorded
+    ("file_sha256"), so a file edited by hand is refused before it is used (target.read_target).
     """
 
     engine_dependent = lint.json_valid_nullable(schema, probe=0, version=SQLITE_VERSION_MARK)
@@ -169,6 +171,7 @@ def compile_declaration(schema, origin=None):
         "structure": compare.expected_structure(schema),
         "persistent_pragmas": compare.persistent_pragmas(schema),
         "source": {"declaration": origin["declaration"], "files": list(origin["files"]), "sha256": origin["sha256"]},
+        "file_sha256": {name: file_sha256(text) for name, text in sorted(files.items())} if files else None,
         "serves": [[ix.name, list(ix.serves)] for ix in schema.indexes],
         "plan_checks": plan_checks(schema),
         "removed": [{"kind": x.kind, "name": x.name, "table": x.table} for x in schema.removed],
@@ -183,8 +186,8 @@ def compile_declaration(schema, origin=None):
     }
 
 
-def declaration_json(schema, origin=None):
-    return json.dumps(compile_declaration(schema, origin), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+def declaration_json(schema, origin=None, files=None):
+    return json.dumps(compile_declaration(schema, origin, files), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def plan_checks(schema):
@@ -209,7 +212,7 @@ def render_files(schema, origin=None):
     origin = origin or default_origin(schema)
     env = environment()
     files = ddl_files(schema, origin)
-    files["declaration.json"] = declaration_json(schema, origin)
+    files["declaration.json"] = declaration_json(schema, origin, files)
     files["validate_schema.py"] = env.get_template("validate_schema.py.j2").render(
         schema=schema, origin=origin,
         expected=pprint.pformat(compare.expected_structure(schema), width=100, sort_dicts=True),

@@ -157,8 +157,28 @@ def _refuse_foreign_file(conn, raw, target):
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise SchemagenError(
             "database holds none of the tables of the shipped '%s' declaration (it has %s): name your declaration "
-            "with --schema SPEC or [tool.schemagen] in pyproject.toml, or pass --schema %s to add them anyway; "
-            "nothing was changed" % (target.name, shown, target.name))
+            "with --schema SPEC or [tool.schemagen] in pyproject.toml, or pass --schema %s to use it on this file "
+            "anyway; nothing was changed" % (target.name, shown, target.name))
+
+
+def refuse_foreign_database(path, schema=None):
+    """The guard of the fallback to the shipped declaration, for the commands that only read a file (validate,
+    explain, lint --db): an existing file that holds tables, none of them declared, is refused before it is
+    read (SchemagenError, exit 2). A missing, empty or non-SQLite file is left to the command itself."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return
+    try:
+        dbfile.check_path(path, write=False)
+        conn = dbfile.open_existing(path, "ro")
+    except SchemagenError:
+        return  # the command reports it in its own words
+    try:
+        _refuse_foreign_file(conn, structure.read_raw(conn), target_for(schema))
+    except sqlite3.Error as exc:
+        raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
+    finally:
+        conn.close()
 
 
 def plan_database(path, schema=None, files=None, guard=None, prune=None):

@@ -82,7 +82,16 @@ class PgDatabase:
         if statement_timeout is not None:
             self.settings["statement_timeout"] = str(statement_timeout)
         self.settings.update({k: str(v) for k, v in (settings or {}).items()})
-        self.compiled = compiled_for_schema(schema)
+        self._decl = None
+        if schema is None:  # as Database resolves it: the [tool.schemagen] project from here, else the shipped one
+            from ..compile import project  # the declaration loader
+            decl = project.resolve(None)
+            if decl.explicit:
+                LOG.info("%s: declaration %s ([tool.schemagen] of %s)", self.database, decl.label, decl.project.root)
+                self._decl = decl
+            else:
+                LOG.warning("%s: %s; pass schema= to name yours", self.database, project.fallback_notice())
+        self.compiled = pg_apply.compiled_for(self._decl) if self._decl is not None else compiled_for_schema(schema)
         self._schema_arg = schema
         self.last_apply = None
         self._open = set()
@@ -118,6 +127,8 @@ class PgDatabase:
         """The declaration, as the model."""
         from ..compile import project, target as target_mod  # the declaration loader: only when asked
         s = self._schema_arg
+        if self._decl is not None:
+            return project.load_schema(self._decl)
         if isinstance(s, str):
             return project.load_schema(project.resolve(s))
         if isinstance(s, target_mod.Target):
