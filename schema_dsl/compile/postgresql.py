@@ -11,6 +11,13 @@ The type mapping (README, "PostgreSQL"):
   become false/true (`is_deleted = 0` -> `is_deleted = false`).
 - TIMESTAMP, DATETIME -> timestamp(6) without time zone, holding UTC (SQLite's CURRENT_TIMESTAMP is UTC):
   the same instant to the microsecond. CURRENT_TIMESTAMP -> (now() at time zone 'utc').
+- A default of the current time (CURRENT_TIMESTAMP or datetime('now'[, modifiers])) gives new rows the value
+  SQLite gives them, to the second: on a TEXT column to_char(..., 'YYYY-MM-DD HH24:MI:SS'), SQLite's
+  '2026-12-03 07:46:39' whatever the session's DateStyle (a bare timestamp cast to text would read
+  '2026-12-03 07:46:39.85199', or '03/12/2026 ...' under DateStyle SQL, DMY); on a TIMESTAMP column
+  date_trunc('second', ...), the second SQLite stores (transferred values keep their microseconds). On any
+  other column type, or inside a larger expression, such a default is refused by name: its text or value
+  would not be SQLite's.
 - A TEXT column whose CHECK is exactly json_valid(column) -> jsonb, and that CHECK is dropped (jsonb holds only
   JSON).
 
@@ -42,6 +49,7 @@ SCHEMA_FILE = "schema.sql"
 DECLARATION_FILE = "declaration.json"
 TIMESTAMP = "timestamp(6) without time zone"
 NOW_UTC = "(now() at time zone 'utc')"
+SQLITE_TIME_TEXT = "YYYY-MM-DD HH24:MI:SS"  # to_char's picture of SQLite's datetime() and CURRENT_TIMESTAMP text
 MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer names
 
 # PostgreSQL's reserved key words (postgresql.org/docs/current/sql-keywords-appendix.html, "reserved"): an
@@ -316,6 +324,23 @@ class Translator:
                     out[at] = "true" if out[at] == "1" else "false"
 
 
+def _time_default(sql):
+    """Whether a default expression is the current time ("whole": CURRENT_TIMESTAMP or one datetime(...) call,
+    in parentheses or not), holds it among other terms ("part"), or neither (None)."""
+    tokens = tokenize(sql)
+    words = {text.lower() for kind, text in tokens if kind == "word"}
+    if not words & {"current_timestamp", "datetime"}:
+        return None
+    while len(tokens) > 2 and tokens[0] == ("op", "(") and matching_paren(tokens, 0) == len(tokens) - 1:
+        tokens = tokens[1:-1]
+    if len(tokens) == 1 and tokens[0][1].lower() == "current_timestamp":
+        return "whole"
+    if len(tokens) > 2 and tokens[0][0] == "word" and tokens[0][1].lower() == "datetime" and tokens[1] == ("op", "(") \
+            and matching_paren(tokens, 1) == len(tokens) - 1:
+        return "whole"
+    return "part"
+
+
 def _join(pieces):
     """Output pieces as one line: no space inside parentheses, before a comma, or around a dot."""
     text = ""
@@ -504,6 +529,18 @@ class Compiled:
         if pg_type == "boolean" and re.fullmatch(r"\(?\s*[01]\s*\)?", sql):
             return "true" if "1" in sql else "false"
         text = Translator({}).translate(sql)
+        time = _time_default(sql)
+        if time == "part":
+            raise Untranslatable("the current time inside a larger expression, whose text on PostgreSQL would "
+                                 "depend on DateStyle and carry microseconds; declare CURRENT_TIMESTAMP or "
+                                 "datetime('now', ...) alone")
+        if time == "whole" and pg_type == "text":
+            return "to_char(%s, '%s')" % (text, SQLITE_TIME_TEXT)
+        if time == "whole" and pg_type == TIMESTAMP:
+            return "date_trunc('second', %s)" % text
+        if time == "whole":
+            raise Untranslatable("the current time in a %s column, where SQLite stores the text "
+                                 "'YYYY-MM-DD HH:MM:SS'; declare the column TEXT or TIMESTAMP" % pg_type)
         return text if re.fullmatch(r"[\w.']+|\(.*\)", text) else "(%s)" % text
 
     def _index(self, ix):
