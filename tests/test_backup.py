@@ -501,12 +501,17 @@ def test_retention_never_deletes_what_is_not_this_databases_backup(retrofitted, 
     stranger = _small_db(tmp_path / "elsewhere" / "db.sqlite", [7])
     theirs = make_backup(stranger, str(tmp_path))  # another database's backup, beside this one
     older = sqlite_file(tmp_path / "db.sqlite.backup-20200103T000000")  # an older version's backup of this one
+    unsure = sqlite_file(tmp_path / "db.sqlite.backup-20200104T000000")
+    Path(unsure + ".json").write_text("{not json")  # whose it is cannot be read: never removed
     result = apply(path, keep_backups=1)
     assert list_backups(path) == [result.backup]
     assert not os.path.exists(older)  # pruned: no record, in this database's own folder
     assert (tmp_path / "db.sqlite.backup-20200101T000000").read_bytes() == b"my notes, not a database"
     assert (tmp_path / "db.sqlite.backup-20200102T000000").exists()
     assert os.path.exists(theirs) and os.path.exists(theirs + ".json")
+    assert os.path.exists(unsure) and os.path.exists(unsure + ".json")
+    out = _cli("restore", "--db", path, "--list")
+    assert out.exit_code == 0 and "%s  record unreadable" % unsure in out.output
 
 
 def test_older_backups_without_a_record_are_restored_by_a_documented_rule(tmp_path):
@@ -564,7 +569,7 @@ def test_restore_list_shows_this_databases_backups_newest_first(tmp_path):
     assert [(b["path"], b["own"], b["of"]) for b in data["backups"] if b["own"]] == [
         (second, True, os.path.realpath(path)), (first, True, os.path.realpath(path))]
     assert [b["bytes"] for b in data["backups"] if b["own"]] == [os.path.getsize(second), os.path.getsize(first)]
-    assert all(len(b["made"]) == 19 and b["recorded"] is True for b in data["backups"])
+    assert all(len(b["made"]) == 19 and b["record"] == "ok" for b in data["backups"])
     assert sorted(os.listdir(shared)) == before  # listing changes nothing
     out = _cli("restore", "--db", tmp_path / "y" / "nothing.db", "--list")
     assert out.exit_code == 0 and out.output.startswith("no backups of ")

@@ -117,8 +117,9 @@ class BackupInfo:
     __slots__ = ("path", "made", "bytes", "of", "recorded", "own", "order")
 
     def as_dict(self):
-        return {"path": self.path, "made": self.made, "bytes": self.bytes, "of": self.of,
-                "recorded": self.recorded, "own": self.own}
+        record = {True: "ok", False: "missing"}.get(self.recorded, "unreadable")
+        return {"path": self.path, "made": self.made, "bytes": self.bytes, "of": self.of, "record": record,
+                "own": self.own}
 
 
 def _own_folder(path, folder):
