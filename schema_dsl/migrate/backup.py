@@ -149,7 +149,10 @@ def scan_backups(path, backup_dir=None):
         info.path, info.order = full, (m.group(1), int(m.group(2) or 1))
         stamp = m.group(1)
         info.made = "%s-%s-%sT%s:%s:%s" % (stamp[:4], stamp[4:6], stamp[6:8], stamp[9:11], stamp[11:13], stamp[13:15])
-        info.bytes = os.path.getsize(full)
+        try:
+            info.bytes = os.path.getsize(full)
+        except OSError:
+            continue  # removed meanwhile (another process's retention)
         record = read_record(full)
         if record is None:
             if own_folder is None:
