@@ -975,15 +975,40 @@ def inspect(db, out_file, schema_name, keep_versions):
               help="Folder of the backups (default: the database's folder); the current state is backed up there first.")
 @click.option("--keep-backups", default=3, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Keep the newest N backups of this database in the backup folder.")
-def restore(db, backup_file, backup_dir, keep_backups):
+@click.option("--other-database", is_flag=True,
+              help="Restore --backup FILE although it is not a backup of --db (another database's backup, or any "
+                   "SQLite file); without it such a file is refused, naming whose it is.")
+@click.option("--list", "list_only", is_flag=True,
+              help="Restore nothing: list the backups of --db in the backup folder, newest first (time, size, "
+                   "whose), and the other database's backups there under the same name.")
+@click.option("--json", "as_json", is_flag=True, help="With --list: print the list as JSON.")
+def restore(db, backup_file, backup_dir, keep_backups, other_database, list_only, as_json):
     """Put a backup back into the database, after backing up its current state."""
     # restore is rare: its module loads only here
-    from .migrate.backup import restore as do_restore
+    from .migrate import backup as backups
+    if list_only or as_json:
+        if not list_only or backup_file is not None or other_database:
+            raise _Abort("--list lists the backups and restores nothing: it takes --db and --backup-dir (and --json) "
+                         "only" if list_only else "--json goes with --list")
+        if backup_dir is not None and not os.path.isdir(backup_dir):
+            raise _Abort("--backup-dir %r: no such folder" % backup_dir)
+        data, text = backups.listing(db, backup_dir)
+        if as_json:
+            import json  # see _describe_plan
+            click.echo(json.dumps(data, indent=2, sort_keys=True))
+        else:
+            click.echo(text)
+        return
     try:
-        result = do_restore(db, backup=backup_file, backup_dir=backup_dir, keep=keep_backups)
+        result = backups.restore(db, backup=backup_file, backup_dir=backup_dir, keep=keep_backups,
+                                 other_database=other_database)
     except SchemagenError as exc:
         _fail(exc)
-    click.echo("restored %s from %s; its state before the restore is in %s" % (db, result.restored_from, result.backup))
+    whose = {"own": "", "unrecorded": " (an older backup with no record, taken as this database's by its name)",
+             "other": " (not a backup of %s: %s; --other-database)" % (
+                 db, "a backup of %s" % result.of if result.of else "no record of its database")}[result.whose]
+    click.echo("restored %s from %s%s; its state before the restore is in %s" % (
+        db, result.restored_from, whose, result.backup))
 
 
 @main.command(epilog=EXIT_CODES_HELP)
