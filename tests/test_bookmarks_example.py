@@ -35,9 +35,9 @@ def _snapshot(path):
         return {t: [dict(r) for r in conn.execute("SELECT * FROM %s ORDER BY %s" % (t, KEYS[t]))] for t in tables}
 
 
-def _run(conn, sql):
-    for statement in sql.strip().split(";\n"):
-        conn.execute(statement)
+def _run(conn, rows_file):
+    """The guide's sample rows (examples/bookmarks/rows_v*.sql), as `sqlite3 FILE < rows_v1.sql` runs them."""
+    conn.executescript((PROJECT / rows_file).read_text(encoding="utf-8"))
 
 
 def _search(path, words):
@@ -65,28 +65,6 @@ def _validated(runner, path, *args):
     assert again.exit_code == 0 and again.output.startswith("up to date"), again.output
 
 
-V1_ROWS = """
-INSERT INTO users (id, email, name) VALUES (1, 'ann@example.org', 'Ann'), (2, 'Bob@Example.org', 'Bob Ø');
-INSERT INTO folders (id, user_id, parent_id, name) VALUES (1, 1, NULL, 'Reading'), (2, 1, 1, 'Databases'),
-    (3, 1, 2, 'SQLite'), (4, 2, NULL, 'Recipes');
-INSERT INTO bookmarks (id, user_id, folder_id, url, title, description, added_at) VALUES
-    (1, 1, 3, 'https://sqlite.org/fts5.html', 'SQLite FTS5 Extension', 'full-text search', '2026-10-01 08:00:00'),
-    (2, 1, 3, 'https://sqlite.org/lang_altertable.html', 'ALTER TABLE', 'the twelve-step rebuild', '2026-10-02 08:00:00'),
-    (3, 1, NULL, 'https://example.org/', 'Example Domain', '', '2026-10-03 08:00:00'),
-    (4, 2, 4, 'https://example.com/bread', 'Sourdough bread', 'starter at 8pm; crème fraîche', '2026-10-04 08:00:00');
-INSERT INTO bookmarks (id, user_id, url) VALUES (5, 2, 'http://example.net/plain');
-INSERT INTO tags (id, user_id, name) VALUES (1, 1, 'sqlite'), (2, 1, 'later'), (3, 2, 'food');
-INSERT INTO bookmark_tags (bookmark_id, tag_id, tagged_at) VALUES (1, 1, '2026-10-05 09:00:00'),
-    (2, 1, '2026-10-05 09:00:01'), (2, 2, '2026-10-05 09:00:02'), (4, 3, '2026-10-05 09:00:03')
-"""
-V2_ROWS = """
-INSERT INTO visits (id, bookmark_id, visited_at, referrer) VALUES (1, 1, '2026-11-01 09:00:00', 'https://news.example/'),
-    (2, 1, '2026-11-02 10:00:00', NULL), (3, 3, '2026-11-03 11:00:00', NULL),
-    (4, 4, '2026-11-04 12:00:00', 'https://mail.example/'), (5, 5, '2026-11-05 13:00:00', NULL);
-DELETE FROM bookmarks WHERE id = 3
-"""
-
-
 def test_the_bookmarks_project_goes_through_six_versions_keeping_every_row(runner, tmp_path, monkeypatch):
     path = tmp_path / "bookmarks.db"
 
@@ -95,7 +73,7 @@ def test_the_bookmarks_project_goes_through_six_versions_keeping_every_row(runne
                             'CREATE VIRTUAL TABLE IF NOT EXISTS "bookmarks_fts" USING fts5',
                             "CREATE VIEW tag_counts", "CREATE TRIGGER bookmarks_folder_owner"])
     with _connect(path) as conn:
-        _run(conn, V1_ROWS)
+        _run(conn, "rows_v1.sql")
         with pytest.raises(sqlite3.IntegrityError, match="the folder belongs to another user"):
             conn.execute("INSERT INTO bookmarks (user_id, folder_id, url) VALUES (2, 1, 'https://x.example/')")
         with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
@@ -114,7 +92,7 @@ def test_the_bookmarks_project_goes_through_six_versions_keeping_every_row(runne
     v2 = _snapshot(path)
     assert v2 == {**v1, "visits": []}
     with _connect(path) as conn:
-        _run(conn, V2_ROWS)   # the app records visits, and a bookmark goes: its visit 3 stays (no foreign key yet)
+        _run(conn, "rows_v2.sql")   # the app records visits, and a bookmark goes: its visit 3 stays (no foreign key yet)
     before = _snapshot(path)
     assert [v["bookmark_id"] for v in before["visits"]] == [1, 1, 3, 4, 5]
     assert _search(path, "example") == [4, 5]
