@@ -148,6 +148,26 @@ def test_the_bookmarks_project_goes_through_six_versions_keeping_every_row(runne
     _validated(runner, path)
 
 
+def test_a_file_at_version_2_goes_straight_to_version_6(runner, tmp_path):
+    """renamed_from, repair= and removed(...) stay in later versions, so an old file skips the ones between."""
+    path = tmp_path / "bookmarks.db"
+    for version, rows in ((1, "rows_v1.sql"), (2, "rows_v2.sql")):
+        assert _cli(runner, "apply", "--db", str(path), "--schema", str(PROJECT / ("v%d.py" % version))).exit_code == 0
+        with _connect(path) as conn:
+            _run(conn, rows)
+    before = _snapshot(path)
+    _step(runner, path, 6, ["rename column 'tags'.'name' to 'label'",
+                            "delete 1 row of 'visits' (rowid 3): no parent in 'bookmarks'",
+                            "column 'referrer' removed", "drop index 'idx_tags_user'"], "--yes")
+    assert _snapshot(path) == {
+        **before,
+        "bookmarks": [{**b, "archived": 0} for b in before["bookmarks"]],
+        "tags": [{"id": t["id"], "user_id": t["user_id"], "label": t["name"]} for t in before["tags"]],
+        "visits": [{k: v for k, v in row.items() if k != "referrer"} for row in before["visits"] if row["id"] != 3],
+    }
+    assert _search(path, "sqlite") == [1, 2]
+
+
 def test_the_example_projects_generated_files_are_fresh(runner, monkeypatch):
     monkeypatch.chdir(PROJECT)
     result = _cli(runner, "render", "--check")
