@@ -28,11 +28,18 @@ def _public_model_names():
 
 
 def _public_database_names():
-    out = [("Database", Database)]
-    for member, value in vars(Database).items():
-        if (not member.startswith("_") or member.startswith("_create_")) and \
-                (inspect.isfunction(value) or isinstance(value, property)):
-            out.append(("Database.%s" % member, value))
+    """Database and what Database("postgresql://...") returns (PgDatabase), with their public members."""
+    try:
+        from schema_dsl.pg.database import PgDatabase   # needs psycopg (the postgresql extra)
+    except ImportError:  # pragma: no cover - installed without the postgresql extra
+        PgDatabase = None
+    out = []
+    for cls in (Database, PgDatabase) if PgDatabase else (Database,):
+        out.append((cls.__name__, cls))
+        for member, value in vars(cls).items():
+            if (not member.startswith("_") or member.startswith("_create_")) and \
+                    (inspect.isfunction(value) or isinstance(value, property)):
+                out.append(("%s.%s" % (cls.__name__, member), value))
     return out
 
 

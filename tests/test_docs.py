@@ -160,3 +160,13 @@ def test_no_milestone_wording_of_its_own():
     assert shipped.lower().count("milestone") == sum(
         " ".join(t.comment.split()).lower().count("milestone") * 2 for t in SCHEMA.tables)  # a table list cell, a section
     assert "milestone" in own
+
+
+def test_an_sqlite_only_project_gets_no_postgresql_line():
+    from schema_dsl.model import evolve
+    schema = _with_later_objects()
+    schema = evolve(schema, views=[evolve(v, postgresql=None) for v in schema.views],
+                    triggers=[evolve(t, sqlite_only=False) for t in schema.triggers])
+    text = docs.render(schema)
+    assert "### long_notes\n\nNotes worth a summary.\n\n```sql\n" in text
+    assert "### notes_ai\n\nKeeps notes_fts in step.\n\nOn `notes`.\n\n```sql\n" in text

@@ -125,10 +125,11 @@ def mermaid(schema):
 
 
 def _postgresql(obj):
-    """What stands for a view, trigger or virtual table on PostgreSQL, in a few words."""
+    """What stands for a view, trigger or virtual table on PostgreSQL, in a few words; None where the declaration
+    says nothing of PostgreSQL (an SQLite-only project)."""
     if obj.postgresql:
         return "its own PostgreSQL statement"
-    return "left out (sqlite_only)" if obj.sqlite_only else "none declared (rendering for PostgreSQL refuses it)"
+    return "left out (sqlite_only)" if obj.sqlite_only else None
 
 
 def _later(kind, obj, sql):

@@ -70,6 +70,15 @@ class PgDatabase:
     lock_timeout: seconds initialize() keeps retrying while another session holds a lock it needs.
     statement_timeout, settings: session settings for every connection, over SESSION_SETTINGS.
     backup: accepted for the same signature; PostgreSQL has no file backup (the apply is one transaction).
+
+    Example::
+
+        db = Database("postgresql://app@db/bookmarks", schema=SCHEMA, statement_timeout="30s")   # a PgDatabase
+        await db.initialize()
+        async with db.connect() as conn:
+            await conn.execute("INSERT INTO users (email, name) VALUES (%s, %s)", ("ann@example.org", "Ann"))
+            await conn.commit()
+        await db.close()
     """
 
     def __init__(self, url, *, schema=None, backup=True, lock_timeout=DEFAULT_LOCK_TIMEOUT_S,
@@ -114,6 +123,9 @@ class PgDatabase:
 
         Foreign keys added NOT VALID whose existing rows have no parent are logged as warnings
         (validate_foreign_keys() returns them).
+
+        Example: `result = await db.initialize()`; `await db.initialize(allow_data_loss=True)` for a declaration
+        that removes a column or table.
         """
         result = await asyncio.to_thread(self._initialize_sync, allow_data_loss)
         self.last_apply = result
@@ -124,7 +136,7 @@ class PgDatabase:
 
     @property
     def schema(self):
-        """The declaration, as the model."""
+        """The declaration, as the model. Example: `[t.name for t in db.schema.tables]`."""
         from ..compile import project, target as target_mod  # the declaration loader: only when asked
         s = self._schema_arg
         if self._decl is not None:
@@ -157,17 +169,20 @@ class PgDatabase:
 
     @property
     def statements(self):
-        """The rendered statements, in the order initialize() runs them on a fresh database."""
+        """The rendered statements, in the order initialize() runs them on a fresh database.
+
+        Example: `for sql in db.statements: print(sql)`.
+        """
         return tuple(s["sql"] for s in self.compiled["statements"])
 
     async def create_tables(self, conn):
-        """Run the rendered CREATE TABLE statements on a connection you manage."""
+        """Run the rendered CREATE TABLE statements on a connection you manage. Example: `await db.create_tables(conn)`."""
         for s in self.compiled["statements"]:
             if s["kind"] == "table":
                 await conn.execute(s["sql"])
 
     async def create_indexes(self, conn):
-        """Run the rendered CREATE INDEX statements on a connection you manage."""
+        """Run the rendered CREATE INDEX statements on a connection you manage. Example: `await db.create_indexes(conn)`."""
         for s in self.compiled["statements"]:
             if s["kind"] == "index":
                 await conn.execute(s["sql"])
@@ -194,11 +209,20 @@ class PgDatabase:
 
         `async with db.connect() as conn:` (closed at the end) or `conn = await db.connect()` (close it yourself,
         or let close() do it).
+
+        Example::
+
+            async with db.connect() as conn:
+                cur = await conn.execute("SELECT count(*) FROM users WHERE email = %s", ("ann@example.org",))
+                (n,) = await cur.fetchone()
         """
         return _Connecting(self)
 
     async def close(self):
-        """Close every connection this Database handed out that is still open. Idempotent."""
+        """Close every connection this Database handed out that is still open. Idempotent.
+
+        Example: `await db.close()` at shutdown (`async with Database(...)` does it for you).
+        """
         while self._open:
             conn = self._open.pop()
             await conn.close()
@@ -210,6 +234,8 @@ class PgDatabase:
 
         The row key is the child's PRIMARY KEY value (a tuple for a composite one), else its ctid. A validated
         foreign key holds for every row, so only NOT VALID ones are read.
+
+        Example: `assert await db.validate_foreign_keys() == []`.
         """
         return await asyncio.to_thread(self._foreign_keys_sync)
 
@@ -229,6 +255,9 @@ class PgDatabase:
         """EXPLAIN's text lines for one SELECT (or WITH ... SELECT) statement; `%s` placeholders take params.
 
         Anything else raises QueryRefused; the query is never run (EXPLAIN without ANALYZE).
+
+        Example: `await db.explain_query_plan("SELECT * FROM users WHERE email = %s", ("a@b.c",))` gives lines
+        such as ['Index Scan using users_email_key on users  (cost=...)', ...].
         """
         query = single_select(query)
         async with self.connect() as conn:
@@ -241,7 +270,10 @@ class PgDatabase:
         """['ok'], or the problems found: indexes left INVALID or not ready (a failed CREATE INDEX
         CONCURRENTLY), and rows that break a NOT VALID constraint. With full=True also every B-tree index with
         amcheck's bt_index_check when the amcheck extension is installed, else every table read once (the server
-        verifies each page it reads, and its checksum when data checksums are on)."""
+        verifies each page it reads, and its checksum when data checksums are on).
+
+        Example: `assert await db.integrity_check(full=True) == ["ok"]`.
+        """
         return await asyncio.to_thread(self._integrity_sync, full)
 
     def _integrity_sync(self, full):
