@@ -57,8 +57,9 @@ def trigger_columns(sql):
     return update_of, refs
 
 
-def broken_dependents(conn):
-    """One line per view or trigger of the main database that does not hold against the live columns."""
+def broken_dependents(conn, foreign_keys=True):
+    """One line per view, trigger or (foreign_keys) foreign key of the main database that does not hold against
+    the live tables."""
     out = []
     objects = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') "
                            "ORDER BY type DESC, name").fetchall()
@@ -86,7 +87,7 @@ def broken_dependents(conn):
                 name, ", ".join("'%s'" % c for c in missing), table))
     named = {line.split("'")[1].lower() for line in out}
     out += [line for line in resolve_probe(conn) if "'" not in line or line.split("'")[1].lower() not in named]
-    return out + broken_foreign_keys(conn)
+    return out + (broken_foreign_keys(conn) if foreign_keys else [])
 
 
 def resolve_probe(conn):
