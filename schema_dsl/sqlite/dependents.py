@@ -57,9 +57,9 @@ def trigger_columns(sql):
     return update_of, refs
 
 
-def broken_dependents(conn, foreign_keys=True):
+def broken_dependents(conn, foreign_keys=True, bodies=True):
     """One line per view, trigger or (foreign_keys) foreign key of the main database that does not hold against
-    the live tables."""
+    the live tables; bodies=False: a trigger's body is not resolved (see unresolved)."""
     out = []
     objects = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') "
                            "ORDER BY type DESC, name").fetchall()
@@ -86,7 +86,8 @@ def broken_dependents(conn, foreign_keys=True):
             out.append("trigger '%s': NEW./OLD. names %s, which '%s' does not have (it would fail when it fires)" % (
                 name, ", ".join("'%s'" % c for c in missing), table))
     named = {line.split("'")[1].lower() for line in out}
-    out += [line for line in resolve_probe(conn) if "'" not in line or line.split("'")[1].lower() not in named]
+    if bodies:
+        out += [line for line in resolve_probe(conn) if "'" not in line or line.split("'")[1].lower() not in named]
     return out + (broken_foreign_keys(conn) if foreign_keys else [])
 
 
@@ -102,9 +103,12 @@ def unresolved(conn):
     scratch table is created and renamed in a savepoint; the view or trigger it names is set aside (dropped
     in the savepoint) and the probe repeated. Nothing is changed."""
     out = []
+    objects = conn.execute("SELECT count(*) FROM sqlite_master WHERE type IN ('view', 'trigger')").fetchone()[0]
+    if not objects:
+        return out  # nothing to resolve (and the RENAME re-reads the whole schema: milliseconds)
     conn.execute("SAVEPOINT schemagen_probe")
     try:
-        for _ in range(1 + conn.execute("SELECT count(*) FROM sqlite_master WHERE type IN ('view', 'trigger')").fetchone()[0]):
+        for _ in range(1 + objects):
             try:
                 conn.execute("CREATE TABLE %s (x)" % PROBE)
                 conn.execute("ALTER TABLE %s RENAME TO %s" % (PROBE, PROBE + "_renamed"))
@@ -130,6 +134,9 @@ def broken_foreign_keys(conn):
     out = []
     tables = {r[0].lower(): r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")}
+    # the schema's version in the text: a statement prepared before a schema change (sqlite3 caches them by
+    # text) is re-prepared on its step, where a mismatch is not reported; a new text is prepared now
+    version = conn.execute("PRAGMA schema_version").fetchone()[0]
     for key, table in sorted(tables.items()):
         rows = conn.execute("SELECT id, seq, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?) ORDER BY id, seq",
                             (table,)).fetchall()
@@ -147,7 +154,8 @@ def broken_foreign_keys(conn):
         if len(missing) == len(groups):
             continue
         try:
-            conn.execute("EXPLAIN PRAGMA foreign_key_check(%s)" % quote_identifier(table)).fetchall()
+            conn.execute("EXPLAIN PRAGMA foreign_key_check('%s') -- schema %d" % (table.replace("'", "''"),
+                                                                                    version)).fetchall()
         except sqlite3.Error as exc:
             if "mismatch" not in str(exc):
                 raise
