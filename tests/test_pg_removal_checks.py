@@ -64,3 +64,22 @@ def test_renamed_from_with_both_tables_present_is_refused_naming_the_rows(runner
         assert "'tasks_v1' holds 2 rows, 'tasks' holds none" in result.stderr
     with _connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM tasks_v1").fetchone()[0] == 2
+
+
+def test_prune_keeps_a_unique_index_a_foreign_key_needs(runner, tmp_path, pg_url):
+    _applied(runner, tmp_path, pg_url)
+    with _connect(pg_url) as conn:
+        conn.execute("CREATE UNIQUE INDEX tasks_title_key ON tasks_v1 (title)")
+        conn.execute("CREATE UNIQUE INDEX tasks_body_key ON tasks_v1 (body)")
+        conn.execute("CREATE TABLE tag (title TEXT REFERENCES tasks_v1 (title))")
+    v1 = _decl(tmp_path, "v1", V1)
+    shown = _cli(runner, "plan", "--db", pg_url, "--schema", v1, "--prune", "--json")
+    assert shown.exit_code == 0, shown.output + shown.stderr
+    plan = json.loads(shown.stdout)
+    assert [s["title"] for s in plan["steps"]] == ["drop index 'tasks_body_key' on 'tasks_v1'"]
+    assert "index 'tasks_title_key' on 'tasks_v1' (the parent key of the foreign key of 'tag' (title): --prune " \
+           "keeps it)" in plan["kept"]
+    done = _cli(runner, "apply", "--db", pg_url, "--schema", v1, "--prune")
+    assert done.exit_code == 0, done.output + done.stderr
+    with _connect(pg_url) as conn:
+        conn.execute("INSERT INTO tag VALUES ('a')")

@@ -270,6 +270,9 @@ class _Planner:
                          "which DROP COLUMN takes with it" % (ix["table"], hit) + (
                              "; weakens: a UNIQUE index: nothing will keep its columns unique" if ix["unique"] else ""),
                          [alter_statement("drop_index", name)], kind="Remove", table=ix["table"])
+            elif name not in indexes and self.prune and self._parent_key_of(ix):
+                self.extras.append("index '%s' on '%s' (the parent key of the foreign key of %s: --prune keeps it)" % (
+                    name, ix["table"], self._parent_key_of(ix)))
             elif name in indexes or self.prune:
                 why = ("removed: " + indexes[name].reason) if name in indexes else "not in the declaration (--prune)"
                 if ix["unique"]:
@@ -278,6 +281,16 @@ class _Planner:
                          kind="Remove", table=ix["table"])
             else:
                 self.extras.append("index '%s' on '%s'" % (name, ix["table"]))
+
+    def _parent_key_of(self, ix):
+        """The first foreign key (as "'child' (columns)") whose parent key is the UNIQUE index ix, or None: the
+        server refuses to drop such an index, so --prune keeps it (as on SQLite)."""
+        keys = sorted(k.lower() for k, _ in ix["columns"] if isinstance(k, str))
+        if not ix["unique"] or ix.get("where") or len(keys) != len(ix["columns"]):
+            return None
+        return next(("'%s' (%s)" % (child, ", ".join(f["columns"])) for child, t in sorted(self.live["tables"].items())
+                     for f in t["fks"] if f["table"].lower() == ix["table"] and sorted(c.lower() for c in f["to"]) == keys),
+                    None)
 
     def _removed_column_of(self, ix):
         """The column of a declared table that the plan drops and the live index ix names (a key or its WHERE),
