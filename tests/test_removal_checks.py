@@ -332,3 +332,49 @@ def test_a_rebuild_drops_and_recreates_only_the_views_and_triggers_that_name_its
     assert conn.execute("SELECT rowid FROM child_fts WHERE child_fts MATCH 'hello'").fetchall() == [(9,)]
     assert conn.execute("SELECT name FROM named_notes WHERE note = 'hello'").fetchall() == []
     assert conn.execute("SELECT n FROM note_count").fetchone() == (4,)
+
+
+# --- issue 17 item 3: a declared view or trigger that names what the design renames away ---------------------
+
+NOTES_V1 = """
+    NOTE = Table("note", [Column("id", "INTEGER"), Column("body", "TEXT")], primary_key=PrimaryKey(("id",)))
+    SCHEMA = Schema("notes", [NOTE, Table("log", [Column("what", "TEXT")])],
+                    views=[View("note_summary", "CREATE VIEW note_summary AS SELECT id, body FROM note")],
+                    triggers=[Trigger("note_log", "note", "CREATE TRIGGER note_log AFTER INSERT ON note "
+                                      "BEGIN INSERT INTO log VALUES (NEW.body); END")])
+"""
+NOTES_V2 = NOTES_V1.replace('Column("body", "TEXT")', 'Column("text", "TEXT", renamed_from="body")')
+
+
+@pytest.mark.parametrize("what", ["view", "trigger"])
+def test_a_declared_view_or_trigger_naming_a_renamed_column_is_refused_by_render_lint_and_plan(tmp_path, runner, what):
+    v1 = _declaration(tmp_path, "n1", NOTES_V1)
+    db = tmp_path / "notes.db"
+    apply(str(db), schema=_load(v1), backup=False)
+    conn = _connect(db)
+    conn.execute("INSERT INTO note VALUES (1, 'hello')")
+    conn.close()
+    v2_text = NOTES_V2
+    if what == "view":  # the trigger follows the rename, the view does not
+        v2_text = v2_text.replace("VALUES (NEW.body)", "VALUES (NEW.text)")
+    else:
+        v2_text = v2_text.replace("SELECT id, body FROM", "SELECT id, text FROM")
+    v2 = _declaration(tmp_path, "n2", v2_text)
+    name = "note_summary" if what == "view" else "note_log"
+    out = tmp_path / "out"
+    for command in (["render", "--out", str(out)], ["lint"]):
+        result = _cli(runner, *command, "--schema", str(v2))
+        assert result.exit_code == 2, (command, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "declared %s '%s'" % (what, name) in result.stderr and "body" in result.stderr
+    assert not out.exists() or not list(out.iterdir())  # nothing written
+    before = _digest(db)
+    with pytest.raises(UnsafeMigrationError, match="%s '%s'.*body" % (what, name)):
+        plan_database(str(db), schema=_load(v2))
+    assert _digest(db) == before
+    # the declaration that renames both renders and applies
+    good = _declaration(tmp_path, "n3", NOTES_V2.replace("VALUES (NEW.body)", "VALUES (NEW.text)")
+                        .replace("SELECT id, body FROM", "SELECT id, text FROM"))
+    assert _cli(runner, "render", "--out", str(out), "--schema", str(good)).exit_code == 0
+    apply(str(db), schema=_load(good), backup=False)
+    assert _connect(db).execute("SELECT text FROM note_summary").fetchall() == [("hello",)]

@@ -212,6 +212,7 @@ def render_files(schema, origin=None):
     origin = origin or default_origin(schema)
     env = environment()
     files = ddl_files(schema, origin)
+    check_declared_dependents(schema, files)
     files["declaration.json"] = declaration_json(schema, origin, files)
     files["validate_schema.py"] = env.get_template("validate_schema.py.j2").render(
         schema=schema, origin=origin,
@@ -241,3 +242,33 @@ def ddl_files(schema, origin=None):
         indexes=[index_context(ix) for ix in schema.indexes])
     files["pragmas.sql"] = env.get_template("pragmas.sql.j2").render(schema=schema, origin=origin, pragmas=schema.pragmas)
     return files
+
+
+def check_declared_dependents(schema, files=None):
+    """DeclarationError naming each declared view or trigger that does not hold against the declared tables (a
+    column or table it names that the declaration does not have: a view fails when it is read, a trigger when it
+    fires), found by building the rendered DDL in an in-memory database (sqlite/dependents.py). A module or
+    function only the application has is not the declaration's fault: such a build is not judged here."""
+    # only render and lint build the declaration in memory
+    import sqlite3
+    from ..errors import DeclarationError
+    from ..sqlite.dbfile import split_statements
+    from ..sqlite.dependents import broken_dependents
+    if not (schema.views or schema.triggers):
+        return
+    files = files if files is not None else ddl_files(schema)
+    scratch = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        try:
+            for name in (*schema.table_files, schema.index_file):
+                for stmt in split_statements(files[name]):
+                    if not stmt.lstrip().upper().startswith("PRAGMA"):
+                        scratch.execute(stmt)
+        except sqlite3.Error:
+            return  # a statement the scratch cannot run (a module the application loads): apply judges the file
+        problems = [line for line in broken_dependents(scratch, foreign_keys=False)
+                    if line.startswith(("view '", "trigger '"))]
+    finally:
+        scratch.close()
+    if problems:
+        raise DeclarationError(["declared " + line for line in problems])

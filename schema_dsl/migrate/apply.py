@@ -284,7 +284,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         verified = _verify_structure(conn, target)
         # every view prepares, every trigger resolves, every foreign key has its parent key (dependents.py):
         # before foreign_key_check, which a foreign key without its parent key makes fail
-        check_dependents(conn, known)
+        check_dependents(conn, known, fresh=plan.fresh)
         after = foreign_key_violations(conn, plan.fk_scope)
         kept = []
         if after:

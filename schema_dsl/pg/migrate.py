@@ -54,6 +54,7 @@ def _set_timeouts(conn, lock_timeout, statement_timeout):
 def _planned(conn, schema, comp, database, prune, concurrently):
     """(rename steps, already run on conn; the plan of the rest), inside the caller's transaction."""
     live = read_live(conn)
+    pgplan.check_renames(conn, schema, live, database)
     renames = pgplan.rename_steps(schema, live)
     for step in renames:
         for statement in step.statements:

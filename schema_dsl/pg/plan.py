@@ -26,6 +26,8 @@ The plan is computed on an open connection inside the caller's transaction, afte
 """
 from __future__ import annotations
 
+import re
+
 from attrs import field, frozen
 
 from ..compile.postgresql import Translator, Untranslatable, alter_statement
@@ -125,6 +127,38 @@ def rename_steps(schema, live):
                                     "value in place", [alter_statement("rename_column", t.name, old, c.name)],
                                     kind="RenameColumn", table=t.name))
     return steps
+
+
+def check_renames(conn, schema, live, database):
+    """UnsafeMigrationError for a declared rename whose old and new names both exist while the old one holds rows
+    (a table) or non-NULL values (a column): the rename cannot run, and they would stay behind under the old
+    name (as on SQLite: migrate/plan.check_renames)."""
+    problems = []
+    for t in schema.ordered_tables():
+        new = t.name.lower()
+        for old in (n.lower() for n in former_names(t)):
+            if new in live["tables"] and old in live["tables"]:
+                n_old, n_new = (count(conn, "SELECT count(*) FROM %s" % quote(x)) for x in (old, new))
+                if n_old:
+                    problems.append("table '%s' is declared renamed_from '%s', but the database has both: '%s' holds "
+                                    "%d row%s, '%s' holds %s; the rename cannot run and those would stay behind "
+                                    "under '%s'" % (new, old, old, n_old, "s" if n_old != 1 else "", new,
+                                                    n_new or "none", old))
+        name = next((n.lower() for n in (t.name, *former_names(t)) if n.lower() in live["tables"]), None)
+        columns = live["tables"][name]["columns"] if name is not None else {}
+        for c in t.columns:
+            for old in (n.lower() for n in former_names(c)):
+                if c.name.lower() in columns and old in columns:
+                    n_old, n_new = (count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (quote(name), quote(x)))
+                                    for x in (old, c.name.lower()))
+                    if n_old:
+                        problems.append("table '%s', column '%s' is declared renamed_from '%s', but the table has both: "
+                                        "'%s' holds %d non-NULL value%s, '%s' holds %s; the rename cannot run and "
+                                        "those would stay behind under '%s'" % (
+                                            name, c.name, old, old, n_old, "s" if n_old != 1 else "", c.name,
+                                            n_new or "none", old))
+    if problems:
+        raise UnsafeMigrationError("refusing to migrate %s, nothing was changed: %s" % (database, "; ".join(problems)))
 
 
 # --- the rest --------------------------------------------------------------------------
@@ -230,7 +264,16 @@ class _Planner:
             ix = live["indexes"][name]
             if name in self.expected["indexes"] or name in self._planned_unique_indexes():
                 continue
-            if name in indexes or self.prune:
+            hit = self._removed_column_of(ix)
+            if hit is not None and name not in indexes:  # DROP COLUMN takes it: say so, as a step of its own
+                self.add("drop index '%s' on '%s'" % (name, ix["table"]), "it indexes the removed column '%s'.'%s', "
+                         "which DROP COLUMN takes with it" % (ix["table"], hit) + (
+                             "; weakens: a UNIQUE index: nothing will keep its columns unique" if ix["unique"] else ""),
+                         [alter_statement("drop_index", name)], kind="Remove", table=ix["table"])
+            elif name not in indexes and self.prune and self._parent_key_of(ix):
+                self.extras.append("index '%s' on '%s' (the parent key of the foreign key of %s: --prune keeps it)" % (
+                    name, ix["table"], self._parent_key_of(ix)))
+            elif name in indexes or self.prune:
                 why = ("removed: " + indexes[name].reason) if name in indexes else "not in the declaration (--prune)"
                 if ix["unique"]:
                     why += "; weakens: a UNIQUE index: nothing will keep its columns unique"
@@ -238,6 +281,32 @@ class _Planner:
                          kind="Remove", table=ix["table"])
             else:
                 self.extras.append("index '%s' on '%s'" % (name, ix["table"]))
+
+    def _parent_key_of(self, ix):
+        """The first foreign key (as "'child' (columns)") whose parent key is the UNIQUE index ix, or None: the
+        server refuses to drop such an index, so --prune keeps it (as on SQLite)."""
+        keys = sorted(k.lower() for k, _ in ix["columns"] if isinstance(k, str))
+        if not ix["unique"] or ix.get("where") or len(keys) != len(ix["columns"]):
+            return None
+        return next(("'%s' (%s)" % (child, ", ".join(f["columns"])) for child, t in sorted(self.live["tables"].items())
+                     for f in t["fks"] if f["table"].lower() == ix["table"] and sorted(c.lower() for c in f["to"]) == keys),
+                    None)
+
+    def _removed_column_of(self, ix):
+        """The column of a declared table that the plan drops and the live index ix names (a key or its WHERE),
+        or None."""
+        table = ix["table"]
+        if table not in self.expected["tables"] or table not in self.live["tables"]:
+            return None
+        removed = {r.name.lower() for r in self.schema.removed if r.kind == "column" and r.table
+                   and r.table.lower() == table}
+        gone = [c for c in self.live["tables"][table]["columns"] if c not in self.expected["tables"][table]["columns"]
+                and (c in removed or self.prune == "all")]
+        words = set()
+        for key, _ in ix["columns"]:
+            words |= {key.lower()} if isinstance(key, str) else set(re.findall(r'\w+', key["expr"].lower()))
+        words |= set(re.findall(r'\w+', (ix.get("where") or "").lower()))
+        return next((c for c in gone if c in words), None)
 
     def _planned_unique_indexes(self):
         out = set()
