@@ -116,22 +116,110 @@ def _print_version(ctx):
     ctx.exit()
 
 
+class _Interrupts:
+    """Ctrl-C, answered with the truth about what was committed.
+
+    The CLI's SIGINT handler raises KeyboardInterrupt once and ignores every later SIGINT, so the answer to the
+    first one cannot itself be interrupted (nor the process killed by the signal on its way out). Around a
+    COMMIT (commit()) a Ctrl-C is held until COMMIT has returned and the database is recorded in `committed`;
+    whatever is interrupted after that exits 3 and names it. After the command has finished, Ctrl-C is ignored:
+    the output already says what was done.
+    """
+
+    committed = []  # the databases this run has committed a change to, in order
+    deferred = False
+    pending = False
+
+    @classmethod
+    def install(cls):
+        import signal  # the CLI's own entry only
+        cls.committed, cls.deferred, cls.pending = [], False, False
+        try:
+            return signal.signal(signal.SIGINT, cls._on_sigint)
+        except ValueError:  # not the main thread (an embedding application): leave its handler alone
+            return None
+
+    @classmethod
+    def restore(cls, previous):
+        import signal
+        try:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        except ValueError:
+            pass
+
+    @classmethod
+    def ignore(cls):
+        import signal
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:
+            pass
+
+    @classmethod
+    def _on_sigint(cls, signum, frame):
+        if cls.deferred:
+            cls.pending = True
+            return
+        cls.ignore()
+        raise KeyboardInterrupt
+
+    @classmethod
+    @contextlib.contextmanager
+    def commit(cls, db):
+        """The COMMIT of db runs in here: Ctrl-C waits until it has returned (and db is recorded)."""
+        cls.deferred = True
+        try:
+            yield
+            cls.committed.append(db)
+        finally:
+            cls.deferred = False
+            if cls.pending:
+                cls.pending = False
+                cls.ignore()
+                raise KeyboardInterrupt
+
+    @classmethod
+    def message(cls, at=None):
+        """The one line that answers an interrupt, and its exit code."""
+        done = [_shown(db) for db in cls.committed]
+        if not done:
+            return "interrupted; nothing was changed", EXIT_INTERRUPTED
+        if at is not None and _shown(at) not in done:
+            return ("interrupted at %s, nothing changed there; already committed: %s" % (_shown(at), ", ".join(done)),
+                    EXIT_CHANGED_THEN_FAILED)
+        return ("interrupted after the change to %s was committed; run `schemagen validate --db %s`" % (
+            ", ".join(done), done[-1]), EXIT_CHANGED_THEN_FAILED)
+
+
 class _Group(click.Group):
     """Every error in one style, Click's usage errors and Ctrl-C included."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        previous = _Interrupts.install()
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.UsageError as exc:
-            hint = " (see `%s --help`)" % exc.ctx.command_path if exc.ctx is not None else ""
-            click.echo("error: %s%s" % (" ".join(exc.format_message().split()), hint), err=True)
-            sys.exit(EXIT_REFUSED)
-        except click.ClickException as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
+            try:
+                rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            except click.UsageError as exc:
+                hint = " (see `%s --help`)" % exc.ctx.command_path if exc.ctx is not None else ""
+                click.echo("error: %s%s" % (" ".join(exc.format_message().split()), hint), err=True)
+                _Interrupts.ignore()
+                sys.exit(EXIT_REFUSED)
+            except click.ClickException as exc:
+                exc.show()
+                _Interrupts.ignore()
+                sys.exit(exc.exit_code)
+            except SystemExit:
+                _Interrupts.ignore()
+                raise
+            _Interrupts.ignore()
         except (click.exceptions.Abort, KeyboardInterrupt):
-            click.echo("error: interrupted; nothing was changed", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _Interrupts.ignore()
+            text, code = _Interrupts.message()
+            click.echo("error: %s" % text, err=True)
+            sys.exit(code)
+        finally:
+            if args is not None:  # called as a function (tests, an embedding program): its handler back
+                _Interrupts.restore(previous)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -497,7 +585,7 @@ def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, 
         _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json,
                    report_path, no_validate, verbose, loss)
     loss = (_prune_mode(prune, allow_data_loss), allow_data_loss, _confirm(yes))
-    _for_each_db(dbs, reports, one, as_json, changes=True)
+    _for_each_db(dbs, reports, one, as_json)
 
 
 def _prune_mode(prune, allow_data_loss):
@@ -527,7 +615,8 @@ def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data
     try:
         result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
                           backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity,
-                          prune=loss[0], allow_data_loss=loss[1], confirm=loss[2])
+                          prune=loss[0], allow_data_loss=loss[1], confirm=loss[2],
+                          commit_section=lambda: _Interrupts.commit(db))
     except SchemagenError as exc:
         progress.close()
         _fail(exc)
@@ -536,9 +625,6 @@ def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data
     # From here on the change is committed: a failure or Ctrl-C says so and exits 3.
     try:
         _after_commit(result, db, target, check_data, full_integrity, as_json, report_path, no_validate, verbose)
-    except KeyboardInterrupt:
-        raise _Abort("interrupted after the change to %s was committed%s" % (
-            db, "" if not result.applied else "; run `schemagen validate --db %s`" % db), EXIT_CHANGED_THEN_FAILED)
     except _Abort as exc:
         if result.applied and exc.exit_code == EXIT_REFUSED:
             raise _Abort("the change to %s is committed, then: %s" % (db, exc.format_message()),
@@ -572,6 +658,8 @@ def _postgresql(command, db, decl, as_json, no_validate=False, **options):
         else:
             from .pg import migrate  # PostgreSQL's planner (pg/plan.py) and migration
             result = migrate.apply(db, _schema(decl), compiled, **options)
+            if result.applied:
+                _Interrupts.committed.append(db)
             report = result.report
     except SchemagenError as exc:
         _fail(exc)
@@ -718,7 +806,7 @@ def validate(dbs, full_integrity, as_json, report_path, verbose, schema_spec):
     decl = _declaration(schema_spec)
     target = _target(decl)
     _for_each_db(dbs, reports, lambda db, path: _postgresql("validate", db, decl, as_json) if _is_postgresql(db) else
-                 _report(target, db, full_integrity, as_json, path, verbose=verbose), as_json, changes=False)
+                 _report(target, db, full_integrity, as_json, path, verbose=verbose), as_json)
 
 
 def _report_paths(dbs, report_path):
@@ -746,7 +834,7 @@ def _report_paths(dbs, report_path):
 _WORST = (EXIT_CHANGED_THEN_FAILED, EXIT_REFUSED, EXIT_PROBLEMS, 0)  # the run's exit code: the worst, in this order
 
 
-def _for_each_db(dbs, reports, run_one, as_json, changes):
+def _for_each_db(dbs, reports, run_one, as_json):
     """Run one command per database, one after another; one failure does not stop the others.
 
     One file: exactly the single-file behaviour. Several: each file's output, then a summary table
@@ -758,7 +846,7 @@ def _for_each_db(dbs, reports, run_one, as_json, changes):
     import contextlib  # several files only
     import io  # see above
     import json  # see above
-    results = []
+    results, interrupted = [], None
     for db, report_path in zip(dbs, reports):
         out = io.StringIO() if as_json else None
         code, error = 0, None
@@ -773,16 +861,20 @@ def _for_each_db(dbs, reports, run_one, as_json, changes):
                 click.echo("error: %s" % error, err=True)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-        except KeyboardInterrupt:
-            done = [r for r in results if r["changed"]]
-            if changes and done:
-                raise _Abort("interrupted at %s; already committed: %s" % (db, ", ".join(r["database"] for r in done)),
-                             EXIT_CHANGED_THEN_FAILED) from None
-            raise
+        except (KeyboardInterrupt, click.exceptions.Abort):  # Ctrl-C, at the data-loss question too
+            _Interrupts.ignore()
+            interrupted = db
+        if interrupted is not None:
+            committed = db in _Interrupts.committed
+            results.append({"database": _shown(db), "result": {"database": _shown(db)},
+                            "exit_code": EXIT_CHANGED_THEN_FAILED if committed else EXIT_INTERRUPTED,
+                            "error": "interrupted after COMMIT" if committed else "interrupted; nothing changed here"})
+            results += [{"database": _shown(d), "result": {"database": _shown(d)}, "exit_code": EXIT_INTERRUPTED,
+                         "error": "not started (interrupted)"} for d in dbs[len(results):]]
+            break
         text = out.getvalue() if as_json else ""
         obj = json.loads(text) if text.strip() else {"database": _shown(db)}
-        results.append({"database": _shown(db), "exit_code": code, "error": error, "result": obj,
-                        "changed": bool(obj.get("applied")) if changes else False})
+        results.append({"database": _shown(db), "exit_code": code, "error": error, "result": obj})
     if as_json:
         click.echo(json.dumps([dict(r["result"], database=r["database"], exit_code=r["exit_code"], error=r["error"])
                                for r in results], indent=2, sort_keys=True))
@@ -791,10 +883,14 @@ def _for_each_db(dbs, reports, run_one, as_json, changes):
         click.echo("%s:" % _plural(len(results), "file"))
         width = max(len(r["database"]) for r in results)
         for r in results:
-            what = {0: "ok", 1: "problems found", 2: "refused, nothing changed", 3: "changed, then failed"}.get(
-                r["exit_code"], "exit %d" % r["exit_code"])
+            what = {0: "ok", 1: "problems found", 2: "refused, nothing changed", 3: "changed, then failed",
+                    130: "interrupted"}.get(r["exit_code"], "exit %d" % r["exit_code"])
             click.echo("  %s  %d  %s%s" % (r["database"].ljust(width), r["exit_code"], what,
                                            (": " + r["error"]) if r["error"] else ""))
+    if interrupted is not None:  # the run's answer: 3 when any file was committed, else 130
+        text, code = _Interrupts.message(at=interrupted)
+        click.echo("error: %s" % text, err=True)
+        sys.exit(code)
     codes = {r["exit_code"] for r in results}
     sys.exit(next((c for c in _WORST if c in codes), max(codes)))
 

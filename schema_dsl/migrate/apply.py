@@ -20,7 +20,7 @@ import sqlite3
 import time
 
 from ..sqlite import dbfile, structure
-from ..errors import ApplyError, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
+from ..errors import ApplyError, ChangedThenFailed, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
 from .plan import Plan, Step, fresh_plan, migration_plan, setting_steps
 from .dependents import check_dependents
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
@@ -179,7 +179,8 @@ def plan_database(path, schema=None, files=None, guard=None, prune=None):
 
 
 def apply(path, schema=None, files=None, backup=True, progress=None, guard=None, backup_dir=None,
-          keep_backups=DEFAULT_KEEP, check_data=False, prune=None, allow_data_loss=False, confirm=None):
+          keep_backups=DEFAULT_KEEP, check_data=False, prune=None, allow_data_loss=False, confirm=None,
+          commit_section=None):
     """Create or migrate the database at path; returns an ApplyResult.
 
     progress(step_number, step, statement) is called before each statement
@@ -192,6 +193,9 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     prune: None, "objects" or "all" (diff.removals). A plan that loses data (a removed or pruned table or
     column: Plan.data_loss) needs the backup unless allow_data_loss, and confirm(plan) must return True
     (None: allowed); otherwise it is refused inside the transaction, nothing changed (see _guard_data_loss).
+    commit_section: a context manager factory the COMMIT runs in (the CLI defers Ctrl-C there and records the
+    COMMIT, so that its answer to an interrupt is the truth). A failure after COMMIT (the WAL switch) raises
+    ChangedThenFailed: the change is committed.
     """
     path = os.fspath(path)
     if backup:
@@ -201,7 +205,7 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     conn, existed = open_for_apply(path, target.files)
     try:
         return _apply_locked(conn, path, target, backup and (backup_dir, keep_backups), progress, guard, check_data,
-                             (prune, allow_data_loss, confirm))
+                             (prune, allow_data_loss, confirm), commit_section)
     except BaseException:
         if not existed:
             _remove_if_still_empty(conn, path)
@@ -229,7 +233,8 @@ def _remove_if_still_empty(conn, path):
             os.remove(path + suffix)
 
 
-def _apply_locked(conn, path, target, backup, progress, guard, check_data=False, loss=(None, False, None)):
+def _apply_locked(conn, path, target, backup, progress, guard, check_data=False, loss=(None, False, None),
+                  commit_section=None):
     """backup: (backup_dir, keep) when a backup is wanted, else a false value."""
     files = target.files
     start = time.perf_counter()
@@ -274,7 +279,11 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         conn.execute("RELEASE schemagen_plan")
         _announce(progress, plan, "commit")
         committing = True
-        conn.execute("COMMIT")
+        if commit_section is None:
+            conn.execute("COMMIT")
+        else:
+            with commit_section():
+                conn.execute("COMMIT")
     except BaseException:
         rolled_back = conn.in_transaction or not committing  # else COMMIT ran (Ctrl-C right after it): keep the backup
         if conn.in_transaction:
@@ -287,7 +296,10 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
             prune(path, backup[0], backup[1], protect=(backup_to,))
         except OSError:
             pass  # committed: older backups left in place are no reason to fail
-    _finish_connection(conn, files)
+    try:
+        _finish_connection(conn, files)
+    except SchemagenError as exc:
+        raise ChangedThenFailed("database %r: the change is committed, then: %s" % (path, exc)) from None
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
                        statements=count, structure=verified, kept_violations=len(after), kept_described=tuple(kept),
                        step_seconds=tuple(timings))
