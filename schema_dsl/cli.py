@@ -748,7 +748,7 @@ def _apply_json(result, db):
             "backup": result.backup,
             "steps": [dict(_step_json(s), seconds=round(t, 4)) if t is not None else _step_json(s)
                       for s, t in zip(result.plan.steps, list(result.step_seconds) + [None] * len(result.plan.steps))],
-            "kept": list(result.plan.extras)}
+            "kept": list(result.plan.extras), "data_loss": list(result.plan.data_loss)}
 
 
 def _guard(decl):
