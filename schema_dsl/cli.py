@@ -288,7 +288,7 @@ def render(out_dir, check, dialect, schema_spec):
             for line in stale:
                 click.echo("stale: %s" % line, err=True)
             raise _Abort("%d generated files are stale for %s; run `%s`" % (len(stale), decl.label, decl.render_command), 1)
-        click.echo("%s is up to date (%d files)" % (out_dir, len(files)))
+        click.echo("%s is up to date (%s)" % (out_dir, _plural(len(files), "file")))
         return
     from . import outfiles  # writing files: only the commands that write need it
     written = 0
@@ -307,7 +307,7 @@ def render(out_dir, check, dialect, schema_spec):
             click.echo("wrote %s" % path)
     except SchemagenError as exc:
         _fail(exc)
-    click.echo("%d files rendered for %s, %d changed" % (len(files), decl.label, written))
+    click.echo("%s rendered for %s, %d changed" % (_plural(len(files), "file"), decl.label, written))
 
 
 def _dialects(decl, out_dir, dialect):
@@ -367,10 +367,12 @@ def _describe_plan(plan, as_json=False):
             "data_loss": list(plan.data_loss),
         }, indent=2)
     if plan.up_to_date:
-        lines = ["up to date: nothing to do"]
+        lines = ["up to date: nothing to do" + (" (%s the declaration does not have %s kept: see below)" % (
+            _plural(len(plan.extras), "object"), "is" if len(plan.extras) == 1 else "are") if plan.extras else "")]
     else:
-        lines = ["%d steps, %d statements, in one transaction%s:" % (
-            len(plan.steps), len(plan.statements), "; a backup is made first" if plan.touches_rows else "")]
+        lines = ["%s, %s, in one transaction%s:" % (
+            _plural(len(plan.steps), "step"), _plural(len(plan.statements), "statement"),
+            "; a backup is made first" if plan.touches_rows else "")]
         for n, s in enumerate(plan.steps, start=1):
             lines.append("  %d. %s" % (n, s.title))
             reasons = getattr(s.change, "reasons", None)
@@ -394,9 +396,32 @@ def _describe_plan(plan, as_json=False):
         lines += ["  - %s '%s': %s" % w for w in weakens]
     if plan.extras:
         lines.append("")
-        lines.append("kept, not in the declaration (--prune drops indexes, views and triggers):")
-        lines += ["  - %s" % e for e in plan.extras]
+        lines.append("not in the declaration, kept (apply drops only what the declaration removes or --prune names):")
+        for e in plan.extras:
+            lines.append("  - %s" % e)
+            lines.append("      to drop it: %s" % _removal_advice(e))
     return "\n".join(lines)
+
+
+_KEPT = __import__("re").compile(r"(?P<kind>virtual table|table|index|view|trigger) '(?P<name>(?:[^']|'')*)'"
+                                 r"(?:: column '(?P<column>(?:[^']|'')*)')?")
+
+
+def _removal_advice(kept):
+    """The exact ways to drop one kept object (a line of plan.extras): the declaration's removed(...), or --prune
+    (with --allow-data-loss for what holds data: a table, a column)."""
+    match = _KEPT.match(kept)
+    if match is None:
+        return "declare it removed with removed(...), or apply --prune"
+    kind, name, column = match.group("kind"), match.group("name"), match.group("column")
+    q = lambda text: '"%s"' % text.replace("''", "'").replace("\\", "\\\\").replace('"', '\\"')
+    if column is not None:
+        return "removed(\"column\", %s, \"why\", table=%s), or apply --prune --allow-data-loss (its values go; a " \
+               "backup is made first)" % (q(column), q(name))
+    if kind in ("table", "virtual table"):
+        return "removed(\"table\", %s, \"why\"), or apply --prune --allow-data-loss (its rows go; a backup is made " \
+               "first)" % q(name)
+    return "removed(%s, %s, \"why\"), or apply --prune (no data goes)" % (q(kind), q(name))
 
 
 @main.command()

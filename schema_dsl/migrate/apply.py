@@ -133,16 +133,25 @@ def plan_for(conn, target, guard=None, prune=None):
     return plan
 
 
-def _guard_data_loss(path, plan, backup, allow_data_loss, confirm):
+# How a refusal of a plan that loses data names the options that accept it: the CLI's flags, or the API's own
+# parameters (database.py passes API_TERMS), so that each refusal says what its reader can pass.
+CLI_TERMS = {"no_backup": "--no-backup was given", "allow": "--allow-data-loss is given", "accept": ""}
+API_TERMS = {"no_backup": "initialize(backup=False) was asked", "allow": "initialize(allow_data_loss=True) is "
+             "passed", "accept": ": pass initialize(allow_data_loss=True) to accept it (a backup is made first)"}
+
+
+def _guard_data_loss(path, plan, backup, allow_data_loss, confirm, terms=None):
     """A plan that loses data goes ahead only with a backup (or allow_data_loss) and a yes from confirm."""
     if not plan.data_loss:
         return
+    terms = terms or CLI_TERMS
     what = "; ".join(d["text"] for d in plan.data_loss)
     if not backup and not allow_data_loss:
-        raise UnsafeMigrationError("database %r: the plan loses data (%s) and --no-backup was given: the backup is "
-                                   "mandatory for that unless --allow-data-loss is given; nothing was changed" % (path, what))
+        raise UnsafeMigrationError("database %r: the plan loses data (%s) and %s: the backup is mandatory for that "
+                                   "unless %s; nothing was changed" % (path, what, terms["no_backup"], terms["allow"]))
     if confirm is not None and not confirm(plan):
-        raise Declined("database %r: the plan loses data (%s) and was not confirmed; nothing was changed" % (path, what))
+        raise Declined("database %r: the plan loses data (%s) and was not confirmed; nothing was changed%s" % (
+            path, what, terms["accept"]))
 
 
 def _refuse_foreign_file(conn, raw, target):
@@ -180,7 +189,7 @@ def plan_database(path, schema=None, files=None, guard=None, prune=None):
 
 def apply(path, schema=None, files=None, backup=True, progress=None, guard=None, backup_dir=None,
           keep_backups=DEFAULT_KEEP, check_data=False, prune=None, allow_data_loss=False, confirm=None,
-          commit_section=None):
+          commit_section=None, terms=None):
     """Create or migrate the database at path; returns an ApplyResult.
 
     progress(step_number, step, statement) is called before each statement
@@ -195,7 +204,8 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     (None: allowed); otherwise it is refused inside the transaction, nothing changed (see _guard_data_loss).
     commit_section: a context manager factory the COMMIT runs in (the CLI defers Ctrl-C there and records the
     COMMIT, so that its answer to an interrupt is the truth). A failure after COMMIT (the WAL switch) raises
-    ChangedThenFailed: the change is committed.
+    ChangedThenFailed: the change is committed. terms: how a data-loss refusal names the options that accept
+    it (CLI_TERMS, the default, or API_TERMS).
     """
     path = os.fspath(path)
     if backup:
@@ -205,7 +215,7 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     conn, existed = open_for_apply(path, target.files)
     try:
         return _apply_locked(conn, path, target, backup and (backup_dir, keep_backups), progress, guard, check_data,
-                             (prune, allow_data_loss, confirm), commit_section)
+                             (prune, allow_data_loss, confirm, terms), commit_section)
     except BaseException:
         if not existed:
             _remove_if_still_empty(conn, path)
@@ -233,7 +243,7 @@ def _remove_if_still_empty(conn, path):
             os.remove(path + suffix)
 
 
-def _apply_locked(conn, path, target, backup, progress, guard, check_data=False, loss=(None, False, None),
+def _apply_locked(conn, path, target, backup, progress, guard, check_data=False, loss=(None, False, None, None),
                   commit_section=None):
     """backup: (backup_dir, keep) when a backup is wanted, else a false value."""
     files = target.files
