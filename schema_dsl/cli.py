@@ -413,14 +413,14 @@ def _describe_plan(plan, as_json=False):
     return "\n".join(lines)
 
 
-_KEPT = __import__("re").compile(r"(?P<kind>virtual table|table|index|view|trigger) '(?P<name>(?:[^']|'')*)'"
-                                 r"(?:: column '(?P<column>(?:[^']|'')*)')?")
+_KEPT = r"(?P<kind>virtual table|table|index|view|trigger) '(?P<name>(?:[^']|'')*)'(?:: column '(?P<column>(?:[^']|'')*)')?"
 
 
 def _removal_advice(kept):
     """The exact ways to drop one kept object (a line of plan.extras): the declaration's removed(...), or --prune
     (with --allow-data-loss for what holds data: a table, a column)."""
-    match = _KEPT.match(kept)
+    import re  # plan's text only (click has loaded it already)
+    match = re.match(_KEPT, kept)
     if match is None:
         return "declare it removed with removed(...), or apply --prune"
     kind, name, column = match.group("kind"), match.group("name"), match.group("column")
