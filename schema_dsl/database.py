@@ -190,7 +190,8 @@ class Database:
         while True:
             try:
                 result = apply_mod.apply(str(self.db_path), schema=self._target, backup=backup, guard=self._guard,
-                                         allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss)
+                                         allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss,
+                                         terms=apply_mod.API_TERMS)
                 break
             except DatabaseFileError as exc:
                 if "locked" not in str(exc) or time.monotonic() + delay >= deadline:

@@ -376,6 +376,16 @@ class Table:
     # the table's name in older databases, or several former names (ALTER TABLE RENAME TO, before anything else)
     renamed_from: Union[str, tuple, None] = field(default=None, converter=_former)
 
+    def __attrs_post_init__(self):
+        # SQLite makes every PRIMARY KEY column of a WITHOUT ROWID table NOT NULL (withoutrowid.html, 2.0): the
+        # declaration says so too, so that its DDL, its expected structure and the diff agree with the file
+        if self.without_rowid and isinstance(self.primary_key, PrimaryKey):
+            keys = {k.lower() for k in self.primary_key.columns if isinstance(k, str)}
+            if any(isinstance(c, Column) and c.name.lower() in keys and not c.not_null for c in self.columns):
+                object.__setattr__(self, "columns", tuple(
+                    attrs.evolve(c, not_null=True) if isinstance(c, Column) and c.name.lower() in keys else c
+                    for c in self.columns))
+
     def column(self, name):
         """The column called name (case-insensitively), or None.
 
@@ -769,6 +779,10 @@ def removal_problems(schema):
     """
     p = []
     declared = {"index": schema.index, "view": schema.view, "trigger": schema.trigger, "table": schema.table}
+    for r in schema.removed:
+        if isinstance(r, Removed) and r.kind != "column" and isinstance(r.name, str) and r.name.lower().startswith("sqlite_"):
+            p.append("removed %s '%s': an SQLite internal object (sqlite_ prefix), which SQLite keeps itself; "
+                     "expected a name of the application's own" % (r.kind, r.name))
     seen = set()
     for r in schema.removed:
         if not isinstance(r, Removed):

@@ -494,3 +494,20 @@ def test_inspect_keep_user_version_declares_them_and_says_so(tmp_path):
     assert result.stderr.strip() == ("user_version 75 and application_id 0x5a5a: declared (--keep-user-version): "
                                      "apply holds the file at these values")
     assert load_text(result.stdout).name == "app"
+def test_a_header_over_garbage_is_one_line_exit_2_and_nothing_left(tmp_path):
+    """issue 15.14: an SQLite header followed by garbage used to end in a traceback."""
+    import os
+    from conftest import make_runner
+    from schema_dsl.cli import main
+    path = tmp_path / "garbage.db"
+    payload = b"SQLite format 3\x00" + bytes(range(256)) * 16
+    path.write_bytes(payload)
+    out = tmp_path / "decl.py"
+    for extra in ([], ["--out", str(out)]):
+        result = make_runner().invoke(main, ["inspect", "--db", str(path)] + extra)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip().splitlines() == [
+            "error: database %r: not a usable SQLite database (file is not a database)" % str(path)]
+        assert "Traceback" not in result.output
+    assert path.read_bytes() == payload
+    assert sorted(os.listdir(tmp_path)) == ["garbage.db"]

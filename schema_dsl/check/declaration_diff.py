@@ -434,7 +434,8 @@ def format_lint(result):
             lines.append("    - %s%s" % (x["text"], counted))
     else:
         lines.append("  loses data: none%s" % (
-            " (%d objects only FROM has are kept, never dropped)" % len(result.kept) if result.kept else ""))
+            " (%s only FROM has %s kept, never dropped)" % (_n(len(result.kept), "object"),
+                                                            "is" if len(result.kept) == 1 else "are") if result.kept else ""))
     if result.rebuilds:
         lines.append("  rebuilds (the table is copied under the write lock):")
         for r in result.rebuilds:

@@ -20,7 +20,7 @@ import sqlite3
 import time
 
 from ..sqlite import dbfile, structure
-from ..errors import ApplyError, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
+from ..errors import ApplyError, ChangedThenFailed, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
 from .plan import Plan, Step, check_renames, fresh_plan, migration_plan, setting_steps
 from .dependents import broken_dependents, check_dependents, planned_problems
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
@@ -137,16 +137,25 @@ def plan_for(conn, target, guard=None, prune=None):
     return plan
 
 
-def _guard_data_loss(path, plan, backup, allow_data_loss, confirm):
+# How a refusal of a plan that loses data names the options that accept it: the CLI's flags, or the API's own
+# parameters (database.py passes API_TERMS), so that each refusal says what its reader can pass.
+CLI_TERMS = {"no_backup": "--no-backup was given", "allow": "--allow-data-loss is given", "accept": ""}
+API_TERMS = {"no_backup": "initialize(backup=False) was asked", "allow": "initialize(allow_data_loss=True) is "
+             "passed", "accept": ": pass initialize(allow_data_loss=True) to accept it (a backup is made first)"}
+
+
+def _guard_data_loss(path, plan, backup, allow_data_loss, confirm, terms=None):
     """A plan that loses data goes ahead only with a backup (or allow_data_loss) and a yes from confirm."""
     if not plan.data_loss:
         return
+    terms = terms or CLI_TERMS
     what = "; ".join(d["text"] for d in plan.data_loss)
     if not backup and not allow_data_loss:
-        raise UnsafeMigrationError("database %r: the plan loses data (%s) and --no-backup was given: the backup is "
-                                   "mandatory for that unless --allow-data-loss is given; nothing was changed" % (path, what))
+        raise UnsafeMigrationError("database %r: the plan loses data (%s) and %s: the backup is mandatory for that "
+                                   "unless %s; nothing was changed" % (path, what, terms["no_backup"], terms["allow"]))
     if confirm is not None and not confirm(plan):
-        raise Declined("database %r: the plan loses data (%s) and was not confirmed; nothing was changed" % (path, what))
+        raise Declined("database %r: the plan loses data (%s) and was not confirmed; nothing was changed%s" % (
+            path, what, terms["accept"]))
 
 
 def _refuse_foreign_file(conn, raw, target):
@@ -203,7 +212,8 @@ def plan_database(path, schema=None, files=None, guard=None, prune=None):
 
 
 def apply(path, schema=None, files=None, backup=True, progress=None, guard=None, backup_dir=None,
-          keep_backups=DEFAULT_KEEP, check_data=False, prune=None, allow_data_loss=False, confirm=None):
+          keep_backups=DEFAULT_KEEP, check_data=False, prune=None, allow_data_loss=False, confirm=None,
+          commit_section=None, terms=None):
     """Create or migrate the database at path; returns an ApplyResult.
 
     progress(step_number, step, statement) is called before each statement
@@ -216,6 +226,10 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     prune: None, "objects" or "all" (diff.removals). A plan that loses data (a removed or pruned table or
     column: Plan.data_loss) needs the backup unless allow_data_loss, and confirm(plan) must return True
     (None: allowed); otherwise it is refused inside the transaction, nothing changed (see _guard_data_loss).
+    commit_section: a context manager factory the COMMIT runs in (the CLI defers Ctrl-C there and records the
+    COMMIT, so that its answer to an interrupt is the truth). A failure after COMMIT (the WAL switch) raises
+    ChangedThenFailed: the change is committed. terms: how a data-loss refusal names the options that accept
+    it (CLI_TERMS, the default, or API_TERMS).
     """
     path = os.fspath(path)
     if backup:
@@ -225,7 +239,7 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     conn, existed = open_for_apply(path, target.files)
     try:
         return _apply_locked(conn, path, target, backup and (backup_dir, keep_backups), progress, guard, check_data,
-                             (prune, allow_data_loss, confirm))
+                             (prune, allow_data_loss, confirm, terms), commit_section)
     except BaseException:
         if not existed:
             _remove_if_still_empty(conn, path)
@@ -253,7 +267,8 @@ def _remove_if_still_empty(conn, path):
             os.remove(path + suffix)
 
 
-def _apply_locked(conn, path, target, backup, progress, guard, check_data=False, loss=(None, False, None)):
+def _apply_locked(conn, path, target, backup, progress, guard, check_data=False, loss=(None, False, None, None),
+                  commit_section=None):
     """backup: (backup_dir, keep) when a backup is wanted, else a false value."""
     files = target.files
     start = time.perf_counter()
@@ -301,7 +316,11 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         conn.execute("RELEASE schemagen_plan")
         _announce(progress, plan, "commit")
         committing = True
-        conn.execute("COMMIT")
+        if commit_section is None:
+            conn.execute("COMMIT")
+        else:
+            with commit_section():
+                conn.execute("COMMIT")
     except BaseException:
         rolled_back = conn.in_transaction or not committing  # else COMMIT ran (Ctrl-C right after it): keep the backup
         if conn.in_transaction:
@@ -314,7 +333,10 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
             prune(path, backup[0], backup[1], protect=(backup_to,))
         except OSError:
             pass  # committed: older backups left in place are no reason to fail
-    _finish_connection(conn, files)
+    try:
+        _finish_connection(conn, files)
+    except SchemagenError as exc:
+        raise ChangedThenFailed("database %r: the change is committed, then: %s" % (path, exc)) from None
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
                        statements=count, structure=verified, kept_violations=len(after), kept_described=tuple(kept),
                        step_seconds=tuple(timings))

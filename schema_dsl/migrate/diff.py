@@ -756,7 +756,7 @@ def _extras(schema, live):
     for name, t in live.tables.items():
         decl = _declared_as(schema, live, name)
         if decl is None:
-            out.append("table '%s' (%d columns)" % (name, len(t.columns)))
+            out.append("table '%s' (%d column%s)" % (name, len(t.columns), "" if len(t.columns) == 1 else "s"))
             continue
         mapping = _column_map(decl, t)
         used = {v.lower() for v in mapping.values() if v}

@@ -23,8 +23,9 @@ that would not load is never written; the error names the object.
 from __future__ import annotations
 
 import os
+import sqlite3
 
-from ..errors import DeclarationError, SchemagenError
+from ..errors import DatabaseFileError, DeclarationError, SchemagenError
 from ..model import Expr, Literal
 from ..sqlite import dbfile, structure
 from .introspect import read_live, view_models
@@ -355,6 +356,8 @@ def inspect_file(path, name=None, keep_versions=False):
         name = name or os.path.splitext(os.path.basename(os.fspath(path)))[0] or "database"
         text = declaration_text(conn, name, keep_versions)
         settings = header_settings(conn)
+    except sqlite3.DatabaseError as exc:  # an SQLite header over garbage: the first read finds it out
+        raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
     finally:
         conn.close()
     load_text(text, "declaration of %r" % os.fspath(path))

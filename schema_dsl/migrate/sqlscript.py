@@ -17,7 +17,9 @@ dot-commands, and safe under any runner that stops at the first error
    can fail on the data cannot fail alone: a CREATE UNIQUE INDEX is preceded by
    a guard that its keys hold no duplicate, and an INSERT or UPDATE (a rebuild
    copy, a fill) runs as INSERT/UPDATE OR ROLLBACK, so a UNIQUE, NOT NULL or
-   CHECK it breaks ends the transaction.
+   CHECK it breaks ends the transaction. (ALTER TABLE ADD COLUMN never fails
+   on the data: the planner adds a column that way only where SQLite takes it
+   on any rows, diff.add_column_blocker; a new CHECK is a rebuild.)
 4. apply's checks before COMMIT, as guards: sqlite_master is exactly what the
    plan gave on a scratch copy made with the backup API at export time, and
    PRAGMA foreign_key_check over plan.fk_scope shows no violation that was
@@ -100,14 +102,15 @@ def _plural(n, word):
     return "%d %s" % (n, word if n == 1 else word + "s")
 
 
-_ROLLING = re.compile(r"(INSERT|UPDATE)(\s+OR\s+(?:ABORT|FAIL|IGNORE|REPLACE|ROLLBACK))?\s", re.I)
+_ROLLING = re.compile(r"(INSERT|UPDATE)(\s+OR\s+(?:ABORT|FAIL|ROLLBACK))?\s", re.I)
 
 
 def _or_rollback(stmt):
     """An INSERT or UPDATE of a step as INSERT OR ROLLBACK / UPDATE OR ROLLBACK (a rebuild copy, a fill): a
     UNIQUE, NOT NULL or CHECK it breaks ends the whole transaction instead of the statement alone. None for
-    any other statement. OR ROLLBACK replaces OR ABORT, which the copy carries only to override a declared
-    ON CONFLICT clause; a ROLLBACK keeps every row just the same, or none."""
+    any other statement (an OR IGNORE or OR REPLACE, which the planner never writes, keeps its meaning). OR
+    ROLLBACK replaces OR ABORT, which the copy carries only to override a declared ON CONFLICT clause; a
+    ROLLBACK keeps every row just the same, or none."""
     match = _ROLLING.match(stmt)
     if match is None:
         return None
