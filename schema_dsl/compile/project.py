@@ -438,7 +438,7 @@ def _attrs_sentence(exc, tb):
     expected, value = args[2], args[3]
     if isinstance(expected, type) or (isinstance(expected, tuple) and all(isinstance(t, type) for t in expected)):
         names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
-        return "%s must be a %s, got %r (a %s)" % (field, names, value, type(value).__name__)
+        return "%s must be a %s, got %r (%s)" % (field, names, value, type(value).__name__)
     try:
         options = ", ".join(repr(o) for o in expected)
     except TypeError:
