@@ -1008,6 +1008,7 @@ def transfer(source, url, orphans, lock_timeout, as_json, schema_spec):
     except ImportError as exc:
         raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
     decl = _declaration(schema_spec)
+    _refuse_foreign(decl, source)
     target = _target(decl)
     tty = sys.stderr.isatty()
 

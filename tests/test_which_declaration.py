@@ -151,6 +151,14 @@ def test_under_the_fallback_a_postgresql_database_of_another_application_is_refu
     assert _pg_tables(pg_url) == ["bookmarks"]
 
 
+def test_under_the_fallback_transfer_refuses_another_applications_source(runner, nowhere, pg_url):
+    db = _their_app(nowhere)
+    result = runner.invoke(main, ["transfer", "--from", str(db), "--to", pg_url])
+    assert result.exit_code == 2, result.output
+    assert "none of the tables of the shipped 'abathur' declaration (it has bookmarks)" in result.stderr
+    assert _pg_tables(pg_url) == []
+
+
 def test_pg_database_under_the_fallback_refuses_another_applications_database(nowhere, pg_url, caplog):
     import psycopg
     with psycopg.connect(pg_url, autocommit=True) as conn:
