@@ -93,11 +93,18 @@ def _declaration(spec):
 def _refuse_foreign(decl, db):
     """Under the fallback to the shipped declaration, a command that reads a database refuses a file of another
     application (tables, none of them declared): exit 2 before reading it, as plan and apply do."""
-    if db is None or _is_postgresql(db) or _guard(decl) is None:
+    if db is None or _guard(decl) is None:
         return
-    from .migrate.apply import refuse_foreign_database  # only the fallback needs the guard
     try:
-        refuse_foreign_database(db)
+        if _is_postgresql(db):
+            try:
+                from .pg import apply as pg  # psycopg: only the PostgreSQL path imports it
+            except ImportError:
+                return  # the command itself says PostgreSQL needs psycopg
+            pg.refuse_foreign_database(db, pg.compiled_for(decl))
+        else:
+            from .migrate.apply import refuse_foreign_database  # only the fallback needs the guard
+            refuse_foreign_database(db)
     except SchemagenError as exc:
         _fail(exc)
 
@@ -470,6 +477,7 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, schema_spe
     from .migrate.apply import plan_database
     decl = _declaration(schema_spec)
     if _is_postgresql(db):
+        _refuse_foreign(decl, db)
         return _pg_plan(db, decl, as_json, sql_file, _prune_mode(prune, allow_data_loss), concurrently)
     if sql_file is not None:
         from .migrate.sqlscript import export_script  # only --sql needs the script export
@@ -631,6 +639,7 @@ def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, 
 
     def one(db, report_path):
         if _is_postgresql(db):
+            _refuse_foreign(decl, db)
             return _postgresql("apply", db, decl, as_json, no_validate=no_validate, lock_timeout=lock_timeout,
                                statement_timeout=statement_timeout, prune=loss[0], allow_data_loss=loss[1],
                                confirm=loss[2], concurrently=concurrently)
@@ -868,9 +877,9 @@ def validate(dbs, full_integrity, as_json, report_path, verbose, schema_spec):
     target = _target(decl)
 
     def one(db, path):
+        _refuse_foreign(decl, db)
         if _is_postgresql(db):
             return _postgresql("validate", db, decl, as_json)
-        _refuse_foreign(decl, db)
         _report(target, db, full_integrity, as_json, path, verbose=verbose)
     _for_each_db(dbs, reports, one, as_json)
 
@@ -973,6 +982,7 @@ def explain(db, as_json, sample_rows, strict, schema_spec):
     if _is_postgresql(db):  # PostgreSQL: EXPLAIN (FORMAT JSON), check/pgcheck.py (psycopg only on this path)
         from .check import pgcheck  # PostgreSQL only (psycopg)
         decl = _declaration(schema_spec)
+        _refuse_foreign(decl, db)
         schema = _schema(decl)
         try:
             report = pgcheck.explain(db, decl, schema, sample=sample_rows)
@@ -1020,6 +1030,7 @@ def lint(db, as_json, strict, schema_spec):
     if db is not None and _is_postgresql(db):  # PostgreSQL: check/pgcheck.py, through which psycopg is imported
         from .check import pgcheck  # PostgreSQL only (psycopg)
         decl = _declaration(schema_spec)
+        _refuse_foreign(decl, db)
         try:
             findings = pgcheck.lint_url(db, decl, _schema(decl))
         except SchemagenError as exc:
@@ -1164,6 +1175,7 @@ def transfer(source, url, orphans, lock_timeout, as_json, schema_spec):
     except ImportError as exc:
         raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
     decl = _declaration(schema_spec)
+    _refuse_foreign(decl, source)
     target = _target(decl)
     tty = sys.stderr.isatty()
 

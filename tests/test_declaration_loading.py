@@ -110,3 +110,15 @@ def test_what_a_declaration_prints_goes_to_stderr_never_into_json(runner, here):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["fresh"] is True
     assert "loading my schema" in result.stderr
+
+
+def test_an_attrs_type_error_names_the_class_field_and_the_type_expected(runner, here):
+    spec = _write(here, """
+        from schema_dsl.model import Check
+
+        bad = Check(5)
+    """)
+    result = runner.invoke(main, ["lint", "--schema", spec])
+    assert result.exit_code == 2
+    line = _one_error(result)
+    assert "bookmarks/schema.py:3 (bad = Check(5))" in line and "Check.expr must be a str, got 5 (int)" in line

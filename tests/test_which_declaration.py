@@ -112,7 +112,8 @@ def test_database_under_the_fallback_warns_and_refuses_another_applications_file
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "using the shipped 'abathur' declaration; pass schema= to name yours" in \
         warnings[0].getMessage()
-    with pytest.raises(SchemagenError, match="none of the tables of the shipped 'abathur' declaration"):
+    with pytest.raises(SchemagenError, match=r"none of the tables of the shipped 'abathur' declaration \(it has "
+                                             r"bookmarks\): pass schema= \(a Schema or a SPEC\) to Database"):
         asyncio.run(database.initialize())
     assert db.read_bytes() == before
     new = nowhere / "new.db"
@@ -122,3 +123,49 @@ def test_database_under_the_fallback_warns_and_refuses_another_applications_file
     named = Database(nowhere / "named.db", schema="abathur")  # explicit: no warning, no guard
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
     assert named.schema.name == "abathur"
+
+
+# --- the same guard on PostgreSQL ----------------------------------------------------------------------------------
+
+from pg_cluster import pg_cluster, pg_url  # noqa: E402,F401 (fixtures)
+
+
+def _pg_tables(url):
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as conn:
+        return sorted(r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))
+
+
+@pytest.mark.parametrize("command", [["validate"], ["explain"], ["lint"], ["plan"], ["apply"]], ids=" ".join)
+def test_under_the_fallback_a_postgresql_database_of_another_application_is_refused(runner, nowhere, pg_url, command):
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bookmarks (id bigint PRIMARY KEY, url text)")
+        conn.execute("INSERT INTO bookmarks VALUES (1, 'https://example.org')")
+    result = runner.invoke(main, [*command, "--db", pg_url])
+    assert result.exit_code == 2, result.output
+    note, error = result.stderr.strip().splitlines()
+    assert note.startswith(NOTE)
+    assert error.startswith("error: database holds none of the tables of the shipped 'abathur' declaration (it has "
+                            "bookmarks)")
+    assert _pg_tables(pg_url) == ["bookmarks"]
+
+
+def test_under_the_fallback_transfer_refuses_another_applications_source(runner, nowhere, pg_url):
+    db = _their_app(nowhere)
+    result = runner.invoke(main, ["transfer", "--from", str(db), "--to", pg_url])
+    assert result.exit_code == 2, result.output
+    assert "none of the tables of the shipped 'abathur' declaration (it has bookmarks)" in result.stderr
+    assert _pg_tables(pg_url) == []
+
+
+def test_pg_database_under_the_fallback_refuses_another_applications_database(nowhere, pg_url, caplog):
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bookmarks (id bigint PRIMARY KEY, url text)")
+    caplog.set_level(logging.INFO, logger="schema_dsl.database")
+    database = Database(pg_url)
+    assert "using the shipped 'abathur' declaration; pass schema= to name yours" in caplog.text
+    with pytest.raises(SchemagenError, match=r"none of the tables .* pass schema= \(a Schema or a SPEC\) to Database"):
+        asyncio.run(database.initialize())
+    assert _pg_tables(pg_url) == ["bookmarks"]

@@ -235,6 +235,20 @@ def fallback_notice(cwd=None):
             % (Path(cwd or os.getcwd()).resolve(), SHIPPED))
 
 
+def refuse_foreign(tables, declared, name=SHIPPED, api=False):
+    """The guard of the fallback to the shipped declaration: a database that holds tables, none of them declared
+    (declared: the shipped declaration's table names), is another application's; SchemagenError, exit 2.
+    api: the hint names Database's schema= instead of --schema."""
+    if not tables or {t.lower() for t in tables} & {t.lower() for t in declared}:
+        return
+    shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+    hint = ("pass schema= (a Schema or a SPEC) to Database, or schema=%r to use it on this file anyway" % name if api
+            else "name your declaration with --schema SPEC or [tool.schemagen] in pyproject.toml, or pass --schema %s "
+                 "to use it on this file anyway" % name)
+    raise SchemagenError("database holds none of the tables of the shipped '%s' declaration (it has %s): %s; "
+                         "nothing was changed" % (name, shown, hint))
+
+
 def _from_spec(spec, base, project, root):
     target, name = _split(spec)
     if not target:
@@ -384,17 +398,21 @@ def _user_frame(tb, decl):
     """(filename, line) of the innermost traceback frame in the declaration's own code: a file that is neither
     schemagen's engine (the shipped declaration excepted), the standard library, site-packages nor generated."""
     import sysconfig  # only a failed load needs it
-    skip = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    found = None
+    stdlib = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib")}
+    site = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
+    found = outermost = None
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if not filename.startswith("<"):
             path = Path(filename).resolve()
             engine = _inside(path, ENGINE_DIR) and path.name != SHIPPED + ".py"
-            if not engine and not any(_inside(path, folder) for folder in skip):
-                found = (filename, tb.tb_lineno)
+            if not engine and not any(_inside(path, folder) for folder in stdlib):
+                if not any(_inside(path, folder) for folder in site):
+                    found = (filename, tb.tb_lineno)
+                elif outermost is None:  # a declaration installed as a package: its own top-level line
+                    outermost = (filename, tb.tb_lineno)
         tb = tb.tb_next
-    return found
+    return found or outermost
 
 
 def _shown_path(decl, filename):
@@ -420,7 +438,7 @@ def _attrs_sentence(exc, tb):
     expected, value = args[2], args[3]
     if isinstance(expected, type) or (isinstance(expected, tuple) and all(isinstance(t, type) for t in expected)):
         names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
-        return "%s must be a %s, got %r (a %s)" % (field, names, value, type(value).__name__)
+        return "%s must be a %s, got %r (%s)" % (field, names, value, type(value).__name__)
     try:
         options = ", ".join(repr(o) for o in expected)
     except TypeError:

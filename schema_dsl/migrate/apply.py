@@ -111,7 +111,7 @@ def plan_for(conn, target, guard=None, prune=None):
         return fresh_plan(target, conn)  # a new or empty file: nothing to introspect
     raw = structure.read_raw(conn)
     if guard is not None:
-        _refuse_foreign_file(conn, raw, target)
+        _refuse_foreign_file(conn, raw, target, guard)
     diffs = structure.compare(target.structure, structure.to_structure(raw))
     if not diffs:  # declared views, triggers and virtual tables are part of the structure: nothing else to read
         return Plan(steps=setting_steps(target, conn))
@@ -158,16 +158,12 @@ def _guard_data_loss(path, plan, backup, allow_data_loss, confirm, terms=None):
             path, what, terms["accept"]))
 
 
-def _refuse_foreign_file(conn, raw, target):
+def _refuse_foreign_file(conn, raw, target, guard="shipped"):
     """The fallback to the shipped declaration applies only to a new or empty file, or one that already has
-    some of its tables: a database of another application is refused, with nothing changed."""
-    tables = sorted(raw["tables"])
-    if tables and not {t.lower() for t in tables} & {t.lower() for t in target.structure["tables"]}:
-        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
-        raise SchemagenError(
-            "database holds none of the tables of the shipped '%s' declaration (it has %s): name your declaration "
-            "with --schema SPEC or [tool.schemagen] in pyproject.toml, or pass --schema %s to use it on this file "
-            "anyway; nothing was changed" % (target.name, shown, target.name))
+    some of its tables: a database of another application is refused, with nothing changed.
+    guard "shipped-api": Database's fallback, whose message names its schema= parameter."""
+    from ..compile.project import refuse_foreign  # only the fallback needs the guard's rule
+    refuse_foreign(sorted(raw["tables"]), target.structure["tables"], target.name, api=guard == "shipped-api")
 
 
 def refuse_foreign_database(path, schema=None):
@@ -194,7 +190,7 @@ def plan_database(path, schema=None, files=None, guard=None, prune=None):
     """What apply would do, without doing it (the database is only read).
 
     guard: "shipped" when the declaration is the fallback to the shipped one, which refuses a file of
-    another application (see _refuse_foreign_file).
+    another application (see _refuse_foreign_file); "shipped-api" for Database's fallback.
     """
     target = target_for(schema, files)
     exists = dbfile.check_path(path, write=False) if os.path.exists(path) else False

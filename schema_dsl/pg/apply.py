@@ -22,7 +22,7 @@ from psycopg import errors as pgerrors
 
 from ..compile.paths import resource_dir
 from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declaration
-from ..compile.project import load_schema, origin, stale_reason
+from ..compile.project import load_schema, origin, refuse_foreign, stale_reason
 from ..errors import ApplyError, SchemagenError, StaleFiles, ValidationFailed
 from . import bodies, catalog, notvalid
 from .url import mask, scrub
@@ -197,6 +197,21 @@ def _apply(conn, url, database, compiled, lock_timeout, statement_timeout):
 
 def _where(statement):
     return "%s %s: " % (statement["kind"], statement["name"]) if statement else ""
+
+
+def refuse_foreign_database(url, compiled, api=False):
+    """The guard of the fallback to the shipped declaration on PostgreSQL: a database whose current schema holds
+    tables, none of them declared, is another application's: refused before anything is read or changed.
+    api: for Database (the message names schema=)."""
+    conn = connect(url)
+    try:
+        rows = conn.execute("SELECT relname FROM pg_class WHERE relnamespace = %s AND relkind IN ('r', 'p') "
+                            "ORDER BY relname", (catalog.current_namespace(conn),)).fetchall()
+    except psycopg.Error as exc:
+        raise SchemagenError("%s: %s" % (mask(url), _one_line(scrub(str(exc), url)))) from None
+    finally:
+        conn.close()
+    refuse_foreign([r[0] for r in rows], compiled["structure"]["tables"], compiled["name"], api=api)
 
 
 def _declared_present(conn, expected):

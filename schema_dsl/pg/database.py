@@ -91,7 +91,7 @@ class PgDatabase:
         if statement_timeout is not None:
             self.settings["statement_timeout"] = str(statement_timeout)
         self.settings.update({k: str(v) for k, v in (settings or {}).items()})
-        self._decl = None
+        self._decl, self._fallback = None, False
         if schema is None:  # as Database resolves it: the [tool.schemagen] project from here, else the shipped one
             from ..compile import project  # the declaration loader
             decl = project.resolve(None)
@@ -100,6 +100,7 @@ class PgDatabase:
                 self._decl = decl
             else:
                 LOG.warning("%s: %s; pass schema= to name yours", self.database, project.fallback_notice())
+                self._fallback = True  # initialize() refuses another application's database, as the CLI does
         self.compiled = pg_apply.compiled_for(self._decl) if self._decl is not None else compiled_for_schema(schema)
         self._schema_arg = schema
         self.last_apply = None
@@ -150,6 +151,8 @@ class PgDatabase:
     def _initialize_sync(self, allow_data_loss=False):
         from . import migrate  # PostgreSQL's planner (pg/plan.py) and migration, as `schemagen apply` runs it
         schema = self.schema
+        if self._fallback:
+            pg_apply.refuse_foreign_database(self.url, self.compiled, api=True)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.05
         lock_timeout = self.settings.get("lock_timeout", pg_apply.DEFAULT_LOCK_TIMEOUT)
