@@ -475,6 +475,12 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, schema_spe
     """Show the statements apply would run, and why, without running them."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import plan_database
+    if sql_file not in (None, "-"):  # an output path is refused before anything starts, the declaration included
+        from . import outfiles  # see render
+        try:
+            outfiles.check_file(sql_file, "--sql", databases=[] if _is_postgresql(db) else [db])
+        except SchemagenError as exc:
+            _fail(exc)
     decl = _declaration(schema_spec)
     if _is_postgresql(db):
         _refuse_foreign(decl, db)
@@ -483,8 +489,6 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, schema_spe
         from .migrate.sqlscript import export_script  # only --sql needs the script export
         from . import outfiles  # see render
         try:
-            if sql_file != "-":
-                outfiles.check_file(sql_file, "--sql", databases=[db])
             text = export_script(db, schema=_target(decl), guard=_guard(decl))
             if sql_file != "-":
                 outfiles.write_text(sql_file, text, "--sql")
