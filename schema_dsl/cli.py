@@ -157,9 +157,9 @@ class _Interrupts:
         # CPython's _signal is loaded at start-up; the signal module over it builds enums (about 0.5 ms of every
         # command's start-up, and apply's is benchmarked)
         try:
-            import _signal as signal
+            import _signal as signal  # CPython's, already loaded
         except ImportError:  # pragma: no cover - another Python
-            import signal
+            import signal  # the public module elsewhere
         return signal
 
     @classmethod
