@@ -30,7 +30,7 @@ import json
 import re
 
 from ..errors import DeclarationError
-from ..model import Expr, Literal, dependency_order, type_affinity
+from ..model import Column, Expr, Literal, Table, dependency_order, type_affinity
 from ..sqlite.quote import quote_identifier
 from ..sqlite.structure import conflict_label, matching_paren, normalize_sql, split_top, tokenize
 from ..analysis.compare import conflict_structure
@@ -268,7 +268,22 @@ class Translator:
             base = "(%s %s interval '%s %s')" % (base, sign, number.lstrip("+-"), m.group(2).lower())
         return base
 
+    def _cast(self, inner):
+        """CAST(expr AS type): the type through the same mapping as a declared column's (column_type)."""
+        depth, at = 0, None
+        for k, (kind, text) in enumerate(inner):
+            depth += (text == "(") - (text == ")") if kind == "op" else 0
+            if depth == 0 and kind == "word" and text.lower() == "as":
+                at = k
+        if not at or at == len(inner) - 1:
+            raise Untranslatable("CAST without AS type")
+        declared = " ".join(text for _, text in inner[at + 1:])
+        pg_type = column_type(Table("cast", [Column("cast", declared)]), Column("cast", declared))
+        return "CAST(%s AS %s)" % (" ".join(self._seq(inner[:at])), pg_type)
+
     def _call(self, name, inner):
+        if name == "cast":
+            return self._cast(inner)
         if name == "datetime":
             return self._time(inner, name)
         if name == "julianday":
