@@ -158,7 +158,7 @@ def _data_step(target, step):
                     change=RunDataStep(step["name"], run=declared.python))
     from ..compile import render  # each statement ends in one semicolon, as every statement of a plan does
     return Step("run data step '%s'" % step["name"], "declared data step this database has not run yet",
-                [render.statement("verbatim", stmt) for stmt in dbfile.split_statements(step["sql"])],
+                [render.statement("verbatim", stmt) for stmt in dbfile.split_sql(step["sql"])],
                 change=RunDataStep(step["name"], sql=step["sql"]))
 
 
@@ -249,10 +249,10 @@ def run_step(conn, step, label):
             if "readonly" in str(exc).replace(" ", "").replace("-", ""):
                 raise _ReadOnly() from None
             raise ApplyError("%s failed: %s; statement: %s; nothing was changed" % (
-                label, exc, " ".join(stmt.split())[:300])) from None
+                label, exc, " ".join(stmt.split()).rstrip(";")[:300])) from None
         except sqlite3.Error as exc:
             raise ApplyError("%s failed: %s; statement: %s; nothing was changed" % (
-                label, exc, " ".join(stmt.split())[:300])) from None
+                label, exc, " ".join(stmt.split()).rstrip(";")[:300])) from None
 
 
 def _expand(conn, target):

@@ -154,7 +154,8 @@ def apply_in(conn, url, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, statement_t
     return _apply(conn, url, mask(url), compiled, lock_timeout, statement_timeout)
 
 
-def _apply(conn, url, database, compiled, lock_timeout, statement_timeout):
+def _apply(conn, url, database, compiled, lock_timeout, statement_timeout, after=()):
+    """after: statements run after the declaration's, in the same transaction (the history record, pg/history.py)."""
     started = time.perf_counter()
     expected = compiled["structure"]
     present = _declared_present(conn, expected)
@@ -166,7 +167,7 @@ def _apply(conn, url, database, compiled, lock_timeout, statement_timeout):
                          "migrating a PostgreSQL database is not built yet: nothing was changed" % (
                              database, len(present), ", ".join(present[:5]) + (", ..." if len(present) > 5 else ""),
                              "; ".join(report["differences"][:3])))
-    statements = compiled["statements"]
+    statements = list(compiled["statements"]) + [{"kind": "history", "name": "record", "sql": sql} for sql in after]
     current = None
     try:
         with conn.transaction():
