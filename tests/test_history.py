@@ -378,3 +378,23 @@ def test_diff_shows_a_declared_repair_delete_as_data_loss_counted_with_db(tmp_pa
     result = runner.invoke(main, ["diff", "a.py", "b.py", "--db", db, "--strict"])
     assert result.exit_code == 1
     assert "repair='delete' on foreign key (p_id) -> p deletes the rows that break it: 2 rows in" in result.stdout
+
+
+def _upper(conn):
+    conn.execute("UPDATE users SET name = upper(name)")
+
+
+def test_plan_of_a_pending_python_step_only_reads_the_file(old_db):
+    # nothing to add first: the python step is the first write, refused by the read-only file inside the callable
+    decl = Schema("app", tables=OLD.tables, data_steps=[DataStep("upper", python=_upper)])
+    before = digest(old_db)
+    plan = plan_database(old_db, decl)
+    step = next(s for s in plan.steps if isinstance(s.change, history.RunDataStep))
+    assert step.title == "run data step 'upper' (python)" and step.rows == 2
+    assert digest(old_db) == before
+
+
+def test_a_data_step_may_hold_several_statements_on_one_line(old_db):
+    decl = new_schema(step_sql=SPLIT + "; UPDATE users SET last_name = 'X;Y' WHERE last_name IS NULL")
+    apply(old_db, decl, backup=False, allow_data_loss=True)
+    assert rows(old_db, "SELECT last_name FROM users ORDER BY id") == [("Lovelace",), ("X;Y",)]

@@ -238,6 +238,8 @@ def run_step(conn, step, label):
         try:
             run(conn)
         except Exception as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace(" ", "").replace("-", ""):
+                raise _ReadOnly() from None  # plan on a read-only file: the caller plans on a copy
             raise ApplyError("%s failed: %s: %s; nothing was changed" % (label, type(exc).__name__, exc)) from None
         if not conn.in_transaction:
             raise ApplyError("%s ended apply's transaction (a python= data step must not commit or roll back)" % label)
