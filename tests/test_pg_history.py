@@ -235,3 +235,17 @@ def test_database_initialize_runs_the_data_steps_on_postgresql(tmp_path, pg_url)
     assert result.applied
     assert _rows(pg_url, "SELECT first_name, nick FROM users ORDER BY id") == [("Ada", None), ("Plato", "plato")]
     assert _rows(pg_url, "SELECT data_steps_run FROM _schemagen_history") == [('["split_name", "nick"]',)]
+
+
+def test_values_postgresql_cannot_convert_are_refused_before_writing_naming_the_rows(tmp_path, pg_url):
+    from schema_dsl.cli import main
+    runner = make_runner()
+    _old_with_rows(runner, tmp_path, pg_url)
+    for name, extra in (("plain", ""), ("cast", ", using=\"CAST(rating AS INTEGER)\"")):
+        new = _decl(tmp_path, name, NEW % extra)
+        result = runner.invoke(main, ["apply", "--db", pg_url, "--schema", new, "--allow-data-loss", "--yes"])
+        assert result.exit_code == 2, result.output
+        assert "table 'links', column 'rating': 1 value PostgreSQL cannot convert to bigint" in result.stderr
+        assert "(rows (id) 2)" in result.stderr
+    assert _rows(pg_url, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'links'::regclass "
+                         "AND attname = 'rating'") == [("text",)]

@@ -327,6 +327,16 @@ class _Planner:
             using = self.using(table, c)
             if using is False:
                 return
+            failed, keys = self.unconvertible(table, using or "%s::%s" % (quote(c), info["type"]))
+            if failed:
+                self.problems.append("table '%s', column '%s': %d value%s PostgreSQL cannot convert to %s with USING %s "
+                                     "(rows (%s) %s%s); declare using= or using_postgresql= that converts them (to "
+                                     "NULL, say), or fix them in a data step" % (
+                                         table, c, failed, "" if failed == 1 else "s", info["type"],
+                                         using or "%s::%s" % (quote(c), info["type"]),
+                                         ", ".join(self.live["tables"][table]["primary_key"]) or "ctid",
+                                         ", ".join(keys), ", ..." if failed > len(keys) else ""))
+                return
             if using is not None:
                 self.conversion_loss(table, c, using, info)
             self.add("change the type of '%s'.'%s' from %s to %s" % (table, c, got["type"], info["type"]),
@@ -373,6 +383,29 @@ class _Planner:
             self.problems.append("table '%s', column '%s': using=%s cannot be translated for PostgreSQL (%s); give "
                                  "using_postgresql=" % (table, c, dc.using, exc))
             return False
+
+    def unconvertible(self, table, using):
+        """(how many rows the conversion fails on, the keys of the first few): one scan when none fails (the usual
+        case), else each row tried on its own, in a savepoint that is rolled back."""
+        import psycopg  # the PostgreSQL path has it loaded already
+        try:
+            with self.conn.transaction(force_rollback=True):
+                self.conn.execute("SELECT count(%s) FROM %s" % (using, quote(table)))
+            return 0, []
+        except psycopg.Error:
+            pass
+        pk = self.live["tables"][table]["primary_key"]
+        key = " || ', ' || ".join("%s::text" % quote(k) for k in pk) if pk else "ctid::text"
+        with self.conn.transaction(force_rollback=True):
+            self.conn.execute("CREATE TEMP TABLE schemagen_unconvertible (k text) ON COMMIT DROP")
+            self.conn.execute(
+                "DO $schemagen$ DECLARE r record; BEGIN FOR r IN SELECT ctid AS t, %s AS k FROM %s LOOP BEGIN "
+                "PERFORM %s FROM %s WHERE ctid = r.t; EXCEPTION WHEN others THEN "
+                "INSERT INTO schemagen_unconvertible VALUES (r.k); END; END LOOP; END $schemagen$" % (
+                    key, quote(table), using, quote(table)))
+            n = self.conn.execute("SELECT count(*) FROM schemagen_unconvertible").fetchone()[0]
+            keys = [r[0] for r in self.conn.execute("SELECT k FROM schemagen_unconvertible ORDER BY k LIMIT 5")]
+        return n, keys
 
     def conversion_loss(self, table, c, using, info):
         """The non-NULL values the conversion turns into NULL (data loss), and NULLs under a NOT NULL (refused)."""
