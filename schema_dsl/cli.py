@@ -1001,13 +1001,20 @@ def history(db, names, as_json, schema_spec):
     """Show what apply recorded in the database (_schemagen_history); it needs no declaration."""
     from .migrate import history as h  # only this command reads the history
     try:
+        if _is_postgresql(db):
+            from .pg import history as h  # noqa: F811 (the same two functions, on PostgreSQL)
         if names:
-            target = _target(_declaration(schema_spec)) if schema_spec is not None else None
+            if _is_postgresql(db):
+                target = _schema(_declaration(schema_spec)) if schema_spec is not None else None
+            else:
+                target = _target(_declaration(schema_spec)) if schema_spec is not None else None
             marked = h.record_by_hand(db, list(names), target)
-            click.echo("%s: recorded as done without running: %s" % (db, ", ".join(marked)) if marked else
-                       "%s: already done: %s; nothing was changed" % (db, ", ".join(names)))
+            click.echo("%s: recorded as done without running: %s" % (_shown(db), ", ".join(marked)) if marked else
+                       "%s: already done: %s; nothing was changed" % (_shown(db), ", ".join(names)))
             return
         records = h.read_history(db)
+    except ImportError as exc:
+        raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
     except SchemagenError as exc:
         _fail(exc)
     if as_json:
@@ -1015,7 +1022,8 @@ def history(db, names, as_json, schema_spec):
         click.echo(json.dumps(records, indent=2, sort_keys=True))
         return
     if not records:
-        click.echo("%s: no history (schemagen records one for a declaration with data steps or history=True)" % db)
+        click.echo("%s: no history (schemagen records one for a declaration with data steps or history=True)" %
+                   _shown(db))
         return
     for r in records:
         what = ("%s: %s" % (r["kind"], _plural(len(r["steps"]), "step")) if r["kind"] == "apply" else r["kind"])

@@ -249,3 +249,22 @@ def test_values_postgresql_cannot_convert_are_refused_before_writing_naming_the_
         assert "(rows (id) 2)" in result.stderr
     assert _rows(pg_url, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'links'::regclass "
                          "AND attname = 'rating'") == [("text",)]
+
+
+def test_history_command_reads_and_records_on_postgresql(tmp_path, pg_url):
+    import json
+    from schema_dsl.cli import main
+    runner = make_runner()
+    _ds_old(runner, tmp_path, pg_url)
+    empty = runner.invoke(main, ["history", "--db", pg_url])
+    assert empty.exit_code == 0 and "no history" in empty.output
+    new = _decl(tmp_path, "dsnew", DS_NEW % "first_name")
+    unknown = runner.invoke(main, ["history", "--db", pg_url, "--record", "nope", "--schema", new])
+    assert unknown.exit_code == 2 and "'nope'" in unknown.stderr
+    marked = runner.invoke(main, ["history", "--db", pg_url, "--record", "nick", "--schema", new])
+    assert marked.exit_code == 0 and "recorded as done without running: nick" in marked.output
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", new, "--allow-data-loss", "--yes"]).exit_code == 0
+    assert _rows(pg_url, "SELECT nick FROM users ORDER BY id") == [(None,), (None,)]  # the recorded step did not run
+    listed = json.loads(runner.invoke(main, ["history", "--db", pg_url, "--json"]).stdout)
+    assert [(r["kind"], r["data_steps_run"], r["data_steps_recorded"]) for r in listed] == [
+        ("record", [], ["nick"]), ("apply", ["split_name"], ["sqlite_cleanup"])]

@@ -161,3 +161,51 @@ def carry_over(source, target):
         target.execute('INSERT INTO "%s" (%s) VALUES (%s)' % (HISTORY_TABLE, ", ".join('"%s"' % c for c in COLUMNS),
                                                               ", ".join(["%s"] * len(COLUMNS))), row)
     return len(rows)
+
+
+def read_history(url):
+    """`schemagen history --db postgresql://...`: the records, oldest first (the step lists decoded)."""
+    from . import apply as pg_apply  # the connection helper: only this command needs it here
+    import psycopg  # see _run
+    conn = pg_apply.connect(url)
+    try:
+        out = []
+        for r in records(conn):
+            for key in ("steps", "data_steps_run", "data_steps_recorded"):
+                try:
+                    r[key] = json.loads(r[key])
+                except (TypeError, ValueError):
+                    r[key] = []
+            out.append(r)
+        return out
+    except psycopg.Error as exc:
+        raise ApplyError("%s: cannot read the history: %s" % (pg_apply.mask(url), " ".join(str(exc).split()))) from None
+    finally:
+        conn.close()
+
+
+def record_by_hand(url, names, schema):
+    """`schemagen history --record NAME` on PostgreSQL: mark data steps done without running them."""
+    from . import apply as pg_apply  # see read_history
+    if schema is not None:
+        declared = {s.name for s in schema.data_steps}
+        unknown = [n for n in names if n not in declared]
+        if unknown:
+            raise UnsafeMigrationError("history --record: the declaration '%s' has no data step %s (it declares: %s); "
+                                       "nothing was changed" % (schema.name, ", ".join(repr(n) for n in unknown),
+                                                                ", ".join(sorted(declared)) or "none"))
+    conn = pg_apply.connect(url)
+    try:
+        with conn.transaction():
+            fresh = [n for n in names if n not in done(conn)]
+            if fresh:
+                if not has_table(conn):
+                    conn.execute(alter_statement("create_history", HISTORY_TABLE))
+                record = {"kind": "record", "declaration": schema.name if schema is not None else "(not given)",
+                          "declaration_sha256": "unknown", "schemagen_version": __version__, "steps": "[]",
+                          "data_steps_run": "[]", "data_steps_recorded": json.dumps(fresh, ensure_ascii=False),
+                          "backup": None}
+                conn.execute(alter_statement("insert_history", HISTORY_TABLE, record))
+        return fresh
+    finally:
+        conn.close()
