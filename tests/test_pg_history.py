@@ -145,6 +145,7 @@ def test_one_apply_expands_moves_the_data_converts_and_contracts_on_postgresql(t
     # validate: the history table is no part of the user's schema
     report = runner.invoke(main, ["validate", "--db", pg_url, "--schema", new])
     assert report.exit_code == 0, report.output + report.stderr
+    assert "last brought to: 'app'" in report.output
 
 
 def test_a_failing_data_step_rolls_back_everything_on_postgresql(tmp_path, pg_url):
