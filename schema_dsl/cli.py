@@ -539,8 +539,8 @@ def diff(from_side, to_side, db, as_json, strict):
                        else _describe_plan(result.plan))
         click.echo("")
         click.echo(format_lint(result))
-    if strict and (result.loses_data or result.refused or result.violations):
-        click.echo("error: the change %s (--strict)" % ("loses data" if result.loses_data else "would be refused"
+    if strict and (result.can_lose_data or result.refused or result.violations):
+        click.echo("error: the change %s (--strict)" % ("loses data" if result.can_lose_data else "would be refused"
                                                         if result.refused else "does not fit the rows in %s" % db),
                    err=True)
         sys.exit(EXIT_PROBLEMS)
@@ -1202,6 +1202,54 @@ def transfer(source, url, orphans, lock_timeout, as_json, schema_spec):
         click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     else:
         click.echo(pg_transfer.format_result(result))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file (only read, unless --record).")
+@click.option("--record", "names", multiple=True, metavar="NAME",
+              help="Mark the data step NAME done without running it (repeat for several); with --schema, a name "
+                   "the declaration does not declare is refused.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as a JSON list.")
+@click.option("--schema", "schema_spec", default=None, metavar="SPEC",
+              help="With --record: the declaration whose data steps are marked (its name goes in the record).")
+def history(db, names, as_json, schema_spec):
+    """Show what apply recorded in the database (_schemagen_history); it needs no declaration."""
+    from .migrate import history as h  # only this command reads the history
+    try:
+        if _is_postgresql(db):
+            from .pg import history as h  # noqa: F811 (the same two functions, on PostgreSQL)
+        if names:
+            if _is_postgresql(db):
+                target = _schema(_declaration(schema_spec)) if schema_spec is not None else None
+            else:
+                target = _target(_declaration(schema_spec)) if schema_spec is not None else None
+            marked = h.record_by_hand(db, list(names), target)
+            click.echo("%s: recorded as done without running: %s" % (_shown(db), ", ".join(marked)) if marked else
+                       "%s: already done: %s; nothing was changed" % (_shown(db), ", ".join(names)))
+            return
+        records = h.read_history(db)
+    except ImportError as exc:
+        raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
+    except SchemagenError as exc:
+        _fail(exc)
+    if as_json:
+        import json  # see _describe_plan
+        click.echo(json.dumps(records, indent=2, sort_keys=True))
+        return
+    if not records:
+        click.echo("%s: no history (schemagen records one for a declaration with data steps or history=True)" %
+                   _shown(db))
+        return
+    for r in records:
+        what = ("%s: %s" % (r["kind"], _plural(len(r["steps"]), "step")) if r["kind"] == "apply" else r["kind"])
+        click.echo("%s  %s  '%s' (sha256 %s, schemagen %s)" % (r["applied_at"], what, r["declaration"],
+                                                              r["declaration_sha256"][:12], r["schemagen_version"]))
+        if r["data_steps_run"]:
+            click.echo("    data steps run: %s" % ", ".join(r["data_steps_run"]))
+        if r["data_steps_recorded"]:
+            click.echo("    data steps recorded as done without running: %s" % ", ".join(r["data_steps_recorded"]))
+        if r["backup"]:
+            click.echo("    backup: %s" % r["backup"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -245,17 +245,22 @@ def check_data(conn, schema, live, changes):
             if nulls:
                 problems.append("table '%s', column '%s': must become NOT NULL but %d rows hold NULL and no backfill "
                                 "or default is declared" % (t.name, new_name, nulls))
+        problems += _conversion_problems(conn, t, live_t, ch)
+        converted = {name.lower() for name, *_ in ch.conversions}
         for col in t.columns:
             src = dict(ch.copy).get(col.name)
             live_c = live_t.column(col.name) if live_t.column(col.name) else None
-            if live_c is None or src is None:
+            if live_c is None or src is None or col.name.lower() in converted:
                 continue
             if type_affinity(live_c.type) != type_affinity(col.type):
                 values = _count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (q(live_t.name), q(live_c.name)))
                 if values:
                     problems.append("table '%s', column '%s': type %s -> %s changes affinity %s -> %s; %d stored values "
-                                    "could be converted or lost" % (t.name, col.name, live_c.type or "(none)", col.type,
-                                                                     type_affinity(live_c.type), type_affinity(col.type), values))
+                                    "could be converted or lost: declare how they convert, e.g. using=%r%s" % (
+                                        t.name, col.name, live_c.type or "(none)", col.type, type_affinity(live_c.type),
+                                        type_affinity(col.type), values, _suggested_using(live_c.name, col.type),
+                                        " (backfill= fills only NULLs of a new column or one becoming NOT NULL; it "
+                                        "converts nothing)" if col.backfill else ""))
         for reason in ch.reasons:
             if reason.kind == "unique-new":
                 cols = list(reason.columns)
@@ -268,6 +273,49 @@ def check_data(conn, schema, live, changes):
                             t.name, ", ".join(cols), dupes))
     if problems:
         raise UnsafeMigrationError("refusing to migrate, nothing was changed: " + "; ".join(problems))
+
+
+def _suggested_using(column, declared_type):
+    """The using= a type change over stored values needs at the least: SQLite's own CAST."""
+    return "CAST(%s AS %s)" % (quote_identifier(column), declared_type or "BLOB")
+
+
+CONVERSION_ROWS_SHOWN = 5  # rowids a refused conversion names
+
+
+def _conversion_problems(conn, t, live_t, ch):
+    """A conversion (using=) that would leave NULL in a column declared NOT NULL, or break a CHECK of the declared
+    table: refused before writing, naming the first rows."""
+    q = quote_identifier
+    out = []
+    key = "rowid" if not live_t.without_rowid else ", ".join(q(c) for c in live_t.primary_key.columns)
+    for name, source, using, expr in ch.conversions:
+        col = t.column(name)
+        if col.not_null:
+            found = conn.execute("SELECT %s FROM %s WHERE (%s) IS NULL ORDER BY %s LIMIT %d" % (
+                key, q(live_t.name), expr, key, CONVERSION_ROWS_SHOWN + 1)).fetchall()
+            if found:
+                n = _count(conn, "SELECT count(*) FROM %s WHERE (%s) IS NULL" % (q(live_t.name), expr))
+                out.append("table '%s', column '%s': NOT NULL, but the conversion using=%s gives NULL in %d row%s "
+                           "(%s %s%s); fix those rows in a data step, or give a using= that never gives NULL" % (
+                               t.name, name, using, n, "" if n == 1 else "s", key,
+                               ", ".join(str(r[0]) if len(r) == 1 else repr(tuple(r)) for r in found[:CONVERSION_ROWS_SHOWN]),
+                               ", ..." if n > CONVERSION_ROWS_SHOWN else ""))
+    if ch.conversions:
+        row = ", ".join("%s AS %s" % (e, q(c)) for c, e in ch.copy)
+        for check in t.checks:
+            try:
+                found = conn.execute("SELECT %s FROM (SELECT %s AS _schemagen_key, %s FROM %s) WHERE NOT (%s) "
+                                     "LIMIT %d" % ("_schemagen_key", key if not live_t.without_rowid else "rowid", row,
+                                                   q(live_t.name), check.expr, CONVERSION_ROWS_SHOWN)).fetchall()
+            except sqlite3.Error:
+                continue  # not over these columns alone: the copy itself checks it
+            if found:
+                out.append("table '%s': after the conversion (%s) rows break CHECK (%s) (%s %s); fix those rows in a "
+                           "data step or change using=" % (
+                               t.name, "; ".join("%s using=%s" % (n, u) for n, _, u, _ in ch.conversions), check.expr,
+                               key, ", ".join(str(r[0]) for r in found)))
+    return out
 
 
 ORPHANS_SHOWN = 5        # rows a refusal names
@@ -540,6 +588,13 @@ def data_loss(conn, live, changes, rows):
                         "text": "table '%s': %s go (%s)" % (ch.name, _plural_rows(n), ch.reason)})
         elif isinstance(ch, d.RebuildTable):
             old = live.table(ch.table.name).name
+            for name, source, using, expr in ch.conversions:
+                n = _count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL AND (%s) IS NULL" % (
+                    quote_identifier(old), quote_identifier(source), expr))
+                if n:
+                    out.append({"kind": "conversion", "table": old, "column": name, "rows": n,
+                                "text": "column '%s'.'%s': %d non-NULL value%s NULL (converted with %s)" % (
+                                    old, name, n, " becomes" if n == 1 else "s become", using)})
             for r in ch.reasons:
                 if r.kind == "column-removed":
                     column = r.columns[0]

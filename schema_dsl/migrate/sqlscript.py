@@ -265,6 +265,9 @@ def export_script(path, schema=None, files=None, guard=None):
             try:
                 conn.execute("BEGIN")
                 plan = plan_for(conn, target, guard)
+                if target.compiled.get("history"):
+                    from .history import refuse_python_steps  # only a declaration with data steps has any
+                    refuse_python_steps(plan)
                 before_rows = schema_rows(conn)
                 before_sha = structure_sha256(conn)
                 first = _scratch_copy(conn, folder, "plan.db")
