@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_CHANGED_THEN_FAILED, EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_REFUSED, Declined, SchemagenError
+from .words import plural
 
 class _Path(click.ParamType):
     """click.Path, built when a value is converted: click.Path's constructor looks up gettext translations
@@ -67,7 +68,7 @@ def _exit_if_strict(strict, severities):
         floor = SEVERITIES.index(strict)
         over = [s for s in severities if SEVERITIES.index(s) >= floor]
         if over:
-            click.echo("error: %s at or above %s (--strict)" % (_plural(len(over), "finding"), strict), err=True)
+            click.echo("error: %s at or above %s (--strict)" % (plural(len(over), "finding"), strict), err=True)
             sys.exit(EXIT_PROBLEMS)
 
 
@@ -319,8 +320,8 @@ def render(out_dir, check, dialect, schema_spec):
         if stale:
             for line in stale:
                 click.echo("stale: %s" % line, err=True)
-            raise _Abort("%d generated files are stale for %s; run `%s`" % (len(stale), decl.label, decl.render_command), 1)
-        click.echo("%s is up to date (%s)" % (out_dir, _plural(len(files), "file")))
+            raise _Abort("%s stale for %s; run `%s`" % (plural(len(stale), "generated file is", "generated files are"), decl.label, decl.render_command), 1)
+        click.echo("%s is up to date (%s)" % (out_dir, plural(len(files), "file")))
         return
     from . import outfiles  # writing files: only the commands that write need it
     written = 0
@@ -339,7 +340,7 @@ def render(out_dir, check, dialect, schema_spec):
             click.echo("wrote %s" % path)
     except SchemagenError as exc:
         _fail(exc)
-    click.echo("%s rendered for %s, %d changed" % (_plural(len(files), "file"), decl.label, written))
+    click.echo("%s rendered for %s, %d changed" % (plural(len(files), "file"), decl.label, written))
 
 
 def _dialects(decl, out_dir, dialect):
@@ -402,10 +403,10 @@ def _describe_plan(plan, as_json=False):
         }, indent=2)
     if plan.up_to_date:
         lines = ["up to date: nothing to do" + (" (%s the declaration does not have %s kept: see below)" % (
-            _plural(len(plan.extras), "object"), "is" if len(plan.extras) == 1 else "are") if plan.extras else "")]
+            plural(len(plan.extras), "object"), "is" if len(plan.extras) == 1 else "are") if plan.extras else "")]
     else:
         lines = ["%s, %s, in one transaction%s:" % (
-            _plural(len(plan.steps), "step"), _plural(len(plan.statements), "statement"),
+            plural(len(plan.steps), "step"), plural(len(plan.statements), "statement"),
             "; a backup is made first" if plan.touches_rows else "")]
         for n, s in enumerate(plan.steps, start=1):
             lines.append("  %d. %s" % (n, s.title))
@@ -734,8 +735,8 @@ def _postgresql(command, db, decl, as_json, no_validate=False, **options):
             click.echo(json.dumps(dict(result.as_dict(), report=None if no_validate else report), indent=2, sort_keys=True))
         elif result.applied:
             click.echo("%s %s (PostgreSQL): %s in one transaction, %.2fs%s" % (
-                "created" if result.fresh else "migrated", result.database, _plural(result.statements, "statement"),
-                result.seconds, "; %s built CONCURRENTLY after COMMIT" % _plural(result.concurrent_built, "step")
+                "created" if result.fresh else "migrated", result.database, plural(result.statements, "statement"),
+                result.seconds, "; %s built CONCURRENTLY after COMMIT" % plural(result.concurrent_built, "step")
                 if result.concurrent_built else ""))
         else:
             click.echo("up to date: %s already matches the declaration" % result.database)
@@ -784,8 +785,8 @@ def _after_commit(result, db, target, check_data, full_integrity, as_json, repor
             click.echo("up to date: %s already matches the declaration" % db)
         else:
             click.echo("%s %s: %s in %s, one transaction, %.2fs" % (
-                "created" if result.plan.fresh else "migrated", db, _plural(result.statements, "statement"),
-                _plural(len(result.plan.steps), "step"), result.seconds))
+                "created" if result.plan.fresh else "migrated", db, plural(result.statements, "statement"),
+                plural(len(result.plan.steps), "step"), result.seconds))
             dropped = [s.change for s in result.plan.steps if type(s.change).__name__ == "Remove"]
             if dropped:
                 click.echo("dropped: " + ", ".join("%s '%s'%s" % (c.kind, c.name, " on '%s'" % c.table if c.table else "")
@@ -806,8 +807,6 @@ def _after_commit(result, db, target, check_data, full_integrity, as_json, repor
             verbose=verbose, done=done)
 
 
-def _plural(n, word, words=None):
-    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
 
 
 def _apply_json(result, db):
@@ -959,7 +958,7 @@ def _for_each_db(dbs, reports, run_one, as_json):
                                for r in results], indent=2, sort_keys=True))
     else:
         click.echo("")
-        click.echo("%s:" % _plural(len(results), "file"))
+        click.echo("%s:" % plural(len(results), "file"))
         width = max(len(r["database"]) for r in results)
         for r in results:
             what = {0: "ok", 1: "problems found", 2: "refused, nothing changed", 3: "changed, then failed",
@@ -1241,7 +1240,7 @@ def history(db, names, as_json, schema_spec):
                    _shown(db))
         return
     for r in records:
-        what = ("%s: %s" % (r["kind"], _plural(len(r["steps"]), "step")) if r["kind"] == "apply" else r["kind"])
+        what = ("%s: %s" % (r["kind"], plural(len(r["steps"]), "step")) if r["kind"] == "apply" else r["kind"])
         click.echo("%s  %s  '%s' (sha256 %s, schemagen %s)" % (r["applied_at"], what, r["declaration"],
                                                               r["declaration_sha256"][:12], r["schemagen_version"]))
         if r["data_steps_run"]:

@@ -526,6 +526,13 @@ class DataStep:
     postgresql: the statements for PostgreSQL; sqlite_only: left out on PostgreSQL.
     Apply runs a pending step after the additions and renames and before conversions, new constraints,
     rebuilds and removals, in the one transaction; a new or empty database records it as done without running.
+
+    >>> step = DataStep("split_name", sql="UPDATE users SET first_name = substr(name, 1, instr(name, ' ') - 1)")
+    >>> step.name, step.python is None
+    ('split_name', True)
+    >>> Schema(name="app", tables=[Table("users", [Column("id", "INTEGER"), Column("name", "TEXT"),
+    ...        Column("first_name", "TEXT")], PrimaryKey(["id"]))], data_steps=[step]).data_steps[0].name
+    'split_name'
     """
 
     name: str
@@ -801,7 +808,12 @@ def schema_problems(schema):
 
 def data_step_problems(schema):
     """Each data step has a unique name and exactly one of sql and python; no declared name uses schemagen's
-    own prefix (_schemagen_: its history table and a rebuild's temporary tables)."""
+    own prefix (_schemagen_: its history table and a rebuild's temporary tables).
+
+    >>> t = Table("users", [Column("id", "INTEGER")], PrimaryKey(["id"]))
+    >>> data_step_problems(Schema(name="app", tables=[t]))
+    []
+    """
     p = []
     for obj in (*schema.tables, *schema.indexes, *schema.views, *schema.triggers, *schema.virtual_tables):
         if isinstance(obj.name, str) and obj.name.lower().startswith("_schemagen_"):
@@ -895,7 +907,8 @@ def evolve(obj, **changes):
     """attrs.evolve, re-exported so callers change models one way only: a changed copy, validated again.
 
     >>> c = Column("link", "TEXT")
-    >>> evolve(c, name="url", renamed_from="link")
-    Column(name='url', type='TEXT', not_null=False, default=None, unique=False, comment='', new=False, renamed_from='link', backfill=None, collate=None, not_null_on_conflict=None, unique_on_conflict=None)
+    >>> url = evolve(c, name="url", renamed_from="link")
+    >>> url.name, url.type, url.renamed_from, c.name
+    ('url', 'TEXT', 'link', 'link')
     """
     return attrs.evolve(obj, **changes)

@@ -55,6 +55,7 @@ from ..migrate.inspect import declaration_text, load_text
 from ..migrate.introspect import read_live
 from ..migrate.plan import fresh_plan, migration_plan
 from ..sqlite import dbfile
+from ..words import plural
 
 SAMPLE_ROWS = 20000
 WORKING_TREE = "."
@@ -463,15 +464,15 @@ def _check_against(db, changes, schema, target, loses, rebuilds, risks):
                 continue
             risk["violations"] = row[0]
             if kind == "count_duplicate_groups":
-                risk["checked"] = "%s (%s) share a value" % (_n(row[0], "group"), _n(row[1], "row"))
+                risk["checked"] = "%s (%s) share a value" % (plural(row[0], "group"), plural(row[1], "row"))
             elif kind == "count_nulls":
-                risk["checked"] = "%s NULL" % _n(row[0], "row holds", "rows hold")
+                risk["checked"] = "%s NULL" % plural(row[0], "row holds", "rows hold")
             elif kind == "count_values":
-                risk["checked"] = "%s a value: declare using=" % _n(row[0], "row holds", "rows hold")
+                risk["checked"] = "%s a value: declare using=" % plural(row[0], "row holds", "rows hold")
             elif kind == "count_orphans":
-                risk["checked"] = "%s no parent row" % _n(row[0], "row has", "rows have")
+                risk["checked"] = "%s no parent row" % plural(row[0], "row has", "rows have")
             else:
-                risk["checked"] = "%s it" % _n(row[0], "row fails", "rows fail")
+                risk["checked"] = "%s it" % plural(row[0], "row fails", "rows fail")
         by_table = {c.table.name.lower(): c for c in changes if isinstance(c, d.RebuildTable)}
         for rebuild in rebuilds:
             name = tables.get(rebuild["table"].lower())
@@ -525,8 +526,6 @@ def _seconds(s):
     return "%.1f ms" % (s * 1000) if s < 0.1 else "%.2f s" % s
 
 
-def _n(n, word, words=None):
-    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
 
 
 def format_lint(result):
@@ -538,11 +537,11 @@ def format_lint(result):
         lines.append("  loses data:")
         for x in result.loses_data:
             counted = "" if x["rows"] is None else ": %s in %s" % (
-                _n(x["rows"], "row") if x["kind"] in ("table", "rows") else _n(x["rows"], "non-NULL value"), result.db)
+                plural(x["rows"], "row") if x["kind"] in ("table", "rows") else plural(x["rows"], "non-NULL value"), result.db)
             lines.append("    - %s%s" % (x["text"], counted))
     else:
         lines.append("  loses data: none%s" % (
-            " (%s only FROM has %s kept, never dropped)" % (_n(len(result.kept), "object"),
+            " (%s only FROM has %s kept, never dropped)" % (plural(len(result.kept), "object"),
                                                             "is" if len(result.kept) == 1 else "are") if result.kept else ""))
     if result.data_steps:
         lines.append("  data steps (run once per database, between the additions and the rebuilds):")
@@ -553,7 +552,7 @@ def format_lint(result):
             lock = ""
             if r["lock_seconds"] is not None:
                 lock = "; expected write lock %s (%s at %d rows/s, measured on %d)" % (
-                    _seconds(r["lock_seconds"]), _n(r["rows"], "row"), r["rate_rows_per_second"], r["sampled_rows"])
+                    _seconds(r["lock_seconds"]), plural(r["rows"], "row"), r["rate_rows_per_second"], r["sampled_rows"])
             elif r["rows"] is not None:
                 lock = "; %d rows%s" % (r["rows"], " (%s)" % r["estimate_error"] if r.get("estimate_error") else "")
             lines.append("    - table '%s'%s" % (r["table"], lock))

@@ -18,6 +18,7 @@ import re
 from ..sqlite import dbfile, structure
 from ..sqlite.data import describe_violation, foreign_key_violations
 from ..sqlite.eqp import explain_lines, indexes_used
+from ..words import plural
 
 
 
@@ -172,9 +173,6 @@ def _status(ok):
     return "skip" if ok is None else "ok" if ok else "FAIL"
 
 
-def plural(n, word, words=None):
-    """'1 violation', '2 violations' (words: the irregular plural)."""
-    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
 
 
 def not_run(report):

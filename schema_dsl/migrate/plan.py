@@ -14,6 +14,7 @@ import sqlite3
 
 from ..sqlite.dbfile import split_statements
 from ..errors import SchemagenError, UnsafeMigrationError
+from ..words import plural
 from ..sqlite.quote import quote_identifier
 from ..sqlite.structure import HEADER_PRAGMAS
 
@@ -396,7 +397,7 @@ def _repair_step(conn, schema, live, ch, render):
     what = ("set %s NULL in" % ", ".join(f.columns) if f.repair == "set null" else "delete")
     rows = "; ".join("%s (%s)" % row for row in shown) + ("; ... (%d more)" % (n - len(shown)) if n > len(shown) else "")
     keys = ", ".join(k.split(" ", 1)[1] if k.startswith("rowid ") else k for k, _ in shown[:10])
-    return Step("%s %s of '%s' (%s%s): no parent in '%s'" % (what, _plural_rows(n), live_t.name, 
+    return Step("%s %s of '%s' (%s%s): no parent in '%s'" % (what, plural(n, "row"), live_t.name, 
                                                                "rowid " if not live_t.without_rowid else "", keys, f.ref_table)
                 + (" ..." if n > 10 else ""),
                 "%s (declared repair=%r on %s): the rows that would break it: %s" % (ch.reason, f.repair, _fk_text(f), rows),
@@ -552,7 +553,7 @@ def migration_plan(conn, target, live, prune=None):
                               [render().statement("drop_" + ch.kind, ch.name)], change=ch))
         elif isinstance(ch, d.Remove):
             n = rows(ch.name) if ch.kind == "table" and live.table(ch.name) is not None else None
-            steps.append(Step("drop %s '%s'%s" % (ch.kind, ch.name, " (%s)" % _plural_rows(n) if n is not None else ""),
+            steps.append(Step("drop %s '%s'%s" % (ch.kind, ch.name, " (%s)" % plural(n, "row") if n is not None else ""),
                               ch.reason + ("; weakens: " + ch.weakens if ch.weakens else ""),
                               [render().statement("drop_" + ch.kind, ch.name)], rows=n,
                               table=ch.name if ch.kind == "table" else None, change=ch))
@@ -566,14 +567,10 @@ def migration_plan(conn, target, live, prune=None):
     loss = data_loss(conn, live, changes, rows)
     loss += [{"kind": "rows", "table": s.table, "column": None, "rows": s.rows,
               "text": "table '%s': %s deleted, which break %s (declared repair='delete')" % (
-                  s.table, _plural_rows(s.rows), _fk_text(s.change.foreign_key))}
+                  s.table, plural(s.rows, "row"), _fk_text(s.change.foreign_key))}
              for s in steps if isinstance(s.change, d.RepairForeignKey) and s.change.foreign_key.repair == "delete"]
     return Plan(steps=steps, extras=d.extras(schema, live, prune), touches_rows=touches or bool(loss),
                 fk_scope=_fk_scope(schema, live, changes), data_loss=loss)
-
-
-def _plural_rows(n):
-    return "%d row%s" % (n, "" if n == 1 else "s")
 
 
 def data_loss(conn, live, changes, rows):
@@ -585,7 +582,7 @@ def data_loss(conn, live, changes, rows):
             n = rows(ch.name) if live.table(ch.name) is not None else _count(
                 conn, "SELECT count(*) FROM %s" % quote_identifier(ch.name))
             out.append({"kind": "table", "table": ch.name, "column": None, "rows": n,
-                        "text": "table '%s': %s go (%s)" % (ch.name, _plural_rows(n), ch.reason)})
+                        "text": "table '%s': %s go (%s)" % (ch.name, plural(n, "row"), ch.reason)})
         elif isinstance(ch, d.RebuildTable):
             old = live.table(ch.table.name).name
             for name, source, using, expr in ch.conversions:
@@ -652,5 +649,5 @@ def _rebuild_step(conn, ch, live, nrows, render):
             statements += [render.statement("ensure_sequence", t.name),
                            render.statement("keep_sequence", t.name, int(seq))]
     why = "rebuild (SQLite's 12-step procedure, foreign keys off, in the one transaction): " + ch.reason
-    return Step("rebuild table '%s' (copies %d rows)" % (t.name, nrows), why, statements,
+    return Step("rebuild table '%s' (copies %s)" % (t.name, plural(nrows, "row")), why, statements,
                 rows=nrows, table=old, change=ch)

@@ -27,6 +27,7 @@ from ..errors import ApplyError, SchemagenError, StaleFiles, ValidationFailed
 from . import bodies, catalog, notvalid
 from ..sqlite.structure import HISTORY_TABLE
 from .url import mask, scrub
+from ..words import plural
 
 DEFAULT_LOCK_TIMEOUT = "5s"
 CONNECT_TIMEOUT_S = 10
@@ -239,8 +240,9 @@ def _declared_present(conn, expected):
 
 def format_report(report):
     """The validation report as a few lines for a person."""
-    lines = ["%s (PostgreSQL): %d tables, %d indexes (declared: %d and %d; %d more back PRIMARY KEY/UNIQUE "
-             "constraints)" % (report["database"], report["tables"], report["indexes"], report["expected"]["tables"],
+    lines = ["%s (PostgreSQL): %s, %s (declared: %d and %d; %d more back PRIMARY KEY/UNIQUE "
+             "constraints)" % (report["database"], plural(report["tables"], "table"),
+                               plural(report["indexes"], "index", "indexes"), report["expected"]["tables"],
                                report["expected"]["indexes"], report["constraint_indexes"])]
     if report["ok"]:
         lines.append("[ok] the structure matches the declaration")

@@ -35,6 +35,7 @@ from ..errors import UnsafeMigrationError
 from ..model import former_names
 from . import bodies, catalog
 from .introspect import canonical_checks, count, has_rows, quote, volatile_functions
+from ..words import plural
 
 REPAIR_ROWS_SHOWN = 50  # rows a repair step names in its why
 REWRITES = "rewrites the table under ACCESS EXCLUSIVE (reads and writes wait until it ends)"
@@ -747,8 +748,8 @@ def format_plan(plan):
         lines = ["up to date: nothing to do (%s, PostgreSQL)" % plan.database]
     else:
         after = plan.concurrent
-        lines = ["%s (PostgreSQL): %d steps, %d statements, in one transaction%s:" % (
-            plan.database, len(plan.steps), len(plan.statements),
+        lines = ["%s (PostgreSQL): %s, %s, in one transaction%s:" % (
+            plan.database, plural(len(plan.steps), "step"), plural(len(plan.statements), "statement"),
             "; then %d built CONCURRENTLY after COMMIT" % len(after) if after else "")]
         for n, s in enumerate(plan.steps, start=1):
             lines.append("  %d. %s%s" % (n, s.title, "  [ACCESS EXCLUSIVE]" if s.lock else ""))
