@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_CHANGED_THEN_FAILED, EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_REFUSED, Declined, SchemagenError
+from .words import plural
 
 class _Path(click.ParamType):
     """click.Path, built when a value is converted: click.Path's constructor looks up gettext translations
@@ -67,7 +68,7 @@ def _exit_if_strict(strict, severities):
         floor = SEVERITIES.index(strict)
         over = [s for s in severities if SEVERITIES.index(s) >= floor]
         if over:
-            click.echo("error: %s at or above %s (--strict)" % (_plural(len(over), "finding"), strict), err=True)
+            click.echo("error: %s at or above %s (--strict)" % (plural(len(over), "finding"), strict), err=True)
             sys.exit(EXIT_PROBLEMS)
 
 
@@ -80,9 +81,31 @@ def schema_option(command):
 
 def _declaration(spec):
     # the declaration loader and the model: every command needs them, apply only for its project check
-    from .compile.project import resolve
+    from .compile.project import fallback_notice, resolve
     try:
-        return resolve(spec)
+        decl = resolve(spec)
+    except SchemagenError as exc:
+        _fail(exc)
+    if not decl.explicit:  # said out loud, on stderr (never into --json)
+        click.echo("note: %s" % fallback_notice(), err=True)
+    return decl
+
+
+def _refuse_foreign(decl, db):
+    """Under the fallback to the shipped declaration, a command that reads a database refuses a file of another
+    application (tables, none of them declared): exit 2 before reading it, as plan and apply do."""
+    if db is None or _guard(decl) is None:
+        return
+    try:
+        if _is_postgresql(db):
+            try:
+                from .pg import apply as pg  # psycopg: only the PostgreSQL path imports it
+            except ImportError:
+                return  # the command itself says PostgreSQL needs psycopg
+            pg.refuse_foreign_database(db, pg.compiled_for(decl))
+        else:
+            from .migrate.apply import refuse_foreign_database  # only the fallback needs the guard
+            refuse_foreign_database(db)
     except SchemagenError as exc:
         _fail(exc)
 
@@ -116,22 +139,120 @@ def _print_version(ctx):
     ctx.exit()
 
 
+class _Interrupts:
+    """Ctrl-C, answered with the truth about what was committed.
+
+    The CLI's SIGINT handler raises KeyboardInterrupt once and ignores every later SIGINT, so the answer to the
+    first one cannot itself be interrupted (nor the process killed by the signal on its way out). Around a
+    COMMIT (commit()) a Ctrl-C is held until COMMIT has returned and the database is recorded in `committed`;
+    whatever is interrupted after that exits 3 and names it. After the command has finished, Ctrl-C is ignored:
+    the output already says what was done.
+    """
+
+    committed = []  # the databases this run has committed a change to, in order
+    deferred = False
+    pending = False
+
+    @staticmethod
+    def _signal():
+        # CPython's _signal is loaded at start-up; the signal module over it builds enums (about 0.5 ms of every
+        # command's start-up, and apply's is benchmarked)
+        try:
+            import _signal as signal  # CPython's, already loaded
+        except ImportError:  # pragma: no cover - another Python
+            import signal  # the public module elsewhere
+        return signal
+
+    @classmethod
+    def install(cls):
+        signal = cls._signal()
+        cls.committed, cls.deferred, cls.pending = [], False, False
+        try:
+            return signal.signal(signal.SIGINT, cls._on_sigint)
+        except ValueError:  # not the main thread (an embedding application): leave its handler alone
+            return None
+
+    @classmethod
+    def restore(cls, previous):
+        signal = cls._signal()
+        try:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        except ValueError:
+            pass
+
+    @classmethod
+    def ignore(cls):
+        signal = cls._signal()
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:
+            pass
+
+    @classmethod
+    def _on_sigint(cls, signum, frame):
+        if cls.deferred:
+            cls.pending = True
+            return
+        cls.ignore()
+        raise KeyboardInterrupt
+
+    @classmethod
+    @contextlib.contextmanager
+    def commit(cls, db):
+        """The COMMIT of db runs in here: Ctrl-C waits until it has returned (and db is recorded)."""
+        cls.deferred = True
+        try:
+            yield
+            cls.committed.append(db)
+        finally:
+            cls.deferred = False
+            if cls.pending:
+                cls.pending = False
+                cls.ignore()
+                raise KeyboardInterrupt
+
+    @classmethod
+    def message(cls, at=None):
+        """The one line that answers an interrupt, and its exit code."""
+        done = [_shown(db) for db in cls.committed]
+        if not done:
+            return "interrupted; nothing was changed", EXIT_INTERRUPTED
+        if at is not None and _shown(at) not in done:
+            return ("interrupted at %s, nothing changed there; already committed: %s" % (_shown(at), ", ".join(done)),
+                    EXIT_CHANGED_THEN_FAILED)
+        return ("interrupted after the change to %s was committed; run `schemagen validate --db %s`" % (
+            ", ".join(done), done[-1]), EXIT_CHANGED_THEN_FAILED)
+
+
 class _Group(click.Group):
     """Every error in one style, Click's usage errors and Ctrl-C included."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        previous = _Interrupts.install()
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.UsageError as exc:
-            hint = " (see `%s --help`)" % exc.ctx.command_path if exc.ctx is not None else ""
-            click.echo("error: %s%s" % (" ".join(exc.format_message().split()), hint), err=True)
-            sys.exit(EXIT_REFUSED)
-        except click.ClickException as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
+            try:
+                rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            except click.UsageError as exc:
+                hint = " (see `%s --help`)" % exc.ctx.command_path if exc.ctx is not None else ""
+                click.echo("error: %s%s" % (" ".join(exc.format_message().split()), hint), err=True)
+                _Interrupts.ignore()
+                sys.exit(EXIT_REFUSED)
+            except click.ClickException as exc:
+                exc.show()
+                _Interrupts.ignore()
+                sys.exit(exc.exit_code)
+            except SystemExit:
+                _Interrupts.ignore()
+                raise
+            _Interrupts.ignore()
         except (click.exceptions.Abort, KeyboardInterrupt):
-            click.echo("error: interrupted; nothing was changed", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _Interrupts.ignore()
+            text, code = _Interrupts.message()
+            click.echo("error: %s" % text, err=True)
+            sys.exit(code)
+        finally:
+            if args is not None:  # called as a function (tests, an embedding program): its handler back
+                _Interrupts.restore(previous)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -199,8 +320,8 @@ def render(out_dir, check, dialect, schema_spec):
         if stale:
             for line in stale:
                 click.echo("stale: %s" % line, err=True)
-            raise _Abort("%d generated files are stale for %s; run `%s`" % (len(stale), decl.label, decl.render_command), 1)
-        click.echo("%s is up to date (%d files)" % (out_dir, len(files)))
+            raise _Abort("%s stale for %s; run `%s`" % (plural(len(stale), "generated file is", "generated files are"), decl.label, decl.render_command), 1)
+        click.echo("%s is up to date (%s)" % (out_dir, plural(len(files), "file")))
         return
     from . import outfiles  # writing files: only the commands that write need it
     written = 0
@@ -219,7 +340,7 @@ def render(out_dir, check, dialect, schema_spec):
             click.echo("wrote %s" % path)
     except SchemagenError as exc:
         _fail(exc)
-    click.echo("%d files rendered for %s, %d changed" % (len(files), decl.label, written))
+    click.echo("%s rendered for %s, %d changed" % (plural(len(files), "file"), decl.label, written))
 
 
 def _dialects(decl, out_dir, dialect):
@@ -263,6 +384,8 @@ def _step_json(step):
     reasons = getattr(change, "reasons", None)
     if reasons:
         out["reasons"] = [{"kind": r.kind, "columns": list(r.columns), "text": r.text} for r in reasons]
+    if kind == "Remove":  # what goes: an index, view, trigger or table, and the table it stands on
+        out["drops"] = {"kind": change.kind, "name": change.name, "table": change.table}
     return out
 
 
@@ -279,10 +402,12 @@ def _describe_plan(plan, as_json=False):
             "data_loss": list(plan.data_loss),
         }, indent=2)
     if plan.up_to_date:
-        lines = ["up to date: nothing to do"]
+        lines = ["up to date: nothing to do" + (" (%s the declaration does not have %s kept: see below)" % (
+            plural(len(plan.extras), "object"), "is" if len(plan.extras) == 1 else "are") if plan.extras else "")]
     else:
-        lines = ["%d steps, %d statements, in one transaction%s:" % (
-            len(plan.steps), len(plan.statements), "; a backup is made first" if plan.touches_rows else "")]
+        lines = ["%s, %s, in one transaction%s:" % (
+            plural(len(plan.steps), "step"), plural(len(plan.statements), "statement"),
+            "; a backup is made first" if plan.touches_rows else "")]
         for n, s in enumerate(plan.steps, start=1):
             lines.append("  %d. %s" % (n, s.title))
             reasons = getattr(s.change, "reasons", None)
@@ -306,9 +431,32 @@ def _describe_plan(plan, as_json=False):
         lines += ["  - %s '%s': %s" % w for w in weakens]
     if plan.extras:
         lines.append("")
-        lines.append("kept, not in the declaration (--prune drops indexes, views and triggers):")
-        lines += ["  - %s" % e for e in plan.extras]
+        lines.append("not in the declaration, kept (apply drops only what the declaration removes or --prune names):")
+        for e in plan.extras:
+            lines.append("  - %s" % e)
+            lines.append("      to drop it: %s" % _removal_advice(e))
     return "\n".join(lines)
+
+
+_KEPT = r"(?P<kind>virtual table|table|index|view|trigger) '(?P<name>(?:[^']|'')*)'(?:: column '(?P<column>(?:[^']|'')*)')?"
+
+
+def _removal_advice(kept):
+    """The exact ways to drop one kept object (a line of plan.extras): the declaration's removed(...), or --prune
+    (with --allow-data-loss for what holds data: a table, a column)."""
+    import re  # plan's text only (click has loaded it already)
+    match = re.match(_KEPT, kept)
+    if match is None:
+        return "declare it removed with removed(...), or apply --prune"
+    kind, name, column = match.group("kind"), match.group("name"), match.group("column")
+    q = lambda text: '"%s"' % text.replace("''", "'").replace("\\", "\\\\").replace('"', '\\"')
+    if column is not None:
+        return "removed(\"column\", %s, \"why\", table=%s), or apply --prune --allow-data-loss (its values go; a " \
+               "backup is made first)" % (q(column), q(name))
+    if kind in ("table", "virtual table"):
+        return "removed(\"table\", %s, \"why\"), or apply --prune --allow-data-loss (its rows go; a backup is made " \
+               "first)" % q(name)
+    return "removed(%s, %s, \"why\"), or apply --prune (no data goes)" % (q(kind), q(name))
 
 
 @main.command()
@@ -328,15 +476,20 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, schema_spe
     """Show the statements apply would run, and why, without running them."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import plan_database
+    if sql_file not in (None, "-"):  # an output path is refused before anything starts, the declaration included
+        from . import outfiles  # see render
+        try:
+            outfiles.check_file(sql_file, "--sql", databases=[] if _is_postgresql(db) else [db])
+        except SchemagenError as exc:
+            _fail(exc)
     decl = _declaration(schema_spec)
     if _is_postgresql(db):
+        _refuse_foreign(decl, db)
         return _pg_plan(db, decl, as_json, sql_file, _prune_mode(prune, allow_data_loss), concurrently)
     if sql_file is not None:
         from .migrate.sqlscript import export_script  # only --sql needs the script export
         from . import outfiles  # see render
         try:
-            if sql_file != "-":
-                outfiles.check_file(sql_file, "--sql")
             text = export_script(db, schema=_target(decl), guard=_guard(decl))
             if sql_file != "-":
                 outfiles.write_text(sql_file, text, "--sql")
@@ -387,8 +540,8 @@ def diff(from_side, to_side, db, as_json, strict):
                        else _describe_plan(result.plan))
         click.echo("")
         click.echo(format_lint(result))
-    if strict and (result.loses_data or result.refused or result.violations):
-        click.echo("error: the change %s (--strict)" % ("loses data" if result.loses_data else "would be refused"
+    if strict and (result.can_lose_data or result.refused or result.violations):
+        click.echo("error: the change %s (--strict)" % ("loses data" if result.can_lose_data else "would be refused"
                                                         if result.refused else "does not fit the rows in %s" % db),
                    err=True)
         sys.exit(EXIT_PROBLEMS)
@@ -491,13 +644,14 @@ def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, 
 
     def one(db, report_path):
         if _is_postgresql(db):
+            _refuse_foreign(decl, db)
             return _postgresql("apply", db, decl, as_json, no_validate=no_validate, lock_timeout=lock_timeout,
                                statement_timeout=statement_timeout, prune=loss[0], allow_data_loss=loss[1],
                                confirm=loss[2], concurrently=concurrently)
         _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json,
                    report_path, no_validate, verbose, loss)
     loss = (_prune_mode(prune, allow_data_loss), allow_data_loss, _confirm(yes))
-    _for_each_db(dbs, reports, one, as_json, changes=True)
+    _for_each_db(dbs, reports, one, as_json)
 
 
 def _prune_mode(prune, allow_data_loss):
@@ -527,7 +681,8 @@ def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data
     try:
         result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
                           backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity,
-                          prune=loss[0], allow_data_loss=loss[1], confirm=loss[2])
+                          prune=loss[0], allow_data_loss=loss[1], confirm=loss[2],
+                          commit_section=lambda: _Interrupts.commit(db))
     except SchemagenError as exc:
         progress.close()
         _fail(exc)
@@ -536,9 +691,6 @@ def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data
     # From here on the change is committed: a failure or Ctrl-C says so and exits 3.
     try:
         _after_commit(result, db, target, check_data, full_integrity, as_json, report_path, no_validate, verbose)
-    except KeyboardInterrupt:
-        raise _Abort("interrupted after the change to %s was committed%s" % (
-            db, "" if not result.applied else "; run `schemagen validate --db %s`" % db), EXIT_CHANGED_THEN_FAILED)
     except _Abort as exc:
         if result.applied and exc.exit_code == EXIT_REFUSED:
             raise _Abort("the change to %s is committed, then: %s" % (db, exc.format_message()),
@@ -572,6 +724,8 @@ def _postgresql(command, db, decl, as_json, no_validate=False, **options):
         else:
             from .pg import migrate  # PostgreSQL's planner (pg/plan.py) and migration
             result = migrate.apply(db, _schema(decl), compiled, **options)
+            if result.applied:
+                _Interrupts.committed.append(db)
             report = result.report
     except SchemagenError as exc:
         _fail(exc)
@@ -581,8 +735,8 @@ def _postgresql(command, db, decl, as_json, no_validate=False, **options):
             click.echo(json.dumps(dict(result.as_dict(), report=None if no_validate else report), indent=2, sort_keys=True))
         elif result.applied:
             click.echo("%s %s (PostgreSQL): %s in one transaction, %.2fs%s" % (
-                "created" if result.fresh else "migrated", result.database, _plural(result.statements, "statement"),
-                result.seconds, "; %s built CONCURRENTLY after COMMIT" % _plural(result.concurrent_built, "step")
+                "created" if result.fresh else "migrated", result.database, plural(result.statements, "statement"),
+                result.seconds, "; %s built CONCURRENTLY after COMMIT" % plural(result.concurrent_built, "step")
                 if result.concurrent_built else ""))
         else:
             click.echo("up to date: %s already matches the declaration" % result.database)
@@ -631,8 +785,12 @@ def _after_commit(result, db, target, check_data, full_integrity, as_json, repor
             click.echo("up to date: %s already matches the declaration" % db)
         else:
             click.echo("%s %s: %s in %s, one transaction, %.2fs" % (
-                "created" if result.plan.fresh else "migrated", db, _plural(result.statements, "statement"),
-                _plural(len(result.plan.steps), "step"), result.seconds))
+                "created" if result.plan.fresh else "migrated", db, plural(result.statements, "statement"),
+                plural(len(result.plan.steps), "step"), result.seconds))
+            dropped = [s.change for s in result.plan.steps if type(s.change).__name__ == "Remove"]
+            if dropped:
+                click.echo("dropped: " + ", ".join("%s '%s'%s" % (c.kind, c.name, " on '%s'" % c.table if c.table else "")
+                                                   for c in dropped))
         if result.backup:
             click.echo("backup: %s" % result.backup)
     if no_validate:
@@ -649,8 +807,6 @@ def _after_commit(result, db, target, check_data, full_integrity, as_json, repor
             verbose=verbose, done=done)
 
 
-def _plural(n, word, words=None):
-    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
 
 
 def _apply_json(result, db):
@@ -660,7 +816,7 @@ def _apply_json(result, db):
             "backup": result.backup,
             "steps": [dict(_step_json(s), seconds=round(t, 4)) if t is not None else _step_json(s)
                       for s, t in zip(result.plan.steps, list(result.step_seconds) + [None] * len(result.plan.steps))],
-            "kept": list(result.plan.extras)}
+            "kept": list(result.plan.extras), "data_loss": list(result.plan.data_loss)}
 
 
 def _guard(decl):
@@ -668,12 +824,17 @@ def _guard(decl):
     return "shipped" if decl.shipped and not decl.explicit else None
 
 
-def _check_report_path(report_path):
-    """One line and exit 2 before starting when --report cannot be written as a regular file."""
+def _files(dbs):
+    """The --db values that name files (not PostgreSQL URLs): an output path must not be one of them."""
+    return [db for db in dbs if not _is_postgresql(db)]
+
+
+def _check_report_path(report_path, dbs=()):
+    """One line and exit 2 before starting when --report cannot be written as a regular file, or is a database."""
     if report_path:
         from . import outfiles  # see render
         try:
-            outfiles.check_file(report_path, "--report")
+            outfiles.check_file(report_path, "--report", databases=_files(dbs))
         except SchemagenError as exc:
             _fail(exc)
 
@@ -717,14 +878,19 @@ def validate(dbs, full_integrity, as_json, report_path, verbose, schema_spec):
     reports = _report_paths(dbs, report_path)
     decl = _declaration(schema_spec)
     target = _target(decl)
-    _for_each_db(dbs, reports, lambda db, path: _postgresql("validate", db, decl, as_json) if _is_postgresql(db) else
-                 _report(target, db, full_integrity, as_json, path, verbose=verbose), as_json, changes=False)
+
+    def one(db, path):
+        _refuse_foreign(decl, db)
+        if _is_postgresql(db):
+            return _postgresql("validate", db, decl, as_json)
+        _report(target, db, full_integrity, as_json, path, verbose=verbose)
+    _for_each_db(dbs, reports, one, as_json)
 
 
 def _report_paths(dbs, report_path):
     """--report per file: the file itself for one database, a folder (DB-NAME.md in it) for several."""
     if len(dbs) == 1:
-        _check_report_path(report_path)
+        _check_report_path(report_path, dbs)
         return [report_path]
     if report_path is None:
         return [None] * len(dbs)
@@ -739,14 +905,14 @@ def _report_paths(dbs, report_path):
             name = "%s-%d.md" % (stem, n)
         names.add(name)
         out.append(os.path.join(report_path, name))
-        _check_report_path(out[-1])
+        _check_report_path(out[-1], dbs)
     return out
 
 
 _WORST = (EXIT_CHANGED_THEN_FAILED, EXIT_REFUSED, EXIT_PROBLEMS, 0)  # the run's exit code: the worst, in this order
 
 
-def _for_each_db(dbs, reports, run_one, as_json, changes):
+def _for_each_db(dbs, reports, run_one, as_json):
     """Run one command per database, one after another; one failure does not stop the others.
 
     One file: exactly the single-file behaviour. Several: each file's output, then a summary table
@@ -758,7 +924,7 @@ def _for_each_db(dbs, reports, run_one, as_json, changes):
     import contextlib  # several files only
     import io  # see above
     import json  # see above
-    results = []
+    results, interrupted = [], None
     for db, report_path in zip(dbs, reports):
         out = io.StringIO() if as_json else None
         code, error = 0, None
@@ -773,28 +939,36 @@ def _for_each_db(dbs, reports, run_one, as_json, changes):
                 click.echo("error: %s" % error, err=True)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-        except KeyboardInterrupt:
-            done = [r for r in results if r["changed"]]
-            if changes and done:
-                raise _Abort("interrupted at %s; already committed: %s" % (db, ", ".join(r["database"] for r in done)),
-                             EXIT_CHANGED_THEN_FAILED) from None
-            raise
+        except (KeyboardInterrupt, click.exceptions.Abort):  # Ctrl-C, at the data-loss question too
+            _Interrupts.ignore()
+            interrupted = db
+        if interrupted is not None:
+            committed = db in _Interrupts.committed
+            results.append({"database": _shown(db), "result": {"database": _shown(db)},
+                            "exit_code": EXIT_CHANGED_THEN_FAILED if committed else EXIT_INTERRUPTED,
+                            "error": "interrupted after COMMIT" if committed else "interrupted; nothing changed here"})
+            results += [{"database": _shown(d), "result": {"database": _shown(d)}, "exit_code": EXIT_INTERRUPTED,
+                         "error": "not started (interrupted)"} for d in dbs[len(results):]]
+            break
         text = out.getvalue() if as_json else ""
         obj = json.loads(text) if text.strip() else {"database": _shown(db)}
-        results.append({"database": _shown(db), "exit_code": code, "error": error, "result": obj,
-                        "changed": bool(obj.get("applied")) if changes else False})
+        results.append({"database": _shown(db), "exit_code": code, "error": error, "result": obj})
     if as_json:
         click.echo(json.dumps([dict(r["result"], database=r["database"], exit_code=r["exit_code"], error=r["error"])
                                for r in results], indent=2, sort_keys=True))
     else:
         click.echo("")
-        click.echo("%s:" % _plural(len(results), "file"))
+        click.echo("%s:" % plural(len(results), "file"))
         width = max(len(r["database"]) for r in results)
         for r in results:
-            what = {0: "ok", 1: "problems found", 2: "refused, nothing changed", 3: "changed, then failed"}.get(
-                r["exit_code"], "exit %d" % r["exit_code"])
+            what = {0: "ok", 1: "problems found", 2: "refused, nothing changed", 3: "changed, then failed",
+                    130: "interrupted"}.get(r["exit_code"], "exit %d" % r["exit_code"])
             click.echo("  %s  %d  %s%s" % (r["database"].ljust(width), r["exit_code"], what,
                                            (": " + r["error"]) if r["error"] else ""))
+    if interrupted is not None:  # the run's answer: 3 when any file was committed, else 130
+        text, code = _Interrupts.message(at=interrupted)
+        click.echo("error: %s" % text, err=True)
+        sys.exit(code)
     codes = {r["exit_code"] for r in results}
     sys.exit(next((c for c in _WORST if c in codes), max(codes)))
 
@@ -811,6 +985,7 @@ def explain(db, as_json, sample_rows, strict, schema_spec):
     if _is_postgresql(db):  # PostgreSQL: EXPLAIN (FORMAT JSON), check/pgcheck.py (psycopg only on this path)
         from .check import pgcheck  # PostgreSQL only (psycopg)
         decl = _declaration(schema_spec)
+        _refuse_foreign(decl, db)
         schema = _schema(decl)
         try:
             report = pgcheck.explain(db, decl, schema, sample=sample_rows)
@@ -820,7 +995,9 @@ def explain(db, as_json, sample_rows, strict, schema_spec):
         return _exit_if_strict(strict, pgcheck.strict_severities(schema, report))
     # each command imports what it needs: apply's start-up time is benchmarked
     from .check.explain import explain_database, format_text, to_json
-    schema = _schema(_declaration(schema_spec))
+    decl = _declaration(schema_spec)
+    _refuse_foreign(decl, db)
+    schema = _schema(decl)
     try:
         with _Working("loading %d sample rows per table into a scratch copy, then ANALYZE" % sample_rows) \
                 if sample_rows else contextlib.nullcontext():
@@ -856,13 +1033,16 @@ def lint(db, as_json, strict, schema_spec):
     if db is not None and _is_postgresql(db):  # PostgreSQL: check/pgcheck.py, through which psycopg is imported
         from .check import pgcheck  # PostgreSQL only (psycopg)
         decl = _declaration(schema_spec)
+        _refuse_foreign(decl, db)
         try:
             findings = pgcheck.lint_url(db, decl, _schema(decl))
         except SchemagenError as exc:
             _fail(exc)
         click.echo(to_json(findings) if as_json else format_text(findings))
         return _exit_if_strict(strict, [f.severity for f in findings])
-    schema = _schema(_declaration(schema_spec))
+    decl = _declaration(schema_spec)
+    _refuse_foreign(decl, db)
+    schema = _schema(decl)
     try:
         findings = lint_path(schema, db_path=db)
     except SchemagenError as exc:
@@ -905,19 +1085,27 @@ def docs(out_dir, schema_spec):
 @click.option("--out", "out_file", default=None, type=_Path(dir_okay=False),
               help="Write the declaration to this .py file (default: print it).")
 @click.option("--name", "schema_name", default=None, help="The schema's name (default: the file's stem).")
-def inspect(db, out_file, schema_name):
+@click.option("--keep-user-version", "keep_versions", is_flag=True,
+              help="Declare the file's user_version and application_id, so apply and validate hold them at these "
+                   "values. Default: leave them to the application (written as comments).")
+def inspect(db, out_file, schema_name, keep_versions):
     """Write a declaration (a Python file) of an existing database's structure."""
     # inspect reads the database into the model and writes Python
-    from .migrate.inspect import inspect_database
+    from .migrate.inspect import inspect_file
     from . import outfiles  # see render
     try:
         if out_file is not None:
-            outfiles.check_file(out_file, "--out")
-        text = inspect_database(db, name=schema_name)
+            outfiles.check_file(out_file, "--out", databases=[db])
+        text, settings = inspect_file(db, name=schema_name, keep_versions=keep_versions)
         if out_file is not None:
             outfiles.write_text(out_file, text, "--out")
     except SchemagenError as exc:
         _fail(exc)
+    if settings:  # which it did, on stderr: stdout may be the declaration itself
+        shown = " and ".join("%s %s" % pair for pair in settings)
+        click.echo("%s: %s" % (shown, "declared (--keep-user-version): apply holds the file at these values"
+                               if keep_versions else "left to the application, not declared (--keep-user-version "
+                               "declares them)"), err=True)
     if out_file is None:
         click.echo(text, nl=False)
         return
@@ -932,15 +1120,40 @@ def inspect(db, out_file, schema_name):
               help="Folder of the backups (default: the database's folder); the current state is backed up there first.")
 @click.option("--keep-backups", default=3, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Keep the newest N backups of this database in the backup folder.")
-def restore(db, backup_file, backup_dir, keep_backups):
+@click.option("--other-database", is_flag=True,
+              help="Restore --backup FILE although it is not a backup of --db (another database's backup, or any "
+                   "SQLite file); without it such a file is refused, naming whose it is.")
+@click.option("--list", "list_only", is_flag=True,
+              help="Restore nothing: list the backups of --db in the backup folder, newest first (time, size, "
+                   "whose), and the other database's backups there under the same name.")
+@click.option("--json", "as_json", is_flag=True, help="With --list: print the list as JSON.")
+def restore(db, backup_file, backup_dir, keep_backups, other_database, list_only, as_json):
     """Put a backup back into the database, after backing up its current state."""
     # restore is rare: its module loads only here
-    from .migrate.backup import restore as do_restore
+    from .migrate import backup as backups
+    if list_only or as_json:
+        if not list_only or backup_file is not None or other_database:
+            raise _Abort("--list lists the backups and restores nothing: it takes --db and --backup-dir (and --json) "
+                         "only" if list_only else "--json goes with --list")
+        if backup_dir is not None and not os.path.isdir(backup_dir):
+            raise _Abort("--backup-dir %r: no such folder" % backup_dir)
+        data, text = backups.listing(db, backup_dir)
+        if as_json:
+            import json  # see _describe_plan
+            click.echo(json.dumps(data, indent=2, sort_keys=True))
+        else:
+            click.echo(text)
+        return
     try:
-        result = do_restore(db, backup=backup_file, backup_dir=backup_dir, keep=keep_backups)
+        result = backups.restore(db, backup=backup_file, backup_dir=backup_dir, keep=keep_backups,
+                                 other_database=other_database)
     except SchemagenError as exc:
         _fail(exc)
-    click.echo("restored %s from %s; its state before the restore is in %s" % (db, result.restored_from, result.backup))
+    whose = {"own": "", "unrecorded": " (an older backup with no record, taken as this database's by its name)",
+             "other": " (not a backup of %s: %s; --other-database)" % (
+                 db, "a backup of %s" % result.of if result.of else "no record of its database")}[result.whose]
+    click.echo("restored %s from %s%s; its state before the restore is in %s" % (
+        db, result.restored_from, whose, result.backup))
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -965,6 +1178,7 @@ def transfer(source, url, orphans, lock_timeout, as_json, schema_spec):
     except ImportError as exc:
         raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
     decl = _declaration(schema_spec)
+    _refuse_foreign(decl, source)
     target = _target(decl)
     tty = sys.stderr.isatty()
 
@@ -987,6 +1201,54 @@ def transfer(source, url, orphans, lock_timeout, as_json, schema_spec):
         click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     else:
         click.echo(pg_transfer.format_result(result))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file (only read, unless --record).")
+@click.option("--record", "names", multiple=True, metavar="NAME",
+              help="Mark the data step NAME done without running it (repeat for several); with --schema, a name "
+                   "the declaration does not declare is refused.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as a JSON list.")
+@click.option("--schema", "schema_spec", default=None, metavar="SPEC",
+              help="With --record: the declaration whose data steps are marked (its name goes in the record).")
+def history(db, names, as_json, schema_spec):
+    """Show what apply recorded in the database (_schemagen_history); it needs no declaration."""
+    from .migrate import history as h  # only this command reads the history
+    try:
+        if _is_postgresql(db):
+            from .pg import history as h  # noqa: F811 (the same two functions, on PostgreSQL)
+        if names:
+            if _is_postgresql(db):
+                target = _schema(_declaration(schema_spec)) if schema_spec is not None else None
+            else:
+                target = _target(_declaration(schema_spec)) if schema_spec is not None else None
+            marked = h.record_by_hand(db, list(names), target)
+            click.echo("%s: recorded as done without running: %s" % (_shown(db), ", ".join(marked)) if marked else
+                       "%s: already done: %s; nothing was changed" % (_shown(db), ", ".join(names)))
+            return
+        records = h.read_history(db)
+    except ImportError as exc:
+        raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
+    except SchemagenError as exc:
+        _fail(exc)
+    if as_json:
+        import json  # see _describe_plan
+        click.echo(json.dumps(records, indent=2, sort_keys=True))
+        return
+    if not records:
+        click.echo("%s: no history (schemagen records one for a declaration with data steps or history=True)" %
+                   _shown(db))
+        return
+    for r in records:
+        what = ("%s: %s" % (r["kind"], plural(len(r["steps"]), "step")) if r["kind"] == "apply" else r["kind"])
+        click.echo("%s  %s  '%s' (sha256 %s, schemagen %s)" % (r["applied_at"], what, r["declaration"],
+                                                              r["declaration_sha256"][:12], r["schemagen_version"]))
+        if r["data_steps_run"]:
+            click.echo("    data steps run: %s" % ", ".join(r["data_steps_run"]))
+        if r["data_steps_recorded"]:
+            click.echo("    data steps recorded as done without running: %s" % ", ".join(r["data_steps_recorded"]))
+        if r["backup"]:
+            click.echo("    backup: %s" % r["backup"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,10 +50,21 @@ LOG = logging.getLogger("schema_dsl.database")
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 
 
-def _target(schema: "Schema | str | Target | None") -> Target:
-    if isinstance(schema, str):
-        return project.target(project.resolve(schema))
-    return target_for(schema)
+def _resolve(schema: "Schema | str | Target | None", where: str) -> "tuple[Target, str | None]":
+    """The declaration by the CLI's rule, and apply's guard: a Schema or Target as given; a SPEC, or for None the
+    project's [tool.schemagen] declaration found from the current folder, else the shipped Abathur one
+    (logged as a warning, and then a file of another application is refused, as the CLI does)."""
+    if schema is None or isinstance(schema, str):
+        decl = project.resolve(schema)
+        if not decl.explicit:
+            LOG.warning("%s: %s; pass schema= to name yours", where, project.fallback_notice())
+            return target_for(None), "shipped-api"
+        LOG.info("%s: declaration %s%s", where, decl.label,
+                 " ([tool.schemagen] of %s)" % decl.project.root if decl.project is not None else "")
+        return project.target(decl), None
+    found = target_for(schema)
+    LOG.info("%s: declaration schema %r (passed as schema=)", where, found.name)
+    return found, None
 
 
 class Database:
@@ -61,28 +72,58 @@ class Database:
 
     db_path: the database file (its parent folder is created by initialize).
     schema: the declaration: a Schema, a SPEC as `schemagen --schema` takes it ("myapp/schema.py:SCHEMA",
-    "myapp.schema", "abathur"), or None for the shipped Abathur schema. A SPEC that names the project's own
-    declaration works from the project's rendered files, which must not be stale.
+    "myapp.schema", "abathur"), or None: as the CLI resolves it, the [tool.schemagen] project found from the
+    current folder, else the shipped Abathur schema (logged as a warning; a file that holds tables, none of
+    them Abathur's, is then refused). Pass it explicitly: a library should not depend on the folder a
+    service starts in. The project's own declaration works from its rendered files, which must not be stale.
+    Which declaration was resolved is logged (logger "schema_dsl.database").
     backup: make a backup next to the file before a migration that touches
     rows (as `schemagen apply` does).
     lock_timeout: seconds initialize() keeps retrying while another process
     holds the write lock (each try itself waits busy_timeout, 5 s).
+    statement_timeout, settings: PostgreSQL session settings (a postgresql:// URL only; see
+    pg/database.py); an SQLite file refuses them with a TypeError that names them.
+
+    Every parameter after db_path is keyword-only. A postgresql:// or postgres:// URL as db_path gives the
+    same class on PostgreSQL (pg/database.py's PgDatabase).
+
+    Example (pass schema= explicitly in an application: it should not depend on the folder it starts from)::
+
+        from schema_dsl import Database
+
+        db = Database("data/app.db", schema="myapp/schema.py:SCHEMA")
+        await db.initialize()                    # create or migrate, then validate
+        async with db.connect() as conn:         # an aiosqlite connection, PRAGMAs set
+            await conn.execute("INSERT INTO users (email) VALUES (?)", ("ann@example.org",))
+            await conn.commit()
+        await db.close()
+
+        async with Database("data/app.db", schema=SCHEMA, lock_timeout=30) as db:   # initialize(), then close()
+            ...
     """
 
-    def __new__(cls, db_path=None, *args, **kwargs):
-        """A postgresql:// or postgres:// URL gives the same class on PostgreSQL (pg/database.py's PgDatabase)."""
+    def __new__(cls, db_path: str | os.PathLike[str], *, schema: Schema | str | Target | None = None,
+                backup: bool = True, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+                statement_timeout: str | int | None = None, settings: dict | None = None) -> Database:
         if cls is Database and isinstance(db_path, str) and db_path.lower().startswith(("postgresql://", "postgres://")):
             from .pg.database import PgDatabase  # psycopg: PostgreSQL only
-            return PgDatabase(db_path, *args, **kwargs)
+            return PgDatabase(db_path, schema=schema, backup=backup, lock_timeout=lock_timeout,
+                              statement_timeout=statement_timeout, settings=settings)
+        given = [n for n, v in (("statement_timeout", statement_timeout), ("settings", settings)) if v is not None]
+        if given:
+            raise TypeError("Database(%r): %s: PostgreSQL session settings, which an SQLite file does not take" % (
+                str(db_path), " and ".join(given)))
         return super().__new__(cls)
 
     def __init__(self, db_path: "str | os.PathLike[str]", *, schema: "Schema | str | Target | None" = None,
-                 backup: bool = True, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
+                 backup: bool = True, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+                 statement_timeout: "str | int | None" = None, settings: "dict | None" = None) -> None:
         if str(db_path) == ":memory:" or str(db_path).startswith("file::memory:"):
             raise DatabaseFileError("database ':memory:': Database needs a file (every connection to ':memory:' is a "
                                     "new, empty database); run the _create_* helpers on your own connection instead")
         self.db_path = Path(os.path.expanduser(os.fspath(db_path)))
-        self._target = _target(schema)  # the shipped declaration is read from generated/, not rebuilt
+        # the project's or the shipped declaration is read from its rendered files, not rebuilt
+        self._target, self._guard = _resolve(schema, str(self.db_path))
         self.backup = backup
         self.lock_timeout = float(lock_timeout)
         self.last_apply = None           # the ApplyResult of the last initialize()
@@ -92,7 +133,10 @@ class Database:
 
     @property
     def schema(self) -> "Schema":
-        """The declaration, as the model (built on first use for the shipped one)."""
+        """The declaration, as the model (built on first use for the shipped one).
+
+        Example: `[t.name for t in db.schema.tables]`.
+        """
         return self._target.schema
 
     def __repr__(self) -> str:
@@ -101,7 +145,8 @@ class Database:
     # --- schema ---------------------------------------------------------------
 
     async def __aenter__(self) -> "Database":
-        """`async with Database(path) as db:` initializes the file, and closes every connection on the way out."""
+        """`async with Database(path, schema=SCHEMA) as db:` initializes the file, and closes every connection on
+        the way out."""
         await self.initialize()
         return self
 
@@ -120,6 +165,13 @@ class Database:
         rules: it is refused (Declined, nothing changed) unless allow_data_loss, and the backup (backup:
         default the Database's own setting) is mandatory unless allow_data_loss; every count of what goes
         is logged as a warning.
+
+        Example::
+
+            result = await db.initialize()
+            if result.applied:
+                print([step.title for step in result.plan.steps])   # what changed
+            await db.initialize(allow_data_loss=True)        # a declaration that removes a column or table
         """
         backup = self.backup if backup is None else backup
         result, violations = await asyncio.to_thread(self._initialize_sync, allow_data_loss, backup)
@@ -137,8 +189,9 @@ class Database:
         delay = 0.05
         while True:
             try:
-                result = apply_mod.apply(str(self.db_path), schema=self._target, backup=backup,
-                                         allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss)
+                result = apply_mod.apply(str(self.db_path), schema=self._target, backup=backup, guard=self._guard,
+                                         allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss,
+                                         terms=apply_mod.API_TERMS)
                 break
             except DatabaseFileError as exc:
                 if "locked" not in str(exc) or time.monotonic() + delay >= deadline:
@@ -171,37 +224,52 @@ class Database:
 
     @property
     def files(self) -> "tuple[str, ...]":
-        """The names of the rendered DDL files, in the order they run: the table files, then the index file."""
+        """The names of the rendered DDL files, in the order they run: the table files, then the index file.
+
+        Example: `db.files` gives ('ddl-tables.sql', 'ddl-indexes.sql') for a declaration with one table file.
+        """
         return (*self._target.table_files, self._target.index_file)
 
     async def create_file(self, conn: aiosqlite.Connection, name: str) -> None:
-        """Run one rendered DDL file (a name from `files`) on a connection you manage."""
+        """Run one rendered DDL file (a name from `files`) on a connection you manage.
+
+        Example: `await db.create_file(conn, "ddl-indexes.sql")`.
+        """
         if name not in self.files:
             raise ValueError("rendered file %r: expected one of %s" % (name, ", ".join(self.files)))
         for stmt in dbfile.split_statements(self._files[name]):
             await conn.execute(stmt)
 
     async def create_tables(self, conn: aiosqlite.Connection) -> None:
-        """Run every rendered table file, in order, on conn."""
+        """Run every rendered table file, in order, on conn (e.g. a test's own `aiosqlite.connect(...)`).
+
+        Example: `await db.create_tables(conn); await db.create_indexes(conn)`.
+        """
         for name in self._target.table_files:
             await self.create_file(conn, name)
 
     async def create_indexes(self, conn: aiosqlite.Connection) -> None:
-        """Run the rendered index file on conn."""
+        """Run the rendered index file on conn. Example: `await db.create_indexes(conn)`."""
         await self.create_file(conn, self._target.index_file)
 
     # The spec's names for the same helpers (Abathur: the first table file holds the memory tables).
     async def _create_memory_tables(self, conn: aiosqlite.Connection) -> None:
-        """Run the first rendered table file (Abathur: ddl-memory-tables.sql) on conn."""
+        """Run the first rendered table file (Abathur: ddl-memory-tables.sql) on conn.
+
+        Example: `await db._create_memory_tables(conn)`.
+        """
         await self.create_file(conn, self._target.table_files[0])
 
     async def _create_core_tables(self, conn: aiosqlite.Connection) -> None:
-        """Run the table files after the first (Abathur: ddl-core-tables.sql) on conn."""
+        """Run the table files after the first (Abathur: ddl-core-tables.sql) on conn.
+
+        Example: `await db._create_core_tables(conn)`.
+        """
         for name in self._target.table_files[1:]:
             await self.create_file(conn, name)
 
     async def _create_core_indexes(self, conn: aiosqlite.Connection) -> None:
-        """Run the rendered index file (Abathur: ddl-indexes.sql) on conn."""
+        """Run the rendered index file (Abathur: ddl-indexes.sql) on conn. Example: `await db._create_core_indexes(conn)`."""
         await self.create_indexes(conn)
 
     # --- connections ----------------------------------------------------------
@@ -227,6 +295,12 @@ class Database:
         Use it as aiosqlite's own: `async with db.connect() as conn:` (closed at the end), or
         `conn = await db.connect()` (close it yourself, or let close() do it). The file must exist:
         initialize() creates it; connect() never creates an empty file.
+
+        Example::
+
+            async with db.connect() as conn:
+                async with conn.execute("SELECT count(*) FROM users") as cursor:
+                    (n,) = await cursor.fetchone()
         """
         return _Connecting(self)
 
@@ -234,6 +308,8 @@ class Database:
         """Close every connection this Database handed out that is still open. Idempotent.
 
         The Database stays usable: connect() opens new connections afterwards.
+
+        Example: `await db.close()` at shutdown (`async with Database(...)` does it for you).
         """
         while self._open:
             conn = self._open.pop()
@@ -242,7 +318,10 @@ class Database:
     # --- checks ---------------------------------------------------------------
 
     async def validate_foreign_keys(self) -> "list[tuple]":
-        """The rows of PRAGMA foreign_key_check: (table, rowid, parent, fkid) tuples; [] when none."""
+        """The rows of PRAGMA foreign_key_check: (table, rowid, parent, fkid) tuples; [] when none.
+
+        Example: `assert await db.validate_foreign_keys() == []`.
+        """
         async with self.connect() as conn:
             async with conn.execute("PRAGMA foreign_key_check") as cursor:
                 return [tuple(row) for row in await cursor.fetchall()]
@@ -252,6 +331,9 @@ class Database:
 
         Anything else (several statements, INSERT/UPDATE/DELETE, PRAGMA, a WITH
         that ends in a write) raises QueryRefused; the query is never run.
+
+        Example: `await db.explain_query_plan("SELECT * FROM users WHERE email = ?", ("a@b.c",))` gives
+        ['SEARCH users USING INDEX sqlite_autoindex_users_1 (email=?)'].
         """
         query = single_select(query)
         async with self.connect() as conn:
@@ -259,7 +341,10 @@ class Database:
                 return [row[3] for row in await cursor.fetchall()]
 
     async def integrity_check(self, full: bool = False) -> "list[str]":
-        """PRAGMA quick_check (or integrity_check with full=True): ['ok'] when the file is sound."""
+        """PRAGMA quick_check (or integrity_check with full=True): ['ok'] when the file is sound.
+
+        Example: `assert await db.integrity_check(full=True) == ["ok"]`.
+        """
         async with self.connect() as conn:
             async with conn.execute("PRAGMA %s" % ("integrity_check" if full else "quick_check")) as cursor:
                 return [row[0] for row in await cursor.fetchall()]

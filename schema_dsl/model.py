@@ -65,7 +65,13 @@ def _former(value):
 
 
 def former_names(obj):
-    """A column's or table's former names (renamed_from), in the order given: () when it has none."""
+    """A column's or table's former names (renamed_from), in the order given: () when it has none.
+
+    >>> former_names(Column("author", "TEXT", renamed_from="created_by"))
+    ('created_by',)
+    >>> former_names(Column("author", "TEXT"))
+    ()
+    """
     value = obj.renamed_from
     if value is None:
         return ()
@@ -73,21 +79,35 @@ def former_names(obj):
 
 
 def named(objects, name):
-    """The object called `name`, compared case-insensitively as SQLite does, or None."""
+    """The object called `name`, compared case-insensitively as SQLite does, or None.
+
+    >>> named([Column("Title", "TEXT")], "title").name
+    'Title'
+    """
     key = name.lower()
     return next((o for o in objects if o.name.lower() == key), None)
 
 
 @frozen
 class Literal:
-    """A constant default value, rendered as an SQL literal."""
+    """A constant default value, rendered as an SQL literal.
+
+    A plain Python value given as `Column(default=...)` becomes a Literal; write Expr for SQL.
+
+    >>> Column("status", "TEXT", default="open").default
+    Literal(value='open')
+    """
 
     value: Union[str, int, float, bool, bytes, None]
 
 
 @frozen
 class Expr:
-    """An SQL expression used verbatim, e.g. CURRENT_TIMESTAMP."""
+    """An SQL expression used verbatim, e.g. CURRENT_TIMESTAMP (a default, or an expression index key).
+
+    >>> Column("created_at", "TEXT", default=Expr("datetime('now')")).default.sql
+    "datetime('now')"
+    """
 
     sql: str = field(validator=instance_of(str))
 
@@ -112,10 +132,21 @@ def _default(value):
 class Column:
     """A table column.
 
+    name, type: as SQLite takes them (the type may be empty, as in SQLite; a STRICT table needs one of
+    STRICT_TYPES). not_null, unique: column constraints. default: a plain value (a Literal) or an Expr.
+    comment: rendered as an SQL comment and into SCHEMA.md. new: marks a column this version of the
+    declaration adds (SCHEMA.md shows it). collate: a collating sequence name such as "NOCASE".
     renamed_from: the column's name in older databases, or several former names (a migration renames the
     one it finds with ALTER TABLE RENAME COLUMN before anything else).
     backfill: an SQL expression over the old row that fills this column for
     rows that exist when it is added or made NOT NULL.
+
+    >>> Column("title", "TEXT", not_null=True, default="", comment="Shown in lists.").default
+    Literal(value='')
+    >>> Column("url", "TEXT", renamed_from="link").renamed_from
+    'link'
+    >>> Column("word_count", "INTEGER", not_null=True, backfill="length(body) - length(replace(body, ' ', '')) + 1").not_null
+    True
     """
 
     name: str
@@ -131,14 +162,27 @@ class Column:
     # ON CONFLICT of the column's NOT NULL (needs not_null) and of its column-level UNIQUE (needs unique)
     not_null_on_conflict: Union[str, None] = _on_conflict()
     unique_on_conflict: Union[str, None] = _on_conflict()
+    # how the values a database holds become this column's type when the type changes: an SQL expression over
+    # the old row (on SQLite the rebuild copies with it); None: a change of affinity over stored values is refused
+    using: Union[str, None] = field(default=None, kw_only=True)
+    using_postgresql: Union[str, None] = field(default=None, kw_only=True)  # the same in PostgreSQL's own text
 
     @property
     def affinity(self):
-        """The column's type affinity, by SQLite's rules (datatype3.html, 3.1)."""
+        """The column's type affinity, by SQLite's rules (datatype3.html, 3.1).
+
+        >>> Column("price", "DECIMAL(10,2)").affinity
+        'NUMERIC'
+        """
         return type_affinity(self.type)
 
 
 def type_affinity(declared):
+    """The affinity SQLite gives a declared type (datatype3.html, 3.1): INTEGER, TEXT, BLOB, REAL or NUMERIC.
+
+    >>> type_affinity("VARCHAR(80)"), type_affinity("BIGINT"), type_affinity("DATETIME")
+    ('TEXT', 'INTEGER', 'NUMERIC')
+    """
     t = (declared or "").upper()
     if "INT" in t:
         return "INTEGER"
@@ -153,6 +197,17 @@ def type_affinity(declared):
 
 @frozen
 class PrimaryKey:
+    """A table's PRIMARY KEY: one column or several (a composite key), in key order.
+
+    autoincrement: AUTOINCREMENT (a single INTEGER column only). on_conflict: SQLite's ON CONFLICT clause
+    after PRIMARY KEY (one of CONFLICT_RESOLUTIONS; None writes none).
+
+    >>> PrimaryKey(["id"], autoincrement=True).columns
+    ('id',)
+    >>> PrimaryKey(["bookmark_id", "tag_id"]).columns   # a composite key
+    ('bookmark_id', 'tag_id')
+    """
+
     columns: tuple = field(converter=_tuple)
     autoincrement: bool = False
     on_conflict: Union[str, None] = _on_conflict()  # PRIMARY KEY ... ON CONFLICT <this>
@@ -160,6 +215,14 @@ class PrimaryKey:
 
 @frozen
 class Unique:
+    """A table-level UNIQUE constraint over one or more columns (for one column, Column(unique=True) also works).
+
+    name: the CONSTRAINT name, if any. on_conflict: SQLite's ON CONFLICT clause (None writes none).
+
+    >>> Unique(["user_id", "url"]).columns
+    ('user_id', 'url')
+    """
+
     columns: tuple = field(converter=_tuple)
     name: Union[str, None] = None  # CONSTRAINT name, where the CREATE TABLE gives one
     on_conflict: Union[str, None] = _on_conflict()  # UNIQUE (...) ON CONFLICT <this>
@@ -167,12 +230,30 @@ class Unique:
 
 @frozen
 class Check:
+    """A table-level CHECK constraint: an SQL expression, used verbatim (and translated for PostgreSQL).
+
+    >>> Check("rating BETWEEN 1 AND 5", name="rating_range").name
+    'rating_range'
+    """
+
     expr: str = field(validator=instance_of(str))
     name: Union[str, None] = None  # CONSTRAINT name, where the CREATE TABLE gives one
 
 
 @frozen
 class ForeignKey:
+    """A FOREIGN KEY from columns of this table to ref_columns of ref_table (empty ref_columns: its PRIMARY KEY).
+
+    on_delete, on_update: one of FK_ACTIONS. deferrable: None, "INITIALLY DEFERRED" or "INITIALLY
+    IMMEDIATE". name: the CONSTRAINT name, if any. repair: what a migration does to existing rows that break
+    the key when it is added or changed: None refuses the migration, "set null" sets their columns NULL,
+    "delete" deletes them (data loss: apply asks first). For a single column, fk() is shorter.
+
+    >>> f = ForeignKey(["user_id", "url"], "pages", ["user_id", "url"], on_delete="CASCADE")
+    >>> f.columns, f.ref_table
+    (('user_id', 'url'), 'pages')
+    """
+
     columns: tuple = field(converter=_tuple)
     ref_table: str
     ref_columns: tuple = field(converter=_tuple)
@@ -187,10 +268,17 @@ class ForeignKey:
     repair: Union[str, None] = field(default=None, validator=in_(FK_REPAIRS), eq=False)
 
 
-def fk(column, ref_table, ref_column, on_delete="NO ACTION", on_update="NO ACTION", deferrable=None):
-    """A single-column foreign key (ref_column None: the parent's PRIMARY KEY)."""
+def fk(column, ref_table, ref_column, on_delete="NO ACTION", on_update="NO ACTION", deferrable=None, *, name=None,
+       repair=None):
+    """A single-column ForeignKey (ref_column None: the parent's PRIMARY KEY); it takes every ForeignKey option.
+
+    >>> fk("user_id", "users", "id", on_delete="CASCADE").on_delete
+    'CASCADE'
+    >>> fk("parent_id", "folders", "id", on_delete="SET NULL", repair="set null").repair   # a self-reference
+    'set null'
+    """
     return ForeignKey((column,), ref_table, (ref_column,) if ref_column is not None else (), on_delete, on_update,
-                      deferrable)
+                      deferrable, name=name, repair=repair)
 
 
 @frozen
@@ -199,6 +287,10 @@ class IndexColumn:
 
     collate: the key's own collating sequence (COLLATE NAME after the column); None: the column's own (or
     BINARY). An expression's COLLATE is part of its text, where SQLite's precedence applies it.
+    Index(columns=...) also takes "name", "name DESC", "name COLLATE NOCASE" and Expr(...) for these.
+
+    >>> Index("idx_pages_added", "pages", ["added_at DESC"]).columns[0]
+    IndexColumn(name='added_at', desc=True, expression=False, collate=None)
     """
 
     name: str
@@ -228,7 +320,17 @@ def _index_columns(values):
 
 @frozen
 class Index:
-    """A named index; `serves` holds the queries it is declared to serve."""
+    """A named index; `serves` holds the queries it is declared to serve.
+
+    columns: its keys (see IndexColumn). unique: CREATE UNIQUE INDEX. where: a partial index's WHERE
+    expression. serves: the queries it is there for (`schemagen explain` shows whether each one uses it;
+    plan_check="required" makes validation fail when one does not).
+
+    >>> ix = Index("idx_bookmarks_user_added", "bookmarks", ["user_id", "added_at DESC"],
+    ...            serves=["SELECT * FROM bookmarks WHERE user_id = ? ORDER BY added_at DESC"])
+    >>> [c.name for c in ix.columns]
+    ['user_id', 'added_at']
+    """
 
     name: str
     table: str
@@ -247,6 +349,23 @@ class Index:
 
 @frozen
 class Table:
+    """A table: its columns, keys and constraints.
+
+    primary_key: a PrimaryKey or None (then SQLite's rowid). uniques, checks, foreign_keys: Unique, Check and
+    ForeignKey records. file: which of Schema.table_files creates it (may be left out when there is one).
+    comment: rendered as an SQL comment and into SCHEMA.md. new: marks a table this version adds.
+    without_rowid, strict: WITHOUT ROWID and STRICT tables. renamed_from: its name in older databases (or a
+    tuple of names); a migration renames it first.
+
+    >>> users = Table("users", [Column("id", "INTEGER"), Column("email", "TEXT", not_null=True, unique=True)],
+    ...               primary_key=PrimaryKey(["id"]))
+    >>> users.column_names
+    ('id', 'email')
+    >>> folders = Table("folders", [Column("id", "INTEGER"), Column("parent_id", "INTEGER")],
+    ...                 primary_key=PrimaryKey(["id"]),
+    ...                 foreign_keys=[fk("parent_id", "folders", "id", on_delete="CASCADE")])   # self-referencing
+    """
+
     name: str
     columns: tuple = field(converter=_tuple)
     primary_key: Union[PrimaryKey, None] = None
@@ -261,22 +380,50 @@ class Table:
     # the table's name in older databases, or several former names (ALTER TABLE RENAME TO, before anything else)
     renamed_from: Union[str, tuple, None] = field(default=None, converter=_former)
 
+    def __attrs_post_init__(self):
+        # SQLite makes every PRIMARY KEY column of a WITHOUT ROWID table NOT NULL (withoutrowid.html, 2.0): the
+        # declaration says so too, so that its DDL, its expected structure and the diff agree with the file
+        if self.without_rowid and isinstance(self.primary_key, PrimaryKey):
+            keys = {k.lower() for k in self.primary_key.columns if isinstance(k, str)}
+            if any(isinstance(c, Column) and c.name.lower() in keys and not c.not_null for c in self.columns):
+                object.__setattr__(self, "columns", tuple(
+                    attrs.evolve(c, not_null=True) if isinstance(c, Column) and c.name.lower() in keys else c
+                    for c in self.columns))
+
     def column(self, name):
+        """The column called name (case-insensitively), or None.
+
+        >>> Table("t", [Column("Id", "INTEGER")]).column("id").name
+        'Id'
+        """
         return named(self.columns, name)
 
     @property
     def column_names(self):
+        """The column names in declaration order. Example: ('id', 'email') for a users table."""
         return tuple(c.name for c in self.columns)
 
     @property
     def all_uniques(self):
-        """Column tuples under a UNIQUE constraint, column-level ones included."""
+        """Column tuples under a UNIQUE constraint, column-level ones included.
+
+        >>> Table("t", [Column("a", "TEXT", unique=True), Column("b", "TEXT")], uniques=[Unique(["a", "b"])]).all_uniques
+        (('a',), ('a', 'b'))
+        """
         return tuple((c.name,) for c in self.columns if c.unique) + tuple(u.columns for u in self.uniques)
 
 
 @frozen
 class View:
-    """A view; sql is the full CREATE VIEW statement, used verbatim."""
+    """A view; sql is the full CREATE VIEW statement, used verbatim.
+
+    postgresql: its CREATE statement(s) for PostgreSQL; sqlite_only=True leaves it out there instead (one of
+    the two is needed to render for PostgreSQL).
+
+    >>> View("recent", "CREATE VIEW recent AS SELECT * FROM pages ORDER BY added_at DESC LIMIT 50",
+    ...      sqlite_only=True).name
+    'recent'
+    """
 
     name: str
     sql: str = field(validator=instance_of(str))
@@ -287,7 +434,16 @@ class View:
 
 @frozen
 class Trigger:
-    """A trigger on a table (or view); sql is the full CREATE TRIGGER statement, used verbatim."""
+    """A trigger on a table (or view); sql is the full CREATE TRIGGER statement, used verbatim.
+
+    postgresql: the statements that stand for it there (e.g. CREATE FUNCTION ...; CREATE TRIGGER ...), or
+    sqlite_only=True to leave it out.
+
+    >>> Trigger("pages_touch", "pages",
+    ...         "CREATE TRIGGER pages_touch AFTER UPDATE OF title ON pages BEGIN "
+    ...         "UPDATE pages SET updated_at = datetime('now') WHERE id = NEW.id; END", sqlite_only=True).table
+    'pages'
+    """
 
     name: str
     table: str
@@ -299,7 +455,13 @@ class Trigger:
 
 @frozen
 class VirtualTable:
-    """A virtual table: CREATE VIRTUAL TABLE name USING module(args), args verbatim (e.g. fts5 columns and options)."""
+    """A virtual table: CREATE VIRTUAL TABLE name USING module(args), args verbatim (e.g. fts5 columns and options).
+
+    An external-content FTS5 index needs triggers that keep it in step with its table (see docs/guide.md).
+
+    >>> VirtualTable("pages_fts", "fts5", "title, body, content='pages', content_rowid='id'", sqlite_only=True).module
+    'fts5'
+    """
 
     name: str
     module: str
@@ -311,7 +473,13 @@ class VirtualTable:
 
 @frozen
 class Pragma:
-    """A connection setting; `persistent` ones are stored in the file."""
+    """A connection setting (one of PRAGMA_NAMES); `persistent` ones are stored in the file.
+
+    >>> Pragma("journal_mode", "WAL", persistent=True).persistent
+    True
+    >>> Pragma("foreign_keys", "ON").name
+    'foreign_keys'
+    """
 
     name: str = field(validator=in_(PRAGMA_NAMES))
     value: Union[str, int]
@@ -326,7 +494,10 @@ class Removed:
     """Something a design change removes from every database it meets, with the reason.
 
     kind: index, view, trigger (no data goes), column or table (data goes: apply asks first, see README).
-    table: the column's table (kind "column" only).
+    table: the column's table (kind "column" only). Build one with removed().
+
+    >>> Removed("column", "legacy_flag", "never read", table="pages").table
+    'pages'
     """
 
     kind: str = field(validator=in_(REMOVABLE))
@@ -336,13 +507,63 @@ class Removed:
 
 
 def removed(kind, name, reason, table=None):
-    """A declared removal: removed("index", "idx_old", "redundant: the PRIMARY KEY serves it")."""
+    """A declared removal, for Schema(removed=[...]): apply drops it from every database that still has it.
+
+    >>> removed("index", "idx_old", "redundant: the PRIMARY KEY serves it").kind
+    'index'
+    >>> removed("column", "legacy_flag", "never read", table="pages").name
+    'legacy_flag'
+    """
     return Removed(kind, name, reason, table)
 
 
 @frozen
+class DataStep:
+    """A one-off change of the data between two designs, run once per database (the history records it).
+
+    sql: SQLite statements (one or several, ';'-separated); python: callable(connection) for what SQL cannot
+    say (given apply's sqlite3 connection, inside its transaction; it must not commit). Exactly one of the two.
+    postgresql: the statements for PostgreSQL; sqlite_only: left out on PostgreSQL.
+    Apply runs a pending step after the additions and renames and before conversions, new constraints,
+    rebuilds and removals, in the one transaction; a new or empty database records it as done without running.
+
+    >>> step = DataStep("split_name", sql="UPDATE users SET first_name = substr(name, 1, instr(name, ' ') - 1)")
+    >>> step.name, step.python is None
+    ('split_name', True)
+    >>> Schema(name="app", tables=[Table("users", [Column("id", "INTEGER"), Column("name", "TEXT"),
+    ...        Column("first_name", "TEXT")], PrimaryKey(["id"]))], data_steps=[step]).data_steps[0].name
+    'split_name'
+    """
+
+    name: str
+    sql: Union[str, None] = None
+    postgresql: Union[str, None] = None
+    sqlite_only: bool = False
+    python: object = field(default=None, eq=False, repr=False)
+    comment: str = ""
+
+
+@frozen
 class Schema:
-    """A whole declared schema. Building one validates it."""
+    """A whole declared schema. Building one validates it.
+
+    Building one raises DeclarationError listing every problem (unknown columns or tables, bad names, ...).
+    table_files: the DDL files tables go in, in the order they run; index_file: the file of the indexes.
+    lint_resolutions: how each lint finding is resolved ({rule: text} or {(rule, object): text}).
+    views, triggers, virtual_tables: created after the tables and indexes. removed: what this design removes
+    from databases that still have it (removed(...) records). A declaration file names one as SCHEMA.
+
+    >>> SCHEMA = Schema("notes", tables=[
+    ...     Table("notes", [Column("id", "INTEGER"), Column("body", "TEXT", not_null=True)],
+    ...           primary_key=PrimaryKey(["id"]))],
+    ...     pragmas=[Pragma("foreign_keys", "ON")])
+    >>> SCHEMA.table("NOTES").name
+    'notes'
+    >>> Schema("bad", tables=[Table("t", [Column("id", "INTEGER")], primary_key=PrimaryKey(["nope"]))])
+    Traceback (most recent call last):
+    ...
+    schema_dsl.errors.DeclarationError: invalid schema declaration: table 't': PRIMARY KEY names unknown column 'nope'
+    """
 
     name: str
     tables: tuple = field(converter=_tuple)
@@ -359,6 +580,10 @@ class Schema:
     virtual_tables: tuple = field(default=(), converter=_tuple)
     # what this design removes from existing databases (Removed records)
     removed: tuple = field(default=(), converter=_tuple)
+    # one-off data changes, each run once per database, in this order (DataStep records)
+    data_steps: tuple = field(default=(), converter=_tuple)
+    # keep schemagen's record of every apply in the database (_schemagen_history); data steps imply it
+    history: bool = False
 
     def __attrs_post_init__(self):
         problems = schema_problems(self)
@@ -366,36 +591,57 @@ class Schema:
             raise DeclarationError(problems)
 
     def table(self, name):
+        """The table called name (case-insensitively), or None. Example: `schema.table("users")`."""
         return named(self.tables, name)
 
     def index(self, name):
+        """The index called name (case-insensitively), or None. Example: `schema.index("idx_users_email")`."""
         return named(self.indexes, name)
 
     def view(self, name):
+        """The view called name (case-insensitively), or None. Example: `schema.view("recent")`."""
         return named(self.views, name)
 
     def trigger(self, name):
+        """The trigger called name (case-insensitively), or None. Example: `schema.trigger("pages_touch")`."""
         return named(self.triggers, name)
 
     def virtual_table(self, name):
+        """The virtual table called name (case-insensitively), or None. Example: `schema.virtual_table("pages_fts")`."""
         return named(self.virtual_tables, name)
 
     def file_of(self, table):
-        """The table file a table is created in: its `file`, or the only table file."""
+        """The table file a table is created in: its `file`, or the only table file.
+
+        Example: `schema.file_of(schema.table("users"))` gives 'ddl-tables.sql' when there is one table file.
+        """
         if table.file is None and len(self.table_files) == 1:
             return self.table_files[0]
         return table.file
 
     def tables_in_file(self, filename):
-        """Tables of one DDL file, each after every table it references."""
+        """Tables of one DDL file, each after every table it references.
+
+        Example: `schema.tables_in_file("ddl-tables.sql")`.
+        """
         return dependency_order([t for t in self.tables if self.file_of(t) == filename])
 
     def ordered_tables(self):
+        """Every table in the order the DDL creates them: file by file, each after the tables it references.
+
+        Example: `[t.name for t in schema.ordered_tables()]` gives ['users', 'folders', 'bookmarks', ...].
+        """
         return tuple(t for f in self.table_files for t in self.tables_in_file(f))
 
 
 def dependency_order(tables):
-    """Tables sorted so that each comes after those it references; ties keep declaration order."""
+    """Tables sorted so that each comes after those it references; ties keep declaration order.
+
+    >>> child = Table("child", [Column("p", "INTEGER")], foreign_keys=[fk("p", "parent", "id")])
+    >>> parent = Table("parent", [Column("id", "INTEGER")], primary_key=PrimaryKey(["id"]))
+    >>> [t.name for t in dependency_order([child, parent])]
+    ['parent', 'child']
+    """
     names = {t.name.lower() for t in tables}
     done, out, pending = set(), [], list(tables)
     while pending:
@@ -424,7 +670,11 @@ def _name_problems(kind, name):
 
 
 def schema_problems(schema):
-    """Every problem of a declared schema, each naming its object."""
+    """Every problem of a declared schema, each naming its object (Schema(...) raises them as one error).
+
+    Example: `schema_problems(schema)` gives [] for a valid schema, else lines such as
+    "table 'pages', foreign key (user_id): references unknown table 'user'".
+    """
     p = []
     seen = {}
     for obj_kind, objs in (("table", schema.tables), ("index", schema.indexes), ("virtual table", schema.virtual_tables),
@@ -552,13 +802,56 @@ def schema_problems(schema):
     names = [pr.name for pr in schema.pragmas]
     p += ["pragma '%s': declared %d times" % (n, names.count(n)) for n in sorted(set(names)) if names.count(n) > 1]
     p += removal_problems(schema)
+    p += data_step_problems(schema)
+    return p
+
+
+def data_step_problems(schema):
+    """Each data step has a unique name and exactly one of sql and python; no declared name uses schemagen's
+    own prefix (_schemagen_: its history table and a rebuild's temporary tables).
+
+    >>> t = Table("users", [Column("id", "INTEGER")], PrimaryKey(["id"]))
+    >>> data_step_problems(Schema(name="app", tables=[t]))
+    []
+    """
+    p = []
+    for obj in (*schema.tables, *schema.indexes, *schema.views, *schema.triggers, *schema.virtual_tables):
+        if isinstance(obj.name, str) and obj.name.lower().startswith("_schemagen_"):
+            p.append("%s '%s': names starting with '_schemagen_' are schemagen's own" % (
+                type(obj).__name__.lower(), obj.name))
+    seen = set()
+    for step in schema.data_steps:
+        if not isinstance(step, DataStep):
+            p.append("data_steps: expected DataStep records (schema_dsl.model.DataStep), got %r" % (step,))
+            continue
+        where = "data step %r" % step.name
+        if not isinstance(step.name, str) or not step.name.strip() or step.name != step.name.strip():
+            p.append("%s: expected a non-empty name without surrounding white space" % where)
+            continue
+        if step.name.lower() in seen:
+            p.append("%s: declared twice" % where)
+        seen.add(step.name.lower())
+        if (step.sql is None) == (step.python is None):
+            p.append("%s: expected exactly one of sql= and python=" % where)
+        elif step.sql is not None and not (isinstance(step.sql, str) and step.sql.strip()):
+            p.append("%s: sql= is empty" % where)
+        elif step.python is not None and not callable(step.python):
+            p.append("%s: python= must be a callable taking the connection, got %r" % (where, step.python))
     return p
 
 
 def removal_problems(schema):
-    """A removal must not name something still declared, nor a table declared foreign keys reference."""
+    """A removal must not name something still declared, nor a table declared foreign keys reference.
+
+    Example: `removal_problems(schema)` gives [] when every removed(...) is consistent (schema_problems
+    includes these).
+    """
     p = []
     declared = {"index": schema.index, "view": schema.view, "trigger": schema.trigger, "table": schema.table}
+    for r in schema.removed:
+        if isinstance(r, Removed) and r.kind != "column" and isinstance(r.name, str) and r.name.lower().startswith("sqlite_"):
+            p.append("removed %s '%s': an SQLite internal object (sqlite_ prefix), which SQLite keeps itself; "
+                     "expected a name of the application's own" % (r.kind, r.name))
     seen = set()
     for r in schema.removed:
         if not isinstance(r, Removed):
@@ -611,5 +904,11 @@ def _former_problems(p, where, obj):
 
 
 def evolve(obj, **changes):
-    """attrs.evolve, re-exported so callers change models one way only."""
+    """attrs.evolve, re-exported so callers change models one way only: a changed copy, validated again.
+
+    >>> c = Column("link", "TEXT")
+    >>> url = evolve(c, name="url", renamed_from="link")
+    >>> url.name, url.type, url.renamed_from, c.name
+    ('url', 'TEXT', 'link', 'link')
+    """
     return attrs.evolve(obj, **changes)

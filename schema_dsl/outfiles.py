@@ -3,7 +3,11 @@
 Every bad output path is an OutputPathError, one line, before anything is
 written: a folder that is a file, or lies under one; a destination that is a
 symlink (never written through), a folder or another non-regular file; a
-folder that cannot be created or written. A file is written to a temporary
+folder that cannot be created or written. An output never replaces a
+database: not the one the command works on (the same file by any path, a hard
+link included: compared by device and inode, or by real path while it does not
+exist yet), not any existing file that starts with the SQLite header or has a
+-wal or -journal beside it, and not the -wal, -journal or -shm of a database. A file is written to a temporary
 file in its own folder and renamed over the destination (os.replace), so a
 reader never sees half a file and a failure leaves the old one in place.
 """
@@ -51,10 +55,61 @@ def make_folder(folder, label):
         raise OutputPathError("%s %r: cannot create the folder (%s)" % (label, folder, exc.strerror or exc)) from None
 
 
-def check_file(path, label, make_parent=False):
+def _same_file(a, b):
+    """True when a and b are one file: by device and inode when both exist, else by real path."""
+    try:
+        return os.path.samestat(os.stat(a), os.stat(b))
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _is_database(path):
+    """True when the file at path starts with the SQLite header; None when it cannot be read."""
+    from .sqlite.dbfile import SQLITE_HEADER  # only a command that writes a file needs it
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return None
+
+
+_SIDE_FILES = ("-wal", "-journal", "-shm")
+
+
+def check_not_database(path, label, databases=()):
+    """Raise OutputPathError when writing path would replace a database (see the module docstring).
+
+    databases: the database files the command works on (they may not exist yet: apply creates one).
+    """
+    refuse = "; refusing to write over it (name another file)"
+    for db in databases:
+        if _same_file(path, db):
+            raise OutputPathError("%s %r: is the database the command works on (--db %r)%s" % (label, path, db, refuse))
+        for suffix in _SIDE_FILES:
+            if _same_file(path, os.fspath(db) + suffix):
+                raise OutputPathError("%s %r: is the %s file of the database %r%s" % (label, path, suffix, db, refuse))
+    if os.path.lexists(path):
+        found = _is_database(path)
+        if found is None:
+            raise OutputPathError("%s %r: cannot be read to tell whether it is an SQLite database%s" % (
+                label, path, refuse))
+        if found:
+            raise OutputPathError("%s %r: is an SQLite database%s" % (label, path, refuse))
+    for suffix in ("-wal", "-journal"):
+        if os.path.lexists(path + suffix):
+            raise OutputPathError("%s %r: has %r beside it, so it may be an SQLite database%s" % (
+                label, path, os.path.basename(path) + suffix, refuse))
+    for suffix in _SIDE_FILES:
+        stem = path[:-len(suffix)]
+        if path.endswith(suffix) and os.path.isfile(stem) and _is_database(stem):
+            raise OutputPathError("%s %r: is the %s file of the SQLite database %r%s" % (label, path, suffix, stem, refuse))
+
+
+def check_file(path, label, make_parent=False, databases=()):
     """Raise OutputPathError unless path can be written as a regular file. Creates nothing.
 
     make_parent: the parent folder may be missing (it is created before writing); otherwise it must exist.
+    databases: the database files the command works on; path must not be one of them (check_not_database).
     """
     path = os.fspath(path)
     if not path or path.endswith("/"):
@@ -64,6 +119,7 @@ def check_file(path, label, make_parent=False):
                               "another file)" % (label, path))
     if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
         raise OutputPathError("%s %r: exists and is not a regular file" % (label, path))
+    check_not_database(path, label, databases)
     parent = os.path.dirname(os.path.abspath(path))
     if make_parent:
         check_folder(parent, label)

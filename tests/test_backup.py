@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import sqlite3
@@ -36,8 +37,23 @@ def copy(src, dst):
 
 
 def leftovers(folder):
-    """Every file that looks like a backup or a temporary backup, in folder."""
+    """Every file that looks like a backup, a backup's record or a temporary backup, in folder."""
     return sorted(p.name for p in Path(folder).iterdir() if ".backup-" in p.name)
+
+
+def made(*backups):
+    """What leftovers shows for these backups: each with its record (which database it was made from)."""
+    return sorted(n for b in backups for n in (Path(b).name, Path(b).name + ".json"))
+
+
+def sqlite_file(path, value=0):
+    """A small SQLite file at path (a backup name needs an SQLite file to be a backup)."""
+    conn = sqlite3.connect(str(path))
+    conn.execute("CREATE TABLE t (v)")
+    conn.execute("INSERT INTO t VALUES (?)", (value,))
+    conn.commit()
+    conn.close()
+    return str(path)
 
 
 def damage_table(path, table):
@@ -104,7 +120,7 @@ def test_backup_has_the_database_files_mode(retrofitted, tmp_path, mode):
     conn = sqlite3.connect(result.backup)
     assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == TASKS
     conn.close()
-    assert leftovers(tmp_path) == [Path(result.backup).name]  # no temporary file, no journal
+    assert leftovers(tmp_path) == made(result.backup)  # no temporary file, no journal
 
 
 def _interrupting(exc, monkeypatch):
@@ -160,7 +176,7 @@ def test_backup_under_the_write_lock_holds_what_is_still_in_the_wal(tmp_path):
         holder.close()
     assert os.path.getsize(path + "-wal") > 0  # the live file was not checkpointed
     writer.close()
-    assert leftovers(tmp_path) == [Path(saved).name]
+    assert leftovers(tmp_path) == made(saved)
     conn = sqlite3.connect("file:%s?mode=ro&immutable=1" % saved, uri=True)
     assert conn.execute("SELECT count(*), sum(v) FROM t").fetchone() == (5000, sum(range(5000)))
     assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
@@ -189,7 +205,7 @@ def test_killed_backup_never_leaves_a_file_under_the_final_name(retrofitted, tmp
     conn.close()
     # the next successful apply removes the dead process's temporary file
     result = apply(path)
-    assert leftovers(tmp_path) == [Path(result.backup).name]
+    assert leftovers(tmp_path) == made(result.backup)
 
 
 @pytest.mark.parametrize("fault", ["error", "interrupt"])
@@ -245,7 +261,7 @@ def test_retention_keeps_exactly_n_of_this_database(retrofitted, tmp_path):
     others = ["other.sqlite.backup-20200101T000000", "db.sqlite.backup-20200101T000000.notes",
               "xdb.sqlite.backup-20200101T000000"]
     for name in older + others:
-        (tmp_path / name).write_bytes(b"x")
+        sqlite_file(tmp_path / name)  # made by an older version: no record, in the database's own folder
     result = apply(path, keep_backups=3)
     kept = [Path(p).name for p in list_backups(path)]
     assert kept == ["db.sqlite.backup-20200101T000000-10", "db.sqlite.backup-20210101T000000", Path(result.backup).name]
@@ -372,3 +388,188 @@ def test_restore_repairs_a_damaged_database(retrofitted, tmp_path):
     assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT count(*) FROM tasks NOT INDEXED").fetchone()[0] == TASKS
     conn.close()
+
+
+# --- issue 15, items 2, 13 and 15: a backup is tied to its database ----------------------------------
+
+def _marked(src, path, mark):
+    """A copy of src with a table of the user's that says which database it is (apply keeps it)."""
+    copy(src, path)
+    conn = sqlite3.connect(str(path))
+    conn.execute("CREATE TABLE mark (v TEXT)")
+    conn.execute("INSERT INTO mark VALUES (?)", (mark,))
+    conn.commit()
+    conn.close()
+    return str(path)
+
+
+def _mark(path):
+    conn = sqlite3.connect(str(path))
+    try:
+        return conn.execute("SELECT v FROM mark").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _cli(*args):
+    return make_runner().invoke(main, [str(a) for a in args])
+
+
+def test_a_shared_backup_dir_keeps_two_databases_of_the_same_name_apart(retrofitted, tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    shared = tmp_path / "B"
+    shared.mkdir()
+    x = _marked(retrofitted, tmp_path / "x" / "app.db", "x")
+    y = _marked(retrofitted, tmp_path / "y" / "app.db", "y")
+    for db in (x, y):
+        out = _cli("apply", "--db", db, "--backup-dir", shared, "--keep-backups", "1")
+        assert out.exit_code == 0, out.output + out.stderr
+    # y's retention counts y's backups only: x's only backup is still there, and each record names its database
+    assert [_mark(b) for b in list_backups(x, str(shared))] == ["x"]
+    assert [_mark(b) for b in list_backups(y, str(shared))] == ["y"]
+    assert len(leftovers(shared)) == 4
+    for db in (x, y):
+        (record,) = [json.loads(Path(b + ".json").read_text()) for b in list_backups(db, str(shared))]
+        assert record["database"] == os.path.realpath(db)
+    conn = sqlite3.connect(x)
+    conn.execute("UPDATE mark SET v = 'x, changed'")
+    conn.commit()
+    conn.close()
+    out = _cli("restore", "--db", x, "--backup-dir", shared)
+    assert out.exit_code == 0, out.output + out.stderr
+    assert _mark(x) == "x" and _mark(y) == "y"  # x got its own data back, not y's
+
+
+def test_restore_refuses_another_databases_backup_and_says_whose(retrofitted, tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    x = _marked(retrofitted, tmp_path / "x" / "app.db", "x")
+    y = _marked(retrofitted, tmp_path / "y" / "app.db", "y")
+    theirs = make_backup(y, str(tmp_path / "x"))  # y's backup, in x's folder, under x's backup name
+    data = Path(x).read_bytes()
+    out = _cli("restore", "--db", x, "--backup", theirs)
+    assert out.exit_code == 2, out.output
+    err = out.stderr.strip()
+    assert "\n" not in err and err.startswith("error: ")
+    assert "is a backup of %r" % os.path.realpath(y) in err and "--other-database" in err
+    assert "nothing was changed" in err
+    assert Path(x).read_bytes() == data and list_backups(x) == []
+    # nor is it picked as x's newest backup
+    out = _cli("restore", "--db", x)
+    assert out.exit_code == 2 and "no backup of it in" in out.stderr and "not this database's" in out.stderr
+    assert Path(x).read_bytes() == data
+    # said explicitly, it is restored, and the output says whose it was
+    out = _cli("restore", "--db", x, "--backup", theirs, "--other-database")
+    assert out.exit_code == 0, out.output + out.stderr
+    assert "a backup of %s" % os.path.realpath(y) in out.output
+    assert _mark(x) == "y"
+    assert len(list_backups(x)) == 1  # x's state before the restore, recorded as x's
+
+
+def test_restore_refuses_a_file_that_is_not_a_backup_and_says_what_it_is(tmp_path):
+    path = _small_db(tmp_path / "app.db", [1, 2])
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(str(other))
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    data = Path(path).read_bytes()
+    out = _cli("restore", "--db", path, "--backup", other)
+    assert out.exit_code == 2, out.output
+    err = out.stderr.strip()
+    assert "\n" not in err and "not a backup of %r" % path in err
+    assert "2 tables (customers, invoices)" in err and "--other-database" in err
+    assert Path(path).read_bytes() == data and leftovers(tmp_path) == []
+    out = _cli("restore", "--db", path, "--backup", other, "--other-database")
+    assert out.exit_code == 0, out.output + out.stderr
+    conn = sqlite3.connect(path)
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master ORDER BY name")] == ["customers", "invoices"]
+    conn.close()
+    # a file that is not an SQLite database is refused even then
+    (tmp_path / "notes.txt").write_text("not a database" * 100)
+    out = _cli("restore", "--db", path, "--backup", tmp_path / "notes.txt", "--other-database")
+    assert out.exit_code == 2 and "not an SQLite database" in out.stderr
+
+
+def test_retention_never_deletes_what_is_not_this_databases_backup(retrofitted, tmp_path):
+    path = copy(retrofitted, tmp_path / "db.sqlite")
+    (tmp_path / "db.sqlite.backup-20200101T000000").write_bytes(b"my notes, not a database")
+    (tmp_path / "db.sqlite.backup-20200102T000000").write_bytes(b"")
+    (tmp_path / "elsewhere").mkdir()
+    stranger = _small_db(tmp_path / "elsewhere" / "db.sqlite", [7])
+    theirs = make_backup(stranger, str(tmp_path))  # another database's backup, beside this one
+    older = sqlite_file(tmp_path / "db.sqlite.backup-20200103T000000")  # an older version's backup of this one
+    unsure = sqlite_file(tmp_path / "db.sqlite.backup-20200104T000000")
+    Path(unsure + ".json").write_text("{not json")  # whose it is cannot be read: never removed
+    result = apply(path, keep_backups=1)
+    assert list_backups(path) == [result.backup]
+    assert not os.path.exists(older)  # pruned: no record, in this database's own folder
+    assert (tmp_path / "db.sqlite.backup-20200101T000000").read_bytes() == b"my notes, not a database"
+    assert (tmp_path / "db.sqlite.backup-20200102T000000").exists()
+    assert os.path.exists(theirs) and os.path.exists(theirs + ".json")
+    assert os.path.exists(unsure) and os.path.exists(unsure + ".json")
+    out = _cli("restore", "--db", path, "--list")
+    assert out.exit_code == 0 and "%s  record unreadable" % unsure in out.output
+
+
+def test_older_backups_without_a_record_are_restored_by_a_documented_rule(tmp_path):
+    path = _small_db(tmp_path / "app.db", [1, 2, 3])
+    beside = make_backup(path)
+    os.remove(beside + ".json")  # as an older version made it: the name only
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM t")
+    conn.commit()
+    conn.close()
+    # in the database's own folder it is this database's: listed, picked, restored
+    result = restore(path)
+    assert result.restored_from == beside and result.whose == "unrecorded"
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+    conn.close()
+    # in a shared folder it could be any app.db's: never picked by default nor pruned, restored when named
+    shared = tmp_path / "B"
+    shared.mkdir()
+    moved = str(shared / Path(beside).name)
+    os.rename(beside, moved)
+    out = _cli("restore", "--db", path, "--backup-dir", shared, "--keep-backups", "1")
+    assert out.exit_code == 2 and "1 backup there has the same file name but is not this database's" in out.stderr
+    out = _cli("restore", "--db", path, "--backup-dir", shared, "--backup", moved, "--keep-backups", "1")
+    assert out.exit_code == 0, out.output + out.stderr
+    assert "an older backup with no record" in out.output
+    assert os.path.exists(moved) and len(list_backups(path, str(shared))) == 1
+
+
+def test_restore_list_shows_this_databases_backups_newest_first(tmp_path):
+    (tmp_path / "y").mkdir()
+    shared = tmp_path / "B"
+    shared.mkdir()
+    path = _small_db(tmp_path / "app.db", [1])
+    first = make_backup(path, str(shared))
+    conn = sqlite3.connect(path)
+    conn.executemany("INSERT INTO t VALUES (?)", [("row %d " % i * 100,) for i in range(200)])
+    conn.commit()
+    conn.close()
+    second = make_backup(path, str(shared))
+    other = make_backup(_small_db(tmp_path / "y" / "app.db", [2]), str(shared))
+    before = sorted(os.listdir(shared))
+    out = _cli("restore", "--db", path, "--backup-dir", shared, "--list")
+    assert out.exit_code == 0, out.output + out.stderr
+    lines = out.output.splitlines()
+    assert lines[0] == "2 backups of %s in %s, newest first:" % (path, shared)
+    assert second in lines[1] and first in lines[2]  # newest first
+    assert lines[1].split()[2:4] != lines[2].split()[2:4]  # each with its own size
+    assert lines[3] == "not of this database, under the same name:"
+    assert other in lines[4] and "of %s" % os.path.realpath(tmp_path / "y" / "app.db") in lines[4]
+    out = _cli("restore", "--db", path, "--backup-dir", shared, "--list", "--json")
+    assert out.exit_code == 0, out.output + out.stderr
+    data = json.loads(out.output)
+    assert data["database"] == os.path.realpath(path) and data["folder"] == str(shared)
+    assert [(b["path"], b["own"], b["of"]) for b in data["backups"] if b["own"]] == [
+        (second, True, os.path.realpath(path)), (first, True, os.path.realpath(path))]
+    assert [b["bytes"] for b in data["backups"] if b["own"]] == [os.path.getsize(second), os.path.getsize(first)]
+    assert all(len(b["made"]) == 19 and b["record"] == "ok" for b in data["backups"])
+    assert sorted(os.listdir(shared)) == before  # listing changes nothing
+    out = _cli("restore", "--db", tmp_path / "y" / "nothing.db", "--list")
+    assert out.exit_code == 0 and out.output.startswith("no backups of ")

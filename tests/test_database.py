@@ -524,3 +524,24 @@ def test_the_package_is_typed():
     from pathlib import Path
     assert (Path(schema_dsl.__file__).parent / "py.typed").is_file()
     assert Database.connect.__annotations__ and Database.initialize.__annotations__
+
+
+@pytest.mark.parametrize("backup", [True, False])
+def test_the_data_loss_refusal_names_the_apis_own_parameter(tmp_path, backup):
+    """issue 17.9: the API's refusal says initialize(allow_data_loss=True), never a CLI flag."""
+    from schema_dsl.errors import Declined, UnsafeMigrationError
+    from schema_dsl.model import Column, PrimaryKey, Schema, Table, removed
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); CREATE TABLE old (x);"
+                       "INSERT INTO old VALUES (1);")
+    conn.close()
+    schema = Schema("app", [Table("notes", [Column("id", "INTEGER"), Column("body", "TEXT")],
+                                  primary_key=PrimaryKey(("id",)))],
+                    removed=[removed("table", "old", "no longer used")])
+    with pytest.raises((Declined, UnsafeMigrationError)) as caught:
+        run(Database(path, schema=schema).initialize(backup=backup))
+    message = str(caught.value)
+    assert "initialize(allow_data_loss=True)" in message and "--" not in message
+    assert "table 'old'" in message
+    assert run(Database(path, schema=schema).initialize(allow_data_loss=True, backup=backup)).applied

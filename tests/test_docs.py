@@ -118,3 +118,55 @@ def test_render_check_covers_schema_md(runner, tmp_path):
     (out / "SCHEMA.md").write_text("stale\n", encoding="utf-8")
     result = runner.invoke(main, ["render", "--out", str(out), "--check"])
     assert result.exit_code == 1 and "SCHEMA.md" in result.stderr
+
+
+def _with_later_objects():
+    from schema_dsl.model import Trigger, View, VirtualTable
+    notes = Table("notes", [Column("id", "INTEGER"), Column("body", "TEXT", not_null=True)],
+                  primary_key=PrimaryKey(["id"]))
+    return Schema("n", tables=[notes],
+                  virtual_tables=[VirtualTable("notes_fts", "fts5", "body, content='notes', content_rowid='id'",
+                                               sqlite_only=True, comment="Full-text index of notes.")],
+                  views=[View("long_notes", "CREATE VIEW long_notes AS SELECT id FROM notes WHERE length(body) > 80",
+                              comment="Notes worth a summary.",
+                              postgresql="CREATE VIEW long_notes AS SELECT id FROM notes WHERE length(body) > 80")],
+                  triggers=[Trigger("notes_ai", "notes", "CREATE TRIGGER notes_ai AFTER INSERT ON notes BEGIN "
+                                    "INSERT INTO notes_fts(rowid, body) VALUES (new.id, new.body); END",
+                                    sqlite_only=True, comment="Keeps notes_fts in step.")])
+
+
+def test_views_triggers_and_virtual_tables_are_shown():
+    text = docs.render(_with_later_objects())
+    assert "1 table and 0 named indexes; 1 virtual table, 1 view and 1 trigger." in text
+    assert "| `ddl-indexes.sql` | the 0 named indexes, then 1 virtual table, 1 view and 1 trigger |" in text
+    for heading, name, comment, sql in (
+            ("Virtual tables", "notes_fts", "Full-text index of notes.",
+             "CREATE VIRTUAL TABLE notes_fts USING fts5(body, content='notes', content_rowid='id')"),
+            ("Views", "long_notes", "Notes worth a summary.", "CREATE VIEW long_notes AS SELECT id FROM notes"),
+            ("Triggers", "notes_ai", "Keeps notes_fts in step.", "CREATE TRIGGER notes_ai AFTER INSERT ON notes")):
+        part = text[text.index("\n## %s\n" % heading):]
+        part = part[:part.find("\n## ", 1) if "\n## " in part[1:] else len(part)]
+        assert "### %s\n\n%s\n" % (name, comment) in part
+        assert "```sql\n" + sql in part
+    assert "On `notes`. On PostgreSQL: left out (sqlite_only)." in text
+    assert "On PostgreSQL: its own PostgreSQL statement." in text
+    assert "Triggers: [notes_ai](#notes_ai)." in section(text, "notes")
+
+
+def test_no_milestone_wording_of_its_own():
+    assert "milestone" not in docs.render(_with_later_objects()).lower()
+    shipped = docs.render(SCHEMA)
+    own = " ".join(" ".join(t.comment.split()) for t in SCHEMA.tables).lower()
+    assert shipped.lower().count("milestone") == sum(
+        " ".join(t.comment.split()).lower().count("milestone") * 2 for t in SCHEMA.tables)  # a table list cell, a section
+    assert "milestone" in own
+
+
+def test_an_sqlite_only_project_gets_no_postgresql_line():
+    from schema_dsl.model import evolve
+    schema = _with_later_objects()
+    schema = evolve(schema, views=[evolve(v, postgresql=None) for v in schema.views],
+                    triggers=[evolve(t, sqlite_only=False) for t in schema.triggers])
+    text = docs.render(schema)
+    assert "### long_notes\n\nNotes worth a summary.\n\n```sql\n" in text
+    assert "### notes_ai\n\nKeeps notes_fts in step.\n\nOn `notes`.\n\n```sql\n" in text

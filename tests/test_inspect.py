@@ -38,10 +38,10 @@ def load_file(path):
     return module.SCHEMA
 
 
-def round_trip(original, tmp_path):
+def round_trip(original, tmp_path, keep_versions=False):
     """Run the whole round trip on a database file; returns (declaration text, schema, path of the copy)."""
-    text = inspect_database(original)
-    assert inspect_database(original) == text  # deterministic
+    text = inspect_database(original, keep_versions=keep_versions)
+    assert inspect_database(original, keep_versions=keep_versions) == text  # deterministic
     decl = tmp_path / "declared.py"
     decl.write_text(text, encoding="utf-8")
     schema = load_file(decl)
@@ -331,7 +331,7 @@ def test_user_version_and_application_id_are_declared_persistent_settings_set_in
     conn.executescript("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT); PRAGMA user_version = 7; "
                        "PRAGMA application_id = 0x5A5A; PRAGMA journal_mode = WAL;")
     conn.close()
-    text, schema, copy = round_trip(path, tmp_path)  # apply to the original: up to date, byte-identical
+    text, schema, copy = round_trip(path, tmp_path, keep_versions=True)  # apply to the original: byte-identical
     assert "Pragma('user_version', 7, persistent=True)" in text
     assert "Pragma('application_id', 0x5a5a, persistent=True)" in text
     assert "# PRAGMA" not in text  # no longer a comment
@@ -442,3 +442,72 @@ def test_declared_views_and_triggers_are_up_to_date_by_the_structure_alone(tmp_p
     conn.close()
     plan = plan_database(path, schema=schema)  # a user's own view: introspected only to list it
     assert plan.up_to_date and list(plan.extras) == ["view 'mine'"] and calls == [1]
+
+
+# --- user_version and application_id belong to the application (issue 17 item 5) ---------------------------------
+
+def _versioned_app(path):
+    conn = connect(path)
+    conn.executescript("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT); PRAGMA user_version = 75; "
+                       "PRAGMA application_id = 0x5A5A; PRAGMA journal_mode = WAL;")
+    conn.close()
+
+
+def test_inspect_leaves_user_version_and_application_id_to_the_application_and_says_so(tmp_path):
+    from conftest import make_runner
+    from schema_dsl.cli import main
+
+    path, decl = tmp_path / "app.db", tmp_path / "app_schema.py"
+    _versioned_app(path)
+    runner = make_runner()
+    result = runner.invoke(main, ["inspect", "--db", str(path), "--out", str(decl)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == ("user_version 75 and application_id 0x5a5a: left to the application, not "
+                                     "declared (--keep-user-version declares them)")
+    text = decl.read_text()
+    assert "    Pragma('user_version'" not in text and "# Pragma('user_version', 75, persistent=True)" in text
+    conn = connect(path)
+    conn.execute("PRAGMA user_version = 76")  # the application's next version
+    conn.close()
+    validate = runner.invoke(main, ["validate", "--db", str(path), "--schema", str(decl)])
+    assert validate.exit_code == 0, validate.output
+    plan = runner.invoke(main, ["plan", "--db", str(path), "--schema", str(decl)])
+    assert plan.exit_code == 0 and plan.stdout.startswith("up to date"), plan.output
+    assert "user_version" not in plan.stdout
+    before = path.read_bytes()
+    assert runner.invoke(main, ["apply", "--db", str(path), "--schema", str(decl), "--no-backup"]).exit_code == 0
+    conn = connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 76 and path.read_bytes()[60:72] == before[60:72]
+    conn.close()
+
+
+def test_inspect_keep_user_version_declares_them_and_says_so(tmp_path):
+    from conftest import make_runner
+    from schema_dsl.cli import main
+
+    path = tmp_path / "app.db"
+    _versioned_app(path)
+    result = make_runner().invoke(main, ["inspect", "--db", str(path), "--keep-user-version"])
+    assert result.exit_code == 0
+    assert "    Pragma('user_version', 75, persistent=True)," in result.stdout
+    assert "    Pragma('application_id', 0x5a5a, persistent=True)," in result.stdout
+    assert result.stderr.strip() == ("user_version 75 and application_id 0x5a5a: declared (--keep-user-version): "
+                                     "apply holds the file at these values")
+    assert load_text(result.stdout).name == "app"
+def test_a_header_over_garbage_is_one_line_exit_2_and_nothing_left(tmp_path):
+    """issue 15.14: an SQLite header followed by garbage used to end in a traceback."""
+    import os
+    from conftest import make_runner
+    from schema_dsl.cli import main
+    path = tmp_path / "garbage.db"
+    payload = b"SQLite format 3\x00" + bytes(range(256)) * 16
+    path.write_bytes(payload)
+    out = tmp_path / "decl.py"
+    for extra in ([], ["--out", str(out)]):
+        result = make_runner().invoke(main, ["inspect", "--db", str(path)] + extra)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip().splitlines() == [
+            "error: database %r: not a usable SQLite database (file is not a database)" % str(path)]
+        assert "Traceback" not in result.output
+    assert path.read_bytes() == payload
+    assert sorted(os.listdir(tmp_path)) == ["garbage.db"]

@@ -406,7 +406,8 @@ def test_backup_is_made_for_tables_with_rows_and_says_where(shape_files, tmp_pat
     other = copy_db(shape_files["old"], tmp_path / "nobackup.sqlite")
     assert apply(other, backup=False).backup is None
     assert apply(str(tmp_path / "new.db")).backup is None
-    assert sorted(p.name for p in tmp_path.iterdir() if ".backup-" in p.name) == [Path(result.backup).name]
+    assert sorted(p.name for p in tmp_path.iterdir() if ".backup-" in p.name) == [
+        Path(result.backup).name, Path(result.backup).name + ".json"]  # the backup and its record
 
 
 def test_orphans_are_reported_not_deleted(tmp_path):

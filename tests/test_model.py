@@ -391,3 +391,26 @@ def test_set_null_foreign_keys_of_abathur():
 def test_type_affinity():
     assert [model.type_affinity(t) for t in ("INTEGER", "TEXT", "BLOB", "", "REAL", "TIMESTAMP", "BOOLEAN", "VARCHAR(10)")] == [
         "INTEGER", "TEXT", "BLOB", "BLOB", "REAL", "NUMERIC", "NUMERIC", "TEXT"]
+
+
+# --- issue 15.15 ---------------------------------------------------------------------------------------------------
+
+def test_a_without_rowid_primary_key_column_is_not_null_as_sqlite_makes_it(tmp_path):
+    """Declared without not_null, it could never be applied ("NOT NULL is True, expected False")."""
+    from schema_dsl.migrate.apply import apply, plan_database
+    from schema_dsl.model import Column, PrimaryKey, Schema, Table
+    kv = Table("kv", [Column("k", "TEXT"), Column("v", "TEXT")], primary_key=PrimaryKey(("k",)), without_rowid=True)
+    assert kv.column("k").not_null and not kv.column("v").not_null
+    schema = Schema("wr", [kv])
+    path = str(tmp_path / "wr.db")
+    assert apply(path, schema=schema, backup=False).applied
+    assert plan_database(path, schema=schema).up_to_date
+
+
+@pytest.mark.parametrize("kind, name", [("table", "sqlite_sequence"), ("table", "sqlite_stat1"),
+                                        ("index", "sqlite_autoindex_tasks_1")])
+def test_removing_an_sqlite_internal_object_is_a_declaration_error(kind, name):
+    from schema_dsl.model import Column, Schema, Table, removed
+    with pytest.raises(DeclarationError) as caught:
+        Schema("s", [Table("t", [Column("a", "TEXT")])], removed=[removed(kind, name, "tidy up")])
+    assert "removed %s '%s': an SQLite internal object" % (kind, name) in str(caught.value)

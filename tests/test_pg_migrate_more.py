@@ -273,8 +273,9 @@ def test_the_benchs_hand_written_milestone_2_reaches_the_same_declaration_as_sch
 
 # --- plan --sql: the structure guard ------------------------------------------------------
 
-def _run_script(pg_cluster, url, script):
-    """Run a plan --sql script as a person would: psql -v ON_ERROR_STOP=1 -f FILE. (returncode, stderr)."""
+def _run_script(pg_cluster, url, script, stop=True):
+    """Run a plan --sql script as a person would: psql -v ON_ERROR_STOP=1 -f FILE (stop=False: psql's default,
+    which goes on after an error). (returncode, stderr)."""
     import os
     import subprocess
     import tempfile
@@ -284,7 +285,7 @@ def _run_script(pg_cluster, url, script):
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as fh:
         fh.write(script)
     try:
-        out = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", fh.name],
+        out = subprocess.run([psql, "-X", "-q"] + (["-v", "ON_ERROR_STOP=1"] if stop else []) + ["-d", url, "-f", fh.name],
                              capture_output=True, text=True, timeout=120)
     finally:
         os.remove(fh.name)
@@ -313,6 +314,13 @@ def test_plan_sql_starts_with_a_guard_that_refuses_a_database_whose_structure_ch
         rows = conn.execute("SELECT id, owner_id FROM items ORDER BY id").fetchall()
     code, err = _run_script(pg_cluster, _psql_url(pg_url), sql)
     assert code != 0 and "schemagen guard: the structure of this database is not the one" in err
+    with _connect(pg_url) as conn:
+        assert conn.execute("SELECT id, owner_id FROM items ORDER BY id").fetchall() == rows
+        assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone()[0] == 0
+    # psql without ON_ERROR_STOP goes on after the guard: PostgreSQL has aborted the transaction, every later
+    # statement fails and the COMMIT rolls back, so no part is committed either (issue 15.3, PostgreSQL side)
+    code, err = _run_script(pg_cluster, _psql_url(pg_url), sql, stop=False)
+    assert "schemagen guard" in err and "current transaction is aborted" in err
     with _connect(pg_url) as conn:
         assert conn.execute("SELECT id, owner_id FROM items ORDER BY id").fetchall() == rows
         assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone()[0] == 0

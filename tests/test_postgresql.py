@@ -41,7 +41,7 @@ def test_the_abathur_declaration_renders_for_postgresql_deterministically_and_ge
     assert '"metric_value" double precision NOT NULL' in sql
     assert '"embedding_blob" bytea' in sql
     assert '"value" jsonb NOT NULL' in sql and "json_valid" not in sql
-    assert "timestamp(6) without time zone NOT NULL DEFAULT (now() at time zone 'utc')" in sql
+    assert "timestamp(6) without time zone NOT NULL DEFAULT date_trunc('second', (now() at time zone 'utc'))" in sql
     assert 'WHERE memory_type = \'episodic\' and is_deleted = false;' in sql
     serves = dict(compiled["serves"])
     assert serves["idx_tasks_submitted_at"][0]["postgresql"] == \

@@ -353,14 +353,14 @@ def test_default_output_is_short_and_verbose_has_the_full_report(runner, tmp_pat
     db = tmp_path / "s.db"
     short = runner.invoke(main, ["apply", "--db", str(db)])
     assert short.exit_code == 0
-    lines = short.output.splitlines()
+    lines = short.stdout.splitlines()
     assert len(lines) <= 8 and max(len(line) for line in lines) <= 160, short.output
     assert "OK" not in lines[1]  # quick_check did not run: no OK beside it
     assert lines[1].endswith("checks that ran passed (1 check not run)")
     assert "\x1b[" not in short.output  # no colour off a terminal
     full = runner.invoke(main, ["validate", "--db", str(db), "--full"])
     assert full.exit_code == 0 and "[ok] 9 tables" in full.output and "resolution:" in full.output
-    assert runner.invoke(main, ["validate", "--db", str(db)]).output.splitlines()[0] == "%s: OK" % db
+    assert runner.invoke(main, ["validate", "--db", str(db)]).stdout.splitlines()[0] == "%s: OK" % db
 
 
 def test_usage_errors_and_interrupts_have_one_style_and_their_codes(runner, tmp_path, nowhere, monkeypatch):

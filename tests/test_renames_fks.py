@@ -154,30 +154,47 @@ def test_renamed_from_is_checked():
     assert "table 'log', column 'what': renamed_from 'what' is its own name" in text
 
 
-def test_a_view_that_breaks_fails_apply_and_leaves_the_file_unchanged(full):
+@pytest.fixture(params=["plan", "apply"])
+def checked_at(request, monkeypatch):
+    """plan: the plan refuses (checked on an in-memory copy of the planned structure); apply: that check is
+    switched off, and apply's own check before COMMIT rolls back."""
+    if request.param == "apply":
+        monkeypatch.setattr("schema_dsl.migrate.apply.planned_problems", lambda conn, statements: [])
+    return request.param
+
+
+def _refused(path, schema, checked_at):
+    error = UnsafeMigrationError if checked_at == "plan" else ApplyError
+    if checked_at == "plan":
+        with pytest.raises(error):
+            plan_database(str(path), schema=schema)
+    with pytest.raises(error) as err:
+        apply(str(path), schema=schema, backup=False, allow_data_loss=True)
+    return str(err.value)
+
+
+def test_a_view_that_breaks_fails_apply_and_leaves_the_file_unchanged(full, checked_at):
     conn = _connect(full)
     conn.execute("CREATE VIEW v_sizes AS SELECT id, size FROM parent")
     conn.close()
     new = Schema("app", [evolve(PARENT, columns=PARENT.columns[:2]), CHILD, LOG],
                  removed=[removed("column", "size", "never read", table="parent")])
     before = _digest(full)
-    with pytest.raises(ApplyError) as err:
-        apply(str(full), schema=new, backup=False, allow_data_loss=True)
-    assert "view 'v_sizes'" in str(err.value) and "size" in str(err.value)
+    text = _refused(full, new, checked_at)
+    assert "view 'v_sizes'" in text and "size" in text
     assert _digest(full) == before
 
 
-def test_a_trigger_naming_a_removed_column_fails_apply(full):
+def test_a_trigger_naming_a_removed_column_fails_apply(full, checked_at):
     conn = _connect(full)
     conn.execute("CREATE TRIGGER t_size AFTER UPDATE OF size ON parent BEGIN INSERT INTO log VALUES (OLD.size); END")
     conn.close()
     new = Schema("app", [evolve(PARENT, columns=PARENT.columns[:2]), CHILD, LOG],
                  removed=[removed("column", "size", "never read", table="parent")])
     before = _digest(full)
-    with pytest.raises(ApplyError) as err:
-        apply(str(full), schema=new, backup=False, allow_data_loss=True)
-    assert "trigger 't_size': UPDATE OF names 'size'" in str(err.value)
-    assert "trigger 't_size': NEW./OLD. names 'size'" in str(err.value)
+    text = _refused(full, new, checked_at)
+    assert "trigger 't_size': UPDATE OF names 'size'" in text
+    assert "trigger 't_size': NEW./OLD. names 'size'" in text
     assert _digest(full) == before
 
 

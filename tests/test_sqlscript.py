@@ -100,8 +100,10 @@ def test_header_names_the_declaration_and_the_structure(shapes, tmp_path):
     head = text.split("\n\n", 1)[0]
     assert "Declaration: %s (schema 'abathur', source sha256 %s)" % (source["declaration"], source["sha256"]) in head
     assert sha256(json.dumps(live, sort_keys=True).encode()).hexdigest() in head
-    first = [line for line in text.splitlines() if line and not line.startswith("--")][:2]
-    assert first == ["PRAGMA foreign_keys = OFF;", "BEGIN IMMEDIATE;"]
+    first = [line for line in text.splitlines() if line and not line.startswith(("--", " ", ")"))][:4]
+    # the guard table is made before BEGIN, so that it outlives a rollback
+    assert first == ["PRAGMA foreign_keys = OFF;", "DROP TABLE IF EXISTS temp._schemagen_guard;",
+                     "CREATE TEMP TABLE _schemagen_guard (", "BEGIN IMMEDIATE;"]
 
 
 @pytest.mark.parametrize("runner", ["bail", "executescript"])
@@ -118,7 +120,8 @@ def test_on_another_structure_it_refuses_and_changes_nothing(runner, shapes, tmp
         message = done.stderr
     else:
         ran, message = run_executescript(other, text)
-        assert not [s for s in ran if s.lstrip().upper().startswith(("DROP", "CREATE TABLE", "ALTER", "INSERT INTO \"")) ]
+        assert not [s for s in ran if s.lstrip().upper().startswith(("DROP", "CREATE TABLE", "ALTER", "INSERT INTO \""))
+                    and "temp._schemagen_guard" not in s]  # the script's own TEMP guard table is made afresh
     assert "structure is not the one this script was planned against" in message
     assert open(other, "rb").read() == before
 
@@ -130,12 +133,12 @@ def test_inside_an_outer_transaction_with_foreign_keys_on_it_fails_before_any_dr
     before = open(path, "rb").read()
     ran, error = run_executescript(path, text, foreign_keys=True, prefix="BEGIN;\n")
     assert error is not None and "within a transaction" in error
-    assert not [s for s in ran if s.lstrip().upper().startswith("DROP")]
+    assert not [s for s in ran if s.lstrip().upper().startswith("DROP") and "temp._schemagen_guard" not in s]
     # a runner whose transaction the script cannot see (its BEGIN left out): the foreign_keys guard stops it
     inner = text.replace("BEGIN IMMEDIATE;\n", "", 1)
     ran, error = run_executescript(path, inner, foreign_keys=True, prefix="BEGIN;\n")
     assert error is not None and "foreign_keys must be OFF" in error
-    assert not [s for s in ran if s.lstrip().upper().startswith("DROP")]
+    assert not [s for s in ran if s.lstrip().upper().startswith("DROP") and "temp._schemagen_guard" not in s]
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == TASKS
     conn.close()
@@ -194,3 +197,141 @@ def test_cli_plan_sql_to_a_file_and_to_stdout(shapes, tmp_path):
     result = runner.invoke(main, ["plan", "--db", path, "--schema", "abathur", "--sql"])
     assert result.exit_code == 0
     assert result.stdout == out.read_text(encoding="utf-8")
+
+
+# --- issue 15.3: a failing guard or step ends the transaction, so no runner can commit a part -------------------
+
+def _users_v1(path):
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript("""
+        CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, nick TEXT);
+        INSERT INTO users (email, nick) VALUES ('a@x', 'a'), ('b@x', 'b'), ('c@x', 'c');
+    """)
+    conn.close()
+
+
+def _users_v2():
+    """email renamed, a UNIQUE index on it, nick made NOT NULL (a rebuild copy), a new table with a foreign key."""
+    from schema_dsl.model import Column, ForeignKey, Index, Schema, Table
+    users = Table("users", [Column("id", "INTEGER"), Column("email_address", "TEXT", renamed_from="email"),
+                            Column("nick", "TEXT", not_null=True)], primary_key=_pk("id"))
+    posts = Table("posts", [Column("id", "INTEGER"), Column("user_id", "INTEGER")], primary_key=_pk("id"),
+                  foreign_keys=[ForeignKey(("user_id",), "users", ("id",))])
+    return Schema("users", [users, posts], indexes=[Index("ux_users_email", "users", ["email_address"], unique=True)])
+
+
+def _pk(*columns):
+    from schema_dsl.model import PrimaryKey
+    return PrimaryKey(columns)
+
+
+def _contents(path):
+    """The structure and every row of a file (not its bytes: a runner that goes on may still set journal_mode)."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return (conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall(),
+                {t: conn.execute('SELECT * FROM "%s" ORDER BY rowid' % t).fetchall() for t in tables})
+    finally:
+        conn.close()
+
+
+def run_no_bail(path, script_path):
+    return subprocess.run(["sqlite3", path], stdin=open(script_path, encoding="utf-8"), capture_output=True, text=True)
+
+
+def run_executescript_twice(path, text):
+    """Python's executescript on one connection, run again after it fails (as a retrying runner would): the
+    second run's implicit COMMIT must find nothing of the first run to commit."""
+    conn = sqlite3.connect(path)  # the default (legacy) transaction control: executescript COMMITs first
+    errors = []
+    for _ in range(2):
+        try:
+            conn.executescript(text)
+            errors.append(None)
+        except sqlite3.Error as exc:
+            errors.append(str(exc))
+    conn.commit()
+    conn.close()
+    return errors
+
+
+BREAKS = {
+    # rows added after the export that the planned steps cannot take: the guard or the copy must roll back
+    "duplicate key for the unique index": "INSERT INTO users (email, nick) VALUES ('a@x', 'again')",
+    "NULL where the rebuild copy needs NOT NULL": "INSERT INTO users (email, nick) VALUES ('d@x', NULL)",
+}
+
+
+@pytest.mark.parametrize("runner", ["bail", "no-bail", "executescript twice"])
+@pytest.mark.parametrize("breaks", sorted(BREAKS))
+def test_a_step_that_fails_on_the_data_commits_nothing_under_any_runner(runner, breaks, tmp_path):
+    path = str(tmp_path / "app.db")
+    _users_v1(path)
+    text = export_script(path, schema=_users_v2())
+    assert 'INSERT OR ROLLBACK INTO "_schemagen_tmp' in text or "INSERT OR ROLLBACK INTO" in text
+    script = tmp_path / "migrate.sql"
+    script.write_text(text, encoding="utf-8")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(BREAKS[breaks])
+    conn.close()
+    before = _contents(path)
+    if runner == "bail":
+        done = run_bail(path, script)
+        assert done.returncode != 0
+        message = done.stderr
+    elif runner == "no-bail":
+        done = run_no_bail(path, script)
+        message = done.stderr
+    else:
+        errors = run_executescript_twice(path, text)
+        assert errors[0] is not None and errors[1] is not None
+        message = errors[0]
+    if breaks.startswith("duplicate"):
+        assert 'unique index "ux_users_email" cannot be built: rows of "users" share its key' in message
+    else:
+        assert "NOT NULL constraint failed" in message
+    assert _contents(path) == before  # neither the rename nor the new table nor the foreign key was committed
+
+
+def test_the_script_runs_through_on_data_that_fits(tmp_path):
+    path = str(tmp_path / "app.db")
+    _users_v1(path)
+    text = export_script(path, schema=_users_v2())
+    script = tmp_path / "migrate.sql"
+    script.write_text(text, encoding="utf-8")
+    done = run_no_bail(path, script)
+    assert done.returncode == 0 and done.stderr == ""
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT email_address FROM users ORDER BY id").fetchall() == [("a@x",), ("b@x",), ("c@x",)]
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'ux_users_email'").fetchone() is not None
+    conn.close()
+
+
+def test_an_up_to_date_file_gets_a_short_script(tmp_path):
+    path = str(tmp_path / "app.db")
+    apply(path)
+    text = export_script(path)
+    assert len(text.splitlines()) <= 20
+    assert "0 steps, 0 statements" in text and "changes nothing" in text
+    script = tmp_path / "noop.sql"
+    script.write_text(text, encoding="utf-8")
+    before = _contents(path)
+    assert run_bail(path, script).returncode == 0
+    assert _contents(path) == before
+
+
+def test_a_guard_table_left_by_an_earlier_failed_script_does_not_weaken_the_next(tmp_path):
+    """A runner that reuses its connection after a failed script: the next script's data guards still hold."""
+    path = str(tmp_path / "app.db")
+    _users_v1(path)
+    text = export_script(path, schema=_users_v2())
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO users (email, nick) VALUES ('a@x', 'again')")
+    conn.execute("CREATE TEMP TABLE _schemagen_guard (what TEXT NOT NULL, ok INTEGER)")  # no CHECK at all
+    before = _contents(path)
+    with pytest.raises(sqlite3.IntegrityError, match="cannot be built"):
+        conn.executescript(text)
+    assert not conn.in_transaction
+    conn.close()
+    assert _contents(path) == before

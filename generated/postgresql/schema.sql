@@ -13,8 +13,8 @@ CREATE TABLE "sessions" (
     "events" jsonb NOT NULL DEFAULT '[]', -- JSON array of session events.
     "state" jsonb NOT NULL DEFAULT '{}', -- JSON object of session state.
     "metadata" jsonb DEFAULT '{}', -- JSON object of free-form metadata.
-    "created_at" timestamp(6) without time zone NOT NULL DEFAULT (now() at time zone 'utc'), -- When the session was created.
-    "last_update_time" timestamp(6) without time zone NOT NULL DEFAULT (now() at time zone 'utc'), -- When the session last changed.
+    "created_at" timestamp(6) without time zone NOT NULL DEFAULT date_trunc('second', (now() at time zone 'utc')), -- When the session was created.
+    "last_update_time" timestamp(6) without time zone NOT NULL DEFAULT date_trunc('second', (now() at time zone 'utc')), -- When the session last changed.
     "terminated_at" timestamp(6) without time zone, -- When the session was terminated.
     "archived_at" timestamp(6) without time zone, -- When the session was archived.
     CHECK (status in ('created', 'active', 'paused', 'terminated', 'archived'))
@@ -33,8 +33,8 @@ CREATE TABLE "memory_entries" (
     "metadata" jsonb DEFAULT '{}', -- JSON object of free-form metadata.
     "created_by" text, -- Agent or user that created the entry.
     "updated_by" text, -- Agent or user that last updated the entry.
-    "created_at" timestamp(6) without time zone NOT NULL DEFAULT (now() at time zone 'utc'), -- When the entry was created.
-    "updated_at" timestamp(6) without time zone NOT NULL DEFAULT (now() at time zone 'utc'), -- When the entry last changed.
+    "created_at" timestamp(6) without time zone NOT NULL DEFAULT date_trunc('second', (now() at time zone 'utc')), -- When the entry was created.
+    "updated_at" timestamp(6) without time zone NOT NULL DEFAULT date_trunc('second', (now() at time zone 'utc')), -- When the entry last changed.
     UNIQUE ("namespace", "key", "version"),
     CHECK (memory_type in ('semantic', 'episodic', 'procedural')),
     CHECK (version > 0)
@@ -54,8 +54,8 @@ CREATE TABLE "document_index" (
     "metadata" jsonb DEFAULT '{}', -- JSON object of free-form metadata.
     "last_synced_at" timestamp(6) without time zone, -- When the document was last synced.
     "sync_status" text DEFAULT 'pending', -- pending, synced, failed or stale.
-    "created_at" timestamp(6) without time zone NOT NULL DEFAULT (now() at time zone 'utc'), -- When the row was created.
-    "updated_at" timestamp(6) without time zone NOT NULL DEFAULT (now() at time zone 'utc'), -- When the row last changed.
+    "created_at" timestamp(6) without time zone NOT NULL DEFAULT date_trunc('second', (now() at time zone 'utc')), -- When the row was created.
+    "updated_at" timestamp(6) without time zone NOT NULL DEFAULT date_trunc('second', (now() at time zone 'utc')), -- When the row last changed.
     CHECK (sync_status in ('pending', 'synced', 'failed', 'stale'))
 );
 

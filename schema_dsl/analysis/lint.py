@@ -58,7 +58,9 @@ RULES = {
 }
 
 DEFAULT_RESOLUTIONS = {
-    "redundant-index": "kept: declared on purpose; lint never removes an index (drop it from the declaration to remove it)",
+    "redundant-index": "kept: declared on purpose; lint never removes an index (to remove it: take it out of the "
+                       "declaration and declare removed(\"index\", NAME, \"why\"), which apply drops from every "
+                       "database; taken out alone, apply keeps it, and only apply --prune drops it)",
     "unindexed-foreign-key": "open: declare an index that starts with the foreign key columns",
     "like-prefix-binary": "open: rewrite the query as in the suggestion, or index the column COLLATE NOCASE",
     "partial-index-not-implied": "open: change the query or the index's WHERE as in the suggestion",
@@ -199,7 +201,8 @@ def redundant_indexes(schema):
                 "index '%s' on %s starts with %s, the INTEGER PRIMARY KEY and so the rowid: the table is stored in rowid "
                 "order, lookups by %s read it directly and never use an index; this one only costs space and write time"
                 % (ix.name, where, rowid, rowid),
-                suggestion="drop the index; `WHERE %s = ?` is a rowid lookup" % rowid))
+                suggestion="drop the index (declare removed(\"index\", \"%s\", \"why\") in place of it); `WHERE %s = ?` "
+                           "is a rowid lookup" % (ix.name, rowid)))
             continue
         by = None
         for auto in automatic_keys(table):
@@ -234,7 +237,8 @@ def redundant_indexes(schema):
         else:
             message = ("index '%s' on %s is a prefix of %s on %s (same WHERE)%s: every query it serves, that index "
                        "serves too" % (ix.name, where, by.name, _columns_text(ix.table, by.columns), order_note))
-        out.append(Finding("redundant-index", ix.name, "warning", message, suggestion="drop the index (%s remains)" % by.name))
+        out.append(Finding("redundant-index", ix.name, "warning", message, suggestion="drop the index (declare removed(\"index\", \"%s\", \"why\") in place of it; %s remains)" % (
+                               ix.name, by.name)))
     return out
 
 

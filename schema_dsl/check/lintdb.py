@@ -34,7 +34,10 @@ def lint_database(conn, schema, resolutions=None, explained=None):
 
 
 def lint_path(schema, db_path=None):
-    """lint(schema), plus lint_database on the file at db_path (opened read-only) when one is given."""
+    """lint(schema), plus lint_database on the file at db_path (opened read-only) when one is given; a declared
+    view or trigger that does not hold against the declared tables is refused (DeclarationError)."""
+    from ..compile.render import check_declared_dependents  # Jinja2: lint renders the declaration to build it
+    check_declared_dependents(schema)
     findings = lint(schema)
     if db_path is None:
         return findings

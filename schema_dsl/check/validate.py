@@ -13,9 +13,12 @@ leaves out the two whole-file data checks (see validation_report's applied).
 """
 from __future__ import annotations
 
-from ..sqlite import structure
+import re
+
+from ..sqlite import dbfile, structure
 from ..sqlite.data import describe_violation, foreign_key_violations
 from ..sqlite.eqp import explain_lines, indexes_used
+from ..words import plural
 
 
 
@@ -33,14 +36,18 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
     """
     expected = structure.fold_case(target.structure)
     actual = structure.fold_case(structure.read_structure(conn) if actual is None else actual)
-    diffs = structure.compare(expected, actual)
+    # compare's count lines ("expected 33 indexes, found 32 of them", "1 indexes beyond ...") restate what it names
+    # one by one: the report counts each thing once (its table and index rows carry the counts)
+    diffs = [(k, m) for k, m in structure.compare(expected, actual) if not _COUNT_LINE.match(m)]
     problems = [m for k, m in diffs if k != "extra" or not allow_extra]
     extras = [m for k, m in diffs if k == "extra" and allow_extra]
     master = conn.execute(
         "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index') ORDER BY type DESC, rowid").fetchall()
+    history = last_design(conn) if any(tb.lower() == structure.HISTORY_TABLE for _, _, tb in master) else None
+    master = [r for r in master if r[2].lower() != structure.HISTORY_TABLE]  # schemagen's own: not the user's schema
     integrity_name = "integrity_check" if full_integrity else "quick_check"
-    pragmas = {name: conn.execute("PRAGMA %s" % name).fetchone()[0]
-               for name in ("journal_mode", "foreign_keys", "synchronous", "busy_timeout", "wal_autocheckpoint")}
+    settings = declared_settings(target)
+    pragmas = {name: conn.execute("PRAGMA %s" % name).fetchone()[0] for name in settings}
     if applied is None:
         integrity = [r[0] for r in conn.execute("PRAGMA %s" % integrity_name)]
         violations = [describe_violation(conn, v) for v in foreign_key_violations(conn)]
@@ -90,9 +97,9 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
                           s["uses_index"], detail))
     checks = [
         ("structure matches the declaration", not problems, plural(len(problems), "difference") if problems else "ok"),
-        ("%d tables" % len(expected["tables"]), sum(1 for t in expected["tables"] if t in actual["tables"]) == len(expected["tables"]),
+        (plural(len(expected["tables"]), "table"), sum(1 for t in expected["tables"] if t in actual["tables"]) == len(expected["tables"]),
          "%d of %d declared tables present" % (sum(1 for t in expected["tables"] if t in actual["tables"]), len(expected["tables"]))),
-        ("%d indexes" % len(expected["indexes"]), sum(1 for t in expected["indexes"] if t in actual["indexes"]) == len(expected["indexes"]),
+        (plural(len(expected["indexes"]), "index", "indexes"), sum(1 for t in expected["indexes"] if t in actual["indexes"]) == len(expected["indexes"]),
          "%d of %d declared indexes present" % (sum(1 for t in expected["indexes"] if t in actual["indexes"]), len(expected["indexes"]))),
         *data_rows,
         # the settings the declaration keeps in the file; per-connection ones (foreign_keys, busy_timeout) are
@@ -116,12 +123,44 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
                    "indexes": len([1 for t, n, _ in master if t == "index" and not n.startswith("sqlite_")]),
                    "expected_indexes": len(expected["indexes"])},
         "pragmas": pragmas,
+        "settings": settings,
         "explain": samples,
         "differences": problems,
+        "history": history,
         "extras": extras,
         "issues": issues,
         "findings": list(findings),
     }
+
+
+_COUNT_LINE = re.compile(r"(expected \d+ (tables|indexes), found \d+ of them|\d+ (tables|indexes) beyond the declared \d+)\Z")
+
+
+def declared_settings(target):
+    """The names of the PRAGMAs the declaration sets (pragmas.sql), in its order: the only settings a report
+    lists."""
+    names = []
+    for stmt in dbfile.split_statements(target.files.get("pragmas.sql", "")):
+        words = stmt.split()
+        if len(words) > 1 and words[0].upper() == "PRAGMA":
+            name = words[1].split("=")[0].strip().lower()
+            if re.match(r"[a-z_]+\Z", name) and name not in names:
+                names.append(name)
+    return names
+
+
+def last_design(conn):
+    """From schemagen's history table (migrate/history.py): the last apply's declaration, its sha256, when and with
+    which schemagen ({"declaration", "declaration_sha256", "applied_at", "schemagen_version"}), or None."""
+    row = conn.execute("SELECT declaration, declaration_sha256, applied_at, schemagen_version FROM %s WHERE kind = "
+                       "'apply' ORDER BY id DESC LIMIT 1" % structure.HISTORY_TABLE).fetchone()
+    return None if row is None else dict(zip(("declaration", "declaration_sha256", "applied_at", "schemagen_version"), row))
+
+
+def _history_line(report):
+    h = report.get("history")
+    return ("  last brought to: '%s' (sha256 %s) on %s by schemagen %s" % (
+        h["declaration"], h["declaration_sha256"][:12], h["applied_at"], h["schemagen_version"]) if h else None)
 
 
 def to_json(report):
@@ -134,9 +173,6 @@ def _status(ok):
     return "skip" if ok is None else "ok" if ok else "FAIL"
 
 
-def plural(n, word, words=None):
-    """'1 violation', '2 violations' (words: the irregular plural)."""
-    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
 
 
 def not_run(report):
@@ -164,29 +200,34 @@ def format_summary(report, style=lambda text, ok: text):
     out.append("  structure: %s (%s, %s)" % (
         style("matches the declaration" if structure_ok else plural(len(report["differences"]), "difference"), structure_ok),
         plural(counts["expected_tables"], "table"), plural(counts["expected_indexes"], "index", "indexes")))
-    skipped = not_run(report)
+    if _history_line(report):
+        out.append(_history_line(report))
+    for d in report["differences"][:5]:
+        out.append("    - %s" % d)
+    if len(report["differences"]) > 5:
+        out.append("    ... %d more (--verbose)" % (len(report["differences"]) - 5))
+    # a check apply leaves to `schemagen validate` (quick_check) is named by --verbose and --json, not here
     ran = [c for c in report["checks"][3:] if c["ok"] is not None]
     failed = [c for c in ran if not c["ok"]]
     out.append("  other checks: %s" % (style("%s passed" % plural(len(ran), "check"), True) if not failed else
                                        style("%d of %s failed" % (len(failed), plural(len(ran), "check")), False)))
     for c in failed:
         out.append("    - %s: %s" % (c["check"], c["detail"]))
-    if skipped:
-        out.append("  not run: %s: run `schemagen validate --db %s` (it reads the whole file)" % ("; ".join(skipped), db))
-    for d in report["differences"][:5]:
-        out.append("    - %s" % d)
-    if len(report["differences"]) > 5:
-        out.append("    ... %d more (--verbose)" % (len(report["differences"]) - 5))
     for v in report["violations"][:5]:
         out.append("    - %s" % v)
-    notes = []
-    if report["findings"]:
-        notes.append("%s (schemagen lint)" % plural(len(report["findings"]), "design finding"))
     if report["extras"]:
-        notes.append("%s kept that the declaration does not have" % plural(len(report["extras"]), "object"))
-    if notes:
-        out.append("  also: %s; --verbose shows them" % "; ".join(notes))
+        out.append("  kept, not in the declaration: %s" % len(report["extras"]))
+        out += ["    - %s" % kept_name(e) for e in report["extras"][:5]]
+        if len(report["extras"]) > 5:
+            out.append("    ... %d more (--verbose)" % (len(report["extras"]) - 5))
+    if report["findings"]:
+        out.append("  also: %s (schemagen lint); --verbose shows them" % plural(len(report["findings"]), "design finding"))
     return "\n".join(out)
+
+
+def kept_name(extra):
+    """'extra index 'x' on table 't'' as the kept object it names: "index 'x' on table 't'"."""
+    return extra.replace("extra ", "", 1)
 
 
 def format_text(report, samples=4):
@@ -194,12 +235,15 @@ def format_text(report, samples=4):
     for c in report["checks"]:
         out.append("  [%s] %s: %s" % (_status(c["ok"]), c["check"], c["detail"]))
     counts = report["counts"]
-    out.append("  sqlite_master: %d tables (%d declared), %d named indexes (%d declared), %d automatic indexes" % (
-        counts["tables"], counts["expected_tables"], counts["indexes"], counts["expected_indexes"],
-        sum(1 for i in report["indexes"] if i["automatic"])))
+    out.append("  sqlite_master: %s (%d declared), %s (%d declared), %s" % (
+        plural(counts["tables"], "table"), counts["expected_tables"],
+        plural(counts["indexes"], "named index", "named indexes"), counts["expected_indexes"],
+        plural(sum(1 for i in report["indexes"] if i["automatic"]), "automatic index", "automatic indexes")))
+    if _history_line(report):
+        out.append(_history_line(report))
     p = report["pragmas"]
-    out.append("  pragmas: " + ", ".join("%s=%s" % (k, p[k]) for k in
-                                          ("journal_mode", "foreign_keys", "synchronous", "busy_timeout", "wal_autocheckpoint")))
+    if report.get("settings"):  # only the settings the declaration declares
+        out.append("  pragmas: " + ", ".join("%s=%s" % (k, p[k]) for k in report["settings"]))
     required = [s for s in report["explain"] if s.get("required")]
     shown = required + [s for s in report["explain"] if not s.get("required")][:max(samples - len(required), 0)]
     if shown:
@@ -214,7 +258,7 @@ def format_text(report, samples=4):
         out.append("    - %s" % v)
     if report["extras"]:
         out.append("  kept, not in the declaration:")
-        out += ["    - %s" % e for e in report["extras"]]
+        out += ["    - %s" % kept_name(e) for e in report["extras"]]
     if report["findings"]:
         out.append("  issues encountered in the design (lint findings), and how each is resolved:")
         for f in report["findings"]:
@@ -246,5 +290,5 @@ def format_markdown(report):
                                                " Resolution: %s." % f["resolution"].rstrip(".") if f.get("resolution") else "")
                 for f in report["findings"]]
     if report["extras"]:
-        out += ["", "## Kept, not in the declaration", ""] + ["- %s" % e for e in report["extras"]]
+        out += ["", "## Kept, not in the declaration", ""] + ["- %s" % kept_name(e) for e in report["extras"]]
     return "\n".join(out) + "\n"

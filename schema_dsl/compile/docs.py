@@ -13,6 +13,7 @@ import re
 from ..analysis.sqltext import default_sql
 from ..model import former_names
 from .env import default_origin, environment
+from ..words import plural
 
 _MERMAID_WORD = re.compile(r"[^A-Za-z0-9_]")
 
@@ -124,8 +125,36 @@ def mermaid(schema):
     return lines
 
 
+def _postgresql(obj):
+    """What stands for a view, trigger or virtual table on PostgreSQL, in a few words; None where the declaration
+    says nothing of PostgreSQL (an SQLite-only project)."""
+    if obj.postgresql:
+        return "its own PostgreSQL statement"
+    return "left out (sqlite_only)" if obj.sqlite_only else None
+
+
+def _later(kind, obj, sql):
+    return {"kind": kind, "name": obj.name, "comment": " ".join((obj.comment or "").split()),
+            "comment_cell": md(obj.comment), "table": getattr(obj, "table", None), "sql": sql.strip(),
+            "postgresql": _postgresql(obj)}
+
+
+
+
+def later_objects(schema):
+    """The virtual tables, views and triggers, in the order the index file creates them."""
+    return ([_later("virtual table", v, "CREATE VIRTUAL TABLE %s USING %s(%s)" % (v.name, v.module, v.args.strip()))
+             for v in schema.virtual_tables]
+            + [_later("view", v, v.sql) for v in schema.views]
+            + [_later("trigger", t, t.sql) for t in schema.triggers])
+
+
 def context(schema):
     """The template context of SCHEMA.md."""
+    later = [n for n in (plural(len(schema.virtual_tables), "virtual table") if schema.virtual_tables else "",
+                         plural(len(schema.views), "view") if schema.views else "",
+                         plural(len(schema.triggers), "trigger") if schema.triggers else "") if n]
+    later_text = ", ".join(later[:-1]) + " and " + later[-1] if len(later) > 1 else "".join(later)
     numbers = {ix.name: n for n, ix in enumerate(schema.indexes, start=1)}
     files = list(schema.table_files) + [schema.index_file]
     tables = []
@@ -147,15 +176,28 @@ def context(schema):
             "foreign_keys": [{"columns": ", ".join(f.columns), "references": md(_fk_text(f))} for f in table.foreign_keys],
             "referenced_by": referenced_by,
             "indexes": [_index(ix, numbers[ix.name]) for ix in schema.indexes if ix.table.lower() == table.name.lower()],
+            "triggers": [tr.name for tr in schema.triggers if tr.table.lower() == table.name.lower()],
         })
     return {
         "schema": schema,
         "files": [{"order": n, "name": f, "holds": ", ".join(t.name for t in schema.tables_in_file(f)) if f != schema.index_file
-                   else "the %d named indexes" % len(schema.indexes)} for n, f in enumerate(files, start=1)],
+                   else "the %s%s" % (plural(len(schema.indexes), "named index", "named indexes"),
+                                      ", then %s" % later_text if later else "")}
+                  for n, f in enumerate(files, start=1)],
         "tables": tables,
         "indexes": [_index(ix, numbers[ix.name]) for ix in schema.indexes],
         "pragmas": [{"name": p.name, "value": p.value, "persistent": p.persistent} for p in schema.pragmas],
         "mermaid": mermaid(schema),
+        "later": later_objects(schema),
+        "later_text": later_text,
+        "virtual_tables": [o for o in later_objects(schema) if o["kind"] == "virtual table"],
+        "views": [o for o in later_objects(schema) if o["kind"] == "view"],
+        "triggers": [o for o in later_objects(schema) if o["kind"] == "trigger"],
+        "summary": "%s and %s" % (plural(len(schema.tables), "table"),
+                                  plural(len(schema.indexes), "named index", "named indexes")),
+        "new_text": "%s and %s on existing tables" % (
+            plural(sum(1 for t in schema.tables if t.new), "new table"),
+            plural(sum(1 for t in schema.tables if not t.new for c in t.columns if c.new), "new column")),
         "counts": {"tables": len(schema.tables), "indexes": len(schema.indexes),
                    "new_tables": sum(1 for t in schema.tables if t.new),
                    "new_columns": sum(1 for t in schema.tables if not t.new for c in t.columns if c.new)},

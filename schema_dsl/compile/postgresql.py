@@ -11,6 +11,13 @@ The type mapping (README, "PostgreSQL"):
   become false/true (`is_deleted = 0` -> `is_deleted = false`).
 - TIMESTAMP, DATETIME -> timestamp(6) without time zone, holding UTC (SQLite's CURRENT_TIMESTAMP is UTC):
   the same instant to the microsecond. CURRENT_TIMESTAMP -> (now() at time zone 'utc').
+- A default of the current time (CURRENT_TIMESTAMP or datetime('now'[, modifiers])) gives new rows the value
+  SQLite gives them, to the second: on a TEXT column to_char(..., 'YYYY-MM-DD HH24:MI:SS'), SQLite's
+  '2026-12-03 07:46:39' whatever the session's DateStyle (a bare timestamp cast to text would read
+  '2026-12-03 07:46:39.85199', or '03/12/2026 ...' under DateStyle SQL, DMY); on a TIMESTAMP column
+  date_trunc('second', ...), the second SQLite stores (transferred values keep their microseconds). On any
+  other column type, or inside a larger expression, such a default is refused by name: its text or value
+  would not be SQLite's.
 - A TEXT column whose CHECK is exactly json_valid(column) -> jsonb, and that CHECK is dropped (jsonb holds only
   JSON).
 
@@ -30,9 +37,9 @@ import json
 import re
 
 from ..errors import DeclarationError
-from ..model import Expr, Literal, dependency_order, type_affinity
+from ..model import Column, Expr, Literal, Table, dependency_order, type_affinity
 from ..sqlite.quote import quote_identifier
-from ..sqlite.structure import conflict_label, matching_paren, normalize_sql, split_top, tokenize
+from ..sqlite.structure import conflict_label, join_tokens, matching_paren, normalize_sql, split_top, tokenize
 from ..analysis.compare import conflict_structure
 from .env import default_origin, environment
 
@@ -42,6 +49,7 @@ SCHEMA_FILE = "schema.sql"
 DECLARATION_FILE = "declaration.json"
 TIMESTAMP = "timestamp(6) without time zone"
 NOW_UTC = "(now() at time zone 'utc')"
+SQLITE_TIME_TEXT = "YYYY-MM-DD HH24:MI:SS"  # to_char's picture of SQLite's datetime() and CURRENT_TIMESTAMP text
 MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer names
 
 # PostgreSQL's reserved key words (postgresql.org/docs/current/sql-keywords-appendix.html, "reserved"): an
@@ -268,7 +276,22 @@ class Translator:
             base = "(%s %s interval '%s %s')" % (base, sign, number.lstrip("+-"), m.group(2).lower())
         return base
 
+    def _cast(self, inner):
+        """CAST(expr AS type): the type through the same mapping as a declared column's (column_type)."""
+        depth, at = 0, None
+        for k, (kind, text) in enumerate(inner):
+            depth += (text == "(") - (text == ")") if kind == "op" else 0
+            if depth == 0 and kind == "word" and text.lower() == "as":
+                at = k
+        if not at or at == len(inner) - 1:
+            raise Untranslatable("CAST without AS type")
+        declared = " ".join(text for _, text in inner[at + 1:])
+        pg_type = column_type(Table("cast", [Column("cast", declared)]), Column("cast", declared))
+        return "CAST(%s AS %s)" % (" ".join(self._seq(inner[:at])), pg_type)
+
     def _call(self, name, inner):
+        if name == "cast":
+            return self._cast(inner)
         if name == "datetime":
             return self._time(inner, name)
         if name == "julianday":
@@ -316,6 +339,23 @@ class Translator:
                     out[at] = "true" if out[at] == "1" else "false"
 
 
+def _time_default(sql):
+    """Whether a default expression is the current time ("whole": CURRENT_TIMESTAMP or one datetime(...) call,
+    in parentheses or not), holds it among other terms ("part"), or neither (None)."""
+    tokens = tokenize(sql)
+    words = {text.lower() for kind, text in tokens if kind == "word"}
+    if not words & {"current_timestamp", "datetime"}:
+        return None
+    while len(tokens) > 2 and tokens[0] == ("op", "(") and matching_paren(tokens, 0) == len(tokens) - 1:
+        tokens = tokens[1:-1]
+    if len(tokens) == 1 and tokens[0][1].lower() == "current_timestamp":
+        return "whole"
+    if len(tokens) > 2 and tokens[0][0] == "word" and tokens[0][1].lower() == "datetime" and tokens[1] == ("op", "(") \
+            and matching_paren(tokens, 1) == len(tokens) - 1:
+        return "whole"
+    return "part"
+
+
 def _join(pieces):
     """Output pieces as one line: no space inside parentheses, before a comma, or around a dot."""
     text = ""
@@ -324,6 +364,76 @@ def _join(pieces):
             text += " "
         text += piece
     return text
+
+
+def data_step_statements(step, tables):
+    """A data step's statements for PostgreSQL: its postgresql= text, or its sql= translated (each statement an
+    UPDATE t SET c = expr, ... [WHERE expr] or a DELETE FROM t [WHERE expr] over expressions the translator
+    knows); [] for sqlite_only; None for a python= step. tables: {lower-cased table: {column: PostgreSQL type}}.
+    Untranslatable names what is not."""
+    if step.sqlite_only:
+        return []
+    if step.postgresql is not None:
+        return [step.postgresql.strip().rstrip(";") + ";"]  # PostgreSQL runs several statements in one execute
+    if step.python is not None:
+        return None
+    from ..sqlite.dbfile import split_sql  # only a data step needs it
+    return [_translate_data_statement(stmt, tables) for stmt in split_sql(step.sql)]
+
+
+def _translate_data_statement(stmt, tables):
+    tokens = [t for t in tokenize(stmt) if t != ("op", ";")]
+    words = [t[1].lower() if t[0] == "word" else None for t in tokens]
+    if words[:1] == ["update"] and len(tokens) > 3 and words[2] == "set":
+        table, body = tokens[1][1], tokens[3:]
+        head = "UPDATE %s SET " % quote_identifier(table)
+    elif words[:2] == ["delete", "from"] and len(tokens) >= 3:
+        table, body = tokens[2][1], tokens[3:]
+        head = "DELETE FROM %s" % quote_identifier(table)
+    else:
+        raise Untranslatable("only UPDATE ... SET ... [WHERE ...] and DELETE FROM ... [WHERE ...] are translated")
+    columns = tables.get(table.lower())
+    if columns is None:
+        raise Untranslatable("unknown table %s" % table)
+    translator = Translator(columns)
+    depth, where = 0, None
+    for k, (kind, text) in enumerate(body):
+        depth += (text == "(") - (text == ")") if kind == "op" else 0
+        if depth == 0 and kind == "word" and text.lower() == "where":
+            where = k
+    sets, cond = (body[:where], body[where + 1:]) if where is not None else (body, None)
+    out = head
+    if head.startswith("UPDATE"):
+        parts = []
+        for part in split_top(sets):
+            if len(part) < 3 or part[1] != ("op", "=") or part[0][0] not in ("word", "ident") or \
+                    part[0][1].lower() not in columns:
+                raise Untranslatable("SET %s" % " ".join(t for _, t in part))
+            parts.append("%s = %s" % (quote_ident(part[0][1].lower()), translator.translate(join_tokens(part[2:]))))
+        out += ", ".join(parts)
+    elif sets:
+        raise Untranslatable("DELETE with more than a WHERE")
+    if cond is not None:
+        out += " WHERE " + translator.translate(join_tokens(cond))
+    return out + ";"
+
+
+def _data_step_tables(schema):
+    """For render-time checks: each declared table's columns with their PostgreSQL types, and the columns the
+    declaration removes from it as text (a data step usually reads them before they go)."""
+    out = {}
+    for t in schema.tables:
+        cols = {}
+        for c in t.columns:
+            try:
+                cols[c.name.lower()] = column_type(t, c)
+            except Untranslatable:
+                cols[c.name.lower()] = "text"
+        out[t.name.lower()] = cols
+    for r in schema.removed:
+        if r.kind == "column" and r.table and r.table.lower() in out:
+            out[r.table.lower()].setdefault(r.name.lower(), "text")
+    return out
 
 
 # --- the declaration for PostgreSQL -----------------------------------------------
@@ -393,6 +503,13 @@ class Compiled:
         for kind, objs in (("virtual table", schema.virtual_tables), ("view", schema.views), ("trigger", schema.triggers)):
             for o in objs:
                 self._later(kind, o)
+        tables = _data_step_tables(schema) if schema.data_steps else {}
+        for step in schema.data_steps:
+            try:
+                data_step_statements(step, tables)
+            except Untranslatable as exc:
+                self.problems.append("data step '%s': cannot be translated (%s); give postgresql= with PostgreSQL's "
+                                     "text, or sqlite_only=True" % (step.name, exc))
 
     def _table_order(self):
         """Tables in dependency order; a foreign key to a table created later (a cycle, such as Sakila's store and
@@ -504,6 +621,18 @@ class Compiled:
         if pg_type == "boolean" and re.fullmatch(r"\(?\s*[01]\s*\)?", sql):
             return "true" if "1" in sql else "false"
         text = Translator({}).translate(sql)
+        time = _time_default(sql)
+        if time == "part":
+            raise Untranslatable("the current time inside a larger expression, whose text on PostgreSQL would "
+                                 "depend on DateStyle and carry microseconds; declare CURRENT_TIMESTAMP or "
+                                 "datetime('now', ...) alone")
+        if time == "whole" and pg_type == "text":
+            return "to_char(%s, '%s')" % (text, SQLITE_TIME_TEXT)
+        if time == "whole" and pg_type == TIMESTAMP:
+            return "date_trunc('second', %s)" % text
+        if time == "whole":
+            raise Untranslatable("the current time in a %s column, where SQLite stores the text "
+                                 "'YYYY-MM-DD HH:MM:SS'; declare the column TEXT or TIMESTAMP" % pg_type)
         return text if re.fullmatch(r"[\w.']+|\(.*\)", text) else "(%s)" % text
 
     def _index(self, ix):

@@ -30,6 +30,7 @@ table, then the shipped Abathur declaration.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
@@ -228,6 +229,26 @@ def resolve(spec=None, cwd=None):
     return decl
 
 
+def fallback_notice(cwd=None):
+    """The one line that says a command or Database fell back to the shipped declaration."""
+    return ("no --schema and no [tool.schemagen] in a pyproject.toml from %s up: using the shipped '%s' declaration"
+            % (Path(cwd or os.getcwd()).resolve(), SHIPPED))
+
+
+def refuse_foreign(tables, declared, name=SHIPPED, api=False):
+    """The guard of the fallback to the shipped declaration: a database that holds tables, none of them declared
+    (declared: the shipped declaration's table names), is another application's; SchemagenError, exit 2.
+    api: the hint names Database's schema= instead of --schema."""
+    if not tables or {t.lower() for t in tables} & {t.lower() for t in declared}:
+        return
+    shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+    hint = ("pass schema= (a Schema or a SPEC) to Database, or schema=%r to use it on this file anyway" % name if api
+            else "name your declaration with --schema SPEC or [tool.schemagen] in pyproject.toml, or pass --schema %s "
+                 "to use it on this file anyway" % name)
+    raise SchemagenError("database holds none of the tables of the shipped '%s' declaration (it has %s): %s; "
+                         "nothing was changed" % (name, shown, hint))
+
+
 def _from_spec(spec, base, project, root):
     target, name = _split(spec)
     if not target:
@@ -326,20 +347,103 @@ def _inside(path, folder):
 
 
 def _import(decl):
+    """Import the declaration; anything its code raises or exits with becomes one SchemagenError naming
+    file:line in the declaration's own code and what failed there. Ctrl-C stays an interrupt. Whatever the
+    declaration prints goes to stderr: stdout is the command's own (--json)."""
     try:
-        if decl.file is None or (decl.shipped and decl.project is None):
-            if decl.module is None:
-                raise SchemagenError("declaration %r: nothing to import" % decl.spec)
-            with _on_path(os.getcwd()):
-                return importlib.import_module(decl.module)
-        return _import_file(decl.file)
-    except SchemagenError:
+        with contextlib.redirect_stdout(sys.stderr):
+            if decl.file is None or (decl.shipped and decl.project is None):
+                if decl.module is None:
+                    raise SchemagenError("declaration %r: nothing to import" % decl.spec)
+                with _on_path(os.getcwd()):
+                    return importlib.import_module(decl.module)
+            return _import_file(decl.file)
+    except (KeyboardInterrupt, GeneratorExit):
         raise
-    except ImportError as exc:
-        raise SchemagenError("declaration %r: cannot import it (%s)" % (decl.spec, exc)) from None
-    except Exception as exc:  # the declaration's own code failed (a DeclarationError names every problem)
-        detail = " ".join(str(exc).split())
-        raise SchemagenError("declaration %r: %s: %s" % (decl.spec, type(exc).__name__, detail)) from None
+    except BaseException as exc:
+        if getattr(exc, "_schemagen_located", False):
+            raise
+        raise _located(decl, exc) from None
+
+
+def _located(decl, exc):
+    """The SchemagenError for an exception raised while loading decl: 'declaration FILE:LINE (SOURCE): WHAT'."""
+    frame = _user_frame(exc.__traceback__, decl)
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:  # raised by the compiler: no frame of its own
+        frame = (exc.filename, exc.lineno)
+    where = repr(decl.spec)
+    if frame is not None:
+        filename, lineno = frame
+        where = "%s:%d" % (_shown_path(decl, filename), lineno)
+        import linecache  # only a failed load needs the source line
+        code = linecache.getline(filename, lineno).strip()
+        if code:
+            where += " (%s)" % (code if len(code) <= 80 else code[:77] + "...")
+    if isinstance(exc, SystemExit):
+        what = "the declaration exited (sys.exit(%r)) while loading; a declaration must only build SCHEMA" % (exc.code,)
+    elif isinstance(exc, SyntaxError):
+        what = "%s: %s" % (type(exc).__name__, exc.msg)
+    elif isinstance(exc, ImportError):
+        what = "cannot import it (%s)" % " ".join(str(exc).split())
+    elif isinstance(exc, SchemagenError):
+        what = " ".join(str(exc).split())
+    else:
+        what = _attrs_sentence(exc, exc.__traceback__) or "%s: %s" % (type(exc).__name__, " ".join(str(exc).split()))
+    error = SchemagenError("declaration %s: %s" % (where, what))
+    error._schemagen_located = True
+    return error
+
+
+def _user_frame(tb, decl):
+    """(filename, line) of the innermost traceback frame in the declaration's own code: a file that is neither
+    schemagen's engine (the shipped declaration excepted), the standard library, site-packages nor generated."""
+    import sysconfig  # only a failed load needs it
+    stdlib = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib")}
+    site = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
+    found = outermost = None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith("<"):
+            path = Path(filename).resolve()
+            engine = _inside(path, ENGINE_DIR) and path.name != SHIPPED + ".py"
+            if not engine and not any(_inside(path, folder) for folder in stdlib):
+                if not any(_inside(path, folder) for folder in site):
+                    found = (filename, tb.tb_lineno)
+                elif outermost is None:  # a declaration installed as a package: its own top-level line
+                    outermost = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found or outermost
+
+
+def _shown_path(decl, filename):
+    path = Path(filename).resolve()
+    for base in (decl.root, Path.cwd()):
+        if base is not None and _inside(path, Path(base).resolve()):
+            return path.relative_to(Path(base).resolve()).as_posix()
+    return str(path)
+
+
+def _attrs_sentence(exc, tb):
+    """attrs' validators raise (message, Attribute, expected, value): one sentence naming the class and field."""
+    args = getattr(exc, "args", ())
+    if len(args) != 4 or not hasattr(args[1], "name") or not hasattr(args[1], "validator"):
+        return None
+    owner = None
+    while tb is not None:  # the attrs-generated __init__ of the class being built: "<attrs generated init M.C>"
+        code = tb.tb_frame.f_code
+        if code.co_name == "__init__" and code.co_filename.startswith("<attrs generated"):
+            owner = code.co_filename.rstrip(">").rpartition(".")[2]
+        tb = tb.tb_next
+    field = "%s.%s" % (owner, args[1].name) if owner else args[1].name
+    expected, value = args[2], args[3]
+    if isinstance(expected, type) or (isinstance(expected, tuple) and all(isinstance(t, type) for t in expected)):
+        names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+        return "%s must be a %s, got %r (%s)" % (field, names, value, type(value).__name__)
+    try:
+        options = ", ".join(repr(o) for o in expected)
+    except TypeError:
+        return "%s: %s" % (field, args[0])
+    return "%s must be one of %s, got %r" % (field, options, value)
 
 
 class _on_path:
@@ -453,11 +557,14 @@ def target(decl, check_fresh=True):
         name = decl.project.out
         try:
             found = read_target(out, load=lambda: load_schema(decl))
+        except StaleFiles:
+            raise
         except SchemagenError:
             raise StaleFiles("%s/ is stale for %s: run %s (it has no usable %s)" % (
                 name, decl.label, decl.render_command, DECLARATION_FILE)) from None
         if check_fresh:
-            reason = stale_reason(decl, found.compiled)
+            reason = stale_reason(decl, found.compiled) or (
+                None if found.compiled.get("file_sha256") else "it records no hash of its rendered files")
             if reason:
                 raise StaleFiles("%s/ is stale for %s: run %s (%s)" % (name, decl.label, decl.render_command, reason))
         return found

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from ..analysis import compare, lint
 from ..sqlite.data import SQLITE_VERSION_MARK
-from ..model import Column, Table
+from ..model import Column, Table, former_names
 from .docs import context as docs_context
 from .env import default_origin, environment
-from .paths import resource_dir
+from .paths import file_sha256, resource_dir
 from ..analysis.sqltext import default_sql
 
 def _macros():
@@ -150,11 +150,13 @@ def later_objects_sql(schema):
 
 # --- the compiled declaration ---------------------------------------------
 
-def compile_declaration(schema, origin=None):
+def compile_declaration(schema, origin=None, files=None):
     """What apply, plan and the report need from a declaration, as plain data (see target.py).
 
     Everything in it depends on the declaration alone, so it is deterministic
     and can be shipped in generated/declaration.json.
+    files: the rendered DDL files and pragmas.sql written beside it; their sha256 is recorded
+    ("file_sha256"), so a file edited by hand is refused before it is used (target.read_target).
     """
 
     engine_dependent = lint.json_valid_nullable(schema, probe=0, version=SQLITE_VERSION_MARK)
@@ -169,9 +171,11 @@ def compile_declaration(schema, origin=None):
         "structure": compare.expected_structure(schema),
         "persistent_pragmas": compare.persistent_pragmas(schema),
         "source": {"declaration": origin["declaration"], "files": list(origin["files"]), "sha256": origin["sha256"]},
+        "file_sha256": {name: file_sha256(text) for name, text in sorted(files.items())} if files else None,
         "serves": [[ix.name, list(ix.serves)] for ix in schema.indexes],
         "plan_checks": plan_checks(schema),
-        "removed": [{"kind": x.kind, "name": x.name, "table": x.table} for x in schema.removed],
+        "removed": [{"kind": x.kind, "name": x.name, "table": x.table, "reason": x.reason} for x in schema.removed],
+        "carried": carried(schema),
         "findings": [f.as_dict() for f in lint.lint(schema, json_probe=None)],
         "findings_when_json_valid_null_is_0": [
             f.as_dict() for f in lint.resolve(engine_dependent, lint.declared_resolutions(schema))],
@@ -180,11 +184,48 @@ def compile_declaration(schema, origin=None):
             "create_index": {ix.name: create_index_sql(ix) for ix in schema.indexes},
             "add_column": {t.name: {c.name: add_column_sql(t, c) for c in t.columns} for t in schema.tables},
         },
+        **history_declaration(schema),
     }
 
 
-def declaration_json(schema, origin=None):
-    return json.dumps(compile_declaration(schema, origin), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+def carried(schema):
+    """What the rendered DDL cannot say and a diff from a revision needs (check/declaration_diff.py): per table its
+    former names, its foreign keys' repair=, and per column its former names, backfill= and using=. Only what is
+    declared; {} when nothing is."""
+    out = {}
+    for t in schema.tables:
+        entry = {}
+        if t.renamed_from:
+            entry["renamed_from"] = list(former_names(t))
+        repairs = [{"columns": list(f.columns), "ref_table": f.ref_table, "repair": f.repair}
+                   for f in t.foreign_keys if f.repair]
+        if repairs:
+            entry["repairs"] = repairs
+        columns = {}
+        for c in t.columns:
+            kept = {k: v for k, v in (("renamed_from", list(former_names(c))), ("backfill", c.backfill),
+                                       ("using", c.using), ("using_postgresql", c.using_postgresql)) if v}
+            if kept:
+                columns[c.name] = kept
+        if columns:
+            entry["columns"] = columns
+        if entry:
+            out[t.name] = entry
+    return out
+
+
+def history_declaration(schema):
+    """The compiled declaration's entries for the history and the data steps (migrate/history.py), only when the
+    declaration has them: a declaration without keeps its declaration.json as before."""
+    if not schema.history and not schema.data_steps:
+        return {}
+    return {"history": True,
+            "data_steps": [{"name": s.name, "sql": s.sql, "python": s.python is not None, "postgresql": s.postgresql,
+                            "sqlite_only": s.sqlite_only} for s in schema.data_steps]}
+
+
+def declaration_json(schema, origin=None, files=None):
+    return json.dumps(compile_declaration(schema, origin, files), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def plan_checks(schema):
@@ -209,7 +250,8 @@ def render_files(schema, origin=None):
     origin = origin or default_origin(schema)
     env = environment()
     files = ddl_files(schema, origin)
-    files["declaration.json"] = declaration_json(schema, origin)
+    check_declared_dependents(schema, files)
+    files["declaration.json"] = declaration_json(schema, origin, files)
     files["validate_schema.py"] = env.get_template("validate_schema.py.j2").render(
         schema=schema, origin=origin,
         expected=pprint.pformat(compare.expected_structure(schema), width=100, sort_dicts=True),
@@ -238,3 +280,33 @@ def ddl_files(schema, origin=None):
         indexes=[index_context(ix) for ix in schema.indexes])
     files["pragmas.sql"] = env.get_template("pragmas.sql.j2").render(schema=schema, origin=origin, pragmas=schema.pragmas)
     return files
+
+
+def check_declared_dependents(schema, files=None):
+    """DeclarationError naming each declared view or trigger that does not hold against the declared tables (a
+    column or table it names that the declaration does not have: a view fails when it is read, a trigger when it
+    fires), found by building the rendered DDL in an in-memory database (sqlite/dependents.py). A module or
+    function only the application has is not the declaration's fault: such a build is not judged here."""
+    # only render and lint build the declaration in memory
+    import sqlite3
+    from ..errors import DeclarationError
+    from ..sqlite.dbfile import split_statements
+    from ..sqlite.dependents import broken_dependents
+    if not (schema.views or schema.triggers):
+        return
+    files = files if files is not None else ddl_files(schema)
+    scratch = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        try:
+            for name in (*schema.table_files, schema.index_file):
+                for stmt in split_statements(files[name]):
+                    if not stmt.lstrip().upper().startswith("PRAGMA"):
+                        scratch.execute(stmt)
+        except sqlite3.Error:
+            return  # a statement the scratch cannot run (a module the application loads): apply judges the file
+        problems = [line for line in broken_dependents(scratch, foreign_keys=False)
+                    if line.startswith(("view '", "trigger '"))]
+    finally:
+        scratch.close()
+    if problems:
+        raise DeclarationError(["declared " + line for line in problems])

@@ -28,9 +28,9 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from ..errors import SchemagenError
+from ..errors import SchemagenError, StaleFiles
 from ..sqlite.data import SQLITE_VERSION_MARK, json_valid_null
-from .paths import resource_dir
+from .paths import file_sha256, resource_dir
 
 DECLARATION_FILE = "declaration.json"
 
@@ -97,15 +97,25 @@ class Target:
 
 
 def read_target(folder, load=None):
-    """The Target of rendered files in a folder: declaration.json and the files it names."""
+    """The Target of rendered files in a folder: declaration.json and the files it names.
+
+    Each file must still have the sha256 declaration.json records for it (when it records them): a
+    file edited by hand is refused (StaleFiles), never applied or reported as the declaration.
+    """
     folder = Path(folder)
     try:
         compiled = json.loads((folder / DECLARATION_FILE).read_text(encoding="utf-8"))
         names = (*compiled["table_files"], compiled["index_file"], "pragmas.sql")
         files = {n: (folder / n).read_text(encoding="utf-8") for n in names}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        recorded = compiled.get("file_sha256") or {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SchemagenError("generated files: cannot read %s or the files it names in %s (%s: %s); run `schemagen "
                              "render`, or reinstall schemagen" % (DECLARATION_FILE, folder, type(exc).__name__, exc)) from None
+    for name in names:
+        if name in recorded and file_sha256(files[name]) != recorded[name]:
+            raise StaleFiles("%s: edited since it was rendered (its sha256 is not the one %s records); nothing was "
+                             "changed: run `schemagen render` to write it again, and change the declaration instead"
+                             % (folder / name, DECLARATION_FILE))
     return Target(files, compiled, load=load)
 
 

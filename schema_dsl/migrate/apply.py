@@ -20,9 +20,9 @@ import sqlite3
 import time
 
 from ..sqlite import dbfile, structure
-from ..errors import ApplyError, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
-from .plan import Plan, Step, fresh_plan, migration_plan, setting_steps
-from .dependents import check_dependents
+from ..errors import ApplyError, ChangedThenFailed, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
+from .plan import Plan, Step, check_renames, fresh_plan, migration_plan, setting_steps
+from .dependents import broken_dependents, check_dependents, planned_problems
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
 from ..compile.target import target_for
 from ..sqlite.data import describe_violation, foreign_key_violations
@@ -105,13 +105,21 @@ def plan_for(conn, target, guard=None, prune=None):
     A new or empty file gets the fresh plan; a file whose structure already
     matches (and that holds nothing the declaration lacks) is up to date;
     both without building the model. Anything else is read into the model
-    and diffed.
+    and diffed. A declaration with data steps or a history is planned by
+    history.py around this (its data steps, and the record of the apply).
     """
+    if target.compiled.get("history"):
+        from .history import plan_with_history  # only a declaration that keeps a history needs it
+        return plan_with_history(conn, target, lambda c: _plan_structure(c, target, guard, prune))
+    return _plan_structure(conn, target, guard, prune)
+
+
+def _plan_structure(conn, target, guard=None, prune=None):
     if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
         return fresh_plan(target, conn)  # a new or empty file: nothing to introspect
     raw = structure.read_raw(conn)
     if guard is not None:
-        _refuse_foreign_file(conn, raw, target)
+        _refuse_foreign_file(conn, raw, target, guard)
     diffs = structure.compare(target.structure, structure.to_structure(raw))
     if not diffs:  # declared views, triggers and virtual tables are part of the structure: nothing else to read
         return Plan(steps=setting_steps(target, conn))
@@ -122,8 +130,12 @@ def plan_for(conn, target, guard=None, prune=None):
     only_extras = not [m for k, m in diffs if k != "extra"]
     if only_extras and prune is None and not target.compiled.get("removed"):
         from .diff import extras  # as above: only a file that differs needs the diff (here: to list its extras)
+        check_renames(conn, target.schema, live)  # an extra may be the old name of a declared rename
         return Plan(steps=setting_steps(target, conn), extras=extras(target.schema, live))
     plan = migration_plan(conn, target, live, prune)
+    broken = planned_problems(conn, plan.statements) if plan.steps else []
+    if broken:
+        raise UnsafeMigrationError("refusing to migrate, nothing was changed: after the plan %s" % "; ".join(broken[:10]))
     if plan.up_to_date and only_extras:  # nothing the declaration removes or --prune drops is there
         return Plan(steps=setting_steps(target, conn), extras=plan.extras)
     if plan.up_to_date:
@@ -133,40 +145,68 @@ def plan_for(conn, target, guard=None, prune=None):
     return plan
 
 
-def _guard_data_loss(path, plan, backup, allow_data_loss, confirm):
+# How a refusal of a plan that loses data names the options that accept it: the CLI's flags, or the API's own
+# parameters (database.py passes API_TERMS), so that each refusal says what its reader can pass.
+CLI_TERMS = {"no_backup": "--no-backup was given", "allow": "--allow-data-loss is given", "accept": ""}
+API_TERMS = {"no_backup": "initialize(backup=False) was asked", "allow": "initialize(allow_data_loss=True) is "
+             "passed", "accept": ": pass initialize(allow_data_loss=True) to accept it (a backup is made first)"}
+
+
+def _guard_data_loss(path, plan, backup, allow_data_loss, confirm, terms=None):
     """A plan that loses data goes ahead only with a backup (or allow_data_loss) and a yes from confirm."""
     if not plan.data_loss:
         return
+    terms = terms or CLI_TERMS
     what = "; ".join(d["text"] for d in plan.data_loss)
     if not backup and not allow_data_loss:
-        raise UnsafeMigrationError("database %r: the plan loses data (%s) and --no-backup was given: the backup is "
-                                   "mandatory for that unless --allow-data-loss is given; nothing was changed" % (path, what))
+        raise UnsafeMigrationError("database %r: the plan loses data (%s) and %s: the backup is mandatory for that "
+                                   "unless %s; nothing was changed" % (path, what, terms["no_backup"], terms["allow"]))
     if confirm is not None and not confirm(plan):
-        raise Declined("database %r: the plan loses data (%s) and was not confirmed; nothing was changed" % (path, what))
+        raise Declined("database %r: the plan loses data (%s) and was not confirmed; nothing was changed%s" % (
+            path, what, terms["accept"]))
 
 
-def _refuse_foreign_file(conn, raw, target):
+def _refuse_foreign_file(conn, raw, target, guard="shipped"):
     """The fallback to the shipped declaration applies only to a new or empty file, or one that already has
-    some of its tables: a database of another application is refused, with nothing changed."""
-    tables = sorted(raw["tables"])
-    if tables and not {t.lower() for t in tables} & {t.lower() for t in target.structure["tables"]}:
-        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
-        raise SchemagenError(
-            "database holds none of the tables of the shipped '%s' declaration (it has %s): name your declaration "
-            "with --schema SPEC or [tool.schemagen] in pyproject.toml, or pass --schema %s to add them anyway; "
-            "nothing was changed" % (target.name, shown, target.name))
+    some of its tables: a database of another application is refused, with nothing changed.
+    guard "shipped-api": Database's fallback, whose message names its schema= parameter."""
+    from ..compile.project import refuse_foreign  # only the fallback needs the guard's rule
+    refuse_foreign(sorted(raw["tables"]), target.structure["tables"], target.name, api=guard == "shipped-api")
+
+
+def refuse_foreign_database(path, schema=None):
+    """The guard of the fallback to the shipped declaration, for the commands that only read a file (validate,
+    explain, lint --db): an existing file that holds tables, none of them declared, is refused before it is
+    read (SchemagenError, exit 2). A missing, empty or non-SQLite file is left to the command itself."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return
+    try:
+        dbfile.check_path(path, write=False)
+        conn = dbfile.open_existing(path, "ro")
+    except SchemagenError:
+        return  # the command reports it in its own words
+    try:
+        _refuse_foreign_file(conn, structure.read_raw(conn), target_for(schema))
+    except sqlite3.Error as exc:
+        raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
+    finally:
+        conn.close()
 
 
 def plan_database(path, schema=None, files=None, guard=None, prune=None):
     """What apply would do, without doing it (the database is only read).
 
     guard: "shipped" when the declaration is the fallback to the shipped one, which refuses a file of
-    another application (see _refuse_foreign_file).
+    another application (see _refuse_foreign_file); "shipped-api" for Database's fallback.
     """
     target = target_for(schema, files)
     exists = dbfile.check_path(path, write=False) if os.path.exists(path) else False
     if not exists:
         dbfile.check_path(path, write=True)
+        if target.compiled.get("history"):
+            from .history import plan_with_history  # see plan_for
+            return plan_with_history(None, target, lambda c: fresh_plan(target))
         return fresh_plan(target)
     conn = dbfile.open_existing(path, "ro")
     try:
@@ -179,7 +219,8 @@ def plan_database(path, schema=None, files=None, guard=None, prune=None):
 
 
 def apply(path, schema=None, files=None, backup=True, progress=None, guard=None, backup_dir=None,
-          keep_backups=DEFAULT_KEEP, check_data=False, prune=None, allow_data_loss=False, confirm=None):
+          keep_backups=DEFAULT_KEEP, check_data=False, prune=None, allow_data_loss=False, confirm=None,
+          commit_section=None, terms=None):
     """Create or migrate the database at path; returns an ApplyResult.
 
     progress(step_number, step, statement) is called before each statement
@@ -192,6 +233,10 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     prune: None, "objects" or "all" (diff.removals). A plan that loses data (a removed or pruned table or
     column: Plan.data_loss) needs the backup unless allow_data_loss, and confirm(plan) must return True
     (None: allowed); otherwise it is refused inside the transaction, nothing changed (see _guard_data_loss).
+    commit_section: a context manager factory the COMMIT runs in (the CLI defers Ctrl-C there and records the
+    COMMIT, so that its answer to an interrupt is the truth). A failure after COMMIT (the WAL switch) raises
+    ChangedThenFailed: the change is committed. terms: how a data-loss refusal names the options that accept
+    it (CLI_TERMS, the default, or API_TERMS).
     """
     path = os.fspath(path)
     if backup:
@@ -201,7 +246,7 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     conn, existed = open_for_apply(path, target.files)
     try:
         return _apply_locked(conn, path, target, backup and (backup_dir, keep_backups), progress, guard, check_data,
-                             (prune, allow_data_loss, confirm))
+                             (prune, allow_data_loss, confirm, terms), commit_section)
     except BaseException:
         if not existed:
             _remove_if_still_empty(conn, path)
@@ -229,7 +274,8 @@ def _remove_if_still_empty(conn, path):
             os.remove(path + suffix)
 
 
-def _apply_locked(conn, path, target, backup, progress, guard, check_data=False, loss=(None, False, None)):
+def _apply_locked(conn, path, target, backup, progress, guard, check_data=False, loss=(None, False, None, None),
+                  commit_section=None):
     """backup: (backup_dir, keep) when a backup is wanted, else a false value."""
     files = target.files
     start = time.perf_counter()
@@ -249,14 +295,21 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         if backup and plan.touches_rows:
             _announce(progress, plan, "back up the database")
             backup_to = make_backup(path, backup[0], locked=conn)  # under this write lock: a plain file copy
+            if target.compiled.get("history"):
+                from .history import with_backup  # the record names the backup
+                plan = with_backup(plan, backup_to)
         # A savepoint marks the data as it was, so that foreign key violations
         # found after the plan can be told apart from those already there
         # without scanning the child tables twice when there are none (the
         # usual case): only then roll back to it, look, and run the plan again.
+        known = broken_dependents(conn) if not plan.fresh else ()  # broken before the plan: not its doing
         conn.execute("SAVEPOINT schemagen_plan")
         count, timings = _run_steps(conn, plan, progress)
         _announce(progress, plan, "verify the structure and the foreign keys of the changed tables")
         verified = _verify_structure(conn, target)
+        # every view prepares, every trigger resolves, every foreign key has its parent key (dependents.py):
+        # before foreign_key_check, which a foreign key without its parent key makes fail
+        check_dependents(conn, known, fresh=plan.fresh)
         after = foreign_key_violations(conn, plan.fk_scope)
         kept = []
         if after:
@@ -270,11 +323,14 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
                 raise ApplyError("the migration would introduce %d foreign key violations, rolled back: %s" % (
                     len(introduced), "; ".join(describe_violation(conn, v) for v in introduced[:5])))
             kept = [describe_violation(conn, v) for v in after[:KEPT_DESCRIBED]]
-        check_dependents(conn)  # every view prepares, every trigger's columns exist (dependents.py)
         conn.execute("RELEASE schemagen_plan")
         _announce(progress, plan, "commit")
         committing = True
-        conn.execute("COMMIT")
+        if commit_section is None:
+            conn.execute("COMMIT")
+        else:
+            with commit_section():
+                conn.execute("COMMIT")
     except BaseException:
         rolled_back = conn.in_transaction or not committing  # else COMMIT ran (Ctrl-C right after it): keep the backup
         if conn.in_transaction:
@@ -287,7 +343,10 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
             prune(path, backup[0], backup[1], protect=(backup_to,))
         except OSError:
             pass  # committed: older backups left in place are no reason to fail
-    _finish_connection(conn, files)
+    try:
+        _finish_connection(conn, files)
+    except SchemagenError as exc:
+        raise ChangedThenFailed("database %r: the change is committed, then: %s" % (path, exc)) from None
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
                        statements=count, structure=verified, kept_violations=len(after), kept_described=tuple(kept),
                        step_seconds=tuple(timings))
@@ -330,6 +389,11 @@ def _run_steps(conn, plan, progress):
     count, timings = 0, []
     for number, step in enumerate(plan.steps, start=1):
         started = time.perf_counter()
+        if getattr(step.change, "run", None) is not None:  # a python= data step (history.py)
+            from .history import run_step  # only a declaration with data steps has one
+            if progress is not None:
+                progress(number, step, None)
+            run_step(conn, step, "step %d of %d (%s)" % (number, len(plan.steps), step.title))
         for stmt in step.statements:
             if progress is not None:
                 progress(number, step, stmt)

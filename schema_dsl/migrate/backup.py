@@ -7,11 +7,25 @@ name `DB.backup-YYYYmmddTHHMMSS[-n]`. A file under the final name is always comp
 leaves at most the temporary file, and any failure (a full disk, an error, Ctrl-C) removes it and any
 journal beside it.
 
-Retention: `prune` keeps the newest `keep` backups of one database in one folder, and only ever touches
-files whose name is that database's backup name.
+Whose backup it is: beside every backup lies its record, `DB.backup-YYYYmmddTHHMMSS[-n].json`, which
+names the database it was made from (its real path, symlinks resolved) and when. The record is written
+(to a temporary name, fsynced, renamed) before the backup gets its final name, so a backup under its
+final name always has its record. A backup is a database's own when its record names that database
+(the same real path, or the same file by another path). A backup made by an older schemagen has no
+record: it counts as the own backup of the database whose file name it carries only in that database's
+own folder (where it was made by default; a folder holds one file of that name); elsewhere, in a shared
+--backup-dir, it cannot be told from another database's of the same name, so it is never picked or
+pruned for a database, though restore takes it when named with --backup and it carries the database's
+file name.
+
+Retention: `prune` keeps the newest `keep` own backups of one database in one folder, and only ever
+removes a file that has that database's backup name, is its own backup and starts with the SQLite header
+(with its record).
 
 `restore` puts a backup back into the live file through the backup API, so connections that hold the
-file open see the restored data; the state it replaces is backed up first.
+file open see the restored data; the state it replaces is backed up first. It refuses, unless
+other_database is given, a file that is not the database's own backup (another database's, named in
+the refusal, or any other SQLite file); a file that is not an SQLite database is always refused.
 """
 from __future__ import annotations
 
@@ -28,6 +42,7 @@ from ..sqlite.quote import quote_identifier
 DEFAULT_KEEP = 3
 STAMP = "%Y%m%dT%H%M%S"
 _SIDE_FILES = ("-journal", "-wal", "-shm")
+RECORD = ".json"  # the record beside a backup: which database it was made from
 
 
 def backup_folder(path, backup_dir=None):
@@ -55,20 +70,107 @@ def _name_pattern(path):
     return re.compile(r"^%s\.backup-(\d{8}T\d{6})(?:-(\d+))?$" % re.escape(os.path.basename(path)))
 
 
-def list_backups(path, backup_dir=None):
-    """The backups of path in its backup folder, oldest first (by the stamp in their names, then their -n)."""
+def _is_sqlite(path):
+    """True when the regular file at path starts with the SQLite header."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        with open(path, "rb") as fh:
+            return fh.read(len(dbfile.SQLITE_HEADER)) == dbfile.SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def same_database(a, b):
+    """True when the paths a and b name one database file: the same real path, or the same file (device, inode)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def read_record(backup):
+    """The record beside a backup: a dict with "database" (and "made"), None when there is none, or
+    {"unreadable": reason} when it cannot be read."""
+    record = os.fspath(backup) + RECORD
+    if not os.path.lexists(record):
+        return None
+    import json  # only backups with a record need it (apply's start-up time is benchmarked)
+    try:
+        with open(record, encoding="utf-8") as fh:
+            data = json.load(fh)
+        if not isinstance(data, dict) or not isinstance(data.get("database"), str):
+            return {"unreadable": "no database named in it"}
+        return data
+    except (OSError, ValueError) as exc:
+        return {"unreadable": getattr(exc, "strerror", None) or str(exc)}
+
+
+class BackupInfo:
+    """One backup in a backup folder: path, made (the stamp of its name, YYYY-mm-ddTHH:MM:SS, local time),
+    bytes, of (the database its record names, else None), recorded (True, False: made by an older
+    schemagen, or "unreadable"), own (it is a backup of the database asked about). A plain class: see
+    RestoreResult."""
+
+    __slots__ = ("path", "made", "bytes", "of", "recorded", "own", "order")
+
+    def as_dict(self):
+        record = {True: "ok", False: "missing"}.get(self.recorded, "unreadable")
+        return {"path": self.path, "made": self.made, "bytes": self.bytes, "of": self.of, "record": record,
+                "own": self.own}
+
+
+def _own_folder(path, folder):
+    """True when folder is the folder the database at path lies in."""
+    return same_database(folder, os.path.dirname(os.path.abspath(path)))
+
+
+def scan_backups(path, backup_dir=None):
+    """Every SQLite file with the backup name of path in its backup folder, as BackupInfo, oldest first.
+
+    Files under a backup name that do not start with the SQLite header are not backups and are left out.
+    """
     folder = backup_folder(path, backup_dir)
     pattern = _name_pattern(path)
-    found = []
     try:
         names = os.listdir(folder)
     except OSError:
         return []
+    found = []
+    own_folder = None
     for name in names:
         m = pattern.match(name)
-        if m and os.path.isfile(os.path.join(folder, name)):
-            found.append(((m.group(1), int(m.group(2) or 1)), os.path.join(folder, name)))
-    return [p for _, p in sorted(found)]
+        full = os.path.join(folder, name)
+        if not m or not _is_sqlite(full):
+            continue
+        info = BackupInfo()
+        info.path, info.order = full, (m.group(1), int(m.group(2) or 1))
+        stamp = m.group(1)
+        info.made = "%s-%s-%sT%s:%s:%s" % (stamp[:4], stamp[4:6], stamp[6:8], stamp[9:11], stamp[11:13], stamp[13:15])
+        try:
+            info.bytes = os.path.getsize(full)
+        except OSError:
+            continue  # removed meanwhile (another process's retention)
+        record = read_record(full)
+        if record is None:
+            if own_folder is None:
+                own_folder = _own_folder(path, folder)
+            info.of, info.recorded, info.own = None, False, own_folder
+        elif "unreadable" in record:
+            info.of, info.recorded, info.own = None, "unreadable", False
+        else:
+            info.of, info.recorded = record["database"], True
+            info.own = same_database(record["database"], path)
+        found.append(info)
+    return sorted(found, key=lambda i: i.order)
+
+
+def list_backups(path, backup_dir=None):
+    """The backups of path in its backup folder, oldest first (by the stamp in their names, then their -n):
+    those whose record names this database, and those without a record in the database's own folder."""
+    return [info.path for info in scan_backups(path, backup_dir) if info.own]
 
 
 def backup_path(path, backup_dir=None, now=None):
@@ -77,10 +179,24 @@ def backup_path(path, backup_dir=None, now=None):
     name = "%s.backup-%s" % (os.path.basename(path), time.strftime(STAMP, now))
     base = os.path.join(backup_folder(path, backup_dir), name)
     candidate, n = base, 1
-    while os.path.lexists(candidate):
+    while os.path.lexists(candidate) or os.path.lexists(candidate + RECORD):
         n += 1
         candidate = "%s-%d" % (base, n)
     return candidate
+
+
+def _write_record(tmp, path, mode):
+    """Write the record of a backup of the database at path to the new file tmp (fsynced, given mode)."""
+    import json  # see read_record
+    text = json.dumps({"database": os.path.realpath(path), "made": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                      sort_keys=True) + "\n"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(folder):
@@ -167,8 +283,10 @@ def make_backup(path, backup_dir=None, progress=None, locked=None):
     folder = backup_folder(path, backup_dir)
     final = backup_path(path, backup_dir)
     tmp = os.path.join(folder, ".%s.%d.tmp" % (os.path.basename(final), os.getpid()))
+    tmp_record = os.path.join(folder, ".%s%s.%d.tmp" % (os.path.basename(final), RECORD, os.getpid()))
     mode = stat.S_IMODE(os.stat(path).st_mode)
     source = target = None
+    recorded = False
     try:
         # created here, 0600 and exclusive: the data never sits in a file with looser bits than the database's
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -191,6 +309,9 @@ def make_backup(path, backup_dir=None, progress=None, locked=None):
             os.fsync(fd)
         finally:
             os.close(fd)
+        _write_record(tmp_record, path, mode)
+        os.replace(tmp_record, final + RECORD)  # the record first: a backup under its final name has one
+        recorded = True
         os.replace(tmp, final)
         _fsync_dir(folder)
     except BaseException as exc:
@@ -198,6 +319,9 @@ def make_backup(path, backup_dir=None, progress=None, locked=None):
             if conn is not None:
                 conn.close()
         _remove_quietly(tmp)
+        _remove_quietly(tmp_record)
+        if recorded and not os.path.lexists(final):
+            _remove_quietly(final + RECORD)
         if isinstance(exc, (sqlite3.Error, OSError)):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise DatabaseFileError("database %r: backup to %r failed (%s); nothing was changed" % (
@@ -209,11 +333,13 @@ def make_backup(path, backup_dir=None, progress=None, locked=None):
 def prune(path, backup_dir=None, keep=DEFAULT_KEEP, protect=()):
     """Remove all but the newest `keep` backups of path in its backup folder; returns the removed paths.
 
-    Only files named like this database's backups are considered; paths in protect are never removed.
-    Temporary files of this database's backups whose process no longer runs (killed mid-backup) go too.
+    Only this database's own backups are considered (list_backups: SQLite files under its backup name whose
+    record names it, or without a record in its own folder); paths in protect are never removed. A backup
+    goes with its record. Temporary files of this database's backups whose process no longer runs (killed
+    mid-backup) go too.
     """
     check_keep(keep)
-    protected = {os.path.abspath(p) for p in protect}
+    protected = {os.path.abspath(p) for p in protect if p}
     removed = _remove_stale_temporaries(path, backup_dir)
     for old in list_backups(path, backup_dir)[:-keep]:
         if os.path.abspath(old) in protected:
@@ -222,14 +348,16 @@ def prune(path, backup_dir=None, keep=DEFAULT_KEEP, protect=()):
             os.remove(old)
             removed.append(old)
         except OSError:
-            pass
+            continue
+        _remove_quietly(old + RECORD)
     return removed
 
 
 def _remove_stale_temporaries(path, backup_dir=None):
     """Temporary files of this database's backups left by a killed process (its pid no longer runs)."""
     folder = backup_folder(path, backup_dir)
-    pattern = re.compile(r"^\.%s\.backup-\d{8}T\d{6}(?:-\d+)?\.(\d+)\.tmp$" % re.escape(os.path.basename(path)))
+    pattern = re.compile(r"^\.%s\.backup-\d{8}T\d{6}(?:-\d+)?(?:%s)?\.(\d+)\.tmp$" % (
+        re.escape(os.path.basename(path)), re.escape(RECORD)))
     removed = []
     for name in os.listdir(folder):
         m = pattern.match(name)
@@ -251,6 +379,7 @@ def discard(backup):
     """Remove a backup that is no longer needed (nothing was changed after it was made)."""
     if backup:
         _remove_quietly(backup)
+        _remove_quietly(backup + RECORD)
 
 
 # --------------------------------------------------------------------------- checks and restore
@@ -280,12 +409,53 @@ def damage(conn, tables=None):
 
 
 class RestoreResult:
-    """What restore did. A plain class: apply imports this module, and an attrs class costs its start-up time."""
+    """What restore did. A plain class: apply imports this module, and an attrs class costs its start-up time.
 
-    __slots__ = ("path", "restored_from", "backup", "seconds")
+    whose: "own" (the record names this database), "unrecorded" (an older backup without a record, taken
+    as this database's by its name and place), or "other" (restored with other_database); of: the database
+    the record names, if any.
+    """
 
-    def __init__(self, path, restored_from, backup=None, seconds=0.0):
+    __slots__ = ("path", "restored_from", "backup", "seconds", "whose", "of")
+
+    def __init__(self, path, restored_from, backup=None, seconds=0.0, whose="own", of=None):
         self.path, self.restored_from, self.backup, self.seconds = path, restored_from, backup, seconds
+        self.whose, self.of = whose, of
+
+
+def _tables(conn):
+    """What an SQLite file holds, in words: its first tables."""
+    try:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    except sqlite3.Error:
+        return "an SQLite database"
+    if not names:
+        return "an SQLite database with no tables"
+    return "an SQLite database with %d table%s (%s%s)" % (
+        len(names), "" if len(names) == 1 else "s", ", ".join(names[:5]), ", ..." if len(names) > 5 else "")
+
+
+def _whose(backup, path, conn, other_database):
+    """(whose, of) for restore: the backup is this database's, or other_database allows another file;
+    otherwise DatabaseFileError naming whose backup, or what file, it is."""
+    record = read_record(backup)
+    hint = "pass --other-database to restore it into %r anyway; nothing was changed" % path
+    if record is not None and "unreadable" not in record:
+        if same_database(record["database"], path):
+            return "own", record["database"]
+        if other_database:
+            return "other", record["database"]
+        raise DatabaseFileError("backup %r: is a backup of %r (made %s), not of %r; %s" % (
+            backup, record["database"], record.get("made", "at an unknown time"), path, hint))
+    if record is None and _name_pattern(path).match(os.path.basename(backup)):
+        return "unrecorded", None  # made by an older schemagen: its name says whose it is
+    if other_database:
+        return "other", None
+    why = ("its record %r cannot be read (%s)" % (backup + RECORD, record["unreadable"]) if record is not None
+           else "no record says which database it was made from, and its name is not %s.backup-..." % (
+               os.path.basename(path)))
+    raise DatabaseFileError("backup %r: not a backup of %r: %s; it is %s; %s" % (backup, path, why, _tables(conn), hint))
 
 
 def _open_backup(backup):
@@ -313,11 +483,13 @@ def _open_backup(backup):
     return conn
 
 
-def restore(path, backup=None, backup_dir=None, keep=DEFAULT_KEEP):
+def restore(path, backup=None, backup_dir=None, keep=DEFAULT_KEEP, other_database=False):
     """Put a backup back into the database at path; returns a RestoreResult.
 
-    backup: the file to restore (default: the newest backup of path in its backup folder). The backup
-    is checked first (an SQLite file that passes quick_check, else DatabaseFileError, nothing changed);
+    backup: the file to restore (default: the newest backup of path in its backup folder, list_backups).
+    The backup is checked first (an SQLite file that passes quick_check, else DatabaseFileError, nothing
+    changed), then whose it is: a file that is not this database's own backup (another database's, or
+    any other SQLite file) is refused, naming whose backup or what file it is, unless other_database;
     the live file's WAL is checkpointed and its current state backed up under its write lock (same
     policy as apply); then the backup API copies the backup INTO the live file, taking its write lock
     again (it cannot start inside a transaction of the destination), so that connections holding the
@@ -331,17 +503,22 @@ def restore(path, backup=None, backup_dir=None, keep=DEFAULT_KEEP):
     if not os.path.exists(path):
         raise DatabaseFileError("database %r: no such file, expected the database to restore into" % path)
     if backup is None:
-        found = list_backups(path, backup_dir)
-        if not found:
-            raise DatabaseFileError("database %r: no backup of it in %r; pass --backup FILE; nothing was changed" % (
-                path, backup_folder(path, backup_dir)))
-        backup = found[-1]
+        found = scan_backups(path, backup_dir)
+        own = [info.path for info in found if info.own]
+        if not own:
+            others = ("; %d backup%s there %s the same file name but %s not this database's (see `schemagen restore "
+                      "--list`)" % (len(found), "" if len(found) == 1 else "s", "has" if len(found) == 1 else "have",
+                                    "is" if len(found) == 1 else "are")) if found else ""
+            raise DatabaseFileError("database %r: no backup of it in %r%s; pass --backup FILE; nothing was changed" % (
+                path, backup_folder(path, backup_dir), others))
+        backup = own[-1]
     backup = os.fspath(backup)
-    if os.path.abspath(backup) == os.path.abspath(path):
+    if same_database(backup, path):
         raise DatabaseFileError("backup %r is the database itself; nothing was changed" % backup)
     source = _open_backup(backup)
     saved = None
     try:
+        whose, of = _whose(backup, path, source, other_database)
         live = dbfile.connect(path)
         try:
             try:
@@ -375,4 +552,34 @@ def restore(path, backup=None, backup_dir=None, keep=DEFAULT_KEEP):
     finally:
         source.close()
     prune(path, backup_dir, keep, protect=(backup, saved))
-    return RestoreResult(path, backup, saved, time.perf_counter() - start)
+    return RestoreResult(path, backup, saved, time.perf_counter() - start, whose, of)
+
+
+def _size(n):
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return "%d %s" % (n, unit) if unit == "bytes" else "%.1f %s" % (n, unit)
+        n /= 1024.0
+
+
+def listing(path, backup_dir=None):
+    """restore --list: every backup under the database's backup name in its backup folder, newest first, as a
+    dict for --json (database, folder, backups: BackupInfo.as_dict) and the text a person reads."""
+    found = list(reversed(scan_backups(path, backup_dir)))
+    folder = backup_folder(path, backup_dir)
+    data = {"database": os.path.realpath(path), "folder": folder, "backups": [i.as_dict() for i in found]}
+    own = [i for i in found if i.own]
+    lines = ["%s of %s in %s%s" % (
+        "%d backup%s" % (len(own), "" if len(own) == 1 else "s") if own else "no backups", path, folder,
+        ", newest first:" if own else "")]
+    for i in own:
+        lines.append("  %s  %9s  %s%s" % (i.made.replace("T", " "), _size(i.bytes), i.path,
+                                          "" if i.recorded else "  (no record: an older backup, this database's by its name and folder)"))
+    others = [i for i in found if not i.own]
+    if others:
+        lines.append("not of this database, under the same name:")
+        for i in others:
+            whose = ("of %s" % i.of if i.recorded is True else "record unreadable" if i.recorded else
+                     "no record (an older backup; restore takes it only with --backup FILE)")
+            lines.append("  %s  %9s  %s  %s" % (i.made.replace("T", " "), _size(i.bytes), i.path, whose))
+    return data, "\n".join(lines)

@@ -77,7 +77,8 @@ class Reason:
     """Why a table needs the rebuild, as data: kind, the columns it concerns, and the sentence the plan prints.
 
     kinds: column-changed, autoincrement, table-option, foreign-key-new, unique-new, check-new, on-conflict,
-    column-needs-rebuild (why it rebuilds); column-renamed, column-new (carried by the same rebuild); dropped.
+    column-needs-rebuild (why it rebuilds); column-renamed, column-new, conversion (a type change copied with
+    the column's using=) (carried by the same rebuild); dropped.
     """
 
     kind: str
@@ -101,6 +102,8 @@ class RebuildTable:
     user_indexes: tuple = field(converter=_tuple)  # (name, CREATE INDEX sql) of undeclared indexes
     reasons: tuple = field(converter=_tuple)
     not_null_checks: tuple = field(default=(), converter=_tuple)  # columns that become NOT NULL without a fill
+    # (declared column, live column, using=, the copy's expression) of each type change copied with using=
+    conversions: tuple = field(default=(), converter=_tuple)
 
     @property
     def reason(self):
@@ -257,6 +260,28 @@ def renames(schema, live):
     return out
 
 
+def rename_conflicts(schema, live):
+    """The renames the file holds both ends of, as (kind, table, new, old) with the file's spelling: ("table",
+    None, new, old) for a declared table found under its name whose former name is a table of the file too,
+    ("column", table, new, old) likewise for a column. The rename cannot run and the old one is kept as the
+    user's own: the planner refuses when it holds rows (see plan.check_renames)."""
+    gone = {(r.kind, r.name.lower()) for r in schema.removed if r.kind == "table"}
+    out = []
+    for t in schema.ordered_tables():
+        lt = live.table(t.name)
+        if lt is not None:
+            out += [("table", None, lt.name, live.table(n).name) for n in former_names(t)
+                    if live.table(n) is not None and ("table", n.lower()) not in gone]
+        lt = live_table(live, t)
+        if lt is None:
+            continue
+        for c in t.columns:
+            if lt.column(c.name) is not None:
+                out += [("column", lt.name, lt.column(c.name).name, lt.column(n).name) for n in former_names(c)
+                        if lt.column(n) is not None]
+    return out
+
+
 def _differing_columns(decl: Table, live: Table, mapping):
     """Declared columns present in the live table whose definition differs, with why."""
     exp = table_structure(decl)["columns"]
@@ -354,7 +379,7 @@ def _conflict_changes(decl: Table, live: Table, mapping):
 def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
     exp_cols = table_structure(decl)["columns"]
     act_cols = table_structure(live)["columns"]
-    copy, not_null_checks = [], []
+    copy, not_null_checks, conversions = [], [], []
     for c in decl.columns:
         source = mapping[c.name]
         fill = c.backfill or (default_sql(c.default) if c.default is not None and is_constant_default(c.default) else None)
@@ -363,11 +388,17 @@ def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
                 copy.append((c.name, c.backfill))
             continue  # omitted from the copy: its DEFAULT applies
         expr = quote_identifier(source)
-        if exp_cols[c.name]["notnull"] and not act_cols[source]["notnull"]:
+        if c.using and exp_cols[c.name]["type"] != act_cols[source]["type"]:  # a conversion: copy with using=
+            expr = "(%s)" % c.using
+            reasons = list(reasons) + [Reason("conversion", "column '%s' converted from %s with %s" % (
+                c.name, act_cols[source]["type"] or "(no type)", c.using), (c.name,))]
+        if exp_cols[c.name]["notnull"] and not (act_cols[source]["notnull"] and expr == quote_identifier(source)):
             if fill:
                 expr = "COALESCE(%s, %s)" % (expr, fill)
-            else:
+            elif expr == quote_identifier(source):  # a conversion's NULLs are counted by the planner (check_data)
                 not_null_checks.append((c.name, source))
+        if expr != quote_identifier(source) and c.using:
+            conversions.append((c.name, source, c.using, expr))
         copy.append((c.name, expr))
     _, d_fks, d_uniq, d_checks = _constraint_sets(decl)
     _, l_fks, l_uniq, l_checks = _constraint_sets(live)
@@ -403,7 +434,8 @@ def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
     return RebuildTable(
         table=decl, copy=copy, extra_columns=extra_columns, extra_constraints=extra_constraints,
         keep_rowid=not (integer_pk or decl.without_rowid or live.without_rowid), autoincrement_from=bool(live.primary_key and live.primary_key.autoincrement),
-        user_indexes=live_info["user_indexes"], reasons=list(reasons) + dropped, not_null_checks=not_null_checks)
+        user_indexes=live_info["user_indexes"], reasons=list(reasons) + dropped, not_null_checks=not_null_checks,
+        conversions=conversions)
 
 
 def is_generated(definition):
@@ -473,10 +505,10 @@ def removals(schema, live, prune=None):
             name = found if isinstance(found, str) else found.name
             objects[(r.kind, name.lower())] = Remove(r.kind, name, "removed: " + r.reason, table=_on(live, r.kind, name))
     if prune is None:
-        return objects, columns
+        return _indexes_on_removed_columns(schema, live, objects, columns), columns
     vtables = [v.lower() for v in live.virtual_tables]
     for name, ix in live.indexes.items():
-        if schema.index(name) is None and ("index", name.lower()) not in objects:
+        if schema.index(name) is None and ("index", name.lower()) not in objects and not parent_key_of(schema, live, ix):
             objects[("index", name.lower())] = Remove(
                 "index", name, "not in the declaration (--prune)", table=ix.table, pruned=True,
                 weakens="a UNIQUE index: nothing will keep its columns unique" if ix.unique else None)
@@ -503,7 +535,42 @@ def removals(schema, live, prune=None):
         for name in live.virtual_tables:
             if schema.virtual_table(name) is None and ("table", name.lower()) not in objects:
                 objects[("table", name.lower())] = Remove("table", name, "not in the declaration (--prune)", pruned=True)
-    return objects, columns
+    return _indexes_on_removed_columns(schema, live, objects, columns), columns
+
+
+def _indexes_on_removed_columns(schema, live, objects, columns):
+    """objects, plus a Remove for each undeclared index that names a column that goes: the rebuild without the
+    column cannot keep it, so the plan drops it as a step of its own (and says so) rather than silently."""
+    for name, ix in live.indexes.items():
+        gone = columns.get(ix.table.lower(), {})
+        if not gone or schema.index(name) is not None or ("index", name.lower()) in objects:
+            continue
+        hit = [c for c in gone if _mentions(live.index_sql.get(name) or "", {c.lower()})]
+        if hit:
+            objects[("index", name.lower())] = Remove(
+                "index", name, "it indexes the removed column '%s'.'%s', which the rebuild cannot keep" % (
+                    ix.table, hit[0]), table=ix.table,
+                weakens="a UNIQUE index: nothing will keep its columns unique" if ix.unique else None)
+    return objects
+
+
+def parent_key_of(schema, live, ix):
+    """The foreign keys (as "'child' (columns)") that use the UNIQUE index ix as their parent key: the live
+    tables' and the declared ones'. --prune keeps such an index: without it every write to the child fails
+    with "foreign key mismatch"."""
+    if not ix.unique or ix.where or any(c.expression for c in ix.columns):
+        return []
+    wanted = sorted(c.name.lower() for c in ix.columns)
+    out = []
+    for tables in (live.tables.values(), schema.tables):
+        for t in tables:
+            for f in t.foreign_keys:
+                if f.ref_table.lower() == ix.table.lower() and f.ref_columns \
+                        and sorted(c.lower() for c in f.ref_columns) == wanted:
+                    text = "'%s' (%s)" % (t.name, ", ".join(f.columns))
+                    if text.lower() not in (o.lower() for o in out):
+                        out.append(text)
+    return out
 
 
 def _declared_as(schema, live, name):
@@ -540,11 +607,13 @@ def _trigger_role(sql, table, vtables):
     return None
 
 
-def diff(schema, live, prune=None):
+def diff(schema, live, prune=None, fragile=()):
     """Every change, in execution order, that brings `live` to `schema`.
 
     prune: None, "objects" (also drop undeclared indexes, views, triggers) or "all" (and undeclared columns
-    and tables); see removals.
+    and tables); see removals. fragile: {(kind, name lowercased): what SQLite says} of the views and triggers
+    that do not hold already (dependents.unresolved): the RENAME of any rebuild would stop at them, so a
+    rebuild drops and recreates them as it does its own dependents.
     """
     changes = []
     rebuilt = set()
@@ -570,7 +639,7 @@ def diff(schema, live, prune=None):
         tc = table_changes(t, lt, info)
         table_changes_list += tc
         if any(isinstance(c, RebuildTable) for c in tc):
-            rebuilt.add(t.name.lower())
+            rebuilt |= {t.name.lower(), lt.name.lower()}
     declared = {"view": {v.name.lower(): v for v in schema.views}, "trigger": {t.name.lower(): t for t in schema.triggers}}
     live_sql = {"view": {n.lower(): (n, sql) for n, sql in live.views.items()},
                 "trigger": {n.lower(): (n, t["sql"]) for n, t in live.triggers.items()}}
@@ -579,16 +648,15 @@ def diff(schema, live, prune=None):
                for kind in declared}
     # undeclared tables that are dropped take their own undeclared views and triggers with them below
     removed_vt = [gone[k] for k in sorted(gone) if k[0] in ("view", "trigger")]
-    if rebuilt:
-        # Views and triggers are re-checked by the RENAME of a rebuild; drop
-        # them for its duration and recreate them at the end (the declared
-        # ones from the declaration, a user's own unchanged, the removed ones not).
-        changes = [gone.get((kind, n.lower())) or DropViewOrTrigger(n, kind)
-                   for kind, names in (("trigger", live.triggers), ("view", live.views)) for n in names] + changes
-    else:
-        changes = removed_vt + [
-            DropViewOrTrigger(live_sql[kind][key][0], kind, "definition changed: dropped and recreated")
-            for kind in ("trigger", "view") for key in sorted(changed[kind]) if (kind, key) not in gone] + changes
+    # The views and triggers that name a rebuilt table are re-checked by the RENAME of its rebuild (and its
+    # triggers go with its DROP): drop them for its duration and recreate them at the end (the declared ones
+    # from the declaration, a user's own unchanged, the removed ones not). Every other one is left alone.
+    through = rebuild_dependents(live, rebuilt, fragile)
+    changes = removed_vt + [
+        DropViewOrTrigger(live_sql[kind][key][0], kind, through[(kind, key)] if (kind, key) in through
+                          else "definition changed: dropped and recreated")
+        for kind in ("trigger", "view") for key in live_sql[kind]
+        if ((kind, key) in through or key in changed[kind]) and (kind, key) not in gone] + changes
     changes += [gone[k] for k in sorted(gone) if k[0] == "index"]
     changes += [gone[k] for k in sorted(gone) if k[0] == "table"]
     changes += table_changes_list
@@ -619,18 +687,53 @@ def diff(schema, live, prune=None):
                 "(then fill it anew), or declare it as it is" % (
                     vt.name, live_vt.module, live_vt.args, vt.module, vt.args))))
     for kind in ("view", "trigger"):
-        if rebuilt:
-            changes += [CreateIndexVerbatim(name, sql, kind=kind, reason="recreated after the rebuild")
-                        for key, (name, sql) in live_sql[kind].items()
-                        if key not in declared[kind] and (kind, key) not in gone
-                        and not _stands_on_dropped(live, kind, name, gone)]
+        changes += [CreateIndexVerbatim(name, sql, kind=kind, reason="recreated after the rebuild")
+                    for key, (name, sql) in live_sql[kind].items()
+                    if (kind, key) in through and key not in declared[kind] and (kind, key) not in gone
+                    and not _stands_on_dropped(live, kind, name, gone)]
         for key, obj in declared[kind].items():
             if key not in live_sql[kind]:
                 changes.append(CreateViewOrTrigger(obj.name, obj.sql, kind, "%s is new" % kind))
-            elif rebuilt or key in changed[kind]:
+            elif (kind, key) in through or key in changed[kind]:
                 changes.append(CreateViewOrTrigger(obj.name, obj.sql, kind, "recreated after the rebuild" if (
-                    rebuilt and key not in changed[kind]) else "definition changed: dropped and recreated"))
+                    key not in changed[kind]) else "definition changed: dropped and recreated"))
     return changes
+
+
+def rebuild_dependents(live, tables, fragile=()):
+    """{(kind, name lowercased): why} of the views and triggers a rebuild of `tables` (lowercased names) touches:
+    the triggers on a rebuilt table (its DROP takes them), and every view or trigger whose SQL names a rebuilt
+    table or such a view (the RENAME of the rebuild re-checks them, and a view of a dropped view breaks too),
+    and with any rebuild the fragile ones (see diff)."""
+    names = set(tables)
+    out = {}
+    if tables:
+        for key, what in dict(fragile).items():
+            out[key] = ("dropped for the duration of the rebuild (its RENAME re-checks every view and trigger, and "
+                        "this one does not hold already: %s), recreated at the end as it was" % what)
+            if key[0] == "view":
+                names.add(key[1])
+    objects = [("view", n, sql, None) for n, sql in live.views.items()] + \
+              [("trigger", n, t["sql"], t["table"]) for n, t in live.triggers.items()]
+    grown = bool(names)
+    while grown:
+        grown = False
+        for kind, name, sql, on in objects:
+            key = (kind, name.lower())
+            if key in out:
+                continue
+            via = on if on is not None and on.lower() in names else next(
+                (text for k, text in tokenize(sql) if k in ("word", "ident") and text.lower() in names
+                 and text.lower() != name.lower()), None)
+            if via is None:
+                continue
+            out[key] = "dropped for the duration of the rebuild of '%s'%s, recreated at the end" % (
+                via, "" if on is not None and via == on else " (it names it)") if via.lower() in tables else \
+                "dropped with the view '%s' it names, recreated at the end" % via
+            if kind == "view":
+                names.add(name.lower())
+            grown = True
+    return out
 
 
 def _stands_on_dropped(live, kind, name, gone):
@@ -663,12 +766,14 @@ def _extras(schema, live):
     for name, t in live.tables.items():
         decl = _declared_as(schema, live, name)
         if decl is None:
-            out.append("table '%s' (%d columns)" % (name, len(t.columns)))
+            out.append("table '%s' (%d column%s)" % (name, len(t.columns), "" if len(t.columns) == 1 else "s"))
             continue
         mapping = _column_map(decl, t)
         used = {v.lower() for v in mapping.values() if v}
         out += ["table '%s': column '%s'" % (name, c.name) for c in t.columns if c.name.lower() not in used]
-    out += ["index '%s' on '%s'" % (n, ix.table) for n, ix in live.indexes.items() if schema.index(n) is None]
+    out += ["index '%s' on '%s'%s" % (n, ix.table, "".join(
+                " (the parent key of the foreign key of %s: --prune keeps it)" % k for k in parent_key_of(schema, live, ix)[:1]))
+            for n, ix in live.indexes.items() if schema.index(n) is None]
     out += ["virtual table '%s'" % n for n in live.virtual_tables if schema.virtual_table(n) is None]
     out += ["view '%s'" % n for n in live.views if schema.view(n) is None]
     out += ["trigger '%s' on '%s'" % (n, v["table"]) for n, v in live.triggers.items() if schema.trigger(n) is None]

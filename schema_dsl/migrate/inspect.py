@@ -23,8 +23,9 @@ that would not load is never written; the error names the object.
 from __future__ import annotations
 
 import os
+import sqlite3
 
-from ..errors import DeclarationError, SchemagenError
+from ..errors import DatabaseFileError, DeclarationError, SchemagenError
 from ..model import Expr, Literal
 from ..sqlite import dbfile, structure
 from .introspect import read_live, view_models
@@ -233,14 +234,28 @@ def _application_collations(raw):
     return out
 
 
-def _pragmas(conn):
-    """The file's persistent settings: journal_mode, and user_version and application_id where not 0."""
-    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-    out = ["    Pragma('journal_mode', %r, persistent=True)," % mode]
+def header_settings(conn):
+    """The file's user_version and application_id where not 0, as (name, value as a declaration writes it)."""
+    out = []
     for name in structure.HEADER_PRAGMAS:
         value = conn.execute("PRAGMA %s" % name).fetchone()[0]
         if value:  # application_id names a file format: written in hex, as such ids are published
-            out.append("    Pragma(%r, %s, persistent=True)," % (name, hex(value) if name == "application_id" else value))
+            out.append((name, hex(value) if name == "application_id" else str(value)))
+    return out
+
+
+def _pragmas(conn, keep_versions=True):
+    """The file's persistent settings: journal_mode, and (keep_versions) user_version and application_id where
+    not 0. Without keep_versions they stay the application's: a declared user_version would be pinned, and
+    the next version of the application (75 -> 76) would fail validate and be planned back to 75."""
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    out = ["    Pragma('journal_mode', %r, persistent=True)," % mode]
+    for name, value in header_settings(conn):
+        if keep_versions:
+            out.append("    Pragma(%r, %s, persistent=True)," % (name, value))
+        else:
+            out.append("    # Pragma(%r, %s, persistent=True),  # left to the application (inspect --keep-user-version "
+                       "declares it)" % (name, value))
     return out
 
 
@@ -262,13 +277,16 @@ def _undeclared_settings(conn):
             "# A file `schemagen apply` creates gets SQLite's defaults: set them yourself before its first table.", ""]
 
 
-def declaration_text(conn, name):
-    """The declaration text of the main database of an open connection."""
+def declaration_text(conn, name, keep_versions=True):
+    """The declaration text of the main database of an open connection.
+
+    keep_versions: declare user_version and application_id (see _pragmas); inspect_database leaves them out
+    by default."""
     raw = structure.read_raw(conn)
     _refuse_unsupported(raw, conn)
     live = read_live(conn, raw)
     views, triggers = view_models(live)
-    pragmas = _pragmas(conn)
+    pragmas = _pragmas(conn, keep_versions)
     lines = [HEADER % repr(name)] + _undeclared_settings(conn)
     lines.append("TABLES = [")
     for t in live.tables.values():
@@ -320,16 +338,27 @@ def load_text(text, label="<inspect>"):
     return namespace["SCHEMA"]
 
 
-def inspect_database(path, name=None):
+def inspect_database(path, name=None, keep_versions=False):
     """The text of a Python declaration file that declares the database at path (opened read-only).
 
-    name: the schema's name (default: the file's stem).
+    name: the schema's name (default: the file's stem). keep_versions: declare the file's user_version and
+    application_id too; by default they are left to the application (written as comments), since a declared
+    user_version is pinned: apply would set it back after the application moves it on.
     """
+    return inspect_file(path, name, keep_versions)[0]
+
+
+def inspect_file(path, name=None, keep_versions=False):
+    """(inspect_database's text, header_settings of the file): what inspect wrote, and the settings it kept
+    (keep_versions) or left to the application."""
     conn = dbfile.open_existing(path, "ro")
     try:
         name = name or os.path.splitext(os.path.basename(os.fspath(path)))[0] or "database"
-        text = declaration_text(conn, name)
+        text = declaration_text(conn, name, keep_versions)
+        settings = header_settings(conn)
+    except sqlite3.DatabaseError as exc:  # an SQLite header over garbage: the first read finds it out
+        raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
     finally:
         conn.close()
     load_text(text, "declaration of %r" % os.fspath(path))
-    return text
+    return text, settings

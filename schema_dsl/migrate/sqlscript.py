@@ -5,15 +5,21 @@ file and ship it among its plain SQL migrations. It is plain SQL, no shell
 dot-commands, and safe under any runner that stops at the first error
 (`sqlite3 -bail`, Python's `executescript`, sqlx):
 
-1. `PRAGMA foreign_keys = OFF; BEGIN IMMEDIATE;` The script opens its own
-   transaction: inside a runner's transaction PRAGMA foreign_keys does
-   nothing and a DROP would fire ON DELETE actions, so there `BEGIN` itself
-   fails first (sqlx users mark the file `-- no-transaction`).
-2. Guards, each an INSERT into a TEMP table whose named CHECK fails: the
-   database's sqlite_master (type, name, tbl_name, sql of every object but
-   sqlite_*) is exactly the one it was planned against, and foreign_keys is
-   off. A failing guard stops the runner before anything changed.
-3. The plan's statements (plan.statements: the one renderer).
+1. `PRAGMA foreign_keys = OFF`, the TEMP guard table, `BEGIN IMMEDIATE`. The
+   script opens its own transaction: inside a runner's transaction PRAGMA
+   foreign_keys does nothing and a DROP would fire ON DELETE actions, so there
+   `BEGIN` itself fails first (sqlx users mark the file `-- no-transaction`).
+2. Guards, each an INSERT OR ROLLBACK into the TEMP table whose named CHECK
+   fails: the database's sqlite_master (type, name, tbl_name, sql of every
+   object but sqlite_*) is exactly the one it was planned against, and
+   foreign_keys is off.
+3. The plan's statements (plan.statements: the one renderer). A statement that
+   can fail on the data cannot fail alone: a CREATE UNIQUE INDEX is preceded by
+   a guard that its keys hold no duplicate, and an INSERT or UPDATE (a rebuild
+   copy, a fill) runs as INSERT/UPDATE OR ROLLBACK, so a UNIQUE, NOT NULL or
+   CHECK it breaks ends the transaction. (ALTER TABLE ADD COLUMN never fails
+   on the data: the planner adds a column that way only where SQLite takes it
+   on any rows, diff.add_column_blocker; a new CHECK is a rebuild.)
 4. apply's checks before COMMIT, as guards: sqlite_master is exactly what the
    plan gave on a scratch copy made with the backup API at export time, and
    PRAGMA foreign_key_check over plan.fk_scope shows no violation that was
@@ -22,6 +28,15 @@ dot-commands, and safe under any runner that stops at the first error
 5. COMMIT, then `PRAGMA foreign_keys = ON` and the persistent settings
    (journal_mode), which cannot change inside a transaction.
 
+No runner can commit a part. A failing guard or statement that rolls back ends
+the transaction; a runner that goes on after an error (sqlite3 without -bail)
+then meets `SAVEPOINT schemagen`, which opens a new transaction for what follows,
+and the last guard before COMMIT ('still open': the row inserted right after
+BEGIN is still there) rolls that one back too, so the COMMIT finds no
+transaction. Python's executescript, run again after a failure, finds no open
+transaction to commit. An up-to-date database gets a script of a few comment
+lines that changes nothing.
+
 The export runs the finished script on a second scratch copy and refuses
 (nothing written) if it does not succeed there.
 """
@@ -29,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import tempfile
 from hashlib import sha256
@@ -37,8 +53,10 @@ from ..compile import render
 from ..compile.target import target_for
 from ..errors import ApplyError, DatabaseFileError, UnsafeMigrationError
 from ..sqlite import dbfile, structure
+from ..sqlite.quote import quote_identifier
 from ..sqlite.data import foreign_key_violations
 from .apply import plan_for
+from ..words import plural
 
 
 def schema_rows(conn):
@@ -81,36 +99,142 @@ def _comment(text):
     return "-- " + " ".join(str(text).split())
 
 
+
+
+_ROLLING = re.compile(r"(INSERT|UPDATE)(\s+OR\s+(?:ABORT|FAIL|ROLLBACK))?\s", re.I)
+
+
+def _or_rollback(stmt):
+    """An INSERT or UPDATE of a step as INSERT OR ROLLBACK / UPDATE OR ROLLBACK (a rebuild copy, a fill): a
+    UNIQUE, NOT NULL or CHECK it breaks ends the whole transaction instead of the statement alone. None for
+    any other statement (an OR IGNORE or OR REPLACE, which the planner never writes, keeps its meaning). OR
+    ROLLBACK replaces OR ABORT, which the copy carries only to override a declared ON CONFLICT clause; a
+    ROLLBACK keeps every row just the same, or none."""
+    match = _ROLLING.match(stmt)
+    if match is None:
+        return None
+    return "%s OR ROLLBACK %s" % (match.group(1).upper(), stmt[match.end():])
+
+
+def _span_text(sql, spans):
+    return sql[spans[0][2]:spans[-1][3]] if spans else ""
+
+
+def _unique_index_guard(stmt):
+    """(what, message, condition) for a CREATE UNIQUE INDEX: its keys (as written) hold no duplicate among the
+    rows it covers; None for any other statement."""
+    spans = structure.token_spans(stmt)
+    words = [t[1].lower() if t[0] == "word" else None for t in spans[:3]]
+    if words[:3] != ["create", "unique", "index"]:
+        return None
+    tokens = [(k, t) for k, t, _, _ in spans]
+    on = next(i for i, t in enumerate(tokens) if t[0] == "word" and t[1].lower() == "on")
+    name = tokens[on - 1][1]
+    table = _span_text(stmt, spans[on + 1:on + 2])
+    start = next(i for i in range(on, len(tokens)) if tokens[i] == ("op", "("))
+    close = structure.matching_paren(tokens, start)
+    keys, item = [], []
+    for i in range(start + 1, close + 1):
+        if i == close or (tokens[i] == ("op", ",") and not _depth(tokens, start + 1, i)):
+            if item and item[-1][0] == "word" and item[-1][1].lower() in ("asc", "desc"):
+                item = item[:-1]
+            keys.append(_span_text(stmt, item))
+            item = []
+        else:
+            item.append(spans[i])
+    rest = spans[close + 1:]
+    if rest and rest[-1][1] == ";":
+        rest = rest[:-1]
+    where = _span_text(stmt, rest[1:]) if rest and rest[0][0] == "word" and rest[0][1].lower() == "where" else None
+    what = "unique index %s" % name
+    message = "unique index %s cannot be built: rows of %s share its key" % (quote_identifier(name), table)
+    return what, message, render.statement("no_duplicate_keys", table, keys, where)
+
+
+def _depth(tokens, start, stop):
+    depth = 0
+    for tok in tokens[start:stop]:
+        depth += tok == ("op", "(")
+        depth -= tok == ("op", ")")
+    return depth
+
+
+def _guarded_steps(plan):
+    """The script's steps: (number, step, [(guard or None, statement, reopens)]) and the data guards' (what,
+    message) pairs for the guard table. A statement that can fail on the data is preceded by a guard that
+    tests its precondition (a UNIQUE index), or is itself made to roll back (INSERT and UPDATE: OR ROLLBACK);
+    after either, SAVEPOINT reopens a transaction for a runner that goes on after an error."""
+    out, data_guards, seen = [], [], {}
+    for number, step in enumerate(plan.steps, start=1):
+        items = []
+        for stmt in step.statements:
+            guard = _unique_index_guard(stmt)
+            if guard is not None:
+                what, message, condition = guard
+                seen[what] = seen.get(what, 0) + 1
+                if seen[what] > 1:
+                    what = "%s (%d)" % (what, seen[what])
+                data_guards.append((what, message))
+                items.append((render.statement("guard_data", what, condition), stmt, False))
+                continue
+            rolling = _or_rollback(stmt)
+            items.append((None, rolling, True) if rolling is not None else (None, stmt, False))
+        out.append((number, step, items))
+    return out, data_guards
+
+
 def script_text(target, plan, planned_against, before_rows, after_rows, before_sha, scope_before, scope_after):
     """The script, from the plan and what the export measured (see the module docstring)."""
     source = target.compiled.get("source") or {}
     lines = [render.statement(
         "migration_script_header", name=target.name, declaration=source.get("declaration") or target.name,
         source_sha256=source.get("sha256") or "unknown", planned_against=planned_against,
-        structure_sha256=before_sha, steps=len(plan.steps), statements=len(plan.statements))]
+        structure_sha256=before_sha, steps=plural(len(plan.steps), "step"),
+        statements=plural(len(plan.statements), "statement"))]
+    if not plan.steps:
+        # up to date: nothing to guard, nothing to run (the structure guards alone would list every object twice)
+        lines.append(_comment("up to date: the database already matches the declaration; this script changes nothing"))
+        lines += _persistent_settings(target)
+        return "\n".join(lines) + "\n"
     lines += [_comment("LOSES DATA (declared removal): %s" % loss["text"]) for loss in getattr(plan, "data_loss", ())]
+    steps, data_guards = _guarded_steps(plan)
+    reopen = render.statement("reopen")
     lines.append("")
     lines.append(render.statement("pragma", "foreign_keys", "OFF"))
+    lines.append(render.statement("guard_table", data_guards))
     lines.append(render.statement("begin_immediate"))
-    lines.append(render.statement("guard_table"))
+    lines.append(render.statement("guard_opened"))
     lines.append(_comment("guard: the structure this script was planned against"))
     lines.append(render.statement("guard_structure", "structure before", before_rows))
+    lines.append(reopen)
     lines.append(_comment("guard: foreign keys off, in the transaction this script opened (no ON DELETE fires)"))
     lines.append(render.statement("guard_foreign_keys_off"))
+    lines.append(reopen)
     if scope_after:
         lines.append(_comment("foreign key violations already in the data, kept and told apart from new ones"))
         lines.append(render.statement("keep_foreign_key_violations", scope_before))
-    for number, step in enumerate(plan.steps, start=1):
+    for number, step, items in steps:
         lines.append("")
         lines.append(_comment("step %d of %d: %s" % (number, len(plan.steps), step.title)))
         lines.append(_comment("why: %s" % step.why))
-        lines += list(step.statements)
+        for guard, stmt, reopens in items:
+            if guard is not None:
+                lines.append(_comment("guard: the data allows the next statement"))
+                lines.append(guard)
+                lines.append(reopen)
+            lines.append(stmt)
+            if reopens:
+                lines.append(reopen)
     lines.append("")
     lines.append(_comment("check before COMMIT: the structure the plan gives"))
     lines.append(render.statement("guard_structure", "structure after", after_rows))
+    lines.append(reopen)
     if scope_after:
         lines.append(_comment("check before COMMIT: no foreign key violation the migration introduced"))
         lines.append(render.statement("guard_foreign_keys", scope_after))
+        lines.append(reopen)
+    lines.append(_comment("check before COMMIT: no statement above ended the transaction"))
+    lines.append(render.statement("guard_still_open"))
     lines.append(render.statement("drop_guards"))
     lines.append(render.statement("commit"))
     lines.append(_comment("after COMMIT: settings that cannot change inside a transaction"))
@@ -140,6 +264,9 @@ def export_script(path, schema=None, files=None, guard=None):
             try:
                 conn.execute("BEGIN")
                 plan = plan_for(conn, target, guard)
+                if target.compiled.get("history"):
+                    from .history import refuse_python_steps  # only a declaration with data steps has any
+                    refuse_python_steps(plan)
                 before_rows = schema_rows(conn)
                 before_sha = structure_sha256(conn)
                 first = _scratch_copy(conn, folder, "plan.db")

@@ -70,6 +70,15 @@ class PgDatabase:
     lock_timeout: seconds initialize() keeps retrying while another session holds a lock it needs.
     statement_timeout, settings: session settings for every connection, over SESSION_SETTINGS.
     backup: accepted for the same signature; PostgreSQL has no file backup (the apply is one transaction).
+
+    Example::
+
+        db = Database("postgresql://app@db/bookmarks", schema=SCHEMA, statement_timeout="30s")   # a PgDatabase
+        await db.initialize()
+        async with db.connect() as conn:
+            await conn.execute("INSERT INTO users (email, name) VALUES (%s, %s)", ("ann@example.org", "Ann"))
+            await conn.commit()
+        await db.close()
     """
 
     def __init__(self, url, *, schema=None, backup=True, lock_timeout=DEFAULT_LOCK_TIMEOUT_S,
@@ -82,7 +91,17 @@ class PgDatabase:
         if statement_timeout is not None:
             self.settings["statement_timeout"] = str(statement_timeout)
         self.settings.update({k: str(v) for k, v in (settings or {}).items()})
-        self.compiled = compiled_for_schema(schema)
+        self._decl, self._fallback = None, False
+        if schema is None:  # as Database resolves it: the [tool.schemagen] project from here, else the shipped one
+            from ..compile import project  # the declaration loader
+            decl = project.resolve(None)
+            if decl.explicit:
+                LOG.info("%s: declaration %s ([tool.schemagen] of %s)", self.database, decl.label, decl.project.root)
+                self._decl = decl
+            else:
+                LOG.warning("%s: %s; pass schema= to name yours", self.database, project.fallback_notice())
+                self._fallback = True  # initialize() refuses another application's database, as the CLI does
+        self.compiled = pg_apply.compiled_for(self._decl) if self._decl is not None else compiled_for_schema(schema)
         self._schema_arg = schema
         self.last_apply = None
         self._open = set()
@@ -105,6 +124,9 @@ class PgDatabase:
 
         Foreign keys added NOT VALID whose existing rows have no parent are logged as warnings
         (validate_foreign_keys() returns them).
+
+        Example: `result = await db.initialize()`; `await db.initialize(allow_data_loss=True)` for a declaration
+        that removes a column or table.
         """
         result = await asyncio.to_thread(self._initialize_sync, allow_data_loss)
         self.last_apply = result
@@ -115,9 +137,11 @@ class PgDatabase:
 
     @property
     def schema(self):
-        """The declaration, as the model."""
+        """The declaration, as the model. Example: `[t.name for t in db.schema.tables]`."""
         from ..compile import project, target as target_mod  # the declaration loader: only when asked
         s = self._schema_arg
+        if self._decl is not None:
+            return project.load_schema(self._decl)
         if isinstance(s, str):
             return project.load_schema(project.resolve(s))
         if isinstance(s, target_mod.Target):
@@ -127,6 +151,8 @@ class PgDatabase:
     def _initialize_sync(self, allow_data_loss=False):
         from . import migrate  # PostgreSQL's planner (pg/plan.py) and migration, as `schemagen apply` runs it
         schema = self.schema
+        if self._fallback:
+            pg_apply.refuse_foreign_database(self.url, self.compiled, api=True)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.05
         lock_timeout = self.settings.get("lock_timeout", pg_apply.DEFAULT_LOCK_TIMEOUT)
@@ -146,17 +172,20 @@ class PgDatabase:
 
     @property
     def statements(self):
-        """The rendered statements, in the order initialize() runs them on a fresh database."""
+        """The rendered statements, in the order initialize() runs them on a fresh database.
+
+        Example: `for sql in db.statements: print(sql)`.
+        """
         return tuple(s["sql"] for s in self.compiled["statements"])
 
     async def create_tables(self, conn):
-        """Run the rendered CREATE TABLE statements on a connection you manage."""
+        """Run the rendered CREATE TABLE statements on a connection you manage. Example: `await db.create_tables(conn)`."""
         for s in self.compiled["statements"]:
             if s["kind"] == "table":
                 await conn.execute(s["sql"])
 
     async def create_indexes(self, conn):
-        """Run the rendered CREATE INDEX statements on a connection you manage."""
+        """Run the rendered CREATE INDEX statements on a connection you manage. Example: `await db.create_indexes(conn)`."""
         for s in self.compiled["statements"]:
             if s["kind"] == "index":
                 await conn.execute(s["sql"])
@@ -183,11 +212,20 @@ class PgDatabase:
 
         `async with db.connect() as conn:` (closed at the end) or `conn = await db.connect()` (close it yourself,
         or let close() do it).
+
+        Example::
+
+            async with db.connect() as conn:
+                cur = await conn.execute("SELECT count(*) FROM users WHERE email = %s", ("ann@example.org",))
+                (n,) = await cur.fetchone()
         """
         return _Connecting(self)
 
     async def close(self):
-        """Close every connection this Database handed out that is still open. Idempotent."""
+        """Close every connection this Database handed out that is still open. Idempotent.
+
+        Example: `await db.close()` at shutdown (`async with Database(...)` does it for you).
+        """
         while self._open:
             conn = self._open.pop()
             await conn.close()
@@ -199,6 +237,8 @@ class PgDatabase:
 
         The row key is the child's PRIMARY KEY value (a tuple for a composite one), else its ctid. A validated
         foreign key holds for every row, so only NOT VALID ones are read.
+
+        Example: `assert await db.validate_foreign_keys() == []`.
         """
         return await asyncio.to_thread(self._foreign_keys_sync)
 
@@ -218,6 +258,9 @@ class PgDatabase:
         """EXPLAIN's text lines for one SELECT (or WITH ... SELECT) statement; `%s` placeholders take params.
 
         Anything else raises QueryRefused; the query is never run (EXPLAIN without ANALYZE).
+
+        Example: `await db.explain_query_plan("SELECT * FROM users WHERE email = %s", ("a@b.c",))` gives lines
+        such as ['Index Scan using users_email_key on users  (cost=...)', ...].
         """
         query = single_select(query)
         async with self.connect() as conn:
@@ -230,7 +273,10 @@ class PgDatabase:
         """['ok'], or the problems found: indexes left INVALID or not ready (a failed CREATE INDEX
         CONCURRENTLY), and rows that break a NOT VALID constraint. With full=True also every B-tree index with
         amcheck's bt_index_check when the amcheck extension is installed, else every table read once (the server
-        verifies each page it reads, and its checksum when data checksums are on)."""
+        verifies each page it reads, and its checksum when data checksums are on).
+
+        Example: `assert await db.integrity_check(full=True) == ["ok"]`.
+        """
         return await asyncio.to_thread(self._integrity_sync, full)
 
     def _integrity_sync(self, full):
