@@ -844,7 +844,10 @@ def _writer(cursor):
     waiting: this process reads SQLite and hashes the next chunk while the server parses the last one. (The
     default writer sends in this thread, and a send blocks until the server has read most of the chunk.)"""
     writer = QueuedLibpqWriter(cursor)
-    writer._queue = queue.Queue(maxsize=COPY_QUEUE)  # psycopg's default holds 1024 chunks: up to 1 GB here
+    # psycopg's default queue holds 1024 chunks: up to 1 GB here. The queue is psycopg's private attribute: where
+    # a psycopg has none (another version), the writer keeps its own queue, which costs memory, not correctness.
+    if isinstance(getattr(writer, "_queue", None), queue.Queue):
+        writer._queue = queue.Queue(maxsize=COPY_QUEUE)
     return writer
 
 
