@@ -185,7 +185,7 @@ def _create_statements(target):
 
 
 def _database(target):
-    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn = dbfile.scratch()
     for stmt in _create_statements(target):
         if stmt.upper().startswith("PRAGMA"):
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from ..errors import ApplyError
+from ..sqlite import dbfile
 from ..sqlite.dependents import (broken_dependents, broken_foreign_keys, copy_schema, resolve_probe,  # noqa: F401
                                  trigger_columns, unresolved)
 
@@ -19,7 +20,7 @@ from ..sqlite.dependents import (broken_dependents, broken_foreign_keys, copy_sc
 def unresolved_in_copy(conn):
     """unresolved() of the schema behind conn (read-only is enough), found on an in-memory copy; () when the
     copy cannot be built."""
-    scratch = sqlite3.connect(":memory:", isolation_level=None)
+    scratch = dbfile.scratch()
     try:
         return unresolved(scratch) if copy_schema(conn, scratch) else ()
     finally:
@@ -43,7 +44,7 @@ def planned_problems(conn, statements):
     each, found on an in-memory copy of its schema (no rows, nothing read but sqlite_master), so that plan
     refuses what apply would roll back. What was already broken before the statements is not counted; a copy
     that cannot be built, or a statement that fails on it, finds nothing here (apply names the failing step)."""
-    scratch = sqlite3.connect(":memory:", isolation_level=None)
+    scratch = dbfile.scratch()
     try:
         scratch.execute("PRAGMA foreign_keys = OFF")
         if not copy_schema(conn, scratch):

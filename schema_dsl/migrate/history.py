@@ -219,16 +219,8 @@ def _plan_parts(conn, target, pending, structural):
 
 def _plan_on_copy(conn, target, pending, structural):
     """A read-only file (plan): the same on a scratch copy made with the backup API."""
-    import tempfile  # only plan of a pending data step on a read-only file needs a copy
-    with tempfile.TemporaryDirectory(prefix="schemagen-plan-") as folder:
-        copy = sqlite3.connect(os.path.join(folder, "copy.db"), isolation_level=None)
-        try:
-            conn.backup(copy)
-            copy.execute("PRAGMA foreign_keys = OFF")
-            copy.execute("BEGIN")
-            return _plan_parts(copy, target, pending, structural)
-        finally:
-            copy.close()
+    with dbfile.scratch_copy(conn) as copy:
+        return _plan_parts(copy, target, pending, structural)
 
 
 def run_step(conn, step, label):

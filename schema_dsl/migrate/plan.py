@@ -12,6 +12,7 @@ import re
 import sqlite3
 
 
+from ..sqlite import dbfile
 from ..sqlite.dbfile import split_statements
 from ..errors import SchemagenError, UnsafeMigrationError
 from ..words import plural
@@ -452,22 +453,12 @@ def _after_renames(conn, target, live, first, prune):
 
 def _plan_renamed_copy(conn, target, steps, prune):
     """A read-only file (plan): copy it to a temporary file, rename there, and plan the rest on the copy."""
-    # only a read-only plan with renames needs a copy (apply's start-up time is benchmarked)
-    import os
-    import tempfile
-    from .introspect import read_live
-    with tempfile.TemporaryDirectory(prefix="schemagen-plan-") as folder:
-        copy = sqlite3.connect(os.path.join(folder, "copy.db"), isolation_level=None)
-        try:
-            conn.backup(copy)
-            copy.execute("PRAGMA foreign_keys = OFF")
-            copy.execute("BEGIN")
-            for s in steps:
-                for stmt in s.statements:
-                    copy.execute(stmt)
-            return migration_plan(copy, target, read_live(copy), prune)
-        finally:
-            copy.close()
+    from .introspect import read_live  # only a read-only plan with renames needs it
+    with dbfile.scratch_copy(conn) as copy:
+        for s in steps:
+            for stmt in s.statements:
+                copy.execute(stmt)
+        return migration_plan(copy, target, read_live(copy), prune)
 
 
 def migration_plan(conn, target, live, prune=None):

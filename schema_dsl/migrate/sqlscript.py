@@ -257,7 +257,7 @@ def export_script(path, schema=None, files=None, guard=None):
         planned_against = os.path.basename(path)
     else:
         dbfile.check_path(path, write=True)
-        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn = dbfile.scratch()
         planned_against = "%s (a new file)" % os.path.basename(path)
     try:
         with tempfile.TemporaryDirectory(prefix="schemagen-sql-") as folder:

@@ -229,3 +229,36 @@ def open_existing(path, mode="ro", busy_timeout_ms=DEFAULT_BUSY_TIMEOUT_MS):
         except sqlite3.Error as exc:
             error = exc
     raise DatabaseFileError(describe_sqlite_error(path, error))
+
+
+def scratch():
+    """An empty in-memory database in autocommit mode, for work that must not touch a file (a structure copied to
+    check what a plan would break, a probe of this SQLite's behaviour)."""
+    return sqlite3.connect(":memory:", isolation_level=None)
+
+
+class scratch_copy:
+    """`with scratch_copy(conn) as copy:` a copy of the database behind conn in a temporary folder (the backup
+    API), foreign keys off, inside an open transaction; removed on leaving. For planning what needs the file
+    changed (renames, data steps) when the file itself may only be read."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        import tempfile  # only a plan that needs a changed copy of the file gets here
+        self._folder = tempfile.TemporaryDirectory(prefix="schemagen-plan-")
+        self.copy = sqlite3.connect(os.path.join(self._folder.name, "copy.db"), isolation_level=None)
+        try:
+            self.conn.backup(self.copy)
+            self.copy.execute("PRAGMA foreign_keys = OFF")
+            self.copy.execute("BEGIN")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self.copy
+
+    def __exit__(self, *exc):
+        self.copy.close()
+        self._folder.cleanup()
+        return False
