@@ -85,3 +85,141 @@ def test_locks_are_taken_children_first():
     assert children_first(["users", "sessions", "tasks", "events", "other"], fks) == \
         ["events", "other", "tasks", "sessions", "users"]
     assert children_first(["a", "b"], {"a": {"b"}, "b": {"a"}}) == ["a", "b"]  # a cycle: by name
+
+
+def _shape(url):
+    """Columns (type, NOT NULL), indexes (definition, validity) and constraints (definition, validated)."""
+    with _connect(url) as conn:
+        cols = conn.execute("SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull "
+                            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                            "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND a.attnum > 0 "
+                            "AND NOT a.attisdropped ORDER BY 1, 2").fetchall()
+        idx = conn.execute("SELECT c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid FROM pg_index i "
+                           "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = 'public'::regnamespace "
+                           "ORDER BY 1").fetchall()
+        cons = conn.execute("SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
+                            "WHERE connamespace = 'public'::regnamespace ORDER BY 1").fetchall()
+    return cols, idx, cons
+
+
+def _plain_result(pg_cluster):
+    """The shape a plain apply of V2 gives on V1 with rows, in a database of its own."""
+    import psycopg
+    name = "plain_%d_%d" % (id(pg_cluster) % 1000, int(time.time() * 1000) % 100000)
+    with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
+        conn.execute('CREATE DATABASE "%s"' % name)
+    url = pg_cluster.url(name)
+    try:
+        from schema_dsl.pg import migrate
+        _v1_with_rows(url)
+        assert migrate.apply(url, V2, compile_declaration(V2)).report["ok"]
+        return _shape(url)
+    finally:
+        with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+def test_online_apply_ends_where_a_plain_apply_ends(pg_cluster, pg_url):
+    from schema_dsl.pg import online
+    _v1_with_rows(pg_url)
+    p = online.plan_online(pg_url, V2)
+    modes = [s.mode for s in p.steps]
+    assert "concurrent" in modes and "validate" in modes and not p.refused
+    # the NOT NULL goes through a CHECK: added NOT VALID, validated, then SET NOT NULL in a short step
+    kinds = [s.kind for s in p.steps]
+    assert kinds.index("AddNotNullCheck") < kinds.index("ValidateCheck") < kinds.index("SetNotNull")
+    result = online.apply_online(pg_url, V2, compile_declaration(V2))
+    assert result.applied and result.report["ok"], result.report
+    assert result.steps == len(p.steps) > 5
+    assert _shape(pg_url) == _plain_result(pg_cluster)
+    assert online.plan_online(pg_url, V2).up_to_date
+
+
+def test_an_online_step_retries_while_the_application_holds_its_lock_and_others_go_on(pg_url):
+    """An application transaction holds ROW EXCLUSIVE on tasks for 1.5 s (well past one attempt): the online
+    step's ACCESS EXCLUSIVE is not granted, the attempt gives up after ATTEMPT_MS and retries; meanwhile another
+    application connection reads and writes tasks every 10 ms and never waits long; once the lock is released the
+    apply finishes."""
+    from schema_dsl.pg import online
+    _v1_with_rows(pg_url)
+    holder = _connect(pg_url)
+    holder.execute("BEGIN")
+    holder.execute("UPDATE tasks SET state = 'open' WHERE id = 1")
+    waits, stop, errors, done = [], threading.Event(), [], {}
+
+    def app():
+        conn = _connect(pg_url)
+        n = 200000
+        while not stop.is_set():
+            t = time.perf_counter()
+            try:
+                conn.execute("INSERT INTO tasks (id, session_id, state) VALUES (%s, 2, 'done')", (n,))
+                conn.execute("SELECT count(*) FROM tasks WHERE id > 199000").fetchone()
+            except Exception as exc:  # noqa: BLE001 - the test reports it
+                errors.append(exc)
+            waits.append(time.perf_counter() - t)
+            n += 1
+            time.sleep(0.01)
+        conn.close()
+
+    def migration():
+        done["result"] = online.apply_online(pg_url, V2, compile_declaration(V2), lock_timeout="30s")
+    reader = threading.Thread(target=app)
+    reader.start()
+    worker = threading.Thread(target=migration)
+    worker.start()
+    time.sleep(1.5)
+    assert worker.is_alive()  # still retrying its first short step
+    holder.execute("COMMIT")
+    holder.close()
+    worker.join(120)
+    time.sleep(0.2)
+    stop.set()
+    reader.join(10)
+    assert not errors, errors
+    assert done["result"].applied and done["result"].report["ok"]
+    assert done["result"].retries >= 3
+    assert max(waits) < 0.5, max(waits)  # one attempt (0.1 s) and a loaded machine's slack, not 1.5 s
+    with _connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM tasks WHERE id >= 200000").fetchone()[0] == len(waits)
+
+
+KILLER = """
+import os, signal, sys
+sys.path.insert(0, %(tests)r)
+from test_pg_online import V2
+from schema_dsl.compile.postgresql import compile_declaration
+from schema_dsl.pg import online
+
+def progress(number, total, step):
+    if number == %(at)d:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+online.apply_online(%(url)r, V2, compile_declaration(V2), progress=progress)
+"""
+
+
+@pytest.mark.parametrize("then", ["plain", "online"])
+def test_a_killed_online_apply_is_finished_by_the_next_apply(pg_cluster, pg_url, then):
+    import os
+    import subprocess
+    import sys
+
+    from schema_dsl.pg import migrate, online
+    _v1_with_rows(pg_url)
+    steps = online.plan_online(pg_url, V2).steps
+    tests = os.path.dirname(os.path.abspath(__file__))
+    # killed before the step that SETs NOT NULL: its CHECK is there, added and validated
+    at = 1 + next(n for n, s in enumerate(steps) if s.kind == "SetNotNull")
+    out = subprocess.run([sys.executable, "-c", KILLER % {"tests": tests, "at": at, "url": pg_url}],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == -9, out.stderr
+    with _connect(pg_url) as conn:  # part of it is committed, the helper CHECK among it
+        assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conname LIKE '\\_schemagen\\_nn\\_%'").fetchone()[0] == 1
+    if then == "plain":
+        result = migrate.apply(pg_url, V2, compile_declaration(V2))
+    else:
+        result = online.apply_online(pg_url, V2, compile_declaration(V2))
+    assert result.applied and result.report["ok"], result.report
+    assert _shape(pg_url) == _plain_result(pg_cluster)
+    assert online.plan_online(pg_url, V2).up_to_date

@@ -95,7 +95,7 @@ def acquire(conn, tables, budget_ms=None, on_retry=None, attempt_ms=None):
     docstring says. budget_ms: how long in all (None: the transaction's lock_timeout; 0: no limit).
     on_retry(attempt, waited_ms) is called before each new attempt. Raises psycopg's LockNotAvailable when the
     budget runs out (nothing of this call held). Returns the number of attempts."""
-    from psycopg import errors as pgerrors
+    from psycopg import errors as pgerrors  # psycopg only when locks are taken (the module imports none)
     if not tables:
         return 0
     if budget_ms is None:

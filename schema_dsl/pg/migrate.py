@@ -26,7 +26,7 @@ from psycopg import errors as pgerrors
 from ..compile.postgresql import Compiled, alter_statement
 from ..errors import ApplyError, ChangedThenFailed, Declined, UnsafeMigrationError
 from . import apply as pg_apply
-from . import locks
+from . import leftovers, locks
 from . import plan as pgplan
 from .introspect import read_live
 from .url import mask, scrub
@@ -54,10 +54,11 @@ def _set_timeouts(conn, lock_timeout, statement_timeout):
 
 
 def _planned(conn, schema, comp, database, prune, concurrently):
-    """(rename steps, already run on conn; the plan of the rest), inside the caller's transaction."""
+    """(the steps that finish an interrupted online apply (pg/leftovers.py) and the rename steps, both already
+    run on conn; the plan of the rest), inside the caller's transaction."""
     live = read_live(conn)
     pgplan.check_renames(conn, schema, live, database)
-    renames = pgplan.rename_steps(schema, live)
+    renames = leftovers.steps(conn, comp.structure) + pgplan.rename_steps(schema, live)
     for step in renames:
         for statement in step.statements:
             conn.execute(statement)
