@@ -4,6 +4,7 @@ each step in its own short transaction under a short lock_timeout, retrying, and
 apply's does; a killed online apply is finished by the next apply, plain or online."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -11,24 +12,42 @@ import pytest
 
 from pg_cluster import pg_cluster, pg_url  # noqa: F401 (fixtures)
 from schema_dsl.compile.postgresql import compile_declaration
-from schema_dsl.model import Check, Column, Index, PrimaryKey, Schema, Table, fk
 
-V1 = Schema(name="app", tables=[
+V1_TEXT = """
+from schema_dsl.model import Column, PrimaryKey, Schema, Table, fk
+
+SCHEMA = Schema(name="app", tables=[
     Table("sessions", columns=[Column("id", "INTEGER"), Column("name", "TEXT")], primary_key=PrimaryKey(["id"])),
     Table("tasks", columns=[Column("id", "INTEGER"), Column("session_id", "INTEGER"), Column("state", "TEXT")],
           primary_key=PrimaryKey(["id"]), foreign_keys=[fk("session_id", "sessions", "id")]),
 ])
+"""
 
 # both tables change, the parent first: it gets a column and a CHECK, the child a NOT NULL, a CHECK and an index
-V2 = Schema(name="app", tables=[
+V2_TEXT = """
+from schema_dsl.model import Check, Column, Index, PrimaryKey, Schema, Table, fk
+
+SCHEMA = Schema(name="app", tables=[
     Table("sessions", columns=[Column("id", "INTEGER"), Column("name", "TEXT"), Column("note", "TEXT")],
-          primary_key=PrimaryKey(["id"]),
-          checks=[Check("length(name) > 0")]),
+          primary_key=PrimaryKey(["id"]), checks=[Check("length(name) > 0")]),
     Table("tasks", columns=[Column("id", "INTEGER"), Column("session_id", "INTEGER"),
                             Column("state", "TEXT", not_null=True)],
           primary_key=PrimaryKey(["id"]), foreign_keys=[fk("session_id", "sessions", "id")],
           checks=[Check("state IN ('open', 'done')")]),
 ], indexes=[Index("idx_tasks_state", "tasks", ["state"])])
+"""
+
+# a type conversion: ALTER COLUMN TYPE rewrites the table under ACCESS EXCLUSIVE
+V_TYPE_TEXT = V1_TEXT.replace('Column("state", "TEXT")', 'Column("state", "INTEGER")')
+
+
+def _load(text):
+    scope = {}
+    exec(text, scope)
+    return scope["SCHEMA"]
+
+
+V1, V2 = _load(V1_TEXT), _load(V2_TEXT)
 
 
 def _connect(url):
@@ -223,3 +242,57 @@ def test_a_killed_online_apply_is_finished_by_the_next_apply(pg_cluster, pg_url,
     assert result.applied and result.report["ok"], result.report
     assert _shape(pg_url) == _plain_result(pg_cluster)
     assert online.plan_online(pg_url, V2).up_to_date
+
+
+def _cli(runner, *args):
+    from schema_dsl.cli import main
+    return runner.invoke(main, list(args), catch_exceptions=False)
+
+
+def _decl(tmp_path, name, text):
+    path = tmp_path / ("%s.py" % name)
+    path.write_text(text, encoding="utf-8")
+    return "%s:SCHEMA" % path
+
+
+def test_plan_online_names_each_steps_lock_and_apply_online_refuses_a_rewrite(runner, tmp_path, pg_url):
+    _v1_with_rows(pg_url)
+    shown = _cli(runner, "plan", "--db", pg_url, "--schema", _decl(tmp_path, "v2", V2_TEXT), "--online")
+    assert shown.exit_code == 0, shown.output + shown.stderr
+    text = shown.output
+    assert "--online" in text.splitlines()[0]
+    assert "lock: SHARE UPDATE EXCLUSIVE on 'tasks' while it scans the table: reads and writes go on" in text
+    assert "lock: ACCESS EXCLUSIVE on 'tasks' for a moment (catalog only); each attempt waits at most 100 ms" in text
+    assert "CONCURRENTLY" in text and "idx_tasks_state" in text
+    as_json = json.loads(_cli(runner, "plan", "--db", pg_url, "--schema", _decl(tmp_path, "v2", V2_TEXT),
+                              "--online", "--json").output)
+    assert {s["mode"] for s in as_json["steps"]} == {"short", "validate", "concurrent"}
+    before = _shape(pg_url)
+    refused = _cli(runner, "apply", "--db", pg_url, "--schema", _decl(tmp_path, "vt", V_TYPE_TEXT), "--online")
+    assert refused.exit_code == 2
+    assert "--online cannot make change the type of 'tasks'.'state'" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    assert _shape(pg_url) == before
+
+
+def test_an_online_apply_stopped_after_a_commit_exits_3_and_apply_again_finishes(runner, tmp_path, pg_url):
+    """The first step (sessions' new column) commits; tasks stays locked by the application past the budget: exit
+    3, the message says how many steps committed and to run apply again; once released, apply again finishes."""
+    _v1_with_rows(pg_url)
+    v2 = _decl(tmp_path, "v2", V2_TEXT)
+    holder = _connect(pg_url)
+    holder.execute("BEGIN")
+    holder.execute("UPDATE tasks SET state = 'open' WHERE id = 1")
+    try:
+        stopped = _cli(runner, "apply", "--db", pg_url, "--schema", v2, "--online", "--lock-timeout", "400ms")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    assert stopped.exit_code == 3, stopped.output + stopped.stderr
+    assert "online steps committed, then" in stopped.stderr and "again to finish" in stopped.stderr
+    with _connect(pg_url) as conn:  # the committed part: sessions.note is there
+        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'sessions' "
+                            "AND column_name = 'note'").fetchone()[0] == 1
+    again = _cli(runner, "apply", "--db", pg_url, "--schema", v2, "--online")
+    assert again.exit_code == 0, again.output + again.stderr
+    assert "--online" in again.output and "[ok]" in again.output
