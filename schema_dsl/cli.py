@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_CHANGED_THEN_FAILED, EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_REFUSED, Declined, SchemagenError
+from .words import plural
 
 class _Path(click.ParamType):
     """click.Path, built when a value is converted: click.Path's constructor looks up gettext translations
@@ -67,7 +68,7 @@ def _exit_if_strict(strict, severities):
         floor = SEVERITIES.index(strict)
         over = [s for s in severities if SEVERITIES.index(s) >= floor]
         if over:
-            click.echo("error: %s at or above %s (--strict)" % (_plural(len(over), "finding"), strict), err=True)
+            click.echo("error: %s at or above %s (--strict)" % (plural(len(over), "finding"), strict), err=True)
             sys.exit(EXIT_PROBLEMS)
 
 
@@ -157,9 +158,9 @@ class _Interrupts:
         # CPython's _signal is loaded at start-up; the signal module over it builds enums (about 0.5 ms of every
         # command's start-up, and apply's is benchmarked)
         try:
-            import _signal as signal
+            import _signal as signal  # CPython's, already loaded
         except ImportError:  # pragma: no cover - another Python
-            import signal
+            import signal  # the public module elsewhere
         return signal
 
     @classmethod
@@ -319,8 +320,8 @@ def render(out_dir, check, dialect, schema_spec):
         if stale:
             for line in stale:
                 click.echo("stale: %s" % line, err=True)
-            raise _Abort("%d generated files are stale for %s; run `%s`" % (len(stale), decl.label, decl.render_command), 1)
-        click.echo("%s is up to date (%s)" % (out_dir, _plural(len(files), "file")))
+            raise _Abort("%s stale for %s; run `%s`" % (plural(len(stale), "generated file is", "generated files are"), decl.label, decl.render_command), 1)
+        click.echo("%s is up to date (%s)" % (out_dir, plural(len(files), "file")))
         return
     from . import outfiles  # writing files: only the commands that write need it
     written = 0
@@ -339,7 +340,7 @@ def render(out_dir, check, dialect, schema_spec):
             click.echo("wrote %s" % path)
     except SchemagenError as exc:
         _fail(exc)
-    click.echo("%s rendered for %s, %d changed" % (_plural(len(files), "file"), decl.label, written))
+    click.echo("%s rendered for %s, %d changed" % (plural(len(files), "file"), decl.label, written))
 
 
 def _dialects(decl, out_dir, dialect):
@@ -402,10 +403,10 @@ def _describe_plan(plan, as_json=False):
         }, indent=2)
     if plan.up_to_date:
         lines = ["up to date: nothing to do" + (" (%s the declaration does not have %s kept: see below)" % (
-            _plural(len(plan.extras), "object"), "is" if len(plan.extras) == 1 else "are") if plan.extras else "")]
+            plural(len(plan.extras), "object"), "is" if len(plan.extras) == 1 else "are") if plan.extras else "")]
     else:
         lines = ["%s, %s, in one transaction%s:" % (
-            _plural(len(plan.steps), "step"), _plural(len(plan.statements), "statement"),
+            plural(len(plan.steps), "step"), plural(len(plan.statements), "statement"),
             "; a backup is made first" if plan.touches_rows else "")]
         for n, s in enumerate(plan.steps, start=1):
             lines.append("  %d. %s" % (n, s.title))
@@ -477,6 +478,12 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, online, sc
     """Show the statements apply would run, and why, without running them."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import plan_database
+    if sql_file not in (None, "-"):  # an output path is refused before anything starts, the declaration included
+        from . import outfiles  # see render
+        try:
+            outfiles.check_file(sql_file, "--sql", databases=[] if _is_postgresql(db) else [db])
+        except SchemagenError as exc:
+            _fail(exc)
     decl = _declaration(schema_spec)
     if _is_postgresql(db):
         _refuse_foreign(decl, db)
@@ -487,8 +494,6 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, online, sc
         from .migrate.sqlscript import export_script  # only --sql needs the script export
         from . import outfiles  # see render
         try:
-            if sql_file != "-":
-                outfiles.check_file(sql_file, "--sql", databases=[db])
             text = export_script(db, schema=_target(decl), guard=_guard(decl))
             if sql_file != "-":
                 outfiles.write_text(sql_file, text, "--sql")
@@ -539,8 +544,8 @@ def diff(from_side, to_side, db, as_json, strict):
                        else _describe_plan(result.plan))
         click.echo("")
         click.echo(format_lint(result))
-    if strict and (result.loses_data or result.refused or result.violations):
-        click.echo("error: the change %s (--strict)" % ("loses data" if result.loses_data else "would be refused"
+    if strict and (result.can_lose_data or result.refused or result.violations):
+        click.echo("error: the change %s (--strict)" % ("loses data" if result.can_lose_data else "would be refused"
                                                         if result.refused else "does not fit the rows in %s" % db),
                    err=True)
         sys.exit(EXIT_PROBLEMS)
@@ -743,14 +748,14 @@ def _postgresql(command, db, decl, as_json, no_validate=False, **options):
         if as_json:
             import json  # see _describe_plan
             click.echo(json.dumps(dict(result.as_dict(), report=None if no_validate else report), indent=2, sort_keys=True))
-        elif result.applied and hasattr(result, "retries"):
+        elif result.applied and getattr(result, "online", False):
             click.echo("migrated %s (PostgreSQL, --online): %s, each its own transaction, %s, %s, %.2fs" % (
-                result.database, _plural(result.steps, "step"), _plural(result.statements, "statement"),
-                _plural(result.retries, "lock retry", "lock retries"), result.seconds))
+                result.database, plural(result.steps, "step"), plural(result.statements, "statement"),
+                plural(result.retries, "lock retry", "lock retries"), result.seconds))
         elif result.applied:
             click.echo("%s %s (PostgreSQL): %s in one transaction, %.2fs%s" % (
-                "created" if result.fresh else "migrated", result.database, _plural(result.statements, "statement"),
-                result.seconds, "; %s built CONCURRENTLY after COMMIT" % _plural(result.concurrent_built, "step")
+                "created" if result.fresh else "migrated", result.database, plural(result.statements, "statement"),
+                result.seconds, "; %s built CONCURRENTLY after COMMIT" % plural(result.concurrent_built, "step")
                 if result.concurrent_built else ""))
         else:
             click.echo("up to date: %s already matches the declaration" % result.database)
@@ -807,8 +812,8 @@ def _after_commit(result, db, target, check_data, full_integrity, as_json, repor
             click.echo("up to date: %s already matches the declaration" % db)
         else:
             click.echo("%s %s: %s in %s, one transaction, %.2fs" % (
-                "created" if result.plan.fresh else "migrated", db, _plural(result.statements, "statement"),
-                _plural(len(result.plan.steps), "step"), result.seconds))
+                "created" if result.plan.fresh else "migrated", db, plural(result.statements, "statement"),
+                plural(len(result.plan.steps), "step"), result.seconds))
             dropped = [s.change for s in result.plan.steps if type(s.change).__name__ == "Remove"]
             if dropped:
                 click.echo("dropped: " + ", ".join("%s '%s'%s" % (c.kind, c.name, " on '%s'" % c.table if c.table else "")
@@ -829,8 +834,6 @@ def _after_commit(result, db, target, check_data, full_integrity, as_json, repor
             verbose=verbose, done=done)
 
 
-def _plural(n, word, words=None):
-    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
 
 
 def _apply_json(result, db):
@@ -982,7 +985,7 @@ def _for_each_db(dbs, reports, run_one, as_json):
                                for r in results], indent=2, sort_keys=True))
     else:
         click.echo("")
-        click.echo("%s:" % _plural(len(results), "file"))
+        click.echo("%s:" % plural(len(results), "file"))
         width = max(len(r["database"]) for r in results)
         for r in results:
             what = {0: "ok", 1: "problems found", 2: "refused, nothing changed", 3: "changed, then failed",
@@ -1225,6 +1228,54 @@ def transfer(source, url, orphans, lock_timeout, as_json, schema_spec):
         click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     else:
         click.echo(pg_transfer.format_result(result))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file (only read, unless --record).")
+@click.option("--record", "names", multiple=True, metavar="NAME",
+              help="Mark the data step NAME done without running it (repeat for several); with --schema, a name "
+                   "the declaration does not declare is refused.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as a JSON list.")
+@click.option("--schema", "schema_spec", default=None, metavar="SPEC",
+              help="With --record: the declaration whose data steps are marked (its name goes in the record).")
+def history(db, names, as_json, schema_spec):
+    """Show what apply recorded in the database (_schemagen_history); it needs no declaration."""
+    from .migrate import history as h  # only this command reads the history
+    try:
+        if _is_postgresql(db):
+            from .pg import history as h  # noqa: F811 (the same two functions, on PostgreSQL)
+        if names:
+            if _is_postgresql(db):
+                target = _schema(_declaration(schema_spec)) if schema_spec is not None else None
+            else:
+                target = _target(_declaration(schema_spec)) if schema_spec is not None else None
+            marked = h.record_by_hand(db, list(names), target)
+            click.echo("%s: recorded as done without running: %s" % (_shown(db), ", ".join(marked)) if marked else
+                       "%s: already done: %s; nothing was changed" % (_shown(db), ", ".join(names)))
+            return
+        records = h.read_history(db)
+    except ImportError as exc:
+        raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
+    except SchemagenError as exc:
+        _fail(exc)
+    if as_json:
+        import json  # see _describe_plan
+        click.echo(json.dumps(records, indent=2, sort_keys=True))
+        return
+    if not records:
+        click.echo("%s: no history (schemagen records one for a declaration with data steps or history=True)" %
+                   _shown(db))
+        return
+    for r in records:
+        what = ("%s: %s" % (r["kind"], plural(len(r["steps"]), "step")) if r["kind"] == "apply" else r["kind"])
+        click.echo("%s  %s  '%s' (sha256 %s, schemagen %s)" % (r["applied_at"], what, r["declaration"],
+                                                              r["declaration_sha256"][:12], r["schemagen_version"]))
+        if r["data_steps_run"]:
+            click.echo("    data steps run: %s" % ", ".join(r["data_steps_run"]))
+        if r["data_steps_recorded"]:
+            click.echo("    data steps recorded as done without running: %s" % ", ".join(r["data_steps_recorded"]))
+        if r["backup"]:
+            click.echo("    backup: %s" % r["backup"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -162,6 +162,10 @@ class Column:
     # ON CONFLICT of the column's NOT NULL (needs not_null) and of its column-level UNIQUE (needs unique)
     not_null_on_conflict: Union[str, None] = _on_conflict()
     unique_on_conflict: Union[str, None] = _on_conflict()
+    # how the values a database holds become this column's type when the type changes: an SQL expression over
+    # the old row (on SQLite the rebuild copies with it); None: a change of affinity over stored values is refused
+    using: Union[str, None] = field(default=None, kw_only=True)
+    using_postgresql: Union[str, None] = field(default=None, kw_only=True)  # the same in PostgreSQL's own text
 
     @property
     def affinity(self):
@@ -514,6 +518,32 @@ def removed(kind, name, reason, table=None):
 
 
 @frozen
+class DataStep:
+    """A one-off change of the data between two designs, run once per database (the history records it).
+
+    sql: SQLite statements (one or several, ';'-separated); python: callable(connection) for what SQL cannot
+    say (given apply's sqlite3 connection, inside its transaction; it must not commit). Exactly one of the two.
+    postgresql: the statements for PostgreSQL; sqlite_only: left out on PostgreSQL.
+    Apply runs a pending step after the additions and renames and before conversions, new constraints,
+    rebuilds and removals, in the one transaction; a new or empty database records it as done without running.
+
+    >>> step = DataStep("split_name", sql="UPDATE users SET first_name = substr(name, 1, instr(name, ' ') - 1)")
+    >>> step.name, step.python is None
+    ('split_name', True)
+    >>> Schema(name="app", tables=[Table("users", [Column("id", "INTEGER"), Column("name", "TEXT"),
+    ...        Column("first_name", "TEXT")], PrimaryKey(["id"]))], data_steps=[step]).data_steps[0].name
+    'split_name'
+    """
+
+    name: str
+    sql: Union[str, None] = None
+    postgresql: Union[str, None] = None
+    sqlite_only: bool = False
+    python: object = field(default=None, eq=False, repr=False)
+    comment: str = ""
+
+
+@frozen
 class Schema:
     """A whole declared schema. Building one validates it.
 
@@ -550,6 +580,10 @@ class Schema:
     virtual_tables: tuple = field(default=(), converter=_tuple)
     # what this design removes from existing databases (Removed records)
     removed: tuple = field(default=(), converter=_tuple)
+    # one-off data changes, each run once per database, in this order (DataStep records)
+    data_steps: tuple = field(default=(), converter=_tuple)
+    # keep schemagen's record of every apply in the database (_schemagen_history); data steps imply it
+    history: bool = False
 
     def __attrs_post_init__(self):
         problems = schema_problems(self)
@@ -768,6 +802,41 @@ def schema_problems(schema):
     names = [pr.name for pr in schema.pragmas]
     p += ["pragma '%s': declared %d times" % (n, names.count(n)) for n in sorted(set(names)) if names.count(n) > 1]
     p += removal_problems(schema)
+    p += data_step_problems(schema)
+    return p
+
+
+def data_step_problems(schema):
+    """Each data step has a unique name and exactly one of sql and python; no declared name uses schemagen's
+    own prefix (_schemagen_: its history table and a rebuild's temporary tables).
+
+    >>> t = Table("users", [Column("id", "INTEGER")], PrimaryKey(["id"]))
+    >>> data_step_problems(Schema(name="app", tables=[t]))
+    []
+    """
+    p = []
+    for obj in (*schema.tables, *schema.indexes, *schema.views, *schema.triggers, *schema.virtual_tables):
+        if isinstance(obj.name, str) and obj.name.lower().startswith("_schemagen_"):
+            p.append("%s '%s': names starting with '_schemagen_' are schemagen's own" % (
+                type(obj).__name__.lower(), obj.name))
+    seen = set()
+    for step in schema.data_steps:
+        if not isinstance(step, DataStep):
+            p.append("data_steps: expected DataStep records (schema_dsl.model.DataStep), got %r" % (step,))
+            continue
+        where = "data step %r" % step.name
+        if not isinstance(step.name, str) or not step.name.strip() or step.name != step.name.strip():
+            p.append("%s: expected a non-empty name without surrounding white space" % where)
+            continue
+        if step.name.lower() in seen:
+            p.append("%s: declared twice" % where)
+        seen.add(step.name.lower())
+        if (step.sql is None) == (step.python is None):
+            p.append("%s: expected exactly one of sql= and python=" % where)
+        elif step.sql is not None and not (isinstance(step.sql, str) and step.sql.strip()):
+            p.append("%s: sql= is empty" % where)
+        elif step.python is not None and not callable(step.python):
+            p.append("%s: python= must be a callable taking the connection, got %r" % (where, step.python))
     return p
 
 
@@ -838,7 +907,8 @@ def evolve(obj, **changes):
     """attrs.evolve, re-exported so callers change models one way only: a changed copy, validated again.
 
     >>> c = Column("link", "TEXT")
-    >>> evolve(c, name="url", renamed_from="link")
-    Column(name='url', type='TEXT', not_null=False, default=None, unique=False, comment='', new=False, renamed_from='link', backfill=None, collate=None, not_null_on_conflict=None, unique_on_conflict=None)
+    >>> url = evolve(c, name="url", renamed_from="link")
+    >>> url.name, url.type, url.renamed_from, c.name
+    ('url', 'TEXT', 'link', 'link')
     """
     return attrs.evolve(obj, **changes)

@@ -107,3 +107,70 @@ def test_ctrl_c_at_the_data_loss_question_of_the_second_file(tmp_path):
     assert code == 3, err
     assert "already committed: %s" % a in err
     assert "tasks" in tables(str(a)) and "junk" in tables(str(b))
+
+
+def _structure_and_rows(path):
+    from schema_dsl.sqlite import structure
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+        return structure.read_structure(conn), rows
+    finally:
+        conn.close()
+
+
+def test_ctrl_c_at_random_moments_is_always_answered_truthfully(tmp_path):
+    """The attack of issue 15.5: SIGINT after a random delay into `schemagen apply` on a file with rows. Whatever
+    the moment, the exit code matches the file: 130 (or 0 before anything ran) and the old structure, or 3/0 and
+    the new one; never a process killed by the signal, never 'nothing was changed' beside a committed change."""
+    import random
+    import shutil
+    import time
+    import legacy
+    from schema_dsl.sqlite import structure
+    from schema_dsl.analysis.compare import expected_structure
+    from schema_dsl.abathur import SCHEMA
+    source = legacy.create(str(tmp_path / "source.db"), "retrofitted", tasks=20000)
+    old, rows = _structure_and_rows(source)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    # the CLI once its modules are imported (a Ctrl-C while Python imports them is Python's own, before any
+    # of schemagen runs): it says "ready" on stderr, and the random delay starts there
+    args = [sys.executable, "-c", "import sys; from schema_dsl.cli import main; sys.stderr.write('ready\\n'); "
+            "sys.stderr.flush(); sys.argv[0] = 'schemagen'; main()", "apply", "--schema", "abathur", "--no-backup",
+            "--db"]
+
+    def start(path):
+        proc = subprocess.Popen(args + [path], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stderr.readline() == "ready\n"
+        return proc
+
+    calib = str(tmp_path / "calibrate.db")
+    shutil.copy(source, calib)
+    proc = start(calib)
+    started = time.perf_counter()
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    duration = time.perf_counter() - started
+    rng = random.Random(20261203)
+    seen = set()
+    for trial in range(12):
+        path = str(tmp_path / ("t%d.db" % trial))
+        shutil.copy(source, path)
+        proc = start(path)
+        time.sleep(rng.uniform(0.0, 1.1) * duration)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        found, count = _structure_and_rows(path)
+        assert count == rows
+        new = not [m for k, m in structure.compare(expected_structure(SCHEMA), found) if k != "extra"]
+        assert new or found == old, "neither old nor new"
+        seen.add(proc.returncode)
+        assert proc.returncode in (0, 3, 130), (proc.returncode, err)  # never killed by the signal (-2)
+        if proc.returncode == 130:
+            assert not new and "nothing was changed" in err, err
+        elif proc.returncode == 3:
+            assert new and "committed" in err and "nothing was changed" not in err, err
+        else:
+            assert new and "interrupted" not in err  # the signal came after the end: ignored
+    assert seen - {0}, "no trial was interrupted: the delays missed the run"

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "schema_dsl"
 
 LAYERS = {
-    "errors": 1, "sqlite": 1,
+    "errors": 1, "sqlite": 1, "words": 1,
     "model": 2,
     "abathur": 2.5,
     "analysis": 3,

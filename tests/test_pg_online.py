@@ -38,7 +38,7 @@ SCHEMA = Schema(name="app", tables=[
 """
 
 # a type conversion: ALTER COLUMN TYPE rewrites the table under ACCESS EXCLUSIVE
-V_TYPE_TEXT = V1_TEXT.replace('Column("state", "TEXT")', 'Column("state", "INTEGER")')
+V_TYPE_TEXT = V1_TEXT.replace('Column("state", "TEXT")', 'Column("state", "INTEGER", using_postgresql="0")')
 
 
 def _load(text):

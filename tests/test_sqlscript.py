@@ -100,9 +100,10 @@ def test_header_names_the_declaration_and_the_structure(shapes, tmp_path):
     head = text.split("\n\n", 1)[0]
     assert "Declaration: %s (schema 'abathur', source sha256 %s)" % (source["declaration"], source["sha256"]) in head
     assert sha256(json.dumps(live, sort_keys=True).encode()).hexdigest() in head
-    first = [line for line in text.splitlines() if line and not line.startswith(("--", " ", ")"))][:3]
+    first = [line for line in text.splitlines() if line and not line.startswith(("--", " ", ")"))][:4]
     # the guard table is made before BEGIN, so that it outlives a rollback
-    assert first == ["PRAGMA foreign_keys = OFF;", "CREATE TEMP TABLE IF NOT EXISTS _schemagen_guard (", "BEGIN IMMEDIATE;"]
+    assert first == ["PRAGMA foreign_keys = OFF;", "DROP TABLE IF EXISTS temp._schemagen_guard;",
+                     "CREATE TEMP TABLE _schemagen_guard (", "BEGIN IMMEDIATE;"]
 
 
 @pytest.mark.parametrize("runner", ["bail", "executescript"])
@@ -119,7 +120,8 @@ def test_on_another_structure_it_refuses_and_changes_nothing(runner, shapes, tmp
         message = done.stderr
     else:
         ran, message = run_executescript(other, text)
-        assert not [s for s in ran if s.lstrip().upper().startswith(("DROP", "CREATE TABLE", "ALTER", "INSERT INTO \"")) ]
+        assert not [s for s in ran if s.lstrip().upper().startswith(("DROP", "CREATE TABLE", "ALTER", "INSERT INTO \""))
+                    and "temp._schemagen_guard" not in s]  # the script's own TEMP guard table is made afresh
     assert "structure is not the one this script was planned against" in message
     assert open(other, "rb").read() == before
 
@@ -131,12 +133,12 @@ def test_inside_an_outer_transaction_with_foreign_keys_on_it_fails_before_any_dr
     before = open(path, "rb").read()
     ran, error = run_executescript(path, text, foreign_keys=True, prefix="BEGIN;\n")
     assert error is not None and "within a transaction" in error
-    assert not [s for s in ran if s.lstrip().upper().startswith("DROP")]
+    assert not [s for s in ran if s.lstrip().upper().startswith("DROP") and "temp._schemagen_guard" not in s]
     # a runner whose transaction the script cannot see (its BEGIN left out): the foreign_keys guard stops it
     inner = text.replace("BEGIN IMMEDIATE;\n", "", 1)
     ran, error = run_executescript(path, inner, foreign_keys=True, prefix="BEGIN;\n")
     assert error is not None and "foreign_keys must be OFF" in error
-    assert not [s for s in ran if s.lstrip().upper().startswith("DROP")]
+    assert not [s for s in ran if s.lstrip().upper().startswith("DROP") and "temp._schemagen_guard" not in s]
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == TASKS
     conn.close()
@@ -316,4 +318,20 @@ def test_an_up_to_date_file_gets_a_short_script(tmp_path):
     script.write_text(text, encoding="utf-8")
     before = _contents(path)
     assert run_bail(path, script).returncode == 0
+    assert _contents(path) == before
+
+
+def test_a_guard_table_left_by_an_earlier_failed_script_does_not_weaken_the_next(tmp_path):
+    """A runner that reuses its connection after a failed script: the next script's data guards still hold."""
+    path = str(tmp_path / "app.db")
+    _users_v1(path)
+    text = export_script(path, schema=_users_v2())
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO users (email, nick) VALUES ('a@x', 'again')")
+    conn.execute("CREATE TEMP TABLE _schemagen_guard (what TEXT NOT NULL, ok INTEGER)")  # no CHECK at all
+    before = _contents(path)
+    with pytest.raises(sqlite3.IntegrityError, match="cannot be built"):
+        conn.executescript(text)
+    assert not conn.in_transaction
+    conn.close()
     assert _contents(path) == before

@@ -55,6 +55,7 @@ from ..migrate.inspect import declaration_text, load_text
 from ..migrate.introspect import read_live
 from ..migrate.plan import fresh_plan, migration_plan
 from ..sqlite import dbfile
+from ..words import plural
 
 SAMPLE_ROWS = 20000
 WORKING_TREE = "."
@@ -196,9 +197,47 @@ def _reconstruct(target):
     """A model of a compiled declaration, read back from its CREATE statements (as `schemagen inspect` reads)."""
     conn = _database(target)
     try:
-        return load_text(declaration_text(conn, target.name), "compiled declaration %r" % target.name)
+        schema = load_text(declaration_text(conn, target.name), "compiled declaration %r" % target.name)
     finally:
         conn.close()
+    return with_carried(schema, target.compiled)
+
+
+def _one_or_more(names):
+    return None if not names else names[0] if len(names) == 1 else tuple(names)
+
+
+def _from_revision(connection):
+    raise SchemagenError("a python= data step read from a committed declaration.json cannot run")
+
+
+def with_carried(schema, compiled):
+    """A model read back from DDL, given what the compiled declaration carries beside it (render.carried): former
+    names, backfill=, using=, repair=, the declared removals, the data steps and the history flag."""
+    from ..model import DataStep, Removed, evolve, named  # only a revision side needs them
+    carried = {name.lower(): entry for name, entry in (compiled.get("carried") or {}).items()}
+    tables = []
+    for t in schema.tables:
+        entry = carried.get(t.name.lower(), {})
+        columns = {name.lower(): c for name, c in entry.get("columns", {}).items()}
+        cols = [evolve(c, renamed_from=_one_or_more(columns.get(c.name.lower(), {}).get("renamed_from")),
+                       backfill=columns.get(c.name.lower(), {}).get("backfill"),
+                       using=columns.get(c.name.lower(), {}).get("using"),
+                       using_postgresql=columns.get(c.name.lower(), {}).get("using_postgresql"))
+                if c.name.lower() in columns else c for c in t.columns]
+        repairs = {(tuple(x.lower() for x in r["columns"]), r["ref_table"].lower()): r["repair"]
+                   for r in entry.get("repairs", ())}
+        fks = [evolve(f, repair=repairs.get((tuple(x.lower() for x in f.columns), f.ref_table.lower())))
+               for f in t.foreign_keys]
+        tables.append(evolve(t, columns=cols, foreign_keys=fks,
+                             renamed_from=_one_or_more(entry.get("renamed_from")) or t.renamed_from))
+    removed = [Removed(r["kind"], r["name"], r.get("reason") or "declared removed", r.get("table"))
+               for r in compiled.get("removed") or ()
+               if not (r["kind"] == "column" and named(tables, r.get("table") or "") is None)]
+    steps = [DataStep(x["name"], sql=x.get("sql"), postgresql=x.get("postgresql"), sqlite_only=bool(x.get("sqlite_only")),
+                      python=_from_revision if x.get("python") else None) for x in compiled.get("data_steps") or ()]
+    return evolve(schema, tables=tables, removed=tuple(schema.removed) + tuple(removed), data_steps=steps,
+                  history=bool(compiled.get("history")))
 
 
 # --- the diff and its lint ----------------------------------------------------------------
@@ -215,6 +254,13 @@ class DiffResult:
     rebuilds: tuple
     risks: tuple
     db: object = None
+    data_steps: tuple = ()       # the data steps TO adds ({"name", "sql", "python", "text"})
+
+    @property
+    def can_lose_data(self):
+        """What --strict fails on: a loss not counted (no --db), or counted above 0 (a conversion or repair that
+        finds nothing to lose in that database loses nothing there; a removal always does)."""
+        return [x for x in self.loses_data if x["kind"] in ("table", "column") or x["rows"] is None or x["rows"] > 0]
 
     @property
     def violations(self):
@@ -224,6 +270,7 @@ class DiffResult:
         return {"from": self.source.as_dict(), "to": self.dest.as_dict(), "db": self.db,
                 "changes": len(self.changes), "refused": self.refused, "loses_data": list(self.loses_data),
                 "kept": list(self.kept), "rebuilds": list(self.rebuilds), "risks": list(self.risks),
+                "data_steps": list(self.data_steps),
                 "violations": self.violations}
 
 
@@ -251,16 +298,68 @@ def diff_declarations(source, dest, db=None):
         kept = tuple(d.extras(schema, live))
     finally:
         conn.close()
-    loses = _data_loss(changes)
+    loses = _data_loss(changes) + _repair_loss(changes, live)
+    type_risks = _type_changes(changes, live)
+    data_steps = _new_data_steps(source.target, dest.target)
     rebuilds = [{"table": c.table.name, "reasons": [{"kind": r.kind, "columns": list(r.columns), "text": r.text}
                                                     for r in c.reasons],
                  "rows": None, "lock_seconds": None, "rate_rows_per_second": None, "sampled_rows": None}
                 for c in changes if isinstance(c, d.RebuildTable)]
-    risks = _risks(changes, schema)
+    risks = _risks(changes, schema) + type_risks
     if db is not None:
         _check_against(db, changes, schema, dest.target, loses, rebuilds, risks)
     return DiffResult(source, dest, changes, plan, refused, loses, kept, tuple(rebuilds), tuple(risks),
-                      os.fspath(db) if db is not None else None)
+                      os.fspath(db) if db is not None else None, tuple(data_steps))
+
+
+def _new_data_steps(source, dest):
+    """The data steps TO declares that FROM does not: each runs once on every existing database."""
+    had = {x["name"] for x in source.compiled.get("data_steps") or ()}
+    return [{"name": x["name"], "sql": x.get("sql"), "python": bool(x.get("python")),
+             "text": "data step '%s'%s runs once on each existing database" % (
+                 x["name"], " (python=)" if x.get("python") else "")}
+            for x in dest.compiled.get("data_steps") or () if x["name"] not in had]
+
+
+def _repair_loss(changes, live):
+    """A foreign key declared with repair='delete' deletes the rows that break it: data loss, counted with --db."""
+    out = []
+    for c in changes:
+        if isinstance(c, d.RepairForeignKey) and c.foreign_key.repair == "delete":
+            f = c.foreign_key
+            lt = live.table(c.table.name)
+            parent = c.table if f.ref_table.lower() == c.table.name.lower() else None
+            to = list(f.ref_columns) or list(getattr((parent or live.table(f.ref_table) or c.table).primary_key,
+                                                     "columns", ()))
+            probe = (["count_orphan_rows", [lt.name, list(f.columns), f.ref_table, to]]
+                     if lt is not None and to else None)
+            out.append({"kind": "rows", "table": c.table.name, "column": None, "rows": None,
+                        "text": "table '%s': repair='delete' on foreign key (%s) -> %s deletes the rows that break it" % (
+                            c.table.name, ", ".join(f.columns), f.ref_table), "probe": probe})
+    return tuple(out)
+
+
+def _type_changes(changes, live):
+    """A declared type change of another affinity without using=: apply refuses it when the column holds values
+    (the risk is counted with --db)."""
+    from ..model import type_affinity  # see with_carried
+    out = []
+    for c in changes:
+        if not isinstance(c, d.RebuildTable):
+            continue
+        lt = live.table(c.table.name)
+        converted = {name.lower() for name, *_ in c.conversions}
+        for col in c.table.columns:
+            source = dict(c.copy).get(col.name)
+            lc = lt.column(col.name) if lt is not None else None
+            if lc is None or col.name.lower() in converted or source is None:
+                continue
+            if type_affinity(lc.type) != type_affinity(col.type):
+                out.append(_risk("type-change", c.table.name, [col.name], "column '%s': type %s -> %s changes affinity "
+                                 "without using=: stored values make apply refuse it" % (col.name, lc.type or "(none)",
+                                                                                           col.type),
+                                 "count_values", (c.table.name, lc.name)))
+    return out
 
 
 def _data_loss(changes):
@@ -278,6 +377,11 @@ def _data_loss(changes):
                     out += [{"kind": "column", "table": c.table.name, "column": col, "rows": None,
                              "text": "table '%s': %s" % (c.table.name, r.text),
                              "probe": ["count_values", [c.table.name, col]]} for col in r.columns]
+            for name, source, using, expr in c.conversions:
+                out.append({"kind": "conversion", "table": c.table.name, "column": name, "rows": None,
+                            "text": "table '%s': column '%s' converted with %s: the non-NULL values it gives NULL for "
+                                    "are lost" % (c.table.name, name, using),
+                            "probe": ["count_converted_nulls", [c.table.name, source, expr]]})
     return tuple(out)
 
 
@@ -336,6 +440,9 @@ def _check_against(db, changes, schema, target, loses, rebuilds, risks):
     try:
         tables = {r[0].lower(): r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         for loss in loses:
+            if loss["probe"] is None:
+                loss["checked"] = "no probe for this change: not counted"
+                continue
             try:
                 loss["rows"] = conn.execute(render.statement(loss["probe"][0], *loss["probe"][1])).fetchone()[0]
             except sqlite3.Error as exc:  # not in that database: nothing of it goes there
@@ -357,13 +464,15 @@ def _check_against(db, changes, schema, target, loses, rebuilds, risks):
                 continue
             risk["violations"] = row[0]
             if kind == "count_duplicate_groups":
-                risk["checked"] = "%s (%s) share a value" % (_n(row[0], "group"), _n(row[1], "row"))
+                risk["checked"] = "%s (%s) share a value" % (plural(row[0], "group"), plural(row[1], "row"))
             elif kind == "count_nulls":
-                risk["checked"] = "%s NULL" % _n(row[0], "row holds", "rows hold")
+                risk["checked"] = "%s NULL" % plural(row[0], "row holds", "rows hold")
+            elif kind == "count_values":
+                risk["checked"] = "%s a value: declare using=" % plural(row[0], "row holds", "rows hold")
             elif kind == "count_orphans":
-                risk["checked"] = "%s no parent row" % _n(row[0], "row has", "rows have")
+                risk["checked"] = "%s no parent row" % plural(row[0], "row has", "rows have")
             else:
-                risk["checked"] = "%s it" % _n(row[0], "row fails", "rows fail")
+                risk["checked"] = "%s it" % plural(row[0], "row fails", "rows fail")
         by_table = {c.table.name.lower(): c for c in changes if isinstance(c, d.RebuildTable)}
         for rebuild in rebuilds:
             name = tables.get(rebuild["table"].lower())
@@ -417,8 +526,6 @@ def _seconds(s):
     return "%.1f ms" % (s * 1000) if s < 0.1 else "%.2f s" % s
 
 
-def _n(n, word, words=None):
-    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
 
 
 def format_lint(result):
@@ -430,19 +537,22 @@ def format_lint(result):
         lines.append("  loses data:")
         for x in result.loses_data:
             counted = "" if x["rows"] is None else ": %s in %s" % (
-                _n(x["rows"], "row") if x["kind"] == "table" else _n(x["rows"], "non-NULL value"), result.db)
+                plural(x["rows"], "row") if x["kind"] in ("table", "rows") else plural(x["rows"], "non-NULL value"), result.db)
             lines.append("    - %s%s" % (x["text"], counted))
     else:
         lines.append("  loses data: none%s" % (
-            " (%s only FROM has %s kept, never dropped)" % (_n(len(result.kept), "object"),
+            " (%s only FROM has %s kept, never dropped)" % (plural(len(result.kept), "object"),
                                                             "is" if len(result.kept) == 1 else "are") if result.kept else ""))
+    if result.data_steps:
+        lines.append("  data steps (run once per database, between the additions and the rebuilds):")
+        lines += ["    - %s" % x["text"] for x in result.data_steps]
     if result.rebuilds:
         lines.append("  rebuilds (the table is copied under the write lock):")
         for r in result.rebuilds:
             lock = ""
             if r["lock_seconds"] is not None:
                 lock = "; expected write lock %s (%s at %d rows/s, measured on %d)" % (
-                    _seconds(r["lock_seconds"]), _n(r["rows"], "row"), r["rate_rows_per_second"], r["sampled_rows"])
+                    _seconds(r["lock_seconds"]), plural(r["rows"], "row"), r["rate_rows_per_second"], r["sampled_rows"])
             elif r["rows"] is not None:
                 lock = "; %d rows%s" % (r["rows"], " (%s)" % r["estimate_error"] if r.get("estimate_error") else "")
             lines.append("    - table '%s'%s" % (r["table"], lock))

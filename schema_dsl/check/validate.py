@@ -18,6 +18,7 @@ import re
 from ..sqlite import dbfile, structure
 from ..sqlite.data import describe_violation, foreign_key_violations
 from ..sqlite.eqp import explain_lines, indexes_used
+from ..words import plural
 
 
 
@@ -42,6 +43,8 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
     extras = [m for k, m in diffs if k == "extra" and allow_extra]
     master = conn.execute(
         "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index') ORDER BY type DESC, rowid").fetchall()
+    history = last_design(conn) if any(tb.lower() == structure.HISTORY_TABLE for _, _, tb in master) else None
+    master = [r for r in master if r[2].lower() != structure.HISTORY_TABLE]  # schemagen's own: not the user's schema
     integrity_name = "integrity_check" if full_integrity else "quick_check"
     settings = declared_settings(target)
     pragmas = {name: conn.execute("PRAGMA %s" % name).fetchone()[0] for name in settings}
@@ -123,6 +126,7 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
         "settings": settings,
         "explain": samples,
         "differences": problems,
+        "history": history,
         "extras": extras,
         "issues": issues,
         "findings": list(findings),
@@ -145,6 +149,20 @@ def declared_settings(target):
     return names
 
 
+def last_design(conn):
+    """From schemagen's history table (migrate/history.py): the last apply's declaration, its sha256, when and with
+    which schemagen ({"declaration", "declaration_sha256", "applied_at", "schemagen_version"}), or None."""
+    row = conn.execute("SELECT declaration, declaration_sha256, applied_at, schemagen_version FROM %s WHERE kind = "
+                       "'apply' ORDER BY id DESC LIMIT 1" % structure.HISTORY_TABLE).fetchone()
+    return None if row is None else dict(zip(("declaration", "declaration_sha256", "applied_at", "schemagen_version"), row))
+
+
+def _history_line(report):
+    h = report.get("history")
+    return ("  last brought to: '%s' (sha256 %s) on %s by schemagen %s" % (
+        h["declaration"], h["declaration_sha256"][:12], h["applied_at"], h["schemagen_version"]) if h else None)
+
+
 def to_json(report):
     import json  # only --json needs it: kept off the import path of apply and validate
 
@@ -155,9 +173,6 @@ def _status(ok):
     return "skip" if ok is None else "ok" if ok else "FAIL"
 
 
-def plural(n, word, words=None):
-    """'1 violation', '2 violations' (words: the irregular plural)."""
-    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
 
 
 def not_run(report):
@@ -185,6 +200,8 @@ def format_summary(report, style=lambda text, ok: text):
     out.append("  structure: %s (%s, %s)" % (
         style("matches the declaration" if structure_ok else plural(len(report["differences"]), "difference"), structure_ok),
         plural(counts["expected_tables"], "table"), plural(counts["expected_indexes"], "index", "indexes")))
+    if _history_line(report):
+        out.append(_history_line(report))
     for d in report["differences"][:5]:
         out.append("    - %s" % d)
     if len(report["differences"]) > 5:
@@ -222,6 +239,8 @@ def format_text(report, samples=4):
         plural(counts["tables"], "table"), counts["expected_tables"],
         plural(counts["indexes"], "named index", "named indexes"), counts["expected_indexes"],
         plural(sum(1 for i in report["indexes"] if i["automatic"]), "automatic index", "automatic indexes")))
+    if _history_line(report):
+        out.append(_history_line(report))
     p = report["pragmas"]
     if report.get("settings"):  # only the settings the declaration declares
         out.append("  pragmas: " + ", ".join("%s=%s" % (k, p[k]) for k in report["settings"]))

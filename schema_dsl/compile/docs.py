@@ -13,6 +13,7 @@ import re
 from ..analysis.sqltext import default_sql
 from ..model import former_names
 from .env import default_origin, environment
+from ..words import plural
 
 _MERMAID_WORD = re.compile(r"[^A-Za-z0-9_]")
 
@@ -138,9 +139,6 @@ def _later(kind, obj, sql):
             "postgresql": _postgresql(obj)}
 
 
-def plural(n, word, words=None):
-    """'1 view', '2 views', '0 named indexes' (words: the plural, when it is not word + 's')."""
-    return "%d %s" % (n, word if n == 1 else words or word + "s")
 
 
 def later_objects(schema):

@@ -37,9 +37,9 @@ import json
 import re
 
 from ..errors import DeclarationError
-from ..model import Expr, Literal, dependency_order, type_affinity
+from ..model import Column, Expr, Literal, Table, dependency_order, type_affinity
 from ..sqlite.quote import quote_identifier
-from ..sqlite.structure import conflict_label, matching_paren, normalize_sql, split_top, tokenize
+from ..sqlite.structure import conflict_label, join_tokens, matching_paren, normalize_sql, split_top, tokenize
 from ..analysis.compare import conflict_structure
 from .env import default_origin, environment
 
@@ -276,7 +276,22 @@ class Translator:
             base = "(%s %s interval '%s %s')" % (base, sign, number.lstrip("+-"), m.group(2).lower())
         return base
 
+    def _cast(self, inner):
+        """CAST(expr AS type): the type through the same mapping as a declared column's (column_type)."""
+        depth, at = 0, None
+        for k, (kind, text) in enumerate(inner):
+            depth += (text == "(") - (text == ")") if kind == "op" else 0
+            if depth == 0 and kind == "word" and text.lower() == "as":
+                at = k
+        if not at or at == len(inner) - 1:
+            raise Untranslatable("CAST without AS type")
+        declared = " ".join(text for _, text in inner[at + 1:])
+        pg_type = column_type(Table("cast", [Column("cast", declared)]), Column("cast", declared))
+        return "CAST(%s AS %s)" % (" ".join(self._seq(inner[:at])), pg_type)
+
     def _call(self, name, inner):
+        if name == "cast":
+            return self._cast(inner)
         if name == "datetime":
             return self._time(inner, name)
         if name == "julianday":
@@ -351,6 +366,76 @@ def _join(pieces):
     return text
 
 
+def data_step_statements(step, tables):
+    """A data step's statements for PostgreSQL: its postgresql= text, or its sql= translated (each statement an
+    UPDATE t SET c = expr, ... [WHERE expr] or a DELETE FROM t [WHERE expr] over expressions the translator
+    knows); [] for sqlite_only; None for a python= step. tables: {lower-cased table: {column: PostgreSQL type}}.
+    Untranslatable names what is not."""
+    if step.sqlite_only:
+        return []
+    if step.postgresql is not None:
+        return [step.postgresql.strip().rstrip(";") + ";"]  # PostgreSQL runs several statements in one execute
+    if step.python is not None:
+        return None
+    from ..sqlite.dbfile import split_sql  # only a data step needs it
+    return [_translate_data_statement(stmt, tables) for stmt in split_sql(step.sql)]
+
+
+def _translate_data_statement(stmt, tables):
+    tokens = [t for t in tokenize(stmt) if t != ("op", ";")]
+    words = [t[1].lower() if t[0] == "word" else None for t in tokens]
+    if words[:1] == ["update"] and len(tokens) > 3 and words[2] == "set":
+        table, body = tokens[1][1], tokens[3:]
+        head = "UPDATE %s SET " % quote_identifier(table)
+    elif words[:2] == ["delete", "from"] and len(tokens) >= 3:
+        table, body = tokens[2][1], tokens[3:]
+        head = "DELETE FROM %s" % quote_identifier(table)
+    else:
+        raise Untranslatable("only UPDATE ... SET ... [WHERE ...] and DELETE FROM ... [WHERE ...] are translated")
+    columns = tables.get(table.lower())
+    if columns is None:
+        raise Untranslatable("unknown table %s" % table)
+    translator = Translator(columns)
+    depth, where = 0, None
+    for k, (kind, text) in enumerate(body):
+        depth += (text == "(") - (text == ")") if kind == "op" else 0
+        if depth == 0 and kind == "word" and text.lower() == "where":
+            where = k
+    sets, cond = (body[:where], body[where + 1:]) if where is not None else (body, None)
+    out = head
+    if head.startswith("UPDATE"):
+        parts = []
+        for part in split_top(sets):
+            if len(part) < 3 or part[1] != ("op", "=") or part[0][0] not in ("word", "ident") or \
+                    part[0][1].lower() not in columns:
+                raise Untranslatable("SET %s" % " ".join(t for _, t in part))
+            parts.append("%s = %s" % (quote_ident(part[0][1].lower()), translator.translate(join_tokens(part[2:]))))
+        out += ", ".join(parts)
+    elif sets:
+        raise Untranslatable("DELETE with more than a WHERE")
+    if cond is not None:
+        out += " WHERE " + translator.translate(join_tokens(cond))
+    return out + ";"
+
+
+def _data_step_tables(schema):
+    """For render-time checks: each declared table's columns with their PostgreSQL types, and the columns the
+    declaration removes from it as text (a data step usually reads them before they go)."""
+    out = {}
+    for t in schema.tables:
+        cols = {}
+        for c in t.columns:
+            try:
+                cols[c.name.lower()] = column_type(t, c)
+            except Untranslatable:
+                cols[c.name.lower()] = "text"
+        out[t.name.lower()] = cols
+    for r in schema.removed:
+        if r.kind == "column" and r.table and r.table.lower() in out:
+            out[r.table.lower()].setdefault(r.name.lower(), "text")
+    return out
+
+
 # --- the declaration for PostgreSQL -----------------------------------------------
 
 def _column_types(table):
@@ -418,6 +503,13 @@ class Compiled:
         for kind, objs in (("virtual table", schema.virtual_tables), ("view", schema.views), ("trigger", schema.triggers)):
             for o in objs:
                 self._later(kind, o)
+        tables = _data_step_tables(schema) if schema.data_steps else {}
+        for step in schema.data_steps:
+            try:
+                data_step_statements(step, tables)
+            except Untranslatable as exc:
+                self.problems.append("data step '%s': cannot be translated (%s); give postgresql= with PostgreSQL's "
+                                     "text, or sqlite_only=True" % (step.name, exc))
 
     def _table_order(self):
         """Tables in dependency order; a foreign key to a table created later (a cycle, such as Sakila's store and

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..analysis import compare, lint
 from ..sqlite.data import SQLITE_VERSION_MARK
-from ..model import Column, Table
+from ..model import Column, Table, former_names
 from .docs import context as docs_context
 from .env import default_origin, environment
 from .paths import file_sha256, resource_dir
@@ -174,7 +174,8 @@ def compile_declaration(schema, origin=None, files=None):
         "file_sha256": {name: file_sha256(text) for name, text in sorted(files.items())} if files else None,
         "serves": [[ix.name, list(ix.serves)] for ix in schema.indexes],
         "plan_checks": plan_checks(schema),
-        "removed": [{"kind": x.kind, "name": x.name, "table": x.table} for x in schema.removed],
+        "removed": [{"kind": x.kind, "name": x.name, "table": x.table, "reason": x.reason} for x in schema.removed],
+        "carried": carried(schema),
         "findings": [f.as_dict() for f in lint.lint(schema, json_probe=None)],
         "findings_when_json_valid_null_is_0": [
             f.as_dict() for f in lint.resolve(engine_dependent, lint.declared_resolutions(schema))],
@@ -183,7 +184,44 @@ def compile_declaration(schema, origin=None, files=None):
             "create_index": {ix.name: create_index_sql(ix) for ix in schema.indexes},
             "add_column": {t.name: {c.name: add_column_sql(t, c) for c in t.columns} for t in schema.tables},
         },
+        **history_declaration(schema),
     }
+
+
+def carried(schema):
+    """What the rendered DDL cannot say and a diff from a revision needs (check/declaration_diff.py): per table its
+    former names, its foreign keys' repair=, and per column its former names, backfill= and using=. Only what is
+    declared; {} when nothing is."""
+    out = {}
+    for t in schema.tables:
+        entry = {}
+        if t.renamed_from:
+            entry["renamed_from"] = list(former_names(t))
+        repairs = [{"columns": list(f.columns), "ref_table": f.ref_table, "repair": f.repair}
+                   for f in t.foreign_keys if f.repair]
+        if repairs:
+            entry["repairs"] = repairs
+        columns = {}
+        for c in t.columns:
+            kept = {k: v for k, v in (("renamed_from", list(former_names(c))), ("backfill", c.backfill),
+                                       ("using", c.using), ("using_postgresql", c.using_postgresql)) if v}
+            if kept:
+                columns[c.name] = kept
+        if columns:
+            entry["columns"] = columns
+        if entry:
+            out[t.name] = entry
+    return out
+
+
+def history_declaration(schema):
+    """The compiled declaration's entries for the history and the data steps (migrate/history.py), only when the
+    declaration has them: a declaration without keeps its declaration.json as before."""
+    if not schema.history and not schema.data_steps:
+        return {}
+    return {"history": True,
+            "data_steps": [{"name": s.name, "sql": s.sql, "python": s.python is not None, "postgresql": s.postgresql,
+                            "sqlite_only": s.sqlite_only} for s in schema.data_steps]}
 
 
 def declaration_json(schema, origin=None, files=None):

@@ -105,8 +105,16 @@ def plan_for(conn, target, guard=None, prune=None):
     A new or empty file gets the fresh plan; a file whose structure already
     matches (and that holds nothing the declaration lacks) is up to date;
     both without building the model. Anything else is read into the model
-    and diffed.
+    and diffed. A declaration with data steps or a history is planned by
+    history.py around this (its data steps, and the record of the apply).
     """
+    if target.compiled.get("history"):
+        from .history import plan_with_history  # only a declaration that keeps a history needs it
+        return plan_with_history(conn, target, lambda c: _plan_structure(c, target, guard, prune))
+    return _plan_structure(conn, target, guard, prune)
+
+
+def _plan_structure(conn, target, guard=None, prune=None):
     if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
         return fresh_plan(target, conn)  # a new or empty file: nothing to introspect
     raw = structure.read_raw(conn)
@@ -196,6 +204,9 @@ def plan_database(path, schema=None, files=None, guard=None, prune=None):
     exists = dbfile.check_path(path, write=False) if os.path.exists(path) else False
     if not exists:
         dbfile.check_path(path, write=True)
+        if target.compiled.get("history"):
+            from .history import plan_with_history  # see plan_for
+            return plan_with_history(None, target, lambda c: fresh_plan(target))
         return fresh_plan(target)
     conn = dbfile.open_existing(path, "ro")
     try:
@@ -284,6 +295,9 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         if backup and plan.touches_rows:
             _announce(progress, plan, "back up the database")
             backup_to = make_backup(path, backup[0], locked=conn)  # under this write lock: a plain file copy
+            if target.compiled.get("history"):
+                from .history import with_backup  # the record names the backup
+                plan = with_backup(plan, backup_to)
         # A savepoint marks the data as it was, so that foreign key violations
         # found after the plan can be told apart from those already there
         # without scanning the child tables twice when there are none (the
@@ -375,6 +389,11 @@ def _run_steps(conn, plan, progress):
     count, timings = 0, []
     for number, step in enumerate(plan.steps, start=1):
         started = time.perf_counter()
+        if getattr(step.change, "run", None) is not None:  # a python= data step (history.py)
+            from .history import run_step  # only a declaration with data steps has one
+            if progress is not None:
+                progress(number, step, None)
+            run_step(conn, step, "step %d of %d (%s)" % (number, len(plan.steps), step.title))
         for stmt in step.statements:
             if progress is not None:
                 progress(number, step, stmt)

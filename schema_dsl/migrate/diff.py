@@ -77,7 +77,8 @@ class Reason:
     """Why a table needs the rebuild, as data: kind, the columns it concerns, and the sentence the plan prints.
 
     kinds: column-changed, autoincrement, table-option, foreign-key-new, unique-new, check-new, on-conflict,
-    column-needs-rebuild (why it rebuilds); column-renamed, column-new (carried by the same rebuild); dropped.
+    column-needs-rebuild (why it rebuilds); column-renamed, column-new, conversion (a type change copied with
+    the column's using=) (carried by the same rebuild); dropped.
     """
 
     kind: str
@@ -101,6 +102,8 @@ class RebuildTable:
     user_indexes: tuple = field(converter=_tuple)  # (name, CREATE INDEX sql) of undeclared indexes
     reasons: tuple = field(converter=_tuple)
     not_null_checks: tuple = field(default=(), converter=_tuple)  # columns that become NOT NULL without a fill
+    # (declared column, live column, using=, the copy's expression) of each type change copied with using=
+    conversions: tuple = field(default=(), converter=_tuple)
 
     @property
     def reason(self):
@@ -376,7 +379,7 @@ def _conflict_changes(decl: Table, live: Table, mapping):
 def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
     exp_cols = table_structure(decl)["columns"]
     act_cols = table_structure(live)["columns"]
-    copy, not_null_checks = [], []
+    copy, not_null_checks, conversions = [], [], []
     for c in decl.columns:
         source = mapping[c.name]
         fill = c.backfill or (default_sql(c.default) if c.default is not None and is_constant_default(c.default) else None)
@@ -385,11 +388,17 @@ def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
                 copy.append((c.name, c.backfill))
             continue  # omitted from the copy: its DEFAULT applies
         expr = quote_identifier(source)
-        if exp_cols[c.name]["notnull"] and not act_cols[source]["notnull"]:
+        if c.using and exp_cols[c.name]["type"] != act_cols[source]["type"]:  # a conversion: copy with using=
+            expr = "(%s)" % c.using
+            reasons = list(reasons) + [Reason("conversion", "column '%s' converted from %s with %s" % (
+                c.name, act_cols[source]["type"] or "(no type)", c.using), (c.name,))]
+        if exp_cols[c.name]["notnull"] and not (act_cols[source]["notnull"] and expr == quote_identifier(source)):
             if fill:
                 expr = "COALESCE(%s, %s)" % (expr, fill)
-            else:
+            elif expr == quote_identifier(source):  # a conversion's NULLs are counted by the planner (check_data)
                 not_null_checks.append((c.name, source))
+        if expr != quote_identifier(source) and c.using:
+            conversions.append((c.name, source, c.using, expr))
         copy.append((c.name, expr))
     _, d_fks, d_uniq, d_checks = _constraint_sets(decl)
     _, l_fks, l_uniq, l_checks = _constraint_sets(live)
@@ -425,7 +434,8 @@ def _rebuild(decl, live, live_info, mapping, extra_cols, reasons):
     return RebuildTable(
         table=decl, copy=copy, extra_columns=extra_columns, extra_constraints=extra_constraints,
         keep_rowid=not (integer_pk or decl.without_rowid or live.without_rowid), autoincrement_from=bool(live.primary_key and live.primary_key.autoincrement),
-        user_indexes=live_info["user_indexes"], reasons=list(reasons) + dropped, not_null_checks=not_null_checks)
+        user_indexes=live_info["user_indexes"], reasons=list(reasons) + dropped, not_null_checks=not_null_checks,
+        conversions=conversions)
 
 
 def is_generated(definition):

@@ -14,6 +14,7 @@ import sqlite3
 
 from ..sqlite.dbfile import split_statements
 from ..errors import SchemagenError, UnsafeMigrationError
+from ..words import plural
 from ..sqlite.quote import quote_identifier
 from ..sqlite.structure import HEADER_PRAGMAS
 
@@ -245,17 +246,22 @@ def check_data(conn, schema, live, changes):
             if nulls:
                 problems.append("table '%s', column '%s': must become NOT NULL but %d rows hold NULL and no backfill "
                                 "or default is declared" % (t.name, new_name, nulls))
+        problems += _conversion_problems(conn, t, live_t, ch)
+        converted = {name.lower() for name, *_ in ch.conversions}
         for col in t.columns:
             src = dict(ch.copy).get(col.name)
             live_c = live_t.column(col.name) if live_t.column(col.name) else None
-            if live_c is None or src is None:
+            if live_c is None or src is None or col.name.lower() in converted:
                 continue
             if type_affinity(live_c.type) != type_affinity(col.type):
                 values = _count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (q(live_t.name), q(live_c.name)))
                 if values:
                     problems.append("table '%s', column '%s': type %s -> %s changes affinity %s -> %s; %d stored values "
-                                    "could be converted or lost" % (t.name, col.name, live_c.type or "(none)", col.type,
-                                                                     type_affinity(live_c.type), type_affinity(col.type), values))
+                                    "could be converted or lost: declare how they convert, e.g. using=%r%s" % (
+                                        t.name, col.name, live_c.type or "(none)", col.type, type_affinity(live_c.type),
+                                        type_affinity(col.type), values, _suggested_using(live_c.name, col.type),
+                                        " (backfill= fills only NULLs of a new column or one becoming NOT NULL; it "
+                                        "converts nothing)" if col.backfill else ""))
         for reason in ch.reasons:
             if reason.kind == "unique-new":
                 cols = list(reason.columns)
@@ -268,6 +274,49 @@ def check_data(conn, schema, live, changes):
                             t.name, ", ".join(cols), dupes))
     if problems:
         raise UnsafeMigrationError("refusing to migrate, nothing was changed: " + "; ".join(problems))
+
+
+def _suggested_using(column, declared_type):
+    """The using= a type change over stored values needs at the least: SQLite's own CAST."""
+    return "CAST(%s AS %s)" % (quote_identifier(column), declared_type or "BLOB")
+
+
+CONVERSION_ROWS_SHOWN = 5  # rowids a refused conversion names
+
+
+def _conversion_problems(conn, t, live_t, ch):
+    """A conversion (using=) that would leave NULL in a column declared NOT NULL, or break a CHECK of the declared
+    table: refused before writing, naming the first rows."""
+    q = quote_identifier
+    out = []
+    key = "rowid" if not live_t.without_rowid else ", ".join(q(c) for c in live_t.primary_key.columns)
+    for name, source, using, expr in ch.conversions:
+        col = t.column(name)
+        if col.not_null:
+            found = conn.execute("SELECT %s FROM %s WHERE (%s) IS NULL ORDER BY %s LIMIT %d" % (
+                key, q(live_t.name), expr, key, CONVERSION_ROWS_SHOWN + 1)).fetchall()
+            if found:
+                n = _count(conn, "SELECT count(*) FROM %s WHERE (%s) IS NULL" % (q(live_t.name), expr))
+                out.append("table '%s', column '%s': NOT NULL, but the conversion using=%s gives NULL in %d row%s "
+                           "(%s %s%s); fix those rows in a data step, or give a using= that never gives NULL" % (
+                               t.name, name, using, n, "" if n == 1 else "s", key,
+                               ", ".join(str(r[0]) if len(r) == 1 else repr(tuple(r)) for r in found[:CONVERSION_ROWS_SHOWN]),
+                               ", ..." if n > CONVERSION_ROWS_SHOWN else ""))
+    if ch.conversions:
+        row = ", ".join("%s AS %s" % (e, q(c)) for c, e in ch.copy)
+        for check in t.checks:
+            try:
+                found = conn.execute("SELECT %s FROM (SELECT %s AS _schemagen_key, %s FROM %s) WHERE NOT (%s) "
+                                     "LIMIT %d" % ("_schemagen_key", key if not live_t.without_rowid else "rowid", row,
+                                                   q(live_t.name), check.expr, CONVERSION_ROWS_SHOWN)).fetchall()
+            except sqlite3.Error:
+                continue  # not over these columns alone: the copy itself checks it
+            if found:
+                out.append("table '%s': after the conversion (%s) rows break CHECK (%s) (%s %s); fix those rows in a "
+                           "data step or change using=" % (
+                               t.name, "; ".join("%s using=%s" % (n, u) for n, _, u, _ in ch.conversions), check.expr,
+                               key, ", ".join(str(r[0]) for r in found)))
+    return out
 
 
 ORPHANS_SHOWN = 5        # rows a refusal names
@@ -348,7 +397,7 @@ def _repair_step(conn, schema, live, ch, render):
     what = ("set %s NULL in" % ", ".join(f.columns) if f.repair == "set null" else "delete")
     rows = "; ".join("%s (%s)" % row for row in shown) + ("; ... (%d more)" % (n - len(shown)) if n > len(shown) else "")
     keys = ", ".join(k.split(" ", 1)[1] if k.startswith("rowid ") else k for k, _ in shown[:10])
-    return Step("%s %s of '%s' (%s%s): no parent in '%s'" % (what, _plural_rows(n), live_t.name, 
+    return Step("%s %s of '%s' (%s%s): no parent in '%s'" % (what, plural(n, "row"), live_t.name, 
                                                                "rowid " if not live_t.without_rowid else "", keys, f.ref_table)
                 + (" ..." if n > 10 else ""),
                 "%s (declared repair=%r on %s): the rows that would break it: %s" % (ch.reason, f.repair, _fk_text(f), rows),
@@ -504,7 +553,7 @@ def migration_plan(conn, target, live, prune=None):
                               [render().statement("drop_" + ch.kind, ch.name)], change=ch))
         elif isinstance(ch, d.Remove):
             n = rows(ch.name) if ch.kind == "table" and live.table(ch.name) is not None else None
-            steps.append(Step("drop %s '%s'%s" % (ch.kind, ch.name, " (%s)" % _plural_rows(n) if n is not None else ""),
+            steps.append(Step("drop %s '%s'%s" % (ch.kind, ch.name, " (%s)" % plural(n, "row") if n is not None else ""),
                               ch.reason + ("; weakens: " + ch.weakens if ch.weakens else ""),
                               [render().statement("drop_" + ch.kind, ch.name)], rows=n,
                               table=ch.name if ch.kind == "table" else None, change=ch))
@@ -518,14 +567,10 @@ def migration_plan(conn, target, live, prune=None):
     loss = data_loss(conn, live, changes, rows)
     loss += [{"kind": "rows", "table": s.table, "column": None, "rows": s.rows,
               "text": "table '%s': %s deleted, which break %s (declared repair='delete')" % (
-                  s.table, _plural_rows(s.rows), _fk_text(s.change.foreign_key))}
+                  s.table, plural(s.rows, "row"), _fk_text(s.change.foreign_key))}
              for s in steps if isinstance(s.change, d.RepairForeignKey) and s.change.foreign_key.repair == "delete"]
     return Plan(steps=steps, extras=d.extras(schema, live, prune), touches_rows=touches or bool(loss),
                 fk_scope=_fk_scope(schema, live, changes), data_loss=loss)
-
-
-def _plural_rows(n):
-    return "%d row%s" % (n, "" if n == 1 else "s")
 
 
 def data_loss(conn, live, changes, rows):
@@ -537,9 +582,16 @@ def data_loss(conn, live, changes, rows):
             n = rows(ch.name) if live.table(ch.name) is not None else _count(
                 conn, "SELECT count(*) FROM %s" % quote_identifier(ch.name))
             out.append({"kind": "table", "table": ch.name, "column": None, "rows": n,
-                        "text": "table '%s': %s go (%s)" % (ch.name, _plural_rows(n), ch.reason)})
+                        "text": "table '%s': %s go (%s)" % (ch.name, plural(n, "row"), ch.reason)})
         elif isinstance(ch, d.RebuildTable):
             old = live.table(ch.table.name).name
+            for name, source, using, expr in ch.conversions:
+                n = _count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL AND (%s) IS NULL" % (
+                    quote_identifier(old), quote_identifier(source), expr))
+                if n:
+                    out.append({"kind": "conversion", "table": old, "column": name, "rows": n,
+                                "text": "column '%s'.'%s': %d non-NULL value%s NULL (converted with %s)" % (
+                                    old, name, n, " becomes" if n == 1 else "s become", using)})
             for r in ch.reasons:
                 if r.kind == "column-removed":
                     column = r.columns[0]
@@ -597,5 +649,5 @@ def _rebuild_step(conn, ch, live, nrows, render):
             statements += [render.statement("ensure_sequence", t.name),
                            render.statement("keep_sequence", t.name, int(seq))]
     why = "rebuild (SQLite's 12-step procedure, foreign keys off, in the one transaction): " + ch.reason
-    return Step("rebuild table '%s' (copies %d rows)" % (t.name, nrows), why, statements,
+    return Step("rebuild table '%s' (copies %s)" % (t.name, plural(nrows, "row")), why, statements,
                 rows=nrows, table=old, change=ch)

@@ -56,6 +56,7 @@ from ..sqlite import dbfile, structure
 from ..sqlite.quote import quote_identifier
 from ..sqlite.data import foreign_key_violations
 from .apply import plan_for
+from ..words import plural
 
 
 def schema_rows(conn):
@@ -98,8 +99,6 @@ def _comment(text):
     return "-- " + " ".join(str(text).split())
 
 
-def _plural(n, word):
-    return "%d %s" % (n, word if n == 1 else word + "s")
 
 
 _ROLLING = re.compile(r"(INSERT|UPDATE)(\s+OR\s+(?:ABORT|FAIL|ROLLBACK))?\s", re.I)
@@ -190,8 +189,8 @@ def script_text(target, plan, planned_against, before_rows, after_rows, before_s
     lines = [render.statement(
         "migration_script_header", name=target.name, declaration=source.get("declaration") or target.name,
         source_sha256=source.get("sha256") or "unknown", planned_against=planned_against,
-        structure_sha256=before_sha, steps=_plural(len(plan.steps), "step"),
-        statements=_plural(len(plan.statements), "statement"))]
+        structure_sha256=before_sha, steps=plural(len(plan.steps), "step"),
+        statements=plural(len(plan.statements), "statement"))]
     if not plan.steps:
         # up to date: nothing to guard, nothing to run (the structure guards alone would list every object twice)
         lines.append(_comment("up to date: the database already matches the declaration; this script changes nothing"))
@@ -265,6 +264,9 @@ def export_script(path, schema=None, files=None, guard=None):
             try:
                 conn.execute("BEGIN")
                 plan = plan_for(conn, target, guard)
+                if target.compiled.get("history"):
+                    from .history import refuse_python_steps  # only a declaration with data steps has any
+                    refuse_python_steps(plan)
                 before_rows = schema_rows(conn)
                 before_sha = structure_sha256(conn)
                 first = _scratch_copy(conn, folder, "plan.db")

@@ -25,7 +25,9 @@ from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declarati
 from ..compile.project import load_schema, origin, refuse_foreign, stale_reason
 from ..errors import ApplyError, SchemagenError, StaleFiles, ValidationFailed
 from . import bodies, catalog, notvalid
+from ..sqlite.structure import HISTORY_TABLE
 from .url import mask, scrub
+from ..words import plural
 
 DEFAULT_LOCK_TIMEOUT = "5s"
 CONNECT_TIMEOUT_S = 10
@@ -106,8 +108,18 @@ def check(conn, compiled, database):
         "indexes": len([i for i in actual["indexes"] if i in compiled["structure"]["indexes"]]),
         "constraint_indexes": len([i for i, t in actual["constraint_indexes"].items() if t in declared]),
         "expected": dict(compiled["counts"]),
-        "differences": diffs, "notes": notes,
+        "differences": diffs, "notes": notes, "history": last_design(conn),
     }
+
+
+def last_design(conn):
+    """The last apply's record in schemagen's history table (pg/history.py), or None: which design the database
+    was last brought to."""
+    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (HISTORY_TABLE,)).fetchone()[0]:
+        return None
+    row = conn.execute('SELECT declaration, declaration_sha256, applied_at, schemagen_version FROM "%s" WHERE kind = '
+                       "'apply' ORDER BY id DESC LIMIT 1" % HISTORY_TABLE).fetchone()
+    return None if row is None else dict(zip(("declaration", "declaration_sha256", "applied_at", "schemagen_version"), row))
 
 
 def body_differences(conn, compiled, actual):
@@ -154,7 +166,8 @@ def apply_in(conn, url, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, statement_t
     return _apply(conn, url, mask(url), compiled, lock_timeout, statement_timeout)
 
 
-def _apply(conn, url, database, compiled, lock_timeout, statement_timeout):
+def _apply(conn, url, database, compiled, lock_timeout, statement_timeout, after=()):
+    """after: statements run after the declaration's, in the same transaction (the history record, pg/history.py)."""
     started = time.perf_counter()
     expected = compiled["structure"]
     present = _declared_present(conn, expected)
@@ -166,7 +179,7 @@ def _apply(conn, url, database, compiled, lock_timeout, statement_timeout):
                          "migrating a PostgreSQL database is not built yet: nothing was changed" % (
                              database, len(present), ", ".join(present[:5]) + (", ..." if len(present) > 5 else ""),
                              "; ".join(report["differences"][:3])))
-    statements = compiled["statements"]
+    statements = list(compiled["statements"]) + [{"kind": "history", "name": "record", "sql": sql} for sql in after]
     current = None
     try:
         with conn.transaction():
@@ -227,14 +240,19 @@ def _declared_present(conn, expected):
 
 def format_report(report):
     """The validation report as a few lines for a person."""
-    lines = ["%s (PostgreSQL): %d tables, %d indexes (declared: %d and %d; %d more back PRIMARY KEY/UNIQUE "
-             "constraints)" % (report["database"], report["tables"], report["indexes"], report["expected"]["tables"],
+    lines = ["%s (PostgreSQL): %s, %s (declared: %d and %d; %d more back PRIMARY KEY/UNIQUE "
+             "constraints)" % (report["database"], plural(report["tables"], "table"),
+                               plural(report["indexes"], "index", "indexes"), report["expected"]["tables"],
                                report["expected"]["indexes"], report["constraint_indexes"])]
     if report["ok"]:
         lines.append("[ok] the structure matches the declaration")
     else:
         lines.append("[FAIL] %d differences from the declaration:" % len(report["differences"]))
         lines += ["  - %s" % d for d in report["differences"]]
+    h = report.get("history")
+    if h:
+        lines.append("  last brought to: '%s' (sha256 %s) on %s by schemagen %s" % (
+            h["declaration"], h["declaration_sha256"][:12], h["applied_at"], h["schemagen_version"]))
     lines += ["  note: %s" % n for n in report["notes"]]
     return "\n".join(lines)
 

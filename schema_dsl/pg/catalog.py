@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import json
 
+from ..sqlite.structure import HISTORY_TABLE
+
 FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
@@ -33,8 +35,10 @@ def temp_namespace(conn):
 
 
 def _tables(conn, ns):
+    """The tables of the schema, schemagen's own history table left out (it is no part of the user's schema)."""
     return {oid: name for oid, name in conn.execute(
-        "SELECT c.oid, c.relname FROM pg_class c WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p')", (ns,))}
+        "SELECT c.oid, c.relname FROM pg_class c WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') "
+        "AND c.relname <> %s", (ns, HISTORY_TABLE))}
 
 
 def _columns(conn, ns):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 
+import attrs
 import psycopg
 from psycopg import errors as pgerrors
 
@@ -64,7 +65,22 @@ def _planned(conn, schema, comp, database, prune, concurrently):
             conn.execute(statement)
     if renames:
         live = read_live(conn)
-    return renames, pgplan.plan_rest(conn, schema, comp, live, database, prune, concurrently)
+    if not (schema.history or schema.data_steps):
+        return renames, pgplan.plan_rest(conn, schema, comp, live, database, prune, concurrently)
+    from . import history as pg_history  # only a declaration that keeps a history needs it
+    fresh = not pg_apply._declared_present(conn, comp.structure)
+    todo = [] if fresh else pg_history.pending(conn, schema)
+    if todo:
+        renames = list(renames) + pg_history.expand_and_run(conn, schema, comp, live, database, todo)
+        live = read_live(conn)
+    rest = pgplan.plan_rest(conn, schema, comp, live, database, prune, concurrently)
+    if todo or rest.steps or not pg_history.has_table(conn):
+        before = list(renames) + list(rest.transactional)
+        record = pg_history.record_steps(conn, schema, comp, before, [s.name for s in todo if not s.sqlite_only],
+                                         [s.name for s in schema.data_steps] if fresh else
+                                         [s.name for s in todo if s.sqlite_only])
+        rest = attrs.evolve(rest, steps=list(rest.transactional) + record + list(rest.concurrent))
+    return renames, rest
 
 
 def _errors(url, database, lock_timeout, statement_timeout, where, exc, changed=""):
@@ -125,7 +141,15 @@ def apply(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, statement_ti
     conn = pg_apply.connect(url)
     try:
         if prune is None and not pg_apply._declared_present(conn, compiled["structure"]):
-            r = pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout)
+            after = ()
+            if schema.history or schema.data_steps:  # a new database: every data step recorded as done, not run
+                from . import history as pg_history  # see _planned
+                with conn.transaction(force_rollback=True):
+                    has = pg_history.has_table(conn)
+                after = [s for step in pg_history.record_steps(conn if has else None, schema, comp, [], [],
+                                                               [d.name for d in schema.data_steps])
+                         for s in step.statements]
+            r = pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout, after=after)
             return MigrateResult(database, None, r.applied, r.applied, r.statements, r.seconds, r.report)
         return _migrate(conn, url, database, schema, comp, compiled, lock_timeout, statement_timeout, prune,
                         allow_data_loss, confirm, concurrently, progress)
@@ -204,6 +228,10 @@ def export_script(url, schema, prune=None, concurrently=False, lock_timeout=DEFA
     """The migration as one .sql file for psql: part 1 in one transaction (BEGIN ... COMMIT, with the timeouts set
     for it), part 2 (when there are concurrent builds) after COMMIT. The URL in its header is masked."""
     p, fingerprint = _plan(url, schema, prune, concurrently, lock_timeout)
+    python = [s.title for s in p.steps if s.kind == "RunDataStep" and s.title.endswith("(python)")]
+    if python:
+        raise UnsafeMigrationError("plan --sql: %s is python=, which a standalone SQL script cannot carry; run "
+                                   "`schemagen apply`, or give the step postgresql=" % "; ".join(python))
     source = (compiled or {}).get("source") or {}
     lines = [alter_statement("script_header", source.get("declaration") or schema.source or schema.name, schema.name,
                              source.get("sha256") or "unknown", p.database, len(p.steps),

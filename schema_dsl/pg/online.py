@@ -86,18 +86,23 @@ class OnlinePlan:
 
 
 class PgOnlineResult:
-    __slots__ = ("database", "plan", "applied", "steps", "statements", "retries", "seconds", "report")
+    __slots__ = ("database", "plan", "applied", "steps", "statements", "retries", "seconds", "report", "fresh")
 
-    def __init__(self, database, plan, applied, steps, statements, retries, seconds, report):
+    def __init__(self, database, plan, applied, steps, statements, retries, seconds, report, fresh=False):
         self.database, self.plan, self.applied, self.steps = database, plan, applied, steps
         self.statements, self.retries, self.seconds, self.report = statements, retries, seconds, report
+        self.fresh = fresh
 
-    fresh = False
     concurrent_built = 0
+
+    @property
+    def online(self):
+        """False for a database created fresh (in one transaction, as plain apply does)."""
+        return not self.fresh
 
     def as_dict(self):
         return {"database": self.database, "dialect": "postgresql", "online": True, "applied": self.applied,
-                "fresh": False, "up_to_date": not self.applied, "steps": self.steps, "statements": self.statements,
+                "fresh": self.fresh, "up_to_date": not self.applied, "steps": self.steps, "statements": self.statements,
                 "retries": self.retries, "seconds": round(self.seconds, 4),
                 "plan": self.plan.as_dict() if self.plan is not None else None, "report": self.report}
 
@@ -293,7 +298,7 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
     try:
         if prune is None and not pg_apply._declared_present(conn, compiled["structure"]):
             r = pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout)
-            return PgOnlineResult(database, None, r.applied, 1, r.statements, 0, r.seconds, r.report)
+            return PgOnlineResult(database, None, r.applied, 1, r.statements, 0, r.seconds, r.report, fresh=r.applied)
         try:
             budget_ms = _ms(conn, lock_timeout)
         except psycopg.Error:

@@ -35,6 +35,7 @@ from ..errors import UnsafeMigrationError
 from ..model import former_names
 from . import bodies, catalog
 from .introspect import canonical_checks, count, has_rows, quote, volatile_functions
+from ..words import plural
 
 REPAIR_ROWS_SHOWN = 50  # rows a repair step names in its why
 REWRITES = "rewrites the table under ACCESS EXCLUSIVE (reads and writes wait until it ends)"
@@ -393,11 +394,26 @@ class _Planner:
                                  "PostgreSQL" % (table, c, info["identity"], got["identity"]))
             return
         if info["type"] != got["type"]:
+            using = self.using(table, c)
+            if using is False:
+                return
+            failed, keys = self.unconvertible(table, using or "%s::%s" % (quote(c), info["type"]))
+            if failed:
+                self.problems.append("table '%s', column '%s': %d value%s PostgreSQL cannot convert to %s with USING %s "
+                                     "(rows (%s) %s%s); declare using= or using_postgresql= that converts them (to "
+                                     "NULL, say), or fix them in a data step" % (
+                                         table, c, failed, "" if failed == 1 else "s", info["type"],
+                                         using or "%s::%s" % (quote(c), info["type"]),
+                                         ", ".join(self.live["tables"][table]["primary_key"]) or "ctid",
+                                         ", ".join(keys), ", ..." if failed > len(keys) else ""))
+                return
+            if using is not None:
+                self.conversion_loss(table, c, using, info)
             self.add("change the type of '%s'.'%s' from %s to %s" % (table, c, got["type"], info["type"]),
-                     "column type changed in the declaration; each value is converted (USING column::type), a value "
-                     "that cannot convert fails the apply, nothing changed",
-                     [alter_statement("alter_type", table, c, info["type"])], kind="AlterColumnType", table=table,
-                     lock=REWRITES, rows=self.rows(table))
+                     "column type changed in the declaration; each value is converted (USING %s), a value that cannot "
+                     "convert fails the apply, nothing changed" % (using or "column::type"),
+                     [alter_statement("alter_type", table, c, info["type"], using)], kind="AlterColumnType",
+                     table=table, lock=REWRITES, rows=self.rows(table))
         if info["default"] != got["default"]:
             if info["default"] is None:
                 self.add("drop the default of '%s'.'%s'" % (table, c), "default removed in the declaration",
@@ -421,6 +437,64 @@ class _Planner:
         elif got["notnull"] and not info["notnull"]:
             self.add("drop NOT NULL of '%s'.'%s'" % (table, c), "the column may hold NULL in the declaration",
                      [alter_statement("drop_not_null", table, c)], kind="DropNotNull", table=table)
+
+    def using(self, table, c):
+        """A declared conversion's PostgreSQL text: using_postgresql=, else using= translated over the old row's
+        columns; None: none declared (USING column::type); False: untranslatable (a problem is recorded)."""
+        dc = self.schema.table(table).column(c)
+        if dc is None or not (dc.using or dc.using_postgresql):
+            return None
+        if dc.using_postgresql:
+            return dc.using_postgresql
+        types = {name: info["type"] for name, info in self.live["tables"][table]["columns"].items()}
+        try:
+            return Translator(types).translate(dc.using)
+        except Untranslatable as exc:
+            self.problems.append("table '%s', column '%s': using=%s cannot be translated for PostgreSQL (%s); give "
+                                 "using_postgresql=" % (table, c, dc.using, exc))
+            return False
+
+    def unconvertible(self, table, using):
+        """(how many rows the conversion fails on, the keys of the first few): one scan when none fails (the usual
+        case), else each row tried on its own, in a savepoint that is rolled back."""
+        import psycopg  # the PostgreSQL path has it loaded already
+        try:
+            with self.conn.transaction(force_rollback=True):
+                self.conn.execute("SELECT count(%s) FROM %s" % (using, quote(table)))
+            return 0, []
+        except psycopg.Error:
+            pass
+        pk = self.live["tables"][table]["primary_key"]
+        key = " || ', ' || ".join("%s::text" % quote(k) for k in pk) if pk else "ctid::text"
+        with self.conn.transaction(force_rollback=True):
+            self.conn.execute("CREATE TEMP TABLE schemagen_unconvertible (k text) ON COMMIT DROP")
+            self.conn.execute(
+                "DO $schemagen$ DECLARE r record; BEGIN FOR r IN SELECT ctid AS t, %s AS k FROM %s LOOP BEGIN "
+                "PERFORM %s FROM %s WHERE ctid = r.t; EXCEPTION WHEN others THEN "
+                "INSERT INTO schemagen_unconvertible VALUES (r.k); END; END LOOP; END $schemagen$" % (
+                    key, quote(table), using, quote(table)))
+            n = self.conn.execute("SELECT count(*) FROM schemagen_unconvertible").fetchone()[0]
+            keys = [r[0] for r in self.conn.execute("SELECT k FROM schemagen_unconvertible ORDER BY k LIMIT 5")]
+        return n, keys
+
+    def conversion_loss(self, table, c, using, info):
+        """The non-NULL values the conversion turns into NULL (data loss), and NULLs under a NOT NULL (refused)."""
+        lost = count(self.conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL AND (%s) IS NULL" % (
+            quote(table), quote(c), using))
+        if info["notnull"]:
+            key = self.live["tables"][table]["primary_key"] or ["ctid"]
+            found = self.conn.execute("SELECT %s FROM %s WHERE (%s) IS NULL ORDER BY 1 LIMIT 6" % (
+                ", ".join(quote(k) if k != "ctid" else k for k in key), quote(table), using)).fetchall()
+            if found:
+                self.problems.append("table '%s', column '%s': NOT NULL, but the conversion USING %s gives NULL in rows "
+                                     "(%s) %s%s; fix those rows in a data step, or give a using= that never gives NULL"
+                                     % (table, c, using, ", ".join(key), ", ".join(
+                                         str(r[0]) if len(r) == 1 else str(tuple(r)) for r in found[:5]),
+                                        ", ..." if len(found) > 5 else ""))
+        if lost:
+            self.loss.append({"kind": "conversion", "table": table, "column": c, "rows": lost,
+                              "text": "column '%s'.'%s': %d non-NULL value%s NULL (converted with %s)" % (
+                                  table, c, lost, " becomes" if lost == 1 else "s become", using)})
 
     def indexes(self):
         for name, want in self.expected["indexes"].items():
@@ -674,8 +748,8 @@ def format_plan(plan):
         lines = ["up to date: nothing to do (%s, PostgreSQL)" % plan.database]
     else:
         after = plan.concurrent
-        lines = ["%s (PostgreSQL): %d steps, %d statements, in one transaction%s:" % (
-            plan.database, len(plan.steps), len(plan.statements),
+        lines = ["%s (PostgreSQL): %s, %s, in one transaction%s:" % (
+            plan.database, plural(len(plan.steps), "step"), plural(len(plan.statements), "statement"),
             "; then %d built CONCURRENTLY after COMMIT" % len(after) if after else "")]
         for n, s in enumerate(plan.steps, start=1):
             lines.append("  %d. %s%s" % (n, s.title, "  [ACCESS EXCLUSIVE]" if s.lock else ""))

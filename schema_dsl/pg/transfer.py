@@ -504,6 +504,11 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
                 raise TransferError("%s: after the load the structure does not match the declaration (%s); rolled "
                                     "back, nothing was changed" % (database, "; ".join(report["differences"][:3])))
             result.timings["verify"] = time.perf_counter() - clock
+            from .history import carry_over  # the file's record: a data step it ran does not run again here
+            carried = carry_over(source, target)
+            if carried:
+                result.notes.append("history: %d record%s of the file carried over (_schemagen_history)" % (
+                    carried, "" if carried == 1 else "s"))
             clock = time.perf_counter()
         result.timings["commit"] = time.perf_counter() - clock
     except pgerrors.LockNotAvailable as exc:

@@ -112,6 +112,20 @@ def split_statements(text):
     return out
 
 
+def split_sql(text):
+    """The statements of SQL written on one line or several ("UPDATE ...; DELETE ..."): split at each top-level
+    ';' that completes a statement (a trigger's BEGIN ... END stays whole), outside strings and quoted names."""
+    from .structure import token_spans  # only a data step's SQL is split this way
+    out, start = [], 0
+    for kind, piece, _, end in token_spans(text):
+        if kind == "op" and piece == ";" and sqlite3.complete_statement(text[start:end]):
+            out.append(text[start:end].strip())
+            start = end
+    if text[start:].strip():
+        out.append(text[start:].strip())
+    return [s for s in out if s.rstrip(";").strip()]
+
+
 def uri_path(path):
     """The absolute path of a file, escaped for a file: URI (the one escaping rule)."""
     path = os.path.abspath(os.fspath(path))

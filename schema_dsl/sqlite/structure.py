@@ -42,6 +42,8 @@ EXPRESSION = "<expression>"  # the column name of an index on an expression
 # Settings kept in the database header (32-bit integers): declared persistent, set inside a transaction.
 HEADER_PRAGMAS = ("user_version", "application_id")
 BUILTIN_COLLATIONS = ("BINARY", "NOCASE", "RTRIM")  # any other is defined by an application on its connections
+# schemagen's own record of what apply did (migrate/history.py): never part of the user's structure
+HISTORY_TABLE = "_schemagen_history"
 
 
 def tokenize(sql):
@@ -459,8 +461,9 @@ def read_raw(conn):
 
     Returns {"tables": {name: {...}}, "indexes": {name: {...}},
     "views": {name: sql}, "triggers": {name: {"table":, "sql":}}}, with the
-    PRAGMA rows as SQLite gives them. sqlite_* tables and the automatic
-    indexes of PRIMARY KEY and UNIQUE constraints are left out.
+    PRAGMA rows as SQLite gives them. sqlite_* tables, schemagen's own
+    history table and the automatic indexes of PRIMARY KEY and UNIQUE
+    constraints are left out.
     """
     raw = {"tables": {}, "indexes": {}, "views": {}, "triggers": {}, "virtual_tables": {}}
     master = conn.execute(
@@ -473,6 +476,8 @@ def read_raw(conn):
         if kind == "table" and name.lower() in virtual:
             raw["virtual_tables"][name] = sql
         elif kind == "table" and name.lower() in shadow:
+            continue
+        elif name.lower() == HISTORY_TABLE or table.lower() == HISTORY_TABLE:  # schemagen's own record
             continue
         elif kind == "table" and not name.startswith("sqlite_"):
             raw["tables"][name] = {

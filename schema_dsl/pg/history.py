@@ -1,0 +1,211 @@
+"""The history and the data steps on PostgreSQL: the same record and the same order as on SQLite
+(schema_dsl/migrate/history.py), in apply's one transaction.
+
+`_schemagen_history` is created only for a declaration with data steps or history=True and is left out of the
+catalog reading (catalog.read_structure), so no comparison or count sees it. A database that holds none of the
+declared tables records every step as done without running it. Otherwise, after the renames and before the rest
+is planned: the new columns of existing tables are added without NOT NULL, UNIQUE, a foreign key or a volatile
+default (the rest of the plan adds those), then every pending data step runs (postgresql=, sql= translated, a
+python= step given the psycopg connection; sqlite_only steps are recorded without running).
+"""
+from __future__ import annotations
+
+import json
+from hashlib import sha256
+
+from .. import __version__
+from ..compile.postgresql import Untranslatable, alter_statement, column_type, data_step_statements
+from ..errors import ApplyError, UnsafeMigrationError
+from ..sqlite.structure import HISTORY_TABLE
+from .plan import PgStep
+
+
+def wanted(schema):
+    return bool(schema.history or schema.data_steps)
+
+
+def has_table(conn):
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (HISTORY_TABLE,)).fetchone()[0]
+
+
+def done(conn):
+    """The data steps this database has run or recorded as done."""
+    if not has_table(conn):
+        return set()
+    out = set()
+    for run, recorded in conn.execute('SELECT "data_steps_run", "data_steps_recorded" FROM "%s"' % HISTORY_TABLE):
+        for text in (run, recorded):
+            try:
+                out.update(json.loads(text))
+            except (TypeError, ValueError):
+                pass
+    return out
+
+
+def records(conn):
+    if not has_table(conn):
+        return []
+    cur = conn.execute('SELECT * FROM "%s" ORDER BY "id"' % HISTORY_TABLE)
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def record_steps(conn, schema, comp, steps, run, recorded):
+    """The steps that create the table (when missing) and write this apply's record."""
+    out = []
+    if conn is None or not has_table(conn):
+        out.append(PgStep("create table '%s'" % HISTORY_TABLE, "the declaration keeps a history (data steps or "
+                          "history=True): schemagen's own table, not part of the declared schema",
+                          [alter_statement("create_history", HISTORY_TABLE)], kind="RecordHistory"))
+    record = {"kind": "apply", "declaration": schema.name,
+              "declaration_sha256": sha256(json.dumps(comp.structure, sort_keys=True).encode("utf-8")).hexdigest(),
+              "schemagen_version": __version__, "steps": json.dumps([s.title for s in steps], ensure_ascii=False),
+              "data_steps_run": json.dumps(list(run), ensure_ascii=False),
+              "data_steps_recorded": json.dumps(list(recorded), ensure_ascii=False), "backup": None}
+    out.append(PgStep("record this apply in '%s'" % HISTORY_TABLE, "what this apply did, in the same transaction",
+                      [alter_statement("insert_history", HISTORY_TABLE, record)], kind="RecordHistory"))
+    return out
+
+
+def pending(conn, schema):
+    finished = done(conn)
+    return [s for s in schema.data_steps if s.name not in finished]
+
+
+def expand_and_run(conn, schema, comp, live, database, steps):
+    """Add the new columns of existing tables (loosely) and run the pending data steps, on conn, as they are
+    planned; returns the steps run (their statements, for the plan and plan --sql)."""
+    out = []
+    for t in schema.ordered_tables():
+        have = live["tables"].get(t.name.lower())
+        if have is None:
+            continue
+        parts = comp.parts[t.name.lower()] if t.name.lower() in comp.parts else comp.parts.get(t.name)
+        for c in t.columns:
+            if c.name.lower() in have["columns"]:
+                continue
+            try:
+                pg_type = column_type(t, c)
+            except Untranslatable:
+                continue  # the declaration does not compile for PostgreSQL: refused elsewhere
+            ctx = {"name": c.name, "type": pg_type, "pk": None, "not_null": False, "unique": False, "default": None,
+                   "fk": None, "collate": None, "verbatim": None}
+            step = PgStep("add column '%s'.'%s' (without its constraints: the plan after the data steps adds them)" % (
+                t.name, c.name), "column is new; added before the data steps, which may fill it",
+                [alter_statement("add_column", t.name, ctx)], kind="AddColumn", table=t.name)
+            _run(conn, step, database)
+            out.append(step)
+    tables = {}
+    for name, info in _live_tables(conn).items():
+        tables[name] = info
+    for ds in steps:
+        try:
+            statements = data_step_statements(ds, tables)
+        except Untranslatable as exc:
+            raise UnsafeMigrationError("%s: data step '%s' cannot be translated for PostgreSQL (%s): give postgresql= "
+                                       "or sqlite_only=True; nothing was changed" % (database, ds.name, exc)) from None
+        if statements is None:  # python=
+            step = PgStep("run data step '%s' (python)" % ds.name, "declared data step this database has not run yet",
+                          [], kind="RunDataStep")
+            try:
+                ds.python(conn)
+            except Exception as exc:
+                raise ApplyError("%s: data step '%s' failed: %s: %s; rolled back, nothing changed" % (
+                    database, ds.name, type(exc).__name__, exc)) from None
+        else:
+            step = PgStep("run data step '%s'%s" % (ds.name, " (sqlite_only: recorded, not run)" if ds.sqlite_only
+                                                    else ""), "declared data step this database has not run yet",
+                          statements, kind="RunDataStep")
+            _run(conn, step, database)
+        out.append(step)
+    return out
+
+
+def _live_tables(conn):
+    """{table: {column: type}} of the current schema as it is now (after the renames and additions)."""
+    out = {}
+    for table, column, type_ in conn.execute(
+            "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid WHERE c.relnamespace = current_schema()::regnamespace "
+            "AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped"):
+        out.setdefault(table.lower(), {})[column.lower()] = type_
+    return out
+
+
+def _run(conn, step, database):
+    import psycopg  # the PostgreSQL path imports it anyway
+    for statement in step.statements:
+        try:
+            conn.execute(statement)
+        except psycopg.Error as exc:
+            text = " ".join((getattr(exc.diag, "message_primary", None) or str(exc)).split())
+            raise ApplyError("%s: %s failed: %s; statement: %s; rolled back, nothing changed" % (
+                database, step.title, text, " ".join(statement.split())[:300])) from None
+
+
+COLUMNS = ("applied_at", "kind", "declaration", "declaration_sha256", "schemagen_version", "steps", "data_steps_run",
+           "data_steps_recorded", "backup")
+
+
+def carry_over(source, target):
+    """transfer: the SQLite file's history records into PostgreSQL's (created when missing), so that a data step
+    that ran on the file does not run again there; the number of records carried (0: the file has none)."""
+    if source.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND lower(name) = ?",
+                      (HISTORY_TABLE,)).fetchone() is None:
+        return 0
+    rows = source.execute("SELECT %s FROM \"%s\" ORDER BY id" % (", ".join('"%s"' % c for c in COLUMNS),
+                                                                HISTORY_TABLE)).fetchall()
+    if not has_table(target):
+        target.execute(alter_statement("create_history", HISTORY_TABLE))
+    for row in rows:
+        target.execute('INSERT INTO "%s" (%s) VALUES (%s)' % (HISTORY_TABLE, ", ".join('"%s"' % c for c in COLUMNS),
+                                                              ", ".join(["%s"] * len(COLUMNS))), row)
+    return len(rows)
+
+
+def read_history(url):
+    """`schemagen history --db postgresql://...`: the records, oldest first (the step lists decoded)."""
+    from . import apply as pg_apply  # the connection helper: only this command needs it here
+    import psycopg  # see _run
+    conn = pg_apply.connect(url)
+    try:
+        out = []
+        for r in records(conn):
+            for key in ("steps", "data_steps_run", "data_steps_recorded"):
+                try:
+                    r[key] = json.loads(r[key])
+                except (TypeError, ValueError):
+                    r[key] = []
+            out.append(r)
+        return out
+    except psycopg.Error as exc:
+        raise ApplyError("%s: cannot read the history: %s" % (pg_apply.mask(url), " ".join(str(exc).split()))) from None
+    finally:
+        conn.close()
+
+
+def record_by_hand(url, names, schema):
+    """`schemagen history --record NAME` on PostgreSQL: mark data steps done without running them."""
+    from . import apply as pg_apply  # see read_history
+    if schema is not None:
+        declared = {s.name for s in schema.data_steps}
+        unknown = [n for n in names if n not in declared]
+        if unknown:
+            raise UnsafeMigrationError("history --record: the declaration '%s' has no data step %s (it declares: %s); "
+                                       "nothing was changed" % (schema.name, ", ".join(repr(n) for n in unknown),
+                                                                ", ".join(sorted(declared)) or "none"))
+    conn = pg_apply.connect(url)
+    try:
+        with conn.transaction():
+            fresh = [n for n in names if n not in done(conn)]
+            if fresh:
+                if not has_table(conn):
+                    conn.execute(alter_statement("create_history", HISTORY_TABLE))
+                record = {"kind": "record", "declaration": schema.name if schema is not None else "(not given)",
+                          "declaration_sha256": "unknown", "schemagen_version": __version__, "steps": "[]",
+                          "data_steps_run": "[]", "data_steps_recorded": json.dumps(fresh, ensure_ascii=False),
+                          "backup": None}
+                conn.execute(alter_statement("insert_history", HISTORY_TABLE, record))
+        return fresh
+    finally:
+        conn.close()
