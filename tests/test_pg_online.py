@@ -296,3 +296,33 @@ def test_an_online_apply_stopped_after_a_commit_exits_3_and_apply_again_finishes
     again = _cli(runner, "apply", "--db", pg_url, "--schema", v2, "--online")
     assert again.exit_code == 0, again.output + again.stderr
     assert "--online" in again.output and "[ok]" in again.output
+
+
+def test_an_online_apply_killed_before_any_of_its_steps_is_finished_by_the_next_online_apply(pg_cluster, pg_url):
+    """SIGKILL before each step in turn (so after every possible number of committed steps), on one database:
+    each time the next online apply is killed one step further, and the last one finishes; the result is a plain
+    apply's."""
+    import os
+    import subprocess
+    import sys
+
+    from schema_dsl.pg import online
+    _v1_with_rows(pg_url)
+    total = len(online.plan_online(pg_url, V2).steps)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    killed = 0
+    for at in range(2, total + 1):
+        left = len(online.plan_online(pg_url, V2).steps)
+        if left < 2:
+            break
+        out = subprocess.run([sys.executable, "-c", KILLER % {"tests": tests, "at": 2, "url": pg_url}],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == -9, out.stderr
+        killed += 1
+        now = online.plan_online(pg_url, V2).steps
+        assert len(now) < left, [s.title for s in now]  # one more step committed each time
+    assert killed >= 5
+    result = online.apply_online(pg_url, V2, compile_declaration(V2))
+    assert result.report["ok"], result.report
+    assert _shape(pg_url) == _plain_result(pg_cluster)
+    assert online.plan_online(pg_url, V2).up_to_date

@@ -7,7 +7,8 @@ things it would not finish on its own, found here:
 
 - a CHECK (col IS NOT NULL) named `_schemagen_nn_...`: the helper through which NOT NULL is set without a scan.
   Once the column is NOT NULL (or the declaration no longer asks it) it is dropped; while the column still needs
-  NOT NULL, and the CHECK is validated, SET NOT NULL runs first (no scan: the CHECK proves it);
+  NOT NULL, the CHECK is VALIDATEd (when it is not yet, and no row holds NULL), SET NOT NULL runs (no scan: the
+  CHECK proves it), then it is dropped; with NULLs left it is dropped and the plan starts NOT NULL over;
 - a declared CHECK or foreign key left NOT VALID between its ADD and its VALIDATE: validated, when no existing row
   breaks it. One that rows break (say, `transfer --orphans=not-valid`) is kept NOT VALID and reported, as before;
 - an INVALID index (a CREATE INDEX CONCURRENTLY that was killed): pg/plan.py already rebuilds a declared one, and
@@ -22,6 +23,10 @@ from . import catalog, notvalid
 from .plan import PgStep
 
 NN_PREFIX = "_schemagen_nn_"
+
+
+def _q(name):
+    return '"' + name.replace('"', '""') + '"'
 
 
 def nn_name(table, column):
@@ -47,6 +52,10 @@ def steps(conn, expected):
         helpers.add((table, name))
         want = expected["tables"].get(table, {}).get("columns", {}).get(column, {}).get("notnull")
         statements = []
+        if want and not notnull and not valid and not conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM %s WHERE %s IS NULL)" % (_q(table), _q(column))).fetchone()[0]:
+            statements.append(alter_statement("validate_constraint", table, name))
+            valid = True
         if want and not notnull and valid:
             statements.append(alter_statement("set_not_null", table, column))
         statements.append(alter_statement("drop_constraint", table, name))
