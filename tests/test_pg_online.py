@@ -235,6 +235,9 @@ def test_a_killed_online_apply_is_finished_by_the_next_apply(pg_cluster, pg_url,
     assert out.returncode == -9, out.stderr
     with _connect(pg_url) as conn:  # part of it is committed, the helper CHECK among it
         assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conname LIKE '\\_schemagen\\_nn\\_%'").fetchone()[0] == 1
+    from schema_dsl.pg import apply as pg_apply
+    report = pg_apply.validate(pg_url, compile_declaration(V2))  # validate names the leftover
+    assert not report["ok"] and any("interrupted `apply --online`" in n for n in report["notes"]), report["notes"]
     if then == "plain":
         result = migrate.apply(pg_url, V2, compile_declaration(V2))
     else:
@@ -326,3 +329,26 @@ def test_an_online_apply_killed_before_any_of_its_steps_is_finished_by_the_next_
     assert result.report["ok"], result.report
     assert _shape(pg_url) == _plain_result(pg_cluster)
     assert online.plan_online(pg_url, V2).up_to_date
+
+
+def test_an_invalid_index_left_by_a_failed_concurrent_build_is_rebuilt_online(pg_url):
+    """A CREATE UNIQUE INDEX CONCURRENTLY that failed (duplicates) leaves idx_tasks_state INVALID under the declared
+    name: the online plan drops it CONCURRENTLY and builds it again, CONCURRENTLY, and the result is valid."""
+    import psycopg
+
+    from schema_dsl.pg import online
+    _v1_with_rows(pg_url)
+    with _connect(pg_url) as conn:
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute('CREATE UNIQUE INDEX CONCURRENTLY "idx_tasks_state" ON "tasks" ("state")')
+        assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_tasks_state'::regclass"
+                            ).fetchone()[0] is False
+    p = online.plan_online(pg_url, V2)
+    rebuild = [s for s in p.steps if s.kind == "RebuildInvalidIndex"]
+    assert [s.mode for s in rebuild] == ["concurrent", "concurrent"]
+    assert rebuild[0].statements[0].startswith("DROP INDEX CONCURRENTLY")
+    result = online.apply_online(pg_url, V2, compile_declaration(V2))
+    assert result.report["ok"], result.report
+    with _connect(pg_url) as conn:
+        assert conn.execute("SELECT indisvalid, indisunique FROM pg_index "
+                            "WHERE indexrelid = 'idx_tasks_state'::regclass").fetchone() == (True, False)

@@ -158,6 +158,8 @@ def online_steps(plan, attempt_ms=ATTEMPT_MS):
                                      "batches", BATCHES % FILL_BATCH, table, "Backfill"))
         else:
             tx = []
+            title = s.title.replace(", after COMMIT", "")
+            s = pgplan.PgStep(title.split(", then VALIDATE")[0], s.why, s.statements, kind=s.kind, table=s.table)
             for statement in s.statements:
                 if "CONCURRENTLY" in statement:
                     if tx:
@@ -169,7 +171,7 @@ def online_steps(plan, attempt_ms=ATTEMPT_MS):
                     if tx:
                         target.append(OnlineStep(s.title, s.why, tx, "short", short(s.table), s.table, s.kind))
                         tx = []
-                    target.append(OnlineStep("validate: " + s.title, s.why, [statement], "validate",
+                    target.append(OnlineStep("VALIDATE: " + s.title, s.why, [statement], "validate",
                                              SCAN % ("'%s'" % s.table), s.table, s.kind))
                 elif s.kind == "Remove" and statement.startswith("DROP INDEX "):
                     target.append(OnlineStep(s.title + " CONCURRENTLY", s.why,
