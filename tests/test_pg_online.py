@@ -352,3 +352,52 @@ def test_an_invalid_index_left_by_a_failed_concurrent_build_is_rebuilt_online(pg
     with _connect(pg_url) as conn:
         assert conn.execute("SELECT indisvalid, indisunique FROM pg_index "
                             "WHERE indexrelid = 'idx_tasks_state'::regclass").fetchone() == (True, False)
+
+
+def test_milestone_2_online_validates_as_the_plain_apply_does(runner, tmp_path, pg_cluster):
+    """examples/abathur_m2.py on Abathur rows moved to PostgreSQL: apply --online (a rename, index removals and
+    recreations, a foreign key replaced) ends validated and up to date, like the plain apply, every row kept."""
+    import sys
+    from pathlib import Path
+
+    import psycopg
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import legacy
+
+    root = Path(__file__).resolve().parents[1]
+    m2 = str(root / "examples" / "abathur_m2.py")
+    src = tmp_path / "old.db"
+    legacy.create(str(src), "old", tasks=60)
+    assert _cli(runner, "apply", "--db", str(src), "--no-backup").exit_code == 0
+    names = ("om1", "oplain", "oonline")
+    with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
+        for db in names:
+            conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db)
+        conn.execute('CREATE DATABASE "om1"')
+    try:
+        moved = _cli(runner, "transfer", "--from", str(src), "--to", pg_cluster.url("om1"))
+        assert moved.exit_code == 0, moved.output + moved.stderr
+        with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "oplain" TEMPLATE "om1"')
+            conn.execute('CREATE DATABASE "oonline" TEMPLATE "om1"')
+        shown = _cli(runner, "plan", "--db", pg_cluster.url("oonline"), "--schema", m2, "--online")
+        assert shown.exit_code == 0 and "one short step" in shown.output, shown.output + shown.stderr
+        assert _cli(runner, "apply", "--db", pg_cluster.url("oplain"), "--schema", m2).exit_code == 0
+        done = _cli(runner, "apply", "--db", pg_cluster.url("oonline"), "--schema", m2, "--online")
+        assert done.exit_code == 0, done.output + done.stderr
+        assert "--online" in done.output
+        for db in ("oplain", "oonline"):
+            assert _cli(runner, "validate", "--db", pg_cluster.url(db), "--schema", m2).exit_code == 0
+        assert _cli(runner, "plan", "--db", pg_cluster.url("oonline"), "--schema", m2,
+                    "--online").output.startswith("up to date")
+        assert _shape(pg_cluster.url("oonline")) == _shape(pg_cluster.url("oplain"))
+        counts = []
+        for db in ("oplain", "oonline"):
+            with _connect(pg_cluster.url(db)) as conn:
+                counts.append(conn.execute("SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM sessions), "
+                                           "(SELECT count(*) FROM memory_entries)").fetchone())
+        assert counts[0] == counts[1] and counts[0][0] > 0
+    finally:
+        with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
+            for db in names:
+                conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db)
