@@ -401,3 +401,23 @@ def test_milestone_2_online_validates_as_the_plain_apply_does(runner, tmp_path, 
         with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
             for db in names:
                 conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db)
+
+
+def test_with_a_history_the_online_apply_records_itself_last(pg_url):
+    """A declaration that keeps a history (pg/history.py): the online plan's last step records the apply, after
+    every change has committed, and the row is there afterwards."""
+    import attrs
+
+    from schema_dsl.pg import migrate, online
+    v1, v2 = attrs.evolve(V1, history=True), attrs.evolve(V2, history=True)
+    migrate.apply(pg_url, v1, compile_declaration(v1))
+    with _connect(pg_url) as conn:
+        conn.execute("INSERT INTO sessions VALUES (1, 'a')")
+        conn.execute("INSERT INTO tasks VALUES (1, 1, 'open')")
+    p = online.plan_online(pg_url, v2)
+    assert p.steps[-1].kind == "RecordHistory" and "history" in p.steps[-1].lock
+    assert online.apply_online(pg_url, v2, compile_declaration(v2)).report["ok"]
+    with _connect(pg_url) as conn:
+        kinds = conn.execute("SELECT kind, steps FROM _schemagen_history ORDER BY id").fetchall()
+    assert len(kinds) == 2 and "set column 'tasks'.'state' NOT NULL" in kinds[-1][1]
+    assert online.plan_online(pg_url, v2).up_to_date

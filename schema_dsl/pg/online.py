@@ -54,6 +54,7 @@ FILL_BATCH = 5000
 SHORT = "ACCESS EXCLUSIVE on %s for a moment (catalog only); each attempt waits at most %d ms, then retries"
 SCAN = "SHARE UPDATE EXCLUSIVE on %s while it scans the table: reads and writes go on"
 CONCURRENT = "SHARE UPDATE EXCLUSIVE on %s, outside any transaction (CONCURRENTLY): reads and writes go on"
+HISTORY = "none on the application's tables (schemagen's own history table only)"
 BATCHES = "row locks on one batch of %d rows at a time, each batch its own transaction"
 
 
@@ -119,7 +120,7 @@ def _column_of(step):
 
 def online_steps(plan, attempt_ms=ATTEMPT_MS):
     """(the online steps in the order they run, [why a step cannot run online]) for a pg/plan.PgPlan."""
-    expand, contract, refused = [], [], []
+    expand, contract, last, refused = [], [], [], []
     short = lambda t: SHORT % ("'%s'" % t if t else "its table", attempt_ms)  # noqa: E731
     nn_checked = set()
     steps = list(plan.steps)
@@ -128,7 +129,9 @@ def online_steps(plan, attempt_ms=ATTEMPT_MS):
             refused.append("%s: %s" % (s.title, s.lock))
             continue
         target = contract if s.kind == "Remove" else expand
-        if s.kind in ("RenameTable", "RenameColumn"):
+        if s.kind == "RecordHistory":  # last: the history records the apply once every step has committed
+            last.append(OnlineStep(s.title, s.why, s.statements, "short", HISTORY, None, s.kind))
+        elif s.kind in ("RenameTable", "RenameColumn"):
             target.append(OnlineStep(s.title + " (one short step: code that uses the old name stops working here)",
                                      s.why, s.statements, "short", short(s.table), s.table, s.kind))
         elif s.kind == "SetNotNull":
@@ -181,7 +184,7 @@ def online_steps(plan, attempt_ms=ATTEMPT_MS):
                     tx.append(statement)
             if tx:
                 target.append(OnlineStep(s.title, s.why, tx, "short", short(s.table), s.table, s.kind))
-    return expand + contract, refused
+    return expand + contract + last, refused
 
 
 def _nn_check_step(table, column, name, short):
