@@ -234,7 +234,8 @@ def test_a_killed_online_apply_is_finished_by_the_next_apply(pg_cluster, pg_url,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == -9, out.stderr
     with _connect(pg_url) as conn:  # part of it is committed, the helper CHECK among it
-        assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conname LIKE '\\_schemagen\\_nn\\_%'").fetchone()[0] == 1
+        helpers = "SELECT count(*) FROM pg_constraint WHERE conname LIKE '\\_schemagen\\_nn\\_%'"
+        assert conn.execute(helpers).fetchone()[0] == 1
     from schema_dsl.pg import apply as pg_apply
     report = pg_apply.validate(pg_url, compile_declaration(V2))  # validate names the leftover
     assert not report["ok"] and any("interrupted `apply --online`" in n for n in report["notes"]), report["notes"]

@@ -141,7 +141,8 @@ def online_steps(plan, attempt_ms=ATTEMPT_MS):
                 expand.append(_nn_check_step(table, column, name, short))
             expand += [
                 OnlineStep("validate NOT NULL of '%s'.'%s' (CHECK '%s')" % (table, column, name),
-                           "a scan that lets reads and writes go on", [alter_statement("validate_constraint", table, name)],
+                           "a scan that lets reads and writes go on",
+                           [alter_statement("validate_constraint", table, name)],
                            "validate", SCAN % ("'%s'" % table), table, "ValidateCheck"),
                 OnlineStep("set '%s'.'%s' NOT NULL and drop the CHECK" % (table, column),
                            "the validated CHECK proves it: SET NOT NULL needs no scan (PostgreSQL 12+)",
@@ -150,7 +151,8 @@ def online_steps(plan, attempt_ms=ATTEMPT_MS):
                            "SetNotNull")]
         elif s.kind == "Backfill":
             table, column = _column_of(s)
-            later = next((x for x in steps[n + 1:] if x.kind == "SetNotNull" and _column_of(x) == (table, column)), None)
+            later = next((x for x in steps[n + 1:]
+                          if x.kind == "SetNotNull" and _column_of(x) == (table, column)), None)
             if later is not None:  # new rows must not bring NULLs while the old ones are filled
                 expand.append(_nn_check_step(table, column, leftovers.nn_name(table, column), short))
                 nn_checked.add((table, column))
