@@ -471,8 +471,10 @@ def _removal_advice(kept):
 @click.option("--allow-data-loss", is_flag=True, help="With --prune: as apply --prune --allow-data-loss.")
 @click.option("--concurrently", is_flag=True, help="PostgreSQL: as apply --concurrently (indexes on tables that have "
                                                    "rows are built CONCURRENTLY after COMMIT).")
+@click.option("--online", is_flag=True, help="PostgreSQL: the steps apply --online runs, each with the lock it takes "
+                                             "and for how long.")
 @schema_option
-def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, schema_spec):
+def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, online, schema_spec):
     """Show the statements apply would run, and why, without running them."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import plan_database
@@ -485,7 +487,9 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, schema_spe
     decl = _declaration(schema_spec)
     if _is_postgresql(db):
         _refuse_foreign(decl, db)
-        return _pg_plan(db, decl, as_json, sql_file, _prune_mode(prune, allow_data_loss), concurrently)
+        return _pg_plan(db, decl, as_json, sql_file, _prune_mode(prune, allow_data_loss), concurrently, online)
+    if online:
+        raise _Abort("--online is built for PostgreSQL URLs only here: %s is not one; nothing was read" % db)
     if sql_file is not None:
         from .migrate.sqlscript import export_script  # only --sql needs the script export
         from . import outfiles  # see render
@@ -628,9 +632,12 @@ class _Progress:
 @click.option("--concurrently", is_flag=True,
               help="PostgreSQL: build indexes on tables that have rows with CREATE INDEX CONCURRENTLY after COMMIT "
                    "(a failure there exits 3; the next apply rebuilds the INVALID index).")
+@click.option("--online", is_flag=True,
+              help="PostgreSQL: each step in its own short transaction, retried while a lock is busy (--lock-timeout: "
+                   "how long one step keeps retrying); a failure after a commit exits 3: apply again finishes.")
 @schema_option
 def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path, no_validate, verbose,
-          lock_timeout, statement_timeout, prune, allow_data_loss, yes, concurrently, schema_spec):
+          lock_timeout, statement_timeout, prune, allow_data_loss, yes, concurrently, online, schema_spec):
     """Create or migrate the database in one transaction, then report on it.
 
     Before COMMIT apply verifies the declared structure and runs foreign_key_check on every table the
@@ -647,7 +654,9 @@ def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, 
             _refuse_foreign(decl, db)
             return _postgresql("apply", db, decl, as_json, no_validate=no_validate, lock_timeout=lock_timeout,
                                statement_timeout=statement_timeout, prune=loss[0], allow_data_loss=loss[1],
-                               confirm=loss[2], concurrently=concurrently)
+                               confirm=loss[2], concurrently=concurrently, online=online)
+        if online:
+            raise _Abort("--online is built for PostgreSQL URLs only here: %s is not one; nothing was changed" % db)
         _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json,
                    report_path, no_validate, verbose, loss)
     loss = (_prune_mode(prune, allow_data_loss), allow_data_loss, _confirm(yes))
@@ -723,7 +732,13 @@ def _postgresql(command, db, decl, as_json, no_validate=False, **options):
             report = pg.validate(db, compiled)
         else:
             from .pg import migrate  # PostgreSQL's planner (pg/plan.py) and migration
-            result = migrate.apply(db, _schema(decl), compiled, **options)
+            if options.pop("online", False):
+                from .pg import online  # apply --online: many short transactions
+                options.pop("concurrently", None)  # online builds every index CONCURRENTLY
+                result = online.apply_online(db, _schema(decl), compiled, **options)
+            else:
+                options.pop("online", None)
+                result = migrate.apply(db, _schema(decl), compiled, **options)
             if result.applied:
                 _Interrupts.committed.append(db)
             report = result.report
@@ -733,6 +748,10 @@ def _postgresql(command, db, decl, as_json, no_validate=False, **options):
         if as_json:
             import json  # see _describe_plan
             click.echo(json.dumps(dict(result.as_dict(), report=None if no_validate else report), indent=2, sort_keys=True))
+        elif result.applied and getattr(result, "online", False):
+            click.echo("migrated %s (PostgreSQL, --online): %s, each its own transaction, %s, %s, %.2fs" % (
+                result.database, plural(result.steps, "step"), plural(result.statements, "statement"),
+                plural(result.retries, "lock retry", "lock retries"), result.seconds))
         elif result.applied:
             click.echo("%s %s (PostgreSQL): %s in one transaction, %.2fs%s" % (
                 "created" if result.fresh else "migrated", result.database, plural(result.statements, "statement"),
@@ -749,7 +768,7 @@ def _postgresql(command, db, decl, as_json, no_validate=False, **options):
         sys.exit(EXIT_PROBLEMS)
 
 
-def _pg_plan(db, decl, as_json, sql_file, prune, concurrently):
+def _pg_plan(db, decl, as_json, sql_file, prune, concurrently, online=False):
     """plan on PostgreSQL: the steps (pg/plan.py), --json, or the --sql script in one or two parts."""
     try:
         from .pg import migrate, plan as pgplan  # psycopg: only the PostgreSQL path imports it
@@ -758,6 +777,9 @@ def _pg_plan(db, decl, as_json, sql_file, prune, concurrently):
     from . import outfiles  # see render
     try:
         compiled = migrate.pg_apply.compiled_for(decl)  # refuses a stale generated/postgresql/, as apply does
+        if sql_file is not None and online:
+            raise _Abort("plan --sql --online: an online migration is many transactions run and retried by "
+                         "schemagen, not one script; use plan --online to see its steps")
         if sql_file is not None:
             if sql_file != "-":
                 outfiles.check_file(sql_file, "--sql")
@@ -768,7 +790,12 @@ def _pg_plan(db, decl, as_json, sql_file, prune, concurrently):
                 outfiles.write_text(sql_file, text, "--sql")
                 click.echo("wrote %s: run it with psql -v ON_ERROR_STOP=1 -f %s" % (sql_file, sql_file))
             return
-        result = migrate.plan(db, _schema(decl), prune=prune, concurrently=concurrently)
+        if online:
+            from .pg import online as pgonline  # plan --online: the steps and their locks
+            result = pgonline.plan_online(db, _schema(decl), prune=prune)
+            pgplan = pgonline
+        else:
+            result = migrate.plan(db, _schema(decl), prune=prune, concurrently=concurrently)
     except SchemagenError as exc:
         _fail(exc)
     if as_json:

@@ -99,6 +99,12 @@ def check(conn, compiled, database):
     # rows already there that a NOT VALID constraint does not check (notvalid.py): reported, not a failure
     broken = notvalid.violations(conn) if actual["not_valid"] else []
     notes = notes + [notvalid.describe(v) for v in broken]
+    from .leftovers import NN_PREFIX  # validate names what an interrupted `apply --online` left
+    notes += ["constraint %s.%s: the NOT NULL helper of an interrupted `apply --online`; run apply again to finish" % (
+        t, n) for t, n in conn.execute(
+            "SELECT c.relname, k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
+            "WHERE c.relnamespace = %s AND k.contype = 'c' AND k.conname LIKE %s ORDER BY 1, 2",
+            (catalog.current_namespace(conn), NN_PREFIX.replace("_", r"\_") + "%")).fetchall()]
     declared = set(compiled["structure"]["tables"])
     return {
         "not_valid_violations": [{k: v[k] for k in ("table", "constraint", "kind", "parent", "rows", "examples")}

@@ -1,11 +1,12 @@
 """Plan, apply and export a migration on PostgreSQL (the steps come from plan.py).
 
-apply runs in one transaction (PostgreSQL's DDL is transactional), under the `lock_timeout` and
-`statement_timeout` the user sets, for that transaction only. Inside it: the renames run, the rest is planned
-against the renamed tables (so nothing changes between reading and writing), the data-loss guard asks, the steps
-run, and the plan is made again: it must find nothing left but the concurrent builds, or everything is rolled
-back. A lock not granted in time, a statement that runs too long, or any failing statement rolls everything
-back: exit 2, nothing changed.
+apply runs in one transaction (PostgreSQL's DDL is transactional), under the `lock_timeout` and `statement_timeout`
+the user sets, for that transaction only. Inside it: the renames run, the rest is planned against the renamed
+tables (so nothing changes between reading and writing), the data-loss guard asks, the tables the steps change are
+locked up front, children before parents, retried in short attempts (pg/locks.py: no deadlock with an application's
+foreign-key check), the steps run, and the plan is made again: it must find nothing left but the concurrent builds,
+or everything is rolled back. A lock not granted in time, a statement that runs too long, or any failing statement
+rolls everything back: exit 2, nothing changed.
 
 With concurrently=True an index on a table that has rows is built CREATE INDEX CONCURRENTLY after COMMIT,
 outside any transaction, one statement at a time. A failure there exits 3 ("changed, then failed"): the
@@ -26,6 +27,7 @@ from psycopg import errors as pgerrors
 from ..compile.postgresql import Compiled, alter_statement
 from ..errors import ApplyError, ChangedThenFailed, Declined, UnsafeMigrationError
 from . import apply as pg_apply
+from . import leftovers, locks
 from . import plan as pgplan
 from .introspect import read_live
 from .url import mask, scrub
@@ -53,10 +55,11 @@ def _set_timeouts(conn, lock_timeout, statement_timeout):
 
 
 def _planned(conn, schema, comp, database, prune, concurrently):
-    """(rename steps, already run on conn; the plan of the rest), inside the caller's transaction."""
+    """(the steps that finish an interrupted online apply (pg/leftovers.py) and the rename steps, both already
+    run on conn; the plan of the rest), inside the caller's transaction."""
     live = read_live(conn)
     pgplan.check_renames(conn, schema, live, database)
-    renames = pgplan.rename_steps(schema, live)
+    renames = leftovers.steps(conn, comp.structure) + pgplan.rename_steps(schema, live)
     for step in renames:
         for statement in step.statements:
             conn.execute(statement)
@@ -169,6 +172,8 @@ def _migrate(conn, url, database, schema, comp, compiled, lock_timeout, statemen
                 return MigrateResult(database, full, False, False, 0, time.perf_counter() - started,
                                      pg_apply.check(conn, compiled, database))
             _guard_data_loss(database, full, allow_data_loss, confirm)
+            where = "locking the tables it changes (children before parents)"
+            locks.acquire(conn, locks.plan_tables(rest.transactional, read_live(conn), schema))
             for step in rest.transactional:
                 for statement in step.statements:
                     where = "%s (%s)" % (step.title, statement)

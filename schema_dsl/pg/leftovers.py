@@ -1,0 +1,77 @@
+"""What an interrupted `apply --online` can leave behind on PostgreSQL, and the steps that finish it.
+
+An online apply (pg/online.py) commits step by step, so a kill between two steps leaves a state that serves the
+application (expand before contract) but is not yet the declared one. The next plan, online or plain, reads the
+live catalog and finds most of it as ordinary differences (a missing index, a column still nullable). Three
+things it would not finish on its own, found here:
+
+- a CHECK (col IS NOT NULL) named `_schemagen_nn_...`: the helper through which NOT NULL is set without a scan.
+  Once the column is NOT NULL (or the declaration no longer asks it) it is dropped; while the column still needs
+  NOT NULL, the CHECK is VALIDATEd (when it is not yet, and no row holds NULL), SET NOT NULL runs (no scan: the
+  CHECK proves it), then it is dropped; with NULLs left it is dropped and the plan starts NOT NULL over;
+- a declared CHECK or foreign key left NOT VALID between its ADD and its VALIDATE: validated, when no existing row
+  breaks it. One that rows break (say, `transfer --orphans=not-valid`) is kept NOT VALID and reported, as before;
+- an INVALID index (a CREATE INDEX CONCURRENTLY that was killed): pg/plan.py already rebuilds a declared one, and
+  an undeclared one is reported by validate; nothing to add here.
+
+Every function takes an open psycopg connection and only reads; the steps are pg/plan.PgStep.
+"""
+from __future__ import annotations
+
+from ..compile.postgresql import alter_statement
+from . import catalog, notvalid
+from .plan import PgStep
+
+NN_PREFIX = "_schemagen_nn_"
+
+
+def _q(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def nn_name(table, column):
+    """The name of the helper CHECK (column IS NOT NULL) of table.column (63 bytes at most)."""
+    return (NN_PREFIX + table + "_" + column)[:63]
+
+
+def _nn_checks(conn, ns):
+    """[(table, constraint, column, validated, column is NOT NULL)] for the helper CHECKs in the namespace."""
+    return conn.execute(
+        "SELECT c.relname, k.conname, a.attname, k.convalidated, a.attnotnull FROM pg_constraint k "
+        "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_attribute a ON a.attrelid = k.conrelid "
+        "AND a.attnum = k.conkey[1] WHERE c.relnamespace = %s AND k.contype = 'c' AND k.conname LIKE %s "
+        "ORDER BY 1, 2", (ns, NN_PREFIX.replace("_", r"\_") + "%")).fetchall()
+
+
+def steps(conn, expected):
+    """The steps that finish an interrupted online apply (module docstring); expected: the compiled structure."""
+    ns = catalog.current_namespace(conn)
+    out = []
+    helpers = set()
+    for table, name, column, valid, notnull in _nn_checks(conn, ns):
+        helpers.add((table, name))
+        want = expected["tables"].get(table, {}).get("columns", {}).get(column, {}).get("notnull")
+        statements = []
+        if want and not notnull and not valid and not conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM %s WHERE %s IS NULL)" % (_q(table), _q(column))).fetchone()[0]:
+            statements.append(alter_statement("validate_constraint", table, name))
+            valid = True
+        if want and not notnull and valid:
+            statements.append(alter_statement("set_not_null", table, column))
+        statements.append(alter_statement("drop_constraint", table, name))
+        out.append(PgStep("finish NOT NULL of '%s'.'%s' left by an interrupted online apply" % (table, column),
+                          "the CHECK '%s' is the helper of an online SET NOT NULL%s; it goes" % (
+                              name, ": validated, so SET NOT NULL needs no scan" if len(statements) > 1 else ""),
+                          statements, kind="FinishOnline", table=table))
+    for k in notvalid.not_valid_constraints(conn, ns):
+        if (k["table"], k["constraint"]) in helpers or k["table"] not in expected["tables"]:
+            continue
+        _, broken = notvalid.violating_rows(conn, k, limit=0)
+        if broken:
+            continue  # kept NOT VALID and reported (validate's notes), as before
+        out.append(PgStep("validate %s '%s' on '%s' (left NOT VALID)" % (k["kind"], k["constraint"], k["table"]),
+                          "the constraint is NOT VALID (an online apply stopped between ADD and VALIDATE) and no "
+                          "existing row breaks it: VALIDATE scans under SHARE UPDATE EXCLUSIVE, writes go on",
+                          [alter_statement("validate_constraint", k["table"], k["constraint"])],
+                          kind="ValidateLeftover", table=k["table"]))
+    return out

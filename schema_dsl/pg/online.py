@@ -1,0 +1,375 @@
+"""`apply --online` on PostgreSQL: the migration in many short transactions, none holding a lock that stops the
+application for longer than one short attempt.
+
+The plan is the ordinary one (pg/plan.py, planned with concurrently=True against the live catalog), cut into
+online steps, each committed on its own:
+
+- a step that changes the catalog only (ADD COLUMN, ADD CONSTRAINT ... NOT VALID, SET NOT NULL once a validated
+  CHECK proves it, DROP CONSTRAINT, a rename, a new table) takes ACCESS EXCLUSIVE for a moment: its tables are
+  locked first, children before parents (pg/locks.py), each attempt under a lock_timeout of ATTEMPT_MS, and an
+  attempt not granted in time is rolled back and tried again after a backoff, for at most the `lock_timeout` the
+  caller gives (the budget of one step). The application waits at most one attempt, never a whole scan;
+- VALIDATE CONSTRAINT runs in its own transaction: a scan under SHARE UPDATE EXCLUSIVE, reads and writes go on;
+- NOT NULL goes through a CHECK (col IS NOT NULL) NOT VALID, VALIDATE, SET NOT NULL (no scan on PostgreSQL 12+:
+  the validated CHECK proves it), then the CHECK is dropped (its name starts `_schemagen_nn_`: pg/leftovers.py);
+- a fill (the NULLs of a column that becomes NOT NULL) runs in batches of FILL_BATCH rows, each its own
+  transaction;
+- indexes are created and dropped CONCURRENTLY, outside any transaction; a failed build's INVALID index is
+  dropped CONCURRENTLY and the build tried again;
+- expand before contract: every removal (DROP INDEX / VIEW / TRIGGER / COLUMN / TABLE) runs last, so at every point
+  in between the database still serves the code that ran before the change. A rename is the exception: it runs
+  in one short step, first, and the plan says so.
+
+A type conversion (ALTER COLUMN TYPE) or an ADD COLUMN with a volatile default rewrites the table under ACCESS
+EXCLUSIVE: `--online` refuses such a plan (exit 2, nothing changed) rather than stop the application; a plain
+apply makes it in one transaction.
+
+Failure is safe at every point: each step is committed or not at all, and the next apply (online or plain)
+plans against the live catalog, so it picks up where this one stopped (pg/leftovers.py finishes a NOT VALID
+constraint or a helper CHECK; pg/plan.py rebuilds an INVALID index). A failure before the first commit exits 2
+(nothing changed); after it, 3, and the message says how many steps committed and to run apply again.
+"""
+from __future__ import annotations
+
+import random
+import re
+import time
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from ..compile.postgresql import alter_statement
+from ..errors import ApplyError, ChangedThenFailed
+from . import apply as pg_apply
+from . import leftovers, locks
+from . import migrate as pg_migrate
+from . import plan as pgplan
+from .introspect import read_live
+from .url import mask, scrub
+
+DEFAULT_LOCK_TIMEOUT = "5s"   # the budget of one step: how long it keeps retrying
+ATTEMPT_MS = 100              # how long one attempt waits for a lock that stops the application
+FILL_BATCH = 5000
+
+SHORT = "ACCESS EXCLUSIVE on %s for a moment (catalog only); each attempt waits at most %d ms, then retries"
+SCAN = "SHARE UPDATE EXCLUSIVE on %s while it scans the table: reads and writes go on"
+CONCURRENT = "SHARE UPDATE EXCLUSIVE on %s, outside any transaction (CONCURRENTLY): reads and writes go on"
+HISTORY = "none on the application's tables (schemagen's own history table only)"
+BATCHES = "row locks on one batch of %d rows at a time, each batch its own transaction"
+
+
+class OnlineStep:
+    __slots__ = ("title", "why", "statements", "mode", "lock", "table", "kind")
+
+    def __init__(self, title, why, statements, mode, lock, table=None, kind="change"):
+        self.title, self.why, self.statements, self.mode = title, why, list(statements), mode
+        self.lock, self.table, self.kind = lock, table, kind
+
+    def as_dict(self):
+        return {"title": self.title, "why": self.why, "statements": list(self.statements), "mode": self.mode,
+                "lock": self.lock, "table": self.table, "kind": self.kind}
+
+
+class OnlinePlan:
+    __slots__ = ("database", "steps", "plan", "refused")
+
+    def __init__(self, database, steps, plan, refused):
+        self.database, self.steps, self.plan, self.refused = database, steps, plan, refused
+
+    @property
+    def up_to_date(self):
+        return not self.steps and not self.refused
+
+    def as_dict(self):
+        return {"database": self.database, "dialect": "postgresql", "online": True, "up_to_date": self.up_to_date,
+                "steps": [s.as_dict() for s in self.steps], "refused": list(self.refused),
+                "data_loss": list(self.plan.data_loss), "kept": list(self.plan.extras), "notes": list(self.plan.notes)}
+
+
+class PgOnlineResult:
+    __slots__ = ("database", "plan", "applied", "steps", "statements", "retries", "seconds", "report", "fresh")
+
+    def __init__(self, database, plan, applied, steps, statements, retries, seconds, report, fresh=False):
+        self.database, self.plan, self.applied, self.steps = database, plan, applied, steps
+        self.statements, self.retries, self.seconds, self.report = statements, retries, seconds, report
+        self.fresh = fresh
+
+    concurrent_built = 0
+
+    @property
+    def online(self):
+        """False for a database created fresh (in one transaction, as plain apply does)."""
+        return not self.fresh
+
+    def as_dict(self):
+        return {"database": self.database, "dialect": "postgresql", "online": True, "applied": self.applied,
+                "fresh": self.fresh, "up_to_date": not self.applied, "steps": self.steps, "statements": self.statements,
+                "retries": self.retries, "seconds": round(self.seconds, 4),
+                "plan": self.plan.as_dict() if self.plan is not None else None, "report": self.report}
+
+
+# --- the plan cut into online steps --------------------------------------------------------
+
+_COLUMN = re.compile(r"'([^']+)'\.'([^']+)'")
+
+
+def _column_of(step):
+    m = _COLUMN.search(step.title)
+    return (m.group(1), m.group(2)) if m else (step.table, None)
+
+
+def online_steps(plan, attempt_ms=ATTEMPT_MS):
+    """(the online steps in the order they run, [why a step cannot run online]) for a pg/plan.PgPlan."""
+    expand, contract, last, refused = [], [], [], []
+    short = lambda t: SHORT % ("'%s'" % t if t else "its table", attempt_ms)  # noqa: E731
+    nn_checked = set()
+    steps = list(plan.steps)
+    for n, s in enumerate(steps):
+        if s.lock is not None and s.kind != "SetNotNull":
+            refused.append("%s: %s" % (s.title, s.lock))
+            continue
+        target = contract if s.kind == "Remove" else expand
+        if s.kind == "RecordHistory":  # last: the history records the apply once every step has committed
+            last.append(OnlineStep(s.title, s.why, s.statements, "short", HISTORY, None, s.kind))
+        elif s.kind in ("RenameTable", "RenameColumn"):
+            target.append(OnlineStep(s.title + " (one short step: code that uses the old name stops working here)",
+                                     s.why, s.statements, "short", short(s.table), s.table, s.kind))
+        elif s.kind == "SetNotNull":
+            table, column = _column_of(s)
+            name = leftovers.nn_name(table, column)
+            if (table, column) not in nn_checked:
+                expand.append(_nn_check_step(table, column, name, short))
+            expand += [
+                OnlineStep("validate NOT NULL of '%s'.'%s' (CHECK '%s')" % (table, column, name),
+                           "a scan that lets reads and writes go on",
+                           [alter_statement("validate_constraint", table, name)],
+                           "validate", SCAN % ("'%s'" % table), table, "ValidateCheck"),
+                OnlineStep("set '%s'.'%s' NOT NULL and drop the CHECK" % (table, column),
+                           "the validated CHECK proves it: SET NOT NULL needs no scan (PostgreSQL 12+)",
+                           [alter_statement("set_not_null", table, column),
+                            alter_statement("drop_constraint", table, name)], "short", short(table), table,
+                           "SetNotNull")]
+        elif s.kind == "Backfill":
+            table, column = _column_of(s)
+            later = next((x for x in steps[n + 1:]
+                          if x.kind == "SetNotNull" and _column_of(x) == (table, column)), None)
+            if later is not None:  # new rows must not bring NULLs while the old ones are filled
+                expand.append(_nn_check_step(table, column, leftovers.nn_name(table, column), short))
+                nn_checked.add((table, column))
+            fill = s.statements[0]
+            expr = fill.split(" SET ", 1)[1].split(" = ", 1)[1].rsplit(" WHERE ", 1)[0]
+            expand.append(OnlineStep(s.title + " in batches of %d" % FILL_BATCH, s.why,
+                                     [alter_statement("fill_column_batch", table, column, expr, FILL_BATCH)],
+                                     "batches", BATCHES % FILL_BATCH, table, "Backfill"))
+        else:
+            tx = []
+            title = s.title.replace(", after COMMIT", "")
+            s = pgplan.PgStep(title.split(", then VALIDATE")[0], s.why, s.statements, kind=s.kind, table=s.table)
+            for statement in s.statements:
+                if "CONCURRENTLY" in statement:
+                    if tx:
+                        target.append(OnlineStep(s.title, s.why, tx, "short", short(s.table), s.table, s.kind))
+                        tx = []
+                    target.append(OnlineStep(s.title, s.why, [statement], "concurrent",
+                                             CONCURRENT % ("'%s'" % s.table), s.table, s.kind))
+                elif statement.startswith("ALTER TABLE") and " VALIDATE CONSTRAINT " in statement:
+                    if tx:
+                        target.append(OnlineStep(s.title, s.why, tx, "short", short(s.table), s.table, s.kind))
+                        tx = []
+                    target.append(OnlineStep("VALIDATE: " + s.title, s.why, [statement], "validate",
+                                             SCAN % ("'%s'" % s.table), s.table, s.kind))
+                elif s.kind == "Remove" and statement.startswith("DROP INDEX "):
+                    target.append(OnlineStep(s.title + " CONCURRENTLY", s.why,
+                                             [statement.replace("DROP INDEX ", "DROP INDEX CONCURRENTLY ", 1)],
+                                             "concurrent", CONCURRENT % ("'%s'" % s.table), s.table, s.kind))
+                else:
+                    tx.append(statement)
+            if tx:
+                target.append(OnlineStep(s.title, s.why, tx, "short", short(s.table), s.table, s.kind))
+    return expand + contract + last, refused
+
+
+def _nn_check_step(table, column, name, short):
+    return OnlineStep("add CHECK ('%s' IS NOT NULL) NOT VALID to '%s'" % (column, table),
+                      "NOT NULL without a scan under ACCESS EXCLUSIVE: the CHECK is added NOT VALID (new rows are "
+                      "checked), validated in its own transaction, then proves SET NOT NULL",
+                      [alter_statement("drop_constraint_if_exists", table, name),
+                       alter_statement("add_not_null_check", table, name, column)], "short", short(table), table,
+                      "AddNotNullCheck")
+
+
+def plan_online(url, schema, prune=None, lock_timeout=DEFAULT_LOCK_TIMEOUT):
+    """What apply --online would do: OnlinePlan (its steps, each with the lock it takes and for how long; refused:
+    the steps that cannot run online)."""
+    p = pg_migrate.plan(url, schema, prune=prune, concurrently=True, lock_timeout=lock_timeout)
+    steps, refused = online_steps(p)
+    return OnlinePlan(p.database, steps, p, refused)
+
+
+# --- running ---------------------------------------------------------------------------------
+
+def _ms(conn, text):
+    return int(conn.execute("SELECT EXTRACT(epoch FROM %s::interval) * 1000", (str(text or "0"),)).fetchone()[0])
+
+
+class _Runner:
+    def __init__(self, conn, schema, budget_ms, attempt_ms, statement_timeout):
+        self.conn, self.schema, self.budget_ms, self.attempt_ms = conn, schema, budget_ms, attempt_ms
+        self.statement_timeout = str(statement_timeout or "0")
+        self.retries = 0
+
+    def _retrying(self, attempt):
+        """attempt() until it runs without a lock timeout, or the budget runs out (then the error is raised)."""
+        started, backoff = time.monotonic(), locks.BACKOFF_MS[0]
+        while True:
+            try:
+                return attempt()
+            except pgerrors.LockNotAvailable:
+                waited = (time.monotonic() - started) * 1000
+                if self.budget_ms and waited + backoff >= self.budget_ms:
+                    raise
+                self.retries += 1
+                time.sleep((backoff + random.uniform(0, backoff)) / 1000.0)
+                backoff = min(backoff * 2, locks.BACKOFF_MS[1])
+
+    def _timeouts(self, lock_ms):
+        self.conn.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                          ("%dms" % lock_ms, self.statement_timeout))
+
+    def run(self, step):
+        conn = self.conn
+        if step.mode == "short":
+            tables = locks.plan_tables([pgplan.PgStep(step.title, "", [], kind=step.kind, table=step.table)],
+                                       read_live(conn), self.schema)
+            lock_first = locks.lock_statements(tables)  # children before parents, then the step
+
+            def attempt():
+                with conn.transaction():
+                    self._timeouts(self.attempt_ms)
+                    for statement in lock_first:
+                        conn.execute(statement)
+                    for statement in step.statements:
+                        conn.execute(statement)
+            self._retrying(attempt)
+        elif step.mode == "validate":  # SHARE UPDATE EXCLUSIVE: waiting for it stops nobody's reads or writes
+            def attempt():
+                with conn.transaction():
+                    self._timeouts(self.budget_ms)
+                    for statement in step.statements:
+                        conn.execute(statement)
+            self._retrying(attempt)
+        elif step.mode == "batches":
+            def attempt():
+                with conn.transaction():
+                    self._timeouts(self.attempt_ms)
+                    return conn.execute(step.statements[0]).rowcount
+            while self._retrying(attempt):
+                pass
+        else:  # CONCURRENTLY: outside any transaction
+            statement = step.statements[0]
+            index = _index_name(statement)
+
+            def attempt():
+                conn.execute(alter_statement("session_timeouts", "%dms" % self.budget_ms, self.statement_timeout))
+                try:
+                    conn.execute(statement)
+                except psycopg.Error:
+                    if statement.startswith("CREATE") and index and _invalid(conn, index):
+                        conn.execute(alter_statement("drop_index_concurrently_if_exists", index))
+                    raise
+            try:
+                self._retrying(attempt)
+            finally:
+                conn.execute(alter_statement("session_timeouts", "0", "0"))
+
+
+def _index_name(statement):
+    m = re.search(r'INDEX CONCURRENTLY (?:IF (?:NOT )?EXISTS )?("(?:[^"]|"")+"|\w+)', statement)
+    return m.group(1).strip('"').replace('""', '"') if m else None
+
+
+def _invalid(conn, name):
+    row = conn.execute("SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE c.relname = %s AND c.relnamespace = current_schema()::regnamespace", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, statement_timeout=None, prune=None,
+                 allow_data_loss=False, confirm=None, progress=None, attempt_ms=ATTEMPT_MS):
+    """Migrate the PostgreSQL database at url to the declaration online (module docstring). A database holding
+    none of the declared objects is created as plain apply does (nothing there to keep serving).
+    progress(number, total, step) is called before each step. Returns PgOnlineResult."""
+    database = mask(url)
+    started = time.perf_counter()
+    conn = pg_apply.connect(url)
+    try:
+        if prune is None and not pg_apply._declared_present(conn, compiled["structure"]):
+            r = pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout)
+            return PgOnlineResult(database, None, r.applied, 1, r.statements, 0, r.seconds, r.report, fresh=r.applied)
+        try:
+            budget_ms = _ms(conn, lock_timeout)
+        except psycopg.Error:
+            raise ApplyError("%s: lock_timeout %r is not a duration (e.g. 5s, 500ms); nothing changed" % (
+                database, lock_timeout)) from None
+        p = plan_online(url, schema, prune=prune, lock_timeout=lock_timeout)
+        if p.refused:
+            raise ApplyError("%s: --online cannot make %s without stopping the application (it rewrites or scans the "
+                             "table under ACCESS EXCLUSIVE; a type conversion is not done online yet): run a plain "
+                             "apply for it; nothing changed" % (database, "; ".join(p.refused)))
+        if p.up_to_date:
+            return PgOnlineResult(database, p, False, 0, 0, 0, time.perf_counter() - started,
+                                  pg_apply.check(conn, compiled, database))
+        pg_migrate._guard_data_loss(database, p.plan, allow_data_loss, confirm)
+        runner = _Runner(conn, schema, budget_ms, min(attempt_ms, budget_ms) if budget_ms else attempt_ms,
+                         statement_timeout)
+        done = statements = 0
+        step = None
+        try:
+            for step in p.steps:
+                if progress is not None:
+                    progress(done + 1, len(p.steps), step)
+                runner.run(step)
+                done += 1
+                statements += len(step.statements)
+        except (psycopg.Error, KeyboardInterrupt) as exc:
+            text = " ".join(scrub(getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc) or
+                                  type(exc).__name__, url).split())
+            if isinstance(exc, pgerrors.LockNotAvailable):
+                text = "a lock was not granted within lock_timeout %s, retrying (%s)" % (lock_timeout, text)
+            if not done:
+                raise ApplyError("%s: online step 1 of %d (%s) failed: %s; nothing changed" % (
+                    database, len(p.steps), step.title, text)) from None
+            raise ChangedThenFailed(
+                "%s: %d of %d online steps committed, then '%s' failed: %s; the database still serves the "
+                "application as before; run `schemagen apply --online` (or apply) again to finish" % (
+                    database, done, len(p.steps), step.title, text)) from None
+        try:
+            report = pg_apply.check(conn, compiled, database)
+        except psycopg.Error as exc:
+            raise ChangedThenFailed("%s: the online migration is committed, then reading it back failed: %s" % (
+                database, " ".join(scrub(str(exc), url).split()))) from None
+        return PgOnlineResult(database, p, True, done, statements, runner.retries, time.perf_counter() - started,
+                              report)
+    finally:
+        conn.close()
+
+
+# --- text ------------------------------------------------------------------------------------
+
+def format_plan(p):
+    """plan --online for a person: each step, the lock it takes and for how long."""
+    if p.up_to_date:
+        return "up to date: nothing to do (%s, PostgreSQL)" % p.database
+    lines = ["%s (PostgreSQL, --online): %d steps, each its own transaction (CONCURRENTLY: outside one):" % (
+        p.database, len(p.steps))]
+    for n, s in enumerate(p.steps, start=1):
+        lines += ["  %d. %s" % (n, s.title), "     lock: %s" % s.lock]
+    if p.refused:
+        lines += ["", "cannot run --online (they rewrite or scan a table under ACCESS EXCLUSIVE; use a plain apply):"]
+        lines += ["  - %s" % r for r in p.refused]
+    if p.plan.data_loss:
+        lines += ["", "loses data (apply needs --allow-data-loss, and --yes off a terminal):"]
+        lines += ["  - %s" % d["text"] for d in p.plan.data_loss]
+    lines += ["  note: %s" % n for n in p.plan.notes]
+    return "\n".join(lines)
+
