@@ -340,12 +340,16 @@ def _describe_plan(plan, as_json=False):
 @click.option("--allow-data-loss", is_flag=True, help="With --prune: as apply --prune --allow-data-loss.")
 @click.option("--concurrently", is_flag=True, help="PostgreSQL: as apply --concurrently (indexes on tables that have "
                                                    "rows are built CONCURRENTLY after COMMIT).")
+@click.option("--online", is_flag=True, help="SQLite: show the steps of apply --online and how long each holds the "
+                                             "write lock.")
 @schema_option
-def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, schema_spec):
+def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, online, schema_spec):
     """Show the statements apply would run, and why, without running them."""
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import plan_database
     decl = _declaration(schema_spec)
+    if online:
+        return _online_plan(db, decl, as_json, _prune_mode(prune, allow_data_loss))
     if _is_postgresql(db):
         return _pg_plan(db, decl, as_json, sql_file, _prune_mode(prune, allow_data_loss), concurrently)
     if sql_file is not None:
@@ -492,9 +496,12 @@ class _Progress:
 @click.option("--concurrently", is_flag=True,
               help="PostgreSQL: build indexes on tables that have rows with CREATE INDEX CONCURRENTLY after COMMIT "
                    "(a failure there exits 3; the next apply rebuilds the INVALID index).")
+@click.option("--online", is_flag=True,
+              help="SQLite: rebuild tables through a shadow table kept in step by triggers, copied in short batches "
+                   "and swapped in one short transaction, so the application keeps reading and writing.")
 @schema_option
 def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path, no_validate, verbose,
-          lock_timeout, statement_timeout, prune, allow_data_loss, yes, concurrently, schema_spec):
+          lock_timeout, statement_timeout, prune, allow_data_loss, yes, concurrently, online, schema_spec):
     """Create or migrate the database in one transaction, then report on it.
 
     Before COMMIT apply verifies the declared structure and runs foreign_key_check on every table the
@@ -507,14 +514,40 @@ def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, 
     target = _target(decl)
 
     def one(db, report_path):
+        if _is_postgresql(db) and online:
+            from .migrate.online import refuse_postgresql  # only --online imports it
+            try:
+                refuse_postgresql()
+            except SchemagenError as exc:
+                _fail(exc)
         if _is_postgresql(db):
             return _postgresql("apply", db, decl, as_json, no_validate=no_validate, lock_timeout=lock_timeout,
                                statement_timeout=statement_timeout, prune=loss[0], allow_data_loss=loss[1],
                                confirm=loss[2], concurrently=concurrently)
         _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json,
-                   report_path, no_validate, verbose, loss)
+                   report_path, no_validate, verbose, loss, online)
     loss = (_prune_mode(prune, allow_data_loss), allow_data_loss, _confirm(yes))
     _for_each_db(dbs, reports, one, as_json, changes=True)
+
+
+def _online_plan(db, decl, as_json, prune):
+    """plan --online (migrate/online.py): the steps, each with the write lock it holds."""
+    from .migrate import online  # only --online imports it
+    try:
+        if _is_postgresql(db):
+            online.refuse_postgresql()
+        plan, steps = online.plan_online(db, _target(decl), guard=_guard(decl), prune=prune)
+    except SchemagenError as exc:
+        _fail(exc)
+    if as_json:
+        import json  # see _describe_plan
+        click.echo(json.dumps({"database": db, "up_to_date": plan.up_to_date, "online_steps": steps}, indent=2))
+    elif plan.up_to_date:
+        click.echo("up to date: nothing to do")
+    else:
+        click.echo("apply --online would run %s:" % _plural(len(steps), "step"))
+        for n, s in enumerate(steps, start=1):
+            click.echo("  %d. %s\n     write lock: %s" % (n, s["step"], s["lock"]))
 
 
 def _prune_mode(prune, allow_data_loss):
@@ -537,14 +570,19 @@ def _confirm(yes):
 
 
 def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path,
-               no_validate, verbose, loss=(None, False, None)):
+               no_validate, verbose, loss=(None, False, None), online=False):
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import apply as do_apply
     progress = _Progress(sys.stderr)
     try:
-        result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
-                          backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity,
-                          prune=loss[0], allow_data_loss=loss[1], confirm=loss[2])
+        if online:
+            from .migrate.online import apply_online  # only --online imports it
+            result = apply_online(db, schema=target, backup=not no_backup, guard=_guard(decl), backup_dir=backup_dir,
+                                  keep_backups=keep_backups, prune=loss[0], allow_data_loss=loss[1], confirm=loss[2])
+        else:
+            result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
+                              backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity,
+                              prune=loss[0], allow_data_loss=loss[1], confirm=loss[2])
     except SchemagenError as exc:
         progress.close()
         _fail(exc)

@@ -14,6 +14,7 @@ leaves out the two whole-file data checks (see validation_report's applied).
 from __future__ import annotations
 
 from ..sqlite import structure
+from ..sqlite.leftovers import leftovers
 from ..sqlite.data import describe_violation, foreign_key_violations
 from ..sqlite.eqp import explain_lines, indexes_used
 
@@ -36,6 +37,8 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
     diffs = structure.compare(expected, actual)
     problems = [m for k, m in diffs if k != "extra" or not allow_extra]
     extras = [m for k, m in diffs if k == "extra" and allow_extra]
+    problems += ["%s '%s' is a leftover of an interrupted online apply (schemagen's own): the next apply removes "
+                 "it" % (kind, name) for kind, name, _ in leftovers(conn)]
     master = conn.execute(
         "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index') ORDER BY type DESC, rowid").fetchall()
     integrity_name = "integrity_check" if full_integrity else "quick_check"

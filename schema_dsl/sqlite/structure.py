@@ -37,6 +37,8 @@
 import functools
 import re
 
+from .leftovers import is_leftover
+
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
 EXPRESSION = "<expression>"  # the column name of an index on an expression
 # Settings kept in the database header (32-bit integers): declared persistent, set inside a transaction.
@@ -470,6 +472,8 @@ def read_raw(conn):
     shadow = {"%s_%s" % (v, suffix) for v, module in virtual.items()
               for suffix in MODULE_SHADOW_SUFFIXES.get(module, SHADOW_SUFFIXES)}
     for kind, name, table, sql in master:
+        if is_leftover(name):
+            continue  # an interrupted online apply's: reported by validate, dropped by the next apply
         if kind == "table" and name.lower() in virtual:
             raw["virtual_tables"][name] = sql
         elif kind == "table" and name.lower() in shadow:
