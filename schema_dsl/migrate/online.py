@@ -48,10 +48,15 @@ from .backup import discard, make_backup, prune as prune_backups
 from .dependents import broken_dependents, check_dependents
 from ..compile.target import target_for
 
-BATCH_SECONDS = 0.025    # a copy or verify batch aims at this much write-lock time
+BATCH_SECONDS = 0.020    # a copy or verify batch aims at this much write-lock time
+# after each write batch the lock is left free this long: an application writer waiting in SQLite's busy handler
+# sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between its tries, so a free window longer than those steps lets it in
+# before the next batch (without one, back-to-back batches could keep it waiting past 100 ms)
+PAUSE_SECONDS = 0.030
 FIRST_BATCH = 500
 MAX_BATCH = 200000
 SHADOW = "_schemagen_new_"
+OLD = "_schemagen_old_"  # the old table after the swap, emptied in batches, then dropped
 INDEX = "_schemagen_ix_"
 SYNC = "_schemagen_sync_"
 REJECTS = "_schemagen_online_rejects"
@@ -258,8 +263,8 @@ def _ms(rows):
 class _Lock:
     """BEGIN IMMEDIATE ... COMMIT as a context manager; times the write lock it held."""
 
-    def __init__(self, conn, stats):
-        self.conn, self.stats = conn, stats
+    def __init__(self, conn, stats, label="batch"):
+        self.conn, self.stats, self.label = conn, stats, label
 
     def __enter__(self):
         self.conn.execute("BEGIN IMMEDIATE")
@@ -272,7 +277,8 @@ class _Lock:
         elif self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
         held = time.perf_counter() - self.started
-        self.stats["longest_lock"] = max(self.stats.get("longest_lock", 0.0), held)
+        if held >= self.stats.get("longest_lock", 0.0):
+            self.stats["longest_lock"], self.stats["longest_lock_step"] = held, self.label
         self.stats["transactions"] = self.stats.get("transactions", 0) + 1
         return False
 
@@ -289,7 +295,7 @@ def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
     size, lo, n = FIRST_BATCH, None, 0
     while tp.top is not None and (lo is None or lo < tp.top):
         started = time.perf_counter()
-        with _Lock(conn, stats) if write else _Read(conn):
+        with _Lock(conn, stats, "%s batch of '%s'" % (label, tp.name)) if write else _Read(conn):
             bound = conn.execute("SELECT max(rowid) FROM (SELECT rowid FROM %s WHERE rowid > ? ORDER BY rowid "
                                  "LIMIT ?)" % q(tp.old), (lo if lo is not None else -(2 ** 63), size)).fetchone()[0]
             bound = min(bound, tp.top) if bound is not None else None
@@ -298,9 +304,10 @@ def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
             result = sql_for(lo if lo is not None else -(2 ** 63), bound)
         lo, n = bound, n + 1
         took = time.perf_counter() - started
-        size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(took, 1e-4)), size * 4))
+        size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(took, 1e-4)), size * 2))
         if write:
             _checkpoint(conn, wal)
+            time.sleep(PAUSE_SECONDS)
         if between is not None:
             between(tp.name, label, n)
         if result:
@@ -341,10 +348,18 @@ def _describe_row(conn, tp, rowid):
 
 
 def _missing(conn, tp, lo, hi):
-    """Rows of the old table in (lo, hi] that the shadow lacks."""
-    return [r[0] for r in conn.execute(
+    """Rows of the old table in (lo, hi] that the shadow lacks; ApplyError when the shadow has more (it never
+    should: its rows only come from the old table's)."""
+    missing = [r[0] for r in conn.execute(
         "SELECT o.rowid FROM %s AS o WHERE o.rowid > ? AND o.rowid <= ? AND NOT EXISTS (SELECT 1 FROM %s AS s "
         "WHERE s.rowid = o.rowid) LIMIT 5" % (q(tp.old), q(tp.shadow)), (lo, hi))]
+    if not missing:
+        counts = [conn.execute("SELECT count(*) FROM %s WHERE rowid > ? AND rowid <= ?" % q(t), (lo, hi)).fetchone()[0]
+                  for t in (tp.old, tp.shadow)]
+        if counts[0] != counts[1]:
+            raise ApplyError("online apply: table '%s' has %d rows with rowid in (%d, %d] but its shadow %d; nothing "
+                             "was changed" % (tp.name, counts[0], lo, hi, counts[1]))
+    return missing
 
 
 def _stale_fk(conn, tp, lo, hi):
@@ -371,7 +386,7 @@ def run(conn, path, plan, target, between=None, stats=None):
     conn.execute("PRAGMA legacy_alter_table = ON")
     online = OnlinePlan(conn, plan)
     for step in online.before:
-        with _Lock(conn, stats):
+        with _Lock(conn, stats, step.title):
             for stmt in step.statements:
                 conn.execute(stmt)
     try:
@@ -388,7 +403,7 @@ def run(conn, path, plan, target, between=None, stats=None):
 def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
     try:
         for tp in online.tables:
-            with _Lock(conn, stats):
+            with _Lock(conn, stats, "create the shadow of '%s'" % tp.name):
                 conn.execute("CREATE TABLE IF NOT EXISTS %s (tbl TEXT NOT NULL, row_id INTEGER NOT NULL, PRIMARY KEY "
                              "(tbl, row_id)) WITHOUT ROWID" % q(REJECTS))
                 conn.execute(tp.create)
@@ -403,7 +418,7 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
                                between, stats, "verify", wal, write=False)
             if missing:
                 raise _refuse(conn, path, tp, missing, "found by the check before the swap")
-        with _Lock(conn, stats):
+        with _Lock(conn, stats, "swap"):
             known = broken_dependents(conn)
             for step in online.swap:
                 if _kind(step) == "RebuildTable":
@@ -420,35 +435,50 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
         except sqlite3.Error:
             pass  # the next apply removes them
         raise
+    for tp in online.tables:  # committed: what is left is the old rows' space (a leftover if killed now)
+        _free(conn, OLD + tp.name, stats, wal)
 
 
 def _swap(conn, path, tp):
+    """In the swap transaction: the recorded rejects and the rows written since the copy began compared (the rows
+    before were compared batch by batch), the old table renamed away with its indexes, the shadow renamed
+    to the table's name, the declared index names set, sqlite_sequence carried over as the larger value."""
     rejected = [r[0] for r in conn.execute(
         "SELECT r.row_id FROM %s AS r WHERE r.tbl = ? AND EXISTS (SELECT 1 FROM %s AS o WHERE o.rowid = r.row_id) "
         "AND NOT EXISTS (SELECT 1 FROM %s AS s WHERE s.rowid = r.row_id) ORDER BY r.row_id LIMIT 5" % (
             q(REJECTS), q(tp.old), q(tp.shadow)), (tp.name,))]
     if rejected:
         raise _refuse(conn, path, tp, rejected, "written by the application during the copy")
-    old_n = conn.execute("SELECT count(*) FROM %s" % q(tp.old)).fetchone()[0]
-    new_n = conn.execute("SELECT count(*) FROM %s" % q(tp.shadow)).fetchone()[0]
-    if old_n != new_n:
-        missing = _missing(conn, tp, -(2 ** 63), 2 ** 63 - 1)
-        if missing:
-            raise _refuse(conn, path, tp, missing, "found at the swap")
-        raise ApplyError("online apply: table '%s' has %d rows but its shadow %d; nothing was changed" % (
-            tp.name, old_n, new_n))
+    since = tp.top if tp.top is not None else -(2 ** 63)
+    missing = _missing(conn, tp, since, 2 ** 63 - 1)
+    if missing:
+        raise _refuse(conn, path, tp, missing, "found at the swap")
     has_seq = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone() is not None
     seq = conn.execute("SELECT max(seq) FROM sqlite_sequence WHERE name IN (?, ?)", (tp.old, tp.shadow)).fetchone()[0] \
         if has_seq else None
-    conn.execute("DROP TABLE %s" % q(tp.old))
+    for op in ("ins", "upd", "del"):
+        conn.execute("DROP TRIGGER %s" % q("%s%s_%s" % (SYNC, op, tp.name)))
+    retired = OLD + tp.name
+    conn.execute("ALTER TABLE %s RENAME TO %s" % (q(tp.old), q(retired)))
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
+                                (retired,)).fetchall():
+        conn.execute("DROP TRIGGER %s" % q(name))  # the plan recreates the table's triggers on the new one
     conn.execute("ALTER TABLE %s RENAME TO %s" % (q(tp.shadow), q(tp.name)))
-    if tp.indexes:
+    renames = []  # the old table's indexes out of the way first, then the shadow's under the declared names
+    for n, (name, sql) in enumerate(conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+            (retired,)).fetchall()):
+        tmp = "%sold_%d_%d" % (INDEX, tp.number, n)
+        m = _index_head(sql)
+        renames.append((name, tmp, sql[:m.start(1)] + q(tmp) + sql[m.end(1):]))
+    renames += [(tmp, name, final) for name, tmp, _, final in tp.indexes]
+    if renames:  # SQLite has no ALTER INDEX: the names are set in sqlite_master, the schema version bumped
         version = conn.execute("PRAGMA schema_version").fetchone()[0]
         conn.execute("PRAGMA writable_schema = ON")
         try:
-            for name, tmp, _, final in tp.indexes:
+            for old_name, new_name, sql in renames:
                 conn.execute("UPDATE sqlite_master SET name = ?, sql = ? WHERE type = 'index' AND name = ?",
-                             (name, final, tmp))
+                             (new_name, sql, old_name))
             conn.execute("PRAGMA schema_version = %d" % (version + 1))
         finally:
             conn.execute("PRAGMA writable_schema = OFF")
@@ -457,6 +487,26 @@ def _swap(conn, path, tp):
                      "sqlite_sequence WHERE name = ?)", (tp.name, tp.name))
         top = conn.execute("SELECT max(rowid) FROM %s" % q(tp.name)).fetchone()[0]
         conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?, ?) WHERE name = ?", (seq or 0, top or 0, tp.name))
+    if has_seq:
+        conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (retired,))
+
+
+def _free(conn, table, stats, wal):
+    """Empty the retired old table in batches sized by time (its pages freed a batch at a time), then drop it:
+    a DROP TABLE of a big table holds the write lock for as long as it walks every page."""
+    size = FIRST_BATCH
+    while True:
+        started = time.perf_counter()
+        with _Lock(conn, stats, "free the old table's pages"):
+            done = conn.execute("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s ORDER BY rowid LIMIT ?)" % (
+                q(table), q(table)), (size,)).rowcount
+            if not done:
+                conn.execute("DROP TABLE %s" % q(table))
+        if not done:
+            return
+        size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(time.perf_counter() - started, 1e-4)), size * 2))
+        _checkpoint(conn, wal)
+        time.sleep(PAUSE_SECONDS)
 
 
 def refuse_postgresql():

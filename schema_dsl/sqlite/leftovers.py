@@ -1,6 +1,6 @@
 """schemagen's own objects of an interrupted online apply (migrate/online.py): never the user's.
 
-Shadow tables `_schemagen_new_<table>`, their indexes `_schemagen_ix_<n>_<m>`, the sync triggers
+Shadow tables `_schemagen_new_<table>`, a swapped-out old table `_schemagen_old_<table>` being emptied, their indexes `_schemagen_ix_<n>_<m>`, the sync triggers
 `_schemagen_sync_{ins,upd,del}_<table>` and the side table `_schemagen_online_rejects`. Every reader of the
 schema (structure.read_raw: inspect, plan, --prune) leaves them out, validate reports them, and every apply
 drops them first.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .quote import quote_identifier
 
-PREFIXES = ("_schemagen_new_", "_schemagen_ix_", "_schemagen_sync_", "_schemagen_online_")
+PREFIXES = ("_schemagen_new_", "_schemagen_old_", "_schemagen_ix_", "_schemagen_sync_", "_schemagen_online_")
 
 
 def is_leftover(name):
