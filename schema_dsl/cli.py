@@ -685,9 +685,13 @@ def _after_commit(result, db, target, check_data, full_integrity, as_json, repor
         if not result.applied:
             click.echo("up to date: %s already matches the declaration" % db)
         else:
-            click.echo("%s %s: %s in %s, one transaction, %.2fs" % (
+            online = getattr(result, "online", None)  # apply --online: many short transactions
+            click.echo("%s %s: %s in %s, %s, %.2fs" % (
                 "created" if result.plan.fresh else "migrated", db, _plural(result.statements, "statement"),
-                _plural(len(result.plan.steps), "step"), result.seconds))
+                _plural(len(result.plan.steps), "step"), "one transaction" if online is None else
+                "online: %s, the longest held the write lock %.0f ms" % (
+                    _plural(online.get("transactions", 0), "transaction"), 1000 * online.get("longest_lock", 0)),
+                result.seconds))
             dropped = [s.change for s in result.plan.steps if type(s.change).__name__ == "Remove"]
             if dropped:
                 click.echo("dropped: " + ", ".join("%s '%s'%s" % (c.kind, c.name, " on '%s'" % c.table if c.table else "")

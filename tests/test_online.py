@@ -241,8 +241,9 @@ def test_cli_plan_online_names_the_locks_and_apply_online_applies(tmp_path):
     result = runner.invoke(main, ["plan", "--online", "--db", path, "--schema", spec])
     assert result.exit_code == 0, result.output
     assert "copy %d rows of 'items'" % ROWS in result.output and "write lock: batches of about" in result.output
-    assert "swap 'items'" in result.output
+    assert "swap 'items'" in result.output and "empty the old table" in result.output
     assert schema_of(path) == schema_of(path) and not online.leftovers(sqlite3.connect(path))
     result = runner.invoke(main, ["apply", "--online", "--no-backup", "--no-validate", "--db", path, "--schema", spec])
     assert result.exit_code == 0, result.output + result.stderr
     assert ("index", "items_qty") in {(t, n) for t, n, _, _ in schema_of(path)}
+    assert "online: " in result.output and "the longest held the write lock" in result.output

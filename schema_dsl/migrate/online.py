@@ -229,27 +229,32 @@ class OnlinePlan:
     def describe(self, conn):
         """plan --online: [{"step", "lock"}] in the order they run: what holds the write lock and how long."""
         out = []
-        for step in self.before:
+        for step in self.before:  # a new index on a table not rebuilt is built here, in its own transaction
             rows = step.rows or 0
-            out.append({"step": step.title, "lock": "one transaction, about %s" % _ms(rows)
+            out.append({"step": step.title, "lock": "one transaction, about %s (it reads every row)" % _ms(rows)
                         if rows else "one short transaction"})
         for tp in self.tables:
             n = tp.step.rows or 0
-            out.append({"step": "create shadow table '%s' with %d index(es) and sync triggers on '%s'" % (
-                tp.shadow, len(tp.indexes), tp.old), "lock": "one short transaction"})
+            out.append({"step": "create shadow table '%s' with %d index(es) (empty, under temporary names) and sync "
+                                "triggers on '%s'" % (tp.shadow, len(tp.indexes), tp.old),
+                        "lock": "one short transaction"})
             out.append({"step": "copy %d rows of '%s' into '%s' in batches" % (n, tp.old, tp.shadow),
                         "lock": "batches of about %d ms each, a passive WAL checkpoint between them" % (
                             BATCH_SECONDS * 1000)})
-            out.append({"step": "verify every row of '%s' is in '%s' (new constraints, foreign keys)" % (
-                tp.old, tp.shadow), "lock": "read batches of about %d ms each" % (BATCH_SECONDS * 1000)})
+            out.append({"step": "check that every row of '%s' is in '%s' (the new constraints and foreign keys)" % (
+                tp.old, tp.shadow), "lock": "none (read batches of about %d ms each; in rollback-journal mode they "
+                                            "hold writers off that long)" % (BATCH_SECONDS * 1000)})
         if self.tables or self.swap:
-            n = sum(tp.step.rows or 0 for tp in self.tables)
             names = ", ".join("'%s'" % tp.name for tp in self.tables)
-            out.append({"step": "swap%s: compare counts, drop the old table%s, rename the shadow, set the index "
-                                "names, %d other step(s) of the plan" % (
+            out.append({"step": "swap%s: check the rows written since the copy began, rename the old table%s "
+                                "away and the shadow in, set the index names%s" % (
                                     " " + names if names else "", "s" if len(self.tables) > 1 else "",
-                                    len(self.swap) - len(self.tables)),
-                        "lock": "one transaction, about %s (counting and dropping %d rows)" % (_ms(2 * n), n)})
+                                    ", and %d other step(s) of the plan" % (len(self.swap) - len(self.tables))
+                                    if len(self.swap) > len(self.tables) else ""),
+                        "lock": "one short transaction (no row is copied or counted in full)"})
+        for tp in self.tables:
+            out.append({"step": "empty the old table '%s%s' (%d rows) and drop it" % (OLD, tp.name, tp.step.rows or 0),
+                        "lock": "batches of about %d ms each" % (BATCH_SECONDS * 1000)})
         return out
 
 
@@ -559,7 +564,7 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
             conn.close()
             return apply(path, schema, files, backup=bool(backup), guard=guard, prune=prune)
         if backup and plan.touches_rows:
-            backup_to = make_backup(path, backup[0])
+            backup_to = make_backup(path, backup[0], snapshot=True)
         stats = {}
         try:
             run(conn, path, plan, target, between, stats)
