@@ -247,3 +247,21 @@ def test_cli_plan_online_names_the_locks_and_apply_online_applies(tmp_path):
     assert result.exit_code == 0, result.output + result.stderr
     assert ("index", "items_qty") in {(t, n) for t, n, _, _ in schema_of(path)}
     assert "online: " in result.output and "the longest held the write lock" in result.output
+
+
+@pytest.mark.parametrize("shape", __import__("legacy").SHAPES)
+def test_initialize_online_migrates_each_old_shape_as_plain_apply_does(tmp_path, shape, small_batches):
+    import asyncio
+    import legacy
+    from schema_dsl.database import Database
+    plain = str(tmp_path / "plain.db")
+    legacy.create(plain, shape, tasks=300)
+    on = str(tmp_path / "online.db")
+    shutil.copy(plain, on)
+    apply(plain, backup=False)
+    result = asyncio.run(Database(on, backup=False).initialize(online=True))
+    assert result.applied and hasattr(result, "online")
+    assert schema_of(on) == schema_of(plain)
+    for (kind, table, _, _) in schema_of(plain):
+        if kind == "table":
+            assert rows_of(on, '"%s"' % table) == rows_of(plain, '"%s"' % table), table

@@ -99,11 +99,10 @@ class TablePlan:
         ch = step.change
         self.step, self.old, self.name = step, step.table, ch.table.name
         self.shadow = SHADOW + ch.table.name
-        self.create = step.statements[0]
-        if not self.create.lstrip().upper().startswith("CREATE TABLE"):
+        head = re.match(r'((?:\s*--[^\n]*\n)*\s*CREATE\s+TABLE\s+)("(?:[^"]|"")*"|\S+)', step.statements[0], re.I)
+        if head is None:  # the rendered rebuild starts with its CREATE TABLE (after comments)
             raise ApplyError("online apply: unexpected rebuild statement for table '%s'" % self.name)
-        self.create = re.sub(r'^\s*CREATE\s+TABLE\s+("(?:[^"]|"")*"|\S+)', "CREATE TABLE %s" % q(self.shadow),
-                             self.create, count=1, flags=re.I)
+        self.create = head.group(1) + q(self.shadow) + step.statements[0][head.end(2):]
         if ch.table.without_rowid:
             raise OnlineRefused("table '%s' is WITHOUT ROWID: --online rebuilds rowid tables only; run apply "
                                 "without --online" % self.name)
@@ -153,7 +152,10 @@ class TablePlan:
         """SELECT rowid and the declared columns of the old table's rows matching where, as subquery n, keeping
         only those whose declared foreign keys hold."""
         cols = ", ".join("%s AS %s" % (e, q("c%d" % i)) for i, e in enumerate(self.select))
-        guard = self.fk_guard(lambda c: "n.%s" % q("c%d" % self.insert_columns.index(c)))
+        # a column the copy does not fill (a new one) takes its default: NULL for the columns a new foreign key
+        # is usually on, which the key does not check
+        guard = self.fk_guard(lambda c: "n.%s" % q("c%d" % self.insert_columns.index(c)) if c in self.insert_columns
+                              else "NULL")
         return "SELECT * FROM (SELECT %s FROM %s WHERE %s) AS n%s" % (
             cols, q(self.old), where, (" WHERE " + guard) if guard else "")
 
