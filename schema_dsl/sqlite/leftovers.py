@@ -8,12 +8,7 @@ drops them first.
 from __future__ import annotations
 
 from .quote import quote_identifier
-
-PREFIXES = ("_schemagen_new_", "_schemagen_old_", "_schemagen_ix_", "_schemagen_sync_", "_schemagen_online_")
-
-
-def is_leftover(name):
-    return name.lower().startswith(PREFIXES)
+from .structure import LEFTOVER_PREFIXES as PREFIXES, is_leftover  # structure.py is embedded whole in the validator
 
 
 def leftovers(conn):

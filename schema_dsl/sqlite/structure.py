@@ -37,8 +37,6 @@
 import functools
 import re
 
-from .leftovers import is_leftover
-
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
 EXPRESSION = "<expression>"  # the column name of an index on an expression
 # Settings kept in the database header (32-bit integers): declared persistent, set inside a transaction.
@@ -454,6 +452,14 @@ def index_key(name, desc, collate=None, expression=None):
         return [EXPRESSION, bool(desc), {"expr": normalize_sql(expression)}]
     collate = (collate or "BINARY").upper()
     return [name, bool(desc)] + ([{"collate": collate}] if collate != "BINARY" else [])
+
+
+# schemagen's own objects of an interrupted online apply (sqlite/leftovers.py, migrate/online.py): never the user's
+LEFTOVER_PREFIXES = ("_schemagen_new_", "_schemagen_old_", "_schemagen_ix_", "_schemagen_sync_", "_schemagen_online_")
+
+
+def is_leftover(name):
+    return name.lower().startswith(LEFTOVER_PREFIXES)
 
 
 def read_raw(conn):
