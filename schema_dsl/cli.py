@@ -203,7 +203,8 @@ class _Interrupts:
         cls.deferred = True
         try:
             yield
-            cls.committed.append(db)
+            if db not in cls.committed:  # an online apply commits many times
+                cls.committed.append(db)
         finally:
             cls.deferred = False
             if cls.pending:
@@ -471,8 +472,8 @@ def _removal_advice(kept):
 @click.option("--allow-data-loss", is_flag=True, help="With --prune: as apply --prune --allow-data-loss.")
 @click.option("--concurrently", is_flag=True, help="PostgreSQL: as apply --concurrently (indexes on tables that have "
                                                    "rows are built CONCURRENTLY after COMMIT).")
-@click.option("--online", is_flag=True, help="PostgreSQL: the steps apply --online runs, each with the lock it takes "
-                                             "and for how long.")
+@click.option("--online", is_flag=True, help="The steps apply --online runs, each with the lock it takes and for how "
+                                             "long it expects to hold it.")
 @schema_option
 def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, online, schema_spec):
     """Show the statements apply would run, and why, without running them."""
@@ -484,12 +485,15 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, online, sc
             outfiles.check_file(sql_file, "--sql", databases=[] if _is_postgresql(db) else [db])
         except SchemagenError as exc:
             _fail(exc)
+    if sql_file is not None and online:
+        raise _Abort("plan --sql --online: an online migration is many transactions run and retried by schemagen, "
+                     "not one script; use plan --online to see its steps")
     decl = _declaration(schema_spec)
     if _is_postgresql(db):
         _refuse_foreign(decl, db)
         return _pg_plan(db, decl, as_json, sql_file, _prune_mode(prune, allow_data_loss), concurrently, online)
     if online:
-        raise _Abort("--online is built for PostgreSQL URLs only here: %s is not one; nothing was read" % db)
+        return _online_plan(db, decl, as_json, _prune_mode(prune, allow_data_loss))
     if sql_file is not None:
         from .migrate.sqlscript import export_script  # only --sql needs the script export
         from . import outfiles  # see render
@@ -633,8 +637,10 @@ class _Progress:
               help="PostgreSQL: build indexes on tables that have rows with CREATE INDEX CONCURRENTLY after COMMIT "
                    "(a failure there exits 3; the next apply rebuilds the INVALID index).")
 @click.option("--online", is_flag=True,
-              help="PostgreSQL: each step in its own short transaction, retried while a lock is busy (--lock-timeout: "
-                   "how long one step keeps retrying); a failure after a commit exits 3: apply again finishes.")
+              help="Let the application keep reading and writing. SQLite: rebuild tables through a shadow table kept "
+                   "in step by triggers, copied in short batches and swapped in one short transaction. PostgreSQL: "
+                   "each step in its own short transaction, retried while a lock is busy (--lock-timeout: how long "
+                   "one step keeps retrying). A failure after a commit exits 3: apply again finishes.")
 @schema_option
 def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path, no_validate, verbose,
           lock_timeout, statement_timeout, prune, allow_data_loss, yes, concurrently, online, schema_spec):
@@ -655,12 +661,28 @@ def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, 
             return _postgresql("apply", db, decl, as_json, no_validate=no_validate, lock_timeout=lock_timeout,
                                statement_timeout=statement_timeout, prune=loss[0], allow_data_loss=loss[1],
                                confirm=loss[2], concurrently=concurrently, online=online)
-        if online:
-            raise _Abort("--online is built for PostgreSQL URLs only here: %s is not one; nothing was changed" % db)
         _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json,
-                   report_path, no_validate, verbose, loss)
+                   report_path, no_validate, verbose, loss, online)
     loss = (_prune_mode(prune, allow_data_loss), allow_data_loss, _confirm(yes))
     _for_each_db(dbs, reports, one, as_json)
+
+
+def _online_plan(db, decl, as_json, prune):
+    """plan --online (migrate/online.py): the steps, each with the write lock it holds."""
+    from .migrate import online  # only --online imports it
+    try:
+        plan, steps = online.plan_online(db, _target(decl), guard=_guard(decl), prune=prune)
+    except SchemagenError as exc:
+        _fail(exc)
+    if as_json:
+        import json  # see _describe_plan
+        click.echo(json.dumps({"database": db, "up_to_date": plan.up_to_date, "online_steps": steps}, indent=2))
+    elif plan.up_to_date:
+        click.echo("up to date: nothing to do")
+    else:
+        click.echo("apply --online would run %s:" % plural(len(steps), "step"))
+        for n, s in enumerate(steps, start=1):
+            click.echo("  %d. %s\n     write lock: %s" % (n, s["step"], s["lock"]))
 
 
 def _prune_mode(prune, allow_data_loss):
@@ -683,15 +705,21 @@ def _confirm(yes):
 
 
 def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json, report_path,
-               no_validate, verbose, loss=(None, False, None)):
+               no_validate, verbose, loss=(None, False, None), online=False):
     # each command imports what it needs: apply's start-up time is benchmarked
     from .migrate.apply import apply as do_apply
     progress = _Progress(sys.stderr)
     try:
-        result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
-                          backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity,
-                          prune=loss[0], allow_data_loss=loss[1], confirm=loss[2],
-                          commit_section=lambda: _Interrupts.commit(db))
+        if online:
+            from .migrate.online import apply_online  # only --online imports it
+            result = apply_online(db, schema=target, backup=not no_backup, guard=_guard(decl), backup_dir=backup_dir,
+                                  keep_backups=keep_backups, prune=loss[0], allow_data_loss=loss[1], confirm=loss[2],
+                                  commit_section=lambda: _Interrupts.commit(db))
+        else:
+            result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
+                              backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity,
+                              prune=loss[0], allow_data_loss=loss[1], confirm=loss[2],
+                              commit_section=lambda: _Interrupts.commit(db))
     except SchemagenError as exc:
         progress.close()
         _fail(exc)
@@ -811,9 +839,13 @@ def _after_commit(result, db, target, check_data, full_integrity, as_json, repor
         if not result.applied:
             click.echo("up to date: %s already matches the declaration" % db)
         else:
-            click.echo("%s %s: %s in %s, one transaction, %.2fs" % (
+            online = getattr(result, "online", None)  # apply --online: many short transactions
+            click.echo("%s %s: %s in %s, %s, %.2fs" % (
                 "created" if result.plan.fresh else "migrated", db, plural(result.statements, "statement"),
-                plural(len(result.plan.steps), "step"), result.seconds))
+                plural(len(result.plan.steps), "step"), "one transaction" if online is None else
+                "online: %s, the longest held the write lock %.0f ms" % (
+                    plural(online.get("transactions", 0), "transaction"), 1000 * online.get("longest_lock", 0)),
+                result.seconds))
             dropped = [s.change for s in result.plan.steps if type(s.change).__name__ == "Remove"]
             if dropped:
                 click.echo("dropped: " + ", ".join("%s '%s'%s" % (c.kind, c.name, " on '%s'" % c.table if c.table else "")

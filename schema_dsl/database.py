@@ -153,7 +153,8 @@ class Database:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def initialize(self, allow_data_loss: bool = False, backup: "bool | None" = None) -> "ApplyResult":
+    async def initialize(self, allow_data_loss: bool = False, backup: "bool | None" = None,
+                         online: bool = False) -> "ApplyResult":
         """Create or migrate the file to the declaration, then validate it; returns the ApplyResult.
 
         Idempotent: on a file already at the declaration nothing changes
@@ -166,6 +167,9 @@ class Database:
         default the Database's own setting) is mandatory unless allow_data_loss; every count of what goes
         is logged as a warning.
 
+        online: rebuild changed tables as `schemagen apply --online` does (schema_dsl/migrate/online.py), so that
+        other connections keep reading and writing meanwhile; one online apply per file at a time.
+
         Example::
 
             result = await db.initialize()
@@ -174,7 +178,7 @@ class Database:
             await db.initialize(allow_data_loss=True)        # a declaration that removes a column or table
         """
         backup = self.backup if backup is None else backup
-        result, violations = await asyncio.to_thread(self._initialize_sync, allow_data_loss, backup)
+        result, violations = await asyncio.to_thread(self._initialize_sync, allow_data_loss, backup, online)
         self.last_apply = result
         for loss in result.plan.data_loss if result.applied else ():
             LOG.warning("%s: removed by the declaration: %s", self.db_path, loss["text"])
@@ -183,15 +187,18 @@ class Database:
                         self.db_path, row[0], row[1], row[2])
         return result
 
-    def _initialize_sync(self, allow_data_loss=False, backup=True):
+    def _initialize_sync(self, allow_data_loss=False, backup=True, online=False):
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.05
+        do_apply = apply_mod.apply
+        if online:
+            from .migrate.online import apply_online as do_apply  # only online=True imports it
         while True:
             try:
-                result = apply_mod.apply(str(self.db_path), schema=self._target, backup=backup, guard=self._guard,
-                                         allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss,
-                                         terms=apply_mod.API_TERMS)
+                result = do_apply(str(self.db_path), schema=self._target, backup=backup, guard=self._guard,
+                                  allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss,
+                                  terms=apply_mod.API_TERMS)
                 break
             except DatabaseFileError as exc:
                 if "locked" not in str(exc) or time.monotonic() + delay >= deadline:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from ..sqlite import dbfile, structure
+from ..sqlite.leftovers import leftovers
 from ..sqlite.data import describe_violation, foreign_key_violations
 from ..sqlite.eqp import explain_lines, indexes_used
 from ..words import plural
@@ -41,6 +42,8 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
     diffs = [(k, m) for k, m in structure.compare(expected, actual) if not _COUNT_LINE.match(m)]
     problems = [m for k, m in diffs if k != "extra" or not allow_extra]
     extras = [m for k, m in diffs if k == "extra" and allow_extra]
+    problems += ["%s '%s' is a leftover of an interrupted online apply (schemagen's own): the next apply removes "
+                 "it" % (kind, name) for kind, name, _ in leftovers(conn)]
     master = conn.execute(
         "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index') ORDER BY type DESC, rowid").fetchall()
     history = last_design(conn) if any(tb.lower() == structure.HISTORY_TABLE for _, _, tb in master) else None

@@ -20,6 +20,7 @@ import sqlite3
 import time
 
 from ..sqlite import dbfile, structure
+from ..sqlite.leftovers import drop_leftovers
 from ..errors import ApplyError, ChangedThenFailed, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
 from .plan import Plan, Step, check_renames, fresh_plan, migration_plan, setting_steps
 from .dependents import broken_dependents, check_dependents, planned_problems
@@ -284,9 +285,10 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
     backup_to = None
     committing = False
     try:
+        cleaned = bool(drop_leftovers(conn))  # an interrupted online apply's objects (migrate/online.py)
         plan = plan_for(conn, target, guard, loss[0])
         if plan.up_to_date:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT" if cleaned else "ROLLBACK")
             _finish_connection(conn, files)
             return ApplyResult(path, plan, applied=False, seconds=time.perf_counter() - start)
         if not plan.fresh:

@@ -226,9 +226,9 @@ def _after_chunk(done, total, progress):
         progress(done, total)
 
 
-def _copy_pages(source, target, progress):
-    """Copy every page of source into target with the online backup API."""
-    source.backup(target, pages=max(1, CHUNK_BYTES // 4096),
+def _copy_pages(source, target, progress, pages=None):
+    """Copy every page of source into target with the online backup API (pages: per step, -1 all in one)."""
+    source.backup(target, pages=pages or max(1, CHUNK_BYTES // 4096),
                   progress=lambda status, remaining, total: _after_chunk(total - remaining, total, progress))
 
 
@@ -269,7 +269,7 @@ def _copy_locked_file(path, tmp, wal, progress):
             raise OSError(0, "could not fold the copied -wal into the backup")
 
 
-def make_backup(path, backup_dir=None, progress=None, locked=None):
+def make_backup(path, backup_dir=None, progress=None, locked=None, snapshot=False):
     """Back up the database at path; returns the backup's final path.
 
     locked: None, or the connection of the caller that holds the write lock (BEGIN IMMEDIATE) and has
@@ -277,7 +277,9 @@ def make_backup(path, backup_dir=None, progress=None, locked=None):
     durable copy. Without it a second connection copies the committed state with SQLite's online
     backup API. progress(done, total) is called between chunks when given. Any failure removes the
     temporary file (and any journal beside it) and raises DatabaseFileError; KeyboardInterrupt is
-    cleaned up the same way and re-raised.
+    cleaned up the same way and re-raised. snapshot (apply --online): the backup API copies in one step, one
+    read transaction, so that other connections writing meanwhile neither wait (in WAL mode) nor restart it,
+    as they would restart a copy in chunks.
     """
     path = os.fspath(path)
     folder = backup_folder(path, backup_dir)
@@ -298,7 +300,7 @@ def make_backup(path, backup_dir=None, progress=None, locked=None):
             target = dbfile.connect(tmp)  # through dbfile: a --backup-dir such as "file:x" is a folder, not a URI
             target.execute("PRAGMA journal_mode = OFF")  # a fresh file: no journal to leave behind
             target.execute("PRAGMA synchronous = OFF")  # fsynced once below, when complete
-            _copy_pages(source, target, progress)
+            _copy_pages(source, target, progress, -1 if snapshot else None)
             target.close()
             target = None
             source.close()

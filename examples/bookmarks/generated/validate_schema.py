@@ -693,6 +693,14 @@ def index_key(name, desc, collate=None, expression=None):
     return [name, bool(desc)] + ([{"collate": collate}] if collate != "BINARY" else [])
 
 
+# schemagen's own objects of an interrupted online apply (sqlite/leftovers.py, migrate/online.py): never the user's
+LEFTOVER_PREFIXES = ("_schemagen_new_", "_schemagen_old_", "_schemagen_ix_", "_schemagen_sync_", "_schemagen_online_")
+
+
+def is_leftover(name):
+    return name.lower().startswith(LEFTOVER_PREFIXES)
+
+
 def read_raw(conn):
     """Read the schema of the main database of an open sqlite3 connection.
 
@@ -710,6 +718,8 @@ def read_raw(conn):
     shadow = {"%s_%s" % (v, suffix) for v, module in virtual.items()
               for suffix in MODULE_SHADOW_SUFFIXES.get(module, SHADOW_SUFFIXES)}
     for kind, name, table, sql in master:
+        if is_leftover(name):
+            continue  # an interrupted online apply's: reported by validate, dropped by the next apply
         if kind == "table" and name.lower() in virtual:
             raw["virtual_tables"][name] = sql
         elif kind == "table" and name.lower() in shadow:

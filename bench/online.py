@@ -1,0 +1,150 @@
+"""The application's longest wait while `schemagen apply` and `apply --online` change a big table.
+
+    python bench/online.py [--rows 1000000] [--journal wal|delete] [--modes plain,online]
+
+A table `items` of --rows rows gets a CHECK, a NOT NULL and an index (a rebuild). For each mode a fresh copy
+of the file is made; a writer process (an INSERT, or an UPDATE of a random row, every 5-10 ms, each its own
+transaction) and a reader process (a row by id every 5-10 ms) start, then `schemagen apply [--online]
+--no-backup --no-validate` runs in another process. Reported per mode: the apply's exit code and seconds, the
+longest single operation of the writer and of the reader that overlapped the apply, their errors, and
+whether every insert the writer saw committed is in the result (acknowledged writes lost). Prints JSON.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+DECLS = '''
+from schema_dsl.model import Check, Column, Index, PrimaryKey, Schema, Table
+
+def items(after):
+    return Table("items", columns=[Column("id", "INTEGER"), Column("qty", "INTEGER", not_null=after),
+                                   Column("note", "TEXT")],
+                 primary_key=PrimaryKey(("id",)), checks=[Check("qty >= 0")] if after else [])
+
+BEFORE = Schema(name="bench", tables=[items(False)])
+AFTER = Schema(name="bench", tables=[items(True)], indexes=[Index("items_qty", "items", ["qty"])])
+'''
+
+
+def _connect(path):
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def worker(role, path, stop, out):
+    """Loop until the stop file exists: (start, seconds, ok) per operation, and the acknowledged insert ids."""
+    conn = _connect(path)
+    rnd = random.Random(os.getpid())
+    top = conn.execute("SELECT max(id) FROM items").fetchone()[0]
+    ops, acked = [], []
+    while not os.path.exists(stop):
+        t0 = time.time()
+        ok = True
+        try:
+            if role == "writer":
+                if rnd.random() < 0.5:
+                    cur = conn.execute("INSERT INTO items (qty, note) VALUES (?, 'app')", (rnd.randrange(1000),))
+                    acked.append(cur.lastrowid)
+                else:
+                    conn.execute("UPDATE items SET qty = qty + 1 WHERE id = ?", (rnd.randrange(1, top),))
+            else:
+                conn.execute("SELECT * FROM items WHERE id = ?", (rnd.randrange(1, top),)).fetchall()
+        except sqlite3.Error as exc:
+            ok = str(exc)
+        ops.append((t0, time.time() - t0, ok))
+        time.sleep(rnd.uniform(0.005, 0.010))
+    with open(out, "w") as f:
+        json.dump({"ops": ops, "acked": acked}, f)
+
+
+def make_base(folder, rows, journal):
+    decl = os.path.join(folder, "decl.py")
+    with open(decl, "w") as f:
+        f.write(DECLS)
+    path = os.path.join(folder, "base.db")
+    subprocess.run([sys.executable, "-m", "schema_dsl", "apply", "--db", path, "--schema", decl + ":BEFORE",
+                    "--no-backup", "--no-validate"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = %s" % journal)
+    rnd = random.Random(1)
+    conn.executemany("INSERT INTO items (qty, note) VALUES (?, ?)",
+                     ((rnd.randrange(1000), "note %d" % i) for i in range(rows)))
+    conn.commit()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path, decl
+
+
+def run_mode(folder, base, decl, mode):
+    path = os.path.join(folder, "%s.db" % mode)
+    shutil.copy(base, path)
+    stop = os.path.join(folder, "%s.stop" % mode)
+    procs = {role: subprocess.Popen([sys.executable, __file__, "--worker", role, path, stop,
+                                     os.path.join(folder, "%s.%s.json" % (mode, role))])
+             for role in ("writer", "reader")}
+    time.sleep(1.0)
+    cmd = [sys.executable, "-m", "schema_dsl", "apply", "--db", path, "--schema", decl + ":AFTER", "--no-backup",
+           "--no-validate"] + (["--online"] if mode == "online" else [])
+    t0 = time.time()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    t1 = time.time()
+    time.sleep(1.0)
+    open(stop, "w").close()
+    for p in procs.values():
+        p.wait()
+    result = {"mode": mode, "exit": done.returncode, "seconds": round(t1 - t0, 2),
+              "stderr": done.stderr.strip()[-300:]}
+    acked = []
+    for role in procs:
+        with open(os.path.join(folder, "%s.%s.json" % (mode, role))) as f:
+            data = json.load(f)
+        during = [o for o in data["ops"] if o[0] + o[1] >= t0 and o[0] <= t1]
+        result[role] = {"ops_during_apply": len(during),
+                        "longest_wait_ms": round(1000 * max([o[1] for o in during] or [0]), 1),
+                        "errors": sorted({o[2] for o in data["ops"] if o[2] is not True})}
+        acked += data["acked"]
+    conn = sqlite3.connect(path)
+    present = {r[0] for r in conn.execute("SELECT id FROM items")}
+    result["acknowledged_inserts"] = len(acked)
+    result["acknowledged_lost"] = len([i for i in acked if i not in present])
+    result["leftovers"] = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '\\_schemagen\\_%' "
+                                                      "ESCAPE '\\'")]
+    result["check_in_schema"] = "CHECK (qty >= 0)" in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'items'").fetchone()[0]
+    conn.close()
+    return result
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        return worker(*sys.argv[2:6])
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1000000)
+    ap.add_argument("--journal", default="wal", choices=("wal", "delete"))
+    ap.add_argument("--modes", default="plain,online")
+    ap.add_argument("--keep", help="folder to work in (kept); default a temporary one")
+    args = ap.parse_args()
+    folder = args.keep or tempfile.mkdtemp(prefix="bench-online-")
+    os.makedirs(folder, exist_ok=True)
+    base, decl = make_base(folder, args.rows, args.journal)
+    out = {"rows": args.rows, "journal": args.journal, "sqlite": sqlite3.sqlite_version,
+           "runs": [run_mode(folder, base, decl, m) for m in args.modes.split(",")]}
+    print(json.dumps(out, indent=2))
+    if not args.keep:
+        shutil.rmtree(folder)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,624 @@
+"""Online apply on SQLite: rebuild tables while the application keeps reading and writing.
+
+A table the plan rebuilds (a CHECK, NOT NULL, a foreign key, a column removal) is not copied inside one long
+transaction. Instead:
+
+1. setup (one short transaction): the shadow table `_schemagen_new_<table>` (the declared CREATE TABLE),
+   its indexes under temporary names `_schemagen_ix_<n>` (built empty, so that they grow with the copy and
+   no CREATE INDEX ever scans a full table under the write lock), the side table `_schemagen_online_rejects`
+   and three sync triggers `_schemagen_sync_{ins,upd,del}_<table>` on the old table. The triggers copy
+   each written row by rowid with INSERT OR IGNORE and a guard on the declared foreign keys, so a write the
+   new constraints would reject is never refused by them: the row is recorded in the side table instead,
+   and the old table stays authoritative.
+2. copy: batches of rows by rowid, each its own short write transaction sized by time (BATCH_SECONDS),
+   with a passive WAL checkpoint between batches.
+3. verify: in batches, every row of the old table must be in the shadow (a missing row is one the new
+   constraints or foreign keys reject); a missing row stops the apply before the swap, naming the row, with
+   the shadow objects removed (OnlineRefused, exit 2).
+4. swap (one short transaction, foreign keys off, legacy_alter_table on so that the children's REFERENCES
+   keep pointing at the table's name): the rows the triggers recorded and the two row counts are compared,
+   the old table is dropped, the shadow renamed, the temporary index names set to the declared ones
+   through writable_schema (SQLite has no ALTER INDEX; the schema version is bumped in the same
+   transaction), sqlite_sequence carried over as the larger value, and the plan's other steps (the views
+   and triggers that lived on the table, the user's too, dropped and recreated) run in plan order.
+
+Steps of the plan that are not rebuilds run before the copy each in its own transaction (create table,
+add column, fill, rename, a new index on a table that is not rebuilt: that one holds the write lock while it
+indexes the table, and plan --online says how long it expects) or inside the swap (drops, views, triggers,
+settings). A WITHOUT ROWID table, or one whose new rowid would differ from the old one, is refused.
+
+Killed at any point, the database holds either the old table with its shadow objects (the application keeps
+working: the triggers never fail a write) or the finished result; drop_leftovers() removes the former and
+every apply calls it first.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import re
+import sqlite3
+import time
+
+from ..errors import ApplyError, ChangedThenFailed, SchemagenError
+from ..sqlite import dbfile
+from ..sqlite.leftovers import drop_leftovers, leftovers
+from ..sqlite.quote import quote_identifier as q
+from .apply import (DEFAULT_KEEP, ApplyResult, _finish_connection, _guard_data_loss, _refuse_damaged, _verify_structure,
+                    apply, check_backup_dir, check_keep, open_for_apply, plan_database, plan_for)
+from .backup import discard, make_backup, prune as prune_backups
+from .dependents import broken_dependents, check_dependents
+from ..compile.target import target_for
+
+BATCH_SECONDS = 0.020    # a copy or verify batch aims at this much write-lock time
+# after each write batch the lock is left free this long: an application writer waiting in SQLite's busy handler
+# sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between its tries, so a free window longer than those steps lets it in
+# before the next batch (without one, back-to-back batches could keep it waiting past 100 ms)
+PAUSE_SECONDS = 0.030
+FIRST_BATCH = 500
+MAX_BATCH = 200000
+SHADOW = "_schemagen_new_"
+OLD = "_schemagen_old_"  # the old table after the swap, emptied in batches, then dropped
+INDEX = "_schemagen_ix_"
+SYNC = "_schemagen_sync_"
+REJECTS = "_schemagen_online_rejects"
+ROWS_PER_SECOND = 400000  # for plan --online's estimates: rows an index build or a count handles per second
+
+
+class OnlineRefused(SchemagenError):
+    """The online apply stopped before its swap: nothing of the declaration's changes was made."""
+
+
+# --- the plan, split into what runs where ------------------------------------------------------------------
+
+def _kind(step):
+    return type(step.change).__name__
+
+
+BEFORE = ("RenameTable", "RenameColumn", "CreateTable", "CreateVirtualTable", "AddColumn", "Backfill")
+
+
+def _index_head(sql):
+    """(name, table) spans of a CREATE [UNIQUE] INDEX [IF NOT EXISTS] name ON table statement."""
+    ident = r'(?:"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[^\s(]+)'
+    m = re.match(r'\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(%s)\s+ON\s+(%s)' % (ident, ident),
+                 sql, re.I | re.S)
+    if m is None:
+        raise ApplyError("online apply: cannot read the index statement %r" % sql[:200])
+    return m
+
+
+def _unquote(name):
+    if name[:1] in '"`[':
+        return name[1:-1].replace('""', '"') if name[0] == '"' else name[1:-1]
+    return name
+
+
+class TablePlan:
+    """One rebuilt table of an online apply: old and declared names, the shadow, its copy and its indexes."""
+
+    def __init__(self, conn, step, number):
+        ch = step.change
+        self.step, self.old, self.name = step, step.table, ch.table.name
+        self.shadow = SHADOW + ch.table.name
+        head = re.match(r'((?:\s*--[^\n]*\n)*\s*CREATE\s+TABLE\s+)("(?:[^"]|"")*"|\S+)', step.statements[0], re.I)
+        if head is None:  # the rendered rebuild starts with its CREATE TABLE (after comments)
+            raise ApplyError("online apply: unexpected rebuild statement for table '%s'" % self.name)
+        self.create = head.group(1) + q(self.shadow) + step.statements[0][head.end(2):]
+        if ch.table.without_rowid:
+            raise OnlineRefused("table '%s' is WITHOUT ROWID: --online rebuilds rowid tables only; run apply "
+                                "without --online" % self.name)
+        self.columns = [c for c, _ in ch.copy]
+        self.exprs = [e for _, e in ch.copy]
+        pk = ch.table.primary_key
+        ipk = None
+        if pk is not None and len(pk.columns) == 1:
+            col = next(c for c in ch.table.columns if c.name == pk.columns[0])
+            if col.type.upper() == "INTEGER":
+                ipk = col.name
+        old_ipk = _rowid_alias(conn, self.old)
+        if ipk is not None:
+            expr = dict(ch.copy).get(ipk)
+            if old_ipk is None or expr is None or _unquote(expr).lower() != old_ipk.lower():
+                raise OnlineRefused("table '%s': its INTEGER PRIMARY KEY '%s' would not keep the old rowids, which "
+                                    "the online copy goes by; run apply without --online" % (self.name, ipk))
+            self.insert_columns, self.select = self.columns, self.exprs
+        else:
+            self.insert_columns, self.select = ["rowid"] + self.columns, ["rowid"] + self.exprs
+        self.fks = [(f.columns, f.ref_table, f.ref_columns or _primary_key(conn, f.ref_table))
+                    for f in ch.table.foreign_keys]
+        self.seq = bool(pk is not None and pk.autoincrement)
+        self.indexes = []  # (declared name, temporary name, CREATE INDEX on the shadow)
+        self.number = number
+        self.top = None  # the largest rowid when the sync triggers were created
+
+    def add_index(self, name, sql):
+        m = _index_head(sql)
+        tmp = "%s%d_%d" % (INDEX, self.number, len(self.indexes))
+        text = sql[:m.start(1)] + q(tmp) + sql[m.end(1):m.start(2)] + q(self.shadow) + sql[m.end(2):]
+        # the text sqlite_master keeps after the swap: what a plain apply leaves (SQLite drops IF NOT EXISTS)
+        final = re.sub(r"\s+IF\s+NOT\s+EXISTS\b", "", sql[:m.start(1)], flags=re.I) + sql[m.start(1):]
+        self.indexes.append((name, tmp, text.rstrip().rstrip(";"), final.rstrip().rstrip(";").rstrip()))
+
+    def fk_guard(self, value):
+        """SQL true when the declared foreign keys hold for a row whose column c has the SQL value(c)."""
+        guard = []
+        for columns, parent, refs in self.fks:
+            vals = [value(c) for c in columns]
+            guard.append("(%s OR EXISTS (SELECT 1 FROM %s AS p WHERE %s))" % (
+                " OR ".join("%s IS NULL" % v for v in vals), q(parent),
+                " AND ".join("p.%s = %s" % (q(r), v) for r, v in zip(refs, vals))))
+        return " AND ".join(guard)
+
+    def new_row(self, where):
+        """SELECT rowid and the declared columns of the old table's rows matching where, as subquery n, keeping
+        only those whose declared foreign keys hold."""
+        cols = ", ".join("%s AS %s" % (e, q("c%d" % i)) for i, e in enumerate(self.select))
+        # a column the copy does not fill (a new one) takes its default: NULL for the columns a new foreign key
+        # is usually on, which the key does not check
+        guard = self.fk_guard(lambda c: "n.%s" % q("c%d" % self.insert_columns.index(c)) if c in self.insert_columns
+                              else "NULL")
+        return "SELECT * FROM (SELECT %s FROM %s WHERE %s) AS n%s" % (
+            cols, q(self.old), where, (" WHERE " + guard) if guard else "")
+
+    def copy_sql(self, where, or_ignore=True):
+        return "INSERT %sINTO %s (%s) %s" % ("OR IGNORE " if or_ignore else "", q(self.shadow),
+                                             ", ".join(q(c) for c in self.insert_columns), self.new_row(where))
+
+    def triggers(self):
+        name = lambda op: q("%s%s_%s" % (SYNC, op, self.name))
+        upsert = ("DELETE FROM {s} WHERE rowid = NEW.rowid; {copy}; INSERT OR IGNORE INTO {r} (tbl, row_id) "
+                  "SELECT {t}, NEW.rowid WHERE NOT EXISTS (SELECT 1 FROM {s} WHERE rowid = NEW.rowid);").format(
+            s=q(self.shadow), copy=self.copy_sql("rowid = NEW.rowid"), r=q(REJECTS), t=_lit(self.name))
+        return [
+            "CREATE TRIGGER %s AFTER INSERT ON %s BEGIN %s END" % (name("ins"), q(self.old), upsert),
+            "CREATE TRIGGER %s AFTER UPDATE ON %s BEGIN DELETE FROM %s WHERE rowid = OLD.rowid; %s END" % (
+                name("upd"), q(self.old), q(self.shadow), upsert),
+            "CREATE TRIGGER %s AFTER DELETE ON %s BEGIN DELETE FROM %s WHERE rowid = OLD.rowid; END" % (
+                name("del"), q(self.old), q(self.shadow)),
+        ]
+
+
+def _lit(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _rowid_alias(conn, table):
+    rows = conn.execute("SELECT name, type, pk FROM pragma_table_info(?)", (table,)).fetchall()
+    pk = [r for r in rows if r[2]]
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    if len(pk) == 1 and pk[0][1].upper() == "INTEGER" and sql and "WITHOUT" not in sql[0].upper().split(")")[-1]:
+        return pk[0][0]
+    return None
+
+
+def _primary_key(conn, table):
+    return tuple(r[0] for r in sorted(conn.execute("SELECT name, pk FROM pragma_table_info(?) WHERE pk > 0",
+                                                   (table,)).fetchall(), key=lambda r: r[1]))
+
+
+class OnlinePlan:
+    """The plan split for an online apply: before (own transactions), tables (rebuilt online), swap (the
+    steps run inside the swap transaction, in plan order), plus the plan itself."""
+
+    def __init__(self, conn, plan):
+        self.plan = plan
+        self.before, self.swap, self.tables = [], [], []
+        rebuilt = {}
+        for step in plan.steps:
+            if _kind(step) == "RebuildTable":
+                tp = TablePlan(conn, step, len(self.tables))
+                self.tables.append(tp)
+                rebuilt[tp.name.lower()] = tp
+                rebuilt[tp.old.lower()] = tp
+        user_index_table = dict((n.lower(), t.lower()) for n, t in conn.execute(
+            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+        for step in plan.steps:
+            kind = _kind(step)
+            if kind == "RebuildTable":
+                self.swap.append(step)
+            elif kind == "CreateIndex" and step.change.index.table.lower() in rebuilt:
+                for stmt in step.statements:
+                    rebuilt[step.change.index.table.lower()].add_index(step.change.index.name, stmt)
+            elif kind == "CreateIndexVerbatim" and step.change.kind == "index" and \
+                    user_index_table.get(step.change.name.lower()) in rebuilt:
+                rebuilt[user_index_table[step.change.name.lower()]].add_index(step.change.name, step.change.sql)
+            elif kind == "DropIndex" and (step.table or "").lower() in rebuilt:
+                continue  # goes with the old table
+            elif kind in BEFORE or kind == "CreateIndex":
+                self.before.append(step)
+            else:
+                self.swap.append(step)
+
+    def describe(self, conn):
+        """plan --online: [{"step", "lock"}] in the order they run: what holds the write lock and how long."""
+        out = []
+        for step in self.before:  # a new index on a table not rebuilt is built here, in its own transaction
+            rows = step.rows or 0
+            out.append({"step": step.title, "lock": "one transaction, about %s (it reads every row)" % _ms(rows)
+                        if rows else "one short transaction"})
+        for tp in self.tables:
+            n = tp.step.rows or 0
+            out.append({"step": "create shadow table '%s' with %d index(es) (empty, under temporary names) and sync "
+                                "triggers on '%s'" % (tp.shadow, len(tp.indexes), tp.old),
+                        "lock": "one short transaction"})
+            out.append({"step": "copy %d rows of '%s' into '%s' in batches" % (n, tp.old, tp.shadow),
+                        "lock": "batches of about %d ms each, a passive WAL checkpoint between them" % (
+                            BATCH_SECONDS * 1000)})
+            out.append({"step": "check that every row of '%s' is in '%s' (the new constraints and foreign keys)" % (
+                tp.old, tp.shadow), "lock": "none (read batches of about %d ms each; in rollback-journal mode they "
+                                            "hold writers off that long)" % (BATCH_SECONDS * 1000)})
+        if self.tables or self.swap:
+            names = ", ".join("'%s'" % tp.name for tp in self.tables)
+            out.append({"step": "swap%s: check the rows written since the copy began, rename the old table%s "
+                                "away and the shadow in, set the index names%s" % (
+                                    " " + names if names else "", "s" if len(self.tables) > 1 else "",
+                                    ", and %d other step(s) of the plan" % (len(self.swap) - len(self.tables))
+                                    if len(self.swap) > len(self.tables) else ""),
+                        "lock": "one short transaction (no row is copied or counted in full)"})
+        for tp in self.tables:
+            out.append({"step": "empty the old table '%s%s' (%d rows) and drop it" % (OLD, tp.name, tp.step.rows or 0),
+                        "lock": "batches of about %d ms each" % (BATCH_SECONDS * 1000)})
+        return out
+
+
+def _ms(rows):
+    ms = max(1, int(rows * 1000 / ROWS_PER_SECOND))
+    return "%d ms" % ms
+
+
+# --- running it ----------------------------------------------------------------------------------------------
+
+# The caller's commit_section (apply's argument: the CLI defers Ctrl-C around a COMMIT and records it, so that an
+# interrupt after any of the online apply's commits is answered with exit 3), for the run in progress.
+_COMMIT_SECTION = contextvars.ContextVar("schemagen_online_commit_section", default=None)
+
+
+class _Lock:
+    """BEGIN IMMEDIATE ... COMMIT as a context manager; times the write lock it held."""
+
+    def __init__(self, conn, stats, label="batch"):
+        self.conn, self.stats, self.label = conn, stats, label
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.started = time.perf_counter()
+        return self.conn
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None:
+            section = _COMMIT_SECTION.get()
+            with section() if section is not None else contextlib.nullcontext():
+                self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        held = time.perf_counter() - self.started
+        if held >= self.stats.get("longest_lock", 0.0):
+            self.stats["longest_lock"], self.stats["longest_lock_step"] = held, self.label
+        self.stats["transactions"] = self.stats.get("transactions", 0) + 1
+        return False
+
+
+def _checkpoint(conn, wal):
+    if wal:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
+    """Run sql_for(lo, hi) over the old table's rowids up to tp.top (the largest when the sync triggers were
+    created: the triggers copy every row written after) in batches sized by time; between(table, label, n)
+    is called after each batch (tests write from another connection there)."""
+    size, lo, n = FIRST_BATCH, None, 0
+    while tp.top is not None and (lo is None or lo < tp.top):
+        started = time.perf_counter()
+        with _Lock(conn, stats, "%s batch of '%s'" % (label, tp.name)) if write else _Read(conn):
+            bound = conn.execute("SELECT max(rowid) FROM (SELECT rowid FROM %s WHERE rowid > ? ORDER BY rowid "
+                                 "LIMIT ?)" % q(tp.old), (lo if lo is not None else -(2 ** 63), size)).fetchone()[0]
+            bound = min(bound, tp.top) if bound is not None else None
+            if bound is None:
+                return
+            result = sql_for(lo if lo is not None else -(2 ** 63), bound)
+        lo, n = bound, n + 1
+        took = time.perf_counter() - started
+        size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(took, 1e-4)), size * 2))
+        if write:
+            _checkpoint(conn, wal)
+            time.sleep(PAUSE_SECONDS)
+        if between is not None:
+            between(tp.name, label, n)
+        if result:
+            return result
+
+
+class _Read:
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN")
+        return self.conn
+
+    def __exit__(self, *exc):
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        return False
+
+
+def _describe_row(conn, tp, rowid):
+    """Why the shadow does not take row rowid of the old table: the constraint SQLite names, or its foreign key."""
+    row = conn.execute("SELECT * FROM %s WHERE rowid = ?" % q(tp.old), (rowid,)).fetchone()
+    cols = [r[1] for r in conn.execute("SELECT * FROM pragma_table_info(?)", (tp.old,))]
+    shown = ", ".join("%s=%r" % (c, v) for c, v in list(zip(cols, row or ()))[:6])
+    conn.execute("SAVEPOINT schemagen_probe_row")
+    try:
+        conn.execute("DELETE FROM %s WHERE rowid = ?" % q(tp.shadow), (rowid,))
+        conn.execute("INSERT INTO %s (%s) SELECT %s FROM %s WHERE rowid = ?" % (
+            q(tp.shadow), ", ".join(q(c) for c in tp.insert_columns), ", ".join(tp.select), q(tp.old)), (rowid,))
+        why = "a declared foreign key has no parent row"
+    except sqlite3.Error as exc:
+        why = str(exc)
+    finally:
+        conn.execute("ROLLBACK TO schemagen_probe_row")
+        conn.execute("RELEASE schemagen_probe_row")
+    return "table '%s', row rowid=%d (%s): %s" % (tp.name, rowid, shown, why)
+
+
+def _missing(conn, tp, lo, hi):
+    """Rows of the old table in (lo, hi] that the shadow lacks; ApplyError when the shadow has more (it never
+    should: its rows only come from the old table's)."""
+    missing = [r[0] for r in conn.execute(
+        "SELECT o.rowid FROM %s AS o WHERE o.rowid > ? AND o.rowid <= ? AND NOT EXISTS (SELECT 1 FROM %s AS s "
+        "WHERE s.rowid = o.rowid) LIMIT 5" % (q(tp.old), q(tp.shadow)), (lo, hi))]
+    if not missing:
+        counts = [conn.execute("SELECT count(*) FROM %s WHERE rowid > ? AND rowid <= ?" % q(t), (lo, hi)).fetchone()[0]
+                  for t in (tp.old, tp.shadow)]
+        if counts[0] != counts[1]:
+            raise ApplyError("online apply: table '%s' has %d rows with rowid in (%d, %d] but its shadow %d; nothing "
+                             "was changed" % (tp.name, counts[0], lo, hi, counts[1]))
+    return missing
+
+
+def _stale_fk(conn, tp, lo, hi):
+    """Rows of the shadow in (lo, hi] whose declared foreign keys no longer hold (a parent deleted since)."""
+    if not tp.fks:
+        return []
+    return [r[0] for r in conn.execute(
+        "SELECT s.rowid FROM %s AS s WHERE s.rowid > ? AND s.rowid <= ? AND NOT (%s) LIMIT 5" % (
+            q(tp.shadow), tp.fk_guard(lambda c: "s.%s" % q(c))), (lo, hi))]
+
+
+def _refuse(conn, path, tp, rows, when):
+    described = "; ".join(_describe_row(conn, tp, r) for r in rows[:3])
+    return OnlineRefused("database %r: the new constraints reject %s (%s), stopped before the swap: %s; the "
+                         "old table is unchanged and the shadow objects were removed: fix the row and apply again" % (
+                             path, "a row" if len(rows) == 1 else "%d rows" % len(rows), when, described))
+
+
+def run(conn, path, plan, target, between=None, stats=None):
+    """Carry out plan online on conn (foreign keys off, autocommit). Returns stats: longest_lock (seconds),
+    transactions, batches. OnlineRefused before the swap (nothing changed, shadow objects removed)."""
+    stats = {} if stats is None else stats
+    wal = conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+    conn.execute("PRAGMA legacy_alter_table = ON")
+    online = OnlinePlan(conn, plan)
+    for step in online.before:
+        with _Lock(conn, stats, step.title):
+            for stmt in step.statements:
+                conn.execute(stmt)
+    try:
+        _rebuild_and_swap(conn, path, online, target, between, stats, wal)
+    except SchemagenError as exc:
+        if online.before:
+            raise ChangedThenFailed("%s; the %d step(s) before the copy (%s) are committed: fix the cause and apply "
+                                    "again to finish" % (exc, len(online.before), ", ".join(
+                                        s.title for s in online.before))) from None
+        raise
+    return stats
+
+
+def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
+    try:
+        for tp in online.tables:
+            with _Lock(conn, stats, "create the shadow of '%s'" % tp.name):
+                conn.execute("CREATE TABLE IF NOT EXISTS %s (tbl TEXT NOT NULL, row_id INTEGER NOT NULL, PRIMARY KEY "
+                             "(tbl, row_id)) WITHOUT ROWID" % q(REJECTS))
+                conn.execute(tp.create)
+                for _, _, sql, _ in tp.indexes:
+                    conn.execute(sql)
+                for sql in tp.triggers():
+                    conn.execute(sql)
+                tp.top = conn.execute("SELECT max(rowid) FROM %s" % q(tp.old)).fetchone()[0]
+            _batches(conn, tp, lambda lo, hi, tp=tp: conn.execute(
+                tp.copy_sql("rowid > %d AND rowid <= %d" % (lo, hi))) and None, between, stats, "copy", wal)
+            missing = _batches(conn, tp, lambda lo, hi, tp=tp: _missing(conn, tp, lo, hi) or _stale_fk(conn, tp, lo, hi),
+                               between, stats, "verify", wal, write=False)
+            if missing:
+                raise _refuse(conn, path, tp, missing, "found by the check before the swap")
+        with _Lock(conn, stats, "swap"):
+            known = broken_dependents(conn)
+            for step in online.swap:
+                if _kind(step) == "RebuildTable":
+                    _swap(conn, path, next(tp for tp in online.tables if tp.step is step))
+                else:
+                    for stmt in step.statements:
+                        conn.execute(stmt)
+            conn.execute("DROP TABLE IF EXISTS %s" % q(REJECTS))
+            check_dependents(conn, known)
+            stats["structure"] = _verify_structure(conn, target)
+    except BaseException:
+        try:
+            drop_leftovers(conn)
+        except sqlite3.Error:
+            pass  # the next apply removes them
+        raise
+    for tp in online.tables:  # committed: what is left is the old rows' space (a leftover if killed now)
+        _free(conn, OLD + tp.name, stats, wal)
+
+
+def _swap(conn, path, tp):
+    """In the swap transaction: the recorded rejects and the rows written since the copy began compared (the rows
+    before were compared batch by batch), the old table renamed away with its indexes, the shadow renamed
+    to the table's name, the declared index names set, sqlite_sequence carried over as the larger value."""
+    rejected = [r[0] for r in conn.execute(
+        "SELECT r.row_id FROM %s AS r WHERE r.tbl = ? AND EXISTS (SELECT 1 FROM %s AS o WHERE o.rowid = r.row_id) "
+        "AND NOT EXISTS (SELECT 1 FROM %s AS s WHERE s.rowid = r.row_id) ORDER BY r.row_id LIMIT 5" % (
+            q(REJECTS), q(tp.old), q(tp.shadow)), (tp.name,))]
+    if rejected:
+        raise _refuse(conn, path, tp, rejected, "written by the application during the copy")
+    since = tp.top if tp.top is not None else -(2 ** 63)
+    missing = _missing(conn, tp, since, 2 ** 63 - 1)
+    if missing:
+        raise _refuse(conn, path, tp, missing, "found at the swap")
+    has_seq = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone() is not None
+    seq = conn.execute("SELECT max(seq) FROM sqlite_sequence WHERE name IN (?, ?)", (tp.old, tp.shadow)).fetchone()[0] \
+        if has_seq else None
+    for op in ("ins", "upd", "del"):
+        conn.execute("DROP TRIGGER %s" % q("%s%s_%s" % (SYNC, op, tp.name)))
+    retired = OLD + tp.name
+    conn.execute("ALTER TABLE %s RENAME TO %s" % (q(tp.old), q(retired)))
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
+                                (retired,)).fetchall():
+        conn.execute("DROP TRIGGER %s" % q(name))  # the plan recreates the table's triggers on the new one
+    conn.execute("ALTER TABLE %s RENAME TO %s" % (q(tp.shadow), q(tp.name)))
+    renames = []  # the old table's indexes out of the way first, then the shadow's under the declared names
+    for n, (name, sql) in enumerate(conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+            (retired,)).fetchall()):
+        tmp = "%sold_%d_%d" % (INDEX, tp.number, n)
+        m = _index_head(sql)
+        renames.append((name, tmp, sql[:m.start(1)] + q(tmp) + sql[m.end(1):]))
+    renames += [(tmp, name, final) for name, tmp, _, final in tp.indexes]
+    if renames:  # SQLite has no ALTER INDEX: the names are set in sqlite_master, the schema version bumped
+        version = conn.execute("PRAGMA schema_version").fetchone()[0]
+        conn.execute("PRAGMA writable_schema = ON")
+        try:
+            for old_name, new_name, sql in renames:
+                conn.execute("UPDATE sqlite_master SET name = ?, sql = ? WHERE type = 'index' AND name = ?",
+                             (new_name, sql, old_name))
+            conn.execute("PRAGMA schema_version = %d" % (version + 1))
+        finally:
+            conn.execute("PRAGMA writable_schema = OFF")
+    if tp.seq:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) SELECT ?, 0 WHERE NOT EXISTS (SELECT 1 FROM "
+                     "sqlite_sequence WHERE name = ?)", (tp.name, tp.name))
+        top = conn.execute("SELECT max(rowid) FROM %s" % q(tp.name)).fetchone()[0]
+        conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?, ?) WHERE name = ?", (seq or 0, top or 0, tp.name))
+    if has_seq:
+        conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (retired,))
+
+
+def _free(conn, table, stats, wal):
+    """Empty the retired old table in batches sized by time (its pages freed a batch at a time), then drop it:
+    a DROP TABLE of a big table holds the write lock for as long as it walks every page."""
+    size = FIRST_BATCH
+    while True:
+        started = time.perf_counter()
+        with _Lock(conn, stats, "free the old table's pages"):
+            done = conn.execute("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s ORDER BY rowid LIMIT ?)" % (
+                q(table), q(table)), (size,)).rowcount
+            if not done:
+                conn.execute("DROP TABLE %s" % q(table))
+        if not done:
+            return
+        size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(time.perf_counter() - started, 1e-4)), size * 2))
+        _checkpoint(conn, wal)
+        time.sleep(PAUSE_SECONDS)
+
+
+class OnlineResult(ApplyResult):
+    """apply's result plus online: {"longest_lock": seconds, "transactions": n} of the online steps."""
+
+    __slots__ = ("online",)
+
+
+def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, keep_backups=DEFAULT_KEEP, guard=None,
+                 prune=None, allow_data_loss=False, confirm=None, between=None, commit_section=None, terms=None):
+    """apply --online: as apply.apply (same arguments), with every table rebuild done online (see the module
+    docstring). A new or empty file takes apply's one-transaction path (nothing to keep online). The backup
+    is made with the online backup API, without holding the write lock. between(table, phase, batch) is
+    called after each copy ("copy") or check ("verify") batch: tests write from another connection there.
+    commit_section and terms: as for apply.apply (every one of the online apply's COMMITs runs in commit_section).
+    """
+    path = os.fspath(path)
+    if backup:
+        check_backup_dir(backup_dir)
+        check_keep(keep_backups)
+    if not os.path.isfile(path) or not os.path.getsize(path):
+        return apply(path, schema, files, backup=backup, guard=guard, backup_dir=backup_dir, keep_backups=keep_backups,
+                     prune=prune, allow_data_loss=allow_data_loss, confirm=confirm, commit_section=commit_section,
+                     terms=terms)
+    target = target_for(schema, files)
+    backup = backup and (backup_dir, keep_backups)
+    loss = (prune, allow_data_loss, confirm)
+    start = time.perf_counter()
+    conn, _ = open_for_apply(path, target.files)
+    backup_to = None
+    try:
+        conn.execute("PRAGMA foreign_keys = OFF")  # outside any transaction: no ON DELETE fires in the swap
+        drop_leftovers(conn)
+        conn.execute("BEGIN")  # a read transaction: planning and checking never hold the write lock
+        try:
+            plan = plan_for(conn, target, guard, loss[0])
+            if not plan.up_to_date and not plan.fresh:
+                _refuse_damaged(conn, path, plan)
+                _guard_data_loss(path, plan, bool(backup), *loss[1:], terms=terms)
+                OnlinePlan(conn, plan)  # refuses what --online cannot do before anything is written
+        finally:
+            conn.execute("ROLLBACK")
+        if plan.up_to_date:
+            _finish_connection(conn, target.files)
+            return ApplyResult(path, plan, applied=False, seconds=time.perf_counter() - start)
+        if plan.fresh:  # an empty file (only settings): the one-transaction path
+            conn.close()
+            return apply(path, schema, files, backup=bool(backup), guard=guard, prune=prune,
+                         commit_section=commit_section, terms=terms)
+        if backup and plan.touches_rows:
+            backup_to = make_backup(path, backup[0], snapshot=True)
+        stats = {}
+        token = _COMMIT_SECTION.set(commit_section)
+        try:
+            run(conn, path, plan, target, between, stats)
+        except ChangedThenFailed:
+            raise  # steps before the copy committed: the backup of the file before them is kept
+        except BaseException:
+            discard(backup_to)  # nothing of the declaration's change committed
+            backup_to = None
+            raise
+        finally:
+            _COMMIT_SECTION.reset(token)
+        if backup_to:
+            try:
+                prune_backups(path, backup[0], backup[1], protect=(backup_to,))
+            except OSError:
+                pass
+        _finish_connection(conn, target.files)
+        result = OnlineResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
+                              statements=len(plan.statements), structure=stats.get("structure"))
+        result.online = stats
+        return result
+    except sqlite3.Error as exc:
+        raise ApplyError("online apply of %r failed: %s" % (path, exc)) from None
+    finally:
+        conn.close()
+
+
+def plan_online(path, target, guard=None, prune=None):
+    """plan --online: (plan, [{"step", "lock"}]) for the SQLite file at path (only read)."""
+    if not os.path.isfile(path) or not os.path.getsize(path):
+        plan = plan_database(path, schema=target, guard=guard, prune=prune)
+        return plan, [{"step": "create the declared schema (a new file: nothing to keep online)",
+                       "lock": "one transaction"}] if not plan.up_to_date else []
+    conn = dbfile.open_existing(path, "ro")
+    try:
+        conn.execute("BEGIN")
+        plan = plan_for(conn, target, guard, prune)
+        if plan.up_to_date:
+            return plan, []
+        if plan.fresh:
+            return plan, [{"step": "create the declared schema (an empty file: nothing to keep online)",
+                           "lock": "one transaction"}]
+        return plan, OnlinePlan(conn, plan).describe(conn)
+    except sqlite3.Error as exc:
+        raise ApplyError("database %r: %s" % (path, exc)) from None
+    finally:
+        conn.close()
