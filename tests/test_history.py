@@ -400,3 +400,44 @@ def test_a_data_step_may_hold_several_statements_on_one_line(old_db):
     decl = new_schema(step_sql=SPLIT + "; UPDATE users SET last_name = 'X;Y' WHERE last_name IS NULL")
     apply(old_db, decl, backup=False, allow_data_loss=True)
     assert rows(old_db, "SELECT last_name FROM users ORDER BY id") == [("Lovelace",), ("X;Y",)]
+
+
+def _counting(calls, fail=False):
+    def step(conn):
+        calls.append(1)
+        _split(conn)
+        if fail:
+            raise RuntimeError("boom")
+    return step
+
+
+def test_apply_and_initialize_call_a_python_step_once(old_db, tmp_path):
+    import shutil
+    from schema_dsl.database import Database
+    other = str(tmp_path / "other.db")
+    shutil.copy(old_db, other)
+    calls = []
+    result = apply(old_db, new_schema(python=_counting(calls)), backup=True, allow_data_loss=True)
+    assert calls == [1]  # planned and run in apply's one transaction, not again after planning
+    assert rows(old_db, "SELECT first_name, last_name FROM users ORDER BY id") == [("Ada", "Lovelace"), ("Plato", None)]
+    # the backup is the file as it was before the step: the old design, its names untouched
+    assert rows(result.backup, "SELECT name FROM users ORDER BY id") == [("Ada Lovelace",), ("Plato",)]
+    assert "run data step 'split_name' (python)" in [s.title for s in result.plan.steps]
+    assert history.read_history(old_db)[0]["data_steps_run"] == ["split_name"]
+    calls.clear()
+    asyncio.run(Database(other, schema=new_schema(python=_counting(calls))).initialize(allow_data_loss=True))
+    assert calls == [1]
+    assert rows(other, "SELECT first_name FROM users ORDER BY id") == [("Ada",), ("Plato",)]
+    calls.clear()
+    plan = plan_database(old_db, new_schema(python=_counting(calls)))  # done: plan does not call it
+    assert calls == [] and not any(isinstance(s.change, history.RunDataStep) for s in plan.steps)
+
+
+def test_a_failing_python_step_is_called_once_and_leaves_the_file_byte_identical(old_db):
+    before = digest(old_db)
+    calls = []
+    with pytest.raises(ApplyError, match="split_name.*boom"):
+        apply(old_db, new_schema(python=_counting(calls, fail=True)), backup=True, allow_data_loss=True)
+    assert calls == [1]
+    assert digest(old_db) == before
+    assert sorted(os.listdir(os.path.dirname(old_db))) == ["app.db"]  # no backup kept, no -wal or -journal

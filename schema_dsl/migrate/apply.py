@@ -100,18 +100,19 @@ def _begin(conn, path):
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
 
 
-def plan_for(conn, target, guard=None, prune=None):
+def plan_for(conn, target, guard=None, prune=None, keep=None):
     """The plan for the database behind conn (read inside the caller's transaction).
 
     A new or empty file gets the fresh plan; a file whose structure already
     matches (and that holds nothing the declaration lacks) is up to date;
     both without building the model. Anything else is read into the model
     and diffed. A declaration with data steps or a history is planned by
-    history.py around this (its data steps, and the record of the apply).
+    history.py around this (its data steps, and the record of the apply); keep: apply's hook, see
+    history.plan_with_history (the data steps then run once, in the caller's transaction, while planned).
     """
     if target.compiled.get("history"):
         from .history import plan_with_history  # only a declaration that keeps a history needs it
-        return plan_with_history(conn, target, lambda c: _plan_structure(c, target, guard, prune))
+        return plan_with_history(conn, target, lambda c: _plan_structure(c, target, guard, prune), keep)
     return _plan_structure(conn, target, guard, prune)
 
 
@@ -283,10 +284,21 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
     conn.execute("PRAGMA foreign_keys = OFF")  # outside the transaction: no ON DELETE fires during a rebuild
     _begin(conn, path)
     backup_to = None
+    known = None
     committing = False
+
+    def before_data_steps():
+        # history.py keeps what its expand and data steps do (they run once): before their first write, the backup
+        # (make_backup copies the file under this lock while it is unwritten) and the dependents already broken
+        nonlocal backup_to, known
+        known = broken_dependents(conn)
+        if backup:
+            _announce(progress, Plan(steps=()), "back up the database")
+            backup_to = make_backup(path, backup[0], locked=conn)
+
     try:
         cleaned = bool(drop_leftovers(conn))  # an interrupted online apply's objects (migrate/online.py)
-        plan = plan_for(conn, target, guard, loss[0])
+        plan = plan_for(conn, target, guard, loss[0], keep=before_data_steps)
         if plan.up_to_date:
             conn.execute("COMMIT" if cleaned else "ROLLBACK")
             _finish_connection(conn, files)
@@ -294,17 +306,18 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         if not plan.fresh:
             _refuse_damaged(conn, path, plan, whole_file=check_data)
         _guard_data_loss(path, plan, bool(backup), *loss[1:])
-        if backup and plan.touches_rows:
+        if backup and plan.touches_rows and backup_to is None:
             _announce(progress, plan, "back up the database")
             backup_to = make_backup(path, backup[0], locked=conn)  # under this write lock: a plain file copy
-            if target.compiled.get("history"):
-                from .history import with_backup  # the record names the backup
-                plan = with_backup(plan, backup_to)
+        if backup_to and target.compiled.get("history"):
+            from .history import with_backup  # the record names the backup
+            plan = with_backup(plan, backup_to)
         # A savepoint marks the data as it was, so that foreign key violations
         # found after the plan can be told apart from those already there
         # without scanning the child tables twice when there are none (the
         # usual case): only then roll back to it, look, and run the plan again.
-        known = broken_dependents(conn) if not plan.fresh else ()  # broken before the plan: not its doing
+        if known is None:  # broken before the plan: not its doing
+            known = broken_dependents(conn) if not plan.fresh else ()
         conn.execute("SAVEPOINT schemagen_plan")
         count, timings = _run_steps(conn, plan, progress)
         _announce(progress, plan, "verify the structure and the foreign keys of the changed tables")
@@ -391,6 +404,10 @@ def _run_steps(conn, plan, progress):
     count, timings = 0, []
     for number, step in enumerate(plan.steps, start=1):
         started = time.perf_counter()
+        if step.executed:  # run while it was planned, kept in this transaction (history.py): not again
+            count += len(step.statements)
+            timings.append(0.0)
+            continue
         if getattr(step.change, "run", None) is not None:  # a python= data step (history.py)
             from .history import run_step  # only a declaration with data steps has one
             if progress is not None:

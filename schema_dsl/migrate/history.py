@@ -15,9 +15,12 @@ A declaration with data steps is planned in three parts (`plan_with_history`), a
 3. the rest, planned by the ordinary planner against the file as parts 1 and 2 leave it: conversions, new
    NOT NULL and CHECK constraints, rebuilds, removals.
 
-Parts 1 and 2 run while planning, inside a savepoint that is rolled back (on a scratch copy when the file is
-only read), so that part 3 is planned, and its data counted, against what the steps will have done. A step
-that fails there refuses the whole apply with nothing changed, naming the step and the statement.
+Parts 1 and 2 run while planning, so that part 3 is planned, and its data counted, against what the steps
+have done. In apply (plan_for's keep) they run once: inside apply's own write transaction, kept there, and
+their steps marked executed so that apply does not run them again (a big UPDATE runs once under the write lock,
+a python= step is called once). `plan` runs them in a savepoint that is rolled back (on a scratch copy when
+the file is only read). A step that fails refuses the whole apply with nothing changed, naming the step and
+the statement.
 A new or empty database records every step as done without running it: there is no old data to move.
 """
 from __future__ import annotations
@@ -168,10 +171,12 @@ def _is_empty(conn):
         (HISTORY_TABLE,)).fetchone()[0] == 0
 
 
-def plan_with_history(conn, target, structural):
+def plan_with_history(conn, target, structural, keep=None):
     """The plan of a declaration that keeps a history (see the module docstring).
 
     conn: the database (None: a new file); structural(conn): the ordinary plan of the file behind conn.
+    keep: apply's hook, called before the first write of parts 1 and 2; given, what they do is kept in the
+    caller's transaction and their steps are marked executed (None: plan, rolled back).
     """
     declared = _declared_steps(target)
     if _is_empty(conn):
@@ -186,7 +191,7 @@ def plan_with_history(conn, target, structural):
             return plan
         return plan.replace(steps=list(plan.steps) + _record_steps(target, conn, plan.steps, [], []))
     try:
-        first, rest = _plan_parts(conn, target, pending, structural)
+        first, rest = _plan_parts(conn, target, pending, structural, keep)
     except _ReadOnly:
         first, rest = _plan_on_copy(conn, target, pending, structural)
     steps = first + list(rest.steps)
@@ -199,10 +204,14 @@ class _ReadOnly(Exception):
     pass
 
 
-def _plan_parts(conn, target, pending, structural):
+def _plan_parts(conn, target, pending, structural, keep=None):
     """Run the expand steps and the pending data steps on conn in a savepoint, plan the rest against what they
-    leave, roll back; (the steps of parts 1 and 2, the plan of part 3)."""
+    leave; (the steps of parts 1 and 2, the plan of part 3). Rolled back, unless keep is given and all went
+    well: then released, and the steps marked executed (see plan_with_history)."""
+    if keep is not None:
+        keep()
     conn.execute("SAVEPOINT schemagen_data_steps")
+    kept = False
     try:
         first = _expand(conn, target)
         for step in pending:
@@ -211,9 +220,13 @@ def _plan_parts(conn, target, pending, structural):
             run_step(conn, s, s.title)
             first.append(s.replace(rows=conn.total_changes - before))
         rest = structural(conn)
+        kept = keep is not None
     finally:
-        conn.execute("ROLLBACK TO schemagen_data_steps")
+        if not kept:
+            conn.execute("ROLLBACK TO schemagen_data_steps")
         conn.execute("RELEASE schemagen_data_steps")
+    if kept:
+        first = [s.replace(executed=True) for s in first]
     return first, rest
 
 

@@ -60,13 +60,16 @@ class Step(_Record):
 
     title: what the step does, e.g. "rebuild table 'tasks'"; why: the change it serves and why this way;
     statements; rows: rows copied (rebuild) or filled, exact, or rows indexed (index build), about (see
-    _size_estimate); table: the existing table it touches, if any; change: the change record it serves.
+    _size_estimate); table: the existing table it touches, if any; change: the change record it serves;
+    executed: already run on apply's connection, in its transaction, while it was planned (history.py's expand
+    and data steps): apply does not run it again.
     """
 
-    __slots__ = ("title", "why", "statements", "rows", "table", "change")
+    __slots__ = ("title", "why", "statements", "rows", "table", "change", "executed")
 
-    def __init__(self, title, why, statements, rows=None, table=None, change=None):
-        self._set(title=title, why=why, statements=tuple(statements), rows=rows, table=table, change=change)
+    def __init__(self, title, why, statements, rows=None, table=None, change=None, executed=False):
+        self._set(title=title, why=why, statements=tuple(statements), rows=rows, table=table, change=change,
+                  executed=executed)
 
 
 class Plan(_Record):
