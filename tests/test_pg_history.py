@@ -269,3 +269,44 @@ def test_history_command_reads_and_records_on_postgresql(tmp_path, pg_url):
     listed = json.loads(runner.invoke(main, ["history", "--db", pg_url, "--json"]).stdout)
     assert [(r["kind"], r["data_steps_run"], r["data_steps_recorded"]) for r in listed] == [
         ("record", [], ["nick"]), ("apply", ["split_name"], ["sqlite_cleanup"])]
+
+
+MOVE_OLD = """
+from schema_dsl.model import Column, PrimaryKey, Schema, Table
+SCHEMA = Schema("app", tables=[
+    Table("users", [Column("id", "INTEGER"), Column("name", "TEXT"), Column("archived", "INTEGER")], PrimaryKey(["id"])),
+    Table("old_users", [Column("id", "INTEGER"), Column("name", "TEXT")], PrimaryKey(["id"]))])
+"""
+
+MOVE_NEW = """
+from schema_dsl.model import Column, DataStep, PrimaryKey, Schema, Table
+SCHEMA = Schema("app", tables=[
+    Table("users", [Column("id", "INTEGER"), Column("name", "TEXT"), Column("archived", "INTEGER")], PrimaryKey(["id"])),
+    Table("old_users", [Column("id", "INTEGER"), Column("name", "TEXT")], PrimaryKey(["id"]))],
+    data_steps=[DataStep("move_archived", sql="INSERT INTO old_users (id, name) SELECT id, upper(name) FROM users "
+                                              "WHERE archived = 1; DELETE FROM users WHERE archived = 1")])
+"""
+
+
+def test_an_insert_select_data_step_moves_rows_alike_on_sqlite_and_postgresql(tmp_path, pg_url):
+    import sqlite3
+    from schema_dsl.cli import main
+    runner = make_runner()
+    db = str(tmp_path / "app.db")
+    for target in (db, pg_url):
+        assert runner.invoke(main, ["apply", "--db", target, "--schema", _decl(tmp_path, "mo", MOVE_OLD)]).exit_code == 0
+    fill = "INSERT INTO users (id, name, archived) VALUES (1, 'ada', 0), (2, 'bob', 1), (3, 'cy', 1)"
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(fill)
+    with sqlite3.connect(db) as conn:
+        conn.execute(fill)
+    new = _decl(tmp_path, "mn", MOVE_NEW)
+    for target in (db, pg_url):
+        done = runner.invoke(main, ["apply", "--db", target, "--schema", new, "--yes"])
+        assert done.exit_code == 0, done.output + done.stderr
+    conn = sqlite3.connect(db)
+    lite = [conn.execute("SELECT id, name FROM %s ORDER BY id" % t).fetchall() for t in ("old_users", "users")]
+    conn.close()
+    assert lite == [[(2, "BOB"), (3, "CY")], [(1, "ada")]]
+    assert [_rows(pg_url, "SELECT id, name FROM %s ORDER BY id" % t) for t in ("old_users", "users")] == lite

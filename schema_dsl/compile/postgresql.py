@@ -368,8 +368,9 @@ def _join(pieces):
 
 def data_step_statements(step, tables):
     """A data step's statements for PostgreSQL: its postgresql= text, or its sql= translated (each statement an
-    UPDATE t SET c = expr, ... [WHERE expr] or a DELETE FROM t [WHERE expr] over expressions the translator
-    knows); [] for sqlite_only; None for a python= step. tables: {lower-cased table: {column: PostgreSQL type}}.
+    UPDATE t SET c = expr, ... [WHERE expr], a DELETE FROM t [WHERE expr], an INSERT INTO t (c, ...) VALUES
+    (expr, ...), ... or an INSERT INTO t (c, ...) SELECT expr, ... FROM one table [WHERE expr], over expressions
+    the translator knows); [] for sqlite_only; None for a python= step. tables: {lower-cased table: {column: PostgreSQL type}}.
     Untranslatable names what is not."""
     if step.sqlite_only:
         return []
@@ -384,6 +385,8 @@ def data_step_statements(step, tables):
 def _translate_data_statement(stmt, tables):
     tokens = [t for t in tokenize(stmt) if t != ("op", ";")]
     words = [t[1].lower() if t[0] == "word" else None for t in tokens]
+    if words[:2] == ["insert", "into"]:
+        return _translate_insert(tokens, words, tables)
     if words[:1] == ["update"] and len(tokens) > 3 and words[2] == "set":
         table, body = tokens[1][1], tokens[3:]
         head = "UPDATE %s SET " % quote_identifier(table)
@@ -391,7 +394,8 @@ def _translate_data_statement(stmt, tables):
         table, body = tokens[2][1], tokens[3:]
         head = "DELETE FROM %s" % quote_identifier(table)
     else:
-        raise Untranslatable("only UPDATE ... SET ... [WHERE ...] and DELETE FROM ... [WHERE ...] are translated")
+        raise Untranslatable("only UPDATE ... SET ... [WHERE ...], DELETE FROM ... [WHERE ...] and INSERT INTO ... "
+                             "(columns) VALUES ... or SELECT ... FROM ... [WHERE ...] are translated")
     columns = tables.get(table.lower())
     if columns is None:
         raise Untranslatable("unknown table %s" % table)
@@ -415,6 +419,70 @@ def _translate_data_statement(stmt, tables):
         raise Untranslatable("DELETE with more than a WHERE")
     if cond is not None:
         out += " WHERE " + translator.translate(join_tokens(cond))
+    return out + ";"
+
+
+def _translate_insert(tokens, words, tables):
+    """INSERT INTO t (c, ...) VALUES (expr, ...), ... or INSERT INTO t (c, ...) SELECT expr, ... FROM s [WHERE expr]:
+    the names checked against the tables, each expression through the translator (a 0 or 1 into a boolean
+    column becomes false or true); any other shape is Untranslatable."""
+    shape = "INSERT INTO table (columns) VALUES (...) or SELECT ... FROM table [WHERE ...]"
+    if len(tokens) < 6 or tokens[2][0] not in ("word", "ident") or tokens[3] != ("op", "("):
+        raise Untranslatable("an INSERT other than " + shape)
+    table = tokens[2][1]
+    columns = tables.get(table.lower())
+    if columns is None:
+        raise Untranslatable("unknown table %s" % table)
+    end = matching_paren(tokens, 3)
+    if end < 0:
+        raise Untranslatable("unbalanced parentheses in INSERT")
+    names = []
+    for part in split_top(tokens[4:end]):
+        if len(part) != 1 or part[0][0] not in ("word", "ident") or part[0][1].lower() not in columns:
+            raise Untranslatable("INSERT column %s of %s" % (" ".join(t for _, t in part), table))
+        names.append(part[0][1].lower())
+    rest, rest_words = tokens[end + 1:], words[end + 1:]
+    head = "INSERT INTO %s (%s) " % (quote_identifier(table), ", ".join(quote_ident(n) for n in names))
+
+    def values(parts, translator):
+        if len(parts) != len(names):
+            raise Untranslatable("INSERT of %d values into %d columns" % (len(parts), len(names)))
+        out = []
+        for name, part in zip(names, parts):
+            if columns[name] == "boolean" and len(part) == 1 and part[0] in (("number", "0"), ("number", "1")):
+                out.append("true" if part[0][1] == "1" else "false")
+            else:
+                out.append(translator.translate(join_tokens(part)))
+        return ", ".join(out)
+
+    if rest_words[:1] == ["values"]:
+        rows, k = [], 1
+        while k < len(rest):
+            close = matching_paren(rest, k) if rest[k] == ("op", "(") else -1
+            if close < 0 or (close + 1 < len(rest) and rest[close + 1] != ("op", ",")):
+                raise Untranslatable("INSERT ... VALUES other than (...), (...)")
+            rows.append("(%s)" % values(split_top(rest[k + 1:close]), Translator({})))
+            k = close + 2
+        if not rows:
+            raise Untranslatable("INSERT ... VALUES without a row")
+        return head + "VALUES " + ", ".join(rows) + ";"
+    if rest_words[:1] != ["select"]:
+        raise Untranslatable("an INSERT other than " + shape)
+    depth, at = 0, {}
+    for k, (kind, text) in enumerate(rest):
+        depth += (text == "(") - (text == ")") if kind == "op" else 0
+        if depth == 0 and kind == "word" and text.lower() in ("from", "where") and text.lower() not in at:
+            at[text.lower()] = k
+    source = at.get("from")
+    cond = at.get("where")
+    if source is None or (cond if cond is not None else len(rest)) != source + 2 or \
+            rest[source + 1][0] not in ("word", "ident") or rest[source + 1][1].lower() not in tables:
+        raise Untranslatable("INSERT ... SELECT other than SELECT expressions FROM one declared table [WHERE ...]")
+    src = rest[source + 1][1].lower()
+    translator = Translator(tables[src], tables=(src,))
+    out = head + "SELECT %s FROM %s" % (values(split_top(rest[1:source]), translator), quote_identifier(src))
+    if cond is not None:
+        out += " WHERE " + translator.translate(join_tokens(rest[cond + 1:]))
     return out + ";"
 
 
