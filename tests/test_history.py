@@ -421,3 +421,27 @@ def test_a_renamed_table_rebuilt_after_a_data_step_is_not_called_damaged(tmp_pat
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT * FROM new").fetchall() == [(1, "ABC")]
     conn.close()
+
+
+@pytest.mark.parametrize("table", [
+    "CREATE TABLE _schemagen_history (x)",  # not schemagen's columns
+    "CREATE TABLE _schemagen_history (id INTEGER PRIMARY KEY, applied_at, kind, declaration, declaration_sha256, "
+    "schemagen_version, steps, data_steps_run, data_steps_recorded, backup); INSERT INTO _schemagen_history "
+    "VALUES (1, 'x', 'apply', 'app', 'h', '0', '5', '5', '{\"a\": 1}', NULL)",  # JSON that is not a list
+])
+def test_a_history_table_that_is_not_schemagens_is_one_line_exit_2(old_db, table, tmp_path):
+    # before: a traceback (sqlite3.OperationalError "no such column: id", or TypeError), exit 1
+    conn = sqlite3.connect(old_db)
+    conn.executescript(table)
+    conn.close()
+    before = digest(old_db)
+    result = make_runner().invoke(main, ["history", "--db", old_db])
+    assert not (result.exception and not isinstance(result.exception, SystemExit)), result.exception
+    assert result.exit_code == 2, result.output
+    assert "_schemagen_history" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    for run in (lambda: plan_database(old_db, schema=new_schema()),
+                lambda: apply(old_db, schema=new_schema(), backup=False)):
+        with pytest.raises(SchemagenError) as err:
+            run()
+        assert "_schemagen_history" in str(err.value)
+    assert digest(old_db) == before

@@ -77,14 +77,23 @@ def records(conn):
     if not has_table(conn):
         return []
     out = []
-    for row in conn.execute("SELECT %s FROM %s ORDER BY id" % (", ".join(quote_identifier(c) for c in COLUMNS),
-                                                              quote_identifier(HISTORY_TABLE))):
+    try:
+        found = conn.execute("SELECT %s FROM %s ORDER BY id" % (", ".join(quote_identifier(c) for c in COLUMNS),
+                                                               quote_identifier(HISTORY_TABLE))).fetchall()
+    except sqlite3.Error as exc:  # a table of that name made by hand, not schemagen's record
+        raise SchemagenError("table %r is not schemagen's history (%s; expected the columns %s); nothing was "
+                             "changed: rename or drop that table" % (HISTORY_TABLE, exc, ", ".join(COLUMNS)))
+    for row in found:
         r = dict(zip(COLUMNS, row))
         for key in ("steps", "data_steps_run", "data_steps_recorded"):
             try:
                 r[key] = json.loads(r[key])
             except (TypeError, ValueError):
                 r[key] = []
+            if not isinstance(r[key], list) or not all(isinstance(x, str) for x in r[key]):
+                raise SchemagenError("table %r is not schemagen's history: record %s has %s = %r, expected a JSON "
+                                     "list of names; nothing was changed" % (HISTORY_TABLE, r["id"], key, row[
+                                         COLUMNS.index(key)]))
         out.append(r)
     return out
 
