@@ -445,3 +445,24 @@ def test_a_history_table_that_is_not_schemagens_is_one_line_exit_2(old_db, table
             run()
         assert "_schemagen_history" in str(err.value)
     assert digest(old_db) == before
+
+
+def _commits_midway(conn):
+    conn.execute("UPDATE users SET first_name = 'x', last_name = 'y'")
+    conn.commit()
+
+
+@pytest.mark.parametrize("step", [
+    {"step_sql": SPLIT + "; COMMIT; UPDATE links SET rating = NULL"},
+    {"step_sql": SPLIT + "; RELEASE schemagen_data_steps"},
+    {"python": _commits_midway},
+])
+def test_a_data_step_that_commits_or_ends_a_savepoint_is_refused_and_commits_nothing(old_db, step):
+    # before: the step's COMMIT committed the first half of the apply (the new columns, the data step's
+    # changes, every links.rating set NULL), before any backup, and apply ended in a traceback, exit 1
+    before = digest(old_db)
+    with pytest.raises(ApplyError) as exc:
+        apply(old_db, new_schema(**step), backup=True, allow_data_loss=True)
+    assert "split_name" in str(exc.value) and "transaction" in str(exc.value)
+    assert digest(old_db) == before
+    assert sorted(os.listdir(os.path.dirname(old_db))) == ["app.db"]
