@@ -1205,7 +1205,7 @@ def restore(db, backup_file, backup_dir, keep_backups, other_database, list_only
         return
     try:
         result = backups.restore(db, backup=backup_file, backup_dir=backup_dir, keep=keep_backups,
-                                 other_database=other_database)
+                                 other_database=other_database, commit_section=lambda: _Interrupts.commit(db))
     except SchemagenError as exc:
         _fail(exc)
     whose = {"own": "", "unrecorded": " (an older backup with no record, taken as this database's by its name)",

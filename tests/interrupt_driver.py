@@ -6,7 +6,8 @@ At the N-th time (default 1) the run reaches POINT it writes "@@POINT" to stderr
 SIGINT when it reads that line. Points: begin (before BEGIN IMMEDIATE), steps (after the plan's statements,
 before the checks and COMMIT), commit (COMMIT about to run), committed (COMMIT has just returned), wal (the
 settings after COMMIT: the WAL switch), report (the validation report after COMMIT), question (the data-loss
-question), exit (the command is done, its exit code chosen).
+question), exit (the command is done, its exit code chosen), restored (restore's backup API copy has just returned:
+a Ctrl-C during the copy is raised there, after it).
 """
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ class Connection(sqlite3.Connection):
             pause("committed")
             return out
         return super().execute(sql, *args)
+
+    def backup(self, target, *args, **kwargs):
+        out = super().backup(target, *args, **kwargs)
+        pause("restored")
+        return out
 
 
 _connect = sqlite3.connect

@@ -441,3 +441,67 @@ def test_a_failing_python_step_is_called_once_and_leaves_the_file_byte_identical
     assert calls == [1]
     assert digest(old_db) == before
     assert sorted(os.listdir(os.path.dirname(old_db))) == ["app.db"]  # no backup kept, no -wal or -journal
+def test_a_renamed_table_rebuilt_after_a_data_step_is_not_called_damaged(tmp_path):
+    # with a data step the table rename is its own step before the step and the rebuild, and the rebuild
+    # names the table by its new name: the quick_check before writing asked for that table in a file that
+    # still had it under the old name and refused a sound file as "damaged", telling the user to restore a
+    # backup or recover the data
+    path = str(tmp_path / "app.db")
+    old = Schema("app", tables=[Table("old", [Column("id", "INTEGER"), Column("s", "TEXT")], PrimaryKey(["id"]))])
+    apply(path, schema=old, backup=False)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO old VALUES (1, 'abc')")
+    conn.commit()
+    conn.close()
+    new = Schema("app", tables=[Table("new", [Column("id", "INTEGER"), Column("s", "TEXT", not_null=True)],
+                                      PrimaryKey(["id"]), renamed_from="old")],
+                 data_steps=[DataStep("up", sql="UPDATE new SET s = upper(s)")])
+    apply(path, schema=new, backup=False)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT * FROM new").fetchall() == [(1, "ABC")]
+    conn.close()
+
+
+@pytest.mark.parametrize("table", [
+    "CREATE TABLE _schemagen_history (x)",  # not schemagen's columns
+    "CREATE TABLE _schemagen_history (id INTEGER PRIMARY KEY, applied_at, kind, declaration, declaration_sha256, "
+    "schemagen_version, steps, data_steps_run, data_steps_recorded, backup); INSERT INTO _schemagen_history "
+    "VALUES (1, 'x', 'apply', 'app', 'h', '0', '5', '5', '{\"a\": 1}', NULL)",  # JSON that is not a list
+])
+def test_a_history_table_that_is_not_schemagens_is_one_line_exit_2(old_db, table, tmp_path):
+    # before: a traceback (sqlite3.OperationalError "no such column: id", or TypeError), exit 1
+    conn = sqlite3.connect(old_db)
+    conn.executescript(table)
+    conn.close()
+    before = digest(old_db)
+    result = make_runner().invoke(main, ["history", "--db", old_db])
+    assert not (result.exception and not isinstance(result.exception, SystemExit)), result.exception
+    assert result.exit_code == 2, result.output
+    assert "_schemagen_history" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    for run in (lambda: plan_database(old_db, schema=new_schema()),
+                lambda: apply(old_db, schema=new_schema(), backup=False)):
+        with pytest.raises(SchemagenError) as err:
+            run()
+        assert "_schemagen_history" in str(err.value)
+    assert digest(old_db) == before
+
+
+def _commits_midway(conn):
+    conn.execute("UPDATE users SET first_name = 'x', last_name = 'y'")
+    conn.commit()
+
+
+@pytest.mark.parametrize("step", [
+    {"step_sql": SPLIT + "; COMMIT; UPDATE links SET rating = NULL"},
+    {"step_sql": SPLIT + "; RELEASE schemagen_data_steps"},
+    {"python": _commits_midway},
+])
+def test_a_data_step_that_commits_or_ends_a_savepoint_is_refused_and_commits_nothing(old_db, step):
+    # before: the step's COMMIT committed the first half of the apply (the new columns, the data step's
+    # changes, every links.rating set NULL), before any backup, and apply ended in a traceback, exit 1
+    before = digest(old_db)
+    with pytest.raises(ApplyError) as exc:
+        apply(old_db, new_schema(**step), backup=True, allow_data_loss=True)
+    assert "split_name" in str(exc.value) and "transaction" in str(exc.value)
+    assert digest(old_db) == before
+    assert sorted(os.listdir(os.path.dirname(old_db))) == ["app.db"]

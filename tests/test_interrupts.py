@@ -174,3 +174,27 @@ def test_ctrl_c_at_random_moments_is_always_answered_truthfully(tmp_path):
         else:
             assert new and "interrupted" not in err  # the signal came after the end: ignored
     assert seen - {0}, "no trial was interrupted: the delays missed the run"
+
+
+def test_ctrl_c_during_restores_copy_exits_3_and_keeps_the_state_before(tmp_path):
+    # the backup API copy runs in C: a Ctrl-C during it is raised when it returns, with the file already
+    # restored. Before, restore took it for a failed copy: it deleted the backup of the state before the
+    # restore (that state's only copy) and said "interrupted; nothing was changed", exit 130
+    db, old = str(tmp_path / "app.db"), str(tmp_path / "old.db")
+    for path, rows in ((db, 5), (old, 2)):
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(rows)])
+        conn.commit()
+        conn.close()
+    code, out, err = interrupt_at("restored", ["restore", "--db", db, "--backup", old, "--other-database"], tmp_path)
+    assert code == 3, err
+    assert "nothing was changed" not in err and "Traceback" not in err
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 2  # restored
+    conn.close()
+    saved = [p for p in tmp_path.iterdir() if ".backup-" in p.name and not p.name.endswith(".json")]
+    assert len(saved) == 1  # the state before the restore is kept
+    conn = sqlite3.connect(str(saved[0]))
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 5
+    conn.close()

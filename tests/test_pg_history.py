@@ -310,3 +310,28 @@ def test_an_insert_select_data_step_moves_rows_alike_on_sqlite_and_postgresql(tm
     conn.close()
     assert lite == [[(2, "BOB"), (3, "CY")], [(1, "ada")]]
     assert [_rows(pg_url, "SELECT id, name FROM %s ORDER BY id" % t) for t in ("old_users", "users")] == lite
+COMMITS = """
+from schema_dsl.model import Column, DataStep, PrimaryKey, Schema, Table
+SCHEMA = Schema("app", tables=[Table("links", [Column("id", "INTEGER"), Column("rating", "TEXT"), Column("w", "TEXT")],
+                                     PrimaryKey(["id"]))],
+                data_steps=[DataStep("s", sql="UPDATE links SET w = 'x'", postgresql=%r)])
+"""
+
+
+def test_a_data_step_that_ends_the_transaction_is_refused_before_it_runs(tmp_path, pg_url):
+    # before: its COMMIT committed the added column and the first UPDATE; the next UPDATE ran outside any
+    # transaction and set every rating NULL, and apply said "rolled back, nothing changed", exit 2
+    from schema_dsl.cli import main
+    runner = make_runner()
+    _old_with_rows(runner, tmp_path, pg_url)
+    before = _rows(pg_url, "SELECT * FROM links ORDER BY id")
+    for text in ("UPDATE links SET w = 'x'; COMMIT; UPDATE links SET rating = NULL",
+                 "UPDATE links SET w = 'x';\nend;\nUPDATE links SET rating = NULL"):
+        result = runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "c", COMMITS % text), "-y"])
+        assert result.exit_code == 2, result.output + result.stderr
+        assert "data step 's'" in result.stderr and "transaction" in result.stderr
+        assert _rows(pg_url, "SELECT * FROM links ORDER BY id") == before
+    ok = "DO $$ BEGIN UPDATE links SET w = 'x'; END $$"  # a block's BEGIN ... END is no transaction control
+    result = runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "ok", COMMITS % ok), "-y"])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert _rows(pg_url, "SELECT w FROM links ORDER BY id") == [("x",)] * 4

@@ -378,3 +378,22 @@ def test_a_declared_view_or_trigger_naming_a_renamed_column_is_refused_by_render
     assert _cli(runner, "render", "--out", str(out), "--schema", str(good)).exit_code == 0
     apply(str(db), schema=_load(good), backup=False)
     assert _connect(db).execute("SELECT text FROM note_summary").fetchall() == [("hello",)]
+
+
+@pytest.mark.parametrize("body", [
+    "UPDATE parent SET size = 1 WHERE id = NEW.n",  # the removed column only as the SET target
+    "UPDATE parent SET (name, \"size\") = ('x', 1) WHERE id = NEW.n",
+    "INSERT INTO parent (id, size) VALUES (NEW.n, 1)",  # only in the INSERT's column list
+    "INSERT INTO parent (id) VALUES (NEW.n) ON CONFLICT (id) DO UPDATE SET size = 2",
+])
+def test_a_trigger_body_that_only_writes_a_removed_column_is_refused(app, tmp_path, checked_at, body):
+    # SQLite's RENAME probe resolves the expressions of a trigger body, not the columns it assigns: such a
+    # trigger passed every check, and after COMMIT every insert into tally failed "no such column: size"
+    conn = _connect(app)
+    conn.executescript("CREATE TABLE tally (n INTEGER); CREATE TRIGGER bump AFTER INSERT ON tally BEGIN %s; END;"
+                       % body)
+    conn.close()
+    text = _refused(app, _load(_without_size(tmp_path)), checked_at)
+    assert "trigger 'bump'" in text and "'parent'.'size'" in text
+    conn = _connect(app)
+    conn.execute("INSERT INTO tally VALUES (9)")  # the file is unchanged: the trigger still works

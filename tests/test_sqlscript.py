@@ -335,3 +335,36 @@ def test_a_guard_table_left_by_an_earlier_failed_script_does_not_weaken_the_next
     assert not conn.in_transaction
     conn.close()
     assert _contents(path) == before
+
+
+def _scores_v2():
+    """users.nick converted to INTEGER by an expression that raises on text that is not JSON (a rebuild copy)."""
+    from schema_dsl.model import Column, Schema, Table
+    return Schema("users", [Table("users", [Column("id", "INTEGER"), Column("email", "TEXT"),
+                                            Column("nick", "INTEGER", using="json_extract(nick, '$.n')")],
+                                  primary_key=_pk("id"))])
+
+
+@pytest.mark.parametrize("runner", ["bail", "no-bail"])
+def test_a_rebuild_copy_that_fails_with_an_error_loses_no_row_under_any_runner(runner, tmp_path):
+    # an error that is not a constraint (here "malformed JSON" from a using= expression) fails the copy
+    # without ending the transaction, whatever OR ROLLBACK says: sqlite3 without -bail went on, dropped the
+    # old table, renamed the empty copy into its place, found the structure as planned, and COMMITted every
+    # row of users away
+    path = str(tmp_path / "app.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript("""
+        CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, nick TEXT);
+        INSERT INTO users (email, nick) VALUES ('a@x', '{"n": 1}'), ('b@x', '{"n": 2}');
+    """)
+    conn.close()
+    text = export_script(path, schema=_scores_v2())
+    script = tmp_path / "migrate.sql"
+    script.write_text(text, encoding="utf-8")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO users (email, nick) VALUES ('c@x', 'not json')")  # after the export
+    conn.close()
+    before = _contents(path)
+    done = (run_bail if runner == "bail" else run_no_bail)(path, script)
+    assert "malformed JSON" in done.stderr
+    assert _contents(path) == before

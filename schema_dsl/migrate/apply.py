@@ -382,11 +382,14 @@ def _refuse_damaged(conn, path, plan, whole_file=False):
     if whole_file:
         problem = damage(conn)
     else:
-        tables = []
+        tables, old_names = [], {}
         for step in plan.steps:
             kind = type(step.change).__name__
-            if step.table is not None and kind in ("RebuildTable", "Backfill") and step.table not in tables:
-                tables.append(step.table)
+            if kind == "RenameTable":  # a later step names the table by its new name; the file has the old one
+                old_names[step.change.table.name.lower()] = old_names.get(step.change.old.lower(), step.change.old)
+            table = old_names.get((step.table or "").lower(), step.table)
+            if table is not None and kind in ("RebuildTable", "Backfill") and table not in tables:
+                tables.append(table)
         problem = damage(conn, tables) if tables else None
     if problem:
         raise DatabaseFileError("database %r: %s; refusing to migrate a damaged file, nothing was changed: restore "

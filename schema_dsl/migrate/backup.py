@@ -29,6 +29,7 @@ the refusal, or any other SQLite file); a file that is not an SQLite database is
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -485,7 +486,7 @@ def _open_backup(backup):
     return conn
 
 
-def restore(path, backup=None, backup_dir=None, keep=DEFAULT_KEEP, other_database=False):
+def restore(path, backup=None, backup_dir=None, keep=DEFAULT_KEEP, other_database=False, commit_section=None):
     """Put a backup back into the database at path; returns a RestoreResult.
 
     backup: the file to restore (default: the newest backup of path in its backup folder, list_backups).
@@ -496,6 +497,10 @@ def restore(path, backup=None, backup_dir=None, keep=DEFAULT_KEEP, other_databas
     policy as apply); then the backup API copies the backup INTO the live file, taking its write lock
     again (it cannot start inside a transaction of the destination), so that connections holding the
     file open see the restored data. quick_check verifies the result.
+
+    commit_section: a context manager factory the copy runs in (the CLI's holds Ctrl-C until it has
+    returned). The copy runs in C, so an interrupt during it is raised after it, with the file restored:
+    the backup of the state before is then kept, and is discarded only when the copy never began.
     """
     path = os.fspath(path)
     start = time.perf_counter()
@@ -535,16 +540,22 @@ def restore(path, backup=None, backup_dir=None, keep=DEFAULT_KEEP, other_databas
                 saved = make_backup(path, backup_dir, locked=live)  # the current state, under its write lock
             finally:
                 live.execute("ROLLBACK")
+            began = False
             try:
-                source.backup(live)
-            except BaseException as exc:
+                with (commit_section or contextlib.nullcontext)():
+                    began = True
+                    source.backup(live)
+            except sqlite3.Error as exc:
                 # the backup API writes in one transaction of the destination: a failure leaves it unchanged
                 discard(saved)
                 saved = None
-                if not isinstance(exc, sqlite3.Error):
-                    raise
                 raise DatabaseFileError("database %r: restore from %r failed (%s); nothing was changed" % (
                     path, backup, exc)) from None
+            except BaseException:
+                if not began:  # interrupted before the copy: nothing changed, the state-before backup is stray
+                    discard(saved)
+                    saved = None
+                raise
             problem = damage(live)
             if problem:
                 raise ChangedThenFailed("database %r: restored from %r, but then %s; the state before the restore "

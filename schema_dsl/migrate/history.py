@@ -80,14 +80,23 @@ def records(conn):
     if not has_table(conn):
         return []
     out = []
-    for row in conn.execute("SELECT %s FROM %s ORDER BY id" % (", ".join(quote_identifier(c) for c in COLUMNS),
-                                                              quote_identifier(HISTORY_TABLE))):
+    try:
+        found = conn.execute("SELECT %s FROM %s ORDER BY id" % (", ".join(quote_identifier(c) for c in COLUMNS),
+                                                               quote_identifier(HISTORY_TABLE))).fetchall()
+    except sqlite3.Error as exc:  # a table of that name made by hand, not schemagen's record
+        raise SchemagenError("table %r is not schemagen's history (%s; expected the columns %s); nothing was "
+                             "changed: rename or drop that table" % (HISTORY_TABLE, exc, ", ".join(COLUMNS)))
+    for row in found:
         r = dict(zip(COLUMNS, row))
         for key in ("steps", "data_steps_run", "data_steps_recorded"):
             try:
                 r[key] = json.loads(r[key])
             except (TypeError, ValueError):
                 r[key] = []
+            if not isinstance(r[key], list) or not all(isinstance(x, str) for x in r[key]):
+                raise SchemagenError("table %r is not schemagen's history: record %s has %s = %r, expected a JSON "
+                                     "list of names; nothing was changed" % (HISTORY_TABLE, r["id"], key, row[
+                                         COLUMNS.index(key)]))
         out.append(r)
     return out
 
@@ -236,8 +245,33 @@ def _plan_on_copy(conn, target, pending, structural):
         return _plan_parts(copy, target, pending, structural)
 
 
+_TRANSACTION_CONTROL = (getattr(sqlite3, "SQLITE_TRANSACTION", 22), getattr(sqlite3, "SQLITE_SAVEPOINT", 32))
+
+
 def run_step(conn, step, label):
-    """Execute one step's statements (or its python callable); ApplyError names the step and the statement."""
+    """Execute one step's statements (or its python callable); ApplyError names the step and the statement.
+
+    While it runs, an authorizer denies BEGIN, COMMIT, ROLLBACK, SAVEPOINT and RELEASE: a data step runs inside
+    apply's transaction (and, when planned, inside its savepoint), and a COMMIT there would commit half an apply
+    before its backup and checks; a denied statement fails the step, and the whole apply rolls back."""
+    denied = []
+
+    def authorize(action, *_):
+        if action in _TRANSACTION_CONTROL:
+            denied.append(action)
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    conn.set_authorizer(authorize)
+    try:
+        _run_step(conn, step, label, denied)
+    finally:
+        conn.set_authorizer(None)
+
+
+def _run_step(conn, step, label, denied):
+    ended = ("%s tried to end or open a transaction or savepoint (COMMIT, ROLLBACK, BEGIN, SAVEPOINT or RELEASE): "
+             "a data step runs inside apply's one transaction and must not; nothing was changed" % label)
     run = getattr(step.change, "run", None)
     if run is not None:
         try:
@@ -245,6 +279,8 @@ def run_step(conn, step, label):
         except Exception as exc:
             if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace(" ", "").replace("-", ""):
                 raise _ReadOnly() from None  # plan on a read-only file: the caller plans on a copy
+            if denied:
+                raise ApplyError(ended) from None
             raise ApplyError("%s failed: %s: %s; nothing was changed" % (label, type(exc).__name__, exc)) from None
         if not conn.in_transaction:
             raise ApplyError("%s ended apply's transaction (a python= data step must not commit or roll back)" % label)
@@ -255,9 +291,13 @@ def run_step(conn, step, label):
         except sqlite3.OperationalError as exc:
             if "readonly" in str(exc).replace(" ", "").replace("-", ""):
                 raise _ReadOnly() from None
+            if denied:
+                raise ApplyError("%s; statement: %s" % (ended, " ".join(stmt.split()).rstrip(";")[:300])) from None
             raise ApplyError("%s failed: %s; statement: %s; nothing was changed" % (
                 label, exc, " ".join(stmt.split()).rstrip(";")[:300])) from None
         except sqlite3.Error as exc:
+            if denied:
+                raise ApplyError("%s; statement: %s" % (ended, " ".join(stmt.split()).rstrip(";")[:300])) from None
             raise ApplyError("%s failed: %s; statement: %s; nothing was changed" % (
                 label, exc, " ".join(stmt.split()).rstrip(";")[:300])) from None
 

@@ -17,7 +17,10 @@ dot-commands, and safe under any runner that stops at the first error
    can fail on the data cannot fail alone: a CREATE UNIQUE INDEX is preceded by
    a guard that its keys hold no duplicate, and an INSERT or UPDATE (a rebuild
    copy, a fill) runs as INSERT/UPDATE OR ROLLBACK, so a UNIQUE, NOT NULL or
-   CHECK it breaks ends the transaction. (ALTER TABLE ADD COLUMN never fails
+   CHECK it breaks ends the transaction; after a rebuild copy a guard checks that
+   the copy holds every row of its source, since an error that is not a
+   constraint (a using= expression that raises) fails the copy without ending
+   the transaction. (ALTER TABLE ADD COLUMN never fails
    on the data: the planner adds a column that way only where SQLite takes it
    on any rows, diff.add_column_blocker; a new CHECK is a rebuild.)
 4. apply's checks before COMMIT, as guards: sqlite_master is exactly what the
@@ -151,6 +154,24 @@ def _unique_index_guard(stmt):
     return what, message, render.statement("no_duplicate_keys", table, keys, where)
 
 
+_COPY = re.compile(r'INSERT\s+(?:OR\s+\w+\s+)?INTO\s+"((?:[^"]|"")*)"\s*\(.*\bFROM\s+"((?:[^"]|"")*)"\s*;?\s*$', re.S | re.I)
+
+
+def _copy_guard(stmt):
+    """(what, message, condition) for a rebuild copy (INSERT INTO "_schemagen_new_t" ... SELECT ... FROM "t"):
+    afterwards the copy holds every row of its source. An error that is not a constraint (a using= expression
+    that raises, "malformed JSON") fails the copy without ending the transaction, whatever OR ROLLBACK says; a
+    runner that goes on (sqlite3 without -bail) would then drop the source and rename the empty copy into
+    its place, and every later guard would pass. None for any other statement."""
+    match = _COPY.match(stmt)
+    if match is None or not match.group(1).startswith("_schemagen_new_"):
+        return None
+    copy, source = (name.replace('""', '"') for name in match.groups())
+    what = "copy of %s" % source
+    message = "the copy of table %s does not hold every row (a statement before failed)" % quote_identifier(source)
+    return what, message, render.statement("same_row_count", copy, source)
+
+
 def _depth(tokens, start, stop):
     depth = 0
     for tok in tokens[start:stop]:
@@ -179,6 +200,11 @@ def _guarded_steps(plan):
                 continue
             rolling = _or_rollback(stmt)
             items.append((None, rolling, True) if rolling is not None else (None, stmt, False))
+            copied = _copy_guard(stmt)
+            if copied is not None:  # right after the copy, before the DROP of its source: a guard alone
+                what, message, condition = copied
+                data_guards.append((what, message))
+                items.append((render.statement("guard_data", what, condition), None, False))
         out.append((number, step, items))
     return out, data_guards
 
@@ -218,6 +244,11 @@ def script_text(target, plan, planned_against, before_rows, after_rows, before_s
         lines.append(_comment("step %d of %d: %s" % (number, len(plan.steps), step.title)))
         lines.append(_comment("why: %s" % step.why))
         for guard, stmt, reopens in items:
+            if guard is not None and stmt is None:
+                lines.append(_comment("guard: the copy holds every row"))
+                lines.append(guard)
+                lines.append(reopen)
+                continue
             if guard is not None:
                 lines.append(_comment("guard: the data allows the next statement"))
                 lines.append(guard)

@@ -11,12 +11,13 @@ python= step given the psycopg connection; sqlite_only steps are recorded withou
 from __future__ import annotations
 
 import json
+import re
 from hashlib import sha256
 
 from .. import __version__
 from ..compile.postgresql import Untranslatable, alter_statement, column_type, data_step_statements
 from ..errors import ApplyError, UnsafeMigrationError
-from ..sqlite.structure import HISTORY_TABLE
+from ..sqlite.structure import HISTORY_TABLE, tokenize
 from .plan import PgStep
 
 
@@ -132,8 +133,30 @@ def _live_tables(conn):
     return out
 
 
+_DOLLAR_QUOTED = re.compile(r"\$([A-Za-z_]\w*|)\$.*?\$\1\$", re.S)
+_TRANSACTION_WORDS = {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "prepare"}
+
+
+def _ends_transaction(statement):
+    """True when a statement of the text (outside dollar-quoted bodies) is transaction control, as its first word:
+    run inside apply's transaction, a COMMIT would commit half an apply and leave the rest outside any
+    transaction. (PREPARE counts only as PREPARE TRANSACTION.)"""
+    tokens = tokenize(_DOLLAR_QUOTED.sub("''", statement))
+    starts = [0] + [i + 1 for i, t in enumerate(tokens) if t == ("op", ";")]
+    for i in starts:
+        if i < len(tokens) and tokens[i][0] == "word" and tokens[i][1].lower() in _TRANSACTION_WORDS:
+            if tokens[i][1].lower() != "prepare" or (i + 1 < len(tokens) and tokens[i + 1][1].lower() == "transaction"):
+                return True
+    return False
+
+
 def _run(conn, step, database):
     import psycopg  # the PostgreSQL path imports it anyway
+    for statement in step.statements:
+        if _ends_transaction(statement):
+            raise ApplyError("%s: %s: a data step runs inside apply's one transaction and must not end it or open "
+                             "another (COMMIT, ROLLBACK, BEGIN, END, SAVEPOINT, RELEASE); statement: %s; rolled "
+                             "back, nothing changed" % (database, step.title, " ".join(statement.split())[:300]))
     for statement in step.statements:
         try:
             conn.execute(statement)

@@ -57,10 +57,84 @@ def trigger_columns(sql):
     return update_of, refs
 
 
+def trigger_writes(sql):
+    """(table, column) for each column a CREATE TRIGGER's body assigns: UPDATE ... SET targets (also an
+    upsert's DO UPDATE SET) and an INSERT's column list. SQLite's RENAME probe (unresolved) resolves a body's
+    expressions but not these names, so a trigger that only writes a missing column passes it and fails at
+    its first firing ("no such column", "table ... has no column named ...")."""
+    tokens = tokenize(sql or "")
+    low = [(kind, text.lower() if kind == "word" else text) for kind, text in tokens]
+    try:
+        k = low.index(("word", "begin")) + 1
+    except ValueError:
+        return []
+    out = []
+    while k < len(low):
+        end = k
+        depth = 0
+        while end < len(low) and not (low[end] == ("op", ";") and depth == 0):
+            depth += (low[end] == ("op", "(")) - (low[end] == ("op", ")"))
+            end += 1
+        out += _statement_writes(tokens[k:end], low[k:end])
+        k = end + 1
+    return out
+
+
+def _statement_writes(tokens, low):
+    if not low or low[0] not in (("word", "update"), ("word", "insert"), ("word", "replace")):
+        return []
+    j = 1
+    if j < len(low) and low[j] == ("word", "or"):
+        j += 2
+    if j < len(low) and low[j] == ("word", "into"):
+        j += 1
+    if j >= len(low) or low[j][0] not in ("word", "ident"):
+        return []
+    table = tokens[j][1]
+    j += 1
+    if j < len(low) and low[j] == ("word", "as"):
+        j += 2
+    columns = []
+    if low[0] == ("word", "update"):
+        columns += _set_targets(tokens, low, j)
+    elif j < len(low) and low[j] == ("op", "("):
+        j += 1
+        while j < len(low) and low[j] != ("op", ")"):
+            if low[j][0] in ("word", "ident"):
+                columns.append(tokens[j][1])
+            j += 1
+    for i in range(len(low) - 2):  # an upsert: ON CONFLICT ... DO UPDATE SET
+        if low[0] != ("word", "update") and low[i] == ("word", "do") and low[i + 1] == ("word", "update"):
+            columns += _set_targets(tokens, low, i + 2)
+    return [(table, column) for column in columns]
+
+
+def _set_targets(tokens, low, j):
+    """The columns assigned by the SET clause at or after position j (up to FROM, WHERE, RETURNING)."""
+    while j < len(low) and low[j] != ("word", "set"):
+        j += 1
+    out, depth, target = [], 0, True
+    for i in range(j + 1, len(low)):
+        kind, text = low[i]
+        if depth == 0 and kind == "word" and text in ("from", "where", "returning"):
+            break
+        if (kind, text) == ("op", "("):
+            depth += 1
+        elif (kind, text) == ("op", ")"):
+            depth -= 1
+        elif (kind, text) == ("op", "=") and depth == 0:
+            target = False
+        elif (kind, text) == ("op", ",") and depth == 0:
+            target = True
+        elif target and kind in ("word", "ident") and depth <= 1:
+            out.append(tokens[i][1])
+    return out
+
+
 def broken_dependents(conn, foreign_keys=True, bodies=True):
     """One line per view, trigger or (foreign_keys) foreign key of the main database that does not hold against
-    the live tables; bodies=False: a trigger's body is not resolved (see unresolved)."""
-    out = []
+    the live tables; bodies=False: a trigger's body is not resolved (see unresolved, trigger_writes)."""
+    out, writes = [], []
     objects = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') "
                            "ORDER BY type DESC, name").fetchall()
     for kind, name, table, sql in objects:
@@ -85,9 +159,17 @@ def broken_dependents(conn, foreign_keys=True, bodies=True):
         if missing:
             out.append("trigger '%s': NEW./OLD. names %s, which '%s' does not have (it would fail when it fires)" % (
                 name, ", ".join("'%s'" % c for c in missing), table))
+        if bodies:
+            for target, column in trigger_writes(sql):
+                have = _columns(conn, target)
+                if have and column.lower() not in have and column.lower() not in ROWID_NAMES:
+                    writes.append("trigger '%s': its body writes '%s'.'%s', which does not exist (it would fail "
+                                  "when it fires)" % (name, target, column))
     named = {line.split("'")[1].lower() for line in out}
     if bodies:
         out += [line for line in resolve_probe(conn) if "'" not in line or line.split("'")[1].lower() not in named]
+        named = {line.split("'")[1].lower() for line in out if "'" in line}
+        out += [line for line in writes if line.split("'")[1].lower() not in named]
     return out + (broken_foreign_keys(conn) if foreign_keys else [])
 
 
