@@ -385,7 +385,7 @@ def _refuse_damaged(conn, path, plan, whole_file=False):
         tables, old_names = [], {}
         for step in plan.steps:
             kind = type(step.change).__name__
-            if kind == "RenameTable":  # a later step names the table by its new name; the file has the old one
+            if kind == "RenameTable" and not step.executed:  # a later step names the new name; the file has the old
                 old_names[step.change.table.name.lower()] = old_names.get(step.change.old.lower(), step.change.old)
             table = old_names.get((step.table or "").lower(), step.table)
             if table is not None and kind in ("RebuildTable", "Backfill") and table not in tables:
