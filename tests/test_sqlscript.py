@@ -100,9 +100,10 @@ def test_header_names_the_declaration_and_the_structure(shapes, tmp_path):
     head = text.split("\n\n", 1)[0]
     assert "Declaration: %s (schema 'abathur', source sha256 %s)" % (source["declaration"], source["sha256"]) in head
     assert sha256(json.dumps(live, sort_keys=True).encode()).hexdigest() in head
-    first = [line for line in text.splitlines() if line and not line.startswith(("--", " ", ")"))][:4]
-    # the guard table is made before BEGIN, so that it outlives a rollback
+    first = [line for line in text.splitlines() if line and not line.startswith(("--", " ", ")"))][:6]
+    # the guard tables are made before BEGIN, so that they outlive a rollback
     assert first == ["PRAGMA foreign_keys = OFF;", "DROP TABLE IF EXISTS temp._schemagen_guard;",
+                     "DROP TABLE IF EXISTS temp._schemagen_run;", "CREATE TEMP TABLE _schemagen_run (n INTEGER PRIMARY KEY);",
                      "CREATE TEMP TABLE _schemagen_guard (", "BEGIN IMMEDIATE;"]
 
 
@@ -121,7 +122,7 @@ def test_on_another_structure_it_refuses_and_changes_nothing(runner, shapes, tmp
     else:
         ran, message = run_executescript(other, text)
         assert not [s for s in ran if s.lstrip().upper().startswith(("DROP", "CREATE TABLE", "ALTER", "INSERT INTO \""))
-                    and "temp._schemagen_guard" not in s]  # the script's own TEMP guard table is made afresh
+                    and "temp._schemagen_guard" not in s and "temp._schemagen_run" not in s]  # its own TEMP tables
     assert "structure is not the one this script was planned against" in message
     assert open(other, "rb").read() == before
 
@@ -133,12 +134,12 @@ def test_inside_an_outer_transaction_with_foreign_keys_on_it_fails_before_any_dr
     before = open(path, "rb").read()
     ran, error = run_executescript(path, text, foreign_keys=True, prefix="BEGIN;\n")
     assert error is not None and "within a transaction" in error
-    assert not [s for s in ran if s.lstrip().upper().startswith("DROP") and "temp._schemagen_guard" not in s]
+    assert not [s for s in ran if s.lstrip().upper().startswith("DROP") and "temp._schemagen_" not in s]
     # a runner whose transaction the script cannot see (its BEGIN left out): the foreign_keys guard stops it
     inner = text.replace("BEGIN IMMEDIATE;\n", "", 1)
     ran, error = run_executescript(path, inner, foreign_keys=True, prefix="BEGIN;\n")
     assert error is not None and "foreign_keys must be OFF" in error
-    assert not [s for s in ran if s.lstrip().upper().startswith("DROP") and "temp._schemagen_guard" not in s]
+    assert not [s for s in ran if s.lstrip().upper().startswith("DROP") and "temp._schemagen_" not in s]
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == TASKS
     conn.close()
@@ -368,3 +369,47 @@ def test_a_rebuild_copy_that_fails_with_an_error_loses_no_row_under_any_runner(r
     done = (run_bail if runner == "bail" else run_no_bail)(path, script)
     assert "malformed JSON" in done.stderr
     assert _contents(path) == before
+
+
+def _notes(path):
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, doc TEXT)")
+    conn.execute("""INSERT INTO notes (doc) VALUES ('{"first": "a"}'), ('{"first": "b"}')""")
+    conn.close()
+
+
+def _notes_v2():
+    from schema_dsl.model import Column, DataStep, PrimaryKey, Schema, Table
+    return Schema("notes", tables=[
+        Table("notes", [Column("id", "INTEGER"), Column("doc", "TEXT"), Column("first", "TEXT")], PrimaryKey(["id"]))],
+        data_steps=[DataStep("pull_first", sql="UPDATE notes SET first = json_extract(doc, '$.first')")])
+
+
+@pytest.mark.parametrize("runner", ["bail", "no-bail"])
+def test_a_data_step_that_raises_commits_nothing_even_under_a_runner_that_goes_on(runner, tmp_path):
+    # an error that is not a constraint ("malformed JSON") fails the step's UPDATE without ending the
+    # transaction: sqlite3 without -bail went on, committed the new column and recorded the step as run
+    path = str(tmp_path / "notes.db")
+    _notes(path)
+    text = export_script(path, schema=_notes_v2())
+    assert 'CREATE TEMP TRIGGER "_schemagen_run_' in text
+    script = tmp_path / "migrate.sql"
+    script.write_text(text, encoding="utf-8")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO notes (doc) VALUES ('not json')")  # after the export: the step fails on this row
+    conn.close()
+    before = _contents(path)
+    done = (run_bail if runner == "bail" else run_no_bail)(path, script)
+    assert "malformed JSON" in done.stderr
+    assert _contents(path) == before
+    if runner == "no-bail":
+        assert "run data step 'pull_first') failed; rolled back, nothing was changed" in done.stderr
+    # on data that fits, the same script runs through and records the step
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DELETE FROM notes WHERE doc = 'not json'")
+    conn.close()
+    assert run_no_bail(path, script).stderr == ""
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT first FROM notes ORDER BY id").fetchall() == [("a",), ("b",)]
+    conn.close()
+

@@ -20,7 +20,12 @@ dot-commands, and safe under any runner that stops at the first error
    CHECK it breaks ends the transaction; after a rebuild copy a guard checks that
    the copy holds every row of its source, since an error that is not a
    constraint (a using= expression that raises) fails the copy without ending
-   the transaction. (ALTER TABLE ADD COLUMN never fails
+   the transaction. For the same reason every statement that changes rows (a
+   data step's, a fill, a repair, a copy) runs as the body of a TEMP trigger
+   fired by one row of temp._schemagen_run: such an error aborts the firing
+   INSERT, its row is missing, and the guard after it ends the transaction.
+   (A statement SQLite does not take as a trigger body, a WITH or a qualified
+   table name, runs bare.) (ALTER TABLE ADD COLUMN never fails
    on the data: the planner adds a column that way only where SQLite takes it
    on any rows, diff.add_column_blocker; a new CHECK is a rebuild.)
 4. apply's checks before COMMIT, as guards: sqlite_master is exactly what the
@@ -37,7 +42,9 @@ then meets `SAVEPOINT schemagen`, which opens a new transaction for what follows
 and the last guard before COMMIT ('still open': the row inserted right after
 BEGIN is still there) rolls that one back too, so the COMMIT finds no
 transaction. Python's executescript, run again after a failure, finds no open
-transaction to commit. An up-to-date database gets a script of a few comment
+transaction to commit, except after an error that is not a constraint (such an
+error never ends an SQLite transaction, and executescript stops at it): a
+runner must roll back or close the connection after an error, never commit. An up-to-date database gets a script of a few comment
 lines that changes nothing.
 
 The export runs the finished script on a second scratch copy and refuses
@@ -172,6 +179,27 @@ def _copy_guard(stmt):
     return what, message, render.statement("same_row_count", copy, source)
 
 
+_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\s", re.I)
+
+
+def _in_trigger(stmt, _probe=[]):
+    """Whether stmt changes rows and SQLite takes it as a trigger's body (no WITH, DEFAULT VALUES, qualified
+    table name, ORDER BY/LIMIT or RETURNING there): such a statement runs in a TEMP trigger (run_statement),
+    so that an error that is not a constraint is seen by the guard after it."""
+    if not _WRITES.match(stmt):
+        return False
+    if not _probe:
+        _probe.append(dbfile.scratch())
+        _probe[0].execute("CREATE TEMP TABLE _schemagen_run (n INTEGER PRIMARY KEY)")
+    conn = _probe[0]
+    try:
+        conn.execute(render.statement("run_statement", 0, stmt).split("\nINSERT INTO temp._schemagen_run")[0])
+    except sqlite3.Error:
+        return False
+    conn.execute('DROP TRIGGER "_schemagen_run_0"')
+    return True
+
+
 def _depth(tokens, start, stop):
     depth = 0
     for tok in tokens[start:stop]:
@@ -185,7 +213,7 @@ def _guarded_steps(plan):
     message) pairs for the guard table. A statement that can fail on the data is preceded by a guard that
     tests its precondition (a UNIQUE index), or is itself made to roll back (INSERT and UPDATE: OR ROLLBACK);
     after either, SAVEPOINT reopens a transaction for a runner that goes on after an error."""
-    out, data_guards, seen = [], [], {}
+    out, data_guards, seen, ran = [], [], {}, 0
     for number, step in enumerate(plan.steps, start=1):
         items = []
         for stmt in step.statements:
@@ -199,7 +227,17 @@ def _guarded_steps(plan):
                 items.append((render.statement("guard_data", what, condition), stmt, False))
                 continue
             rolling = _or_rollback(stmt)
-            items.append((None, rolling, True) if rolling is not None else (None, stmt, False))
+            if _in_trigger(rolling or stmt):
+                # an error that is not a constraint aborts the firing INSERT: its row is missing, and the guard
+                # after it ends the transaction (a constraint under OR ROLLBACK already has)
+                ran += 1
+                what = "statement %d" % ran
+                data_guards.append((what, "step %d of %d (%s) failed" % (number, len(plan.steps), step.title)))
+                items.append((None, render.statement("run_statement", ran, rolling or stmt), True))
+                items.append((render.statement("guard_data", what, render.statement("ran_statement", ran)), None,
+                              False))
+            else:
+                items.append((None, rolling, True) if rolling is not None else (None, stmt, False))
             copied = _copy_guard(stmt)
             if copied is not None:  # right after the copy, before the DROP of its source: a guard alone
                 what, message, condition = copied
@@ -245,7 +283,8 @@ def script_text(target, plan, planned_against, before_rows, after_rows, before_s
         lines.append(_comment("why: %s" % step.why))
         for guard, stmt, reopens in items:
             if guard is not None and stmt is None:
-                lines.append(_comment("guard: the copy holds every row"))
+                lines.append(_comment("guard: the statement above ran" if "_schemagen_run" in guard
+                                      else "guard: the copy holds every row"))
                 lines.append(guard)
                 lines.append(reopen)
                 continue
