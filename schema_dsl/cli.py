@@ -546,6 +546,10 @@ def diff(from_side, to_side, db, as_json, strict):
         if result.plan is not None:
             click.echo("no change between the declarations" if result.plan.up_to_date and not result.plan.extras
                        else _describe_plan(result.plan))
+            if result.data_steps and not any(type(s.change).__name__ == "RunDataStep" for s in result.plan.steps):
+                click.echo("note: these are the steps on a new database; on one with rows, apply first makes the "
+                           "additions without the constraints the data steps below satisfy, runs the steps, then "
+                           "the rest")
         click.echo("")
         click.echo(format_lint(result))
     if strict and (result.can_lose_data or result.refused or result.violations):

@@ -505,3 +505,11 @@ def test_a_data_step_that_commits_or_ends_a_savepoint_is_refused_and_commits_not
     assert "split_name" in str(exc.value) and "transaction" in str(exc.value)
     assert digest(old_db) == before
     assert sorted(os.listdir(os.path.dirname(old_db))) == ["app.db"]
+
+
+def test_diff_text_names_the_data_step_and_when_it_runs():
+    out = make_runner().invoke(main, ["diff", "tests/test_history.py:OLD", "tests/test_history.py:NEW"])
+    assert out.exit_code == 0, out.output
+    assert "data step 'split_name' runs once on each existing database" in out.stdout
+    # the listed steps are planned on a new database, where no step runs: the text says so
+    assert "note: these are the steps on a new database; on one with rows" in out.stdout
