@@ -74,10 +74,11 @@ def test_a_syntax_error_names_its_line(runner, here):
     assert "bookmarks/schema.py:2" in _one_error(result) and "SyntaxError" in result.stderr
 
 
-@pytest.mark.parametrize("call", ["sys.exit(0)", "sys.exit(3)", "raise SystemExit"])
+@pytest.mark.parametrize("call", ["sys.exit(0)", "sys.exit(3)", "raise SystemExit", "os._exit(0)"])
 def test_a_declaration_that_exits_while_loading_is_an_error_with_exit_2(runner, here, call):
+    # os._exit(0) ended the process on the spot with exit 0 and nothing said, as if apply had succeeded
     spec = _write(here, """
-        import sys
+        import os, sys
         from schema_dsl.model import Schema
 
         %s

@@ -351,7 +351,7 @@ def _import(decl):
     file:line in the declaration's own code and what failed there. Ctrl-C stays an interrupt. Whatever the
     declaration prints goes to stderr: stdout is the command's own (--json)."""
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), _no_os_exit():
             if decl.file is None or (decl.shipped and decl.project is None):
                 if decl.module is None:
                     raise SchemagenError("declaration %r: nothing to import" % decl.spec)
@@ -364,6 +364,25 @@ def _import(decl):
         if getattr(exc, "_schemagen_located", False):
             raise
         raise _located(decl, exc) from None
+
+
+class _OsExit(SystemExit):
+    """os._exit called by a declaration while it loads (see _no_os_exit)."""
+
+
+@contextlib.contextmanager
+def _no_os_exit():
+    """While a declaration loads, os._exit raises instead of ending the process on the spot (exit status as
+    given, often 0, with nothing said): the load then fails as a sys.exit does, naming the line."""
+    real = os._exit
+
+    def refuse(status):
+        raise _OsExit(status)
+    os._exit = refuse
+    try:
+        yield
+    finally:
+        os._exit = real
 
 
 def _located(decl, exc):
@@ -379,7 +398,9 @@ def _located(decl, exc):
         code = linecache.getline(filename, lineno).strip()
         if code:
             where += " (%s)" % (code if len(code) <= 80 else code[:77] + "...")
-    if isinstance(exc, SystemExit):
+    if isinstance(exc, _OsExit):
+        what = "the declaration exited (os._exit(%r)) while loading; a declaration must only build SCHEMA" % (exc.code,)
+    elif isinstance(exc, SystemExit):
         what = "the declaration exited (sys.exit(%r)) while loading; a declaration must only build SCHEMA" % (exc.code,)
     elif isinstance(exc, SyntaxError):
         what = "%s: %s" % (type(exc).__name__, exc.msg)

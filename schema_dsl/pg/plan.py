@@ -534,8 +534,8 @@ class _Planner:
                              ", ".join(quote(c) for c in cols))) if all(
                 c in self.live["tables"][table]["columns"] for c in cols) else 0
             if dupes:
-                self.problems.append("table '%s': new UNIQUE (%s) but %d groups of existing rows share a value"
-                                     % (table, ", ".join(cols), dupes))
+                self.problems.append("table '%s': new UNIQUE (%s) but %s of existing rows share a value"
+                                     % (table, ", ".join(cols), plural(dupes, "group")))
                 continue
             existing = self.live["indexes"].get(name)
             concurrent = bool(self.concurrently and self.nonempty(table))
