@@ -374,7 +374,7 @@ def test_design_change_check_violated_by_rows_rolls_back(populated):
 
 def test_design_change_new_unique_with_duplicates_is_refused(populated):
     schema = changed(SCHEMA, "agents", uniques=[Unique(("state",))])
-    with pytest.raises(UnsafeMigrationError, match=r"new UNIQUE \(state\) but 1 groups"):
+    with pytest.raises(UnsafeMigrationError, match=r"new UNIQUE \(state\) but 1 group of existing rows shares"):
         apply(populated, schema=schema, backup=False)
 
 

@@ -167,7 +167,7 @@ def test_a_refused_change_names_the_rows_and_changes_nothing(runner, tmp_path, p
     result = _cli(runner, "apply", "--db", pg_url, "--schema", _decl(tmp_path, "v2", V2))
     assert result.exit_code == 2
     assert "new foreign key (owner_id) -> people: 1 existing rows have no parent row" in result.stderr
-    assert "new UNIQUE (label) but 1 groups of existing rows share a value" in result.stderr
+    assert "new UNIQUE (label) but 1 group of existing rows shares a value" in result.stderr
     assert _structure(pg_url) == before
 
 

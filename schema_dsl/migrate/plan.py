@@ -274,8 +274,8 @@ def check_data(conn, schema, live, changes):
                     dupes = _count(conn, "SELECT count(*) FROM (SELECT 1 FROM %s GROUP BY %s HAVING count(*) > 1)" % (
                         q(live_t.name), ", ".join(sources)))
                     if dupes:
-                        problems.append("table '%s': new UNIQUE (%s) but %s of existing rows share a value" % (
-                            t.name, ", ".join(cols), plural(dupes, "group")))
+                        problems.append("table '%s': new UNIQUE (%s) but %s of existing rows %s a value" % (
+                            t.name, ", ".join(cols), plural(dupes, "group"), "shares" if dupes == 1 else "share"))
     if problems:
         raise UnsafeMigrationError("refusing to migrate, nothing was changed: " + "; ".join(problems))
 

@@ -534,8 +534,8 @@ class _Planner:
                              ", ".join(quote(c) for c in cols))) if all(
                 c in self.live["tables"][table]["columns"] for c in cols) else 0
             if dupes:
-                self.problems.append("table '%s': new UNIQUE (%s) but %s of existing rows share a value"
-                                     % (table, ", ".join(cols), plural(dupes, "group")))
+                self.problems.append("table '%s': new UNIQUE (%s) but %s of existing rows %s a value"
+                                     % (table, ", ".join(cols), plural(dupes, "group"), "shares" if dupes == 1 else "share"))
                 continue
             existing = self.live["indexes"].get(name)
             concurrent = bool(self.concurrently and self.nonempty(table))
