@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import re
 
+from ..sqlite.quote import quote_identifier
+
 VIEW_HEAD = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(RECURSIVE\s+)?VIEW\s+"
                        r"(?:(?:\"[^\"]+\"|[A-Za-z_][A-Za-z0-9_$]*)\s*\.\s*)?(\"[^\"]+\"|[A-Za-z_][A-Za-z0-9_$]*)",
                        re.IGNORECASE)
 
 
-def _q(name):
-    return '"' + name.replace('"', '""') + '"'
+_q = quote_identifier  # the one quoter: a quoted identifier doubles its '"' on both engines
 
 
 def replace_view_sql(body):

@@ -18,6 +18,7 @@ import copy
 import json
 
 from ..sqlite.structure import HISTORY_TABLE
+from ..sqlite.quote import quote_identifier
 
 FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
@@ -133,8 +134,7 @@ def read_structure(conn, namespace=None):
     return out
 
 
-def _q(name):
-    return '"' + name.replace('"', '""') + '"'
+_q = quote_identifier  # the one quoter: a quoted identifier doubles its '"' on both engines
 
 
 def canonical_expected(conn, expected):

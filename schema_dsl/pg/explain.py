@@ -33,6 +33,7 @@ from ..errors import SchemagenError
 from . import catalog
 from .apply import _one_line, connect
 from .url import mask, scrub
+from ..sqlite.quote import quote_identifier
 
 _NAMES = itertools.count(1)
 _STRING = re.compile(r"'(?:[^']|'')*'")
@@ -226,8 +227,7 @@ def explain_database(url, compiled):
         conn.close()
 
 
-def _q(name):
-    return '"' + name.replace('"', '""') + '"'
+_q = quote_identifier  # the one quoter: a quoted identifier doubles its '"' on both engines
 
 
 def _value(value, pg_type):

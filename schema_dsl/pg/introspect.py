@@ -11,6 +11,7 @@ none imports psycopg.
 from __future__ import annotations
 
 from . import catalog
+from ..sqlite.quote import quote_identifier
 
 CONSTRAINT_KINDS = {"p": "primary_key", "u": "unique", "c": "check", "f": "foreign_key"}
 
@@ -74,8 +75,7 @@ def count(conn, sql, params=()):
     return conn.execute(sql, params).fetchone()[0]
 
 
-def _q(name):
-    return '"' + name.replace('"', '""') + '"'
+_q = quote_identifier  # the one quoter: a quoted identifier doubles its '"' on both engines
 
 
 quote = _q

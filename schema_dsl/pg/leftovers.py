@@ -21,12 +21,12 @@ from __future__ import annotations
 from ..compile.postgresql import alter_statement
 from . import catalog, notvalid
 from .plan import PgStep
+from ..sqlite.quote import quote_identifier
 
 NN_PREFIX = "_schemagen_nn_"
 
 
-def _q(name):
-    return '"' + name.replace('"', '""') + '"'
+_q = quote_identifier  # the one quoter: a quoted identifier doubles its '"' on both engines
 
 
 def nn_name(table, column):

@@ -10,10 +10,10 @@ Every function takes an open psycopg connection and only reads; none imports psy
 from __future__ import annotations
 
 from . import catalog
+from ..sqlite.quote import quote_identifier
 
 
-def _q(name):
-    return '"' + name.replace('"', '""') + '"'
+_q = quote_identifier  # the one quoter: a quoted identifier doubles its '"' on both engines
 
 
 def not_valid_constraints(conn, namespace=None):

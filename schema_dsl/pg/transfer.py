@@ -63,6 +63,7 @@ from ..sqlite.quote import quote_identifier
 from . import apply as pg_apply
 from . import catalog
 from .url import mask, scrub
+from ..sqlite.quote import quote_identifier
 
 ORPHAN_MODES = ("refuse", "not-valid")
 SNAPSHOT_NOTE = "the source was read in one snapshot (one read transaction): writes made to it after that are not moved"
@@ -524,8 +525,7 @@ def _row_label(pk, columns, row, rowid):
 
 # --- the target ----------------------------------------------------------------------
 
-def _q(name):
-    return '"' + name.replace('"', '""') + '"'
+_q = quote_identifier  # the one quoter: a quoted identifier doubles its '"' on both engines
 
 
 def _foreign_keys(conn, tables):

@@ -3,7 +3,8 @@ import math
 
 
 def quote_identifier(name):
-    """Quote an identifier for SQLite, doubling embedded double quotes."""
+    """Quote an identifier, doubling embedded double quotes: SQLite's rule and PostgreSQL's for a quoted
+    identifier (pg/ uses this one; compile/postgresql.quote_ident leaves plain lower-case names bare)."""
     return '"' + str(name).replace('"', '""') + '"'
 
 
