@@ -141,13 +141,6 @@ def verbatim_sql(sql):
     return statement("verbatim", sql)
 
 
-def later_objects_sql(schema):
-    """The statements that create a schema's virtual tables, views and triggers, in that order (after its indexes)."""
-    return ([("virtual table", vt.name, create_virtual_table_sql(vt)) for vt in schema.virtual_tables]
-            + [("view", v.name, verbatim_sql(v.sql)) for v in schema.views]
-            + [("trigger", t.name, verbatim_sql(t.sql)) for t in schema.triggers])
-
-
 # --- the compiled declaration ---------------------------------------------
 
 def compile_declaration(schema, origin=None, files=None):

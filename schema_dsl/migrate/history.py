@@ -34,7 +34,7 @@ from ..errors import ApplyError, SchemagenError
 from ..sqlite import dbfile
 from ..sqlite.quote import quote_identifier
 from ..sqlite.structure import HISTORY_TABLE
-from .plan import Plan, Step
+from .plan import Step
 
 COLUMNS = ("id", "applied_at", "kind", "declaration", "declaration_sha256", "schemagen_version", "steps",
            "data_steps_run", "data_steps_recorded", "backup")

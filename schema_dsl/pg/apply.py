@@ -23,7 +23,7 @@ from psycopg import errors as pgerrors
 from ..compile.paths import resource_dir
 from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declaration
 from ..compile.project import load_schema, origin, refuse_foreign, stale_reason
-from ..errors import ApplyError, SchemagenError, StaleFiles, ValidationFailed
+from ..errors import ApplyError, SchemagenError, StaleFiles
 from . import bodies, catalog, notvalid
 from ..sqlite.structure import HISTORY_TABLE
 from .url import mask, scrub
@@ -261,9 +261,3 @@ def format_report(report):
             h["declaration"], h["declaration_sha256"][:12], h["applied_at"], h["schemagen_version"]))
     lines += ["  note: %s" % n for n in report["notes"]]
     return "\n".join(lines)
-
-
-def raise_if_failed(report):
-    if not report["ok"]:
-        raise ValidationFailed("%s does not match the declaration: %d differences" % (
-            report["database"], len(report["differences"])))

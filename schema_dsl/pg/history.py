@@ -81,7 +81,6 @@ def expand_and_run(conn, schema, comp, live, database, steps):
         have = live["tables"].get(t.name.lower())
         if have is None:
             continue
-        parts = comp.parts[t.name.lower()] if t.name.lower() in comp.parts else comp.parts.get(t.name)
         for c in t.columns:
             if c.name.lower() in have["columns"]:
                 continue

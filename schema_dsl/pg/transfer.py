@@ -63,7 +63,6 @@ from ..sqlite.quote import quote_identifier
 from . import apply as pg_apply
 from . import catalog
 from .url import mask, scrub
-from ..sqlite.quote import quote_identifier
 
 ORPHAN_MODES = ("refuse", "not-valid")
 SNAPSHOT_NOTE = "the source was read in one snapshot (one read transaction): writes made to it after that are not moved"

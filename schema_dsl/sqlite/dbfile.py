@@ -178,11 +178,6 @@ class ImmutableConnection(sqlite3.Connection):
         return super().execute(sql, *args)
 
 
-def is_immutable(conn):
-    """True for a connection opened with immutable=1: its PRAGMA journal_mode says "delete" whatever the file holds."""
-    return isinstance(conn, ImmutableConnection)
-
-
 def _open_immutable(path):
     """A read-only, immutable connection that has read sqlite_master (it never creates -wal or -shm)."""
     conn = None

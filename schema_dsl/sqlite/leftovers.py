@@ -8,7 +8,7 @@ drops them first.
 from __future__ import annotations
 
 from .quote import quote_identifier
-from .structure import LEFTOVER_PREFIXES as PREFIXES, is_leftover  # structure.py is embedded whole in the validator
+from .structure import is_leftover  # structure.py is embedded whole in the validator
 
 
 def leftovers(conn):
