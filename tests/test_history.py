@@ -513,3 +513,43 @@ def test_diff_text_names_the_data_step_and_when_it_runs():
     assert "data step 'split_name' runs once on each existing database" in out.stdout
     # the listed steps are planned on a new database, where no step runs: the text says so
     assert "note: these are the steps on a new database; on one with rows" in out.stdout
+
+
+def _links_with(on_delete):
+    return Table("links", [Column("id", "INTEGER"), Column("user_id", "INTEGER"), Column("rating", "TEXT")],
+                 PrimaryKey(["id"]), foreign_keys=[fk("user_id", "users", "id", on_delete=on_delete)])
+
+
+@pytest.mark.parametrize("on_delete", ["CASCADE", "SET NULL", "NO ACTION"])
+def test_a_data_step_that_orphans_child_rows_is_refused_not_reported_as_kept(tmp_path, on_delete):
+    # before: foreign keys are off in apply's transaction, so the step's DELETE fired no ON DELETE action and
+    # left links 2 and 4 without a parent; apply committed and said the 2 violations "were there before apply,
+    # kept" (its baseline was taken after the data steps had run), exit 1
+    path = str(tmp_path / "app.db")
+    users = Table("users", [Column("id", "INTEGER"), Column("name", "TEXT")], PrimaryKey(["id"]))
+    apply(path, Schema("app", tables=[users, _links_with(on_delete)]), backup=False)
+    conn = connect(path)
+    conn.executescript("INSERT INTO users VALUES (1, 'Ada'), (2, 'Plato'); "
+                       "INSERT INTO links VALUES (1, 1, '5'), (2, 2, 'great'), (3, 1, NULL), (4, 2, '12');")
+    conn.close()
+    before = digest(path)
+    purge = Schema("app", tables=[users, _links_with(on_delete)],
+                   data_steps=[DataStep("purge", sql="DELETE FROM users WHERE id = 2")])
+    with pytest.raises(ApplyError) as exc:
+        apply(path, purge, backup=True)
+    message = str(exc.value)
+    assert "purge" in message and "rowid 2" in message and "rowid 4" in message, message
+    assert "ON DELETE" in message  # says why the declared action did not fire
+    assert digest(path) == before
+    assert sorted(os.listdir(os.path.dirname(path))) == ["app.db"]
+    # a step that deletes the children first is fine, and violations already in the data stay kept
+    conn = connect(path)
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("INSERT INTO links VALUES (5, 7, 'orphan already')")
+    conn.commit()
+    conn.close()
+    tidy = Schema("app", tables=[users, _links_with(on_delete)], data_steps=[
+        DataStep("purge", sql="DELETE FROM links WHERE user_id = 2; DELETE FROM users WHERE id = 2")])
+    result = apply(path, tidy, backup=False)
+    assert result.applied and result.kept_violations == 1 and "rowid 5" in result.kept_described[0]
+    assert rows(path, "SELECT id FROM links ORDER BY id") == [(1,), (3,), (5,)]
