@@ -553,3 +553,34 @@ def test_a_data_step_that_orphans_child_rows_is_refused_not_reported_as_kept(tmp
     result = apply(path, tidy, backup=False)
     assert result.applied and result.kept_violations == 1 and "rowid 5" in result.kept_described[0]
     assert rows(path, "SELECT id FROM links ORDER BY id") == [(1,), (3,), (5,)]
+
+
+def test_a_step_whose_name_only_changes_case_does_not_run_again(tmp_path):
+    # before: the declaration refuses two steps whose names differ only in case (one name), but the history
+    # compared names exactly: writing 'Double' for 'double' ran the one-off step a second time (every v doubled
+    # twice), and `history --record DOUBLE` recorded a name no step matched
+    path = str(tmp_path / "app.db")
+    t = Table("t", [Column("id", "INTEGER"), Column("v", "INTEGER")], PrimaryKey(["id"]))
+    apply(path, Schema("app", tables=[t]), backup=False)
+    conn = connect(path)
+    conn.execute("INSERT INTO t VALUES (1, 5)")
+    conn.close()
+    for name in ("double", "Double", "DOUBLE"):
+        apply(path, Schema("app", tables=[t], data_steps=[DataStep(name, sql="UPDATE t SET v = v * 2")]),
+              backup=False)
+    assert rows(path, "SELECT v FROM t") == [(10,)]
+    assert [r["data_steps_run"] for r in history.read_history(path)] == [["double"]]
+    result = make_runner().invoke(main, ["history", "--db", path, "--record", "DOUBLE"])
+    assert result.exit_code == 0 and "already done" in result.stdout, result.output
+    assert len(history.read_history(path)) == 1
+
+
+@pytest.mark.parametrize("name", ["", " split_name", "split_name "])
+def test_history_record_refuses_a_name_no_data_step_can_have(old_db, name):
+    # before: recorded '' or ' split_name' as done, exit 0: names the declaration refuses (empty, surrounding
+    # white space), so no step ever matched them and the real step still ran
+    before = digest(old_db)
+    result = make_runner().invoke(main, ["history", "--db", old_db, "--record", name])
+    assert result.exit_code == 2, result.output
+    assert "--record" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert digest(old_db) == before
