@@ -584,3 +584,25 @@ def test_history_record_refuses_a_name_no_data_step_can_have(old_db, name):
     assert result.exit_code == 2, result.output
     assert "--record" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert digest(old_db) == before
+
+
+COMMENTED = new_schema(step_sql="-- split the names\n" + SPLIT + "  -- first and last;\n"
+                       "; UPDATE users SET last_name = '-' WHERE last_name IS NULL -- no last name\n-- done")
+
+
+def test_a_data_step_with_sql_comments_runs_in_apply_and_in_the_plan_sql_script(old_db, tmp_path):
+    # before: the statement 'UPDATE ... -- no last name' was written as 'UPDATE ... -- no last name;', its ';'
+    # inside the comment, so plan --sql refused ("the exported script fails ... near SAVEPOINT: syntax error"),
+    # and '-- done' became a statement of its own
+    copy = str(tmp_path / "copy.db")
+    with open(old_db, "rb") as src, open(copy, "wb") as dst:
+        dst.write(src.read())
+    out = make_runner().invoke(main, ["plan", "--db", old_db, "--schema", "tests/test_history.py:COMMENTED", "--sql"])
+    assert out.exit_code == 0, out.output
+    conn = sqlite3.connect(old_db, isolation_level=None)
+    conn.executescript(out.stdout)
+    conn.close()
+    apply(copy, COMMENTED, backup=False, allow_data_loss=True)
+    for path in (old_db, copy):
+        assert rows(path, "SELECT first_name, last_name FROM users ORDER BY id") == [("Ada", "Lovelace"), ("Plato", "-")]
+        assert history.done(sqlite3.connect(path)) == {"split_name"}
