@@ -606,3 +606,28 @@ def test_a_data_step_with_sql_comments_runs_in_apply_and_in_the_plan_sql_script(
     for path in (old_db, copy):
         assert rows(path, "SELECT first_name, last_name FROM users ORDER BY id") == [("Ada", "Lovelace"), ("Plato", "-")]
         assert history.done(sqlite3.connect(path)) == {"split_name"}
+
+
+JSON_USING = new_schema(using="json_extract(rating, '$.stars')")
+
+
+def test_a_conversion_that_raises_on_a_stored_value_is_refused_naming_the_rows(old_db):
+    # before: json_extract over 'great' raised "malformed JSON" while the plan counted its NULLs: apply ended in a
+    # traceback (exit 1) and plan said only "database 'app.db': malformed JSON", naming neither column nor rows
+    conn = connect(old_db)
+    conn.execute("UPDATE links SET rating = '{\"stars\": 4}' WHERE id IN (1, 4)")
+    conn.close()
+    before = digest(old_db)
+    for run in (lambda: plan_database(old_db, schema=JSON_USING),
+                lambda: apply(old_db, JSON_USING, backup=True, allow_data_loss=True)):
+        with pytest.raises(UnsafeMigrationError) as exc:
+            run()
+        message = str(exc.value)
+        assert "'links'" in message and "'rating'" in message and "json_extract" in message, message
+        assert "malformed JSON" in message and "rowid 2" in message and "rowid 1" not in message, message
+    result = make_runner().invoke(main, ["apply", "--db", old_db, "--schema", "tests/test_history.py:JSON_USING",
+                                         "--yes"])
+    assert result.exit_code == 2 and not (result.exception and not isinstance(result.exception, SystemExit))
+    assert len(result.stderr.strip().splitlines()) == 1 and "rowid 2" in result.stderr, result.output
+    assert digest(old_db) == before
+    assert sorted(os.listdir(os.path.dirname(old_db))) == ["app.db"]
