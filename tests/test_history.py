@@ -467,6 +467,10 @@ def test_a_renamed_table_rebuilt_after_a_data_step_is_not_called_damaged(tmp_pat
     "CREATE TABLE _schemagen_history (id INTEGER PRIMARY KEY, applied_at, kind, declaration, declaration_sha256, "
     "schemagen_version, steps, data_steps_run, data_steps_recorded, backup); INSERT INTO _schemagen_history "
     "VALUES (1, 'x', 'apply', 'app', 'h', '0', '5', '5', '{\"a\": 1}', NULL)",  # JSON that is not a list
+    # no "backup" column: SQLite read the double-quoted name as the string 'backup' ("backup: backup"), exit 0
+    "CREATE TABLE _schemagen_history (id INTEGER PRIMARY KEY, applied_at, kind, declaration, declaration_sha256, "
+    "schemagen_version, steps, data_steps_run, data_steps_recorded); INSERT INTO _schemagen_history "
+    "VALUES (1, 'x', 'apply', 'app', 'h', '0', '[]', '[\"split_name\"]', '[]')",
 ])
 def test_a_history_table_that_is_not_schemagens_is_one_line_exit_2(old_db, table, tmp_path):
     # before: a traceback (sqlite3.OperationalError "no such column: id", or TypeError), exit 1

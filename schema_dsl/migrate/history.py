@@ -80,6 +80,13 @@ def records(conn):
     if not has_table(conn):
         return []
     out = []
+    # each column by name first: a double-quoted name SQLite does not find is read as a string ("backup")
+    have = {r[0].lower() for r in conn.execute("SELECT name FROM pragma_table_info(?)", (HISTORY_TABLE,))}
+    missing = [c for c in COLUMNS if c not in have]
+    if missing:
+        raise SchemagenError("table %r is not schemagen's history (it has no column %s; expected the columns %s); "
+                             "nothing was changed: rename or drop that table" % (
+                                 HISTORY_TABLE, ", ".join(missing), ", ".join(COLUMNS)))
     try:
         found = conn.execute("SELECT %s FROM %s ORDER BY id" % (", ".join(quote_identifier(c) for c in COLUMNS),
                                                                quote_identifier(HISTORY_TABLE))).fetchall()
