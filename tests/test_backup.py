@@ -183,6 +183,79 @@ def test_backup_under_the_write_lock_holds_what_is_still_in_the_wal(tmp_path):
     conn.close()
 
 
+def _other_process_can_write(path):
+    """Whether another process gets the write lock of path at once (BEGIN IMMEDIATE, no wait) and commits."""
+    code = ("import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+            "try:\n"
+            "    c.execute('BEGIN IMMEDIATE'); c.execute('INSERT INTO t VALUES (-1)'); c.execute('COMMIT')\n"
+            "except sqlite3.OperationalError as exc:\n"
+            "    sys.exit('locked' if 'locked' in str(exc) else str(exc))\n")
+    done = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 or done.stderr.strip() == "locked", done.stderr
+    return done.returncode == 0
+
+
+@pytest.mark.parametrize("journal", ["DELETE", "WAL"])
+def test_the_backup_under_the_write_lock_keeps_that_lock(tmp_path, journal):
+    # before: the copy opened and closed the database file in the process that holds the write lock; closing
+    # any descriptor of a file drops every POSIX lock the process holds on it, SQLite's included. In
+    # rollback-journal mode another process then wrote while apply went on in its transaction: that write was
+    # lost at apply's COMMIT ("disk I/O error", a traceback) or both applies ran the same data step
+    path = str(tmp_path / "db.sqlite")
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("PRAGMA journal_mode = %s" % journal)
+    setup.executescript("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1);")
+    setup.close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        assert not _other_process_can_write(path)
+        saved = make_backup(path, locked=holder)
+        assert not _other_process_can_write(path)
+        saved_again = make_backup(path, locked=holder)  # a second backup of the same file in this process
+        assert not _other_process_can_write(path)
+        holder.execute("INSERT INTO t VALUES (2)")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    assert _other_process_can_write(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT v FROM t ORDER BY v").fetchall() == [(-1,), (1,), (2,)]
+    conn.close()
+    for copy_ in (saved, saved_again):
+        conn = sqlite3.connect("file:%s?mode=ro&immutable=1" % copy_, uri=True)
+        assert conn.execute("SELECT v FROM t").fetchall() == [(1,)]
+        conn.close()
+
+
+def test_no_other_process_writes_while_apply_runs_its_data_step_after_the_backup(tmp_path):
+    # the end-to-end case of the test above: apply makes its backup, then runs a data step; a writer in another
+    # process must wait for apply's COMMIT instead of writing in the middle of it (its row lost, a traceback)
+    from schema_dsl.model import Column, DataStep, PrimaryKey, Schema, Table
+    path = str(tmp_path / "app.db")
+    t = Table("t", [Column("id", "INTEGER"), Column("v", "INTEGER")], PrimaryKey(["id"]))
+    apply(path, Schema("app", tables=[t]), backup=False)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO t VALUES (1, 1)")
+    conn.commit()
+    conn.close()
+    seen = []
+    step = DataStep("probe", python=lambda c: seen.append(_other_process_can_write(path)))
+    t2 = Table("t", [Column("id", "INTEGER"), Column("v", "INTEGER"), Column("w", "INTEGER")], PrimaryKey(["id"]))
+    result = apply(path, Schema("app", tables=[t2], data_steps=[step]), backup=True)
+    assert result.backup and seen == [False]
+    assert rows_of(path, "SELECT id, v FROM t") == [(1, 1)]
+
+
+def rows_of(path, sql):
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
 def test_killed_backup_never_leaves_a_file_under_the_final_name(retrofitted, tmp_path):
     path = copy(retrofitted, tmp_path / "db.sqlite")
     script = (

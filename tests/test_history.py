@@ -467,6 +467,10 @@ def test_a_renamed_table_rebuilt_after_a_data_step_is_not_called_damaged(tmp_pat
     "CREATE TABLE _schemagen_history (id INTEGER PRIMARY KEY, applied_at, kind, declaration, declaration_sha256, "
     "schemagen_version, steps, data_steps_run, data_steps_recorded, backup); INSERT INTO _schemagen_history "
     "VALUES (1, 'x', 'apply', 'app', 'h', '0', '5', '5', '{\"a\": 1}', NULL)",  # JSON that is not a list
+    # no "backup" column: SQLite read the double-quoted name as the string 'backup' ("backup: backup"), exit 0
+    "CREATE TABLE _schemagen_history (id INTEGER PRIMARY KEY, applied_at, kind, declaration, declaration_sha256, "
+    "schemagen_version, steps, data_steps_run, data_steps_recorded); INSERT INTO _schemagen_history "
+    "VALUES (1, 'x', 'apply', 'app', 'h', '0', '[]', '[\"split_name\"]', '[]')",
 ])
 def test_a_history_table_that_is_not_schemagens_is_one_line_exit_2(old_db, table, tmp_path):
     # before: a traceback (sqlite3.OperationalError "no such column: id", or TypeError), exit 1
@@ -513,3 +517,121 @@ def test_diff_text_names_the_data_step_and_when_it_runs():
     assert "data step 'split_name' runs once on each existing database" in out.stdout
     # the listed steps are planned on a new database, where no step runs: the text says so
     assert "note: these are the steps on a new database; on one with rows" in out.stdout
+
+
+def _links_with(on_delete):
+    return Table("links", [Column("id", "INTEGER"), Column("user_id", "INTEGER"), Column("rating", "TEXT")],
+                 PrimaryKey(["id"]), foreign_keys=[fk("user_id", "users", "id", on_delete=on_delete)])
+
+
+@pytest.mark.parametrize("on_delete", ["CASCADE", "SET NULL", "NO ACTION"])
+def test_a_data_step_that_orphans_child_rows_is_refused_not_reported_as_kept(tmp_path, on_delete):
+    # before: foreign keys are off in apply's transaction, so the step's DELETE fired no ON DELETE action and
+    # left links 2 and 4 without a parent; apply committed and said the 2 violations "were there before apply,
+    # kept" (its baseline was taken after the data steps had run), exit 1
+    path = str(tmp_path / "app.db")
+    users = Table("users", [Column("id", "INTEGER"), Column("name", "TEXT")], PrimaryKey(["id"]))
+    apply(path, Schema("app", tables=[users, _links_with(on_delete)]), backup=False)
+    conn = connect(path)
+    conn.executescript("INSERT INTO users VALUES (1, 'Ada'), (2, 'Plato'); "
+                       "INSERT INTO links VALUES (1, 1, '5'), (2, 2, 'great'), (3, 1, NULL), (4, 2, '12');")
+    conn.close()
+    before = digest(path)
+    purge = Schema("app", tables=[users, _links_with(on_delete)],
+                   data_steps=[DataStep("purge", sql="DELETE FROM users WHERE id = 2")])
+    with pytest.raises(ApplyError) as exc:
+        apply(path, purge, backup=True)
+    message = str(exc.value)
+    assert "purge" in message and "rowid 2" in message and "rowid 4" in message, message
+    assert "ON DELETE" in message  # says why the declared action did not fire
+    assert digest(path) == before
+    assert sorted(os.listdir(os.path.dirname(path))) == ["app.db"]
+    # a step that deletes the children first is fine, and violations already in the data stay kept
+    conn = connect(path)
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("INSERT INTO links VALUES (5, 7, 'orphan already')")
+    conn.commit()
+    conn.close()
+    tidy = Schema("app", tables=[users, _links_with(on_delete)], data_steps=[
+        DataStep("purge", sql="DELETE FROM links WHERE user_id = 2; DELETE FROM users WHERE id = 2")])
+    result = apply(path, tidy, backup=False)
+    assert result.applied and result.kept_violations == 1 and "rowid 5" in result.kept_described[0]
+    assert rows(path, "SELECT id FROM links ORDER BY id") == [(1,), (3,), (5,)]
+
+
+def test_a_step_whose_name_only_changes_case_does_not_run_again(tmp_path):
+    # before: the declaration refuses two steps whose names differ only in case (one name), but the history
+    # compared names exactly: writing 'Double' for 'double' ran the one-off step a second time (every v doubled
+    # twice), and `history --record DOUBLE` recorded a name no step matched
+    path = str(tmp_path / "app.db")
+    t = Table("t", [Column("id", "INTEGER"), Column("v", "INTEGER")], PrimaryKey(["id"]))
+    apply(path, Schema("app", tables=[t]), backup=False)
+    conn = connect(path)
+    conn.execute("INSERT INTO t VALUES (1, 5)")
+    conn.close()
+    for name in ("double", "Double", "DOUBLE"):
+        apply(path, Schema("app", tables=[t], data_steps=[DataStep(name, sql="UPDATE t SET v = v * 2")]),
+              backup=False)
+    assert rows(path, "SELECT v FROM t") == [(10,)]
+    assert [r["data_steps_run"] for r in history.read_history(path)] == [["double"]]
+    result = make_runner().invoke(main, ["history", "--db", path, "--record", "DOUBLE"])
+    assert result.exit_code == 0 and "already done" in result.stdout, result.output
+    assert len(history.read_history(path)) == 1
+
+
+@pytest.mark.parametrize("name", ["", " split_name", "split_name "])
+def test_history_record_refuses_a_name_no_data_step_can_have(old_db, name):
+    # before: recorded '' or ' split_name' as done, exit 0: names the declaration refuses (empty, surrounding
+    # white space), so no step ever matched them and the real step still ran
+    before = digest(old_db)
+    result = make_runner().invoke(main, ["history", "--db", old_db, "--record", name])
+    assert result.exit_code == 2, result.output
+    assert "--record" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert digest(old_db) == before
+
+
+COMMENTED = new_schema(step_sql="-- split the names\n" + SPLIT + "  -- first and last;\n"
+                       "; UPDATE users SET last_name = '-' WHERE last_name IS NULL -- no last name\n-- done")
+
+
+def test_a_data_step_with_sql_comments_runs_in_apply_and_in_the_plan_sql_script(old_db, tmp_path):
+    # before: the statement 'UPDATE ... -- no last name' was written as 'UPDATE ... -- no last name;', its ';'
+    # inside the comment, so plan --sql refused ("the exported script fails ... near SAVEPOINT: syntax error"),
+    # and '-- done' became a statement of its own
+    copy = str(tmp_path / "copy.db")
+    with open(old_db, "rb") as src, open(copy, "wb") as dst:
+        dst.write(src.read())
+    out = make_runner().invoke(main, ["plan", "--db", old_db, "--schema", "tests/test_history.py:COMMENTED", "--sql"])
+    assert out.exit_code == 0, out.output
+    conn = sqlite3.connect(old_db, isolation_level=None)
+    conn.executescript(out.stdout)
+    conn.close()
+    apply(copy, COMMENTED, backup=False, allow_data_loss=True)
+    for path in (old_db, copy):
+        assert rows(path, "SELECT first_name, last_name FROM users ORDER BY id") == [("Ada", "Lovelace"), ("Plato", "-")]
+        assert history.done(sqlite3.connect(path)) == {"split_name"}
+
+
+JSON_USING = new_schema(using="json_extract(rating, '$.stars')")
+
+
+def test_a_conversion_that_raises_on_a_stored_value_is_refused_naming_the_rows(old_db):
+    # before: json_extract over 'great' raised "malformed JSON" while the plan counted its NULLs: apply ended in a
+    # traceback (exit 1) and plan said only "database 'app.db': malformed JSON", naming neither column nor rows
+    conn = connect(old_db)
+    conn.execute("UPDATE links SET rating = '{\"stars\": 4}' WHERE id IN (1, 4)")
+    conn.close()
+    before = digest(old_db)
+    for run in (lambda: plan_database(old_db, schema=JSON_USING),
+                lambda: apply(old_db, JSON_USING, backup=True, allow_data_loss=True)):
+        with pytest.raises(UnsafeMigrationError) as exc:
+            run()
+        message = str(exc.value)
+        assert "'links'" in message and "'rating'" in message and "json_extract" in message, message
+        assert "malformed JSON" in message and "rowid 2" in message and "rowid 1" not in message, message
+    result = make_runner().invoke(main, ["apply", "--db", old_db, "--schema", "tests/test_history.py:JSON_USING",
+                                         "--yes"])
+    assert result.exit_code == 2 and not (result.exception and not isinstance(result.exception, SystemExit))
+    assert len(result.stderr.strip().splitlines()) == 1 and "rowid 2" in result.stderr, result.output
+    assert digest(old_db) == before
+    assert sorted(os.listdir(os.path.dirname(old_db))) == ["app.db"]

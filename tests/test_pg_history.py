@@ -335,3 +335,19 @@ def test_a_data_step_that_ends_the_transaction_is_refused_before_it_runs(tmp_pat
     result = runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "ok", COMMITS % ok), "-y"])
     assert result.exit_code == 0, result.output + result.stderr
     assert _rows(pg_url, "SELECT w FROM links ORDER BY id") == [("x",)] * 4
+
+
+def test_history_record_on_postgresql_takes_a_name_in_any_case_and_refuses_a_blank_one(tmp_path, pg_url):
+    # before: ' nick' was recorded (a name no step can have, exit 0), and 'NICK' recorded did not stop step 'nick'
+    # from running: the history compared names exactly, though the declaration treats them case-insensitively
+    from schema_dsl.cli import main
+    runner = make_runner()
+    _ds_old(runner, tmp_path, pg_url)
+    blank = runner.invoke(main, ["history", "--db", pg_url, "--record", " nick"])
+    assert blank.exit_code == 2 and "--record" in blank.stderr, blank.output
+    assert _rows(pg_url, "SELECT to_regclass('_schemagen_history') IS NULL") == [(True,)]
+    new = _decl(tmp_path, "dsnew", DS_NEW % "first_name")
+    marked = runner.invoke(main, ["history", "--db", pg_url, "--record", "NICK", "--schema", new])
+    assert marked.exit_code == 0, marked.output
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", new, "--allow-data-loss", "--yes"]).exit_code == 0
+    assert _rows(pg_url, "SELECT nick FROM users ORDER BY id") == [(None,), (None,)]  # 'nick' counted as done

@@ -285,13 +285,17 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
     _begin(conn, path)
     backup_to = None
     known = None
+    before_steps = None
     committing = False
 
     def before_data_steps():
         # history.py keeps what its expand and data steps do (they run once): before their first write, the backup
-        # (make_backup copies the file under this lock while it is unwritten) and the dependents already broken
-        nonlocal backup_to, known
+        # (make_backup copies the file under this lock while it is unwritten), the dependents already broken and
+        # the foreign key violations already in the data (a step may write any table: the whole file; the
+        # savepoint below is taken after the steps, so it cannot tell their violations from older ones)
+        nonlocal backup_to, known, before_steps
         known = broken_dependents(conn)
+        before_steps = foreign_key_violations(conn)
         if backup:
             _announce(progress, Plan(steps=()), "back up the database")
             backup_to = make_backup(path, backup[0], locked=conn)
@@ -327,7 +331,10 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         check_dependents(conn, known, fresh=plan.fresh)
         after = foreign_key_violations(conn, plan.fk_scope)
         kept = []
-        if after:
+        if after and before_steps is not None:
+            _refuse_introduced(conn, plan, after, before_steps)
+            kept = [describe_violation(conn, v) for v in after[:KEPT_DESCRIBED]]
+        elif after:
             conn.execute("ROLLBACK TO schemagen_plan")
             before = {_key(v) for v in foreign_key_violations(conn, sorted({v["table"] for v in after}))}
             count, timings = _run_steps(conn, plan, progress)
@@ -398,6 +405,26 @@ def _refuse_damaged(conn, path, plan, whole_file=False):
 
 def _key(violation):
     return violation["table"], violation["rowid"], violation["parent"]
+
+
+def _refuse_introduced(conn, plan, after, before):
+    """ApplyError when a violation in after was not in before (taken before the renames and data steps ran: the
+    names of renamed tables are mapped). Foreign keys are off in apply's transaction, so a data step that deletes
+    or changes parent rows fires no ON DELETE or ON UPDATE action: the refusal says so."""
+    renamed = {}
+    for step in plan.steps:
+        if type(step.change).__name__ == "RenameTable":
+            renamed[step.change.old.lower()] = step.change.table.name
+    before = {(renamed.get(t.lower(), t), rowid, renamed.get(p.lower(), p)) for t, rowid, p in map(_key, before)}
+    introduced = [v for v in after if _key(v) not in before]
+    if not introduced:
+        return
+    steps = [s.change.name for s in plan.steps if type(s.change).__name__ == "RunDataStep"]
+    why = ("; foreign keys are off in apply's transaction, so no ON DELETE or ON UPDATE action fires for data step "
+           "%s: delete or update the child rows in the step itself" % ", ".join("'%s'" % n for n in steps)
+           if steps else "")
+    raise ApplyError("the migration would introduce %d foreign key violations, rolled back: %s%s" % (
+        len(introduced), "; ".join(describe_violation(conn, v) for v in introduced[:5]), why))
 
 
 def _run_steps(conn, plan, progress):

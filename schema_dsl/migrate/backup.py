@@ -233,18 +233,41 @@ def _copy_pages(source, target, progress, pages=None):
                   progress=lambda status, remaining, total: _after_chunk(total - remaining, total, progress))
 
 
-def _copy_bytes(src, tmp, progress):
-    """Append the bytes of the file src to the file tmp (sendfile: the kernel copies, no Python buffers)."""
-    total = os.path.getsize(src)
-    with open(src, "rb") as fin, open(tmp, "r+b") as fout:
+def _copy_bytes(src, tmp, progress, src_fd=None):
+    """Append the bytes of the file src to the file tmp (sendfile: the kernel copies, no Python buffers).
+
+    src_fd: a descriptor of src to read from instead of opening it (sendfile reads at an offset: its position
+    is not moved)."""
+    with contextlib.ExitStack() as stack:
+        if src_fd is None:
+            src_fd = stack.enter_context(open(src, "rb")).fileno()
+        total = os.fstat(src_fd).st_size
+        fout = stack.enter_context(open(tmp, "r+b"))
         done = 0
         while True:
-            n = os.sendfile(fout.fileno(), fin.fileno(), done, CHUNK_BYTES)
+            n = os.sendfile(fout.fileno(), src_fd, done, CHUNK_BYTES)
             if n == 0:
                 break
             done += n
             fout.seek(done)
             _after_chunk(done, total, progress)
+
+
+# Descriptors of database files copied under a write lock, by (device, inode), never closed. Closing any
+# descriptor of a file drops every POSIX lock this process holds on it, SQLite's own included (SQLite itself
+# defers such a close while it holds a lock): the copy under apply's BEGIN IMMEDIATE would release apply's write
+# lock, and another process could write in the middle of the migration. One descriptor per file, reused.
+_HELD = {}
+
+
+def _held_descriptor(path):
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino)
+    fd = _HELD.get(key)
+    if fd is None:
+        # while it is open the inode cannot be freed and its number reused: the key stays this file's
+        fd = _HELD[key] = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    return fd
 
 
 def _copy_locked_file(path, tmp, wal, progress):
@@ -255,7 +278,7 @@ def _copy_locked_file(path, tmp, wal, progress):
     committed state: opening the copy recovers the -wal (as after a crash) and the checkpoint on close
     folds it into the one file.
     """
-    _copy_bytes(path, tmp, progress)
+    _copy_bytes(path, tmp, progress, _held_descriptor(path))
     if wal and os.path.exists(path + "-wal") and os.path.getsize(path + "-wal"):
         os.close(os.open(tmp + "-wal", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         _copy_bytes(path + "-wal", tmp + "-wal", None)

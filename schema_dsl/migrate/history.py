@@ -80,6 +80,13 @@ def records(conn):
     if not has_table(conn):
         return []
     out = []
+    # each column by name first: a double-quoted name SQLite does not find is read as a string ("backup")
+    have = {r[0].lower() for r in conn.execute("SELECT name FROM pragma_table_info(?)", (HISTORY_TABLE,))}
+    missing = [c for c in COLUMNS if c not in have]
+    if missing:
+        raise SchemagenError("table %r is not schemagen's history (it has no column %s; expected the columns %s); "
+                             "nothing was changed: rename or drop that table" % (
+                                 HISTORY_TABLE, ", ".join(missing), ", ".join(COLUMNS)))
     try:
         found = conn.execute("SELECT %s FROM %s ORDER BY id" % (", ".join(quote_identifier(c) for c in COLUMNS),
                                                                quote_identifier(HISTORY_TABLE))).fetchall()
@@ -102,8 +109,17 @@ def records(conn):
 
 
 def done(conn):
-    """The names of the data steps this database has run or recorded as done."""
-    return {name for r in records(conn) for name in (*r["data_steps_run"], *r["data_steps_recorded"])}
+    """The names of the data steps this database has run or recorded as done, lower-cased: a name is one name
+    whatever its case, as the declaration treats it (two steps whose names differ only in case are refused)."""
+    return {name.lower() for r in records(conn) for name in (*r["data_steps_run"], *r["data_steps_recorded"])}
+
+
+def check_record_names(names):
+    """history --record: SchemagenError for a name no data step can have (empty, surrounding white space)."""
+    bad = [n for n in names if not n.strip() or n != n.strip()]
+    if bad:
+        raise SchemagenError("history --record: %s is not a data step's name (expected a non-empty name without "
+                             "surrounding white space); nothing was changed" % ", ".join(repr(n) for n in bad))
 
 
 def last_design(conn):
@@ -193,7 +209,7 @@ def plan_with_history(conn, target, structural, keep=None):
         names = [s["name"] for s in declared]
         return plan.replace(steps=list(plan.steps) + _record_steps(target, conn, plan.steps, [], names))
     finished = done(conn)
-    pending = [s for s in declared if s["name"] not in finished]
+    pending = [s for s in declared if s["name"].lower() not in finished]
     if not pending:
         plan = structural(conn)
         if plan.up_to_date and has_table(conn):
@@ -373,13 +389,16 @@ def record_by_hand(path, names, target):
     declare is refused when the declaration is known.
     """
     from ..compile import render  # see with_backup
+    check_record_names(names)
+    names = list(dict.fromkeys(names))
     if target is not None:
-        declared = {s["name"] for s in _declared_steps(target)}
-        unknown = [n for n in names if n not in declared]
+        declared = {s["name"].lower() for s in _declared_steps(target)}
+        unknown = [n for n in names if n.lower() not in declared]
         if unknown:
             raise SchemagenError("history --record: the declaration '%s' has no data step %s (it declares: %s); "
                                  "nothing was changed" % (target.name, ", ".join(repr(n) for n in unknown),
-                                                          ", ".join(sorted(declared)) or "none"))
+                                                          ", ".join(s["name"] for s in _declared_steps(target))
+                                                          or "none"))
     dbfile.check_path(path, write=True)
     if not os.path.exists(path):
         raise SchemagenError("database %r does not exist; nothing was changed" % path)
@@ -387,7 +406,7 @@ def record_by_hand(path, names, target):
     try:
         conn.execute("BEGIN IMMEDIATE")
         already = done(conn)
-        fresh = [n for n in names if n not in already]
+        fresh = [n for n in names if n.lower() not in already]
         if fresh:
             if not has_table(conn):
                 conn.execute(render.statement("create_history", HISTORY_TABLE))

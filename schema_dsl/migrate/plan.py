@@ -294,8 +294,21 @@ def _conversion_problems(conn, t, live_t, ch):
     q = quote_identifier
     out = []
     key = "rowid" if not live_t.without_rowid else ", ".join(q(c) for c in live_t.primary_key.columns)
+    failing = set()
+    for name, source, using, expr in ch.conversions:
+        try:
+            conn.execute("SELECT count(*) FROM %s WHERE (%s) IS NULL" % (q(live_t.name), expr)).fetchone()
+        except sqlite3.Error as exc:  # an error on some stored value ("malformed JSON"): only then each row is tried
+            failing.add(name.lower())
+            found = _failing_rows(conn, q(live_t.name), key, expr)
+            out.append("table '%s', column '%s': the conversion using=%s fails on existing rows (%s: %s %s%s); fix "
+                       "those rows in a data step, or give a using= that handles them" % (
+                           t.name, name, using, exc, key, ", ".join(found[:CONVERSION_ROWS_SHOWN]) or "?",
+                           ", ..." if len(found) > CONVERSION_ROWS_SHOWN else ""))
     for name, source, using, expr in ch.conversions:
         col = t.column(name)
+        if name.lower() in failing:
+            continue
         if col.not_null:
             found = conn.execute("SELECT %s FROM %s WHERE (%s) IS NULL ORDER BY %s LIMIT %d" % (
                 key, q(live_t.name), expr, key, CONVERSION_ROWS_SHOWN + 1)).fetchall()
@@ -306,7 +319,7 @@ def _conversion_problems(conn, t, live_t, ch):
                                t.name, name, using, n, "" if n == 1 else "s", key,
                                ", ".join(str(r[0]) if len(r) == 1 else repr(tuple(r)) for r in found[:CONVERSION_ROWS_SHOWN]),
                                ", ..." if n > CONVERSION_ROWS_SHOWN else ""))
-    if ch.conversions:
+    if ch.conversions and not failing:
         row = ", ".join("%s AS %s" % (e, q(c)) for c, e in ch.copy)
         for check in t.checks:
             try:
@@ -321,6 +334,22 @@ def _conversion_problems(conn, t, live_t, ch):
                                t.name, "; ".join("%s using=%s" % (n, u) for n, _, u, _ in ch.conversions), check.expr,
                                key, ", ".join(str(r[0]) for r in found)))
     return out
+
+
+def _failing_rows(conn, table, key, expr):
+    """The keys (as text) of the first rows on which expr raises (up to CONVERSION_ROWS_SHOWN + 1): one statement
+    per row, run only after the whole-table statement failed."""
+    found = []
+    arity = key.count(",") + 1
+    where = "(%s) = (%s)" % (key, ", ".join("?" * arity))
+    for k in conn.execute("SELECT %s FROM %s ORDER BY %s" % (key, table, key)):
+        try:
+            conn.execute("SELECT (%s) FROM %s WHERE %s" % (expr, table, where), tuple(k)).fetchone()
+        except sqlite3.Error:
+            found.append(str(k[0]) if arity == 1 else repr(tuple(k)))
+            if len(found) > CONVERSION_ROWS_SHOWN:
+                break
+    return found
 
 
 ORPHANS_SHOWN = 5        # rows a refusal names

@@ -30,16 +30,19 @@ def has_table(conn):
 
 
 def done(conn):
-    """The data steps this database has run or recorded as done."""
+    """The data steps this database has run or recorded as done, lower-cased (a name is one name whatever its
+    case, as the declaration treats it)."""
     if not has_table(conn):
         return set()
     out = set()
     for run, recorded in conn.execute('SELECT "data_steps_run", "data_steps_recorded" FROM "%s"' % HISTORY_TABLE):
         for text in (run, recorded):
             try:
-                out.update(json.loads(text))
+                found = json.loads(text)
             except (TypeError, ValueError):
-                pass
+                continue
+            if isinstance(found, list):
+                out.update(name.lower() for name in found if isinstance(name, str))
     return out
 
 
@@ -70,7 +73,7 @@ def record_steps(conn, schema, comp, steps, run, recorded):
 
 def pending(conn, schema):
     finished = done(conn)
-    return [s for s in schema.data_steps if s.name not in finished]
+    return [s for s in schema.data_steps if s.name.lower() not in finished]
 
 
 def expand_and_run(conn, schema, comp, live, database, steps):
@@ -209,17 +212,24 @@ def read_history(url):
 def record_by_hand(url, names, schema):
     """`schemagen history --record NAME` on PostgreSQL: mark data steps done without running them."""
     from . import apply as pg_apply  # see read_history
+    bad = [n for n in names if not n.strip() or n != n.strip()]
+    if bad:
+        raise UnsafeMigrationError("history --record: %s is not a data step's name (expected a non-empty name without "
+                                   "surrounding white space); nothing was changed" % ", ".join(repr(n) for n in bad))
+    names = list(dict.fromkeys(names))
     if schema is not None:
-        declared = {s.name for s in schema.data_steps}
-        unknown = [n for n in names if n not in declared]
+        declared = {s.name.lower() for s in schema.data_steps}
+        unknown = [n for n in names if n.lower() not in declared]
         if unknown:
             raise UnsafeMigrationError("history --record: the declaration '%s' has no data step %s (it declares: %s); "
                                        "nothing was changed" % (schema.name, ", ".join(repr(n) for n in unknown),
-                                                                ", ".join(sorted(declared)) or "none"))
+                                                                ", ".join(s.name for s in schema.data_steps)
+                                                                or "none"))
     conn = pg_apply.connect(url)
     try:
         with conn.transaction():
-            fresh = [n for n in names if n not in done(conn)]
+            already = done(conn)
+            fresh = [n for n in names if n.lower() not in already]
             if fresh:
                 if not has_table(conn):
                     conn.execute(alter_statement("create_history", HISTORY_TABLE))

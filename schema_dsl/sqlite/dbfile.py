@@ -114,15 +114,20 @@ def split_statements(text):
 
 def split_sql(text):
     """The statements of SQL written on one line or several ("UPDATE ...; DELETE ..."): split at each top-level
-    ';' that completes a statement (a trigger's BEGIN ... END stays whole), outside strings and quoted names."""
+    ';' that completes a statement (a trigger's BEGIN ... END stays whole), outside strings and quoted names.
+    Each runs from its first token to its last: comments before and after it are left out (a statement that
+    ended in a '-- comment' would swallow the ';' written after it), and a piece that is only comments is none."""
     from .structure import token_spans  # only a data step's SQL is split this way
-    out, start = [], 0
-    for kind, piece, _, end in token_spans(text):
-        if kind == "op" and piece == ";" and sqlite3.complete_statement(text[start:end]):
-            out.append(text[start:end].strip())
-            start = end
-    if text[start:].strip():
-        out.append(text[start:].strip())
+    out, first, last = [], None, None
+    for kind, piece, begin, end in token_spans(text):
+        first = begin if first is None else first
+        if kind == "op" and piece == ";" and sqlite3.complete_statement(text[first:end]):
+            out.append(text[first:last] + ";" if last is not None else "")
+            first = last = None
+        else:
+            last = end
+    if first is not None:
+        out.append(text[first:last])
     return [s for s in out if s.rstrip(";").strip()]
 
 
