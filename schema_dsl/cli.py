@@ -507,6 +507,9 @@ def diff(from_side, to_side, db, as_json, strict):
     """Compare two declarations (SPEC, '.' for the working tree, or a git revision) and lint the change."""
     # diff builds both declarations and plans between them: only this command needs it
     from .check.declaration_diff import diff_declarations, format_lint, read_side
+    if db is not None and _is_postgresql(db):
+        raise _Abort("--db %s: diff counts rows and times rebuilds in an SQLite file; on PostgreSQL run `schemagen "
+                     "plan --db URL` for the change and what it would refuse" % _shown(db))
     try:
         result = diff_declarations(read_side(from_side), read_side(to_side), db=db)
     except SchemagenError as exc:
@@ -516,6 +519,7 @@ def diff(from_side, to_side, db, as_json, strict):
         out = result.as_dict()
         from .check import documents  # see _describe_plan
         out["steps"] = [documents.step(s) for s in result.plan.steps] if result.plan is not None else None
+        out["version"] = documents.VERSION
         click.echo(json.dumps(out, indent=2, sort_keys=True))
     else:
         click.echo("diff %s -> %s" % (result.source.label, result.dest.label))
@@ -1122,6 +1126,7 @@ def explain(db, as_json, sample_rows, strict, schema_spec):
     if _is_postgresql(db):  # PostgreSQL: EXPLAIN (FORMAT JSON), check/pgcheck.py (psycopg only on this path)
         from .check import pgcheck  # PostgreSQL only (psycopg)
         decl = _declaration(schema_spec)
+        _check_dialects(decl, [db])
         _refuse_foreign(decl, db)
         schema = _schema(decl)
         try:
@@ -1133,6 +1138,7 @@ def explain(db, as_json, sample_rows, strict, schema_spec):
     # each command imports what it needs: apply's start-up time is benchmarked
     from .check.explain import explain_database, format_text, to_json
     decl = _declaration(schema_spec)
+    _check_dialects(decl, [db])
     _refuse_foreign(decl, db)
     schema = _schema(decl)
     try:
@@ -1170,6 +1176,7 @@ def lint(db, as_json, strict, schema_spec):
     if db is not None and _is_postgresql(db):  # PostgreSQL: check/pgcheck.py, through which psycopg is imported
         from .check import pgcheck  # PostgreSQL only (psycopg)
         decl = _declaration(schema_spec)
+        _check_dialects(decl, [db])
         _refuse_foreign(decl, db)
         try:
             findings = pgcheck.lint_url(db, decl, _schema(decl))
@@ -1178,6 +1185,7 @@ def lint(db, as_json, strict, schema_spec):
         click.echo(to_json(findings) if as_json else format_text(findings))
         return _exit_if_strict(strict, [f.severity for f in findings])
     decl = _declaration(schema_spec)
+    _check_dialects(decl, [db] if db is not None else [])
     _refuse_foreign(decl, db)
     schema = _schema(decl)
     try:
@@ -1229,6 +1237,9 @@ def inspect(db, out_file, schema_name, keep_versions):
     """Write a declaration (a Python file) of an existing database's structure."""
     # inspect reads the database into the model and writes Python
     from .migrate.inspect import inspect_file
+    if _is_postgresql(db):
+        raise _Abort("--db %s: inspect reads an SQLite file; reading a PostgreSQL database into a declaration is "
+                     "not built" % _shown(db))
     from . import outfiles  # see render
     try:
         if out_file is not None:
@@ -1268,6 +1279,9 @@ def restore(db, backup_file, backup_dir, keep_backups, other_database, list_only
     """Put a backup back into the database, after backing up its current state."""
     # restore is rare: its module loads only here
     from .migrate import backup as backups
+    if _is_postgresql(db):
+        raise _Abort("--db %s: PostgreSQL has no file backup to restore (schemagen makes none there: apply runs in "
+                     "one transaction); use the server's own backups (pg_dump, PITR)" % _shown(db))
     if list_only or as_json:
         if not list_only or backup_file is not None or other_database:
             raise _Abort("--list lists the backups and restores nothing: it takes --db and --backup-dir (and --json) "
@@ -1277,7 +1291,8 @@ def restore(db, backup_file, backup_dir, keep_backups, other_database, list_only
         data, text = backups.listing(db, backup_dir)
         if as_json:
             import json  # see _describe_plan
-            click.echo(json.dumps(data, indent=2, sort_keys=True))
+            from .check.documents import VERSION  # see _describe_plan
+            click.echo(json.dumps(dict(data, version=VERSION), indent=2, sort_keys=True))
         else:
             click.echo(text)
         return
@@ -1335,7 +1350,8 @@ def transfer(source, url, orphans, lock_timeout, as_json, schema_spec):
         _fail(exc)
     if as_json:
         import json  # see _describe_plan
-        click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+        from .check.documents import VERSION  # see _describe_plan
+        click.echo(json.dumps(dict(result.as_dict(), version=VERSION), indent=2, sort_keys=True))
     else:
         click.echo(pg_transfer.format_result(result))
 

@@ -105,3 +105,14 @@ class FreshStep:
         self.title = "run postgresql/declaration.json (%d statements)" % len(compiled["statements"])
         self.why = "a new database: the declaration is created in one transaction"
         self.statements = tuple(st["sql"] for st in compiled["statements"])
+
+
+# explain --json: a list (as before), one object per serves-query, with the keys of both engines
+_EXPLAIN_DEFAULTS = {"declared_for_postgresql": False, "identical": [], "plan_json": {}, "seqscan_off": False,
+                     "used": [], "suggestion": None, "suggested_query": None, "suggested_plan": None, "notes": []}
+
+
+def explain(results):
+    """The explain results of either engine with one set of keys: what one engine does not have is there empty
+    (SQLite: no plan_json, seqscan_off or declared_for_postgresql; PostgreSQL: no suggestion yet)."""
+    return [{**_EXPLAIN_DEFAULTS, "sqlite_query": r["query"], **r} for r in results]
