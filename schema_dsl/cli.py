@@ -644,7 +644,7 @@ def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, 
     def one(db, report_path):
         if _is_postgresql(db):
             _refuse_foreign(decl, db)
-            return _pg_apply(db, decl, as_json, report_path, no_validate, verbose, full_integrity,
+            return _pg_apply(db, decl, as_json, report_path, no_validate, verbose, check_data, full_integrity,
                              lock_timeout=lock_timeout, statement_timeout=statement_timeout, prune=loss[0],
                              allow_data_loss=loss[1], confirm=loss[2], concurrently=concurrently, online=online)
         _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json,
@@ -791,7 +791,7 @@ def _pg_validate(db, decl, as_json, report_path, verbose, full_integrity):
     _show_report(report, as_json, report_path, verbose)
 
 
-def _pg_apply(db, decl, as_json, report_path, no_validate, verbose, full_integrity, **options):
+def _pg_apply(db, decl, as_json, report_path, no_validate, verbose, check_data, full_integrity, **options):
     """apply on PostgreSQL (pg/migrate.py, or pg/online.py's entry point under --online); URLs are printed
     masked. Its --json document and report have SQLite's shape (check/documents.py)."""
     pg = _pg()
@@ -812,8 +812,10 @@ def _pg_apply(db, decl, as_json, report_path, no_validate, verbose, full_integri
         _fail(exc)
     # From here on the change is committed: a failure says so (exit 3).
     try:
-        if full_integrity and not no_validate:  # the whole-index checks, after COMMIT, as SQLite's --full-integrity
-            report = pg.validate(db, compiled, full_integrity=True)
+        if (check_data or full_integrity) and not no_validate:
+            # validate's data checks after COMMIT, as SQLite's --check-data: rows kept under NOT VALID constraints
+            # fail the report as orphans fail SQLite's foreign_key_check (and --full-integrity: every index checked)
+            report = pg.validate(db, compiled, full_integrity=full_integrity)
     except SchemagenError as exc:
         raise _Abort(("the change to %s is committed, then: %s" if result.applied else "%s: %s") % (
             _shown(db), " ".join(str(exc).split())), EXIT_CHANGED_THEN_FAILED if result.applied else 2) from None
