@@ -749,14 +749,12 @@ def _only_on(dialect, dbs, *names):
 
 def _check_dialects(decl, dbs):
     """A project that lists its dialects ([tool.schemagen] dialects) is refused on another engine: exit 2, one line."""
-    dialects = decl.project.dialects if decl.project is not None else None
-    for db in dbs if dialects else ():
-        dialect = "postgresql" if _is_postgresql(db) else "sqlite"
-        if dialect not in dialects:
-            raise _Abort("--db %s is %s, but %s declares dialects = [%s] ([tool.schemagen] in %s); nothing was "
-                         "changed" % (_shown(db), "a PostgreSQL URL" if dialect == "postgresql" else "an SQLite file",
-                                      decl.label, ", ".join('"%s"' % d for d in dialects),
-                                      os.path.join(str(decl.project.root), "pyproject.toml")))
+    from .compile.project import refuse_dialect  # see _declaration
+    try:
+        for db in dbs:
+            refuse_dialect(decl, "postgresql" if _is_postgresql(db) else "sqlite", "--db %s" % _shown(db))
+    except SchemagenError as exc:
+        _fail(exc)
 
 
 def _is_postgresql(db):

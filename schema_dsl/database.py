@@ -83,6 +83,7 @@ def _resolve(schema: "Schema | str | Target | None", where: str) -> "tuple[Targe
         if not decl.explicit:
             LOG.warning("%s: %s; pass schema= to name yours", where, project.fallback_notice())
             return target_for(None), "shipped-api"
+        project.refuse_dialect(decl, "sqlite", "Database(%r)" % where)
         LOG.info("%s: declaration %s%s", where, decl.label,
                  " ([tool.schemagen] of %s)" % decl.project.root if decl.project is not None else "")
         return project.target(decl), None

@@ -493,3 +493,15 @@ def test_initialize_online_runs_postgresqls_online_apply(pg_url, tmp_path):
 
     asyncio.run(scenario())
     assert "body" in Engine("postgresql", pg_url, tmp_path).columns("posts")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_database_of_a_one_dialect_project_refuses_the_other_engine_in_one_line(request, tmp_path, monkeypatch,
+                                                                                dialect):
+    from schema_dsl import Database
+    from schema_dsl.errors import SchemagenError
+    _project(tmp_path, monkeypatch, [dialect])
+    other = _engine("postgresql" if dialect == "sqlite" else "sqlite", request, tmp_path)
+    with pytest.raises(SchemagenError, match=r"declares dialects = \[\"%s\"\]" % dialect) as info:
+        Database(other.db)
+    assert "\n" not in str(info.value)

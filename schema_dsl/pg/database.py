@@ -99,6 +99,7 @@ class PgDatabase:
             from ..compile import project  # the declaration loader
             decl = project.resolve(None)
             if decl.explicit:
+                project.refuse_dialect(decl, "postgresql", "Database(%r)" % self.database)
                 LOG.info("%s: declaration %s ([tool.schemagen] of %s)", self.database, decl.label, decl.project.root)
                 self._decl = decl
             else:
