@@ -372,36 +372,12 @@ def _out_dir(decl, out_dir):
     return "generated"
 
 
-def _step_json(step):
-    """A plan step for machines: what kind of change, on which table and column, plus the text a person reads."""
-    change = step.change
-    kind = type(change).__name__ if change is not None else "RunFile"
-    column = getattr(change, "column", None)
-    column = getattr(column, "name", column)
-    if column is None and getattr(change, "new", None) is not None:
-        column = change.new  # a rename: the declared name
-    out = {"kind": kind, "table": step.table, "column": column, "title": step.title, "why": step.why,
-           "rows": step.rows, "statements": list(step.statements)}
-    reasons = getattr(change, "reasons", None)
-    if reasons:
-        out["reasons"] = [{"kind": r.kind, "columns": list(r.columns), "text": r.text} for r in reasons]
-    if kind == "Remove":  # what goes: an index, view, trigger or table, and the table it stands on
-        out["drops"] = {"kind": change.kind, "name": change.name, "table": change.table}
-    return out
-
-
-def _describe_plan(plan, as_json=False):
+def _describe_plan(plan, as_json=False, database=None):
     if as_json:
         # each command imports what it needs: apply's start-up time is benchmarked
         import json
-        return json.dumps({
-            "up_to_date": plan.up_to_date,
-            "fresh": plan.fresh,
-            "backup_needed": plan.touches_rows,
-            "steps": [_step_json(s) for s in plan.steps],
-            "kept": list(plan.extras),
-            "data_loss": list(plan.data_loss),
-        }, indent=2)
+        from .check import documents  # --json only: one document shape on both engines
+        return json.dumps(documents.plan(plan, database, "sqlite"), indent=2)
     if plan.up_to_date:
         lines = ["up to date: nothing to do" + (" (%s the declaration does not have %s kept: see below)" % (
             plural(len(plan.extras), "object"), "is" if len(plan.extras) == 1 else "are") if plan.extras else "")]
@@ -488,7 +464,9 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, online, sc
     if sql_file is not None and online:
         raise _Abort("plan --sql --online: an online migration is many transactions run and retried by schemagen, "
                      "not one script; use plan --online to see its steps")
+    _only_on("postgresql", [db], "concurrently")
     decl = _declaration(schema_spec)
+    _check_dialects(decl, [db])
     if _is_postgresql(db):
         _refuse_foreign(decl, db)
         return _pg_plan(db, decl, as_json, sql_file, _prune_mode(prune, allow_data_loss), concurrently, online)
@@ -513,7 +491,7 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, online, sc
         result = plan_database(db, schema=_target(decl), guard=_guard(decl), prune=_prune_mode(prune, allow_data_loss))
     except SchemagenError as exc:
         _fail(exc)
-    click.echo(_describe_plan(result, as_json))
+    click.echo(_describe_plan(result, as_json, db))
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -529,6 +507,9 @@ def diff(from_side, to_side, db, as_json, strict):
     """Compare two declarations (SPEC, '.' for the working tree, or a git revision) and lint the change."""
     # diff builds both declarations and plans between them: only this command needs it
     from .check.declaration_diff import diff_declarations, format_lint, read_side
+    if db is not None and _is_postgresql(db):
+        raise _Abort("--db %s: diff counts rows and times rebuilds in an SQLite file; on PostgreSQL run `schemagen "
+                     "plan --db URL` for the change and what it would refuse" % _shown(db))
     try:
         result = diff_declarations(read_side(from_side), read_side(to_side), db=db)
     except SchemagenError as exc:
@@ -536,7 +517,9 @@ def diff(from_side, to_side, db, as_json, strict):
     if as_json:
         import json  # see _describe_plan
         out = result.as_dict()
-        out["steps"] = [_step_json(s) for s in result.plan.steps] if result.plan is not None else None
+        from .check import documents  # see _describe_plan
+        out["steps"] = [documents.step(s) for s in result.plan.steps] if result.plan is not None else None
+        out["version"] = documents.VERSION
         click.echo(json.dumps(out, indent=2, sort_keys=True))
     else:
         click.echo("diff %s -> %s" % (result.source.label, result.dest.label))
@@ -655,16 +638,19 @@ def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, 
     whole-file data checks (quick_check, a full foreign_key_check) cost the same on every file however
     little changed, so apply leaves them to `schemagen validate` unless --check-data is given.
     """
+    _only_on("postgresql", dbs, "lock_timeout", "statement_timeout", "concurrently")
+    _only_on("sqlite", dbs, "backup_dir", "keep_backups")
     reports = _report_paths(dbs, report_path)  # before anything changes: a bad --report must not fail after COMMIT
     decl = _declaration(schema_spec)
-    target = _target(decl)
+    _check_dialects(decl, dbs)
+    target = _target(decl) if _files(dbs) else None  # a PostgreSQL-only run needs no SQLite target
 
     def one(db, report_path):
         if _is_postgresql(db):
             _refuse_foreign(decl, db)
-            return _postgresql("apply", db, decl, as_json, no_validate=no_validate, lock_timeout=lock_timeout,
-                               statement_timeout=statement_timeout, prune=loss[0], allow_data_loss=loss[1],
-                               confirm=loss[2], concurrently=concurrently, online=online)
+            return _pg_apply(db, decl, as_json, report_path, no_validate, verbose, check_data, full_integrity,
+                             lock_timeout=lock_timeout, statement_timeout=statement_timeout, prune=loss[0],
+                             allow_data_loss=loss[1], confirm=loss[2], concurrently=concurrently, online=online)
         _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data, full_integrity, as_json,
                    report_path, no_validate, verbose, loss, online)
     loss = (_prune_mode(prune, allow_data_loss), allow_data_loss, _confirm(yes))
@@ -680,13 +666,24 @@ def _online_plan(db, decl, as_json, prune):
         _fail(exc)
     if as_json:
         import json  # see _describe_plan
-        click.echo(json.dumps({"database": db, "up_to_date": plan.up_to_date, "online_steps": steps}, indent=2))
+        click.echo(json.dumps(_online_document(plan, db, "sqlite", steps), indent=2))
     elif plan.up_to_date:
         click.echo("up to date: nothing to do")
     else:
         click.echo("apply --online would run %s:" % plural(len(steps), "step"))
         for n, s in enumerate(steps, start=1):
             click.echo("  %d. %s\n     write lock: %s" % (n, s["step"], s["lock"]))
+
+
+def _online_document(plan, database, dialect, online_steps, refused=()):
+    """plan --online --json, one shape on both engines: the online steps (each with the lock it takes), the plan's
+    steps beneath them (check/documents.py), and what cannot run online (PostgreSQL; [] on SQLite)."""
+    from .check import documents  # see _describe_plan
+    out = documents.plan(plan, database, dialect)
+    out.update(online=True, online_steps=[{"step": s["step"], "lock": s["lock"], "mode": s.get("mode", "")}
+                                          for s in online_steps],
+               refused=list(refused), up_to_date=out["up_to_date"] and not online_steps and not refused)
+    return out
 
 
 def _prune_mode(prune, allow_data_loss):
@@ -739,6 +736,31 @@ def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data
         raise
 
 
+def _only_on(dialect, dbs, *names):
+    """Refuse (exit 2, one line naming it) an option of one engine given on the command line when no --db is of
+    that engine: an option is never silently ignored."""
+    if any(_is_postgresql(db) == (dialect == "postgresql") for db in dbs):
+        return
+    ctx = click.get_current_context()
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if param.name in names and source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            raise _Abort("%s: %s; --db %s is %s, nothing was changed" % (
+                param.opts[0], "an option of PostgreSQL only" if dialect == "postgresql" else
+                "PostgreSQL has no file backup (an option of SQLite only)", _shown(dbs[0]),
+                "an SQLite file" if dialect == "postgresql" else "a PostgreSQL URL"))
+
+
+def _check_dialects(decl, dbs):
+    """A project that lists its dialects ([tool.schemagen] dialects) is refused on another engine: exit 2, one line."""
+    from .compile.project import refuse_dialect  # see _declaration
+    try:
+        for db in dbs:
+            refuse_dialect(decl, "postgresql" if _is_postgresql(db) else "sqlite", "--db %s" % _shown(db))
+    except SchemagenError as exc:
+        _fail(exc)
+
+
 def _is_postgresql(db):
     """A postgresql:// or postgres:// URL selects PostgreSQL (pg/url.py's SCHEMES; no import on SQLite's path)."""
     return db.lower().startswith(("postgresql://", "postgres://"))
@@ -752,52 +774,103 @@ def _shown(db):
     return mask(db)
 
 
-def _postgresql(command, db, decl, as_json, no_validate=False, **options):
-    """apply or validate on PostgreSQL (schema_dsl/pg/ does the work); URLs are printed masked."""
+def _pg():
+    """PostgreSQL's apply and validate (pg/apply.py); psycopg is imported only on the PostgreSQL path."""
     try:
         from .pg import apply as pg  # psycopg: only the PostgreSQL path imports it
     except ImportError as exc:
         raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
+    return pg
+
+
+def _pg_validate(db, decl, as_json, report_path, verbose, full_integrity):
+    """validate on PostgreSQL: the report in SQLite's shape (pg/apply.py's check), shown as SQLite's is."""
+    pg = _pg()
     try:
-        compiled = pg.compiled_for(decl)
-        if command == "validate":
-            report = pg.validate(db, compiled)
-        else:
-            from .pg import migrate  # PostgreSQL's planner (pg/plan.py) and migration
-            if options.pop("online", False):
-                from .pg import online  # apply --online: many short transactions
-                options.pop("concurrently", None)  # online builds every index CONCURRENTLY
-                result = online.apply_online(db, _schema(decl), compiled, **options)
-            else:
-                options.pop("online", None)
-                result = migrate.apply(db, _schema(decl), compiled, **options)
-            if result.applied:
-                _Interrupts.committed.append(db)
-            report = result.report
+        report = pg.validate(db, pg.compiled_for(decl), full_integrity=full_integrity)
     except SchemagenError as exc:
         _fail(exc)
-    if command == "apply":
-        if as_json:
-            import json  # see _describe_plan
-            click.echo(json.dumps(dict(result.as_dict(), report=None if no_validate else report), indent=2, sort_keys=True))
-        elif result.applied and getattr(result, "online", False):
-            click.echo("migrated %s (PostgreSQL, --online): %s, each its own transaction, %s, %s, %.2fs" % (
-                result.database, plural(result.steps, "step"), plural(result.statements, "statement"),
-                plural(result.retries, "lock retry", "lock retries"), result.seconds))
-        elif result.applied:
-            click.echo("%s %s (PostgreSQL): %s in one transaction, %.2fs%s" % (
-                "created" if result.fresh else "migrated", result.database, plural(result.statements, "statement"),
-                result.seconds, "; %s built CONCURRENTLY after COMMIT" % plural(result.concurrent_built, "step")
-                if result.concurrent_built else ""))
+    _show_report(report, as_json, report_path, verbose)
+
+
+def _pg_apply(db, decl, as_json, report_path, no_validate, verbose, check_data, full_integrity, **options):
+    """apply on PostgreSQL (pg/migrate.py, or pg/online.py's entry point under --online); URLs are printed
+    masked. Its --json document and report have SQLite's shape (check/documents.py)."""
+    pg = _pg()
+    timings = _StepTimes()
+    try:
+        compiled = pg.compiled_for(decl)
+        from .pg import migrate  # PostgreSQL's planner (pg/plan.py) and migration
+        if options.pop("online", False):
+            from .pg import online  # apply --online: many short transactions
+            options.pop("concurrently", None)  # online builds every index CONCURRENTLY
+            result = online.apply_online(db, _schema(decl), compiled, **options)
         else:
-            click.echo("up to date: %s already matches the declaration" % result.database)
-    if as_json and command == "validate":
-        import json  # see _describe_plan
-        click.echo(json.dumps(report, indent=2, sort_keys=True))
-    elif not as_json and not no_validate:
-        click.echo(pg.format_report(report))
-    if not report["ok"]:
-        sys.exit(EXIT_PROBLEMS)
+            result = migrate.apply(db, _schema(decl), compiled, progress=timings, **options)
+        if result.applied:
+            _Interrupts.committed.append(db)
+        report = result.report
+    except SchemagenError as exc:
+        _fail(exc)
+    # From here on the change is committed: a failure says so (exit 3).
+    try:
+        if (check_data or full_integrity) and not no_validate:
+            # validate's data checks after COMMIT, as SQLite's --check-data: rows kept under NOT VALID constraints
+            # fail the report as orphans fail SQLite's foreign_key_check (and --full-integrity: every index checked)
+            report = pg.validate(db, compiled, full_integrity=full_integrity)
+    except SchemagenError as exc:
+        raise _Abort(("the change to %s is committed, then: %s" if result.applied else "%s: %s") % (
+            _shown(db), " ".join(str(exc).split())), EXIT_CHANGED_THEN_FAILED if result.applied else 2) from None
+    done = None
+    online = getattr(result, "online", False)
+    if as_json:
+        from .check import documents  # see _describe_plan
+        plan = getattr(result, "plan", None)
+        steps = list(getattr(plan, "steps", ())) if plan is not None else \
+            [documents.FreshStep(compiled)] if result.applied else []
+        done = documents.apply(result, result.database, "postgresql", steps=steps,
+                               step_seconds=[result.seconds] if plan is None else
+                               timings.seconds(len(steps)) if not online else (),
+                               online={"transactions": result.steps, "retries": result.retries} if online else None)
+        if no_validate:
+            import json  # see _describe_plan
+            click.echo(json.dumps(dict(done, validated=False, report=None), indent=2, sort_keys=True))
+            return
+    elif result.applied and online:
+        click.echo("migrated %s (PostgreSQL, --online): %s, each its own transaction, %s, %s, %.2fs" % (
+            result.database, plural(result.steps, "step"), plural(result.statements, "statement"),
+            plural(result.retries, "lock retry", "lock retries"), result.seconds))
+    elif result.applied:
+        click.echo("%s %s (PostgreSQL): %s in one transaction, %.2fs%s" % (
+            "created" if result.fresh else "migrated", result.database, plural(result.statements, "statement"),
+            result.seconds, "; %s built CONCURRENTLY after COMMIT" % plural(result.concurrent_built, "step")
+            if result.concurrent_built else ""))
+    else:
+        click.echo("up to date: %s already matches the declaration" % result.database)
+    if no_validate:
+        click.echo("validation skipped (--no-validate): run `schemagen validate --db %s`" % result.database)
+        return
+    _show_report(report, as_json, report_path, verbose, done)
+
+
+class _StepTimes:
+    """pg/migrate.py's progress(step, statement): what each step took, in the order they ran."""
+
+    def __init__(self):
+        self.starts, self.steps = [], []
+
+    def __call__(self, step, statement):
+        if not self.steps or self.steps[-1] is not step:
+            self.steps.append(step)
+            self.starts.append(time.perf_counter())
+
+    def seconds(self, count):
+        """Seconds per step (None where a step did not run here: its statements ran while planning)."""
+        if not self.starts:
+            return ()
+        ends = self.starts[1:] + [time.perf_counter()]
+        return [b - a for a, b in zip(self.starts, ends)][-count:] if len(self.starts) >= count else \
+            [None] * (count - len(self.starts)) + [b - a for a, b in zip(self.starts, ends)]
 
 
 def _pg_plan(db, decl, as_json, sql_file, prune, concurrently, online=False):
@@ -832,13 +905,16 @@ def _pg_plan(db, decl, as_json, sql_file, prune, concurrently, online=False):
         _fail(exc)
     if as_json:
         import json  # see _describe_plan
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        from .check import documents  # see _describe_plan
+        click.echo(json.dumps(_online_document(result.plan, result.database, "postgresql", [
+            {"step": s.title, "lock": s.lock, "mode": s.mode} for s in result.steps], result.refused) if online else
+            documents.plan(result, result.database, "postgresql"), indent=2))
     else:
         click.echo(pgplan.format_plan(result))
 
 
 def _after_commit(result, db, target, check_data, full_integrity, as_json, report_path, no_validate, verbose):
-    done = _apply_json(result, db)
+    done = _apply_json(result, db) if as_json else None
     if not as_json:
         if not result.applied:
             click.echo("up to date: %s already matches the declaration" % db)
@@ -873,13 +949,10 @@ def _after_commit(result, db, target, check_data, full_integrity, as_json, repor
 
 
 def _apply_json(result, db):
-    """What apply did, for --json: steps, statements, rows, timings and the backup."""
-    return {"database": db, "applied": result.applied, "fresh": result.plan.fresh,
-            "up_to_date": not result.applied, "seconds": round(result.seconds, 4), "statements": result.statements,
-            "backup": result.backup,
-            "steps": [dict(_step_json(s), seconds=round(t, 4)) if t is not None else _step_json(s)
-                      for s, t in zip(result.plan.steps, list(result.step_seconds) + [None] * len(result.plan.steps))],
-            "kept": list(result.plan.extras), "data_loss": list(result.plan.data_loss)}
+    """What apply did, for --json: steps, statements, rows, timings and the backup (check/documents.py)."""
+    from .check import documents  # see _describe_plan
+    return documents.apply(result, db, "sqlite", step_seconds=result.step_seconds, backup=result.backup,
+                           online=getattr(result, "online", None))
 
 
 def _guard(decl):
@@ -904,7 +977,6 @@ def _check_report_path(report_path, dbs=()):
 
 def _report(target, db, full_integrity, as_json, report_path, actual=None, applied=None, verbose=False, done=None):
     # each command imports what it needs: apply's start-up time is benchmarked
-    from .check.validate import format_markdown, format_summary, format_text, to_json
     from .check.report import build_report
     try:
         label = "checking %s (%s, foreign_key_check)" % (db, "integrity_check" if full_integrity else "quick_check")
@@ -912,8 +984,17 @@ def _report(target, db, full_integrity, as_json, report_path, actual=None, appli
             report = build_report(db, schema=target, full_integrity=full_integrity, actual=actual, applied=applied)
     except SchemagenError as exc:
         _fail(exc)
+    _show_report(report, as_json, report_path, verbose, done)
+
+
+def _show_report(report, as_json, report_path, verbose=False, done=None):
+    """The validation report of either engine (one shape: check/validate.py): the summary, the full text
+    (--verbose), --json (with apply's `done`: its document), and the --report Markdown file; exit 1 unless ok."""
+    from .check.validate import format_markdown, format_summary, format_text, to_json  # see _report
     if as_json:
-        click.echo(to_json(report) if done is None else to_json(dict(done, validated=True, report=report)))
+        from .check import documents  # see _describe_plan
+        click.echo(to_json(documents.validate(report)) if done is None else
+                   to_json(dict(done, validated=True, report=report)))
     else:
         click.echo(format_text(report) if verbose else format_summary(report, _styler()))
     if report_path:
@@ -940,12 +1021,13 @@ def validate(dbs, full_integrity, as_json, report_path, verbose, schema_spec):
     """Check a database against the declaration and print the validation report."""
     reports = _report_paths(dbs, report_path)
     decl = _declaration(schema_spec)
-    target = _target(decl)
+    _check_dialects(decl, dbs)
+    target = _target(decl) if _files(dbs) else None  # a PostgreSQL-only run needs no SQLite target
 
     def one(db, path):
         _refuse_foreign(decl, db)
         if _is_postgresql(db):
-            return _postgresql("validate", db, decl, as_json)
+            return _pg_validate(db, decl, as_json, path, verbose, full_integrity)
         _report(target, db, full_integrity, as_json, path, verbose=verbose)
     _for_each_db(dbs, reports, one, as_json)
 
@@ -1048,6 +1130,7 @@ def explain(db, as_json, sample_rows, strict, schema_spec):
     if _is_postgresql(db):  # PostgreSQL: EXPLAIN (FORMAT JSON), check/pgcheck.py (psycopg only on this path)
         from .check import pgcheck  # PostgreSQL only (psycopg)
         decl = _declaration(schema_spec)
+        _check_dialects(decl, [db])
         _refuse_foreign(decl, db)
         schema = _schema(decl)
         try:
@@ -1059,6 +1142,7 @@ def explain(db, as_json, sample_rows, strict, schema_spec):
     # each command imports what it needs: apply's start-up time is benchmarked
     from .check.explain import explain_database, format_text, to_json
     decl = _declaration(schema_spec)
+    _check_dialects(decl, [db])
     _refuse_foreign(decl, db)
     schema = _schema(decl)
     try:
@@ -1096,6 +1180,7 @@ def lint(db, as_json, strict, schema_spec):
     if db is not None and _is_postgresql(db):  # PostgreSQL: check/pgcheck.py, through which psycopg is imported
         from .check import pgcheck  # PostgreSQL only (psycopg)
         decl = _declaration(schema_spec)
+        _check_dialects(decl, [db])
         _refuse_foreign(decl, db)
         try:
             findings = pgcheck.lint_url(db, decl, _schema(decl))
@@ -1104,6 +1189,7 @@ def lint(db, as_json, strict, schema_spec):
         click.echo(to_json(findings) if as_json else format_text(findings))
         return _exit_if_strict(strict, [f.severity for f in findings])
     decl = _declaration(schema_spec)
+    _check_dialects(decl, [db] if db is not None else [])
     _refuse_foreign(decl, db)
     schema = _schema(decl)
     try:
@@ -1155,6 +1241,9 @@ def inspect(db, out_file, schema_name, keep_versions):
     """Write a declaration (a Python file) of an existing database's structure."""
     # inspect reads the database into the model and writes Python
     from .migrate.inspect import inspect_file
+    if _is_postgresql(db):
+        raise _Abort("--db %s: inspect reads an SQLite file; reading a PostgreSQL database into a declaration is "
+                     "not built" % _shown(db))
     from . import outfiles  # see render
     try:
         if out_file is not None:
@@ -1194,6 +1283,9 @@ def restore(db, backup_file, backup_dir, keep_backups, other_database, list_only
     """Put a backup back into the database, after backing up its current state."""
     # restore is rare: its module loads only here
     from .migrate import backup as backups
+    if _is_postgresql(db):
+        raise _Abort("--db %s: PostgreSQL has no file backup to restore (schemagen makes none there: apply runs in "
+                     "one transaction); use the server's own backups (pg_dump, PITR)" % _shown(db))
     if list_only or as_json:
         if not list_only or backup_file is not None or other_database:
             raise _Abort("--list lists the backups and restores nothing: it takes --db and --backup-dir (and --json) "
@@ -1203,7 +1295,8 @@ def restore(db, backup_file, backup_dir, keep_backups, other_database, list_only
         data, text = backups.listing(db, backup_dir)
         if as_json:
             import json  # see _describe_plan
-            click.echo(json.dumps(data, indent=2, sort_keys=True))
+            from .check.documents import VERSION  # see _describe_plan
+            click.echo(json.dumps(dict(data, version=VERSION), indent=2, sort_keys=True))
         else:
             click.echo(text)
         return
@@ -1261,7 +1354,8 @@ def transfer(source, url, orphans, lock_timeout, as_json, schema_spec):
         _fail(exc)
     if as_json:
         import json  # see _describe_plan
-        click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+        from .check.documents import VERSION  # see _describe_plan
+        click.echo(json.dumps(dict(result.as_dict(), version=VERSION), indent=2, sort_keys=True))
     else:
         click.echo(pg_transfer.format_result(result))
 

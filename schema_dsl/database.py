@@ -38,7 +38,7 @@ import aiosqlite
 
 from .migrate import apply as apply_mod
 from .sqlite import dbfile, structure
-from .errors import DatabaseFileError, ValidationFailed
+from .errors import DatabaseFileError, NotOnThisEngine, ValidationFailed
 from .analysis.sqlterms import single_select
 from .compile import project
 from .compile.target import Target, target_for
@@ -48,6 +48,30 @@ from .model import Schema
 LOG = logging.getLogger("schema_dsl.database")
 
 DEFAULT_LOCK_TIMEOUT_S = 120.0
+SCHEMES = ("postgresql://", "postgres://")
+
+
+def _is_url(db_path):
+    return isinstance(db_path, str) and db_path.lower().startswith(SCHEMES)
+
+
+_PG_CLASS = []
+
+
+def _postgresql_class():
+    """Database on PostgreSQL: pg/database.py's PgDatabase (the engine's work, on psycopg) under Database, so that
+    `isinstance(Database(url), Database)` holds and both engines answer the same methods. Built on first use:
+    psycopg is imported only for a PostgreSQL URL."""
+    if not _PG_CLASS:
+        from .pg.database import PgDatabase  # psycopg: PostgreSQL only
+
+        class PostgreSQLDatabase(PgDatabase, Database):
+            __doc__ = PgDatabase.__doc__
+
+        PostgreSQLDatabase.__name__ = PostgreSQLDatabase.__qualname__ = "Database"
+        PostgreSQLDatabase.__module__ = __name__
+        _PG_CLASS.append(PostgreSQLDatabase)
+    return _PG_CLASS[0]
 
 
 def _resolve(schema: "Schema | str | Target | None", where: str) -> "tuple[Target, str | None]":
@@ -59,6 +83,7 @@ def _resolve(schema: "Schema | str | Target | None", where: str) -> "tuple[Targe
         if not decl.explicit:
             LOG.warning("%s: %s; pass schema= to name yours", where, project.fallback_notice())
             return target_for(None), "shipped-api"
+        project.refuse_dialect(decl, "sqlite", "Database(%r)" % where)
         LOG.info("%s: declaration %s%s", where, decl.label,
                  " ([tool.schemagen] of %s)" % decl.project.root if decl.project is not None else "")
         return project.target(decl), None
@@ -84,8 +109,10 @@ class Database:
     statement_timeout, settings: PostgreSQL session settings (a postgresql:// URL only; see
     pg/database.py); an SQLite file refuses them with a TypeError that names them.
 
-    Every parameter after db_path is keyword-only. A postgresql:// or postgres:// URL as db_path gives the
-    same class on PostgreSQL (pg/database.py's PgDatabase).
+    Every parameter after db_path is keyword-only. A postgresql:// or postgres:// URL as db_path gives a
+    Database on PostgreSQL (`isinstance(db, Database)` holds; the engine's work is pg/database.py's
+    PgDatabase, on psycopg): the same methods, and a method that has no meaning on one engine raises
+    NotOnThisEngine naming it (`files` and `create_file` on PostgreSQL: it has no rendered DDL files).
 
     Example (pass schema= explicitly in an application: it should not depend on the folder it starts from)::
 
@@ -105,10 +132,8 @@ class Database:
     def __new__(cls, db_path: str | os.PathLike[str], *, schema: Schema | str | Target | None = None,
                 backup: bool = True, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
                 statement_timeout: str | int | None = None, settings: dict | None = None) -> Database:
-        if cls is Database and isinstance(db_path, str) and db_path.lower().startswith(("postgresql://", "postgres://")):
-            from .pg.database import PgDatabase  # psycopg: PostgreSQL only
-            return PgDatabase(db_path, schema=schema, backup=backup, lock_timeout=lock_timeout,
-                              statement_timeout=statement_timeout, settings=settings)
+        if _is_url(db_path):
+            return super().__new__(_postgresql_class() if cls is Database else cls)
         given = [n for n, v in (("statement_timeout", statement_timeout), ("settings", settings)) if v is not None]
         if given:
             raise TypeError("Database(%r): %s: PostgreSQL session settings, which an SQLite file does not take" % (
@@ -228,6 +253,25 @@ class Database:
             raise ValidationFailed("database %r does not match the declaration after initialize: %s" % (
                 str(self.db_path), "; ".join(problems[:10])))
         return violations
+
+    async def validate(self, full_integrity: bool = False) -> dict:
+        """The validation report, as `schemagen validate --json` gives it (the same keys on both engines:
+        docs/reference.md); report["ok"] is False when the file does not match the declaration.
+
+        Example: `report = await db.validate(); assert report["ok"], report["differences"]`.
+        """
+        from .check.report import build_report  # validate only: the report's checks are not on the start-up path
+        return await asyncio.to_thread(build_report, str(self.db_path), schema=self._target,
+                                       full_integrity=full_integrity)
+
+    @property
+    def statements(self) -> "tuple[str, ...]":
+        """The rendered statements, in the order initialize() runs them on a new file (the table files, then the
+        index file).
+
+        Example: `for sql in db.statements: print(sql)`.
+        """
+        return tuple(stmt for name in self.files for stmt in dbfile.split_statements(self._files[name]))
 
     @property
     def files(self) -> "tuple[str, ...]":
@@ -376,4 +420,4 @@ class _Connecting:
         await self._conn.close()
 
 
-__all__ = ["Database", "DEFAULT_LOCK_TIMEOUT_S"]
+__all__ = ["Database", "DEFAULT_LOCK_TIMEOUT_S", "NotOnThisEngine"]

@@ -68,3 +68,8 @@ class ValidationFailed(SchemagenError):
 
 class QueryRefused(SchemagenError):
     """A query given for EXPLAIN is not exactly one SELECT (or WITH ... SELECT) statement."""
+
+
+class NotOnThisEngine(SchemagenError, NotImplementedError):
+    """A Database method that has no meaning on the database's engine (e.g. `files` on PostgreSQL, which has no
+    rendered DDL files): one line naming the method, the engine and what to use instead."""

@@ -231,7 +231,7 @@ def test_database_on_postgresql_as_async_context_manager_with_the_shipped_declar
 
     async def scenario():
         async with Database(pg_url) as db:
-            assert db.last_apply.applied and db.last_apply.report["tables"] == 9
+            assert db.last_apply.applied and db.last_apply.report["counts"]["tables"] == 9
             async with db.connect() as conn:
                 await conn.execute("INSERT INTO sessions (id, app_name, user_id) VALUES (%s, %s, %s)", ("s1", "a", "u"))
                 await conn.commit()

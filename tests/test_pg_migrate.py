@@ -115,7 +115,7 @@ def test_a_design_change_with_rows_present_is_planned_with_postgresqls_alters_an
 
     applied = _cli(runner, "apply", "--db", pg_url, "--schema", v2)
     assert applied.exit_code == 0, applied.output + applied.stderr
-    assert "migrated" in applied.output and "[ok]" in applied.output
+    assert "migrated" in applied.output and ": OK" in applied.output
     with _connect(pg_url) as conn:
         rows = conn.execute("SELECT id, owner_id, label, score, note, status FROM items ORDER BY id").fetchall()
         assert rows == [(1, 1, "lamp", 3, "a", "open"), (2, 2, "desk", 5, None, "open"),

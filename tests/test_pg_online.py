@@ -270,7 +270,7 @@ def test_plan_online_names_each_steps_lock_and_apply_online_refuses_a_rewrite(ru
     assert "CONCURRENTLY" in text and "idx_tasks_state" in text
     as_json = json.loads(_cli(runner, "plan", "--db", pg_url, "--schema", _decl(tmp_path, "v2", V2_TEXT),
                               "--online", "--json").output)
-    assert {s["mode"] for s in as_json["steps"]} == {"short", "validate", "concurrent"}
+    assert {s["mode"] for s in as_json["online_steps"]} == {"short", "validate", "concurrent"}
     before = _shape(pg_url)
     refused = _cli(runner, "apply", "--db", pg_url, "--schema", _decl(tmp_path, "vt", V_TYPE_TEXT), "--online")
     assert refused.exit_code == 2
@@ -299,7 +299,7 @@ def test_an_online_apply_stopped_after_a_commit_exits_3_and_apply_again_finishes
                             "AND column_name = 'note'").fetchone()[0] == 1
     again = _cli(runner, "apply", "--db", pg_url, "--schema", v2, "--online")
     assert again.exit_code == 0, again.output + again.stderr
-    assert "--online" in again.output and "[ok]" in again.output
+    assert "--online" in again.output and ": OK" in again.output
 
 
 def test_an_online_apply_killed_before_any_of_its_steps_is_finished_by_the_next_online_apply(pg_cluster, pg_url):

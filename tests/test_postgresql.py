@@ -115,7 +115,7 @@ def test_abathur_applied_fresh_has_9_tables_33_indexes_and_validates(runner, pg_
     result = _apply(runner, pg_url)
     assert result.exit_code == 0, result.output + result.stderr
     assert "created" in result.output and "9 tables, 33 indexes" in result.output
-    assert "[ok]" in result.output
+    assert ": OK" in result.output
     with _connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 9
         named = conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND indexname LIKE 'idx_%'").fetchone()[0]
@@ -125,7 +125,8 @@ def test_abathur_applied_fresh_has_9_tables_33_indexes_and_validates(runner, pg_
     valid = _cli(runner, "validate", "--db", pg_url, "--json")
     assert valid.exit_code == 0
     report = json.loads(valid.output)
-    assert report["ok"] and report["tables"] == 9 and report["indexes"] == 33
+    assert report["ok"] and report["counts"]["tables"] == 9 and report["counts"]["indexes"] == 33
+    assert len(report["tables"]) == 9 and report["version"] == 1
 
 
 def test_a_dropped_index_fails_validation(runner, pg_url):
@@ -266,7 +267,7 @@ def test_a_database_holding_part_of_the_schema_is_migrated_or_refused_unchanged(
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 1
         conn.execute("DELETE FROM tasks")
     result = _apply(runner, pg_url)
-    assert result.exit_code == 0 and "migrated" in result.output and "[ok]" in result.output
+    assert result.exit_code == 0 and "migrated" in result.output and ": OK" in result.output
 
 
 def test_passwords_never_appear_in_output(runner, pg_cluster, pg_url):

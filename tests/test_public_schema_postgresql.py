@@ -171,7 +171,7 @@ def test_sakila_applied_validated_and_transferred_to_postgresql_answers_as_sqlit
     assert result.exit_code == 0, result.output + result.stderr
     report = json.loads(result.output)
     assert report["ok"] is True and report["differences"] == []
-    assert report["tables"] == 22 and report["indexes"] == 33
+    assert report["counts"]["tables"] == 22 and report["counts"]["indexes"] == 33
 
     # the rows moved, verified per table
     result = _cli(runner, "transfer", "--from", path, "--to", pg_url, "--schema", decl, "--json")

@@ -480,7 +480,9 @@ def explain_database(path, schema, sample_rows=None):
 # --- output -------------------------------------------------------------------
 
 def to_json(report):
-    return json.dumps([r.as_dict() for r in report.results], indent=2)
+    from . import documents  # --json only: one item shape on both engines
+    return json.dumps(documents.explain([dict(r.as_dict(), used=indexes_used(r.plan)) for r in report.results]),
+                      indent=2)
 
 
 def format_text(report):

@@ -108,4 +108,5 @@ def lint_url(url, decl, schema):
 def to_json(report):
     """The report's results as JSON: one object per serves-query, as for SQLite."""
     import json  # output only
-    return json.dumps(report["results"], indent=2, sort_keys=True)
+    from . import documents  # one item shape on both engines
+    return json.dumps(documents.explain(report["results"]), indent=2, sort_keys=True)

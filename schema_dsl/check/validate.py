@@ -133,6 +133,8 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
         "extras": extras,
         "issues": issues,
         "findings": list(findings),
+        # what only PostgreSQL reports (pg/apply.py's check), under the same keys on both engines
+        "dialect": "sqlite", "notes": [], "not_valid_violations": [],
     }
 
 
@@ -223,6 +225,7 @@ def format_summary(report, style=lambda text, ok: text):
         out += ["    - %s" % kept_name(e) for e in report["extras"][:5]]
         if len(report["extras"]) > 5:
             out.append("    ... %d more (--verbose)" % (len(report["extras"]) - 5))
+    out += ["  note: %s" % n for n in report.get("notes", ())]
     if report["findings"]:
         out.append("  also: %s (schemagen lint); --verbose shows them" % plural(len(report["findings"]), "design finding"))
     return "\n".join(out)
@@ -233,13 +236,18 @@ def kept_name(extra):
     return extra.replace("extra ", "", 1)
 
 
+def _catalog(report):
+    """Where the report read the tables and indexes: SQLite's sqlite_master, PostgreSQL's pg_catalog."""
+    return "pg_catalog" if report.get("dialect") == "postgresql" else "sqlite_master"
+
+
 def format_text(report, samples=4):
     out = ["validation report for %s: %s" % (report["database"], verdict(report))]
     for c in report["checks"]:
         out.append("  [%s] %s: %s" % (_status(c["ok"]), c["check"], c["detail"]))
     counts = report["counts"]
-    out.append("  sqlite_master: %s (%d declared), %s (%d declared), %s" % (
-        plural(counts["tables"], "table"), counts["expected_tables"],
+    out.append("  %s: %s (%d declared), %s (%d declared), %s" % (
+        _catalog(report), plural(counts["tables"], "table"), counts["expected_tables"],
         plural(counts["indexes"], "named index", "named indexes"), counts["expected_indexes"],
         plural(sum(1 for i in report["indexes"] if i["automatic"]), "automatic index", "automatic indexes")))
     if _history_line(report):
@@ -262,6 +270,7 @@ def format_text(report, samples=4):
     if report["extras"]:
         out.append("  kept, not in the declaration:")
         out += ["    - %s" % kept_name(e) for e in report["extras"]]
+    out += ["  note: %s" % n for n in report.get("notes", ())]
     if report["findings"]:
         out.append("  issues encountered in the design (lint findings), and how each is resolved:")
         for f in report["findings"]:
@@ -275,13 +284,17 @@ def format_markdown(report):
     out = ["# Validation report", "", "Database: `%s`. Result: **%s**." % (report["database"], verdict(report)), "",
            "## Checks", "", "| check | result | detail |", "| --- | --- | --- |"]
     out += ["| %s | %s | %s |" % (c["check"], _status(c["ok"]), c["detail"].replace("|", "\\|")) for c in report["checks"]]
-    out += ["", "## Tables in sqlite_master", ""] + ["- `%s`" % t["name"] for t in report["tables"]]
-    out += ["", "## Indexes in sqlite_master", ""] + [
+    out += ["", "## Tables in %s" % _catalog(report), ""] + ["- `%s`" % t["name"] for t in report["tables"]]
+    out += ["", "## Indexes in %s" % _catalog(report), ""] + [
         "- `%s` on `%s`%s" % (i["name"], i["table"], " (automatic, not counted)" if i["automatic"] else "") for i in report["indexes"]]
-    out += ["", "## PRAGMA results", "", "| pragma | value |", "| --- | --- |"]
-    for k, v in report["pragmas"].items():
-        out.append("| %s | %s |" % (k, ("; ".join(map(str, v)) if isinstance(v, list) else v) or "(no rows)"))
-    out += ["", "## EXPLAIN QUERY PLAN samples", ""]
+    if report["pragmas"]:  # SQLite's; PostgreSQL's report has none
+        out += ["", "## PRAGMA results", "", "| pragma | value |", "| --- | --- |"]
+        for k, v in report["pragmas"].items():
+            out.append("| %s | %s |" % (k, ("; ".join(map(str, v)) if isinstance(v, list) else v) or "(no rows)"))
+    if report["explain"]:
+        out += ["", "## EXPLAIN QUERY PLAN samples", ""]
+    else:
+        out.append("")
     for s in report["explain"]:
         out += ["### %s%s" % (s["index"], "" if s["uses_index"] else " (declared index not used)"), "",
                 "```sql", s["query"], "```", "", "```"] + s["plan"] + ["```", ""]
@@ -294,4 +307,6 @@ def format_markdown(report):
                 for f in report["findings"]]
     if report["extras"]:
         out += ["", "## Kept, not in the declaration", ""] + ["- %s" % kept_name(e) for e in report["extras"]]
+    if report.get("notes"):
+        out += ["", "## Notes", ""] + ["- %s" % n for n in report["notes"]]
     return "\n".join(out) + "\n"

@@ -235,6 +235,17 @@ def fallback_notice(cwd=None):
             % (Path(cwd or os.getcwd()).resolve(), SHIPPED))
 
 
+def refuse_dialect(decl, dialect, shown):
+    """A project that lists its dialects ([tool.schemagen] dialects) refuses a database of another engine, in one
+    line, before anything is read: a PostgreSQL-only project has no SQLite files to apply (and the reverse)."""
+    dialects = decl.project.dialects if decl.project is not None else None
+    if dialects and dialect not in dialects:
+        raise SchemagenError("%s is %s, but %s declares dialects = [%s] ([tool.schemagen] in %s); nothing was "
+                             "changed" % (shown, "a PostgreSQL URL" if dialect == "postgresql" else "an SQLite file",
+                                          decl.label, ", ".join('"%s"' % d for d in dialects),
+                                          decl.project.root / "pyproject.toml"))
+
+
 def refuse_foreign(tables, declared, name=SHIPPED, api=False):
     """The guard of the fallback to the shipped declaration: a database that holds tables, none of them declared
     (declared: the shipped declaration's table names), is another application's; SchemagenError, exit 2.

@@ -90,11 +90,26 @@ def _one_line(text):
 
 # --- validate --------------------------------------------------------------------------
 
-def check(conn, compiled, database):
-    """The validation report of a connected database against the compiled declaration."""
+def check(conn, compiled, database, full_integrity=False, orphans_fail=False):
+    """The validation report of a connected database against the compiled declaration, in the shape SQLite's
+    report has (check/validate.py's validation_report: the same keys and JSON types, so that --json, --verbose and
+    --report read one shape). What only PostgreSQL has: `notes` and `not_valid_violations` (both [] on SQLite);
+    what only SQLite has is empty here: `pragmas` {}, `settings` [], `explain` [] (`schemagen explain --db URL`
+    runs the serves-queries), `findings` [] (`schemagen lint --db URL`).
+
+    What the database has beyond the declaration (a column, index, table, UNIQUE, CHECK or foreign key of the
+    user's own) is kept, as apply keeps it: listed under `extras`, not a difference (as on SQLite).
+    full_integrity: also amcheck's bt_index_check on every B-tree index (or every table read once, without
+    amcheck), as Database.integrity_check(full=True).
+    orphans_fail: rows that break a NOT VALID constraint fail the report, as orphans fail SQLite's
+    foreign_key_check (validate, and the report apply prints); without it (the structure checks inside apply and
+    transfer, which keep such rows on purpose) they are listed and noted only.
+    """
     expected = catalog.canonical_expected(conn, compiled["structure"])
     actual = catalog.read_structure(conn)
     diffs, notes = catalog.compare(expected, actual)
+    extras = [n[:-len(catalog.KEPT)] for n in notes if n.endswith(catalog.KEPT)]
+    notes = [n for n in notes if not n.endswith(catalog.KEPT)]
     diffs += body_differences(conn, compiled, actual)
     # rows already there that a NOT VALID constraint does not check (notvalid.py): reported, not a failure
     broken = notvalid.violations(conn) if actual["not_valid"] else []
@@ -105,17 +120,78 @@ def check(conn, compiled, database):
             "SELECT c.relname, k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
             "WHERE c.relnamespace = %s AND k.contype = 'c' AND k.conname LIKE %s ORDER BY 1, 2",
             (catalog.current_namespace(conn), NN_PREFIX.replace("_", r"\_") + "%")).fetchall()]
-    declared = set(compiled["structure"]["tables"])
+    want_t, want_i = compiled["structure"]["tables"], compiled["structure"]["indexes"]
+    tables_found = sum(1 for t in want_t if t in actual["tables"])
+    indexes_found = sum(1 for i in want_i if i in actual["indexes"])
+    integrity = integrity_problems(conn, full_integrity)
+    integrity_name = "integrity (%s)" % ("every index checked: amcheck, else every table read" if full_integrity
+                                         else "indexes valid and ready")
+    checks = [
+        ("structure matches the declaration", not diffs, plural(len(diffs), "difference") if diffs else "ok"),
+        (plural(len(want_t), "table"), tables_found == len(want_t),
+         "%d of %d declared tables present" % (tables_found, len(want_t))),
+        (plural(len(want_i), "index", "indexes"), indexes_found == len(want_i),
+         "%d of %d declared indexes present" % (indexes_found, len(want_i))),
+        (integrity_name, not integrity, "; ".join(integrity[:5]) or "ok"),
+        ("rows under NOT VALID constraints (the constraint checks new rows only)", not (broken and orphans_fail),
+         "%s that break one, kept" % plural(sum(v["rows"] for v in broken), "existing row") if broken else
+         "no violations"),
+    ]
+    issues = list(diffs) + ["%s: %s" % (c[0], c[2]) for c in checks[3:] if not c[1]]
+    history_table = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (HISTORY_TABLE,)).fetchone()[0]
     return {
+        "database": database, "dialect": "postgresql",
+        "ok": all(c[1] for c in checks),
+        "checks": [{"check": c[0], "ok": bool(c[1]), "detail": c[2]} for c in checks],
+        "violations": [notvalid.describe(v) for v in broken],
+        "tables": [{"name": n, "type": "table"} for n in sorted(actual["tables"]) if n != HISTORY_TABLE],
+        "indexes": sorted([{"name": n, "table": ix["table"], "automatic": False} for n, ix in actual["indexes"].items()]
+                          + [{"name": n, "table": t, "automatic": True}
+                             for n, t in actual["constraint_indexes"].items() if t != HISTORY_TABLE],
+                          key=lambda i: (i["table"], i["name"])),
+        "counts": {"tables": len([t for t in actual["tables"] if t != HISTORY_TABLE]),
+                   "expected_tables": len(want_t), "indexes": len(actual["indexes"]), "expected_indexes": len(want_i)},
+        "pragmas": {}, "settings": [], "explain": [], "findings": [],
+        "differences": diffs, "history": last_design(conn) if history_table else None,
+        "extras": extras, "issues": issues, "notes": notes,
         "not_valid_violations": [{k: v[k] for k in ("table", "constraint", "kind", "parent", "rows", "examples")}
                                  for v in broken],
-        "database": database, "dialect": "postgresql", "ok": not diffs,
-        "tables": len([t for t in actual["tables"] if t in declared]),
-        "indexes": len([i for i in actual["indexes"] if i in compiled["structure"]["indexes"]]),
-        "constraint_indexes": len([i for i, t in actual["constraint_indexes"].items() if t in declared]),
-        "expected": dict(compiled["counts"]),
-        "differences": diffs, "notes": notes, "history": last_design(conn),
     }
+
+
+def integrity_problems(conn, full=False):
+    """[] when sound, else the problems: indexes left INVALID or not ready (a failed CREATE INDEX CONCURRENTLY);
+    with full, also every B-tree index checked with amcheck's bt_index_check when the amcheck extension is
+    installed, else every table read once (the server verifies each page it reads)."""
+    problems = ["index %s on %s is %s" % (name, table, "INVALID" if not valid else "not ready")
+                for name, table, valid, ready in conn.execute(
+                    "SELECT ic.relname, c.relname, i.indisvalid, i.indisready FROM pg_index i "
+                    "JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid "
+                    "WHERE c.relnamespace = current_schema()::regnamespace AND NOT (i.indisvalid AND i.indisready) "
+                    "ORDER BY 1").fetchall()]
+    if not full:
+        return problems
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone():
+        for (oid, name) in conn.execute(
+                "SELECT i.indexrelid, ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+                "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_am a ON a.oid = ic.relam "
+                "WHERE c.relnamespace = current_schema()::regnamespace AND a.amname = 'btree' "
+                "AND i.indisvalid AND i.indisready ORDER BY 2").fetchall():
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT bt_index_check(%s)", (oid,))
+            except psycopg.Error as exc:
+                problems.append("index %s: %s" % (name, _one_line(exc)))
+    else:
+        for (table,) in conn.execute(
+                "SELECT quote_ident(relname) FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
+                "AND relkind IN ('r', 'p') ORDER BY 1").fetchall():
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT count(*) FROM %s" % table)
+            except psycopg.Error as exc:
+                problems.append("table %s: %s" % (table, _one_line(exc)))
+    return problems
 
 
 def last_design(conn):
@@ -143,11 +219,12 @@ def body_differences(conn, compiled, actual):
     return out
 
 
-def validate(url, compiled):
-    """Check a PostgreSQL database against the declaration; the report (ok False: it does not match)."""
+def validate(url, compiled, full_integrity=False):
+    """Check a PostgreSQL database against the declaration; the report (ok False: it does not match, or rows
+    break a NOT VALID constraint, as orphans fail SQLite's validate)."""
     conn = connect(url)
     try:
-        return check(conn, compiled, mask(url))
+        return check(conn, compiled, mask(url), full_integrity, orphans_fail=True)
     except psycopg.Error as exc:
         raise SchemagenError("validate %s: %s" % (mask(url), _one_line(scrub(str(exc), url)))) from None
     finally:
@@ -240,24 +317,3 @@ def _declared_present(conn, expected):
                         (catalog.current_namespace(conn), names)).fetchall()
     found = {r[0] for r in rows}
     return [n for n in names if n in found]
-
-
-# --- text ------------------------------------------------------------------------------
-
-def format_report(report):
-    """The validation report as a few lines for a person."""
-    lines = ["%s (PostgreSQL): %s, %s (declared: %d and %d; %d more back PRIMARY KEY/UNIQUE "
-             "constraints)" % (report["database"], plural(report["tables"], "table"),
-                               plural(report["indexes"], "index", "indexes"), report["expected"]["tables"],
-                               report["expected"]["indexes"], report["constraint_indexes"])]
-    if report["ok"]:
-        lines.append("[ok] the structure matches the declaration")
-    else:
-        lines.append("[FAIL] %d differences from the declaration:" % len(report["differences"]))
-        lines += ["  - %s" % d for d in report["differences"]]
-    h = report.get("history")
-    if h:
-        lines.append("  last brought to: '%s' (sha256 %s) on %s by schemagen %s" % (
-            h["declaration"], h["declaration_sha256"][:12], h["applied_at"], h["schemagen_version"]))
-    lines += ["  note: %s" % n for n in report["notes"]]
-    return "\n".join(lines)

@@ -167,8 +167,12 @@ def canonical_expected(conn, expected):
     return out
 
 
+KEPT = ": not in the declaration (kept)"  # how compare's notes end for what the database has beyond the declaration
+
+
 def compare(expected, actual):
-    """(differences, notes): what keeps the database from matching, and what it has beyond the declaration."""
+    """(differences, notes): what keeps the database from matching, and the rest; a note that ends with KEPT
+    names what the database has beyond the declaration (kept, as apply keeps it: SQLite's "extra")."""
     diffs, notes = [], []
     for name, want in expected["tables"].items():
         have = actual["tables"].get(name)
@@ -185,15 +189,21 @@ def compare(expected, actual):
                 if info[key] != got[key]:
                     diffs.append("%s, column '%s': %s %s expected, found %s" % (where, c, label, _show(info[key]), _show(got[key])))
         for c in have["columns"]:
-            if c not in want["columns"]:
-                diffs.append("%s, column '%s': not in the declaration" % (where, c))
-        for key, label in (("primary_key", "PRIMARY KEY"), ("uniques", "UNIQUE constraints"), ("checks", "CHECKs"),
-                           ("fks", "foreign keys")):
-            if want[key] != have[key]:
-                diffs.append("%s: %s %s expected, found %s" % (where, label, _show(want[key]), _show(have[key])))
+            if c not in want["columns"]:  # a column of the user's own: kept, as on SQLite (apply keeps it too)
+                notes.append("%s, column '%s'%s" % (where, c, KEPT))
+        if want["primary_key"] != have["primary_key"]:
+            diffs.append("%s: PRIMARY KEY %s expected, found %s" % (where, _show(want["primary_key"]),
+                                                                  _show(have["primary_key"])))
+        for key, label in (("uniques", "UNIQUE"), ("checks", "CHECK"), ("fks", "foreign key")):
+            for item in want[key]:
+                if item not in have[key]:
+                    diffs.append("%s: %s %s missing" % (where, label, _show(item)))
+            for item in have[key]:
+                if item not in want[key]:  # the user's own constraint: kept, as plan and apply keep it
+                    notes.append("%s: %s %s%s" % (where, label, _show(item), KEPT))
     for name in actual["tables"]:
         if name not in expected["tables"]:
-            notes.append("table '%s': not in the declaration (kept)" % name)
+            notes.append("table '%s'%s" % (name, KEPT))
     for name, want in expected["indexes"].items():
         have = actual["indexes"].get(name)
         where = "index '%s'" % name
@@ -207,7 +217,7 @@ def compare(expected, actual):
             diffs.append("%s: INVALID (a failed CREATE INDEX CONCURRENTLY); it must be rebuilt" % where)
     for name, have in actual["indexes"].items():
         if name not in expected["indexes"]:
-            notes.append("index '%s' on '%s': not in the declaration (kept)" % (name, have["table"]))
+            notes.append("index '%s' on '%s'%s" % (name, have["table"], KEPT))
     for kind, label in (("views", "view"), ("triggers", "trigger")):
         for name, want in expected.get(kind, {}).items():
             if name not in actual[kind]:

@@ -1,6 +1,6 @@
 """`Database("postgresql://...")`: the same integration class on PostgreSQL, on psycopg 3's async connections.
 
-    db = Database("postgresql://app@db/abathur")   # returns a PgDatabase (database.py picks it by the URL)
+    db = Database("postgresql://app@db/abathur")   # a Database on PostgreSQL: this class, under Database
     await db.initialize()                          # the same planner as `schemagen apply --db postgresql://...`
     async with db.connect() as conn:               # a psycopg.AsyncConnection, session settings applied
         await conn.execute("INSERT INTO tasks (id, ...) VALUES (%s, ...)", values)   # placeholders are %s
@@ -34,7 +34,7 @@ import psycopg
 from ..analysis.sqlterms import single_select
 from ..compile.paths import resource_dir
 from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declaration
-from ..errors import ApplyError, SchemagenError
+from ..errors import ApplyError, NotOnThisEngine, SchemagenError
 from . import apply as pg_apply
 from . import notvalid
 from .url import mask, scrub
@@ -66,6 +66,9 @@ def compiled_for_schema(schema):
 class PgDatabase:
     """A PostgreSQL database kept at the declared schema, used through psycopg's AsyncConnection.
 
+    What `Database("postgresql://...")` is made of: database.py puts this class under Database (isinstance(db,
+    Database) holds), so both engines have the same methods; this class says how each is done on PostgreSQL.
+
     url: a postgresql:// or postgres:// URL (shown masked in every message). schema: as for Database.
     lock_timeout: seconds initialize() keeps retrying while another session holds a lock it needs.
     statement_timeout, settings: session settings for every connection, over SESSION_SETTINGS.
@@ -96,6 +99,7 @@ class PgDatabase:
             from ..compile import project  # the declaration loader
             decl = project.resolve(None)
             if decl.explicit:
+                project.refuse_dialect(decl, "postgresql", "Database(%r)" % self.database)
                 LOG.info("%s: declaration %s ([tool.schemagen] of %s)", self.database, decl.label, decl.project.root)
                 self._decl = decl
             else:
@@ -118,9 +122,13 @@ class PgDatabase:
     async def __aexit__(self, *exc_info):
         await self.close()
 
-    async def initialize(self, allow_data_loss=False, backup=None):
+    async def initialize(self, allow_data_loss=False, backup=None, online=False):
         """Create or migrate the schema (or find it up to date) with pg/migrate.py's apply, as `schemagen apply`
-        does; returns its result. A plan that loses data is refused unless allow_data_loss.
+        does; returns its result. A plan that loses data is refused unless allow_data_loss. backup: accepted for
+        the same signature as on SQLite; PostgreSQL has no file backup (the apply is one transaction).
+
+        online: migrate as `schemagen apply --online` does (pg/online.py: each step its own short transaction,
+        retried while a lock is busy), so that the application keeps reading and writing meanwhile.
 
         Foreign keys added NOT VALID whose existing rows have no parent are logged as warnings
         (validate_foreign_keys() returns them).
@@ -128,7 +136,7 @@ class PgDatabase:
         Example: `result = await db.initialize()`; `await db.initialize(allow_data_loss=True)` for a declaration
         that removes a column or table.
         """
-        result = await asyncio.to_thread(self._initialize_sync, allow_data_loss)
+        result = await asyncio.to_thread(self._initialize_sync, allow_data_loss, online)
         self.last_apply = result
         for note in result.report.get("notes", ()):
             if "existing row" in note:
@@ -148,8 +156,11 @@ class PgDatabase:
             return s.schema
         return target_mod.shipped_target().schema if s is None else s
 
-    def _initialize_sync(self, allow_data_loss=False):
+    def _initialize_sync(self, allow_data_loss=False, online=False):
         from . import migrate  # PostgreSQL's planner (pg/plan.py) and migration, as `schemagen apply` runs it
+        run = migrate.apply
+        if online:
+            from .online import apply_online as run  # online=True only: many short transactions
         schema = self.schema
         if self._fallback:
             pg_apply.refuse_foreign_database(self.url, self.compiled, api=True)
@@ -158,9 +169,9 @@ class PgDatabase:
         lock_timeout = self.settings.get("lock_timeout", pg_apply.DEFAULT_LOCK_TIMEOUT)
         while True:
             try:
-                return migrate.apply(self.url, schema, self.compiled, lock_timeout=lock_timeout,
-                                     statement_timeout=self.settings.get("statement_timeout"),
-                                     allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss)
+                return run(self.url, schema, self.compiled, lock_timeout=lock_timeout,
+                           statement_timeout=self.settings.get("statement_timeout"),
+                           allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss)
             except ApplyError as exc:
                 # another node's apply holds the lock, or created the same tables first: try again
                 retry = "lock was not granted" in str(exc) or "already exists" in str(exc)
@@ -169,6 +180,45 @@ class PgDatabase:
                 LOG.info("%s: another session is applying the schema, trying again", self.database)
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+
+    async def validate(self, full_integrity=False):
+        """The validation report, as `schemagen validate --json` gives it (the same keys on both engines:
+        docs/reference.md); report["ok"] is False when the database does not match the declaration.
+
+        Example: `report = await db.validate(); assert report["ok"], report["differences"]`.
+        """
+        return await asyncio.to_thread(pg_apply.validate, self.url, self.compiled, full_integrity)
+
+    @property
+    def files(self):
+        """SQLite's rendered DDL files: PostgreSQL has none (its statements come from declaration.json).
+
+        Example: `db.files` raises NotOnThisEngine on PostgreSQL; use `db.statements`.
+        """
+        raise NotOnThisEngine("Database.files: PostgreSQL has no rendered DDL files; use Database.statements")
+
+    async def create_file(self, conn, name):
+        """SQLite's one rendered DDL file: PostgreSQL has none.
+
+        Example: `await db.create_file(conn, name)` raises NotOnThisEngine; use `await db.create_tables(conn)`.
+        """
+        raise NotOnThisEngine("Database.create_file(%r): PostgreSQL has no rendered DDL files; use create_tables() "
+                              "and create_indexes()" % (name,))
+
+    async def _create_memory_tables(self, conn):
+        """The Abathur spec's SQLite helper (its first table file). Example: raises NotOnThisEngine here."""
+        raise NotOnThisEngine("Database._create_memory_tables: an SQLite helper (the first rendered table file); "
+                              "use create_tables() on PostgreSQL")
+
+    async def _create_core_tables(self, conn):
+        """The Abathur spec's SQLite helper (the later table files). Example: raises NotOnThisEngine here."""
+        raise NotOnThisEngine("Database._create_core_tables: an SQLite helper (the later rendered table files); "
+                              "use create_tables() on PostgreSQL")
+
+    async def _create_core_indexes(self, conn):
+        """The Abathur spec's SQLite helper (the index file). Example: `await db.create_indexes(conn)` instead."""
+        raise NotOnThisEngine("Database._create_core_indexes: an SQLite helper (the rendered index file); use "
+                              "create_indexes() on PostgreSQL")
 
     @property
     def statements(self):
@@ -281,34 +331,11 @@ class PgDatabase:
 
     def _integrity_sync(self, full):
         conn = pg_apply.connect(self.url)
-        try:
-            problems = ["index %s on %s is %s" % (name, table, "INVALID" if not valid else "not ready")
-                        for name, table, valid, ready in conn.execute(
-                            "SELECT ic.relname, c.relname, i.indisvalid, i.indisready FROM pg_index i "
-                            "JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid "
-                            "WHERE c.relnamespace = current_schema()::regnamespace AND NOT (i.indisvalid AND i.indisready) "
-                            "ORDER BY 1")]
+        try:  # the checks validate's integrity row runs (pg/apply.py), and the rows NOT VALID constraints let by
+            problems = pg_apply.integrity_problems(conn)
             problems += [notvalid.describe(v) for v in notvalid.violations(conn)]
             if full:
-                if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone():
-                    for (oid, name) in conn.execute(
-                            "SELECT i.indexrelid, ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
-                            "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_am a ON a.oid = ic.relam "
-                            "WHERE c.relnamespace = current_schema()::regnamespace AND a.amname = 'btree' "
-                            "AND i.indisvalid AND i.indisready").fetchall():
-                        try:
-                            with conn.transaction():
-                                conn.execute("SELECT bt_index_check(%s)", (oid,))
-                        except psycopg.Error as exc:
-                            problems.append("index %s: %s" % (name, " ".join(str(exc).split())))
-                else:
-                    for (table,) in conn.execute(
-                            "SELECT quote_ident(relname) FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
-                            "AND relkind IN ('r', 'p') ORDER BY 1").fetchall():
-                        try:
-                            conn.execute("SELECT count(*) FROM %s" % table)
-                        except psycopg.Error as exc:
-                            problems.append("table %s: %s" % (table, " ".join(str(exc).split())))
+                problems += [p for p in pg_apply.integrity_problems(conn, full=True) if p not in problems]
             return problems or ["ok"]
         finally:
             conn.close()

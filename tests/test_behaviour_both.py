@@ -1,0 +1,507 @@
+"""The same behaviour on SQLite and PostgreSQL: each test runs once per engine (a file, a throwaway PostgreSQL
+database), or on both at once where it compares them.
+
+Covered: every row of the exit-code table (docs/reference.md) for plan, apply, validate, explain and lint
+(up to date, changes, problems found, refused for data loss without --yes, a foreign database, bad input); one
+JSON shape per command (the same keys and JSON types on both, with "version": 1); validate --report, --verbose
+and --full-integrity; a column added by hand kept by validate, plan and apply; options of one engine refused on
+the other in one line; a project of one dialect; one Database class.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+
+import pytest
+
+from pg_cluster import pg_cluster, pg_url  # noqa: F401 (fixtures)
+
+V1 = """
+from schema_dsl.model import Column, Index, PrimaryKey, Schema, Table
+
+SCHEMA = Schema(name="app", tables=[
+    Table("authors", columns=[Column("id", "INTEGER"), Column("name", "TEXT", not_null=True)],
+          primary_key=PrimaryKey(["id"])),
+    Table("posts", columns=[Column("id", "INTEGER"), Column("author_id", "INTEGER"), Column("title", "TEXT")],
+          primary_key=PrimaryKey(["id"])),
+    Table("scratch", columns=[Column("id", "INTEGER"), Column("note", "TEXT")], primary_key=PrimaryKey(["id"])),
+], indexes=[Index("idx_posts_title", "posts", ["title"], serves=["SELECT id FROM posts WHERE title = ?"])])
+"""
+
+# a change that keeps every row: a new column and a new index
+V2 = V1.replace('Column("title", "TEXT")]', 'Column("title", "TEXT"), Column("body", "TEXT")]').replace(
+    'serves=["SELECT id FROM posts WHERE title = ?"])]',
+    'serves=["SELECT id FROM posts WHERE title = ?"]), Index("idx_posts_author", "posts", ["author_id"])]')
+
+# a change that loses data: the table scratch goes
+V_LOSS = V1.replace("import Column,", "import removed, Column,").replace(
+    '    Table("scratch", columns=[Column("id", "INTEGER"), Column("note", "TEXT")], primary_key=PrimaryKey(["id"])),\n',
+    "").replace('Schema(name="app",', 'Schema(name="app", removed=[removed("table", "scratch", "no longer used")],')
+
+# posts.author_id gets a foreign key to authors: an orphan row already there is kept (and reported)
+V_FK = V1.replace('from schema_dsl.model import Column,', 'from schema_dsl.model import fk, Column,').replace(
+    '''Column("title", "TEXT")],
+          primary_key=PrimaryKey(["id"])),''', '''Column("title", "TEXT")],
+          primary_key=PrimaryKey(["id"]), foreign_keys=[fk("author_id", "authors", "id")]),''')
+
+# a serves-query its index cannot serve (it filters on another column): a warning for explain and lint --strict
+V_UNSERVED = V1.replace('serves=["SELECT id FROM posts WHERE title = ?"]', 'serves=["SELECT id FROM posts WHERE author_id = ?"]')
+
+
+def _cli(runner, *args):
+    from schema_dsl.cli import main
+    return runner.invoke(main, list(args), catch_exceptions=False)
+
+
+class Engine:
+    def __init__(self, name, db, tmp_path):
+        self.name, self.db, self.tmp = name, db, tmp_path
+
+    def decl(self, text, name="schema"):
+        path = self.tmp / ("%s_%s.py" % (name, self.name))
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+    def sql(self, *statements):
+        """Run statements on the database as the application would (autocommit)."""
+        if self.name == "sqlite":
+            conn = sqlite3.connect(self.db, isolation_level=None)
+        else:
+            import psycopg
+            conn = psycopg.connect(self.db, autocommit=True)
+        try:
+            for s in statements:
+                conn.execute(s)
+        finally:
+            conn.close()
+
+    def query(self, statement):
+        if self.name == "sqlite":
+            conn = sqlite3.connect(self.db)
+            try:
+                return conn.execute(statement).fetchall()
+            finally:
+                conn.close()
+        import psycopg
+        with psycopg.connect(self.db) as conn:
+            return conn.execute(statement).fetchall()
+
+    def tables(self):
+        if self.name == "sqlite":
+            return sorted(r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        return sorted(r[0] for r in self.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+
+    def columns(self, table):
+        if self.name == "sqlite":
+            return [r[1] for r in self.query("PRAGMA table_info(%s)" % table)]
+        return [r[0] for r in self.query("SELECT column_name FROM information_schema.columns WHERE table_name = '%s' "
+                                         "ORDER BY ordinal_position" % table)]
+
+
+def _engine(name, request, tmp_path):
+    if name == "sqlite":
+        return Engine("sqlite", str(tmp_path / "app.db"), tmp_path)
+    return Engine("postgresql", request.getfixturevalue("pg_url"), tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    return _engine(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def both(request, tmp_path):
+    sq = tmp_path / "sqlite"
+    sq.mkdir()
+    return _engine("sqlite", request, sq), _engine("postgresql", request, tmp_path)
+
+
+def _applied(runner, engine, text=V1):
+    spec = engine.decl(text)
+    result = _cli(runner, "apply", "--db", engine.db, "--schema", spec)
+    assert result.exit_code == 0, result.output + result.stderr
+    return spec
+
+
+def _one_line_error(result, *words):
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+# --- the exit-code table: plan, apply, validate, explain, lint ---------------------------------
+
+def test_up_to_date_is_0_for_plan_apply_and_validate(runner, engine):
+    spec = _applied(runner, engine)
+    for command in ("plan", "apply", "validate"):
+        result = _cli(runner, command, "--db", engine.db, "--schema", spec)
+        assert result.exit_code == 0, (command, result.output, result.stderr)
+        assert "up to date" in result.output or ": OK" in result.output, (command, result.output)
+
+
+def test_a_change_is_planned_0_then_applied_0_and_validate_before_it_finds_problems_1(runner, engine):
+    _applied(runner, engine)
+    spec = engine.decl(V2, "v2")
+    before = _cli(runner, "validate", "--db", engine.db, "--schema", spec)
+    assert before.exit_code == 1 and "idx_posts_author" in before.output, before.output
+    planned = _cli(runner, "plan", "--db", engine.db, "--schema", spec)
+    assert planned.exit_code == 0 and "idx_posts_author" in planned.output
+    assert "body" not in engine.columns("posts")
+    applied = _cli(runner, "apply", "--db", engine.db, "--schema", spec)
+    assert applied.exit_code == 0, applied.output + applied.stderr
+    assert "body" in engine.columns("posts")
+    assert _cli(runner, "validate", "--db", engine.db, "--schema", spec).exit_code == 0
+
+
+def test_a_plan_that_loses_data_is_refused_2_without_yes_and_nothing_changes(runner, engine):
+    _applied(runner, engine)
+    engine.sql("INSERT INTO scratch (id, note) VALUES (1, 'keep me')")
+    spec = engine.decl(V_LOSS, "loss")
+    refused = _cli(runner, "apply", "--db", engine.db, "--schema", spec)
+    assert refused.exit_code == 2, refused.output + refused.stderr
+    _one_line_error(refused, "loses data", "nothing was changed")
+    assert "scratch" in engine.tables() and engine.query("SELECT count(*) FROM scratch")[0][0] == 1
+    extra = ["--allow-data-loss"] if engine.name == "postgresql" else []
+    accepted = _cli(runner, "apply", "--db", engine.db, "--schema", spec, "--yes", *extra)
+    assert accepted.exit_code == 0, accepted.output + accepted.stderr
+    assert "scratch" not in engine.tables()
+
+
+def test_orphans_already_in_the_data_exit_1_for_validate_and_apply_check_data(runner, engine):
+    spec = _applied(runner, engine, V_FK)
+    engine.sql("INSERT INTO authors (id, name) VALUES (1, 'ann')", "INSERT INTO posts (id, author_id) VALUES (1, 1)")
+    if engine.name == "sqlite":  # foreign_keys is off on this connection: the orphan goes in, as an old file has it
+        engine.sql("INSERT INTO posts (id, author_id, title) VALUES (2, 99, 'orphan')")
+    else:  # kept under the foreign key re-added NOT VALID, as transfer --orphans=not-valid leaves it
+        engine.sql("ALTER TABLE posts DROP CONSTRAINT posts_author_id_fkey",
+                   "INSERT INTO posts (id, author_id, title) VALUES (2, 99, 'orphan')",
+                   "ALTER TABLE posts ADD CONSTRAINT posts_author_id_fkey FOREIGN KEY (author_id) "
+                   "REFERENCES authors (id) NOT VALID")
+    valid = _cli(runner, "validate", "--db", engine.db, "--schema", spec, "--json")
+    assert valid.exit_code == 1, valid.output + valid.stderr
+    report = json.loads(valid.output)
+    assert not report["ok"] and len(report["violations"]) == 1 and "posts" in report["violations"][0]
+    # apply leaves the whole-file data checks to validate, unless --check-data: then it exits 1 as validate does
+    assert _cli(runner, "apply", "--db", engine.db, "--schema", spec).exit_code == 0
+    checked = _cli(runner, "apply", "--db", engine.db, "--schema", spec, "--check-data")
+    assert checked.exit_code == 1, checked.output + checked.stderr
+    assert engine.query("SELECT count(*) FROM posts")[0][0] == 2  # the orphan is kept, not deleted
+
+
+def test_a_foreign_database_is_refused_2_under_the_shipped_fallback(runner, engine, tmp_path, monkeypatch):
+    nowhere = tmp_path / "nowhere"
+    nowhere.mkdir()
+    monkeypatch.chdir(nowhere)  # no [tool.schemagen]: the shipped declaration, and its guard
+    engine.sql("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER)")
+    for command in ("plan", "apply", "validate", "explain", "lint"):
+        result = _cli(runner, command, "--db", engine.db)
+        assert result.exit_code == 2, (command, result.output, result.stderr)
+        assert "invoices" in result.stderr or "another application" in result.stderr, (command, result.stderr)
+    assert engine.tables() == ["invoices"]
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "validate", "explain", "lint"])
+def test_bad_input_is_one_line_and_exit_2(runner, engine, command):
+    result = _cli(runner, command, "--db", engine.db, "--schema", str(engine.tmp / "missing.py"))
+    assert result.exit_code == 2, result.output + result.stderr
+    _one_line_error(result, "missing.py")
+
+
+def test_explain_and_lint_exit_0_with_findings_and_1_under_strict(runner, engine):
+    spec = _applied(runner, engine, V_UNSERVED)
+    for command in ("explain", "lint"):
+        plain = _cli(runner, command, "--db", engine.db, "--schema", spec)
+        assert plain.exit_code == 0, (command, plain.output, plain.stderr)
+        strict = _cli(runner, command, "--db", engine.db, "--schema", spec, "--strict")
+        assert strict.exit_code == 1, (command, strict.output, strict.stderr)
+        assert "--strict" in strict.stderr
+
+
+# --- validate: --report, --verbose, --full-integrity -------------------------------------------
+
+def test_validate_report_verbose_and_full_integrity_work(runner, engine):
+    spec = _applied(runner, engine)
+    path = engine.tmp / ("r-%s.md" % engine.name)
+    result = _cli(runner, "validate", "--db", engine.db, "--schema", spec, "--report", str(path))
+    assert result.exit_code == 0 and path.is_file(), result.output + result.stderr
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# Validation report") and "**OK**" in text and "`posts`" in text
+    verbose = _cli(runner, "validate", "--db", engine.db, "--schema", spec, "--verbose")
+    short = _cli(runner, "validate", "--db", engine.db, "--schema", spec)
+    assert verbose.exit_code == 0 and "[ok] structure matches the declaration" in verbose.output
+    assert "[ok]" not in short.output and len(verbose.output) > len(short.output)
+    full = _cli(runner, "validate", "--db", engine.db, "--schema", spec, "--full-integrity", "--json")
+    assert full.exit_code == 0
+    checks = [c["check"] for c in json.loads(full.output)["checks"]]
+    assert any("integrity" in c for c in checks), checks
+    plain = [c["check"] for c in json.loads(_cli(runner, "validate", "--db", engine.db, "--schema", spec,
+                                                   "--json").output)["checks"]]
+    assert checks != plain  # --full-integrity runs (and names) the whole-file check, not the quick one
+
+
+def test_apply_report_and_verbose_work(runner, engine):
+    spec = engine.decl(V1)
+    path = engine.tmp / ("a-%s.md" % engine.name)
+    result = _cli(runner, "apply", "--db", engine.db, "--schema", spec, "--report", str(path), "--verbose")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert path.is_file() and "# Validation report" in path.read_text(encoding="utf-8")
+    assert "[ok] structure matches the declaration" in result.output
+
+
+# --- kept: what the user added by hand ---------------------------------------------------------
+
+def test_a_column_added_by_hand_is_kept_by_validate_plan_and_apply(runner, engine):
+    spec = _applied(runner, engine)
+    engine.sql("ALTER TABLE posts ADD COLUMN mine TEXT")
+    for command in ("validate", "plan", "apply"):
+        result = _cli(runner, command, "--db", engine.db, "--schema", spec, "--json")
+        assert result.exit_code == 0, (command, result.output, result.stderr)
+        doc = json.loads(result.output)
+        if command == "validate":
+            assert doc["ok"] and doc["differences"] == []
+            assert any("mine" in e for e in doc["extras"]), doc["extras"]
+        else:
+            assert doc["up_to_date"] and any("mine" in k for k in doc["kept"]), doc["kept"]
+    assert "mine" in engine.columns("posts")
+
+
+# --- one JSON shape per command ----------------------------------------------------------------
+
+def _shape(value, path=""):
+    """{path: JSON type} for every key (lists: their first item stands for all); null is noted as such."""
+    out = {}
+    if isinstance(value, dict):
+        out[path or "."] = "object"
+        for k, v in value.items():
+            out.update(_shape(v, "%s.%s" % (path, k)))
+    elif isinstance(value, list):
+        out[path or "."] = "array"
+        if value:
+            out.update(_shape(value[0], path + "[]"))
+    else:
+        out[path or "."] = {bool: "boolean", int: "number", float: "number", str: "string",
+                            type(None): "null"}[type(value)]
+    return out
+
+
+def _hidden(key, shape):
+    """Whether key cannot be there on this side: under an empty list or object ([] or {}: what does not apply on
+    this engine), or under a null."""
+    for n in range(1, len(key)):
+        p = key[:n]
+        if key[n:].startswith(("[]", ".")) and p in shape:
+            if shape[p] == "null" or (shape[p] == "array" and p + "[]" not in shape) or \
+                    (shape[p] == "object" and not any(k.startswith(p + ".") for k in shape)):
+                return True
+    return False
+
+
+def _same_shape(a, b):
+    """The differences of two documents' shapes: a key on one side only, or two types (null matches any type:
+    a value unknown here, on both engines alike; nothing is compared under an empty list or a null)."""
+    sa, sb = _shape(a), _shape(b)
+    diffs = []
+    for key in sorted(set(sa) | set(sb)):
+        if key not in sa or key not in sb:
+            if not _hidden(key, sa if key not in sa else sb):
+                diffs.append("%s: %s / %s" % (key, sa.get(key, "absent"), sb.get(key, "absent")))
+        elif sa[key] != sb[key] and "null" not in (sa[key], sb[key]):
+            diffs.append("%s: %s / %s" % (key, sa[key], sb[key]))
+    return diffs
+
+
+def _documents(runner, e, command):
+    spec = e.decl(V1)
+    if command == "apply":
+        return _cli(runner, "apply", "--db", e.db, "--schema", spec, "--json")
+    assert _cli(runner, "apply", "--db", e.db, "--schema", spec).exit_code == 0
+    if command == "plan":
+        return _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V2, "v2"), "--json")
+    if command == "plan --online":
+        return _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V2, "v2"), "--json", "--online")
+    if command == "apply (migrate)":
+        return _cli(runner, "apply", "--db", e.db, "--schema", e.decl(V2, "v2"), "--json")
+    if command == "validate":
+        return _cli(runner, "validate", "--db", e.db, "--schema", spec, "--json")
+    return _cli(runner, command, "--db", e.db, "--schema", spec, "--json")
+
+
+@pytest.mark.parametrize("command", ["plan", "plan --online", "apply", "apply (migrate)", "validate", "explain",
+                                     "lint"])
+def test_the_json_document_has_the_same_keys_and_types_on_both_engines(runner, both, command):
+    docs = []
+    for e in both:
+        result = _documents(runner, e, command)
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        docs.append(json.loads(result.output))
+    sqlite_doc, pg_doc = docs
+    assert type(sqlite_doc) is type(pg_doc)
+    if isinstance(sqlite_doc, dict):
+        assert sqlite_doc["version"] == pg_doc["version"] == 1
+        assert sqlite_doc.get("dialect", "sqlite") == "sqlite" and pg_doc.get("dialect", "postgresql") == "postgresql"
+    else:
+        assert sqlite_doc and pg_doc  # explain and lint stay lists, and both have items to compare
+    assert _same_shape(sqlite_doc, pg_doc) == []
+
+
+def test_apply_json_has_steps_at_the_top_and_tables_as_a_list_on_both(runner, both):
+    for e in both:
+        doc = json.loads(_documents(runner, e, "apply (migrate)").output)
+        assert isinstance(doc["steps"], list) and doc["steps"] and "plan" not in doc, (e.name, sorted(doc))
+        assert isinstance(doc["report"]["tables"], list) and {"name": "posts", "type": "table"} in doc["report"]["tables"]
+        assert all(isinstance(s["seconds"], float) for s in doc["steps"] if s["seconds"] is not None)
+
+
+# --- options of one engine, refused on the other -----------------------------------------------
+
+@pytest.mark.parametrize("args,engine_name,option", [
+    (("apply", "--concurrently"), "sqlite", "--concurrently"),
+    (("plan", "--concurrently"), "sqlite", "--concurrently"),
+    (("apply", "--lock-timeout", "1s"), "sqlite", "--lock-timeout"),
+    (("apply", "--statement-timeout", "1s"), "sqlite", "--statement-timeout"),
+    (("apply", "--backup-dir", "."), "postgresql", "--backup-dir"),
+    (("apply", "--keep-backups", "2"), "postgresql", "--keep-backups"),
+    (("restore",), "postgresql", "no file backup"),
+    (("inspect",), "postgresql", "inspect"),
+])
+def test_an_option_of_one_engine_is_refused_on_the_other_in_one_line(runner, request, tmp_path, args, engine_name,
+                                                                     option):
+    e = _engine(engine_name, request, tmp_path)
+    spec = _applied(runner, e)
+    before = e.tables()
+    extra = ["--schema", spec] if args[0] in ("apply", "plan") else []
+    result = _cli(runner, args[0], "--db", e.db, *args[1:], *extra)
+    assert result.exit_code == 2, result.output + result.stderr
+    _one_line_error(result, option)
+    assert e.tables() == before
+
+
+def test_diff_db_refuses_a_postgresql_url(runner, pg_url, tmp_path):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text(V1, encoding="utf-8")
+    b.write_text(V2, encoding="utf-8")
+    result = _cli(runner, "diff", str(a), str(b), "--db", pg_url)
+    assert result.exit_code == 2
+    _one_line_error(result, "diff", "SQLite")
+
+
+# --- a project of one dialect ------------------------------------------------------------------
+
+def _project(tmp_path, monkeypatch, dialects):
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[tool.schemagen]\ndeclaration = "schema.py"\ndialects = [%s]\n' % ", ".join(
+        '"%s"' % d for d in dialects), encoding="utf-8")
+    (root / "schema.py").write_text(V1, encoding="utf-8")
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_a_postgresql_only_project_renders_plans_applies_and_validates(runner, pg_url, tmp_path, monkeypatch):
+    root = _project(tmp_path, monkeypatch, ["postgresql"])
+    rendered = _cli(runner, "render")
+    assert rendered.exit_code == 0, rendered.output + rendered.stderr
+    assert (root / "generated" / "postgresql" / "declaration.json").is_file()
+    assert not (root / "generated" / "declaration.json").exists()  # no SQLite files: the project has none
+    for command in ("plan", "apply", "validate", "apply"):
+        result = _cli(runner, command, "--db", pg_url)
+        assert result.exit_code == 0, (command, result.output, result.stderr)
+    assert "posts" in Engine("postgresql", pg_url, tmp_path).tables()
+    refused = _cli(runner, "apply", "--db", str(tmp_path / "x.db"))
+    assert refused.exit_code == 2 and not (tmp_path / "x.db").exists()
+    _one_line_error(refused, "dialects", "postgresql")
+
+
+def test_an_sqlite_only_project_refuses_a_postgresql_url(runner, pg_url, tmp_path, monkeypatch):
+    _project(tmp_path, monkeypatch, ["sqlite"])
+    assert _cli(runner, "render").exit_code == 0
+    for command in ("plan", "apply", "validate", "explain", "lint"):
+        result = _cli(runner, command, "--db", pg_url)
+        assert result.exit_code == 2, (command, result.output, result.stderr)
+        _one_line_error(result, "PostgreSQL URL", "dialects", "sqlite")
+    assert Engine("postgresql", pg_url, tmp_path).tables() == []
+
+
+# --- one Database class ------------------------------------------------------------------------
+
+def _public(cls):
+    return {m for klass in cls.__mro__ if klass is not object for m, v in vars(klass).items()
+            if not m.startswith("__") and (not m.startswith("_") or m.startswith("_create_"))
+            and (callable(v) or isinstance(v, property))}
+
+
+def test_one_database_class_with_the_same_methods_on_both_engines(engine):
+    from schema_dsl import Database
+    from schema_dsl.model import Schema
+    from schema_dsl.pg.database import PgDatabase
+    scope = {}
+    exec(V1, scope)
+    db = Database(engine.db, schema=scope["SCHEMA"])
+    assert isinstance(db, Database) and type(db).__name__ == "Database"
+    assert isinstance(db, PgDatabase) == (engine.name == "postgresql")
+    # every public member of Database is PostgreSQL's own on PostgreSQL (none falls through to SQLite's)
+    own = {m for m in _public(Database) if m in vars(PgDatabase)}
+    assert own == {m for m in _public(Database) if m not in ("schema",)} | ({"schema"} & set(vars(PgDatabase)))
+    assert isinstance(db.schema, Schema) and db.statements and all(isinstance(s, str) for s in db.statements)
+
+    async def scenario():
+        first = await db.initialize(allow_data_loss=False, backup=False, online=False)
+        assert first.applied
+        report = await db.validate()
+        assert report["ok"] and {"name": "posts", "type": "table"} in report["tables"]
+        async with db.connect() as conn:
+            await conn.execute("INSERT INTO authors (id, name) VALUES (1, 'ann')")
+            await conn.commit()
+        plan = await db.explain_query_plan("SELECT id FROM posts WHERE title = %s" if engine.name == "postgresql"
+                                           else "SELECT id FROM posts WHERE title = ?", ("x",))
+        assert plan and all(isinstance(line, str) for line in plan)
+        assert await db.validate_foreign_keys() == []
+        assert await db.integrity_check() == ["ok"]
+        await db.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_method_without_meaning_on_postgresql_raises_one_line_naming_it(pg_url):
+    from schema_dsl import Database
+    from schema_dsl.database import NotOnThisEngine
+    scope = {}
+    exec(V1, scope)
+    db = Database(pg_url, schema=scope["SCHEMA"])
+    with pytest.raises(NotOnThisEngine, match=r"^Database\.files: PostgreSQL") as info:
+        db.files
+    assert "\n" not in str(info.value) and isinstance(info.value, NotImplementedError)
+    with pytest.raises(NotOnThisEngine, match=r"Database\.create_file"):
+        asyncio.run(db.create_file(None, "ddl-tables.sql"))
+
+
+def test_initialize_online_runs_postgresqls_online_apply(pg_url, tmp_path):
+    from schema_dsl import Database
+    from schema_dsl.pg.online import PgOnlineResult
+    one, two = {}, {}
+    exec(V1, one)
+    exec(V2, two)
+
+    async def scenario():
+        await Database(pg_url, schema=one["SCHEMA"]).initialize()
+        db = Database(pg_url, schema=two["SCHEMA"])
+        result = await db.initialize(online=True)
+        assert isinstance(result, PgOnlineResult) and result.applied and result.online
+        assert (await db.validate())["ok"]
+
+    asyncio.run(scenario())
+    assert "body" in Engine("postgresql", pg_url, tmp_path).columns("posts")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_database_of_a_one_dialect_project_refuses_the_other_engine_in_one_line(request, tmp_path, monkeypatch,
+                                                                                dialect):
+    from schema_dsl import Database
+    from schema_dsl.errors import SchemagenError
+    _project(tmp_path, monkeypatch, [dialect])
+    other = _engine("postgresql" if dialect == "sqlite" else "sqlite", request, tmp_path)
+    with pytest.raises(SchemagenError, match=r"declares dialects = \[\"%s\"\]" % dialect) as info:
+        Database(other.db)
+    assert "\n" not in str(info.value)
