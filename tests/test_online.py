@@ -272,3 +272,162 @@ def test_initialize_online_migrates_each_old_shape_as_plain_apply_does(tmp_path,
     for (kind, table, _, _) in schema_of(plain):
         if kind == "table":
             assert rows_of(on, '"%s"' % table) == rows_of(plain, '"%s"' % table), table
+
+
+# --- data steps, the backup and SIGKILL at many points (issue 19 on SQLite) ------------------------------------
+
+STEP_SQL = "UPDATE items SET note = note || '+' WHERE id <= %d" % ROWS  # only the rows make_db wrote
+
+
+def with_step(schema, python=None):
+    from schema_dsl.model import DataStep, evolve
+    step = DataStep("mark_notes", python=python) if python else DataStep("mark_notes", sql=STEP_SQL)
+    return evolve(schema, data_steps=[step])
+
+
+@pytest.mark.parametrize("kind", ["sql", "python"])
+def test_data_step_runs_once_in_its_own_recorded_transaction(tmp_path, small_batches, kind):
+    """Before: the SQL step ran in the swap's transaction (and once more, rolled back, while planning); a python=
+    step was called while planning, rolled back, and never run again, yet recorded as run."""
+    path = make_db(tmp_path / "db.db")
+    original = rows_of(path)
+    calls = []
+
+    def mark(conn):
+        calls.append(1)
+        conn.execute(STEP_SQL)
+    seen = []
+
+    def between(table, phase, n):
+        if phase != "data":
+            return
+        other = sqlite3.connect(path)  # what another connection sees right after the step's own COMMIT
+        seen.append((table, other.execute("SELECT note FROM items WHERE id = 1").fetchone()[0],
+                     other.execute("SELECT kind, data_steps_run FROM _schemagen_history").fetchall()))
+        other.close()
+    result = online.apply_online(path, with_step(AFTER, mark if kind == "python" else None), backup=False,
+                                 between=between)
+    assert result.applied
+    assert seen == [("run data step 'mark_notes'%s" % (" (python)" if kind == "python" else ""), "n0+",
+                     [("data step", '["mark_notes"]')])]
+    if kind == "python":
+        assert calls == [1]
+    assert rows_of(path) == [r[:3] + (r[3] + "+",) for r in original]  # once, not twice
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT kind, data_steps_run FROM _schemagen_history ORDER BY id").fetchall() == [
+        ("data step", '["mark_notes"]'), ("apply", "[]")]
+    assert "CHECK (qty >= 0)" in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'items'").fetchone()[0]
+    conn.close()
+    again = online.apply_online(path, with_step(AFTER, mark if kind == "python" else None), backup=False)
+    assert not again.applied and rows_of(path)[0][3] == "n0+" and len(calls) <= 1
+
+
+def test_plan_online_says_how_long_each_data_step_holds_the_lock(tmp_path):
+    from schema_dsl.compile.target import target_for
+    path = make_db(tmp_path / "db.db")
+    _, steps = online.plan_online(path, target_for(with_step(AFTER), None))
+    found = [s for s in steps if s["step"] == "run data step 'mark_notes'"]
+    assert len(found) == 1
+    assert "holds the write lock for the step's whole run" in found[0]["lock"]
+    assert "changed %d rows when planned" % ROWS in found[0]["lock"]
+    assert not online.leftovers(sqlite3.connect(path)) and rows_of(path)[0][3] == "n0"  # plan changed nothing
+
+
+def test_failing_data_step_after_one_that_committed_is_exit_3_and_the_next_apply_finishes(tmp_path, small_batches):
+    from schema_dsl.errors import ChangedThenFailed
+    from schema_dsl.model import DataStep, evolve
+    path = make_db(tmp_path / "db.db")
+    bad = evolve(AFTER, data_steps=[DataStep("mark_notes", sql=STEP_SQL), DataStep("broken", sql="UPDATE nowhere SET x = 1")])
+    with pytest.raises(ChangedThenFailed, match="broken.*no such table: nowhere.*'mark_notes'.* committed"):
+        online.apply_online(path, bad, backup=False)
+    assert rows_of(path)[0][3] == "n0+"  # the first step committed, once
+    online.apply_online(path, evolve(bad, data_steps=[bad.data_steps[0], DataStep("broken", sql="SELECT 1")]),
+                        backup=False)
+    assert rows_of(path)[0][3] == "n0+"  # not run again
+
+
+def test_online_backup_lets_a_writer_in_between_its_steps_and_keeps_the_snapshot(tmp_path, small_batches, monkeypatch):
+    """WAL mode. Before: the backup was one step of the backup API, so nothing could be seen to write while it ran.
+    Now it copies in steps over one read snapshot, and a writer with a 50 ms busy_timeout writes after each."""
+    from schema_dsl.migrate import backup
+    monkeypatch.setattr(backup, "CHUNK_BYTES", 4 * 4096)  # 4 pages a step
+    path = make_db(tmp_path / "db.db")
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.close()
+    (tmp_path / "bk").mkdir()
+    writer = sqlite3.connect(path, isolation_level=None, timeout=0.05)  # a short busy_timeout: 50 ms
+    written = []
+
+    def between(table, phase, n):
+        if phase == "backup":
+            writer.execute("INSERT INTO items (owner_id, qty, note) VALUES (1, 1, ?)", ("during backup %d" % n,))
+            written.append(n)
+    result = online.apply_online(path, AFTER, backup=True, backup_dir=str(tmp_path / "bk"), between=between)
+    writer.close()
+    assert pages >= 20 and len(written) >= pages // 4  # a write landed after every step, none waited 50 ms
+    kept = sqlite3.connect(result.backup)
+    assert kept.execute("SELECT count(*) FROM items").fetchone() == (ROWS,)  # the snapshot: none of those writes
+    assert kept.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    kept.close()
+    assert len(rows_of(path)) == ROWS + len(written)
+
+
+KILL_ANYWHERE = textwrap.dedent('''
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    from decls import AFTER
+    from schema_dsl.migrate import backup, online
+    from schema_dsl.model import DataStep, evolve
+    online.FIRST_BATCH = online.MAX_BATCH = 100
+    backup.CHUNK_BYTES = 16 * 4096
+    phase, at = sys.argv[3], int(sys.argv[4])
+
+    def between(table, p, n):
+        if p == phase and n == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    online.apply_online(sys.argv[1], evolve(AFTER, data_steps=[DataStep("mark_notes", sql=%r)]), backup=True,
+                        backup_dir=os.path.join(sys.argv[2], "bk"), between=between)
+''' % STEP_SQL)
+
+
+@pytest.mark.parametrize("phase,at", [("backup", 2), ("data", 1), ("copy", 1), ("copy", 17), ("verify", 1),
+                                      ("verify", 5), ("free", 1), ("free", 12)])
+def test_sigkill_anywhere_then_plain_or_online_apply_ends_the_same(tmp_path, phase, at):
+    """SIGKILL during the backup, right after the data step's commit, during the copy and the check, and after the
+    swap while the old table is emptied: the application's writes after the kill go through, and the next apply,
+    plain or online, ends in the same file as a plain apply without the kill (the data step run exactly once)."""
+    (tmp_path / "decls.py").write_text(DECLS, encoding="utf-8")
+    (tmp_path / "kill.py").write_text(KILL_ANYWHERE, encoding="utf-8")
+    path = make_db(tmp_path / "db.db")
+    reference = str(tmp_path / "reference.db")
+    shutil.copy(path, reference)
+
+    def app_writes(p):
+        conn = app(p)
+        conn.execute("INSERT INTO items (id, owner_id, qty, note) VALUES (80001, 2, 3, 'after kill')")
+        conn.execute("UPDATE items SET qty = 7 WHERE id = 1")
+        conn.execute("DELETE FROM items WHERE id = 2")
+        conn.close()
+    (tmp_path / "bk").mkdir()
+    proc = subprocess.run([sys.executable, str(tmp_path / "kill.py"), path, str(tmp_path), phase, str(at)])
+    assert proc.returncode == -signal.SIGKILL
+    app_writes(path)  # the application keeps working, whatever the kill left
+    app_writes(reference)
+    apply(reference, with_step(AFTER), backup=False)
+    expected = rows_of(reference)
+    assert expected[0] == (1, 1, 7, "n0+") and expected[-1] == (80001, 2, 3, "after kill")
+    other = str(tmp_path / "other.db")
+    shutil.copy(path, other)
+    apply(path, with_step(AFTER), backup=False)  # plain
+    online.apply_online(other, with_step(AFTER), backup=False)  # online
+    for p in (path, other):
+        assert rows_of(p) == expected, p
+        assert [r for r in schema_of(p) if r[1] != "_schemagen_history"] == [
+            r for r in schema_of(reference) if r[1] != "_schemagen_history"]
+        conn = sqlite3.connect(p)
+        runs = [r[0] for r in conn.execute("SELECT data_steps_run FROM _schemagen_history")]
+        assert sum(r.count("mark_notes") for r in runs) == 1  # recorded as run once
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        conn.close()

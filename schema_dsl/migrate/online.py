@@ -44,6 +44,7 @@ from ..errors import ApplyError, ChangedThenFailed, SchemagenError
 from ..sqlite import dbfile
 from ..sqlite.leftovers import drop_leftovers, leftovers
 from ..sqlite.quote import quote_identifier as q
+from ..sqlite.structure import HISTORY_TABLE
 from .apply import (DEFAULT_KEEP, ApplyResult, _finish_connection, _guard_data_loss, _refuse_damaged, _verify_structure,
                     apply, check_backup_dir, check_keep, open_for_apply, plan_database, plan_for)
 from .backup import discard, make_backup, prune as prune_backups
@@ -203,7 +204,7 @@ class OnlinePlan:
 
     def __init__(self, conn, plan):
         self.plan = plan
-        self.before, self.swap, self.tables = [], [], []
+        self.before, self.data, self.swap, self.tables = [], [], [], []
         rebuilt = {}
         for step in plan.steps:
             if _kind(step) == "RebuildTable":
@@ -227,6 +228,8 @@ class OnlinePlan:
                 continue  # goes with the old table
             elif kind in BEFORE or kind == "CreateIndex":
                 self.before.append(step)
+            elif kind == "RunDataStep":  # each in its own transaction, after the expand steps (history.run_each)
+                self.data.append(step)
             else:
                 self.swap.append(step)
 
@@ -237,6 +240,8 @@ class OnlinePlan:
             rows = step.rows or 0
             out.append({"step": step.title, "lock": "one transaction, about %s (it reads every row)" % _ms(rows)
                         if rows else "one short transaction"})
+        for step in self.data:
+            out.append({"step": step.title, "lock": _data_lock(step)})
         for tp in self.tables:
             n = tp.step.rows or 0
             out.append({"step": "create shadow table '%s' with %d index(es) (empty, under temporary names) and sync "
@@ -260,6 +265,14 @@ class OnlinePlan:
             out.append({"step": "empty the old table '%s%s' (%d rows) and drop it" % (OLD, tp.name, tp.step.rows or 0),
                         "lock": "batches of about %d ms each" % (BATCH_SECONDS * 1000)})
         return out
+
+
+def _data_lock(step):
+    """plan --online: how long a data step holds the write lock (its own transaction, with its history record)."""
+    what = "one transaction, recorded in %s with it: holds the write lock for the step's whole run" % HISTORY_TABLE
+    if step.rows is None:
+        return what
+    return "%s (it changed %d rows when planned: about %s)" % (what, step.rows, _ms(step.rows))
 
 
 def _ms(rows):
@@ -402,9 +415,15 @@ def run(conn, path, plan, target, between=None, stats=None):
     conn.execute("PRAGMA legacy_alter_table = ON")
     online = OnlinePlan(conn, plan)
     for step in online.before:
+        if step.executed:
+            continue
         with _Lock(conn, stats, step.title):
             for stmt in step.statements:
                 conn.execute(stmt)
+    for step in online.data:
+        if not step.executed:
+            raise ApplyError("online apply: data step %r was not run before the rebuild (history.run_each runs "
+                             "them, each in its own transaction)" % step.change.name)
     try:
         _rebuild_and_swap(conn, path, online, target, between, stats, wal)
     except SchemagenError as exc:
@@ -452,7 +471,7 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
             pass  # the next apply removes them
         raise
     for tp in online.tables:  # committed: what is left is the old rows' space (a leftover if killed now)
-        _free(conn, OLD + tp.name, stats, wal)
+        _free(conn, OLD + tp.name, stats, wal, between)
 
 
 def _swap(conn, path, tp):
@@ -507,10 +526,10 @@ def _swap(conn, path, tp):
         conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (retired,))
 
 
-def _free(conn, table, stats, wal):
+def _free(conn, table, stats, wal, between=None):
     """Empty the retired old table in batches sized by time (its pages freed a batch at a time), then drop it:
     a DROP TABLE of a big table holds the write lock for as long as it walks every page."""
-    size = FIRST_BATCH
+    size, n = FIRST_BATCH, 0
     while True:
         started = time.perf_counter()
         with _Lock(conn, stats, "free the old table's pages"):
@@ -523,6 +542,9 @@ def _free(conn, table, stats, wal):
         size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(time.perf_counter() - started, 1e-4)), size * 2))
         _checkpoint(conn, wal)
         time.sleep(PAUSE_SECONDS)
+        n += 1
+        if between is not None:
+            between(table, "free", n)
 
 
 class OnlineResult(ApplyResult):
@@ -536,7 +558,12 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
     """apply --online: as apply.apply (same arguments), with every table rebuild done online (see the module
     docstring). A new or empty file takes apply's one-transaction path (nothing to keep online). The backup
     is made with the online backup API, without holding the write lock. between(table, phase, batch) is
-    called after each copy ("copy") or check ("verify") batch: tests write from another connection there.
+    called after each copy ("copy") or check ("verify") batch, after each expand or data step's commit (table:
+    the step's title, phase "data") and after each step of the backup (table None, phase "backup"): tests write
+    from another connection there.
+    A declaration with pending data steps: the backup, then its expand steps and data steps each in their own
+    transaction (a data step with its record in the history), then the rest planned against what they did and
+    carried out online; anything refused after them is exit 3 (they are committed: apply again to finish).
     commit_section and terms: as for apply.apply (every one of the online apply's COMMITs runs in commit_section).
     """
     path = os.fspath(path)
@@ -553,9 +580,14 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
     start = time.perf_counter()
     conn, _ = open_for_apply(path, target.files)
     backup_to = None
+    stats = {}
+    token = _COMMIT_SECTION.set(commit_section)
     try:
         conn.execute("PRAGMA foreign_keys = OFF")  # outside any transaction: no ON DELETE fires in the swap
         drop_leftovers(conn)
+        first = []
+        if target.compiled.get("history"):
+            backup_to, first = _data_steps_first(conn, path, target, guard, backup, between, stats)
         conn.execute("BEGIN")  # a read transaction: planning and checking never hold the write lock
         try:
             plan = plan_for(conn, target, guard, loss[0])
@@ -563,8 +595,14 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
                 _refuse_damaged(conn, path, plan)
                 _guard_data_loss(path, plan, bool(backup), *loss[1:], terms=terms)
                 OnlinePlan(conn, plan)  # refuses what --online cannot do before anything is written
+        except SchemagenError as exc:
+            if first:
+                raise _committed(exc, first) from None
+            raise
         finally:
             conn.execute("ROLLBACK")
+        if first:  # the data steps and the expand steps before them: part of what this apply did
+            plan = plan.replace(steps=first + list(plan.steps), touches_rows=True)
         if plan.up_to_date:
             _finish_connection(conn, target.files)
             return ApplyResult(path, plan, applied=False, seconds=time.perf_counter() - start)
@@ -572,20 +610,23 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
             conn.close()
             return apply(path, schema, files, backup=bool(backup), guard=guard, prune=prune,
                          commit_section=commit_section, terms=terms)
-        if backup and plan.touches_rows:
-            backup_to = make_backup(path, backup[0], snapshot=True)
-        stats = {}
-        token = _COMMIT_SECTION.set(commit_section)
+        if backup and plan.touches_rows and backup_to is None:
+            backup_to = _backup(path, backup[0], between)
         try:
             run(conn, path, plan, target, between, stats)
         except ChangedThenFailed:
             raise  # steps before the copy committed: the backup of the file before them is kept
-        except BaseException:
+        except SchemagenError as exc:
+            if first:
+                raise _committed(exc, first) from None
             discard(backup_to)  # nothing of the declaration's change committed
             backup_to = None
             raise
-        finally:
-            _COMMIT_SECTION.reset(token)
+        except BaseException:
+            if not first:
+                discard(backup_to)
+                backup_to = None
+            raise
         if backup_to:
             try:
                 prune_backups(path, backup[0], backup[1], protect=(backup_to,))
@@ -599,7 +640,66 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
     except sqlite3.Error as exc:
         raise ApplyError("online apply of %r failed: %s" % (path, exc)) from None
     finally:
+        _COMMIT_SECTION.reset(token)
         conn.close()
+
+
+def _backup(path, backup_dir, between):
+    """The backup before the first write, with the online backup API in steps over one read snapshot (backup.py's
+    snapshot): in WAL mode the application's writers never wait for it; between(None, "backup", n) after each step."""
+    progress = None
+    if between is not None:
+        calls = iter(range(1, 1 << 62))
+        progress = lambda done, total: between(None, "backup", next(calls))
+    return make_backup(path, backup_dir, progress=progress, snapshot=True)
+
+
+def _committed(exc, first):
+    return ChangedThenFailed("%s; the %d step(s) before it (%s) are committed, the data steps recorded in %s: fix "
+                             "the cause and apply again to finish" % (
+                                 exc, len(first), ", ".join(s.title for s in first), HISTORY_TABLE))
+
+
+def _data_steps_first(conn, path, target, guard, backup, between, stats):
+    """A declaration with pending data steps: the backup, then the expand steps and the data steps, each in its own
+    transaction (history.run_each), before the rest is planned against what they did: each data step runs
+    exactly once (a python= step is called once), recorded with its commit. Returns (backup, steps run)."""
+    from . import history  # only a declaration that keeps a history
+    from ..sqlite import structure
+    conn.execute("BEGIN")
+    try:
+        if guard is not None and conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
+            from .apply import _refuse_foreign_file
+            _refuse_foreign_file(conn, structure.read_raw(conn), target, guard)
+        pending = not history._is_empty(conn) and any(
+            s["name"] not in history.done(conn) for s in history._declared_steps(target))
+    finally:
+        conn.execute("ROLLBACK")
+    if not pending:
+        return None, []
+    backup_to = _backup(path, backup[0], between) if backup else None
+    steps = []
+
+    @contextlib.contextmanager
+    def transaction(title):  # between(title, "data", n) after each commit: tests look (or kill) there
+        steps.append(title)
+        with _Lock(conn, stats, title):
+            yield
+        if between is not None:
+            between(title, "data", len(steps))
+    try:
+        first = history.run_each(conn, target, transaction)
+    except SchemagenError as exc:
+        if len(steps) > 1:  # the failing step rolled back; those before it committed
+            raise ChangedThenFailed("%s; the %d step(s) before it (%s) are committed: fix the cause and apply again "
+                                    "to finish" % (exc, len(steps) - 1, ", ".join(steps[:-1]))) from None
+        discard(backup_to)
+        raise
+    except BaseException:
+        if len(steps) <= 1:
+            discard(backup_to)
+        raise
+    return backup_to, first
 
 
 def plan_online(path, target, guard=None, prune=None):
