@@ -431,3 +431,43 @@ def test_sigkill_anywhere_then_plain_or_online_apply_ends_the_same(tmp_path, pha
         assert sum(r.count("mark_notes") for r in runs) == 1  # recorded as run once
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         conn.close()
+
+
+def test_index_dropped_and_created_again_under_its_name_is_there_after_an_online_apply(tmp_path):
+    """Before: the new index ran before the copy (IF NOT EXISTS: a no-op, the old one had the name) and the drop
+    ran in the swap, so the index was missing and the apply stopped with exit 3 after committing steps."""
+    from schema_dsl.model import evolve
+    path = make_db(tmp_path / "db.db")
+    before = evolve(BEFORE, indexes=[Index("owners_name", "owners", ["name"], where="name IS NOT NULL")])
+    after = evolve(AFTER, indexes=list(AFTER.indexes) + [Index("owners_name", "owners", ["name", "id"])])
+    apply(path, before, backup=False)
+    result = online.apply_online(path, after, backup=False)
+    assert result.applied and result.structure is not None
+    sql = dict(((t, n), s) for t, n, _, s in schema_of(path))[("index", "owners_name")]
+    assert '"name", "id"' in sql and "WHERE" not in sql
+
+
+def test_online_planning_writes_nothing_even_for_a_rename(tmp_path, monkeypatch):
+    """A declared rename is planned by renaming in a savepoint; under --online the planning transaction is a read
+    whose snapshot an application's commit makes stale, and the write then failed at once with 'database is
+    locked' (before: exit 2 on a busy file). Now planning is query_only and a rename is planned on a copy."""
+    from schema_dsl.model import evolve
+    path = make_db(tmp_path / "db.db")
+    renamed = evolve(AFTER, tables=[evolve(t, columns=[evolve(c, name="remark", renamed_from="note")
+                                                       if c.name == "note" else c for c in t.columns])
+                                    if t.name == "items" else t for t in AFTER.tables])
+    writer = app(path)
+    assert writer.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)  # a reader does not block a commit
+    real = online.plan_for
+
+    def plan_after_an_app_commit(conn, *args, **kw):
+        conn.execute("SELECT count(*) FROM items").fetchone()  # the read transaction's snapshot starts here
+        writer.execute("INSERT INTO items (owner_id, qty, note) VALUES (1, 1, 'app')")  # and is stale now
+        return real(conn, *args, **kw)
+    monkeypatch.setattr(online, "plan_for", plan_after_an_app_commit)
+    result = online.apply_online(path, renamed, backup=False)
+    writer.close()
+    assert result.applied
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT remark FROM items WHERE id = ?", (ROWS + 1,)).fetchone() == ("app",)
+    conn.close()

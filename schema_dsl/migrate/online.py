@@ -214,6 +214,10 @@ class OnlinePlan:
                 rebuilt[tp.old.lower()] = tp
         user_index_table = dict((n.lower(), t.lower()) for n, t in conn.execute(
             "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+        # an index the plan drops and creates again under its name (a changed WHERE or columns) on a table that is
+        # not rebuilt: the drop runs before the new one is built, in its own transaction, not in the swap
+        recreated = {step.change.index.name.lower() for step in plan.steps if _kind(step) == "CreateIndex"
+                     and step.change.index.table.lower() not in rebuilt}
         for step in plan.steps:
             kind = _kind(step)
             if kind == "RebuildTable":
@@ -226,6 +230,8 @@ class OnlinePlan:
                 rebuilt[user_index_table[step.change.name.lower()]].add_index(step.change.name, step.change.sql)
             elif kind == "DropIndex" and (step.table or "").lower() in rebuilt:
                 continue  # goes with the old table
+            elif kind == "DropIndex" and step.change.name.lower() in recreated:
+                self.before.append(step)
             elif kind in BEFORE or kind == "CreateIndex":
                 self.before.append(step)
             elif kind == "RunDataStep":  # each in its own transaction, after the expand steps (history.run_each)
@@ -588,7 +594,11 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
         first = []
         if target.compiled.get("history"):
             backup_to, first = _data_steps_first(conn, path, target, guard, backup, between, stats)
-        conn.execute("BEGIN")  # a read transaction: planning and checking never hold the write lock
+        # a read transaction, and query_only: planning and checking never take the write lock (a plan that must
+        # change the file to be made, a rename, is planned on a scratch copy, as `plan` does on a read-only file;
+        # a write here would also fail at once with "database is locked" after any application commit)
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("BEGIN")
         try:
             plan = plan_for(conn, target, guard, loss[0])
             if not plan.up_to_date and not plan.fresh:
@@ -601,6 +611,7 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
             raise
         finally:
             conn.execute("ROLLBACK")
+            conn.execute("PRAGMA query_only = OFF")
         if first:  # the data steps and the expand steps before them: part of what this apply did
             plan = plan.replace(steps=first + list(plan.steps), touches_rows=True)
         if plan.up_to_date:
