@@ -64,6 +64,9 @@ INDEX = "_schemagen_ix_"
 SYNC = "_schemagen_sync_"
 REJECTS = "_schemagen_online_rejects"
 ROWS_PER_SECOND = 400000  # for plan --online's estimates: rows an index build or a count handles per second
+# a new index on a table of at least this many rows (an index build of about 50 ms and more) is not built by one
+# CREATE INDEX under the write lock: the table is copied in batches into a shadow that has the index
+INDEX_COPY_ROWS = 20000
 
 
 class OnlineRefused(SchemagenError):
@@ -97,6 +100,9 @@ def _unquote(name):
 
 class TablePlan:
     """One rebuilt table of an online apply: old and declared names, the shadow, its copy and its indexes."""
+
+    same = False  # True: copied unchanged, only to build a new index (for_index)
+    triggers_sql = ()  # for_index: the table's own triggers, recreated on the new table at the swap
 
     def __init__(self, conn, step, number):
         ch = step.change
@@ -132,6 +138,38 @@ class TablePlan:
         self.indexes = []  # (declared name, temporary name, CREATE INDEX on the shadow)
         self.number = number
         self.top = None  # the largest rowid when the sync triggers were created
+
+    @classmethod
+    def for_index(cls, conn, step, number):
+        """The table of a new index (step) copied unchanged into a shadow that has the index, so that no CREATE
+        INDEX reads the whole table under the write lock; None when the table cannot be (WITHOUT ROWID, generated
+        columns): the index is then built in one transaction."""
+        table = step.table
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+        head = re.match(r'(\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?)("(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[^\s(]+)',
+                        row[0] if row else "", re.I)
+        info = conn.execute("SELECT name, hidden FROM pragma_table_xinfo(?)", (table,)).fetchall()
+        if head is None or any(hidden for _, hidden in info) or _without_rowid(row[0]):
+            return None
+        tp = cls.__new__(cls)
+        tp.step, tp.old, tp.name, tp.shadow, tp.number, tp.top = step, table, table, SHADOW + table, number, None
+        tp.same, tp.original_sql = True, row[0]
+        tp.create = head.group(1) + q(tp.shadow) + row[0][head.end(2):]
+        tp.columns = [name for name, _ in info]
+        tp.exprs = [q(c) for c in tp.columns]
+        if _rowid_alias(conn, table) is not None:
+            tp.insert_columns, tp.select = tp.columns, tp.exprs
+        else:
+            tp.insert_columns, tp.select = ["rowid"] + tp.columns, ["rowid"] + tp.exprs
+        # the table's own foreign keys guard the shadow as a rebuild's do: a row whose key is broken is recorded,
+        # never a reason for the application's write to fail in the sync trigger
+        tp.fks = [(tuple(c for _, c, _ in g), g[0][0], tuple(r for _, _, r in g)) for g in _fk_groups(conn, table)]
+        tp.seq = "AUTOINCREMENT" in row[0].upper()
+        tp.indexes = []
+        tp.triggers_sql = [r[0] for r in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? AND sql IS NOT NULL ORDER BY rowid",
+            (table,))]
+        return tp
 
     def add_index(self, name, sql):
         m = _index_head(sql)
@@ -193,6 +231,19 @@ def _rowid_alias(conn, table):
     return None
 
 
+def _without_rowid(sql):
+    return "WITHOUT" in sql.upper().split(")")[-1]
+
+
+def _fk_groups(conn, table):
+    """The table's foreign keys: [[(parent, column, parent column), ...] per key], by id and seq."""
+    groups = {}
+    for r in conn.execute("SELECT id, seq, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?) ORDER BY id, seq",
+                          (table,)):
+        groups.setdefault(r[0], []).append((r[2], r[3], r[4] or _primary_key(conn, r[2])[r[1]]))
+    return list(groups.values())
+
+
 def _primary_key(conn, table):
     return tuple(r[0] for r in sorted(conn.execute("SELECT name, pk FROM pragma_table_info(?) WHERE pk > 0",
                                                    (table,)).fetchall(), key=lambda r: r[1]))
@@ -212,6 +263,18 @@ class OnlinePlan:
                 self.tables.append(tp)
                 rebuilt[tp.name.lower()] = tp
                 rebuilt[tp.old.lower()] = tp
+        for step in plan.steps:  # a new index on a big table that is not rebuilt: the table copied with it
+            if _kind(step) == "CreateIndex" and step.table and step.table.lower() not in rebuilt and \
+                    (step.rows or 0) >= INDEX_COPY_ROWS:
+                tp = TablePlan.for_index(conn, step, len(self.tables))
+                if tp is not None:
+                    dropped = {s.change.name.lower() for s in plan.steps if _kind(s) == "DropIndex"}
+                    for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
+                                                  "tbl_name = ? AND sql IS NOT NULL ORDER BY rowid", (tp.old,)):
+                        if name.lower() not in dropped:  # the table's indexes the plan keeps
+                            tp.add_index(name, sql)
+                    self.tables.append(tp)
+                    rebuilt[tp.name.lower()] = tp
         user_index_table = dict((n.lower(), t.lower()) for n, t in conn.execute(
             "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
         # an index the plan drops and creates again under its name (a changed WHERE or columns) on a table that is
@@ -251,7 +314,9 @@ class OnlinePlan:
         for tp in self.tables:
             n = tp.step.rows or 0
             out.append({"step": "create shadow table '%s' with %d index(es) (empty, under temporary names) and sync "
-                                "triggers on '%s'" % (tp.shadow, len(tp.indexes), tp.old),
+                                "triggers on '%s'%s" % (tp.shadow, len(tp.indexes), tp.old, (
+                                    " (the table is copied unchanged: a new index on about %d rows is built as the "
+                                    "copy fills it, not by one CREATE INDEX)" % n) if tp.same else ""),
                         "lock": "one short transaction"})
             out.append({"step": "copy %d rows of '%s' into '%s' in batches" % (n, tp.old, tp.shadow),
                         "lock": "batches of about %d ms each, a passive WAL checkpoint between them" % (
@@ -260,12 +325,13 @@ class OnlinePlan:
                 tp.old, tp.shadow), "lock": "none (read batches of about %d ms each; in rollback-journal mode they "
                                             "hold writers off that long)" % (BATCH_SECONDS * 1000)})
         if self.tables or self.swap:
+            rebuilds = len([tp for tp in self.tables if not tp.same])
             names = ", ".join("'%s'" % tp.name for tp in self.tables)
             out.append({"step": "swap%s: check the rows written since the copy began, rename the old table%s "
                                 "away and the shadow in, set the index names%s" % (
                                     " " + names if names else "", "s" if len(self.tables) > 1 else "",
-                                    ", and %d other step(s) of the plan" % (len(self.swap) - len(self.tables))
-                                    if len(self.swap) > len(self.tables) else ""),
+                                    ", and %d other step(s) of the plan" % (len(self.swap) - rebuilds)
+                                    if len(self.swap) > rebuilds else ""),
                         "lock": "one short transaction (no row is copied or counted in full)"})
         for tp in self.tables:
             out.append({"step": "empty the old table '%s%s' (%d rows) and drop it" % (OLD, tp.name, tp.step.rows or 0),
@@ -461,6 +527,9 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
                 raise _refuse(conn, path, tp, missing, "found by the check before the swap")
         with _Lock(conn, stats, "swap"):
             known = broken_dependents(conn)
+            for tp in online.tables:
+                if tp.same:
+                    _swap(conn, path, tp)
             for step in online.swap:
                 if _kind(step) == "RebuildTable":
                     _swap(conn, path, next(tp for tp in online.tables if tp.step is step))
@@ -505,6 +574,8 @@ def _swap(conn, path, tp):
                                 (retired,)).fetchall():
         conn.execute("DROP TRIGGER %s" % q(name))  # the plan recreates the table's triggers on the new one
     conn.execute("ALTER TABLE %s RENAME TO %s" % (q(tp.shadow), q(tp.name)))
+    for sql in tp.triggers_sql:  # a table copied only for its new index: its own triggers, as they were
+        conn.execute(sql)
     renames = []  # the old table's indexes out of the way first, then the shadow's under the declared names
     for n, (name, sql) in enumerate(conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
@@ -513,13 +584,16 @@ def _swap(conn, path, tp):
         m = _index_head(sql)
         renames.append((name, tmp, sql[:m.start(1)] + q(tmp) + sql[m.end(1):]))
     renames += [(tmp, name, final) for name, tmp, _, final in tp.indexes]
-    if renames:  # SQLite has no ALTER INDEX: the names are set in sqlite_master, the schema version bumped
+    if renames or tp.same:  # SQLite has no ALTER INDEX: the names are set in sqlite_master, the schema version bumped
         version = conn.execute("PRAGMA schema_version").fetchone()[0]
         conn.execute("PRAGMA writable_schema = ON")
         try:
             for old_name, new_name, sql in renames:
                 conn.execute("UPDATE sqlite_master SET name = ?, sql = ? WHERE type = 'index' AND name = ?",
                              (new_name, sql, old_name))
+            if tp.same:  # the same table: its CREATE TABLE text as it was (the rename quoted the name)
+                conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
+                             (tp.original_sql, tp.name))
             conn.execute("PRAGMA schema_version = %d" % (version + 1))
         finally:
             conn.execute("PRAGMA writable_schema = OFF")
