@@ -525,8 +525,12 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
                                between, stats, "verify", wal, write=False)
             if missing:
                 raise _refuse(conn, path, tp, missing, "found by the check before the swap")
-        with _Lock(conn, stats, "swap"):
+        conn.execute("BEGIN")  # the views and triggers already broken: read before the swap, not under its lock
+        try:
             known = broken_dependents(conn)
+        finally:
+            conn.execute("ROLLBACK")
+        with _Lock(conn, stats, "swap"):
             for tp in online.tables:
                 if tp.same:
                     _swap(conn, path, tp)
