@@ -510,3 +510,89 @@ def test_new_index_on_a_big_table_is_built_by_a_copy_not_one_create_index(tmp_pa
     assert "USING INDEX items_qty" in " ".join(
         r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT * FROM items WHERE qty = 5"))
     conn.close()
+
+
+def tag_schemas(after_pk=("owner", "name")):
+    from schema_dsl.model import evolve
+
+    def tags(after):
+        return Table("tags", columns=[Column("owner", "TEXT", collate="NOCASE"), Column("name", "TEXT"),
+                                      Column("weight", "INTEGER", not_null=after), Column("note", "TEXT")],
+                     primary_key=PrimaryKey(("owner", "name") if not after else after_pk), without_rowid=True,
+                     checks=[Check("weight >= 0")] if after else [])
+    return (Schema(name="tags", tables=[tags(False)]),
+            Schema(name="tags", tables=[tags(True)], indexes=[Index("tags_weight", "tags", ["weight"])]))
+
+
+def make_tags(path, rows=ROWS):
+    before, _ = tag_schemas()
+    apply(str(path), before, backup=False)
+    conn = sqlite3.connect(str(path))
+    conn.executemany("INSERT INTO tags VALUES (?, ?, ?, ?)",
+                     [("Owner%d" % (i % 37), "tag-%05d" % i, i % 50, "n%d" % i) for i in range(rows)])
+    conn.commit()
+    conn.close()
+    return str(path)
+
+
+def test_without_rowid_table_is_rebuilt_online_by_primary_key_ranges(tmp_path, small_batches):
+    """Before: refused ("--online rebuilds rowid tables only"). Now the sync triggers and the batches go by the
+    primary key (composite, one column NOCASE): writes before and after the copy's position, key changes and
+    deletes all end up as in a plain apply of the same writes."""
+    before, after = tag_schemas()
+    path = make_tags(tmp_path / "db.db")
+    writes = []
+
+    def between(table, phase, n):
+        conn = app(path)
+        n = len(writes) // 5 + 1  # a new number per call (copy, verify and free batches each count from 1)
+        for sql, args in (("INSERT INTO tags VALUES (?, ?, 1, 'app')", ("owner%d" % (n % 37), "zz-%d" % n)),
+                          ("INSERT INTO tags VALUES (?, ?, 2, 'app-early')", ("AAA", "a-%d" % n)),
+                          ("UPDATE tags SET weight = weight + 100 WHERE name = ?", ("tag-%05d" % (n * 97 % ROWS),)),
+                          ("UPDATE tags SET name = name || '-moved' WHERE name = ?", ("tag-%05d" % (n * 13 % ROWS),)),
+                          ("DELETE FROM tags WHERE name = ?", ("tag-%05d" % (n * 31 % ROWS),))):
+            conn.execute(sql, args)
+            writes.append((sql, args))
+        conn.close()
+    result = online.apply_online(path, after, backup=False, between=between)
+    assert result.applied and result.online["transactions"] > ROWS // 100
+    replay = make_tags(tmp_path / "replay.db")
+    conn = app(replay)
+    for sql, args in writes:
+        conn.execute(sql, args)
+    conn.close()
+    apply(replay, after, backup=False)
+    assert schema_of(path) == schema_of(replay)
+    tags = lambda p: sqlite3.connect(p).execute("SELECT * FROM tags ORDER BY owner, name").fetchall()
+    assert tags(path) == tags(replay) and len(tags(path)) > ROWS
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert not online.leftovers(conn)
+    conn.close()
+
+
+def test_without_rowid_write_the_new_check_rejects_is_named_by_its_key(tmp_path, small_batches):
+    _, after = tag_schemas()
+    path = make_tags(tmp_path / "db.db")
+    before = schema_of(path)
+    conn = app(path)
+
+    def between(table, phase, n):
+        if phase == "copy" and n == 4:
+            conn.execute("INSERT INTO tags VALUES ('Owner1', 'bad', -3, 'x')")
+    with pytest.raises(online.OnlineRefused) as info:
+        online.apply_online(path, after, backup=False, between=between)
+    assert "(owner, name)=('Owner1', 'bad')" in str(info.value) and "CHECK constraint failed" in str(info.value)
+    assert conn.execute("SELECT weight FROM tags WHERE name = 'bad'").fetchone() == (-3,)  # the write stands
+    conn.close()
+    assert schema_of(path) == before
+
+
+def test_without_rowid_table_whose_primary_key_changes_is_refused_by_name(tmp_path):
+    _, after = tag_schemas(after_pk=("name",))
+    path = make_tags(tmp_path / "db.db")
+    before = schema_of(path)
+    with pytest.raises(online.OnlineRefused, match="table 'tags': --online copies a WITHOUT ROWID table by its "
+                                                   "primary key.*owner, name before, name declared"):
+        online.apply_online(path, after, backup=False)
+    assert schema_of(path) == before

@@ -25,7 +25,11 @@ transaction. Instead:
 Steps of the plan that are not rebuilds run before the copy each in its own transaction (create table,
 add column, fill, rename, a new index on a table that is not rebuilt: that one holds the write lock while it
 indexes the table, and plan --online says how long it expects) or inside the swap (drops, views, triggers,
-settings). A WITHOUT ROWID table, or one whose new rowid would differ from the old one, is refused.
+settings). A WITHOUT ROWID table is copied, kept in step and compared by its primary key instead of the rowid
+(batches are primary-key ranges, compared as row values in the key's own collations); one that would change its
+primary key columns or stop (or start) being WITHOUT ROWID is refused, as is a rowid table whose new rowid would
+differ from the old one. A new index on a table of INDEX_COPY_ROWS rows or more that is not rebuilt is not built
+by one CREATE INDEX under the write lock: the table is copied unchanged the same way into a shadow that has it.
 
 Killed at any point, the database holds either the old table with its shadow objects (the application keeps
 working: the triggers never fail a write) or the finished result; drop_leftovers() removes the former and
@@ -112,12 +116,41 @@ class TablePlan:
         if head is None:  # the rendered rebuild starts with its CREATE TABLE (after comments)
             raise ApplyError("online apply: unexpected rebuild statement for table '%s'" % self.name)
         self.create = head.group(1) + q(self.shadow) + step.statements[0][head.end(2):]
-        if ch.table.without_rowid:
-            raise OnlineRefused("table '%s' is WITHOUT ROWID: --online rebuilds rowid tables only; run apply "
-                                "without --online" % self.name)
         self.columns = [c for c, _ in ch.copy]
         self.exprs = [e for _, e in ch.copy]
         pk = ch.table.primary_key
+        old_sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (self.old,)).fetchone()
+        old_without = _without_rowid(old_sql[0] if old_sql else "")
+        if ch.table.without_rowid or old_without:
+            self._by_primary_key(conn, ch, old_without)
+        else:
+            self._by_rowid(conn, ch)
+        self.fks = [(f.columns, f.ref_table, f.ref_columns or _primary_key(conn, f.ref_table))
+                    for f in ch.table.foreign_keys]
+        self.seq = bool(pk is not None and pk.autoincrement)
+        self.indexes = []  # (declared name, temporary name, CREATE INDEX on the shadow)
+        self.number = number
+        self.top = None  # the largest key (a tuple) when the sync triggers were created
+
+    def _by_primary_key(self, conn, ch, old_without):
+        """A WITHOUT ROWID table: rows are copied, synced and compared by its primary key, which must be the same
+        columns before and after (the copy carries each of them over unchanged)."""
+        old_pk = list(_primary_key(conn, self.old))
+        new_pk = list(ch.table.primary_key.columns) if ch.table.primary_key is not None else []
+        copy = dict((c.lower(), e) for c, e in ch.copy)
+        if not (ch.table.without_rowid and old_without) or len(old_pk) != len(new_pk) or any(
+                _unquote(copy.get(n.lower(), "")).lower() != o.lower() for n, o in zip(new_pk, old_pk)):
+            raise OnlineRefused("table '%s': --online copies a WITHOUT ROWID table by its primary key, which must stay "
+                                "WITHOUT ROWID with the same primary key columns (%s before, %s declared, %s); run "
+                                "apply without --online" % (
+                                    self.name, ", ".join(old_pk) or "rowid", ", ".join(new_pk) or "rowid",
+                                    "WITHOUT ROWID" if ch.table.without_rowid else "a rowid table"))
+        self.key_old, self.key_new = old_pk, new_pk
+        self.insert_columns, self.select = self.columns, self.exprs
+
+    def _by_rowid(self, conn, ch):
+        pk = ch.table.primary_key
+        self.key_old = self.key_new = ["rowid"]
         ipk = None
         if pk is not None and len(pk.columns) == 1:
             col = next(c for c in ch.table.columns if c.name == pk.columns[0])
@@ -132,12 +165,6 @@ class TablePlan:
             self.insert_columns, self.select = self.columns, self.exprs
         else:
             self.insert_columns, self.select = ["rowid"] + self.columns, ["rowid"] + self.exprs
-        self.fks = [(f.columns, f.ref_table, f.ref_columns or _primary_key(conn, f.ref_table))
-                    for f in ch.table.foreign_keys]
-        self.seq = bool(pk is not None and pk.autoincrement)
-        self.indexes = []  # (declared name, temporary name, CREATE INDEX on the shadow)
-        self.number = number
-        self.top = None  # the largest rowid when the sync triggers were created
 
     @classmethod
     def for_index(cls, conn, step, number):
@@ -149,7 +176,7 @@ class TablePlan:
         head = re.match(r'(\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?)("(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[^\s(]+)',
                         row[0] if row else "", re.I)
         info = conn.execute("SELECT name, hidden FROM pragma_table_xinfo(?)", (table,)).fetchall()
-        if head is None or any(hidden for _, hidden in info) or _without_rowid(row[0]):
+        if head is None or any(hidden for _, hidden in info):
             return None
         tp = cls.__new__(cls)
         tp.step, tp.old, tp.name, tp.shadow, tp.number, tp.top = step, table, table, SHADOW + table, number, None
@@ -157,7 +184,11 @@ class TablePlan:
         tp.create = head.group(1) + q(tp.shadow) + row[0][head.end(2):]
         tp.columns = [name for name, _ in info]
         tp.exprs = [q(c) for c in tp.columns]
-        if _rowid_alias(conn, table) is not None:
+        tp.key_old = tp.key_new = ["rowid"]
+        if _without_rowid(row[0]):
+            tp.key_old = tp.key_new = list(_primary_key(conn, table))
+            tp.insert_columns, tp.select = tp.columns, tp.exprs
+        elif _rowid_alias(conn, table) is not None:
             tp.insert_columns, tp.select = tp.columns, tp.exprs
         else:
             tp.insert_columns, tp.select = ["rowid"] + tp.columns, ["rowid"] + tp.exprs
@@ -204,18 +235,54 @@ class TablePlan:
         return "INSERT %sINTO %s (%s) %s" % ("OR IGNORE " if or_ignore else "", q(self.shadow),
                                              ", ".join(q(c) for c in self.insert_columns), self.new_row(where))
 
+    @property
+    def by_rowid(self):
+        return self.key_old == ["rowid"]
+
+    def key(self, alias=None, new=False):
+        """The key's columns as SQL, comma-separated (rowid, or the primary key of a WITHOUT ROWID table)."""
+        prefix = alias + "." if alias else ""
+        return ", ".join(prefix + _col(k) for k in (self.key_new if new else self.key_old))
+
+    def key_is(self, alias, values, new=False):
+        """SQL: the key of alias (old table, or the shadow when new) equals values (SQL expressions)."""
+        prefix = alias + "." if alias else ""
+        return " AND ".join("%s%s = %s" % (prefix, _col(k), v) for k, v in zip(self.key_new if new else self.key_old,
+                                                                                 values))
+
+    def key_range(self, alias, lo, hi, new=False):
+        """(SQL, parameters): the key of alias in (lo, hi] (tuples; None: unbounded on that side)."""
+        cols = "(%s)" % self.key(alias, new)
+        marks = "(%s)" % ", ".join("?" * len(self.key_old))
+        parts, params = [], []
+        if lo is not None:
+            parts.append("%s > %s" % (cols, marks))
+            params += list(lo)
+        if hi is not None:
+            parts.append("%s <= %s" % (cols, marks))
+            params += list(hi)
+        return " AND ".join(parts) or "1", params
+
     def triggers(self):
         name = lambda op: q("%s%s_%s" % (SYNC, op, self.name))
-        upsert = ("DELETE FROM {s} WHERE rowid = NEW.rowid; {copy}; INSERT OR IGNORE INTO {r} (tbl, row_id) "
-                  "SELECT {t}, NEW.rowid WHERE NOT EXISTS (SELECT 1 FROM {s} WHERE rowid = NEW.rowid);").format(
-            s=q(self.shadow), copy=self.copy_sql("rowid = NEW.rowid"), r=q(REJECTS), t=_lit(self.name))
+        new_key = ["NEW.%s" % _col(k) for k in self.key_old]
+        old_key = ["OLD.%s" % _col(k) for k in self.key_old]
+        # a WITHOUT ROWID row is recorded as "some row of the table": the swap then compares the whole key range
+        upsert = ("DELETE FROM {s} WHERE {shadow_new}; {copy}; INSERT OR IGNORE INTO {r} (tbl, row_id) "
+                  "SELECT {t}, {row_id} WHERE NOT EXISTS (SELECT 1 FROM {s} WHERE {shadow_new});").format(
+            s=q(self.shadow), copy=self.copy_sql(self.key_is(None, new_key)), r=q(REJECTS), t=_lit(self.name),
+            shadow_new=self.key_is(None, new_key, new=True), row_id="NEW.rowid" if self.by_rowid else "0")
         return [
             "CREATE TRIGGER %s AFTER INSERT ON %s BEGIN %s END" % (name("ins"), q(self.old), upsert),
-            "CREATE TRIGGER %s AFTER UPDATE ON %s BEGIN DELETE FROM %s WHERE rowid = OLD.rowid; %s END" % (
-                name("upd"), q(self.old), q(self.shadow), upsert),
-            "CREATE TRIGGER %s AFTER DELETE ON %s BEGIN DELETE FROM %s WHERE rowid = OLD.rowid; END" % (
-                name("del"), q(self.old), q(self.shadow)),
+            "CREATE TRIGGER %s AFTER UPDATE ON %s BEGIN DELETE FROM %s WHERE %s; %s END" % (
+                name("upd"), q(self.old), q(self.shadow), self.key_is(None, old_key, new=True), upsert),
+            "CREATE TRIGGER %s AFTER DELETE ON %s BEGIN DELETE FROM %s WHERE %s; END" % (
+                name("del"), q(self.old), q(self.shadow), self.key_is(None, old_key, new=True)),
         ]
+
+
+def _col(name):
+    return name if name == "rowid" else q(name)
 
 
 def _lit(text):
@@ -390,19 +457,19 @@ def _checkpoint(conn, wal):
 
 
 def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
-    """Run sql_for(lo, hi) over the old table's rowids up to tp.top (the largest when the sync triggers were
-    created: the triggers copy every row written after) in batches sized by time; between(table, label, n)
-    is called after each batch (tests write from another connection there)."""
+    """Run sql_for(lo, hi) over the old table's keys (rowids, or a WITHOUT ROWID table's primary keys; tuples, lo
+    None at first) in (lo, hi] ranges up to tp.top (the largest when the sync triggers were created: the triggers
+    copy every row written after) in batches sized by time; between(table, label, n) is called after each batch
+    (tests write from another connection there)."""
     size, lo, n = FIRST_BATCH, None, 0
-    while tp.top is not None and (lo is None or lo < tp.top):
+    while tp.top is not None and lo != tp.top:
         started = time.perf_counter()
         with _Lock(conn, stats, "%s batch of '%s'" % (label, tp.name)) if write else _Read(conn):
-            bound = conn.execute("SELECT max(rowid) FROM (SELECT rowid FROM %s WHERE rowid > ? ORDER BY rowid "
-                                 "LIMIT ?)" % q(tp.old), (lo if lo is not None else -(2 ** 63), size)).fetchone()[0]
-            bound = min(bound, tp.top) if bound is not None else None
-            if bound is None:
-                return
-            result = sql_for(lo if lo is not None else -(2 ** 63), bound)
+            where, params = tp.key_range(None, lo, tp.top)
+            row = conn.execute("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT 1 OFFSET ?" % (
+                tp.key(), q(tp.old), where, tp.key()), params + [size - 1]).fetchone()
+            bound = tuple(row) if row is not None else tp.top  # fewer rows than size left: up to the top
+            result = sql_for(lo, bound)
         lo, n = bound, n + 1
         took = time.perf_counter() - started
         size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(took, 1e-4)), size * 2))
@@ -429,47 +496,53 @@ class _Read:
         return False
 
 
-def _describe_row(conn, tp, rowid):
-    """Why the shadow does not take row rowid of the old table: the constraint SQLite names, or its foreign key."""
-    row = conn.execute("SELECT * FROM %s WHERE rowid = ?" % q(tp.old), (rowid,)).fetchone()
+def _describe_row(conn, tp, key):
+    """Why the shadow does not take the row of the old table with key (a tuple): the constraint SQLite names, or its
+    foreign key."""
+    marks = ["?"] * len(key)
+    row = conn.execute("SELECT * FROM %s WHERE %s" % (q(tp.old), tp.key_is(None, marks)), key).fetchone()
     cols = [r[1] for r in conn.execute("SELECT * FROM pragma_table_info(?)", (tp.old,))]
     shown = ", ".join("%s=%r" % (c, v) for c, v in list(zip(cols, row or ()))[:6])
     conn.execute("SAVEPOINT schemagen_probe_row")
     try:
-        conn.execute("DELETE FROM %s WHERE rowid = ?" % q(tp.shadow), (rowid,))
-        conn.execute("INSERT INTO %s (%s) SELECT %s FROM %s WHERE rowid = ?" % (
-            q(tp.shadow), ", ".join(q(c) for c in tp.insert_columns), ", ".join(tp.select), q(tp.old)), (rowid,))
+        conn.execute("DELETE FROM %s WHERE %s" % (q(tp.shadow), tp.key_is(None, marks, new=True)), key)
+        conn.execute("INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s" % (
+            q(tp.shadow), ", ".join(q(c) for c in tp.insert_columns), ", ".join(tp.select), q(tp.old),
+            tp.key_is(None, marks)), key)
         why = "a declared foreign key has no parent row"
     except sqlite3.Error as exc:
         why = str(exc)
     finally:
         conn.execute("ROLLBACK TO schemagen_probe_row")
         conn.execute("RELEASE schemagen_probe_row")
-    return "table '%s', row rowid=%d (%s): %s" % (tp.name, rowid, shown, why)
+    which = "rowid=%d" % key[0] if tp.by_rowid else "(%s)=(%s)" % (", ".join(tp.key_old), ", ".join(map(repr, key)))
+    return "table '%s', row %s (%s): %s" % (tp.name, which, shown, why)
 
 
 def _missing(conn, tp, lo, hi):
-    """Rows of the old table in (lo, hi] that the shadow lacks; ApplyError when the shadow has more (it never
-    should: its rows only come from the old table's)."""
-    missing = [r[0] for r in conn.execute(
-        "SELECT o.rowid FROM %s AS o WHERE o.rowid > ? AND o.rowid <= ? AND NOT EXISTS (SELECT 1 FROM %s AS s "
-        "WHERE s.rowid = o.rowid) LIMIT 5" % (q(tp.old), q(tp.shadow)), (lo, hi))]
+    """Keys (tuples) of the old table's rows in (lo, hi] that the shadow lacks; ApplyError when the shadow has more
+    (it never should: its rows only come from the old table's)."""
+    where, params = tp.key_range("o", lo, hi)
+    missing = [tuple(r) for r in conn.execute(
+        "SELECT %s FROM %s AS o WHERE %s AND NOT EXISTS (SELECT 1 FROM %s AS s WHERE %s) LIMIT 5" % (
+            tp.key("o"), q(tp.old), where, q(tp.shadow),
+            tp.key_is("s", ["o." + _col(k) for k in tp.key_old], new=True)), params)]
     if not missing:
-        counts = [conn.execute("SELECT count(*) FROM %s WHERE rowid > ? AND rowid <= ?" % q(t), (lo, hi)).fetchone()[0]
-                  for t in (tp.old, tp.shadow)]
+        counts = [conn.execute("SELECT count(*) FROM %s WHERE %s" % (q(t), w), p).fetchone()[0]
+                  for t, (w, p) in ((tp.old, tp.key_range(None, lo, hi)), (tp.shadow, tp.key_range(None, lo, hi, new=True)))]
         if counts[0] != counts[1]:
-            raise ApplyError("online apply: table '%s' has %d rows with rowid in (%d, %d] but its shadow %d; nothing "
+            raise ApplyError("online apply: table '%s' has %d rows with keys in (%r, %r] but its shadow %d; nothing "
                              "was changed" % (tp.name, counts[0], lo, hi, counts[1]))
     return missing
 
 
 def _stale_fk(conn, tp, lo, hi):
-    """Rows of the shadow in (lo, hi] whose declared foreign keys no longer hold (a parent deleted since)."""
+    """Keys of the shadow's rows in (lo, hi] whose declared foreign keys no longer hold (a parent deleted since)."""
     if not tp.fks:
         return []
-    return [r[0] for r in conn.execute(
-        "SELECT s.rowid FROM %s AS s WHERE s.rowid > ? AND s.rowid <= ? AND NOT (%s) LIMIT 5" % (
-            q(tp.shadow), tp.fk_guard(lambda c: "s.%s" % q(c))), (lo, hi))]
+    where, params = tp.key_range("s", lo, hi, new=True)
+    return [tuple(r) for r in conn.execute("SELECT %s FROM %s AS s WHERE %s AND NOT (%s) LIMIT 5" % (
+        tp.key("s", new=True), q(tp.shadow), where, tp.fk_guard(lambda c: "s.%s" % q(c))), params)]
 
 
 def _refuse(conn, path, tp, rows, when):
@@ -518,9 +591,10 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
                     conn.execute(sql)
                 for sql in tp.triggers():
                     conn.execute(sql)
-                tp.top = conn.execute("SELECT max(rowid) FROM %s" % q(tp.old)).fetchone()[0]
-            _batches(conn, tp, lambda lo, hi, tp=tp: conn.execute(
-                tp.copy_sql("rowid > %d AND rowid <= %d" % (lo, hi))) and None, between, stats, "copy", wal)
+                top = conn.execute("SELECT %s FROM %s ORDER BY %s LIMIT 1" % (tp.key(), q(tp.old), ", ".join(
+                    "%s DESC" % _col(k) for k in tp.key_old))).fetchone()
+                tp.top = tuple(top) if top is not None else None
+            _batches(conn, tp, lambda lo, hi, tp=tp: _copy(conn, tp, lo, hi), between, stats, "copy", wal)
             missing = _batches(conn, tp, lambda lo, hi, tp=tp: _missing(conn, tp, lo, hi) or _stale_fk(conn, tp, lo, hi),
                                between, stats, "verify", wal, write=False)
             if missing:
@@ -550,21 +624,30 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
             pass  # the next apply removes them
         raise
     for tp in online.tables:  # committed: what is left is the old rows' space (a leftover if killed now)
-        _free(conn, OLD + tp.name, stats, wal, between)
+        _free(conn, OLD + tp.name, stats, wal, between, tp.key())
+
+
+def _copy(conn, tp, lo, hi):
+    where, params = tp.key_range(None, lo, hi)
+    conn.execute(tp.copy_sql(where), params)
 
 
 def _swap(conn, path, tp):
     """In the swap transaction: the recorded rejects and the rows written since the copy began compared (the rows
     before were compared batch by batch), the old table renamed away with its indexes, the shadow renamed
     to the table's name, the declared index names set, sqlite_sequence carried over as the larger value."""
-    rejected = [r[0] for r in conn.execute(
-        "SELECT r.row_id FROM %s AS r WHERE r.tbl = ? AND EXISTS (SELECT 1 FROM %s AS o WHERE o.rowid = r.row_id) "
-        "AND NOT EXISTS (SELECT 1 FROM %s AS s WHERE s.rowid = r.row_id) ORDER BY r.row_id LIMIT 5" % (
-            q(REJECTS), q(tp.old), q(tp.shadow)), (tp.name,))]
+    if tp.by_rowid:
+        rejected = [(r[0],) for r in conn.execute(
+            "SELECT r.row_id FROM %s AS r WHERE r.tbl = ? AND EXISTS (SELECT 1 FROM %s AS o WHERE o.rowid = r.row_id) "
+            "AND NOT EXISTS (SELECT 1 FROM %s AS s WHERE s.rowid = r.row_id) ORDER BY r.row_id LIMIT 5" % (
+                q(REJECTS), q(tp.old), q(tp.shadow)), (tp.name,))]
+    elif conn.execute("SELECT 1 FROM %s WHERE tbl = ?" % q(REJECTS), (tp.name,)).fetchone():
+        rejected = _missing(conn, tp, None, None)  # WITHOUT ROWID: some row was refused; which, the keys tell
+    else:
+        rejected = []
     if rejected:
         raise _refuse(conn, path, tp, rejected, "written by the application during the copy")
-    since = tp.top if tp.top is not None else -(2 ** 63)
-    missing = _missing(conn, tp, since, 2 ** 63 - 1)
+    missing = _missing(conn, tp, tp.top, None)
     if missing:
         raise _refuse(conn, path, tp, missing, "found at the swap")
     has_seq = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone() is not None
@@ -610,15 +693,15 @@ def _swap(conn, path, tp):
         conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (retired,))
 
 
-def _free(conn, table, stats, wal, between=None):
+def _free(conn, table, stats, wal, between=None, key="rowid"):
     """Empty the retired old table in batches sized by time (its pages freed a batch at a time), then drop it:
     a DROP TABLE of a big table holds the write lock for as long as it walks every page."""
     size, n = FIRST_BATCH, 0
     while True:
         started = time.perf_counter()
         with _Lock(conn, stats, "free the old table's pages"):
-            done = conn.execute("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s ORDER BY rowid LIMIT ?)" % (
-                q(table), q(table)), (size,)).rowcount
+            done = conn.execute("DELETE FROM %s WHERE (%s) IN (SELECT %s FROM %s ORDER BY %s LIMIT ?)" % (
+                q(table), key, key, q(table), key), (size,)).rowcount
             if not done:
                 conn.execute("DROP TABLE %s" % q(table))
         if not done:
