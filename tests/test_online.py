@@ -596,3 +596,44 @@ def test_without_rowid_table_whose_primary_key_changes_is_refused_by_name(tmp_pa
                                                    "primary key.*owner, name before, name declared"):
         online.apply_online(path, after, backup=False)
     assert schema_of(path) == before
+
+
+KILL_TAGS = textwrap.dedent('''
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    sys.path.insert(0, sys.argv[5])
+    from test_online import tag_schemas
+    from schema_dsl.migrate import online
+    online.FIRST_BATCH = online.MAX_BATCH = 100
+    phase, at = sys.argv[3], int(sys.argv[4])
+
+    def between(table, p, n):
+        if p == phase and n == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    online.apply_online(sys.argv[1], tag_schemas()[1], backup=False, between=between)
+''')
+
+
+@pytest.mark.parametrize("phase,at", [("copy", 7), ("verify", 3), ("free", 2)])
+def test_sigkill_during_a_without_rowid_rebuild_then_plain_or_online_apply_ends_the_same(tmp_path, phase, at):
+    (tmp_path / "kill.py").write_text(KILL_TAGS, encoding="utf-8")
+    _, after = tag_schemas()
+    path = make_tags(tmp_path / "db.db")
+    reference = str(tmp_path / "reference.db")
+    shutil.copy(path, reference)
+    proc = subprocess.run([sys.executable, str(tmp_path / "kill.py"), path, str(tmp_path), phase, str(at),
+                           os.path.dirname(os.path.abspath(__file__))])
+    assert proc.returncode == -signal.SIGKILL
+    for p in (path, reference):  # the application keeps writing after the kill
+        conn = app(p)
+        conn.execute("INSERT INTO tags VALUES ('Owner3', 'after-kill', 5, 'x')")
+        conn.execute("UPDATE tags SET name = 'renamed' WHERE name = 'tag-00010'")
+        conn.close()
+    apply(reference, after, backup=False)
+    other = str(tmp_path / "other.db")
+    shutil.copy(path, other)
+    apply(path, after, backup=False)
+    online.apply_online(other, after, backup=False)
+    tags = lambda p: sqlite3.connect(p).execute("SELECT * FROM tags ORDER BY owner, name").fetchall()
+    for p in (path, other):
+        assert tags(p) == tags(reference) and schema_of(p) == schema_of(reference)
