@@ -8,6 +8,16 @@ transaction) and a reader process (a row by id every 5-10 ms) start, then `schem
 --no-backup --no-validate` runs in another process. Reported per mode: the apply's exit code and seconds, the
 longest single operation of the writer and of the reader that overlapped the apply, their errors, and
 whether every insert the writer saw committed is in the result (acknowledged writes lost). Prints JSON.
+
+    python bench/online.py --m2 [--tasks 1000000] [--modes plain,online,handwritten]
+
+Milestone 2 (examples/abathur_m2.py) on the Abathur data instead: an old-shape file of --tasks tasks
+(bench/common.py's build_legacy: as many state, checkpoints, audit and metrics rows as tasks) migrated to
+Milestone 1 by `schemagen apply`, then per mode a fresh copy changed while the application works: the writer
+inserts a state row or a checkpoint of a random task, or updates a random state row, every 5-10 ms; the reader
+reads a task's state rows or checkpoints. Modes: `plain` (`apply`), `online` (`apply --online`), both
+`--no-backup --no-validate`, and `handwritten`: bench/handwritten_online_m2.py, the same change written by hand
+the lock-aware way. Afterwards `schemagen validate` runs on the result (its exit code is reported).
 """
 import argparse
 import json
@@ -41,6 +51,61 @@ def _connect(path):
     conn.execute("PRAGMA busy_timeout = 5000")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def m2_worker(role, path, stop, out):
+    """As worker, on the Abathur tables Milestone 2 changes (state is rebuilt, checkpoints gets an index)."""
+    conn = _connect(path)
+    rnd = random.Random(os.getpid())
+    tasks = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    top = conn.execute("SELECT max(id) FROM state").fetchone()[0]
+    ops, acked = [], []
+    n = 0
+    while not os.path.exists(stop):
+        t0 = time.time()
+        ok = True
+        task = "task-%d" % rnd.randrange(tasks)
+        try:
+            if role == "writer":
+                n += 1
+                pick = rnd.random()
+                if pick < 0.35:
+                    key = "app-%d-%d" % (os.getpid(), n)
+                    conn.execute("INSERT INTO state (task_id, key, value, created_at, updated_at) VALUES "
+                                 "(?, ?, '1', datetime('now'), datetime('now'))", (task, key))
+                    acked.append(["state", task, key])
+                elif pick < 0.7:
+                    it = 1000000 + n
+                    conn.execute("INSERT INTO checkpoints (task_id, iteration, state, created_at) VALUES "
+                                 "(?, ?, '{}', datetime('now'))", (task, it))
+                    acked.append(["checkpoints", task, it])
+                else:
+                    conn.execute("UPDATE state SET value = ?, updated_at = datetime('now') WHERE id = ?",
+                                 (str(n), rnd.randrange(1, top)))
+            elif rnd.random() < 0.5:
+                conn.execute("SELECT * FROM state WHERE task_id = ?", (task,)).fetchall()
+            else:
+                conn.execute("SELECT * FROM checkpoints WHERE task_id = ?", (task,)).fetchall()
+        except sqlite3.Error as exc:
+            ok = str(exc)
+        ops.append((t0, time.time() - t0, ok))
+        time.sleep(rnd.uniform(0.005, 0.010))
+    with open(out, "w") as f:
+        json.dump({"ops": ops, "acked": acked}, f)
+
+
+def make_m2_base(folder, tasks, journal):
+    sys.path.insert(0, HERE)
+    import common
+    path = os.path.join(folder, "base.db")
+    common.build_legacy(path, "old", tasks)
+    subprocess.run([sys.executable, "-m", "schema_dsl", "apply", "--db", path, "--no-backup", "--no-validate"],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = %s" % journal)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path, os.path.join(ROOT, "examples", "abathur_m2.py")
 
 
 def worker(role, path, stop, out):
@@ -87,16 +152,21 @@ def make_base(folder, rows, journal):
     return path, decl
 
 
-def run_mode(folder, base, decl, mode):
+def run_mode(folder, base, decl, mode, m2=False):
     path = os.path.join(folder, "%s.db" % mode)
     shutil.copy(base, path)
     stop = os.path.join(folder, "%s.stop" % mode)
-    procs = {role: subprocess.Popen([sys.executable, __file__, "--worker", role, path, stop,
+    if os.path.exists(stop):  # a kept folder's earlier run
+        os.remove(stop)
+    procs = {role: subprocess.Popen([sys.executable, __file__, "--m2-worker" if m2 else "--worker", role, path, stop,
                                      os.path.join(folder, "%s.%s.json" % (mode, role))])
              for role in ("writer", "reader")}
     time.sleep(1.0)
-    cmd = [sys.executable, "-m", "schema_dsl", "apply", "--db", path, "--schema", decl + ":AFTER", "--no-backup",
-           "--no-validate"] + (["--online"] if mode == "online" else [])
+    if mode == "handwritten":
+        cmd = [sys.executable, os.path.join(HERE, "handwritten_online_m2.py"), path]
+    else:
+        cmd = [sys.executable, "-m", "schema_dsl", "apply", "--db", path, "--schema", decl if m2 else decl + ":AFTER",
+               "--no-backup", "--no-validate"] + (["--online"] if mode == "online" else [])
     t0 = time.time()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     t1 = time.time()
@@ -115,6 +185,8 @@ def run_mode(folder, base, decl, mode):
                         "longest_wait_ms": round(1000 * max([o[1] for o in during] or [0]), 1),
                         "errors": sorted({o[2] for o in data["ops"] if o[2] is not True})}
         acked += data["acked"]
+    if m2:
+        return _m2_result(result, path, decl, acked)
     conn = sqlite3.connect(path)
     present = {r[0] for r in conn.execute("SELECT id FROM items")}
     result["acknowledged_inserts"] = len(acked)
@@ -127,20 +199,51 @@ def run_mode(folder, base, decl, mode):
     return result
 
 
+def _m2_result(result, path, decl, acked):
+    conn = sqlite3.connect(path)
+    state = set(conn.execute("SELECT task_id, key FROM state"))
+    checkpoints = set(conn.execute("SELECT task_id, iteration FROM checkpoints"))
+    result["acknowledged_inserts"] = len(acked)
+    result["acknowledged_lost"] = len([a for a in acked if (a[1], a[2]) not in (state if a[0] == "state"
+                                                                                 else checkpoints)])
+    result["leftovers"] = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '\\_schemagen\\_%' "
+                                                      "ESCAPE '\\' AND name != '_schemagen_history'")]
+    result["cascade_in_schema"] = "ON DELETE CASCADE" in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'state'").fetchone()[0]
+    conn.close()
+    check = subprocess.run([sys.executable, "-m", "schema_dsl", "validate", "--db", path, "--schema", decl], cwd=ROOT,
+                           capture_output=True, text=True)
+    result["validate_exit"] = check.returncode
+    return result
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         return worker(*sys.argv[2:6])
+    if len(sys.argv) > 1 and sys.argv[1] == "--m2-worker":
+        return m2_worker(*sys.argv[2:6])
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1000000)
+    ap.add_argument("--m2", action="store_true", help="Milestone 2 on the Abathur data of --tasks tasks")
+    ap.add_argument("--tasks", type=int, default=1000000)
     ap.add_argument("--journal", default="wal", choices=("wal", "delete"))
-    ap.add_argument("--modes", default="plain,online")
+    ap.add_argument("--modes", default=None, help="default plain,online (with --m2: plain,online,handwritten)")
     ap.add_argument("--keep", help="folder to work in (kept); default a temporary one")
     args = ap.parse_args()
     folder = args.keep or tempfile.mkdtemp(prefix="bench-online-")
     os.makedirs(folder, exist_ok=True)
+    modes = (args.modes or ("plain,online,handwritten" if args.m2 else "plain,online")).split(",")
+    if args.m2:
+        base, decl = make_m2_base(folder, args.tasks, args.journal)
+        out = {"milestone2_tasks": args.tasks, "journal": args.journal, "sqlite": sqlite3.sqlite_version,
+               "runs": [run_mode(folder, base, decl, m, m2=True) for m in modes]}
+        print(json.dumps(out, indent=2))
+        if not args.keep:
+            shutil.rmtree(folder)
+        return
     base, decl = make_base(folder, args.rows, args.journal)
     out = {"rows": args.rows, "journal": args.journal, "sqlite": sqlite3.sqlite_version,
-           "runs": [run_mode(folder, base, decl, m) for m in args.modes.split(",")]}
+           "runs": [run_mode(folder, base, decl, m) for m in modes]}
     print(json.dumps(out, indent=2))
     if not args.keep:
         shutil.rmtree(folder)

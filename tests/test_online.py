@@ -272,3 +272,368 @@ def test_initialize_online_migrates_each_old_shape_as_plain_apply_does(tmp_path,
     for (kind, table, _, _) in schema_of(plain):
         if kind == "table":
             assert rows_of(on, '"%s"' % table) == rows_of(plain, '"%s"' % table), table
+
+
+# --- data steps, the backup and SIGKILL at many points (issue 19 on SQLite) ------------------------------------
+
+STEP_SQL = "UPDATE items SET note = note || '+' WHERE id <= %d" % ROWS  # only the rows make_db wrote
+
+
+def with_step(schema, python=None):
+    from schema_dsl.model import DataStep, evolve
+    step = DataStep("mark_notes", python=python) if python else DataStep("mark_notes", sql=STEP_SQL)
+    return evolve(schema, data_steps=[step])
+
+
+@pytest.mark.parametrize("kind", ["sql", "python"])
+def test_data_step_runs_once_in_its_own_recorded_transaction(tmp_path, small_batches, kind):
+    """Before: the SQL step ran in the swap's transaction (and once more, rolled back, while planning); a python=
+    step was called while planning, rolled back, and never run again, yet recorded as run."""
+    path = make_db(tmp_path / "db.db")
+    original = rows_of(path)
+    calls = []
+
+    def mark(conn):
+        calls.append(1)
+        conn.execute(STEP_SQL)
+    seen = []
+
+    def between(table, phase, n):
+        if phase != "data":
+            return
+        other = sqlite3.connect(path)  # what another connection sees right after the step's own COMMIT
+        seen.append((table, other.execute("SELECT note FROM items WHERE id = 1").fetchone()[0],
+                     other.execute("SELECT kind, data_steps_run FROM _schemagen_history").fetchall()))
+        other.close()
+    result = online.apply_online(path, with_step(AFTER, mark if kind == "python" else None), backup=False,
+                                 between=between)
+    assert result.applied
+    assert seen == [("run data step 'mark_notes'%s" % (" (python)" if kind == "python" else ""), "n0+",
+                     [("data step", '["mark_notes"]')])]
+    if kind == "python":
+        assert calls == [1]
+    assert rows_of(path) == [r[:3] + (r[3] + "+",) for r in original]  # once, not twice
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT kind, data_steps_run FROM _schemagen_history ORDER BY id").fetchall() == [
+        ("data step", '["mark_notes"]'), ("apply", "[]")]
+    assert "CHECK (qty >= 0)" in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'items'").fetchone()[0]
+    conn.close()
+    again = online.apply_online(path, with_step(AFTER, mark if kind == "python" else None), backup=False)
+    assert not again.applied and rows_of(path)[0][3] == "n0+" and len(calls) <= 1
+
+
+def test_plan_online_says_how_long_each_data_step_holds_the_lock(tmp_path):
+    from schema_dsl.compile.target import target_for
+    path = make_db(tmp_path / "db.db")
+    _, steps = online.plan_online(path, target_for(with_step(AFTER), None))
+    found = [s for s in steps if s["step"] == "run data step 'mark_notes'"]
+    assert len(found) == 1
+    assert "holds the write lock for the step's whole run" in found[0]["lock"]
+    assert "changed %d rows when planned" % ROWS in found[0]["lock"]
+    assert not online.leftovers(sqlite3.connect(path)) and rows_of(path)[0][3] == "n0"  # plan changed nothing
+
+
+def test_failing_data_step_after_one_that_committed_is_exit_3_and_the_next_apply_finishes(tmp_path, small_batches):
+    from schema_dsl.errors import ChangedThenFailed
+    from schema_dsl.model import DataStep, evolve
+    path = make_db(tmp_path / "db.db")
+    bad = evolve(AFTER, data_steps=[DataStep("mark_notes", sql=STEP_SQL), DataStep("broken", sql="UPDATE nowhere SET x = 1")])
+    with pytest.raises(ChangedThenFailed, match="broken.*no such table: nowhere.*'mark_notes'.* committed"):
+        online.apply_online(path, bad, backup=False)
+    assert rows_of(path)[0][3] == "n0+"  # the first step committed, once
+    online.apply_online(path, evolve(bad, data_steps=[bad.data_steps[0], DataStep("broken", sql="SELECT 1")]),
+                        backup=False)
+    assert rows_of(path)[0][3] == "n0+"  # not run again
+
+
+def test_online_backup_lets_a_writer_in_between_its_steps_and_keeps_the_snapshot(tmp_path, small_batches, monkeypatch):
+    """WAL mode. Before: the backup was one step of the backup API, so nothing could be seen to write while it ran.
+    Now it copies in steps over one read snapshot, and a writer with a 50 ms busy_timeout writes after each."""
+    from schema_dsl.migrate import backup
+    monkeypatch.setattr(backup, "CHUNK_BYTES", 4 * 4096)  # 4 pages a step
+    path = make_db(tmp_path / "db.db")
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.close()
+    (tmp_path / "bk").mkdir()
+    writer = sqlite3.connect(path, isolation_level=None, timeout=0.05)  # a short busy_timeout: 50 ms
+    written = []
+
+    def between(table, phase, n):
+        if phase == "backup":
+            writer.execute("INSERT INTO items (owner_id, qty, note) VALUES (1, 1, ?)", ("during backup %d" % n,))
+            written.append(n)
+    result = online.apply_online(path, AFTER, backup=True, backup_dir=str(tmp_path / "bk"), between=between)
+    writer.close()
+    assert pages >= 20 and len(written) >= pages // 4  # a write landed after every step, none waited 50 ms
+    kept = sqlite3.connect(result.backup)
+    assert kept.execute("SELECT count(*) FROM items").fetchone() == (ROWS,)  # the snapshot: none of those writes
+    assert kept.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    kept.close()
+    assert len(rows_of(path)) == ROWS + len(written)
+
+
+KILL_ANYWHERE = textwrap.dedent('''
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    from decls import AFTER
+    from schema_dsl.migrate import backup, online
+    from schema_dsl.model import DataStep, evolve
+    online.FIRST_BATCH = online.MAX_BATCH = 100
+    backup.CHUNK_BYTES = 16 * 4096
+    phase, at = sys.argv[3], int(sys.argv[4])
+
+    def between(table, p, n):
+        if p == phase and n == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    online.apply_online(sys.argv[1], evolve(AFTER, data_steps=[DataStep("mark_notes", sql=%r)]), backup=True,
+                        backup_dir=os.path.join(sys.argv[2], "bk"), between=between)
+''' % STEP_SQL)
+
+
+@pytest.mark.parametrize("phase,at", [("backup", 2), ("data", 1), ("copy", 1), ("copy", 17), ("verify", 1),
+                                      ("verify", 5), ("free", 1), ("free", 12)])
+def test_sigkill_anywhere_then_plain_or_online_apply_ends_the_same(tmp_path, phase, at):
+    """SIGKILL during the backup, right after the data step's commit, during the copy and the check, and after the
+    swap while the old table is emptied: the application's writes after the kill go through, and the next apply,
+    plain or online, ends in the same file as a plain apply without the kill (the data step run exactly once)."""
+    (tmp_path / "decls.py").write_text(DECLS, encoding="utf-8")
+    (tmp_path / "kill.py").write_text(KILL_ANYWHERE, encoding="utf-8")
+    path = make_db(tmp_path / "db.db")
+    reference = str(tmp_path / "reference.db")
+    shutil.copy(path, reference)
+
+    def app_writes(p):
+        conn = app(p)
+        conn.execute("INSERT INTO items (id, owner_id, qty, note) VALUES (80001, 2, 3, 'after kill')")
+        conn.execute("UPDATE items SET qty = 7 WHERE id = 1")
+        conn.execute("DELETE FROM items WHERE id = 2")
+        conn.close()
+    (tmp_path / "bk").mkdir()
+    proc = subprocess.run([sys.executable, str(tmp_path / "kill.py"), path, str(tmp_path), phase, str(at)])
+    assert proc.returncode == -signal.SIGKILL
+    app_writes(path)  # the application keeps working, whatever the kill left
+    app_writes(reference)
+    apply(reference, with_step(AFTER), backup=False)
+    expected = rows_of(reference)
+    assert expected[0] == (1, 1, 7, "n0+") and expected[-1] == (80001, 2, 3, "after kill")
+    other = str(tmp_path / "other.db")
+    shutil.copy(path, other)
+    apply(path, with_step(AFTER), backup=False)  # plain
+    online.apply_online(other, with_step(AFTER), backup=False)  # online
+    for p in (path, other):
+        assert rows_of(p) == expected, p
+        assert [r for r in schema_of(p) if r[1] != "_schemagen_history"] == [
+            r for r in schema_of(reference) if r[1] != "_schemagen_history"]
+        conn = sqlite3.connect(p)
+        runs = [r[0] for r in conn.execute("SELECT data_steps_run FROM _schemagen_history")]
+        assert sum(r.count("mark_notes") for r in runs) == 1  # recorded as run once
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        conn.close()
+
+
+def test_index_dropped_and_created_again_under_its_name_is_there_after_an_online_apply(tmp_path):
+    """Before: the new index ran before the copy (IF NOT EXISTS: a no-op, the old one had the name) and the drop
+    ran in the swap, so the index was missing and the apply stopped with exit 3 after committing steps."""
+    from schema_dsl.model import evolve
+    path = make_db(tmp_path / "db.db")
+    before = evolve(BEFORE, indexes=[Index("owners_name", "owners", ["name"], where="name IS NOT NULL")])
+    after = evolve(AFTER, indexes=list(AFTER.indexes) + [Index("owners_name", "owners", ["name", "id"])])
+    apply(path, before, backup=False)
+    result = online.apply_online(path, after, backup=False)
+    assert result.applied and result.structure is not None
+    sql = dict(((t, n), s) for t, n, _, s in schema_of(path))[("index", "owners_name")]
+    assert '"name", "id"' in sql and "WHERE" not in sql
+
+
+def test_online_planning_writes_nothing_even_for_a_rename(tmp_path, monkeypatch):
+    """A declared rename is planned by renaming in a savepoint; under --online the planning transaction is a read
+    whose snapshot an application's commit makes stale, and the write then failed at once with 'database is
+    locked' (before: exit 2 on a busy file). Now planning is query_only and a rename is planned on a copy."""
+    from schema_dsl.model import evolve
+    path = make_db(tmp_path / "db.db")
+    renamed = evolve(AFTER, tables=[evolve(t, columns=[evolve(c, name="remark", renamed_from="note")
+                                                       if c.name == "note" else c for c in t.columns])
+                                    if t.name == "items" else t for t in AFTER.tables])
+    writer = app(path)
+    assert writer.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)  # a reader does not block a commit
+    real = online.plan_for
+
+    def plan_after_an_app_commit(conn, *args, **kw):
+        conn.execute("SELECT count(*) FROM items").fetchone()  # the read transaction's snapshot starts here
+        writer.execute("INSERT INTO items (owner_id, qty, note) VALUES (1, 1, 'app')")  # and is stale now
+        return real(conn, *args, **kw)
+    monkeypatch.setattr(online, "plan_for", plan_after_an_app_commit)
+    result = online.apply_online(path, renamed, backup=False)
+    writer.close()
+    assert result.applied
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT remark FROM items WHERE id = ?", (ROWS + 1,)).fetchone() == ("app",)
+    conn.close()
+
+
+def test_new_index_on_a_big_table_is_built_by_a_copy_not_one_create_index(tmp_path, small_batches, monkeypatch):
+    """Before: a new index on a table the plan does not rebuild was one CREATE INDEX, holding the write lock while
+    it read the whole table (about 1 s at a million rows). Now that table is copied in batches into a shadow that
+    has the index, and swapped like a rebuild: its rows, indexes, triggers and AUTOINCREMENT as a plain apply
+    leaves them."""
+    from schema_dsl.model import evolve
+    monkeypatch.setattr(online, "INDEX_COPY_ROWS", 1000, raising=False)
+    plain = make_db(tmp_path / "plain.db")
+    on = str(tmp_path / "online.db")
+    shutil.copy(plain, on)
+    indexed = evolve(BEFORE, indexes=[Index("items_qty", "items", ["qty"])])
+    writer = app(on)
+    calls = []
+
+    def between(table, phase, n):
+        calls.append((table, phase, n))
+        writer.execute("INSERT INTO items (owner_id, qty, note) VALUES (1, ?, 'app')", (n,))
+    result = online.apply_online(on, indexed, backup=False, between=between)
+    writer.close()
+    assert result.applied and {("items", "copy"), ("_schemagen_old_items", "free")} <= {c[:2] for c in calls}
+    assert "create index" not in result.online["longest_lock_step"]
+    c = app(plain)
+    for _, _, n in calls:
+        c.execute("INSERT INTO items (owner_id, qty, note) VALUES (1, ?, 'app')", (n,))
+    c.close()
+    apply(plain, indexed, backup=False)
+    assert schema_of(on) == schema_of(plain)
+    assert rows_of(on) == rows_of(plain)
+    assert rows_of(on, "audit") == rows_of(plain, "audit")  # the user's trigger kept firing, and is there
+    conn = app(on)
+    conn.execute("INSERT INTO items (owner_id, qty, note) VALUES (2, 2, 'later')")
+    assert conn.execute("SELECT count(*) FROM audit").fetchone() == (len(calls) + 1,)  # the trigger fires
+    assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'items'").fetchone() == (ROWS + len(calls) + 1,)
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert "USING INDEX items_qty" in " ".join(
+        r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT * FROM items WHERE qty = 5"))
+    conn.close()
+
+
+def tag_schemas(after_pk=("owner", "name")):
+    from schema_dsl.model import evolve
+
+    def tags(after):
+        return Table("tags", columns=[Column("owner", "TEXT", collate="NOCASE"), Column("name", "TEXT"),
+                                      Column("weight", "INTEGER", not_null=after), Column("note", "TEXT")],
+                     primary_key=PrimaryKey(("owner", "name") if not after else after_pk), without_rowid=True,
+                     checks=[Check("weight >= 0")] if after else [])
+    return (Schema(name="tags", tables=[tags(False)]),
+            Schema(name="tags", tables=[tags(True)], indexes=[Index("tags_weight", "tags", ["weight"])]))
+
+
+def make_tags(path, rows=ROWS):
+    before, _ = tag_schemas()
+    apply(str(path), before, backup=False)
+    conn = sqlite3.connect(str(path))
+    conn.executemany("INSERT INTO tags VALUES (?, ?, ?, ?)",
+                     [("Owner%d" % (i % 37), "tag-%05d" % i, i % 50, "n%d" % i) for i in range(rows)])
+    conn.commit()
+    conn.close()
+    return str(path)
+
+
+def test_without_rowid_table_is_rebuilt_online_by_primary_key_ranges(tmp_path, small_batches):
+    """Before: refused ("--online rebuilds rowid tables only"). Now the sync triggers and the batches go by the
+    primary key (composite, one column NOCASE): writes before and after the copy's position, key changes and
+    deletes all end up as in a plain apply of the same writes."""
+    before, after = tag_schemas()
+    path = make_tags(tmp_path / "db.db")
+    writes = []
+
+    def between(table, phase, n):
+        conn = app(path)
+        n = len(writes) // 5 + 1  # a new number per call (copy, verify and free batches each count from 1)
+        for sql, args in (("INSERT INTO tags VALUES (?, ?, 1, 'app')", ("owner%d" % (n % 37), "zz-%d" % n)),
+                          ("INSERT INTO tags VALUES (?, ?, 2, 'app-early')", ("AAA", "a-%d" % n)),
+                          ("UPDATE tags SET weight = weight + 100 WHERE name = ?", ("tag-%05d" % (n * 97 % ROWS),)),
+                          ("UPDATE tags SET name = name || '-moved' WHERE name = ?", ("tag-%05d" % (n * 13 % ROWS),)),
+                          ("DELETE FROM tags WHERE name = ?", ("tag-%05d" % (n * 31 % ROWS),))):
+            conn.execute(sql, args)
+            writes.append((sql, args))
+        conn.close()
+    result = online.apply_online(path, after, backup=False, between=between)
+    assert result.applied and result.online["transactions"] > ROWS // 100
+    replay = make_tags(tmp_path / "replay.db")
+    conn = app(replay)
+    for sql, args in writes:
+        conn.execute(sql, args)
+    conn.close()
+    apply(replay, after, backup=False)
+    assert schema_of(path) == schema_of(replay)
+    tags = lambda p: sqlite3.connect(p).execute("SELECT * FROM tags ORDER BY owner, name").fetchall()
+    assert tags(path) == tags(replay) and len(tags(path)) > ROWS
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert not online.leftovers(conn)
+    conn.close()
+
+
+def test_without_rowid_write_the_new_check_rejects_is_named_by_its_key(tmp_path, small_batches):
+    _, after = tag_schemas()
+    path = make_tags(tmp_path / "db.db")
+    before = schema_of(path)
+    conn = app(path)
+
+    def between(table, phase, n):
+        if phase == "copy" and n == 4:
+            conn.execute("INSERT INTO tags VALUES ('Owner1', 'bad', -3, 'x')")
+    with pytest.raises(online.OnlineRefused) as info:
+        online.apply_online(path, after, backup=False, between=between)
+    assert "(owner, name)=('Owner1', 'bad')" in str(info.value) and "CHECK constraint failed" in str(info.value)
+    assert conn.execute("SELECT weight FROM tags WHERE name = 'bad'").fetchone() == (-3,)  # the write stands
+    conn.close()
+    assert schema_of(path) == before
+
+
+def test_without_rowid_table_whose_primary_key_changes_is_refused_by_name(tmp_path):
+    _, after = tag_schemas(after_pk=("name",))
+    path = make_tags(tmp_path / "db.db")
+    before = schema_of(path)
+    with pytest.raises(online.OnlineRefused, match="table 'tags': --online copies a WITHOUT ROWID table by its "
+                                                   "primary key.*owner, name before, name declared"):
+        online.apply_online(path, after, backup=False)
+    assert schema_of(path) == before
+
+
+KILL_TAGS = textwrap.dedent('''
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    sys.path.insert(0, sys.argv[5])
+    from test_online import tag_schemas
+    from schema_dsl.migrate import online
+    online.FIRST_BATCH = online.MAX_BATCH = 100
+    phase, at = sys.argv[3], int(sys.argv[4])
+
+    def between(table, p, n):
+        if p == phase and n == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    online.apply_online(sys.argv[1], tag_schemas()[1], backup=False, between=between)
+''')
+
+
+@pytest.mark.parametrize("phase,at", [("copy", 7), ("verify", 3), ("free", 2)])
+def test_sigkill_during_a_without_rowid_rebuild_then_plain_or_online_apply_ends_the_same(tmp_path, phase, at):
+    (tmp_path / "kill.py").write_text(KILL_TAGS, encoding="utf-8")
+    _, after = tag_schemas()
+    path = make_tags(tmp_path / "db.db")
+    reference = str(tmp_path / "reference.db")
+    shutil.copy(path, reference)
+    proc = subprocess.run([sys.executable, str(tmp_path / "kill.py"), path, str(tmp_path), phase, str(at),
+                           os.path.dirname(os.path.abspath(__file__))])
+    assert proc.returncode == -signal.SIGKILL
+    for p in (path, reference):  # the application keeps writing after the kill
+        conn = app(p)
+        conn.execute("INSERT INTO tags VALUES ('Owner3', 'after-kill', 5, 'x')")
+        conn.execute("UPDATE tags SET name = 'renamed' WHERE name = 'tag-00010'")
+        conn.close()
+    apply(reference, after, backup=False)
+    other = str(tmp_path / "other.db")
+    shutil.copy(path, other)
+    apply(path, after, backup=False)
+    online.apply_online(other, after, backup=False)
+    tags = lambda p: sqlite3.connect(p).execute("SELECT * FROM tags ORDER BY owner, name").fetchall()
+    for p in (path, other):
+        assert tags(p) == tags(reference) and schema_of(p) == schema_of(reference)

@@ -301,9 +301,10 @@ def make_backup(path, backup_dir=None, progress=None, locked=None, snapshot=Fals
     durable copy. Without it a second connection copies the committed state with SQLite's online
     backup API. progress(done, total) is called between chunks when given. Any failure removes the
     temporary file (and any journal beside it) and raises DatabaseFileError; KeyboardInterrupt is
-    cleaned up the same way and re-raised. snapshot (apply --online): the backup API copies in one step, one
-    read transaction, so that other connections writing meanwhile neither wait (in WAL mode) nor restart it,
-    as they would restart a copy in chunks.
+    cleaned up the same way and re-raised. snapshot (apply --online): the backup API copies in chunks inside one
+    read transaction held across them, so that every chunk reads the same snapshot: other connections writing
+    meanwhile neither wait (in WAL mode; in rollback-journal mode a writer's COMMIT waits for the read lock until
+    the copy ends) nor restart the copy, as they restart a copy in chunks that holds no read between them.
     """
     path = os.fspath(path)
     folder = backup_folder(path, backup_dir)
@@ -324,7 +325,12 @@ def make_backup(path, backup_dir=None, progress=None, locked=None, snapshot=Fals
             target = dbfile.connect(tmp)  # through dbfile: a --backup-dir such as "file:x" is a folder, not a URI
             target.execute("PRAGMA journal_mode = OFF")  # a fresh file: no journal to leave behind
             target.execute("PRAGMA synchronous = OFF")  # fsynced once below, when complete
-            _copy_pages(source, target, progress, -1 if snapshot else None)
+            if snapshot:  # one read transaction held across the steps: every step reads the same snapshot
+                source.execute("BEGIN")
+                source.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            _copy_pages(source, target, progress)
+            if snapshot:
+                source.execute("ROLLBACK")
             target.close()
             target = None
             source.close()

@@ -318,9 +318,37 @@ def _run_step(conn, step, label, denied):
                 label, exc, " ".join(stmt.split()).rstrip(";")[:300])) from None
 
 
-def _expand(conn, target):
+def run_each(conn, target, transaction):
+    """apply --online: parts 1 and 2 carried out for real before the rest is planned, each step in its own
+    transaction (transaction(title): a context manager, BEGIN IMMEDIATE ... COMMIT), and each data step's
+    transaction also writes its own record (kind "data step"), so that a data step runs exactly once even when the
+    apply is killed after it: the next apply finds it done. conn: autocommit. Returns the steps run (with the
+    rows each changed); [] when the declaration keeps no history, the file is empty or no data step is pending.
+    A failing step rolls back its own transaction only (ApplyError naming it)."""
+    if not wanted(target) or _is_empty(conn):
+        return []
+    from ..compile import render  # only a declaration with data steps renders them
+    pending = [s for s in _declared_steps(target) if s["name"] not in done(conn)]
+    if not pending:
+        return []
+    steps = _expand(conn, target, transaction)
+    for declared in pending:
+        step = _data_step(target, declared)
+        with transaction(step.title):
+            if not has_table(conn):
+                conn.execute(render.statement("create_history", HISTORY_TABLE))
+            before = conn.total_changes
+            run_step(conn, step, step.title)
+            rows = conn.total_changes - before
+            conn.execute(render.statement("insert_history", HISTORY_TABLE, _record(
+                target, "data step", [step.title], [declared["name"]], [])))
+        steps.append(step.replace(rows=rows, executed=True))
+    return steps
+
+
+def _expand(conn, target, transaction=None):
     """Part 1, executed on conn as it is planned: renames, new tables, new columns without the constraints a data
-    step will satisfy, and their backfills."""
+    step will satisfy, and their backfills (transaction given: each step in its own, see run_each)."""
     # only a pending data step needs the model, the diff and the renderer
     from ..compile import render
     from ..model import evolve
@@ -331,8 +359,12 @@ def _expand(conn, target):
     steps = []
 
     def run(step):
-        run_step(conn, step, step.title)
-        steps.append(step)
+        if transaction is None:
+            run_step(conn, step, step.title)
+        else:
+            with transaction(step.title):
+                run_step(conn, step, step.title)
+        steps.append(step if transaction is None else step.replace(executed=True))
 
     live = read_live(conn)
     for ch in d.renames(schema, live):

@@ -25,7 +25,11 @@ transaction. Instead:
 Steps of the plan that are not rebuilds run before the copy each in its own transaction (create table,
 add column, fill, rename, a new index on a table that is not rebuilt: that one holds the write lock while it
 indexes the table, and plan --online says how long it expects) or inside the swap (drops, views, triggers,
-settings). A WITHOUT ROWID table, or one whose new rowid would differ from the old one, is refused.
+settings). A WITHOUT ROWID table is copied, kept in step and compared by its primary key instead of the rowid
+(batches are primary-key ranges, compared as row values in the key's own collations); one that would change its
+primary key columns or stop (or start) being WITHOUT ROWID is refused, as is a rowid table whose new rowid would
+differ from the old one. A new index on a table of INDEX_COPY_ROWS rows or more that is not rebuilt is not built
+by one CREATE INDEX under the write lock: the table is copied unchanged the same way into a shadow that has it.
 
 Killed at any point, the database holds either the old table with its shadow objects (the application keeps
 working: the triggers never fail a write) or the finished result; drop_leftovers() removes the former and
@@ -44,6 +48,7 @@ from ..errors import ApplyError, ChangedThenFailed, SchemagenError
 from ..sqlite import dbfile
 from ..sqlite.leftovers import drop_leftovers, leftovers
 from ..sqlite.quote import quote_identifier as q
+from ..sqlite.structure import HISTORY_TABLE
 from .apply import (DEFAULT_KEEP, ApplyResult, _finish_connection, _guard_data_loss, _refuse_damaged, _verify_structure,
                     apply, check_backup_dir, check_keep, open_for_apply, plan_database, plan_for)
 from .backup import discard, make_backup, prune as prune_backups
@@ -63,6 +68,9 @@ INDEX = "_schemagen_ix_"
 SYNC = "_schemagen_sync_"
 REJECTS = "_schemagen_online_rejects"
 ROWS_PER_SECOND = 400000  # for plan --online's estimates: rows an index build or a count handles per second
+# a new index on a table of at least this many rows (an index build of about 50 ms and more) is not built by one
+# CREATE INDEX under the write lock: the table is copied in batches into a shadow that has the index
+INDEX_COPY_ROWS = 20000
 
 
 class OnlineRefused(SchemagenError):
@@ -97,6 +105,9 @@ def _unquote(name):
 class TablePlan:
     """One rebuilt table of an online apply: old and declared names, the shadow, its copy and its indexes."""
 
+    same = False  # True: copied unchanged, only to build a new index (for_index)
+    triggers_sql = ()  # for_index: the table's own triggers, recreated on the new table at the swap
+
     def __init__(self, conn, step, number):
         ch = step.change
         self.step, self.old, self.name = step, step.table, ch.table.name
@@ -105,12 +116,41 @@ class TablePlan:
         if head is None:  # the rendered rebuild starts with its CREATE TABLE (after comments)
             raise ApplyError("online apply: unexpected rebuild statement for table '%s'" % self.name)
         self.create = head.group(1) + q(self.shadow) + step.statements[0][head.end(2):]
-        if ch.table.without_rowid:
-            raise OnlineRefused("table '%s' is WITHOUT ROWID: --online rebuilds rowid tables only; run apply "
-                                "without --online" % self.name)
         self.columns = [c for c, _ in ch.copy]
         self.exprs = [e for _, e in ch.copy]
         pk = ch.table.primary_key
+        old_sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (self.old,)).fetchone()
+        old_without = _without_rowid(old_sql[0] if old_sql else "")
+        if ch.table.without_rowid or old_without:
+            self._by_primary_key(conn, ch, old_without)
+        else:
+            self._by_rowid(conn, ch)
+        self.fks = [(f.columns, f.ref_table, f.ref_columns or _primary_key(conn, f.ref_table))
+                    for f in ch.table.foreign_keys]
+        self.seq = bool(pk is not None and pk.autoincrement)
+        self.indexes = []  # (declared name, temporary name, CREATE INDEX on the shadow)
+        self.number = number
+        self.top = None  # the largest key (a tuple) when the sync triggers were created
+
+    def _by_primary_key(self, conn, ch, old_without):
+        """A WITHOUT ROWID table: rows are copied, synced and compared by its primary key, which must be the same
+        columns before and after (the copy carries each of them over unchanged)."""
+        old_pk = list(_primary_key(conn, self.old))
+        new_pk = list(ch.table.primary_key.columns) if ch.table.primary_key is not None else []
+        copy = dict((c.lower(), e) for c, e in ch.copy)
+        if not (ch.table.without_rowid and old_without) or len(old_pk) != len(new_pk) or any(
+                _unquote(copy.get(n.lower(), "")).lower() != o.lower() for n, o in zip(new_pk, old_pk)):
+            raise OnlineRefused("table '%s': --online copies a WITHOUT ROWID table by its primary key, which must stay "
+                                "WITHOUT ROWID with the same primary key columns (%s before, %s declared, %s); run "
+                                "apply without --online" % (
+                                    self.name, ", ".join(old_pk) or "rowid", ", ".join(new_pk) or "rowid",
+                                    "WITHOUT ROWID" if ch.table.without_rowid else "a rowid table"))
+        self.key_old, self.key_new = old_pk, new_pk
+        self.insert_columns, self.select = self.columns, self.exprs
+
+    def _by_rowid(self, conn, ch):
+        pk = ch.table.primary_key
+        self.key_old = self.key_new = ["rowid"]
         ipk = None
         if pk is not None and len(pk.columns) == 1:
             col = next(c for c in ch.table.columns if c.name == pk.columns[0])
@@ -125,12 +165,42 @@ class TablePlan:
             self.insert_columns, self.select = self.columns, self.exprs
         else:
             self.insert_columns, self.select = ["rowid"] + self.columns, ["rowid"] + self.exprs
-        self.fks = [(f.columns, f.ref_table, f.ref_columns or _primary_key(conn, f.ref_table))
-                    for f in ch.table.foreign_keys]
-        self.seq = bool(pk is not None and pk.autoincrement)
-        self.indexes = []  # (declared name, temporary name, CREATE INDEX on the shadow)
-        self.number = number
-        self.top = None  # the largest rowid when the sync triggers were created
+
+    @classmethod
+    def for_index(cls, conn, step, number):
+        """The table of a new index (step) copied unchanged into a shadow that has the index, so that no CREATE
+        INDEX reads the whole table under the write lock; None when the table cannot be (WITHOUT ROWID, generated
+        columns): the index is then built in one transaction."""
+        table = step.table
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+        head = re.match(r'(\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?)("(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[^\s(]+)',
+                        row[0] if row else "", re.I)
+        info = conn.execute("SELECT name, hidden FROM pragma_table_xinfo(?)", (table,)).fetchall()
+        if head is None or any(hidden for _, hidden in info):
+            return None
+        tp = cls.__new__(cls)
+        tp.step, tp.old, tp.name, tp.shadow, tp.number, tp.top = step, table, table, SHADOW + table, number, None
+        tp.same, tp.original_sql = True, row[0]
+        tp.create = head.group(1) + q(tp.shadow) + row[0][head.end(2):]
+        tp.columns = [name for name, _ in info]
+        tp.exprs = [q(c) for c in tp.columns]
+        tp.key_old = tp.key_new = ["rowid"]
+        if _without_rowid(row[0]):
+            tp.key_old = tp.key_new = list(_primary_key(conn, table))
+            tp.insert_columns, tp.select = tp.columns, tp.exprs
+        elif _rowid_alias(conn, table) is not None:
+            tp.insert_columns, tp.select = tp.columns, tp.exprs
+        else:
+            tp.insert_columns, tp.select = ["rowid"] + tp.columns, ["rowid"] + tp.exprs
+        # the table's own foreign keys guard the shadow as a rebuild's do: a row whose key is broken is recorded,
+        # never a reason for the application's write to fail in the sync trigger
+        tp.fks = [(tuple(c for _, c, _ in g), g[0][0], tuple(r for _, _, r in g)) for g in _fk_groups(conn, table)]
+        tp.seq = "AUTOINCREMENT" in row[0].upper()
+        tp.indexes = []
+        tp.triggers_sql = [r[0] for r in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? AND sql IS NOT NULL ORDER BY rowid",
+            (table,))]
+        return tp
 
     def add_index(self, name, sql):
         m = _index_head(sql)
@@ -165,18 +235,54 @@ class TablePlan:
         return "INSERT %sINTO %s (%s) %s" % ("OR IGNORE " if or_ignore else "", q(self.shadow),
                                              ", ".join(q(c) for c in self.insert_columns), self.new_row(where))
 
+    @property
+    def by_rowid(self):
+        return self.key_old == ["rowid"]
+
+    def key(self, alias=None, new=False):
+        """The key's columns as SQL, comma-separated (rowid, or the primary key of a WITHOUT ROWID table)."""
+        prefix = alias + "." if alias else ""
+        return ", ".join(prefix + _col(k) for k in (self.key_new if new else self.key_old))
+
+    def key_is(self, alias, values, new=False):
+        """SQL: the key of alias (old table, or the shadow when new) equals values (SQL expressions)."""
+        prefix = alias + "." if alias else ""
+        return " AND ".join("%s%s = %s" % (prefix, _col(k), v) for k, v in zip(self.key_new if new else self.key_old,
+                                                                                 values))
+
+    def key_range(self, alias, lo, hi, new=False):
+        """(SQL, parameters): the key of alias in (lo, hi] (tuples; None: unbounded on that side)."""
+        cols = "(%s)" % self.key(alias, new)
+        marks = "(%s)" % ", ".join("?" * len(self.key_old))
+        parts, params = [], []
+        if lo is not None:
+            parts.append("%s > %s" % (cols, marks))
+            params += list(lo)
+        if hi is not None:
+            parts.append("%s <= %s" % (cols, marks))
+            params += list(hi)
+        return " AND ".join(parts) or "1", params
+
     def triggers(self):
         name = lambda op: q("%s%s_%s" % (SYNC, op, self.name))
-        upsert = ("DELETE FROM {s} WHERE rowid = NEW.rowid; {copy}; INSERT OR IGNORE INTO {r} (tbl, row_id) "
-                  "SELECT {t}, NEW.rowid WHERE NOT EXISTS (SELECT 1 FROM {s} WHERE rowid = NEW.rowid);").format(
-            s=q(self.shadow), copy=self.copy_sql("rowid = NEW.rowid"), r=q(REJECTS), t=_lit(self.name))
+        new_key = ["NEW.%s" % _col(k) for k in self.key_old]
+        old_key = ["OLD.%s" % _col(k) for k in self.key_old]
+        # a WITHOUT ROWID row is recorded as "some row of the table": the swap then compares the whole key range
+        upsert = ("DELETE FROM {s} WHERE {shadow_new}; {copy}; INSERT OR IGNORE INTO {r} (tbl, row_id) "
+                  "SELECT {t}, {row_id} WHERE NOT EXISTS (SELECT 1 FROM {s} WHERE {shadow_new});").format(
+            s=q(self.shadow), copy=self.copy_sql(self.key_is(None, new_key)), r=q(REJECTS), t=_lit(self.name),
+            shadow_new=self.key_is(None, new_key, new=True), row_id="NEW.rowid" if self.by_rowid else "0")
         return [
             "CREATE TRIGGER %s AFTER INSERT ON %s BEGIN %s END" % (name("ins"), q(self.old), upsert),
-            "CREATE TRIGGER %s AFTER UPDATE ON %s BEGIN DELETE FROM %s WHERE rowid = OLD.rowid; %s END" % (
-                name("upd"), q(self.old), q(self.shadow), upsert),
-            "CREATE TRIGGER %s AFTER DELETE ON %s BEGIN DELETE FROM %s WHERE rowid = OLD.rowid; END" % (
-                name("del"), q(self.old), q(self.shadow)),
+            "CREATE TRIGGER %s AFTER UPDATE ON %s BEGIN DELETE FROM %s WHERE %s; %s END" % (
+                name("upd"), q(self.old), q(self.shadow), self.key_is(None, old_key, new=True), upsert),
+            "CREATE TRIGGER %s AFTER DELETE ON %s BEGIN DELETE FROM %s WHERE %s; END" % (
+                name("del"), q(self.old), q(self.shadow), self.key_is(None, old_key, new=True)),
         ]
+
+
+def _col(name):
+    return name if name == "rowid" else q(name)
 
 
 def _lit(text):
@@ -192,6 +298,19 @@ def _rowid_alias(conn, table):
     return None
 
 
+def _without_rowid(sql):
+    return "WITHOUT" in sql.upper().split(")")[-1]
+
+
+def _fk_groups(conn, table):
+    """The table's foreign keys: [[(parent, column, parent column), ...] per key], by id and seq."""
+    groups = {}
+    for r in conn.execute("SELECT id, seq, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?) ORDER BY id, seq",
+                          (table,)):
+        groups.setdefault(r[0], []).append((r[2], r[3], r[4] or _primary_key(conn, r[2])[r[1]]))
+    return list(groups.values())
+
+
 def _primary_key(conn, table):
     return tuple(r[0] for r in sorted(conn.execute("SELECT name, pk FROM pragma_table_info(?) WHERE pk > 0",
                                                    (table,)).fetchall(), key=lambda r: r[1]))
@@ -203,7 +322,7 @@ class OnlinePlan:
 
     def __init__(self, conn, plan):
         self.plan = plan
-        self.before, self.swap, self.tables = [], [], []
+        self.before, self.data, self.swap, self.tables = [], [], [], []
         rebuilt = {}
         for step in plan.steps:
             if _kind(step) == "RebuildTable":
@@ -211,8 +330,24 @@ class OnlinePlan:
                 self.tables.append(tp)
                 rebuilt[tp.name.lower()] = tp
                 rebuilt[tp.old.lower()] = tp
+        for step in plan.steps:  # a new index on a big table that is not rebuilt: the table copied with it
+            if _kind(step) == "CreateIndex" and step.table and step.table.lower() not in rebuilt and \
+                    (step.rows or 0) >= INDEX_COPY_ROWS:
+                tp = TablePlan.for_index(conn, step, len(self.tables))
+                if tp is not None:
+                    dropped = {s.change.name.lower() for s in plan.steps if _kind(s) == "DropIndex"}
+                    for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
+                                                  "tbl_name = ? AND sql IS NOT NULL ORDER BY rowid", (tp.old,)):
+                        if name.lower() not in dropped:  # the table's indexes the plan keeps
+                            tp.add_index(name, sql)
+                    self.tables.append(tp)
+                    rebuilt[tp.name.lower()] = tp
         user_index_table = dict((n.lower(), t.lower()) for n, t in conn.execute(
             "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+        # an index the plan drops and creates again under its name (a changed WHERE or columns) on a table that is
+        # not rebuilt: the drop runs before the new one is built, in its own transaction, not in the swap
+        recreated = {step.change.index.name.lower() for step in plan.steps if _kind(step) == "CreateIndex"
+                     and step.change.index.table.lower() not in rebuilt}
         for step in plan.steps:
             kind = _kind(step)
             if kind == "RebuildTable":
@@ -225,8 +360,12 @@ class OnlinePlan:
                 rebuilt[user_index_table[step.change.name.lower()]].add_index(step.change.name, step.change.sql)
             elif kind == "DropIndex" and (step.table or "").lower() in rebuilt:
                 continue  # goes with the old table
+            elif kind == "DropIndex" and step.change.name.lower() in recreated:
+                self.before.append(step)
             elif kind in BEFORE or kind == "CreateIndex":
                 self.before.append(step)
+            elif kind == "RunDataStep":  # each in its own transaction, after the expand steps (history.run_each)
+                self.data.append(step)
             else:
                 self.swap.append(step)
 
@@ -237,10 +376,14 @@ class OnlinePlan:
             rows = step.rows or 0
             out.append({"step": step.title, "lock": "one transaction, about %s (it reads every row)" % _ms(rows)
                         if rows else "one short transaction"})
+        for step in self.data:
+            out.append({"step": step.title, "lock": _data_lock(step)})
         for tp in self.tables:
             n = tp.step.rows or 0
             out.append({"step": "create shadow table '%s' with %d index(es) (empty, under temporary names) and sync "
-                                "triggers on '%s'" % (tp.shadow, len(tp.indexes), tp.old),
+                                "triggers on '%s'%s" % (tp.shadow, len(tp.indexes), tp.old, (
+                                    " (the table is copied unchanged: a new index on about %d rows is built as the "
+                                    "copy fills it, not by one CREATE INDEX)" % n) if tp.same else ""),
                         "lock": "one short transaction"})
             out.append({"step": "copy %d rows of '%s' into '%s' in batches" % (n, tp.old, tp.shadow),
                         "lock": "batches of about %d ms each, a passive WAL checkpoint between them" % (
@@ -249,17 +392,26 @@ class OnlinePlan:
                 tp.old, tp.shadow), "lock": "none (read batches of about %d ms each; in rollback-journal mode they "
                                             "hold writers off that long)" % (BATCH_SECONDS * 1000)})
         if self.tables or self.swap:
+            rebuilds = len([tp for tp in self.tables if not tp.same])
             names = ", ".join("'%s'" % tp.name for tp in self.tables)
             out.append({"step": "swap%s: check the rows written since the copy began, rename the old table%s "
                                 "away and the shadow in, set the index names%s" % (
                                     " " + names if names else "", "s" if len(self.tables) > 1 else "",
-                                    ", and %d other step(s) of the plan" % (len(self.swap) - len(self.tables))
-                                    if len(self.swap) > len(self.tables) else ""),
+                                    ", and %d other step(s) of the plan" % (len(self.swap) - rebuilds)
+                                    if len(self.swap) > rebuilds else ""),
                         "lock": "one short transaction (no row is copied or counted in full)"})
         for tp in self.tables:
             out.append({"step": "empty the old table '%s%s' (%d rows) and drop it" % (OLD, tp.name, tp.step.rows or 0),
                         "lock": "batches of about %d ms each" % (BATCH_SECONDS * 1000)})
         return out
+
+
+def _data_lock(step):
+    """plan --online: how long a data step holds the write lock (its own transaction, with its history record)."""
+    what = "one transaction, recorded in %s with it: holds the write lock for the step's whole run" % HISTORY_TABLE
+    if step.rows is None:
+        return what
+    return "%s (it changed %d rows when planned: about %s)" % (what, step.rows, _ms(step.rows))
 
 
 def _ms(rows):
@@ -305,19 +457,19 @@ def _checkpoint(conn, wal):
 
 
 def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
-    """Run sql_for(lo, hi) over the old table's rowids up to tp.top (the largest when the sync triggers were
-    created: the triggers copy every row written after) in batches sized by time; between(table, label, n)
-    is called after each batch (tests write from another connection there)."""
+    """Run sql_for(lo, hi) over the old table's keys (rowids, or a WITHOUT ROWID table's primary keys; tuples, lo
+    None at first) in (lo, hi] ranges up to tp.top (the largest when the sync triggers were created: the triggers
+    copy every row written after) in batches sized by time; between(table, label, n) is called after each batch
+    (tests write from another connection there)."""
     size, lo, n = FIRST_BATCH, None, 0
-    while tp.top is not None and (lo is None or lo < tp.top):
+    while tp.top is not None and lo != tp.top:
         started = time.perf_counter()
         with _Lock(conn, stats, "%s batch of '%s'" % (label, tp.name)) if write else _Read(conn):
-            bound = conn.execute("SELECT max(rowid) FROM (SELECT rowid FROM %s WHERE rowid > ? ORDER BY rowid "
-                                 "LIMIT ?)" % q(tp.old), (lo if lo is not None else -(2 ** 63), size)).fetchone()[0]
-            bound = min(bound, tp.top) if bound is not None else None
-            if bound is None:
-                return
-            result = sql_for(lo if lo is not None else -(2 ** 63), bound)
+            where, params = tp.key_range(None, lo, tp.top)
+            row = conn.execute("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT 1 OFFSET ?" % (
+                tp.key(), q(tp.old), where, tp.key()), params + [size - 1]).fetchone()
+            bound = tuple(row) if row is not None else tp.top  # fewer rows than size left: up to the top
+            result = sql_for(lo, bound)
         lo, n = bound, n + 1
         took = time.perf_counter() - started
         size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(took, 1e-4)), size * 2))
@@ -344,47 +496,53 @@ class _Read:
         return False
 
 
-def _describe_row(conn, tp, rowid):
-    """Why the shadow does not take row rowid of the old table: the constraint SQLite names, or its foreign key."""
-    row = conn.execute("SELECT * FROM %s WHERE rowid = ?" % q(tp.old), (rowid,)).fetchone()
+def _describe_row(conn, tp, key):
+    """Why the shadow does not take the row of the old table with key (a tuple): the constraint SQLite names, or its
+    foreign key."""
+    marks = ["?"] * len(key)
+    row = conn.execute("SELECT * FROM %s WHERE %s" % (q(tp.old), tp.key_is(None, marks)), key).fetchone()
     cols = [r[1] for r in conn.execute("SELECT * FROM pragma_table_info(?)", (tp.old,))]
     shown = ", ".join("%s=%r" % (c, v) for c, v in list(zip(cols, row or ()))[:6])
     conn.execute("SAVEPOINT schemagen_probe_row")
     try:
-        conn.execute("DELETE FROM %s WHERE rowid = ?" % q(tp.shadow), (rowid,))
-        conn.execute("INSERT INTO %s (%s) SELECT %s FROM %s WHERE rowid = ?" % (
-            q(tp.shadow), ", ".join(q(c) for c in tp.insert_columns), ", ".join(tp.select), q(tp.old)), (rowid,))
+        conn.execute("DELETE FROM %s WHERE %s" % (q(tp.shadow), tp.key_is(None, marks, new=True)), key)
+        conn.execute("INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s" % (
+            q(tp.shadow), ", ".join(q(c) for c in tp.insert_columns), ", ".join(tp.select), q(tp.old),
+            tp.key_is(None, marks)), key)
         why = "a declared foreign key has no parent row"
     except sqlite3.Error as exc:
         why = str(exc)
     finally:
         conn.execute("ROLLBACK TO schemagen_probe_row")
         conn.execute("RELEASE schemagen_probe_row")
-    return "table '%s', row rowid=%d (%s): %s" % (tp.name, rowid, shown, why)
+    which = "rowid=%d" % key[0] if tp.by_rowid else "(%s)=(%s)" % (", ".join(tp.key_old), ", ".join(map(repr, key)))
+    return "table '%s', row %s (%s): %s" % (tp.name, which, shown, why)
 
 
 def _missing(conn, tp, lo, hi):
-    """Rows of the old table in (lo, hi] that the shadow lacks; ApplyError when the shadow has more (it never
-    should: its rows only come from the old table's)."""
-    missing = [r[0] for r in conn.execute(
-        "SELECT o.rowid FROM %s AS o WHERE o.rowid > ? AND o.rowid <= ? AND NOT EXISTS (SELECT 1 FROM %s AS s "
-        "WHERE s.rowid = o.rowid) LIMIT 5" % (q(tp.old), q(tp.shadow)), (lo, hi))]
+    """Keys (tuples) of the old table's rows in (lo, hi] that the shadow lacks; ApplyError when the shadow has more
+    (it never should: its rows only come from the old table's)."""
+    where, params = tp.key_range("o", lo, hi)
+    missing = [tuple(r) for r in conn.execute(
+        "SELECT %s FROM %s AS o WHERE %s AND NOT EXISTS (SELECT 1 FROM %s AS s WHERE %s) LIMIT 5" % (
+            tp.key("o"), q(tp.old), where, q(tp.shadow),
+            tp.key_is("s", ["o." + _col(k) for k in tp.key_old], new=True)), params)]
     if not missing:
-        counts = [conn.execute("SELECT count(*) FROM %s WHERE rowid > ? AND rowid <= ?" % q(t), (lo, hi)).fetchone()[0]
-                  for t in (tp.old, tp.shadow)]
+        counts = [conn.execute("SELECT count(*) FROM %s WHERE %s" % (q(t), w), p).fetchone()[0]
+                  for t, (w, p) in ((tp.old, tp.key_range(None, lo, hi)), (tp.shadow, tp.key_range(None, lo, hi, new=True)))]
         if counts[0] != counts[1]:
-            raise ApplyError("online apply: table '%s' has %d rows with rowid in (%d, %d] but its shadow %d; nothing "
+            raise ApplyError("online apply: table '%s' has %d rows with keys in (%r, %r] but its shadow %d; nothing "
                              "was changed" % (tp.name, counts[0], lo, hi, counts[1]))
     return missing
 
 
 def _stale_fk(conn, tp, lo, hi):
-    """Rows of the shadow in (lo, hi] whose declared foreign keys no longer hold (a parent deleted since)."""
+    """Keys of the shadow's rows in (lo, hi] whose declared foreign keys no longer hold (a parent deleted since)."""
     if not tp.fks:
         return []
-    return [r[0] for r in conn.execute(
-        "SELECT s.rowid FROM %s AS s WHERE s.rowid > ? AND s.rowid <= ? AND NOT (%s) LIMIT 5" % (
-            q(tp.shadow), tp.fk_guard(lambda c: "s.%s" % q(c))), (lo, hi))]
+    where, params = tp.key_range("s", lo, hi, new=True)
+    return [tuple(r) for r in conn.execute("SELECT %s FROM %s AS s WHERE %s AND NOT (%s) LIMIT 5" % (
+        tp.key("s", new=True), q(tp.shadow), where, tp.fk_guard(lambda c: "s.%s" % q(c))), params)]
 
 
 def _refuse(conn, path, tp, rows, when):
@@ -402,9 +560,15 @@ def run(conn, path, plan, target, between=None, stats=None):
     conn.execute("PRAGMA legacy_alter_table = ON")
     online = OnlinePlan(conn, plan)
     for step in online.before:
+        if step.executed:
+            continue
         with _Lock(conn, stats, step.title):
             for stmt in step.statements:
                 conn.execute(stmt)
+    for step in online.data:
+        if not step.executed:
+            raise ApplyError("online apply: data step %r was not run before the rebuild (history.run_each runs "
+                             "them, each in its own transaction)" % step.change.name)
     try:
         _rebuild_and_swap(conn, path, online, target, between, stats, wal)
     except SchemagenError as exc:
@@ -427,15 +591,23 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
                     conn.execute(sql)
                 for sql in tp.triggers():
                     conn.execute(sql)
-                tp.top = conn.execute("SELECT max(rowid) FROM %s" % q(tp.old)).fetchone()[0]
-            _batches(conn, tp, lambda lo, hi, tp=tp: conn.execute(
-                tp.copy_sql("rowid > %d AND rowid <= %d" % (lo, hi))) and None, between, stats, "copy", wal)
+                top = conn.execute("SELECT %s FROM %s ORDER BY %s LIMIT 1" % (tp.key(), q(tp.old), ", ".join(
+                    "%s DESC" % _col(k) for k in tp.key_old))).fetchone()
+                tp.top = tuple(top) if top is not None else None
+            _batches(conn, tp, lambda lo, hi, tp=tp: _copy(conn, tp, lo, hi), between, stats, "copy", wal)
             missing = _batches(conn, tp, lambda lo, hi, tp=tp: _missing(conn, tp, lo, hi) or _stale_fk(conn, tp, lo, hi),
                                between, stats, "verify", wal, write=False)
             if missing:
                 raise _refuse(conn, path, tp, missing, "found by the check before the swap")
-        with _Lock(conn, stats, "swap"):
+        conn.execute("BEGIN")  # the views and triggers already broken: read before the swap, not under its lock
+        try:
             known = broken_dependents(conn)
+        finally:
+            conn.execute("ROLLBACK")
+        with _Lock(conn, stats, "swap"):
+            for tp in online.tables:
+                if tp.same:
+                    _swap(conn, path, tp)
             for step in online.swap:
                 if _kind(step) == "RebuildTable":
                     _swap(conn, path, next(tp for tp in online.tables if tp.step is step))
@@ -452,21 +624,30 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
             pass  # the next apply removes them
         raise
     for tp in online.tables:  # committed: what is left is the old rows' space (a leftover if killed now)
-        _free(conn, OLD + tp.name, stats, wal)
+        _free(conn, OLD + tp.name, stats, wal, between, tp.key())
+
+
+def _copy(conn, tp, lo, hi):
+    where, params = tp.key_range(None, lo, hi)
+    conn.execute(tp.copy_sql(where), params)
 
 
 def _swap(conn, path, tp):
     """In the swap transaction: the recorded rejects and the rows written since the copy began compared (the rows
     before were compared batch by batch), the old table renamed away with its indexes, the shadow renamed
     to the table's name, the declared index names set, sqlite_sequence carried over as the larger value."""
-    rejected = [r[0] for r in conn.execute(
-        "SELECT r.row_id FROM %s AS r WHERE r.tbl = ? AND EXISTS (SELECT 1 FROM %s AS o WHERE o.rowid = r.row_id) "
-        "AND NOT EXISTS (SELECT 1 FROM %s AS s WHERE s.rowid = r.row_id) ORDER BY r.row_id LIMIT 5" % (
-            q(REJECTS), q(tp.old), q(tp.shadow)), (tp.name,))]
+    if tp.by_rowid:
+        rejected = [(r[0],) for r in conn.execute(
+            "SELECT r.row_id FROM %s AS r WHERE r.tbl = ? AND EXISTS (SELECT 1 FROM %s AS o WHERE o.rowid = r.row_id) "
+            "AND NOT EXISTS (SELECT 1 FROM %s AS s WHERE s.rowid = r.row_id) ORDER BY r.row_id LIMIT 5" % (
+                q(REJECTS), q(tp.old), q(tp.shadow)), (tp.name,))]
+    elif conn.execute("SELECT 1 FROM %s WHERE tbl = ?" % q(REJECTS), (tp.name,)).fetchone():
+        rejected = _missing(conn, tp, None, None)  # WITHOUT ROWID: some row was refused; which, the keys tell
+    else:
+        rejected = []
     if rejected:
         raise _refuse(conn, path, tp, rejected, "written by the application during the copy")
-    since = tp.top if tp.top is not None else -(2 ** 63)
-    missing = _missing(conn, tp, since, 2 ** 63 - 1)
+    missing = _missing(conn, tp, tp.top, None)
     if missing:
         raise _refuse(conn, path, tp, missing, "found at the swap")
     has_seq = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone() is not None
@@ -480,6 +661,8 @@ def _swap(conn, path, tp):
                                 (retired,)).fetchall():
         conn.execute("DROP TRIGGER %s" % q(name))  # the plan recreates the table's triggers on the new one
     conn.execute("ALTER TABLE %s RENAME TO %s" % (q(tp.shadow), q(tp.name)))
+    for sql in tp.triggers_sql:  # a table copied only for its new index: its own triggers, as they were
+        conn.execute(sql)
     renames = []  # the old table's indexes out of the way first, then the shadow's under the declared names
     for n, (name, sql) in enumerate(conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
@@ -488,13 +671,16 @@ def _swap(conn, path, tp):
         m = _index_head(sql)
         renames.append((name, tmp, sql[:m.start(1)] + q(tmp) + sql[m.end(1):]))
     renames += [(tmp, name, final) for name, tmp, _, final in tp.indexes]
-    if renames:  # SQLite has no ALTER INDEX: the names are set in sqlite_master, the schema version bumped
+    if renames or tp.same:  # SQLite has no ALTER INDEX: the names are set in sqlite_master, the schema version bumped
         version = conn.execute("PRAGMA schema_version").fetchone()[0]
         conn.execute("PRAGMA writable_schema = ON")
         try:
             for old_name, new_name, sql in renames:
                 conn.execute("UPDATE sqlite_master SET name = ?, sql = ? WHERE type = 'index' AND name = ?",
                              (new_name, sql, old_name))
+            if tp.same:  # the same table: its CREATE TABLE text as it was (the rename quoted the name)
+                conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
+                             (tp.original_sql, tp.name))
             conn.execute("PRAGMA schema_version = %d" % (version + 1))
         finally:
             conn.execute("PRAGMA writable_schema = OFF")
@@ -507,15 +693,15 @@ def _swap(conn, path, tp):
         conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (retired,))
 
 
-def _free(conn, table, stats, wal):
+def _free(conn, table, stats, wal, between=None, key="rowid"):
     """Empty the retired old table in batches sized by time (its pages freed a batch at a time), then drop it:
     a DROP TABLE of a big table holds the write lock for as long as it walks every page."""
-    size = FIRST_BATCH
+    size, n = FIRST_BATCH, 0
     while True:
         started = time.perf_counter()
         with _Lock(conn, stats, "free the old table's pages"):
-            done = conn.execute("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s ORDER BY rowid LIMIT ?)" % (
-                q(table), q(table)), (size,)).rowcount
+            done = conn.execute("DELETE FROM %s WHERE (%s) IN (SELECT %s FROM %s ORDER BY %s LIMIT ?)" % (
+                q(table), key, key, q(table), key), (size,)).rowcount
             if not done:
                 conn.execute("DROP TABLE %s" % q(table))
         if not done:
@@ -523,6 +709,9 @@ def _free(conn, table, stats, wal):
         size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(time.perf_counter() - started, 1e-4)), size * 2))
         _checkpoint(conn, wal)
         time.sleep(PAUSE_SECONDS)
+        n += 1
+        if between is not None:
+            between(table, "free", n)
 
 
 class OnlineResult(ApplyResult):
@@ -536,7 +725,12 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
     """apply --online: as apply.apply (same arguments), with every table rebuild done online (see the module
     docstring). A new or empty file takes apply's one-transaction path (nothing to keep online). The backup
     is made with the online backup API, without holding the write lock. between(table, phase, batch) is
-    called after each copy ("copy") or check ("verify") batch: tests write from another connection there.
+    called after each copy ("copy") or check ("verify") batch, after each expand or data step's commit (table:
+    the step's title, phase "data") and after each step of the backup (table None, phase "backup"): tests write
+    from another connection there.
+    A declaration with pending data steps: the backup, then its expand steps and data steps each in their own
+    transaction (a data step with its record in the history), then the rest planned against what they did and
+    carried out online; anything refused after them is exit 3 (they are committed: apply again to finish).
     commit_section and terms: as for apply.apply (every one of the online apply's COMMITs runs in commit_section).
     """
     path = os.fspath(path)
@@ -553,18 +747,34 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
     start = time.perf_counter()
     conn, _ = open_for_apply(path, target.files)
     backup_to = None
+    stats = {}
+    token = _COMMIT_SECTION.set(commit_section)
     try:
         conn.execute("PRAGMA foreign_keys = OFF")  # outside any transaction: no ON DELETE fires in the swap
         drop_leftovers(conn)
-        conn.execute("BEGIN")  # a read transaction: planning and checking never hold the write lock
+        first = []
+        if target.compiled.get("history"):
+            backup_to, first = _data_steps_first(conn, path, target, guard, backup, between, stats)
+        # a read transaction, and query_only: planning and checking never take the write lock (a plan that must
+        # change the file to be made, a rename, is planned on a scratch copy, as `plan` does on a read-only file;
+        # a write here would also fail at once with "database is locked" after any application commit)
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("BEGIN")
         try:
             plan = plan_for(conn, target, guard, loss[0])
             if not plan.up_to_date and not plan.fresh:
                 _refuse_damaged(conn, path, plan)
                 _guard_data_loss(path, plan, bool(backup), *loss[1:], terms=terms)
                 OnlinePlan(conn, plan)  # refuses what --online cannot do before anything is written
+        except SchemagenError as exc:
+            if first:
+                raise _committed(exc, first) from None
+            raise
         finally:
             conn.execute("ROLLBACK")
+            conn.execute("PRAGMA query_only = OFF")
+        if first:  # the data steps and the expand steps before them: part of what this apply did
+            plan = plan.replace(steps=first + list(plan.steps), touches_rows=True)
         if plan.up_to_date:
             _finish_connection(conn, target.files)
             return ApplyResult(path, plan, applied=False, seconds=time.perf_counter() - start)
@@ -572,20 +782,23 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
             conn.close()
             return apply(path, schema, files, backup=bool(backup), guard=guard, prune=prune,
                          commit_section=commit_section, terms=terms)
-        if backup and plan.touches_rows:
-            backup_to = make_backup(path, backup[0], snapshot=True)
-        stats = {}
-        token = _COMMIT_SECTION.set(commit_section)
+        if backup and plan.touches_rows and backup_to is None:
+            backup_to = _backup(path, backup[0], between)
         try:
             run(conn, path, plan, target, between, stats)
         except ChangedThenFailed:
             raise  # steps before the copy committed: the backup of the file before them is kept
-        except BaseException:
+        except SchemagenError as exc:
+            if first:
+                raise _committed(exc, first) from None
             discard(backup_to)  # nothing of the declaration's change committed
             backup_to = None
             raise
-        finally:
-            _COMMIT_SECTION.reset(token)
+        except BaseException:
+            if not first:
+                discard(backup_to)
+                backup_to = None
+            raise
         if backup_to:
             try:
                 prune_backups(path, backup[0], backup[1], protect=(backup_to,))
@@ -599,7 +812,66 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
     except sqlite3.Error as exc:
         raise ApplyError("online apply of %r failed: %s" % (path, exc)) from None
     finally:
+        _COMMIT_SECTION.reset(token)
         conn.close()
+
+
+def _backup(path, backup_dir, between):
+    """The backup before the first write, with the online backup API in steps over one read snapshot (backup.py's
+    snapshot): in WAL mode the application's writers never wait for it; between(None, "backup", n) after each step."""
+    progress = None
+    if between is not None:
+        calls = iter(range(1, 1 << 62))
+        progress = lambda done, total: between(None, "backup", next(calls))
+    return make_backup(path, backup_dir, progress=progress, snapshot=True)
+
+
+def _committed(exc, first):
+    return ChangedThenFailed("%s; the %d step(s) before it (%s) are committed, the data steps recorded in %s: fix "
+                             "the cause and apply again to finish" % (
+                                 exc, len(first), ", ".join(s.title for s in first), HISTORY_TABLE))
+
+
+def _data_steps_first(conn, path, target, guard, backup, between, stats):
+    """A declaration with pending data steps: the backup, then the expand steps and the data steps, each in its own
+    transaction (history.run_each), before the rest is planned against what they did: each data step runs
+    exactly once (a python= step is called once), recorded with its commit. Returns (backup, steps run)."""
+    from . import history  # only a declaration that keeps a history
+    from ..sqlite import structure
+    conn.execute("BEGIN")
+    try:
+        if guard is not None and conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
+            from .apply import _refuse_foreign_file
+            _refuse_foreign_file(conn, structure.read_raw(conn), target, guard)
+        pending = not history._is_empty(conn) and any(
+            s["name"] not in history.done(conn) for s in history._declared_steps(target))
+    finally:
+        conn.execute("ROLLBACK")
+    if not pending:
+        return None, []
+    backup_to = _backup(path, backup[0], between) if backup else None
+    steps = []
+
+    @contextlib.contextmanager
+    def transaction(title):  # between(title, "data", n) after each commit: tests look (or kill) there
+        steps.append(title)
+        with _Lock(conn, stats, title):
+            yield
+        if between is not None:
+            between(title, "data", len(steps))
+    try:
+        first = history.run_each(conn, target, transaction)
+    except SchemagenError as exc:
+        if len(steps) > 1:  # the failing step rolled back; those before it committed
+            raise ChangedThenFailed("%s; the %d step(s) before it (%s) are committed: fix the cause and apply again "
+                                    "to finish" % (exc, len(steps) - 1, ", ".join(steps[:-1]))) from None
+        discard(backup_to)
+        raise
+    except BaseException:
+        if len(steps) <= 1:
+            discard(backup_to)
+        raise
+    return backup_to, first
 
 
 def plan_online(path, target, guard=None, prune=None):
