@@ -4,8 +4,9 @@
 `_schemagen_history` is created only for a declaration with data steps or history=True and is left out of the
 catalog reading (catalog.read_structure), so no comparison or count sees it. A database that holds none of the
 declared tables records every step as done without running it. Otherwise, after the renames and before the rest
-is planned: the new columns of existing tables are added without NOT NULL, UNIQUE, a foreign key or a volatile
-default (the rest of the plan adds those), then every pending data step runs (postgresql=, sql= translated, a
+is planned: the new tables are created as declared (a data step may fill them: INSERT INTO new SELECT ... FROM
+old), the new columns of existing tables are added without NOT NULL, UNIQUE, a foreign key or a volatile default
+(the rest of the plan adds those), then every pending data step runs (postgresql=, sql= translated, a
 python= step given the psycopg connection; sqlite_only steps are recorded without running).
 """
 from __future__ import annotations
@@ -77,6 +78,19 @@ def expand_and_run(conn, schema, comp, live, database, steps):
     """Add the new columns of existing tables (loosely) and run the pending data steps, on conn, as they are
     planned; returns the steps run (their statements, for the plan and plan --sql)."""
     out = []
+    new_tables = [t.name.lower() for t in schema.ordered_tables() if t.name.lower() not in live["tables"]]
+    for kind, name, sql in comp.statements:  # the new tables first (a step may fill them), then their late keys
+        if kind == "table" and name in new_tables:
+            step = PgStep("create table '%s' (before the data steps, which may fill it)" % name, "table is new",
+                          [sql], kind="CreateTable", table=name)
+            _run(conn, step, database)
+            out.append(step)
+    for kind, name, sql in comp.statements:
+        if kind == "foreign key" and name in new_tables:
+            step = PgStep("add a foreign key to new table '%s'" % name, "its parent is created after it", [sql],
+                          kind="CreateTable", table=name)
+            _run(conn, step, database)
+            out.append(step)
     for t in schema.ordered_tables():
         have = live["tables"].get(t.name.lower())
         if have is None:
