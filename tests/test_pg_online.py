@@ -37,7 +37,8 @@ SCHEMA = Schema(name="app", tables=[
 ], indexes=[Index("idx_tasks_state", "tasks", ["state"])])
 """
 
-# a type conversion: ALTER COLUMN TYPE rewrites the table under ACCESS EXCLUSIVE
+# a type conversion: online it goes through a new column (tests/test_pg_online_steps.py), which a view that uses
+# the column cannot move to, so with one (made by the test) it is refused (ALTER COLUMN TYPE rewrites the table)
 V_TYPE_TEXT = V1_TEXT.replace('Column("state", "TEXT")', 'Column("state", "INTEGER", using_postgresql="0")')
 
 
@@ -271,10 +272,13 @@ def test_plan_online_names_each_steps_lock_and_apply_online_refuses_a_rewrite(ru
     as_json = json.loads(_cli(runner, "plan", "--db", pg_url, "--schema", _decl(tmp_path, "v2", V2_TEXT),
                               "--online", "--json").output)
     assert {s["mode"] for s in as_json["steps"]} == {"short", "validate", "concurrent"}
+    with _connect(pg_url) as conn:
+        conn.execute("CREATE VIEW open_tasks AS SELECT id FROM tasks WHERE state = 'open'")
     before = _shape(pg_url)
     refused = _cli(runner, "apply", "--db", pg_url, "--schema", _decl(tmp_path, "vt", V_TYPE_TEXT), "--online")
     assert refused.exit_code == 2
     assert "--online cannot make change the type of 'tasks'.'state'" in refused.stderr
+    assert "a column that view open_tasks uses" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     assert _shape(pg_url) == before
 

@@ -77,3 +77,214 @@ def test_a_data_step_fills_a_table_the_same_apply_creates(pg_url, online):
     again = _apply(pg_url, v2, online)
     assert not again.applied
     assert _rows(pg_url, "SELECT count(*) FROM b") == [(50,)]
+
+
+# --- a type conversion online ----------------------------------------------------------------------------
+
+CONV_V1 = """
+from schema_dsl.model import Column, Index, PrimaryKey, Schema, Table
+SCHEMA = Schema("app", tables=[
+    Table("links", [Column("id", "INTEGER"), Column("rating", "TEXT", not_null=True, default="'0'"),
+                    Column("note", "TEXT")], PrimaryKey(["id"])),
+], indexes=[Index("idx_links_rating", "links", ["rating"]), Index("idx_links_note", "links", ["note"])])
+"""
+
+# rating TEXT -> INTEGER (NOT NULL, its default and its index kept), converted by a declared using=
+CONV_V2 = """
+from schema_dsl.model import Column, Index, PrimaryKey, Schema, Table
+SCHEMA = Schema("app", tables=[
+    Table("links", [Column("id", "INTEGER"),
+                    Column("rating", "INTEGER", not_null=True, default="0",
+                           using="CAST(rating AS INTEGER)", using_postgresql="trim(rating)::bigint"),
+                    Column("note", "TEXT")], PrimaryKey(["id"])),
+], indexes=[Index("idx_links_rating", "links", ["rating"]), Index("idx_links_note", "links", ["note"])])
+"""
+
+
+def _conv_v1(url, rows=3000):
+    _apply(url, _load(CONV_V1), False)
+    with _connect(url) as conn:
+        conn.execute("INSERT INTO links SELECT g, ' ' || (g %% 97) || ' ', 'n' || g FROM generate_series(1, %d) g"
+                     % rows)
+
+
+def _shape(url):
+    with _connect(url) as conn:
+        cols = conn.execute("SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+                            "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a LEFT JOIN pg_attrdef d "
+                            "ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = 'links'::regclass "
+                            "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1").fetchall()
+        idx = conn.execute("SELECT c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid FROM pg_index i "
+                           "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'links'::regclass "
+                           "ORDER BY 1").fetchall()
+        cons = conn.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                            "WHERE conrelid = 'links'::regclass ORDER BY 1").fetchall()
+        own = conn.execute("SELECT relname FROM pg_class WHERE relname LIKE '\\_schemagen\\_%' UNION ALL "
+                           "SELECT proname FROM pg_proc WHERE proname LIKE '\\_schemagen\\_%' UNION ALL "
+                           "SELECT tgname FROM pg_trigger WHERE tgname LIKE '\\_schemagen\\_%'").fetchall()
+    return cols, idx, cons, own
+
+
+def _plain_shape(pg_cluster, setup, schema):
+    import psycopg
+    name = "plainconv_%d" % (int(time.time() * 1000) % 10000000)
+    with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
+        conn.execute('CREATE DATABASE "%s"' % name)
+    try:
+        url = pg_cluster.url(name)
+        setup(url)
+        assert _apply(url, schema, False).report["ok"]
+        return _shape(url), _rows(url, "SELECT id, rating FROM links ORDER BY id")
+    finally:
+        with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+def test_plan_online_converts_through_a_new_column_and_says_how(pg_url):
+    from schema_dsl.pg import online
+    _conv_v1(pg_url)
+    p = online.plan_online(pg_url, _load(CONV_V2))
+    assert not p.refused, p.refused
+    kinds = [s.kind for s in p.steps]
+    assert kinds == ["StartConversion", "ConvertBatches", "ConvertIndex", "SwapConversion", "ValidateCheck",
+                     "SetNotNull", "DropOldColumn"], kinds
+    assert [s.mode for s in p.steps] == ["short", "convert", "concurrent", "swap", "validate", "short", "short"]
+    start = p.steps[0].statements[0]
+    assert 'ADD COLUMN "_schemagen_new_rating" bigint' in start and "CREATE TRIGGER" in start
+    assert 'CREATE INDEX CONCURRENTLY "_schemagen_new_idx_links_rating" ON public.links USING btree ' \
+           '("_schemagen_new_rating")' in p.steps[2].statements[0]
+    assert "ALTER INDEX \"_schemagen_new_idx_links_rating\" RENAME TO \"idx_links_rating\";" in p.steps[3].statements
+    assert "ACCESS EXCLUSIVE on 'links' for a moment" in p.steps[3].lock
+    assert "row locks on one batch" in p.steps[1].lock
+
+
+def test_an_online_conversion_keeps_every_write_and_ends_as_a_plain_apply(pg_cluster, pg_url):
+    """A writer inserts and updates rows (text ratings) all through the online apply; every write lands converted,
+    and the result (columns, NOT NULL, default, indexes, constraints) is the plain apply's, with no _schemagen_
+    object left. Before: --online refused the conversion (exit 2)."""
+    from schema_dsl.pg import online
+    _conv_v1(pg_url)
+    stop, errors, written = threading.Event(), [], {}
+
+    def writer():
+        conn = _connect(pg_url)
+        n = 100000
+        while not stop.is_set():
+            try:
+                # literals, as text or as a number: the old code's write works before and after the swap
+                conn.execute("INSERT INTO links (id, rating, note) VALUES (%d, ' %d', 'w')" % (n, n % 7))
+                written[n] = n % 7
+                conn.execute("UPDATE links SET rating = '55' WHERE id = %s", (n % 3000 + 1,))
+                written[n % 3000 + 1] = 55
+            except Exception as exc:  # noqa: BLE001 - the test reports it
+                errors.append(exc)
+            n += 1
+            time.sleep(0.002)
+        conn.close()
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        result = online.apply_online(pg_url, _load(CONV_V2), compile_declaration(_load(CONV_V2)))
+    finally:
+        stop.set()
+        t.join(10)
+    assert not errors, errors[:3]
+    assert result.applied and result.report["ok"], result.report
+    assert len(written) > 20
+    got = dict(_rows(pg_url, "SELECT id, rating FROM links"))
+    assert all(got[k] == v for k, v in written.items())
+    assert got[3000] in (3000 % 97, 55)
+    shape = _shape(pg_url)
+    assert shape[3] == []  # nothing of schemagen's left
+    assert ("rating", "bigint", True) in [c[:3] for c in shape[0]]
+    plain_shape, _ = _plain_shape(pg_cluster, _conv_v1, _load(CONV_V2))
+    assert shape == plain_shape
+    assert online.plan_online(pg_url, _load(CONV_V2)).up_to_date
+
+
+def test_values_the_conversion_fails_on_are_refused_online_before_anything_is_written(runner, tmp_path, pg_url):
+    from schema_dsl.cli import main
+    _conv_v1(pg_url, rows=20)
+    with _connect(pg_url) as conn:
+        conn.execute("UPDATE links SET rating = 'n/a' WHERE id IN (4, 9)")
+    before = _shape(pg_url)
+    path = tmp_path / "v2.py"
+    path.write_text(CONV_V2, encoding="utf-8")
+    result = runner.invoke(main, ["apply", "--db", pg_url, "--schema", "%s:SCHEMA" % path, "--online"])
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "2 values PostgreSQL cannot convert to bigint" in result.stderr and "(rows (id) 4, 9)" in result.stderr
+    assert _shape(pg_url) == before
+
+
+def test_a_write_the_conversion_fails_on_during_the_online_apply_stops_it_before_the_swap(pg_url):
+    """The application writes 'n/a' after the plan (the trigger converts it to NULL and logs the row, the write
+    succeeds): the swap refuses naming the row, exit 3, the old column still serves; once the row is fixed, apply
+    again finishes."""
+    from schema_dsl.errors import ChangedThenFailed
+    from schema_dsl.pg import online
+    _conv_v1(pg_url, rows=50)
+    v2 = _load(CONV_V2)
+
+    def progress(number, total, step):
+        if step.kind == "SwapConversion":
+            with _connect(pg_url) as conn:
+                conn.execute("INSERT INTO links (id, rating) VALUES (777, 'n/a')")
+    with pytest.raises(ChangedThenFailed) as stopped:
+        online.apply_online(pg_url, v2, compile_declaration(v2), progress=progress)
+    assert "rows (id) 777" in str(stopped.value) and "cannot convert" in str(stopped.value)
+    assert _rows(pg_url, "SELECT rating FROM links WHERE id = 777") == [("n/a",)]  # the write landed, old column
+    with _connect(pg_url) as conn:
+        conn.execute("UPDATE links SET rating = '7' WHERE id = 777")
+    result = online.apply_online(pg_url, v2, compile_declaration(v2))
+    assert result.report["ok"], result.report
+    assert _rows(pg_url, "SELECT rating FROM links WHERE id = 777") == [(7,)]
+    assert _shape(pg_url)[3] == []
+
+
+KILL_CONV = """
+import os, signal, sys
+sys.path.insert(0, %(tests)r)
+from test_pg_online_steps import CONV_V2, _load
+from schema_dsl.compile.postgresql import compile_declaration
+from schema_dsl.pg import online
+
+def progress(number, total, step):
+    if number == %(at)d:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+online.apply_online(%(url)r, _load(CONV_V2), compile_declaration(_load(CONV_V2)), progress=progress)
+"""
+
+
+@pytest.mark.parametrize("then", ["plain", "online"])
+def test_a_conversion_killed_at_each_step_is_finished_by_the_next_apply(pg_cluster, pg_url, then):
+    """SIGKILL before every step of the online conversion in turn (so after the trigger, the backfill, the index,
+    the swap, the NOT NULL...), each time followed by the next apply (plain or online): every one ends as the plain
+    apply does, no value lost, nothing of schemagen's left."""
+    import psycopg
+
+    from schema_dsl.pg import online
+    v2 = _load(CONV_V2)
+    expected = _plain_shape(pg_cluster, _conv_v1, v2)
+    total = len(online.plan_online(pg_url, v2).steps) if _conv_v1(pg_url) is None else 0
+    assert total == 7
+    for at in range(2, total + 1):
+        name = "kc_%d_%d" % (at, os.getpid())
+        with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "%s"' % name)
+        url = pg_cluster.url(name)
+        try:
+            _conv_v1(url)
+            out = subprocess.run([sys.executable, "-c", KILL_CONV % {"tests": TESTS, "at": at, "url": url}],
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == -9, out.stderr
+            if at in (3, 5):  # after the trigger (before the swap), after the swap: validate names the leftover
+                from schema_dsl.pg import apply as pg_apply
+                notes = pg_apply.validate(url, compile_declaration(v2))["notes"]
+                assert any("interrupted online type conversion" in n for n in notes), (at, notes)
+            result = _apply(url, v2, then == "online")
+            assert result.report["ok"], (at, result.report)
+            assert (_shape(url), _rows(url, "SELECT id, rating FROM links ORDER BY id")) == expected, at
+        finally:
+            with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
+                conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)

@@ -105,6 +105,9 @@ def check(conn, compiled, database):
             "SELECT c.relname, k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
             "WHERE c.relnamespace = %s AND k.contype = 'c' AND k.conname LIKE %s ORDER BY 1, 2",
             (catalog.current_namespace(conn), NN_PREFIX.replace("_", r"\_") + "%")).fetchall()]
+    from .leftovers import conversion_leftovers  # and what an interrupted online conversion left
+    notes += ["column %s.%s: the %s column of an interrupted online type conversion; run apply again to finish" % (
+        t, c, state) for t, c, state in conversion_leftovers(conn, catalog.current_namespace(conn))]
     declared = set(compiled["structure"]["tables"])
     return {
         "not_valid_violations": [{k: v[k] for k in ("table", "constraint", "kind", "parent", "rows", "examples")}

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from hashlib import sha256
+
+import attrs
 
 from .. import __version__
 from ..compile.postgresql import Untranslatable, alter_statement, column_type, data_step_statements
@@ -119,6 +122,7 @@ def expand_and_run(conn, schema, comp, live, database, steps):
         except Untranslatable as exc:
             raise UnsafeMigrationError("%s: data step '%s' cannot be translated for PostgreSQL (%s): give postgresql= "
                                        "or sqlite_only=True; nothing was changed" % (database, ds.name, exc)) from None
+        started = time.perf_counter()
         if statements is None:  # python=
             step = PgStep("run data step '%s' (python)" % ds.name, "declared data step this database has not run yet",
                           [], kind="RunDataStep")
@@ -132,8 +136,20 @@ def expand_and_run(conn, schema, comp, live, database, steps):
                                                     else ""), "declared data step this database has not run yet",
                           statements, kind="RunDataStep")
             _run(conn, step, database)
-        out.append(step)
+        # apply --online runs it in its own transaction: what it is and how long it took when planned
+        out.append(attrs.evolve(step, detail={"data_step": ds, "seconds": time.perf_counter() - started}))
     return out
+
+
+def step_record(schema, comp, step):
+    """apply --online: the statement that records one data step as run, in the data step's own transaction (so a
+    kill after its COMMIT never runs it again, and one before leaves no trace of it)."""
+    record = {"kind": "online data step", "declaration": schema.name,
+              "declaration_sha256": sha256(json.dumps(comp.structure, sort_keys=True).encode("utf-8")).hexdigest(),
+              "schemagen_version": __version__, "steps": json.dumps([step.title], ensure_ascii=False),
+              "data_steps_run": json.dumps([step.detail["data_step"].name], ensure_ascii=False),
+              "data_steps_recorded": "[]", "backup": None}
+    return alter_statement("insert_history", HISTORY_TABLE, record)
 
 
 def _live_tables(conn):
