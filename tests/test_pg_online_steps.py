@@ -288,3 +288,107 @@ def test_a_conversion_killed_at_each_step_is_finished_by_the_next_apply(pg_clust
         finally:
             with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
                 conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+# --- data steps online --------------------------------------------------------------------------------------
+
+DATA_V1 = """
+from schema_dsl.model import Column, PrimaryKey, Schema, Table
+SCHEMA = Schema("app", tables=[Table("counters", [Column("id", "INTEGER"), Column("n", "INTEGER")], PrimaryKey(["id"]))])
+"""
+
+# a step that is wrong to run twice (n + 1), a python= step filling a new NOT NULL column
+DATA_V2 = """
+from schema_dsl.model import Column, DataStep, PrimaryKey, Schema, Table
+
+def tag(connection):
+    connection.execute("UPDATE counters SET tag = 'p' || id")
+
+SCHEMA = Schema("app", tables=[Table("counters", [Column("id", "INTEGER"), Column("n", "INTEGER"),
+                                                  Column("tag", "TEXT", not_null=True)], PrimaryKey(["id"]))],
+                data_steps=[DataStep("bump", sql="UPDATE counters SET n = n + 1"), DataStep("tag", python=tag)])
+"""
+
+
+def _data_v1(url):
+    _apply(url, _load(DATA_V1), False)
+    with _connect(url) as conn:
+        conn.execute("INSERT INTO counters SELECT g, 10 FROM generate_series(1, 200) g")
+
+
+def test_data_steps_run_online_each_in_its_own_transaction_recorded_in_it(runner, tmp_path, pg_url):
+    """plan --online shows each data step as its own step with the time it held its locks when planned; apply
+    --online runs both (the python= one too: before, it was a step with no statements and never ran, and the NOT
+    NULL after it failed), each with its own history record, then the apply's record."""
+    from schema_dsl.cli import main
+    _data_v1(pg_url)
+    path = tmp_path / "v2.py"
+    path.write_text(DATA_V2, encoding="utf-8")
+    shown = runner.invoke(main, ["plan", "--db", pg_url, "--schema", "%s:SCHEMA" % path, "--online"])
+    assert shown.exit_code == 0, shown.output + shown.stderr
+    assert "run data step 'bump', in its own transaction, recorded in it" in shown.output
+    assert "a row lock on each row it changes, until it commits:" in shown.output and "ms when planned" in shown.output
+    lines = shown.output.splitlines()
+    assert [n for n, line in enumerate(lines) if "create table '_schemagen_history'" in line][0] < \
+        [n for n, line in enumerate(lines) if "run data step 'bump'" in line][0]
+    done = runner.invoke(main, ["apply", "--db", pg_url, "--schema", "%s:SCHEMA" % path, "--online"])
+    assert done.exit_code == 0, done.output + done.stderr
+    assert _rows(pg_url, "SELECT count(*), min(n), max(n), min(tag) FROM counters") == [(200, 11, 11, "p1")]
+    assert _rows(pg_url, "SELECT kind, data_steps_run FROM _schemagen_history ORDER BY id") == [
+        ("online data step", '["bump"]'), ("online data step", '["tag"]'), ("apply", '["bump", "tag"]')]
+    assert _rows(pg_url, "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'counters'::regclass "
+                         "AND attname = 'tag'") == [(True,)]
+
+
+KILL_DATA = """
+import os, signal, sys
+sys.path.insert(0, %(tests)r)
+from test_pg_online_steps import DATA_V2, _load
+from schema_dsl.compile.postgresql import compile_declaration
+from schema_dsl.pg import online
+
+def progress(number, total, step):
+    if number == %(at)d:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+online.apply_online(%(url)r, _load(DATA_V2), compile_declaration(_load(DATA_V2)), progress=progress)
+"""
+
+
+@pytest.mark.parametrize("then", ["plain", "online"])
+def test_a_data_step_runs_exactly_once_however_the_online_apply_is_killed(pg_cluster, then):
+    """SIGKILL before each online step in turn (before the data step, between the two, after both), then the next
+    apply: 'bump' (n + 1) has run exactly once every time, and the result is the same."""
+    import psycopg
+
+    from schema_dsl.pg import online
+    base = pg_cluster.url("postgres")
+    probe = "kd_probe_%d" % os.getpid()
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute('CREATE DATABASE "%s"' % probe)
+    try:
+        _data_v1(pg_cluster.url(probe))
+        steps = online.plan_online(pg_cluster.url(probe), _load(DATA_V2)).steps
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % probe)
+    kinds = [s.kind for s in steps]
+    assert kinds.count("RunDataStep") == 2
+    for at in range(2, len(steps) + 1):
+        name = "kd_%d_%d" % (at, os.getpid())
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "%s"' % name)
+        url = pg_cluster.url(name)
+        try:
+            _data_v1(url)
+            out = subprocess.run([sys.executable, "-c", KILL_DATA % {"tests": TESTS, "at": at, "url": url}],
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == -9, out.stderr
+            result = _apply(url, _load(DATA_V2), then == "online")
+            assert result.report["ok"], (at, result.report)
+            assert _rows(url, "SELECT count(*), min(n), max(n), count(tag) FROM counters") == [(200, 11, 11, 200)], at
+            runs = [json.loads(r[0]) for r in _rows(url, "SELECT data_steps_run FROM _schemagen_history")]
+            assert sorted({n for r in runs for n in r}) == ["bump", "tag"]
+        finally:
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
