@@ -267,7 +267,7 @@ def test_plan_online_names_each_steps_lock_and_apply_online_refuses_a_rewrite(ru
     text = shown.output
     assert "--online" in text.splitlines()[0]
     assert "lock: SHARE UPDATE EXCLUSIVE on 'tasks' while it scans the table: reads and writes go on" in text
-    assert "lock: ACCESS EXCLUSIVE on 'tasks' for a moment (catalog only); each attempt waits at most 100 ms" in text
+    assert "lock: ACCESS EXCLUSIVE on 'tasks' for a moment (catalog only); each attempt waits at most 50 ms" in text
     assert "CONCURRENTLY" in text and "idx_tasks_state" in text
     as_json = json.loads(_cli(runner, "plan", "--db", pg_url, "--schema", _decl(tmp_path, "v2", V2_TEXT),
                               "--online", "--json").output)
@@ -530,3 +530,38 @@ def test_sigkill_at_timed_points_of_an_online_apply_then_apply_again_ends_as_a_p
         with psycopg.connect(base, autocommit=True) as conn:
             for name in reversed(names):
                 conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+V_RENAME_TEXT = V2_TEXT.replace('Column("name", "TEXT"), Column("note", "TEXT")',
+                                'Column("title", "TEXT", renamed_from="name"), Column("note", "TEXT")').replace(
+    'Check("length(name) > 0")', 'Check("length(title) > 0")')
+
+
+def test_an_online_apply_commits_its_renames_before_planning_the_rest(pg_url, monkeypatch):
+    """Planning runs the renames inside its transaction (the rest is planned against the new names) and rolls it
+    back: that transaction held ACCESS EXCLUSIVE on the renamed table while it counted rows for the rest (seconds
+    on a big database), and the application's reads of that table waited. Now apply --online commits the rename
+    first, as its own short step, and plans the rest after: a read during the planning is not blocked."""
+    from schema_dsl.pg import online
+    from schema_dsl.pg import plan as pgplan
+    _v1_with_rows(pg_url)
+    v_rename = _load(V_RENAME_TEXT)
+    probes = []
+    real = pgplan.plan_rest
+
+    def planning(*args, **kwargs):  # an application's read while the rest is planned
+        import psycopg
+        with _connect(pg_url) as conn:
+            conn.execute("SET lock_timeout = '300ms'")
+            try:
+                probes.append(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+            except psycopg.errors.LockNotAvailable:
+                probes.append("blocked")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(pgplan, "plan_rest", planning)
+    titles = []
+    result = online.apply_online(pg_url, v_rename, compile_declaration(v_rename),
+                                 progress=lambda n, total, step: titles.append(step.title))
+    assert result.applied and result.report["ok"], result.report
+    assert titles[0].startswith("rename column 'sessions'.'name' to 'title'")
+    assert probes and all(p == 10 for p in probes), probes

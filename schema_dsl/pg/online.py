@@ -18,7 +18,10 @@ online steps, each committed on its own:
   dropped CONCURRENTLY and the build tried again;
 - expand before contract: every removal (DROP INDEX / VIEW / TRIGGER / COLUMN / TABLE) runs last, so at every point
   in between the database still serves the code that ran before the change. A rename is the exception: it runs
-  in one short step, first, and the plan says so.
+  in one short step, first, and the plan says so. apply_online commits the renames (and what an interrupted
+  apply left: pg/leftovers.py) before it plans the rest: the plan runs them in its own transaction, so as to plan
+  against the new names, and would hold their ACCESS EXCLUSIVE locks while it counts rows (`plan --online`
+  does, for as long as it plans). A refusal found in the rest then comes after them: exit 3.
 
 A type conversion (Column(..., using=...)) goes through a new column, `_schemagen_new_<column>` of the new type:
 one short step adds it with a BEFORE INSERT OR UPDATE trigger that sets it from the declared USING over the row
@@ -56,7 +59,7 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from ..compile.postgresql import Compiled, alter_statement
-from ..errors import ApplyError, ChangedThenFailed
+from ..errors import ApplyError, ChangedThenFailed, SchemagenError
 from . import apply as pg_apply
 from . import history as pg_history
 from . import leftovers, locks
@@ -66,7 +69,7 @@ from .introspect import read_live
 from .url import mask, scrub
 
 DEFAULT_LOCK_TIMEOUT = "5s"   # the budget of one step: how long it keeps retrying
-ATTEMPT_MS = 100              # how long one attempt waits for a lock that stops the application
+ATTEMPT_MS = 50               # how long one attempt waits for a lock that stops the application (the target: 100 ms)
 FILL_BATCH = 5000
 
 SHORT = "ACCESS EXCLUSIVE on %s for a moment (catalog only); each attempt waits at most %d ms, then retries"
@@ -552,24 +555,35 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
         except psycopg.Error:
             raise ApplyError("%s: lock_timeout %r is not a duration (e.g. 5s, 500ms); nothing changed" % (
                 database, lock_timeout)) from None
-        p = plan_online(url, schema, prune=prune, lock_timeout=lock_timeout)
-        if p.refused:
-            raise ApplyError("%s: --online cannot make %s without stopping the application (it rewrites or scans the "
-                             "table under ACCESS EXCLUSIVE): run a plain apply for it; nothing changed" % (
-                                 database, "; ".join(p.refused)))
-        if p.up_to_date:
-            return PgOnlineResult(database, p, False, 0, 0, 0, time.perf_counter() - started,
-                                  pg_apply.check(conn, compiled, database))
-        pg_migrate._guard_data_loss(database, p.plan, allow_data_loss, confirm)
         runner = _Runner(conn, schema, budget_ms, min(attempt_ms, budget_ms) if budget_ms else attempt_ms,
                          statement_timeout)
         runner.comp = Compiled(schema)
-        done = statements = 0
-        step = None
+        done, statements, step, total = 0, 0, None, 0
         try:
+            # the renames (and what an interrupted apply left) first, each its own short step: planned inside
+            # one transaction they would hold ACCESS EXCLUSIVE on their tables while the rest is planned
+            first = _first_steps(conn, schema, compiled, database)
+            total = len(first)
+            for step in first:
+                if progress is not None:
+                    progress(done + 1, total, step)
+                runner.run(step)
+                done += 1
+                statements += len(step.statements)
+            step = None
+            p = plan_online(url, schema, prune=prune, lock_timeout=lock_timeout)
+            if p.refused:
+                raise ApplyError("%s: --online cannot make %s without stopping the application (it rewrites or scans "
+                                 "the table under ACCESS EXCLUSIVE): run a plain apply for it; nothing changed" % (
+                                     database, "; ".join(p.refused)))
+            if p.up_to_date and not done:
+                return PgOnlineResult(database, p, False, 0, 0, 0, time.perf_counter() - started,
+                                      pg_apply.check(conn, compiled, database))
+            pg_migrate._guard_data_loss(database, p.plan, allow_data_loss, confirm)
+            total = done + len(p.steps)
             for step in p.steps:
                 if progress is not None:
-                    progress(done + 1, len(p.steps), step)
+                    progress(done + 1, total, step)
                 runner.run(step)
                 done += 1
                 statements += len(step.statements)
@@ -580,11 +594,19 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
                 text = "a lock was not granted within lock_timeout %s, retrying (%s)" % (lock_timeout, text)
             if not done:
                 raise ApplyError("%s: online step 1 of %d (%s) failed: %s; nothing changed" % (
-                    database, len(p.steps), step.title, text)) from None
+                    database, total, step.title if step else "planning", text)) from None
             raise ChangedThenFailed(
                 "%s: %d of %d online steps committed, then '%s' failed: %s; the database still serves the "
                 "application as before; run `schemagen apply --online` (or apply) again to finish" % (
-                    database, done, len(p.steps), step.title, text)) from None
+                    database, done, total, step.title if step else "planning the rest", text)) from None
+        except SchemagenError as exc:
+            if not done:
+                raise
+            text = str(exc).replace("nothing was changed", "nothing more changed").replace(
+                "nothing changed", "nothing more changed")
+            raise ChangedThenFailed("%s: %d online steps committed first (the renames, and what an interrupted apply "
+                                    "left, each one short step), then the rest was refused: %s" % (
+                                        database, done, text)) from None
         try:
             report = pg_apply.check(conn, compiled, database)
         except psycopg.Error as exc:
@@ -594,6 +616,19 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
                               report)
     finally:
         conn.close()
+
+
+def _first_steps(conn, schema, compiled, database):
+    """The online steps of the renames and of what an interrupted online apply left (pg/leftovers.py), read from
+    the live catalog (the renames checked first: pg/plan.check_renames refuses, nothing changed)."""
+    with conn.transaction(force_rollback=True):
+        live = read_live(conn)
+        pgplan.check_renames(conn, schema, live, database)
+        steps = leftovers.steps(conn, compiled["structure"]) + pgplan.rename_steps(schema, live)
+    if not steps:
+        return []
+    out, refused = online_steps(pgplan.PgPlan(database, steps))
+    return out
 
 
 # --- text ------------------------------------------------------------------------------------
