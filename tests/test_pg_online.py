@@ -37,7 +37,8 @@ SCHEMA = Schema(name="app", tables=[
 ], indexes=[Index("idx_tasks_state", "tasks", ["state"])])
 """
 
-# a type conversion: ALTER COLUMN TYPE rewrites the table under ACCESS EXCLUSIVE
+# a type conversion: online it goes through a new column (tests/test_pg_online_steps.py), which a view that uses
+# the column cannot move to, so with one (made by the test) it is refused (ALTER COLUMN TYPE rewrites the table)
 V_TYPE_TEXT = V1_TEXT.replace('Column("state", "TEXT")', 'Column("state", "INTEGER", using_postgresql="0")')
 
 
@@ -266,15 +267,18 @@ def test_plan_online_names_each_steps_lock_and_apply_online_refuses_a_rewrite(ru
     text = shown.output
     assert "--online" in text.splitlines()[0]
     assert "lock: SHARE UPDATE EXCLUSIVE on 'tasks' while it scans the table: reads and writes go on" in text
-    assert "lock: ACCESS EXCLUSIVE on 'tasks' for a moment (catalog only); each attempt waits at most 100 ms" in text
+    assert "lock: ACCESS EXCLUSIVE on 'tasks' for a moment (catalog only); each attempt waits at most 50 ms" in text
     assert "CONCURRENTLY" in text and "idx_tasks_state" in text
     as_json = json.loads(_cli(runner, "plan", "--db", pg_url, "--schema", _decl(tmp_path, "v2", V2_TEXT),
                               "--online", "--json").output)
     assert {s["mode"] for s in as_json["online_steps"]} == {"short", "validate", "concurrent"}
+    with _connect(pg_url) as conn:
+        conn.execute("CREATE VIEW open_tasks AS SELECT id FROM tasks WHERE state = 'open'")
     before = _shape(pg_url)
     refused = _cli(runner, "apply", "--db", pg_url, "--schema", _decl(tmp_path, "vt", V_TYPE_TEXT), "--online")
     assert refused.exit_code == 2
     assert "--online cannot make change the type of 'tasks'.'state'" in refused.stderr
+    assert "a column that view open_tasks uses" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     assert _shape(pg_url) == before
 
@@ -422,3 +426,142 @@ def test_with_a_history_the_online_apply_records_itself_last(pg_url):
         kinds = conn.execute("SELECT kind, steps FROM _schemagen_history ORDER BY id").fetchall()
     assert len(kinds) == 2 and "set column 'tasks'.'state' NOT NULL" in kinds[-1][1]
     assert online.plan_online(pg_url, v2).up_to_date
+
+
+TIMED = """
+import sys
+sys.path.insert(0, %(tests)r)
+from test_pg_online import V2
+from test_pg_online_steps import CONV_V2, _load
+from schema_dsl.compile.postgresql import compile_declaration
+from schema_dsl.pg import online
+target = V2 if %(case)r == "v2" else _load(CONV_V2)
+print("started", flush=True)
+online.apply_online(%(url)r, target, compile_declaration(target),
+                    progress=lambda number, total, step: print("step %%d" %% number, flush=True))
+print("step end", flush=True)
+"""
+
+
+def _case(case):
+    """(set up the old state with rows at url, the declaration to reach)."""
+    from test_pg_online_steps import CONV_V2, _conv_v1, _load
+    if case == "v2":
+        return (lambda url: _v1_with_rows(url, rows=200000)), V2
+    return (lambda url: _conv_v1(url, rows=60000)), _load(CONV_V2)
+
+
+@pytest.mark.parametrize("case", ["v2", "conversion"])
+def test_sigkill_at_timed_points_of_an_online_apply_then_apply_again_ends_as_a_plain_apply(pg_cluster, case):
+    """SIGKILL at points in time spread over a whole online apply (inside a batch, a VALIDATE, a concurrent build,
+    not only between steps), each on its own copy, then the next apply, plain and online in turn: each ends where
+    the plain apply ends, every row there, nothing of schemagen's left but the history."""
+    import os
+    import random
+    import subprocess
+    import sys
+
+    import psycopg
+
+    from schema_dsl.pg import migrate, online
+    from test_pg_online_steps import _shape as conv_shape
+    setup, target = _case(case)
+    shape = _shape if case == "v2" else conv_shape
+    tests = os.path.dirname(os.path.abspath(__file__))
+    base = pg_cluster.base
+    names = []
+
+    def fresh(tag):
+        name = "tk_%s_%s_%d" % (case[:4], tag, os.getpid())
+        names.append(name)
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+            conn.execute('CREATE DATABASE "%s" TEMPLATE "%s"' % (name, names[0]))
+        return pg_cluster.url(name)
+
+    try:
+        names.append("tk_%s_template_%d" % (case[:4], os.getpid()))
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "%s"' % names[0])
+        setup(pg_cluster.url(names[0]))
+        plain = fresh("plain")
+        assert migrate.apply(plain, target, compile_declaration(target), allow_data_loss=True).report["ok"]
+        expected = shape(plain)
+        rows = "SELECT count(*) FROM %s" % ("tasks" if case == "v2" else "links")
+        with _connect(plain) as conn:
+            count = conn.execute(rows).fetchone()[0]
+        left = []
+        def start(url):
+            """The online apply in a process of its own, once it has imported everything (its 'started' line)."""
+            proc = subprocess.Popen([sys.executable, "-c", TIMED % {"tests": tests, "case": case, "url": url}],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert proc.stdout.readline().strip() == "started"
+            return proc, time.perf_counter()
+
+        proc, _ = start(fresh("timing"))  # when each step starts, and how long it takes here
+        seen = [(line.strip(), time.perf_counter()) for line in proc.stdout]
+        assert proc.wait(300) == 0, proc.stderr.read()
+        lasts = [(seen[i][0], seen[i + 1][1] - seen[i][1]) for i in range(len(seen) - 1)]
+        rng = random.Random(19)
+        # a step (the longer ones more often: weighted by how long they take) and a point inside it
+        points = [(step, rng.uniform(0.05, 0.9) * seconds) for step, seconds in
+                  rng.choices(lasts, weights=[0.02 + x for _, x in lasts], k=5)]
+        for n, (step, delay) in enumerate(points):
+            url = fresh("k%d" % n)
+            proc, _ = start(url)
+            for line in proc.stdout:
+                if line.strip() == step:
+                    break
+            time.sleep(delay)
+            proc.kill()
+            proc.wait(30)
+            left.append([s.title for s in online.plan_online(url, target).steps])
+            if n % 2:
+                result = migrate.apply(url, target, compile_declaration(target), allow_data_loss=True)
+            else:
+                result = online.apply_online(url, target, compile_declaration(target), allow_data_loss=True)
+            assert result.report["ok"], (delay, result.report)
+            assert shape(url) == expected, delay
+            with _connect(url) as conn:
+                assert conn.execute(rows).fetchone()[0] == count
+        whole_plan = [s.title for s in online.plan_online(pg_cluster.url(names[0]), target).steps]
+        assert any(titles and titles != whole_plan for titles in left), left  # killed inside: part of it committed
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            for name in reversed(names):
+                conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+V_RENAME_TEXT = V2_TEXT.replace('Column("name", "TEXT"), Column("note", "TEXT")',
+                                'Column("title", "TEXT", renamed_from="name"), Column("note", "TEXT")').replace(
+    'Check("length(name) > 0")', 'Check("length(title) > 0")')
+
+
+def test_an_online_apply_commits_its_renames_before_planning_the_rest(pg_url, monkeypatch):
+    """Planning runs the renames inside its transaction (the rest is planned against the new names) and rolls it
+    back: that transaction held ACCESS EXCLUSIVE on the renamed table while it counted rows for the rest (seconds
+    on a big database), and the application's reads of that table waited. Now apply --online commits the rename
+    first, as its own short step, and plans the rest after: a read during the planning is not blocked."""
+    from schema_dsl.pg import online
+    from schema_dsl.pg import plan as pgplan
+    _v1_with_rows(pg_url)
+    v_rename = _load(V_RENAME_TEXT)
+    probes = []
+    real = pgplan.plan_rest
+
+    def planning(*args, **kwargs):  # an application's read while the rest is planned
+        import psycopg
+        with _connect(pg_url) as conn:
+            conn.execute("SET lock_timeout = '300ms'")
+            try:
+                probes.append(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+            except psycopg.errors.LockNotAvailable:
+                probes.append("blocked")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(pgplan, "plan_rest", planning)
+    titles = []
+    result = online.apply_online(pg_url, v_rename, compile_declaration(v_rename),
+                                 progress=lambda n, total, step: titles.append(step.title))
+    assert result.applied and result.report["ok"], result.report
+    assert titles[0].startswith("rename column 'sessions'.'name' to 'title'")
+    assert probes and all(p == 10 for p in probes), probes

@@ -120,6 +120,9 @@ def check(conn, compiled, database, full_integrity=False, orphans_fail=False):
             "SELECT c.relname, k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
             "WHERE c.relnamespace = %s AND k.contype = 'c' AND k.conname LIKE %s ORDER BY 1, 2",
             (catalog.current_namespace(conn), NN_PREFIX.replace("_", r"\_") + "%")).fetchall()]
+    from .leftovers import conversion_leftovers  # and what an interrupted online conversion left
+    notes += ["column %s.%s: the %s column of an interrupted online type conversion; run apply again to finish" % (
+        t, c, state) for t, c, state in conversion_leftovers(conn, catalog.current_namespace(conn))]
     want_t, want_i = compiled["structure"]["tables"], compiled["structure"]["indexes"]
     tables_found = sum(1 for t in want_t if t in actual["tables"])
     indexes_found = sum(1 for i in want_i if i in actual["indexes"])

@@ -36,10 +36,11 @@ def temp_namespace(conn):
 
 
 def _tables(conn, ns):
-    """The tables of the schema, schemagen's own history table left out (it is no part of the user's schema)."""
+    """The tables of the schema, schemagen's own history table left out (it is no part of the user's schema), and
+    the failure log of an online conversion (pg/online.py, `_schemagen_fail_...`) with it."""
     return {oid: name for oid, name in conn.execute(
         "SELECT c.oid, c.relname FROM pg_class c WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') "
-        "AND c.relname <> %s", (ns, HISTORY_TABLE))}
+        "AND c.relname <> %s AND c.relname NOT LIKE '\\_schemagen\\_fail\\_%%'", (ns, HISTORY_TABLE))}
 
 
 def _columns(conn, ns):

@@ -4,15 +4,19 @@
 `_schemagen_history` is created only for a declaration with data steps or history=True and is left out of the
 catalog reading (catalog.read_structure), so no comparison or count sees it. A database that holds none of the
 declared tables records every step as done without running it. Otherwise, after the renames and before the rest
-is planned: the new columns of existing tables are added without NOT NULL, UNIQUE, a foreign key or a volatile
-default (the rest of the plan adds those), then every pending data step runs (postgresql=, sql= translated, a
+is planned: the new tables are created as declared (a data step may fill them: INSERT INTO new SELECT ... FROM
+old), the new columns of existing tables are added without NOT NULL, UNIQUE, a foreign key or a volatile default
+(the rest of the plan adds those), then every pending data step runs (postgresql=, sql= translated, a
 python= step given the psycopg connection; sqlite_only steps are recorded without running).
 """
 from __future__ import annotations
 
 import json
 import re
+import time
 from hashlib import sha256
+
+import attrs
 
 from .. import __version__
 from ..compile.postgresql import Untranslatable, alter_statement, column_type, data_step_statements
@@ -80,6 +84,19 @@ def expand_and_run(conn, schema, comp, live, database, steps):
     """Add the new columns of existing tables (loosely) and run the pending data steps, on conn, as they are
     planned; returns the steps run (their statements, for the plan and plan --sql)."""
     out = []
+    new_tables = [t.name.lower() for t in schema.ordered_tables() if t.name.lower() not in live["tables"]]
+    for kind, name, sql in comp.statements:  # the new tables first (a step may fill them), then their late keys
+        if kind == "table" and name in new_tables:
+            step = PgStep("create table '%s' (before the data steps, which may fill it)" % name, "table is new",
+                          [sql], kind="CreateTable", table=name)
+            _run(conn, step, database)
+            out.append(step)
+    for kind, name, sql in comp.statements:
+        if kind == "foreign key" and name in new_tables:
+            step = PgStep("add a foreign key to new table '%s'" % name, "its parent is created after it", [sql],
+                          kind="CreateTable", table=name)
+            _run(conn, step, database)
+            out.append(step)
     for t in schema.ordered_tables():
         have = live["tables"].get(t.name.lower())
         if have is None:
@@ -107,6 +124,7 @@ def expand_and_run(conn, schema, comp, live, database, steps):
         except Untranslatable as exc:
             raise UnsafeMigrationError("%s: data step '%s' cannot be translated for PostgreSQL (%s): give postgresql= "
                                        "or sqlite_only=True; nothing was changed" % (database, ds.name, exc)) from None
+        started = time.perf_counter()
         if statements is None:  # python=
             step = PgStep("run data step '%s' (python)" % ds.name, "declared data step this database has not run yet",
                           [], kind="RunDataStep")
@@ -120,8 +138,20 @@ def expand_and_run(conn, schema, comp, live, database, steps):
                                                     else ""), "declared data step this database has not run yet",
                           statements, kind="RunDataStep")
             _run(conn, step, database)
-        out.append(step)
+        # apply --online runs it in its own transaction: what it is and how long it took when planned
+        out.append(attrs.evolve(step, detail={"data_step": ds, "seconds": time.perf_counter() - started}))
     return out
+
+
+def step_record(schema, comp, step):
+    """apply --online: the statement that records one data step as run, in the data step's own transaction (so a
+    kill after its COMMIT never runs it again, and one before leaves no trace of it)."""
+    record = {"kind": "online data step", "declaration": schema.name,
+              "declaration_sha256": sha256(json.dumps(comp.structure, sort_keys=True).encode("utf-8")).hexdigest(),
+              "schemagen_version": __version__, "steps": json.dumps([step.title], ensure_ascii=False),
+              "data_steps_run": json.dumps([step.detail["data_step"].name], ensure_ascii=False),
+              "data_steps_recorded": "[]", "backup": None}
+    return alter_statement("insert_history", HISTORY_TABLE, record)
 
 
 def _live_tables(conn):

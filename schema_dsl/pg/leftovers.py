@@ -12,7 +12,13 @@ things it would not finish on its own, found here:
 - a declared CHECK or foreign key left NOT VALID between its ADD and its VALIDATE: validated, when no existing row
   breaks it. One that rows break (say, `transfer --orphans=not-valid`) is kept NOT VALID and reported, as before;
 - an INVALID index (a CREATE INDEX CONCURRENTLY that was killed): pg/plan.py already rebuilds a declared one, and
-  an undeclared one is reported by validate; nothing to add here.
+  an undeclared one is reported by validate; nothing to add here;
+- an online type conversion (pg/online.py) stopped before its swap: the new column `_schemagen_new_<column>`, its
+  sync trigger and functions (`_schemagen_sync_...`, `_schemagen_conv_...`), its failure log
+  (`_schemagen_fail_...`) and the indexes built on the new column. All go (a DROP COLUMN and a few DROPs, catalog
+  only); the old column was authoritative all along, and the plan starts the conversion over;
+- an online type conversion stopped after its swap: the old column, renamed `_schemagen_old_<column>` (its old
+  indexes with it). The conversion is complete: it is dropped, the conversion's own last step.
 
 Every function takes an open psycopg connection and only reads; the steps are pg/plan.PgStep.
 """
@@ -24,6 +30,45 @@ from .plan import PgStep
 from ..sqlite.quote import quote_identifier
 
 NN_PREFIX = "_schemagen_nn_"
+NEW_PREFIX, OLD_PREFIX = "_schemagen_new_", "_schemagen_old_"     # an online conversion's columns (and indexes)
+SYNC_PREFIX, CONV_PREFIX, FAIL_PREFIX = "_schemagen_sync_", "_schemagen_conv_", "_schemagen_fail_"
+
+
+def conversion_names(table, column):
+    """The names an online conversion of table.column uses (63 bytes at most each)."""
+    tail = "%s_%s" % (table, column)
+    return {"new": (NEW_PREFIX + column)[:63], "old": (OLD_PREFIX + column)[:63], "sync": (SYNC_PREFIX + tail)[:63],
+            "conv": (CONV_PREFIX + tail)[:63], "fail": (FAIL_PREFIX + tail)[:63]}
+
+
+def _like(prefix):
+    return prefix.replace("_", r"\_") + "%"
+
+
+def conversion_leftovers(conn, ns):
+    """[(table, column, state)]: state 'new' (stopped before the swap) or 'old' (after it), per column."""
+    return conn.execute(
+        "SELECT c.relname, a.attname, CASE WHEN a.attname LIKE %s THEN 'new' ELSE 'old' END FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') "
+        "AND a.attnum > 0 AND NOT a.attisdropped AND (a.attname LIKE %s OR a.attname LIKE %s) ORDER BY 1, 2",
+        (_like(NEW_PREFIX), ns, _like(NEW_PREFIX), _like(OLD_PREFIX))).fetchall()
+
+
+def _conversion_steps(conn, ns):
+    out = []
+    for table, name, state in conversion_leftovers(conn, ns):
+        if state == "old":
+            out.append(PgStep("drop column '%s'.'%s' left by an interrupted online conversion" % (table, name),
+                              "the conversion's swap committed: this is the old column, renamed away; it goes",
+                              [alter_statement("drop_column", table, name)], kind="FinishOnline", table=table))
+            continue
+        column = name[len(NEW_PREFIX):]
+        n = conversion_names(table, column)
+        out.append(PgStep("drop the unfinished online conversion of '%s'.'%s'" % (table, column),
+                          "an online conversion stopped before its swap: its new column '%s', sync trigger and "
+                          "functions go (the old column was authoritative all along); the plan starts it over" % name,
+                          alter_statement("drop_conversion", table, n).split("\n"), kind="FinishOnline", table=table))
+    return out
 
 
 _q = quote_identifier  # the one quoter: a quoted identifier doubles its '"' on both engines
@@ -46,7 +91,7 @@ def _nn_checks(conn, ns):
 def steps(conn, expected):
     """The steps that finish an interrupted online apply (module docstring); expected: the compiled structure."""
     ns = catalog.current_namespace(conn)
-    out = []
+    out = _conversion_steps(conn, ns)
     helpers = set()
     for table, name, column, valid, notnull in _nn_checks(conn, ns):
         helpers.add((table, name))

@@ -18,11 +18,31 @@ online steps, each committed on its own:
   dropped CONCURRENTLY and the build tried again;
 - expand before contract: every removal (DROP INDEX / VIEW / TRIGGER / COLUMN / TABLE) runs last, so at every point
   in between the database still serves the code that ran before the change. A rename is the exception: it runs
-  in one short step, first, and the plan says so.
+  in one short step, first, and the plan says so. apply_online commits the renames (and what an interrupted
+  apply left: pg/leftovers.py) before it plans the rest: the plan runs them in its own transaction, so as to plan
+  against the new names, and would hold their ACCESS EXCLUSIVE locks while it counts rows (`plan --online`
+  does, for as long as it plans). A refusal found in the rest then comes after them: exit 3.
 
-A type conversion (ALTER COLUMN TYPE) or an ADD COLUMN with a volatile default rewrites the table under ACCESS
-EXCLUSIVE: `--online` refuses such a plan (exit 2, nothing changed) rather than stop the application; a plain
-apply makes it in one transaction.
+A type conversion (Column(..., using=...)) goes through a new column, `_schemagen_new_<column>` of the new type:
+one short step adds it with a BEFORE INSERT OR UPDATE trigger that sets it from the declared USING over the row
+(an application write the conversion fails on is never failed by the trigger: the new column gets NULL and the
+row's key goes to a log, `_schemagen_fail_...`); the rows already there are filled in batches, each a range of
+pages in its own short transaction (the trigger off for that UPDATE); the indexes on the column are built again
+on the new one CONCURRENTLY; then one short swap checks the logged rows (any the conversion still fails on stop
+the apply there, exit 3, naming them: the old column is still the one in use), drops the trigger, renames the old
+column away (`_schemagen_old_<column>`, its NOT NULL and default dropped) and the new one into its name, gives
+it the declared default and renames the indexes. NOT NULL follows through a validated CHECK, as above; the old
+column is dropped last, with the removals. Until the swap the old code reads and writes the old column as
+before; the swap is the cut-over (as a rename is). Values the conversion fails on at plan time are refused
+before anything is written (pg/plan.py counts them and names the rows). A column a constraint (PRIMARY KEY,
+UNIQUE, CHECK, foreign key, either side) or a view uses is not converted online: refused, like an ADD COLUMN
+with a volatile default (it rewrites the table under ACCESS EXCLUSIVE), exit 2, nothing changed; a plain apply
+makes either in one transaction.
+
+A data step runs in its own transaction with the history record that says it ran (kind 'online data step'),
+so it runs exactly once however the apply is stopped; plan --online says how long it held its locks when it was
+planned (the plan runs it in a transaction that is rolled back). The history table, when missing, is created
+before the first data step.
 
 Failure is safe at every point: each step is committed or not at all, and the next apply (online or plain)
 plans against the live catalog, so it picks up where this one stopped (pg/leftovers.py finishes a NOT VALID
@@ -38,9 +58,10 @@ import time
 import psycopg
 from psycopg import errors as pgerrors
 
-from ..compile.postgresql import alter_statement
-from ..errors import ApplyError, ChangedThenFailed
+from ..compile.postgresql import Compiled, alter_statement
+from ..errors import ApplyError, ChangedThenFailed, SchemagenError
 from . import apply as pg_apply
+from . import history as pg_history
 from . import leftovers, locks
 from . import migrate as pg_migrate
 from . import plan as pgplan
@@ -48,7 +69,7 @@ from .introspect import read_live
 from .url import mask, scrub
 
 DEFAULT_LOCK_TIMEOUT = "5s"   # the budget of one step: how long it keeps retrying
-ATTEMPT_MS = 100              # how long one attempt waits for a lock that stops the application
+ATTEMPT_MS = 50               # how long one attempt waits for a lock that stops the application (the target: 100 ms)
 FILL_BATCH = 5000
 
 SHORT = "ACCESS EXCLUSIVE on %s for a moment (catalog only); each attempt waits at most %d ms, then retries"
@@ -56,14 +77,22 @@ SCAN = "SHARE UPDATE EXCLUSIVE on %s while it scans the table: reads and writes 
 CONCURRENT = "SHARE UPDATE EXCLUSIVE on %s, outside any transaction (CONCURRENTLY): reads and writes go on"
 HISTORY = "none on the application's tables (schemagen's own history table only)"
 BATCHES = "row locks on one batch of %d rows at a time, each batch its own transaction"
+DATA = ("ROW EXCLUSIVE on the tables it writes and a row lock on each row it changes, until it commits: %.0f ms when "
+        "planned (an application write to one of those rows waits that long)")
+CONVERT = ("row locks on one batch of about %d rows at a time (a range of pages), each batch its own transaction; "
+           "the trigger converts every application write meanwhile")
+
+
+class _Refused(Exception):
+    """A step that cannot finish for a reason the user must fix (not a lock): its text is the message."""
 
 
 class OnlineStep:
-    __slots__ = ("title", "why", "statements", "mode", "lock", "table", "kind")
+    __slots__ = ("title", "why", "statements", "mode", "lock", "table", "kind", "detail")
 
-    def __init__(self, title, why, statements, mode, lock, table=None, kind="change"):
+    def __init__(self, title, why, statements, mode, lock, table=None, kind="change", detail=None):
         self.title, self.why, self.statements, self.mode = title, why, list(statements), mode
-        self.lock, self.table, self.kind = lock, table, kind
+        self.lock, self.table, self.kind, self.detail = lock, table, kind, detail
 
     def as_dict(self):
         return {"title": self.title, "why": self.why, "statements": list(self.statements), "mode": self.mode,
@@ -118,19 +147,44 @@ def _column_of(step):
     return (m.group(1), m.group(2)) if m else (step.table, None)
 
 
-def online_steps(plan, attempt_ms=ATTEMPT_MS):
-    """(the online steps in the order they run, [why a step cannot run online]) for a pg/plan.PgPlan."""
+def online_steps(plan, attempt_ms=ATTEMPT_MS, conversions=None):
+    """(the online steps in the order they run, [why a step cannot run online]) for a pg/plan.PgPlan.
+    conversions: {(table, column): _conversion_facts(...)} for the plan's type conversions (plan_online reads them)."""
     expand, contract, last, refused = [], [], [], []
     short = lambda t: SHORT % ("'%s'" % t if t else "its table", attempt_ms)  # noqa: E731
     nn_checked = set()
     steps = list(plan.steps)
+    history_first = any(s.kind == "RunDataStep" for s in steps)
+    converted = {(s.table, s.detail["column"]) for s in steps if s.kind == "AlterColumnType" and s.detail}
     for n, s in enumerate(steps):
+        if s.kind in ("SetDefault", "DropDefault") and _column_of(s) in converted:
+            continue  # the swap gives the new column the declared default
+        if s.kind == "AlterColumnType" and s.detail is not None:
+            facts = (conversions or {}).get((s.table, s.detail["column"]))
+            if facts is None or facts["refused"]:
+                refused.append("%s: %s" % (s.title, facts["refused"] if facts else s.lock))
+                continue
+            later_nn = any(x.kind == "SetNotNull" and _column_of(x) == (s.table, s.detail["column"])
+                           for x in steps[n + 1:])
+            more, removal = _conversion_steps(s, facts, short, later_nn)
+            expand += more
+            contract.append(removal)
+            continue
         if s.lock is not None and s.kind != "SetNotNull":
             refused.append("%s: %s" % (s.title, s.lock))
             continue
         target = contract if s.kind == "Remove" else expand
-        if s.kind == "RecordHistory":  # last: the history records the apply once every step has committed
+        if s.kind == "RecordHistory" and history_first and s.title.startswith("create table"):
+            # the data steps record themselves, each in its own transaction: the table comes before the first
+            first = next((i for i, x in enumerate(expand) if x.kind == "RunDataStep"), len(expand))
+            expand.insert(first, OnlineStep(s.title, s.why, s.statements, "short", HISTORY, None, s.kind))
+        elif s.kind == "RecordHistory":  # last: the history records the apply once every step has committed
             last.append(OnlineStep(s.title, s.why, s.statements, "short", HISTORY, None, s.kind))
+        elif s.kind == "RunDataStep":
+            ran = s.detail or {}
+            lock = DATA % (ran.get("seconds", 0) * 1000)
+            expand.append(OnlineStep(s.title + ", in its own transaction, recorded in it", s.why, s.statements,
+                                     "data", lock, s.table, s.kind, detail=s))
         elif s.kind in ("RenameTable", "RenameColumn"):
             target.append(OnlineStep(s.title + " (one short step: code that uses the old name stops working here)",
                                      s.why, s.statements, "short", short(s.table), s.table, s.kind))
@@ -189,6 +243,113 @@ def online_steps(plan, attempt_ms=ATTEMPT_MS):
     return expand + contract + last, refused
 
 
+def _conversion_steps(s, facts, short, later_nn):
+    """(the expand steps, the contract step) of one type conversion through a new column (module docstring)."""
+    table, d = s.table, s.detail
+    column, n = d["column"], facts["names"]
+    detail = {"table": table, "column": column, "names": n, "using": d["using"], "type": d["type"], "pk": facts["pk"]}
+    steps = [OnlineStep("start converting '%s'.'%s' to %s: new column '%s', kept in step by a trigger" % (
+        table, column, d["type"], n["new"]),
+        "a type conversion without a rewrite under ACCESS EXCLUSIVE: every INSERT and UPDATE from here on sets the new "
+        "column from USING %s; a write the conversion fails on is kept (NULL in the new column, its key logged)" %
+        d["using"], [alter_statement("start_conversion", table, n, d["type"], d["using"], facts["key"])],
+        "short", short(table), table, "StartConversion"),
+        OnlineStep("fill '%s'.'%s' with the converted values, in batches" % (table, n["new"]),
+                   "the rows written before the trigger: USING %s, a range of pages per transaction" % d["using"],
+                   [alter_statement("conversion_batch", table, n, d["using"], 0, FILL_BATCH)], "convert",
+                   CONVERT % FILL_BATCH, table, "ConvertBatches", detail=detail)]
+    renames = []
+    for index, definition in facts["indexes"]:
+        temp = (leftovers.NEW_PREFIX + index)[:63]
+        steps.append(OnlineStep("build index '%s' on the new column CONCURRENTLY (becomes '%s')" % (temp, index),
+                                "index '%s' uses '%s': built again on the new column before the swap" % (index, column),
+                                [definition], "concurrent", CONCURRENT % ("'%s'" % table), table, "ConvertIndex"))
+        renames += [alter_statement("rename_index", index, (leftovers.OLD_PREFIX + index)[:63]),
+                    alter_statement("rename_index", temp, index)]
+    swap = [line for line in alter_statement("swap_conversion", table, column, n, d["default"]).split("\n") if line]
+    nn = leftovers.nn_name(table, column)
+    if d["notnull"] and not later_nn:
+        swap += [alter_statement("drop_constraint_if_exists", table, nn),
+                 alter_statement("add_not_null_check", table, nn, column)]
+    steps.append(OnlineStep("swap '%s'.'%s': the converted column takes its name (one short step: code that writes "
+                            "the old type stops working here)" % (table, column),
+                            "the rows the application wrote that the conversion failed on are checked first; the old "
+                            "column stays, renamed '%s', until the end" % n["old"], swap + renames, "swap",
+                            short(table), table, "SwapConversion", detail=detail))
+    if d["notnull"] and not later_nn:
+        steps += [OnlineStep("validate NOT NULL of '%s'.'%s' (CHECK '%s')" % (table, column, nn),
+                             "a scan that lets reads and writes go on",
+                             [alter_statement("validate_constraint", table, nn)], "validate", SCAN % ("'%s'" % table),
+                             table, "ValidateCheck"),
+                  OnlineStep("set '%s'.'%s' NOT NULL and drop the CHECK" % (table, column),
+                             "the validated CHECK proves it: SET NOT NULL needs no scan (PostgreSQL 12+)",
+                             [alter_statement("set_not_null", table, column),
+                              alter_statement("drop_constraint", table, nn)], "short", short(table), table,
+                             "SetNotNull")]
+    removal = OnlineStep("drop the old column '%s'.'%s' (the conversion's last step)" % (table, n["old"]),
+                         "the conversion is swapped in: the old values go (their old indexes with them)",
+                         [alter_statement("drop_column", table, n["old"])], "short", short(table), table,
+                         "DropOldColumn")
+    return steps, removal
+
+
+def _conversion_facts(conn, plan):
+    """{(table, column): {"names", "key", "indexes": [(index, CREATE INDEX CONCURRENTLY on the new column)],
+    "refused": why it cannot run online, or None}} for the plan's type conversions."""
+    out = {}
+    for s in plan.steps:
+        if s.kind != "AlterColumnType" or s.detail is None:
+            continue
+        table, column = s.table, s.detail["column"]
+        n = leftovers.conversion_names(table, column)
+        rel = conn.execute("SELECT %s::regclass::oid", (_q(table),)).fetchone()[0]
+        num = conn.execute("SELECT attnum FROM pg_attribute WHERE attrelid = %s AND attname = %s",
+                           (rel, column)).fetchone()[0]
+        users = ["constraint %s" % r[0] for r in conn.execute(
+            "SELECT conname FROM pg_constraint WHERE (conrelid = %s AND %s = ANY(conkey)) OR "
+            "(confrelid = %s AND %s = ANY(confkey)) ORDER BY 1", (rel, num, rel, num))]
+        users += ["view %s" % r[0] for r in conn.execute(
+            "SELECT DISTINCT v.relname FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid "
+            "JOIN pg_class v ON v.oid = w.ev_class WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s "
+            "AND d.refobjsubid = %s AND v.oid <> %s ORDER BY 1", (rel, num, rel))]
+        refused = None
+        if users:
+            refused = ("an online conversion of a column that %s uses is not built (the key, constraint or view "
+                       "would have to move to the new column): use a plain apply" % ", ".join(users))
+        pk = conn.execute("SELECT ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, o) "
+                          "JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o) "
+                          "FROM pg_constraint k WHERE k.conrelid = %s AND k.contype = 'p'", (rel,)).fetchone()
+        key = ("concat_ws(', ', %s)" % ", ".join("NEW.%s::text" % _q(c) for c in pk[0]) if pk and pk[0]
+               else "row_to_json(NEW)::text")
+        indexes = []
+        for index, definition in conn.execute(
+                "SELECT c.relname, pg_get_indexdef(c.oid) FROM pg_depend d JOIN pg_class c ON c.oid = d.objid "
+                "WHERE d.classid = 'pg_class'::regclass AND d.refobjid = %s AND d.refobjsubid = %s "
+                "AND c.relkind = 'i' ORDER BY 1", (rel, num)):
+            indexes.append((index, _index_on(definition, (leftovers.NEW_PREFIX + index)[:63], column, n["new"])))
+        out[(table, column)] = {"names": n, "key": key, "indexes": indexes, "refused": refused,
+                                "pk": list(pk[0]) if pk and pk[0] else []}
+    return out
+
+
+def _q(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _index_on(definition, name, column, new):
+    """pg_get_indexdef's CREATE INDEX, built CONCURRENTLY under `name`, with `column` replaced by `new` in its keys,
+    expressions and WHERE (identifiers outside string literals)."""
+    head, rest = definition.split(" ON ", 1)
+    words = head.split(" ")  # CREATE [UNIQUE] INDEX name
+    head = " ".join(words[:-1] + ["CONCURRENTLY", _q(name)])
+    table, body = rest.split(" USING ", 1)
+    parts = re.split(r"('(?:[^']|'')*')", body)
+    bare = re.escape(column) if re.fullmatch(r"[a-z_][a-z0-9_$]*", column) else "(?!)"  # printed unquoted
+    pattern = re.compile(r'(?<![\w."])(?:"%s"|%s)(?![\w"])' % (re.escape(column.replace('"', '""')), bare))
+    body = "".join(p if i % 2 else pattern.sub(_q(new), p) for i, p in enumerate(parts))
+    return "%s ON %s USING %s;" % (head, table, body)
+
+
 def _nn_check_step(table, column, name, short):
     return OnlineStep("add CHECK ('%s' IS NOT NULL) NOT VALID to '%s'" % (column, table),
                       "NOT NULL without a scan under ACCESS EXCLUSIVE: the CHECK is added NOT VALID (new rows are "
@@ -202,7 +363,14 @@ def plan_online(url, schema, prune=None, lock_timeout=DEFAULT_LOCK_TIMEOUT):
     """What apply --online would do: OnlinePlan (its steps, each with the lock it takes and for how long; refused:
     the steps that cannot run online)."""
     p = pg_migrate.plan(url, schema, prune=prune, concurrently=True, lock_timeout=lock_timeout)
-    steps, refused = online_steps(p)
+    conversions = None
+    if any(s.kind == "AlterColumnType" for s in p.steps):
+        conn = pg_apply.connect(url)
+        try:
+            conversions = _conversion_facts(conn, p)
+        finally:
+            conn.close()
+    steps, refused = online_steps(p, conversions=conversions)
     return OnlinePlan(p.database, steps, p, refused)
 
 
@@ -238,7 +406,7 @@ class _Runner:
 
     def run(self, step):
         conn = self.conn
-        if step.mode == "short":
+        if step.mode in ("short", "swap"):
             tables = locks.plan_tables([pgplan.PgStep(step.title, "", [], kind=step.kind, table=step.table)],
                                        read_live(conn), self.schema)
             lock_first = locks.lock_statements(tables)  # children before parents, then the step
@@ -248,9 +416,31 @@ class _Runner:
                     self._timeouts(self.attempt_ms)
                     for statement in lock_first:
                         conn.execute(statement)
+                    if step.mode == "swap":
+                        self._failed_conversions(step.detail)
                     for statement in step.statements:
                         conn.execute(statement)
             self._retrying(attempt)
+        elif step.mode == "data":  # the data step and its record, in one transaction: run exactly once
+            ds = step.detail.detail["data_step"]
+            record = pg_history.step_record(self.schema, self.comp, step.detail)
+
+            def attempt():
+                with conn.transaction():
+                    self._timeouts(self.attempt_ms)
+                    if ds.python is not None and not ds.sqlite_only:
+                        try:
+                            ds.python(conn)
+                        except psycopg.errors.LockNotAvailable:
+                            raise
+                        except Exception as exc:
+                            raise _Refused("data step '%s' failed: %s: %s" % (ds.name, type(exc).__name__, exc))
+                    for statement in step.statements:
+                        conn.execute(statement)
+                    conn.execute(record)
+            self._retrying(attempt)
+        elif step.mode == "convert":
+            self._convert(step.detail)
         elif step.mode == "validate":  # SHARE UPDATE EXCLUSIVE: waiting for it stops nobody's reads or writes
             def attempt():
                 with conn.transaction():
@@ -283,6 +473,60 @@ class _Runner:
                 conn.execute(alter_statement("session_timeouts", "0", "0"))
 
 
+    def _convert(self, d):
+        """The backfill of a conversion: the table's pages as they were when it started (rows written since are the
+        trigger's), a range per transaction sized to about FILL_BATCH rows. A batch the conversion fails on (a
+        value written since the plan) is done again through the trigger, which logs the rows for the swap."""
+        conn, table, n = self.conn, d["table"], d["names"]
+        pages, per_page = conn.execute(
+            "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int, "
+            "CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages ELSE 100 END "
+            "FROM pg_class WHERE oid = %s::regclass", (_q(table), _q(table))).fetchone()
+        step = max(1, int(FILL_BATCH / max(per_page, 1)))
+        for first in range(0, pages, step):
+            batch = alter_statement("conversion_batch", table, n, d["using"], first, first + step)
+
+            def attempt(sync_off=True, statement=batch):
+                with conn.transaction():
+                    self._timeouts(self.attempt_ms)
+                    if sync_off:
+                        conn.execute("SELECT set_config('schemagen.sync', 'off', true)")
+                    conn.execute(statement)
+            try:
+                self._retrying(attempt)
+            except psycopg.errors.LockNotAvailable:
+                raise
+            except psycopg.Error:
+                slow = alter_statement("conversion_batch", table, n, d["using"], first, first + step, sync_off=False)
+                self._retrying(lambda: attempt(False, slow))
+
+    def _failed_conversions(self, d):
+        """Inside the swap's transaction: the rows the trigger logged that the conversion still fails on; refused
+        (_Refused) naming them, the old column still authoritative."""
+        conn, n = self.conn, d["names"]
+        keys = [r[0] for r in conn.execute("SELECT key FROM %s ORDER BY 1" % _q(n["fail"]))]
+        if not keys:
+            return
+        pk = d.get("pk") or []
+        bad = []
+        for k in keys:
+            if not pk:
+                bad.append(k)
+                continue
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT %s(t) FROM %s t WHERE concat_ws(', ', %s) = %%s" % (
+                        _q(n["conv"]), _q(d["table"]), ", ".join("t.%s::text" % _q(c) for c in pk)), (k,))
+            except psycopg.Error:
+                bad.append(k)
+        if bad:
+            raise _Refused("'%s'.'%s': the application wrote %d value%s that USING %s cannot convert to %s since the "
+                           "plan (rows (%s) %s%s); the old column stays authoritative and the application goes on: "
+                           "fix those rows, then run apply again" % (
+                               d["table"], d["column"], len(bad), "" if len(bad) == 1 else "s", d["using"], d["type"],
+                               ", ".join(pk) or "as JSON", ", ".join(bad[:5]), ", ..." if len(bad) > 5 else ""))
+
+
 def _index_name(statement):
     m = re.search(r'INDEX CONCURRENTLY (?:IF (?:NOT )?EXISTS )?("(?:[^"]|"")+"|\w+)', statement)
     return m.group(1).strip('"').replace('""', '"') if m else None
@@ -311,38 +555,58 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
         except psycopg.Error:
             raise ApplyError("%s: lock_timeout %r is not a duration (e.g. 5s, 500ms); nothing changed" % (
                 database, lock_timeout)) from None
-        p = plan_online(url, schema, prune=prune, lock_timeout=lock_timeout)
-        if p.refused:
-            raise ApplyError("%s: --online cannot make %s without stopping the application (it rewrites or scans the "
-                             "table under ACCESS EXCLUSIVE; a type conversion is not done online yet): run a plain "
-                             "apply for it; nothing changed" % (database, "; ".join(p.refused)))
-        if p.up_to_date:
-            return PgOnlineResult(database, p, False, 0, 0, 0, time.perf_counter() - started,
-                                  pg_apply.check(conn, compiled, database))
-        pg_migrate._guard_data_loss(database, p.plan, allow_data_loss, confirm)
         runner = _Runner(conn, schema, budget_ms, min(attempt_ms, budget_ms) if budget_ms else attempt_ms,
                          statement_timeout)
-        done = statements = 0
-        step = None
+        runner.comp = Compiled(schema)
+        done, statements, step, total = 0, 0, None, 0
         try:
-            for step in p.steps:
+            # the renames (and what an interrupted apply left) first, each its own short step: planned inside
+            # one transaction they would hold ACCESS EXCLUSIVE on their tables while the rest is planned
+            first = _first_steps(conn, schema, compiled, database)
+            total = len(first)
+            for step in first:
                 if progress is not None:
-                    progress(done + 1, len(p.steps), step)
+                    progress(done + 1, total, step)
                 runner.run(step)
                 done += 1
                 statements += len(step.statements)
-        except (psycopg.Error, KeyboardInterrupt) as exc:
+            step = None
+            p = plan_online(url, schema, prune=prune, lock_timeout=lock_timeout)
+            if p.refused:
+                raise ApplyError("%s: --online cannot make %s without stopping the application (it rewrites or scans "
+                                 "the table under ACCESS EXCLUSIVE): run a plain apply for it; nothing changed" % (
+                                     database, "; ".join(p.refused)))
+            if p.up_to_date and not done:
+                return PgOnlineResult(database, p, False, 0, 0, 0, time.perf_counter() - started,
+                                      pg_apply.check(conn, compiled, database))
+            pg_migrate._guard_data_loss(database, p.plan, allow_data_loss, confirm)
+            total = done + len(p.steps)
+            for step in p.steps:
+                if progress is not None:
+                    progress(done + 1, total, step)
+                runner.run(step)
+                done += 1
+                statements += len(step.statements)
+        except (psycopg.Error, KeyboardInterrupt, _Refused) as exc:
             text = " ".join(scrub(getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc) or
                                   type(exc).__name__, url).split())
             if isinstance(exc, pgerrors.LockNotAvailable):
                 text = "a lock was not granted within lock_timeout %s, retrying (%s)" % (lock_timeout, text)
             if not done:
                 raise ApplyError("%s: online step 1 of %d (%s) failed: %s; nothing changed" % (
-                    database, len(p.steps), step.title, text)) from None
+                    database, total, step.title if step else "planning", text)) from None
             raise ChangedThenFailed(
                 "%s: %d of %d online steps committed, then '%s' failed: %s; the database still serves the "
                 "application as before; run `schemagen apply --online` (or apply) again to finish" % (
-                    database, done, len(p.steps), step.title, text)) from None
+                    database, done, total, step.title if step else "planning the rest", text)) from None
+        except SchemagenError as exc:
+            if not done:
+                raise
+            text = str(exc).replace("nothing was changed", "nothing more changed").replace(
+                "nothing changed", "nothing more changed")
+            raise ChangedThenFailed("%s: %d online steps committed first (the renames, and what an interrupted apply "
+                                    "left, each one short step), then the rest was refused: %s" % (
+                                        database, done, text)) from None
         try:
             report = pg_apply.check(conn, compiled, database)
         except psycopg.Error as exc:
@@ -352,6 +616,19 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
                               report)
     finally:
         conn.close()
+
+
+def _first_steps(conn, schema, compiled, database):
+    """The online steps of the renames and of what an interrupted online apply left (pg/leftovers.py), read from
+    the live catalog (the renames checked first: pg/plan.check_renames refuses, nothing changed)."""
+    with conn.transaction(force_rollback=True):
+        live = read_live(conn)
+        pgplan.check_renames(conn, schema, live, database)
+        steps = leftovers.steps(conn, compiled["structure"]) + pgplan.rename_steps(schema, live)
+    if not steps:
+        return []
+    out, refused = online_steps(pgplan.PgPlan(database, steps))
+    return out
 
 
 # --- text ------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ class PgStep:
     rows: object = None
     lock: object = None           # REWRITES or SCANS: the step holds ACCESS EXCLUSIVE while it reads every row
     concurrent: bool = False      # runs after COMMIT, outside the transaction (CREATE/DROP INDEX CONCURRENTLY)
+    detail: object = field(default=None, eq=False)  # what apply --online needs (pg/online.py): a conversion, a data step
 
 
 @frozen
@@ -409,11 +410,18 @@ class _Planner:
                 return
             if using is not None:
                 self.conversion_loss(table, c, using, info)
+            # the old default goes first (PostgreSQL cannot always cast it: "default for column cannot be cast
+            # automatically"); the declared one is set again below
+            first = [alter_statement("drop_default", table, c)] if got["default"] is not None else []
+            if first:
+                got = dict(got, default=None)
             self.add("change the type of '%s'.'%s' from %s to %s" % (table, c, got["type"], info["type"]),
                      "column type changed in the declaration; each value is converted (USING %s), a value that cannot "
                      "convert fails the apply, nothing changed" % (using or "column::type"),
-                     [alter_statement("alter_type", table, c, info["type"], using)], kind="AlterColumnType",
-                     table=table, lock=REWRITES, rows=self.rows(table))
+                     first + [alter_statement("alter_type", table, c, info["type"], using)], kind="AlterColumnType",
+                     table=table, lock=REWRITES, rows=self.rows(table),
+                     detail={"column": c, "type": info["type"], "using": using or "%s::%s" % (quote(c), info["type"]),
+                             "default": info["default"], "notnull": info["notnull"]})
         if info["default"] != got["default"]:
             if info["default"] is None:
                 self.add("drop the default of '%s'.'%s'" % (table, c), "default removed in the declaration",
