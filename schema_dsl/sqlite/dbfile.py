@@ -15,6 +15,7 @@ is safe only while no -wal or hot -journal holds changes the file lacks.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import stat
@@ -98,6 +99,12 @@ def describe_sqlite_error(path, exc, busy_timeout_ms=DEFAULT_BUSY_TIMEOUT_MS):
 
 def split_statements(text):
     """The statements of an SQL script, each complete, comments and blank lines dropped."""
+    return list(_split_statements(text))
+
+
+@functools.lru_cache(maxsize=32)
+def _split_statements(text):
+    # the rendered files are split on every apply (the fresh plan, the PRAGMAs before and after): once per text
     out, buf = [], []
     for line in text.splitlines(keepends=True):
         if not buf and (not line.strip() or line.lstrip().startswith("--")):
@@ -109,7 +116,7 @@ def split_statements(text):
             buf = []
     if "".join(buf).strip():
         out.append("".join(buf).strip())
-    return out
+    return tuple(out)
 
 
 def split_sql(text):
