@@ -23,7 +23,6 @@ from ..sqlite import dbfile, structure
 from ..sqlite.leftovers import drop_leftovers
 from ..errors import ApplyError, ChangedThenFailed, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
 from .plan import Plan, Step, check_renames, fresh_plan, migration_plan, setting_steps
-from .additive import additive_plan
 from .dependents import broken_dependents, check_dependents, planned_problems
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
 from ..compile.target import target_for
@@ -128,6 +127,7 @@ def _plan_structure(conn, target, guard=None, prune=None, additive=True):
     diffs = structure.compare(target.structure, actual)
     if not diffs:  # declared views, triggers and virtual tables are part of the structure: nothing else to read
         return Plan(steps=setting_steps(target, conn))
+    from .additive import additive_plan  # only a file that differs is planned: not on the fresh-apply path
     plan = additive_plan(conn, target, actual, diffs, prune) if additive else None
     if plan is not None:  # only declared tables, columns and indexes to add: the diff's plan, without the model
         broken = planned_problems(conn, plan.statements)
