@@ -528,3 +528,39 @@ def test_text_that_copy_must_escape_arrives_exactly(runner, tmp_path, pg_url):
     with _connect(pg_url) as pg:
         got = dict(pg.execute("SELECT id, prompt FROM tasks WHERE id = ANY(%s)", (list(odd),)).fetchall())
     assert got == odd  # '\N' the text is text, not NULL; '' is not NULL either
+
+
+def test_batches_of_plain_and_escaped_lines_arrive_exactly(runner, tmp_path, pg_url):
+    """Rows are read ahead in batches (READ_BATCH) and a batch of plain lines goes in one piece: values COPY must
+    escape, NULLs and a text '\\N' in different batches of one table still arrive exactly, counted and checked."""
+    from schema_dsl.pg import transfer
+    tasks = 3 * transfer.READ_BATCH + 17
+    path = _source(tmp_path, tasks=tasks)
+    odd = {"task-5": "tab\there", "task-%d" % (transfer.READ_BATCH + 3): "back\\slash",
+           "task-%d" % (2 * transfer.READ_BATCH + 1): "line\nbreak", "task-%d" % (tasks - 2): "\\N"}
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executemany("UPDATE tasks SET prompt = ? WHERE id = ?", [(v, k) for k, v in odd.items()])
+    conn.execute("UPDATE tasks SET result_data = NULL WHERE rowid % 3 = 0")
+    nulls = conn.execute("SELECT count(*) FROM tasks WHERE result_data IS NULL").fetchone()[0]
+    conn.close()
+    result = _transfer(runner, path, pg_url, "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert json.loads(result.output)["tables"]["tasks"]["rows"] == tasks
+    with _connect(pg_url) as pg:
+        got = dict(pg.execute("SELECT id, prompt FROM tasks WHERE id = ANY(%s)", (list(odd),)).fetchall())
+        assert pg.execute("SELECT count(*) FROM tasks WHERE result_data IS NULL").fetchone()[0] == nulls
+    assert got == odd
+    assert _counts(pg_url) == _sqlite_counts(path)
+
+
+def test_a_bad_value_in_a_late_batch_stops_the_read_ahead_and_changes_nothing(runner, tmp_path, pg_url):
+    from schema_dsl.pg import transfer
+    tasks = 3 * transfer.READ_BATCH
+    path = _source(tmp_path, tasks=tasks)
+    _plant(path, "UPDATE tasks SET priority = ? WHERE id = ?", "high", "task-%d" % (tasks - 5))
+    assert _cli(runner, "apply", "--db", pg_url).exit_code == 0
+    result = _transfer(runner, path, pg_url)
+    assert result.exit_code == 2, result.output
+    assert "table 'tasks', row id='task-%d', column 'priority'" % (tasks - 5) in result.stderr, result.stderr
+    assert _counts(pg_url) == dict.fromkeys(TABLES, 0)
+    assert not [t for t in __import__("threading").enumerate() if t.name == "schemagen-transfer-read"]

@@ -116,15 +116,24 @@ def plan_for(conn, target, guard=None, prune=None, keep=None):
     return _plan_structure(conn, target, guard, prune)
 
 
-def _plan_structure(conn, target, guard=None, prune=None):
+def _plan_structure(conn, target, guard=None, prune=None, additive=True):
+    """additive=False: plan every difference with the diff (tests compare it with additive.py's plan)."""
     if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
         return fresh_plan(target, conn)  # a new or empty file: nothing to introspect
     raw = structure.read_raw(conn)
     if guard is not None:
         _refuse_foreign_file(conn, raw, target, guard)
-    diffs = structure.compare(target.structure, structure.to_structure(raw))
+    actual = structure.to_structure(raw)
+    diffs = structure.compare(target.structure, actual)
     if not diffs:  # declared views, triggers and virtual tables are part of the structure: nothing else to read
         return Plan(steps=setting_steps(target, conn))
+    from .additive import additive_plan  # only a file that differs is planned: not on the fresh-apply path
+    plan = additive_plan(conn, target, actual, diffs, prune) if additive else None
+    if plan is not None:  # only declared tables, columns and indexes to add: the diff's plan, without the model
+        broken = planned_problems(conn, plan.statements)
+        if broken:
+            raise UnsafeMigrationError("refusing to migrate, nothing was changed: after the plan %s" % "; ".join(broken[:10]))
+        return plan
     from .introspect import read_live  # only a file that differs needs the introspection model
     live = read_live(conn, raw)
     if live.is_empty:

@@ -29,6 +29,10 @@ Speed: SQLite itself writes the COPY text of the common shapes in the query that
 (_sqlite_text_expr: integers, text, 0/1, 'YYYY-MM-DD HH:MM:SS[.ffffff]'); a row holding any other shape, or
 text that COPY must escape, is read again and converted in Python, as are double precision (float8out's shortest
 digits), jsonb, bytea, numeric and date. Binary COPY is not used: the text lines are what both sides hash, and PostgreSQL parses them as fast.
+A thread reads the rows ahead (_ReadAhead: SQLite builds the lines without the GIL while this process hashes the
+previous batch), and a batch whose lines are all plain is checked, encoded and split in one go (_clean_block).
+For this transaction only, the index builds get maintenance_work_mem INDEX_SORT_MEMORY (never less than the
+server's) and the checksum queries the server's parallel workers.
 
 Values are converted by the type mapping (compile/postgresql.py): a value that cannot convert (text or JSON
 holding NUL, a non-timestamp in a timestamp column, invalid JSON, text in an integer column, ...) stops the
@@ -49,6 +53,7 @@ import math
 import queue
 import re
 import sqlite3
+import threading
 import time
 
 import psycopg
@@ -595,7 +600,7 @@ def transfer(sqlite_path, url, sqlite_structure, compiled, orphans="refuse", loc
     progress = progress or (lambda *a: None)
     started = time.perf_counter()
     result = TransferResult(sqlite_path, mask(url))
-    source = open_existing(sqlite_path, "ro")
+    source = open_existing(sqlite_path, "ro", check_same_thread=False)  # read ahead by a thread: _ReadAhead
     try:
         source.execute("BEGIN")  # the snapshot: every read below is in this one read transaction
         tables, extras, undeclared = _source_plan(source, sqlite_structure, compiled)
@@ -686,6 +691,12 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
                 target.execute("ALTER TABLE %s ENABLE TRIGGER USER" % _q(name))
             clock = time.perf_counter()
             progress("phase", "building %d indexes" % len(indexes))
+            # each index is sorted in memory where the server's setting allows it, and by parallel workers
+            # where the server has them (PostgreSQL gives each worker a share of at least 32 MB, so its default
+            # 64 MB allows one): for this transaction only, never below what the server has
+            target.execute("SELECT set_config('maintenance_work_mem', %s, true) WHERE pg_size_bytes("
+                           "current_setting('maintenance_work_mem')) < pg_size_bytes(%s)",
+                           (INDEX_SORT_MEMORY, INDEX_SORT_MEMORY))
             for tname, iname, definition, cname, cdef in sorted(indexes, key=lambda ix: ix[3] is None):
                 table = tname
                 if cname:  # primary keys and UNIQUE constraints first: the foreign keys' checks use them
@@ -728,6 +739,10 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             result.timings["sequences"] = time.perf_counter() - clock
             clock = time.perf_counter()
             progress("phase", "verifying counts and checksums")
+            # the checksum query hashes every row: worth the parallel workers the server has (the planner's
+            # default costs see one cheap function per row and scan alone), for this transaction only
+            for name in ("parallel_setup_cost", "parallel_tuple_cost"):
+                target.execute("SELECT set_config(%s, '0', true)", (name,))
             for table, (columns, types, _sums) in copied.items():
                 sums = _target_checksum(target, table, columns, types)
                 info = result.tables[table]
@@ -769,6 +784,9 @@ def _one_line(text):
 
 COPY_CHUNK = 1 << 20  # bytes sent to COPY at a time
 COPY_QUEUE = 4        # chunks waiting to be sent (memory: COPY_QUEUE * COPY_CHUNK)
+READ_BATCH = 2000     # rows fetched from SQLite at a time
+READ_AHEAD = 4        # batches read ahead of the hashing (memory: READ_AHEAD * READ_BATCH rows)
+INDEX_SORT_MEMORY = "256MB"  # maintenance_work_mem while the deferred indexes are built (server memory)
 
 
 def copy_order(columns, types):
@@ -850,6 +868,68 @@ def _writer(cursor):
     return writer
 
 
+class _ReadAhead:
+    """The rows of a query on the source, fetched in batches by a thread while the caller hashes and sends the
+    batches before them. SQLite computes each row's line inside sqlite3_step, which runs without the GIL, so that
+    work overlaps this process's hashing and the server's parsing, as the floor's sqlite3 process runs beside psql
+    (on one core it simply takes turns). At most READ_AHEAD batches wait. The thread alone uses the connection
+    until close(), which the caller calls before it touches the connection again (close waits for the thread)."""
+
+    def __init__(self, cursor):
+        self._cursor = cursor
+        self._queue = queue.Queue(maxsize=READ_AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="schemagen-transfer-read", daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        try:
+            while not self._stop.is_set():
+                batch = self._cursor.fetchmany(READ_BATCH)
+                self._put(batch)
+                if not batch:
+                    return
+        except BaseException as exc:  # noqa: B902 - handed to the caller, which raises it in its own thread
+            self._put(exc)
+
+    def _put(self, item):
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def next_batch(self):
+        """The next batch of rows; [] after the last; the reader's error raised here."""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        return item
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+
+
+def _clean_block(batch, tabs):
+    r"""The lines of a batch joined by newlines, when every one of them is a plain line; else None.
+
+    The per-row rule (_copy_table) is: not NULL, exactly `tabs` tabs, as many backslashes as the row has NULLs,
+    no newline or carriage return. Every line SQLite writes has at least its separators' tabs and its NULLs'
+    backslashes, so the totals over the batch equal the sums of those minimums only when each line has exactly
+    them; the newlines joining the lines are counted likewise."""
+    lines = [row[0] for row in batch]
+    if None in lines:
+        return None
+    block = "\n".join(lines)
+    if block.count("\t") != tabs * len(lines) or block.count("\n") != len(lines) - 1 or "\r" in block \
+            or block.count("\\") != sum(row[1] for row in batch):
+        return None
+    return block
+
+
 _ESCAPED = "'*[' || char(92, 9, 10, 13) || ']*'"  # GLOB: text holding what COPY's text format escapes
 
 
@@ -879,58 +959,78 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
     copy_sql = "COPY %s (%s) FROM STDIN" % (_q(table), ", ".join(_q(c) for c in columns))
     skipped = 0
 
+    reader = None
+
     def failed(detail):
+        if reader is not None:
+            reader.close()  # _locate reads the source: the read-ahead thread stops first
         _locate(source, table, columns, types, pk)
         raise TransferError("table '%s': %s; nothing was changed" % (table, detail))
 
     try:
         with target.cursor() as cur, cur.copy(copy_sql, writer=_writer(cur)) as copy:
-            buf, size = [], 0
+            buf, size, pending = [], 0, 0
             add = sums.add_line
             total_hash, md5, from_bytes = 0, _md5, int.from_bytes
-            cursor = source.execute("SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols, qt))
-            while True:
-                try:
-                    batch = cursor.fetchmany(2000)
-                except sqlite3.OperationalError as exc:
-                    if "decode" in str(exc) or "UTF-8" in str(exc):
-                        failed("a value could not be read")
-                    raise
-                if not batch:
-                    break
-                for row in batch:
-                    line = row[0]
-                    if line is None or line.count("\\") != row[1] or line.count("\t") != tabs or "\n" in line \
-                            or "\r" in line:
-                        skipped += 1  # read again in pass 2
-                        continue
-                    if slow_text:
-                        try:
-                            tail = ["\\N" if v is None else f(v) for v, f in zip(row[2:], slow_text)]
-                        except _Unconvertible as exc:
-                            failed(str(exc))
-                        line = line + "\t" + "\t".join(tail) if n_fast else "\t".join(tail)
+            reader = _ReadAhead(source.execute("SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols, qt)))
+            try:
+                while True:
                     try:
-                        data = line.encode("utf-8")
-                    except UnicodeEncodeError:
-                        failed("a value is not valid UTF-8")
-                    total_hash += from_bytes(md5(data).digest(), "big")
-                    buf.append(data)
-                    size += len(data)
-                    if size >= COPY_CHUNK or len(buf) >= PROGRESS_ROWS:
+                        batch = reader.next_batch()
+                    except sqlite3.OperationalError as exc:
+                        if "decode" in str(exc) or "UTF-8" in str(exc):
+                            failed("a value could not be read")
+                        raise
+                    if not batch:
+                        break
+                    block = None if slow_text else _clean_block(batch, tabs)
+                    if block is not None:  # the common case: the batch's lines go as SQLite wrote them
+                        try:
+                            data = block.encode("utf-8")
+                        except UnicodeEncodeError:
+                            failed("a value is not valid UTF-8")
+                        total_hash += sum([from_bytes(md5(line).digest(), "big") for line in data.split(b"\n")])
+                        buf.append(data)
+                        size += len(data)
+                        pending += len(batch)
+                    else:
+                        for row in batch:
+                            line = row[0]
+                            if line is None or line.count("\\") != row[1] or line.count("\t") != tabs or "\n" in line \
+                                    or "\r" in line:
+                                skipped += 1  # read again in pass 2
+                                continue
+                            if slow_text:
+                                try:
+                                    tail = ["\\N" if v is None else f(v) for v, f in zip(row[2:], slow_text)]
+                                except _Unconvertible as exc:
+                                    failed(str(exc))
+                                line = line + "\t" + "\t".join(tail) if n_fast else "\t".join(tail)
+                            try:
+                                data = line.encode("utf-8")
+                            except UnicodeEncodeError:
+                                failed("a value is not valid UTF-8")
+                            total_hash += from_bytes(md5(data).digest(), "big")
+                            buf.append(data)
+                            size += len(data)
+                            pending += 1
+                    if size >= COPY_CHUNK or pending >= PROGRESS_ROWS:
                         chunk = b"\n".join(buf) + b"\n"
                         if b"\0" in chunk:
                             failed("a value holds NUL")
                         copy.write(chunk)
-                        sums.rows, sums.total, total_hash = sums.rows + len(buf), sums.total + total_hash, 0
-                        buf, size = [], 0
+                        sums.rows, sums.total, total_hash = sums.rows + pending, sums.total + total_hash, 0
+                        buf, size, pending = [], 0, 0
                         progress("copy", table, sums.rows, total, time.perf_counter() - clock)
+            finally:
+                reader.close()
+            reader = None
             if buf:
                 chunk = b"\n".join(buf) + b"\n"
                 if b"\0" in chunk:
                     failed("a value holds NUL")
                 copy.write(chunk)
-                sums.rows, sums.total = sums.rows + len(buf), sums.total + total_hash
+                sums.rows, sums.total = sums.rows + pending, sums.total + total_hash
             if skipped:
                 pairs = [converter(t) for t in types]
                 select = "SELECT %s FROM %s WHERE %s" % (", ".join(quote_identifier(c) for c in columns), qt, pass2)

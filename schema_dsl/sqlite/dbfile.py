@@ -15,6 +15,7 @@ is safe only while no -wal or hot -journal holds changes the file lacks.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import stat
@@ -98,6 +99,12 @@ def describe_sqlite_error(path, exc, busy_timeout_ms=DEFAULT_BUSY_TIMEOUT_MS):
 
 def split_statements(text):
     """The statements of an SQL script, each complete, comments and blank lines dropped."""
+    return list(_split_statements(text))
+
+
+@functools.lru_cache(maxsize=32)
+def _split_statements(text):
+    # the rendered files are split on every apply (the fresh plan, the PRAGMAs before and after): once per text
     out, buf = [], []
     for line in text.splitlines(keepends=True):
         if not buf and (not line.strip() or line.lstrip().startswith("--")):
@@ -109,7 +116,7 @@ def split_statements(text):
             buf = []
     if "".join(buf).strip():
         out.append("".join(buf).strip())
-    return out
+    return tuple(out)
 
 
 def split_sql(text):
@@ -183,12 +190,12 @@ class ImmutableConnection(sqlite3.Connection):
         return super().execute(sql, *args)
 
 
-def _open_immutable(path):
+def _open_immutable(path, check_same_thread=True):
     """A read-only, immutable connection that has read sqlite_master (it never creates -wal or -shm)."""
     conn = None
     try:
         conn = sqlite3.connect(uri(path, mode="ro", immutable=1), uri=True, isolation_level=None,
-                               factory=ImmutableConnection)
+                               factory=ImmutableConnection, check_same_thread=check_same_thread)
         conn.header_mode = header_journal_mode(path)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
@@ -198,14 +205,15 @@ def _open_immutable(path):
     return conn
 
 
-def open_existing(path, mode="ro", busy_timeout_ms=DEFAULT_BUSY_TIMEOUT_MS):
+def open_existing(path, mode="ro", busy_timeout_ms=DEFAULT_BUSY_TIMEOUT_MS, check_same_thread=True):
     """Open an existing database file without ever creating it: the one place that opens a file by URI.
 
     mode "ro" opens it read-only; "rw" read-write, falling back to read-only
     when the file or its folder cannot be written. In a read-only folder the
     file is opened read-only and immutable (see the module docstring), or
     refused when a non-empty -wal or -journal lies beside it. Every failure
-    is a DatabaseFileError naming the path.
+    is a DatabaseFileError naming the path. check_same_thread=False: the caller hands the connection to
+    another thread (transfer reads ahead in one), one thread at a time.
     """
     check_path(path, write=False)
     if read_only_folder(path):
@@ -216,15 +224,15 @@ def open_existing(path, mode="ro", busy_timeout_ms=DEFAULT_BUSY_TIMEOUT_MS):
                                     "so it cannot be read safely here; copy the database with its %s to a writable "
                                     "folder, or open it once where the folder is writable" % (
                                         os.fspath(path), pending, pending[len(os.fspath(path)):]))
-        return _open_immutable(path)
+        return _open_immutable(path, check_same_thread)
     if header_journal_mode(path) == "wal" and not any(os.path.exists(os.fspath(path) + s) for s in ("-wal", "-shm")):
         # SQLite creates -wal and -shm before it finds that a file only looks like a database: look first
         _open_immutable(path).close()
     modes = ("ro",) if mode == "ro" else ("rw", "ro")
     for attempt in modes:
         try:
-            conn = sqlite3.connect(uri(path, mode=attempt), uri=True,
-                                   timeout=busy_timeout_ms / 1000.0, isolation_level=None)
+            conn = sqlite3.connect(uri(path, mode=attempt), uri=True, timeout=busy_timeout_ms / 1000.0,
+                                   isolation_level=None, check_same_thread=check_same_thread)
             return conn
         except sqlite3.Error as exc:
             error = exc
