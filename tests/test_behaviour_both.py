@@ -344,6 +344,10 @@ def test_the_json_document_has_the_same_keys_and_types_on_both_engines(runner, b
     else:
         assert sqlite_doc and pg_doc  # explain and lint stay lists, and both have items to compare
     assert _same_shape(sqlite_doc, pg_doc) == []
+    if command == "validate":  # the same facts on both: the serves-query's plan, the tables as a list
+        for doc in docs:
+            assert [e["index"] for e in doc["explain"]] == ["idx_posts_title"] and doc["explain"][0]["uses_index"]
+            assert [t["name"] for t in doc["tables"]] == ["authors", "posts", "scratch"]
 
 
 def test_apply_json_has_steps_at_the_top_and_tables_as_a_list_on_both(runner, both):
@@ -451,6 +455,7 @@ def test_one_database_class_with_the_same_methods_on_both_engines(engine):
         assert first.applied
         report = await db.validate()
         assert report["ok"] and {"name": "posts", "type": "table"} in report["tables"]
+        assert [e["index"] for e in report["explain"]] == ["idx_posts_title"]
         async with db.connect() as conn:
             await conn.execute("INSERT INTO authors (id, name) VALUES (1, 'ann')")
             await conn.commit()
