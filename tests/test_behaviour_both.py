@@ -350,6 +350,15 @@ def test_the_json_document_has_the_same_keys_and_types_on_both_engines(runner, b
             assert [t["name"] for t in doc["tables"]] == ["authors", "posts", "scratch"]
 
 
+def test_plan_json_says_fresh_for_a_new_database_on_both(runner, both):
+    for e in both:
+        new = json.loads(_cli(runner, "plan", "--db", e.db, "--schema", e.decl(V1), "--json").output)
+        assert new["fresh"] and not new["up_to_date"] and new["steps"], e.name
+        _applied(runner, e)
+        changed = json.loads(_cli(runner, "plan", "--db", e.db, "--schema", e.decl(V2, "v2"), "--json").output)
+        assert not changed["fresh"] and changed["steps"], e.name
+
+
 def test_apply_json_has_steps_at_the_top_and_tables_as_a_list_on_both(runner, both):
     for e in both:
         doc = json.loads(_documents(runner, e, "apply (migrate)").output)
