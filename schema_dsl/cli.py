@@ -786,8 +786,11 @@ def _pg():
 def _pg_validate(db, decl, as_json, report_path, verbose, full_integrity):
     """validate on PostgreSQL: the report in SQLite's shape (pg/apply.py's check), shown as SQLite's is."""
     pg = _pg()
+    from .check import pgcheck  # the design findings and the serves-queries' plans, as SQLite's report has them
     try:
-        report = pg.validate(db, pg.compiled_for(decl), full_integrity=full_integrity)
+        compiled = pg.compiled_for(decl)
+        report = pgcheck.complete_report(pg.validate(db, compiled, full_integrity=full_integrity), db, compiled,
+                                         _schema(decl))
     except SchemagenError as exc:
         _fail(exc)
     _show_report(report, as_json, report_path, verbose)
@@ -850,6 +853,12 @@ def _pg_apply(db, decl, as_json, report_path, no_validate, verbose, check_data, 
     if no_validate:
         click.echo("validation skipped (--no-validate): run `schemagen validate --db %s`" % result.database)
         return
+    from .check import pgcheck  # see _pg_validate
+    try:
+        report = pgcheck.complete_report(report, db, compiled, _schema(decl))
+    except SchemagenError as exc:  # after COMMIT: the change stands, the report could not be read
+        raise _Abort(("the change to %s is committed, then: %s" if result.applied else "%s: %s") % (
+            _shown(db), " ".join(str(exc).split())), EXIT_CHANGED_THEN_FAILED if result.applied else 2) from None
     _show_report(report, as_json, report_path, verbose, done)
 
 

@@ -68,6 +68,16 @@ def _postgresql_class():
         class PostgreSQLDatabase(PgDatabase, Database):
             __doc__ = PgDatabase.__doc__
 
+            async def validate(self, full_integrity=False):
+                """The validation report, as `schemagen validate --json` gives it (the same keys on both engines);
+                report["ok"] is False when the database does not match the declaration.
+
+                Example: `report = await db.validate(); assert report["ok"], report["differences"]`.
+                """
+                from .check import pgcheck  # the design findings and serves-query plans the report carries
+                report = await PgDatabase.validate(self, full_integrity)
+                return await asyncio.to_thread(pgcheck.complete_report, report, self.url, self.compiled, self.schema)
+
         PostgreSQLDatabase.__name__ = PostgreSQLDatabase.__qualname__ = "Database"
         PostgreSQLDatabase.__module__ = __name__
         _PG_CLASS.append(PostgreSQLDatabase)

@@ -100,6 +100,26 @@ def lint_database(report, schema, resolutions=None):
     return resolve(findings, declared_resolutions(schema) if resolutions is None else resolutions)
 
 
+def complete_report(report, url, compiled, schema):
+    """A PostgreSQL validation report (pg/apply.py's check) with what SQLite's report also carries: the
+    declaration's design findings, and each serves-query's plan (`explain`, from this module's explain).
+
+    A declared required plan check (Index.plan_check="required") is shown (`required`, `uses_index`) but fails
+    `explain --strict` only, not the report: the plan checks were written for SQLite's planner, and PostgreSQL's
+    may serve the query with another index (the shipped declaration's idx_memory_namespace_key_version: its
+    UNIQUE constraint's index)."""
+    required = {ix.name: ix.plan_check == "required" for ix in schema.indexes}
+    samples = []
+    for r in _pg()[1].explain_database(url, compiled)["results"]:
+        accepted = [r["index"], *r.get("identical", ())]
+        used = list(r.get("used", ()))
+        samples.append({"index": r["index"], "query": r["query"] or r["sqlite_query"], "plan": list(r["plan"]),
+                        "uses_index": bool(r["uses_index"]), "indexes_used": used,
+                        "used_by": next((n for n in used if n in accepted), None),
+                        "required": bool(required.get(r["index"]))})
+    return dict(report, findings=[f.as_dict() for f in lint(schema)], explain=samples)
+
+
 def lint_url(url, decl, schema):
     """lint(schema), plus what the PostgreSQL database at url shows (only read)."""
     return lint(schema) + lint_database(explain(url, decl, schema), schema)

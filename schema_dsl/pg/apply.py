@@ -94,8 +94,8 @@ def check(conn, compiled, database, full_integrity=False, orphans_fail=False):
     """The validation report of a connected database against the compiled declaration, in the shape SQLite's
     report has (check/validate.py's validation_report: the same keys and JSON types, so that --json, --verbose and
     --report read one shape). What only PostgreSQL has: `notes` and `not_valid_violations` (both [] on SQLite);
-    what only SQLite has is empty here: `pragmas` {}, `settings` [], `explain` [] (`schemagen explain --db URL`
-    runs the serves-queries), `findings` [] (`schemagen lint --db URL`).
+    what only SQLite has is empty here: `pragmas` {}, `settings` []; `explain` and `findings` are [] here and
+    filled by check/pgcheck.py's complete_report (the CLI's report, Database.validate()).
 
     What the database has beyond the declaration (a column, index, table, UNIQUE, CHECK or foreign key of the
     user's own) is kept, as apply keeps it: listed under `extras`, not a difference (as on SQLite).

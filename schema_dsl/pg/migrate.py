@@ -110,8 +110,9 @@ def _plan(url, schema, prune, concurrently, lock_timeout):
         with conn.transaction(force_rollback=True):
             _set_timeouts(conn, lock_timeout, None)
             fingerprint = conn.execute(alter_statement("structure_fingerprint")).fetchone()[0]
+            fresh = not pg_apply._declared_present(conn, comp.structure)  # as apply's fresh path (SQLite's fresh)
             renames, rest = _planned(conn, schema, comp, database, prune, concurrently)
-        return pgplan.combine(database, renames, rest), fingerprint
+        return attrs.evolve(pgplan.combine(database, renames, rest), fresh=fresh), fingerprint
     except psycopg.Error as exc:
         raise _errors(url, database, lock_timeout, None, "planning", exc) from None
     finally:
