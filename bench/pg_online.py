@@ -21,7 +21,8 @@ works: a writer, every 5-10 ms, in one transaction inserts a task of a session (
 foreign-key check reads sessions: the deadlock of issue 19), a state row and a checkpoint of that task (their keys
 check tasks and sessions); a reader looks up a session by status, a task by key, the checkpoints of a task, its
 state and a memory entry by key (each served by an index before and after the change, so that an operation's time is
-its wait, not a scan). Sides: `schemagen apply`, `schemagen apply --online`, and the hand-written lock-aware script
+its wait, not a scan). Sides: the application alone for 5 s (what the machine adds to an operation with nothing
+changing), `schemagen apply`, `schemagen apply --online`, and the hand-written lock-aware script
 (bench/handwritten_pg_m2_online.py). Reported per side as above, and validate against Milestone 2.
 
     .venv/bin/python bench/pg_online.py --m2 [--tasks N | --fixture M1_FILE] [--json]
@@ -191,7 +192,8 @@ class M2App(App):
         conn.execute("SELECT namespace, value FROM memory_entries WHERE id = %s", (1 + n % self.sessions,)).fetchone()
 
 
-M2_SIDES = [("schemagen apply", ["apply"]), ("schemagen apply --online", ["apply", "--online"]),
+M2_SIDES = [("no change (the application alone, 5 s)", []), ("schemagen apply", ["apply"]),
+            ("schemagen apply --online", ["apply", "--online"]),
             ("hand-written lock-aware (bench/handwritten_pg_m2_online.py)", None)]
 SESSIONS = 1000
 MEMORY = ("INSERT INTO memory_entries (namespace, key, value, memory_type, created_by) SELECT 'user:' || g, 'k', "
@@ -210,7 +212,10 @@ def m2_side(cluster, label, command, tasks):
     app.start()
     time.sleep(0.5)
     started = time.perf_counter()
-    if command is None:
+    if command == []:  # what the machine itself adds to an operation's time, with nothing changing
+        time.sleep(5)
+        out = subprocess.CompletedProcess([], 0, "", "")
+    elif command is None:
         out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "handwritten_pg_m2_online.py"), url],
                              capture_output=True, text=True, cwd=ROOT)
     else:
@@ -223,7 +228,7 @@ def m2_side(cluster, label, command, tasks):
         present = conn.execute("SELECT count(*) FROM tasks WHERE id = ANY(%s)", (app.acked,)).fetchone()[0]
         present_cp = conn.execute("SELECT count(*) FROM checkpoints WHERE task_id = ANY(%s)",
                                   (app.acked,)).fetchone()[0]
-    valid = _schemagen("validate", "--db", url, "--schema", m2)
+    valid = _schemagen("validate", "--db", url, "--schema", m2) if command != [] else None
     writer, writes = app.longest("writer")
     reader, reads = app.longest("reader")
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
@@ -232,9 +237,10 @@ def m2_side(cluster, label, command, tasks):
             "writer_max_ms": round(writer * 1000, 1), "reader_max_ms": round(reader * 1000, 1),
             "writes": writes, "reads": reads, "errors": app.errors[:5], "error_count": len(app.errors),
             "deadlocks": sum("deadlock" in e for e in app.errors),
-            "acked": len(app.acked), "acked_present": min(present, present_cp), "validate_ok": valid.returncode == 0,
+            "acked": len(app.acked), "acked_present": min(present, present_cp),
+            "validate_ok": None if valid is None else valid.returncode == 0,
             "stderr": (out.stderr.strip()[-300:] if out.returncode else "") or
-                      ("" if valid.returncode == 0 else "validate: " + valid.stdout.strip()[-300:])}
+                      ("" if valid is None or valid.returncode == 0 else "validate: " + valid.stdout.strip()[-300:])}
 
 
 def m2(args):
@@ -331,7 +337,8 @@ def _table(results):
     for r in results:
         print("| %s | %d | %.2f s | %.1f ms | %.1f ms | %d (%d) | %d of %d | %s |" % (
             r["side"], r["exit"], r["apply_s"], r["writer_max_ms"], r["reader_max_ms"], r["error_count"],
-            r["deadlocks"], r["acked_present"], r["acked"], "ok" if r["validate_ok"] else "FAIL"))
+            r["deadlocks"], r["acked_present"], r["acked"],
+            {True: "ok", False: "FAIL", None: "-"}[r["validate_ok"]]))
         if r["stderr"]:
             print("   %s: %s" % (r["side"], r["stderr"]))
         for e in r["errors"]:
