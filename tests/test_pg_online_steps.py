@@ -422,3 +422,30 @@ def test_an_online_apply_adds_the_columns_its_data_steps_fill_before_planning(pg
     assert result.applied and result.report["ok"], result.report
     assert probes and all(p == 200 for p in probes), probes
     assert _rows(pg_url, "SELECT count(*), min(n), max(n) FROM counters") == [(200, 11, 11)]
+
+
+def test_plain_apply_converts_a_column_whose_old_default_cannot_be_cast(pg_url):
+    """rating TEXT DEFAULT '0' -> INTEGER DEFAULT 0: before, ALTER COLUMN TYPE failed 'default for column "rating"
+    cannot be cast automatically to type bigint', exit 2; the old default now goes first, the declared one after."""
+    _conv_v1(pg_url, rows=10)
+    result = _apply(pg_url, _load(CONV_V2), False)
+    assert result.applied and result.report["ok"], result.report
+    assert _rows(pg_url, "SELECT rating FROM links WHERE id = 5") == [(5,)]
+    with _connect(pg_url) as conn:
+        conn.execute("INSERT INTO links (id) VALUES (99)")
+    assert _rows(pg_url, "SELECT rating FROM links WHERE id = 99") == [(0,)]
+
+
+def test_plan_online_tells_a_person_how_the_conversion_goes(runner, tmp_path, pg_url):
+    from schema_dsl.cli import main
+    _conv_v1(pg_url, rows=10)
+    path = tmp_path / "v2.py"
+    path.write_text(CONV_V2, encoding="utf-8")
+    shown = runner.invoke(main, ["plan", "--db", pg_url, "--schema", "%s:SCHEMA" % path, "--online"])
+    assert shown.exit_code == 0, shown.output + shown.stderr
+    text = shown.output
+    assert "start converting 'links'.'rating' to bigint: new column '_schemagen_new_rating', kept in step by a " \
+           "trigger" in text
+    assert "swap 'links'.'rating': the converted column takes its name (one short step" in text
+    assert "drop the old column 'links'.'_schemagen_old_rating' (the conversion's last step)" in text
+    assert text.index("swap 'links'") < text.index("drop the old column")
