@@ -636,7 +636,7 @@ def _first_steps(conn, schema, compiled, database):
             steps += pg_history.expand_steps(schema, Compiled(schema), read_live(conn) if renames else live)
     if not steps:
         return []
-    out, refused = online_steps(pgplan.PgPlan(database, steps))
+    out, _ = online_steps(pgplan.PgPlan(database, steps))  # none of these is refused online
     return out
 
 
