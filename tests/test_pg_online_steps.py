@@ -294,7 +294,8 @@ def test_a_conversion_killed_at_each_step_is_finished_by_the_next_apply(pg_clust
 
 DATA_V1 = """
 from schema_dsl.model import Column, PrimaryKey, Schema, Table
-SCHEMA = Schema("app", tables=[Table("counters", [Column("id", "INTEGER"), Column("n", "INTEGER")], PrimaryKey(["id"]))])
+SCHEMA = Schema("app", tables=[Table("counters", [Column("id", "INTEGER"), Column("n", "INTEGER")],
+                                     PrimaryKey(["id"]))])
 """
 
 # a step that is wrong to run twice (n + 1), a python= step filling a new NOT NULL column
@@ -306,7 +307,8 @@ def tag(connection):
 
 SCHEMA = Schema("app", tables=[Table("counters", [Column("id", "INTEGER"), Column("n", "INTEGER"),
                                                   Column("tag", "TEXT", not_null=True)], PrimaryKey(["id"]))],
-                data_steps=[DataStep("bump", sql="UPDATE counters SET n = n + 1"), DataStep("tag", python=tag)])
+                data_steps=[DataStep("bump", sql="UPDATE counters SET n = n + 1"), DataStep("tag", python=tag),
+                            DataStep("lite", sql="UPDATE counters SET n = 0", sqlite_only=True)])
 """
 
 
@@ -334,8 +336,9 @@ def test_data_steps_run_online_each_in_its_own_transaction_recorded_in_it(runner
     done = runner.invoke(main, ["apply", "--db", pg_url, "--schema", "%s:SCHEMA" % path, "--online"])
     assert done.exit_code == 0, done.output + done.stderr
     assert _rows(pg_url, "SELECT count(*), min(n), max(n), min(tag) FROM counters") == [(200, 11, 11, "p1")]
-    assert _rows(pg_url, "SELECT kind, data_steps_run FROM _schemagen_history ORDER BY id") == [
-        ("online data step", '["bump"]'), ("online data step", '["tag"]'), ("apply", '["bump", "tag"]')]
+    assert _rows(pg_url, "SELECT kind, data_steps_run, data_steps_recorded FROM _schemagen_history ORDER BY id") == [
+        ("online data step", '["bump"]', "[]"), ("online data step", '["tag"]', "[]"),
+        ("online data step", "[]", '["lite"]'), ("apply", '["bump", "tag"]', '["lite"]')]
     assert _rows(pg_url, "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'counters'::regclass "
                          "AND attname = 'tag'") == [(True,)]
 
@@ -373,7 +376,7 @@ def test_a_data_step_runs_exactly_once_however_the_online_apply_is_killed(pg_clu
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % probe)
     kinds = [s.kind for s in steps]
-    assert kinds.count("RunDataStep") == 2
+    assert kinds.count("RunDataStep") == 3
     for at in range(2, len(steps) + 1):
         name = "kd_%d_%d" % (at, os.getpid())
         with psycopg.connect(base, autocommit=True) as conn:
@@ -388,7 +391,61 @@ def test_a_data_step_runs_exactly_once_however_the_online_apply_is_killed(pg_clu
             assert result.report["ok"], (at, result.report)
             assert _rows(url, "SELECT count(*), min(n), max(n), count(tag) FROM counters") == [(200, 11, 11, 200)], at
             runs = [json.loads(r[0]) for r in _rows(url, "SELECT data_steps_run FROM _schemagen_history")]
-            assert sorted({n for r in runs for n in r}) == ["bump", "tag"]
+            assert sorted({n for r in runs for n in r}) == ["bump", "tag"]  # lite: recorded, never run
         finally:
             with psycopg.connect(base, autocommit=True) as conn:
                 conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+def test_an_online_apply_adds_the_columns_its_data_steps_fill_before_planning(pg_url, monkeypatch):
+    """Planning runs the data steps (to plan what follows them) in a transaction that is rolled back, after adding
+    the columns they fill: that ADD COLUMN held ACCESS EXCLUSIVE on the table while the steps ran and the rest was
+    planned, and the application's reads waited. apply --online commits the new columns first, each one short
+    step: a read of the table while the rest is planned is not blocked."""
+    from schema_dsl.pg import online
+    from schema_dsl.pg import plan as pgplan
+    _data_v1(pg_url)
+    probes, real = [], pgplan.plan_rest
+
+    def planning(*args, **kwargs):
+        import psycopg
+        with _connect(pg_url) as conn:
+            conn.execute("SET lock_timeout = '300ms'")
+            try:
+                probes.append(conn.execute("SELECT count(*) FROM counters").fetchone()[0])
+            except psycopg.errors.LockNotAvailable:
+                probes.append("blocked")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(pgplan, "plan_rest", planning)
+    v2 = _load(DATA_V2)
+    result = online.apply_online(pg_url, v2, compile_declaration(v2))
+    assert result.applied and result.report["ok"], result.report
+    assert probes and all(p == 200 for p in probes), probes
+    assert _rows(pg_url, "SELECT count(*), min(n), max(n) FROM counters") == [(200, 11, 11)]
+
+
+def test_plain_apply_converts_a_column_whose_old_default_cannot_be_cast(pg_url):
+    """rating TEXT DEFAULT '0' -> INTEGER DEFAULT 0: before, ALTER COLUMN TYPE failed 'default for column "rating"
+    cannot be cast automatically to type bigint', exit 2; the old default now goes first, the declared one after."""
+    _conv_v1(pg_url, rows=10)
+    result = _apply(pg_url, _load(CONV_V2), False)
+    assert result.applied and result.report["ok"], result.report
+    assert _rows(pg_url, "SELECT rating FROM links WHERE id = 5") == [(5,)]
+    with _connect(pg_url) as conn:
+        conn.execute("INSERT INTO links (id) VALUES (99)")
+    assert _rows(pg_url, "SELECT rating FROM links WHERE id = 99") == [(0,)]
+
+
+def test_plan_online_tells_a_person_how_the_conversion_goes(runner, tmp_path, pg_url):
+    from schema_dsl.cli import main
+    _conv_v1(pg_url, rows=10)
+    path = tmp_path / "v2.py"
+    path.write_text(CONV_V2, encoding="utf-8")
+    shown = runner.invoke(main, ["plan", "--db", pg_url, "--schema", "%s:SCHEMA" % path, "--online"])
+    assert shown.exit_code == 0, shown.output + shown.stderr
+    text = shown.output
+    assert "start converting 'links'.'rating' to bigint: new column '_schemagen_new_rating', kept in step by a " \
+           "trigger" in text
+    assert "swap 'links'.'rating': the converted column takes its name (one short step" in text
+    assert "drop the old column 'links'.'_schemagen_old_rating' (the conversion's last step)" in text
+    assert text.index("swap 'links'") < text.index("drop the old column")

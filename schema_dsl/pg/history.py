@@ -80,23 +80,19 @@ def pending(conn, schema):
     return [s for s in schema.data_steps if s.name.lower() not in finished]
 
 
-def expand_and_run(conn, schema, comp, live, database, steps):
-    """Add the new columns of existing tables (loosely) and run the pending data steps, on conn, as they are
-    planned; returns the steps run (their statements, for the plan and plan --sql)."""
+def expand_steps(schema, comp, live):
+    """The steps that make room for the data steps, not run: the new tables (a step may fill them), their late
+    foreign keys, then the new columns of existing tables, added loosely (no NOT NULL, UNIQUE, key or default)."""
     out = []
     new_tables = [t.name.lower() for t in schema.ordered_tables() if t.name.lower() not in live["tables"]]
-    for kind, name, sql in comp.statements:  # the new tables first (a step may fill them), then their late keys
+    for kind, name, sql in comp.statements:
         if kind == "table" and name in new_tables:
-            step = PgStep("create table '%s' (before the data steps, which may fill it)" % name, "table is new",
-                          [sql], kind="CreateTable", table=name)
-            _run(conn, step, database)
-            out.append(step)
+            out.append(PgStep("create table '%s' (before the data steps, which may fill it)" % name, "table is new",
+                              [sql], kind="CreateTable", table=name))
     for kind, name, sql in comp.statements:
         if kind == "foreign key" and name in new_tables:
-            step = PgStep("add a foreign key to new table '%s'" % name, "its parent is created after it", [sql],
-                          kind="CreateTable", table=name)
-            _run(conn, step, database)
-            out.append(step)
+            out.append(PgStep("add a foreign key to new table '%s'" % name, "its parent is created after it", [sql],
+                              kind="CreateTable", table=name))
     for t in schema.ordered_tables():
         have = live["tables"].get(t.name.lower())
         if have is None:
@@ -110,11 +106,19 @@ def expand_and_run(conn, schema, comp, live, database, steps):
                 continue  # the declaration does not compile for PostgreSQL: refused elsewhere
             ctx = {"name": c.name, "type": pg_type, "pk": None, "not_null": False, "unique": False, "default": None,
                    "fk": None, "collate": None, "verbatim": None}
-            step = PgStep("add column '%s'.'%s' (without its constraints: the plan after the data steps adds them)" % (
-                t.name, c.name), "column is new; added before the data steps, which may fill it",
-                [alter_statement("add_column", t.name, ctx)], kind="AddColumn", table=t.name)
-            _run(conn, step, database)
-            out.append(step)
+            out.append(PgStep("add column '%s'.'%s' (without its constraints: the plan after the data steps adds "
+                              "them)" % (t.name, c.name), "column is new; added before the data steps, which may fill "
+                              "it", [alter_statement("add_column", t.name, ctx)], kind="AddColumn", table=t.name))
+    return out
+
+
+def expand_and_run(conn, schema, comp, live, database, steps):
+    """Make room for the data steps (expand_steps) and run the pending ones, on conn, as they are planned; returns
+    the steps run (their statements, for the plan and plan --sql)."""
+    out = []
+    for step in expand_steps(schema, comp, live):
+        _run(conn, step, database)
+        out.append(step)
     tables = {}
     for name, info in _live_tables(conn).items():
         tables[name] = info
@@ -149,8 +153,9 @@ def step_record(schema, comp, step):
     record = {"kind": "online data step", "declaration": schema.name,
               "declaration_sha256": sha256(json.dumps(comp.structure, sort_keys=True).encode("utf-8")).hexdigest(),
               "schemagen_version": __version__, "steps": json.dumps([step.title], ensure_ascii=False),
-              "data_steps_run": json.dumps([step.detail["data_step"].name], ensure_ascii=False),
-              "data_steps_recorded": "[]", "backup": None}
+              "data_steps_run": "[]", "data_steps_recorded": "[]", "backup": None}
+    ds = step.detail["data_step"]  # a sqlite_only step is recorded as done without running, as plain apply does
+    record["data_steps_recorded" if ds.sqlite_only else "data_steps_run"] = json.dumps([ds.name], ensure_ascii=False)
     return alter_statement("insert_history", HISTORY_TABLE, record)
 
 

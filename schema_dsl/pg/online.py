@@ -604,8 +604,9 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
                 raise
             text = str(exc).replace("nothing was changed", "nothing more changed").replace(
                 "nothing changed", "nothing more changed")
-            raise ChangedThenFailed("%s: %d online steps committed first (the renames, and what an interrupted apply "
-                                    "left, each one short step), then the rest was refused: %s" % (
+            raise ChangedThenFailed("%s: %d online steps committed first (the renames, what an interrupted apply left, "
+                                    "the new tables and columns, each one short step), then the rest was refused: "
+                                    "%s" % (
                                         database, done, text)) from None
         try:
             report = pg_apply.check(conn, compiled, database)
@@ -620,14 +621,22 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
 
 def _first_steps(conn, schema, compiled, database):
     """The online steps of the renames and of what an interrupted online apply left (pg/leftovers.py), read from
-    the live catalog (the renames checked first: pg/plan.check_renames refuses, nothing changed)."""
+    the live catalog (the renames checked first: pg/plan.check_renames refuses, nothing changed); with data steps
+    to run, then the new tables and the new columns they may fill (pg/history.expand_steps), so that planning,
+    which runs the data steps, holds no ACCESS EXCLUSIVE lock while they run."""
     with conn.transaction(force_rollback=True):
         live = read_live(conn)
         pgplan.check_renames(conn, schema, live, database)
-        steps = leftovers.steps(conn, compiled["structure"]) + pgplan.rename_steps(schema, live)
+        renames = pgplan.rename_steps(schema, live)
+        steps = leftovers.steps(conn, compiled["structure"]) + renames
+        if (schema.history or schema.data_steps) and pg_history.pending(conn, schema):
+            for step in renames:  # the new names, for a moment, in this transaction that is rolled back
+                for statement in step.statements:
+                    conn.execute(statement)
+            steps += pg_history.expand_steps(schema, Compiled(schema), read_live(conn) if renames else live)
     if not steps:
         return []
-    out, refused = online_steps(pgplan.PgPlan(database, steps))
+    out, _ = online_steps(pgplan.PgPlan(database, steps))  # none of these is refused online
     return out
 
 
