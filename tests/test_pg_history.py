@@ -351,3 +351,38 @@ def test_history_record_on_postgresql_takes_a_name_in_any_case_and_refuses_a_bla
     assert marked.exit_code == 0, marked.output
     assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", new, "--allow-data-loss", "--yes"]).exit_code == 0
     assert _rows(pg_url, "SELECT nick FROM users ORDER BY id") == [(None,), (None,)]  # 'nick' counted as done
+
+
+SLOW_BASE = """
+from schema_dsl.model import Column, PrimaryKey, Schema, Table
+SCHEMA = Schema("app", tables=[Table("users", [Column("id", "INTEGER"), Column("n", "INTEGER")], PrimaryKey(["id"]))],
+                history=True)
+"""
+
+SLOW_STEP = """
+from schema_dsl.model import Column, DataStep, PrimaryKey, Schema, Table
+SCHEMA = Schema("app", tables=[Table("users", [Column("id", "INTEGER"), Column("n", "INTEGER")], PrimaryKey(["id"]))],
+                data_steps=[DataStep("count_up", sql="UPDATE users SET n = n + 1",
+                                     postgresql="UPDATE users SET n = n + 1 + 0 * (SELECT 1 FROM pg_sleep(1.5))")])
+"""
+
+
+def test_concurrent_applies_on_postgresql_run_a_data_step_once(tmp_path, pg_url):
+    # before: each apply planned in its own READ COMMITTED transaction before any lock, so each saw the step pending;
+    # the UPDATEs waited for each other's row locks and then all ran: three applies at once gave n = 3 and three
+    # records of 'count_up'
+    import subprocess
+    import sys
+    from schema_dsl.cli import main
+    runner = make_runner()
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "base", SLOW_BASE)]).exit_code == 0
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, n) VALUES (1, 0), (2, 0)")
+    step = _decl(tmp_path, "step", SLOW_STEP)
+    runs = [subprocess.Popen([sys.executable, "-m", "schema_dsl", "apply", "--db", pg_url, "--schema", step, "--yes"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [(r.wait(timeout=120), r.stdout.read(), r.stderr.read()) for r in runs]
+    assert _rows(pg_url, "SELECT n FROM users ORDER BY id") == [(1,), (1,)], results
+    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(1,)]
+    assert sorted(code for code, _, _ in results) == [0, 0, 0], results  # the others wait, then find it up to date

@@ -164,6 +164,8 @@ def _migrate(conn, url, database, schema, comp, compiled, lock_timeout, statemen
     try:
         with conn.transaction():
             _set_timeouts(conn, lock_timeout, statement_timeout)
+            where = "waiting for another schemagen apply on this database"
+            conn.execute(alter_statement("apply_lock"))
             where = "planning"
             renames, rest = _planned(conn, schema, comp, database, prune, concurrently)
             full = pgplan.combine(database, renames, rest)
