@@ -539,11 +539,14 @@ def test_a_data_step_that_orphans_child_rows_is_refused_not_reported_as_kept(tmp
     before = digest(path)
     purge = Schema("app", tables=[users, _links_with(on_delete)],
                    data_steps=[DataStep("purge", sql="DELETE FROM users WHERE id = 2")])
-    with pytest.raises(ApplyError) as exc:
-        apply(path, purge, backup=True)
-    message = str(exc.value)
-    assert "purge" in message and "rowid 2" in message and "rowid 4" in message, message
-    assert "ON DELETE" in message  # says why the declared action did not fire
+    # plan says so too (before: it listed the step and exited 0)
+    for run, error in ((lambda: plan_database(path, schema=purge), UnsafeMigrationError),
+                       (lambda: apply(path, purge, backup=True), ApplyError)):
+        with pytest.raises(error) as exc:
+            run()
+        message = str(exc.value)
+        assert "purge" in message and "rowid 2" in message and "rowid 4" in message, message
+        assert "ON DELETE" in message  # says why the declared action did not fire
     assert digest(path) == before
     assert sorted(os.listdir(os.path.dirname(path))) == ["app.db"]
     # a step that deletes the children first is fine, and violations already in the data stay kept
@@ -635,3 +638,19 @@ def test_a_conversion_that_raises_on_a_stored_value_is_refused_naming_the_rows(o
     assert len(result.stderr.strip().splitlines()) == 1 and "rowid 2" in result.stderr, result.output
     assert digest(old_db) == before
     assert sorted(os.listdir(os.path.dirname(old_db))) == ["app.db"]
+
+
+def test_a_data_step_may_delete_parents_of_a_table_the_same_apply_drops(tmp_path):
+    # the refusal above is about rows left behind: children in a table the declaration removes do not stay
+    path = str(tmp_path / "app.db")
+    users = Table("users", [Column("id", "INTEGER"), Column("name", "TEXT")], PrimaryKey(["id"]))
+    apply(path, Schema("app", tables=[users, _links_with("CASCADE")]), backup=False)
+    conn = connect(path)
+    conn.executescript("INSERT INTO users VALUES (1, 'Ada'), (2, 'Plato'); INSERT INTO links VALUES (1, 2, '5');")
+    conn.close()
+    purge = Schema("app", tables=[users], removed=[removed("table", "links", "gone")],
+                   data_steps=[DataStep("purge", sql="DELETE FROM users WHERE id = 2")])
+    assert [s.title for s in plan_database(path, schema=purge).steps][:2] == ["run data step 'purge'",
+                                                                             "drop table 'links' (1 row)"]
+    assert apply(path, purge, backup=False, allow_data_loss=True).applied
+    assert rows(path, "SELECT id FROM users") == [(1,)]

@@ -30,7 +30,8 @@ import os
 import sqlite3
 
 from .. import __version__
-from ..errors import ApplyError, SchemagenError
+from ..errors import ApplyError, SchemagenError, UnsafeMigrationError
+from ..sqlite.data import describe_violation, foreign_key_violations
 from ..sqlite import dbfile
 from ..sqlite.quote import quote_identifier
 from ..sqlite.structure import HISTORY_TABLE
@@ -239,12 +240,16 @@ def _plan_parts(conn, target, pending, structural, keep=None):
     kept = False
     try:
         first = _expand(conn, target)
+        # plan: the foreign key violations the steps leave (apply checks the whole result before COMMIT instead)
+        violations = foreign_key_violations(conn) if keep is None else None
         for step in pending:
             s = _data_step(target, step)
             before = conn.total_changes
             run_step(conn, s, s.title)
             first.append(s.replace(rows=conn.total_changes - before))
         rest = structural(conn)
+        if violations is not None:
+            _refuse_orphans(conn, pending, rest, violations)
         kept = keep is not None
     finally:
         if not kept:
@@ -253,6 +258,22 @@ def _plan_parts(conn, target, pending, structural, keep=None):
     if kept:
         first = [s.replace(executed=True) for s in first]
     return first, rest
+
+
+def _refuse_orphans(conn, pending, rest, before):
+    """plan: UnsafeMigrationError when the data steps left rows without their parent (foreign keys are off in apply's
+    transaction, so a DELETE fires no ON DELETE action), in a table the rest of the plan does not drop."""
+    seen = {(v["table"], v["rowid"], v["parent"]) for v in before}
+    dropped = {s.change.name.lower() for s in rest.steps if type(s.change).__name__ == "Remove" and s.change.kind == "table"}
+    new = [v for v in foreign_key_violations(conn) if (v["table"], v["rowid"], v["parent"]) not in seen
+           and v["table"].lower() not in dropped]
+    if new:
+        raise UnsafeMigrationError(
+            "refusing to migrate, nothing was changed: the data steps would leave %d foreign key violations: %s; "
+            "foreign keys are off in apply's transaction, so no ON DELETE or ON UPDATE action fires for data step %s: "
+            "delete or update the child rows in the step itself" % (
+                len(new), "; ".join(describe_violation(conn, v) for v in new[:5]),
+                ", ".join("'%s'" % s["name"] for s in pending)))
 
 
 def _plan_on_copy(conn, target, pending, structural):
