@@ -654,3 +654,25 @@ def test_a_data_step_may_delete_parents_of_a_table_the_same_apply_drops(tmp_path
                                                                              "drop table 'links' (1 row)"]
     assert apply(path, purge, backup=False, allow_data_loss=True).applied
     assert rows(path, "SELECT id FROM users") == [(1,)]
+
+
+def test_a_data_step_after_which_sqlite_ended_the_transaction_is_one_error(old_db, monkeypatch):
+    # before: when SQLite had already ended the transaction (a full disk failing a cache spill rolls it all back),
+    # undoing the step's savepoint failed with "no such savepoint: schemagen_data_steps": a traceback, exit 1.
+    # (Reproduced on a 400 kB tmpfs; here the fault is injected where it happens.)
+    real = history.run_step
+
+    def full_disk(conn, step, label):
+        if isinstance(step.change, history.RunDataStep):
+            conn.execute("ROLLBACK")  # what SQLite itself does then
+            raise ApplyError("%s failed: database or disk is full; nothing was changed" % label)
+        return real(conn, step, label)
+    monkeypatch.setattr(history, "run_step", full_disk)
+    before = digest(old_db)
+    for run in (lambda: apply(old_db, NEW, backup=True, allow_data_loss=True),
+                lambda: plan_database(old_db, schema=NEW)):
+        with pytest.raises(ApplyError) as exc:
+            run()
+        assert "split_name" in str(exc.value) and "full" in str(exc.value), exc.value
+    assert digest(old_db) == before
+    assert sorted(os.listdir(os.path.dirname(old_db))) == ["app.db"]

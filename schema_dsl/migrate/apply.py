@@ -348,11 +348,16 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         conn.execute("RELEASE schemagen_plan")
         _announce(progress, plan, "commit")
         committing = True
-        if commit_section is None:
-            conn.execute("COMMIT")
-        else:
-            with commit_section():
+        try:
+            if commit_section is None:
                 conn.execute("COMMIT")
+            else:
+                with commit_section():
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # a COMMIT that fails (a full disk) did not commit: SQLite rolls it back
+            committing = False
+            raise DatabaseFileError("database %r: COMMIT failed (%s); rolled back, nothing was changed" % (
+                path, exc)) from None
     except BaseException:
         rolled_back = conn.in_transaction or not committing  # else COMMIT ran (Ctrl-C right after it): keep the backup
         if conn.in_transaction:

@@ -252,9 +252,10 @@ def _plan_parts(conn, target, pending, structural, keep=None):
             _refuse_orphans(conn, pending, rest, violations)
         kept = keep is not None
     finally:
-        if not kept:
-            conn.execute("ROLLBACK TO schemagen_data_steps")
-        conn.execute("RELEASE schemagen_data_steps")
+        if conn.in_transaction:  # else SQLite ended the whole transaction itself (a full disk): nothing to undo here
+            if not kept:
+                conn.execute("ROLLBACK TO schemagen_data_steps")
+            conn.execute("RELEASE schemagen_data_steps")
     if kept:
         first = [s.replace(executed=True) for s in first]
     return first, rest
