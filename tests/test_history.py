@@ -676,3 +676,37 @@ def test_a_data_step_after_which_sqlite_ended_the_transaction_is_one_error(old_d
         assert "split_name" in str(exc.value) and "full" in str(exc.value), exc.value
     assert digest(old_db) == before
     assert sorted(os.listdir(os.path.dirname(old_db))) == ["app.db"]
+
+
+COUNTER_T = Table("t", [Column("id", "INTEGER"), Column("n", "INTEGER")], PrimaryKey(["id"]))
+COUNTER_BASE = Schema("app", tables=[COUNTER_T], history=True)
+COUNTER_STEP = Schema("app", tables=[COUNTER_T], data_steps=[DataStep("count_up", sql="UPDATE t SET n = n + 1")])
+
+
+@pytest.mark.parametrize("first", ["script", "apply"])
+def test_a_plan_sql_script_never_runs_a_data_step_the_history_records(tmp_path, first):
+    # before: a step that changes no structure left the script's structure guard satisfied, so running the script
+    # a second time (or after apply had run the step) ran the step again: n = 2, two records of 'count_up'
+    path = str(tmp_path / "app.db")
+    apply(path, COUNTER_BASE, backup=False)
+    conn = connect(path)
+    conn.execute("INSERT INTO t VALUES (1, 0)")
+    conn.close()
+    out = make_runner().invoke(main, ["plan", "--db", path, "--schema", "tests/test_history.py:COUNTER_STEP",
+                                      "--sql"])
+    assert out.exit_code == 0, out.output
+    if first == "script":
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.executescript(out.stdout)
+        conn.close()
+    else:
+        assert apply(path, COUNTER_STEP, backup=False).applied
+    before = digest(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(sqlite3.IntegrityError) as exc:
+        conn.executescript(out.stdout)
+    conn.close()
+    assert "count_up" in str(exc.value) and "already" in str(exc.value)
+    assert digest(path) == before
+    assert rows(path, "SELECT n FROM t") == [(1,)]
+    assert [r["data_steps_run"] for r in history.read_history(path)] == [[], ["count_up"]]
