@@ -386,3 +386,24 @@ def test_concurrent_applies_on_postgresql_run_a_data_step_once(tmp_path, pg_url)
     assert _rows(pg_url, "SELECT n FROM users ORDER BY id") == [(1,), (1,)], results
     assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(1,)]
     assert sorted(code for code, _, _ in results) == [0, 0, 0], results  # the others wait, then find it up to date
+
+
+def test_a_postgresql_plan_sql_script_never_runs_a_data_step_the_history_records(tmp_path, pg_url):
+    # before: a step that changes no structure left the script's fingerprint guard satisfied, so running the script
+    # a second time ran the step again (n = 2, two records of 'count_up')
+    import psycopg
+    from schema_dsl.cli import main
+    runner = make_runner()
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "base", SLOW_BASE)]).exit_code == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, n) VALUES (1, 0)")
+    out = runner.invoke(main, ["plan", "--db", pg_url, "--schema", _decl(tmp_path, "step", SLOW_STEP), "--sql"])
+    assert out.exit_code == 0, out.output
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(out.stdout)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as exc:
+            conn.execute(out.stdout)
+    assert "count_up" in str(exc.value) and "already recorded" in str(exc.value), exc.value
+    assert _rows(pg_url, "SELECT n FROM users") == [(1,)]
+    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(1,)]

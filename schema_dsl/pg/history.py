@@ -119,7 +119,7 @@ def expand_and_run(conn, schema, comp, live, database, steps):
         else:
             step = PgStep("run data step '%s'%s" % (ds.name, " (sqlite_only: recorded, not run)" if ds.sqlite_only
                                                     else ""), "declared data step this database has not run yet",
-                          statements, kind="RunDataStep")
+                          statements, kind="RunDataStep", data_step=ds.name)
             _run(conn, step, database)
         out.append(step)
     return out

@@ -56,6 +56,7 @@ class PgStep:
     rows: object = None
     lock: object = None           # REWRITES or SCANS: the step holds ACCESS EXCLUSIVE while it reads every row
     concurrent: bool = False      # runs after COMMIT, outside the transaction (CREATE/DROP INDEX CONCURRENTLY)
+    data_step: object = None      # a RunDataStep's name
 
 
 @frozen
