@@ -710,3 +710,21 @@ def test_a_plan_sql_script_never_runs_a_data_step_the_history_records(tmp_path, 
     assert digest(path) == before
     assert rows(path, "SELECT n FROM t") == [(1,)]
     assert [r["data_steps_run"] for r in history.read_history(path)] == [[], ["count_up"]]
+
+
+def _chatty(conn):
+    print("splitting the names")
+    _split(conn)
+
+
+CHATTY = new_schema(python=_chatty)
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_a_python_step_that_prints_does_not_corrupt_json(old_db, command):
+    # before: the step's print went to stdout ahead of the JSON ("stdout under --json is only the JSON")
+    args = [command, "--db", old_db, "--schema", "tests/test_history.py:CHATTY", "--json"]
+    result = make_runner().invoke(main, args + (["--yes", "--no-backup", "--allow-data-loss"] if command == "apply" else []))
+    assert result.exit_code == 0, result.output
+    json.loads(result.stdout)
+    assert "splitting the names" in result.stderr

@@ -407,3 +407,17 @@ def test_a_postgresql_plan_sql_script_never_runs_a_data_step_the_history_records
     assert "count_up" in str(exc.value) and "already recorded" in str(exc.value), exc.value
     assert _rows(pg_url, "SELECT n FROM users") == [(1,)]
     assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(1,)]
+
+
+def test_a_python_step_that_prints_does_not_corrupt_json_on_postgresql(tmp_path, pg_url):
+    import json
+    from schema_dsl.cli import main
+    runner = make_runner()
+    _ds_old(runner, tmp_path, pg_url)
+    chatty = _decl(tmp_path, "chatty", DS_NEW.replace(
+        'DataStep("nick", sql="UPDATE users SET nick = lower(%s) WHERE id > 1")',
+        'DataStep("later", python=lambda connection: print("hello from the step"))'))
+    done = runner.invoke(main, ["apply", "--db", pg_url, "--schema", chatty, "--json", "--allow-data-loss", "--yes"])
+    assert done.exit_code == 0, done.output
+    json.loads(done.stdout)  # before: "hello from the step" came first on stdout
+    assert "hello from the step" in done.stderr

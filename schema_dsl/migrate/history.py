@@ -25,9 +25,11 @@ A new or empty database records every step as done without running it: there is 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+import sys
 
 from .. import __version__
 from ..errors import ApplyError, SchemagenError, UnsafeMigrationError
@@ -313,7 +315,8 @@ def _run_step(conn, step, label, denied):
     run = getattr(step.change, "run", None)
     if run is not None:
         try:
-            run(conn)
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's own (--json: only the JSON)
+                run(conn)
         except Exception as exc:
             if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace(" ", "").replace("-", ""):
                 raise _ReadOnly() from None  # plan on a read-only file: the caller plans on a copy

@@ -10,8 +10,10 @@ python= step given the psycopg connection; sqlite_only steps are recorded withou
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sys
 from hashlib import sha256
 
 from .. import __version__
@@ -112,7 +114,8 @@ def expand_and_run(conn, schema, comp, live, database, steps):
             step = PgStep("run data step '%s' (python)" % ds.name, "declared data step this database has not run yet",
                           [], kind="RunDataStep")
             try:
-                ds.python(conn)
+                with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's own (--json: only the JSON)
+                    ds.python(conn)
             except Exception as exc:
                 raise ApplyError("%s: data step '%s' failed: %s: %s; rolled back, nothing changed" % (
                     database, ds.name, type(exc).__name__, exc)) from None
