@@ -728,3 +728,32 @@ def test_a_python_step_that_prints_does_not_corrupt_json(old_db, command):
     assert result.exit_code == 0, result.output
     json.loads(result.stdout)
     assert "splitting the names" in result.stderr
+
+
+def _forgets(conn):
+    conn.execute("DELETE FROM _schemagen_history")
+
+
+def _forgets_quietly(conn):
+    try:
+        conn.execute("DELETE FROM _schemagen_history")
+    except sqlite3.Error:
+        pass
+
+
+@pytest.mark.parametrize("tidy", [
+    {"sql": "DELETE FROM _schemagen_history"}, {"sql": "DROP TABLE _schemagen_history"},
+    {"sql": "UPDATE _schemagen_history SET data_steps_run = '[]'"},
+    {"sql": "ALTER TABLE _schemagen_history RENAME TO kept"}, {"python": _forgets}, {"python": _forgets_quietly}])
+def test_a_data_step_cannot_rewrite_schemagens_own_history(old_db, tidy):
+    # before: the step erased the record that split_name had run (DELETE, UPDATE) or the whole history (DROP), and
+    # apply said "migrated": the next apply of a declaration that still has split_name ran it again
+    apply(old_db, NEW, backup=False, allow_data_loss=True)
+    before = digest(old_db)
+    decl = Schema("app", tables=list(NEW.tables), removed=list(NEW.removed),
+                  data_steps=list(NEW.data_steps) + [DataStep("tidy", **tidy)])
+    with pytest.raises(ApplyError) as exc:
+        apply(old_db, decl, backup=True, allow_data_loss=True)
+    assert "tidy" in str(exc.value) and HISTORY_TABLE in str(exc.value), exc.value
+    assert digest(old_db) == before
+    assert [r["data_steps_run"] for r in history.read_history(old_db)] == [["split_name"]]

@@ -286,6 +286,10 @@ def _plan_on_copy(conn, target, pending, structural):
 
 
 _TRANSACTION_CONTROL = (getattr(sqlite3, "SQLITE_TRANSACTION", 22), getattr(sqlite3, "SQLITE_SAVEPOINT", 32))
+# actions that write a table, and the argument naming it (ALTER TABLE: the second, after the database's name)
+_WRITES = {getattr(sqlite3, "SQLITE_INSERT", 18): 0, getattr(sqlite3, "SQLITE_UPDATE", 23): 0,
+           getattr(sqlite3, "SQLITE_DELETE", 9): 0, getattr(sqlite3, "SQLITE_DROP_TABLE", 11): 0,
+           getattr(sqlite3, "SQLITE_ALTER_TABLE", 26): 1}
 
 
 def run_step(conn, step, label):
@@ -293,12 +297,18 @@ def run_step(conn, step, label):
 
     While it runs, an authorizer denies BEGIN, COMMIT, ROLLBACK, SAVEPOINT and RELEASE: a data step runs inside
     apply's transaction (and, when planned, inside its savepoint), and a COMMIT there would commit half an apply
-    before its backup and checks; a denied statement fails the step, and the whole apply rolls back."""
+    before its backup and checks; a denied statement fails the step, and the whole apply rolls back. It denies
+    too any write to schemagen's own tables (_schemagen_history: a step that erased it would make the steps
+    recorded there run again)."""
     denied = []
 
-    def authorize(action, *_):
+    def authorize(action, *args):
         if action in _TRANSACTION_CONTROL:
-            denied.append(action)
+            denied.append(None)
+            return sqlite3.SQLITE_DENY
+        table = args[_WRITES[action]] if action in _WRITES else None
+        if isinstance(table, str) and table.lower().startswith("_schemagen_"):
+            denied.append(table)
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
@@ -310,8 +320,12 @@ def run_step(conn, step, label):
 
 
 def _run_step(conn, step, label, denied):
-    ended = ("%s tried to end or open a transaction or savepoint (COMMIT, ROLLBACK, BEGIN, SAVEPOINT or RELEASE): "
-             "a data step runs inside apply's one transaction and must not; nothing was changed" % label)
+    def ended():
+        if denied and denied[0] is not None:
+            return ("%s writes schemagen's own table '%s' (the _schemagen_ prefix is reserved: the history is what "
+                    "makes each data step run once); nothing was changed" % (label, denied[0]))
+        return ("%s tried to end or open a transaction or savepoint (COMMIT, ROLLBACK, BEGIN, SAVEPOINT or RELEASE): "
+                "a data step runs inside apply's one transaction and must not; nothing was changed" % label)
     run = getattr(step.change, "run", None)
     if run is not None:
         try:
@@ -321,10 +335,12 @@ def _run_step(conn, step, label, denied):
             if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace(" ", "").replace("-", ""):
                 raise _ReadOnly() from None  # plan on a read-only file: the caller plans on a copy
             if denied:
-                raise ApplyError(ended) from None
+                raise ApplyError(ended()) from None
             raise ApplyError("%s failed: %s: %s; nothing was changed" % (label, type(exc).__name__, exc)) from None
         if not conn.in_transaction:
             raise ApplyError("%s ended apply's transaction (a python= data step must not commit or roll back)" % label)
+        if denied:  # the step caught the denial and went on: it still tried
+            raise ApplyError(ended())
         return
     for stmt in step.statements:
         try:
@@ -333,12 +349,12 @@ def _run_step(conn, step, label, denied):
             if "readonly" in str(exc).replace(" ", "").replace("-", ""):
                 raise _ReadOnly() from None
             if denied:
-                raise ApplyError("%s; statement: %s" % (ended, " ".join(stmt.split()).rstrip(";")[:300])) from None
+                raise ApplyError("%s; statement: %s" % (ended(), " ".join(stmt.split()).rstrip(";")[:300])) from None
             raise ApplyError("%s failed: %s; statement: %s; nothing was changed" % (
                 label, exc, " ".join(stmt.split()).rstrip(";")[:300])) from None
         except sqlite3.Error as exc:
             if denied:
-                raise ApplyError("%s; statement: %s" % (ended, " ".join(stmt.split()).rstrip(";")[:300])) from None
+                raise ApplyError("%s; statement: %s" % (ended(), " ".join(stmt.split()).rstrip(";")[:300])) from None
             raise ApplyError("%s failed: %s; statement: %s; nothing was changed" % (
                 label, exc, " ".join(stmt.split()).rstrip(";")[:300])) from None
 
