@@ -421,3 +421,20 @@ def test_a_python_step_that_prints_does_not_corrupt_json_on_postgresql(tmp_path,
     assert done.exit_code == 0, done.output
     json.loads(done.stdout)  # before: "hello from the step" came first on stdout
     assert "hello from the step" in done.stderr
+
+
+def test_a_postgresql_data_step_cannot_rewrite_schemagens_own_history(tmp_path, pg_url):
+    # before: the step's DELETE erased the record that count_up had run; the apply said "migrated"
+    from schema_dsl.cli import main
+    runner = make_runner()
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "base", SLOW_BASE)]).exit_code == 0
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, n) VALUES (1, 0)")
+    step = _decl(tmp_path, "step", SLOW_STEP.replace("pg_sleep(1.5)", "pg_sleep(0)"))
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", step]).exit_code == 0
+    tidy = _decl(tmp_path, "tidy", SLOW_STEP.replace("pg_sleep(1.5)", "pg_sleep(0)").replace(
+        ")])\n", '), DataStep("tidy", sql="DELETE FROM t", postgresql="DELETE FROM _schemagen_history")])\n'))
+    refused = runner.invoke(main, ["apply", "--db", pg_url, "--schema", tidy])
+    assert refused.exit_code == 2 and "tidy" in refused.stderr and "_schemagen_history" in refused.stderr, refused.output
+    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(1,)]

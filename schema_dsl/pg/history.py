@@ -156,6 +156,14 @@ def _ends_transaction(statement):
     return False
 
 
+def _own_table(statement):
+    """The first of schemagen's own tables (the _schemagen_ prefix) that a statement names, or None."""
+    for kind, text in tokenize(_DOLLAR_QUOTED.sub("''", statement)):
+        if kind in ("word", "ident") and text.lower().startswith("_schemagen_"):
+            return text
+    return None
+
+
 def _run(conn, step, database):
     import psycopg  # the PostgreSQL path imports it anyway
     for statement in step.statements:
@@ -163,6 +171,10 @@ def _run(conn, step, database):
             raise ApplyError("%s: %s: a data step runs inside apply's one transaction and must not end it or open "
                              "another (COMMIT, ROLLBACK, BEGIN, END, SAVEPOINT, RELEASE); statement: %s; rolled "
                              "back, nothing changed" % (database, step.title, " ".join(statement.split())[:300]))
+        if _own_table(statement):
+            raise ApplyError("%s: %s names schemagen's own table '%s' (the _schemagen_ prefix is reserved: the history "
+                             "is what makes each data step run once); statement: %s; rolled back, nothing changed" % (
+                                 database, step.title, _own_table(statement), " ".join(statement.split())[:300]))
     for statement in step.statements:
         try:
             conn.execute(statement)
