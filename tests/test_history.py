@@ -757,3 +757,25 @@ def test_a_data_step_cannot_rewrite_schemagens_own_history(old_db, tidy):
     assert "tidy" in str(exc.value) and HISTORY_TABLE in str(exc.value), exc.value
     assert digest(old_db) == before
     assert [r["data_steps_run"] for r in history.read_history(old_db)] == [["split_name"]]
+
+
+async def _async_upper(conn):
+    conn.execute("UPDATE users SET shout = upper(name)")
+
+
+def _generator_upper(conn):
+    yield conn.execute("UPDATE users SET shout = upper(name)")
+
+
+@pytest.mark.parametrize("step", [_async_upper, _generator_upper])
+def test_a_python_step_whose_body_never_runs_is_refused_not_recorded(old_db, step):
+    # before: calling an async def (or a generator function) returns at once without running its body; apply
+    # committed and the history said the step had run, though no value was written
+    users = Table("users", [Column("id", "INTEGER"), Column("name", "TEXT", not_null=True), Column("shout", "TEXT")],
+                  PrimaryKey(["id"]))
+    decl = Schema("app", tables=[users, OLD.tables[1]], data_steps=[DataStep("shout", python=step)])
+    before = digest(old_db)
+    with pytest.raises(ApplyError) as exc:
+        apply(old_db, decl, backup=True)
+    assert "shout" in str(exc.value) and ("coroutine" in str(exc.value) or "generator" in str(exc.value)), exc.value
+    assert digest(old_db) == before

@@ -438,3 +438,16 @@ def test_a_postgresql_data_step_cannot_rewrite_schemagens_own_history(tmp_path, 
     refused = runner.invoke(main, ["apply", "--db", pg_url, "--schema", tidy])
     assert refused.exit_code == 2 and "tidy" in refused.stderr and "_schemagen_history" in refused.stderr, refused.output
     assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(1,)]
+
+
+def test_a_postgresql_python_step_whose_body_never_runs_is_refused_not_recorded(tmp_path, pg_url):
+    # before: an async def step returned a coroutine without running; apply recorded it as run
+    from schema_dsl.cli import main
+    runner = make_runner()
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "base", SLOW_BASE)]).exit_code == 0
+    unrun = _decl(tmp_path, "unrun", SLOW_BASE.replace("history=True", 'data_steps=[DataStep("count_up", python=bump)]')
+                  .replace("from schema_dsl.model import", "async def bump(conn):\n    conn.execute('UPDATE users SET n = 1')\n"
+                           "from schema_dsl.model import DataStep,"))
+    refused = runner.invoke(main, ["apply", "--db", pg_url, "--schema", unrun])
+    assert refused.exit_code == 2 and "count_up" in refused.stderr and "coroutine" in refused.stderr, refused.output
+    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(0,)]

@@ -319,6 +319,16 @@ def run_step(conn, step, label):
         conn.set_authorizer(None)
 
 
+def _refuse_unrun(result, label):
+    """A python= step that is an async def or a generator function returned without running its body (a coroutine
+    or a generator): ApplyError, so that the history never says it ran."""
+    if hasattr(result, "__await__") or (hasattr(result, "__next__") and hasattr(result, "send")):
+        result.close()
+        raise ApplyError("%s returned a %s without running its body: python= must be a plain function that does the "
+                         "work when called with the connection (not async def, not a generator); nothing was changed" % (
+                             label, "coroutine" if hasattr(result, "__await__") else "generator"))
+
+
 def _run_step(conn, step, label, denied):
     def ended():
         if denied and denied[0] is not None:
@@ -330,7 +340,10 @@ def _run_step(conn, step, label, denied):
     if run is not None:
         try:
             with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's own (--json: only the JSON)
-                run(conn)
+                result = run(conn)
+            _refuse_unrun(result, label)
+        except ApplyError:
+            raise
         except Exception as exc:
             if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace(" ", "").replace("-", ""):
                 raise _ReadOnly() from None  # plan on a read-only file: the caller plans on a copy

@@ -115,10 +115,16 @@ def expand_and_run(conn, schema, comp, live, database, steps):
                           [], kind="RunDataStep")
             try:
                 with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's own (--json: only the JSON)
-                    ds.python(conn)
+                    result = ds.python(conn)
             except Exception as exc:
                 raise ApplyError("%s: data step '%s' failed: %s: %s; rolled back, nothing changed" % (
                     database, ds.name, type(exc).__name__, exc)) from None
+            if hasattr(result, "__await__") or (hasattr(result, "__next__") and hasattr(result, "send")):
+                result.close()  # an async def or a generator function: its body never ran
+                raise ApplyError("%s: data step '%s' returned a %s without running its body: python= must be a plain "
+                                 "function that does the work when called with the connection; rolled back, nothing "
+                                 "changed" % (database, ds.name, "coroutine" if hasattr(result, "__await__")
+                                              else "generator"))
         else:
             step = PgStep("run data step '%s'%s" % (ds.name, " (sqlite_only: recorded, not run)" if ds.sqlite_only
                                                     else ""), "declared data step this database has not run yet",
