@@ -232,7 +232,14 @@ def test_history_command_reads_only_the_record_and_record_marks_a_step_done(old_
 def test_a_type_change_over_values_without_using_names_the_using_to_write(old_db):
     with pytest.raises(UnsafeMigrationError) as exc:
         plan_database(old_db, new_schema(using=None))
-    assert """using='CAST("rating" AS INTEGER)'""" in str(exc.value)
+    suggested = 'CASE WHEN CAST("rating" AS INTEGER) = "rating" THEN CAST("rating" AS INTEGER) END'
+    assert "using=%r" % suggested in str(exc.value)
+    # the suggestion, written as asked, keeps every value that converts exactly and makes the others NULL, which
+    # plan counts as data loss (before: it named the plain CAST, which silently turned 'great' into 0)
+    plan = plan_database(old_db, new_schema(using=suggested))
+    assert [(d["column"], d["rows"]) for d in plan.data_loss if d["kind"] == "conversion"] == [("rating", 1)]
+    apply(old_db, new_schema(using=suggested), backup=False, allow_data_loss=True)
+    assert rows(old_db, "SELECT id, rating FROM links ORDER BY id") == [(1, 5), (2, None), (3, None), (4, 12)]
 
 
 def test_a_conversion_that_breaks_not_null_is_refused_naming_rows(old_db):
