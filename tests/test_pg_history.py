@@ -451,3 +451,20 @@ def test_a_postgresql_python_step_whose_body_never_runs_is_refused_not_recorded(
     refused = runner.invoke(main, ["apply", "--db", pg_url, "--schema", unrun])
     assert refused.exit_code == 2 and "count_up" in refused.stderr and "coroutine" in refused.stderr, refused.output
     assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(0,)]
+
+
+def test_transfer_refuses_a_history_that_is_not_schemagens(tmp_path, pg_url):
+    # before: the file's history lacked the column "backup"; SQLite read the double-quoted name as the string
+    # 'backup', and transfer carried records whose backup was 'backup', exit 0
+    import sqlite3
+    from schema_dsl.cli import main
+    runner = make_runner()
+    new = _decl(tmp_path, "dsnew", DS_NEW % "first_name")
+    db = str(tmp_path / "app.db")
+    assert runner.invoke(main, ["apply", "--db", db, "--schema", new, "--no-validate"]).exit_code == 0
+    conn = sqlite3.connect(db)
+    conn.executescript("ALTER TABLE _schemagen_history DROP COLUMN backup;")
+    conn.close()
+    moved = runner.invoke(main, ["transfer", "--from", db, "--to", pg_url, "--schema", new])
+    assert moved.exit_code == 2 and "_schemagen_history" in moved.stderr and "backup" in moved.stderr, moved.output
+    assert _rows(pg_url, "SELECT to_regclass('users') IS NULL") == [(True,)]  # rolled back: nothing there

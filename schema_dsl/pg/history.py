@@ -200,6 +200,13 @@ def carry_over(source, target):
     if source.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND lower(name) = ?",
                       (HISTORY_TABLE,)).fetchone() is None:
         return 0
+    # each column by name first: a double-quoted name SQLite does not find is read as a string ("backup")
+    have = {r[0].lower() for r in source.execute("SELECT name FROM pragma_table_info(?)", (HISTORY_TABLE,))}
+    missing = [c for c in ("id",) + COLUMNS if c not in have]
+    if missing:
+        raise UnsafeMigrationError("the file's table %r is not schemagen's history (it has no column %s); rolled back, "
+                                   "nothing was changed: rename or drop that table in the file" % (
+                                       HISTORY_TABLE, ", ".join(missing)))
     rows = source.execute("SELECT %s FROM \"%s\" ORDER BY id" % (", ".join('"%s"' % c for c in COLUMNS),
                                                                 HISTORY_TABLE)).fetchall()
     if not has_table(target):
