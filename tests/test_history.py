@@ -786,3 +786,23 @@ def test_a_python_step_whose_body_never_runs_is_refused_not_recorded(old_db, ste
         apply(old_db, decl, backup=True)
     assert "shout" in str(exc.value) and ("coroutine" in str(exc.value) or "generator" in str(exc.value)), exc.value
     assert digest(old_db) == before
+
+
+@pytest.mark.parametrize("table", [
+    "CREATE TABLE _schemagen_history (x)",
+    "CREATE TABLE _schemagen_history (id INTEGER PRIMARY KEY, applied_at, kind, declaration, declaration_sha256, "
+    "schemagen_version, steps, data_steps_run, data_steps_recorded, backup); "
+    "INSERT INTO _schemagen_history (kind) VALUES ('apply')"])
+def test_validate_of_a_file_whose_history_is_not_schemagens_checks_the_rest(tmp_path, table):
+    # before: "error: no such column: declaration" (nothing validated), or a traceback on a NULL sha256 (exit 1);
+    # the history is schemagen's own and no part of the comparison: validate checks the user's schema and says
+    # the record is unreadable instead of which design the file was brought to
+    path = str(tmp_path / "app.db")
+    apply(path, OLD, backup=False)
+    conn = connect(path)
+    conn.executescript(table)
+    conn.close()
+    result = make_runner().invoke(main, ["validate", "--db", path, "--schema", "tests/test_history.py:OLD"])
+    assert not (result.exception and not isinstance(result.exception, SystemExit)), result.exception
+    assert result.exit_code == 0, result.output
+    assert "last brought to" not in result.stdout and "_schemagen_history" in result.stdout
