@@ -468,3 +468,18 @@ def test_transfer_refuses_a_history_that_is_not_schemagens(tmp_path, pg_url):
     moved = runner.invoke(main, ["transfer", "--from", db, "--to", pg_url, "--schema", new])
     assert moved.exit_code == 2 and "_schemagen_history" in moved.stderr and "backup" in moved.stderr, moved.output
     assert _rows(pg_url, "SELECT to_regclass('users') IS NULL") == [(True,)]  # rolled back: nothing there
+
+
+def test_a_table_named_like_the_history_that_is_not_schemagens_does_not_break_validate_or_apply(tmp_path, pg_url):
+    # before: every check failed with 'column "declaration" does not exist': validate exited 2 checking nothing, and
+    # an apply of an up-to-date declaration without any history was "rolled back"
+    from schema_dsl.cli import main
+    runner = make_runner()
+    base = _decl(tmp_path, "base", SLOW_BASE.replace("history=True", "history=False"))
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", base]).exit_code == 0
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE _schemagen_history (x int)")
+    checked = runner.invoke(main, ["validate", "--db", pg_url, "--schema", base])
+    assert checked.exit_code == 0 and "is not schemagen's record" in checked.stdout, checked.output
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", base]).exit_code == 0
