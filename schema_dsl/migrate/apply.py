@@ -26,7 +26,7 @@ from .plan import Plan, Step, check_renames, fresh_plan, migration_plan, setting
 from .dependents import broken_dependents, check_dependents, planned_problems
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
 from ..compile.target import target_for
-from ..sqlite.data import describe_violation, foreign_key_violations
+from ..sqlite.data import checkable_foreign_key_violations, describe_violation, foreign_key_violations
 
 
 DEFAULT_TIMEOUT_S = dbfile.DEFAULT_BUSY_TIMEOUT_MS / 1000.0
@@ -295,7 +295,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         # savepoint below is taken after the steps, so it cannot tell their violations from older ones)
         nonlocal backup_to, known, before_steps
         known = broken_dependents(conn)
-        before_steps = foreign_key_violations(conn)
+        before_steps = checkable_foreign_key_violations(conn)
         if backup:
             _announce(progress, Plan(steps=()), "back up the database")
             backup_to = make_backup(path, backup[0], locked=conn)

@@ -33,7 +33,7 @@ import sys
 
 from .. import __version__
 from ..errors import ApplyError, SchemagenError, UnsafeMigrationError
-from ..sqlite.data import describe_violation, foreign_key_violations
+from ..sqlite.data import checkable_foreign_key_violations, describe_violation
 from ..sqlite import dbfile
 from ..sqlite.quote import quote_identifier
 from ..sqlite.structure import HISTORY_TABLE
@@ -243,7 +243,7 @@ def _plan_parts(conn, target, pending, structural, keep=None):
     try:
         first = _expand(conn, target)
         # plan: the foreign key violations the steps leave (apply checks the whole result before COMMIT instead)
-        violations = foreign_key_violations(conn) if keep is None else None
+        violations = checkable_foreign_key_violations(conn) if keep is None else None
         for step in pending:
             s = _data_step(target, step)
             before = conn.total_changes
@@ -268,7 +268,7 @@ def _refuse_orphans(conn, pending, rest, before):
     transaction, so a DELETE fires no ON DELETE action), in a table the rest of the plan does not drop."""
     seen = {(v["table"], v["rowid"], v["parent"]) for v in before}
     dropped = {s.change.name.lower() for s in rest.steps if type(s.change).__name__ == "Remove" and s.change.kind == "table"}
-    new = [v for v in foreign_key_violations(conn) if (v["table"], v["rowid"], v["parent"]) not in seen
+    new = [v for v in checkable_foreign_key_violations(conn) if (v["table"], v["rowid"], v["parent"]) not in seen
            and v["table"].lower() not in dropped]
     if new:
         raise UnsafeMigrationError(
