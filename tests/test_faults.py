@@ -266,3 +266,32 @@ def test_sigkill_during_removals_and_a_rename_leaves_old_or_new(tmp_path):
             assert [m for k, m in structure.compare(new_structure, found) if k != "extra"] == [], "neither old nor new"
             outcomes.append("new")
     assert set(outcomes) <= {"old", "new"}
+
+
+def test_a_commit_that_fails_is_one_error_saying_nothing_changed(tmp_path, monkeypatch):
+    """A COMMIT that fails (a full disk: SQLite rolls the transaction back) did not commit: before, the
+    sqlite3 error escaped as a traceback, exit 1, and the backup of the unchanged file was kept."""
+    from schema_dsl.errors import DatabaseFileError
+    from schema_dsl.migrate import apply as apply_module
+    from schema_dsl.sqlite import dbfile
+    path = legacy.create(str(tmp_path / "old.db"), "old", tasks=20)
+    before = content(path)
+
+    class FullDisk(sqlite3.Connection):
+        def execute(self, sql, *args):
+            if sql == "COMMIT":
+                super().execute("ROLLBACK")
+                raise sqlite3.OperationalError("database or disk is full")
+            return super().execute(sql, *args)
+
+    def connect(p, busy_timeout_ms=dbfile.DEFAULT_BUSY_TIMEOUT_MS):
+        conn = sqlite3.connect(dbfile.uri(p), uri=True, timeout=busy_timeout_ms / 1000.0, isolation_level=None,
+                               factory=FullDisk)
+        conn.execute("PRAGMA busy_timeout = %d" % busy_timeout_ms)
+        return conn
+    monkeypatch.setattr(apply_module.dbfile, "connect", connect)
+    with pytest.raises(DatabaseFileError) as exc:
+        apply(path, backup=True)
+    assert "COMMIT failed" in str(exc.value) and "nothing was changed" in str(exc.value)
+    assert content(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["old.db"]  # the backup of the unchanged file is not kept

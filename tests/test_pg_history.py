@@ -351,3 +351,135 @@ def test_history_record_on_postgresql_takes_a_name_in_any_case_and_refuses_a_bla
     assert marked.exit_code == 0, marked.output
     assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", new, "--allow-data-loss", "--yes"]).exit_code == 0
     assert _rows(pg_url, "SELECT nick FROM users ORDER BY id") == [(None,), (None,)]  # 'nick' counted as done
+
+
+SLOW_BASE = """
+from schema_dsl.model import Column, PrimaryKey, Schema, Table
+SCHEMA = Schema("app", tables=[Table("users", [Column("id", "INTEGER"), Column("n", "INTEGER")], PrimaryKey(["id"]))],
+                history=True)
+"""
+
+SLOW_STEP = """
+from schema_dsl.model import Column, DataStep, PrimaryKey, Schema, Table
+SCHEMA = Schema("app", tables=[Table("users", [Column("id", "INTEGER"), Column("n", "INTEGER")], PrimaryKey(["id"]))],
+                data_steps=[DataStep("count_up", sql="UPDATE users SET n = n + 1",
+                                     postgresql="UPDATE users SET n = n + 1 + 0 * (SELECT 1 FROM pg_sleep(1.5))")])
+"""
+
+
+def test_concurrent_applies_on_postgresql_run_a_data_step_once(tmp_path, pg_url):
+    # before: each apply planned in its own READ COMMITTED transaction before any lock, so each saw the step pending;
+    # the UPDATEs waited for each other's row locks and then all ran: three applies at once gave n = 3 and three
+    # records of 'count_up'
+    import subprocess
+    import sys
+    from schema_dsl.cli import main
+    runner = make_runner()
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "base", SLOW_BASE)]).exit_code == 0
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, n) VALUES (1, 0), (2, 0)")
+    step = _decl(tmp_path, "step", SLOW_STEP)
+    runs = [subprocess.Popen([sys.executable, "-m", "schema_dsl", "apply", "--db", pg_url, "--schema", step, "--yes"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [(r.wait(timeout=120), r.stdout.read(), r.stderr.read()) for r in runs]
+    assert _rows(pg_url, "SELECT n FROM users ORDER BY id") == [(1,), (1,)], results
+    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(1,)]
+    assert sorted(code for code, _, _ in results) == [0, 0, 0], results  # the others wait, then find it up to date
+
+
+def test_a_postgresql_plan_sql_script_never_runs_a_data_step_the_history_records(tmp_path, pg_url):
+    # before: a step that changes no structure left the script's fingerprint guard satisfied, so running the script
+    # a second time ran the step again (n = 2, two records of 'count_up')
+    import psycopg
+    from schema_dsl.cli import main
+    runner = make_runner()
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "base", SLOW_BASE)]).exit_code == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, n) VALUES (1, 0)")
+    out = runner.invoke(main, ["plan", "--db", pg_url, "--schema", _decl(tmp_path, "step", SLOW_STEP), "--sql"])
+    assert out.exit_code == 0, out.output
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(out.stdout)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as exc:
+            conn.execute(out.stdout)
+    assert "count_up" in str(exc.value) and "already recorded" in str(exc.value), exc.value
+    assert _rows(pg_url, "SELECT n FROM users") == [(1,)]
+    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(1,)]
+
+
+def test_a_python_step_that_prints_does_not_corrupt_json_on_postgresql(tmp_path, pg_url):
+    import json
+    from schema_dsl.cli import main
+    runner = make_runner()
+    _ds_old(runner, tmp_path, pg_url)
+    chatty = _decl(tmp_path, "chatty", DS_NEW.replace(
+        'DataStep("nick", sql="UPDATE users SET nick = lower(%s) WHERE id > 1")',
+        'DataStep("later", python=lambda connection: print("hello from the step"))'))
+    done = runner.invoke(main, ["apply", "--db", pg_url, "--schema", chatty, "--json", "--allow-data-loss", "--yes"])
+    assert done.exit_code == 0, done.output
+    json.loads(done.stdout)  # before: "hello from the step" came first on stdout
+    assert "hello from the step" in done.stderr
+
+
+def test_a_postgresql_data_step_cannot_rewrite_schemagens_own_history(tmp_path, pg_url):
+    # before: the step's DELETE erased the record that count_up had run; the apply said "migrated"
+    from schema_dsl.cli import main
+    runner = make_runner()
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "base", SLOW_BASE)]).exit_code == 0
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, n) VALUES (1, 0)")
+    step = _decl(tmp_path, "step", SLOW_STEP.replace("pg_sleep(1.5)", "pg_sleep(0)"))
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", step]).exit_code == 0
+    tidy = _decl(tmp_path, "tidy", SLOW_STEP.replace("pg_sleep(1.5)", "pg_sleep(0)").replace(
+        ")])\n", '), DataStep("tidy", sql="DELETE FROM t", postgresql="DELETE FROM _schemagen_history")])\n'))
+    refused = runner.invoke(main, ["apply", "--db", pg_url, "--schema", tidy])
+    assert refused.exit_code == 2 and "tidy" in refused.stderr and "_schemagen_history" in refused.stderr, refused.output
+    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(1,)]
+
+
+def test_a_postgresql_python_step_whose_body_never_runs_is_refused_not_recorded(tmp_path, pg_url):
+    # before: an async def step returned a coroutine without running; apply recorded it as run
+    from schema_dsl.cli import main
+    runner = make_runner()
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "base", SLOW_BASE)]).exit_code == 0
+    unrun = _decl(tmp_path, "unrun", SLOW_BASE.replace("history=True", 'data_steps=[DataStep("count_up", python=bump)]')
+                  .replace("from schema_dsl.model import", "async def bump(conn):\n    conn.execute('UPDATE users SET n = 1')\n"
+                           "from schema_dsl.model import DataStep,"))
+    refused = runner.invoke(main, ["apply", "--db", pg_url, "--schema", unrun])
+    assert refused.exit_code == 2 and "count_up" in refused.stderr and "coroutine" in refused.stderr, refused.output
+    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(0,)]
+
+
+def test_transfer_refuses_a_history_that_is_not_schemagens(tmp_path, pg_url):
+    # before: the file's history lacked the column "backup"; SQLite read the double-quoted name as the string
+    # 'backup', and transfer carried records whose backup was 'backup', exit 0
+    import sqlite3
+    from schema_dsl.cli import main
+    runner = make_runner()
+    new = _decl(tmp_path, "dsnew", DS_NEW % "first_name")
+    db = str(tmp_path / "app.db")
+    assert runner.invoke(main, ["apply", "--db", db, "--schema", new, "--no-validate"]).exit_code == 0
+    conn = sqlite3.connect(db)
+    conn.executescript("ALTER TABLE _schemagen_history DROP COLUMN backup;")
+    conn.close()
+    moved = runner.invoke(main, ["transfer", "--from", db, "--to", pg_url, "--schema", new])
+    assert moved.exit_code == 2 and "_schemagen_history" in moved.stderr and "backup" in moved.stderr, moved.output
+    assert _rows(pg_url, "SELECT to_regclass('users') IS NULL") == [(True,)]  # rolled back: nothing there
+
+
+def test_a_table_named_like_the_history_that_is_not_schemagens_does_not_break_validate_or_apply(tmp_path, pg_url):
+    # before: every check failed with 'column "declaration" does not exist': validate exited 2 checking nothing, and
+    # an apply of an up-to-date declaration without any history was "rolled back"
+    from schema_dsl.cli import main
+    runner = make_runner()
+    base = _decl(tmp_path, "base", SLOW_BASE.replace("history=True", "history=False"))
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", base]).exit_code == 0
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE _schemagen_history (x int)")
+    checked = runner.invoke(main, ["validate", "--db", pg_url, "--schema", base])
+    assert checked.exit_code == 0 and "is not schemagen's record" in checked.stdout, checked.output
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", base]).exit_code == 0

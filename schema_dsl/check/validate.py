@@ -14,6 +14,7 @@ leaves out the two whole-file data checks (see validation_report's applied).
 from __future__ import annotations
 
 import re
+import sqlite3
 
 from ..sqlite import dbfile, structure
 from ..sqlite.leftovers import leftovers
@@ -156,14 +157,25 @@ def declared_settings(target):
 
 def last_design(conn):
     """From schemagen's history table (migrate/history.py): the last apply's declaration, its sha256, when and with
-    which schemagen ({"declaration", "declaration_sha256", "applied_at", "schemagen_version"}), or None."""
-    row = conn.execute("SELECT declaration, declaration_sha256, applied_at, schemagen_version FROM %s WHERE kind = "
-                       "'apply' ORDER BY id DESC LIMIT 1" % structure.HISTORY_TABLE).fetchone()
-    return None if row is None else dict(zip(("declaration", "declaration_sha256", "applied_at", "schemagen_version"), row))
+    which schemagen ({"declaration", "declaration_sha256", "applied_at", "schemagen_version"}), or None.
+    A table of that name that is not schemagen's record gives {"unreadable": why}: it is no part of the user's schema,
+    so validate checks the rest and says so."""
+    keys = ("declaration", "declaration_sha256", "applied_at", "schemagen_version")
+    try:
+        row = conn.execute("SELECT %s FROM %s WHERE kind = 'apply' ORDER BY id DESC LIMIT 1" % (
+            ", ".join(keys), structure.HISTORY_TABLE)).fetchone()
+    except sqlite3.Error as exc:
+        return {"unreadable": str(exc)}
+    if row is not None and not all(isinstance(v, str) for v in row):
+        return {"unreadable": "its last record of an apply has a value that is not text"}
+    return None if row is None else dict(zip(keys, row))
 
 
 def _history_line(report):
     h = report.get("history")
+    if h and "unreadable" in h:
+        return "  history: table '%s' is not schemagen's record (%s); `schemagen history` says more" % (
+            structure.HISTORY_TABLE, h["unreadable"])
     return ("  last brought to: '%s' (sha256 %s) on %s by schemagen %s" % (
         h["declaration"], h["declaration_sha256"][:12], h["applied_at"], h["schemagen_version"]) if h else None)
 

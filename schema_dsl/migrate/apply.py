@@ -26,7 +26,7 @@ from .plan import Plan, Step, check_renames, fresh_plan, migration_plan, setting
 from .dependents import broken_dependents, check_dependents, planned_problems
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
 from ..compile.target import target_for
-from ..sqlite.data import describe_violation, foreign_key_violations
+from ..sqlite.data import checkable_foreign_key_violations, describe_violation, foreign_key_violations
 
 
 DEFAULT_TIMEOUT_S = dbfile.DEFAULT_BUSY_TIMEOUT_MS / 1000.0
@@ -304,7 +304,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         # savepoint below is taken after the steps, so it cannot tell their violations from older ones)
         nonlocal backup_to, known, before_steps
         known = broken_dependents(conn)
-        before_steps = foreign_key_violations(conn)
+        before_steps = checkable_foreign_key_violations(conn)
         if backup:
             _announce(progress, Plan(steps=()), "back up the database")
             backup_to = make_backup(path, backup[0], locked=conn)
@@ -357,11 +357,16 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         conn.execute("RELEASE schemagen_plan")
         _announce(progress, plan, "commit")
         committing = True
-        if commit_section is None:
-            conn.execute("COMMIT")
-        else:
-            with commit_section():
+        try:
+            if commit_section is None:
                 conn.execute("COMMIT")
+            else:
+                with commit_section():
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # a COMMIT that fails (a full disk) did not commit: SQLite rolls it back
+            committing = False
+            raise DatabaseFileError("database %r: COMMIT failed (%s); rolled back, nothing was changed" % (
+                path, exc)) from None
     except BaseException:
         rolled_back = conn.in_transaction or not committing  # else COMMIT ran (Ctrl-C right after it): keep the backup
         if conn.in_transaction:

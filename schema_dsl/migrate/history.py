@@ -25,12 +25,15 @@ A new or empty database records every step as done without running it: there is 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+import sys
 
 from .. import __version__
-from ..errors import ApplyError, SchemagenError
+from ..errors import ApplyError, SchemagenError, UnsafeMigrationError
+from ..sqlite.data import checkable_foreign_key_violations, describe_violation
 from ..sqlite import dbfile
 from ..sqlite.quote import quote_identifier
 from ..sqlite.structure import HISTORY_TABLE
@@ -239,20 +242,41 @@ def _plan_parts(conn, target, pending, structural, keep=None):
     kept = False
     try:
         first = _expand(conn, target)
+        # plan: the foreign key violations the steps leave (apply checks the whole result before COMMIT instead)
+        violations = checkable_foreign_key_violations(conn) if keep is None else None
         for step in pending:
             s = _data_step(target, step)
             before = conn.total_changes
             run_step(conn, s, s.title)
             first.append(s.replace(rows=conn.total_changes - before))
         rest = structural(conn)
+        if violations is not None:
+            _refuse_orphans(conn, pending, rest, violations)
         kept = keep is not None
     finally:
-        if not kept:
-            conn.execute("ROLLBACK TO schemagen_data_steps")
-        conn.execute("RELEASE schemagen_data_steps")
+        if conn.in_transaction:  # else SQLite ended the whole transaction itself (a full disk): nothing to undo here
+            if not kept:
+                conn.execute("ROLLBACK TO schemagen_data_steps")
+            conn.execute("RELEASE schemagen_data_steps")
     if kept:
         first = [s.replace(executed=True) for s in first]
     return first, rest
+
+
+def _refuse_orphans(conn, pending, rest, before):
+    """plan: UnsafeMigrationError when the data steps left rows without their parent (foreign keys are off in apply's
+    transaction, so a DELETE fires no ON DELETE action), in a table the rest of the plan does not drop."""
+    seen = {(v["table"], v["rowid"], v["parent"]) for v in before}
+    dropped = {s.change.name.lower() for s in rest.steps if type(s.change).__name__ == "Remove" and s.change.kind == "table"}
+    new = [v for v in checkable_foreign_key_violations(conn) if (v["table"], v["rowid"], v["parent"]) not in seen
+           and v["table"].lower() not in dropped]
+    if new:
+        raise UnsafeMigrationError(
+            "refusing to migrate, nothing was changed: the data steps would leave %d foreign key violations: %s; "
+            "foreign keys are off in apply's transaction, so no ON DELETE or ON UPDATE action fires for data step %s: "
+            "delete or update the child rows in the step itself" % (
+                len(new), "; ".join(describe_violation(conn, v) for v in new[:5]),
+                ", ".join("'%s'" % s["name"] for s in pending)))
 
 
 def _plan_on_copy(conn, target, pending, structural):
@@ -262,6 +286,10 @@ def _plan_on_copy(conn, target, pending, structural):
 
 
 _TRANSACTION_CONTROL = (getattr(sqlite3, "SQLITE_TRANSACTION", 22), getattr(sqlite3, "SQLITE_SAVEPOINT", 32))
+# actions that write a table, and the argument naming it (ALTER TABLE: the second, after the database's name)
+_WRITES = {getattr(sqlite3, "SQLITE_INSERT", 18): 0, getattr(sqlite3, "SQLITE_UPDATE", 23): 0,
+           getattr(sqlite3, "SQLITE_DELETE", 9): 0, getattr(sqlite3, "SQLITE_DROP_TABLE", 11): 0,
+           getattr(sqlite3, "SQLITE_ALTER_TABLE", 26): 1}
 
 
 def run_step(conn, step, label):
@@ -269,12 +297,18 @@ def run_step(conn, step, label):
 
     While it runs, an authorizer denies BEGIN, COMMIT, ROLLBACK, SAVEPOINT and RELEASE: a data step runs inside
     apply's transaction (and, when planned, inside its savepoint), and a COMMIT there would commit half an apply
-    before its backup and checks; a denied statement fails the step, and the whole apply rolls back."""
+    before its backup and checks; a denied statement fails the step, and the whole apply rolls back. It denies
+    too any write to schemagen's own tables (_schemagen_history: a step that erased it would make the steps
+    recorded there run again)."""
     denied = []
 
-    def authorize(action, *_):
+    def authorize(action, *args):
         if action in _TRANSACTION_CONTROL:
-            denied.append(action)
+            denied.append(None)
+            return sqlite3.SQLITE_DENY
+        table = args[_WRITES[action]] if action in _WRITES else None
+        if isinstance(table, str) and table.lower().startswith("_schemagen_"):
+            denied.append(table)
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
@@ -285,21 +319,41 @@ def run_step(conn, step, label):
         conn.set_authorizer(None)
 
 
+def _refuse_unrun(result, label):
+    """A python= step that is an async def or a generator function returned without running its body (a coroutine
+    or a generator): ApplyError, so that the history never says it ran."""
+    if hasattr(result, "__await__") or (hasattr(result, "__next__") and hasattr(result, "send")):
+        result.close()
+        raise ApplyError("%s returned a %s without running its body: python= must be a plain function that does the "
+                         "work when called with the connection (not async def, not a generator); nothing was changed" % (
+                             label, "coroutine" if hasattr(result, "__await__") else "generator"))
+
+
 def _run_step(conn, step, label, denied):
-    ended = ("%s tried to end or open a transaction or savepoint (COMMIT, ROLLBACK, BEGIN, SAVEPOINT or RELEASE): "
-             "a data step runs inside apply's one transaction and must not; nothing was changed" % label)
+    def ended():
+        if denied and denied[0] is not None:
+            return ("%s writes schemagen's own table '%s' (the _schemagen_ prefix is reserved: the history is what "
+                    "makes each data step run once); nothing was changed" % (label, denied[0]))
+        return ("%s tried to end or open a transaction or savepoint (COMMIT, ROLLBACK, BEGIN, SAVEPOINT or RELEASE): "
+                "a data step runs inside apply's one transaction and must not; nothing was changed" % label)
     run = getattr(step.change, "run", None)
     if run is not None:
         try:
-            run(conn)
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's own (--json: only the JSON)
+                result = run(conn)
+            _refuse_unrun(result, label)
+        except ApplyError:
+            raise
         except Exception as exc:
             if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace(" ", "").replace("-", ""):
                 raise _ReadOnly() from None  # plan on a read-only file: the caller plans on a copy
             if denied:
-                raise ApplyError(ended) from None
+                raise ApplyError(ended()) from None
             raise ApplyError("%s failed: %s: %s; nothing was changed" % (label, type(exc).__name__, exc)) from None
         if not conn.in_transaction:
             raise ApplyError("%s ended apply's transaction (a python= data step must not commit or roll back)" % label)
+        if denied:  # the step caught the denial and went on: it still tried
+            raise ApplyError(ended())
         return
     for stmt in step.statements:
         try:
@@ -308,12 +362,12 @@ def _run_step(conn, step, label, denied):
             if "readonly" in str(exc).replace(" ", "").replace("-", ""):
                 raise _ReadOnly() from None
             if denied:
-                raise ApplyError("%s; statement: %s" % (ended, " ".join(stmt.split()).rstrip(";")[:300])) from None
+                raise ApplyError("%s; statement: %s" % (ended(), " ".join(stmt.split()).rstrip(";")[:300])) from None
             raise ApplyError("%s failed: %s; statement: %s; nothing was changed" % (
                 label, exc, " ".join(stmt.split()).rstrip(";")[:300])) from None
         except sqlite3.Error as exc:
             if denied:
-                raise ApplyError("%s; statement: %s" % (ended, " ".join(stmt.split()).rstrip(";")[:300])) from None
+                raise ApplyError("%s; statement: %s" % (ended(), " ".join(stmt.split()).rstrip(";")[:300])) from None
             raise ApplyError("%s failed: %s; statement: %s; nothing was changed" % (
                 label, exc, " ".join(stmt.split()).rstrip(";")[:300])) from None
 

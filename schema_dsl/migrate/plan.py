@@ -281,8 +281,14 @@ def check_data(conn, schema, live, changes):
 
 
 def _suggested_using(column, declared_type):
-    """The using= a type change over stored values needs at the least: SQLite's own CAST."""
-    return "CAST(%s AS %s)" % (quote_identifier(column), declared_type or "BLOB")
+    """The using= a type change over stored values needs at the least. To a numeric type: SQLite's CAST where it
+    gives back an equal value, else NULL (a plain CAST turns 'great' into 0 and clamps a huge number, silently;
+    a NULL is counted as data loss by plan). To another type: SQLite's CAST."""
+    from ..model import type_affinity  # see check_data
+    cast = "CAST(%s AS %s)" % (quote_identifier(column), declared_type or "BLOB")
+    if type_affinity(declared_type) in ("INTEGER", "REAL", "NUMERIC"):
+        return "CASE WHEN %s = %s THEN %s END" % (cast, quote_identifier(column), cast)
+    return cast
 
 
 CONVERSION_ROWS_SHOWN = 5  # rowids a refused conversion names
@@ -296,6 +302,11 @@ def _conversion_problems(conn, t, live_t, ch):
     key = "rowid" if not live_t.without_rowid else ", ".join(q(c) for c in live_t.primary_key.columns)
     failing = set()
     for name, source, using, expr in ch.conversions:
+        try:
+            conn.execute("SELECT (%s) FROM %s WHERE 0" % (expr, q(live_t.name))).fetchall()
+        except sqlite3.Error:  # not an expression over the table as it is (no row is to blame): _unfillable says so
+            failing.add(name.lower())
+            continue
         try:
             conn.execute("SELECT count(*) FROM %s WHERE (%s) IS NULL" % (q(live_t.name), expr)).fetchone()
         except sqlite3.Error as exc:  # an error on some stored value ("malformed JSON"): only then each row is tried

@@ -64,6 +64,7 @@ from ..compile.target import target_for
 from ..errors import ApplyError, DatabaseFileError, UnsafeMigrationError
 from ..sqlite import dbfile, structure
 from ..sqlite.quote import quote_identifier
+from ..sqlite.structure import HISTORY_TABLE
 from ..sqlite.data import foreign_key_violations
 from .apply import plan_for
 from ..words import plural
@@ -214,8 +215,16 @@ def _guarded_steps(plan):
     tests its precondition (a UNIQUE index), or is itself made to roll back (INSERT and UPDATE: OR ROLLBACK);
     after either, SAVEPOINT reopens a transaction for a runner that goes on after an error."""
     out, data_guards, seen, ran = [], [], {}, 0
+    # the history existed when planned (the structure guard holds it to that): each data step's guard reads it
+    history = not any(type(s.change).__name__ == "RecordHistory" and s.change.create for s in plan.steps)
     for number, step in enumerate(plan.steps, start=1):
         items = []
+        if history and type(step.change).__name__ == "RunDataStep":
+            what = "data step %d" % number
+            data_guards.append((what, "data step '%s' is already recorded as run in %s (by apply, or by this script "
+                                      "run before)" % (step.change.name, HISTORY_TABLE)))
+            items.append((render.statement("guard_data", what, render.statement(
+                "data_step_not_recorded", HISTORY_TABLE, step.change.name)), None, False))
         for stmt in step.statements:
             guard = _unique_index_guard(stmt)
             if guard is not None:
@@ -283,7 +292,8 @@ def script_text(target, plan, planned_against, before_rows, after_rows, before_s
         lines.append(_comment("why: %s" % step.why))
         for guard, stmt, reopens in items:
             if guard is not None and stmt is None:
-                lines.append(_comment("guard: the statement above ran" if "_schemagen_run" in guard
+                lines.append(_comment("guard: the statement above ran" if "_schemagen_run" in guard else
+                                      "guard: the history does not record this data step yet" if "json_each" in guard
                                       else "guard: the copy holds every row"))
                 lines.append(guard)
                 lines.append(reopen)

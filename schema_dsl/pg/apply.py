@@ -202,9 +202,16 @@ def last_design(conn):
     was last brought to."""
     if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (HISTORY_TABLE,)).fetchone()[0]:
         return None
-    row = conn.execute('SELECT declaration, declaration_sha256, applied_at, schemagen_version FROM "%s" WHERE kind = '
-                       "'apply' ORDER BY id DESC LIMIT 1" % HISTORY_TABLE).fetchone()
-    return None if row is None else dict(zip(("declaration", "declaration_sha256", "applied_at", "schemagen_version"), row))
+    keys = ("declaration", "declaration_sha256", "applied_at", "schemagen_version")
+    try:
+        with conn.transaction():  # a savepoint: a table of that name that is not schemagen's must not end the caller's
+            row = conn.execute('SELECT %s FROM "%s" WHERE kind = \'apply\' ORDER BY id DESC LIMIT 1' % (
+                ", ".join('"%s"' % k for k in keys), HISTORY_TABLE)).fetchone()
+    except psycopg.Error as exc:
+        return {"unreadable": " ".join((getattr(exc.diag, "message_primary", None) or str(exc)).split())}
+    if row is not None and not all(isinstance(v, str) for v in row):
+        return {"unreadable": "its last record of an apply has a value that is not text"}
+    return None if row is None else dict(zip(keys, row))
 
 
 def body_differences(conn, compiled, actual):

@@ -11,8 +11,10 @@ python= step given the psycopg connection; sqlite_only steps are recorded withou
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sys
 import time
 from hashlib import sha256
 
@@ -133,14 +135,21 @@ def expand_and_run(conn, schema, comp, live, database, steps):
             step = PgStep("run data step '%s' (python)" % ds.name, "declared data step this database has not run yet",
                           [], kind="RunDataStep")
             try:
-                ds.python(conn)
+                with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's own (--json: only the JSON)
+                    result = ds.python(conn)
             except Exception as exc:
                 raise ApplyError("%s: data step '%s' failed: %s: %s; rolled back, nothing changed" % (
                     database, ds.name, type(exc).__name__, exc)) from None
+            if hasattr(result, "__await__") or (hasattr(result, "__next__") and hasattr(result, "send")):
+                result.close()  # an async def or a generator function: its body never ran
+                raise ApplyError("%s: data step '%s' returned a %s without running its body: python= must be a plain "
+                                 "function that does the work when called with the connection; rolled back, nothing "
+                                 "changed" % (database, ds.name, "coroutine" if hasattr(result, "__await__")
+                                              else "generator"))
         else:
             step = PgStep("run data step '%s'%s" % (ds.name, " (sqlite_only: recorded, not run)" if ds.sqlite_only
                                                     else ""), "declared data step this database has not run yet",
-                          statements, kind="RunDataStep")
+                          statements, kind="RunDataStep", data_step=ds.name)
             _run(conn, step, database)
         # apply --online runs it in its own transaction: what it is and how long it took when planned
         out.append(attrs.evolve(step, detail={"data_step": ds, "seconds": time.perf_counter() - started}))
@@ -187,6 +196,14 @@ def _ends_transaction(statement):
     return False
 
 
+def _own_table(statement):
+    """The first of schemagen's own tables (the _schemagen_ prefix) that a statement names, or None."""
+    for kind, text in tokenize(_DOLLAR_QUOTED.sub("''", statement)):
+        if kind in ("word", "ident") and text.lower().startswith("_schemagen_"):
+            return text
+    return None
+
+
 def _run(conn, step, database):
     import psycopg  # the PostgreSQL path imports it anyway
     for statement in step.statements:
@@ -194,6 +211,10 @@ def _run(conn, step, database):
             raise ApplyError("%s: %s: a data step runs inside apply's one transaction and must not end it or open "
                              "another (COMMIT, ROLLBACK, BEGIN, END, SAVEPOINT, RELEASE); statement: %s; rolled "
                              "back, nothing changed" % (database, step.title, " ".join(statement.split())[:300]))
+        if _own_table(statement):
+            raise ApplyError("%s: %s names schemagen's own table '%s' (the _schemagen_ prefix is reserved: the history "
+                             "is what makes each data step run once); statement: %s; rolled back, nothing changed" % (
+                                 database, step.title, _own_table(statement), " ".join(statement.split())[:300]))
     for statement in step.statements:
         try:
             conn.execute(statement)
@@ -213,6 +234,13 @@ def carry_over(source, target):
     if source.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND lower(name) = ?",
                       (HISTORY_TABLE,)).fetchone() is None:
         return 0
+    # each column by name first: a double-quoted name SQLite does not find is read as a string ("backup")
+    have = {r[0].lower() for r in source.execute("SELECT name FROM pragma_table_info(?)", (HISTORY_TABLE,))}
+    missing = [c for c in ("id",) + COLUMNS if c not in have]
+    if missing:
+        raise UnsafeMigrationError("the file's table %r is not schemagen's history (it has no column %s); rolled back, "
+                                   "nothing was changed: rename or drop that table in the file" % (
+                                       HISTORY_TABLE, ", ".join(missing)))
     rows = source.execute("SELECT %s FROM \"%s\" ORDER BY id" % (", ".join('"%s"' % c for c in COLUMNS),
                                                                 HISTORY_TABLE)).fetchall()
     if not has_table(target):

@@ -31,6 +31,7 @@ from . import leftovers, locks
 from . import plan as pgplan
 from .introspect import read_live
 from .url import mask, scrub
+from ..sqlite.structure import HISTORY_TABLE
 
 DEFAULT_LOCK_TIMEOUT = pg_apply.DEFAULT_LOCK_TIMEOUT
 
@@ -165,6 +166,8 @@ def _migrate(conn, url, database, schema, comp, compiled, lock_timeout, statemen
     try:
         with conn.transaction():
             _set_timeouts(conn, lock_timeout, statement_timeout)
+            where = "waiting for another schemagen apply on this database"
+            conn.execute(alter_statement("apply_lock"))
             where = "planning"
             renames, rest = _planned(conn, schema, comp, database, prune, concurrently)
             full = pgplan.combine(database, renames, rest)
@@ -248,11 +251,16 @@ def export_script(url, schema, prune=None, concurrently=False, lock_timeout=DEFA
                            "current schema, as the server prints them); on any other, it raises and nothing changes"),
               alter_statement("guard_structure", fingerprint)]
     number = 0
+    # the history existed when planned (the structure guard holds it to that): each data step's guard reads it
+    history = not any(s.kind == "RecordHistory" and s.title.startswith("create table") for s in p.steps)
     for step in p.transactional:
         number += 1
         lines += ["", _comment("step %d of %d: %s" % (number, len(p.steps), step.title)), _comment("why: %s" % step.why)]
         if step.lock:
             lines.append(_comment("lock: %s" % step.lock))
+        if history and step.data_step is not None and step.statements:
+            lines += [_comment("guard: the history does not record this data step yet"),
+                      alter_statement("guard_data_step", HISTORY_TABLE, step.data_step)]
         lines += list(step.statements)
     lines += ["", alter_statement("commit")]
     if p.concurrent:

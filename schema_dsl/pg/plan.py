@@ -57,6 +57,7 @@ class PgStep:
     lock: object = None           # REWRITES or SCANS: the step holds ACCESS EXCLUSIVE while it reads every row
     concurrent: bool = False      # runs after COMMIT, outside the transaction (CREATE/DROP INDEX CONCURRENTLY)
     detail: object = field(default=None, eq=False)  # what apply --online needs (pg/online.py): a conversion, a data step
+    data_step: object = None      # a RunDataStep's name
 
 
 @frozen

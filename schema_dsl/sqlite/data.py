@@ -17,6 +17,20 @@ def foreign_key_violations(conn, tables=None):
     return [{"table": r[0], "rowid": r[1], "parent": r[2], "fkid": r[3]} for r in rows]
 
 
+def checkable_foreign_key_violations(conn):
+    """foreign_key_violations of every table whose foreign keys can be checked: a table with a foreign key that has
+    no parent key (PRAGMA foreign_key_check fails "foreign key mismatch") is left out, broken before anything
+    ran (the removal checks name such breakage where a change causes it)."""
+    out = []
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' "
+                                "ESCAPE '\\' ORDER BY name").fetchall():
+        try:
+            out += foreign_key_violations(conn, [name])
+        except sqlite3.OperationalError:
+            continue
+    return out
+
+
 def describe_violation(conn, v):
     """'audit rowid 7: task_id = 'x' has no row in tasks'."""
     try:
