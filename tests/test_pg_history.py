@@ -483,3 +483,28 @@ def test_a_table_named_like_the_history_that_is_not_schemagens_does_not_break_va
     checked = runner.invoke(main, ["validate", "--db", pg_url, "--schema", base])
     assert checked.exit_code == 0 and "is not schemagen's record" in checked.stdout, checked.output
     assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", base]).exit_code == 0
+
+
+def test_concurrent_online_applies_on_postgresql_run_a_data_step_once(tmp_path, pg_url):
+    # before: apply --online took no lock of its own, so three at once each saw the step pending and each ran it
+    # (n = 3, three records of 'count_up'); now one runs and the others are refused at once, nothing changed
+    import subprocess
+    import sys
+    from schema_dsl.cli import main
+    runner = make_runner()
+    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "base", SLOW_BASE)]).exit_code == 0
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, n) VALUES (1, 0), (2, 0)")
+    step = _decl(tmp_path, "step", SLOW_STEP)
+    runs = [subprocess.Popen([sys.executable, "-m", "schema_dsl", "apply", "--db", pg_url, "--schema", step, "--yes",
+                              "--online"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(3)]
+    results = [(r.wait(timeout=120), r.stdout.read(), r.stderr.read()) for r in runs]
+    assert _rows(pg_url, "SELECT n FROM users ORDER BY id") == [(1,), (1,)], results
+    # the step's own record (kind 'online data step'), written with it once
+    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%' "
+                         "AND kind = 'online data step'") == [(1,)]
+    assert 0 in [code for code, _, _ in results], results
+    for code, _, err in results:
+        assert code == 0 or (code == 2 and "another schemagen apply is running on this database" in err), results

@@ -547,6 +547,9 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
     started = time.perf_counter()
     conn = pg_apply.connect(url)
     try:
+        if not conn.execute(alter_statement("online_apply_lock")).fetchone()[0]:  # released when conn closes
+            raise ApplyError("%s: another schemagen apply is running on this database; nothing changed: apply "
+                             "again when it has finished" % database)
         if prune is None and not pg_apply._declared_present(conn, compiled["structure"]):
             r = pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout)
             return PgOnlineResult(database, None, r.applied, 1, r.statements, 0, r.seconds, r.report, fresh=r.applied)
