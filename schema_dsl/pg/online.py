@@ -55,6 +55,7 @@ import random
 import re
 import time
 
+import attrs
 import psycopg
 from psycopg import errors as pgerrors
 
@@ -359,10 +360,19 @@ def _nn_check_step(table, column, name, short):
                       "AddNotNullCheck")
 
 
+def with_history(schema):
+    """The declaration as --online plans it: with schemagen's history kept even when it declares none, so that the
+    database records the online change (issue 19); a database with nothing else to change gets none."""
+    return schema if schema.history else attrs.evolve(schema, history=True)
+
+
 def plan_online(url, schema, prune=None, lock_timeout=DEFAULT_LOCK_TIMEOUT):
     """What apply --online would do: OnlinePlan (its steps, each with the lock it takes and for how long; refused:
     the steps that cannot run online)."""
-    p = pg_migrate.plan(url, schema, prune=prune, concurrently=True, lock_timeout=lock_timeout)
+    p = pg_migrate.plan(url, with_history(schema), prune=prune, concurrently=True, lock_timeout=lock_timeout)
+    if not schema.history and all(s.kind == "RecordHistory" for s in p.steps):
+        # nothing of the declaration's to change: an up-to-date database gets no history table for it
+        p = pg_migrate.plan(url, schema, prune=prune, concurrently=True, lock_timeout=lock_timeout)
     conversions = None
     if any(s.kind == "AlterColumnType" for s in p.steps):
         conn = pg_apply.connect(url)
