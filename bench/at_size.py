@@ -27,12 +27,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=150_000)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--inproc-runs", type=int, default=200,
+                    help="runs per side of the in-process fresh apply (each a few ms: many, for a stable median)")
     ap.add_argument("--json")
     ap.add_argument("--work", default=str(C.BENCH / "work" / "at_size"))
     args = ap.parse_args(argv)
     work = Path(args.work) / ("run-%d" % os.getpid())
     work.mkdir(parents=True, exist_ok=True)
-    cfg = dict(R.SIZES["full"], small=args.tasks, runs=args.runs, warmup=1, inproc_runs=40)
+    cfg = dict(R.SIZES["full"], small=args.tasks, runs=args.runs, warmup=1, inproc_runs=args.inproc_runs)
     ctx = {"cfg": cfg, "work": work, "env": R.child_env(work), "fixtures": {}}
     out = {"tasks": args.tasks, "runs": args.runs, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "load_before": os.getloadavg()}

@@ -86,7 +86,8 @@ NOTES = Table("notes", file="ddl-core-tables.sql",
 
 def _additive_changes():
     owner = _with(SCHEMA, "metrics", Column("owner", "TEXT"), Column("session_id", "TEXT"))
-    owner = attrs.evolve(owner, tables=[attrs.evolve(t, foreign_keys=[*t.foreign_keys, fk("session_id", "sessions", "id")])
+    session_fk = fk("session_id", "sessions", "id")
+    owner = attrs.evolve(owner, tables=[attrs.evolve(t, foreign_keys=[*t.foreign_keys, session_fk])
                                         if t.name == "metrics" else t for t in owner.tables],
                          indexes=[*owner.indexes, Index("idx_metrics_owner", "metrics", ["owner", "timestamp DESC"])])
     notes = attrs.evolve(SCHEMA, tables=[*SCHEMA.tables, NOTES],

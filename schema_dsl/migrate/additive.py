@@ -34,17 +34,19 @@ _GENERATED = re.compile(r"\bGENERATED\b|\bAS\s*\(", re.I)
 
 
 class _Named:
-    """A declared table, column or index by name; any other attribute is the model's, looked up on first use
-    (the model is built then: a consumer that reads only names never builds it)."""
+    """A declared table, column or index by name (and an index by its table); any other attribute is the
+    model's, looked up on first use (the model is built then: a consumer that reads only these never builds it)."""
 
-    __slots__ = ("name", "_find", "_found")
+    __slots__ = ("name", "_known", "_find", "_found")
 
-    def __init__(self, name, find):
-        self.name, self._find, self._found = name, find, None
+    def __init__(self, name, find, **known):
+        self.name, self._known, self._find, self._found = name, known, find, None
 
     def __getattr__(self, attr):
         if attr.startswith("__"):
             raise AttributeError(attr)
+        if attr in self._known:
+            return self._known[attr]
         if self._found is None:
             self._found = self._find()
         return getattr(self._found, attr)
@@ -174,7 +176,7 @@ def additive_plan(conn, target, actual, diffs, prune=None):
         steps.append(Step("create index '%s' on '%s'" % (name, on), INDEX_REASON,
                           [target.statement("create_index", name)],
                           rows=_size_estimate(conn, existing) if existing is not None else 0, table=existing,
-                          change=CreateIndex(_Named(name, lambda n=name: target.schema.index(n)))))
+                          change=CreateIndex(_Named(name, lambda n=name: target.schema.index(n), table=on))))
     if not steps:
         return None
     steps += setting_steps(target, conn)

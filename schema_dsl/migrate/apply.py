@@ -132,7 +132,8 @@ def _plan_structure(conn, target, guard=None, prune=None, additive=True):
     if plan is not None:  # only declared tables, columns and indexes to add: the diff's plan, without the model
         broken = planned_problems(conn, plan.statements)
         if broken:
-            raise UnsafeMigrationError("refusing to migrate, nothing was changed: after the plan %s" % "; ".join(broken[:10]))
+            raise UnsafeMigrationError("refusing to migrate, nothing was changed: after the plan %s"
+                                       % "; ".join(broken[:10]))
         return plan
     from .introspect import read_live  # only a file that differs needs the introspection model
     live = read_live(conn, raw)

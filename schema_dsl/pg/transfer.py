@@ -21,9 +21,10 @@ The steps (README, "PostgreSQL", "transfer"):
    as PostgreSQL outputs it (every value in its type's text output under DateStyle ISO, extra_float_digits 1,
    bytea_output hex: the settings of the transaction), COPY-escaped and tab-separated, hashed with MD5, the
    hashes summed modulo 2**128. The source's side hashes the very lines it sends to COPY, in the same pass; the
-   target's side is one aggregate query per table on the server (_checksum_sql), so no row is read back. The
-   sum does not depend on row order, so neither side's collation matters. Then the structure is validated
-   against the declaration. A mismatch rolls everything back.
+   target's side is one aggregate query per table on the server (_checksum_sql), so no row is read back, run
+   right after the table's COPY while its pages are in the server's buffers (nothing after the COPY writes its
+   rows). The sum does not depend on row order, so neither side's collation matters. At the end the structure
+   is validated against the declaration. A mismatch rolls everything back.
 
 Speed: SQLite itself writes the COPY text of the common shapes in the query that reads the rows
 (_sqlite_text_expr: integers, text, 0/1, 'YYYY-MM-DD HH:MM:SS[.ffffff]'); a row holding any other shape, or
@@ -410,9 +411,12 @@ def _pg_text_expr(pg_type, q):
 def _checksum_sql(table, columns, types, utf8):
     row = " || E'\\t' || ".join(_pg_text_expr(t, _q(c)) for c, t in zip(columns, types))
     digest = "md5(%s)" % row if utf8 else "md5(convert_to(%s, 'UTF8'))" % row
-    parts = ", ".join("sum(('x' || substr(h, %d, 8))::bit(32)::bigint)" % (1 + 8 * i) for i in range(4))
-    # OFFSET 0 keeps the subquery apart: pulled up, its md5 would be computed once per reference (four times)
-    return "SELECT count(*), %s FROM (SELECT %s AS h FROM %s OFFSET 0) r" % (parts, digest, _q(table))
+    # each MD5 as two signed 64-bit halves (a bigint sums fast); a negative half is its unsigned value less 2**64,
+    # given back by counting them (_target_checksum). OFFSET 0 keeps each subquery apart: pulled up, the md5 and
+    # the halves would be computed once per reference
+    return ("SELECT count(*), sum(a), sum(b), count(*) FILTER (WHERE a < 0), count(*) FILTER (WHERE b < 0) FROM "
+            "(SELECT ('x' || substr(h, 1, 16))::bit(64)::bigint AS a, ('x' || substr(h, 17, 16))::bit(64)::bigint "
+            "AS b FROM (SELECT %s AS h FROM %s OFFSET 0) r OFFSET 0) r2" % (digest, _q(table)))
 
 
 class Checksum:
@@ -575,13 +579,12 @@ def describe_orphans(o):
 
 def _target_checksum(conn, table, columns, types):
     """The target's Checksum of table (columns in copy order), computed on the server: one MD5 per row over the
-    same text the source's side hashed, summed in four 32-bit parts."""
+    same text the source's side hashed, summed in two 64-bit halves."""
     utf8 = conn.execute("SHOW server_encoding").fetchone()[0].upper() in ("UTF8", "UTF-8")
-    row = conn.execute(_checksum_sql(table, columns, types, utf8)).fetchone()
-    total = 0
-    for part in row[1:]:
-        total = (total << 32) + int(part or 0)
-    return Checksum(row[0], total)
+    rows, high, low, _high_negative, low_negative = conn.execute(_checksum_sql(table, columns, types, utf8)).fetchone()
+    # sum of unsigned halves = sum of signed + 2**64 per negative; the high half's carry (2**128) drops out
+    total = ((int(high or 0) << 64) + int(low or 0) + (int(low_negative) << 64)) % (1 << CHECKSUM_BITS)
+    return Checksum(rows, total)
 
 
 # --- the transfer ----------------------------------------------------------------------
@@ -682,11 +685,22 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
                 target.execute("ALTER TABLE %s DISABLE TRIGGER USER" % _q(name))
             result.timings["prepare"] = time.perf_counter() - clock
             clock = time.perf_counter()
-            copied = {}
+            # the checksum query hashes every row: worth the parallel workers the server has (the planner's
+            # default costs see one cheap function per row and scan alone), for this transaction only
+            for name in ("parallel_setup_cost", "parallel_tuple_cost"):
+                target.execute("SELECT set_config(%s, '0', true)", (name,))
+            pks = {t[0]: t[3] for t in tables}
+            verifying = 0.0
             for table, columns, types, pk, identity in tables:
-                copied[table] = _copy_table(source, target, table, columns, types, pk, progress, result)
+                columns, types, _sums = _copy_table(source, target, table, columns, types, pk, progress, result)
+                # verified at once, while its pages are still in the server's buffers (at 1M rows a table no
+                # longer fits them by the end of the load): nothing after the COPY writes its rows (the index
+                # builds, the foreign key checks and the sequences read them; its triggers are off until then)
+                started_verify = time.perf_counter()
+                _verify_table(source, target, table, columns, types, pks[table], result.tables[table])
+                verifying += time.perf_counter() - started_verify
             table = None
-            result.timings["copy"] = time.perf_counter() - clock
+            result.timings["copy"] = time.perf_counter() - clock - verifying
             for name in triggered:
                 target.execute("ALTER TABLE %s ENABLE TRIGGER USER" % _q(name))
             clock = time.perf_counter()
@@ -715,7 +729,6 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
                         target.execute("ALTER TABLE %s VALIDATE CONSTRAINT %s" % (_q(fk[0]), _q(fk[1])))
                 except pgerrors.ForeignKeyViolation:
                     broken.append(fk)
-            pks = {t[0]: t[3] for t in tables}
             found = [o for o in (_orphans(target, fk, pks.get(fk[0])) for fk in broken) if o]
             if len(found) != len(broken):
                 raise TransferError("%s: a foreign key failed to validate but no orphan was found; rolled back, "
@@ -738,26 +751,12 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             table = None
             result.timings["sequences"] = time.perf_counter() - clock
             clock = time.perf_counter()
-            progress("phase", "verifying counts and checksums")
-            # the checksum query hashes every row: worth the parallel workers the server has (the planner's
-            # default costs see one cheap function per row and scan alone), for this transaction only
-            for name in ("parallel_setup_cost", "parallel_tuple_cost"):
-                target.execute("SELECT set_config(%s, '0', true)", (name,))
-            for table, (columns, types, _sums) in copied.items():
-                sums = _target_checksum(target, table, columns, types)
-                info = result.tables[table]
-                info["target_rows"], info["target_checksum"] = sums.rows, sums.hex
-                if (sums.rows, sums.hex) != (info["rows"], info["checksum"]):
-                    _locate(source, table, columns, types, dict((t[0], t[3]) for t in tables)[table])
-                    raise TransferError("table '%s': verification failed: the source has %d rows (checksum %s), the "
-                                        "target %d (checksum %s); rolled back, nothing was changed" % (
-                                            table, info["rows"], info["checksum"], sums.rows, sums.hex))
-            table = None
+            progress("phase", "verifying the structure")
             report = pg_apply.check(target, compiled, database)
             if not report["ok"]:
                 raise TransferError("%s: after the load the structure does not match the declaration (%s); rolled "
                                     "back, nothing was changed" % (database, "; ".join(report["differences"][:3])))
-            result.timings["verify"] = time.perf_counter() - clock
+            result.timings["verify"] = verifying + time.perf_counter() - clock
             from .history import carry_over  # the file's record: a data step it ran does not run again here
             carried = carry_over(source, target)
             if carried:
@@ -776,6 +775,18 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             " (%s)" % _one_line(scrub(detail, url)) if detail and detail not in str(exc) else "")) from None
     result.notes.append(JSONB_NOTE)
     return result
+
+
+def _verify_table(source, target, table, columns, types, pk, info):
+    """Count and checksum what the target stored of table against what was sent (info: its result entry);
+    a mismatch names the first row Python's rules refuse, else the table, and rolls back."""
+    sums = _target_checksum(target, table, columns, types)
+    info["target_rows"], info["target_checksum"] = sums.rows, sums.hex
+    if (sums.rows, sums.hex) != (info["rows"], info["checksum"]):
+        _locate(source, table, columns, types, pk)
+        raise TransferError("table '%s': verification failed: the source has %d rows (checksum %s), the target %d "
+                            "(checksum %s); rolled back, nothing was changed" % (
+                                table, info["rows"], info["checksum"], sums.rows, sums.hex))
 
 
 def _one_line(text):
