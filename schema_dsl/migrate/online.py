@@ -316,13 +316,23 @@ def _primary_key(conn, table):
                                                    (table,)).fetchall(), key=lambda r: r[1]))
 
 
+def _dropped_index(step):
+    """The name of the index a step drops (a DropIndex, or a declared removal of an index), else None."""
+    kind = _kind(step)
+    if kind == "DropIndex" or (kind == "Remove" and step.change.kind == "index"):
+        return step.change.name
+    return None
+
+
 class OnlinePlan:
     """The plan split for an online apply: before (own transactions), tables (rebuilt online), swap (the
-    steps run inside the swap transaction, in plan order), plus the plan itself."""
+    steps run inside the swap transaction, in plan order), after (index drops, each its own transaction after
+    the swap), plus the plan itself."""
 
     def __init__(self, conn, plan):
         self.plan = plan
-        self.before, self.data, self.swap, self.tables = [], [], [], []
+        self.before, self.data, self.swap, self.tables, self.after = [], [], [], [], []
+        dropped = {_dropped_index(s).lower() for s in plan.steps if _dropped_index(s)}
         rebuilt = {}
         for step in plan.steps:
             if _kind(step) == "RebuildTable":
@@ -335,7 +345,6 @@ class OnlinePlan:
                     (step.rows or 0) >= INDEX_COPY_ROWS:
                 tp = TablePlan.for_index(conn, step, len(self.tables))
                 if tp is not None:
-                    dropped = {s.change.name.lower() for s in plan.steps if _kind(s) == "DropIndex"}
                     for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
                                                   "tbl_name = ? AND sql IS NOT NULL ORDER BY rowid", (tp.old,)):
                         if name.lower() not in dropped:  # the table's indexes the plan keeps
@@ -348,8 +357,11 @@ class OnlinePlan:
         # not rebuilt: the drop runs before the new one is built, in its own transaction, not in the swap
         recreated = {step.change.index.name.lower() for step in plan.steps if _kind(step) == "CreateIndex"
                      and step.change.index.table.lower() not in rebuilt}
+        created = {name.lower() for tp in self.tables for name, *_ in tp.indexes} | {
+            step.change.index.name.lower() for step in plan.steps if _kind(step) == "CreateIndex"}
         for step in plan.steps:
             kind = _kind(step)
+            drops = (_dropped_index(step) or "").lower()
             if kind == "RebuildTable":
                 self.swap.append(step)
             elif kind == "CreateIndex" and step.change.index.table.lower() in rebuilt:
@@ -358,10 +370,12 @@ class OnlinePlan:
             elif kind == "CreateIndexVerbatim" and step.change.kind == "index" and \
                     user_index_table.get(step.change.name.lower()) in rebuilt:
                 rebuilt[user_index_table[step.change.name.lower()]].add_index(step.change.name, step.change.sql)
-            elif kind == "DropIndex" and (step.table or "").lower() in rebuilt:
-                continue  # goes with the old table
-            elif kind == "DropIndex" and step.change.name.lower() in recreated:
+            elif drops and user_index_table.get(drops) in rebuilt:
+                continue  # goes with the old table, emptied in batches
+            elif drops and drops in recreated:
                 self.before.append(step)
+            elif drops and drops not in created:  # contract last, each in its own transaction, not in the swap
+                self.after.append(step)
             elif kind in BEFORE or kind == "CreateIndex":
                 self.before.append(step)
             elif kind == "RunDataStep":  # each in its own transaction, after the expand steps (history.run_each)
@@ -400,6 +414,8 @@ class OnlinePlan:
                                     ", and %d other step(s) of the plan" % (len(self.swap) - rebuilds)
                                     if len(self.swap) > rebuilds else ""),
                         "lock": "one short transaction (no row is copied or counted in full)"})
+        for step in self.after:
+            out.append({"step": step.title, "lock": "one transaction (it frees the index's pages)"})
         for tp in self.tables:
             out.append({"step": "empty the old table '%s%s' (%d rows) and drop it" % (OLD, tp.name, tp.step.rows or 0),
                         "lock": "batches of about %d ms each" % (BATCH_SECONDS * 1000)})
@@ -623,6 +639,14 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
         except sqlite3.Error:
             pass  # the next apply removes them
         raise
+    for step in online.after:  # committed: the index drops, each in its own transaction (contract last)
+        try:
+            with _Lock(conn, stats, step.title):
+                for stmt in step.statements:
+                    conn.execute(stmt)
+        except sqlite3.Error as exc:
+            raise ChangedThenFailed("database %r: the change is committed, then %s failed: %s; apply again to "
+                                    "finish" % (path, step.title, exc)) from None
     for tp in online.tables:  # committed: what is left is the old rows' space (a leftover if killed now)
         _free(conn, OLD + tp.name, stats, wal, between, tp.key())
 
