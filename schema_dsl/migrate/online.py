@@ -861,11 +861,11 @@ def _data_steps_first(conn, path, target, guard, backup, between, stats):
     transaction (history.run_each), before the rest is planned against what they did: each data step runs
     exactly once (a python= step is called once), recorded with its commit. Returns (backup, steps run)."""
     from . import history  # only a declaration that keeps a history
-    from ..sqlite import structure
+    from ..sqlite import structure  # the guard below reads the raw schema
     conn.execute("BEGIN")
     try:
         if guard is not None and conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
-            from .apply import _refuse_foreign_file
+            from .apply import _refuse_foreign_file  # the shipped declaration's guard, before any data step runs
             _refuse_foreign_file(conn, structure.read_raw(conn), target, guard)
         pending = not history._is_empty(conn) and any(
             s["name"] not in history.done(conn) for s in history._declared_steps(target))
