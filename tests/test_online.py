@@ -667,3 +667,17 @@ def test_index_removals_go_with_the_copied_table_or_after_the_swap_not_in_it(tmp
     result = online.apply_online(path, evolve(AFTER, removed=gone), backup=False)
     apply(plain, evolve(AFTER, removed=gone), backup=False)
     assert result.applied and schema_of(path) == schema_of(plain) and rows_of(path) == rows_of(plain)
+
+
+def test_the_free_window_after_each_batch_is_drawn_at_random(tmp_path, small_batches, monkeypatch):
+    """Before: always 30 ms, so batch plus window made a fixed cycle of about 50 ms that a waiter retrying every
+    100 ms (SQLite's busy handler) could hit on every retry: a reader waited 2.3 s in rollback-journal mode."""
+    path = make_db(tmp_path / "db.db")
+    pauses = []
+    real_sleep = online.time.sleep
+    monkeypatch.setattr(online.time, "sleep", lambda s: pauses.append(s) or real_sleep(s))
+    online.apply_online(path, AFTER, backup=False)
+    assert len(pauses) > ROWS // 100
+    assert all(0.010 <= p <= 0.060 for p in pauses)
+    assert len(set(pauses)) > len(pauses) * 0.9  # no fixed period
+    assert max(pauses) - min(pauses) > 0.020
