@@ -681,3 +681,60 @@ def test_the_free_window_after_each_batch_is_drawn_at_random(tmp_path, small_bat
     assert all(0.010 <= p <= 0.060 for p in pauses)
     assert len(set(pauses)) > len(pauses) * 0.9  # no fixed period
     assert max(pauses) - min(pauses) > 0.020
+
+
+RUN_ONLINE = textwrap.dedent('''
+    import sys, time
+    sys.path.insert(0, sys.argv[2])
+    from decls import AFTER
+    from schema_dsl.migrate import online
+    from schema_dsl.model import DataStep, evolve
+    online.FIRST_BATCH = online.MAX_BATCH = 100
+    print("started", flush=True)
+    online.apply_online(sys.argv[1], evolve(AFTER, data_steps=[DataStep("mark_notes", sql=%r)]), backup=False)
+''' % STEP_SQL)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill_at_a_random_moment_then_plain_or_online_apply_ends_the_same(tmp_path, seed):
+    """SIGKILL after a random delay (seeded) within the time an uninterrupted online apply takes here: wherever it
+    lands, the application's writes go through and the next apply, plain or online, ends as a plain apply does."""
+    import random
+    import time
+    (tmp_path / "decls.py").write_text(DECLS, encoding="utf-8")
+    (tmp_path / "run.py").write_text(RUN_ONLINE, encoding="utf-8")
+    path = make_db(tmp_path / "db.db")
+    reference, timing = str(tmp_path / "reference.db"), str(tmp_path / "timing.db")
+    shutil.copy(path, reference)
+    shutil.copy(path, timing)
+
+    def start(p):
+        proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), p, str(tmp_path)], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline().strip() == "started"  # imports done: the delay measures the apply itself
+        return proc, time.monotonic()
+    proc, t0 = start(timing)
+    assert proc.wait() == 0
+    full = time.monotonic() - t0
+    proc, _ = start(path)
+    time.sleep(random.Random(seed).uniform(0.0, full))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    for p in (path, reference):
+        conn = app(p)
+        conn.execute("INSERT INTO items (id, owner_id, qty, note) VALUES (80001, 2, 3, 'after kill')")
+        conn.execute("UPDATE items SET qty = 7 WHERE id = 1")
+        conn.close()
+    apply(reference, with_step(AFTER), backup=False)
+    other = str(tmp_path / "other.db")
+    shutil.copy(path, other)
+    apply(path, with_step(AFTER), backup=False)
+    online.apply_online(other, with_step(AFTER), backup=False)
+    for p in (path, other):
+        assert rows_of(p) == rows_of(reference), p
+        assert [r for r in schema_of(p) if r[1] != "_schemagen_history"] == [
+            r for r in schema_of(reference) if r[1] != "_schemagen_history"]
+        conn = sqlite3.connect(p)
+        assert sum(r[0].count("mark_notes") for r in conn.execute("SELECT data_steps_run FROM _schemagen_history")) == 1
+        conn.close()
