@@ -673,6 +673,7 @@ def test_the_free_window_after_each_batch_is_drawn_at_random(tmp_path, small_bat
     """Before: always 30 ms, so batch plus window made a fixed cycle of about 50 ms that a waiter retrying every
     100 ms (SQLite's busy handler) could hit on every retry: a reader waited 2.3 s in rollback-journal mode."""
     path = make_db(tmp_path / "db.db")
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
     pauses = []
     real_sleep = online.time.sleep
     monkeypatch.setattr(online.time, "sleep", lambda s: pauses.append(s) or real_sleep(s))
