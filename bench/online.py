@@ -229,12 +229,18 @@ def main():
     ap.add_argument("--journal", default="wal", choices=("wal", "delete"))
     ap.add_argument("--modes", default=None, help="default plain,online (with --m2: plain,online,handwritten)")
     ap.add_argument("--keep", help="folder to work in (kept); default a temporary one")
+    ap.add_argument("--base", help="with --m2: a Milestone 1 file made by an earlier run (its base.db), not rebuilt")
     args = ap.parse_args()
     folder = args.keep or tempfile.mkdtemp(prefix="bench-online-")
     os.makedirs(folder, exist_ok=True)
     modes = (args.modes or ("plain,online,handwritten" if args.m2 else "plain,online")).split(",")
     if args.m2:
-        base, decl = make_m2_base(folder, args.tasks, args.journal)
+        if args.base:
+            base, decl = os.path.join(folder, "base.db"), os.path.join(ROOT, "examples", "abathur_m2.py")
+            if os.path.abspath(args.base) != os.path.abspath(base):
+                shutil.copy(args.base, base)
+        else:
+            base, decl = make_m2_base(folder, args.tasks, args.journal)
         out = {"milestone2_tasks": args.tasks, "journal": args.journal, "sqlite": sqlite3.sqlite_version,
                "runs": [run_mode(folder, base, decl, m, m2=True) for m in modes]}
         print(json.dumps(out, indent=2))

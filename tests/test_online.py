@@ -637,3 +637,105 @@ def test_sigkill_during_a_without_rowid_rebuild_then_plain_or_online_apply_ends_
     tags = lambda p: sqlite3.connect(p).execute("SELECT * FROM tags ORDER BY owner, name").fetchall()
     for p in (path, other):
         assert tags(p) == tags(reference) and schema_of(p) == schema_of(reference)
+
+
+def test_index_removals_go_with_the_copied_table_or_after_the_swap_not_in_it(tmp_path, monkeypatch):
+    """Before: a declared removal of an index ran in the swap: on a copied table it first built the index in the
+    shadow and then dropped it, and either way the drop (which walks every page of the index: 200 ms at a million
+    rows) held the swap's write lock. Now an index of a copied table goes with the old table (emptied in batches)
+    and one of another table is dropped after the swap, in its own transaction."""
+    from schema_dsl.migrate.apply import open_for_apply, plan_for
+    from schema_dsl.compile.target import target_for
+    from schema_dsl.model import evolve, removed
+    monkeypatch.setattr(online, "INDEX_COPY_ROWS", 1000, raising=False)
+    ixs = [Index("items_note", "items", ["note"]), Index("owners_name", "owners", ["name"])]
+    path = make_db(tmp_path / "db.db")
+    apply(path, evolve(BEFORE, indexes=ixs), backup=False)
+    plain = str(tmp_path / "plain.db")
+    shutil.copy(path, plain)
+    gone = [removed("index", "items_note", "unused"), removed("index", "owners_name", "unused")]
+    for after in (evolve(AFTER, removed=gone),  # items rebuilt
+                  evolve(BEFORE, indexes=[Index("items_qty", "items", ["qty"])], removed=gone)):  # items copied
+        conn, _ = open_for_apply(path, target_for(after, None).files)
+        conn.execute("BEGIN")
+        split = online.OnlinePlan(conn, plan_for(conn, target_for(after, None)))
+        conn.execute("ROLLBACK")
+        conn.close()
+        assert not [s for s in split.swap if "drop index" in s.title]
+        assert [s.title for s in split.after] == ["drop index 'owners_name'"]
+        assert [name for name, *_ in split.tables[0].indexes if name == "items_note"] == []
+    result = online.apply_online(path, evolve(AFTER, removed=gone), backup=False)
+    apply(plain, evolve(AFTER, removed=gone), backup=False)
+    assert result.applied and schema_of(path) == schema_of(plain) and rows_of(path) == rows_of(plain)
+
+
+def test_the_free_window_after_each_batch_is_drawn_at_random(tmp_path, small_batches, monkeypatch):
+    """Before: always 30 ms, so batch plus window made a fixed cycle of about 50 ms that a waiter retrying every
+    100 ms (SQLite's busy handler) could hit on every retry: a reader waited 2.3 s in rollback-journal mode."""
+    path = make_db(tmp_path / "db.db")
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    pauses = []
+    real_sleep = online.time.sleep
+    monkeypatch.setattr(online.time, "sleep", lambda s: pauses.append(s) or real_sleep(s))
+    online.apply_online(path, AFTER, backup=False)
+    assert len(pauses) > ROWS // 100
+    assert all(0.010 <= p <= 0.060 for p in pauses)
+    assert len(set(pauses)) > len(pauses) * 0.9  # no fixed period
+    assert max(pauses) - min(pauses) > 0.020
+
+
+RUN_ONLINE = textwrap.dedent('''
+    import sys, time
+    sys.path.insert(0, sys.argv[2])
+    from decls import AFTER
+    from schema_dsl.migrate import online
+    from schema_dsl.model import DataStep, evolve
+    online.FIRST_BATCH = online.MAX_BATCH = 100
+    print("started", flush=True)
+    online.apply_online(sys.argv[1], evolve(AFTER, data_steps=[DataStep("mark_notes", sql=%r)]), backup=False)
+''' % STEP_SQL)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill_at_a_random_moment_then_plain_or_online_apply_ends_the_same(tmp_path, seed):
+    """SIGKILL after a random delay (seeded) within the time an uninterrupted online apply takes here: wherever it
+    lands, the application's writes go through and the next apply, plain or online, ends as a plain apply does."""
+    import random
+    import time
+    (tmp_path / "decls.py").write_text(DECLS, encoding="utf-8")
+    (tmp_path / "run.py").write_text(RUN_ONLINE, encoding="utf-8")
+    path = make_db(tmp_path / "db.db")
+    reference, timing = str(tmp_path / "reference.db"), str(tmp_path / "timing.db")
+    shutil.copy(path, reference)
+    shutil.copy(path, timing)
+
+    def start(p):
+        proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), p, str(tmp_path)], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline().strip() == "started"  # imports done: the delay measures the apply itself
+        return proc, time.monotonic()
+    proc, t0 = start(timing)
+    assert proc.wait() == 0
+    full = time.monotonic() - t0
+    proc, _ = start(path)
+    time.sleep(random.Random(seed).uniform(0.0, full))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    for p in (path, reference):
+        conn = app(p)
+        conn.execute("INSERT INTO items (id, owner_id, qty, note) VALUES (80001, 2, 3, 'after kill')")
+        conn.execute("UPDATE items SET qty = 7 WHERE id = 1")
+        conn.close()
+    apply(reference, with_step(AFTER), backup=False)
+    other = str(tmp_path / "other.db")
+    shutil.copy(path, other)
+    apply(path, with_step(AFTER), backup=False)
+    online.apply_online(other, with_step(AFTER), backup=False)
+    for p in (path, other):
+        assert rows_of(p) == rows_of(reference), p
+        assert [r for r in schema_of(p) if r[1] != "_schemagen_history"] == [
+            r for r in schema_of(reference) if r[1] != "_schemagen_history"]
+        conn = sqlite3.connect(p)
+        assert sum(r[0].count("mark_notes") for r in conn.execute("SELECT data_steps_run FROM _schemagen_history")) == 1
+        conn.close()

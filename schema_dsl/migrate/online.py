@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import random
 import re
 import sqlite3
 import time
@@ -60,6 +61,15 @@ BATCH_SECONDS = 0.020    # a copy or verify batch aims at this much write-lock t
 # sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between its tries, so a free window longer than those steps lets it in
 # before the next batch (without one, back-to-back batches could keep it waiting past 100 ms)
 PAUSE_SECONDS = 0.030
+# ... and drawn at random around it: a waiter whose busy handler has reached its 100 ms step retries every 100 ms,
+# and with a fixed cycle of batch plus window (about 50 ms) each retry can fall on a batch again, phase-locked:
+# measured in rollback-journal mode at 1M rows, a reader waited 2.3 s behind batches that each held the lock 15-30 ms
+PAUSE_JITTER = (0.5, 1.8)
+# in rollback-journal mode a reader is locked out by every commit (journal, fsync: most of a batch) and by every
+# commit of the application's writer too: a longer window leaves readers more of the time (measured at 1M rows
+# with a 30 ms window: 365 of 13983 reads waited over 100 ms, the longest 1.6 s)
+PAUSE_SECONDS_ROLLBACK = 0.080
+_RANDOM = random.Random()
 FIRST_BATCH = 500
 MAX_BATCH = 200000
 SHADOW = "_schemagen_new_"
@@ -316,13 +326,23 @@ def _primary_key(conn, table):
                                                    (table,)).fetchall(), key=lambda r: r[1]))
 
 
+def _dropped_index(step):
+    """The name of the index a step drops (a DropIndex, or a declared removal of an index), else None."""
+    kind = _kind(step)
+    if kind == "DropIndex" or (kind == "Remove" and step.change.kind == "index"):
+        return step.change.name
+    return None
+
+
 class OnlinePlan:
     """The plan split for an online apply: before (own transactions), tables (rebuilt online), swap (the
-    steps run inside the swap transaction, in plan order), plus the plan itself."""
+    steps run inside the swap transaction, in plan order), after (index drops, each its own transaction after
+    the swap), plus the plan itself."""
 
     def __init__(self, conn, plan):
         self.plan = plan
-        self.before, self.data, self.swap, self.tables = [], [], [], []
+        self.before, self.data, self.swap, self.tables, self.after = [], [], [], [], []
+        dropped = {_dropped_index(s).lower() for s in plan.steps if _dropped_index(s)}
         rebuilt = {}
         for step in plan.steps:
             if _kind(step) == "RebuildTable":
@@ -335,7 +355,6 @@ class OnlinePlan:
                     (step.rows or 0) >= INDEX_COPY_ROWS:
                 tp = TablePlan.for_index(conn, step, len(self.tables))
                 if tp is not None:
-                    dropped = {s.change.name.lower() for s in plan.steps if _kind(s) == "DropIndex"}
                     for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
                                                   "tbl_name = ? AND sql IS NOT NULL ORDER BY rowid", (tp.old,)):
                         if name.lower() not in dropped:  # the table's indexes the plan keeps
@@ -348,8 +367,11 @@ class OnlinePlan:
         # not rebuilt: the drop runs before the new one is built, in its own transaction, not in the swap
         recreated = {step.change.index.name.lower() for step in plan.steps if _kind(step) == "CreateIndex"
                      and step.change.index.table.lower() not in rebuilt}
+        created = {name.lower() for tp in self.tables for name, *_ in tp.indexes} | {
+            step.change.index.name.lower() for step in plan.steps if _kind(step) == "CreateIndex"}
         for step in plan.steps:
             kind = _kind(step)
+            drops = (_dropped_index(step) or "").lower()
             if kind == "RebuildTable":
                 self.swap.append(step)
             elif kind == "CreateIndex" and step.change.index.table.lower() in rebuilt:
@@ -358,10 +380,12 @@ class OnlinePlan:
             elif kind == "CreateIndexVerbatim" and step.change.kind == "index" and \
                     user_index_table.get(step.change.name.lower()) in rebuilt:
                 rebuilt[user_index_table[step.change.name.lower()]].add_index(step.change.name, step.change.sql)
-            elif kind == "DropIndex" and (step.table or "").lower() in rebuilt:
-                continue  # goes with the old table
-            elif kind == "DropIndex" and step.change.name.lower() in recreated:
+            elif drops and user_index_table.get(drops) in rebuilt:
+                continue  # goes with the old table, emptied in batches
+            elif drops and drops in recreated:
                 self.before.append(step)
+            elif drops and drops not in created:  # contract last, each in its own transaction, not in the swap
+                self.after.append(step)
             elif kind in BEFORE or kind == "CreateIndex":
                 self.before.append(step)
             elif kind == "RunDataStep":  # each in its own transaction, after the expand steps (history.run_each)
@@ -400,6 +424,8 @@ class OnlinePlan:
                                     ", and %d other step(s) of the plan" % (len(self.swap) - rebuilds)
                                     if len(self.swap) > rebuilds else ""),
                         "lock": "one short transaction (no row is copied or counted in full)"})
+        for step in self.after:
+            out.append({"step": step.title, "lock": "one transaction (it frees the index's pages)"})
         for tp in self.tables:
             out.append({"step": "empty the old table '%s%s' (%d rows) and drop it" % (OLD, tp.name, tp.step.rows or 0),
                         "lock": "batches of about %d ms each" % (BATCH_SECONDS * 1000)})
@@ -451,6 +477,12 @@ class _Lock:
         return False
 
 
+def _pause(wal=True):
+    """The free window after a write batch: PAUSE_SECONDS on average (PAUSE_SECONDS_ROLLBACK in rollback-journal
+    mode), never the same twice (PAUSE_JITTER)."""
+    time.sleep((PAUSE_SECONDS if wal else PAUSE_SECONDS_ROLLBACK) * _RANDOM.uniform(*PAUSE_JITTER))
+
+
 def _checkpoint(conn, wal):
     if wal:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -475,7 +507,7 @@ def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
         size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(took, 1e-4)), size * 2))
         if write:
             _checkpoint(conn, wal)
-            time.sleep(PAUSE_SECONDS)
+            _pause(wal)
         if between is not None:
             between(tp.name, label, n)
         if result:
@@ -623,6 +655,14 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
         except sqlite3.Error:
             pass  # the next apply removes them
         raise
+    for step in online.after:  # committed: the index drops, each in its own transaction (contract last)
+        try:
+            with _Lock(conn, stats, step.title):
+                for stmt in step.statements:
+                    conn.execute(stmt)
+        except sqlite3.Error as exc:
+            raise ChangedThenFailed("database %r: the change is committed, then %s failed: %s; apply again to "
+                                    "finish" % (path, step.title, exc)) from None
     for tp in online.tables:  # committed: what is left is the old rows' space (a leftover if killed now)
         _free(conn, OLD + tp.name, stats, wal, between, tp.key())
 
@@ -708,7 +748,7 @@ def _free(conn, table, stats, wal, between=None, key="rowid"):
             return
         size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(time.perf_counter() - started, 1e-4)), size * 2))
         _checkpoint(conn, wal)
-        time.sleep(PAUSE_SECONDS)
+        _pause(wal)
         n += 1
         if between is not None:
             between(table, "free", n)
@@ -837,11 +877,11 @@ def _data_steps_first(conn, path, target, guard, backup, between, stats):
     transaction (history.run_each), before the rest is planned against what they did: each data step runs
     exactly once (a python= step is called once), recorded with its commit. Returns (backup, steps run)."""
     from . import history  # only a declaration that keeps a history
-    from ..sqlite import structure
+    from ..sqlite import structure  # the guard below reads the raw schema
     conn.execute("BEGIN")
     try:
         if guard is not None and conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
-            from .apply import _refuse_foreign_file
+            from .apply import _refuse_foreign_file  # the shipped declaration's guard, before any data step runs
             _refuse_foreign_file(conn, structure.read_raw(conn), target, guard)
         pending = not history._is_empty(conn) and any(
             s["name"] not in history.done(conn) for s in history._declared_steps(target))
