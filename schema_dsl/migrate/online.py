@@ -47,7 +47,7 @@ import time
 
 from ..errors import ApplyError, ChangedThenFailed, SchemagenError
 from ..sqlite import dbfile
-from ..sqlite.leftovers import drop_leftovers, leftovers
+from ..sqlite.leftovers import drop_leftovers, leftovers  # noqa: F401 (leftovers: read through this module too)
 from ..sqlite.quote import quote_identifier as q
 from ..sqlite.structure import HISTORY_TABLE
 from .apply import (DEFAULT_KEEP, ApplyResult, _finish_connection, _guard_data_loss, _refuse_damaged, _verify_structure,
