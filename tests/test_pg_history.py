@@ -367,27 +367,6 @@ SCHEMA = Schema("app", tables=[Table("users", [Column("id", "INTEGER"), Column("
 """
 
 
-def test_concurrent_applies_on_postgresql_run_a_data_step_once(tmp_path, pg_url):
-    # before: each apply planned in its own READ COMMITTED transaction before any lock, so each saw the step pending;
-    # the UPDATEs waited for each other's row locks and then all ran: three applies at once gave n = 3 and three
-    # records of 'count_up'
-    import subprocess
-    import sys
-    from schema_dsl.cli import main
-    runner = make_runner()
-    assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", _decl(tmp_path, "base", SLOW_BASE)]).exit_code == 0
-    import psycopg
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO users (id, n) VALUES (1, 0), (2, 0)")
-    step = _decl(tmp_path, "step", SLOW_STEP)
-    runs = [subprocess.Popen([sys.executable, "-m", "schema_dsl", "apply", "--db", pg_url, "--schema", step, "--yes"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    results = [(r.wait(timeout=120), r.stdout.read(), r.stderr.read()) for r in runs]
-    assert _rows(pg_url, "SELECT n FROM users ORDER BY id") == [(1,), (1,)], results
-    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%'") == [(1,)]
-    assert sorted(code for code, _, _ in results) == [0, 0, 0], results  # the others wait, then find it up to date
-
-
 def test_a_postgresql_plan_sql_script_never_runs_a_data_step_the_history_records(tmp_path, pg_url):
     # before: a step that changes no structure left the script's fingerprint guard satisfied, so running the script
     # a second time ran the step again (n = 2, two records of 'count_up')
@@ -485,9 +464,12 @@ def test_a_table_named_like_the_history_that_is_not_schemagens_does_not_break_va
     assert runner.invoke(main, ["apply", "--db", pg_url, "--schema", base]).exit_code == 0
 
 
-def test_concurrent_online_applies_on_postgresql_run_a_data_step_once(tmp_path, pg_url):
-    # before: apply --online took no lock of its own, so three at once each saw the step pending and each ran it
-    # (n = 3, three records of 'count_up'); now one runs and the others are refused at once, nothing changed
+@pytest.mark.parametrize("online", [False, True])
+def test_concurrent_applies_on_postgresql_run_a_data_step_once(tmp_path, pg_url, online):
+    # before: each apply planned in its own READ COMMITTED transaction before any lock, so each saw the step pending;
+    # the UPDATEs waited for each other's row locks and then all ran: three applies at once gave n = 3 and three
+    # records of 'count_up'. Now a plain apply waits for schemagen's advisory lock, then finds it up to date; an
+    # online one (many transactions) is refused at once while another holds it, nothing changed
     import subprocess
     import sys
     from schema_dsl.cli import main
@@ -497,14 +479,17 @@ def test_concurrent_online_applies_on_postgresql_run_a_data_step_once(tmp_path, 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("INSERT INTO users (id, n) VALUES (1, 0), (2, 0)")
     step = _decl(tmp_path, "step", SLOW_STEP)
-    runs = [subprocess.Popen([sys.executable, "-m", "schema_dsl", "apply", "--db", pg_url, "--schema", step, "--yes",
-                              "--online"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(3)]
+    command = [sys.executable, "-m", "schema_dsl", "apply", "--db", pg_url, "--schema", step, "--yes"]
+    runs = [subprocess.Popen(command + ["--online"] * online, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(3)]
     results = [(r.wait(timeout=120), r.stdout.read(), r.stderr.read()) for r in runs]
     assert _rows(pg_url, "SELECT n FROM users ORDER BY id") == [(1,), (1,)], results
-    # the step's own record (kind 'online data step'), written with it once
-    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%count_up%' "
-                         "AND kind = 'online data step'") == [(1,)]
-    assert 0 in [code for code, _, _ in results], results
-    for code, _, err in results:
-        assert code == 0 or (code == 2 and "another schemagen apply is running on this database" in err), results
+    # the step's record, written with it once (online: its own record, kind 'online data step')
+    assert _rows(pg_url, "SELECT count(*) FROM _schemagen_history WHERE data_steps_run LIKE '%%count_up%%'%s" % (
+        " AND kind = 'online data step'" if online else "")) == [(1,)]
+    if not online:
+        assert sorted(code for code, _, _ in results) == [0, 0, 0], results  # the others wait, then up to date
+    else:
+        assert 0 in [code for code, _, _ in results], results
+        for code, _, err in results:
+            assert code == 0 or (code == 2 and "another schemagen apply is running on this database" in err), results
