@@ -63,9 +63,11 @@ def make_db(path, rows=ROWS):
 
 
 def schema_of(path):
+    """The user's schema: without schemagen's history, which an online apply keeps (a plain one only if declared)."""
     conn = sqlite3.connect(path)
     try:
-        return sorted(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall())
+        return sorted(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master "
+                                   "WHERE tbl_name <> '_schemagen_history'").fetchall())
     finally:
         conn.close()
 
@@ -98,6 +100,26 @@ def test_online_result_equals_plain_apply(tmp_path, small_batches):
     assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'items'").fetchone() == (ROWS,)
     assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()
+
+
+def test_online_apply_keeps_a_history_though_the_declaration_has_none(tmp_path, small_batches):
+    # issue 19: --online records the change in schemagen's history even when the declaration keeps none (before:
+    # no table, nothing recorded); a file with nothing to change gets no history table from it
+    path = make_db(tmp_path / "app.db")
+    assert not AFTER.history
+    assert online.apply_online(path, AFTER, backup=False).applied
+    conn = sqlite3.connect(path)
+    kinds = conn.execute("SELECT kind, steps FROM _schemagen_history").fetchall()
+    conn.close()
+    assert len(kinds) == 1 and "rebuild table 'items'" in kinds[0][1], kinds
+    assert not online.apply_online(path, AFTER, backup=False).applied  # up to date: nothing more recorded
+    assert rows_of(path, "_schemagen_history") and len(rows_of(path, "_schemagen_history")) == 1
+    fresh = tmp_path / "done.db"
+    apply(str(fresh), AFTER, backup=False)
+    assert not online.apply_online(str(fresh), AFTER, backup=False).applied
+    conn = sqlite3.connect(str(fresh))
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = '_schemagen_history'").fetchone() == (0,)
     conn.close()
 
 

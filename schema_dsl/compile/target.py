@@ -44,6 +44,10 @@ class Target:
         self._schema = schema       # the model; None: built by load() on first use
         self._load = load
 
+    def with_compiled(self, **entries):
+        """The same target with entries of its compiled declaration replaced (migrate/online.py: the history)."""
+        return Target(self.files, dict(self.compiled, **entries), self._schema, self._load)
+
     @classmethod
     def from_schema(cls, schema, files=None, origin=None):
         """Render everything for a declaration now (imports Jinja2)."""

@@ -781,7 +781,7 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
         return apply(path, schema, files, backup=backup, guard=guard, backup_dir=backup_dir, keep_backups=keep_backups,
                      prune=prune, allow_data_loss=allow_data_loss, confirm=confirm, commit_section=commit_section,
                      terms=terms)
-    target = target_for(schema, files)
+    target, declared = keeping_history(target_for(schema, files))
     backup = backup and (backup_dir, keep_backups)
     loss = (prune, allow_data_loss, confirm)
     start = time.perf_counter()
@@ -801,7 +801,7 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
         conn.execute("PRAGMA query_only = ON")
         conn.execute("BEGIN")
         try:
-            plan = plan_for(conn, target, guard, loss[0])
+            plan = _unless_only_history(plan_for(conn, target, guard, loss[0]), declared)
             if not plan.up_to_date and not plan.fresh:
                 _refuse_damaged(conn, path, plan)
                 _guard_data_loss(path, plan, bool(backup), *loss[1:], terms=terms)
@@ -854,6 +854,21 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
     finally:
         _COMMIT_SECTION.reset(token)
         conn.close()
+
+
+def keeping_history(target):
+    """(the target as --online applies it, whether its declaration keeps a history): schemagen's history is kept
+    even when the declaration keeps none (issue 19: the database records the online change, and each data step)."""
+    if target.compiled.get("history"):
+        return target, True
+    return target.with_compiled(history=True, data_steps=list(target.compiled.get("data_steps") or ())), False
+
+
+def _unless_only_history(plan, declared):
+    """An up-to-date database gets no history table from an online apply whose declaration keeps none."""
+    if not declared and plan.steps and all(_kind(s) == "RecordHistory" for s in plan.steps):
+        return plan.replace(steps=())
+    return plan
 
 
 def _backup(path, backup_dir, between):
@@ -923,7 +938,8 @@ def plan_online(path, target, guard=None, prune=None):
     conn = dbfile.open_existing(path, "ro")
     try:
         conn.execute("BEGIN")
-        plan = plan_for(conn, target, guard, prune)
+        target, declared = keeping_history(target)
+        plan = _unless_only_history(plan_for(conn, target, guard, prune), declared)
         if plan.up_to_date:
             return plan, []
         if plan.fresh:
