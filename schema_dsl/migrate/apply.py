@@ -495,7 +495,7 @@ def _verify_structure(conn, target):
         known = _VERIFIED[master] = (verified, [])
     known[1].append(target)
     del known[1][:-4]  # a Target per call (a declaration compiled each time) must not pile up
-    return verified
+    return known[0]  # the same schema text reads as the same structure: one object for it, whichever call read it
 
 
 def _finish_connection(conn, files):
