@@ -901,9 +901,9 @@ def _renames_first(conn, path, target, guard, backup, between, stats):
             _refuse_foreign_file(conn, raw, target, guard)
         if not structure.compare(target.structure, structure.to_structure(raw)):
             return None, []  # up to date: no rename pending
-        from . import diff as d
-        from .introspect import read_live
-        from .plan import _has_rows, check_renames, rename_steps
+        from . import diff as d  # only a file that differs: the renames are read from the diff
+        from .introspect import read_live  # as above: the model of the live file
+        from .plan import _has_rows, check_renames, rename_steps  # the plan's own rename steps and checks
         live = read_live(conn, raw)
         if live.is_empty:
             return None, []
