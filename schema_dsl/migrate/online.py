@@ -395,12 +395,14 @@ class OnlinePlan:
             else:
                 self.swap.append(step)
 
-    def describe(self, conn):
-        """plan --online: [{"step", "lock"}] in the order they run: what holds the write lock and how long."""
+    def describe(self, conn, renames_first=True):
+        """plan --online: [{"step", "lock"}] in the order they run: what holds the write lock and how long.
+        renames_first: the declaration keeps no history, so apply --online commits its renames first
+        (_renames_first)."""
         out = []
         for step in self.before:  # a new index on a table not rebuilt is built here, in its own transaction
             rows = step.rows or 0
-            if _kind(step) in ("RenameTable", "RenameColumn"):
+            if renames_first and _kind(step) in ("RenameTable", "RenameColumn"):
                 out.append({"step": step.title, "lock": "one short step, committed first (the renames together, in "
                                                         "one transaction: no row is copied), before the rest is "
                                                         "planned against the renamed file"})
@@ -995,7 +997,7 @@ def plan_online(path, target, guard=None, prune=None):
         if plan.fresh:
             return plan, [{"step": "create the declared schema (an empty file: nothing to keep online)",
                            "lock": "one transaction"}]
-        return plan, OnlinePlan(conn, plan).describe(conn)
+        return plan, OnlinePlan(conn, plan).describe(conn, renames_first=not target.compiled.get("history"))
     except sqlite3.Error as exc:
         raise ApplyError("database %r: %s" % (path, exc)) from None
     finally:
