@@ -472,7 +472,8 @@ def test_index_dropped_and_created_again_under_its_name_is_there_after_an_online
 def test_online_planning_writes_nothing_even_for_a_rename(tmp_path, monkeypatch):
     """A declared rename is planned by renaming in a savepoint; under --online the planning transaction is a read
     whose snapshot an application's commit makes stale, and the write then failed at once with 'database is
-    locked' (before: exit 2 on a busy file). Now planning is query_only and a rename is planned on a copy."""
+    locked' (before: exit 2 on a busy file). Now planning is query_only, and the rename is committed before it
+    (the application then writes the new name)."""
     from schema_dsl.model import evolve
     path = make_db(tmp_path / "db.db")
     renamed = evolve(AFTER, tables=[evolve(t, columns=[evolve(c, name="remark", renamed_from="note")
@@ -484,7 +485,7 @@ def test_online_planning_writes_nothing_even_for_a_rename(tmp_path, monkeypatch)
 
     def plan_after_an_app_commit(conn, *args, **kw):
         conn.execute("SELECT count(*) FROM items").fetchone()  # the read transaction's snapshot starts here
-        writer.execute("INSERT INTO items (owner_id, qty, note) VALUES (1, 1, 'app')")  # and is stale now
+        writer.execute("INSERT INTO items (owner_id, qty, remark) VALUES (1, 1, 'app')")  # and is stale now
         return real(conn, *args, **kw)
     monkeypatch.setattr(online, "plan_for", plan_after_an_app_commit)
     result = online.apply_online(path, renamed, backup=False)
@@ -761,3 +762,154 @@ def test_sigkill_at_a_random_moment_then_plain_or_online_apply_ends_the_same(tmp
         conn = sqlite3.connect(p)
         assert sum(r[0].count("mark_notes") for r in conn.execute("SELECT data_steps_run FROM _schemagen_history")) == 1
         conn.close()
+
+
+# --- renames committed first (issue 19: "in one short step, and the plan says so") ----------------------------
+
+RENAMED = textwrap.dedent('''
+    from schema_dsl.model import evolve, fk
+
+    def renamed(after):
+        """after with 'owners' renamed to 'people' and items.note to items.remark (and items rebuilt by after)."""
+        tables = []
+        for t in after.tables:
+            if t.name == "owners":
+                t = evolve(t, name="people", renamed_from="owners")
+            else:
+                t = evolve(t, columns=[evolve(c, name="remark", renamed_from="note") if c.name == "note" else c
+                                       for c in t.columns], foreign_keys=[fk("owner_id", "people", "id")])
+            tables.append(t)
+        return evolve(after, tables=tables)
+''')
+exec(RENAMED, ns)
+RENAMED_AFTER = ns["renamed"](AFTER)
+
+
+def test_rename_and_rebuild_online_ends_as_plain_apply(tmp_path, small_batches):
+    plain = make_db(tmp_path / "plain.db")
+    on = str(tmp_path / "online.db")
+    shutil.copy(plain, on)
+    apply(plain, RENAMED_AFTER, backup=False)
+    result = online.apply_online(on, RENAMED_AFTER, backup=False)
+    assert result.applied
+    titles = [s.title for s in result.plan.steps]
+    assert titles[:2] == ["rename table 'owners' to 'people'", "rename column 'items'.'note' to 'remark'"]
+    assert all(s.executed for s in result.plan.steps[:2]) and any(t.startswith("rebuild") for t in titles)
+    assert schema_of(on) == schema_of(plain)
+    assert rows_of(on) == rows_of(plain) and rows_of(on, "people") == rows_of(plain, "people")
+    conn = sqlite3.connect(on)
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()
+
+
+def test_online_apply_with_a_rename_plans_without_a_scratch_copy(tmp_path, small_batches, monkeypatch):
+    """Before: the read-only planning of a rename copied the whole file (dbfile.scratch_copy: 5-8 s of disk at
+    855 MB, the application's writer waiting up to 389 ms). Now the renames commit first, in one short transaction
+    of their own, and the rest is planned on the renamed file."""
+    from schema_dsl.sqlite import dbfile
+
+    def no_copy(*args, **kw):
+        raise AssertionError("the whole file was copied to plan the rename")
+    monkeypatch.setattr(dbfile, "scratch_copy", no_copy)
+    path = make_db(tmp_path / "db.db")
+    locks = []
+    real = online._Lock.__enter__
+
+    def enter(self):
+        locks.append(self.label)
+        return real(self)
+    monkeypatch.setattr(online._Lock, "__enter__", enter)
+    result = online.apply_online(path, RENAMED_AFTER, backup=False)
+    assert result.applied
+    # the first write transaction is the renames, together
+    assert locks[0] == "rename table 'owners' to 'people', rename column 'items'.'note' to 'remark'"
+    assert "remark" in [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(items)")]
+
+
+def test_rename_refused_by_sqlites_view_check_online_changes_nothing(tmp_path):
+    """SQLite checks every view and trigger when it renames: a view the file already has broken stops the rename,
+    which rolls back before anything committed (exit 2), as a plain apply refuses it."""
+    (tmp_path / "decls.py").write_text(DECLS + RENAMED + "\nRENAMED_AFTER = renamed(AFTER)\n", encoding="utf-8")
+    path = make_db(tmp_path / "db.db")
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE gone (x); CREATE VIEW broken_view AS SELECT x FROM gone; DROP TABLE gone;")
+    conn.close()
+    before = pathlib.Path(path).read_bytes()
+    (tmp_path / "backups").mkdir()
+    spec = str(tmp_path / "decls.py") + ":RENAMED_AFTER"
+    result = make_runner().invoke(main, ["apply", "--online", "--db", path, "--schema", spec, "--no-validate",
+                                         "--backup-dir", str(tmp_path / "backups")])
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "nothing was changed" in result.stderr and "broken_view" in result.stderr
+    assert "rename table 'owners' to 'people'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert pathlib.Path(path).read_bytes() == before
+    assert not list((tmp_path / "backups").iterdir())  # the backup made before the rename is removed
+
+
+def test_plan_online_says_the_renames_are_one_short_step_committed_first(tmp_path):
+    (tmp_path / "decls.py").write_text(DECLS + RENAMED + "\nRENAMED_AFTER = renamed(AFTER)\n", encoding="utf-8")
+    path = make_db(tmp_path / "db.db")
+    result = make_runner().invoke(main, ["plan", "--online", "--db", path, "--schema",
+                                         str(tmp_path / "decls.py") + ":RENAMED_AFTER"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    first = next(i for i, line in enumerate(lines) if "rename table 'owners' to 'people'" in line)
+    assert "one short step, committed first" in " ".join(lines[first:first + 3])
+
+
+KILL_RENAMED = textwrap.dedent('''
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    from decls import RENAMED_AFTER
+    from schema_dsl.migrate import online
+    online.FIRST_BATCH = online.MAX_BATCH = 100
+
+    def between(table, p, n):
+        if p == sys.argv[3]:
+            if sys.argv[4] == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise KeyboardInterrupt
+    online.apply_online(sys.argv[1], RENAMED_AFTER, backup=False, between=between)
+''')
+
+
+@pytest.mark.parametrize("how", ["kill", "interrupt"])
+def test_killed_after_the_renames_committed_then_apply_again_finishes(tmp_path, how):
+    (tmp_path / "decls.py").write_text(DECLS + RENAMED + "\nRENAMED_AFTER = renamed(AFTER)\n", encoding="utf-8")
+    (tmp_path / "kill.py").write_text(KILL_RENAMED, encoding="utf-8")
+    path = make_db(tmp_path / "db.db")
+    plain = str(tmp_path / "plain.db")
+    shutil.copy(path, plain)
+    apply(plain, RENAMED_AFTER, backup=False)
+    proc = subprocess.run([sys.executable, str(tmp_path / "kill.py"), path, str(tmp_path), "rename", how],
+                          capture_output=True)
+    assert proc.returncode == (-signal.SIGKILL if how == "kill" else -signal.SIGINT), proc.stderr
+    conn = app(path)  # the renames are committed, nothing else: the application writes the new names
+    assert "remark" in [r[1] for r in conn.execute("PRAGMA table_info(items)")]
+    assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'items_qty'").fetchone() is None
+    conn.close()
+    result = make_runner().invoke(main, ["apply", "--online", "--db", path, "--no-backup", "--no-validate",
+                                         "--schema", str(tmp_path / "decls.py") + ":RENAMED_AFTER"])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert schema_of(path) == schema_of(plain)
+    assert rows_of(path) == rows_of(plain)
+
+
+def test_refusal_after_the_renames_committed_is_exit_3_naming_them(tmp_path):
+    """A rename of a WITHOUT ROWID table's column with a primary key change --online refuses: the rename is
+    committed first, so the refusal found after it is exit 3, saying what committed."""
+    from schema_dsl.model import evolve
+    _, after = tag_schemas(after_pk=("name",))
+    after = evolve(after, tables=[evolve(t, columns=[evolve(c, name="remark", renamed_from="note")
+                                                     if c.name == "note" else c for c in t.columns])
+                                  for t in after.tables])
+    path = make_tags(tmp_path / "db.db")
+    with pytest.raises(online.ChangedThenFailed, match="--online copies a WITHOUT ROWID table.*the 1 step\\(s\\) "
+                                                       "before it \\(rename column 'tags'.'note' to 'remark'\\) are "
+                                                       "committed: fix the cause and apply again"):
+        online.apply_online(path, after, backup=False)
+    conn = sqlite3.connect(path)
+    assert "remark" in [r[1] for r in conn.execute("PRAGMA table_info(tags)")]
+    conn.close()

@@ -22,14 +22,16 @@ transaction. Instead:
    transaction), sqlite_sequence carried over as the larger value, and the plan's other steps (the views
    and triggers that lived on the table, the user's too, dropped and recreated) run in plan order.
 
-Steps of the plan that are not rebuilds run before the copy each in its own transaction (create table,
-add column, fill, rename, a new index on a table that is not rebuilt: that one holds the write lock while it
-indexes the table, and plan --online says how long it expects) or inside the swap (drops, views, triggers,
-settings). A WITHOUT ROWID table is copied, kept in step and compared by its primary key instead of the rowid
-(batches are primary-key ranges, compared as row values in the key's own collations); one that would change its
-primary key columns or stop (or start) being WITHOUT ROWID is refused, as is a rowid table whose new rowid would
-differ from the old one. A new index on a table of INDEX_COPY_ROWS rows or more that is not rebuilt is not built
-by one CREATE INDEX under the write lock: the table is copied unchanged the same way into a shadow that has it.
+The declared renames (a declaration without a history) are committed first, together in one short transaction,
+before the rest is planned (read-only) against the renamed file. Other steps of the plan that are not rebuilds run
+before the copy each in its own transaction (create table, add column, fill, a new index on a table that is
+not rebuilt: that one holds the write lock while it indexes the table, and plan --online says how long it
+expects) or inside the swap (drops, views, triggers, settings). A WITHOUT ROWID table is copied, kept in step
+and compared by its primary key instead of the rowid (batches are primary-key ranges, compared as row values in
+the key's own collations); one that would change its primary key columns or stop (or start) being WITHOUT ROWID
+is refused, as is a rowid table whose new rowid would differ from the old one. A new index on a table of
+INDEX_COPY_ROWS rows or more that is not rebuilt is not built by one CREATE INDEX under the write lock: the table
+is copied unchanged the same way into a shadow that has it.
 
 Killed at any point, the database holds either the old table with its shadow objects (the application keeps
 working: the triggers never fail a write) or the finished result; drop_leftovers() removes the former and
@@ -45,7 +47,7 @@ import re
 import sqlite3
 import time
 
-from ..errors import ApplyError, ChangedThenFailed, SchemagenError
+from ..errors import ApplyError, ChangedThenFailed, SchemagenError, UnsafeMigrationError
 from ..sqlite import dbfile
 from ..sqlite.leftovers import drop_leftovers, leftovers  # noqa: F401 (leftovers: read through this module too)
 from ..sqlite.quote import quote_identifier as q
@@ -393,11 +395,18 @@ class OnlinePlan:
             else:
                 self.swap.append(step)
 
-    def describe(self, conn):
-        """plan --online: [{"step", "lock"}] in the order they run: what holds the write lock and how long."""
+    def describe(self, conn, renames_first=True):
+        """plan --online: [{"step", "lock"}] in the order they run: what holds the write lock and how long.
+        renames_first: the declaration keeps no history, so apply --online commits its renames first
+        (_renames_first)."""
         out = []
         for step in self.before:  # a new index on a table not rebuilt is built here, in its own transaction
             rows = step.rows or 0
+            if renames_first and _kind(step) in ("RenameTable", "RenameColumn"):
+                out.append({"step": step.title, "lock": "one short step, committed first (the renames together, in "
+                                                        "one transaction: no row is copied), before the rest is "
+                                                        "planned against the renamed file"})
+                continue
             out.append({"step": step.title, "lock": "one transaction, about %s (it reads every row)" % _ms(rows)
                         if rows else "one short transaction"})
         for step in self.data:
@@ -795,9 +804,11 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
         first = []
         if target.compiled.get("history"):
             backup_to, first = _data_steps_first(conn, path, target, guard, backup, between, stats)
-        # a read transaction, and query_only: planning and checking never take the write lock (a plan that must
-        # change the file to be made, a rename, is planned on a scratch copy, as `plan` does on a read-only file;
-        # a write here would also fail at once with "database is locked" after any application commit)
+        else:
+            backup_to, first = _renames_first(conn, path, target, guard, backup, between, stats)
+        # a read transaction, and query_only: planning and checking never take the write lock (the renames are
+        # committed above, so nothing is planned on a scratch copy of the file; a write here would also fail at
+        # once with "database is locked" after any application commit)
         conn.execute("PRAGMA query_only = ON")
         conn.execute("BEGIN")
         try:
@@ -813,7 +824,7 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
         finally:
             conn.execute("ROLLBACK")
             conn.execute("PRAGMA query_only = OFF")
-        if first:  # the data steps and the expand steps before them: part of what this apply did
+        if first:  # the renames, or the data steps and the expand steps before them: part of what this apply did
             plan = plan.replace(steps=first + list(plan.steps), touches_rows=True)
         if plan.up_to_date:
             _finish_connection(conn, target.files)
@@ -882,9 +893,66 @@ def _backup(path, backup_dir, between):
 
 
 def _committed(exc, first):
-    return ChangedThenFailed("%s; the %d step(s) before it (%s) are committed, the data steps recorded in %s: fix "
-                             "the cause and apply again to finish" % (
-                                 exc, len(first), ", ".join(s.title for s in first), HISTORY_TABLE))
+    recorded = ", the data steps recorded in %s" % HISTORY_TABLE if any(
+        _kind(s) == "RunDataStep" for s in first) else ""
+    return ChangedThenFailed("%s; the %d step(s) before it (%s) are committed%s: fix the cause and apply again to "
+                             "finish" % (exc, len(first), ", ".join(s.title for s in first), recorded))
+
+
+def _renames_first(conn, path, target, guard, backup, between, stats):
+    """A declaration (without a history) with pending renames: the backup (when a renamed table holds rows), then
+    the rename steps exactly as the plan renders them (plan.rename_steps), checked as the plan checks them
+    (check_renames, and SQLite's own check of every view and trigger when it renames: a failure rolls back, nothing
+    changed, exit 2), all in one short write transaction (ALTER TABLE RENAME copies no row), committed before the
+    rest is planned read-only against the renamed file, so that no rename is planned on a scratch copy of the whole
+    file. between(title, "rename", 1) after the commit. Returns (backup, the rename steps, marked executed)."""
+    from ..sqlite import structure  # only a file that differs from the declaration is read further
+    conn.execute("PRAGMA query_only = ON")
+    conn.execute("BEGIN")
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
+            return None, []
+        raw = structure.read_raw(conn)
+        if guard is not None:
+            from .apply import _refuse_foreign_file  # as planning does, before anything is written
+            _refuse_foreign_file(conn, raw, target, guard)
+        if not structure.compare(target.structure, structure.to_structure(raw)):
+            return None, []  # up to date: no rename pending
+        from . import diff as d  # only a file that differs: the renames are read from the diff
+        from .introspect import read_live  # as above: the model of the live file
+        from .plan import _has_rows, check_renames, rename_steps  # the plan's own rename steps and checks
+        live = read_live(conn, raw)
+        if live.is_empty:
+            return None, []
+        check_renames(conn, target.schema, live)
+        changes = d.renames(target.schema, live)
+        if not changes:
+            return None, []
+        steps = rename_steps(changes)
+        touches = any(_has_rows(conn, s.table) for s in steps)
+    finally:
+        conn.execute("ROLLBACK")
+        conn.execute("PRAGMA query_only = OFF")
+    backup_to = _backup(path, backup[0], between) if backup and touches else None
+    title = ", ".join(s.title for s in steps)
+    conn.execute("PRAGMA legacy_alter_table = OFF")  # as a plain apply renames: views and triggers rewritten
+    try:
+        with _Lock(conn, stats, title):
+            check_renames(conn, target.schema, read_live(conn))  # again: the application may have written since
+            for step in steps:
+                try:
+                    for stmt in step.statements:
+                        conn.execute(stmt)
+                except sqlite3.OperationalError as exc:
+                    raise UnsafeMigrationError("refusing to migrate, nothing was changed: %s failed: %s (SQLite "
+                                               "checks every view and trigger when it renames)" % (
+                                                   step.title, exc)) from None
+    except BaseException:
+        discard(backup_to)
+        raise
+    if between is not None:
+        between(title, "rename", 1)
+    return backup_to, [s.replace(executed=True) for s in steps]
 
 
 def _data_steps_first(conn, path, target, guard, backup, between, stats):
@@ -945,7 +1013,7 @@ def plan_online(path, target, guard=None, prune=None):
         if plan.fresh:
             return plan, [{"step": "create the declared schema (an empty file: nothing to keep online)",
                            "lock": "one transaction"}]
-        return plan, OnlinePlan(conn, plan).describe(conn)
+        return plan, OnlinePlan(conn, plan).describe(conn, renames_first=not target.compiled.get("history"))
     except sqlite3.Error as exc:
         raise ApplyError("database %r: %s" % (path, exc)) from None
     finally:

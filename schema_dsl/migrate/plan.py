@@ -448,11 +448,10 @@ def _repair_step(conn, schema, live, ch, render):
                 [render.statement(kind, live_t.name, columns, parent, to)], rows=n, table=live_t.name, change=ch)
 
 
-def _after_renames(conn, target, live, first, prune):
-    """Renames first: run them on conn inside a savepoint, plan the rest against the renamed file, undo them, and
-    return one plan (the rename steps, then the rest). A read-only connection plans on a copy of the file."""
+def rename_steps(first):
+    """The steps of the declared renames (diff.renames), in order, each naming the table it touches as the file has
+    it before them (quick_check, backups); apply --online commits them first (online.py)."""
     from ..compile import render as r  # see migration_plan
-    from .introspect import read_live  # the renamed file is read again
     from . import diff as d  # see check_data
     steps = []
     for ch in first:
@@ -469,9 +468,16 @@ def _after_renames(conn, target, live, first, prune):
                               [r.statement("rename_column", ch.table.name, ch.old, ch.new)],
                               table=ch.table.name, change=ch))
     former = {ch.table.name.lower(): ch.old for ch in first if isinstance(ch, d.RenameTable)}
-    # the table each rename step touches, as the file has it before the plan (quick_check, backups)
-    steps = [s.replace(table=former.get(s.table.lower(), s.table)) if s.table else s for s in steps]
+    return [s.replace(table=former.get(s.table.lower(), s.table)) if s.table else s for s in steps]
+
+
+def _after_renames(conn, target, live, first, prune):
+    """Renames first: run them on conn inside a savepoint, plan the rest against the renamed file, undo them, and
+    return one plan (the rename steps, then the rest). A read-only connection plans on a copy of the file."""
+    from .introspect import read_live  # the renamed file is read again
+    steps = rename_steps(first)
     touches = any(_has_rows(conn, s.table) for s in steps)
+    former = {ch.table.name.lower(): ch.old for ch in first if type(ch).__name__ == "RenameTable"}
     conn.execute("SAVEPOINT schemagen_renames")
     try:
         try:
