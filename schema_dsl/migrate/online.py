@@ -22,7 +22,7 @@ transaction. Instead:
    transaction), sqlite_sequence carried over as the larger value, and the plan's other steps (the views
    and triggers that lived on the table, the user's too, dropped and recreated) run in plan order.
 
-The declared renames (a declaration without a history) are committed first, together in one short transaction,
+The declared renames (when no data step is pending) are committed first, together in one short transaction,
 before the rest is planned (read-only) against the renamed file. Other steps of the plan that are not rebuilds run
 before the copy each in its own transaction (create table, add column, fill, a new index on a table that is
 not rebuilt: that one holds the write lock while it indexes the table, and plan --online says how long it
@@ -397,8 +397,8 @@ class OnlinePlan:
 
     def describe(self, conn, renames_first=True):
         """plan --online: [{"step", "lock"}] in the order they run: what holds the write lock and how long.
-        renames_first: the declaration keeps no history, so apply --online commits its renames first
-        (_renames_first)."""
+        renames_first: no data step is pending, so apply --online commits the renames first, alone
+        (_renames_first); with one, they commit with the expand steps before it (_data_steps_first)."""
         out = []
         for step in self.before:  # a new index on a table not rebuilt is built here, in its own transaction
             rows = step.rows or 0
@@ -801,10 +801,10 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
     try:
         conn.execute("PRAGMA foreign_keys = OFF")  # outside any transaction: no ON DELETE fires in the swap
         drop_leftovers(conn)
-        first = []
-        if target.compiled.get("history"):
-            backup_to, first = _data_steps_first(conn, path, target, guard, backup, between, stats)
-        else:
+        # pending data steps: they and the expand steps before them (the renames among them) commit first; else
+        # the renames alone do (the target keeps a history under --online: keeping_history)
+        backup_to, first = _data_steps_first(conn, path, target, guard, backup, between, stats)
+        if not first:
             backup_to, first = _renames_first(conn, path, target, guard, backup, between, stats)
         # a read transaction, and query_only: planning and checking never take the write lock (the renames are
         # committed above, so nothing is planned on a scratch copy of the file; a write here would also fail at
@@ -900,7 +900,7 @@ def _committed(exc, first):
 
 
 def _renames_first(conn, path, target, guard, backup, between, stats):
-    """A declaration (without a history) with pending renames: the backup (when a renamed table holds rows), then
+    """A declaration with pending renames and no pending data step: the backup (when a renamed table holds rows), then
     the rename steps exactly as the plan renders them (plan.rename_steps), checked as the plan checks them
     (check_renames, and SQLite's own check of every view and trigger when it renames: a failure rolls back, nothing
     changed, exit 2), all in one short write transaction (ALTER TABLE RENAME copies no row), committed before the
@@ -1013,7 +1013,8 @@ def plan_online(path, target, guard=None, prune=None):
         if plan.fresh:
             return plan, [{"step": "create the declared schema (an empty file: nothing to keep online)",
                            "lock": "one transaction"}]
-        return plan, OnlinePlan(conn, plan).describe(conn, renames_first=not target.compiled.get("history"))
+        return plan, OnlinePlan(conn, plan).describe(conn, renames_first=not any(
+            _kind(s) == "RunDataStep" for s in plan.steps))
     except sqlite3.Error as exc:
         raise ApplyError("database %r: %s" % (path, exc)) from None
     finally:
