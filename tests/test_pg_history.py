@@ -468,8 +468,8 @@ def test_a_table_named_like_the_history_that_is_not_schemagens_does_not_break_va
 def test_concurrent_applies_on_postgresql_run_a_data_step_once(tmp_path, pg_url, online):
     # before: each apply planned in its own READ COMMITTED transaction before any lock, so each saw the step pending;
     # the UPDATEs waited for each other's row locks and then all ran: three applies at once gave n = 3 and three
-    # records of 'count_up'. Now a plain apply waits for schemagen's advisory lock, then finds it up to date; an
-    # online one (many transactions) is refused at once while another holds it, nothing changed
+    # records of 'count_up'. Now each apply waits for schemagen's advisory lock, then finds it up to date (or,
+    # online, is refused after lock_timeout, nothing changed)
     import subprocess
     import sys
     from schema_dsl.cli import main

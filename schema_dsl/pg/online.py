@@ -557,17 +557,15 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
     started = time.perf_counter()
     conn = pg_apply.connect(url)
     try:
-        if not conn.execute(alter_statement("online_apply_lock")).fetchone()[0]:  # released when conn closes
-            raise ApplyError("%s: another schemagen apply is running on this database; nothing changed: apply "
-                             "again when it has finished" % database)
-        if prune is None and not pg_apply._declared_present(conn, compiled["structure"]):
-            r = pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout)
-            return PgOnlineResult(database, None, r.applied, 1, r.statements, 0, r.seconds, r.report, fresh=r.applied)
         try:
             budget_ms = _ms(conn, lock_timeout)
         except psycopg.Error:
             raise ApplyError("%s: lock_timeout %r is not a duration (e.g. 5s, 500ms); nothing changed" % (
                 database, lock_timeout)) from None
+        _one_apply_at_a_time(conn, database, lock_timeout, budget_ms)
+        if prune is None and not pg_apply._declared_present(conn, compiled["structure"]):
+            r = pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout)
+            return PgOnlineResult(database, None, r.applied, 1, r.statements, 0, r.seconds, r.report, fresh=r.applied)
         runner = _Runner(conn, schema, budget_ms, min(attempt_ms, budget_ms) if budget_ms else attempt_ms,
                          statement_timeout)
         runner.comp = Compiled(schema)
@@ -630,6 +628,18 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
                               report)
     finally:
         conn.close()
+
+
+def _one_apply_at_a_time(conn, database, lock_timeout, budget_ms):
+    """schemagen's advisory lock for the whole online apply (released when conn closes): waited for up to
+    lock_timeout (0: for as long as it takes), as a plain apply waits for it; a killed apply's server session
+    holds it until the server notices the client is gone."""
+    deadline = time.monotonic() + budget_ms / 1000.0
+    while not conn.execute(alter_statement("online_apply_lock")).fetchone()[0]:
+        if budget_ms and time.monotonic() >= deadline:
+            raise ApplyError("%s: another schemagen apply is running on this database (waited lock_timeout %s); "
+                             "nothing changed: apply again when it has finished" % (database, lock_timeout))
+        time.sleep(0.05)
 
 
 def _first_steps(conn, schema, compiled, database):
