@@ -413,3 +413,25 @@ def test_a_data_step_that_raises_commits_nothing_even_under_a_runner_that_goes_o
     assert conn.execute("SELECT first FROM notes ORDER BY id").fetchall() == [("a",), ("b",)]
     conn.close()
 
+
+
+def test_a_data_step_reading_last_insert_rowid_gives_in_the_script_what_apply_gives(tmp_path):
+    # each statement in a trigger of its own: a trigger restores last_insert_rowid() when it ends, so the second
+    # statement read the rowid of the script's own bookkeeping row, not the note the first one inserted
+    from schema_dsl.model import Column, DataStep, PrimaryKey, Schema, Table
+    decl = Schema("notes", tables=[
+        Table("notes", [Column("id", "INTEGER"), Column("doc", "TEXT"), Column("first", "TEXT")], PrimaryKey(["id"]))],
+        data_steps=[DataStep("mark_new", sql="INSERT INTO notes (doc) VALUES ('added'); "
+                                             "UPDATE notes SET first = 'newest' WHERE id = last_insert_rowid()")])
+    by_apply, by_script = str(tmp_path / "a.db"), str(tmp_path / "s.db")
+    for path in (by_apply, by_script):
+        _notes(path)
+    text = export_script(by_script, schema=decl)
+    script = tmp_path / "migrate.sql"
+    script.write_text(text, encoding="utf-8")
+    assert run_no_bail(by_script, script).stderr == ""
+    apply(by_apply, schema=decl, backup=False)
+    assert _contents(by_script)[1] == _contents(by_apply)[1]
+    conn = sqlite3.connect(by_script)
+    assert conn.execute("SELECT id, first FROM notes WHERE first IS NOT NULL").fetchall() == [(3, "newest")]
+    conn.close()

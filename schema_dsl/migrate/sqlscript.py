@@ -225,7 +225,13 @@ def _guarded_steps(plan):
                                       "run before)" % (step.change.name, HISTORY_TABLE)))
             items.append((render.statement("guard_data", what, render.statement(
                 "data_step_not_recorded", HISTORY_TABLE, step.change.name)), None, False))
-        for stmt in step.statements:
+        statements = list(step.statements)
+        if type(step.change).__name__ == "RunDataStep" and len(statements) > 1 and all(
+                _in_trigger(_or_rollback(x) or x) for x in statements):
+            # a data step's statements in one trigger body: last_insert_rowid() and changes() carry from one to the
+            # next as they do when apply runs them (a trigger restores both when it ends)
+            statements = ["\n".join(_or_rollback(x) or x for x in statements)]
+        for stmt in statements:
             guard = _unique_index_guard(stmt)
             if guard is not None:
                 what, message, condition = guard
