@@ -155,3 +155,45 @@ def fmt_s(x):
 
 def fmt_range(summ):
     return "%s (%s – %s)" % (fmt_s(summ["median"]), fmt_s(summ["min"]), fmt_s(summ["max"]))
+
+
+# --- shared by run.py and the measures it runs (pg_transfer.py standalone): here, so none imports run.py
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def child_env(work):
+    """The environment of every measured process: bytecode cached (as in an installed package), in the scratch folder."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    return env
+
+
+def alternate(sides, runs, warmup, prepare=None, after=None):
+    """Run each side (name -> callable returning a Run) `warmup + runs` times, rotating the order each round."""
+    names = list(sides)
+    out = {n: [] for n in names}
+    for rnd in range(warmup + runs):
+        k = rnd % len(names)
+        for name in names[k:] + names[:k]:
+            if prepare:
+                prepare(name)
+            r = sides[name]()
+            if r.returncode != 0:
+                raise RuntimeError("%s exited %d: %s" % (name, r.returncode, (r.stderr or "")[-500:]))
+            if rnd >= warmup:
+                out[name].append(r)
+            if after:
+                after(name)
+    return out
+
+
+def times(runs):
+    return summary([r.seconds for r in runs])
+
+
+def ratio(a, b):
+    return a["median"] / b["median"] if b["median"] else float("nan")

@@ -207,19 +207,18 @@ def standalone(argv):
     args = ap.parse_args(argv)
     sys.path.insert(0, str(BENCH))
     import common as C
-    import run as R
     work = Path(args.work) / ("run-%d" % os.getpid())
     work.mkdir(parents=True, exist_ok=True)
     try:
         fixture = work / "fixture.db"
-        R.log("building an old-shape fixture, %d tasks" % args.tasks)
+        C.log("building an old-shape fixture, %d tasks" % args.tasks)
         C.build_legacy(fixture, "old", args.tasks)
         from schema_dsl.migrate.apply import apply as sqlite_apply
         sqlite_apply(str(fixture), backup=False)
         ctx = {"cfg": {"transfer_runs": args.runs, "transfer_warmup": args.warmup}, "work": work,
-               "env": R.child_env(work)}
+               "env": C.child_env(work)}
         load = os.getloadavg()
-        out = measure(ctx, fixture, R.alternate, R.times, R.ratio, R.log)
+        out = measure(ctx, fixture, C.alternate, C.times, C.ratio, C.log)
         out["tasks"] = args.tasks
         out["load_before"] = load
         out["load_after"] = os.getloadavg()

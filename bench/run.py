@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
-from common import fmt_range, fmt_s, percentile, summary  # noqa: E402
+from common import alternate, child_env, fmt_range, fmt_s, log, percentile, ratio, summary, times  # noqa: E402
 
 FINDINGS = C.BENCH / "findings.md"
 
@@ -60,48 +60,8 @@ TARGETS = {
 }
 
 
-def log(msg):
-    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
-
-
-def child_env(work):
-    """The environment of every measured process: bytecode cached (as in an installed package), in the scratch folder."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.pop("PYTHONPROFILEIMPORTTIME", None)
-    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-    return env
-
-
-def alternate(sides, runs, warmup, prepare=None, after=None):
-    """Run each side (name -> callable returning a Run) `warmup + runs` times, rotating the order each round."""
-    names = list(sides)
-    out = {n: [] for n in names}
-    for rnd in range(warmup + runs):
-        k = rnd % len(names)
-        for name in names[k:] + names[:k]:
-            if prepare:
-                prepare(name)
-            r = sides[name]()
-            if r.returncode != 0:
-                raise RuntimeError("%s exited %d: %s" % (name, r.returncode, (r.stderr or "")[-500:]))
-            if rnd >= warmup:
-                out[name].append(r)
-            if after:
-                after(name)
-    return out
-
-
-def times(runs):
-    return summary([r.seconds for r in runs])
-
-
 def rss(runs):
     return summary([r.maxrss_mib for r in runs])
-
-
-def ratio(a, b):
-    return a["median"] / b["median"] if b["median"] else float("nan")
 
 
 # --------------------------------------------------------------------------- measures
