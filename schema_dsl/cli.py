@@ -797,19 +797,19 @@ def _pg_validate(db, decl, as_json, report_path, verbose, full_integrity):
 
 
 def _pg_apply(db, decl, as_json, report_path, no_validate, verbose, check_data, full_integrity, **options):
-    """apply on PostgreSQL (pg/migrate.py, or pg/online.py's entry point under --online); URLs are printed
+    """apply on PostgreSQL (pg/migration.py, or pg/online.py's entry point under --online); URLs are printed
     masked. Its --json document and report have SQLite's shape (check/documents.py)."""
     pg = _pg()
     timings = _StepTimes()
     try:
         compiled = pg.compiled_for(decl)
-        from .pg import migrate  # PostgreSQL's planner (pg/plan.py) and migration
+        from .pg import migration  # PostgreSQL's planner (pg/plan.py) and migration
         if options.pop("online", False):
             from .pg import online  # apply --online: many short transactions
             options.pop("concurrently", None)  # online builds every index CONCURRENTLY
             result = online.apply_online(db, _schema(decl), compiled, **options)
         else:
-            result = migrate.apply(db, _schema(decl), compiled, progress=timings, **options)
+            result = migration.apply(db, _schema(decl), compiled, progress=timings, **options)
         if result.applied:
             _Interrupts.committed.append(db)
         report = result.report
@@ -863,7 +863,7 @@ def _pg_apply(db, decl, as_json, report_path, no_validate, verbose, check_data, 
 
 
 class _StepTimes:
-    """pg/migrate.py's progress(step, statement): what each step took, in the order they ran."""
+    """pg/migration.py's progress(step, statement): what each step took, in the order they ran."""
 
     def __init__(self):
         self.starts, self.steps = [], []
@@ -885,19 +885,19 @@ class _StepTimes:
 def _pg_plan(db, decl, as_json, sql_file, prune, concurrently, online=False):
     """plan on PostgreSQL: the steps (pg/plan.py), --json, or the --sql script in one or two parts."""
     try:
-        from .pg import migrate, plan as pgplan  # psycopg: only the PostgreSQL path imports it
+        from .pg import migration, plan as pgplan  # psycopg: only the PostgreSQL path imports it
     except ImportError as exc:
         raise _Abort("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
     from . import outfiles  # see render
     try:
-        compiled = migrate.pg_apply.compiled_for(decl)  # refuses a stale generated/postgresql/, as apply does
+        compiled = migration.pg_apply.compiled_for(decl)  # refuses a stale generated/postgresql/, as apply does
         if sql_file is not None and online:
             raise _Abort("plan --sql --online: an online migration is many transactions run and retried by "
                          "schemagen, not one script; use plan --online to see its steps")
         if sql_file is not None:
             if sql_file != "-":
                 outfiles.check_file(sql_file, "--sql")
-            text = migrate.export_script(db, _schema(decl), prune=prune, concurrently=concurrently, compiled=compiled)
+            text = migration.export_script(db, _schema(decl), prune=prune, concurrently=concurrently, compiled=compiled)
             if sql_file == "-":
                 click.echo(text, nl=False)
             else:
@@ -909,7 +909,7 @@ def _pg_plan(db, decl, as_json, sql_file, prune, concurrently, online=False):
             result = pgonline.plan_online(db, _schema(decl), prune=prune)
             pgplan = pgonline
         else:
-            result = migrate.plan(db, _schema(decl), prune=prune, concurrently=concurrently)
+            result = migration.plan(db, _schema(decl), prune=prune, concurrently=concurrently)
     except SchemagenError as exc:
         _fail(exc)
     if as_json:
@@ -1249,7 +1249,7 @@ def docs(out_dir, schema_spec):
 def inspect(db, out_file, schema_name, keep_versions):
     """Write a declaration (a Python file) of an existing database's structure."""
     # inspect reads the database into the model and writes Python
-    from .migrate.inspect import inspect_file
+    from .migrate.write_declaration import inspect_file
     if _is_postgresql(db):
         raise _Abort("--db %s: inspect reads an SQLite file; reading a PostgreSQL database into a declaration is "
                      "not built" % _shown(db))

@@ -14,7 +14,7 @@ from schema_dsl.cli import main
 from schema_dsl.compile.target import Target
 from schema_dsl.errors import DeclarationError
 from schema_dsl.migrate.apply import apply
-from schema_dsl.migrate.inspect import inspect_database
+from schema_dsl.migrate.write_declaration import inspect_database
 from schema_dsl.sqlite import structure
 
 

@@ -1,4 +1,4 @@
-"""Migrations on PostgreSQL (schema_dsl/pg/plan.py, pg/migrate.py): a design change applied with rows present,
+"""Migrations on PostgreSQL (schema_dsl/pg/plan.py, pg/migration.py): a design change applied with rows present,
 PostgreSQL's own ALTERs (renames, ADD COLUMN with a backfill, NOT VALID then VALIDATE, UNIQUE USING INDEX, a
 removed index), the ACCESS EXCLUSIVE steps named, a held lock failing cleanly, CONCURRENTLY after COMMIT with a
 failure exiting 3 and the INVALID index rebuilt, the data-loss guard, plan --sql in two parts."""

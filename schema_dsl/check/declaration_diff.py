@@ -51,7 +51,7 @@ from ..compile.project import DEFAULT_OUT, find_project, load_declaration, load_
 from ..compile.target import DECLARATION_FILE, Target
 from ..errors import SchemagenError, UnsafeMigrationError
 from ..migrate import diff as d
-from ..migrate.inspect import declaration_text, load_text
+from ..migrate.write_declaration import declaration_text, load_text
 from ..migrate.introspect import read_live
 from ..migrate.plan import fresh_plan, migration_plan
 from ..sqlite import dbfile

@@ -2,7 +2,7 @@
 
 What works so far (README, "PostgreSQL"): a fresh apply to a database that holds none of the declared tables,
 an up-to-date apply (nothing to do), and validate. A database holding some of the declared tables but not
-matching is refused here, nothing changed: pg/migrate.py plans and applies that migration (and calls _apply only
+matching is refused here, nothing changed: pg/migration.py plans and applies that migration (and calls _apply only
 for a database holding none of the declared objects).
 
 The apply runs every statement of generated/postgresql/declaration.json in one transaction (PostgreSQL's DDL is

@@ -22,7 +22,7 @@ COLUMN with a volatile default) says so in `lock`. A change that would lose or i
 that becomes NOT NULL without a fill.
 
 The plan is computed on an open connection inside the caller's transaction, after the renames have run in it
-(pg/migrate.py): the rest is planned against the renamed tables, as the server itself prints them.
+(pg/migration.py): the rest is planned against the renamed tables, as the server itself prints them.
 """
 from __future__ import annotations
 
