@@ -36,6 +36,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from . import dialects
 from .migrate import apply as apply_mod
 from .sqlite import dbfile, structure
 from .errors import DatabaseFileError, NotOnThisEngine, ValidationFailed
@@ -48,13 +49,6 @@ from .model import Schema
 LOG = logging.getLogger("schema_dsl.database")
 
 DEFAULT_LOCK_TIMEOUT_S = 120.0
-SCHEMES = ("postgresql://", "postgres://")
-
-
-def _is_url(db_path):
-    return isinstance(db_path, str) and db_path.lower().startswith(SCHEMES)
-
-
 _PG_CLASS = []
 
 
@@ -142,7 +136,7 @@ class Database:
     def __new__(cls, db_path: str | os.PathLike[str], *, schema: Schema | str | Target | None = None,
                 backup: bool = True, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
                 statement_timeout: str | int | None = None, settings: dict | None = None) -> Database:
-        if _is_url(db_path):
+        if dialects.is_postgresql(db_path):  # the registry's one rule, as the CLI's --db
             return super().__new__(_postgresql_class() if cls is Database else cls)
         given = [n for n, v in (("statement_timeout", statement_timeout), ("settings", settings)) if v is not None]
         if given:

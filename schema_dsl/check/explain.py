@@ -477,6 +477,19 @@ def explain_database(path, schema, sample_rows=None):
     return ExplainReport(path, had_stat1, "scratch", sample_rows, results, notes)
 
 
+def strict_severities(schema, report):
+    """explain --strict's rule: one severity per serves-query whose plan uses neither its index nor an identical
+    one, an error where the declaration requires that plan, else a warning (the rule of the validation report)."""
+    from ..compile.render import plan_checks  # --strict only: the same rule the report compiles
+    checks = plan_checks(schema)
+    severities = []
+    for r in report.results:
+        accepted = {r.index.lower(), *(n.lower() for n in checks[r.index]["identical"])}
+        if not accepted & {n.lower() for n in indexes_used(r.plan)}:
+            severities.append("error" if checks[r.index]["required"] else "warning")
+    return severities
+
+
 # --- output -------------------------------------------------------------------
 
 def to_json(report):

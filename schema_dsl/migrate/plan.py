@@ -691,3 +691,67 @@ def _rebuild_step(conn, ch, live, nrows, render):
     why = "rebuild (SQLite's 12-step procedure, foreign keys off, in the one transaction): " + ch.reason
     return Step("rebuild table '%s' (copies %s)" % (t.name, plural(nrows, "row")), why, statements,
                 rows=nrows, table=old, change=ch)
+
+
+# --- plan's text -------------------------------------------------------------------------
+
+def format_plan(plan):
+    """plan's text: the steps, each with why and its statements, what it loses or weakens, and what is kept (with
+    the exact ways to drop it)."""
+    if plan.up_to_date:
+        lines = ["up to date: nothing to do" + (" (%s the declaration does not have %s kept: see below)" % (
+            plural(len(plan.extras), "object"), "is" if len(plan.extras) == 1 else "are") if plan.extras else "")]
+    else:
+        lines = ["%s, %s, in one transaction%s:" % (
+            plural(len(plan.steps), "step"), plural(len(plan.statements), "statement"),
+            "; a backup is made first" if plan.touches_rows else "")]
+        for n, s in enumerate(plan.steps, start=1):
+            lines.append("  %d. %s" % (n, s.title))
+            reasons = getattr(s.change, "reasons", None)
+            if reasons:  # a rebuild: every reason, and the renames and new columns it carries
+                lines += ["       - %s" % r.text for r in reasons]
+        lines += ["", "Each step, why, and its statements:"]
+        for n, s in enumerate(plan.steps, start=1):
+            lines.append("")
+            lines.append("%d. %s" % (n, s.title))
+            lines.append("   why: %s" % s.why)
+            for stmt in s.statements:
+                lines += ["   " + line for line in stmt.splitlines()]
+    if plan.data_loss:
+        lines.append("")
+        lines.append("loses data (apply makes a backup first and asks; --yes accepts):")
+        lines += ["  - %s" % d["text"] for d in plan.data_loss]
+    weakens = [(s.change.kind, s.change.name, s.change.weakens) for s in plan.steps
+               if getattr(s.change, "weakens", None)]
+    if weakens:
+        lines.append("")
+        lines.append("weakens, although no row goes:")
+        lines += ["  - %s '%s': %s" % w for w in weakens]
+    if plan.extras:
+        lines.append("")
+        lines.append("not in the declaration, kept (apply drops only what the declaration removes or --prune names):")
+        for e in plan.extras:
+            lines.append("  - %s" % e)
+            lines.append("      to drop it: %s" % removal_advice(e))
+    return "\n".join(lines)
+
+
+_KEPT = (r"(?P<kind>virtual table|table|index|view|trigger) '(?P<name>(?:[^']|'')*)'"
+         r"(?:: column '(?P<column>(?:[^']|'')*)')?")
+
+
+def removal_advice(kept):
+    """The exact ways to drop one kept object (a line of plan.extras): the declaration's removed(...), or --prune
+    (with --allow-data-loss for what holds data: a table, a column)."""
+    match = re.match(_KEPT, kept)
+    if match is None:
+        return "declare it removed with removed(...), or apply --prune"
+    kind, name, column = match.group("kind"), match.group("name"), match.group("column")
+    q = lambda text: '"%s"' % text.replace("''", "'").replace("\\", "\\\\").replace('"', '\\"')
+    if column is not None:
+        return "removed(\"column\", %s, \"why\", table=%s), or apply --prune --allow-data-loss (its values go; a " \
+               "backup is made first)" % (q(column), q(name))
+    if kind in ("table", "virtual table"):
+        return "removed(\"table\", %s, \"why\"), or apply --prune --allow-data-loss (its rows go; a backup is made " \
+               "first)" % q(name)
+    return "removed(%s, %s, \"why\"), or apply --prune (no data goes)" % (q(kind), q(name))

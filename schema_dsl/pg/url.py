@@ -1,13 +1,8 @@
-"""PostgreSQL URLs: recognize one, and never show its password (standard library only)."""
+"""PostgreSQL URLs: never show their password (standard library only). Which --db is a URL is the dialect
+registry's one rule (dialects.is_postgresql)."""
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-SCHEMES = ("postgresql://", "postgres://")
 MASK = "***"
-
-
-def is_postgresql(db):
-    """Whether a --db value selects PostgreSQL: a postgresql:// or postgres:// URL."""
-    return isinstance(db, str) and db.lower().startswith(SCHEMES)
 
 
 def passwords(url):

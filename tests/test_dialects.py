@@ -1,0 +1,59 @@
+"""The dialect registry (schema_dsl/dialects/): one rule picks the engine of a --db, and both engines answer the
+same operations; what one engine does not take is refused in one line naming it."""
+import inspect
+
+import pytest
+
+from schema_dsl import dialects
+from schema_dsl.errors import SchemagenError
+
+
+@pytest.mark.parametrize("db, name", [
+    ("app.db", "sqlite"), ("/tmp/x/postgresql.db", "sqlite"), ("postgresql.db", "sqlite"),
+    ("postgresql://u@h/db", "postgresql"), ("POSTGRES://h/db", "postgresql"), ("postgres://h:5432/db?x=1", "postgresql"),
+])
+def test_one_rule_picks_the_dialect_of_a_db_value(db, name):
+    dialect = dialects.for_db(db)
+    assert dialect.name == name and dialects.name_of(db) == name
+    assert dialects.for_db(db) is dialect  # one instance per engine
+
+
+def _operations(cls):
+    """The operations a dialect answers: its own and those the base Dialect gives every engine."""
+    return {n for n in dir(cls) if not n.startswith("_") and inspect.isfunction(getattr(cls, n))}
+
+
+def test_both_dialects_answer_the_same_operations():
+    """Every operation SQLite has, PostgreSQL has too, or refuses as a command it does not run (one line)."""
+    from schema_dsl.dialects.postgresql import PostgreSQL
+    from schema_dsl.dialects.sqlite import SQLite
+    sqlite_only = _operations(SQLite) - _operations(PostgreSQL)
+    assert sqlite_only == {"inspect", "list_backups", "restore"}
+    assert {"inspect", "restore"} <= set(PostgreSQL.refused_commands)
+    assert _operations(PostgreSQL) - _operations(SQLite) == {"compiled", "receives_transfer"}
+    for operation in ("plan", "plan_online", "export_script", "apply", "validate", "explain", "lint",
+                      "read_history", "record_by_hand", "refuse_foreign", "renderer", "script_written"):
+        assert operation in _operations(SQLite) and operation in _operations(PostgreSQL), operation
+
+
+def test_an_option_no_db_takes_is_refused_naming_it():
+    assert dialects.refused_option(["a.db"], {"lock_timeout": "--lock-timeout"}) == (
+        "--lock-timeout: an option of PostgreSQL only; --db a.db is an SQLite file, nothing was changed")
+    assert dialects.refused_option(["postgresql://u:secret@h/db"], {"backup_dir": "--backup-dir"}) == (
+        "--backup-dir: PostgreSQL has no file backup (an option of SQLite only); --db postgresql://u:***@h/db is a "
+        "PostgreSQL URL, nothing was changed")
+    # several --db of both engines: each takes the options of its own engine
+    assert dialects.refused_option(["a.db", "postgresql://h/db"], {"lock_timeout": "--lock-timeout",
+                                                                  "backup_dir": "--backup-dir"}) is None
+    assert dialects.refused_option(["a.db"], {"backup_dir": "--backup-dir", "as_json": "--json"}) is None
+
+
+def test_a_command_an_engine_does_not_run_is_refused_in_one_line():
+    with pytest.raises(SchemagenError, match=r"^--db postgresql://u:\*\*\*@h/db: PostgreSQL has no file backup"):
+        dialects.for_db("postgresql://u:pw@h/db").refuse("restore", "postgresql://u:pw@h/db")
+    dialects.for_db("a.db").refuse("restore", "a.db")  # SQLite runs it
+
+
+def test_transfer_goes_only_into_postgresql():
+    with pytest.raises(SchemagenError, match="^--to must be a postgresql:// or postgres:// URL$"):
+        dialects.for_db("b.db").transfer("a.db", "b.db", None)
