@@ -24,13 +24,17 @@ def _operations(cls):
 
 
 def test_both_dialects_answer_the_same_operations():
-    """Every operation SQLite has, PostgreSQL has too, or refuses as a command it does not run (one line)."""
+    """One interface: every operation is the base Dialect's; an engine overrides what differs, and what it has no
+    meaning for (inspect and restore on PostgreSQL, transfer into SQLite) is refused in one line."""
     from schema_dsl.dialects.postgresql import PostgreSQL
     from schema_dsl.dialects.sqlite import SQLite
-    sqlite_only = _operations(SQLite) - _operations(PostgreSQL)
-    assert sqlite_only == {"inspect", "list_backups", "restore"}
+    assert _operations(SQLite) == _operations(dialects.Dialect)
+    assert _operations(PostgreSQL) - _operations(dialects.Dialect) == {"compiled"}
     assert {"inspect", "restore"} <= set(PostgreSQL.refused_commands)
-    assert _operations(PostgreSQL) - _operations(SQLite) == {"compiled", "receives_transfer"}
+    url = "postgresql://h/db"
+    for refused in (lambda d: d.inspect(url), lambda d: d.list_backups(url), lambda d: d.restore(url)):
+        with pytest.raises(SchemagenError, match="^--db postgresql://h/db: "):
+            refused(dialects.for_db(url))
     for operation in ("plan", "plan_online", "export_script", "apply", "validate", "explain", "lint",
                       "read_history", "record_by_hand", "refuse_foreign", "renderer", "script_written"):
         assert operation in _operations(SQLite) and operation in _operations(PostgreSQL), operation

@@ -102,26 +102,28 @@ class Declared:
 
     def __init__(self, decl):
         self.decl = decl
-        self._target = self._schema = self._compiled = None
+        self._built = {}
 
     @property
     def guard(self):
         """The fallback to the shipped declaration never lands on another application's database."""
         return "shipped" if self.decl.shipped and not self.decl.explicit else None
 
+    def once(self, what, build):
+        """build(decl), the first time `what` is asked for in this command; the same value after that."""
+        if what not in self._built:
+            self._built[what] = build(self.decl)
+        return self._built[what]
+
     def target(self):
         """The Target SQLite applies and checks against (the project's rendered files must not be stale)."""
-        if self._target is None:
-            from ..compile.project import target  # the rendered files: SQLite's commands only
-            self._target = target(self.decl)
-        return self._target
+        from ..compile.project import target  # the rendered files: SQLite's commands only
+        return self.once("target", target)
 
     def schema(self):
         """The declaration as the model (lint, explain, PostgreSQL's planner)."""
-        if self._schema is None:
-            from ..compile.project import load_schema  # builds the model: not on a fresh apply's path
-            self._schema = load_schema(self.decl)
-        return self._schema
+        from ..compile.project import load_schema  # builds the model: not on a fresh apply's path
+        return self.once("schema", load_schema)
 
 
 def declare(decl, dbs, prepare=False):
@@ -165,8 +167,69 @@ class Dialect:
         """Under the fallback to the shipped declaration, refuse a database of another application (exit 2)."""
         raise NotImplementedError
 
+    # The operations every engine answers (each returns what the CLI prints; a SchemagenError carries its exit code)
+
+    def plan(self, db, declared, prune=None, concurrently=False):
+        """What apply would do, only read: a Shown (the steps, why, their statements; --json: the plan document)."""
+        raise NotImplementedError
+
+    def plan_online(self, db, declared, prune=None):
+        """What apply --online would do: a Shown (each step with the lock it takes)."""
+        raise NotImplementedError
+
+    def export_script(self, db, declared, prune=None, concurrently=False):
+        """plan --sql: the script apply would run, as one text that changes nothing on another structure."""
+        raise NotImplementedError
+
+    def script_written(self, path):
+        """The line that says the script was written to path and how to run it on this engine."""
+        raise NotImplementedError
+
+    def apply(self, db, declared, **options):
+        """Create or migrate the database (online=True: the engine's online way); an Applied."""
+        raise NotImplementedError
+
+    def validate(self, db, declared, full_integrity=False, working=None):
+        """The validation report (check/validate.py's shape, the same keys on both engines)."""
+        raise NotImplementedError
+
+    def explain(self, db, declared, sample_rows=None, working=None):
+        """Whether each serves-query uses its index: a Shown with the severities explain --strict weighs."""
+        raise NotImplementedError
+
+    def lint(self, db, declared):
+        """The declaration's design findings, with what the database itself shows (None: the declaration alone)."""
+        raise NotImplementedError
+
+    def read_history(self, db):
+        """The records of _schemagen_history, oldest first (the same keys on both engines)."""
+        raise NotImplementedError
+
+    def record_by_hand(self, db, names, declared=None):
+        """Mark data steps done without running them; returns the names newly recorded."""
+        raise NotImplementedError
+
+    def inspect(self, db, name=None, keep_versions=False):
+        """(the declaration of the database as Python text, the header settings kept or left out)."""
+        self.refuse("inspect", db)
+        raise NotImplementedError
+
+    def list_backups(self, db, backup_dir=None):
+        """restore --list: (the document, the text)."""
+        self.refuse("restore", db)
+        raise NotImplementedError
+
+    def restore(self, db, **options):
+        """Put a backup back into the database."""
+        self.refuse("restore", db)
+        raise NotImplementedError
+
     def transfer(self, source, url, declared, **options):
         """Move an SQLite file's rows into this engine (schemagen transfer --to)."""
+        raise SchemagenError("--to must be a postgresql:// or postgres:// URL")
+
+    def receives_transfer(self):
+        """Refuse (one line) before anything is read when transfer cannot write into this engine."""
         raise SchemagenError("--to must be a postgresql:// or postgres:// URL")
 
     def online_plan_document(self, plan, database, online_steps, refused=()):

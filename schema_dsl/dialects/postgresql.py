@@ -46,10 +46,7 @@ class PostgreSQL(Dialect):
 
     def compiled(self, declared):
         """generated/postgresql/declaration.json (refused when stale), built once per command."""
-        if declared._compiled is None:
-            apply, = _pg("apply")
-            declared._compiled = apply.compiled_for(declared.decl)
-        return declared._compiled
+        return declared.once("postgresql", lambda decl: _pg("apply")[0].compiled_for(decl))
 
     def refuse_foreign(self, db, declared):
         if db is None or declared.guard is None:
