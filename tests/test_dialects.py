@@ -61,3 +61,28 @@ def test_a_command_an_engine_does_not_run_is_refused_in_one_line():
 def test_transfer_goes_only_into_postgresql():
     with pytest.raises(SchemagenError, match="^--to must be a postgresql:// or postgres:// URL$"):
         dialects.for_db("b.db").transfer("a.db", "b.db", None)
+
+
+# --- through the CLI, on both engines ----------------------------------------------------------------------------
+
+from pg_cluster import pg_cluster, pg_url  # noqa: E402,F401 (fixtures)
+from test_behaviour_both import V2, _applied, _cli, engine  # noqa: E402,F401 (the engine fixture and helpers)
+
+
+def test_a_report_that_cannot_be_written_after_a_committed_apply_exits_3_on_both(runner, engine, monkeypatch):
+    """apply's report is written after COMMIT: a failure there says the change is committed and exits 3, on
+    PostgreSQL as on SQLite (PostgreSQL's apply exited 2 there, as if nothing had changed)."""
+    from schema_dsl import outfiles
+    from schema_dsl.errors import OutputPathError
+    _applied(runner, engine)
+
+    def full(path, text, label):
+        raise OutputPathError("%s %r: no space left on device" % (label, str(path)))
+    monkeypatch.setattr(outfiles, "write_text", full)
+    result = _cli(runner, "apply", "--db", engine.db, "--schema", engine.decl(V2), "--report",
+                  str(engine.tmp / "r.md"))
+    assert result.exit_code == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the change to ") and \
+        "is committed, then: --report" in lines[0], result.stderr
+    assert engine.query("SELECT body FROM posts") == []  # the migration (a new column) stands
