@@ -10,7 +10,8 @@ from schema_dsl.errors import SchemagenError
 
 @pytest.mark.parametrize("db, name", [
     ("app.db", "sqlite"), ("/tmp/x/postgresql.db", "sqlite"), ("postgresql.db", "sqlite"),
-    ("postgresql://u@h/db", "postgresql"), ("POSTGRES://h/db", "postgresql"), ("postgres://h:5432/db?x=1", "postgresql"),
+    ("postgresql://u@h/db", "postgresql"), ("POSTGRES://h/db", "postgresql"),
+    ("postgres://h:5432/db?x=1", "postgresql"),
 ])
 def test_one_rule_picks_the_dialect_of_a_db_value(db, name):
     dialect = dialects.for_db(db)
@@ -86,3 +87,25 @@ def test_a_report_that_cannot_be_written_after_a_committed_apply_exits_3_on_both
     assert len(lines) == 1 and lines[0].startswith("error: the change to ") and \
         "is committed, then: --report" in lines[0], result.stderr
     assert engine.query("SELECT body FROM posts") == []  # the migration (a new column) stands
+
+
+@pytest.mark.parametrize("args", [
+    ["plan"], ["plan", "--sql"], ["apply"], ["validate"], ["explain"], ["lint"], ["history"],
+    ["history", "--record", "x"],
+])
+def test_without_psycopg_every_postgresql_command_says_so_in_one_line(tmp_path, args):
+    """The PostgreSQL dialect imports pg/ (and psycopg) per operation: a missing psycopg is one line naming the
+    extra to install, exit 2, for every command (history once ended in a traceback: pg/history.py imports the
+    connection helper inside its functions)."""
+    import subprocess
+    import sys
+    script = ("import sys\n"
+              "sys.modules['psycopg'] = None\n"
+              "from schema_dsl.cli import main\n"
+              "main(sys.argv[1:], prog_name='schemagen')\n")
+    done = subprocess.run([sys.executable, "-c", script, *args, "--db", "postgresql://u:pw@localhost:1/db"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("note: ")]
+    assert done.returncode == 2, done.stderr
+    assert errors == [errors[0]] and errors[0].startswith("error: PostgreSQL needs psycopg (") and \
+        errors[0].endswith("pip install 'schemagen[postgresql]'"), done.stderr

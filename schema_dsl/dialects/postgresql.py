@@ -180,11 +180,11 @@ class PostgreSQL(Dialect):
     # --- the history, and transfer's destination ----------------------------------------------------------------
 
     def read_history(self, db):
-        history, = _pg("history")
+        _, history = _pg("apply", "history")  # pg/history.py connects through pg/apply.py (psycopg)
         return history.read_history(db)
 
     def record_by_hand(self, db, names, declared=None):
-        history, = _pg("history")
+        _, history = _pg("apply", "history")  # see read_history
         return history.record_by_hand(db, names, declared.schema() if declared is not None else None)
 
     def receives_transfer(self):
