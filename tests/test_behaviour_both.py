@@ -518,3 +518,65 @@ def test_database_of_a_one_dialect_project_refuses_the_other_engine_in_one_line(
     with pytest.raises(SchemagenError, match=r"declares dialects = \[\"%s\"\]" % dialect) as info:
         Database(other.db)
     assert "\n" not in str(info.value)
+
+
+# --- decided once, in the neutral diff: removals, what is kept, renames, the data-loss count ------------------
+
+def test_a_removal_is_planned_and_counted_alike_on_both(runner, both):
+    """The same steps (titles and kinds) and the same data-loss entries on both engines for a declared removal."""
+    docs = []
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO scratch (id, note) VALUES (1, 'goes')")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V_LOSS, "loss"), "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        docs.append(json.loads(result.output))
+    sqlite_doc, pg_doc = docs
+    assert [(s["kind"], s["title"]) for s in sqlite_doc["steps"]] == [(s["kind"], s["title"]) for s in pg_doc["steps"]]
+    assert [s["title"] for s in pg_doc["steps"]] == ["drop table 'scratch' (1 row)"]
+    assert sqlite_doc["data_loss"] == pg_doc["data_loss"]
+
+
+def test_what_is_kept_is_the_same_list_on_both(runner, both):
+    kept = []
+    for e in both:
+        _applied(runner, e)
+        e.sql("ALTER TABLE posts ADD COLUMN extra TEXT", "CREATE INDEX my_idx ON posts (extra)",
+              "CREATE VIEW my_view AS SELECT id FROM posts", "CREATE TABLE mine (id INTEGER)")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V1), "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        kept.append(sorted(json.loads(result.output)["kept"]))
+    assert kept[0] == kept[1] == ["index 'my_idx' on 'posts'", "table 'mine' (1 column)",
+                                  "table 'posts': column 'extra'", "view 'my_view'"]
+
+
+def test_pruning_a_trigger_that_writes_elsewhere_says_what_it_weakens_on_both(runner, both):
+    for e in both:
+        _applied(runner, e)
+        if e.name == "sqlite":
+            e.sql("CREATE TABLE audit_log (post_id INTEGER)",
+                  "CREATE TRIGGER my_audit AFTER INSERT ON posts BEGIN INSERT INTO audit_log VALUES (new.id); END")
+        else:  # the trigger's function writes: read with the trigger, as SQLite's body is
+            e.sql("CREATE TABLE audit_log (post_id INTEGER)",
+                  "CREATE FUNCTION my_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit_log "
+                  "VALUES (NEW.id); RETURN NEW; END $$",
+                  "CREATE TRIGGER my_audit AFTER INSERT ON posts FOR EACH ROW EXECUTE FUNCTION my_audit()")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V1), "--prune", "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        step = next(s for s in json.loads(result.output)["steps"] if "my_audit" in s["title"])
+        assert step["kind"] == "Remove" and step["why"] == (
+            "not in the declaration (--prune); weakens: it writes to 'audit_log' (an audit trail or a derived table): "
+            "those rows stop being kept"), (e.name, step)
+
+
+def test_a_rename_that_cannot_run_is_refused_alike_on_both(runner, both):
+    renamed = V1.replace('Table("scratch",', 'Table("scratch2", renamed_from="scratch",')
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO scratch (id, note) VALUES (1, 'stays')", "CREATE TABLE scratch2 (id INTEGER, note TEXT)")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(renamed, "renamed"))
+        assert result.exit_code == 2, (e.name, result.output, result.stderr)
+        _one_line_error(result, "table 'scratch2' is declared renamed_from 'scratch', but the database has both: "
+                        "'scratch' holds 1 row, 'scratch2' holds none; the rename cannot run and those would stay "
+                        "behind under 'scratch': move the rows into 'scratch2' and drop 'scratch'")
+        assert e.query("SELECT count(*) FROM scratch")[0][0] == 1

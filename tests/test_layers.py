@@ -1,7 +1,8 @@
 """The package flows one way: each module imports only from its own layer or the layers below, with no cycles.
 
 Layers, bottom up (../shared/STYLE.md): the SQLite ground (standard library only), the model, pure analysis,
-compile (the only Jinja2 user), migrate, check, and the CLI and Database on top. The shipped declaration
+compile (the only Jinja2 user), migrate, PostgreSQL's pg/ (its planner consumes migrate's
+neutral diff), check, and the CLI and Database on top. The shipped declaration
 (abathur.py) is data: it imports the model, and no engine module imports it.
 """
 import ast
@@ -17,13 +18,15 @@ LAYERS = {
     "abathur": 2.5,
     "analysis": 3,
     "compile": 4,
-    "pg": 4.5,  # PostgreSQL's driver layer: psycopg is third-party, so it sits above compile, not beside sqlite/
     "migrate": 5,
+    # PostgreSQL's driver layer: psycopg is third-party, so it sits above compile, not beside sqlite/; and above
+    # migrate/, whose neutral diff (renames, removals, what is kept, the data-loss count) its planner consumes
+    "pg": 5.5,
     "check": 6,
     "cli": 7, "database": 7, "__main__": 7, "__init__": 7, "outfiles": 7,
 }
-THIRD_PARTY = {1: set(), 2: {"attrs"}, 2.5: set(), 3: {"attrs"}, 4: {"attrs", "jinja2"}, 4.5: {"attrs", "psycopg"},
-               5: {"attrs"}, 6: {"attrs"},
+THIRD_PARTY = {1: set(), 2: {"attrs"}, 2.5: set(), 3: {"attrs"}, 4: {"attrs", "jinja2"}, 5: {"attrs"},
+               5.5: {"attrs", "psycopg"}, 6: {"attrs"},
                7: {"attrs", "click", "aiosqlite"}}
 
 

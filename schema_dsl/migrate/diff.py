@@ -167,11 +167,13 @@ class VirtualTableChanged:
 class Remove:
     """Drop an index, view, trigger or table that the declaration removes (or that --prune drops).
 
-    A removed column is no Remove: its table is rebuilt without it (a "column-removed" Reason). A table's
-    rows and a column's values are counted by the planner (Plan.data_loss) before anything runs.
+    A removed column is no Remove in diff(): SQLite rebuilds its table without it (a "column-removed" Reason).
+    A dialect that drops a column in place (PostgreSQL's ALTER TABLE DROP COLUMN) makes a Remove of kind
+    "column" (table: its table) from the same decision (removals' columns). A table's rows and a column's
+    values are counted before anything runs (loss.data_loss: Plan.data_loss).
     """
 
-    kind: str                         # index, view, trigger, table
+    kind: str                         # index, view, trigger, table; column (see above)
     name: str
     reason: str
     table: Union[str, None] = None    # the table an index or trigger stands on
@@ -548,7 +550,7 @@ def _indexes_on_removed_columns(schema, live, objects, columns):
         hit = [c for c in gone if _mentions(live.index_sql.get(name) or "", {c.lower()})]
         if hit:
             objects[("index", name.lower())] = Remove(
-                "index", name, "it indexes the removed column '%s'.'%s', which the rebuild cannot keep" % (
+                "index", name, "it indexes the removed column '%s'.'%s': it cannot stay once the column goes" % (
                     ix.table, hit[0]), table=ix.table,
                 weakens="a UNIQUE index: nothing will keep its columns unique" if ix.unique else None)
     return objects

@@ -26,15 +26,14 @@ The plan is computed on an open connection inside the caller's transaction, afte
 """
 from __future__ import annotations
 
-import re
-
 from attrs import field, frozen
 
 from ..compile.postgresql import Translator, Untranslatable, alter_statement
 from ..errors import UnsafeMigrationError
-from ..model import former_names
+from ..migrate import diff as d
+from ..migrate import loss
 from . import bodies, catalog
-from .introspect import canonical_checks, count, has_rows, quote, volatile_functions
+from .introspect import canonical_checks, count, has_rows, neutral, quote, volatile_functions
 from ..words import plural
 
 REPAIR_ROWS_SHOWN = 50  # rows a repair step names in its why
@@ -58,6 +57,16 @@ class PgStep:
     concurrent: bool = False      # runs after COMMIT, outside the transaction (CREATE/DROP INDEX CONCURRENTLY)
     detail: object = field(default=None, eq=False)  # what apply --online needs (pg/online.py): a conversion, a data step
     data_step: object = None      # a RunDataStep's name
+    change: object = field(default=None, eq=False)  # the neutral change record (migrate/diff.py) the step serves
+
+
+def _step(change, title, why, statements, **kw):
+    """The PgStep that serves a neutral change record: its kind is the record's class name."""
+    return PgStep(title, why, statements, kind=type(change).__name__, change=change, **kw)
+
+
+def _why(remove):
+    return remove.reason + ("; weakens: " + remove.weakens if remove.weakens else "")
 
 
 @frozen
@@ -108,58 +117,25 @@ class PgPlan:
 
 def rename_steps(schema, live):
     """RENAME TO for each declared table found under a former name, then RENAME COLUMN for each column found
-    under a former name (the first former name the table has)."""
+    under a former name: diff.renames, the one decision both dialects take."""
     steps = []
-    for t in schema.ordered_tables():
-        name = next((n.lower() for n in (t.name, *former_names(t)) if n.lower() in live["tables"]), None)
-        if name is None:
-            continue
-        if name != t.name.lower():
-            steps.append(PgStep("rename table '%s' to '%s'" % (name, t.name),
-                                "table was renamed in the declaration (renamed_from); RENAME TO keeps every row, "
-                                "index, constraint and view in place", [alter_statement("rename_table", name, t.name)],
-                                kind="RenameTable", table=t.name))
-        columns = live["tables"][name]["columns"]
-        for c in t.columns:
-            if c.name.lower() in columns:
-                continue
-            old = next((n.lower() for n in former_names(c) if n.lower() in columns), None)
-            if old is not None:
-                steps.append(PgStep("rename column '%s'.'%s' to '%s'" % (t.name, old, c.name),
-                                    "column was renamed in the declaration (renamed_from); RENAME COLUMN keeps every "
-                                    "value in place", [alter_statement("rename_column", t.name, old, c.name)],
-                                    kind="RenameColumn", table=t.name))
+    for ch in d.renames(schema, neutral(live, schema)):
+        if isinstance(ch, d.RenameTable):
+            steps.append(_step(ch, "rename table '%s' to '%s'" % (ch.old, ch.table.name),
+                               ch.reason + " (renamed_from); RENAME TO keeps every row, index, constraint and view in "
+                               "place", [alter_statement("rename_table", ch.old, ch.table.name)], table=ch.table.name))
+        else:
+            steps.append(_step(ch, "rename column '%s'.'%s' to '%s'" % (ch.table.name, ch.old, ch.new),
+                               ch.reason + " (renamed_from); RENAME COLUMN keeps every value in place",
+                               [alter_statement("rename_column", ch.table.name, ch.old, ch.new)], table=ch.table.name))
     return steps
 
 
 def check_renames(conn, schema, live, database):
     """UnsafeMigrationError for a declared rename whose old and new names both exist while the old one holds rows
     (a table) or non-NULL values (a column): the rename cannot run, and they would stay behind under the old
-    name (as on SQLite: migrate/plan.check_renames)."""
-    problems = []
-    for t in schema.ordered_tables():
-        new = t.name.lower()
-        for old in (n.lower() for n in former_names(t)):
-            if new in live["tables"] and old in live["tables"]:
-                n_old, n_new = (count(conn, "SELECT count(*) FROM %s" % quote(x)) for x in (old, new))
-                if n_old:
-                    problems.append("table '%s' is declared renamed_from '%s', but the database has both: '%s' holds "
-                                    "%d row%s, '%s' holds %s; the rename cannot run and those would stay behind "
-                                    "under '%s'" % (new, old, old, n_old, "s" if n_old != 1 else "", new,
-                                                    n_new or "none", old))
-        name = next((n.lower() for n in (t.name, *former_names(t)) if n.lower() in live["tables"]), None)
-        columns = live["tables"][name]["columns"] if name is not None else {}
-        for c in t.columns:
-            for old in (n.lower() for n in former_names(c)):
-                if c.name.lower() in columns and old in columns:
-                    n_old, n_new = (count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (quote(name), quote(x)))
-                                    for x in (old, c.name.lower()))
-                    if n_old:
-                        problems.append("table '%s', column '%s' is declared renamed_from '%s', but the table has both: "
-                                        "'%s' holds %d non-NULL value%s, '%s' holds %s; the rename cannot run and "
-                                        "those would stay behind under '%s'" % (
-                                            name, c.name, old, old, n_old, "s" if n_old != 1 else "", c.name,
-                                            n_new or "none", old))
+    name (loss.rename_problems, as on SQLite)."""
+    problems = loss.rename_problems(lambda sql: count(conn, sql), schema, neutral(live, schema))
     if problems:
         raise UnsafeMigrationError("refusing to migrate %s, nothing was changed: %s" % (database, "; ".join(problems)))
 
@@ -172,10 +148,14 @@ class _Planner:
         self.prune, self.concurrently = prune, concurrently
         self.expected = catalog.canonical_expected(conn, compiled.structure)
         self.checks = canonical_checks(conn, compiled.structure, compiled.parts)
-        self.steps, self.problems, self.extras, self.loss, self.notes = [], [], [], [], []
+        self.steps, self.problems, self.kept_constraints, self.loss, self.notes = [], [], [], [], []
         self._rows = {}
         self.taken = set(live["relations"]) | set(live["indexes"]) | set(live["constraint_indexes"])
         self.taken |= {k["name"] for ks in live["constraints"].values() for k in ks}
+        # the neutral decisions, as on SQLite: what goes (declared removals, --prune) and what is kept
+        self.neutral = neutral(live, schema, hidden=self._planned_unique_indexes())
+        self.gone, self.gone_columns = d.removals(schema, self.neutral, prune)
+        self.extras = d.extras(schema, self.neutral, prune)
 
     # helpers
     def rows(self, table):
@@ -198,8 +178,12 @@ class _Planner:
         self.taken.add(wanted)
         return wanted
 
-    def removed(self, kind):
-        return {r.name.lower(): r for r in self.schema.removed if r.kind == kind}
+    def count(self, sql):
+        return count(self.conn, sql)
+
+    def removes(self, kind):
+        """The neutral Remove records of one kind (diff.removals), in name order."""
+        return [r for (k, _), r in sorted(self.gone.items()) if k == kind]
 
     def translate(self, table, sql):
         types = {c: info["type"] for c, info in self.expected["tables"][table]["columns"].items()}
@@ -239,77 +223,19 @@ class _Planner:
                                                                         if n in self.live["triggers"]})
 
     def removals_first(self):
-        live = self.live
         self.changed_bodies()
         for name, change in sorted(self.changed_views.items()):
             if change["replace"] is None:  # dropped first, created again after the tables
                 self.add("drop view '%s' (its body changed; created again below)" % name, change["why"],
                          [alter_statement("drop_view", name)], kind="DropChangedView")
-        views, triggers = self.removed("view"), self.removed("trigger")
-        declared_views = {n.lower() for n in self.expected.get("views", {})}
-        declared_triggers = {n.lower() for n in self.expected.get("triggers", {})}
-        for name in sorted(live["triggers"]):
-            table = live["triggers"][name]
-            if name in triggers or (self.prune and name not in declared_triggers):
-                why = ("removed: " + triggers[name].reason) if name in triggers else "not in the declaration (--prune)"
-                self.add("drop trigger '%s' on '%s'" % (name, table), why,
-                         [alter_statement("drop_trigger", name, table)], kind="Remove", table=table)
-            elif name not in declared_triggers:
-                self.extras.append("trigger '%s' on '%s'" % (name, table))
-        for name in sorted(live["views"]):
-            if name in views or (self.prune and name not in declared_views):
-                why = ("removed: " + views[name].reason) if name in views else "not in the declaration (--prune)"
-                self.add("drop view '%s'" % name, why, [alter_statement("drop_view", name)], kind="Remove")
-            elif name not in declared_views:
-                self.extras.append("view '%s'" % name)
-        indexes = self.removed("index")
-        for name in sorted(live["indexes"]):
-            ix = live["indexes"][name]
-            if name in self.expected["indexes"] or name in self._planned_unique_indexes():
-                continue
-            hit = self._removed_column_of(ix)
-            if hit is not None and name not in indexes:  # DROP COLUMN takes it: say so, as a step of its own
-                self.add("drop index '%s' on '%s'" % (name, ix["table"]), "it indexes the removed column '%s'.'%s', "
-                         "which DROP COLUMN takes with it" % (ix["table"], hit) + (
-                             "; weakens: a UNIQUE index: nothing will keep its columns unique" if ix["unique"] else ""),
-                         [alter_statement("drop_index", name)], kind="Remove", table=ix["table"])
-            elif name not in indexes and self.prune and self._parent_key_of(ix):
-                self.extras.append("index '%s' on '%s' (the parent key of the foreign key of %s: --prune keeps it)" % (
-                    name, ix["table"], self._parent_key_of(ix)))
-            elif name in indexes or self.prune:
-                why = ("removed: " + indexes[name].reason) if name in indexes else "not in the declaration (--prune)"
-                if ix["unique"]:
-                    why += "; weakens: a UNIQUE index: nothing will keep its columns unique"
-                self.add("drop index '%s' on '%s'" % (name, ix["table"]), why, [alter_statement("drop_index", name)],
-                         kind="Remove", table=ix["table"])
-            else:
-                self.extras.append("index '%s' on '%s'" % (name, ix["table"]))
-
-    def _parent_key_of(self, ix):
-        """The first foreign key (as "'child' (columns)") whose parent key is the UNIQUE index ix, or None: the
-        server refuses to drop such an index, so --prune keeps it (as on SQLite)."""
-        keys = sorted(k.lower() for k, _ in ix["columns"] if isinstance(k, str))
-        if not ix["unique"] or ix.get("where") or len(keys) != len(ix["columns"]):
-            return None
-        return next(("'%s' (%s)" % (child, ", ".join(f["columns"])) for child, t in sorted(self.live["tables"].items())
-                     for f in t["fks"] if f["table"].lower() == ix["table"] and sorted(c.lower() for c in f["to"]) == keys),
-                    None)
-
-    def _removed_column_of(self, ix):
-        """The column of a declared table that the plan drops and the live index ix names (a key or its WHERE),
-        or None."""
-        table = ix["table"]
-        if table not in self.expected["tables"] or table not in self.live["tables"]:
-            return None
-        removed = {r.name.lower() for r in self.schema.removed if r.kind == "column" and r.table
-                   and r.table.lower() == table}
-        gone = [c for c in self.live["tables"][table]["columns"] if c not in self.expected["tables"][table]["columns"]
-                and (c in removed or self.prune == "all")]
-        words = set()
-        for key, _ in ix["columns"]:
-            words |= {key.lower()} if isinstance(key, str) else set(re.findall(r'\w+', key["expr"].lower()))
-        words |= set(re.findall(r'\w+', (ix.get("where") or "").lower()))
-        return next((c for c in gone if c in words), None)
+        for r in self.removes("trigger"):
+            self.steps.append(_step(r, "drop trigger '%s' on '%s'" % (r.name, r.table), _why(r),
+                                    [alter_statement("drop_trigger", r.name, r.table)], table=r.table))
+        for r in self.removes("view"):
+            self.steps.append(_step(r, "drop view '%s'" % r.name, _why(r), [alter_statement("drop_view", r.name)]))
+        for r in self.removes("index"):
+            self.steps.append(_step(r, "drop index '%s' on '%s'" % (r.name, r.table), _why(r),
+                                    [alter_statement("drop_index", r.name)], table=r.table))
 
     def _planned_unique_indexes(self):
         out = set()
@@ -343,21 +269,16 @@ class _Planner:
                 self.add_column(table, c, info, parts["columns"][_declared_name(parts, c)], fill)
             else:
                 self.change_column(table, c, info, got, fill)
-        removed = {r.name.lower(): r for r in self.schema.removed if r.kind == "column" and r.table
-                   and r.table.lower() == table}
-        for c in have["columns"]:
-            if c in want["columns"]:
+        gone = {c.lower(): why for c, why in self.gone_columns.get(table.lower(), {}).items()}
+        for c in have["columns"]:  # a removed column is dropped in place (a Remove "column"), its values counted
+            if c in want["columns"] or c.lower() not in gone:
                 continue
-            if c in removed or self.prune == "all":
-                why = ("removed: " + removed[c].reason) if c in removed else "not in the declaration (--prune)"
-                n = count(self.conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (quote(table), quote(c)))
-                self.add("drop column '%s'.'%s' (%d non-NULL values)" % (table, c, n), why,
-                         [alter_statement("drop_column", table, c)], kind="Remove", table=table, rows=n)
-                self.loss.append({"kind": "column", "table": table, "column": c, "rows": n,
-                                  "text": "column '%s'.'%s': %d non-NULL value%s go (%s)" % (
-                                      table, c, n, "" if n == 1 else "s", why)})
-            else:
-                self.extras.append("table '%s': column '%s'" % (table, c))
+            r = d.Remove("column", c, gone[c.lower()], table=table)
+            lost = loss.data_loss(self.count, self.neutral, [r], self.rows)
+            self.loss += lost
+            self.steps.append(_step(r, "drop column '%s'.'%s' (%s)" % (table, c, plural(lost[0]["rows"], "non-NULL value")),
+                                    r.reason, [alter_statement("drop_column", table, c)], table=table,
+                                    rows=lost[0]["rows"]))
 
     def add_column(self, table, c, info, ctx, fill):
         ctx = dict(ctx, pk=None, unique=False, fk=None)
@@ -501,9 +422,7 @@ class _Planner:
                                          str(r[0]) if len(r) == 1 else str(tuple(r)) for r in found[:5]),
                                         ", ..." if len(found) > 5 else ""))
         if lost:
-            self.loss.append({"kind": "conversion", "table": table, "column": c, "rows": lost,
-                              "text": "column '%s'.'%s': %d non-NULL value%s NULL (converted with %s)" % (
-                                  table, c, lost, " becomes" if lost == 1 else "s become", using)})
+            self.loss.append(loss.conversion_loss(table, c, lost, using))
 
     def indexes(self):
         for name, want in self.expected["indexes"].items():
@@ -567,7 +486,7 @@ class _Planner:
                      table=table, concurrent=concurrent)
         for cols in have:
             if cols not in want:
-                self.extras.append("table '%s': UNIQUE (%s)" % (table, ", ".join(cols)))
+                self.kept_constraints.append("table '%s': UNIQUE (%s)" % (table, ", ".join(cols)))
 
     def checks_of(self, table):
         if table not in self.live["tables"]:
@@ -590,7 +509,7 @@ class _Planner:
                       alter_statement("validate_constraint", table, name)], kind="AddCheck", table=table)
         for k in live:
             if k["definition"] not in [p for _, p in declared]:
-                self.extras.append("table '%s': %s (constraint '%s')" % (table, k["definition"], k["name"]))
+                self.kept_constraints.append("table '%s': %s (constraint '%s')" % (table, k["definition"], k["name"]))
 
     def fks(self, table):
         if table not in self.live["tables"]:
@@ -613,7 +532,7 @@ class _Planner:
                         replaced.append(old)
             orphans = self.orphans(table, fk)
             repair = self.declared_repair(table, fk)
-            if orphans and repair:
+            if orphans and repair is not None:
                 self.repair(table, fk, repair, orphans)
                 orphans = 0
             if orphans:
@@ -631,19 +550,22 @@ class _Planner:
                 statements, kind="AddForeignKey", table=table)
         for fk in have:
             if fk not in [w for _, w, _ in want] and fk not in replaced:
-                self.extras.append("table '%s': foreign key (%s) -> %s" % (table, ", ".join(fk["columns"]), fk["table"]))
+                self.kept_constraints.append("table '%s': foreign key (%s) -> %s" % (
+                    table, ", ".join(fk["columns"]), fk["table"]))
 
     def declared_repair(self, table, fk):
-        """ForeignKey.repair ("set null" / "delete") of the declared foreign key that fk stands for, or None."""
+        """The RepairForeignKey record (migrate/diff.py) of the declared foreign key that the new fk stands for when
+        it declares a repair ("set null" / "delete"), else None: the existing rows that break it are then refused."""
         decl = self.schema.table(table)
         for f in (decl.foreign_keys if decl is not None else ()):
-            if [c.lower() for c in f.columns] == fk["columns"] and f.ref_table.lower() == fk["table"]:
-                return f.repair
+            if [c.lower() for c in f.columns] == fk["columns"] and f.ref_table.lower() == fk["table"] and f.repair:
+                return d.RepairForeignKey(decl, f)
         return None
 
-    def repair(self, table, fk, repair, n):
+    def repair(self, table, fk, change, n):
         """The step that sets NULL (or deletes) exactly the rows that would break fk, before it is added, naming
-        their keys; a delete is data loss."""
+        their keys; a delete is data loss (loss.repair_loss, as on SQLite)."""
+        repair = change.foreign_key.repair
         cols = fk["columns"]  # (repair='set null' on a NOT NULL column is a declaration error)
         keys = self.live["tables"][table]["primary_key"] or cols
         present = " AND ".join("c.%s IS NOT NULL" % quote(c) for c in cols)
@@ -659,19 +581,15 @@ class _Planner:
         rows = "; ".join("%s %s (%s)" % (label, key(r), ", ".join("%s = %r" % (c, v) for c, v in zip(cols, r[len(keys):])))
                          for r in shown) + ("; ... (%d more)" % (n - len(shown)) if n > len(shown) else "")
         what = "set %s NULL in" % ", ".join(cols) if repair == "set null" else "delete"
-        fk_text = "foreign key (%s) -> %s" % (", ".join(cols), fk["table"])
-        self.add("%s %d row%s of '%s' (%s %s%s): no parent in '%s'" % (
-            what, n, "" if n == 1 else "s", table, label, (", " if len(keys) == 1 else "; ").join(
-                key(r) for r in shown[:10]),
+        self.steps.append(_step(change, "%s %s of '%s' (%s %s%s): no parent in '%s'" % (
+            what, plural(n, "row"), table, label, (", " if len(keys) == 1 else "; ").join(key(r) for r in shown[:10]),
             " ..." if n > 10 else "", fk["table"]),
-            "the declaration asks to repair rows that break the %s (declared repair=%r): the rows that would break "
-            "it: %s" % (fk_text, repair, rows),
-            [alter_statement("repair_rows", repair, table, cols, fk["table"], fk["to"])],
-            kind="RepairForeignKey", table=table, rows=n)
-        if repair == "delete":
-            self.loss.append({"kind": "rows", "table": table, "column": None, "rows": n,
-                              "text": "table '%s': %d row%s deleted, which break %s (declared repair='delete')" % (
-                                  table, n, "" if n == 1 else "s", fk_text)})
+            "%s (declared repair=%r on %s): the rows that would break it: %s" % (
+                change.reason, repair, loss.fk_text(change.foreign_key), rows),
+            [alter_statement("repair_rows", repair, table, cols, fk["table"], fk["to"])], table=table, rows=n))
+        lost = loss.repair_loss(table, change, n)
+        if lost is not None:
+            self.loss.append(lost)
 
     def orphans(self, table, fk):
         live_cols = self.live["tables"][table]["columns"]
@@ -709,19 +627,13 @@ class _Planner:
                              kind="Create" + kind.title().replace(" ", ""))
 
     def dropped_tables(self):
-        tables = self.removed("table")
-        for name in sorted(self.live["tables"]):
-            if name in self.expected["tables"]:
+        for r in self.removes("table"):
+            if self.neutral.table(r.name) is None:  # a declared virtual table's counterpart stands only when declared
                 continue
-            if name in tables or self.prune == "all":
-                why = ("removed: " + tables[name].reason) if name in tables else "not in the declaration (--prune)"
-                n = self.rows(name)
-                self.add("drop table '%s' (%d rows)" % (name, n), why, [alter_statement("drop_table", name)],
-                         kind="Remove", table=name, rows=n)
-                self.loss.append({"kind": "table", "table": name, "column": None, "rows": n,
-                                  "text": "table '%s': %d row%s go (%s)" % (name, n, "" if n == 1 else "s", why)})
-            else:
-                self.extras.append("table '%s' (%d columns)" % (name, len(self.live["tables"][name]["columns"])))
+            lost = loss.data_loss(self.count, self.neutral, [r], self.rows)
+            self.loss += lost
+            self.steps.append(_step(r, "drop table '%s' (%s)" % (r.name, plural(lost[0]["rows"], "row")), r.reason,
+                                    [alter_statement("drop_table", r.name)], table=r.name, rows=lost[0]["rows"]))
 
 
 def _declared_name(parts, column):
@@ -740,7 +652,7 @@ def plan_rest(conn, schema, compiled, live, database, prune=None, concurrently=F
     for ref in p.live["not_valid"]:
         p.notes.append("constraint %s: NOT VALID (existing rows are not checked; kept so)" % ref)
     steps = [s for s in p.steps if not s.concurrent] + [s for s in p.steps if s.concurrent]  # in the order they run
-    return PgPlan(database, steps, extras=p.extras, data_loss=p.loss, notes=p.notes)
+    return PgPlan(database, steps, extras=p.extras + p.kept_constraints, data_loss=p.loss, notes=p.notes)
 
 
 def combine(database, renames, rest):
