@@ -580,3 +580,37 @@ def test_a_rename_that_cannot_run_is_refused_alike_on_both(runner, both):
                         "'scratch' holds 1 row, 'scratch2' holds none; the rename cannot run and those would stay "
                         "behind under 'scratch': move the rows into 'scratch2' and drop 'scratch'")
         assert e.query("SELECT count(*) FROM scratch")[0][0] == 1
+
+
+def test_the_data_loss_guard_refuses_alike_without_a_backup_on_both(runner, both):
+    """One guard: without a backup (SQLite's --no-backup; PostgreSQL has none) a plan that loses data runs only with
+    --allow-data-loss, and the refusal says so in the same words."""
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO scratch (id, note) VALUES (1, 'keep me')")
+        no_backup = ["--no-backup"] if e.name == "sqlite" else []
+        refused = _cli(runner, "apply", "--db", e.db, "--schema", e.decl(V_LOSS, "loss"), "--yes", *no_backup)
+        assert refused.exit_code == 2, (e.name, refused.output, refused.stderr)
+        _one_line_error(refused, "the plan loses data (table 'scratch': 1 row goes (removed: no longer used)) and %s: "
+                        "without a backup it runs only if --allow-data-loss is given; nothing was changed" % (
+                            "--no-backup was given" if e.name == "sqlite" else "PostgreSQL has no file backup"))
+        assert e.query("SELECT count(*) FROM scratch")[0][0] == 1
+
+
+def _with_view(body):
+    return V1.replace("import Column,", "import View, Column,").replace(
+        '], indexes=[', '], views=[View("post_titles", %r, postgresql=%r)], indexes=[' % (body, body))
+
+
+def test_a_view_whose_columns_change_is_the_same_change_records_on_both(runner, both):
+    """PostgreSQL's steps carry the neutral change records SQLite's do: a view whose columns change is dropped
+    (DropViewOrTrigger) and created again (CreateViewOrTrigger) on both engines."""
+    for e in both:
+        _applied(runner, e, _with_view("CREATE VIEW post_titles AS SELECT id, title FROM posts"))
+        changed = e.decl(_with_view("CREATE VIEW post_titles AS SELECT id, upper(title) AS loud FROM posts"), "view2")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", changed, "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        steps = json.loads(result.output)["steps"]
+        assert [s["kind"] for s in steps] == ["DropViewOrTrigger", "CreateViewOrTrigger"], (e.name, steps)
+        assert _cli(runner, "apply", "--db", e.db, "--schema", changed).exit_code == 0, e.name
+        assert e.query("SELECT loud FROM post_titles") == [], e.name

@@ -9,6 +9,18 @@ What the database has and the declaration does not (a user's own tables,
 columns, indexes, constraints, views, triggers) produces no change: it is
 kept, carried through any rebuild, and listed by `extras`.
 
+The records are one closed set for both dialects (CHANGE_KINDS): SQLite's planner turns them into ALTER or
+the rebuild (migrate/plan.py), PostgreSQL's into ALTER, NOT VALID/VALIDATE and CONCURRENTLY (pg/plan.py). The
+decisions taken once, here, for both: renames (renames, rename_conflicts), what goes (removals: declared
+removals and --prune, with what a drop weakens, the parent keys --prune keeps, the indexes on removed
+columns), what is kept (extras), and which foreign keys declare a repair (RepairForeignKey); what is lost is
+counted once too (migrate/loss.py). A dialect that changes a column or adds a constraint in place
+(PostgreSQL) plans the records of IN_PLACE_KINDS (AlterColumnType, SetNotNull, DropNotNull, SetDefault,
+DropDefault, AddCheck, AddForeignKey, AddUnique, RecreateIndex, RebuildInvalidIndex, ReplaceView) and a
+removed column as a
+Remove of kind "column"; SQLite folds the same differences into one RebuildTable. PostgreSQL decides those
+in-place differences itself, on expressions as its server prints them (pg/catalog.canonical_expected).
+
 Declared views and triggers are compared by their normalized SQL: a missing
 one is created, a changed one dropped and recreated. A declared virtual table
 that is missing is created, an unchanged one is never touched, and a changed
@@ -191,9 +203,117 @@ class RepairForeignKey:
     reason: str = "the declaration asks to repair rows that break the foreign key"
 
 
+# --- changes made in place: a dialect whose ALTER TABLE changes a column or adds a constraint (PostgreSQL) makes
+# these; SQLite's planner folds the same differences into one RebuildTable (its Reasons) and never sees them.
+
+
+@frozen
+class AlterColumnType:
+    """ALTER COLUMN TYPE: each value converted, with the declared using= (None: the dialect's own cast)."""
+
+    table: str
+    column: str
+    type: str
+    using: Union[str, None] = None
+    reason: str = "column type changed in the declaration"
+
+
+@frozen
+class SetNotNull:
+    """SET NOT NULL, once every row holds a value (a Backfill before it fills the NULLs)."""
+
+    table: str
+    column: str
+    reason: str = "the column becomes NOT NULL in the declaration"
+
+
+@frozen
+class DropNotNull:
+    table: str
+    column: str
+    reason: str = "the column may hold NULL in the declaration"
+
+
+@frozen
+class SetDefault:
+    table: str
+    column: str
+    default: str
+    reason: str = "default changed in the declaration (existing rows keep their values)"
+
+
+@frozen
+class DropDefault:
+    table: str
+    column: str
+    reason: str = "default removed in the declaration"
+
+
+@frozen
+class AddCheck:
+    """A new CHECK, added without a scan under the strongest lock, then validated (NOT VALID, VALIDATE)."""
+
+    table: str
+    expr: str
+    name: str
+    reason: str = "CHECK is new"
+
+
+@frozen
+class AddForeignKey:
+    """A new foreign key, or one whose actions change (replaces: the name of the one dropped for it)."""
+
+    table: str
+    columns: tuple = field(converter=_tuple)
+    ref_table: str = ""
+    name: str = ""
+    replaces: Union[str, None] = None
+    reason: str = "foreign key is new"
+
+
+@frozen
+class AddUnique:
+    """A new UNIQUE: its unique index built first, then taken over by the constraint."""
+
+    table: str
+    columns: tuple = field(converter=_tuple)
+    name: str = ""
+    reason: str = "UNIQUE is new"
+
+
+@frozen
+class RecreateIndex:
+    """A declared index whose definition changed: dropped and built again in one step (SQLite: DropIndex, then
+    CreateIndex)."""
+
+    index: Index
+    reason: str = "definition changed: dropped and recreated"
+
+
+@frozen
+class RebuildInvalidIndex:
+    """A declared index that a failed concurrent build left INVALID: dropped and built again, both concurrently."""
+
+    index: Index
+    reason: str = ("the index is INVALID (pg_index.indisvalid = false: a CREATE INDEX CONCURRENTLY that failed); it is "
+                   "dropped and built again, both CONCURRENTLY")
+
+
+@frozen
+class ReplaceView:
+    """A declared view whose body changed while its columns stay: replaced in place (CREATE OR REPLACE VIEW)."""
+
+    name: str
+    sql: str
+    reason: str
+
+
 CHANGE_KINDS = (CreateTable, RenameTable, RenameColumn, RepairForeignKey, AddColumn, Backfill, RebuildTable, DropIndex,
                 CreateIndex, CreateIndexVerbatim, DropViewOrTrigger, CreateVirtualTable, CreateViewOrTrigger,
                 VirtualTableChanged, Remove)
+# the changes made in place (above), beside CHANGE_KINDS: the closed set a dialect with a full ALTER TABLE plans
+IN_PLACE_KINDS = (AlterColumnType, SetNotNull, DropNotNull, SetDefault, DropDefault, AddCheck, AddForeignKey, AddUnique,
+                  RecreateIndex, RebuildInvalidIndex, ReplaceView)
 PRUNE = (None, "objects", "all")  # diff's prune: nothing; undeclared indexes, views, triggers; and columns, tables
 Change = Union[CHANGE_KINDS]
 

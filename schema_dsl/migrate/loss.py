@@ -1,4 +1,5 @@
-"""What a plan gives up, counted before anything runs, and the renames it cannot run: once, for both dialects.
+"""What a plan gives up, counted before anything runs, the guard that asks before it, and the renames a plan
+cannot run: once, for both dialects.
 
 Both planners (migrate/plan.py on SQLite, pg/plan.py on PostgreSQL) hand the neutral change records of
 migrate/diff.py to these functions, with `count(sql)`: a function that runs one counting query on the database
@@ -10,6 +11,7 @@ rows, a column's non-NULL values, the rows a repair deletes or a conversion turn
 """
 from __future__ import annotations
 
+from ..errors import Declined, UnsafeMigrationError
 from ..sqlite.quote import quote_identifier
 from ..words import plural
 from . import diff as d
@@ -26,7 +28,7 @@ def data_loss(count, live, changes, rows):
         if isinstance(ch, d.Remove) and ch.kind == "table":
             n = rows(ch.name) if live.table(ch.name) is not None else count("SELECT count(*) FROM %s" % q(ch.name))
             out.append({"kind": "table", "table": ch.name, "column": None, "rows": n,
-                        "text": "table '%s': %s go (%s)" % (ch.name, plural(n, "row"), ch.reason)})
+                        "text": "table '%s': %s %s (%s)" % (ch.name, plural(n, "row"), _go(n), ch.reason)})
         elif isinstance(ch, d.Remove) and ch.kind == "column":
             out.append(column_loss(count, ch.table, ch.name, ch.reason))
         elif isinstance(ch, d.RebuildTable):
@@ -44,7 +46,11 @@ def data_loss(count, live, changes, rows):
 def column_loss(count, table, column, why):
     n = count("SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (quote_identifier(table), quote_identifier(column)))
     return {"kind": "column", "table": table, "column": column, "rows": n,
-            "text": "column '%s'.'%s': %d non-NULL value%s go (%s)" % (table, column, n, "" if n == 1 else "s", why)}
+            "text": "column '%s'.'%s': %s %s (%s)" % (table, column, plural(n, "non-NULL value"), _go(n), why)}
+
+
+def _go(n):
+    return "goes" if n == 1 else "go"
 
 
 def conversion_loss(table, column, n, using):
@@ -91,3 +97,21 @@ def rename_problems(count, schema, live):
                             "%d" % n_new if n_new else "none", old, fix,
                             ", or drop the empty '%s' so that the rename runs" % new if not n_new else ""))
     return problems
+
+
+def guard(where, plan, backup, allow_data_loss, confirm, terms):
+    """The one data-loss guard, for both dialects: a plan that loses data (plan.data_loss) goes ahead only with a
+    backup made first or allow_data_loss, and then only with a yes from confirm(plan) (None: allowed).
+
+    where: how the refusal names the database. terms: how it names what its reader can do: {"no_backup": why no
+    backup is made, "allow": what accepts the loss without one, "accept": what to add when confirm said no}.
+    """
+    if not plan.data_loss:
+        return
+    what = "; ".join(x["text"] for x in plan.data_loss)
+    if not backup and not allow_data_loss:
+        raise UnsafeMigrationError("%s: the plan loses data (%s) and %s: without a backup it runs only if %s; nothing "
+                                   "was changed" % (where, what, terms["no_backup"], terms["allow"]))
+    if confirm is not None and not confirm(plan):
+        raise Declined("%s: the plan loses data (%s) and was not confirmed; nothing was changed%s" % (
+            where, what, terms["accept"]))

@@ -23,6 +23,15 @@ that becomes NOT NULL without a fill.
 
 The plan is computed on an open connection inside the caller's transaction, after the renames have run in it
 (pg/migrate.py): the rest is planned against the renamed tables, as the server itself prints them.
+
+What is decided once for both dialects comes from migrate/, on the catalog read as a neutral Live
+(introspect.neutral): the renames (diff.renames, and the refusal of one that cannot run: loss.rename_problems),
+what goes (diff.removals: declared removals and --prune, what a drop weakens, the parent keys --prune keeps,
+the indexes on removed columns), what is kept (diff.extras; the user's own constraints, which PostgreSQL keeps
+in place, are added after them), what is lost (loss.data_loss, loss.repair_loss, loss.conversion_loss) and
+which foreign keys declare a repair (RepairForeignKey). What differs from the declaration column by column and
+constraint by constraint is decided here, on expressions as the server prints them; each step carries the
+change record it serves (PgStep.change, migrate/diff.py's closed set) and is kind-named after it.
 """
 from __future__ import annotations
 
@@ -60,7 +69,7 @@ class PgStep:
     change: object = field(default=None, eq=False)  # the neutral change record (migrate/diff.py) the step serves
 
 
-def _step(change, title, why, statements, **kw):
+def change_step(change, title, why, statements, **kw):
     """The PgStep that serves a neutral change record: its kind is the record's class name."""
     return PgStep(title, why, statements, kind=type(change).__name__, change=change, **kw)
 
@@ -121,11 +130,11 @@ def rename_steps(schema, live):
     steps = []
     for ch in d.renames(schema, neutral(live, schema)):
         if isinstance(ch, d.RenameTable):
-            steps.append(_step(ch, "rename table '%s' to '%s'" % (ch.old, ch.table.name),
+            steps.append(change_step(ch, "rename table '%s' to '%s'" % (ch.old, ch.table.name),
                                ch.reason + " (renamed_from); RENAME TO keeps every row, index, constraint and view in "
                                "place", [alter_statement("rename_table", ch.old, ch.table.name)], table=ch.table.name))
         else:
-            steps.append(_step(ch, "rename column '%s'.'%s' to '%s'" % (ch.table.name, ch.old, ch.new),
+            steps.append(change_step(ch, "rename column '%s'.'%s' to '%s'" % (ch.table.name, ch.old, ch.new),
                                ch.reason + " (renamed_from); RENAME COLUMN keeps every value in place",
                                [alter_statement("rename_column", ch.table.name, ch.old, ch.new)], table=ch.table.name))
     return steps
@@ -166,8 +175,9 @@ class _Planner:
     def nonempty(self, table):
         return table in self.live["tables"] and (self._rows.get(table) or has_rows(self.conn, table))
 
-    def add(self, title, why, statements, **kw):
-        self.steps.append(PgStep(title, why, statements, **kw))
+    def add(self, change, title, why, statements, **kw):
+        """A step that serves the change record `change` (its kind: the record's class name)."""
+        self.steps.append(change_step(change, title, why, statements, **kw))
 
     def name(self, wanted):
         """A constraint or index name not yet taken in this schema (PostgreSQL's own pattern, numbered on clash)."""
@@ -194,15 +204,15 @@ class _Planner:
         self.removals_first()
         for table in self.expected["tables"]:
             if table not in self.live["tables"]:
-                self.add("create table '%s'" % table, "table is new",
-                         [s for k, n, s in self.comp.statements if k == "table" and n == table], kind="CreateTable",
-                         table=table)
+                ch = d.CreateTable(self.schema.table(table))
+                self.add(ch, "create table '%s'" % table, ch.reason,
+                         [s for k, n, s in self.comp.statements if k == "table" and n == table], table=table)
             else:
                 self.table(table)
         for kind, table, sql in self.comp.statements:  # a new table's key to a table created after it (a cycle)
             if kind == "foreign key" and table not in self.live["tables"]:
-                self.add("add a foreign key to new table '%s'" % table, "its parent is created after it",
-                         [sql], kind="CreateTable", table=table)
+                ch = d.CreateTable(self.schema.table(table), "its parent is created after it")
+                self.add(ch, "add a foreign key to new table '%s'" % table, ch.reason, [sql], table=table)
         self.indexes()
         for table in self.expected["tables"]:
             self.uniques(table)
@@ -226,16 +236,17 @@ class _Planner:
         self.changed_bodies()
         for name, change in sorted(self.changed_views.items()):
             if change["replace"] is None:  # dropped first, created again after the tables
-                self.add("drop view '%s' (its body changed; created again below)" % name, change["why"],
-                         [alter_statement("drop_view", name)], kind="DropChangedView")
+                self.add(d.DropViewOrTrigger(name, "view", change["why"]),
+                         "drop view '%s' (its body changed; created again below)" % name, change["why"],
+                         [alter_statement("drop_view", name)])
         for r in self.removes("trigger"):
-            self.steps.append(_step(r, "drop trigger '%s' on '%s'" % (r.name, r.table), _why(r),
-                                    [alter_statement("drop_trigger", r.name, r.table)], table=r.table))
+            self.add(r, "drop trigger '%s' on '%s'" % (r.name, r.table), _why(r),
+                     [alter_statement("drop_trigger", r.name, r.table)], table=r.table)
         for r in self.removes("view"):
-            self.steps.append(_step(r, "drop view '%s'" % r.name, _why(r), [alter_statement("drop_view", r.name)]))
+            self.add(r, "drop view '%s'" % r.name, _why(r), [alter_statement("drop_view", r.name)])
         for r in self.removes("index"):
-            self.steps.append(_step(r, "drop index '%s' on '%s'" % (r.name, r.table), _why(r),
-                                    [alter_statement("drop_index", r.name)], table=r.table))
+            self.add(r, "drop index '%s' on '%s'" % (r.name, r.table), _why(r), [alter_statement("drop_index", r.name)],
+                     table=r.table)
 
     def _planned_unique_indexes(self):
         out = set()
@@ -276,9 +287,8 @@ class _Planner:
             r = d.Remove("column", c, gone[c.lower()], table=table)
             lost = loss.data_loss(self.count, self.neutral, [r], self.rows)
             self.loss += lost
-            self.steps.append(_step(r, "drop column '%s'.'%s' (%s)" % (table, c, plural(lost[0]["rows"], "non-NULL value")),
-                                    r.reason, [alter_statement("drop_column", table, c)], table=table,
-                                    rows=lost[0]["rows"]))
+            self.add(r, "drop column '%s'.'%s' (%s)" % (table, c, plural(lost[0]["rows"], "non-NULL value")), r.reason,
+                     [alter_statement("drop_column", table, c)], table=table, rows=lost[0]["rows"])
 
     def add_column(self, table, c, info, ctx, fill):
         ctx = dict(ctx, pk=None, unique=False, fk=None)
@@ -294,22 +304,22 @@ class _Planner:
         if later_not_null:
             ctx["not_null"] = False
         volatile = volatile_functions(self.conn, info["default"]) if info["default"] and rows else []
-        self.add("add column '%s'.'%s'" % (table, c),
+        decl = self.schema.table(table)
+        self.add(d.AddColumn(decl, decl.column(c), "column is new"), "add column '%s'.'%s'" % (table, c),
                  "column is new" + ("; its default calls %s, which is volatile: every row gets its own value" %
                                     ", ".join(volatile) if volatile else ""),
-                 [alter_statement("add_column", table, ctx)], kind="AddColumn", table=table,
-                 lock=REWRITES if volatile else None)
+                 [alter_statement("add_column", table, ctx)], table=table, lock=REWRITES if volatile else None)
         if rows and fill is not None:
-            self.add("fill column '%s'.'%s' (%d rows)" % (table, c, self.rows(table)),
-                     "fill the new column for existing rows with %s" % fill,
-                     [alter_statement("fill_column", table, c, fill)], kind="Backfill", table=table,
-                     rows=self.rows(table))
+            ch = d.Backfill(decl, c, fill)
+            self.add(ch, "fill column '%s'.'%s' (%d rows)" % (table, c, self.rows(table)), "%s with %s" % (ch.reason, fill),
+                     [alter_statement("fill_column", table, c, fill)], table=table, rows=self.rows(table))
         if later_not_null:
             self.set_not_null(table, c, "the new column is NOT NULL, once filled")
 
-    def set_not_null(self, table, c, why):
-        self.add("set column '%s'.'%s' NOT NULL" % (table, c), why, [alter_statement("set_not_null", table, c)],
-                 kind="SetNotNull", table=table, lock=SCANS, rows=self.rows(table))
+    def set_not_null(self, table, c, why=None):
+        ch = d.SetNotNull(table, c) if why is None else d.SetNotNull(table, c, why)
+        self.add(ch, "set column '%s'.'%s' NOT NULL" % (table, c), ch.reason, [alter_statement("set_not_null", table, c)],
+                 table=table, lock=SCANS, rows=self.rows(table))
 
     def change_column(self, table, c, info, got, fill):
         if info["identity"] != got["identity"]:
@@ -337,21 +347,23 @@ class _Planner:
             first = [alter_statement("drop_default", table, c)] if got["default"] is not None else []
             if first:
                 got = dict(got, default=None)
-            self.add("change the type of '%s'.'%s' from %s to %s" % (table, c, got["type"], info["type"]),
-                     "column type changed in the declaration; each value is converted (USING %s), a value that cannot "
-                     "convert fails the apply, nothing changed" % (using or "column::type"),
-                     first + [alter_statement("alter_type", table, c, info["type"], using)], kind="AlterColumnType",
+            ch = d.AlterColumnType(table, c, info["type"], using)
+            self.add(ch, "change the type of '%s'.'%s' from %s to %s" % (table, c, got["type"], info["type"]),
+                     "%s; each value is converted (USING %s), a value that cannot convert fails the apply, nothing "
+                     "changed" % (ch.reason, using or "column::type"),
+                     first + [alter_statement("alter_type", table, c, info["type"], using)],
                      table=table, lock=REWRITES, rows=self.rows(table),
                      detail={"column": c, "type": info["type"], "using": using or "%s::%s" % (quote(c), info["type"]),
                              "default": info["default"], "notnull": info["notnull"]})
         if info["default"] != got["default"]:
             if info["default"] is None:
-                self.add("drop the default of '%s'.'%s'" % (table, c), "default removed in the declaration",
-                         [alter_statement("drop_default", table, c)], kind="DropDefault", table=table)
+                ch = d.DropDefault(table, c)
+                self.add(ch, "drop the default of '%s'.'%s'" % (table, c), ch.reason,
+                         [alter_statement("drop_default", table, c)], table=table)
             else:
-                self.add("set the default of '%s'.'%s' to %s" % (table, c, info["default"]),
-                         "default changed in the declaration (existing rows keep their values)",
-                         [alter_statement("set_default", table, c, info["default"])], kind="SetDefault", table=table)
+                ch = d.SetDefault(table, c, info["default"])
+                self.add(ch, "set the default of '%s'.'%s' to %s" % (table, c, info["default"]), ch.reason,
+                         [alter_statement("set_default", table, c, info["default"])], table=table)
         if info["notnull"] and not got["notnull"]:
             nulls = count(self.conn, "SELECT count(*) FROM %s WHERE %s IS NULL" % (quote(table), quote(c)))
             fill = fill if fill is not None else info["default"]
@@ -360,13 +372,14 @@ class _Planner:
                                      "backfill or default is declared" % (table, c, nulls))
                 return
             if nulls:
-                self.add("fill column '%s'.'%s' (%d NULLs)" % (table, c, nulls),
-                         "the column becomes NOT NULL: its NULLs are filled with %s" % fill,
-                         [alter_statement("fill_column", table, c, fill)], kind="Backfill", table=table, rows=nulls)
-            self.set_not_null(table, c, "the column becomes NOT NULL in the declaration")
+                ch = d.Backfill(self.schema.table(table), c, fill, "the column becomes NOT NULL: its NULLs are filled")
+                self.add(ch, "fill column '%s'.'%s' (%d NULLs)" % (table, c, nulls), "%s with %s" % (ch.reason, fill),
+                         [alter_statement("fill_column", table, c, fill)], table=table, rows=nulls)
+            self.set_not_null(table, c)
         elif got["notnull"] and not info["notnull"]:
-            self.add("drop NOT NULL of '%s'.'%s'" % (table, c), "the column may hold NULL in the declaration",
-                     [alter_statement("drop_not_null", table, c)], kind="DropNotNull", table=table)
+            ch = d.DropNotNull(table, c)
+            self.add(ch, "drop NOT NULL of '%s'.'%s'" % (table, c), ch.reason,
+                     [alter_statement("drop_not_null", table, c)], table=table)
 
     def using(self, table, c):
         """A declared conversion's PostgreSQL text: using_postgresql=, else using= translated over the old row's
@@ -430,23 +443,23 @@ class _Planner:
             table = want["table"]
             ctx = self.comp.index_contexts[name]
             concurrent = bool(self.concurrently and self.nonempty(table))
+            index = self.schema.index(name)
             if have is None:
-                self.add("create index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
-                         "index is new", [alter_statement("create_index_pg", ctx, concurrently=concurrent)],
-                         kind="CreateIndex", table=table, concurrent=concurrent)
+                ch = d.CreateIndex(index)
+                self.add(ch, "create index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
+                         ch.reason, [alter_statement("create_index_pg", ctx, concurrently=concurrent)],
+                         table=table, concurrent=concurrent)
             elif not have["valid"]:
-                self.add("rebuild INVALID index '%s' on '%s' CONCURRENTLY, after COMMIT" % (name, table),
-                         "the index is INVALID (pg_index.indisvalid = false: a CREATE INDEX CONCURRENTLY that failed); "
-                         "it is dropped and built again, both CONCURRENTLY",
+                ch = d.RebuildInvalidIndex(index)
+                self.add(ch, "rebuild INVALID index '%s' on '%s' CONCURRENTLY, after COMMIT" % (name, table), ch.reason,
                          [alter_statement("drop_index", name, concurrently=True),
-                          alter_statement("create_index_pg", ctx, concurrently=True)],
-                         kind="RebuildInvalidIndex", table=table, concurrent=True)
+                          alter_statement("create_index_pg", ctx, concurrently=True)], table=table, concurrent=True)
             elif any(want[k] != have[k] for k in ("table", "unique", "columns", "where")):
-                self.add("recreate index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
-                         "definition changed: dropped and recreated",
-                         [alter_statement("drop_index", name, concurrently=concurrent),
-                          alter_statement("create_index_pg", ctx, concurrently=concurrent)],
-                         kind="RecreateIndex", table=table, concurrent=concurrent)
+                ch = d.RecreateIndex(index)
+                self.add(ch, "recreate index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
+                         ch.reason, [alter_statement("drop_index", name, concurrently=concurrent),
+                                     alter_statement("create_index_pg", ctx, concurrently=concurrent)],
+                         table=table, concurrent=concurrent)
 
     def uniques(self, table):
         if table not in self.live["tables"]:
@@ -479,11 +492,12 @@ class _Planner:
                 statements.append(alter_statement("create_index_pg", ctx, concurrently=concurrent))
             statements.append(alter_statement("add_unique_using_index", table, name, name))
             self.taken.add(name)
-            self.add("add UNIQUE (%s) to '%s' by index '%s'%s" % (", ".join(cols), table, name,
-                                                                  " CONCURRENTLY, after COMMIT" if concurrent else ""),
-                     "UNIQUE is new; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint "
-                     "takes it over (ADD CONSTRAINT ... UNIQUE USING INDEX)", statements, kind="AddUnique",
-                     table=table, concurrent=concurrent)
+            ch = d.AddUnique(table, cols, name)
+            self.add(ch, "add UNIQUE (%s) to '%s' by index '%s'%s" % (", ".join(cols), table, name,
+                                                                      " CONCURRENTLY, after COMMIT" if concurrent else ""),
+                     "%s; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint takes it "
+                     "over (ADD CONSTRAINT ... UNIQUE USING INDEX)" % ch.reason, statements, table=table,
+                     concurrent=concurrent)
         for cols in have:
             if cols not in want:
                 self.kept_constraints.append("table '%s': UNIQUE (%s)" % (table, ", ".join(cols)))
@@ -502,11 +516,12 @@ class _Planner:
                 self.problems.append("table '%s': new CHECK (%s) but %d existing rows break it" % (table, expr, broken))
                 continue
             name = name or self.name("%s_check" % table)
-            self.add("add CHECK (%s) to '%s' NOT VALID, then VALIDATE" % (expr, table),
-                     "CHECK is new: added NOT VALID (no scan under ACCESS EXCLUSIVE), then validated (a scan that lets "
-                     "writes go on)",
+            ch = d.AddCheck(table, expr, name)
+            self.add(ch, "add CHECK (%s) to '%s' NOT VALID, then VALIDATE" % (expr, table),
+                     "%s: added NOT VALID (no scan under ACCESS EXCLUSIVE), then validated (a scan that lets writes go "
+                     "on)" % ch.reason,
                      [alter_statement("add_constraint_not_valid", table, {"kind": "check", "expr": expr, "name": name}),
-                      alter_statement("validate_constraint", table, name)], kind="AddCheck", table=table)
+                      alter_statement("validate_constraint", table, name)], table=table)
         for k in live:
             if k["definition"] not in [p for _, p in declared]:
                 self.kept_constraints.append("table '%s': %s (constraint '%s')" % (table, k["definition"], k["name"]))
@@ -543,11 +558,12 @@ class _Planner:
             name = name or former or self.name("%s_%s_fkey" % (table, "_".join(fk["columns"])))
             statements += [alter_statement("add_constraint_not_valid", table, dict(ctx, name=name)),
                            alter_statement("validate_constraint", table, name)]
-            self.add("add foreign key (%s) -> %s to '%s' NOT VALID, then VALIDATE" % (
+            ch = d.AddForeignKey(table, fk["columns"], fk["table"], name, former)
+            self.add(ch, "add foreign key (%s) -> %s to '%s' NOT VALID, then VALIDATE" % (
                 ", ".join(fk["columns"]), fk["table"], table),
-                "foreign key is new%s: added NOT VALID (no scan under a lock that stops writes), then validated" % (
-                    " (its actions changed: the old one is dropped)" if len(statements) > 2 else ""),
-                statements, kind="AddForeignKey", table=table)
+                "%s%s: added NOT VALID (no scan under a lock that stops writes), then validated" % (
+                    ch.reason, " (its actions changed: the old one is dropped)" if len(statements) > 2 else ""),
+                statements, table=table)
         for fk in have:
             if fk not in [w for _, w, _ in want] and fk not in replaced:
                 self.kept_constraints.append("table '%s': foreign key (%s) -> %s" % (
@@ -581,7 +597,7 @@ class _Planner:
         rows = "; ".join("%s %s (%s)" % (label, key(r), ", ".join("%s = %r" % (c, v) for c, v in zip(cols, r[len(keys):])))
                          for r in shown) + ("; ... (%d more)" % (n - len(shown)) if n > len(shown) else "")
         what = "set %s NULL in" % ", ".join(cols) if repair == "set null" else "delete"
-        self.steps.append(_step(change, "%s %s of '%s' (%s %s%s): no parent in '%s'" % (
+        self.steps.append(change_step(change, "%s %s of '%s' (%s %s%s): no parent in '%s'" % (
             what, plural(n, "row"), table, label, (", " if len(keys) == 1 else "; ").join(key(r) for r in shown[:10]),
             " ..." if n > 10 else "", fk["table"]),
             "%s (declared repair=%r on %s): the rows that would break it: %s" % (
@@ -610,21 +626,25 @@ class _Planner:
                 if kind == "view" and name in self.changed_views:
                     change = self.changed_views[name]
                     if change["replace"] is not None:
-                        self.add("replace view '%s' (CREATE OR REPLACE VIEW)" % name, change["why"] + "; its "
-                                 "columns stay as they are (new ones at the end), so it is replaced in place",
-                                 [change["replace"]], kind="ReplaceView")
+                        why = change["why"] + ("; its columns stay as they are (new ones at the end), so it is "
+                                               "replaced in place")
+                        self.add(d.ReplaceView(name, change["replace"], why),
+                                 "replace view '%s' (CREATE OR REPLACE VIEW)" % name, why, [change["replace"]])
                     else:
-                        self.add("create view '%s' again" % name, change["why"], body, kind="CreateView")
+                        self.add(d.CreateViewOrTrigger(name, "\n".join(body), "view", change["why"]),
+                                 "create view '%s' again" % name, change["why"], body)
                     continue
-                if kind == "trigger" and name in self.changed_triggers:
+                if kind == "trigger" and name in self.changed_triggers:  # dropped and created in one step
                     table = self.expected["triggers"][name]
-                    self.add("recreate trigger '%s' on '%s'" % (name, table), self.changed_triggers[name] + ": "
-                             "dropped and created again", [alter_statement("drop_trigger", name, table)] + body,
-                             kind="RecreateTrigger", table=table)
+                    why = self.changed_triggers[name] + ": dropped and created again"
+                    self.add(d.CreateViewOrTrigger(name, "\n".join(body), "trigger", why),
+                             "recreate trigger '%s' on '%s'" % (name, table), why,
+                             [alter_statement("drop_trigger", name, table)] + body, table=table)
                     continue
                 if not there:
-                    self.add("create %s '%s'" % (kind, name), "%s is new" % kind, body,
-                             kind="Create" + kind.title().replace(" ", ""))
+                    ch = (d.CreateVirtualTable(self.schema.virtual_table(name)) if kind == "virtual table" else
+                          d.CreateViewOrTrigger(name, "\n".join(body), kind, "%s is new" % kind))
+                    self.add(ch, "create %s '%s'" % (kind, name), "%s is new" % kind, body)
 
     def dropped_tables(self):
         for r in self.removes("table"):
@@ -632,7 +652,7 @@ class _Planner:
                 continue
             lost = loss.data_loss(self.count, self.neutral, [r], self.rows)
             self.loss += lost
-            self.steps.append(_step(r, "drop table '%s' (%s)" % (r.name, plural(lost[0]["rows"], "row")), r.reason,
+            self.steps.append(change_step(r, "drop table '%s' (%s)" % (r.name, plural(lost[0]["rows"], "row")), r.reason,
                                     [alter_statement("drop_table", r.name)], table=r.name, rows=lost[0]["rows"]))
 
 
