@@ -614,3 +614,15 @@ def test_a_view_whose_columns_change_is_the_same_change_records_on_both(runner, 
         assert [s["kind"] for s in steps] == ["DropViewOrTrigger", "CreateViewOrTrigger"], (e.name, steps)
         assert _cli(runner, "apply", "--db", e.db, "--schema", changed).exit_code == 0, e.name
         assert e.query("SELECT loud FROM post_titles") == [], e.name
+
+
+def test_a_new_foreign_key_over_orphans_without_a_repair_is_refused_alike_on_both(runner, both):
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO authors (id, name) VALUES (1, 'ann')",
+              "INSERT INTO posts (id, author_id, title) VALUES (1, 1, 'a'), (2, 99, 'orphan')")
+        refused = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V_FK, "fk"))
+        assert refused.exit_code == 2, (e.name, refused.output, refused.stderr)
+        _one_line_error(refused, "table 'posts': new foreign key (author_id) -> authors: 1 existing row has no parent "
+                        "row in 'authors' (", " 2: author_id = 99); fix or delete them, or declare repair='set null' "
+                        "or repair='delete' on the foreign key")

@@ -170,7 +170,8 @@ def test_a_refused_change_names_the_rows_and_changes_nothing(runner, tmp_path, p
     before = _structure(pg_url)
     result = _cli(runner, "apply", "--db", pg_url, "--schema", _decl(tmp_path, "v2", V2))
     assert result.exit_code == 2
-    assert "new foreign key (owner_id) -> people: 1 existing rows have no parent row" in result.stderr
+    assert "new foreign key (owner_id) -> people: 1 existing row has no parent row in 'people' (id 4: owner_id = 99)" \
+        in result.stderr
     assert "new UNIQUE (label) but 1 group of existing rows shares a value" in result.stderr
     assert _structure(pg_url) == before
 

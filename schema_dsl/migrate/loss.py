@@ -73,6 +73,18 @@ def repair_loss(table, change, n):
                 table, plural(n, "row"), fk_text(change.foreign_key))}
 
 
+ORPHANS_SHOWN = 5  # rows a refusal names
+
+
+def orphans_refused(table, columns, ref_table, n, shown):
+    """The refusal of a new foreign key whose existing rows break it (n of them, the first as (key, values) text
+    pairs) when it declares no repair: with a repair they are set NULL or deleted (RepairForeignKey) instead."""
+    return ("table '%s': new foreign key (%s) -> %s: %d existing row%s %s no parent row in '%s' (%s%s); fix or "
+            "delete them, or declare repair='set null' or repair='delete' on the foreign key" % (
+                table, ", ".join(columns), ref_table, n, "s" if n != 1 else "", "have" if n != 1 else "has", ref_table,
+                "; ".join("%s: %s" % row for row in shown), "; ..." if n > len(shown) else ""))
+
+
 def rename_problems(count, schema, live):
     """One sentence for each declared rename whose old and new names both exist while the old one holds rows (a
     table) or non-NULL values (a column), from diff.rename_conflicts: the rename cannot run, and those would be

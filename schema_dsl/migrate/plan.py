@@ -343,7 +343,6 @@ def _failing_rows(conn, table, key, expr):
     return found
 
 
-ORPHANS_SHOWN = 5        # rows a refusal names
 REPAIR_ROWS_SHOWN = 50   # rows a repair step names in its why
 
 
@@ -393,6 +392,7 @@ def _same_key(f, g):
 def _introduced_orphans(conn, schema, live, t, live_t):
     """A foreign key the rebuild adds (not one whose actions change: its orphans were already there and are kept)
     with existing rows that break it, and no repair declared: one refusal each, naming the first rows."""
+    from .loss import ORPHANS_SHOWN, orphans_refused  # see check_data
     out = []
     for f in t.foreign_keys:
         if f.repair or any(_same_key(f, g) for g in live_t.foreign_keys):
@@ -400,11 +400,7 @@ def _introduced_orphans(conn, schema, live, t, live_t):
         found = orphans(conn, schema, live, live_t, f, ORPHANS_SHOWN)
         if not found or not found[0]:
             continue
-        n, shown = found
-        out.append("table '%s': new %s: %d existing row%s %s no parent row in '%s' (%s%s); fix or delete them, or "
-                   "declare repair='set null' or repair='delete' on the foreign key" % (
-                       t.name, _fk_text(f), n, "s" if n != 1 else "", "have" if n != 1 else "has", f.ref_table,
-                       "; ".join("%s: %s" % row for row in shown), "; ..." if n > len(shown) else ""))
+        out.append(orphans_refused(t.name, f.columns, f.ref_table, *found))
     return out
 
 

@@ -551,8 +551,9 @@ class _Planner:
                 self.repair(table, fk, repair, orphans)
                 orphans = 0
             if orphans:
-                self.problems.append("table '%s': new foreign key (%s) -> %s: %d existing rows have no parent row"
-                                     % (table, ", ".join(fk["columns"]), fk["table"], orphans))
+                shown = [("%s %s" % (label, key), values)
+                         for label, key, values in self.orphan_rows(table, fk, loss.ORPHANS_SHOWN)]
+                self.problems.append(loss.orphans_refused(table, fk["columns"], fk["table"], orphans, shown))
                 continue
             # the one it replaces is dropped first, in the same transaction: its name is free again
             name = name or former or self.name("%s_%s_fkey" % (table, "_".join(fk["columns"])))
@@ -578,31 +579,36 @@ class _Planner:
                 return d.RepairForeignKey(decl, f)
         return None
 
+    def orphan_rows(self, table, fk, limit):
+        """The first `limit` rows of table that break fk, ordered by their PRIMARY KEY (else the key's columns),
+        as (the key's columns, the key's values, "column = value" of the foreign key's columns) text triples."""
+        cols = fk["columns"]
+        keys = self.live["tables"][table]["primary_key"] or cols
+        present = " AND ".join("c.%s IS NOT NULL" % quote(c) for c in cols)
+        missing = "true" if fk["table"] not in self.live["tables"] else "NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (
+            quote(fk["table"]), " AND ".join("p.%s = c.%s" % (quote(p), quote(c)) for c, p in zip(cols, fk["to"])))
+        found = self.conn.execute("SELECT %s, %s FROM %s c WHERE %s AND %s ORDER BY %s LIMIT %d" % (
+            ", ".join("c.%s" % quote(k) for k in keys), ", ".join("c.%s" % quote(c) for c in cols), quote(table),
+            present, missing, ", ".join("c.%s" % quote(k) for k in keys), limit)).fetchall()
+        return [(", ".join(keys), ", ".join(repr(v) for v in r[:len(keys)]),
+                 ", ".join("%s = %r" % (c, v) for c, v in zip(cols, r[len(keys):]))) for r in found]
+
     def repair(self, table, fk, change, n):
         """The step that sets NULL (or deletes) exactly the rows that would break fk, before it is added, naming
         their keys; a delete is data loss (loss.repair_loss, as on SQLite)."""
         repair = change.foreign_key.repair
         cols = fk["columns"]  # (repair='set null' on a NOT NULL column is a declaration error)
-        keys = self.live["tables"][table]["primary_key"] or cols
-        present = " AND ".join("c.%s IS NOT NULL" % quote(c) for c in cols)
-        missing = "true" if fk["table"] not in self.live["tables"] else "NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (
-            quote(fk["table"]), " AND ".join("p.%s = c.%s" % (quote(p), quote(c)) for c, p in zip(cols, fk["to"])))
-        shown = self.conn.execute("SELECT %s, %s FROM %s c WHERE %s AND %s ORDER BY %s LIMIT %d" % (
-            ", ".join("c.%s" % quote(k) for k in keys), ", ".join("c.%s" % quote(c) for c in cols), quote(table),
-            present, missing, ", ".join("c.%s" % quote(k) for k in keys), REPAIR_ROWS_SHOWN)).fetchall()
-        label = ", ".join(keys)
-
-        def key(row):
-            return ", ".join(repr(v) for v in row[:len(keys)])
-        rows = "; ".join("%s %s (%s)" % (label, key(r), ", ".join("%s = %r" % (c, v) for c, v in zip(cols, r[len(keys):])))
-                         for r in shown) + ("; ... (%d more)" % (n - len(shown)) if n > len(shown) else "")
+        shown = self.orphan_rows(table, fk, REPAIR_ROWS_SHOWN)
+        label = shown[0][0] if shown else ", ".join(self.live["tables"][table]["primary_key"] or cols)
+        rows = "; ".join("%s %s (%s)" % row for row in shown) + (
+            "; ... (%d more)" % (n - len(shown)) if n > len(shown) else "")
         what = "set %s NULL in" % ", ".join(cols) if repair == "set null" else "delete"
-        self.steps.append(change_step(change, "%s %s of '%s' (%s %s%s): no parent in '%s'" % (
-            what, plural(n, "row"), table, label, (", " if len(keys) == 1 else "; ").join(key(r) for r in shown[:10]),
+        self.add(change, "%s %s of '%s' (%s %s%s): no parent in '%s'" % (
+            what, plural(n, "row"), table, label, (", " if "," not in label else "; ").join(k for _, k, _ in shown[:10]),
             " ..." if n > 10 else "", fk["table"]),
             "%s (declared repair=%r on %s): the rows that would break it: %s" % (
                 change.reason, repair, loss.fk_text(change.foreign_key), rows),
-            [alter_statement("repair_rows", repair, table, cols, fk["table"], fk["to"])], table=table, rows=n))
+            [alter_statement("repair_rows", repair, table, cols, fk["table"], fk["to"])], table=table, rows=n)
         lost = loss.repair_loss(table, change, n)
         if lost is not None:
             self.loss.append(lost)
