@@ -375,8 +375,9 @@ def renames(schema, live):
             continue
         if lt.name.lower() != t.name.lower():
             out.append(RenameTable(t, lt.name))
+        mapping = _column_map(t, lt)
         for c in t.columns:
-            source = _column_map(t, lt)[c.name]
+            source = mapping[c.name]
             if source is not None and source.lower() != c.name.lower():
                 out.append(RenameColumn(t, source, c.name))
     return out
