@@ -387,7 +387,7 @@ def rename_conflicts(schema, live):
     """The renames the file holds both ends of, as (kind, table, new, old) with the file's spelling: ("table",
     None, new, old) for a declared table found under its name whose former name is a table of the file too,
     ("column", table, new, old) likewise for a column. The rename cannot run and the old one is kept as the
-    user's own: the planner refuses when it holds rows (see plan.check_renames)."""
+    user's own: the planner refuses when it holds rows (loss.rename_problems, on both dialects)."""
     gone = {(r.kind, r.name.lower()) for r in schema.removed if r.kind == "table"}
     out = []
     for t in schema.ordered_tables():

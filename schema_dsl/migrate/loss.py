@@ -1,5 +1,5 @@
-"""What a plan gives up, counted before anything runs, the guard that asks before it, and the renames a plan
-cannot run: once, for both dialects.
+"""What a plan gives up, counted before anything runs, the guard that asks before it, and the refusals of the
+renames a plan cannot run and of a new foreign key over orphan rows: once, for both dialects.
 
 Both planners (migrate/plan.py on SQLite, pg/plan.py on PostgreSQL) hand the neutral change records of
 migrate/diff.py to these functions, with `count(sql)`: a function that runs one counting query on the database
