@@ -111,3 +111,19 @@ def test_a_declared_virtual_tables_counterpart_is_neither_kept_as_the_users_nor_
     assert pruned.exit_code == 0, pruned.output + pruned.stderr
     with _connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM notes_fts").fetchone()[0] == 1
+
+
+def test_a_users_table_named_as_an_sqlite_only_virtual_table_is_the_users_own(runner, tmp_path, pg_url):
+    """sqlite_only leaves the virtual table out on PostgreSQL: a table of that name there is the user's, kept
+    and listed as such (and --prune --allow-data-loss drops it, as any undeclared table)."""
+    spec = _decl(tmp_path, "vt_sqlite", VT.replace(
+        'postgresql="CREATE TABLE notes_fts (id INTEGER PRIMARY KEY, doc tsvector)"', "sqlite_only=True"))
+    result = _cli(runner, "apply", "--db", pg_url, "--schema", spec)
+    assert result.exit_code == 0, result.output + result.stderr
+    with _connect(pg_url) as conn:
+        conn.execute("CREATE TABLE notes_fts (id INTEGER, doc TEXT)")
+    shown = _cli(runner, "plan", "--db", pg_url, "--schema", spec, "--json")
+    assert shown.exit_code == 0, shown.output + shown.stderr
+    assert json.loads(shown.stdout)["kept"] == ["table 'notes_fts' (2 columns)"]
+    pruned = _cli(runner, "plan", "--db", pg_url, "--schema", spec, "--prune", "--allow-data-loss", "--json")
+    assert [s["title"] for s in json.loads(pruned.stdout)["steps"]] == ["drop table 'notes_fts' (0 rows)"]

@@ -10,6 +10,8 @@ none imports psycopg.
 """
 from __future__ import annotations
 
+import attrs
+
 from . import catalog
 from ..migrate.introspect import Live
 from ..model import Check, Column, Expr, ForeignKey, Index, IndexColumn, PrimaryKey, Table, Unique, VirtualTable
@@ -48,6 +50,16 @@ def read_live(conn):
     return live
 
 
+def on_postgresql(schema):
+    """The declaration as PostgreSQL has it: without its sqlite_only views, triggers and virtual tables, which
+    render nothing there, so that a live object of such a name is the user's own (kept, or pruned)."""
+    if not any(o.sqlite_only for o in (*schema.views, *schema.triggers, *schema.virtual_tables)):
+        return schema
+    return attrs.evolve(schema, views=[v for v in schema.views if not v.sqlite_only],
+                        triggers=[t for t in schema.triggers if not t.sqlite_only],
+                        virtual_tables=[v for v in schema.virtual_tables if not v.sqlite_only])
+
+
 def neutral(live, schema, hidden=()):
     """The live structure as migrate/diff.py reads a database (a migrate.introspect.Live of model objects), so that
     the neutral decisions (renames, removals and --prune, what is kept) run on PostgreSQL as they do on SQLite.
@@ -57,7 +69,7 @@ def neutral(live, schema, hidden=()):
     PostgreSQL planner itself owns (a UNIQUE's index not yet taken over by its constraint), left out. A trigger's
     SQL is its CREATE TRIGGER followed by its function's body, so that what the trigger writes to is read as on
     SQLite (diff._trigger_role). Each kind in name order (the catalog has no creation order to keep)."""
-    virtual = {v.name.lower() for v in schema.virtual_tables}
+    virtual = {v.name.lower() for v in schema.virtual_tables if not v.sqlite_only}
     hidden = {h.lower() for h in hidden}
     tables = {n: _table(n, t) for n, t in sorted(live["tables"].items()) if n.lower() not in virtual}
     indexes = {n: Index(n, ix["table"], [IndexColumn(k["expr"], desc, expression=True) if isinstance(k, dict)

@@ -42,7 +42,7 @@ from ..errors import UnsafeMigrationError
 from ..migrate import diff as d
 from ..migrate import loss
 from . import bodies, catalog
-from .introspect import canonical_checks, count, has_rows, neutral, quote, volatile_functions
+from .introspect import canonical_checks, count, has_rows, neutral, on_postgresql, quote, volatile_functions
 from ..words import plural
 
 REPAIR_ROWS_SHOWN = 50  # rows a repair step names in its why
@@ -162,9 +162,10 @@ class _Planner:
         self.taken = set(live["relations"]) | set(live["indexes"]) | set(live["constraint_indexes"])
         self.taken |= {k["name"] for ks in live["constraints"].values() for k in ks}
         # the neutral decisions, as on SQLite: what goes (declared removals, --prune) and what is kept
-        self.neutral = neutral(live, schema, hidden=self._planned_unique_indexes())
-        self.gone, self.gone_columns = d.removals(schema, self.neutral, prune)
-        self.extras = d.extras(schema, self.neutral, prune)
+        declared = on_postgresql(schema)
+        self.neutral = neutral(live, declared, hidden=self._planned_unique_indexes())
+        self.gone, self.gone_columns = d.removals(declared, self.neutral, prune)
+        self.extras = d.extras(declared, self.neutral, prune)
 
     # helpers
     def rows(self, table):
