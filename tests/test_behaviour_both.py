@@ -518,3 +518,111 @@ def test_database_of_a_one_dialect_project_refuses_the_other_engine_in_one_line(
     with pytest.raises(SchemagenError, match=r"declares dialects = \[\"%s\"\]" % dialect) as info:
         Database(other.db)
     assert "\n" not in str(info.value)
+
+
+# --- decided once, in the neutral diff: removals, what is kept, renames, the data-loss count ------------------
+
+def test_a_removal_is_planned_and_counted_alike_on_both(runner, both):
+    """The same steps (titles and kinds) and the same data-loss entries on both engines for a declared removal."""
+    docs = []
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO scratch (id, note) VALUES (1, 'goes')")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V_LOSS, "loss"), "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        docs.append(json.loads(result.output))
+    sqlite_doc, pg_doc = docs
+    assert [(s["kind"], s["title"]) for s in sqlite_doc["steps"]] == [(s["kind"], s["title"]) for s in pg_doc["steps"]]
+    assert [s["title"] for s in pg_doc["steps"]] == ["drop table 'scratch' (1 row)"]
+    assert sqlite_doc["data_loss"] == pg_doc["data_loss"]
+
+
+def test_what_is_kept_is_the_same_list_on_both(runner, both):
+    kept = []
+    for e in both:
+        _applied(runner, e)
+        e.sql("ALTER TABLE posts ADD COLUMN extra TEXT", "CREATE INDEX my_idx ON posts (extra)",
+              "CREATE VIEW my_view AS SELECT id FROM posts", "CREATE TABLE mine (id INTEGER)")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V1), "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        kept.append(sorted(json.loads(result.output)["kept"]))
+    assert kept[0] == kept[1] == ["index 'my_idx' on 'posts'", "table 'mine' (1 column)",
+                                  "table 'posts': column 'extra'", "view 'my_view'"]
+
+
+def test_pruning_a_trigger_that_writes_elsewhere_says_what_it_weakens_on_both(runner, both):
+    for e in both:
+        _applied(runner, e)
+        if e.name == "sqlite":
+            e.sql("CREATE TABLE audit_log (post_id INTEGER)",
+                  "CREATE TRIGGER my_audit AFTER INSERT ON posts BEGIN INSERT INTO audit_log VALUES (new.id); END")
+        else:  # the trigger's function writes: read with the trigger, as SQLite's body is
+            e.sql("CREATE TABLE audit_log (post_id INTEGER)",
+                  "CREATE FUNCTION my_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit_log "
+                  "VALUES (NEW.id); RETURN NEW; END $$",
+                  "CREATE TRIGGER my_audit AFTER INSERT ON posts FOR EACH ROW EXECUTE FUNCTION my_audit()")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V1), "--prune", "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        step = next(s for s in json.loads(result.output)["steps"] if "my_audit" in s["title"])
+        assert step["kind"] == "Remove" and step["why"] == (
+            "not in the declaration (--prune); weakens: it writes to 'audit_log' (an audit trail or a derived table): "
+            "those rows stop being kept"), (e.name, step)
+
+
+def test_a_rename_that_cannot_run_is_refused_alike_on_both(runner, both):
+    renamed = V1.replace('Table("scratch",', 'Table("scratch2", renamed_from="scratch",')
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO scratch (id, note) VALUES (1, 'stays')", "CREATE TABLE scratch2 (id INTEGER, note TEXT)")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(renamed, "renamed"))
+        assert result.exit_code == 2, (e.name, result.output, result.stderr)
+        _one_line_error(result, "table 'scratch2' is declared renamed_from 'scratch', but the database has both: "
+                        "'scratch' holds 1 row, 'scratch2' holds none; the rename cannot run and those would stay "
+                        "behind under 'scratch': move the rows into 'scratch2' and drop 'scratch'")
+        assert e.query("SELECT count(*) FROM scratch")[0][0] == 1
+
+
+def test_the_data_loss_guard_refuses_alike_without_a_backup_on_both(runner, both):
+    """One guard: without a backup (SQLite's --no-backup; PostgreSQL has none) a plan that loses data runs only with
+    --allow-data-loss, and the refusal says so in the same words."""
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO scratch (id, note) VALUES (1, 'keep me')")
+        no_backup = ["--no-backup"] if e.name == "sqlite" else []
+        refused = _cli(runner, "apply", "--db", e.db, "--schema", e.decl(V_LOSS, "loss"), "--yes", *no_backup)
+        assert refused.exit_code == 2, (e.name, refused.output, refused.stderr)
+        _one_line_error(refused, "the plan loses data (table 'scratch': 1 row goes (removed: no longer used)) and %s: "
+                        "without a backup it runs only if --allow-data-loss is given; nothing was changed" % (
+                            "--no-backup was given" if e.name == "sqlite" else "PostgreSQL has no file backup"))
+        assert e.query("SELECT count(*) FROM scratch")[0][0] == 1
+
+
+def _with_view(body):
+    return V1.replace("import Column,", "import View, Column,").replace(
+        '], indexes=[', '], views=[View("post_titles", %r, postgresql=%r)], indexes=[' % (body, body))
+
+
+def test_a_view_whose_columns_change_is_the_same_change_records_on_both(runner, both):
+    """PostgreSQL's steps carry the neutral change records SQLite's do: a view whose columns change is dropped
+    (DropViewOrTrigger) and created again (CreateViewOrTrigger) on both engines."""
+    for e in both:
+        _applied(runner, e, _with_view("CREATE VIEW post_titles AS SELECT id, title FROM posts"))
+        changed = e.decl(_with_view("CREATE VIEW post_titles AS SELECT id, upper(title) AS loud FROM posts"), "view2")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", changed, "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        steps = json.loads(result.output)["steps"]
+        assert [s["kind"] for s in steps] == ["DropViewOrTrigger", "CreateViewOrTrigger"], (e.name, steps)
+        assert _cli(runner, "apply", "--db", e.db, "--schema", changed).exit_code == 0, e.name
+        assert e.query("SELECT loud FROM post_titles") == [], e.name
+
+
+def test_a_new_foreign_key_over_orphans_without_a_repair_is_refused_alike_on_both(runner, both):
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO authors (id, name) VALUES (1, 'ann')",
+              "INSERT INTO posts (id, author_id, title) VALUES (1, 1, 'a'), (2, 99, 'orphan')")
+        refused = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V_FK, "fk"))
+        assert refused.exit_code == 2, (e.name, refused.output, refused.stderr)
+        _one_line_error(refused, "table 'posts': new foreign key (author_id) -> authors: 1 existing row has no parent "
+                        "row in 'authors' (", " 2: author_id = 99); fix or delete them, or declare repair='set null' "
+                        "or repair='delete' on the foreign key")

@@ -1,9 +1,9 @@
 """The package flows one way: each module imports only from its own layer or the layers below, with no cycles.
 
 Layers, bottom up (../shared/STYLE.md): the SQLite ground (standard library only), the model, pure analysis,
-compile (the only Jinja2 user), pg, migrate, check, the dialect registry (dialects/), and the CLI and Database on
-top. Per-folder rules below: the CLI reaches either engine only through the registry, and the neutral layers name
-no engine. The shipped declaration (abathur.py) is data: it imports the model, and no engine module imports it.
+compile (the only Jinja2 user), migrate, PostgreSQL's pg/ (its planner consumes migrate's neutral diff), check,
+the dialect registry (dialects/), and the CLI and Database on top. Per-folder rules below: the CLI reaches either
+engine only through the registry, and the neutral layers name no engine. The shipped declaration (abathur.py) is data: it imports the model, and no engine module imports it.
 """
 import ast
 import pathlib
@@ -18,14 +18,16 @@ LAYERS = {
     "abathur": 2.5,
     "analysis": 3,
     "compile": 4,
-    "pg": 4.5,  # PostgreSQL's driver layer: psycopg is third-party, so it sits above compile, not beside sqlite/
     "migrate": 5,
+    # PostgreSQL's driver layer: psycopg is third-party, so it sits above compile, not beside sqlite/; and above
+    # migrate/, whose neutral diff (renames, removals, what is kept, the data-loss count) its planner consumes
+    "pg": 5.5,
     "check": 6,
     "dialects": 6.5,  # the registry and the two dialects' operations, over migrate/, pg/ and check/
     "cli": 7, "database": 7, "__main__": 7, "__init__": 7, "outfiles": 7,
 }
-THIRD_PARTY = {1: set(), 2: {"attrs"}, 2.5: set(), 3: {"attrs"}, 4: {"attrs", "jinja2"}, 4.5: {"attrs", "psycopg"},
-               5: {"attrs"}, 6: {"attrs"}, 6.5: set(),
+THIRD_PARTY = {1: set(), 2: {"attrs"}, 2.5: set(), 3: {"attrs"}, 4: {"attrs", "jinja2"}, 5: {"attrs"},
+               5.5: {"attrs", "psycopg"}, 6: {"attrs"}, 6.5: set(),
                7: {"attrs", "click", "aiosqlite"}}
 
 
@@ -167,6 +169,9 @@ def test_every_subpackage_ships_in_the_wheel(layer_pkg):
 # --- the two dialects (issue 16): the CLI goes through the registry, the neutral layers name no engine ------------
 
 SQLITE_SIDE = ("schema_dsl.migrate", "schema_dsl.dialects.sqlite")
+# migrate/'s neutral part, which PostgreSQL's planner consumes too: the change records and the decisions made once
+# (diff.py), what a plan loses and its guard (loss.py), and the Live model both engines' structure is read into
+NEUTRAL = ("schema_dsl.migrate.diff", "schema_dsl.migrate.loss", "schema_dsl.migrate.introspect")
 POSTGRESQL_SIDE = ("schema_dsl.pg", "schema_dsl.dialects.postgresql", "schema_dsl.check.pgcheck",
                    "schema_dsl.compile.postgresql")
 # the modules that may name both engines, each for a reason of its own
@@ -214,12 +219,12 @@ def test_the_cli_defines_no_dialect_specific_function_and_does_not_pick_a_dialec
 def test_only_the_registry_names_both_dialects():
     """A module that imports both an SQLite-side module (migrate/, dialects/sqlite.py) and a PostgreSQL-side one
     (pg/, dialects/postgresql.py, check/pgcheck.py, compile/postgresql.py) is the registry or one of the listed
-    exceptions; pg/transfer.py reads SQLite through the SQLite ground (sqlite/), not migrate/."""
+    exceptions; migrate/'s neutral part (NEUTRAL) is no side; pg/transfer.py reads SQLite through the SQLite ground (sqlite/), not migrate/."""
     _, edges = _package_imports()
     both = {}
     for module, imports in edges.items():
         names = {name for name, _, _ in imports}
-        if any(_in(n, SQLITE_SIDE) for n in names) and any(_in(n, POSTGRESQL_SIDE) for n in names):
+        if any(_in(n, SQLITE_SIDE) and not _in(n, NEUTRAL) for n in names) and any(_in(n, POSTGRESQL_SIDE) for n in names):
             both[module] = sorted(n for n in names if _in(n, SQLITE_SIDE + POSTGRESQL_SIDE))
     unexpected = {m: n for m, n in both.items() if m not in BOTH_SIDES}
     assert not unexpected, unexpected

@@ -21,7 +21,7 @@ import time
 
 from ..sqlite import dbfile, structure
 from ..sqlite.leftovers import drop_leftovers
-from ..errors import ApplyError, ChangedThenFailed, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
+from ..errors import ApplyError, ChangedThenFailed, DatabaseFileError, SchemagenError, UnsafeMigrationError
 from .plan import Plan, Step, check_renames, fresh_plan, migration_plan, setting_steps
 from .dependents import broken_dependents, check_dependents, planned_problems
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
@@ -165,17 +165,12 @@ API_TERMS = {"no_backup": "initialize(backup=False) was asked", "allow": "initia
 
 
 def _guard_data_loss(path, plan, backup, allow_data_loss, confirm, terms=None):
-    """A plan that loses data goes ahead only with a backup (or allow_data_loss) and a yes from confirm."""
+    """A plan that loses data goes ahead only with a backup (or allow_data_loss) and a yes from confirm: the one
+    guard of both dialects (loss.guard)."""
     if not plan.data_loss:
         return
-    terms = terms or CLI_TERMS
-    what = "; ".join(d["text"] for d in plan.data_loss)
-    if not backup and not allow_data_loss:
-        raise UnsafeMigrationError("database %r: the plan loses data (%s) and %s: the backup is mandatory for that "
-                                   "unless %s; nothing was changed" % (path, what, terms["no_backup"], terms["allow"]))
-    if confirm is not None and not confirm(plan):
-        raise Declined("database %r: the plan loses data (%s) and was not confirmed; nothing was changed%s" % (
-            path, what, terms["accept"]))
+    from .loss import guard  # only a plan that loses data needs it (fresh apply never does)
+    guard("database %r" % path, plan, backup, allow_data_loss, confirm, terms or CLI_TERMS)
 
 
 def _refuse_foreign_file(conn, raw, target, guard="shipped"):
