@@ -100,7 +100,7 @@ def _begin(conn, path):
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
 
 
-def plan_for(conn, target, guard=None, prune=None, keep=None):
+def plan_for(conn, target, guard=None, prune=None, keep=None, tried=True):
     """The plan for the database behind conn (read inside the caller's transaction).
 
     A new or empty file gets the fresh plan; a file whose structure already
@@ -109,15 +109,24 @@ def plan_for(conn, target, guard=None, prune=None, keep=None):
     and diffed. A declaration with data steps or a history is planned by
     history.py around this (its data steps, and the record of the apply); keep: apply's hook, see
     history.plan_with_history (the data steps then run once, in the caller's transaction, while planned).
+    tried: see _plan_structure.
     """
     if target.compiled.get("history"):
         from .history import plan_with_history  # only a declaration that keeps a history needs it
         return plan_with_history(conn, target, lambda c: _plan_structure(c, target, guard, prune), keep)
-    return _plan_structure(conn, target, guard, prune)
+    return _plan_structure(conn, target, guard, prune, tried=tried)
 
 
-def _plan_structure(conn, target, guard=None, prune=None, additive=True):
-    """additive=False: plan every difference with the diff (tests compare it with additive.py's plan)."""
+def _plan_structure(conn, target, guard=None, prune=None, additive=True, tried=True):
+    """additive=False: plan every difference with the diff (tests compare it with additive.py's plan).
+
+    A plan's statements are tried on an in-memory copy of the schema (planned_problems), so that `plan` refuses
+    what apply would roll back, and apply refuses a rebuild before it copies any row. tried=False (apply's own
+    planning) skips that for an additive plan (additive.py): it only adds declared tables, plain columns and
+    indexes to a file that holds nothing beyond the declaration (no view, trigger or foreign key of its own), and
+    apply runs the very same check on the file itself before COMMIT (check_dependents, after the structure is
+    verified to be the declared one), rolling back with nothing changed: the copy would only say it earlier.
+    """
     if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
         return fresh_plan(target, conn)  # a new or empty file: nothing to introspect
     raw = structure.read_raw(conn)
@@ -130,7 +139,7 @@ def _plan_structure(conn, target, guard=None, prune=None, additive=True):
     from .additive import additive_plan  # only a file that differs is planned: not on the fresh-apply path
     plan = additive_plan(conn, target, actual, diffs, prune) if additive else None
     if plan is not None:  # only declared tables, columns and indexes to add: the diff's plan, without the model
-        broken = planned_problems(conn, plan.statements)
+        broken = planned_problems(conn, plan.statements) if tried else []
         if broken:
             raise UnsafeMigrationError("refusing to migrate, nothing was changed: after the plan %s"
                                        % "; ".join(broken[:10]))
@@ -312,7 +321,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
 
     try:
         cleaned = bool(drop_leftovers(conn))  # an interrupted online apply's objects (migrate/online.py)
-        plan = plan_for(conn, target, guard, loss[0], keep=before_data_steps)
+        plan = plan_for(conn, target, guard, loss[0], keep=before_data_steps, tried=False)  # checked before COMMIT
         if plan.up_to_date:
             conn.execute("COMMIT" if cleaned else "ROLLBACK")
             _finish_connection(conn, files)
