@@ -717,10 +717,12 @@ def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data
                                   keep_backups=keep_backups, prune=loss[0], allow_data_loss=loss[1], confirm=loss[2],
                                   commit_section=lambda: _Interrupts.commit(db))
         else:
+            from .check.report import report_after_apply  # the report, built on apply's connection after COMMIT
             result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
                               backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity,
                               prune=loss[0], allow_data_loss=loss[1], confirm=loss[2],
-                              commit_section=lambda: _Interrupts.commit(db))
+                              commit_section=lambda: _Interrupts.commit(db),
+                              report=None if no_validate else report_after_apply(target, full_integrity, check_data))
     except SchemagenError as exc:
         progress.close()
         _fail(exc)
@@ -952,7 +954,7 @@ def _after_commit(result, db, target, check_data, full_integrity, as_json, repor
     # the structure apply verified before COMMIT: the report does not read and parse it again
     applied = None if (check_data or full_integrity) else result.foreign_key_check
     _report(target, db, full_integrity, as_json, report_path, actual=result.structure, applied=applied,
-            verbose=verbose, done=done)
+            verbose=verbose, done=done, built=getattr(result, "report", None))
 
 
 
@@ -984,9 +986,12 @@ def _check_report_path(report_path, dbs=()):
             _fail(exc)
 
 
-def _report(target, db, full_integrity, as_json, report_path, actual=None, applied=None, verbose=False, done=None):
+def _report(target, db, full_integrity, as_json, report_path, actual=None, applied=None, verbose=False, done=None,
+            built=None):
     # each command imports what it needs: apply's start-up time is benchmarked
     from .check.report import build_report
+    if built is not None:  # apply built it on its own connection (check/report.report_after_apply)
+        return _show_report(built, as_json, report_path, verbose, done)
     try:
         label = "checking %s (%s, foreign_key_check)" % (db, "integrity_check" if full_integrity else "quick_check")
         with _Working(label) if applied is None else contextlib.nullcontext():

@@ -38,20 +38,23 @@ class ApplyResult:
     and this one is on the fresh-apply path.
 
     path; plan; applied (False when already up to date); backup (the backup's path, if one was kept);
-    seconds; statements; structure (verified before COMMIT: the CLI's report reuses it); kept_violations and
-    kept_described (foreign_key_check before COMMIT over plan.fk_scope: violations that were already there,
-    counted, the first ones described); step_seconds (what each plan step took, in plan order).
+    seconds; statements; structure (verified before COMMIT: the CLI's report reuses it) and differences
+    (structure.compare of the declaration and that structure: only what the file has beyond the declaration, as
+    anything else rolls back); kept_violations and kept_described (foreign_key_check before COMMIT over
+    plan.fk_scope: violations that were already there, counted, the first ones described); step_seconds (what
+    each plan step took, in plan order); report (what apply's report= callable returned, else None).
     """
 
     __slots__ = ("path", "plan", "applied", "backup", "seconds", "statements", "structure", "kept_violations",
-                 "kept_described", "step_seconds")
+                 "kept_described", "step_seconds", "differences", "report")
 
     def __init__(self, path, plan, applied, backup=None, seconds=0.0, statements=0, structure=None,
-                 kept_violations=0, kept_described=(), step_seconds=()):
+                 kept_violations=0, kept_described=(), step_seconds=(), differences=None):
         self.path, self.plan, self.applied, self.backup = path, plan, applied, backup
         self.seconds, self.statements, self.structure = seconds, statements, structure
         self.kept_violations, self.kept_described, self.step_seconds = kept_violations, tuple(kept_described), \
             tuple(step_seconds)
+        self.differences, self.report = differences, None
 
     def __repr__(self):
         return "ApplyResult(path=%r, applied=%r, statements=%r, backup=%r)" % (
@@ -241,7 +244,7 @@ def plan_database(path, schema=None, files=None, guard=None, prune=None):
 
 def apply(path, schema=None, files=None, backup=True, progress=None, guard=None, backup_dir=None,
           keep_backups=DEFAULT_KEEP, check_data=False, prune=None, allow_data_loss=False, confirm=None,
-          commit_section=None, terms=None):
+          commit_section=None, terms=None, report=None):
     """Create or migrate the database at path; returns an ApplyResult.
 
     progress(step_number, step, statement) is called before each statement
@@ -258,6 +261,11 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     COMMIT, so that its answer to an interrupt is the truth). A failure after COMMIT (the WAL switch) raises
     ChangedThenFailed: the change is committed. terms: how a data-loss refusal names the options that accept
     it (CLI_TERMS, the default, or API_TERMS).
+    report: report(conn, result), called once the change is committed (or found up to date) and the settings
+    are made, on apply's own connection before it closes: the CLI builds its report there
+    (check/report.report_after_apply) from what apply already read and verified, instead of opening the file
+    again. What it returns is result.report; a SchemagenError or sqlite3.Error it raises leaves result.report
+    None (the caller builds the report on its own connection, and meets the error there).
     """
     path = os.fspath(path)
     if backup:
@@ -266,8 +274,14 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     target = target_for(schema, files)
     conn, existed = open_for_apply(path, target.files)
     try:
-        return _apply_locked(conn, path, target, backup and (backup_dir, keep_backups), progress, guard, check_data,
-                             (prune, allow_data_loss, confirm, terms), commit_section)
+        result = _apply_locked(conn, path, target, backup and (backup_dir, keep_backups), progress, guard,
+                               check_data, (prune, allow_data_loss, confirm, terms), commit_section)
+        if report is not None:
+            try:
+                result.report = report(conn, result)
+            except (SchemagenError, sqlite3.Error):
+                pass  # see the docstring: the caller's own report meets it
+        return result
     except BaseException:
         if not existed:
             _remove_if_still_empty(conn, path)
@@ -344,7 +358,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         conn.execute("SAVEPOINT schemagen_plan")
         count, timings = _run_steps(conn, plan, progress)
         _announce(progress, plan, "verify the structure and the foreign keys of the changed tables")
-        verified = _verify_structure(conn, target)
+        verified, differences = _verify_structure(conn, target)
         # every view prepares, every trigger resolves, every foreign key has its parent key (dependents.py):
         # before foreign_key_check, which a foreign key without its parent key makes fail
         check_dependents(conn, known, fresh=plan.fresh)
@@ -357,7 +371,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
             conn.execute("ROLLBACK TO schemagen_plan")
             before = {_key(v) for v in foreign_key_violations(conn, sorted({v["table"] for v in after}))}
             count, timings = _run_steps(conn, plan, progress)
-            verified = _verify_structure(conn, target)
+            verified, differences = _verify_structure(conn, target)
             after = foreign_key_violations(conn, plan.fk_scope)
             introduced = [v for v in after if _key(v) not in before]
             if introduced:
@@ -395,7 +409,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         raise ChangedThenFailed("database %r: the change is committed, then: %s" % (path, exc)) from None
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
                        statements=count, structure=verified, kept_violations=len(after), kept_described=tuple(kept),
-                       step_seconds=tuple(timings))
+                       step_seconds=tuple(timings), differences=differences)
 
 
 def _announce(progress, plan, title):
@@ -482,29 +496,35 @@ def _run_steps(conn, plan, progress):
 
 # The structure is a function of the schema text in sqlite_master (the PRAGMAs that read_structure runs report
 # what this SQLite parsed from it), so a schema already read and found to match a Target in this process needs
-# neither the PRAGMAs nor the comparison again: sqlite_master's rows -> (structure, the Targets it matched).
+# neither the PRAGMAs nor the comparison again: sqlite_master's rows -> (structure, [(a Target it matched, the
+# differences compare found: extras only)]).
 # Many files created in one process (a test suite, one file per tenant) each cost one query instead of ~70.
 _VERIFIED = {}
 _VERIFIED_MAX = 8
 
 
 def _verify_structure(conn, target):
-    """The structure after the plan; ApplyError when it is not the declared one."""
+    """(the structure after the plan, structure.compare's differences: extras only); ApplyError when it is not
+    the declared one."""
     master = tuple(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid").fetchall())
     known = _VERIFIED.get(master)
-    if known is not None and any(t is target for t in known[1]):
-        return known[0]
+    if known is not None:
+        for t, differences in known[1]:
+            if t is target:
+                return known[0], differences
     verified = structure.read_structure(conn)
-    problems = [m for k, m in structure.compare(target.structure, verified) if k != "extra"]
+    differences = structure.compare(target.structure, verified)
+    problems = [m for k, m in differences if k != "extra"]
     if problems:
         raise ApplyError("after the plan the structure still differs, rolled back: " + "; ".join(problems[:10]))
     if known is None:
         if len(_VERIFIED) >= _VERIFIED_MAX:
             _VERIFIED.pop(next(iter(_VERIFIED)))
         known = _VERIFIED[master] = (verified, [])
-    known[1].append(target)
+    known[1].append((target, differences))
     del known[1][:-4]  # a Target per call (a declaration compiled each time) must not pile up
-    return known[0]  # the same schema text reads as the same structure: one object for it, whichever call read it
+    # the same schema text reads as the same structure: one object for it, whichever call read it
+    return known[0], differences
 
 
 def _finish_connection(conn, files):
