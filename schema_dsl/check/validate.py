@@ -9,7 +9,10 @@ and for each serves-query the declaration marks as a required plan check
 identical one (same table, columns, order, uniqueness and WHERE), named. The report also lists the tables and indexes
 found in sqlite_master, the PRAGMA results, sample query plans and the issues
 met; `format_text` and `format_markdown` print it. The report `apply` prints
-leaves out the two whole-file data checks (see validation_report's applied).
+leaves out the two whole-file data checks (see validation_report's applied),
+and is built on apply's own connection from the structure apply verified
+before COMMIT (check/report.report_after_apply): `schemagen validate` reads
+and checks everything itself.
 """
 from __future__ import annotations
 
