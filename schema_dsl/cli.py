@@ -719,12 +719,14 @@ def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data
         else:
             # the report, built on apply's connection after COMMIT; the whole-file data checks (--check-data) run
             # after apply, under _report's "checking" notice
-            from .check.report import report_after_apply
+            report = None
+            if not (no_validate or check_data or full_integrity):
+                from .check.report import report_after_apply
+                report = report_after_apply(target)
             result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
                               backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity,
                               prune=loss[0], allow_data_loss=loss[1], confirm=loss[2],
-                              commit_section=lambda: _Interrupts.commit(db),
-                              report=None if no_validate or check_data or full_integrity else report_after_apply(target))
+                              commit_section=lambda: _Interrupts.commit(db), report=report)
     except SchemagenError as exc:
         progress.close()
         _fail(exc)
