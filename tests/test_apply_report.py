@@ -118,3 +118,16 @@ def test_a_report_that_fails_on_applys_connection_is_built_again_by_the_cli(old_
     out = make_runner().invoke(main, ["apply", "--db", third, "--no-backup", "--schema", "abathur"])
     assert out.exit_code == 3, out.output + out.stderr
     assert "committed" in out.stderr and "injected" in out.stderr
+
+
+def test_apply_no_validate_imports_no_report_module(old_file, tmp_path):
+    """Start-up time: without a report, apply imports none of the report's modules."""
+    import subprocess
+    import sys
+    path = str(shutil.copy(old_file, tmp_path / "old.db"))
+    code = ("import sys; from schema_dsl.cli import main\n"
+            "try:\n    main(['apply', '--no-backup', '--no-validate', '--schema', 'abathur', '--db', sys.argv[1]])\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('schema_dsl.check', 'schema_dsl.sqlite.eqp'))))")
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
