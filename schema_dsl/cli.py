@@ -721,7 +721,7 @@ def _apply_one(db, decl, target, no_backup, backup_dir, keep_backups, check_data
             # after apply, under _report's "checking" notice
             report = None
             if not (no_validate or check_data or full_integrity):
-                from .check.report import report_after_apply
+                from .check.report import report_after_apply  # only when a report is printed (start-up time)
                 report = report_after_apply(target)
             result = do_apply(db, schema=target, backup=not no_backup, progress=progress, guard=_guard(decl),
                               backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity,

@@ -33,7 +33,6 @@ def build_report(path, schema=None, files=None, full_integrity=False, findings=N
         conn.close()
 
 
-
 def report_after_apply(target, full_integrity=False, check_data=False):
     """The report `schemagen apply` prints, as migrate.apply's report= callable: built on apply's own connection
     once the change is committed, before it closes, from what apply read and verified in its transaction.
