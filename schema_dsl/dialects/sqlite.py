@@ -63,7 +63,7 @@ class SQLite(Dialect):
 
     def apply(self, db, declared, backup=True, backup_dir=None, keep_backups=3, check_data=False,
               full_integrity=False, prune=None, allow_data_loss=False, confirm=None, online=False, as_json=False,
-              progress=None, commit_section=None, **postgresql_only):
+              progress=None, commit_section=None, no_validate=False, **postgresql_only):
         """apply (migrate/apply.py), or under online migrate/online.py's apply_online."""
         target = declared.target()
         if online:
@@ -73,10 +73,16 @@ class SQLite(Dialect):
                                   confirm=confirm, commit_section=commit_section)
         else:
             from ..migrate.apply import apply  # the planner and the one transaction
+            # the report, built on apply's connection after COMMIT; the whole-file data checks (--check-data) run
+            # after apply, under the report's "checking" notice
+            built = None
+            if not (no_validate or check_data or full_integrity):
+                from ..check.report import report_after_apply  # only when a report is printed (start-up time)
+                built = report_after_apply(target)
             result = apply(db, schema=target, backup=backup, progress=progress, guard=declared.guard,
                            backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data or full_integrity,
                            prune=prune, allow_data_loss=allow_data_loss, confirm=confirm,
-                           commit_section=commit_section)
+                           commit_section=commit_section, report=built)
         done = None
         if as_json:
             from ..check import documents  # --json only: one document shape on both engines
@@ -84,6 +90,8 @@ class SQLite(Dialect):
                                    online=getattr(result, "online", None))
 
         def report(working):
+            if getattr(result, "report", None) is not None:  # apply built it on its own connection
+                return result.report
             # the structure apply verified before COMMIT: the report does not read and parse it again
             applied = None if (check_data or full_integrity) else result.foreign_key_check
             return self._report(target, db, full_integrity, working if applied is None else None,

@@ -657,7 +657,7 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
                         conn.execute(stmt)
             conn.execute("DROP TABLE IF EXISTS %s" % q(REJECTS))
             check_dependents(conn, known)
-            stats["structure"] = _verify_structure(conn, target)
+            stats["structure"] = _verify_structure(conn, target)[0]
     except BaseException:
         try:
             drop_leftovers(conn)
