@@ -17,7 +17,7 @@ from schema_dsl.migrate.write_declaration import inspect_database
 from schema_dsl.model import Column, PrimaryKey, Schema, Table, Unique, evolve
 from schema_dsl.sqlite import structure
 
-from test_inspect_attack import make, round_trip
+from test_inspect_real_schemas import make, round_trip
 from test_inspect import read_structure
 
 

@@ -1,4 +1,4 @@
-"""Attacks on `schemagen inspect` with realistic application schemas (issue 9: any real SQLite database).
+"""`schemagen inspect` on realistic application schemas: any real SQLite database.
 
 Each test failed before its fix: a declaration that did not apply, or a schema that came back silently
 different, or a feature the model cannot hold that was dropped instead of refused.

@@ -1,4 +1,4 @@
-"""More migrations on PostgreSQL (schema_dsl/pg/plan.py, pg/bodies.py): a changed view or trigger body found by
+"""Changed bodies and repairs on PostgreSQL (schema_dsl/pg/plan.py, pg/bodies.py): a changed view or trigger body found by
 the server's own printing and replaced (CREATE OR REPLACE VIEW when the columns allow it, else DROP + CREATE;
 DROP TRIGGER + its body), ForeignKey.repair on PostgreSQL, a replaced foreign key keeping its name, and the
 bench's hand-written Milestone 2 reaching the same declaration as schemagen."""
