@@ -16,6 +16,7 @@ import time
 import click
 
 from . import __version__, dialects
+from .dialects.several import run_each
 from .errors import EXIT_CHANGED_THEN_FAILED, EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_REFUSED, Declined, SchemagenError
 from .words import plural
 
@@ -669,72 +670,30 @@ class _Json:
         else:
             click.echo(dumps(document))
 
+    @classmethod
+    def start(cls, as_json):
+        cls.collected = [] if as_json else None
 
-_WORST = (EXIT_CHANGED_THEN_FAILED, EXIT_REFUSED, EXIT_PROBLEMS, 0)  # the run's exit code: the worst, in this order
+    @classmethod
+    def take(cls):
+        collected, cls.collected = cls.collected, None
+        return collected
 
 
 def _for_each_db(dbs, reports, run_one, as_json):
-    """Run one command per database, one after another; one failure does not stop the others.
-
-    One file: exactly the single-file behaviour. Several: each file's output, then a summary table
-    (--json: a list, one object per file, each with its exit_code and error); the exit code is the worst.
-    """
-    if len(dbs) == 1:
-        run_one(dbs[0], reports[0])
+    """Run one command per database (dialects/several.py): one file, exactly the single-file behaviour; several,
+    each file's output, then the summary table or the --json list, and the worst exit code."""
+    ran = run_each(dbs, reports, run_one, as_json=as_json, echo=click.echo, documents=_Json,
+                   committed=_Interrupts.committed, expected=(click.ClickException,),
+                   interrupts=(KeyboardInterrupt, click.exceptions.Abort), on_interrupt=_Interrupts.ignore)
+    if ran is None:
         return
-    import contextlib  # several files only
-    import io  # see above
-    import json  # see above
-    results, interrupted = [], None
-    for db, report_path in zip(dbs, reports):
-        out = io.StringIO() if as_json else None  # under --json stdout is only the JSON list
-        code, error = 0, None
-        _Json.collected = [] if as_json else None
-        try:
-            with contextlib.redirect_stdout(out) if as_json else contextlib.nullcontext():
-                if not as_json:
-                    click.echo("== %s" % dialects.shown(db))
-                run_one(db, report_path)
-        except click.ClickException as exc:
-            code, error = exc.exit_code, " ".join(exc.format_message().split())
-            if not as_json:
-                click.echo("error: %s" % error, err=True)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except (KeyboardInterrupt, click.exceptions.Abort):  # Ctrl-C, at the data-loss question too
-            _Interrupts.ignore()
-            interrupted = db
-        finally:
-            collected, _Json.collected = _Json.collected, None
-        if interrupted is not None:
-            committed = db in _Interrupts.committed
-            results.append({"database": dialects.shown(db), "result": {"database": dialects.shown(db)},
-                            "exit_code": EXIT_CHANGED_THEN_FAILED if committed else EXIT_INTERRUPTED,
-                            "error": "interrupted after COMMIT" if committed else "interrupted; nothing changed here"})
-            results += [{"database": dialects.shown(d), "result": {"database": dialects.shown(d)},
-                         "exit_code": EXIT_INTERRUPTED, "error": "not started (interrupted)"}
-                        for d in dbs[len(results):]]
-            break
-        obj = collected[-1] if collected else {"database": dialects.shown(db)}
-        results.append({"database": dialects.shown(db), "exit_code": code, "error": error, "result": obj})
-    if as_json:
-        click.echo(json.dumps([dict(r["result"], database=r["database"], exit_code=r["exit_code"], error=r["error"])
-                               for r in results], indent=2, sort_keys=True, default=str))
-    else:
-        click.echo("")
-        click.echo("%s:" % plural(len(results), "file"))
-        width = max(len(r["database"]) for r in results)
-        for r in results:
-            what = {0: "ok", 1: "problems found", 2: "refused, nothing changed", 3: "changed, then failed",
-                    130: "interrupted"}.get(r["exit_code"], "exit %d" % r["exit_code"])
-            click.echo("  %s  %d  %s%s" % (r["database"].ljust(width), r["exit_code"], what,
-                                           (": " + r["error"]) if r["error"] else ""))
-    if interrupted is not None:  # the run's answer: 3 when any file was committed, else 130
-        text, code = _Interrupts.message(at=interrupted)
+    click.echo(ran.json() if as_json else ran.summary())
+    if ran.interrupted is not None:  # the run's answer: 3 when any file was committed, else 130
+        text, code = _Interrupts.message(at=ran.interrupted)
         click.echo("error: %s" % text, err=True)
         sys.exit(code)
-    codes = {r["exit_code"] for r in results}
-    sys.exit(next((c for c in _WORST if c in codes), max(codes)))
+    sys.exit(ran.exit_code())
 
 
 @main.command()
