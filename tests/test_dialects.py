@@ -70,6 +70,74 @@ from pg_cluster import pg_cluster, pg_url  # noqa: E402,F401 (fixtures)
 from test_behaviour_both import V2, _applied, _cli, engine  # noqa: E402,F401 (the engine fixture and helpers)
 
 
+class _Documents:
+    """Where a database's --json document goes while the runner runs it."""
+
+    collected = None
+
+    def start(self, as_json):
+        self.collected = [] if as_json else None
+
+    def take(self):
+        collected, self.collected = self.collected, None
+        return collected
+
+
+def _run_three(as_json, lines):
+    """The library's runner on three databases, without the CLI: ok, refused (exit 2), problems (exit 1)."""
+    from schema_dsl.dialects.several import run_each
+    documents = _Documents()
+
+    def one(db, report):
+        lines.append(("out", "ran %s %s" % (db, report)))
+        if documents.collected is not None:
+            documents.collected.append({"database": db, "n": len(lines)})
+        if db == "b.db":
+            raise SchemagenError("database 'b.db':\n  is a directory")
+        if db == "postgresql://ann:secret@h/c":
+            raise SystemExit(1)
+
+    return run_each(["a.db", "b.db", "postgresql://ann:secret@h/c"], ["r/a.md", None, None], one, as_json=as_json,
+                    echo=lambda text, err=False: lines.append(("err" if err else "out", text)),
+                    documents=documents, committed=[])
+
+
+def test_the_runner_of_several_databases_is_in_the_library_and_the_worst_exit_code_wins():
+    """dialects/several.py runs one command per --db (no click): a header per database, a failure's one line on
+    stderr, then the summary (URLs masked) or the --json list; 2 outranks 1."""
+    lines = []
+    ran = _run_three(False, lines)
+    assert lines == [("out", "== a.db"), ("out", "ran a.db r/a.md"), ("out", "== b.db"), ("out", "ran b.db None"),
+                     ("err", "error: database 'b.db': is a directory"), ("out", "== postgresql://ann:***@h/c"),
+                     ("out", "ran postgresql://ann:secret@h/c None")]
+    assert ran.exit_code() == 2 and ran.interrupted is None
+    assert ran.summary().splitlines() == [
+        "", "3 files:",
+        "  %-24s  0  ok" % "a.db",
+        "  %-24s  2  refused, nothing changed: database 'b.db': is a directory" % "b.db",
+        "  postgresql://ann:***@h/c  1  problems found"]
+    import json
+    lines = []
+    listed = json.loads(_run_three(True, lines).json())
+    assert [(d["database"], d["exit_code"], d["error"], d.get("n")) for d in listed] == [
+        ("a.db", 0, None, 1), ("b.db", 2, "database 'b.db': is a directory", 2),
+        ("postgresql://ann:***@h/c", 1, None, 3)]
+    assert lines == [("out", "ran a.db r/a.md"), ("out", "ran b.db None"), ("out", "ran postgresql://ann:secret@h/c None")]
+
+
+def test_the_runner_on_one_database_is_the_single_database_behaviour():
+    from schema_dsl.dialects.several import run_each
+    seen = []
+
+    def one(db, report):
+        seen.append((db, report))
+        raise SchemagenError("refused")
+
+    with pytest.raises(SchemagenError, match="^refused$"):
+        run_each(["a.db"], ["r.md"], one, as_json=False, echo=seen.append, documents=_Documents(), committed=[])
+    assert seen == [("a.db", "r.md")]
+
+
 def test_a_report_that_cannot_be_written_after_a_committed_apply_exits_3_on_both(runner, engine, monkeypatch):
     """apply's report is written after COMMIT: a failure there says the change is committed and exits 3, on
     PostgreSQL as on SQLite (PostgreSQL's apply exited 2 there, as if nothing had changed)."""
