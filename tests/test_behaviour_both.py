@@ -477,6 +477,16 @@ def test_one_database_class_with_the_same_methods_on_both_engines(engine):
     asyncio.run(scenario())
 
 
+def test_a_database_holds_the_dialect_the_registry_picks_for_its_path_or_url(engine):
+    """Database(path_or_url) asks the registry (the CLI's rule for --db) and holds the dialect it gets."""
+    from schema_dsl import Database, dialects
+    scope = {}
+    exec(V1, scope)
+    db = Database(engine.db, schema=scope["SCHEMA"])
+    assert db.dialect is dialects.for_db(engine.db) and db.dialect.name == engine.name
+    assert type(db) is db.dialect.database_class(Database)
+
+
 def test_a_method_without_meaning_on_postgresql_raises_one_line_naming_it(pg_url):
     from schema_dsl import Database
     from schema_dsl.database import NotOnThisEngine

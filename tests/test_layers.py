@@ -179,8 +179,6 @@ BOTH_SIDES = {
     "schema_dsl.dialects": "the registry: for_db picks one, render runs each engine's renderer",
     "schema_dsl.check.pgcheck": "PostgreSQL's sample rows are SQLite's own generator run on a scratch file, so the "
                                 "same declaration gets the same sample on both engines",
-    "schema_dsl.database": "Database keeps its SQLite engine work in database.py and PostgreSQL's in "
-                           "pg/database.py (issue 16: not yet behind the registry)",
 }
 
 

@@ -154,6 +154,12 @@ class Dialect:
         """This engine's render_files(schema, origin) -> {name: text} (compile/: no side effects)."""
         raise NotImplementedError
 
+    def database_class(self, base):
+        """The class of `Database(path_or_url)` on this engine, given database.py's Database (base): base itself
+        (SQLite's, which does the work in database.py), or a subclass of it doing this engine's work, so that
+        isinstance(db, Database) holds and both engines answer the same methods."""
+        return base
+
     def refuse(self, command, db):
         """Refuse (SchemagenError, exit 2, one line naming the database) a command this engine does not run."""
         why = self.refused_commands.get(command)

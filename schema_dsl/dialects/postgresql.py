@@ -39,10 +39,37 @@ class PostgreSQL(Dialect):
     }
 
     folder = "postgresql/"  # compile/postgresql.py's OUT_SUBDIR
+    _database_class = None  # (database.py's Database, Database on PostgreSQL): built on first use
 
     def renderer(self):
         from ..compile import postgresql  # the PostgreSQL renderer: only when that dialect is rendered
         return postgresql.render_files
+
+    def database_class(self, base):
+        """Database on PostgreSQL: pg/database.py's PgDatabase (the engine's work, on psycopg) under base, named
+        Database. Built on first use: psycopg is imported only for a PostgreSQL URL."""
+        if self._database_class is None or self._database_class[0] is not base:
+            from ..pg.database import PgDatabase  # psycopg: PostgreSQL only
+
+            class PostgreSQLDatabase(PgDatabase, base):
+                __doc__ = PgDatabase.__doc__
+
+                async def validate(self, full_integrity=False):
+                    """The validation report, as `schemagen validate --json` gives it (the same keys on both
+                    engines); report["ok"] is False when the database does not match the declaration.
+
+                    Example: `report = await db.validate(); assert report["ok"], report["differences"]`.
+                    """
+                    import asyncio  # PostgreSQL's Database only
+                    from ..check import pgcheck  # the design findings and serves-query plans the report carries
+                    report = await PgDatabase.validate(self, full_integrity)
+                    return await asyncio.to_thread(pgcheck.complete_report, report, self.url, self.compiled,
+                                                   self.schema)
+
+            PostgreSQLDatabase.__name__ = PostgreSQLDatabase.__qualname__ = base.__name__
+            PostgreSQLDatabase.__module__ = base.__module__
+            self._database_class = (base, PostgreSQLDatabase)
+        return self._database_class[1]
 
     def compiled(self, declared):
         """generated/postgresql/declaration.json (refused when stale), built once per command."""
