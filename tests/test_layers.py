@@ -273,3 +273,21 @@ def test_apply_on_an_sqlite_file_loads_no_postgresql_module(tmp_path):
     assert "schema_dsl.dialects.sqlite" in loaded and "schema_dsl.migrate.apply" in loaded
     assert not [m for m in loaded
                 if m.startswith(("schema_dsl.pg", "psycopg")) or m == "schema_dsl.dialects.postgresql"]
+
+
+def test_one_sql_tokenizer_and_ddl_reader_in_the_ground_layer():
+    """sqlite/ddl.py is the one SQL tokenizer and DDL reader (compile/, migrate/, pg/ and sqlite/structure.py use
+    it): no other module defines its functions, and it imports the standard library only (the standalone validator
+    embeds it)."""
+    import sys
+    names = {"tokenize", "token_spans", "join_tokens", "normalize_sql", "matching_paren", "split_top",
+             "parse_create_table", "view_body", "table_options", "index_where"}
+    defined = {}
+    for module, path in _modules():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and node.name in names:
+                defined.setdefault(node.name, []).append(module)
+    assert defined == {name: ["schema_dsl.sqlite.ddl"] for name in names}
+    _, edges = _package_imports()
+    imported = {name.split(".")[0] for name, _, _ in edges["schema_dsl.sqlite.ddl"]}
+    assert imported and imported <= set(sys.stdlib_module_names), imported

@@ -34,7 +34,7 @@ from ..sqlite import dbfile
 from ..analysis import lint, sqlterms
 from ..errors import DatabaseFileError
 from ..sqlite.quote import quote_identifier
-from ..sqlite.structure import index_where
+from ..sqlite.ddl import index_where
 from ..sqlite.eqp import (describe_plan, has_stat1, index_access, indexes_used, plan_uses_index,
                           temp_btrees, try_explain)
 

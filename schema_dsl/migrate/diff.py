@@ -38,7 +38,7 @@ from ..model import Column, ForeignKey, Index, Table, VirtualTable, former_names
 from ..analysis.sqltext import default_sql, is_constant_default
 from ..sqlite.quote import quote_identifier
 from ..sqlite import structure
-from ..sqlite.structure import matching_paren, join_tokens, tokenize, view_body
+from ..sqlite.ddl import matching_paren, join_tokens, tokenize, view_body
 
 
 def _tuple(v):

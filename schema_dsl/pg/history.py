@@ -23,7 +23,8 @@ import attrs
 from .. import __version__
 from ..compile.postgresql import Untranslatable, alter_statement, column_type, data_step_statements
 from ..errors import ApplyError, UnsafeMigrationError
-from ..sqlite.structure import HISTORY_TABLE, tokenize
+from ..sqlite.structure import HISTORY_TABLE
+from ..sqlite.ddl import tokenize
 from ..migrate import diff as d
 from .plan import PgStep, change_step
 

@@ -124,7 +124,7 @@ def split_sql(text):
     ';' that completes a statement (a trigger's BEGIN ... END stays whole), outside strings and quoted names.
     Each runs from its first token to its last: comments before and after it are left out (a statement that
     ended in a '-- comment' would swallow the ';' written after it), and a piece that is only comments is none."""
-    from .structure import token_spans  # only a data step's SQL is split this way
+    from .ddl import token_spans  # only a data step's SQL is split this way
     out, first, last = [], None, None
     for kind, piece, begin, end in token_spans(text):
         first = begin if first is None else first
