@@ -391,6 +391,24 @@ def test_an_option_of_one_engine_is_refused_on_the_other_in_one_line(runner, req
     assert e.tables() == before
 
 
+@pytest.mark.parametrize("command", ["plan", "explain", "lint", "history", "inspect", "restore"])
+def test_a_second_db_for_a_command_of_one_database_is_refused_not_dropped(runner, both, tmp_path, command):
+    # click keeps the last of a repeated option: `plan --db a.db --db b.db` planned b.db alone, silently
+    sq, pg = both
+    spec = _applied(runner, sq)
+    other = str(tmp_path / "other.db")
+    for dbs in ([sq.db, other], [pg.db, sq.db], [sq.db, pg.db]):
+        extra = ["--schema", spec] if command in ("plan", "explain", "lint") else []
+        args = [command]
+        for db in dbs:
+            args += ["--db", db]
+        result = _cli(runner, *args, *extra)
+        assert result.exit_code == 2, (dbs, result.output + result.stderr)
+        _one_line_error(result, "--db", "one database")
+        assert result.stdout == ""
+    assert not (tmp_path / "other.db").exists()
+
+
 def test_diff_db_refuses_a_postgresql_url(runner, pg_url, tmp_path):
     a, b = tmp_path / "a.py", tmp_path / "b.py"
     a.write_text(V1, encoding="utf-8")
