@@ -409,6 +409,20 @@ def test_a_second_db_for_a_command_of_one_database_is_refused_not_dropped(runner
     assert not (tmp_path / "other.db").exists()
 
 
+def test_a_postgresql_url_with_its_scheme_in_capitals_connects(runner, pg_url, tmp_path):
+    # the scheme of a URL is case-insensitive, and --db POSTGRESQL://... is taken as PostgreSQL, but libpq knows
+    # only the lower-case scheme: it failed with 'missing "=" after ...' (the URL read as key=value pairs)
+    e = Engine("postgresql", pg_url, tmp_path)
+    spec = _applied(runner, e)
+    shouted = "POSTGRESQL" + pg_url[len("postgresql"):]
+    for command in ("plan", "validate"):
+        result = _cli(runner, command, "--db", shouted, "--schema", spec)
+        assert result.exit_code == 0, result.output + result.stderr
+    from schema_dsl import Database
+    db = Database(shouted, schema=spec)
+    assert asyncio.run(db.validate())["ok"]
+
+
 def test_diff_db_refuses_a_postgresql_url(runner, pg_url, tmp_path):
     a, b = tmp_path / "a.py", tmp_path / "b.py"
     a.write_text(V1, encoding="utf-8")

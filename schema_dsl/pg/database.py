@@ -37,7 +37,7 @@ from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declarati
 from ..errors import ApplyError, NotOnThisEngine, SchemagenError
 from . import apply as pg_apply
 from . import notvalid
-from .url import mask, scrub
+from .url import for_libpq, mask, scrub
 
 LOG = logging.getLogger("schema_dsl.database")
 
@@ -244,7 +244,7 @@ class PgDatabase:
 
     async def _open_connection(self):
         try:
-            conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=pg_apply.CONNECT_TIMEOUT_S)
+            conn = await psycopg.AsyncConnection.connect(for_libpq(self.url), connect_timeout=pg_apply.CONNECT_TIMEOUT_S)
         except psycopg.Error as exc:
             raise SchemagenError("cannot connect to %s: %s" % (self.database, " ".join(scrub(str(exc), self.url).split()))) from None
         try:
