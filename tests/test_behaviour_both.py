@@ -423,6 +423,27 @@ def test_a_postgresql_url_with_its_scheme_in_capitals_connects(runner, pg_url, t
     assert asyncio.run(db.validate())["ok"]
 
 
+@pytest.mark.parametrize("name", ["postgresql:app", "postgres:/app", "PostgreSQL:app"])
+def test_a_postgresql_url_without_its_slashes_is_refused_not_made_an_sqlite_file(runner, tmp_path, monkeypatch, name):
+    # postgresql:app (a URL mistyped) was taken as a file path: apply made an SQLite file of that name
+    monkeypatch.chdir(tmp_path)
+    spec = Engine("sqlite", "unused", tmp_path).decl(V1)
+    for command in ("apply", "plan", "validate"):
+        result = _cli(runner, command, "--db", name, "--schema", spec)
+        assert result.exit_code == 2, result.output + result.stderr
+        _one_line_error(result, name, "postgresql://", "./" + name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.split("/")[-1] for p in [spec]]
+    from schema_dsl import Database
+    from schema_dsl.errors import SchemagenError
+    with pytest.raises(SchemagenError, match="postgresql://"):
+        asyncio.run(Database(name, schema=spec).initialize())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.split("/")[-1] for p in [spec]]
+    # a file of that very name is still reachable as ./name
+    (tmp_path / "postgres:").mkdir()
+    result = _cli(runner, "apply", "--db", "./" + name, "--schema", spec)
+    assert result.exit_code == 0, result.output + result.stderr
+
+
 def test_diff_db_refuses_a_postgresql_url(runner, pg_url, tmp_path):
     a, b = tmp_path / "a.py", tmp_path / "b.py"
     a.write_text(V1, encoding="utf-8")
