@@ -217,7 +217,6 @@ def check_data(conn, schema, live, changes):
     from . import diff as d  # the diff and the model load only when there is something to migrate
     from ..model import type_affinity  # (a new or up-to-date file never needs them)
     problems = [ch.reason for ch in changes if isinstance(ch, d.VirtualTableChanged)]
-    problems += d.kept_views_on_dropped(schema, live, [ch for ch in changes if isinstance(ch, d.Remove)])
     for ch in changes:
         if not isinstance(ch, d.RebuildTable):
             continue
