@@ -530,6 +530,28 @@ def test_one_database_class_with_the_same_methods_on_both_engines(engine):
     asyncio.run(scenario())
 
 
+def test_initialize_returns_the_same_result_and_logs_what_goes_on_both(engine, caplog):
+    # on PostgreSQL the result had no .path or .backup (AttributeError where SQLite's code reads them), and a
+    # removal's count was not logged, although the README says initialize logs every count on both
+    from schema_dsl import Database
+    scope, loss = {}, {}
+    exec(V1, scope)
+    exec(V_LOSS, loss)
+
+    async def scenario():
+        first = await Database(engine.db, schema=scope["SCHEMA"]).initialize()
+        assert first.applied and first.backup is None and first.path == engine.db
+        db = Database(engine.db, schema=loss["SCHEMA"], backup=False)
+        with caplog.at_level("WARNING", logger="schema_dsl.database"):
+            second = await db.initialize(allow_data_loss=True)
+        assert second.applied and second.backup is None and second.path == engine.db
+        assert [x["table"] for x in second.plan.data_loss] == ["scratch"]
+        await db.close()
+
+    asyncio.run(scenario())
+    assert "removed by the declaration: table 'scratch': 0 rows go" in caplog.text
+
+
 def test_a_method_without_meaning_on_postgresql_raises_one_line_naming_it(pg_url):
     from schema_dsl import Database
     from schema_dsl.database import NotOnThisEngine

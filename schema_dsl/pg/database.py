@@ -138,6 +138,8 @@ class PgDatabase:
         """
         result = await asyncio.to_thread(self._initialize_sync, allow_data_loss, online)
         self.last_apply = result
+        for loss in result.plan.data_loss if result.applied and result.plan is not None else ():
+            LOG.warning("%s: removed by the declaration: %s", self.database, loss["text"])  # as on SQLite
         for note in result.report.get("notes", ()):
             if "existing row" in note:
                 LOG.warning("%s: %s", self.database, note)

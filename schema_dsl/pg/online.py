@@ -124,6 +124,9 @@ class PgOnlineResult:
         self.statements, self.retries, self.seconds, self.report = statements, retries, seconds, report
         self.fresh = fresh
 
+    path = property(lambda self: self.database)  # as SQLite's ApplyResult (see pg/migration.MigrateResult)
+    backup = None
+
     concurrent_built = 0
 
     @property
