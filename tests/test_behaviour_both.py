@@ -444,6 +444,16 @@ def test_a_postgresql_url_without_its_slashes_is_refused_not_made_an_sqlite_file
     assert result.exit_code == 0, result.output + result.stderr
 
 
+def test_transfer_from_a_postgresql_url_is_refused_in_one_line_without_its_password(runner, pg_url, tmp_path):
+    # --from is an SQLite file; a URL there was told "looks like a PostgreSQL URL without its '//'"
+    spec = Engine("sqlite", "unused", tmp_path).decl(V1)
+    secret = pg_url + "&password=hunter2sekrit"
+    result = _cli(runner, "transfer", "--from", secret, "--to", pg_url, "--schema", spec)
+    assert result.exit_code == 2, result.output + result.stderr
+    _one_line_error(result, "a PostgreSQL URL was given where the path of an SQLite database file is expected")
+    assert "hunter2sekrit" not in result.output + result.stderr
+
+
 def test_diff_db_refuses_a_postgresql_url(runner, pg_url, tmp_path):
     a, b = tmp_path / "a.py", tmp_path / "b.py"
     a.write_text(V1, encoding="utf-8")
