@@ -40,6 +40,15 @@ class _Path(click.ParamType):
 DB_PATH = _Path(dir_okay=True, file_okay=True)
 
 
+def _one_db(ctx, param, values):
+    """--db of a command that works on one database: given twice it is refused, not dropped (click keeps only the
+    last value of an option, so `plan --db a.db --db b.db` planned b.db alone and said nothing of a.db)."""
+    if len(values) > 1:
+        raise click.BadParameter("given %d times (%s); %s works on one database: run it once for each" % (
+            len(values), ", ".join(dialects.shown(v) for v in values), ctx.info_name))
+    return values[0] if values else None
+
+
 class _Abort(click.ClickException):
     def __init__(self, message, exit_code=2):
         super().__init__(message)
@@ -316,7 +325,8 @@ def _out_dir(decl, out_dir):
 
 
 @main.command()
-@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file (need not exist yet).")
+@click.option("--db", "db", required=True, multiple=True, callback=_one_db, type=DB_PATH,
+              help="SQLite database file (need not exist yet).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--sql", "sql_file", is_flag=False, flag_value="-", default=None, metavar="[FILE]",
               type=_Path(dir_okay=False, allow_dash=True),
@@ -365,7 +375,7 @@ def plan(db, as_json, sql_file, prune, allow_data_loss, concurrently, online, sc
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("from_side", metavar="FROM")
 @click.argument("to_side", metavar="TO")
-@click.option("--db", "db", default=None, type=DB_PATH,
+@click.option("--db", "db", multiple=True, callback=_one_db, type=DB_PATH,
               help="Count the rows the change's new constraints and NOT NULLs would refuse in this database, and "
                    "estimate each rebuild's write-lock time from its rows (only read).")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
@@ -697,7 +707,8 @@ def _for_each_db(dbs, reports, run_one, as_json):
 
 
 @main.command()
-@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file to explain the queries on (only read).")
+@click.option("--db", "db", required=True, multiple=True, callback=_one_db, type=DB_PATH,
+              help="SQLite database file to explain the queries on (only read).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per serves-query.")
 @click.option("--sample-rows", type=click.IntRange(min=1), default=None, metavar="N",
               help="Explain on a scratch copy with N generated rows per table and ANALYZE; the database is not changed.")
@@ -717,7 +728,7 @@ def explain(db, as_json, sample_rows, strict, schema_spec):
 
 
 @main.command()
-@click.option("--db", "db", default=None, type=DB_PATH,
+@click.option("--db", "db", multiple=True, callback=_one_db, type=DB_PATH,
               help="Also report what this database shows: missing statistics, plans that skip their index (only read).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of findings.")
 @strict_option
@@ -766,7 +777,8 @@ def docs(out_dir, schema_spec):
 
 
 @main.command()
-@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file to read (only read).")
+@click.option("--db", "db", required=True, multiple=True, callback=_one_db, type=DB_PATH,
+              help="SQLite database file to read (only read).")
 @click.option("--out", "out_file", default=None, type=_Path(dir_okay=False),
               help="Write the declaration to this .py file (default: print it).")
 @click.option("--name", "schema_name", default=None, help="The schema's name (default: the file's stem).")
@@ -797,7 +809,8 @@ def inspect(db, out_file, schema_name, keep_versions):
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file to put the backup back into.")
+@click.option("--db", "db", required=True, multiple=True, callback=_one_db, type=DB_PATH,
+              help="SQLite database file to put the backup back into.")
 @click.option("--backup", "backup_file", default=None, type=_Path(dir_okay=False), metavar="FILE",
               help="The backup to restore (default: the newest backup of --db in the backup folder).")
 @click.option("--backup-dir", default=None, type=_Path(file_okay=False), metavar="DIR",
@@ -886,7 +899,8 @@ def transfer(source, url, orphans, lock_timeout, as_json, schema_spec):
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@click.option("--db", "db", required=True, type=DB_PATH, help="SQLite database file (only read, unless --record).")
+@click.option("--db", "db", required=True, multiple=True, callback=_one_db, type=DB_PATH,
+              help="SQLite database file (only read, unless --record).")
 @click.option("--record", "names", multiple=True, metavar="NAME",
               help="Mark the data step NAME done without running it (repeat for several); with --schema, a name "
                    "the declaration does not declare is refused.")

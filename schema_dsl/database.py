@@ -194,6 +194,7 @@ class Database:
         return result
 
     def _initialize_sync(self, allow_data_loss=False, backup=True, online=False):
+        dbfile.check_name(self.db_path)  # before its folder is made: a refused name leaves no folder behind
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.05

@@ -158,6 +158,9 @@ def _plan_structure(conn, target, guard=None, prune=None, additive=True, tried=T
         return Plan(steps=setting_steps(target, conn), extras=extras(target.schema, live))
     plan = migration_plan(conn, target, live, prune)
     broken = planned_problems(conn, plan.statements) if plan.steps else []
+    if plan.steps and not broken:  # a statement that fails on the scratch copy finds nothing there: a rebuild's
+        from .diff import kept_views_on_dropped, removals  # RENAME stopped at a kept view on a dropped table
+        broken = kept_views_on_dropped(target.schema, live, removals(target.schema, live, prune)[0].values())
     if broken:
         raise UnsafeMigrationError("refusing to migrate, nothing was changed: after the plan %s" % "; ".join(broken[:10]))
     if plan.up_to_date and only_extras:  # nothing the declaration removes or --prune drops is there

@@ -859,6 +859,35 @@ def rebuild_dependents(live, tables, fragile=()):
     return out
 
 
+def kept_views_on_dropped(schema, live, removes):
+    """One sentence for each view the plan keeps (not declared, not removed) that reads a table the plan drops,
+    directly or through another such view: the DROP cannot run while it stands (SQLite's rebuild RENAME re-checks
+    every view, PostgreSQL's DROP TABLE refuses a dependent view), so the planner refuses before anything runs.
+    removes: the plan's Remove records (removals)."""
+    dropped = {r.name.lower(): r for r in removes if r.kind == "table"}
+    goes = {r.name.lower() for r in removes if r.kind == "view"}
+    kept = {n: sql for n, sql in live.views.items() if schema.view(n) is None and n.lower() not in goes}
+    problems, names, grown = [], dict(dropped), bool(dropped)
+    while grown:
+        grown = False
+        for name, sql in kept.items():
+            if name.lower() in names:
+                continue
+            via = next((text for k, text in tokenize(sql) if k in ("word", "ident") and text.lower() in names
+                        and text.lower() != name.lower()), None)
+            if via is None:
+                continue
+            what = names[via.lower()]
+            reads = ("table '%s', which the plan drops (%s)" % (what.name, what.reason) if isinstance(what, Remove)
+                     else "view '%s', which reads it" % what)
+            problems.append("view '%s' is not in the declaration and kept, but reads %s: the drop cannot run while "
+                            "the view stands; declare removed(\"view\", \"%s\", \"why\") too, or apply --prune" % (
+                                name, reads, name))
+            names[name.lower()] = name
+            grown = True
+    return problems
+
+
 def _stands_on_dropped(live, kind, name, gone):
     """A user's trigger on a table that is dropped goes with it (SQLite drops it too)."""
     if kind != "trigger":

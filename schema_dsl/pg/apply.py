@@ -26,7 +26,7 @@ from ..compile.project import load_schema, origin, refuse_foreign, stale_reason
 from ..errors import ApplyError, SchemagenError, StaleFiles
 from . import bodies, catalog, notvalid
 from ..sqlite.structure import HISTORY_TABLE
-from .url import mask, scrub
+from .url import for_libpq, mask, scrub
 from ..words import plural
 
 DEFAULT_LOCK_TIMEOUT = "5s"
@@ -76,7 +76,7 @@ def compiled_for(decl):
 def connect(url):
     """An autocommit connection (transactions are explicit); errors name the masked URL only."""
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        return psycopg.connect(for_libpq(url), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.Error as exc:
         raise SchemagenError("cannot connect to %s: %s" % (mask(url), _one_line(scrub(str(exc), url)))) from None
     except Exception as exc:  # a URL libpq cannot parse

@@ -37,7 +37,7 @@ from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declarati
 from ..errors import ApplyError, NotOnThisEngine, SchemagenError
 from . import apply as pg_apply
 from . import notvalid
-from .url import mask, scrub
+from .url import for_libpq, mask, scrub
 
 LOG = logging.getLogger("schema_dsl.database")
 
@@ -138,6 +138,8 @@ class PgDatabase:
         """
         result = await asyncio.to_thread(self._initialize_sync, allow_data_loss, online)
         self.last_apply = result
+        for loss in result.plan.data_loss if result.applied and result.plan is not None else ():
+            LOG.warning("%s: removed by the declaration: %s", self.database, loss["text"])  # as on SQLite
         for note in result.report.get("notes", ()):
             if "existing row" in note:
                 LOG.warning("%s: %s", self.database, note)
@@ -244,7 +246,7 @@ class PgDatabase:
 
     async def _open_connection(self):
         try:
-            conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=pg_apply.CONNECT_TIMEOUT_S)
+            conn = await psycopg.AsyncConnection.connect(for_libpq(self.url), connect_timeout=pg_apply.CONNECT_TIMEOUT_S)
         except psycopg.Error as exc:
             raise SchemagenError("cannot connect to %s: %s" % (self.database, " ".join(scrub(str(exc), self.url).split()))) from None
         try:

@@ -44,6 +44,11 @@ class MigrateResult:
         self.database, self.plan, self.applied, self.fresh = database, plan, applied, fresh
         self.statements, self.seconds, self.report, self.concurrent_built = statements, seconds, report, concurrent_built
 
+    # SQLite's ApplyResult names the database .path and its backup .backup: the same names here, so code written
+    # against Database.initialize() reads them on both engines (the URL with its password masked; never a backup)
+    path = property(lambda self: self.database)
+    backup = None
+
     def as_dict(self):
         return {"database": self.database, "dialect": "postgresql", "applied": self.applied, "fresh": self.fresh,
                 "up_to_date": not self.applied, "statements": self.statements, "seconds": round(self.seconds, 4),

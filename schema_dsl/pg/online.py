@@ -110,6 +110,11 @@ class OnlinePlan:
     def up_to_date(self):
         return not self.steps and not self.refused
 
+    @property
+    def data_loss(self):
+        """What the plan beneath the online steps loses (as Plan.data_loss: Database.initialize logs it)."""
+        return self.plan.data_loss
+
     def as_dict(self):
         return {"database": self.database, "dialect": "postgresql", "online": True, "up_to_date": self.up_to_date,
                 "steps": [s.as_dict() for s in self.steps], "refused": list(self.refused),
@@ -123,6 +128,9 @@ class PgOnlineResult:
         self.database, self.plan, self.applied, self.steps = database, plan, applied, steps
         self.statements, self.retries, self.seconds, self.report = statements, retries, seconds, report
         self.fresh = fresh
+
+    path = property(lambda self: self.database)  # as SQLite's ApplyResult (see pg/migration.MigrateResult)
+    backup = None
 
     concurrent_built = 0
 

@@ -243,7 +243,7 @@ class _Planner:
         for r in self.removes("trigger"):
             self.add(r, "drop trigger '%s' on '%s'" % (r.name, r.table), _why(r),
                      [alter_statement("drop_trigger", r.name, r.table)], table=r.table)
-        for r in self.removes("view"):
+        for r in _readers_first(self.removes("view"), self.neutral.views):
             self.add(r, "drop view '%s'" % r.name, _why(r), [alter_statement("drop_view", r.name)])
         for r in self.removes("index"):
             self.add(r, "drop index '%s' on '%s'" % (r.name, r.table), _why(r), [alter_statement("drop_index", r.name)],
@@ -663,6 +663,23 @@ class _Planner:
                                     [alter_statement("drop_table", r.name)], table=r.name, rows=lost[0]["rows"]))
 
 
+def _readers_first(removes, views):
+    """The view removals ordered so that a view is dropped before the views it reads: PostgreSQL refuses to drop
+    a view another one reads (name order dropped a pruned view before a pruned view on it, and apply failed).
+    views: {name: the live view's SQL}."""
+    from ..sqlite.structure import tokenize  # only when views are dropped
+    sql = {n.lower(): s for n, s in views.items()}
+    reads = {r.name.lower(): {t.lower() for k, t in tokenize(sql.get(r.name.lower(), "")) if k in ("word", "ident")}
+             for r in removes}
+    left, out = list(removes), []
+    while left:
+        free = [r for r in left if not any(o is not r and r.name.lower() in reads[o.name.lower()] for o in left)]
+        free = free or left[:1]  # a cycle cannot be among views; keep name order if one were read
+        out.append(free[0])
+        left.remove(free[0])
+    return out
+
+
 def _declared_name(parts, column):
     return next(n for n in parts["columns"] if n.lower() == column)
 
@@ -674,6 +691,7 @@ def _unique_name(table, cols):
 def plan_rest(conn, schema, compiled, live, database, prune=None, concurrently=False):
     """The steps after the renames, against the live structure as read in the caller's transaction."""
     p = _Planner(conn, schema, compiled, live, prune, concurrently).run()
+    p.problems += d.kept_views_on_dropped(on_postgresql(schema), p.neutral, p.gone.values())
     if p.problems:
         raise UnsafeMigrationError("refusing to migrate %s, nothing was changed: %s" % (database, "; ".join(p.problems)))
     for ref in p.live["not_valid"]:

@@ -5,6 +5,14 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 MASK = "***"
 
 
+def for_libpq(url):
+    """The URL as libpq reads it: its scheme in lower case. A scheme is case-insensitive (RFC 3986) and
+    dialects.is_postgresql takes POSTGRESQL:// as PostgreSQL, but libpq knows only postgresql:// and postgres://
+    and reads any other text as key=value pairs ('missing "=" after ...')."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.lower() + sep + rest
+
+
 def passwords(url):
     """The passwords a URL carries (in its user part or as ?password=), as written and decoded."""
     out = set()

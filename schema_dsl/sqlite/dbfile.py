@@ -37,6 +37,12 @@ def check_name(path):
                                 "file" % label)
     if path.endswith("/") or (os.altsep and path.endswith(os.altsep)):
         raise DatabaseFileError("%s: ends with '/', expected the path of a file, not a folder" % label)
+    if path.lower().startswith(("postgresql://", "postgres://")):  # (not quoted: a URL may carry a password)
+        raise DatabaseFileError("a PostgreSQL URL was given where the path of an SQLite database file is expected")
+    if path.lower().startswith(("postgresql:", "postgres:")):
+        raise DatabaseFileError("%s: looks like a PostgreSQL URL without its '//' (postgresql://HOST/NAME), but is "
+                                "read as the path of an SQLite file; write the URL in full, or './%s' for a file of "
+                                "that very name" % (label, path))
     if path.startswith("file:") and "?" in path:
         raise DatabaseFileError("%s: looks like an SQLite URI with parameters, but a database is named by its file "
                                 "path (URIs and their parameters are not read); name the file itself, or write "
