@@ -913,3 +913,27 @@ def test_refusal_after_the_renames_committed_is_exit_3_naming_them(tmp_path):
     conn = sqlite3.connect(path)
     assert "remark" in [r[1] for r in conn.execute("PRAGMA table_info(tags)")]
     conn.close()
+
+
+def test_history_of_an_online_apply_lists_the_renames_it_committed_first(tmp_path, small_batches):
+    """The renames commit first, before the rest is planned (renames first); the record written at the swap lists
+    them with the rest, as a plain apply's record does, and names the backup. Before: the record listed only what was
+    planned after the renames (schemagen history showed one step fewer per rename)."""
+    from schema_dsl.model import evolve
+    plain = make_db(tmp_path / "plain.db")
+    on = str(tmp_path / "online.db")
+    shutil.copy(plain, on)
+    apply(plain, evolve(RENAMED_AFTER, history=True), backup=False)
+    (tmp_path / "backups").mkdir()
+    result = online.apply_online(on, RENAMED_AFTER, backup_dir=str(tmp_path / "backups"))
+    assert result.applied and result.backup
+    out = make_runner().invoke(main, ["history", "--db", on, "--json"])
+    assert out.exit_code == 0, out.output
+    records = __import__("json").loads(out.output)
+    assert len(records) == 1 and records[0]["kind"] == "apply"
+    steps = records[0]["steps"]
+    assert steps[:2] == ["rename table 'owners' to 'people'", "rename column 'items'.'note' to 'remark'"]
+    assert any(s.startswith("rebuild table 'items'") for s in steps)
+    assert records[0]["backup"] == result.backup
+    plain_steps = make_runner().invoke(main, ["history", "--db", plain, "--json"])
+    assert sorted(steps) == sorted(__import__("json").loads(plain_steps.output)[0]["steps"])

@@ -74,6 +74,9 @@ PAUSE_SECONDS_ROLLBACK = 0.080
 _RANDOM = random.Random()
 FIRST_BATCH = 500
 MAX_BATCH = 200000
+# a batch is at most this much larger than the one before: the time a row takes varies (pages in the cache or not,
+# the disk), and a batch sized on a fast one must not overshoot the target by much
+GROWTH = 1.25
 SHADOW = "_schemagen_new_"
 OLD = "_schemagen_old_"  # the old table after the swap, emptied in batches, then dropped
 INDEX = "_schemagen_ix_"
@@ -461,29 +464,50 @@ def _ms(rows):
 _COMMIT_SECTION = contextvars.ContextVar("schemagen_online_commit_section", default=None)
 
 
+LONGEST_KEPT = 10  # stats["longest_locks"]: this many of the longest write transactions, for apply --json
+
+
 class _Lock:
-    """BEGIN IMMEDIATE ... COMMIT as a context manager; times the write lock it held."""
+    """BEGIN IMMEDIATE ... COMMIT as a context manager; times the write lock it held. stats gets longest_lock (seconds)
+    and longest_lock_step, transactions (a count), and longest_locks: the LONGEST_KEPT longest transactions, each
+    {"step", "began" (Unix time), "held_ms", "commit_ms" (of it, the COMMIT: journal and fsync), "cpu_ms" (of it, this
+    process on a CPU: a held time far above it is the process descheduled or waiting on the disk)}."""
 
     def __init__(self, conn, stats, label="batch"):
         self.conn, self.stats, self.label = conn, stats, label
 
     def __enter__(self):
         self.conn.execute("BEGIN IMMEDIATE")
-        self.started = time.perf_counter()
-        return self.conn
+        self.began, self.started, self.cpu = time.time(), time.perf_counter(), time.process_time()
+        return self
 
     def __exit__(self, kind, exc, tb):
+        committing = time.perf_counter()
         if kind is None:
             section = _COMMIT_SECTION.get()
             with section() if section is not None else contextlib.nullcontext():
                 self.conn.execute("COMMIT")
         elif self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-        held = time.perf_counter() - self.started
+        ended = time.perf_counter()
+        held = self.held = ended - self.started
         if held >= self.stats.get("longest_lock", 0.0):
             self.stats["longest_lock"], self.stats["longest_lock_step"] = held, self.label
         self.stats["transactions"] = self.stats.get("transactions", 0) + 1
+        _keep(self.stats, "longest_locks", {
+            "step": self.label, "began": round(self.began, 3), "held_ms": round(held * 1000, 1),
+            "commit_ms": round((ended - committing) * 1000, 1),
+            "cpu_ms": round((time.process_time() - self.cpu) * 1000, 1)})
         return False
+
+
+def _keep(stats, key, record):
+    """stats[key]: the LONGEST_KEPT records of the largest held_ms, longest first."""
+    kept = stats.setdefault(key, [])
+    if len(kept) < LONGEST_KEPT or record["held_ms"] > kept[-1]["held_ms"]:
+        kept.append(record)
+        kept.sort(key=lambda r: -r["held_ms"])
+        del kept[LONGEST_KEPT:]
 
 
 def _pause(wal=True):
@@ -504,16 +528,15 @@ def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
     (tests write from another connection there)."""
     size, lo, n = FIRST_BATCH, None, 0
     while tp.top is not None and lo != tp.top:
-        started = time.perf_counter()
-        with _Lock(conn, stats, "%s batch of '%s'" % (label, tp.name)) if write else _Read(conn):
+        with _Lock(conn, stats, "%s batch of '%s'" % (label, tp.name)) if write else \
+                _Read(conn, stats, "%s batch of '%s'" % (label, tp.name)) as batch:
             where, params = tp.key_range(None, lo, tp.top)
             row = conn.execute("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT 1 OFFSET ?" % (
                 tp.key(), q(tp.old), where, tp.key()), params + [size - 1]).fetchone()
             bound = tuple(row) if row is not None else tp.top  # fewer rows than size left: up to the top
             result = sql_for(lo, bound)
         lo, n = bound, n + 1
-        took = time.perf_counter() - started
-        size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(took, 1e-4)), size * 2))
+        size = _next_size(size, batch.held)
         if write:
             _checkpoint(conn, wal)
             _pause(wal)
@@ -524,17 +547,51 @@ def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
 
 
 class _Read:
-    def __init__(self, conn):
-        self.conn = conn
+    """A read transaction (BEGIN ... ROLLBACK); with stats, its length is kept in stats["longest_reads"] as _Lock keeps
+    write transactions (in rollback-journal mode a read holds off every writer's COMMIT, and the readers queued
+    behind that COMMIT, for as long as it lasts)."""
+
+    def __init__(self, conn, stats=None, label="read"):
+        self.conn, self.stats, self.label = conn, stats, label
 
     def __enter__(self):
         self.conn.execute("BEGIN")
-        return self.conn
+        self.began, self.started = time.time(), time.perf_counter()
+        return self
 
     def __exit__(self, *exc):
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+        self.held = time.perf_counter() - self.started
+        if self.stats is not None:
+            _keep(self.stats, "longest_reads", {"step": self.label, "began": round(self.began, 3),
+                                                "held_ms": round(self.held * 1000, 1)})
         return False
+
+
+def _next_size(size, held):
+    """The next batch's size in rows: the last one's scaled to BATCH_SECONDS by the time it held its lock (from
+    BEGIN to the end of its COMMIT), growing by GROWTH at most, between 50 and MAX_BATCH rows."""
+    return max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(held, 1e-4)), int(size * GROWTH) + 1))
+
+
+@contextlib.contextmanager
+def _batch_commits(conn, wal):
+    """In WAL mode, the batches (copy, free) commit with synchronous=NORMAL when the connection's setting is FULL or
+    EXTRA: their COMMIT then writes the WAL without an fsync, which on a busy disk held the write lock 50-80 ms a batch
+    (measured at 1M rows). A power loss can lose the last batches, never corrupt the file (WAL mode at NORMAL stays
+    consistent): what is lost is schemagen's own shadow rows or old rows, a leftover the next apply removes, and the
+    next COMMIT at the connection's own setting (the swap's, the application's) syncs every batch before it. In
+    rollback-journal mode the setting is left alone (NORMAL there can corrupt the file on a power loss on some
+    filesystems)."""
+    level = conn.execute("PRAGMA synchronous").fetchone()[0] if wal else 0
+    if level > 1:
+        conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        yield
+    finally:
+        if level > 1:
+            conn.execute("PRAGMA synchronous = %d" % level)
 
 
 def _describe_row(conn, tp, key):
@@ -635,16 +692,14 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
                 top = conn.execute("SELECT %s FROM %s ORDER BY %s LIMIT 1" % (tp.key(), q(tp.old), ", ".join(
                     "%s DESC" % _col(k) for k in tp.key_old))).fetchone()
                 tp.top = tuple(top) if top is not None else None
-            _batches(conn, tp, lambda lo, hi, tp=tp: _copy(conn, tp, lo, hi), between, stats, "copy", wal)
+            with _batch_commits(conn, wal):
+                _batches(conn, tp, lambda lo, hi, tp=tp: _copy(conn, tp, lo, hi), between, stats, "copy", wal)
             missing = _batches(conn, tp, lambda lo, hi, tp=tp: _missing(conn, tp, lo, hi) or _stale_fk(conn, tp, lo, hi),
                                between, stats, "verify", wal, write=False)
             if missing:
                 raise _refuse(conn, path, tp, missing, "found by the check before the swap")
-        conn.execute("BEGIN")  # the views and triggers already broken: read before the swap, not under its lock
-        try:
+        with _Read(conn, stats, "read the broken views and triggers"):  # before the swap, not under its lock
             known = broken_dependents(conn)
-        finally:
-            conn.execute("ROLLBACK")
         with _Lock(conn, stats, "swap"):
             for tp in online.tables:
                 if tp.same:
@@ -746,21 +801,21 @@ def _free(conn, table, stats, wal, between=None, key="rowid"):
     """Empty the retired old table in batches sized by time (its pages freed a batch at a time), then drop it:
     a DROP TABLE of a big table holds the write lock for as long as it walks every page."""
     size, n = FIRST_BATCH, 0
-    while True:
-        started = time.perf_counter()
-        with _Lock(conn, stats, "free the old table's pages"):
-            done = conn.execute("DELETE FROM %s WHERE (%s) IN (SELECT %s FROM %s ORDER BY %s LIMIT ?)" % (
-                q(table), key, key, q(table), key), (size,)).rowcount
+    with _batch_commits(conn, wal):
+        while True:
+            with _Lock(conn, stats, "free the old table's pages") as batch:
+                done = conn.execute("DELETE FROM %s WHERE (%s) IN (SELECT %s FROM %s ORDER BY %s LIMIT ?)" % (
+                    q(table), key, key, q(table), key), (size,)).rowcount
             if not done:
-                conn.execute("DROP TABLE %s" % q(table))
-        if not done:
-            return
-        size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(time.perf_counter() - started, 1e-4)), size * 2))
-        _checkpoint(conn, wal)
-        _pause(wal)
-        n += 1
-        if between is not None:
-            between(table, "free", n)
+                break
+            size = _next_size(size, batch.held)
+            _checkpoint(conn, wal)
+            _pause(wal)
+            n += 1
+            if between is not None:
+                between(table, "free", n)
+    with _Lock(conn, stats, "drop the emptied old table"):  # at the connection's own synchronous setting
+        conn.execute("DROP TABLE %s" % q(table))
 
 
 class OnlineResult(ApplyResult):
@@ -810,7 +865,7 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
         # committed above, so nothing is planned on a scratch copy of the file; a write here would also fail at
         # once with "database is locked" after any application commit)
         conn.execute("PRAGMA query_only = ON")
-        conn.execute("BEGIN")
+        reading = _Read(conn, stats, "plan").__enter__()
         try:
             plan = _unless_only_history(plan_for(conn, target, guard, loss[0]), declared)
             if not plan.up_to_date and not plan.fresh:
@@ -822,7 +877,7 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
                 raise _committed(exc, first) from None
             raise
         finally:
-            conn.execute("ROLLBACK")
+            reading.__exit__(None, None, None)
             conn.execute("PRAGMA query_only = OFF")
         if first:  # the renames, or the data steps and the expand steps before them: part of what this apply did
             plan = plan.replace(steps=first + list(plan.steps), touches_rows=True)
@@ -835,6 +890,8 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
                          commit_section=commit_section, terms=terms)
         if backup and plan.touches_rows and backup_to is None:
             backup_to = _backup(path, backup[0], between)
+        from .history import with_backup  # the record names the backup and every step, those committed first too
+        plan = with_backup(plan, backup_to, every_step=True)
         try:
             run(conn, path, plan, target, between, stats)
         except ChangedThenFailed:
@@ -908,7 +965,7 @@ def _renames_first(conn, path, target, guard, backup, between, stats):
     file. between(title, "rename", 1) after the commit. Returns (backup, the rename steps, marked executed)."""
     from ..sqlite import structure  # only a file that differs from the declaration is read further
     conn.execute("PRAGMA query_only = ON")
-    conn.execute("BEGIN")
+    reading = _Read(conn, stats, "plan the renames").__enter__()
     try:
         if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
             return None, []
@@ -931,7 +988,7 @@ def _renames_first(conn, path, target, guard, backup, between, stats):
         steps = rename_steps(changes)
         touches = any(_has_rows(conn, s.table) for s in steps)
     finally:
-        conn.execute("ROLLBACK")
+        reading.__exit__(None, None, None)
         conn.execute("PRAGMA query_only = OFF")
     backup_to = _backup(path, backup[0], between) if backup and touches else None
     title = ", ".join(s.title for s in steps)
