@@ -8,6 +8,11 @@ transaction) and a reader process (a row by id every 5-10 ms) start, then `schem
 --no-backup --no-validate` runs in another process. Reported per mode: the apply's exit code and seconds, the
 longest single operation of the writer and of the reader that overlapped the apply, their errors, and
 whether every insert the writer saw committed is in the result (acknowledged writes lost). Prints JSON.
+The workers run IDLE_SECONDS before the apply starts: their longest wait then (`idle_longest_wait_ms`) is what the
+application waits on this machine with no apply running (its own writer's commits, the load). Under --online the
+apply's own record (apply --online --json) is reported too (`locks`): its longest write transactions and reads,
+each with its start in seconds after the apply started, held, COMMIT, CPU and waiting-for-a-CPU time, so that a long
+wait of the application can be set beside what schemagen held then.
 
     python bench/online.py --m2 [--tasks 1000000] [--modes plain,online,handwritten]
 
@@ -165,6 +170,9 @@ def _synced_copy(source, path):
         os.close(fd)
 
 
+IDLE_SECONDS = 5.0  # the workers run this long before the apply starts: their longest wait then is the baseline
+
+
 def run_mode(folder, base, decl, mode, m2=False):
     path = os.path.join(folder, "%s.db" % mode)
     _synced_copy(base, path)
@@ -174,7 +182,8 @@ def run_mode(folder, base, decl, mode, m2=False):
     procs = {role: subprocess.Popen([sys.executable, __file__, "--m2-worker" if m2 else "--worker", role, path, stop,
                                      os.path.join(folder, "%s.%s.json" % (mode, role))])
              for role in ("writer", "reader")}
-    time.sleep(1.0)
+    started = time.time()
+    time.sleep(IDLE_SECONDS)
     if mode == "handwritten":
         cmd = [sys.executable, os.path.join(HERE, "handwritten_online_m2.py"), path]
     else:
@@ -199,6 +208,9 @@ def run_mode(folder, base, decl, mode, m2=False):
                         "errors": sorted({o[2] for o in data["ops"] if o[2] is not True})}
         acked += data["acked"]
         result[role]["longest"] = _longest_ops(data["ops"], t0, t1)
+        # the same application with no apply running (after its first second): its own waits, the machine's noise
+        idle = [o[1] for o in data["ops"] if started + 1.0 <= o[0] and o[0] + o[1] < t0]
+        result[role]["idle_longest_wait_ms"] = round(1000 * max(idle or [0]), 1)
     if mode == "online":
         result["locks"] = _apply_locks(done.stdout, t0)
     if m2:

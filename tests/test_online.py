@@ -937,3 +937,92 @@ def test_history_of_an_online_apply_lists_the_renames_it_committed_first(tmp_pat
     assert records[0]["backup"] == result.backup
     plain_steps = make_runner().invoke(main, ["history", "--db", plain, "--json"])
     assert sorted(steps) == sorted(__import__("json").loads(plain_steps.output)[0]["steps"])
+
+
+def _lock_labels(monkeypatch, seen=None):
+    """Record (label, PRAGMA synchronous) of every write transaction of an online apply as it begins."""
+    seen = [] if seen is None else seen
+    real = online._Lock.__enter__
+
+    def enter(self):
+        seen.append((self.label, self.conn.execute("PRAGMA synchronous").fetchone()[0]))
+        return real(self)
+    monkeypatch.setattr(online._Lock, "__enter__", enter)
+    return seen
+
+
+def test_a_leftover_shadow_is_emptied_in_batches_not_dropped_under_one_lock(tmp_path, small_batches, monkeypatch):
+    """A shadow left by a killed apply holds up to every row of its table: the next online apply empties it in
+    batches sized by time before dropping it (before: one DROP TABLE walking every page under the write lock)."""
+    path = make_db(tmp_path / "db.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE _schemagen_new_items AS SELECT * FROM items")
+    conn.execute("CREATE TRIGGER _schemagen_sync_del_items AFTER DELETE ON items BEGIN "
+                 "DELETE FROM _schemagen_new_items WHERE rowid = OLD.rowid; END")
+    conn.commit()
+    conn.close()
+    seen = _lock_labels(monkeypatch)
+    reference = str(tmp_path / "reference.db")
+    shutil.copy(make_db(tmp_path / "plain.db"), reference)
+    apply(reference, AFTER, backup=False)
+    result = online.apply_online(path, AFTER, backup=False)
+    assert result.applied
+    labels = [label for label, _ in seen]
+    assert labels[0] == "drop the sync triggers of an interrupted online apply"
+    emptied = [label for label in labels if label == "empty the leftover table '_schemagen_new_items'"]
+    assert len(emptied) >= ROWS // 100  # at most 100 rows a batch here
+    assert labels.index("drop the emptied table '_schemagen_new_items'") == len(emptied) + 1
+    assert schema_of(path) == schema_of(reference) and rows_of(path) == rows_of(reference)
+
+
+def test_batches_commit_without_fsync_in_wal_mode_only(tmp_path, small_batches, monkeypatch):
+    """WAL mode: the copy and free batches commit at synchronous=NORMAL (no fsync under the write lock); the setup,
+    the swap and the final drop keep the connection's own setting (FULL here), as does every transaction in
+    rollback-journal mode."""
+    for mode in ("wal", "delete"):
+        path = make_db(tmp_path / ("%s.db" % mode))
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode = %s" % mode)
+        conn.close()
+        seen = _lock_labels(monkeypatch, [])
+        assert online.apply_online(path, AFTER, backup=False).applied
+        levels = {}
+        for label, level in seen:
+            kind = "batch" if label.startswith(("copy batch", "free the old table")) else label
+            levels.setdefault(kind, set()).add(level)
+        assert levels["batch"] == ({1} if mode == "wal" else {2}), (mode, levels)
+        assert levels["swap"] == {2} and levels["drop the emptied table '_schemagen_old_items'"] == {2}, levels
+
+
+def test_planning_reads_statement_by_statement_in_rollback_journal_mode(tmp_path, monkeypatch):
+    """In rollback-journal mode a read transaction holds every writer's COMMIT off (and the readers queued behind it):
+    the online apply plans with each statement its own read; in WAL mode (readers never block a writer) in one."""
+    seen = []
+    real = online.plan_for
+
+    def plan_for(conn, *args, **kw):
+        seen.append(conn.in_transaction)
+        return real(conn, *args, **kw)
+    monkeypatch.setattr(online, "plan_for", plan_for)
+    for mode in ("delete", "wal"):
+        path = make_db(tmp_path / ("%s.db" % mode))
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode = %s" % mode)
+        conn.close()
+        assert online.apply_online(path, AFTER, backup=False).applied
+    assert seen == [False, True]
+
+
+def test_apply_online_json_reports_its_longest_write_transactions(tmp_path):
+    (tmp_path / "decls.py").write_text(DECLS, encoding="utf-8")
+    path = make_db(tmp_path / "db.db")
+    result = make_runner().invoke(main, ["apply", "--online", "--json", "--no-backup", "--no-validate", "--db", path,
+                                         "--schema", str(tmp_path / "decls.py") + ":AFTER"])
+    assert result.exit_code == 0, result.output + result.stderr
+    done = __import__("json").loads(result.output)["online"]
+    locks = done["longest_locks"]
+    assert 0 < len(locks) <= online.LONGEST_KEPT
+    assert [r["held_ms"] for r in locks] == sorted((r["held_ms"] for r in locks), reverse=True)
+    assert round(done["longest_lock"] * 1000, 1) == locks[0]["held_ms"] and done["longest_lock_step"] == locks[0]["step"]
+    assert {"step", "began", "held_ms", "commit_ms", "cpu_ms", "runnable_ms"} <= set(locks[0])
+    assert any(r["step"] == "plan (each statement its own read)" for r in done["longest_reads"])

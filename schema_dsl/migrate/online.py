@@ -86,6 +86,7 @@ ROWS_PER_SECOND = 400000  # for plan --online's estimates: rows an index build o
 # a new index on a table of at least this many rows (an index build of about 50 ms and more) is not built by one
 # CREATE INDEX under the write lock: the table is copied in batches into a shadow that has the index
 INDEX_COPY_ROWS = 20000
+CACHE_KIB = 65536  # the apply connection's page cache (KiB) at least
 
 
 class OnlineRefused(SchemagenError):
@@ -471,14 +472,15 @@ class _Lock:
     """BEGIN IMMEDIATE ... COMMIT as a context manager; times the write lock it held. stats gets longest_lock (seconds)
     and longest_lock_step, transactions (a count), and longest_locks: the LONGEST_KEPT longest transactions, each
     {"step", "began" (Unix time), "held_ms", "commit_ms" (of it, the COMMIT: journal and fsync), "cpu_ms" (of it, this
-    process on a CPU: a held time far above it is the process descheduled or waiting on the disk)}."""
+    thread on a CPU), "runnable_ms" (of it, this thread ready to run but waiting for a CPU: the machine's load, not
+    schemagen's work; Linux only, else null)}: the rest of held_ms is time blocked on the disk."""
 
     def __init__(self, conn, stats, label="batch"):
         self.conn, self.stats, self.label = conn, stats, label
 
     def __enter__(self):
         self.conn.execute("BEGIN IMMEDIATE")
-        self.began, self.started, self.cpu = time.time(), time.perf_counter(), time.process_time()
+        self.began, self.started, self.cpu, self.sched = time.time(), time.perf_counter(), time.process_time(), _sched()
         return self
 
     def __exit__(self, kind, exc, tb):
@@ -497,8 +499,18 @@ class _Lock:
         _keep(self.stats, "longest_locks", {
             "step": self.label, "began": round(self.began, 3), "held_ms": round(held * 1000, 1),
             "commit_ms": round((ended - committing) * 1000, 1),
-            "cpu_ms": round((time.process_time() - self.cpu) * 1000, 1)})
+            "cpu_ms": round((time.process_time() - self.cpu) * 1000, 1),
+            "runnable_ms": round((_sched()[1] - self.sched[1]) / 1e6, 1) if self.sched else None})
         return False
+
+
+def _sched():
+    """(ns on a CPU, ns waiting for one) of this thread so far (/proc/thread-self/schedstat), None where unreadable."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return [int(v) for v in f.read().split()[:2]]
+    except (OSError, ValueError):
+        return None
 
 
 def _keep(stats, key, record):
@@ -551,11 +563,12 @@ class _Read:
     write transactions (in rollback-journal mode a read holds off every writer's COMMIT, and the readers queued
     behind that COMMIT, for as long as it lasts)."""
 
-    def __init__(self, conn, stats=None, label="read"):
-        self.conn, self.stats, self.label = conn, stats, label
+    def __init__(self, conn, stats=None, label="read", one=True):
+        self.conn, self.stats, self.label, self.one = conn, stats, label, one
 
     def __enter__(self):
-        self.conn.execute("BEGIN")
+        if self.one:  # else every statement reads on its own (autocommit), holding the shared lock only while it runs
+            self.conn.execute("BEGIN")
         self.began, self.started = time.time(), time.perf_counter()
         return self
 
@@ -713,9 +726,14 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
             conn.execute("DROP TABLE IF EXISTS %s" % q(REJECTS))
             check_dependents(conn, known)
             stats["structure"] = _verify_structure(conn, target)
-    except BaseException:
+    except BaseException as exc:
         try:
-            drop_leftovers(conn)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, SchemagenError):  # refused: the shadow (up to every row) emptied in batches
+                _drop_leftovers(conn, stats, wal)
+            else:  # interrupted: at once, in one transaction
+                drop_leftovers(conn)
         except sqlite3.Error:
             pass  # the next apply removes them
         raise
@@ -797,13 +815,33 @@ def _swap(conn, path, tp):
         conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (retired,))
 
 
-def _free(conn, table, stats, wal, between=None, key="rowid"):
+def _drop_leftovers(conn, stats, wal):
+    """drop_leftovers without a long write lock: the sync triggers first, in one short transaction (no write meets a
+    trigger whose table is gone), then each leftover table (a shadow or an old table of an interrupted apply, or of
+    this one refused before its swap: up to the whole table's rows) emptied in batches and dropped (_free)."""
+    found = leftovers(conn)
+    if not found:
+        return
+    with _Lock(conn, stats, "drop the sync triggers of an interrupted online apply"):
+        for kind, name, _ in found:
+            if kind == "trigger":
+                conn.execute("DROP TRIGGER IF EXISTS %s" % q(name))
+    for kind, name, _ in found:
+        if kind == "table":
+            sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+            if sql is not None:
+                key = ", ".join(q(c) for c in _primary_key(conn, name)) if _without_rowid(sql[0]) else "rowid"
+                _free(conn, name, stats, wal, key=key, label="empty the leftover table '%s'" % name)
+    drop_leftovers(conn)  # anything else (none is expected)
+
+
+def _free(conn, table, stats, wal, between=None, key="rowid", label="free the old table's pages"):
     """Empty the retired old table in batches sized by time (its pages freed a batch at a time), then drop it:
     a DROP TABLE of a big table holds the write lock for as long as it walks every page."""
     size, n = FIRST_BATCH, 0
     with _batch_commits(conn, wal):
         while True:
-            with _Lock(conn, stats, "free the old table's pages") as batch:
+            with _Lock(conn, stats, label) as batch:
                 done = conn.execute("DELETE FROM %s WHERE (%s) IN (SELECT %s FROM %s ORDER BY %s LIMIT ?)" % (
                     q(table), key, key, q(table), key), (size,)).rowcount
             if not done:
@@ -814,7 +852,7 @@ def _free(conn, table, stats, wal, between=None, key="rowid"):
             n += 1
             if between is not None:
                 between(table, "free", n)
-    with _Lock(conn, stats, "drop the emptied old table"):  # at the connection's own synchronous setting
+    with _Lock(conn, stats, "drop the emptied table '%s'" % table):  # at the connection's own synchronous setting
         conn.execute("DROP TABLE %s" % q(table))
 
 
@@ -855,7 +893,13 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
     token = _COMMIT_SECTION.set(commit_section)
     try:
         conn.execute("PRAGMA foreign_keys = OFF")  # outside any transaction: no ON DELETE fires in the swap
-        drop_leftovers(conn)
+        wal = conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+        # a batch's pages stay in the cache until its COMMIT: a spill in the middle of a batch takes the exclusive
+        # lock early in rollback-journal mode (readers locked out for the rest of the batch) and writes twice in WAL
+        cache = conn.execute("PRAGMA cache_size").fetchone()[0]  # pages when positive, KiB when negative
+        cache = cache * conn.execute("PRAGMA page_size").fetchone()[0] // 1024 if cache > 0 else -cache
+        conn.execute("PRAGMA cache_size = %d" % -max(cache, CACHE_KIB))
+        _drop_leftovers(conn, stats, wal)
         # pending data steps: they and the expand steps before them (the renames among them) commit first; else
         # the renames alone do (the target keeps a history under --online: keeping_history)
         backup_to, first = _data_steps_first(conn, path, target, guard, backup, between, stats)
@@ -865,7 +909,13 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
         # committed above, so nothing is planned on a scratch copy of the file; a write here would also fail at
         # once with "database is locked" after any application commit)
         conn.execute("PRAGMA query_only = ON")
-        reading = _Read(conn, stats, "plan").__enter__()
+        # in rollback-journal mode a read transaction holds off every writer's COMMIT, and every reader queued behind
+        # that COMMIT, for as long as it lasts: planning (its row counts, its checks of the rows the new constraints
+        # would reject, quick_check of the rebuilt tables: hundreds of ms at 1M rows) then reads statement by
+        # statement, each its own short read; the copy and its checks compare every row again, and the swap checks
+        # the structure, so nothing depends on the plan's reads being one snapshot
+        reading = _Read(conn, stats, "plan" if wal else "plan (each statement its own read)", one=wal)
+        reading.__enter__()
         try:
             plan = _unless_only_history(plan_for(conn, target, guard, loss[0]), declared)
             if not plan.up_to_date and not plan.fresh:
@@ -965,7 +1015,8 @@ def _renames_first(conn, path, target, guard, backup, between, stats):
     file. between(title, "rename", 1) after the commit. Returns (backup, the rename steps, marked executed)."""
     from ..sqlite import structure  # only a file that differs from the declaration is read further
     conn.execute("PRAGMA query_only = ON")
-    reading = _Read(conn, stats, "plan the renames").__enter__()
+    reading = _Read(conn, stats, "plan the renames")
+    reading.__enter__()
     try:
         if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
             return None, []
