@@ -244,6 +244,8 @@ def _apply_locks(stdout, t0):
     for key in ("longest_locks", "longest_reads"):
         out[key] = [dict(r, began=round(r["began"] - t0, 3)) for r in online.get(key, ())]
     out["transactions"] = online.get("transactions")
+    out["longest_own_lock_ms"] = round(1000 * online.get("longest_own_lock", 0), 1)
+    out["longest_own_lock_step"] = online.get("longest_own_lock_step")
     return out
 
 

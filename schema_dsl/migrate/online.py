@@ -58,7 +58,13 @@ from .backup import discard, make_backup, prune as prune_backups
 from .dependents import broken_dependents, check_dependents
 from ..compile.target import target_for
 
-BATCH_SECONDS = 0.020    # a copy or verify batch aims at this much write-lock time
+# a copy, verify or free batch aims at this much lock time. In WAL mode 10 ms: on a loaded machine a batch is
+# descheduled while it holds the lock (measured at 1M rows, 2 cores shared: batches of 7-14 ms of CPU held the lock
+# 80-140 ms, most of it waiting for a CPU); a process woken from its free window gets about half a scheduler
+# period before others preempt it, so a batch of that little work mostly finishes first. In rollback-journal mode
+# each COMMIT's two fsyncs cost the same however small the batch, and readers are locked out for each: 20 ms.
+BATCH_SECONDS = 0.010
+BATCH_SECONDS_ROLLBACK = 0.020
 # after each write batch the lock is left free this long: an application writer waiting in SQLite's busy handler
 # sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between its tries, so a free window longer than those steps lets it in
 # before the next batch (without one, back-to-back batches could keep it waiting past 100 ms)
@@ -121,12 +127,13 @@ def _unquote(name):
 class TablePlan:
     """One rebuilt table of an online apply: old and declared names, the shadow, its copy and its indexes."""
 
-    same = False  # True: copied unchanged, only to build a new index (for_index)
+    same = False  # True: copied unchanged, only to build a new index or to drop one (for_index)
     triggers_sql = ()  # for_index: the table's own triggers, recreated on the new table at the swap
 
     def __init__(self, conn, step, number):
         ch = step.change
         self.step, self.old, self.name = step, step.table, ch.table.name
+        self.rows = step.rows or 0
         self.shadow = SHADOW + ch.table.name
         head = re.match(r'((?:\s*--[^\n]*\n)*\s*CREATE\s+TABLE\s+)("(?:[^"]|"")*"|\S+)', step.statements[0], re.I)
         if head is None:  # the rendered rebuild starts with its CREATE TABLE (after comments)
@@ -183,11 +190,11 @@ class TablePlan:
             self.insert_columns, self.select = ["rowid"] + self.columns, ["rowid"] + self.exprs
 
     @classmethod
-    def for_index(cls, conn, step, number):
+    def for_index(cls, conn, step, number, table, rows):
         """The table of a new index (step) copied unchanged into a shadow that has the index, so that no CREATE
-        INDEX reads the whole table under the write lock; None when the table cannot be (WITHOUT ROWID, generated
-        columns): the index is then built in one transaction."""
-        table = step.table
+        INDEX reads the whole table under the write lock, or of a dropped index into one without it, so that no
+        DROP INDEX walks it; None when the table cannot be (WITHOUT ROWID, generated columns): the index is then
+        built, or dropped, in one transaction. rows: about how many rows the table has."""
         row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
         head = re.match(r'(\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?)("(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[^\s(]+)',
                         row[0] if row else "", re.I)
@@ -196,7 +203,7 @@ class TablePlan:
             return None
         tp = cls.__new__(cls)
         tp.step, tp.old, tp.name, tp.shadow, tp.number, tp.top = step, table, table, SHADOW + table, number, None
-        tp.same, tp.original_sql = True, row[0]
+        tp.same, tp.original_sql, tp.rows = True, row[0], rows
         tp.create = head.group(1) + q(tp.shadow) + row[0][head.end(2):]
         tp.columns = [name for name, _ in info]
         tp.exprs = [q(c) for c in tp.columns]
@@ -332,6 +339,18 @@ def _primary_key(conn, table):
                                                    (table,)).fetchall(), key=lambda r: r[1]))
 
 
+def _row_estimate(conn, table):
+    """About how many rows table has: max(rowid), one B-tree descent (count(*) reads the whole table); the count of a
+    WITHOUT ROWID table."""
+    try:
+        top = conn.execute("SELECT coalesce(max(rowid), 0) FROM %s" % q(table)).fetchone()[0]
+    except sqlite3.OperationalError:
+        top = None
+    if isinstance(top, int):
+        return top
+    return conn.execute("SELECT count(*) FROM %s" % q(table)).fetchone()[0]
+
+
 def _dropped_index(step):
     """The name of the index a step drops (a DropIndex, or a declared removal of an index), else None."""
     kind = _kind(step)
@@ -356,10 +375,24 @@ class OnlinePlan:
                 self.tables.append(tp)
                 rebuilt[tp.name.lower()] = tp
                 rebuilt[tp.old.lower()] = tp
-        for step in plan.steps:  # a new index on a big table that is not rebuilt: the table copied with it
-            if _kind(step) == "CreateIndex" and step.table and step.table.lower() not in rebuilt and \
-                    (step.rows or 0) >= INDEX_COPY_ROWS:
-                tp = TablePlan.for_index(conn, step, len(self.tables))
+        index_table = dict((n.lower(), t) for n, t in conn.execute(
+            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'"))
+        removed = {s.change.name.lower() for s in plan.steps if _kind(s) == "Remove" and s.change.kind == "table"}
+        for step in plan.steps:
+            # a new index on a big table that is not rebuilt: the table copied with it; an index dropped from one (a
+            # DROP INDEX walks every page of the index under the write lock: 90-180 ms at 1M rows, measured): the
+            # table copied without it, the old table and its index then emptied in batches
+            table = step.table if _kind(step) == "CreateIndex" else index_table.get((_dropped_index(step) or "").lower())
+            if not table or table.lower() in rebuilt or table.lower() in removed:
+                continue
+            if _kind(step) == "CreateIndex":
+                rows = step.rows or 0
+            elif _dropped_index(step):
+                rows = _row_estimate(conn, table)
+            else:
+                continue
+            if rows >= INDEX_COPY_ROWS:
+                tp = TablePlan.for_index(conn, step, len(self.tables), table, rows)
                 if tp is not None:
                     for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
                                                   "tbl_name = ? AND sql IS NOT NULL ORDER BY rowid", (tp.old,)):
@@ -404,6 +437,7 @@ class OnlinePlan:
         renames_first: no data step is pending, so apply --online commits the renames first, alone
         (_renames_first); with one, they commit with the expand steps before it (_data_steps_first)."""
         out = []
+        batch_ms = 1000 * _batch_seconds(conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal")
         for step in self.before:  # a new index on a table not rebuilt is built here, in its own transaction
             rows = step.rows or 0
             if renames_first and _kind(step) in ("RenameTable", "RenameColumn"):
@@ -416,18 +450,24 @@ class OnlinePlan:
         for step in self.data:
             out.append({"step": step.title, "lock": _data_lock(step)})
         for tp in self.tables:
-            n = tp.step.rows or 0
+            n = tp.rows
+            why = ""
+            if tp.same and _dropped_index(tp.step):
+                why = (" (the table is copied unchanged without index '%s': no DROP INDEX walks an index of about %d "
+                       "rows under the lock; the old table and the index are emptied in batches)" % (
+                           _dropped_index(tp.step), n))
+            elif tp.same:
+                why = (" (the table is copied unchanged: a new index on about %d rows is built as the copy fills it, "
+                       "not by one CREATE INDEX)" % n)
             out.append({"step": "create shadow table '%s' with %d index(es) (empty, under temporary names) and sync "
-                                "triggers on '%s'%s" % (tp.shadow, len(tp.indexes), tp.old, (
-                                    " (the table is copied unchanged: a new index on about %d rows is built as the "
-                                    "copy fills it, not by one CREATE INDEX)" % n) if tp.same else ""),
+                                "triggers on '%s'%s" % (tp.shadow, len(tp.indexes), tp.old, why),
                         "lock": "one short transaction"})
             out.append({"step": "copy %d rows of '%s' into '%s' in batches" % (n, tp.old, tp.shadow),
                         "lock": "batches of about %d ms each, a passive WAL checkpoint between them" % (
-                            BATCH_SECONDS * 1000)})
+                            batch_ms)})
             out.append({"step": "check that every row of '%s' is in '%s' (the new constraints and foreign keys)" % (
                 tp.old, tp.shadow), "lock": "none (read batches of about %d ms each; in rollback-journal mode they "
-                                            "hold writers off that long)" % (BATCH_SECONDS * 1000)})
+                                            "hold writers off that long)" % batch_ms})
         if self.tables or self.swap:
             rebuilds = len([tp for tp in self.tables if not tp.same])
             names = ", ".join("'%s'" % tp.name for tp in self.tables)
@@ -440,8 +480,8 @@ class OnlinePlan:
         for step in self.after:
             out.append({"step": step.title, "lock": "one transaction (it frees the index's pages)"})
         for tp in self.tables:
-            out.append({"step": "empty the old table '%s%s' (%d rows) and drop it" % (OLD, tp.name, tp.step.rows or 0),
-                        "lock": "batches of about %d ms each" % (BATCH_SECONDS * 1000)})
+            out.append({"step": "empty the old table '%s%s' (%d rows) and drop it" % (OLD, tp.name, tp.rows),
+                        "lock": "batches of about %d ms each" % batch_ms})
         return out
 
 
@@ -473,7 +513,8 @@ class _Lock:
     and longest_lock_step, transactions (a count), and longest_locks: the LONGEST_KEPT longest transactions, each
     {"step", "began" (Unix time), "held_ms", "commit_ms" (of it, the COMMIT: journal and fsync), "cpu_ms" (of it, this
     thread on a CPU), "runnable_ms" (of it, this thread ready to run but waiting for a CPU: the machine's load, not
-    schemagen's work; Linux only, else null)}: the rest of held_ms is time blocked on the disk."""
+    schemagen's work; Linux only, else null)}: the rest of held_ms is time blocked on the disk. longest_own_lock (and
+    its step): the longest held time less its runnable time."""
 
     def __init__(self, conn, stats, label="batch"):
         self.conn, self.stats, self.label = conn, stats, label
@@ -496,11 +537,17 @@ class _Lock:
         if held >= self.stats.get("longest_lock", 0.0):
             self.stats["longest_lock"], self.stats["longest_lock_step"] = held, self.label
         self.stats["transactions"] = self.stats.get("transactions", 0) + 1
+        now = _sched() if self.sched else None
+        runnable = (now[1] - self.sched[1]) / 1e9 if now else None
         _keep(self.stats, "longest_locks", {
             "step": self.label, "began": round(self.began, 3), "held_ms": round(held * 1000, 1),
             "commit_ms": round((ended - committing) * 1000, 1),
             "cpu_ms": round((time.process_time() - self.cpu) * 1000, 1),
-            "runnable_ms": round((_sched()[1] - self.sched[1]) / 1e6, 1) if self.sched else None})
+            "runnable_ms": round(runnable * 1000, 1) if runnable is not None else None})
+        # the longest hold not counting the time this thread waited for a CPU: schemagen's own work and the disk
+        own = held - (runnable or 0.0)
+        if own >= self.stats.get("longest_own_lock", 0.0):
+            self.stats["longest_own_lock"], self.stats["longest_own_lock_step"] = own, self.label
         return False
 
 
@@ -548,7 +595,7 @@ def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
             bound = tuple(row) if row is not None else tp.top  # fewer rows than size left: up to the top
             result = sql_for(lo, bound)
         lo, n = bound, n + 1
-        size = _next_size(size, batch.held)
+        size = _next_size(size, batch.held, wal)
         if write:
             _checkpoint(conn, wal)
             _pause(wal)
@@ -582,10 +629,14 @@ class _Read:
         return False
 
 
-def _next_size(size, held):
-    """The next batch's size in rows: the last one's scaled to BATCH_SECONDS by the time it held its lock (from
+def _batch_seconds(wal):
+    return BATCH_SECONDS if wal else BATCH_SECONDS_ROLLBACK
+
+
+def _next_size(size, held, wal):
+    """The next batch's size in rows: the last one's scaled to _batch_seconds(wal) by the time it held its lock (from
     BEGIN to the end of its COMMIT), growing by GROWTH at most, between 50 and MAX_BATCH rows."""
-    return max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(held, 1e-4)), int(size * GROWTH) + 1))
+    return max(50, min(MAX_BATCH, int(size * _batch_seconds(wal) / max(held, 1e-4)), int(size * GROWTH) + 1))
 
 
 @contextlib.contextmanager
@@ -846,7 +897,7 @@ def _free(conn, table, stats, wal, between=None, key="rowid", label="free the ol
                     q(table), key, key, q(table), key), (size,)).rowcount
             if not done:
                 break
-            size = _next_size(size, batch.held)
+            size = _next_size(size, batch.held, wal)
             _checkpoint(conn, wal)
             _pause(wal)
             n += 1
@@ -899,6 +950,9 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
         cache = conn.execute("PRAGMA cache_size").fetchone()[0]  # pages when positive, KiB when negative
         cache = cache * conn.execute("PRAGMA page_size").fetchone()[0] // 1024 if cache > 0 else -cache
         conn.execute("PRAGMA cache_size = %d" % -max(cache, CACHE_KIB))
+        if wal:  # the write batches checkpoint after themselves (_checkpoint), with the write lock free; an automatic
+            # checkpoint would run inside the COMMIT statement, after the lock is released but timed as part of it
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
         _drop_leftovers(conn, stats, wal)
         # pending data steps: they and the expand steps before them (the renames among them) commit first; else
         # the renames alone do (the target keeps a history under --online: keeping_history)
