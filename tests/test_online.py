@@ -1062,3 +1062,14 @@ def test_an_index_dropped_from_a_big_table_goes_with_a_copy_not_one_drop_index(t
     shutil.copy(make_db(tmp_path / "again.db"), on)
     plan, steps = online.plan_online(on, online.target_for(BEFORE, None), prune="objects")
     assert any("copied unchanged without index 'user_note'" in s["step"] for s in steps), steps
+
+
+def test_rollback_journal_batches_are_sized_without_their_commits_fsyncs():
+    """A rollback-journal COMMIT's two fsyncs cost about the same for any batch: sized with them, every batch shrank to
+    the 50-row minimum once the disk's fsyncs took longer than the target. WAL batches are sized by their whole hold
+    (their COMMIT writes their pages)."""
+    class Batch:
+        held, body = 0.100, 0.005  # 5 ms of work, then a COMMIT of 95 ms
+
+    assert online._next_size(1000, Batch, wal=False) == int(1000 * online.GROWTH) + 1
+    assert online._next_size(1000, Batch, wal=True) == int(1000 * online.BATCH_SECONDS / 0.100)
