@@ -1073,3 +1073,18 @@ def test_rollback_journal_batches_are_sized_without_their_commits_fsyncs():
 
     assert online._next_size(1000, Batch, wal=False) == int(1000 * online.GROWTH) + 1
     assert online._next_size(1000, Batch, wal=True) == int(1000 * online.BATCH_SECONDS / 0.100)
+
+
+def test_the_free_window_after_a_batch_is_longer_than_a_waiters_retry_step(monkeypatch):
+    """A waiter in SQLite's busy handler retries at most 25 ms apart until it has waited 103 ms: every window is
+    longer, so it gets in right after the batch it met (before: windows from 15 ms, which its tries stepped over)."""
+    import random
+    slept = []
+    monkeypatch.setattr(online, "_RANDOM", random.Random(1))
+    monkeypatch.setattr(online.time, "sleep", slept.append)
+    for _ in range(300):
+        online._pause(wal=True)
+        online._pause(wal=False)
+    wal, rollback = slept[0::2], slept[1::2]
+    assert min(wal) > 0.025 and min(rollback) > 0.025
+    assert max(wal) > online.PAUSE_SECONDS and max(rollback) > online.PAUSE_SECONDS_ROLLBACK  # still drawn at random
