@@ -12,7 +12,9 @@ The workers run IDLE_SECONDS before the apply starts: their longest wait then (`
 application waits on this machine with no apply running (its own writer's commits, the load). Under --online the
 apply's own record (apply --online --json) is reported too (`locks`): its longest write transactions and reads,
 each with its start in seconds after the apply started, held, COMMIT, CPU and waiting-for-a-CPU time, so that a long
-wait of the application can be set beside what schemagen held then.
+wait of the application can be set beside what schemagen held then. The writer runs each write as BEGIN IMMEDIATE,
+the statement, COMMIT, and reports how long of each operation it waited for the write lock alone
+(`longest_lock_wait_ms`; the rest is its own work and its COMMIT's fsync).
 
     python bench/online.py --m2 [--tasks 1000000] [--modes plain,online,handwritten]
 
@@ -70,9 +72,11 @@ def m2_worker(role, path, stop, out):
         t0 = time.time()
         ok = True
         task = "task-%d" % rnd.randrange(tasks)
+        lock = None
         try:
             if role == "writer":
                 n += 1
+                lock = _begin(conn)
                 pick = rnd.random()
                 if pick < 0.35:
                     key = "app-%d-%d" % (os.getpid(), n)
@@ -87,16 +91,27 @@ def m2_worker(role, path, stop, out):
                 else:
                     conn.execute("UPDATE state SET value = ?, updated_at = datetime('now') WHERE id = ?",
                                  (str(n), rnd.randrange(1, top)))
+                conn.execute("COMMIT")
             elif rnd.random() < 0.5:
                 conn.execute("SELECT * FROM state WHERE task_id = ?", (task,)).fetchall()
             else:
                 conn.execute("SELECT * FROM checkpoints WHERE task_id = ?", (task,)).fetchall()
         except sqlite3.Error as exc:
             ok = str(exc)
-        ops.append((t0, time.time() - t0, ok))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        ops.append((t0, time.time() - t0, ok, lock))
         time.sleep(rnd.uniform(0.005, 0.010))
     with open(out, "w") as f:
         json.dump({"ops": ops, "acked": acked}, f)
+
+
+def _begin(conn):
+    """BEGIN IMMEDIATE, as the writer's own transaction: the seconds it waited for the write lock (the rest of the
+    operation is its own work and its COMMIT's fsync)."""
+    started = time.time()
+    conn.execute("BEGIN IMMEDIATE")
+    return time.time() - started
 
 
 def make_m2_base(folder, tasks, journal):
@@ -122,18 +137,24 @@ def worker(role, path, stop, out):
     while not os.path.exists(stop):
         t0 = time.time()
         ok = True
+        lock = None
         try:
             if role == "writer":
+                lock = _begin(conn)
                 if rnd.random() < 0.5:
                     cur = conn.execute("INSERT INTO items (qty, note) VALUES (?, 'app')", (rnd.randrange(1000),))
+                    conn.execute("COMMIT")
                     acked.append(cur.lastrowid)
                 else:
                     conn.execute("UPDATE items SET qty = qty + 1 WHERE id = ?", (rnd.randrange(1, top),))
+                    conn.execute("COMMIT")
             else:
                 conn.execute("SELECT * FROM items WHERE id = ?", (rnd.randrange(1, top),)).fetchall()
         except sqlite3.Error as exc:
             ok = str(exc)
-        ops.append((t0, time.time() - t0, ok))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        ops.append((t0, time.time() - t0, ok, lock))
         time.sleep(rnd.uniform(0.005, 0.010))
     with open(out, "w") as f:
         json.dump({"ops": ops, "acked": acked}, f)
@@ -208,6 +229,8 @@ def run_mode(folder, base, decl, mode, m2=False):
                         "errors": sorted({o[2] for o in data["ops"] if o[2] is not True})}
         acked += data["acked"]
         result[role]["longest"] = _longest_ops(data["ops"], t0, t1)
+        if role == "writer":  # of its operations, the longest wait for the write lock alone (BEGIN IMMEDIATE)
+            result[role]["longest_lock_wait_ms"] = round(1000 * max([o[3] or 0 for o in during] or [0]), 1)
         # the same application with no apply running (after its first second): its own waits, the machine's noise
         idle = [o[1] for o in data["ops"] if started + 1.0 <= o[0] and o[0] + o[1] < t0]
         result[role]["idle_longest_wait_ms"] = round(1000 * max(idle or [0]), 1)
@@ -228,9 +251,11 @@ def run_mode(folder, base, decl, mode, m2=False):
 
 
 def _longest_ops(ops, t0, t1, n=5):
-    """The n longest operations that overlapped the apply: [seconds after the apply's start, ms, error or None]."""
+    """The n longest operations that overlapped the apply: [seconds after the apply's start, ms, error or None, ms
+    of it waiting for the write lock (the writer's) or None]."""
     during = sorted((o for o in ops if o[0] + o[1] >= t0 and o[0] <= t1), key=lambda o: -o[1])[:n]
-    return [[round(o[0] - t0, 3), round(1000 * o[1], 1), None if o[2] is True else o[2]] for o in during]
+    return [[round(o[0] - t0, 3), round(1000 * o[1], 1), None if o[2] is True else o[2],
+             round(1000 * o[3], 1) if len(o) > 3 and o[3] is not None else None] for o in during]
 
 
 def _apply_locks(stdout, t0):
