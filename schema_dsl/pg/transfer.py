@@ -996,26 +996,38 @@ def _writer(cursor):
 
 
 class _ReadAhead:
-    """The rows of a query on the source, fetched in batches by a thread while the caller hashes and sends the
-    batches before them. SQLite computes each row's line inside sqlite3_step, which runs without the GIL, so that
-    work overlaps this process's hashing and the server's parsing, as the floor's sqlite3 process runs beside psql
-    (on one core it simply takes turns). At most READ_AHEAD batches wait. The thread alone uses the connection
-    until close(), which the caller calls before it touches the connection again (close waits for the thread)."""
+    """Batches read from the source by a thread while the caller sends the batches before them: each item is
+    (text, rows) for a block of plain lines that SQLite joined (_range_batches), or (None, rows) for a list of
+    rows to check one by one; (None, []) after the last. SQLite does its work inside sqlite3_step, which runs
+    without the GIL, so that work overlaps this process's and the server's, as the floor's sqlite3 process runs
+    beside psql (on one core it simply takes turns). At most READ_AHEAD batches wait. The thread alone uses the
+    connection until close(), which the caller calls before it touches the connection again (close waits for
+    the thread)."""
 
-    def __init__(self, cursor):
-        self._cursor = cursor
+    def __init__(self, items):
+        self._items = items
         self._queue = queue.Queue(maxsize=READ_AHEAD)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="schemagen-transfer-read", daemon=True)
         self._thread.start()
 
-    def _read(self):
-        try:
-            while not self._stop.is_set():
-                batch = self._cursor.fetchmany(READ_BATCH)
-                self._put(batch)
+    @classmethod
+    def rows(cls, cursor):
+        """The rows of a query, READ_BATCH at a time."""
+        def items():
+            while True:
+                batch = cursor.fetchmany(READ_BATCH)
+                yield None, batch
                 if not batch:
                     return
+        return cls(items())
+
+    def _read(self):
+        try:
+            for item in self._items:
+                if self._stop.is_set():
+                    return
+                self._put(item)
         except BaseException as exc:  # noqa: B902 - handed to the caller, which raises it in its own thread
             self._put(exc)
 
@@ -1028,7 +1040,7 @@ class _ReadAhead:
                 continue
 
     def next_batch(self):
-        """The next batch of rows; [] after the last; the reader's error raised here."""
+        """The next item; (None, []) after the last; the reader's error raised here."""
         item = self._queue.get()
         if isinstance(item, BaseException):
             self.close()
@@ -1038,6 +1050,50 @@ class _ReadAhead:
     def close(self):
         self._stop.set()
         self._thread.join()
+
+
+_ROWID_ALIASES = ("rowid", "_rowid_", "oid")
+_FIRST_ROWID = -(1 << 63)
+
+
+def _rowid_alias(source, table, columns):
+    """A name that reads table's rowid (one its columns do not shadow), or None: a WITHOUT ROWID table, or SQLite
+    too old to say (pragma_table_list, 3.37)."""
+    try:
+        row = source.execute("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", (table,)).fetchone()
+    except sqlite3.Error:
+        return None
+    if row is None or row[0]:
+        return None
+    names = {c.lower() for c in columns}
+    return next((a for a in _ROWID_ALIASES if a not in names), None)
+
+
+def _range_batches(source, table, rowid, line_sql, nulls_sql, tabs):
+    """The table's rows READ_BATCH at a time in rowid order, each batch joined by SQLite in one aggregate query
+    (one sqlite3_step, without the GIL, instead of one per row): (block, rows) when every line of the batch is
+    plain (the rule of _clean_block, told from the aggregate's counts), else (None, the batch's rows) to be checked
+    one by one, read again by their rowids."""
+    qt = quote_identifier(table)
+    joined = ("SELECT group_concat(l, char(10)), count(*), sum(n), max(r) FROM (SELECT %s AS l, %s AS n, %s AS r "
+              "FROM %s WHERE %s >= ? ORDER BY %s LIMIT %d)" % (line_sql, nulls_sql, rowid, qt, rowid, rowid,
+                                                                 READ_BATCH))
+    rows = "SELECT %s, %s FROM %s WHERE %s BETWEEN ? AND ? ORDER BY %s" % (line_sql, nulls_sql, qt, rowid, rowid)
+    low = _FIRST_ROWID
+    while True:
+        block, n, nulls, high = source.execute(joined, (low,)).fetchone()
+        if not n:
+            yield None, []
+            return
+        if block is not None and block.count("\t") == tabs * n and block.count("\n") == n - 1 and "\r" not in block \
+                and block.count("\\") == nulls:
+            yield block, n
+        else:
+            yield None, source.execute(rows, (low, high)).fetchall()
+        if high >= (1 << 63) - 1:
+            yield None, []
+            return
+        low = high + 1
 
 
 def _clean_block(batch, tabs):
@@ -1108,18 +1164,43 @@ def _copy_table(source, target, table, columns, types, pk, progress, result, has
                 sent += pending
                 buf, size, pending = [], 0, 0
 
-            reader = _ReadAhead(source.execute("SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols, qt)))
+            rowid = None if slow_text or not n_fast else _rowid_alias(source, table, columns)
+            if rowid is not None:  # SQLite joins each batch's lines (see _range_batches)
+                reader = _ReadAhead(_range_batches(source, table, rowid, line_sql, nulls_sql, tabs))
+            else:
+                reader = _ReadAhead.rows(source.execute("SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols,
+                                                                                       qt)))
             try:
                 while True:
                     try:
-                        batch = reader.next_batch()
+                        block, batch = reader.next_batch()
                     except sqlite3.OperationalError as exc:
                         if "decode" in str(exc) or "UTF-8" in str(exc):
                             failed("a value could not be read")
                         raise
+                    if block is not None:  # joined and checked by SQLite's aggregate: batch is its row count
+                        try:
+                            data = block.encode("utf-8")
+                        except UnicodeEncodeError:
+                            failed("a value is not valid UTF-8")
+                        buf.append(data)
+                        size += len(data)
+                        pending += batch
+                        if size >= COPY_CHUNK or pending >= PROGRESS_ROWS:
+                            flush()
+                            progress("copy", table, sent, total, time.perf_counter() - clock)
+                        continue
                     if not batch:
                         break
-                    block = None if slow_text else _clean_block(batch, tabs)
+                    block = _clean_block(batch, tabs) if n_fast else None
+                    if block is not None and slow_text:  # the Python columns converted column by column
+                        try:
+                            tails = [["\\N" if v is None else f(v) for v in values]
+                                     for values, f in zip(list(zip(*batch))[2:], slow_text)]
+                        except _Unconvertible:
+                            block = None  # the row-by-row path below names the value
+                        else:
+                            block = "\n".join(map("\t".join, zip(block.split("\n"), *tails)))
                     if block is not None:  # the common case: the batch's lines go as SQLite wrote them
                         try:
                             data = block.encode("utf-8")
