@@ -395,7 +395,7 @@ def _sqlite_text_expr(pg_type, q):
 def _sqlite_line(exprs):
     """SQLite expression: the expressions' values joined by tabs. With ||, which keeps a NUL inside a text (so the
     chunk's NUL check sees it); printf would be cheaper but stops a text at its NUL."""
-    return " || char(9) || ".join(exprs) or "''"
+    return " || '\t' || ".join(exprs) or "''"  # a tab literal: cheaper than char(9), a call per row
 
 
 # --- PostgreSQL's side: the same text, hashed on the server ------------------------------
