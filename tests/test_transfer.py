@@ -589,3 +589,41 @@ def test_rows_are_hashed_on_the_server_only_when_it_is_on_this_machine():
     assert hash_kind(conn("::1", "::1")) == SERVER_HASH
     assert hash_kind(conn("db.example.com", "203.0.113.7")) == MD5_HASH
     assert hash_kind(conn("10.0.0.5", "10.0.0.5")) == MD5_HASH
+
+
+def test_batches_by_rowid_ranges_reach_every_row_and_refuse_a_bad_double_by_name(runner, tmp_path, pg_url,
+                                                                               monkeypatch):
+    """A rowid table is read in batches of READ_BATCH rowids, each joined by SQLite; the double precision values
+    come from a second query over the same rowids and are joined to their own rows: rowids at both ends of the
+    64-bit range and wide gaps, and a value a double column cannot take, named."""
+    from schema_dsl.pg import transfer
+    monkeypatch.setattr(transfer, "READ_BATCH", 3)
+    ranged, real = [], transfer._range_batches
+
+    def spy(source, table, *args):
+        ranged.append(table)
+        return real(source, table, *args)
+    monkeypatch.setattr(transfer, "_range_batches", spy)
+    path = _source(tmp_path, tasks=10)
+    ids = [-(1 << 63), -5, 0, 7, 10 ** 12, 10 ** 12 + 1, 10 ** 15, (1 << 63) - 1]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DELETE FROM metrics")
+    conn.executemany("INSERT INTO metrics (id, timestamp, metric_name, metric_value) VALUES (?, ?, ?, ?)",
+                     [(i, "2025-01-02 03:04:05", "m%d" % n, n + 0.25) for n, i in enumerate(ids)])
+    conn.close()
+    result = _transfer(runner, path, pg_url, "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    with _connect(pg_url) as pg:
+        got = pg.execute("SELECT id, metric_name, metric_value FROM metrics ORDER BY id").fetchall()
+    assert got == [(i, "m%d" % n, n + 0.25) for n, i in enumerate(ids)]  # each value in its own row
+    assert "metrics" in ranged and "tasks" in ranged  # read by rowid ranges, the double column too
+    assert _counts(pg_url) == _sqlite_counts(path)
+    with _connect(pg_url) as pg:
+        for t in reversed(TABLES):
+            pg.execute('TRUNCATE "%s" CASCADE' % t)
+    _plant(path, "UPDATE metrics SET metric_value = ? WHERE id = ?", "lots", 10 ** 12 + 1)
+    result = _transfer(runner, path, pg_url)
+    assert result.exit_code == 2, result.output
+    assert "table 'metrics', row id=%d, column 'metric_value'" % (10 ** 12 + 1) in result.stderr, result.stderr
+    assert "is not a number" in result.stderr
+    assert _counts(pg_url) == dict.fromkeys(TABLES, 0)

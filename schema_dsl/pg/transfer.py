@@ -997,8 +997,8 @@ def _writer(cursor):
 
 class _ReadAhead:
     """Batches read from the source by a thread while the caller sends the batches before them: each item is
-    (text, rows) for a block of plain lines that SQLite joined (_range_batches), or (None, rows) for a list of
-    rows to check one by one; (None, []) after the last. SQLite does its work inside sqlite3_step, which runs
+    (text, rows, slow) for a block of plain lines that SQLite joined (_range_batches), or (None, rows, None) for a
+    list of rows to check one by one; (None, [], None) after the last. SQLite does its work inside sqlite3_step, which runs
     without the GIL, so that work overlaps this process's and the server's, as the floor's sqlite3 process runs
     beside psql (on one core it simply takes turns). At most READ_AHEAD batches wait. The thread alone uses the
     connection until close(), which the caller calls before it touches the connection again (close waits for
@@ -1017,7 +1017,7 @@ class _ReadAhead:
         def items():
             while True:
                 batch = cursor.fetchmany(READ_BATCH)
-                yield None, batch
+                yield None, batch, None
                 if not batch:
                     return
         return cls(items())
@@ -1040,7 +1040,7 @@ class _ReadAhead:
                 continue
 
     def next_batch(self):
-        """The next item; (None, []) after the last; the reader's error raised here."""
+        """The next item; (None, [], None) after the last; the reader's error raised here."""
         item = self._queue.get()
         if isinstance(item, BaseException):
             self.close()
@@ -1069,29 +1069,44 @@ def _rowid_alias(source, table, columns):
     return next((a for a in _ROWID_ALIASES if a not in names), None)
 
 
-def _range_batches(source, table, rowid, line_sql, nulls_sql, tabs):
+def _range_batches(source, table, rowid, line_sql, nulls_sql, tabs, slow_cols=""):
     """The table's rows READ_BATCH at a time in rowid order, each batch joined by SQLite in one aggregate query
-    (one sqlite3_step, without the GIL, instead of one per row): (block, rows) when every line of the batch is
-    plain (the rule of _clean_block, told from the aggregate's counts), else (None, the batch's rows) to be checked
-    one by one, read again by their rowids."""
+    (one sqlite3_step, without the GIL, instead of one per row): (block, rows, slow) when every line of the batch is
+    plain (the rule of _clean_block, told from the aggregate's counts), else (None, the batch's rows, None) to be
+    checked one by one, read again by their rowids. slow_cols (", a, b"): the columns converted in Python, read by
+    a second query over the same rowids (slow: their rows); the rowids the aggregate joined must be those, in the
+    same order, else the batch goes row by row: a value never lands in another row's line."""
     qt = quote_identifier(table)
-    joined = ("SELECT group_concat(l, char(10)), count(*), sum(n), max(r) FROM (SELECT %s AS l, %s AS n, %s AS r "
-              "FROM %s WHERE %s >= ? ORDER BY %s LIMIT %d)" % (line_sql, nulls_sql, rowid, qt, rowid, rowid,
-                                                                 READ_BATCH))
-    rows = "SELECT %s, %s FROM %s WHERE %s BETWEEN ? AND ? ORDER BY %s" % (line_sql, nulls_sql, qt, rowid, rowid)
+    joined = ("SELECT group_concat(l, char(10)), count(*), sum(n), max(r)%s FROM (SELECT %s AS l, %s AS n, %s AS r "
+              "FROM %s WHERE %s >= ? ORDER BY %s LIMIT %d)" % (", group_concat(r)" if slow_cols else "", line_sql,
+                                                                 nulls_sql, rowid, qt, rowid, rowid, READ_BATCH))
+    between = "FROM %s WHERE %s BETWEEN ? AND ? ORDER BY %s" % (qt, rowid, rowid)
+    rows = "SELECT %s, %s%s %s" % (line_sql, nulls_sql, slow_cols, between)
+    slow_sql = "SELECT %s%s %s" % (rowid, slow_cols, between)
     low = _FIRST_ROWID
     while True:
-        block, n, nulls, high = source.execute(joined, (low,)).fetchone()
+        found = source.execute(joined, (low,)).fetchone()
+        block, n, nulls, high = found[:4]
         if not n:
-            yield None, []
+            yield None, [], None
             return
+        slow = None
         if block is not None and block.count("\t") == tabs * n and block.count("\n") == n - 1 and "\r" not in block \
                 and block.count("\\") == nulls:
-            yield block, n
+            if slow_cols:
+                slow = source.execute(slow_sql, (low, high)).fetchall()
+                if found[4] != ",".join([str(r[0]) for r in slow]):
+                    block = None
+                else:
+                    slow = [r[1:] for r in slow]
         else:
-            yield None, source.execute(rows, (low, high)).fetchall()
+            block = None
+        if block is not None:
+            yield block, n, slow
+        else:
+            yield None, source.execute(rows, (low, high)).fetchall(), None
         if high >= (1 << 63) - 1:
-            yield None, []
+            yield None, [], None
             return
         low = high + 1
 
@@ -1164,21 +1179,28 @@ def _copy_table(source, target, table, columns, types, pk, progress, result, has
                 sent += pending
                 buf, size, pending = [], 0, 0
 
-            rowid = None if slow_text or not n_fast else _rowid_alias(source, table, columns)
+            rowid = _rowid_alias(source, table, columns) if n_fast else None
             if rowid is not None:  # SQLite joins each batch's lines (see _range_batches)
-                reader = _ReadAhead(_range_batches(source, table, rowid, line_sql, nulls_sql, tabs))
+                reader = _ReadAhead(_range_batches(source, table, rowid, line_sql, nulls_sql, tabs, slow_cols))
             else:
                 reader = _ReadAhead.rows(source.execute("SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols,
                                                                                        qt)))
             try:
                 while True:
                     try:
-                        block, batch = reader.next_batch()
+                        block, batch, slow = reader.next_batch()
                     except sqlite3.OperationalError as exc:
                         if "decode" in str(exc) or "UTF-8" in str(exc):
                             failed("a value could not be read")
                         raise
                     if block is not None:  # joined and checked by SQLite's aggregate: batch is its row count
+                        if slow_text:  # the Python columns converted column by column, joined to the lines
+                            try:
+                                tails = [["\\N" if v is None else f(v) for v in values]
+                                         for values, f in zip(zip(*slow), slow_text)]
+                            except _Unconvertible as exc:
+                                failed(str(exc))
+                            block = "\n".join(map("\t".join, zip(block.split("\n"), *tails)))
                         try:
                             data = block.encode("utf-8")
                         except UnicodeEncodeError:
