@@ -451,7 +451,10 @@ def hash_kind(conn):
     host = info.host or ""
     if host.startswith("/") or host.startswith("@") or host in ("localhost",):
         return SERVER_HASH
-    addr = getattr(info, "hostaddr", "") or host
+    try:
+        addr = info.hostaddr or host
+    except Exception:  # noqa: BLE001 - libpq before 12 cannot say (psycopg's NotSupportedError): the name decides
+        addr = host
     return SERVER_HASH if addr in ("127.0.0.1", "::1") or addr.startswith("127.") else MD5_HASH
 
 
