@@ -34,11 +34,11 @@ Speed: SQLite itself writes the COPY text of the common shapes in the query that
 (_sqlite_text_expr: integers, text, 0/1, 'YYYY-MM-DD HH:MM:SS[.ffffff]'); a row holding any other shape, or
 text that COPY must escape, is read again and converted in Python, as are double precision (float8out's shortest
 digits), jsonb, bytea, numeric and date. Binary COPY is not used: the text lines are what both sides hash, and PostgreSQL parses them as fast.
-The rows are read ahead by threads (_ReadAhead): a table with a rowid is read READ_BATCH rowids at a time, each
-batch's lines joined by SQLite in one aggregate query (_range_batches: one sqlite3_step, done without the GIL,
-per batch), and by two threads at once, one half of its rowids each, when a second connection to the source could
-be opened in the same snapshot (_second_reader); this process only checks each batch's counts, encodes and sends
-it, so SQLite's work runs beside the server's as the floor's sqlite3 process runs beside psql.
+A thread reads the rows ahead (_ReadAhead): a table with a rowid is read READ_BATCH rowids at a time, each batch's
+lines joined by SQLite in one aggregate query (_range_batches: one sqlite3_step, done without the GIL, per batch),
+so this process only checks the batch's counts, encodes and sends it while SQLite builds the next. (Two reader
+threads on two connections sharing one snapshot were measured too: no faster on the 2 shared cores, where
+SQLite's work and the server's already fill both.)
 For this transaction only, the index builds get maintenance_work_mem INDEX_SORT_MEMORY (never less than the
 server's) and the checksum queries the server's parallel workers.
 
@@ -723,8 +723,6 @@ def transfer(sqlite_path, url, sqlite_structure, compiled, orphans="refuse", loc
     source = open_existing(sqlite_path, "ro", check_same_thread=False)  # read ahead by a thread: _ReadAhead
     try:
         source.execute("BEGIN")  # the snapshot: every read below is in this one read transaction
-        source.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        other = _second_reader(sqlite_path, source)  # before any read that counts: it may renew the snapshot
         tables, extras, undeclared = _source_plan(source, sqlite_structure, compiled)
         if extras:
             result.notes.append("not moved, the declaration lacks it: %s" % "; ".join(extras))
@@ -733,12 +731,10 @@ def transfer(sqlite_path, url, sqlite_structure, compiled, orphans="refuse", loc
         result.timings["source_check"] = time.perf_counter() - started
         target = pg_apply.connect(url)
         try:
-            _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout, progress, result, other)
+            _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout, progress, result)
         finally:
             target.close()
     finally:
-        if other is not None:
-            other.close()
         source.close()  # ends the read transaction
     result.timings["total"] = time.perf_counter() - started
     return result
@@ -756,7 +752,7 @@ def _deferred_indexes(conn, tables):
         "ORDER BY c.relname, i.relname", (catalog.current_namespace(conn), list(tables))).fetchall()
 
 
-def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout, progress, result, other=None):
+def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout, progress, result):
     database = result.target
     names = [t[0] for t in tables]
     table = None
@@ -816,7 +812,7 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             try:
                 for table, columns, types, pk, identity in tables:
                     columns, types, _sums = _copy_table(source, target, table, columns, types, pk, progress, result,
-                                                        hasher, other)
+                                                        hasher)
                     # verified at once, while its pages are still in the server's buffers (at 1M rows a table no
                     # longer fits them by the end of the load): nothing after the COPY writes its rows (the index
                     # builds, the foreign key checks and the sequences read them; its triggers are off until then)
@@ -1010,18 +1006,16 @@ class _ReadAhead:
     (text, rows, slow) for a block of plain lines that SQLite joined (_range_batches), or (None, rows, None) for a
     list of rows to check one by one; (None, [], None) after the last. SQLite does its work inside sqlite3_step, which runs
     without the GIL, so that work overlaps this process's and the server's, as the floor's sqlite3 process runs
-    beside psql (on one core it simply takes turns). Several streams (each on its own connection) are read by a
-    thread each into one queue. At most READ_AHEAD batches wait. The threads alone use their connections until
-    close(), which the caller calls before it touches them again (close waits for the threads)."""
+    beside psql (on one core it simply takes turns). At most READ_AHEAD batches wait. The thread alone uses the
+    connection until close(), which the caller calls before it touches the connection again (close waits for
+    the thread)."""
 
-    def __init__(self, *streams):
+    def __init__(self, items):
+        self._items = items
         self._queue = queue.Queue(maxsize=READ_AHEAD)
         self._stop = threading.Event()
-        self._open = len(streams)
-        self._threads = [threading.Thread(target=self._read, args=(items,), name="schemagen-transfer-read",
-                                          daemon=True) for items in streams]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._read, name="schemagen-transfer-read", daemon=True)
+        self._thread.start()
 
     @classmethod
     def rows(cls, cursor):
@@ -1034,9 +1028,9 @@ class _ReadAhead:
                     return
         return cls(items())
 
-    def _read(self, items):
+    def _read(self):
         try:
-            for item in items:
+            for item in self._items:
                 if self._stop.is_set():
                     return
                 self._put(item)
@@ -1053,53 +1047,19 @@ class _ReadAhead:
 
     def next_batch(self):
         """The next item; (None, [], None) after the last; the reader's error raised here."""
-        while True:
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self.close()
-                raise item
-            if item[0] is None and not item[1]:  # one stream's end: the last one ends the whole
-                self._open -= 1
-                if self._open > 0:
-                    continue
-            return item
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        return item
 
     def close(self):
         self._stop.set()
-        for thread in self._threads:
-            thread.join()
-
-
-def _second_reader(path, source, attempts=3):
-    """A second read-only connection to the source in the same snapshot as source (which has just begun its read
-    transaction and read once), or None: then one connection reads everything. The two snapshots are the same
-    when no other connection committed between the start of source's and the start of source's next one, which
-    begins after the second connection's (PRAGMA data_version, read in each, changes exactly then); otherwise
-    both begin again (a few times, while a writer is busy). Each table is then read by two threads at once, one
-    half of its rowids each (_copy_table), as SQLite's work, done without the GIL, is most of the transfer's own."""
-    try:
-        other = open_existing(path, "ro", check_same_thread=False)
-    except SchemagenError:
-        return None
-    try:
-        for _ in range(attempts):
-            before = source.execute("PRAGMA data_version").fetchone()[0]
-            other.execute("BEGIN")
-            other.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            source.execute("COMMIT")
-            source.execute("BEGIN")
-            source.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            if source.execute("PRAGMA data_version").fetchone()[0] == before:
-                return other
-            other.execute("COMMIT")
-    except sqlite3.Error:
-        pass
-    other.close()
-    return None
+        self._thread.join()
 
 
 _ROWID_ALIASES = ("rowid", "_rowid_", "oid")
-_FIRST_ROWID, _LAST_ROWID = -(1 << 63), (1 << 63) - 1
+_FIRST_ROWID = -(1 << 63)
 
 
 def _rowid_alias(source, table, columns):
@@ -1115,25 +1075,23 @@ def _rowid_alias(source, table, columns):
     return next((a for a in _ROWID_ALIASES if a not in names), None)
 
 
-def _range_batches(source, table, rowid, line_sql, nulls_sql, tabs, slow_cols="", low=_FIRST_ROWID,
-                   last=_LAST_ROWID):
+def _range_batches(source, table, rowid, line_sql, nulls_sql, tabs, slow_cols=""):
     """The table's rows READ_BATCH at a time in rowid order, each batch joined by SQLite in one aggregate query
     (one sqlite3_step, without the GIL, instead of one per row): (block, rows, slow) when every line of the batch is
     plain (the rule of _clean_block, told from the aggregate's counts), else (None, the batch's rows, None) to be
     checked one by one, read again by their rowids. slow_cols (", a, b"): the columns converted in Python, read by
     a second query over the same rowids (slow: their rows); the rowids the aggregate joined must be those, in the
-    same order, else the batch goes row by row: a value never lands in another row's line. Only the rowids from
-    low to last (both included)."""
+    same order, else the batch goes row by row: a value never lands in another row's line."""
     qt = quote_identifier(table)
     joined = ("SELECT group_concat(l, char(10)), count(*), sum(n), max(r)%s FROM (SELECT %s AS l, %s AS n, %s AS r "
-              "FROM %s WHERE %s BETWEEN ? AND ? ORDER BY %s LIMIT %d)" % (", group_concat(r)" if slow_cols else "",
-                                                                             line_sql, nulls_sql, rowid, qt, rowid,
-                                                                             rowid, READ_BATCH))
+              "FROM %s WHERE %s >= ? ORDER BY %s LIMIT %d)" % (", group_concat(r)" if slow_cols else "", line_sql,
+                                                                 nulls_sql, rowid, qt, rowid, rowid, READ_BATCH))
     between = "FROM %s WHERE %s BETWEEN ? AND ? ORDER BY %s" % (qt, rowid, rowid)
     rows = "SELECT %s, %s%s %s" % (line_sql, nulls_sql, slow_cols, between)
     slow_sql = "SELECT %s%s %s" % (rowid, slow_cols, between)
+    low = _FIRST_ROWID
     while True:
-        found = source.execute(joined, (low, last)).fetchone()
+        found = source.execute(joined, (low,)).fetchone()
         block, n, nulls, high = found[:4]
         if not n:
             yield None, [], None
@@ -1153,7 +1111,7 @@ def _range_batches(source, table, rowid, line_sql, nulls_sql, tabs, slow_cols=""
             yield block, n, slow
         else:
             yield None, source.execute(rows, (low, high)).fetchall(), None
-        if high >= last:
+        if high >= (1 << 63) - 1:
             yield None, [], None
             return
         low = high + 1
@@ -1179,7 +1137,7 @@ def _clean_block(batch, tabs):
 _ESCAPED = "'*[' || char(92, 9, 10, 13) || ']*'"  # GLOB: text holding what COPY's text format escapes
 
 
-def _copy_table(source, target, table, columns, types, pk, progress, result, hasher, other=None):
+def _copy_table(source, target, table, columns, types, pk, progress, result, hasher):
     r"""COPY the table's rows (columns in copy_order); the Checksum of what was sent (hasher's, chunk by chunk, in the
     same pass: _LocalHasher or _ServerHasher).
 
@@ -1228,15 +1186,7 @@ def _copy_table(source, target, table, columns, types, pk, progress, result, has
                 buf, size, pending = [], 0, 0
 
             rowid = _rowid_alias(source, table, columns) if n_fast else None
-            middle = None
-            if rowid is not None and other is not None and total >= 2 * READ_BATCH:
-                middle = source.execute("SELECT %s FROM %s ORDER BY %s LIMIT 1 OFFSET %d" % (
-                    rowid, qt, rowid, total // 2)).fetchone()[0]
-            if middle is not None:  # two threads, a half of the rowids each, on their own connections
-                reader = _ReadAhead(
-                    _range_batches(source, table, rowid, line_sql, nulls_sql, tabs, slow_cols, last=middle - 1),
-                    _range_batches(other, table, rowid, line_sql, nulls_sql, tabs, slow_cols, low=middle))
-            elif rowid is not None:  # SQLite joins each batch's lines (see _range_batches)
+            if rowid is not None:  # SQLite joins each batch's lines (see _range_batches)
                 reader = _ReadAhead(_range_batches(source, table, rowid, line_sql, nulls_sql, tabs, slow_cols))
             else:
                 reader = _ReadAhead.rows(source.execute("SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols,
