@@ -22,8 +22,11 @@ note instead of numbers. Each run gets a new database with the declaration appli
 from __future__ import annotations
 
 import json
+import os
+import resource
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -110,8 +113,10 @@ SIDES = ("schemagen transfer", "floor: psql \\copy, indexes after", "hand-writte
 
 
 def measure(ctx, source, alternate, times, ratio, log, runs=None, warmup=None):
-    """{"rows", "schemagen", "floor", "baseline", "ratio", "ratio_kept", "rss", "rows_per_s", "phases"} or
-    {"skipped": why}. ratio: schemagen over the floor; ratio_kept: schemagen over hand-written COPY with indexes."""
+    """{"rows", "schemagen", "floor", "baseline", "ratio", "ratio_kept", "rss", "rows_per_s", "phases", "cpu",
+    "cpu_ratio"} or {"skipped": why}. ratio: schemagen over the floor; ratio_kept: schemagen over hand-written
+    COPY with indexes; cpu: per side the median CPU seconds of its own processes and of the server's; cpu_ratio:
+    schemagen's total over the floor's (what the sides cost, whatever the load on the shared cores)."""
     import common as C
     cluster, why = new_cluster()
     if cluster is None:
@@ -166,8 +171,31 @@ def measure(ctx, source, alternate, times, ratio, log, runs=None, warmup=None):
             last["copy_rows"] = json.loads(r.stdout)["rows"]
             return r
 
+        # CPU seconds per side, beside the wall time (which the other sessions' load on the shared cores moves a
+        # lot): the side's processes (RUSAGE_CHILDREN: launch.py and what it waited for) and the server's
+        # (the postmaster's cutime+cstime: the backends and parallel workers the side used, once they exited)
+        cpu = {side: [] for side in SIDES}
+        postmaster = int(Path(cluster.data, "postmaster.pid").read_text().split()[0])
+
+        def server_cpu():
+            fields = Path("/proc/%d/stat" % postmaster).read_text().rsplit(")", 1)[1].split()
+            return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+        def client_cpu():
+            ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return ru.ru_utime + ru.ru_stime
+
+        def with_cpu(side, run):
+            def measured():
+                c0, s0 = client_cpu(), server_cpu()
+                r = run()
+                time.sleep(0.3)  # the side's backends exit and are reaped
+                cpu[side].append((client_cpu() - c0, server_cpu() - s0))
+                return r
+            return measured
+
         log("transfer: %s" % Path(source).name)
-        res = alternate(dict(zip(SIDES, (run_sg, run_floor, run_copy))),
+        res = alternate({side: with_cpu(side, run) for side, run in zip(SIDES, (run_sg, run_floor, run_copy))},
                         runs if runs is not None else cfg["transfer_runs"],
                         warmup if warmup is not None else cfg["transfer_warmup"], prepare=prepare)
         rows = last["report"]["rows"]
@@ -184,6 +212,11 @@ def measure(ctx, source, alternate, times, ratio, log, runs=None, warmup=None):
                "phases": last["report"]["seconds"],
                "tables": {t: info["rows_per_second"] for t, info in last["report"]["tables"].items() if info["rows"]}}
         out["ratio"] = ratio(out["schemagen"], out["floor"])
+        runs_measured = {side: cpu[side][-len(res[side]):] for side in SIDES}  # the warmup runs left out
+        out["cpu"] = {side: {"client": C.summary([c for c, _ in v])["median"],
+                             "server": C.summary([s for _, s in v])["median"],
+                             "total": C.summary([c + s for c, s in v])["median"]} for side, v in runs_measured.items()}
+        out["cpu_ratio"] = out["cpu"][SIDES[0]]["total"] / out["cpu"][SIDES[1]]["total"]
         out["ratio_kept"] = ratio(out["schemagen"], out["baseline"])
         out["rows_per_s"] = {"schemagen": rows / out["schemagen"]["median"], "floor": rows / out["floor"]["median"],
                              "baseline": rows / out["baseline"]["median"]}

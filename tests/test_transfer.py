@@ -234,8 +234,11 @@ def test_a_row_the_target_refuses_names_the_table_and_changes_nothing(runner, tm
     assert result.exit_code == 0 and "notes_of_my_own" in result.output  # named as not moved
 
 
-def test_a_checksum_mismatch_rolls_back_naming_the_table(runner, tmp_path, pg_url, monkeypatch):
+@pytest.mark.parametrize("kind", ["hashtextextended", "md5"])
+def test_a_checksum_mismatch_rolls_back_naming_the_table(runner, tmp_path, pg_url, monkeypatch, kind):
+    """Whichever way rows are hashed (on the server for a local one, in this process for a remote one)."""
     from schema_dsl.pg import transfer
+    monkeypatch.setattr(transfer, "hash_kind", lambda conn: kind)
     path = _source(tmp_path, tasks=30)
     real = transfer._target_checksum
 
@@ -516,7 +519,10 @@ def test_an_sqlite_only_fts5_table_and_an_undeclared_table_are_named_and_counted
     assert [(t["table"], t["rows"]) for t in report["not_moved"]] == [("notes_fts", 5), ("scratch", 3)]
 
 
-def test_text_that_copy_must_escape_arrives_exactly(runner, tmp_path, pg_url):
+@pytest.mark.parametrize("kind", ["hashtextextended", "md5"])
+def test_text_that_copy_must_escape_arrives_exactly(runner, tmp_path, pg_url, monkeypatch, kind):
+    from schema_dsl.pg import transfer
+    monkeypatch.setattr(transfer, "hash_kind", lambda conn: kind)
     path = _source(tmp_path, tasks=20)
     odd = {"task-1": "tab\there", "task-2": "line\nbreak\r\n", "task-3": "back\\slash \\N", "task-4": "\\N",
            "task-5": "", "task-6": "caf\u00e9 \u2603 \U0001f600"}
@@ -525,6 +531,9 @@ def test_text_that_copy_must_escape_arrives_exactly(runner, tmp_path, pg_url):
     conn.close()
     result = _transfer(runner, path, pg_url, "--json")
     assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(result.output)
+    assert len(report["tables"]["tasks"]["checksum"]) == (16 if kind == "hashtextextended" else 32)
+    assert report["tables"]["tasks"]["target_checksum"] == report["tables"]["tasks"]["checksum"]
     with _connect(pg_url) as pg:
         got = dict(pg.execute("SELECT id, prompt FROM tasks WHERE id = ANY(%s)", (list(odd),)).fetchall())
     assert got == odd  # '\N' the text is text, not NULL; '' is not NULL either
@@ -564,3 +573,57 @@ def test_a_bad_value_in_a_late_batch_stops_the_read_ahead_and_changes_nothing(ru
     assert "table 'tasks', row id='task-%d', column 'priority'" % (tasks - 5) in result.stderr, result.stderr
     assert _counts(pg_url) == dict.fromkeys(TABLES, 0)
     assert not [t for t in __import__("threading").enumerate() if t.name == "schemagen-transfer-read"]
+
+
+def test_rows_are_hashed_on_the_server_only_when_it_is_on_this_machine():
+    """A local server hashes the COPY text a second time on its own (cheap there); a remote one would get every
+    byte twice over the network, so the rows are hashed in this process instead."""
+    from types import SimpleNamespace
+
+    from schema_dsl.pg.transfer import MD5_HASH, SERVER_HASH, hash_kind
+
+    def conn(host, hostaddr=""):
+        return SimpleNamespace(info=SimpleNamespace(host=host, hostaddr=hostaddr))
+    assert hash_kind(conn("/tmp/pg-socket")) == SERVER_HASH
+    assert hash_kind(conn("localhost", "127.0.0.1")) == SERVER_HASH
+    assert hash_kind(conn("::1", "::1")) == SERVER_HASH
+    assert hash_kind(conn("db.example.com", "203.0.113.7")) == MD5_HASH
+    assert hash_kind(conn("10.0.0.5", "10.0.0.5")) == MD5_HASH
+
+
+def test_batches_by_rowid_ranges_reach_every_row_and_refuse_a_bad_double_by_name(runner, tmp_path, pg_url,
+                                                                               monkeypatch):
+    """A rowid table is read in batches of READ_BATCH rowids, each joined by SQLite; the double precision values
+    come from a second query over the same rowids and are joined to their own rows: rowids at both ends of the
+    64-bit range and wide gaps, and a value a double column cannot take, named."""
+    from schema_dsl.pg import transfer
+    monkeypatch.setattr(transfer, "READ_BATCH", 3)
+    ranged, real = [], transfer._range_batches
+
+    def spy(source, table, *args):
+        ranged.append(table)
+        return real(source, table, *args)
+    monkeypatch.setattr(transfer, "_range_batches", spy)
+    path = _source(tmp_path, tasks=10)
+    ids = [-(1 << 63), -5, 0, 7, 10 ** 12, 10 ** 12 + 1, 10 ** 15, (1 << 63) - 1]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DELETE FROM metrics")
+    conn.executemany("INSERT INTO metrics (id, timestamp, metric_name, metric_value) VALUES (?, ?, ?, ?)",
+                     [(i, "2025-01-02 03:04:05", "m%d" % n, n + 0.25) for n, i in enumerate(ids)])
+    conn.close()
+    result = _transfer(runner, path, pg_url, "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    with _connect(pg_url) as pg:
+        got = pg.execute("SELECT id, metric_name, metric_value FROM metrics ORDER BY id").fetchall()
+    assert got == [(i, "m%d" % n, n + 0.25) for n, i in enumerate(ids)]  # each value in its own row
+    assert "metrics" in ranged and "tasks" in ranged  # read by rowid ranges, the double column too
+    assert _counts(pg_url) == _sqlite_counts(path)
+    with _connect(pg_url) as pg:
+        for t in reversed(TABLES):
+            pg.execute('TRUNCATE "%s" CASCADE' % t)
+    _plant(path, "UPDATE metrics SET metric_value = ? WHERE id = ?", "lots", 10 ** 12 + 1)
+    result = _transfer(runner, path, pg_url)
+    assert result.exit_code == 2, result.output
+    assert "table 'metrics', row id=%d, column 'metric_value'" % (10 ** 12 + 1) in result.stderr, result.stderr
+    assert "is not a number" in result.stderr
+    assert _counts(pg_url) == dict.fromkeys(TABLES, 0)

@@ -19,19 +19,26 @@ The steps (README, "PostgreSQL", "transfer"):
 4. Identity sequences are set past both the highest id and SQLite's sqlite_sequence value.
 5. Verification before COMMIT: per table the row count, and a checksum of what was stored: each row's text
    as PostgreSQL outputs it (every value in its type's text output under DateStyle ISO, extra_float_digits 1,
-   bytea_output hex: the settings of the transaction), COPY-escaped and tab-separated, hashed with MD5, the
-   hashes summed modulo 2**128. The source's side hashes the very lines it sends to COPY, in the same pass; the
-   target's side is one aggregate query per table on the server (_checksum_sql), so no row is read back, run
-   right after the table's COPY while its pages are in the server's buffers (nothing after the COPY writes its
-   rows). The sum does not depend on row order, so neither side's collation matters. At the end the structure
+   bytea_output hex: the settings of the transaction), COPY-escaped and tab-separated, hashed, the hashes summed
+   (so neither side's row order matters). The source's side hashes the very lines sent to COPY, chunk by chunk in
+   the same pass; the target's side is one aggregate query per table on the server (_checksum_sql), so no row is
+   read back, run right after the table's COPY while its pages are in the server's buffers (nothing after the
+   COPY writes its rows). The hash (hash_kind): with the server on this machine, PostgreSQL's hashtextextended
+   (64 bits), the source's side computed by a second, read-only connection that is sent each chunk again
+   (_ServerHasher: the server splits and hashes it far faster than Python, and its own side costs one cheap call
+   per row instead of an MD5); with a remote server, MD5 (128 bits), the source's side hashed in this process
+   so that the rows cross the network once. At the end the structure
    is validated against the declaration. A mismatch rolls everything back.
 
 Speed: SQLite itself writes the COPY text of the common shapes in the query that reads the rows
 (_sqlite_text_expr: integers, text, 0/1, 'YYYY-MM-DD HH:MM:SS[.ffffff]'); a row holding any other shape, or
 text that COPY must escape, is read again and converted in Python, as are double precision (float8out's shortest
 digits), jsonb, bytea, numeric and date. Binary COPY is not used: the text lines are what both sides hash, and PostgreSQL parses them as fast.
-A thread reads the rows ahead (_ReadAhead: SQLite builds the lines without the GIL while this process hashes the
-previous batch), and a batch whose lines are all plain is checked, encoded and split in one go (_clean_block).
+A thread reads the rows ahead (_ReadAhead): a table with a rowid is read READ_BATCH rowids at a time, each batch's
+lines joined by SQLite in one aggregate query (_range_batches: one sqlite3_step, done without the GIL, per batch),
+so this process only checks the batch's counts, encodes and sends it while SQLite builds the next. (Two reader
+threads on two connections sharing one snapshot were measured too: no faster on the 2 shared cores, where
+SQLite's work and the server's already fill both.)
 For this transaction only, the index builds get maintenance_work_mem INDEX_SORT_MEMORY (never less than the
 server's) and the checksum queries the server's parallel workers.
 
@@ -391,7 +398,7 @@ def _sqlite_text_expr(pg_type, q):
 def _sqlite_line(exprs):
     """SQLite expression: the expressions' values joined by tabs. With ||, which keeps a NUL inside a text (so the
     chunk's NUL check sees it); printf would be cheaper but stops a text at its NUL."""
-    return " || char(9) || ".join(exprs) or "''"
+    return " || '\t' || ".join(exprs) or "''"  # a tab literal: cheaper than char(9), a call per row
 
 
 # --- PostgreSQL's side: the same text, hashed on the server ------------------------------
@@ -408,8 +415,16 @@ def _pg_text_expr(pg_type, q):
     return "coalesce(%s::text, '\\N')" % q
 
 
-def _checksum_sql(table, columns, types, utf8):
-    row = " || E'\\t' || ".join(_pg_text_expr(t, _q(c)) for c, t in zip(columns, types))
+def _row_text_sql(columns, types):
+    """PostgreSQL expression: a stored row's COPY text, as the source's side sent it (C collation: bytes)."""
+    return "(%s) COLLATE \"C\"" % " || E'\\t' || ".join(_pg_text_expr(t, _q(c)) for c, t in zip(columns, types))
+
+
+def _checksum_sql(table, columns, types, utf8, kind=None):
+    row = _row_text_sql(columns, types)
+    if kind == SERVER_HASH:
+        # one hashtextextended per row, summed: each worker sums its share (no subquery: the row text once)
+        return "SELECT count(*), sum(hashtextextended(%s, 0)) FROM %s" % (row, _q(table))
     digest = "md5(%s)" % row if utf8 else "md5(convert_to(%s, 'UTF8'))" % row
     # each MD5 as two signed 64-bit halves (a bigint sums fast); a negative half is its unsigned value less 2**64,
     # given back by counting them (_target_checksum). OFFSET 0 keeps each subquery apart: pulled up, the md5 and
@@ -419,15 +434,41 @@ def _checksum_sql(table, columns, types, utf8):
             "AS b FROM (SELECT %s AS h FROM %s OFFSET 0) r OFFSET 0) r2" % (digest, _q(table)))
 
 
+MD5_HASH = "md5"
+SERVER_HASH = "hashtextextended"
+# the source's side of SERVER_HASH: the lines of a chunk exactly as sent to COPY (a chunk ends with its newline, so
+# the split gives one empty string more, taken off), each hashed by the same function as the target's side
+_HASH_LINES_SQL = ("SELECT count(*) - 1, sum(hashtextextended(l, 0)) - hashtextextended('', 0) FROM "
+                   "unnest(string_to_array(convert_from(%b, 'UTF8') COLLATE \"C\", E'\\n')) l")
+
+
+def hash_kind(conn):
+    """How rows are hashed for the verification: SERVER_HASH when the server is on this machine (a unix socket or
+    a loopback address): the COPY text is sent a second time, on a second connection that hashes it (so this
+    process hashes nothing and the server's side is one cheap function per row); else MD5_HASH, hashed here
+    (the text crosses the network once)."""
+    info = conn.info
+    host = info.host or ""
+    if host.startswith("/") or host.startswith("@") or host in ("localhost",):
+        return SERVER_HASH
+    try:
+        addr = info.hostaddr or host
+    except Exception:  # noqa: BLE001 - libpq before 12 cannot say (psycopg's NotSupportedError): the name decides
+        addr = host
+    return SERVER_HASH if addr in ("127.0.0.1", "::1") or addr.startswith("127.") else MD5_HASH
+
+
 class Checksum:
-    """Count and an order-independent checksum of rows: the sum of each row's 128-bit MD5 over its COPY text
-    (every value as PostgreSQL's text output, COPY-escaped, tab-separated, NULL as \\N), modulo 2**128."""
+    """Count and an order-independent checksum of rows: the sum of each row's hash over its COPY text (every value
+    as PostgreSQL's text output, COPY-escaped, tab-separated, NULL as \\N): its 128-bit MD5 summed modulo 2**128
+    (MD5_HASH), or its 64-bit hashtextextended summed modulo 2**64 (SERVER_HASH)."""
 
-    __slots__ = ("rows", "total")
+    __slots__ = ("rows", "total", "bits")
 
-    def __init__(self, rows=0, total=0):
+    def __init__(self, rows=0, total=0, bits=CHECKSUM_BITS):
         self.rows = rows
         self.total = total
+        self.bits = bits
 
     def add_line(self, line):
         self.total += int.from_bytes(_md5(line).digest(), "big")
@@ -435,7 +476,79 @@ class Checksum:
 
     @property
     def hex(self):
-        return "%032x" % (self.total % (1 << CHECKSUM_BITS))
+        return "%0*x" % (self.bits // 4, self.total % (1 << self.bits))
+
+
+class _LocalHasher:
+    """MD5_HASH's source side: each line of a chunk hashed in this process."""
+
+    kind = MD5_HASH
+
+    def __init__(self):
+        self._sums = Checksum()
+
+    def add(self, chunk):
+        md5, from_bytes = _md5, int.from_bytes
+        lines = chunk[:-1].split(b"\n")
+        self._sums.total += sum([from_bytes(md5(line).digest(), "big") for line in lines])
+        self._sums.rows += len(lines)
+
+    def finish(self):
+        """The Checksum of the chunks added since the last finish."""
+        sums, self._sums = self._sums, Checksum()
+        return sums
+
+    def close(self):
+        pass
+
+
+class _ServerHasher:
+    """SERVER_HASH's source side: a thread sends each chunk of COPY text, as sent, to a second connection that
+    counts and hashes its lines (_HASH_LINES_SQL); at most COPY_QUEUE chunks wait. The connection only reads."""
+
+    kind = SERVER_HASH
+
+    def __init__(self, url):
+        self._conn = pg_apply.connect(url)
+        self._queue = queue.Queue(maxsize=COPY_QUEUE)
+        self._rows, self._sum, self._error = 0, 0, None
+        self._thread = threading.Thread(target=self._run, name="schemagen-transfer-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            chunk = self._queue.get()
+            try:
+                if chunk is None:
+                    return
+                if self._error is None:
+                    rows, total = self._conn.execute(_HASH_LINES_SQL, (chunk,)).fetchone()
+                    self._rows += rows
+                    self._sum += int(total)
+            except BaseException as exc:  # noqa: B902 - raised in the caller's thread by finish()
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def add(self, chunk):
+        if self._error is None:
+            self._queue.put(chunk)
+
+    def finish(self):
+        """The Checksum of the chunks added since the last finish; a failed hashing query raised here
+        (psycopg.DataError for text that is not UTF-8)."""
+        self._queue.join()
+        if self._error is not None:
+            raise self._error
+        sums = Checksum(self._rows, self._sum, 64)
+        self._rows, self._sum = 0, 0
+        return sums
+
+    def close(self):
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._conn.close()
 
 
 # --- the result --------------------------------------------------------------------
@@ -465,8 +578,9 @@ class TransferResult:
                 "orphans": self.orphans, "not_valid": self.not_valid, "not_moved": self.not_moved,
                 "rows_not_moved": sum(t["rows"] or 0 for t in self.not_moved), "sequences": self.sequences,
                 "seconds": {k: round(v, 4) for k, v in self.timings.items()}, "notes": self.notes,
-                "checksum": "md5 per row of its COPY text (each value as PostgreSQL's text output), summed mod 2**128 "
-                            "(order-independent); the target's side computed on the server"}
+                "checksum": "a hash per row of its COPY text (each value as PostgreSQL's text output), summed "
+                            "(order-independent): hashtextextended mod 2**64 (16 hex digits) with a local server, "
+                            "md5 mod 2**128 (32) with a remote one; the target's side computed on the server"}
 
 
 # --- the source ----------------------------------------------------------------------
@@ -578,9 +692,12 @@ def describe_orphans(o):
 
 
 def _target_checksum(conn, table, columns, types):
-    """The target's Checksum of table (columns in copy order), computed on the server: one MD5 per row over the
-    same text the source's side hashed, summed in two 64-bit halves."""
+    """The target's Checksum of table (columns in copy order), computed on the server over the same text the source's
+    side hashed: by hash_kind, one hashtextextended per row summed, or one MD5 per row summed in two 64-bit halves."""
     utf8 = conn.execute("SHOW server_encoding").fetchone()[0].upper() in ("UTF8", "UTF-8")
+    if hash_kind(conn) == SERVER_HASH:
+        rows, total = conn.execute(_checksum_sql(table, columns, types, utf8, SERVER_HASH)).fetchone()
+        return Checksum(rows, int(total or 0), 64)
     rows, high, low, _high_negative, low_negative = conn.execute(_checksum_sql(table, columns, types, utf8)).fetchone()
     # sum of unsigned halves = sum of signed + 2**64 per negative; the high half's carry (2**128) drops out
     total = ((int(high or 0) << 64) + int(low or 0) + (int(low_negative) << 64)) % (1 << CHECKSUM_BITS)
@@ -691,14 +808,19 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
                 target.execute("SELECT set_config(%s, '0', true)", (name,))
             pks = {t[0]: t[3] for t in tables}
             verifying = 0.0
-            for table, columns, types, pk, identity in tables:
-                columns, types, _sums = _copy_table(source, target, table, columns, types, pk, progress, result)
-                # verified at once, while its pages are still in the server's buffers (at 1M rows a table no
-                # longer fits them by the end of the load): nothing after the COPY writes its rows (the index
-                # builds, the foreign key checks and the sequences read them; its triggers are off until then)
-                started_verify = time.perf_counter()
-                _verify_table(source, target, table, columns, types, pks[table], result.tables[table])
-                verifying += time.perf_counter() - started_verify
+            hasher = _ServerHasher(url) if hash_kind(target) == SERVER_HASH else _LocalHasher()
+            try:
+                for table, columns, types, pk, identity in tables:
+                    columns, types, _sums = _copy_table(source, target, table, columns, types, pk, progress, result,
+                                                        hasher)
+                    # verified at once, while its pages are still in the server's buffers (at 1M rows a table no
+                    # longer fits them by the end of the load): nothing after the COPY writes its rows (the index
+                    # builds, the foreign key checks and the sequences read them; its triggers are off until then)
+                    started_verify = time.perf_counter()
+                    _verify_table(source, target, table, columns, types, pks[table], result.tables[table])
+                    verifying += time.perf_counter() - started_verify
+            finally:
+                hasher.close()
             table = None
             result.timings["copy"] = time.perf_counter() - clock - verifying
             for name in triggered:
@@ -880,26 +1002,38 @@ def _writer(cursor):
 
 
 class _ReadAhead:
-    """The rows of a query on the source, fetched in batches by a thread while the caller hashes and sends the
-    batches before them. SQLite computes each row's line inside sqlite3_step, which runs without the GIL, so that
-    work overlaps this process's hashing and the server's parsing, as the floor's sqlite3 process runs beside psql
-    (on one core it simply takes turns). At most READ_AHEAD batches wait. The thread alone uses the connection
-    until close(), which the caller calls before it touches the connection again (close waits for the thread)."""
+    """Batches read from the source by a thread while the caller sends the batches before them: each item is
+    (text, rows, slow) for a block of plain lines that SQLite joined (_range_batches), or (None, rows, None) for a
+    list of rows to check one by one; (None, [], None) after the last. SQLite does its work inside sqlite3_step, which runs
+    without the GIL, so that work overlaps this process's and the server's, as the floor's sqlite3 process runs
+    beside psql (on one core it simply takes turns). At most READ_AHEAD batches wait. The thread alone uses the
+    connection until close(), which the caller calls before it touches the connection again (close waits for
+    the thread)."""
 
-    def __init__(self, cursor):
-        self._cursor = cursor
+    def __init__(self, items):
+        self._items = items
         self._queue = queue.Queue(maxsize=READ_AHEAD)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="schemagen-transfer-read", daemon=True)
         self._thread.start()
 
-    def _read(self):
-        try:
-            while not self._stop.is_set():
-                batch = self._cursor.fetchmany(READ_BATCH)
-                self._put(batch)
+    @classmethod
+    def rows(cls, cursor):
+        """The rows of a query, READ_BATCH at a time."""
+        def items():
+            while True:
+                batch = cursor.fetchmany(READ_BATCH)
+                yield None, batch, None
                 if not batch:
                     return
+        return cls(items())
+
+    def _read(self):
+        try:
+            for item in self._items:
+                if self._stop.is_set():
+                    return
+                self._put(item)
         except BaseException as exc:  # noqa: B902 - handed to the caller, which raises it in its own thread
             self._put(exc)
 
@@ -912,7 +1046,7 @@ class _ReadAhead:
                 continue
 
     def next_batch(self):
-        """The next batch of rows; [] after the last; the reader's error raised here."""
+        """The next item; (None, [], None) after the last; the reader's error raised here."""
         item = self._queue.get()
         if isinstance(item, BaseException):
             self.close()
@@ -922,6 +1056,65 @@ class _ReadAhead:
     def close(self):
         self._stop.set()
         self._thread.join()
+
+
+_ROWID_ALIASES = ("rowid", "_rowid_", "oid")
+_FIRST_ROWID = -(1 << 63)
+
+
+def _rowid_alias(source, table, columns):
+    """A name that reads table's rowid (one its columns do not shadow), or None: a WITHOUT ROWID table, or SQLite
+    too old to say (pragma_table_list, 3.37)."""
+    try:
+        row = source.execute("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", (table,)).fetchone()
+    except sqlite3.Error:
+        return None
+    if row is None or row[0]:
+        return None
+    names = {c.lower() for c in columns}
+    return next((a for a in _ROWID_ALIASES if a not in names), None)
+
+
+def _range_batches(source, table, rowid, line_sql, nulls_sql, tabs, slow_cols=""):
+    """The table's rows READ_BATCH at a time in rowid order, each batch joined by SQLite in one aggregate query
+    (one sqlite3_step, without the GIL, instead of one per row): (block, rows, slow) when every line of the batch is
+    plain (the rule of _clean_block, told from the aggregate's counts), else (None, the batch's rows, None) to be
+    checked one by one, read again by their rowids. slow_cols (", a, b"): the columns converted in Python, read by
+    a second query over the same rowids (slow: their rows); the rowids the aggregate joined must be those, in the
+    same order, else the batch goes row by row: a value never lands in another row's line."""
+    qt = quote_identifier(table)
+    joined = ("SELECT group_concat(l, char(10)), count(*), sum(n), max(r)%s FROM (SELECT %s AS l, %s AS n, %s AS r "
+              "FROM %s WHERE %s >= ? ORDER BY %s LIMIT %d)" % (", group_concat(r)" if slow_cols else "", line_sql,
+                                                                 nulls_sql, rowid, qt, rowid, rowid, READ_BATCH))
+    between = "FROM %s WHERE %s BETWEEN ? AND ? ORDER BY %s" % (qt, rowid, rowid)
+    rows = "SELECT %s, %s%s %s" % (line_sql, nulls_sql, slow_cols, between)
+    slow_sql = "SELECT %s%s %s" % (rowid, slow_cols, between)
+    low = _FIRST_ROWID
+    while True:
+        found = source.execute(joined, (low,)).fetchone()
+        block, n, nulls, high = found[:4]
+        if not n:
+            yield None, [], None
+            return
+        slow = None
+        if block is not None and block.count("\t") == tabs * n and block.count("\n") == n - 1 and "\r" not in block \
+                and block.count("\\") == nulls:
+            if slow_cols:
+                slow = source.execute(slow_sql, (low, high)).fetchall()
+                if found[4] != ",".join([str(r[0]) for r in slow]):
+                    block = None
+                else:
+                    slow = [r[1:] for r in slow]
+        else:
+            block = None
+        if block is not None:
+            yield block, n, slow
+        else:
+            yield None, source.execute(rows, (low, high)).fetchall(), None
+        if high >= (1 << 63) - 1:
+            yield None, [], None
+            return
+        low = high + 1
 
 
 def _clean_block(batch, tabs):
@@ -944,8 +1137,9 @@ def _clean_block(batch, tabs):
 _ESCAPED = "'*[' || char(92, 9, 10, 13) || ']*'"  # GLOB: text holding what COPY's text format escapes
 
 
-def _copy_table(source, target, table, columns, types, pk, progress, result):
-    r"""COPY the table's rows (columns in copy_order); the source's Checksum of what was sent, taken in the same pass.
+def _copy_table(source, target, table, columns, types, pk, progress, result, hasher):
+    r"""COPY the table's rows (columns in copy_order); the Checksum of what was sent (hasher's, chunk by chunk, in the
+    same pass: _LocalHasher or _ServerHasher).
 
     Pass 1: SQLite writes each row's line from the common shapes (_sqlite_text_expr), text as it is; a line whose
     text holds a tab, newline, carriage return or backslash (told by counting them: the only backslashes of a
@@ -966,10 +1160,9 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
     slow_text = [copy_text(t) for t in types[n_fast:]]
     slow_cols = "".join(", " + quote_identifier(c) for c in columns[n_fast:])
     tabs = n_fast - 1
-    sums = Checksum()
     copy_sql = "COPY %s (%s) FROM STDIN" % (_q(table), ", ".join(_q(c) for c in columns))
     skipped = 0
-
+    sent = 0
     reader = None
 
     def failed(detail):
@@ -981,26 +1174,66 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
     try:
         with target.cursor() as cur, cur.copy(copy_sql, writer=_writer(cur)) as copy:
             buf, size, pending = [], 0, 0
-            add = sums.add_line
-            total_hash, md5, from_bytes = 0, _md5, int.from_bytes
-            reader = _ReadAhead(source.execute("SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols, qt)))
+
+            def flush():
+                nonlocal buf, size, pending, sent
+                chunk = b"\n".join(buf) + b"\n"
+                if b"\0" in chunk:
+                    failed("a value holds NUL")
+                copy.write(chunk)
+                hasher.add(chunk)
+                sent += pending
+                buf, size, pending = [], 0, 0
+
+            rowid = _rowid_alias(source, table, columns) if n_fast else None
+            if rowid is not None:  # SQLite joins each batch's lines (see _range_batches)
+                reader = _ReadAhead(_range_batches(source, table, rowid, line_sql, nulls_sql, tabs, slow_cols))
+            else:
+                reader = _ReadAhead.rows(source.execute("SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols,
+                                                                                       qt)))
             try:
                 while True:
                     try:
-                        batch = reader.next_batch()
+                        block, batch, slow = reader.next_batch()
                     except sqlite3.OperationalError as exc:
                         if "decode" in str(exc) or "UTF-8" in str(exc):
                             failed("a value could not be read")
                         raise
+                    if block is not None:  # joined and checked by SQLite's aggregate: batch is its row count
+                        if slow_text:  # the Python columns converted column by column, joined to the lines
+                            try:
+                                tails = [["\\N" if v is None else f(v) for v in values]
+                                         for values, f in zip(zip(*slow), slow_text)]
+                            except _Unconvertible as exc:
+                                failed(str(exc))
+                            block = "\n".join(map("\t".join, zip(block.split("\n"), *tails)))
+                        try:
+                            data = block.encode("utf-8")
+                        except UnicodeEncodeError:
+                            failed("a value is not valid UTF-8")
+                        buf.append(data)
+                        size += len(data)
+                        pending += batch
+                        if size >= COPY_CHUNK or pending >= PROGRESS_ROWS:
+                            flush()
+                            progress("copy", table, sent, total, time.perf_counter() - clock)
+                        continue
                     if not batch:
                         break
-                    block = None if slow_text else _clean_block(batch, tabs)
+                    block = _clean_block(batch, tabs) if n_fast else None
+                    if block is not None and slow_text:  # the Python columns converted column by column
+                        try:
+                            tails = [["\\N" if v is None else f(v) for v in values]
+                                     for values, f in zip(list(zip(*batch))[2:], slow_text)]
+                        except _Unconvertible:
+                            block = None  # the row-by-row path below names the value
+                        else:
+                            block = "\n".join(map("\t".join, zip(block.split("\n"), *tails)))
                     if block is not None:  # the common case: the batch's lines go as SQLite wrote them
                         try:
                             data = block.encode("utf-8")
                         except UnicodeEncodeError:
                             failed("a value is not valid UTF-8")
-                        total_hash += sum([from_bytes(md5(line).digest(), "big") for line in data.split(b"\n")])
                         buf.append(data)
                         size += len(data)
                         pending += len(batch)
@@ -1021,27 +1254,15 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
                                 data = line.encode("utf-8")
                             except UnicodeEncodeError:
                                 failed("a value is not valid UTF-8")
-                            total_hash += from_bytes(md5(data).digest(), "big")
                             buf.append(data)
                             size += len(data)
                             pending += 1
                     if size >= COPY_CHUNK or pending >= PROGRESS_ROWS:
-                        chunk = b"\n".join(buf) + b"\n"
-                        if b"\0" in chunk:
-                            failed("a value holds NUL")
-                        copy.write(chunk)
-                        sums.rows, sums.total, total_hash = sums.rows + pending, sums.total + total_hash, 0
-                        buf, size, pending = [], 0, 0
-                        progress("copy", table, sums.rows, total, time.perf_counter() - clock)
+                        flush()
+                        progress("copy", table, sent, total, time.perf_counter() - clock)
             finally:
                 reader.close()
             reader = None
-            if buf:
-                chunk = b"\n".join(buf) + b"\n"
-                if b"\0" in chunk:
-                    failed("a value holds NUL")
-                copy.write(chunk)
-                sums.rows, sums.total = sums.rows + pending, sums.total + total_hash
             if skipped:
                 pairs = [converter(t) for t in types]
                 select = "SELECT %s FROM %s WHERE %s" % (", ".join(quote_identifier(c) for c in columns), qt, pass2)
@@ -1052,17 +1273,21 @@ def _copy_table(source, target, table, columns, types, pk, progress, result):
                         data = _line(raw, pairs).encode("utf-8")
                     except (_Unconvertible, UnicodeEncodeError) as exc:
                         failed(str(exc))
-                    if b"\0" in data:
-                        failed("a value holds NUL")
-                    add(data)
-                    copy.write(data + b"\n")
+                    buf.append(data)
+                    size += len(data)
+                    pending += 1
                     skipped -= 1
+                    if size >= COPY_CHUNK:
+                        flush()
+            if buf:
+                flush()
+        sums = hasher.finish()
     except psycopg.Error as exc:
         if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
             _locate(source, table, columns, types, pk)  # a value PostgreSQL refuses that Python's rules refuse too
         raise
     n = sums.rows
-    if n != total or skipped:
+    if n != total or sent != total or skipped:
         raise TransferError("table '%s': read %d rows of %d; nothing was changed" % (table, n, total))
     seconds = time.perf_counter() - clock
     result.tables[table] = {"rows": n, "checksum": sums.hex, "seconds": round(seconds, 4),
