@@ -667,7 +667,7 @@ def _readers_first(removes, views):
     """The view removals ordered so that a view is dropped before the views it reads: PostgreSQL refuses to drop
     a view another one reads (name order dropped a pruned view before a pruned view on it, and apply failed).
     views: {name: the live view's SQL}."""
-    from ..sqlite.structure import tokenize  # only when views are dropped
+    from ..sqlite.ddl import tokenize  # only when views are dropped
     sql = {n.lower(): s for n, s in views.items()}
     reads = {r.name.lower(): {t.lower() for k, t in tokenize(sql.get(r.name.lower(), "")) if k in ("word", "ident")}
              for r in removes}
