@@ -122,7 +122,8 @@ def test_the_runner_of_several_databases_is_in_the_library_and_the_worst_exit_co
     assert [(d["database"], d["exit_code"], d["error"], d.get("n")) for d in listed] == [
         ("a.db", 0, None, 1), ("b.db", 2, "database 'b.db': is a directory", 2),
         ("postgresql://ann:***@h/c", 1, None, 3)]
-    assert lines == [("out", "ran a.db r/a.md"), ("out", "ran b.db None"), ("out", "ran postgresql://ann:secret@h/c None")]
+    assert lines == [("out", "ran a.db r/a.md"), ("out", "ran b.db None"),
+                     ("out", "ran postgresql://ann:secret@h/c None")]
 
 
 def test_the_runner_on_one_database_is_the_single_database_behaviour():

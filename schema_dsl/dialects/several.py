@@ -94,7 +94,8 @@ def run_each(dbs, reports, run_one, *, as_json, echo, documents, committed, expe
             was_committed = db in committed
             results.append({"database": shown(db), "result": {"database": shown(db)},
                             "exit_code": EXIT_CHANGED_THEN_FAILED if was_committed else EXIT_INTERRUPTED,
-                            "error": "interrupted after COMMIT" if was_committed else "interrupted; nothing changed here"})
+                            "error": ("interrupted after COMMIT" if was_committed
+                                      else "interrupted; nothing changed here")})
             results += [{"database": shown(d), "result": {"database": shown(d)},
                          "exit_code": EXIT_INTERRUPTED, "error": "not started (interrupted)"}
                         for d in dbs[len(results):]]
