@@ -77,11 +77,11 @@ def schemagen_command():
 
 
 class Run:
-    __slots__ = ("seconds", "maxrss_kib", "returncode", "stdout", "stderr")
+    __slots__ = ("seconds", "maxrss_kib", "returncode", "stdout", "stderr", "cpu_seconds")
 
-    def __init__(self, seconds, maxrss_kib, returncode, stdout, stderr):
+    def __init__(self, seconds, maxrss_kib, returncode, stdout, stderr, cpu_seconds=None):
         self.seconds, self.maxrss_kib, self.returncode = seconds, maxrss_kib, returncode
-        self.stdout, self.stderr = stdout, stderr
+        self.stdout, self.stderr, self.cpu_seconds = stdout, stderr, cpu_seconds
 
     @property
     def maxrss_mib(self):
@@ -107,9 +107,9 @@ def run_process(cmd, env=None, capture=False):
             text = fh.read().split()
     finally:
         os.remove(report)
-    if launcher.returncode != 0 or len(text) != 3:
+    if launcher.returncode != 0 or len(text) != 4:
         raise RuntimeError("launcher failed for %r" % (cmd,))
-    seconds, maxrss, code = float(text[0]), int(text[1]), int(text[2])
+    seconds, maxrss, code, cpu = float(text[0]), int(text[1]), int(text[2]), float(text[3])
     stdout = b""
     if capture:
         out.seek(0)
@@ -118,7 +118,7 @@ def run_process(cmd, env=None, capture=False):
     err.seek(0)
     stderr = err.read()
     err.close()
-    return Run(seconds, maxrss, code, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"))
+    return Run(seconds, maxrss, code, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"), cpu)
 
 
 def python_cmd(script, *args):
@@ -193,6 +193,11 @@ def alternate(sides, runs, warmup, prepare=None, after=None):
 
 def times(runs):
     return summary([r.seconds for r in runs])
+
+
+def cpu_times(runs):
+    """The children's CPU time (user + system), where the launcher measured it."""
+    return summary([r.cpu_seconds for r in runs if r.cpu_seconds is not None])
 
 
 def ratio(a, b):

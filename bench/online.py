@@ -8,6 +8,13 @@ transaction) and a reader process (a row by id every 5-10 ms) start, then `schem
 --no-backup --no-validate` runs in another process. Reported per mode: the apply's exit code and seconds, the
 longest single operation of the writer and of the reader that overlapped the apply, their errors, and
 whether every insert the writer saw committed is in the result (acknowledged writes lost). Prints JSON.
+The workers run IDLE_SECONDS before the apply starts: their longest wait then (`idle_longest_wait_ms`) is what the
+application waits on this machine with no apply running (its own writer's commits, the load). Under --online the
+apply's own record (apply --online --json) is reported too (`locks`): its longest write transactions and reads,
+each with its start in seconds after the apply started, held, COMMIT, CPU and waiting-for-a-CPU time, so that a long
+wait of the application can be set beside what schemagen held then. The writer runs each write as BEGIN IMMEDIATE,
+the statement, COMMIT, and reports how long of each operation it waited for the write lock alone
+(`longest_lock_wait_ms`; the rest is its own work and its COMMIT's fsync).
 
     python bench/online.py --m2 [--tasks 1000000] [--modes plain,online,handwritten]
 
@@ -65,9 +72,11 @@ def m2_worker(role, path, stop, out):
         t0 = time.time()
         ok = True
         task = "task-%d" % rnd.randrange(tasks)
+        lock = None
         try:
             if role == "writer":
                 n += 1
+                lock = _begin(conn)
                 pick = rnd.random()
                 if pick < 0.35:
                     key = "app-%d-%d" % (os.getpid(), n)
@@ -82,16 +91,27 @@ def m2_worker(role, path, stop, out):
                 else:
                     conn.execute("UPDATE state SET value = ?, updated_at = datetime('now') WHERE id = ?",
                                  (str(n), rnd.randrange(1, top)))
+                conn.execute("COMMIT")
             elif rnd.random() < 0.5:
                 conn.execute("SELECT * FROM state WHERE task_id = ?", (task,)).fetchall()
             else:
                 conn.execute("SELECT * FROM checkpoints WHERE task_id = ?", (task,)).fetchall()
         except sqlite3.Error as exc:
             ok = str(exc)
-        ops.append((t0, time.time() - t0, ok))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        ops.append((t0, time.time() - t0, ok, lock))
         time.sleep(rnd.uniform(0.005, 0.010))
     with open(out, "w") as f:
         json.dump({"ops": ops, "acked": acked}, f)
+
+
+def _begin(conn):
+    """BEGIN IMMEDIATE, as the writer's own transaction: the seconds it waited for the write lock (the rest of the
+    operation is its own work and its COMMIT's fsync)."""
+    started = time.time()
+    conn.execute("BEGIN IMMEDIATE")
+    return time.time() - started
 
 
 def make_m2_base(folder, tasks, journal):
@@ -117,18 +137,24 @@ def worker(role, path, stop, out):
     while not os.path.exists(stop):
         t0 = time.time()
         ok = True
+        lock = None
         try:
             if role == "writer":
+                lock = _begin(conn)
                 if rnd.random() < 0.5:
                     cur = conn.execute("INSERT INTO items (qty, note) VALUES (?, 'app')", (rnd.randrange(1000),))
+                    conn.execute("COMMIT")
                     acked.append(cur.lastrowid)
                 else:
                     conn.execute("UPDATE items SET qty = qty + 1 WHERE id = ?", (rnd.randrange(1, top),))
+                    conn.execute("COMMIT")
             else:
                 conn.execute("SELECT * FROM items WHERE id = ?", (rnd.randrange(1, top),)).fetchall()
         except sqlite3.Error as exc:
             ok = str(exc)
-        ops.append((t0, time.time() - t0, ok))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        ops.append((t0, time.time() - t0, ok, lock))
         time.sleep(rnd.uniform(0.005, 0.010))
     with open(out, "w") as f:
         json.dump({"ops": ops, "acked": acked}, f)
@@ -152,21 +178,38 @@ def make_base(folder, rows, journal):
     return path, decl
 
 
+def _synced_copy(source, path):
+    """Copy source to path and fsync the copy: a fresh copy leaves the whole file (855 MB for Milestone 2) dirty in
+    the page cache, and the apply's first fsync of the database file (its first WAL checkpoint) would flush it all,
+    holding the application's own fsyncs up to half a second (measured), a cost of this bench's copy, not of the
+    apply."""
+    shutil.copy(source, path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+IDLE_SECONDS = 5.0  # the workers run this long before the apply starts: their longest wait then is the baseline
+
+
 def run_mode(folder, base, decl, mode, m2=False):
     path = os.path.join(folder, "%s.db" % mode)
-    shutil.copy(base, path)
+    _synced_copy(base, path)
     stop = os.path.join(folder, "%s.stop" % mode)
     if os.path.exists(stop):  # a kept folder's earlier run
         os.remove(stop)
     procs = {role: subprocess.Popen([sys.executable, __file__, "--m2-worker" if m2 else "--worker", role, path, stop,
                                      os.path.join(folder, "%s.%s.json" % (mode, role))])
              for role in ("writer", "reader")}
-    time.sleep(1.0)
+    started = time.time()
+    time.sleep(IDLE_SECONDS)
     if mode == "handwritten":
         cmd = [sys.executable, os.path.join(HERE, "handwritten_online_m2.py"), path]
     else:
         cmd = [sys.executable, "-m", "schema_dsl", "apply", "--db", path, "--schema", decl if m2 else decl + ":AFTER",
-               "--no-backup", "--no-validate"] + (["--online"] if mode == "online" else [])
+               "--no-backup", "--no-validate"] + (["--online", "--json"] if mode == "online" else [])
     t0 = time.time()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     t1 = time.time()
@@ -185,6 +228,14 @@ def run_mode(folder, base, decl, mode, m2=False):
                         "longest_wait_ms": round(1000 * max([o[1] for o in during] or [0]), 1),
                         "errors": sorted({o[2] for o in data["ops"] if o[2] is not True})}
         acked += data["acked"]
+        result[role]["longest"] = _longest_ops(data["ops"], t0, t1)
+        if role == "writer":  # of its operations, the longest wait for the write lock alone (BEGIN IMMEDIATE)
+            result[role]["longest_lock_wait_ms"] = round(1000 * max([o[3] or 0 for o in during] or [0]), 1)
+        # the same application with no apply running (after its first second): its own waits, the machine's noise
+        idle = [o[1] for o in data["ops"] if started + 1.0 <= o[0] and o[0] + o[1] < t0]
+        result[role]["idle_longest_wait_ms"] = round(1000 * max(idle or [0]), 1)
+    if mode == "online":
+        result["locks"] = _apply_locks(done.stdout, t0)
     if m2:
         return _m2_result(result, path, decl, acked)
     conn = sqlite3.connect(path)
@@ -197,6 +248,30 @@ def run_mode(folder, base, decl, mode, m2=False):
         "SELECT sql FROM sqlite_master WHERE name = 'items'").fetchone()[0]
     conn.close()
     return result
+
+
+def _longest_ops(ops, t0, t1, n=5):
+    """The n longest operations that overlapped the apply: [seconds after the apply's start, ms, error or None, ms
+    of it waiting for the write lock (the writer's) or None]."""
+    during = sorted((o for o in ops if o[0] + o[1] >= t0 and o[0] <= t1), key=lambda o: -o[1])[:n]
+    return [[round(o[0] - t0, 3), round(1000 * o[1], 1), None if o[2] is True else o[2],
+             round(1000 * o[3], 1) if len(o) > 3 and o[3] is not None else None] for o in during]
+
+
+def _apply_locks(stdout, t0):
+    """From apply --online --json: its longest write transactions and reads (the apply's own record of how long it
+    held each), their start as seconds after the apply's process started, to set beside the application's waits."""
+    try:
+        online = json.loads(stdout).get("online") or {}
+    except ValueError:
+        return None
+    out = {}
+    for key in ("longest_locks", "longest_reads"):
+        out[key] = [dict(r, began=round(r["began"] - t0, 3)) for r in online.get(key, ())]
+    out["transactions"] = online.get("transactions")
+    out["longest_own_lock_ms"] = round(1000 * online.get("longest_own_lock", 0), 1)
+    out["longest_own_lock_step"] = online.get("longest_own_lock_step")
+    return out
 
 
 def _m2_result(result, path, decl, acked):
@@ -238,7 +313,7 @@ def main():
         if args.base:
             base, decl = os.path.join(folder, "base.db"), os.path.join(ROOT, "examples", "abathur_m2.py")
             if os.path.abspath(args.base) != os.path.abspath(base):
-                shutil.copy(args.base, base)
+                _synced_copy(args.base, base)
         else:
             base, decl = make_m2_base(folder, args.tasks, args.journal)
         out = {"milestone2_tasks": args.tasks, "journal": args.journal, "sqlite": sqlite3.sqlite_version,

@@ -170,11 +170,15 @@ def measure_migration(ctx, size_label, shape, baseline_mode, with_backup, with_r
 
     log("migration %s %s: %s" % (shape, size_label, ", ".join(sides)))
     res = alternate(sides, cfg["runs"], cfg["warmup"], prepare=prepare, after=after)
-    out = {name: {"time": times(rs), "rss": rss(rs)} for name, rs in res.items()}
+    out = {name: {"time": times(rs), "rss": rss(rs), "cpu": C.cpu_times(rs)} for name, rs in res.items()}
     base = out["hand-written (%s)" % baseline_mode]["time"]
     sg = out["schemagen apply --no-backup"]["time"]
     out["ratio"] = ratio(sg, base)
     out["ratio_no_validate"] = ratio(out["schemagen apply --no-backup --no-validate"]["time"], base)
+    # CPU time (user + system) of the same runs: what the load of other work moves least
+    out["cpu_ratio"] = ratio(out["schemagen apply --no-backup"]["cpu"], out["hand-written (%s)" % baseline_mode]["cpu"])
+    out["cpu_ratio_no_validate"] = ratio(out["schemagen apply --no-backup --no-validate"]["cpu"],
+                                         out["hand-written (%s)" % baseline_mode]["cpu"])
     if with_backup:
         out["ratio_backup"] = ratio(out["schemagen apply (backup on)"]["time"], base)
         out["backup_over_no_backup"] = ratio(out["schemagen apply (backup on)"]["time"], sg)

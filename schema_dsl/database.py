@@ -36,6 +36,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from . import dialects
 from .migrate import apply as apply_mod
 from .sqlite import dbfile, structure
 from .errors import DatabaseFileError, NotOnThisEngine, ValidationFailed
@@ -48,40 +49,6 @@ from .model import Schema
 LOG = logging.getLogger("schema_dsl.database")
 
 DEFAULT_LOCK_TIMEOUT_S = 120.0
-SCHEMES = ("postgresql://", "postgres://")
-
-
-def _is_url(db_path):
-    return isinstance(db_path, str) and db_path.lower().startswith(SCHEMES)
-
-
-_PG_CLASS = []
-
-
-def _postgresql_class():
-    """Database on PostgreSQL: pg/database.py's PgDatabase (the engine's work, on psycopg) under Database, so that
-    `isinstance(Database(url), Database)` holds and both engines answer the same methods. Built on first use:
-    psycopg is imported only for a PostgreSQL URL."""
-    if not _PG_CLASS:
-        from .pg.database import PgDatabase  # psycopg: PostgreSQL only
-
-        class PostgreSQLDatabase(PgDatabase, Database):
-            __doc__ = PgDatabase.__doc__
-
-            async def validate(self, full_integrity=False):
-                """The validation report, as `schemagen validate --json` gives it (the same keys on both engines);
-                report["ok"] is False when the database does not match the declaration.
-
-                Example: `report = await db.validate(); assert report["ok"], report["differences"]`.
-                """
-                from .check import pgcheck  # the design findings and serves-query plans the report carries
-                report = await PgDatabase.validate(self, full_integrity)
-                return await asyncio.to_thread(pgcheck.complete_report, report, self.url, self.compiled, self.schema)
-
-        PostgreSQLDatabase.__name__ = PostgreSQLDatabase.__qualname__ = "Database"
-        PostgreSQLDatabase.__module__ = __name__
-        _PG_CLASS.append(PostgreSQLDatabase)
-    return _PG_CLASS[0]
 
 
 def _resolve(schema: "Schema | str | Target | None", where: str) -> "tuple[Target, str | None]":
@@ -119,9 +86,10 @@ class Database:
     statement_timeout, settings: PostgreSQL session settings (a postgresql:// URL only; see
     pg/database.py); an SQLite file refuses them with a TypeError that names them.
 
-    Every parameter after db_path is keyword-only. A postgresql:// or postgres:// URL as db_path gives a
-    Database on PostgreSQL (`isinstance(db, Database)` holds; the engine's work is pg/database.py's
-    PgDatabase, on psycopg): the same methods, and a method that has no meaning on one engine raises
+    Every parameter after db_path is keyword-only. The database holds its dialect (`db.dialect`), which the
+    registry picks by the CLI's rule (dialects.for_db): a postgresql:// or postgres:// URL as db_path gives a
+    Database on PostgreSQL (`isinstance(db, Database)` holds; the dialect supplies it, and the engine's work is
+    pg/database.py's PgDatabase, on psycopg): the same methods, and a method that has no meaning on one engine raises
     NotOnThisEngine naming it (`files` and `create_file` on PostgreSQL: it has no rendered DDL files).
 
     Example (pass schema= explicitly in an application: it should not depend on the folder it starts from)::
@@ -142,13 +110,16 @@ class Database:
     def __new__(cls, db_path: str | os.PathLike[str], *, schema: Schema | str | Target | None = None,
                 backup: bool = True, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
                 statement_timeout: str | int | None = None, settings: dict | None = None) -> Database:
-        if _is_url(db_path):
-            return super().__new__(_postgresql_class() if cls is Database else cls)
-        given = [n for n, v in (("statement_timeout", statement_timeout), ("settings", settings)) if v is not None]
-        if given:
-            raise TypeError("Database(%r): %s: PostgreSQL session settings, which an SQLite file does not take" % (
-                str(db_path), " and ".join(given)))
-        return super().__new__(cls)
+        dialect = dialects.for_db(db_path)  # the registry's one rule, as the CLI's --db
+        engine = dialect.database_class(Database)
+        if engine is Database:
+            given = [n for n, v in (("statement_timeout", statement_timeout), ("settings", settings)) if v is not None]
+            if given:
+                raise TypeError("Database(%r): %s: PostgreSQL session settings, which an SQLite file does not take" % (
+                    str(db_path), " and ".join(given)))
+        database = super().__new__(engine if cls is Database else cls)
+        database.dialect = dialect
+        return database
 
     def __init__(self, db_path: "str | os.PathLike[str]", *, schema: "Schema | str | Target | None" = None,
                  backup: bool = True, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
@@ -223,6 +194,7 @@ class Database:
         return result
 
     def _initialize_sync(self, allow_data_loss=False, backup=True, online=False):
+        dbfile.check_name(self.db_path)  # before its folder is made: a refused name leaves no folder behind
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.05

@@ -176,3 +176,26 @@ def write_text(path, text, label):
                 os.remove(tmp)
             except OSError:
                 pass
+
+
+def stale(out_dir, files, folders):
+    """render --check: each rendered file that differs from what is on disk ("PATH (missing)", "PATH (differs)"),
+    then each regular file in one of the rendered folders (out_dir/SUB, SUB "" or "postgresql/") that is no longer
+    rendered ("PATH (no longer rendered: delete it)"). files: {name relative to out_dir: text}."""
+    out = []
+    for name, text in sorted(files.items()):
+        path = os.path.join(out_dir, name)
+        try:
+            with open(path, encoding="utf-8", newline="") as fh:
+                current = fh.read()
+        except OSError:
+            current = None
+        if current != text:
+            out.append("%s (%s)" % (path, "missing" if current is None else "differs"))
+    for sub in folders:
+        folder = os.path.join(out_dir, sub)
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+            path = os.path.join(folder, name)
+            if sub + name not in files and os.path.isfile(path) and not name.startswith("."):
+                out.append("%s (no longer rendered: delete it)" % path)
+    return out

@@ -73,6 +73,7 @@ wrap(apply_module, "_begin", "begin")
 wrap(apply_module, "_verify_structure", "steps")
 wrap(apply_module, "_finish_connection", "wal")
 wrap(schema_dsl.check.report, "build_report", "report")
+wrap(schema_dsl.check.report, "report_on_connection", "report")  # apply builds its report on its connection
 wrap(click, "confirm", "question")
 _exit = sys.exit
 

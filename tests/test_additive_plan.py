@@ -172,3 +172,53 @@ def test_migrating_the_old_shape_builds_no_model(shape_files, tmp_path):
         assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == TASKS
     finally:
         conn.close()
+
+
+def _digest(path):
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT group_concat(sql, ';') FROM sqlite_master").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_apply_checks_an_additive_plan_on_the_file_not_on_a_copy(shape_files, tmp_path, monkeypatch):
+    """apply does not try an additive plan on an in-memory copy first (planned_problems, ~4 ms at start-up): the
+    plan only adds declared objects to a file holding nothing else, and the same check runs on the file before
+    COMMIT. `plan` still tries it on the copy."""
+    from schema_dsl.migrate import apply as apply_module
+
+    def tried(conn, statements):
+        raise AssertionError("planned_problems ran")
+
+    monkeypatch.setattr(apply_module, "planned_problems", tried)
+    path = str(shutil.copy(shape_files["old"], tmp_path / "old.db"))
+    with pytest.raises(AssertionError, match="planned_problems ran"):
+        apply_module.plan_database(path)
+    result = apply(path, backup=False)
+    assert result.applied and result.statements == 30
+
+
+def test_what_an_additive_plan_breaks_is_still_rolled_back_before_commit(shape_files, tmp_path, monkeypatch):
+    """The check before COMMIT (check_dependents on the file itself) stands for the skipped copy: a view, trigger
+    or foreign key broken only after the plan is refused, rolled back, with the file unchanged."""
+    from schema_dsl.errors import ApplyError
+    from schema_dsl.migrate import dependents
+
+    real = dependents.broken_dependents
+    calls = []
+
+    def broken_after_the_plan(conn, **kwargs):
+        calls.append(kwargs)
+        found = list(real(conn, **kwargs))
+        if conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'sessions'").fetchone()[0]:
+            found.append("view 'injected': no such column: gone")  # only once the plan has run
+        return found
+
+    monkeypatch.setattr(dependents, "broken_dependents", broken_after_the_plan)
+    path = str(shutil.copy(shape_files["old"], tmp_path / "old.db"))
+    before = _digest(path)
+    with pytest.raises(ApplyError, match="view 'injected': no such column: gone"):
+        apply(path, backup=False)
+    assert _digest(path) == before
+    assert calls  # the check ran on the file (not only on a copy)

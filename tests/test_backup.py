@@ -1,4 +1,4 @@
-"""Backups, restore and the damaged-file check before apply writes (issue 10, items 1 and 4)."""
+"""Backups, restore and the damaged-file check before apply writes."""
 from __future__ import annotations
 
 import errno

@@ -391,6 +391,69 @@ def test_an_option_of_one_engine_is_refused_on_the_other_in_one_line(runner, req
     assert e.tables() == before
 
 
+@pytest.mark.parametrize("command", ["plan", "explain", "lint", "history", "inspect", "restore"])
+def test_a_second_db_for_a_command_of_one_database_is_refused_not_dropped(runner, both, tmp_path, command):
+    # click keeps the last of a repeated option: `plan --db a.db --db b.db` planned b.db alone, silently
+    sq, pg = both
+    spec = _applied(runner, sq)
+    other = str(tmp_path / "other.db")
+    for dbs in ([sq.db, other], [pg.db, sq.db], [sq.db, pg.db]):
+        extra = ["--schema", spec] if command in ("plan", "explain", "lint") else []
+        args = [command]
+        for db in dbs:
+            args += ["--db", db]
+        result = _cli(runner, *args, *extra)
+        assert result.exit_code == 2, (dbs, result.output + result.stderr)
+        _one_line_error(result, "--db", "one database")
+        assert result.stdout == ""
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_a_postgresql_url_with_its_scheme_in_capitals_connects(runner, pg_url, tmp_path):
+    # the scheme of a URL is case-insensitive, and --db POSTGRESQL://... is taken as PostgreSQL, but libpq knows
+    # only the lower-case scheme: it failed with 'missing "=" after ...' (the URL read as key=value pairs)
+    e = Engine("postgresql", pg_url, tmp_path)
+    spec = _applied(runner, e)
+    shouted = "POSTGRESQL" + pg_url[len("postgresql"):]
+    for command in ("plan", "validate"):
+        result = _cli(runner, command, "--db", shouted, "--schema", spec)
+        assert result.exit_code == 0, result.output + result.stderr
+    from schema_dsl import Database
+    db = Database(shouted, schema=spec)
+    assert asyncio.run(db.validate())["ok"]
+
+
+@pytest.mark.parametrize("name", ["postgresql:app", "postgres:/app", "PostgreSQL:app"])
+def test_a_postgresql_url_without_its_slashes_is_refused_not_made_an_sqlite_file(runner, tmp_path, monkeypatch, name):
+    # postgresql:app (a URL mistyped) was taken as a file path: apply made an SQLite file of that name
+    monkeypatch.chdir(tmp_path)
+    spec = Engine("sqlite", "unused", tmp_path).decl(V1)
+    for command in ("apply", "plan", "validate"):
+        result = _cli(runner, command, "--db", name, "--schema", spec)
+        assert result.exit_code == 2, result.output + result.stderr
+        _one_line_error(result, name, "postgresql://", "./" + name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.split("/")[-1] for p in [spec]]
+    from schema_dsl import Database
+    from schema_dsl.errors import SchemagenError
+    with pytest.raises(SchemagenError, match="postgresql://"):
+        asyncio.run(Database(name, schema=spec).initialize())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.split("/")[-1] for p in [spec]]
+    # a file of that very name is still reachable as ./name
+    (tmp_path / "postgres:").mkdir()
+    result = _cli(runner, "apply", "--db", "./" + name, "--schema", spec)
+    assert result.exit_code == 0, result.output + result.stderr
+
+
+def test_transfer_from_a_postgresql_url_is_refused_in_one_line_without_its_password(runner, pg_url, tmp_path):
+    # --from is an SQLite file; a URL there was told "looks like a PostgreSQL URL without its '//'"
+    spec = Engine("sqlite", "unused", tmp_path).decl(V1)
+    secret = pg_url + "&password=hunter2sekrit"
+    result = _cli(runner, "transfer", "--from", secret, "--to", pg_url, "--schema", spec)
+    assert result.exit_code == 2, result.output + result.stderr
+    _one_line_error(result, "a PostgreSQL URL was given where the path of an SQLite database file is expected")
+    assert "hunter2sekrit" not in result.output + result.stderr
+
+
 def test_diff_db_refuses_a_postgresql_url(runner, pg_url, tmp_path):
     a, b = tmp_path / "a.py", tmp_path / "b.py"
     a.write_text(V1, encoding="utf-8")
@@ -477,6 +540,38 @@ def test_one_database_class_with_the_same_methods_on_both_engines(engine):
     asyncio.run(scenario())
 
 
+def test_a_database_holds_the_dialect_the_registry_picks_for_its_path_or_url(engine):
+    """Database(path_or_url) asks the registry (the CLI's rule for --db) and holds the dialect it gets."""
+    from schema_dsl import Database, dialects
+    scope = {}
+    exec(V1, scope)
+    db = Database(engine.db, schema=scope["SCHEMA"])
+    assert db.dialect is dialects.for_db(engine.db) and db.dialect.name == engine.name
+    assert type(db) is db.dialect.database_class(Database)
+
+
+def test_initialize_returns_the_same_result_and_logs_what_goes_on_both(engine, caplog):
+    # on PostgreSQL the result had no .path or .backup (AttributeError where SQLite's code reads them), and a
+    # removal's count was not logged, although the README says initialize logs every count on both
+    from schema_dsl import Database
+    scope, loss = {}, {}
+    exec(V1, scope)
+    exec(V_LOSS, loss)
+
+    async def scenario():
+        first = await Database(engine.db, schema=scope["SCHEMA"]).initialize()
+        assert first.applied and first.backup is None and first.path == engine.db
+        db = Database(engine.db, schema=loss["SCHEMA"], backup=False)
+        with caplog.at_level("WARNING", logger="schema_dsl.database"):
+            second = await db.initialize(allow_data_loss=True)
+        assert second.applied and second.backup is None and second.path == engine.db
+        assert [x["table"] for x in second.plan.data_loss] == ["scratch"]
+        await db.close()
+
+    asyncio.run(scenario())
+    assert "removed by the declaration: table 'scratch': 0 rows go" in caplog.text
+
+
 def test_a_method_without_meaning_on_postgresql_raises_one_line_naming_it(pg_url):
     from schema_dsl import Database
     from schema_dsl.database import NotOnThisEngine
@@ -518,3 +613,140 @@ def test_database_of_a_one_dialect_project_refuses_the_other_engine_in_one_line(
     with pytest.raises(SchemagenError, match=r"declares dialects = \[\"%s\"\]" % dialect) as info:
         Database(other.db)
     assert "\n" not in str(info.value)
+
+
+# --- decided once, in the neutral diff: removals, what is kept, renames, the data-loss count ------------------
+
+def test_a_removal_is_planned_and_counted_alike_on_both(runner, both):
+    """The same steps (titles and kinds) and the same data-loss entries on both engines for a declared removal."""
+    docs = []
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO scratch (id, note) VALUES (1, 'goes')")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V_LOSS, "loss"), "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        docs.append(json.loads(result.output))
+    sqlite_doc, pg_doc = docs
+    assert [(s["kind"], s["title"]) for s in sqlite_doc["steps"]] == [(s["kind"], s["title"]) for s in pg_doc["steps"]]
+    assert [s["title"] for s in pg_doc["steps"]] == ["drop table 'scratch' (1 row)"]
+    assert sqlite_doc["data_loss"] == pg_doc["data_loss"]
+
+
+def test_what_is_kept_is_the_same_list_on_both(runner, both):
+    kept = []
+    for e in both:
+        _applied(runner, e)
+        e.sql("ALTER TABLE posts ADD COLUMN extra TEXT", "CREATE INDEX my_idx ON posts (extra)",
+              "CREATE VIEW my_view AS SELECT id FROM posts", "CREATE TABLE mine (id INTEGER)")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V1), "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        kept.append(sorted(json.loads(result.output)["kept"]))
+    assert kept[0] == kept[1] == ["index 'my_idx' on 'posts'", "table 'mine' (1 column)",
+                                  "table 'posts': column 'extra'", "view 'my_view'"]
+
+
+def test_pruning_a_trigger_that_writes_elsewhere_says_what_it_weakens_on_both(runner, both):
+    for e in both:
+        _applied(runner, e)
+        if e.name == "sqlite":
+            e.sql("CREATE TABLE audit_log (post_id INTEGER)",
+                  "CREATE TRIGGER my_audit AFTER INSERT ON posts BEGIN INSERT INTO audit_log VALUES (new.id); END")
+        else:  # the trigger's function writes: read with the trigger, as SQLite's body is
+            e.sql("CREATE TABLE audit_log (post_id INTEGER)",
+                  "CREATE FUNCTION my_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit_log "
+                  "VALUES (NEW.id); RETURN NEW; END $$",
+                  "CREATE TRIGGER my_audit AFTER INSERT ON posts FOR EACH ROW EXECUTE FUNCTION my_audit()")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V1), "--prune", "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        step = next(s for s in json.loads(result.output)["steps"] if "my_audit" in s["title"])
+        assert step["kind"] == "Remove" and step["why"] == (
+            "not in the declaration (--prune); weakens: it writes to 'audit_log' (an audit trail or a derived table): "
+            "those rows stop being kept"), (e.name, step)
+
+
+def test_a_rename_that_cannot_run_is_refused_alike_on_both(runner, both):
+    renamed = V1.replace('Table("scratch",', 'Table("scratch2", renamed_from="scratch",')
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO scratch (id, note) VALUES (1, 'stays')", "CREATE TABLE scratch2 (id INTEGER, note TEXT)")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(renamed, "renamed"))
+        assert result.exit_code == 2, (e.name, result.output, result.stderr)
+        _one_line_error(result, "table 'scratch2' is declared renamed_from 'scratch', but the database has both: "
+                        "'scratch' holds 1 row, 'scratch2' holds none; the rename cannot run and those would stay "
+                        "behind under 'scratch': move the rows into 'scratch2' and drop 'scratch'")
+        assert e.query("SELECT count(*) FROM scratch")[0][0] == 1
+
+
+def test_the_data_loss_guard_refuses_alike_without_a_backup_on_both(runner, both):
+    """One guard: without a backup (SQLite's --no-backup; PostgreSQL has none) a plan that loses data runs only with
+    --allow-data-loss, and the refusal says so in the same words."""
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO scratch (id, note) VALUES (1, 'keep me')")
+        no_backup = ["--no-backup"] if e.name == "sqlite" else []
+        refused = _cli(runner, "apply", "--db", e.db, "--schema", e.decl(V_LOSS, "loss"), "--yes", *no_backup)
+        assert refused.exit_code == 2, (e.name, refused.output, refused.stderr)
+        _one_line_error(refused, "the plan loses data (table 'scratch': 1 row goes (removed: no longer used)) and %s: "
+                        "without a backup it runs only if --allow-data-loss is given; nothing was changed" % (
+                            "--no-backup was given" if e.name == "sqlite" else "PostgreSQL has no file backup"))
+        assert e.query("SELECT count(*) FROM scratch")[0][0] == 1
+
+
+def _with_view(body):
+    return V1.replace("import Column,", "import View, Column,").replace(
+        '], indexes=[', '], views=[View("post_titles", %r, postgresql=%r)], indexes=[' % (body, body))
+
+
+def test_a_view_whose_columns_change_is_the_same_change_records_on_both(runner, both):
+    """PostgreSQL's steps carry the neutral change records SQLite's do: a view whose columns change is dropped
+    (DropViewOrTrigger) and created again (CreateViewOrTrigger) on both engines."""
+    for e in both:
+        _applied(runner, e, _with_view("CREATE VIEW post_titles AS SELECT id, title FROM posts"))
+        changed = e.decl(_with_view("CREATE VIEW post_titles AS SELECT id, upper(title) AS loud FROM posts"), "view2")
+        result = _cli(runner, "plan", "--db", e.db, "--schema", changed, "--json")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        steps = json.loads(result.output)["steps"]
+        assert [s["kind"] for s in steps] == ["DropViewOrTrigger", "CreateViewOrTrigger"], (e.name, steps)
+        assert _cli(runner, "apply", "--db", e.db, "--schema", changed).exit_code == 0, e.name
+        assert e.query("SELECT loud FROM post_titles") == [], e.name
+
+
+def test_a_new_foreign_key_over_orphans_without_a_repair_is_refused_alike_on_both(runner, both):
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO authors (id, name) VALUES (1, 'ann')",
+              "INSERT INTO posts (id, author_id, title) VALUES (1, 1, 'a'), (2, 99, 'orphan')")
+        refused = _cli(runner, "plan", "--db", e.db, "--schema", e.decl(V_FK, "fk"))
+        assert refused.exit_code == 2, (e.name, refused.output, refused.stderr)
+        _one_line_error(refused, "table 'posts': new foreign key (author_id) -> authors: 1 existing row has no parent "
+                        "row in 'authors' (", " 2: author_id = 99); fix or delete them, or declare repair='set null' "
+                        "or repair='delete' on the foreign key")
+
+
+# V_LOSS, and posts.author_id removed too: SQLite rebuilds posts, and the rebuild's RENAME re-checks every view
+V_LOSS_REBUILD = V_LOSS.replace('Column("author_id", "INTEGER"), ', '').replace(
+    'removed=[', 'removed=[removed("column", "author_id", "unused", table="posts"), ')
+
+
+@pytest.mark.parametrize("declaration", [V_LOSS, V_LOSS_REBUILD], ids=["drop", "drop-and-rebuild"])
+def test_a_kept_view_on_a_removed_table_is_refused_at_plan_alike_on_both(runner, both, declaration):
+    """A user's own view (kept: not in the declaration) that reads a table the declaration removes: the DROP
+    cannot run while it stands. plan said "1 step", exit 0, and apply failed, on PostgreSQL always (DROP TABLE
+    refuses a dependent view) and on SQLite when a rebuild ran too (its RENAME re-checks every view, which the
+    scratch run of the plan did not report); now plan and apply refuse it on both, naming the view, and nothing
+    changes. --prune drops the views (a view before the view it reads) with the table, on both."""
+    for e in both:
+        _applied(runner, e)
+        e.sql("INSERT INTO scratch (id, note) VALUES (1, 'x')", "CREATE VIEW my_notes AS SELECT note FROM scratch",
+              "CREATE VIEW my_upper AS SELECT upper(note) AS loud FROM my_notes")
+        spec = e.decl(declaration, "loss")
+        for command in ("plan", "apply"):
+            extra = ["--yes", "--allow-data-loss"] if command == "apply" else []
+            result = _cli(runner, command, "--db", e.db, "--schema", spec, *extra)
+            assert result.exit_code == 2, (e.name, command, result.output, result.stderr)
+            _one_line_error(result, "refusing to migrate", "view 'my_notes'", "scratch")
+        assert e.query("SELECT count(*) FROM scratch")[0][0] == 1, e.name
+        assert "author_id" in e.columns("posts"), e.name
+        result = _cli(runner, "apply", "--db", e.db, "--schema", spec, "--yes", "--allow-data-loss", "--prune")
+        assert result.exit_code == 0, (e.name, result.output, result.stderr)
+        assert "scratch" not in e.tables(), e.name

@@ -13,11 +13,11 @@ from schema_dsl.compile.render import create_table_sql
 from schema_dsl.compile.target import Target
 from schema_dsl.errors import ApplyError, DeclarationError
 from schema_dsl.migrate.apply import apply
-from schema_dsl.migrate.inspect import inspect_database
+from schema_dsl.migrate.write_declaration import inspect_database
 from schema_dsl.model import Column, PrimaryKey, Schema, Table, Unique, evolve
 from schema_dsl.sqlite import structure
 
-from test_inspect_attack import make, round_trip
+from test_inspect_real_schemas import make, round_trip
 from test_inspect import read_structure
 
 

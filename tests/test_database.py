@@ -119,6 +119,19 @@ def test_apply_path_does_not_import_asyncio_or_aiosqlite():
     assert out.stdout.strip() == "[]"
 
 
+def test_a_database_on_a_file_loads_nothing_of_postgresql(tmp_path):
+    """Database on an SQLite file gets its dialect from the registry, which imports PostgreSQL's (pg/, psycopg)
+    only for a URL."""
+    code = ("import sys, asyncio; from schema_dsl import Database;"
+            "db = Database(sys.argv[1]); asyncio.run(db.initialize()); asyncio.run(db.close());"
+            "print(db.dialect.name, sorted(m for m in sys.modules if m.startswith(('psycopg', 'schema_dsl.pg'))"
+            " or m == 'schema_dsl.dialects.postgresql'))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.db")], capture_output=True, text=True,
+                         timeout=60, cwd=str(ROOT))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "sqlite []"
+
+
 # --- connections --------------------------------------------------------------
 
 def test_every_connection_gets_the_per_connection_pragmas(tmp_path):

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schema_dsl.migrate import diff as d
-from schema_dsl.sqlite import structure
+from schema_dsl.sqlite import ddl, structure
 from schema_dsl.analysis.compare import table_structure
 from schema_dsl.migrate.introspect import read_live
 from schema_dsl.model import Check, Column, Expr, ForeignKey, PrimaryKey, Table, Unique, fk
@@ -132,17 +132,17 @@ EXPRESSIONS = ["status IN ('active', 'paused')", "json_valid(events)", "a >= 0 A
 
 @pytest.mark.parametrize("expr", EXPRESSIONS)
 def test_normalization_folds_space_comments_and_outer_parens(expr):
-    norm = structure.normalize_sql(expr)
-    assert structure.normalize_sql(" ( %s ) " % expr) == norm
-    assert structure.normalize_sql(expr.replace(" ", " /* c */\n  ")) == norm
-    assert structure.normalize_sql(norm) == norm
-    assert structure.normalize_sql(expr.replace("IN", "in").replace("AND", "and").replace("LIKE", "like")) == norm
+    norm = ddl.normalize_sql(expr)
+    assert ddl.normalize_sql(" ( %s ) " % expr) == norm
+    assert ddl.normalize_sql(expr.replace(" ", " /* c */\n  ")) == norm
+    assert ddl.normalize_sql(norm) == norm
+    assert ddl.normalize_sql(expr.replace("IN", "in").replace("AND", "and").replace("LIKE", "like")) == norm
 
 
 def test_normalization_keeps_string_literals_and_quoted_names_apart():
-    assert structure.normalize_sql("a = 'X'") != structure.normalize_sql("a = 'x'")
-    assert structure.normalize_sql('"A" = 1') == structure.normalize_sql("a = 1")
-    assert structure.normalize_sql('"a b" = 1') != structure.normalize_sql("a = 1")
+    assert ddl.normalize_sql("a = 'X'") != ddl.normalize_sql("a = 'x'")
+    assert ddl.normalize_sql('"A" = 1') == ddl.normalize_sql("a = 1")
+    assert ddl.normalize_sql('"a b" = 1') != ddl.normalize_sql("a = 1")
 
 
 identifiers = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12).filter(
@@ -164,5 +164,5 @@ def test_any_quoted_identifier_round_trips_through_sqlite(table, column):
 @settings(max_examples=80, deadline=None)
 @given(st.text(max_size=40))
 def test_normalize_is_idempotent_on_arbitrary_text(text):
-    once = structure.normalize_sql(text)
-    assert structure.normalize_sql(once) == once
+    once = ddl.normalize_sql(text)
+    assert ddl.normalize_sql(once) == once

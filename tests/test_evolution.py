@@ -1,4 +1,4 @@
-"""Schema evolution: declared removals and --prune, with the data-loss guard (issue: schema evolution, items 1-2)."""
+"""Schema evolution: declared removals and --prune, with the data-loss guard."""
 from __future__ import annotations
 
 import asyncio

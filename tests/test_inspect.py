@@ -18,7 +18,7 @@ from schema_dsl.analysis import lint
 from schema_dsl.compile.target import Target
 from schema_dsl.errors import DeclarationError, UnsafeMigrationError
 from schema_dsl.migrate.apply import apply, plan_database
-from schema_dsl.migrate.inspect import inspect_database, load_text
+from schema_dsl.migrate.write_declaration import inspect_database, load_text
 from schema_dsl.model import Column, ForeignKey, PrimaryKey, Schema, Table, View, VirtualTable, evolve
 from schema_dsl.sqlite import structure
 

@@ -1,4 +1,4 @@
-"""Ctrl-C tells the truth (issue 15, items 5 and 6): a real SIGINT to a real process at every point of apply.
+"""Ctrl-C tells the truth: a real SIGINT to a real process at every point of apply.
 
 Before COMMIT: exit 130, "nothing was changed", and the file is as it was. From COMMIT on: exit 3, the message
 says what is committed. Once the command is done, a late Ctrl-C changes neither its output nor its exit code

@@ -913,3 +913,178 @@ def test_refusal_after_the_renames_committed_is_exit_3_naming_them(tmp_path):
     conn = sqlite3.connect(path)
     assert "remark" in [r[1] for r in conn.execute("PRAGMA table_info(tags)")]
     conn.close()
+
+
+def test_history_of_an_online_apply_lists_the_renames_it_committed_first(tmp_path, small_batches):
+    """The renames commit first, before the rest is planned (renames first); the record written at the swap lists
+    them with the rest, as a plain apply's record does, and names the backup. Before: the record listed only what was
+    planned after the renames (schemagen history showed one step fewer per rename)."""
+    from schema_dsl.model import evolve
+    plain = make_db(tmp_path / "plain.db")
+    on = str(tmp_path / "online.db")
+    shutil.copy(plain, on)
+    apply(plain, evolve(RENAMED_AFTER, history=True), backup=False)
+    (tmp_path / "backups").mkdir()
+    result = online.apply_online(on, RENAMED_AFTER, backup_dir=str(tmp_path / "backups"))
+    assert result.applied and result.backup
+    out = make_runner().invoke(main, ["history", "--db", on, "--json"])
+    assert out.exit_code == 0, out.output
+    records = __import__("json").loads(out.output)
+    assert len(records) == 1 and records[0]["kind"] == "apply"
+    steps = records[0]["steps"]
+    assert steps[:2] == ["rename table 'owners' to 'people'", "rename column 'items'.'note' to 'remark'"]
+    assert any(s.startswith("rebuild table 'items'") for s in steps)
+    assert records[0]["backup"] == result.backup
+    plain_steps = make_runner().invoke(main, ["history", "--db", plain, "--json"])
+    assert sorted(steps) == sorted(__import__("json").loads(plain_steps.output)[0]["steps"])
+
+
+def _lock_labels(monkeypatch, seen=None):
+    """Record (label, PRAGMA synchronous, PRAGMA wal_autocheckpoint) of every write transaction of an online apply as
+    it begins."""
+    seen = [] if seen is None else seen
+    real = online._Lock.__enter__
+
+    def enter(self):
+        seen.append((self.label, self.conn.execute("PRAGMA synchronous").fetchone()[0],
+                     self.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]))
+        return real(self)
+    monkeypatch.setattr(online._Lock, "__enter__", enter)
+    return seen
+
+
+def test_a_leftover_shadow_is_emptied_in_batches_not_dropped_under_one_lock(tmp_path, small_batches, monkeypatch):
+    """A shadow left by a killed apply holds up to every row of its table: the next online apply empties it in
+    batches sized by time before dropping it (before: one DROP TABLE walking every page under the write lock)."""
+    path = make_db(tmp_path / "db.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE _schemagen_new_items AS SELECT * FROM items")
+    conn.execute("CREATE TRIGGER _schemagen_sync_del_items AFTER DELETE ON items BEGIN "
+                 "DELETE FROM _schemagen_new_items WHERE rowid = OLD.rowid; END")
+    conn.commit()
+    conn.close()
+    seen = _lock_labels(monkeypatch)
+    reference = str(tmp_path / "reference.db")
+    shutil.copy(make_db(tmp_path / "plain.db"), reference)
+    apply(reference, AFTER, backup=False)
+    result = online.apply_online(path, AFTER, backup=False)
+    assert result.applied
+    labels = [label for label, _, _ in seen]
+    assert labels[0] == "drop the sync triggers of an interrupted online apply"
+    emptied = [label for label in labels if label == "empty the leftover table '_schemagen_new_items'"]
+    assert len(emptied) >= ROWS // 100  # at most 100 rows a batch here
+    assert labels.index("drop the emptied table '_schemagen_new_items'") == len(emptied) + 1
+    assert schema_of(path) == schema_of(reference) and rows_of(path) == rows_of(reference)
+
+
+def test_batches_commit_without_fsync_in_wal_mode_only(tmp_path, small_batches, monkeypatch):
+    """WAL mode: the copy and free batches commit at synchronous=NORMAL (no fsync under the write lock); the setup,
+    the swap and the final drop keep the connection's own setting (FULL here), as does every transaction in
+    rollback-journal mode. In WAL mode the apply's connection checkpoints after each batch itself, never inside a
+    COMMIT (wal_autocheckpoint 0)."""
+    for mode in ("wal", "delete"):
+        path = make_db(tmp_path / ("%s.db" % mode))
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode = %s" % mode)
+        conn.close()
+        seen = _lock_labels(monkeypatch, [])
+        assert online.apply_online(path, AFTER, backup=False).applied
+        assert {auto for _, _, auto in seen} == ({0} if mode == "wal" else {1000}), (mode, seen)
+        levels = {}
+        for label, level, _ in seen:
+            kind = "batch" if label.startswith(("copy batch", "free the old table")) else label
+            levels.setdefault(kind, set()).add(level)
+        assert levels["batch"] == ({1} if mode == "wal" else {2}), (mode, levels)
+        assert levels["swap"] == {2} and levels["drop the emptied table '_schemagen_old_items'"] == {2}, levels
+
+
+def test_planning_reads_statement_by_statement_in_rollback_journal_mode(tmp_path, monkeypatch):
+    """In rollback-journal mode a read transaction holds every writer's COMMIT off (and the readers queued behind it):
+    the online apply plans with each statement its own read; in WAL mode (readers never block a writer) in one."""
+    seen = []
+    real = online.plan_for
+
+    def plan_for(conn, *args, **kw):
+        seen.append(conn.in_transaction)
+        return real(conn, *args, **kw)
+    monkeypatch.setattr(online, "plan_for", plan_for)
+    for mode in ("delete", "wal"):
+        path = make_db(tmp_path / ("%s.db" % mode))
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode = %s" % mode)
+        conn.close()
+        assert online.apply_online(path, AFTER, backup=False).applied
+    assert seen == [False, True]
+
+
+def test_apply_online_json_reports_its_longest_write_transactions(tmp_path):
+    (tmp_path / "decls.py").write_text(DECLS, encoding="utf-8")
+    path = make_db(tmp_path / "db.db")
+    result = make_runner().invoke(main, ["apply", "--online", "--json", "--no-backup", "--no-validate", "--db", path,
+                                         "--schema", str(tmp_path / "decls.py") + ":AFTER"])
+    assert result.exit_code == 0, result.output + result.stderr
+    done = __import__("json").loads(result.output)["online"]
+    locks = done["longest_locks"]
+    assert 0 < len(locks) <= online.LONGEST_KEPT
+    assert [r["held_ms"] for r in locks] == sorted((r["held_ms"] for r in locks), reverse=True)
+    assert round(done["longest_lock"] * 1000, 1) == locks[0]["held_ms"] and done["longest_lock_step"] == locks[0]["step"]
+    assert {"step", "began", "held_ms", "commit_ms", "cpu_ms", "runnable_ms"} <= set(locks[0])
+    assert any(r["step"] == "plan (each statement its own read)" for r in done["longest_reads"])
+    assert 0 < done["longest_own_lock"] <= done["longest_lock"]  # less the time the thread waited for a CPU
+
+
+def test_an_index_dropped_from_a_big_table_goes_with_a_copy_not_one_drop_index(tmp_path, small_batches, monkeypatch):
+    """A DROP INDEX walks every page of the index under the write lock (90-180 ms at 1M rows, measured): on a table
+    of INDEX_COPY_ROWS rows or more that is not rebuilt anyway, the table is copied unchanged into a shadow without
+    the index, swapped in, and the old table with the index emptied in batches. Before: one DROP INDEX after the
+    swap. plan --online says so; the result is a plain apply's."""
+    monkeypatch.setattr(online, "INDEX_COPY_ROWS", 1000)
+    plain = make_db(tmp_path / "plain.db")  # items has the user's undeclared index user_note: --prune drops it
+    on = str(tmp_path / "online.db")
+    shutil.copy(plain, on)
+    apply(plain, BEFORE, backup=False, prune="objects")
+    statements = []
+    real = online._Lock.__enter__
+
+    def enter(self):
+        self.conn.set_trace_callback(statements.append)
+        return real(self)
+    monkeypatch.setattr(online._Lock, "__enter__", enter)
+    result = online.apply_online(on, BEFORE, backup=False, prune="objects")
+    assert result.applied
+    assert not [s for s in statements if s.upper().startswith("DROP INDEX")], statements
+    assert sum(1 for s in statements if s.startswith("INSERT OR IGNORE INTO \"_schemagen_new_items\"")) >= ROWS // 100
+    assert schema_of(on) == schema_of(plain) and rows_of(on) == rows_of(plain)
+    assert "user_note" not in [r[1] for r in schema_of(on)]
+    conn = sqlite3.connect(on)
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+    shutil.copy(make_db(tmp_path / "again.db"), on)
+    plan, steps = online.plan_online(on, online.target_for(BEFORE, None), prune="objects")
+    assert any("copied unchanged without index 'user_note'" in s["step"] for s in steps), steps
+
+
+def test_rollback_journal_batches_are_sized_without_their_commits_fsyncs():
+    """A rollback-journal COMMIT's two fsyncs cost about the same for any batch: sized with them, every batch shrank to
+    the 50-row minimum once the disk's fsyncs took longer than the target. WAL batches are sized by their whole hold
+    (their COMMIT writes their pages)."""
+    class Batch:
+        held, body = 0.100, 0.005  # 5 ms of work, then a COMMIT of 95 ms
+
+    assert online._next_size(1000, Batch, wal=False) == int(1000 * online.GROWTH) + 1
+    assert online._next_size(1000, Batch, wal=True) == int(1000 * online.BATCH_SECONDS / 0.100)
+
+
+def test_the_free_window_after_a_batch_is_longer_than_a_waiters_retry_step(monkeypatch):
+    """A waiter in SQLite's busy handler retries at most 25 ms apart until it has waited 103 ms: every window is
+    longer, so it gets in right after the batch it met (before: windows from 15 ms, which its tries stepped over)."""
+    import random
+    slept = []
+    monkeypatch.setattr(online, "_RANDOM", random.Random(1))
+    monkeypatch.setattr(online.time, "sleep", slept.append)
+    for _ in range(300):
+        online._pause(wal=True)
+        online._pause(wal=False)
+    wal, rollback = slept[0::2], slept[1::2]
+    assert min(wal) > 0.025 and min(rollback) > 0.025
+    assert max(wal) > online.PAUSE_SECONDS and max(rollback) > online.PAUSE_SECONDS_ROLLBACK  # still drawn at random

@@ -1,4 +1,4 @@
-"""Issue 15, item 1: no output option writes over a database.
+"""No output option writes over a database.
 
 Not the database the command works on (by any path to the same file: a hard link, a symlinked folder, another
 spelling, or the file apply is about to create), not any other existing SQLite file, not a file with a -wal or

@@ -1,4 +1,4 @@
-"""Migrations on PostgreSQL (schema_dsl/pg/plan.py, pg/migrate.py): a design change applied with rows present,
+"""Migrations on PostgreSQL (schema_dsl/pg/plan.py, pg/migration.py): a design change applied with rows present,
 PostgreSQL's own ALTERs (renames, ADD COLUMN with a backfill, NOT VALID then VALIDATE, UNIQUE USING INDEX, a
 removed index), the ACCESS EXCLUSIVE steps named, a held lock failing cleanly, CONCURRENTLY after COMMIT with a
 failure exiting 3 and the INVALID index rebuilt, the data-loss guard, plan --sql in two parts."""
@@ -111,6 +111,10 @@ def test_a_design_change_with_rows_present_is_planned_with_postgresqls_alters_an
     as_json = json.loads(_cli(runner, "plan", "--db", pg_url, "--schema", v2, "--json").output)
     locked = {s["title"] for s in as_json["access_exclusive"]}
     assert locked == {"change the type of 'items'.'score' from text to bigint", "set column 'items'.'status' NOT NULL"}
+    by_title = {s["title"]: s for s in as_json["steps"]}  # each step says its own lock, and which column it changes
+    typed = by_title["change the type of 'items'.'score' from text to bigint"]
+    assert typed["kind"] == "AlterColumnType" and typed["column"] == "score" and "rewrites" in typed["access_exclusive"]
+    assert by_title["set column 'items'.'status' NOT NULL"]["access_exclusive"].startswith("scans the whole table")
     assert not as_json["up_to_date"] and as_json["data_loss"] == []
 
     applied = _cli(runner, "apply", "--db", pg_url, "--schema", v2)
@@ -166,7 +170,8 @@ def test_a_refused_change_names_the_rows_and_changes_nothing(runner, tmp_path, p
     before = _structure(pg_url)
     result = _cli(runner, "apply", "--db", pg_url, "--schema", _decl(tmp_path, "v2", V2))
     assert result.exit_code == 2
-    assert "new foreign key (owner_id) -> people: 1 existing rows have no parent row" in result.stderr
+    assert "new foreign key (owner_id) -> people: 1 existing row has no parent row in 'people' (id 4: owner_id = 99)" \
+        in result.stderr
     assert "new UNIQUE (label) but 1 group of existing rows shares a value" in result.stderr
     assert _structure(pg_url) == before
 
@@ -259,6 +264,10 @@ def test_data_loss_needs_allow_data_loss_even_with_yes_since_postgresql_has_no_b
     v4 = _decl(tmp_path, "v4", V4_LOSS)
     shown = _cli(runner, "plan", "--db", pg_url, "--schema", v4)
     assert "column 'items'.'note': 2 non-NULL values go" in shown.output
+    drop = next(s for s in json.loads(_cli(runner, "plan", "--db", pg_url, "--schema", v4, "--json").output)["steps"]
+                if s["title"].startswith("drop column"))
+    assert (drop["kind"], drop["table"], drop["column"], drop["drops"]) == (
+        "Remove", "items", "note", {"kind": "column", "name": "note", "table": "items"})
     assert "apply needs --allow-data-loss" in shown.output
     before = _structure(pg_url)
     refused = _cli(runner, "apply", "--db", pg_url, "--schema", v4, "--yes")

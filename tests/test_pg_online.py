@@ -57,8 +57,8 @@ def _connect(url):
 
 
 def _v1_with_rows(url, rows=200):
-    from schema_dsl.pg import migrate
-    migrate.apply(url, V1, compile_declaration(V1))
+    from schema_dsl.pg import migration
+    migration.apply(url, V1, compile_declaration(V1))
     with _connect(url) as conn:
         conn.execute("INSERT INTO sessions SELECT g, 's' || g FROM generate_series(1, 10) g")
         conn.execute("INSERT INTO tasks SELECT g, 1 + g %% 10, 'open' FROM generate_series(1, %d) g" % rows)
@@ -69,19 +69,19 @@ def test_plain_apply_does_not_deadlock_with_an_application_insert_into_the_child
     the application's next INSERT checks its parent in sessions. The old order (ALTER sessions first, under ACCESS
     EXCLUSIVE, then tasks) deadlocks there and PostgreSQL aborts one side; children first, each attempt under a
     lock_timeout below deadlock_timeout, both finish."""
-    from schema_dsl.pg import migrate
+    from schema_dsl.pg import migration
     _v1_with_rows(pg_url)
     app = _connect(pg_url)
     errors, done = [], {}
     app.execute("BEGIN")
     app.execute("INSERT INTO tasks (id, session_id, state) VALUES (100001, NULL, 'open')")
 
-    def migration():
+    def migrate():
         try:
-            done["result"] = migrate.apply(pg_url, V2, compile_declaration(V2), lock_timeout="20s")
+            done["result"] = migration.apply(pg_url, V2, compile_declaration(V2), lock_timeout="20s")
         except Exception as exc:  # noqa: BLE001 - the test reports it
             errors.append(exc)
-    worker = threading.Thread(target=migration)
+    worker = threading.Thread(target=migrate)
     worker.start()
     time.sleep(1.0)  # the migration has planned and waits for a lock now
     try:
@@ -132,9 +132,9 @@ def _plain_result(pg_cluster):
         conn.execute('CREATE DATABASE "%s"' % name)
     url = pg_cluster.url(name)
     try:
-        from schema_dsl.pg import migrate
+        from schema_dsl.pg import migration
         _v1_with_rows(url)
-        assert migrate.apply(url, V2, compile_declaration(V2)).report["ok"]
+        assert migration.apply(url, V2, compile_declaration(V2)).report["ok"]
         return _shape(url)
     finally:
         with psycopg.connect(pg_cluster.base, autocommit=True) as conn:
@@ -227,7 +227,7 @@ def test_a_killed_online_apply_is_finished_by_the_next_apply(pg_cluster, pg_url,
     import subprocess
     import sys
 
-    from schema_dsl.pg import migrate, online
+    from schema_dsl.pg import migration, online
     _v1_with_rows(pg_url)
     steps = online.plan_online(pg_url, V2).steps
     tests = os.path.dirname(os.path.abspath(__file__))
@@ -243,7 +243,7 @@ def test_a_killed_online_apply_is_finished_by_the_next_apply(pg_cluster, pg_url,
     report = pg_apply.validate(pg_url, compile_declaration(V2))  # validate names the leftover
     assert not report["ok"] and any("interrupted `apply --online`" in n for n in report["notes"]), report["notes"]
     if then == "plain":
-        result = migrate.apply(pg_url, V2, compile_declaration(V2))
+        result = migration.apply(pg_url, V2, compile_declaration(V2))
     else:
         result = online.apply_online(pg_url, V2, compile_declaration(V2))
     assert result.applied and result.report["ok"], result.report
@@ -415,9 +415,9 @@ def test_with_a_history_the_online_apply_records_itself_last(pg_url):
     every change has committed, and the row is there afterwards."""
     import attrs
 
-    from schema_dsl.pg import migrate, online
+    from schema_dsl.pg import migration, online
     v1, v2 = attrs.evolve(V1, history=True), attrs.evolve(V2, history=True)
-    migrate.apply(pg_url, v1, compile_declaration(v1))
+    migration.apply(pg_url, v1, compile_declaration(v1))
     with _connect(pg_url) as conn:
         conn.execute("INSERT INTO sessions VALUES (1, 'a')")
         conn.execute("INSERT INTO tasks VALUES (1, 1, 'open')")
@@ -433,9 +433,9 @@ def test_with_a_history_the_online_apply_records_itself_last(pg_url):
 def test_an_online_apply_keeps_a_history_when_the_declaration_has_none(pg_url):
     """Issue 19: --online creates schemagen's history when the declaration keeps none, and records itself there
     (before: no table, nothing said where the online change stood)."""
-    from schema_dsl.pg import migrate, online
+    from schema_dsl.pg import migration, online
     assert not V2.history
-    migrate.apply(pg_url, V1, compile_declaration(V1))
+    migration.apply(pg_url, V1, compile_declaration(V1))
     with _connect(pg_url) as conn:
         conn.execute("INSERT INTO sessions VALUES (1, 'a')")
         conn.execute("INSERT INTO tasks VALUES (1, 1, 'open')")
@@ -491,7 +491,7 @@ def test_sigkill_at_timed_points_of_an_online_apply_then_apply_again_ends_as_a_p
 
     import psycopg
 
-    from schema_dsl.pg import migrate, online
+    from schema_dsl.pg import migration, online
     from test_pg_online_steps import _shape as conv_shape
     setup, target = _case(case)
     shape = _shape if case == "v2" else conv_shape
@@ -513,7 +513,7 @@ def test_sigkill_at_timed_points_of_an_online_apply_then_apply_again_ends_as_a_p
             conn.execute('CREATE DATABASE "%s"' % names[0])
         setup(pg_cluster.url(names[0]))
         plain = fresh("plain")
-        assert migrate.apply(plain, target, compile_declaration(target), allow_data_loss=True).report["ok"]
+        assert migration.apply(plain, target, compile_declaration(target), allow_data_loss=True).report["ok"]
         expected = shape(plain)
         rows = "SELECT count(*) FROM %s" % ("tasks" if case == "v2" else "links")
         with _connect(plain) as conn:
@@ -546,7 +546,7 @@ def test_sigkill_at_timed_points_of_an_online_apply_then_apply_again_ends_as_a_p
             _gone(url)
             left.append([s.title for s in online.plan_online(url, target).steps])
             if n % 2:
-                result = migrate.apply(url, target, compile_declaration(target), allow_data_loss=True)
+                result = migration.apply(url, target, compile_declaration(target), allow_data_loss=True)
             else:
                 result = online.apply_online(url, target, compile_declaration(target), allow_data_loss=True)
             assert result.report["ok"], (delay, result.report)

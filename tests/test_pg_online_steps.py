@@ -36,11 +36,11 @@ def _rows(url, sql, args=None):
 
 
 def _apply(url, schema, online):
-    from schema_dsl.pg import migrate
+    from schema_dsl.pg import migration
     from schema_dsl.pg import online as pgonline
     if online:
         return pgonline.apply_online(url, schema, compile_declaration(schema), allow_data_loss=True)
-    return migrate.apply(url, schema, compile_declaration(schema), allow_data_loss=True)
+    return migration.apply(url, schema, compile_declaration(schema), allow_data_loss=True)
 
 
 # --- a data step filling a table the same apply creates ----------------------------------------------

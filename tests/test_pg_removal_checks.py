@@ -83,3 +83,47 @@ def test_prune_keeps_a_unique_index_a_foreign_key_needs(runner, tmp_path, pg_url
     assert done.exit_code == 0, done.output + done.stderr
     with _connect(pg_url) as conn:
         conn.execute("INSERT INTO tag VALUES ('a')")
+
+
+VT = """
+from schema_dsl.model import Column, PrimaryKey, Schema, Table, VirtualTable
+
+SCHEMA = Schema(name="notes", tables=[
+    Table("notes", columns=[Column("id", "INTEGER"), Column("body", "TEXT")], primary_key=PrimaryKey(["id"])),
+], virtual_tables=[VirtualTable("notes_fts", "fts5", "body",
+                                postgresql="CREATE TABLE notes_fts (id INTEGER PRIMARY KEY, doc tsvector)")])
+"""
+
+
+def test_a_declared_virtual_tables_counterpart_is_neither_kept_as_the_users_nor_pruned(runner, tmp_path, pg_url):
+    """The table standing in for a declared virtual table is the declaration's own: not listed as kept, and
+    --prune --allow-data-loss (which drops undeclared tables) leaves it (it used to drop it, rows and all)."""
+    spec = _decl(tmp_path, "vt", VT)
+    result = _cli(runner, "apply", "--db", pg_url, "--schema", spec)
+    assert result.exit_code == 0, result.output + result.stderr
+    with _connect(pg_url) as conn:
+        conn.execute("INSERT INTO notes_fts (id, doc) VALUES (1, to_tsvector('a b'))")
+    shown = _cli(runner, "plan", "--db", pg_url, "--schema", spec, "--json")
+    assert shown.exit_code == 0, shown.output + shown.stderr
+    plan = json.loads(shown.stdout)
+    assert plan["up_to_date"] and plan["kept"] == [], plan
+    pruned = _cli(runner, "apply", "--db", pg_url, "--schema", spec, "--prune", "--allow-data-loss", "--yes", "--json")
+    assert pruned.exit_code == 0, pruned.output + pruned.stderr
+    with _connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM notes_fts").fetchone()[0] == 1
+
+
+def test_a_users_table_named_as_an_sqlite_only_virtual_table_is_the_users_own(runner, tmp_path, pg_url):
+    """sqlite_only leaves the virtual table out on PostgreSQL: a table of that name there is the user's, kept
+    and listed as such (and --prune --allow-data-loss drops it, as any undeclared table)."""
+    spec = _decl(tmp_path, "vt_sqlite", VT.replace(
+        'postgresql="CREATE TABLE notes_fts (id INTEGER PRIMARY KEY, doc tsvector)"', "sqlite_only=True"))
+    result = _cli(runner, "apply", "--db", pg_url, "--schema", spec)
+    assert result.exit_code == 0, result.output + result.stderr
+    with _connect(pg_url) as conn:
+        conn.execute("CREATE TABLE notes_fts (id INTEGER, doc TEXT)")
+    shown = _cli(runner, "plan", "--db", pg_url, "--schema", spec, "--json")
+    assert shown.exit_code == 0, shown.output + shown.stderr
+    assert json.loads(shown.stdout)["kept"] == ["table 'notes_fts' (2 columns)"]
+    pruned = _cli(runner, "plan", "--db", pg_url, "--schema", spec, "--prune", "--allow-data-loss", "--json")
+    assert [s["title"] for s in json.loads(pruned.stdout)["steps"]] == ["drop table 'notes_fts' (0 rows)"]

@@ -383,6 +383,7 @@ def test_a_failure_after_commit_exits_3_and_says_the_change_is_committed(runner,
         raise KeyboardInterrupt
 
     monkeypatch.setattr("schema_dsl.check.report.build_report", broken_report)
+    monkeypatch.setattr("schema_dsl.check.report.report_on_connection", broken_report)  # apply builds it there
     db = tmp_path / "c.db"
     result = runner.invoke(main, ["apply", "--db", str(db)])
     assert result.exit_code == 3

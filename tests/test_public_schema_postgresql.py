@@ -21,7 +21,7 @@ from fixtures.public_schema.postgresql import SERVES, SQLITE_ONLY, STAMP_FUNCTIO
 from pg_cluster import pg_cluster, pg_url  # noqa: F401 (fixtures)
 from schema_dsl.compile.postgresql import Translator, Untranslatable, render_files
 from schema_dsl.errors import DeclarationError
-from schema_dsl.migrate.inspect import inspect_database, load_text
+from schema_dsl.migrate.write_declaration import inspect_database, load_text
 from schema_dsl.model import Check, Column, ForeignKey, PrimaryKey, Schema, Table
 
 ROWS = 60

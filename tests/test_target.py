@@ -13,7 +13,7 @@ import legacy
 from conftest import ROOT
 from schema_dsl.analysis import lint
 from schema_dsl.compile import render
-from schema_dsl.sqlite import structure
+from schema_dsl.sqlite import ddl, structure
 from schema_dsl.abathur import SCHEMA
 from schema_dsl.analysis.compare import expected_structure, persistent_pragmas
 from schema_dsl.migrate.plan import _size_estimate
@@ -150,8 +150,8 @@ def test_the_size_estimate_of_an_index_build(tmp_path):
     'CREATE TABLE t (a)',
 ])
 def test_the_structure_reads_checks_and_autoincrement_as_the_full_parse_does(sql):
-    parsed = structure.parse_create_table(sql)
-    assert structure.checks_and_autoincrement(sql) == (parsed["checks"], parsed["autoincrement"])
+    parsed = ddl.parse_create_table(sql)
+    assert ddl.checks_and_autoincrement(sql) == (parsed["checks"], parsed["autoincrement"])
 
 
 @pytest.mark.parametrize("text", ["{not json", '{"name": "x"}', ""])

@@ -60,6 +60,23 @@ def test_the_validator_imports_only_the_standard_library():
     assert "schema_dsl" not in VALIDATOR.read_text(encoding="utf-8").replace("schema_dsl/abathur.py", "")
 
 
+def test_the_validator_embeds_the_ddl_reader_and_the_structure_reader_each_function_once():
+    """validate_schema.py stands alone: every top-level function of sqlite/ddl.py (the SQL tokenizer and DDL
+    reader) and of sqlite/structure.py is defined in it exactly once, the reader's before structure.py's."""
+    import schema_dsl.sqlite as ground
+    folder = __import__("pathlib").Path(ground.__file__).parent
+
+    def functions(text):
+        return [n.name for n in ast.parse(text).body if isinstance(n, ast.FunctionDef)]
+
+    embedded = functions(VALIDATOR.read_text(encoding="utf-8"))
+    reader = functions((folder / "ddl.py").read_text(encoding="utf-8"))
+    structure = functions((folder / "structure.py").read_text(encoding="utf-8"))
+    assert "tokenize" in reader and "read_structure" in structure and not set(reader) & set(structure)
+    assert all(embedded.count(name) == 1 for name in reader + structure)
+    assert embedded.index(reader[-1]) < embedded.index(structure[0])
+
+
 def test_exit_0_on_a_good_file(fresh_db):
     result = run(fresh_db)
     assert result.returncode == 0, result.stdout + result.stderr

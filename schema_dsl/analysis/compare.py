@@ -6,7 +6,8 @@ it, and the library compares live databases against it with
 `structure.compare`, so both judge by one rule.
 """
 from .sqltext import default_sql
-from ..sqlite.structure import EXPRESSION, index_key, normalize_sql, view_body
+from ..sqlite.structure import EXPRESSION, index_key
+from ..sqlite.ddl import normalize_sql, view_body
 
 
 def table_structure(table):
@@ -48,7 +49,7 @@ def table_structure(table):
 
 
 def conflict_structure(table):
-    """The table's ON CONFLICT clauses as structure.conflict_clauses reads them (ABORT, the default, left out)."""
+    """The table's ON CONFLICT clauses as ddl.conflict_clauses reads them (ABORT, the default, left out)."""
     pk = table.primary_key
     out = [["PRIMARY KEY", list(pk.columns), pk.on_conflict]] if pk is not None else []
     for c in table.columns:

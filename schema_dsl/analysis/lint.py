@@ -40,7 +40,7 @@ from attrs import evolve, field, frozen
 from attrs.validators import in_
 
 from . import sqlterms
-from ..sqlite.structure import normalize_sql
+from ..sqlite.ddl import normalize_sql
 from ..sqlite.data import json_valid_null
 
 SEVERITIES = ("error", "warning", "info")

@@ -1,6 +1,6 @@
 """The shape of a serves-query, as far as SQLite's index rules care.
 
-Small, conservative readings of SQL text over structure.tokenize (the one
+Small, conservative readings of SQL text over ddl.tokenize (the one
 tokenizer): a query's top-level WHERE split into AND-terms, the comparison
 a term makes (column, operator), whether a query term implies a partial
 index's WHERE term by SQLite's rule, LIKE 'prefix%' terms, and a check that
@@ -20,7 +20,7 @@ import re
 import sqlite3
 
 from ..errors import QueryRefused
-from ..sqlite.structure import join_tokens, matching_paren, split_top, token_spans, tokenize
+from ..sqlite.ddl import join_tokens, matching_paren, split_top, token_spans, tokenize
 
 CLAUSE_END = frozenset({"group", "order", "limit", "having", "window", "union", "except", "intersect", "returning"})
 COMPARISONS = frozenset({"=", "==", "<", ">", "<=", ">=", "<>", "!="})

@@ -5,7 +5,7 @@ importing the template engine.
 """
 from ..model import Expr, Literal
 from ..sqlite.quote import quote_literal
-from ..sqlite.structure import matching_paren, tokenize
+from ..sqlite.ddl import matching_paren, tokenize
 
 
 def default_sql(default):

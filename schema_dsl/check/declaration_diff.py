@@ -51,9 +51,9 @@ from ..compile.project import DEFAULT_OUT, find_project, load_declaration, load_
 from ..compile.target import DECLARATION_FILE, Target
 from ..errors import SchemagenError, UnsafeMigrationError
 from ..migrate import diff as d
-from ..migrate.inspect import declaration_text, load_text
+from ..migrate.write_declaration import declaration_text, load_text
 from ..migrate.introspect import read_live
-from ..migrate.plan import fresh_plan, migration_plan
+from ..migrate.plan import format_plan, fresh_plan, migration_plan
 from ..sqlite import dbfile
 from ..words import plural
 
@@ -526,6 +526,38 @@ def _seconds(s):
     return "%.1f ms" % (s * 1000) if s < 0.1 else "%.2f s" % s
 
 
+
+
+def to_document(result):
+    """diff --json: the result, its plan's steps (check/documents.py's step shape) and the document version."""
+    from . import documents  # --json only
+    out = result.as_dict()
+    out["steps"] = [documents.step(s) for s in result.plan.steps] if result.plan is not None else None
+    out["version"] = documents.VERSION
+    return out
+
+
+def format_text(result):
+    """diff's text: the two sides, the plan between them (migrate/plan.py's format_plan) and the lint."""
+    lines = ["diff %s -> %s" % (result.source.label, result.dest.label)]
+    lines += ["note: %s" % side.note for side in (result.source, result.dest) if side.note]
+    if result.plan is not None:
+        lines.append("no change between the declarations" if result.plan.up_to_date and not result.plan.extras
+                     else format_plan(result.plan))
+        if result.data_steps and not any(type(s.change).__name__ == "RunDataStep" for s in result.plan.steps):
+            lines.append("note: these are the steps on a new database; on one with rows, apply first makes the "
+                         "additions without the constraints the data steps below satisfy, runs the steps, then the "
+                         "rest")
+    return "\n".join(lines + ["", format_lint(result)])
+
+
+def strict_failure(result):
+    """diff --strict's reason to exit 1 (the change loses data, apply would refuse it, or rows in --db would
+    violate a new constraint), or None."""
+    if result.can_lose_data or result.refused or result.violations:
+        return "the change %s (--strict)" % ("loses data" if result.can_lose_data else "would be refused"
+                                             if result.refused else "does not fit the rows in %s" % result.db)
+    return None
 
 
 def format_lint(result):

@@ -21,15 +21,19 @@ def step(s):
     """A plan step for machines: what kind of change, on which table and column, the text a person reads, and
     (PostgreSQL) the ACCESS EXCLUSIVE it holds and whether it runs after COMMIT."""
     change = getattr(s, "change", None)
-    pg = change is None and isinstance(getattr(s, "kind", None), str)  # a PostgreSQL step: its kind is a string
+    # a PostgreSQL step: its kind is a string (its change record's class name, or its own for the history's and an
+    # online apply's leftovers, which serve no record)
+    pg = isinstance(getattr(s, "kind", None), str)
     kind = type(change).__name__ if change is not None else s.kind if pg else "RunFile"
     column = getattr(change, "column", None)
     column = getattr(column, "name", column)
     if column is None and getattr(change, "new", None) is not None:
         column = change.new  # a rename: the declared name
     drops = {}
-    if kind == "Remove" and change is not None:  # what goes: an index, view, trigger or table, and its table
+    if kind == "Remove" and change is not None:  # what goes: an index, view, trigger, table or column, and its table
         drops = {"kind": change.kind, "name": change.name, "table": change.table}
+        if change.kind == "column":
+            column = change.name
     elif pg:
         found = _PG_COLUMN.search(s.title)
         if found and column is None and kind not in ("RenameTable",):

@@ -34,7 +34,7 @@ from ..sqlite import dbfile
 from ..analysis import lint, sqlterms
 from ..errors import DatabaseFileError
 from ..sqlite.quote import quote_identifier
-from ..sqlite.structure import index_where
+from ..sqlite.ddl import index_where
 from ..sqlite.eqp import (describe_plan, has_stat1, index_access, indexes_used, plan_uses_index,
                           temp_btrees, try_explain)
 
@@ -475,6 +475,19 @@ def explain_database(path, schema, sample_rows=None):
     if empty:
         notes.append("no sample rows could be generated for: %s (a constraint refused them)" % ", ".join(empty))
     return ExplainReport(path, had_stat1, "scratch", sample_rows, results, notes)
+
+
+def strict_severities(schema, report):
+    """explain --strict's rule: one severity per serves-query whose plan uses neither its index nor an identical
+    one, an error where the declaration requires that plan, else a warning (the rule of the validation report)."""
+    from ..compile.render import plan_checks  # --strict only: the same rule the report compiles
+    checks = plan_checks(schema)
+    severities = []
+    for r in report.results:
+        accepted = {r.index.lower(), *(n.lower() for n in checks[r.index]["identical"])}
+        if not accepted & {n.lower() for n in indexes_used(r.plan)}:
+            severities.append("error" if checks[r.index]["required"] else "warning")
+    return severities
 
 
 # --- output -------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Open a database read-write (never creating it) and build its validation report."""
+"""Open a database read-write (never creating it) and build its validation report; or build the report `apply`
+prints on apply's own connection (report_after_apply)."""
 from __future__ import annotations
 
 import sqlite3
@@ -31,3 +32,28 @@ def build_report(path, schema=None, files=None, full_integrity=False, findings=N
     finally:
         conn.close()
 
+
+def report_after_apply(target, full_integrity=False, check_data=False):
+    """The report `schemagen apply` prints, as migrate.apply's report= callable: built on apply's own connection
+    once the change is committed, before it closes, from what apply read and verified in its transaction.
+
+    The committed schema is known: the structure apply read back and compared with the declaration before COMMIT
+    (ApplyResult.structure and .differences; nothing else writes to the file under apply's write lock, and the
+    connection reads what was committed), so the report neither opens the file again nor reads or compares the
+    structure again. What it still reads on the file: the leftovers, the counts of tables and indexes in
+    sqlite_master, the persistent settings (journal_mode, set after COMMIT), the history record and the query
+    plans of the serves-queries. The whole-file data checks (quick_check, a full foreign_key_check) are left to
+    `schemagen validate`, unless check_data or full_integrity (apply --check-data, --full-integrity): see
+    validate.validation_report's applied. `schemagen validate` reads and checks everything itself, always.
+    """
+    def build(conn, result):
+        return report_on_connection(conn, target, result, full_integrity, check_data)
+    return build
+
+
+def report_on_connection(conn, target, result, full_integrity=False, check_data=False):
+    """report_after_apply's report, on apply's connection (its per-connection PRAGMAs are the declared ones)."""
+    applied = None if (check_data or full_integrity) else result.foreign_key_check
+    return validation_report(conn, target, path=result.path, full_integrity=full_integrity,
+                             findings=target.findings(conn), actual=result.structure, applied=applied,
+                             differences=result.differences)

@@ -9,7 +9,10 @@ and for each serves-query the declaration marks as a required plan check
 identical one (same table, columns, order, uniqueness and WHERE), named. The report also lists the tables and indexes
 found in sqlite_master, the PRAGMA results, sample query plans and the issues
 met; `format_text` and `format_markdown` print it. The report `apply` prints
-leaves out the two whole-file data checks (see validation_report's applied).
+leaves out the two whole-file data checks (see validation_report's applied),
+and is built on apply's own connection from the structure apply verified
+before COMMIT (check/report.report_after_apply): `schemagen validate` reads
+and checks everything itself.
 """
 from __future__ import annotations
 
@@ -25,10 +28,12 @@ from ..words import plural
 
 
 def validation_report(conn, target, path=None, full_integrity=False, allow_extra=True, findings=(), actual=None,
-                      applied=None):
+                      applied=None, differences=None):
     """The report of the database behind conn against target (a target.Target: expected structure, serves).
 
-    actual: the structure already read from this database (apply passes the one it verified before COMMIT).
+    actual: the structure already read from this database (apply passes the one it verified before COMMIT);
+    differences: structure.compare(target.structure, actual), when the caller has it already (apply compared them
+    before COMMIT): not compared again.
 
     applied: apply's own foreign key check ({"tables": [...], "count": n, "kept": [the first
     descriptions]}). With it, the whole-file data checks (quick_check, foreign_key_check), which cost
@@ -36,11 +41,15 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
     `schemagen validate` (their `ok` is None, shown as [skip]), and the foreign key row reports what
     apply checked before its COMMIT.
     """
+    if actual is None:
+        differences = None  # read here, so compared here
     expected = structure.fold_case(target.structure)
     actual = structure.fold_case(structure.read_structure(conn) if actual is None else actual)
+    if differences is None:
+        differences = structure.compare(expected, actual)
     # compare's count lines ("expected 33 indexes, found 32 of them", "1 indexes beyond ...") restate what it names
     # one by one: the report counts each thing once (its table and index rows carry the counts)
-    diffs = [(k, m) for k, m in structure.compare(expected, actual) if not _COUNT_LINE.match(m)]
+    diffs = [(k, m) for k, m in differences if not _COUNT_LINE.match(m)]
     problems = [m for k, m in diffs if k != "extra" or not allow_extra]
     extras = [m for k, m in diffs if k == "extra" and allow_extra]
     problems += ["%s '%s' is a leftover of an interrupted online apply (schemagen's own): the next apply removes "
@@ -108,9 +117,10 @@ def validation_report(conn, target, path=None, full_integrity=False, allow_extra
         *data_rows,
         # the settings the declaration keeps in the file; per-connection ones (foreign_keys, busy_timeout) are
         # not a property of the file: every application connection sets them (pragmas.sql), shown as settings
-        *[("%s = %s" % (name, value), str(conn.execute("PRAGMA %s" % name).fetchone()[0]).lower() == value,
-           str(conn.execute("PRAGMA %s" % name).fetchone()[0]))
-          for name, value in sorted(target.persistent_pragmas.items())],
+        *[("%s = %s" % (name, value), str(found).lower() == value, str(found))
+          for name, value, found in ((name, value, pragmas[name] if name in pragmas else
+                                      conn.execute("PRAGMA %s" % name).fetchone()[0])
+                                     for name, value in sorted(target.persistent_pragmas.items()))],
         *plan_rows,
     ]
     issues = list(problems)

@@ -22,7 +22,7 @@ The type mapping (README, "PostgreSQL"):
   JSON).
 
 Expressions (CHECKs, defaults, index keys and predicates, serves-queries) go through a small explicit
-translator over structure.tokenize's tokens. Anything it does not know is a DeclarationError naming the object
+translator over ddl.tokenize's tokens. Anything it does not know is a DeclarationError naming the object
 and the expression, never a guess; a serves-query it cannot translate is kept with the reason instead (explain
 on PostgreSQL may be given the query per dialect). Names that PostgreSQL folds differently (mixed case) or
 truncates (over 63 bytes) are refused, as are views, triggers and virtual tables with neither a PostgreSQL body
@@ -39,7 +39,8 @@ import re
 from ..errors import DeclarationError
 from ..model import Column, Expr, Literal, Table, dependency_order, type_affinity
 from ..sqlite.quote import quote_identifier
-from ..sqlite.structure import conflict_label, join_tokens, matching_paren, normalize_sql, split_top, tokenize
+from ..sqlite.structure import conflict_label
+from ..sqlite.ddl import join_tokens, matching_paren, normalize_sql, split_top, tokenize
 from ..analysis.compare import conflict_structure
 from .env import default_origin, environment
 

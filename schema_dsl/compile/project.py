@@ -235,6 +235,16 @@ def fallback_notice(cwd=None):
             % (Path(cwd or os.getcwd()).resolve(), SHIPPED))
 
 
+def render_dialects(decl, out_dir, dialect=None):
+    """Which dialects render writes or checks: --dialect, the project's dialects, else sqlite (and postgresql
+    where OUT/postgresql/ exists)."""
+    if dialect is not None:
+        return (dialect,)
+    if decl.project is not None and decl.project.dialects:
+        return decl.project.dialects
+    return ("sqlite", "postgresql") if os.path.isdir(os.path.join(out_dir, "postgresql")) else ("sqlite",)
+
+
 def refuse_dialect(decl, dialect, shown):
     """A project that lists its dialects ([tool.schemagen] dialects) refuses a database of another engine, in one
     line, before anything is read: a PostgreSQL-only project has no SQLite files to apply (and the reverse)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import pprint
+import re
 from pathlib import Path
 
 from ..analysis import compare, lint
@@ -249,11 +250,23 @@ def render_files(schema, origin=None):
         schema=schema, origin=origin,
         expected=pprint.pformat(compare.expected_structure(schema), width=100, sort_dicts=True),
         persistent_pragmas=pprint.pformat(compare.persistent_pragmas(schema), sort_dicts=True),
-        structure_source=(Path(__file__).resolve().parent.parent / "sqlite" / "structure.py").read_text(encoding="utf-8"),
+        structure_source=structure_source(),
     )
     if (resource_dir("templates") / "SCHEMA.md.j2").exists():
         files["SCHEMA.md"] = env.get_template("SCHEMA.md.j2").render(origin=origin, **docs_context(schema))
     return files
+
+
+def structure_source():
+    """What validate_schema.py embeds to read a database's structure: sqlite/ddl.py (the SQL tokenizer and DDL
+    reader), then sqlite/structure.py without its import of ddl.py (the names are already defined above it)."""
+    ground = Path(__file__).resolve().parent.parent / "sqlite"
+    structure = (ground / "structure.py").read_text(encoding="utf-8")
+    imported = re.search(r"^from \.ddl import \([^)]*\)\n", structure, re.M)
+    if imported is None:
+        raise RuntimeError("sqlite/structure.py: expected its one `from .ddl import (...)` to embed in its place")
+    return "%s\n\n\n%s%s" % ((ground / "ddl.py").read_text(encoding="utf-8").rstrip("\n"),
+                             structure[:imported.start()], structure[imported.end():])
 
 
 def ddl_files(schema, origin=None):

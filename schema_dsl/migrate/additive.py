@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 
 from ..sqlite.dbfile import split_statements
-from ..sqlite.structure import fold_case, parse_create_table
+from ..sqlite.structure import fold_case
+from ..sqlite.ddl import parse_create_table
 from .plan import Plan, Step, _has_rows, _size_estimate, setting_steps
 
 # The reasons diff.py gives these changes (its CreateTable, AddColumn and CreateIndex defaults).

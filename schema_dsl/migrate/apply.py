@@ -21,7 +21,7 @@ import time
 
 from ..sqlite import dbfile, structure
 from ..sqlite.leftovers import drop_leftovers
-from ..errors import ApplyError, ChangedThenFailed, DatabaseFileError, Declined, SchemagenError, UnsafeMigrationError
+from ..errors import ApplyError, ChangedThenFailed, DatabaseFileError, SchemagenError, UnsafeMigrationError
 from .plan import Plan, Step, check_renames, fresh_plan, migration_plan, setting_steps
 from .dependents import broken_dependents, check_dependents, planned_problems
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
@@ -38,20 +38,23 @@ class ApplyResult:
     and this one is on the fresh-apply path.
 
     path; plan; applied (False when already up to date); backup (the backup's path, if one was kept);
-    seconds; statements; structure (verified before COMMIT: the CLI's report reuses it); kept_violations and
-    kept_described (foreign_key_check before COMMIT over plan.fk_scope: violations that were already there,
-    counted, the first ones described); step_seconds (what each plan step took, in plan order).
+    seconds; statements; structure (verified before COMMIT: the CLI's report reuses it) and differences
+    (structure.compare of the declaration and that structure: only what the file has beyond the declaration, as
+    anything else rolls back); kept_violations and kept_described (foreign_key_check before COMMIT over
+    plan.fk_scope: violations that were already there, counted, the first ones described); step_seconds (what
+    each plan step took, in plan order); report (what apply's report= callable returned, else None).
     """
 
     __slots__ = ("path", "plan", "applied", "backup", "seconds", "statements", "structure", "kept_violations",
-                 "kept_described", "step_seconds")
+                 "kept_described", "step_seconds", "differences", "report")
 
     def __init__(self, path, plan, applied, backup=None, seconds=0.0, statements=0, structure=None,
-                 kept_violations=0, kept_described=(), step_seconds=()):
+                 kept_violations=0, kept_described=(), step_seconds=(), differences=None):
         self.path, self.plan, self.applied, self.backup = path, plan, applied, backup
         self.seconds, self.statements, self.structure = seconds, statements, structure
         self.kept_violations, self.kept_described, self.step_seconds = kept_violations, tuple(kept_described), \
             tuple(step_seconds)
+        self.differences, self.report = differences, None
 
     def __repr__(self):
         return "ApplyResult(path=%r, applied=%r, statements=%r, backup=%r)" % (
@@ -100,7 +103,7 @@ def _begin(conn, path):
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
 
 
-def plan_for(conn, target, guard=None, prune=None, keep=None):
+def plan_for(conn, target, guard=None, prune=None, keep=None, tried=True):
     """The plan for the database behind conn (read inside the caller's transaction).
 
     A new or empty file gets the fresh plan; a file whose structure already
@@ -109,15 +112,24 @@ def plan_for(conn, target, guard=None, prune=None, keep=None):
     and diffed. A declaration with data steps or a history is planned by
     history.py around this (its data steps, and the record of the apply); keep: apply's hook, see
     history.plan_with_history (the data steps then run once, in the caller's transaction, while planned).
+    tried: see _plan_structure.
     """
     if target.compiled.get("history"):
         from .history import plan_with_history  # only a declaration that keeps a history needs it
         return plan_with_history(conn, target, lambda c: _plan_structure(c, target, guard, prune), keep)
-    return _plan_structure(conn, target, guard, prune)
+    return _plan_structure(conn, target, guard, prune, tried=tried)
 
 
-def _plan_structure(conn, target, guard=None, prune=None, additive=True):
-    """additive=False: plan every difference with the diff (tests compare it with additive.py's plan)."""
+def _plan_structure(conn, target, guard=None, prune=None, additive=True, tried=True):
+    """additive=False: plan every difference with the diff (tests compare it with additive.py's plan).
+
+    A plan's statements are tried on an in-memory copy of the schema (planned_problems), so that `plan` refuses
+    what apply would roll back, and apply refuses a rebuild before it copies any row. tried=False (apply's own
+    planning) skips that for an additive plan (additive.py): it only adds declared tables, plain columns and
+    indexes to a file that holds nothing beyond the declaration (no view, trigger or foreign key of its own), and
+    apply runs the very same check on the file itself before COMMIT (check_dependents, after the structure is
+    verified to be the declared one), rolling back with nothing changed: the copy would only say it earlier.
+    """
     if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
         return fresh_plan(target, conn)  # a new or empty file: nothing to introspect
     raw = structure.read_raw(conn)
@@ -130,7 +142,7 @@ def _plan_structure(conn, target, guard=None, prune=None, additive=True):
     from .additive import additive_plan  # only a file that differs is planned: not on the fresh-apply path
     plan = additive_plan(conn, target, actual, diffs, prune) if additive else None
     if plan is not None:  # only declared tables, columns and indexes to add: the diff's plan, without the model
-        broken = planned_problems(conn, plan.statements)
+        broken = planned_problems(conn, plan.statements) if tried else []
         if broken:
             raise UnsafeMigrationError("refusing to migrate, nothing was changed: after the plan %s"
                                        % "; ".join(broken[:10]))
@@ -146,6 +158,9 @@ def _plan_structure(conn, target, guard=None, prune=None, additive=True):
         return Plan(steps=setting_steps(target, conn), extras=extras(target.schema, live))
     plan = migration_plan(conn, target, live, prune)
     broken = planned_problems(conn, plan.statements) if plan.steps else []
+    if plan.steps and not broken:  # a statement that fails on the scratch copy finds nothing there: a rebuild's
+        from .diff import kept_views_on_dropped, removals  # RENAME stopped at a kept view on a dropped table
+        broken = kept_views_on_dropped(target.schema, live, removals(target.schema, live, prune)[0].values())
     if broken:
         raise UnsafeMigrationError("refusing to migrate, nothing was changed: after the plan %s" % "; ".join(broken[:10]))
     if plan.up_to_date and only_extras:  # nothing the declaration removes or --prune drops is there
@@ -165,17 +180,12 @@ API_TERMS = {"no_backup": "initialize(backup=False) was asked", "allow": "initia
 
 
 def _guard_data_loss(path, plan, backup, allow_data_loss, confirm, terms=None):
-    """A plan that loses data goes ahead only with a backup (or allow_data_loss) and a yes from confirm."""
+    """A plan that loses data goes ahead only with a backup (or allow_data_loss) and a yes from confirm: the one
+    guard of both dialects (loss.guard)."""
     if not plan.data_loss:
         return
-    terms = terms or CLI_TERMS
-    what = "; ".join(d["text"] for d in plan.data_loss)
-    if not backup and not allow_data_loss:
-        raise UnsafeMigrationError("database %r: the plan loses data (%s) and %s: the backup is mandatory for that "
-                                   "unless %s; nothing was changed" % (path, what, terms["no_backup"], terms["allow"]))
-    if confirm is not None and not confirm(plan):
-        raise Declined("database %r: the plan loses data (%s) and was not confirmed; nothing was changed%s" % (
-            path, what, terms["accept"]))
+    from .loss import guard  # only a plan that loses data needs it (fresh apply never does)
+    guard("database %r" % path, plan, backup, allow_data_loss, confirm, terms or CLI_TERMS)
 
 
 def _refuse_foreign_file(conn, raw, target, guard="shipped"):
@@ -232,7 +242,7 @@ def plan_database(path, schema=None, files=None, guard=None, prune=None):
 
 def apply(path, schema=None, files=None, backup=True, progress=None, guard=None, backup_dir=None,
           keep_backups=DEFAULT_KEEP, check_data=False, prune=None, allow_data_loss=False, confirm=None,
-          commit_section=None, terms=None):
+          commit_section=None, terms=None, report=None):
     """Create or migrate the database at path; returns an ApplyResult.
 
     progress(step_number, step, statement) is called before each statement
@@ -249,6 +259,11 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     COMMIT, so that its answer to an interrupt is the truth). A failure after COMMIT (the WAL switch) raises
     ChangedThenFailed: the change is committed. terms: how a data-loss refusal names the options that accept
     it (CLI_TERMS, the default, or API_TERMS).
+    report: report(conn, result), called once the change is committed (or found up to date) and the settings
+    are made, on apply's own connection before it closes: the CLI builds its report there
+    (check/report.report_after_apply) from what apply already read and verified, instead of opening the file
+    again. What it returns is result.report; a SchemagenError or sqlite3.Error it raises leaves result.report
+    None (the caller builds the report on its own connection, and meets the error there).
     """
     path = os.fspath(path)
     if backup:
@@ -257,8 +272,14 @@ def apply(path, schema=None, files=None, backup=True, progress=None, guard=None,
     target = target_for(schema, files)
     conn, existed = open_for_apply(path, target.files)
     try:
-        return _apply_locked(conn, path, target, backup and (backup_dir, keep_backups), progress, guard, check_data,
-                             (prune, allow_data_loss, confirm, terms), commit_section)
+        result = _apply_locked(conn, path, target, backup and (backup_dir, keep_backups), progress, guard,
+                               check_data, (prune, allow_data_loss, confirm, terms), commit_section)
+        if report is not None:
+            try:
+                result.report = report(conn, result)
+            except (SchemagenError, sqlite3.Error):
+                pass  # see the docstring: the caller's own report meets it
+        return result
     except BaseException:
         if not existed:
             _remove_if_still_empty(conn, path)
@@ -312,7 +333,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
 
     try:
         cleaned = bool(drop_leftovers(conn))  # an interrupted online apply's objects (migrate/online.py)
-        plan = plan_for(conn, target, guard, loss[0], keep=before_data_steps)
+        plan = plan_for(conn, target, guard, loss[0], keep=before_data_steps, tried=False)  # checked before COMMIT
         if plan.up_to_date:
             conn.execute("COMMIT" if cleaned else "ROLLBACK")
             _finish_connection(conn, files)
@@ -335,7 +356,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         conn.execute("SAVEPOINT schemagen_plan")
         count, timings = _run_steps(conn, plan, progress)
         _announce(progress, plan, "verify the structure and the foreign keys of the changed tables")
-        verified = _verify_structure(conn, target)
+        verified, differences = _verify_structure(conn, target)
         # every view prepares, every trigger resolves, every foreign key has its parent key (dependents.py):
         # before foreign_key_check, which a foreign key without its parent key makes fail
         check_dependents(conn, known, fresh=plan.fresh)
@@ -348,7 +369,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
             conn.execute("ROLLBACK TO schemagen_plan")
             before = {_key(v) for v in foreign_key_violations(conn, sorted({v["table"] for v in after}))}
             count, timings = _run_steps(conn, plan, progress)
-            verified = _verify_structure(conn, target)
+            verified, differences = _verify_structure(conn, target)
             after = foreign_key_violations(conn, plan.fk_scope)
             introduced = [v for v in after if _key(v) not in before]
             if introduced:
@@ -386,7 +407,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         raise ChangedThenFailed("database %r: the change is committed, then: %s" % (path, exc)) from None
     return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
                        statements=count, structure=verified, kept_violations=len(after), kept_described=tuple(kept),
-                       step_seconds=tuple(timings))
+                       step_seconds=tuple(timings), differences=differences)
 
 
 def _announce(progress, plan, title):
@@ -473,29 +494,35 @@ def _run_steps(conn, plan, progress):
 
 # The structure is a function of the schema text in sqlite_master (the PRAGMAs that read_structure runs report
 # what this SQLite parsed from it), so a schema already read and found to match a Target in this process needs
-# neither the PRAGMAs nor the comparison again: sqlite_master's rows -> (structure, the Targets it matched).
+# neither the PRAGMAs nor the comparison again: sqlite_master's rows -> (structure, [(a Target it matched, the
+# differences compare found: extras only)]).
 # Many files created in one process (a test suite, one file per tenant) each cost one query instead of ~70.
 _VERIFIED = {}
 _VERIFIED_MAX = 8
 
 
 def _verify_structure(conn, target):
-    """The structure after the plan; ApplyError when it is not the declared one."""
+    """(the structure after the plan, structure.compare's differences: extras only); ApplyError when it is not
+    the declared one."""
     master = tuple(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid").fetchall())
     known = _VERIFIED.get(master)
-    if known is not None and any(t is target for t in known[1]):
-        return known[0]
+    if known is not None:
+        for t, differences in known[1]:
+            if t is target:
+                return known[0], differences
     verified = structure.read_structure(conn)
-    problems = [m for k, m in structure.compare(target.structure, verified) if k != "extra"]
+    differences = structure.compare(target.structure, verified)
+    problems = [m for k, m in differences if k != "extra"]
     if problems:
         raise ApplyError("after the plan the structure still differs, rolled back: " + "; ".join(problems[:10]))
     if known is None:
         if len(_VERIFIED) >= _VERIFIED_MAX:
             _VERIFIED.pop(next(iter(_VERIFIED)))
         known = _VERIFIED[master] = (verified, [])
-    known[1].append(target)
+    known[1].append((target, differences))
     del known[1][:-4]  # a Target per call (a declaration compiled each time) must not pile up
-    return known[0]  # the same schema text reads as the same structure: one object for it, whichever call read it
+    # the same schema text reads as the same structure: one object for it, whichever call read it
+    return known[0], differences
 
 
 def _finish_connection(conn, files):

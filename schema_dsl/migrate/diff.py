@@ -9,6 +9,18 @@ What the database has and the declaration does not (a user's own tables,
 columns, indexes, constraints, views, triggers) produces no change: it is
 kept, carried through any rebuild, and listed by `extras`.
 
+The records are one closed set for both dialects (CHANGE_KINDS): SQLite's planner turns them into ALTER or
+the rebuild (migrate/plan.py), PostgreSQL's into ALTER, NOT VALID/VALIDATE and CONCURRENTLY (pg/plan.py). The
+decisions taken once, here, for both: renames (renames, rename_conflicts), what goes (removals: declared
+removals and --prune, with what a drop weakens, the parent keys --prune keeps, the indexes on removed
+columns), what is kept (extras), and which foreign keys declare a repair (RepairForeignKey); what is lost is
+counted once too (migrate/loss.py). A dialect that changes a column or adds a constraint in place
+(PostgreSQL) plans the records of IN_PLACE_KINDS (AlterColumnType, SetNotNull, DropNotNull, SetDefault,
+DropDefault, AddCheck, AddForeignKey, AddUnique, RecreateIndex, RebuildInvalidIndex, ReplaceView) and a
+removed column as a
+Remove of kind "column"; SQLite folds the same differences into one RebuildTable. PostgreSQL decides those
+in-place differences itself, on expressions as its server prints them (pg/catalog.canonical_expected).
+
 Declared views and triggers are compared by their normalized SQL: a missing
 one is created, a changed one dropped and recreated. A declared virtual table
 that is missing is created, an unchanged one is never touched, and a changed
@@ -26,7 +38,7 @@ from ..model import Column, ForeignKey, Index, Table, VirtualTable, former_names
 from ..analysis.sqltext import default_sql, is_constant_default
 from ..sqlite.quote import quote_identifier
 from ..sqlite import structure
-from ..sqlite.structure import matching_paren, join_tokens, tokenize, view_body
+from ..sqlite.ddl import matching_paren, join_tokens, tokenize, view_body
 
 
 def _tuple(v):
@@ -167,11 +179,13 @@ class VirtualTableChanged:
 class Remove:
     """Drop an index, view, trigger or table that the declaration removes (or that --prune drops).
 
-    A removed column is no Remove: its table is rebuilt without it (a "column-removed" Reason). A table's
-    rows and a column's values are counted by the planner (Plan.data_loss) before anything runs.
+    A removed column is no Remove in diff(): SQLite rebuilds its table without it (a "column-removed" Reason).
+    A dialect that drops a column in place (PostgreSQL's ALTER TABLE DROP COLUMN) makes a Remove of kind
+    "column" (table: its table) from the same decision (removals' columns). A table's rows and a column's
+    values are counted before anything runs (loss.data_loss: Plan.data_loss).
     """
 
-    kind: str                         # index, view, trigger, table
+    kind: str                         # index, view, trigger, table; column (see above)
     name: str
     reason: str
     table: Union[str, None] = None    # the table an index or trigger stands on
@@ -189,9 +203,117 @@ class RepairForeignKey:
     reason: str = "the declaration asks to repair rows that break the foreign key"
 
 
+# --- changes made in place: a dialect whose ALTER TABLE changes a column or adds a constraint (PostgreSQL) makes
+# these; SQLite's planner folds the same differences into one RebuildTable (its Reasons) and never sees them.
+
+
+@frozen
+class AlterColumnType:
+    """ALTER COLUMN TYPE: each value converted, with the declared using= (None: the dialect's own cast)."""
+
+    table: str
+    column: str
+    type: str
+    using: Union[str, None] = None
+    reason: str = "column type changed in the declaration"
+
+
+@frozen
+class SetNotNull:
+    """SET NOT NULL, once every row holds a value (a Backfill before it fills the NULLs)."""
+
+    table: str
+    column: str
+    reason: str = "the column becomes NOT NULL in the declaration"
+
+
+@frozen
+class DropNotNull:
+    table: str
+    column: str
+    reason: str = "the column may hold NULL in the declaration"
+
+
+@frozen
+class SetDefault:
+    table: str
+    column: str
+    default: str
+    reason: str = "default changed in the declaration (existing rows keep their values)"
+
+
+@frozen
+class DropDefault:
+    table: str
+    column: str
+    reason: str = "default removed in the declaration"
+
+
+@frozen
+class AddCheck:
+    """A new CHECK, added without a scan under the strongest lock, then validated (NOT VALID, VALIDATE)."""
+
+    table: str
+    expr: str
+    name: str
+    reason: str = "CHECK is new"
+
+
+@frozen
+class AddForeignKey:
+    """A new foreign key, or one whose actions change (replaces: the name of the one dropped for it)."""
+
+    table: str
+    columns: tuple = field(converter=_tuple)
+    ref_table: str = ""
+    name: str = ""
+    replaces: Union[str, None] = None
+    reason: str = "foreign key is new"
+
+
+@frozen
+class AddUnique:
+    """A new UNIQUE: its unique index built first, then taken over by the constraint."""
+
+    table: str
+    columns: tuple = field(converter=_tuple)
+    name: str = ""
+    reason: str = "UNIQUE is new"
+
+
+@frozen
+class RecreateIndex:
+    """A declared index whose definition changed: dropped and built again in one step (SQLite: DropIndex, then
+    CreateIndex)."""
+
+    index: Index
+    reason: str = "definition changed: dropped and recreated"
+
+
+@frozen
+class RebuildInvalidIndex:
+    """A declared index that a failed concurrent build left INVALID: dropped and built again, both concurrently."""
+
+    index: Index
+    reason: str = ("the index is INVALID (pg_index.indisvalid = false: a CREATE INDEX CONCURRENTLY that failed); it is "
+                   "dropped and built again, both CONCURRENTLY")
+
+
+@frozen
+class ReplaceView:
+    """A declared view whose body changed while its columns stay: replaced in place (CREATE OR REPLACE VIEW)."""
+
+    name: str
+    sql: str
+    reason: str
+
+
 CHANGE_KINDS = (CreateTable, RenameTable, RenameColumn, RepairForeignKey, AddColumn, Backfill, RebuildTable, DropIndex,
                 CreateIndex, CreateIndexVerbatim, DropViewOrTrigger, CreateVirtualTable, CreateViewOrTrigger,
                 VirtualTableChanged, Remove)
+# the changes made in place (above), beside CHANGE_KINDS: the closed set a dialect with a full ALTER TABLE plans
+IN_PLACE_KINDS = (AlterColumnType, SetNotNull, DropNotNull, SetDefault, DropDefault, AddCheck, AddForeignKey, AddUnique,
+                  RecreateIndex, RebuildInvalidIndex, ReplaceView)
 PRUNE = (None, "objects", "all")  # diff's prune: nothing; undeclared indexes, views, triggers; and columns, tables
 Change = Union[CHANGE_KINDS]
 
@@ -253,8 +375,9 @@ def renames(schema, live):
             continue
         if lt.name.lower() != t.name.lower():
             out.append(RenameTable(t, lt.name))
+        mapping = _column_map(t, lt)
         for c in t.columns:
-            source = _column_map(t, lt)[c.name]
+            source = mapping[c.name]
             if source is not None and source.lower() != c.name.lower():
                 out.append(RenameColumn(t, source, c.name))
     return out
@@ -264,7 +387,7 @@ def rename_conflicts(schema, live):
     """The renames the file holds both ends of, as (kind, table, new, old) with the file's spelling: ("table",
     None, new, old) for a declared table found under its name whose former name is a table of the file too,
     ("column", table, new, old) likewise for a column. The rename cannot run and the old one is kept as the
-    user's own: the planner refuses when it holds rows (see plan.check_renames)."""
+    user's own: the planner refuses when it holds rows (loss.rename_problems, on both dialects)."""
     gone = {(r.kind, r.name.lower()) for r in schema.removed if r.kind == "table"}
     out = []
     for t in schema.ordered_tables():
@@ -548,7 +671,7 @@ def _indexes_on_removed_columns(schema, live, objects, columns):
         hit = [c for c in gone if _mentions(live.index_sql.get(name) or "", {c.lower()})]
         if hit:
             objects[("index", name.lower())] = Remove(
-                "index", name, "it indexes the removed column '%s'.'%s', which the rebuild cannot keep" % (
+                "index", name, "it indexes the removed column '%s'.'%s': it cannot stay once the column goes" % (
                     ix.table, hit[0]), table=ix.table,
                 weakens="a UNIQUE index: nothing will keep its columns unique" if ix.unique else None)
     return objects
@@ -734,6 +857,35 @@ def rebuild_dependents(live, tables, fragile=()):
                 names.add(name.lower())
             grown = True
     return out
+
+
+def kept_views_on_dropped(schema, live, removes):
+    """One sentence for each view the plan keeps (not declared, not removed) that reads a table the plan drops,
+    directly or through another such view: the DROP cannot run while it stands (SQLite's rebuild RENAME re-checks
+    every view, PostgreSQL's DROP TABLE refuses a dependent view), so the planner refuses before anything runs.
+    removes: the plan's Remove records (removals)."""
+    dropped = {r.name.lower(): r for r in removes if r.kind == "table"}
+    goes = {r.name.lower() for r in removes if r.kind == "view"}
+    kept = {n: sql for n, sql in live.views.items() if schema.view(n) is None and n.lower() not in goes}
+    problems, names, grown = [], dict(dropped), bool(dropped)
+    while grown:
+        grown = False
+        for name, sql in kept.items():
+            if name.lower() in names:
+                continue
+            via = next((text for k, text in tokenize(sql) if k in ("word", "ident") and text.lower() in names
+                        and text.lower() != name.lower()), None)
+            if via is None:
+                continue
+            what = names[via.lower()]
+            reads = ("table '%s', which the plan drops (%s)" % (what.name, what.reason) if isinstance(what, Remove)
+                     else "view '%s', which reads it" % what)
+            problems.append("view '%s' is not in the declaration and kept, but reads %s: the drop cannot run while "
+                            "the view stands; declare removed(\"view\", \"%s\", \"why\") too, or apply --prune" % (
+                                name, reads, name))
+            names[name.lower()] = name
+            grown = True
+    return problems
 
 
 def _stands_on_dropped(live, kind, name, gone):

@@ -162,14 +162,19 @@ def _record_steps(target, conn, steps, run, recorded, backup=None):
     return out
 
 
-def with_backup(plan, backup):
-    """The plan with its record step naming the backup apply made (the backup is made after planning)."""
+def with_backup(plan, backup, every_step=False):
+    """The plan with its record step naming the backup apply made (the backup is made after planning).
+    every_step: the record also lists every step of plan (apply --online commits its renames, or its expand and data
+    steps, before it plans the rest, whose record would otherwise list the rest only)."""
     from ..compile import render  # Jinja2: only a declaration that keeps a history renders its record
     steps = []
     for s in plan.steps:
         ch = s.change
         if isinstance(ch, RecordHistory) and ch.record is not None:
             record = dict(ch.record, backup=backup)
+            if every_step:
+                record["steps"] = json.dumps([t.title for t in plan.steps if not isinstance(t.change, RecordHistory)],
+                                             ensure_ascii=False)
             s = s.replace(statements=[render.statement("insert_history", HISTORY_TABLE, record)],
                           change=RecordHistory(record))
         steps.append(s)

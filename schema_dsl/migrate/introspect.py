@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from attrs import field, frozen
 
-from ..sqlite import structure
+from ..sqlite import ddl, structure
 from ..model import (Check, Column, Expr, ForeignKey, Index, IndexColumn, PrimaryKey, Table, Trigger, Unique, View,
                      VirtualTable, evolve, named)
 
@@ -79,12 +79,12 @@ def constraint_names(sql):
     out = {"check": {}, "unique": {}, "fk": {}}
     if "constraint" not in (sql or "").lower():
         return out
-    tokens = structure.tokenize(sql)
+    tokens = ddl.tokenize(sql)
     try:
         start = tokens.index(("op", "("))
     except ValueError:
         return out
-    for item in structure.split_top(tokens[start + 1:structure.matching_paren(tokens, start)]):
+    for item in ddl.split_top(tokens[start + 1:ddl.matching_paren(tokens, start)]):
         column_level = not (item and item[0][0] == "word" and item[0][1].lower() in ("constraint", "primary", "unique",
                                                                                       "check", "foreign"))
         for k, tok in enumerate(item):
@@ -92,12 +92,12 @@ def constraint_names(sql):
                 continue
             name, kind, rest = item[k + 1][1], item[k + 2][1].lower(), item[k + 3:]
             if kind == "check" and rest and rest[0] == ("op", "("):
-                out["check"][structure.normalize_sql(structure.join_tokens(rest[1:structure.matching_paren(rest, 0)]))] = name
+                out["check"][ddl.normalize_sql(ddl.join_tokens(rest[1:ddl.matching_paren(rest, 0)]))] = name
             elif kind in ("unique", "foreign", "references"):
                 if column_level:
                     cols = (item[0][1].lower(),)
                 else:
-                    close = structure.matching_paren(rest, rest.index(("op", "("))) if ("op", "(") in rest else 0
+                    close = ddl.matching_paren(rest, rest.index(("op", "("))) if ("op", "(") in rest else 0
                     cols = tuple(t[1].lower() for t in rest[:close] if t[0] in ("word", "ident", "string")
                                  and t[1].lower() != "key")
                 if kind == "unique":
@@ -111,10 +111,10 @@ def constraint_names(sql):
 
 def table_from_pragma_rows(name, info):
     """A model Table from what structure.read_raw read for one table."""
-    parsed = structure.parse_create_table(info["sql"])
-    options = structure.table_options(info["sql"])
+    parsed = ddl.parse_create_table(info["sql"])
+    options = ddl.table_options(info["sql"])
     names = constraint_names(info["sql"])
-    conflicts = structure.conflict_map({"on_conflict": structure.conflict_clauses(info["sql"])})
+    conflicts = structure.conflict_map({"on_conflict": ddl.conflict_clauses(info["sql"])})
     columns = columns_from_xinfo(info["xinfo"], options["collate"])
     pk = primary_key_from_xinfo(info["xinfo"], parsed["autoincrement"])
     if conflicts:  # rare: the common path builds no model object twice
@@ -128,7 +128,7 @@ def table_from_pragma_rows(name, info):
         uniques=[Unique(cols, name=names["unique"].get(tuple(c.lower() for c in cols)),
                         on_conflict=conflicts.get(("UNIQUE", tuple(c.lower() for c in cols))))
                  for cols in info["unique_columns"]],
-        checks=[Check(expr, name=names["check"].get(structure.normalize_sql(expr))) for expr in parsed["checks"]],
+        checks=[Check(expr, name=names["check"].get(ddl.normalize_sql(expr))) for expr in parsed["checks"]],
         foreign_keys=foreign_keys_from_rows(info["fks"], options["deferrable"], names["fk"]),
         without_rowid=options["without_rowid"],
         strict=options["strict"],
@@ -140,7 +140,7 @@ def index_from_pragma_rows(name, info, table=None):
     COLLATE is kept only where it differs from that)."""
     keys = [r for r in info["xinfo"] if r[5]]  # index_xinfo: seqno, cid, name, desc, coll, key
     names = {c.name.lower() for c in table.columns} if table is not None else None
-    texts = structure.index_key_texts(info["sql"], names) if any(r[2] is None for r in keys) else ()
+    texts = ddl.index_key_texts(info["sql"], names) if any(r[2] is None for r in keys) else ()
     columns = []
     for k, r in enumerate(keys):
         if r[2] is not None:
@@ -152,11 +152,11 @@ def index_from_pragma_rows(name, info, table=None):
             columns.append(IndexColumn(texts[k][0] if k < len(texts) else structure.EXPRESSION, bool(r[3]),
                                        expression=True))
     return Index(name, info["table"], columns, unique=bool(info["unique"]),
-                 where=structure.index_where(info["sql"], names))
+                 where=ddl.index_where(info["sql"], names))
 
 
 def virtual_table_from_sql(name, sql):
-    module, args = structure.virtual_table_parts(sql)
+    module, args = ddl.virtual_table_parts(sql)
     return VirtualTable(name, module, args)
 
 
@@ -169,7 +169,7 @@ def read_live(conn, raw=None):
     tables, column_sql, constraint_sql = {}, {}, {}
     for name, info in raw["tables"].items():
         tables[name] = table_from_pragma_rows(name, info)
-        parsed = structure.parse_create_table(info["sql"])
+        parsed = ddl.parse_create_table(info["sql"])
         column_sql[name] = parsed["columns"]
         constraint_sql[name] = parsed["constraints"]
     return Live(

@@ -58,7 +58,13 @@ from .backup import discard, make_backup, prune as prune_backups
 from .dependents import broken_dependents, check_dependents
 from ..compile.target import target_for
 
-BATCH_SECONDS = 0.020    # a copy or verify batch aims at this much write-lock time
+# a copy, verify or free batch aims at this much lock time. In WAL mode 10 ms: on a loaded machine a batch is
+# descheduled while it holds the lock (measured at 1M rows, 2 cores shared: batches of 7-14 ms of CPU held the lock
+# 80-140 ms, most of it waiting for a CPU); a process woken from its free window gets about half a scheduler
+# period before others preempt it, so a batch of that little work mostly finishes first. In rollback-journal mode
+# each COMMIT's two fsyncs cost the same however small the batch, and readers are locked out for each: 20 ms.
+BATCH_SECONDS = 0.010
+BATCH_SECONDS_ROLLBACK = 0.020
 # after each write batch the lock is left free this long: an application writer waiting in SQLite's busy handler
 # sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between its tries, so a free window longer than those steps lets it in
 # before the next batch (without one, back-to-back batches could keep it waiting past 100 ms)
@@ -67,6 +73,11 @@ PAUSE_SECONDS = 0.030
 # and with a fixed cycle of batch plus window (about 50 ms) each retry can fall on a batch again, phase-locked:
 # measured in rollback-journal mode at 1M rows, a reader waited 2.3 s behind batches that each held the lock 15-30 ms
 PAUSE_JITTER = (0.5, 1.8)
+# ... but never shorter than this: until it has waited 103 ms, a waiter in SQLite's busy handler retries at most 25 ms
+# apart (1, 2, 5, 10, 15, 20, 25, 25, 25 ms), so one of its tries falls in any longer window and it gets in right after
+# the batch it met. Measured before (a window of 15-54 ms, WAL, 1M tasks): a writer waited 107 ms while no batch held
+# the lock over 62 ms, its tries stepping over short windows.
+PAUSE_MIN = 0.026
 # in rollback-journal mode a reader is locked out by every commit (journal, fsync: most of a batch) and by every
 # commit of the application's writer too: a longer window leaves readers more of the time (measured at 1M rows
 # with a 30 ms window: 365 of 13983 reads waited over 100 ms, the longest 1.6 s)
@@ -74,6 +85,9 @@ PAUSE_SECONDS_ROLLBACK = 0.080
 _RANDOM = random.Random()
 FIRST_BATCH = 500
 MAX_BATCH = 200000
+# a batch is at most this much larger than the one before: the time a row takes varies (pages in the cache or not,
+# the disk), and a batch sized on a fast one must not overshoot the target by much
+GROWTH = 1.25
 SHADOW = "_schemagen_new_"
 OLD = "_schemagen_old_"  # the old table after the swap, emptied in batches, then dropped
 INDEX = "_schemagen_ix_"
@@ -83,6 +97,7 @@ ROWS_PER_SECOND = 400000  # for plan --online's estimates: rows an index build o
 # a new index on a table of at least this many rows (an index build of about 50 ms and more) is not built by one
 # CREATE INDEX under the write lock: the table is copied in batches into a shadow that has the index
 INDEX_COPY_ROWS = 20000
+CACHE_KIB = 65536  # the apply connection's page cache (KiB) at least
 
 
 class OnlineRefused(SchemagenError):
@@ -117,12 +132,13 @@ def _unquote(name):
 class TablePlan:
     """One rebuilt table of an online apply: old and declared names, the shadow, its copy and its indexes."""
 
-    same = False  # True: copied unchanged, only to build a new index (for_index)
+    same = False  # True: copied unchanged, only to build a new index or to drop one (for_index)
     triggers_sql = ()  # for_index: the table's own triggers, recreated on the new table at the swap
 
     def __init__(self, conn, step, number):
         ch = step.change
         self.step, self.old, self.name = step, step.table, ch.table.name
+        self.rows = step.rows or 0
         self.shadow = SHADOW + ch.table.name
         head = re.match(r'((?:\s*--[^\n]*\n)*\s*CREATE\s+TABLE\s+)("(?:[^"]|"")*"|\S+)', step.statements[0], re.I)
         if head is None:  # the rendered rebuild starts with its CREATE TABLE (after comments)
@@ -179,11 +195,11 @@ class TablePlan:
             self.insert_columns, self.select = ["rowid"] + self.columns, ["rowid"] + self.exprs
 
     @classmethod
-    def for_index(cls, conn, step, number):
+    def for_index(cls, conn, step, number, table, rows):
         """The table of a new index (step) copied unchanged into a shadow that has the index, so that no CREATE
-        INDEX reads the whole table under the write lock; None when the table cannot be (WITHOUT ROWID, generated
-        columns): the index is then built in one transaction."""
-        table = step.table
+        INDEX reads the whole table under the write lock, or of a dropped index into one without it, so that no
+        DROP INDEX walks it; None when the table cannot be (WITHOUT ROWID, generated columns): the index is then
+        built, or dropped, in one transaction. rows: about how many rows the table has."""
         row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
         head = re.match(r'(\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?)("(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[^\s(]+)',
                         row[0] if row else "", re.I)
@@ -192,7 +208,7 @@ class TablePlan:
             return None
         tp = cls.__new__(cls)
         tp.step, tp.old, tp.name, tp.shadow, tp.number, tp.top = step, table, table, SHADOW + table, number, None
-        tp.same, tp.original_sql = True, row[0]
+        tp.same, tp.original_sql, tp.rows = True, row[0], rows
         tp.create = head.group(1) + q(tp.shadow) + row[0][head.end(2):]
         tp.columns = [name for name, _ in info]
         tp.exprs = [q(c) for c in tp.columns]
@@ -328,6 +344,18 @@ def _primary_key(conn, table):
                                                    (table,)).fetchall(), key=lambda r: r[1]))
 
 
+def _row_estimate(conn, table):
+    """About how many rows table has: max(rowid), one B-tree descent (count(*) reads the whole table); the count of a
+    WITHOUT ROWID table."""
+    try:
+        top = conn.execute("SELECT coalesce(max(rowid), 0) FROM %s" % q(table)).fetchone()[0]
+    except sqlite3.OperationalError:
+        top = None
+    if isinstance(top, int):
+        return top
+    return conn.execute("SELECT count(*) FROM %s" % q(table)).fetchone()[0]
+
+
 def _dropped_index(step):
     """The name of the index a step drops (a DropIndex, or a declared removal of an index), else None."""
     kind = _kind(step)
@@ -352,10 +380,24 @@ class OnlinePlan:
                 self.tables.append(tp)
                 rebuilt[tp.name.lower()] = tp
                 rebuilt[tp.old.lower()] = tp
-        for step in plan.steps:  # a new index on a big table that is not rebuilt: the table copied with it
-            if _kind(step) == "CreateIndex" and step.table and step.table.lower() not in rebuilt and \
-                    (step.rows or 0) >= INDEX_COPY_ROWS:
-                tp = TablePlan.for_index(conn, step, len(self.tables))
+        index_table = dict((n.lower(), t) for n, t in conn.execute(
+            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'"))
+        removed = {s.change.name.lower() for s in plan.steps if _kind(s) == "Remove" and s.change.kind == "table"}
+        for step in plan.steps:
+            # a new index on a big table that is not rebuilt: the table copied with it; an index dropped from one (a
+            # DROP INDEX walks every page of the index under the write lock: 90-180 ms at 1M rows, measured): the
+            # table copied without it, the old table and its index then emptied in batches
+            table = step.table if _kind(step) == "CreateIndex" else index_table.get((_dropped_index(step) or "").lower())
+            if not table or table.lower() in rebuilt or table.lower() in removed:
+                continue
+            if _kind(step) == "CreateIndex":
+                rows = step.rows or 0
+            elif _dropped_index(step):
+                rows = _row_estimate(conn, table)
+            else:
+                continue
+            if rows >= INDEX_COPY_ROWS:
+                tp = TablePlan.for_index(conn, step, len(self.tables), table, rows)
                 if tp is not None:
                     for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
                                                   "tbl_name = ? AND sql IS NOT NULL ORDER BY rowid", (tp.old,)):
@@ -400,6 +442,7 @@ class OnlinePlan:
         renames_first: no data step is pending, so apply --online commits the renames first, alone
         (_renames_first); with one, they commit with the expand steps before it (_data_steps_first)."""
         out = []
+        batch_ms = 1000 * _batch_seconds(conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal")
         for step in self.before:  # a new index on a table not rebuilt is built here, in its own transaction
             rows = step.rows or 0
             if renames_first and _kind(step) in ("RenameTable", "RenameColumn"):
@@ -412,18 +455,24 @@ class OnlinePlan:
         for step in self.data:
             out.append({"step": step.title, "lock": _data_lock(step)})
         for tp in self.tables:
-            n = tp.step.rows or 0
+            n = tp.rows
+            why = ""
+            if tp.same and _dropped_index(tp.step):
+                why = (" (the table is copied unchanged without index '%s': no DROP INDEX walks an index of about %d "
+                       "rows under the lock; the old table and the index are emptied in batches)" % (
+                           _dropped_index(tp.step), n))
+            elif tp.same:
+                why = (" (the table is copied unchanged: a new index on about %d rows is built as the copy fills it, "
+                       "not by one CREATE INDEX)" % n)
             out.append({"step": "create shadow table '%s' with %d index(es) (empty, under temporary names) and sync "
-                                "triggers on '%s'%s" % (tp.shadow, len(tp.indexes), tp.old, (
-                                    " (the table is copied unchanged: a new index on about %d rows is built as the "
-                                    "copy fills it, not by one CREATE INDEX)" % n) if tp.same else ""),
+                                "triggers on '%s'%s" % (tp.shadow, len(tp.indexes), tp.old, why),
                         "lock": "one short transaction"})
             out.append({"step": "copy %d rows of '%s' into '%s' in batches" % (n, tp.old, tp.shadow),
                         "lock": "batches of about %d ms each, a passive WAL checkpoint between them" % (
-                            BATCH_SECONDS * 1000)})
+                            batch_ms)})
             out.append({"step": "check that every row of '%s' is in '%s' (the new constraints and foreign keys)" % (
                 tp.old, tp.shadow), "lock": "none (read batches of about %d ms each; in rollback-journal mode they "
-                                            "hold writers off that long)" % (BATCH_SECONDS * 1000)})
+                                            "hold writers off that long)" % batch_ms})
         if self.tables or self.swap:
             rebuilds = len([tp for tp in self.tables if not tp.same])
             names = ", ".join("'%s'" % tp.name for tp in self.tables)
@@ -436,8 +485,8 @@ class OnlinePlan:
         for step in self.after:
             out.append({"step": step.title, "lock": "one transaction (it frees the index's pages)"})
         for tp in self.tables:
-            out.append({"step": "empty the old table '%s%s' (%d rows) and drop it" % (OLD, tp.name, tp.step.rows or 0),
-                        "lock": "batches of about %d ms each" % (BATCH_SECONDS * 1000)})
+            out.append({"step": "empty the old table '%s%s' (%d rows) and drop it" % (OLD, tp.name, tp.rows),
+                        "lock": "batches of about %d ms each" % batch_ms})
         return out
 
 
@@ -461,35 +510,76 @@ def _ms(rows):
 _COMMIT_SECTION = contextvars.ContextVar("schemagen_online_commit_section", default=None)
 
 
+LONGEST_KEPT = 10  # stats["longest_locks"]: this many of the longest write transactions, for apply --json
+
+
 class _Lock:
-    """BEGIN IMMEDIATE ... COMMIT as a context manager; times the write lock it held."""
+    """BEGIN IMMEDIATE ... COMMIT as a context manager; times the write lock it held. stats gets longest_lock (seconds)
+    and longest_lock_step, transactions (a count), and longest_locks: the LONGEST_KEPT longest transactions, each
+    {"step", "began" (Unix time), "held_ms", "commit_ms" (of it, the COMMIT: journal and fsync), "cpu_ms" (of it, this
+    thread on a CPU), "runnable_ms" (of it, this thread ready to run but waiting for a CPU: the machine's load, not
+    schemagen's work; Linux only, else null)}: the rest of held_ms is time blocked on the disk. longest_own_lock (and
+    its step): the longest held time less its runnable time."""
 
     def __init__(self, conn, stats, label="batch"):
         self.conn, self.stats, self.label = conn, stats, label
 
     def __enter__(self):
         self.conn.execute("BEGIN IMMEDIATE")
-        self.started = time.perf_counter()
-        return self.conn
+        self.began, self.started, self.cpu, self.sched = time.time(), time.perf_counter(), time.process_time(), _sched()
+        return self
 
     def __exit__(self, kind, exc, tb):
+        committing = time.perf_counter()
         if kind is None:
             section = _COMMIT_SECTION.get()
             with section() if section is not None else contextlib.nullcontext():
                 self.conn.execute("COMMIT")
         elif self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-        held = time.perf_counter() - self.started
+        ended = time.perf_counter()
+        held = self.held = ended - self.started
+        self.body = committing - self.started  # without the COMMIT
         if held >= self.stats.get("longest_lock", 0.0):
             self.stats["longest_lock"], self.stats["longest_lock_step"] = held, self.label
         self.stats["transactions"] = self.stats.get("transactions", 0) + 1
+        now = _sched() if self.sched else None
+        runnable = (now[1] - self.sched[1]) / 1e9 if now else None
+        _keep(self.stats, "longest_locks", {
+            "step": self.label, "began": round(self.began, 3), "held_ms": round(held * 1000, 1),
+            "commit_ms": round((ended - committing) * 1000, 1),
+            "cpu_ms": round((time.process_time() - self.cpu) * 1000, 1),
+            "runnable_ms": round(runnable * 1000, 1) if runnable is not None else None})
+        # the longest hold not counting the time this thread waited for a CPU: schemagen's own work and the disk
+        own = held - (runnable or 0.0)
+        if own >= self.stats.get("longest_own_lock", 0.0):
+            self.stats["longest_own_lock"], self.stats["longest_own_lock_step"] = own, self.label
         return False
 
 
+def _sched():
+    """(ns on a CPU, ns waiting for one) of this thread so far (/proc/thread-self/schedstat), None where unreadable."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return [int(v) for v in f.read().split()[:2]]
+    except (OSError, ValueError):
+        return None
+
+
+def _keep(stats, key, record):
+    """stats[key]: the LONGEST_KEPT records of the largest held_ms, longest first."""
+    kept = stats.setdefault(key, [])
+    if len(kept) < LONGEST_KEPT or record["held_ms"] > kept[-1]["held_ms"]:
+        kept.append(record)
+        kept.sort(key=lambda r: -r["held_ms"])
+        del kept[LONGEST_KEPT:]
+
+
 def _pause(wal=True):
-    """The free window after a write batch: PAUSE_SECONDS on average (PAUSE_SECONDS_ROLLBACK in rollback-journal
-    mode), never the same twice (PAUSE_JITTER)."""
-    time.sleep((PAUSE_SECONDS if wal else PAUSE_SECONDS_ROLLBACK) * _RANDOM.uniform(*PAUSE_JITTER))
+    """The free window after a write batch: about PAUSE_SECONDS (PAUSE_SECONDS_ROLLBACK in rollback-journal mode),
+    never the same twice (PAUSE_JITTER), never under PAUSE_MIN."""
+    mean = PAUSE_SECONDS if wal else PAUSE_SECONDS_ROLLBACK
+    time.sleep(_RANDOM.uniform(max(PAUSE_MIN, mean * PAUSE_JITTER[0]), mean * PAUSE_JITTER[1]))
 
 
 def _checkpoint(conn, wal):
@@ -504,16 +594,15 @@ def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
     (tests write from another connection there)."""
     size, lo, n = FIRST_BATCH, None, 0
     while tp.top is not None and lo != tp.top:
-        started = time.perf_counter()
-        with _Lock(conn, stats, "%s batch of '%s'" % (label, tp.name)) if write else _Read(conn):
+        with _Lock(conn, stats, "%s batch of '%s'" % (label, tp.name)) if write else \
+                _Read(conn, stats, "%s batch of '%s'" % (label, tp.name)) as batch:
             where, params = tp.key_range(None, lo, tp.top)
             row = conn.execute("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT 1 OFFSET ?" % (
                 tp.key(), q(tp.old), where, tp.key()), params + [size - 1]).fetchone()
             bound = tuple(row) if row is not None else tp.top  # fewer rows than size left: up to the top
             result = sql_for(lo, bound)
         lo, n = bound, n + 1
-        took = time.perf_counter() - started
-        size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(took, 1e-4)), size * 2))
+        size = _next_size(size, batch, wal)
         if write:
             _checkpoint(conn, wal)
             _pause(wal)
@@ -524,17 +613,60 @@ def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
 
 
 class _Read:
-    def __init__(self, conn):
-        self.conn = conn
+    """A read transaction (BEGIN ... ROLLBACK); with stats, its length is kept in stats["longest_reads"] as _Lock keeps
+    write transactions (in rollback-journal mode a read holds off every writer's COMMIT, and the readers queued
+    behind that COMMIT, for as long as it lasts)."""
+
+    def __init__(self, conn, stats=None, label="read", one=True):
+        self.conn, self.stats, self.label, self.one = conn, stats, label, one
 
     def __enter__(self):
-        self.conn.execute("BEGIN")
-        return self.conn
+        if self.one:  # else every statement reads on its own (autocommit), holding the shared lock only while it runs
+            self.conn.execute("BEGIN")
+        self.began, self.started = time.time(), time.perf_counter()
+        return self
 
     def __exit__(self, *exc):
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+        self.held = self.body = time.perf_counter() - self.started
+        if self.stats is not None:
+            _keep(self.stats, "longest_reads", {"step": self.label, "began": round(self.began, 3),
+                                                "held_ms": round(self.held * 1000, 1)})
         return False
+
+
+def _batch_seconds(wal):
+    return BATCH_SECONDS if wal else BATCH_SECONDS_ROLLBACK
+
+
+def _next_size(size, batch, wal):
+    """The next batch's size in rows: the last one's scaled to _batch_seconds(wal) by the time it held its lock,
+    growing by GROWTH at most, between 50 and MAX_BATCH rows. In WAL mode the time from BEGIN to the end of its
+    COMMIT (which writes the batch's pages to the WAL); in rollback-journal mode without the COMMIT, whose two fsyncs
+    cost about the same for any batch: sized with them, every batch shrank to the 50-row minimum once the disk's
+    fsyncs alone took longer than the target (measured: a 1M-row copy still running after 15 minutes)."""
+    took = batch.held if wal else batch.body
+    return max(50, min(MAX_BATCH, int(size * _batch_seconds(wal) / max(took, 1e-4)), int(size * GROWTH) + 1))
+
+
+@contextlib.contextmanager
+def _batch_commits(conn, wal):
+    """In WAL mode, the batches (copy, free) commit with synchronous=NORMAL when the connection's setting is FULL or
+    EXTRA: their COMMIT then writes the WAL without an fsync, which on a busy disk held the write lock 50-80 ms a batch
+    (measured at 1M rows). A power loss can lose the last batches, never corrupt the file (WAL mode at NORMAL stays
+    consistent): what is lost is schemagen's own shadow rows or old rows, a leftover the next apply removes, and the
+    next COMMIT at the connection's own setting (the swap's, the application's) syncs every batch before it. In
+    rollback-journal mode the setting is left alone (NORMAL there can corrupt the file on a power loss on some
+    filesystems)."""
+    level = conn.execute("PRAGMA synchronous").fetchone()[0] if wal else 0
+    if level > 1:
+        conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        yield
+    finally:
+        if level > 1:
+            conn.execute("PRAGMA synchronous = %d" % level)
 
 
 def _describe_row(conn, tp, key):
@@ -635,16 +767,14 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
                 top = conn.execute("SELECT %s FROM %s ORDER BY %s LIMIT 1" % (tp.key(), q(tp.old), ", ".join(
                     "%s DESC" % _col(k) for k in tp.key_old))).fetchone()
                 tp.top = tuple(top) if top is not None else None
-            _batches(conn, tp, lambda lo, hi, tp=tp: _copy(conn, tp, lo, hi), between, stats, "copy", wal)
+            with _batch_commits(conn, wal):
+                _batches(conn, tp, lambda lo, hi, tp=tp: _copy(conn, tp, lo, hi), between, stats, "copy", wal)
             missing = _batches(conn, tp, lambda lo, hi, tp=tp: _missing(conn, tp, lo, hi) or _stale_fk(conn, tp, lo, hi),
                                between, stats, "verify", wal, write=False)
             if missing:
                 raise _refuse(conn, path, tp, missing, "found by the check before the swap")
-        conn.execute("BEGIN")  # the views and triggers already broken: read before the swap, not under its lock
-        try:
+        with _Read(conn, stats, "read the broken views and triggers"):  # before the swap, not under its lock
             known = broken_dependents(conn)
-        finally:
-            conn.execute("ROLLBACK")
         with _Lock(conn, stats, "swap"):
             for tp in online.tables:
                 if tp.same:
@@ -657,10 +787,15 @@ def _rebuild_and_swap(conn, path, online, target, between, stats, wal):
                         conn.execute(stmt)
             conn.execute("DROP TABLE IF EXISTS %s" % q(REJECTS))
             check_dependents(conn, known)
-            stats["structure"] = _verify_structure(conn, target)
-    except BaseException:
+            stats["structure"] = _verify_structure(conn, target)[0]
+    except BaseException as exc:
         try:
-            drop_leftovers(conn)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, SchemagenError):  # refused: the shadow (up to every row) emptied in batches
+                _drop_leftovers(conn, stats, wal)
+            else:  # interrupted: at once, in one transaction
+                drop_leftovers(conn)
         except sqlite3.Error:
             pass  # the next apply removes them
         raise
@@ -742,25 +877,45 @@ def _swap(conn, path, tp):
         conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (retired,))
 
 
-def _free(conn, table, stats, wal, between=None, key="rowid"):
+def _drop_leftovers(conn, stats, wal):
+    """drop_leftovers without a long write lock: the sync triggers first, in one short transaction (no write meets a
+    trigger whose table is gone), then each leftover table (a shadow or an old table of an interrupted apply, or of
+    this one refused before its swap: up to the whole table's rows) emptied in batches and dropped (_free)."""
+    found = leftovers(conn)
+    if not found:
+        return
+    with _Lock(conn, stats, "drop the sync triggers of an interrupted online apply"):
+        for kind, name, _ in found:
+            if kind == "trigger":
+                conn.execute("DROP TRIGGER IF EXISTS %s" % q(name))
+    for kind, name, _ in found:
+        if kind == "table":
+            sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+            if sql is not None:
+                key = ", ".join(q(c) for c in _primary_key(conn, name)) if _without_rowid(sql[0]) else "rowid"
+                _free(conn, name, stats, wal, key=key, label="empty the leftover table '%s'" % name)
+    drop_leftovers(conn)  # anything else (none is expected)
+
+
+def _free(conn, table, stats, wal, between=None, key="rowid", label="free the old table's pages"):
     """Empty the retired old table in batches sized by time (its pages freed a batch at a time), then drop it:
     a DROP TABLE of a big table holds the write lock for as long as it walks every page."""
     size, n = FIRST_BATCH, 0
-    while True:
-        started = time.perf_counter()
-        with _Lock(conn, stats, "free the old table's pages"):
-            done = conn.execute("DELETE FROM %s WHERE (%s) IN (SELECT %s FROM %s ORDER BY %s LIMIT ?)" % (
-                q(table), key, key, q(table), key), (size,)).rowcount
+    with _batch_commits(conn, wal):
+        while True:
+            with _Lock(conn, stats, label) as batch:
+                done = conn.execute("DELETE FROM %s WHERE (%s) IN (SELECT %s FROM %s ORDER BY %s LIMIT ?)" % (
+                    q(table), key, key, q(table), key), (size,)).rowcount
             if not done:
-                conn.execute("DROP TABLE %s" % q(table))
-        if not done:
-            return
-        size = max(50, min(MAX_BATCH, int(size * BATCH_SECONDS / max(time.perf_counter() - started, 1e-4)), size * 2))
-        _checkpoint(conn, wal)
-        _pause(wal)
-        n += 1
-        if between is not None:
-            between(table, "free", n)
+                break
+            size = _next_size(size, batch, wal)
+            _checkpoint(conn, wal)
+            _pause(wal)
+            n += 1
+            if between is not None:
+                between(table, "free", n)
+    with _Lock(conn, stats, "drop the emptied table '%s'" % table):  # at the connection's own synchronous setting
+        conn.execute("DROP TABLE %s" % q(table))
 
 
 class OnlineResult(ApplyResult):
@@ -800,7 +955,16 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
     token = _COMMIT_SECTION.set(commit_section)
     try:
         conn.execute("PRAGMA foreign_keys = OFF")  # outside any transaction: no ON DELETE fires in the swap
-        drop_leftovers(conn)
+        wal = conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+        # a batch's pages stay in the cache until its COMMIT: a spill in the middle of a batch takes the exclusive
+        # lock early in rollback-journal mode (readers locked out for the rest of the batch) and writes twice in WAL
+        cache = conn.execute("PRAGMA cache_size").fetchone()[0]  # pages when positive, KiB when negative
+        cache = cache * conn.execute("PRAGMA page_size").fetchone()[0] // 1024 if cache > 0 else -cache
+        conn.execute("PRAGMA cache_size = %d" % -max(cache, CACHE_KIB))
+        if wal:  # the write batches checkpoint after themselves (_checkpoint), with the write lock free; an automatic
+            # checkpoint would run inside the COMMIT statement, after the lock is released but timed as part of it
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        _drop_leftovers(conn, stats, wal)
         # pending data steps: they and the expand steps before them (the renames among them) commit first; else
         # the renames alone do (the target keeps a history under --online: keeping_history)
         backup_to, first = _data_steps_first(conn, path, target, guard, backup, between, stats)
@@ -810,7 +974,13 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
         # committed above, so nothing is planned on a scratch copy of the file; a write here would also fail at
         # once with "database is locked" after any application commit)
         conn.execute("PRAGMA query_only = ON")
-        conn.execute("BEGIN")
+        # in rollback-journal mode a read transaction holds off every writer's COMMIT, and every reader queued behind
+        # that COMMIT, for as long as it lasts: planning (its row counts, its checks of the rows the new constraints
+        # would reject, quick_check of the rebuilt tables: hundreds of ms at 1M rows) then reads statement by
+        # statement, each its own short read; the copy and its checks compare every row again, and the swap checks
+        # the structure, so nothing depends on the plan's reads being one snapshot
+        reading = _Read(conn, stats, "plan" if wal else "plan (each statement its own read)", one=wal)
+        reading.__enter__()
         try:
             plan = _unless_only_history(plan_for(conn, target, guard, loss[0]), declared)
             if not plan.up_to_date and not plan.fresh:
@@ -822,7 +992,7 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
                 raise _committed(exc, first) from None
             raise
         finally:
-            conn.execute("ROLLBACK")
+            reading.__exit__(None, None, None)
             conn.execute("PRAGMA query_only = OFF")
         if first:  # the renames, or the data steps and the expand steps before them: part of what this apply did
             plan = plan.replace(steps=first + list(plan.steps), touches_rows=True)
@@ -835,6 +1005,8 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
                          commit_section=commit_section, terms=terms)
         if backup and plan.touches_rows and backup_to is None:
             backup_to = _backup(path, backup[0], between)
+        from .history import with_backup  # the record names the backup and every step, those committed first too
+        plan = with_backup(plan, backup_to, every_step=True)
         try:
             run(conn, path, plan, target, between, stats)
         except ChangedThenFailed:
@@ -908,7 +1080,8 @@ def _renames_first(conn, path, target, guard, backup, between, stats):
     file. between(title, "rename", 1) after the commit. Returns (backup, the rename steps, marked executed)."""
     from ..sqlite import structure  # only a file that differs from the declaration is read further
     conn.execute("PRAGMA query_only = ON")
-    conn.execute("BEGIN")
+    reading = _Read(conn, stats, "plan the renames")
+    reading.__enter__()
     try:
         if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
             return None, []
@@ -931,7 +1104,7 @@ def _renames_first(conn, path, target, guard, backup, between, stats):
         steps = rename_steps(changes)
         touches = any(_has_rows(conn, s.table) for s in steps)
     finally:
-        conn.execute("ROLLBACK")
+        reading.__exit__(None, None, None)
         conn.execute("PRAGMA query_only = OFF")
     backup_to = _backup(path, backup[0], between) if backup and touches else None
     title = ", ".join(s.title for s in steps)

@@ -205,29 +205,9 @@ def _unfillable(conn, t, live_t, ch):
 
 def check_renames(conn, schema, live):
     """Raise UnsafeMigrationError for a declared rename whose old and new names both exist in the file while the
-    old one holds rows (a table) or non-NULL values (a column): the rename cannot run, and those would be left
-    behind under the old name while the plan said "up to date". An empty old one is kept as the user's own."""
-    from . import diff as d  # see check_data
-    q = quote_identifier
-    problems = []
-    for kind, table, new, old in d.rename_conflicts(schema, live):
-        if kind == "table":
-            n_old, n_new = (_count(conn, "SELECT count(*) FROM %s" % q(t)) for t in (old, new))
-            what, where, unit = "table '%s'" % new, "the file", "row"
-            fix = ("move the rows into '%s' and drop '%s' (or declare removed('table', '%s', ...))" % (new, old, old))
-        else:
-            n_old, n_new = (_count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (q(table), q(c)))
-                            for c in (old, new))
-            what, where, unit = "table '%s', column '%s'" % (table, new), "table '%s'" % table, "non-NULL value"
-            fix = ("copy the values into '%s' and drop the column '%s' (then declare it removed instead of "
-                   "renamed_from)" % (new, old))
-        if not n_old:
-            continue
-        problems.append("%s is declared renamed_from '%s', but %s has both: '%s' holds %d %s%s, '%s' holds %s; the "
-                        "rename cannot run and those would stay behind under '%s': %s%s" % (
-                            what, old, where, old, n_old, unit, "s" if n_old != 1 else "", new,
-                            "%d" % n_new if n_new else "none", old, fix,
-                            ", or drop the empty '%s' so that the rename runs" % new if not n_new else ""))
+    old one holds rows (a table) or non-NULL values (a column): see loss.rename_problems."""
+    from . import loss  # see check_data
+    problems = loss.rename_problems(lambda sql: _count(conn, sql), schema, live)
     if problems:
         raise UnsafeMigrationError("refusing to migrate, nothing was changed: " + "; ".join(problems))
 
@@ -363,12 +343,12 @@ def _failing_rows(conn, table, key, expr):
     return found
 
 
-ORPHANS_SHOWN = 5        # rows a refusal names
 REPAIR_ROWS_SHOWN = 50   # rows a repair step names in its why
 
 
 def _fk_text(f):
-    return "foreign key (%s) -> %s" % (", ".join(f.columns), f.ref_table)
+    from .loss import fk_text  # see check_data
+    return fk_text(f)
 
 
 def _orphan_query(schema, live, live_t, f):
@@ -412,6 +392,7 @@ def _same_key(f, g):
 def _introduced_orphans(conn, schema, live, t, live_t):
     """A foreign key the rebuild adds (not one whose actions change: its orphans were already there and are kept)
     with existing rows that break it, and no repair declared: one refusal each, naming the first rows."""
+    from .loss import ORPHANS_SHOWN, orphans_refused  # see check_data
     out = []
     for f in t.foreign_keys:
         if f.repair or any(_same_key(f, g) for g in live_t.foreign_keys):
@@ -419,11 +400,7 @@ def _introduced_orphans(conn, schema, live, t, live_t):
         found = orphans(conn, schema, live, live_t, f, ORPHANS_SHOWN)
         if not found or not found[0]:
             continue
-        n, shown = found
-        out.append("table '%s': new %s: %d existing row%s %s no parent row in '%s' (%s%s); fix or delete them, or "
-                   "declare repair='set null' or repair='delete' on the foreign key" % (
-                       t.name, _fk_text(f), n, "s" if n != 1 else "", "have" if n != 1 else "has", f.ref_table,
-                       "; ".join("%s: %s" % row for row in shown), "; ..." if n > len(shown) else ""))
+        out.append(orphans_refused(t.name, f.columns, f.ref_table, *found))
     return out
 
 
@@ -605,42 +582,17 @@ def migration_plan(conn, target, live, prune=None):
             touches = True
             break
     loss = data_loss(conn, live, changes, rows)
-    loss += [{"kind": "rows", "table": s.table, "column": None, "rows": s.rows,
-              "text": "table '%s': %s deleted, which break %s (declared repair='delete')" % (
-                  s.table, plural(s.rows, "row"), _fk_text(s.change.foreign_key))}
-             for s in steps if isinstance(s.change, d.RepairForeignKey) and s.change.foreign_key.repair == "delete"]
+    from .loss import repair_loss  # see check_data
+    loss += [x for x in (repair_loss(s.table, s.change, s.rows) for s in steps
+                         if isinstance(s.change, d.RepairForeignKey)) if x is not None]
     return Plan(steps=steps, extras=d.extras(schema, live, prune), touches_rows=touches or bool(loss),
                 fk_scope=_fk_scope(schema, live, changes), data_loss=loss)
 
 
 def data_loss(conn, live, changes, rows):
-    """What the changes give up, counted now: a dropped table's rows, a removed column's non-NULL values."""
-    from . import diff as d  # see check_data
-    out = []
-    for ch in changes:
-        if isinstance(ch, d.Remove) and ch.kind == "table":
-            n = rows(ch.name) if live.table(ch.name) is not None else _count(
-                conn, "SELECT count(*) FROM %s" % quote_identifier(ch.name))
-            out.append({"kind": "table", "table": ch.name, "column": None, "rows": n,
-                        "text": "table '%s': %s go (%s)" % (ch.name, plural(n, "row"), ch.reason)})
-        elif isinstance(ch, d.RebuildTable):
-            old = live.table(ch.table.name).name
-            for name, source, using, expr in ch.conversions:
-                n = _count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL AND (%s) IS NULL" % (
-                    quote_identifier(old), quote_identifier(source), expr))
-                if n:
-                    out.append({"kind": "conversion", "table": old, "column": name, "rows": n,
-                                "text": "column '%s'.'%s': %d non-NULL value%s NULL (converted with %s)" % (
-                                    old, name, n, " becomes" if n == 1 else "s become", using)})
-            for r in ch.reasons:
-                if r.kind == "column-removed":
-                    column = r.columns[0]
-                    n = _count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (
-                        quote_identifier(old), quote_identifier(column)))
-                    out.append({"kind": "column", "table": old, "column": column, "rows": n,
-                                "text": "column '%s'.'%s': %d non-NULL value%s go (%s)" % (
-                                    old, column, n, "" if n == 1 else "s", r.text)})
-    return out
+    """What the changes give up, counted now (loss.data_loss: the one count both dialects use)."""
+    from . import loss  # see check_data
+    return loss.data_loss(lambda sql: _count(conn, sql), live, changes, rows)
 
 
 def _fk_scope(schema, live, changes):
@@ -691,3 +643,67 @@ def _rebuild_step(conn, ch, live, nrows, render):
     why = "rebuild (SQLite's 12-step procedure, foreign keys off, in the one transaction): " + ch.reason
     return Step("rebuild table '%s' (copies %s)" % (t.name, plural(nrows, "row")), why, statements,
                 rows=nrows, table=old, change=ch)
+
+
+# --- plan's text -------------------------------------------------------------------------
+
+def format_plan(plan):
+    """plan's text: the steps, each with why and its statements, what it loses or weakens, and what is kept (with
+    the exact ways to drop it)."""
+    if plan.up_to_date:
+        lines = ["up to date: nothing to do" + (" (%s the declaration does not have %s kept: see below)" % (
+            plural(len(plan.extras), "object"), "is" if len(plan.extras) == 1 else "are") if plan.extras else "")]
+    else:
+        lines = ["%s, %s, in one transaction%s:" % (
+            plural(len(plan.steps), "step"), plural(len(plan.statements), "statement"),
+            "; a backup is made first" if plan.touches_rows else "")]
+        for n, s in enumerate(plan.steps, start=1):
+            lines.append("  %d. %s" % (n, s.title))
+            reasons = getattr(s.change, "reasons", None)
+            if reasons:  # a rebuild: every reason, and the renames and new columns it carries
+                lines += ["       - %s" % r.text for r in reasons]
+        lines += ["", "Each step, why, and its statements:"]
+        for n, s in enumerate(plan.steps, start=1):
+            lines.append("")
+            lines.append("%d. %s" % (n, s.title))
+            lines.append("   why: %s" % s.why)
+            for stmt in s.statements:
+                lines += ["   " + line for line in stmt.splitlines()]
+    if plan.data_loss:
+        lines.append("")
+        lines.append("loses data (apply makes a backup first and asks; --yes accepts):")
+        lines += ["  - %s" % d["text"] for d in plan.data_loss]
+    weakens = [(s.change.kind, s.change.name, s.change.weakens) for s in plan.steps
+               if getattr(s.change, "weakens", None)]
+    if weakens:
+        lines.append("")
+        lines.append("weakens, although no row goes:")
+        lines += ["  - %s '%s': %s" % w for w in weakens]
+    if plan.extras:
+        lines.append("")
+        lines.append("not in the declaration, kept (apply drops only what the declaration removes or --prune names):")
+        for e in plan.extras:
+            lines.append("  - %s" % e)
+            lines.append("      to drop it: %s" % removal_advice(e))
+    return "\n".join(lines)
+
+
+_KEPT = (r"(?P<kind>virtual table|table|index|view|trigger) '(?P<name>(?:[^']|'')*)'"
+         r"(?:: column '(?P<column>(?:[^']|'')*)')?")
+
+
+def removal_advice(kept):
+    """The exact ways to drop one kept object (a line of plan.extras): the declaration's removed(...), or --prune
+    (with --allow-data-loss for what holds data: a table, a column)."""
+    match = re.match(_KEPT, kept)
+    if match is None:
+        return "declare it removed with removed(...), or apply --prune"
+    kind, name, column = match.group("kind"), match.group("name"), match.group("column")
+    q = lambda text: '"%s"' % text.replace("''", "'").replace("\\", "\\\\").replace('"', '\\"')
+    if column is not None:
+        return "removed(\"column\", %s, \"why\", table=%s), or apply --prune --allow-data-loss (its values go; a " \
+               "backup is made first)" % (q(column), q(name))
+    if kind in ("table", "virtual table"):
+        return "removed(\"table\", %s, \"why\"), or apply --prune --allow-data-loss (its rows go; a backup is made " \
+               "first)" % q(name)
+    return "removed(%s, %s, \"why\"), or apply --prune (no data goes)" % (q(kind), q(name))

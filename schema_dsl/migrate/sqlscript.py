@@ -62,7 +62,7 @@ from hashlib import sha256
 from ..compile import render
 from ..compile.target import target_for
 from ..errors import ApplyError, DatabaseFileError, UnsafeMigrationError
-from ..sqlite import dbfile, structure
+from ..sqlite import dbfile, ddl, structure
 from ..sqlite.quote import quote_identifier
 from ..sqlite.structure import HISTORY_TABLE
 from ..sqlite.data import foreign_key_violations
@@ -134,7 +134,7 @@ def _span_text(sql, spans):
 def _unique_index_guard(stmt):
     """(what, message, condition) for a CREATE UNIQUE INDEX: its keys (as written) hold no duplicate among the
     rows it covers; None for any other statement."""
-    spans = structure.token_spans(stmt)
+    spans = ddl.token_spans(stmt)
     words = [t[1].lower() if t[0] == "word" else None for t in spans[:3]]
     if words[:3] != ["create", "unique", "index"]:
         return None
@@ -143,7 +143,7 @@ def _unique_index_guard(stmt):
     name = tokens[on - 1][1]
     table = _span_text(stmt, spans[on + 1:on + 2])
     start = next(i for i in range(on, len(tokens)) if tokens[i] == ("op", "("))
-    close = structure.matching_paren(tokens, start)
+    close = ddl.matching_paren(tokens, start)
     keys, item = [], []
     for i in range(start + 1, close + 1):
         if i == close or (tokens[i] == ("op", ",") and not _depth(tokens, start + 1, i)):

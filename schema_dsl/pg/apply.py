@@ -2,7 +2,7 @@
 
 What works so far (README, "PostgreSQL"): a fresh apply to a database that holds none of the declared tables,
 an up-to-date apply (nothing to do), and validate. A database holding some of the declared tables but not
-matching is refused here, nothing changed: pg/migrate.py plans and applies that migration (and calls _apply only
+matching is refused here, nothing changed: pg/migration.py plans and applies that migration (and calls _apply only
 for a database holding none of the declared objects).
 
 The apply runs every statement of generated/postgresql/declaration.json in one transaction (PostgreSQL's DDL is
@@ -26,7 +26,7 @@ from ..compile.project import load_schema, origin, refuse_foreign, stale_reason
 from ..errors import ApplyError, SchemagenError, StaleFiles
 from . import bodies, catalog, notvalid
 from ..sqlite.structure import HISTORY_TABLE
-from .url import mask, scrub
+from .url import for_libpq, mask, scrub
 from ..words import plural
 
 DEFAULT_LOCK_TIMEOUT = "5s"
@@ -76,7 +76,7 @@ def compiled_for(decl):
 def connect(url):
     """An autocommit connection (transactions are explicit); errors name the masked URL only."""
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        return psycopg.connect(for_libpq(url), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.Error as exc:
         raise SchemagenError("cannot connect to %s: %s" % (mask(url), _one_line(scrub(str(exc), url)))) from None
     except Exception as exc:  # a URL libpq cannot parse

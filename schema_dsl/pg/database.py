@@ -7,7 +7,7 @@
         await conn.commit()
     await db.close()
 
-`initialize()` runs pg/migrate.py's apply, the planner `schemagen apply` uses (one transaction, lock_timeout,
+`initialize()` runs pg/migration.py's apply, the planner `schemagen apply` uses (one transaction, lock_timeout,
 the structure read back and compared before COMMIT), in a worker thread. When another node holds the lock or creates the same tables at the same
 moment, it tries again until `lock_timeout` seconds have passed, as on SQLite; then it finds the database up
 to date.
@@ -37,7 +37,7 @@ from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declarati
 from ..errors import ApplyError, NotOnThisEngine, SchemagenError
 from . import apply as pg_apply
 from . import notvalid
-from .url import mask, scrub
+from .url import for_libpq, mask, scrub
 
 LOG = logging.getLogger("schema_dsl.database")
 
@@ -123,7 +123,7 @@ class PgDatabase:
         await self.close()
 
     async def initialize(self, allow_data_loss=False, backup=None, online=False):
-        """Create or migrate the schema (or find it up to date) with pg/migrate.py's apply, as `schemagen apply`
+        """Create or migrate the schema (or find it up to date) with pg/migration.py's apply, as `schemagen apply`
         does; returns its result. A plan that loses data is refused unless allow_data_loss. backup: accepted for
         the same signature as on SQLite; PostgreSQL has no file backup (the apply is one transaction).
 
@@ -138,6 +138,8 @@ class PgDatabase:
         """
         result = await asyncio.to_thread(self._initialize_sync, allow_data_loss, online)
         self.last_apply = result
+        for loss in result.plan.data_loss if result.applied and result.plan is not None else ():
+            LOG.warning("%s: removed by the declaration: %s", self.database, loss["text"])  # as on SQLite
         for note in result.report.get("notes", ()):
             if "existing row" in note:
                 LOG.warning("%s: %s", self.database, note)
@@ -157,8 +159,8 @@ class PgDatabase:
         return target_mod.shipped_target().schema if s is None else s
 
     def _initialize_sync(self, allow_data_loss=False, online=False):
-        from . import migrate  # PostgreSQL's planner (pg/plan.py) and migration, as `schemagen apply` runs it
-        run = migrate.apply
+        from . import migration  # PostgreSQL's planner (pg/plan.py) and migration, as `schemagen apply` runs it
+        run = migration.apply
         if online:
             from .online import apply_online as run  # online=True only: many short transactions
         schema = self.schema
@@ -244,7 +246,7 @@ class PgDatabase:
 
     async def _open_connection(self):
         try:
-            conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=pg_apply.CONNECT_TIMEOUT_S)
+            conn = await psycopg.AsyncConnection.connect(for_libpq(self.url), connect_timeout=pg_apply.CONNECT_TIMEOUT_S)
         except psycopg.Error as exc:
             raise SchemagenError("cannot connect to %s: %s" % (self.database, " ".join(scrub(str(exc), self.url).split()))) from None
         try:

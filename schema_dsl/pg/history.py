@@ -23,8 +23,10 @@ import attrs
 from .. import __version__
 from ..compile.postgresql import Untranslatable, alter_statement, column_type, data_step_statements
 from ..errors import ApplyError, UnsafeMigrationError
-from ..sqlite.structure import HISTORY_TABLE, tokenize
-from .plan import PgStep
+from ..sqlite.structure import HISTORY_TABLE
+from ..sqlite.ddl import tokenize
+from ..migrate import diff as d
+from .plan import PgStep, change_step
 
 
 def wanted(schema):
@@ -89,12 +91,13 @@ def expand_steps(schema, comp, live):
     new_tables = [t.name.lower() for t in schema.ordered_tables() if t.name.lower() not in live["tables"]]
     for kind, name, sql in comp.statements:
         if kind == "table" and name in new_tables:
-            out.append(PgStep("create table '%s' (before the data steps, which may fill it)" % name, "table is new",
-                              [sql], kind="CreateTable", table=name))
+            out.append(change_step(d.CreateTable(schema.table(name)), "create table '%s' (before the data steps, which may "
+                             "fill it)" % name, "table is new", [sql], table=name))
     for kind, name, sql in comp.statements:
         if kind == "foreign key" and name in new_tables:
-            out.append(PgStep("add a foreign key to new table '%s'" % name, "its parent is created after it", [sql],
-                              kind="CreateTable", table=name))
+            out.append(change_step(d.CreateTable(schema.table(name), "its parent is created after it"),
+                             "add a foreign key to new table '%s'" % name, "its parent is created after it", [sql],
+                             table=name))
     for t in schema.ordered_tables():
         have = live["tables"].get(t.name.lower())
         if have is None:
@@ -108,9 +111,10 @@ def expand_steps(schema, comp, live):
                 continue  # the declaration does not compile for PostgreSQL: refused elsewhere
             ctx = {"name": c.name, "type": pg_type, "pk": None, "not_null": False, "unique": False, "default": None,
                    "fk": None, "collate": None, "verbatim": None}
-            out.append(PgStep("add column '%s'.'%s' (without its constraints: the plan after the data steps adds "
-                              "them)" % (t.name, c.name), "column is new; added before the data steps, which may fill "
-                              "it", [alter_statement("add_column", t.name, ctx)], kind="AddColumn", table=t.name))
+            why = "column is new; added before the data steps, which may fill it"
+            out.append(change_step(d.AddColumn(t, c, why), "add column '%s'.'%s' (without its constraints: the plan after "
+                             "the data steps adds them)" % (t.name, c.name), why,
+                             [alter_statement("add_column", t.name, ctx)], table=t.name))
     return out
 
 

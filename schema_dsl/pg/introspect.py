@@ -10,7 +10,11 @@ none imports psycopg.
 """
 from __future__ import annotations
 
+import attrs
+
 from . import catalog
+from ..migrate.introspect import Live
+from ..model import Check, Column, Expr, ForeignKey, Index, IndexColumn, PrimaryKey, Table, Unique, VirtualTable
 from ..sqlite.quote import quote_identifier
 
 CONSTRAINT_KINDS = {"p": "primary_key", "u": "unique", "c": "check", "f": "foreign_key"}
@@ -33,7 +37,67 @@ def read_live(conn):
             "name": name, "kind": CONSTRAINT_KINDS[kind], "columns": list(columns), "valid": bool(valid),
             "definition": definition.replace(" NOT VALID", ""), "index": index})
     live["constraints"] = constraints
+    live["index_sql"] = dict(conn.execute(
+        "SELECT c.relname, pg_get_indexdef(c.oid) FROM pg_class c WHERE c.relnamespace = %s AND c.relkind = 'i'",
+        (ns,)).fetchall())
+    live["view_sql"] = dict(conn.execute(
+        "SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c WHERE c.relnamespace = %s AND c.relkind IN ('v', 'm')",
+        (ns,)).fetchall())
+    live["trigger_sql"] = dict(conn.execute(
+        "SELECT t.tgname, pg_get_triggerdef(t.oid) || E'\\n' || p.prosrc FROM pg_trigger t "
+        "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid "
+        "WHERE c.relnamespace = %s AND NOT t.tgisinternal", (ns,)).fetchall())
     return live
+
+
+def on_postgresql(schema):
+    """The declaration as PostgreSQL has it: without its sqlite_only views, triggers and virtual tables, which
+    render nothing there, so that a live object of such a name is the user's own (kept, or pruned)."""
+    if not any(o.sqlite_only for o in (*schema.views, *schema.triggers, *schema.virtual_tables)):
+        return schema
+    return attrs.evolve(schema, views=[v for v in schema.views if not v.sqlite_only],
+                        triggers=[t for t in schema.triggers if not t.sqlite_only],
+                        virtual_tables=[v for v in schema.virtual_tables if not v.sqlite_only])
+
+
+def neutral(live, schema, hidden=()):
+    """The live structure as migrate/diff.py reads a database (a migrate.introspect.Live of model objects), so that
+    the neutral decisions (renames, removals and --prune, what is kept) run on PostgreSQL as they do on SQLite.
+
+    A relation named as a declared virtual table is its PostgreSQL counterpart (the declaration's postgresql=
+    body): it stands as a virtual table, never as a user's own table or view. hidden: index names the
+    PostgreSQL planner itself owns (a UNIQUE's index not yet taken over by its constraint), left out. A trigger's
+    SQL is its CREATE TRIGGER followed by its function's body, so that what the trigger writes to is read as on
+    SQLite (diff._trigger_role). Each kind in name order (the catalog has no creation order to keep)."""
+    virtual = {v.name.lower() for v in schema.virtual_tables if not v.sqlite_only}
+    hidden = {h.lower() for h in hidden}
+    tables = {n: _table(n, t) for n, t in sorted(live["tables"].items()) if n.lower() not in virtual}
+    indexes = {n: Index(n, ix["table"], [IndexColumn(k["expr"], desc, expression=True) if isinstance(k, dict)
+                                         else IndexColumn(k, desc) for k, desc in ix["columns"]],
+                        unique=ix["unique"], where=ix["where"])
+               for n, ix in sorted(live["indexes"].items()) if n.lower() not in hidden}
+    return Live(
+        tables=tables,
+        indexes=indexes,
+        views={n: live.get("view_sql", {}).get(n) or "" for n in sorted(live["views"]) if n.lower() not in virtual},
+        triggers={n: {"table": t, "sql": live.get("trigger_sql", {}).get(n) or ""}
+                  for n, t in sorted(live["triggers"].items())},
+        virtual_tables={n: VirtualTable(n, "postgresql") for n in sorted(live["relations"]) if n.lower() in virtual},
+        index_sql={n: live.get("index_sql", {}).get(n) or "" for n in indexes},
+    )
+
+
+def _table(name, t):
+    return Table(
+        name,
+        columns=[Column(c, info["type"], not_null=info["notnull"],
+                        default=Expr(info["default"]) if info["default"] is not None else None)
+                 for c, info in t["columns"].items()],
+        primary_key=PrimaryKey(t["primary_key"]) if t["primary_key"] else None,
+        uniques=[Unique(cols) for cols in t["uniques"]],
+        checks=[Check(text) for text in t["checks"]],
+        foreign_keys=[ForeignKey(f["columns"], f["table"], f["to"], on_delete=f["on_delete"], on_update=f["on_update"],
+                                 deferrable=f["deferrable"]) for f in t["fks"]])
 
 
 def canonical_checks(conn, structure, parts):

@@ -64,7 +64,7 @@ from ..errors import ApplyError, ChangedThenFailed, SchemagenError
 from . import apply as pg_apply
 from . import history as pg_history
 from . import leftovers, locks
-from . import migrate as pg_migrate
+from . import migration as pg_migration
 from . import plan as pgplan
 from .introspect import read_live
 from .url import mask, scrub
@@ -110,6 +110,11 @@ class OnlinePlan:
     def up_to_date(self):
         return not self.steps and not self.refused
 
+    @property
+    def data_loss(self):
+        """What the plan beneath the online steps loses (as Plan.data_loss: Database.initialize logs it)."""
+        return self.plan.data_loss
+
     def as_dict(self):
         return {"database": self.database, "dialect": "postgresql", "online": True, "up_to_date": self.up_to_date,
                 "steps": [s.as_dict() for s in self.steps], "refused": list(self.refused),
@@ -123,6 +128,9 @@ class PgOnlineResult:
         self.database, self.plan, self.applied, self.steps = database, plan, applied, steps
         self.statements, self.retries, self.seconds, self.report = statements, retries, seconds, report
         self.fresh = fresh
+
+    path = property(lambda self: self.database)  # as SQLite's ApplyResult (see pg/migration.MigrateResult)
+    backup = None
 
     concurrent_built = 0
 
@@ -369,10 +377,10 @@ def with_history(schema):
 def plan_online(url, schema, prune=None, lock_timeout=DEFAULT_LOCK_TIMEOUT):
     """What apply --online would do: OnlinePlan (its steps, each with the lock it takes and for how long; refused:
     the steps that cannot run online)."""
-    p = pg_migrate.plan(url, with_history(schema), prune=prune, concurrently=True, lock_timeout=lock_timeout)
+    p = pg_migration.plan(url, with_history(schema), prune=prune, concurrently=True, lock_timeout=lock_timeout)
     if not schema.history and all(s.kind == "RecordHistory" for s in p.steps):
         # nothing of the declaration's to change: an up-to-date database gets no history table for it
-        p = pg_migrate.plan(url, schema, prune=prune, concurrently=True, lock_timeout=lock_timeout)
+        p = pg_migration.plan(url, schema, prune=prune, concurrently=True, lock_timeout=lock_timeout)
     conversions = None
     if any(s.kind == "AlterColumnType" for s in p.steps):
         conn = pg_apply.connect(url)
@@ -590,7 +598,7 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
             if p.up_to_date and not done:
                 return PgOnlineResult(database, p, False, 0, 0, 0, time.perf_counter() - started,
                                       pg_apply.check(conn, compiled, database))
-            pg_migrate._guard_data_loss(database, p.plan, allow_data_loss, confirm)
+            pg_migration._guard_data_loss(database, p.plan, allow_data_loss, confirm)
             total = done + len(p.steps)
             for step in p.steps:
                 if progress is not None:

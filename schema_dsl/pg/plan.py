@@ -22,19 +22,27 @@ COLUMN with a volatile default) says so in `lock`. A change that would lose or i
 that becomes NOT NULL without a fill.
 
 The plan is computed on an open connection inside the caller's transaction, after the renames have run in it
-(pg/migrate.py): the rest is planned against the renamed tables, as the server itself prints them.
+(pg/migration.py): the rest is planned against the renamed tables, as the server itself prints them.
+
+What is decided once for both dialects comes from migrate/, on the catalog read as a neutral Live
+(introspect.neutral): the renames (diff.renames, and the refusal of one that cannot run: loss.rename_problems),
+what goes (diff.removals: declared removals and --prune, what a drop weakens, the parent keys --prune keeps,
+the indexes on removed columns), what is kept (diff.extras; the user's own constraints, which PostgreSQL keeps
+in place, are added after them), what is lost (loss.data_loss, loss.repair_loss, loss.conversion_loss) and
+which foreign keys declare a repair (RepairForeignKey). What differs from the declaration column by column and
+constraint by constraint is decided here, on expressions as the server prints them; each step carries the
+change record it serves (PgStep.change, migrate/diff.py's closed set) and is kind-named after it.
 """
 from __future__ import annotations
-
-import re
 
 from attrs import field, frozen
 
 from ..compile.postgresql import Translator, Untranslatable, alter_statement
 from ..errors import UnsafeMigrationError
-from ..model import former_names
+from ..migrate import diff as d
+from ..migrate import loss
 from . import bodies, catalog
-from .introspect import canonical_checks, count, has_rows, quote, volatile_functions
+from .introspect import canonical_checks, count, has_rows, neutral, on_postgresql, quote, volatile_functions
 from ..words import plural
 
 REPAIR_ROWS_SHOWN = 50  # rows a repair step names in its why
@@ -58,6 +66,16 @@ class PgStep:
     concurrent: bool = False      # runs after COMMIT, outside the transaction (CREATE/DROP INDEX CONCURRENTLY)
     detail: object = field(default=None, eq=False)  # what apply --online needs (pg/online.py): a conversion, a data step
     data_step: object = None      # a RunDataStep's name
+    change: object = field(default=None, eq=False)  # the neutral change record (migrate/diff.py) the step serves
+
+
+def change_step(change, title, why, statements, **kw):
+    """The PgStep that serves a neutral change record: its kind is the record's class name."""
+    return PgStep(title, why, statements, kind=type(change).__name__, change=change, **kw)
+
+
+def _why(remove):
+    return remove.reason + ("; weakens: " + remove.weakens if remove.weakens else "")
 
 
 @frozen
@@ -108,58 +126,25 @@ class PgPlan:
 
 def rename_steps(schema, live):
     """RENAME TO for each declared table found under a former name, then RENAME COLUMN for each column found
-    under a former name (the first former name the table has)."""
+    under a former name: diff.renames, the one decision both dialects take."""
     steps = []
-    for t in schema.ordered_tables():
-        name = next((n.lower() for n in (t.name, *former_names(t)) if n.lower() in live["tables"]), None)
-        if name is None:
-            continue
-        if name != t.name.lower():
-            steps.append(PgStep("rename table '%s' to '%s'" % (name, t.name),
-                                "table was renamed in the declaration (renamed_from); RENAME TO keeps every row, "
-                                "index, constraint and view in place", [alter_statement("rename_table", name, t.name)],
-                                kind="RenameTable", table=t.name))
-        columns = live["tables"][name]["columns"]
-        for c in t.columns:
-            if c.name.lower() in columns:
-                continue
-            old = next((n.lower() for n in former_names(c) if n.lower() in columns), None)
-            if old is not None:
-                steps.append(PgStep("rename column '%s'.'%s' to '%s'" % (t.name, old, c.name),
-                                    "column was renamed in the declaration (renamed_from); RENAME COLUMN keeps every "
-                                    "value in place", [alter_statement("rename_column", t.name, old, c.name)],
-                                    kind="RenameColumn", table=t.name))
+    for ch in d.renames(schema, neutral(live, schema)):
+        if isinstance(ch, d.RenameTable):
+            steps.append(change_step(ch, "rename table '%s' to '%s'" % (ch.old, ch.table.name),
+                               ch.reason + " (renamed_from); RENAME TO keeps every row, index, constraint and view in "
+                               "place", [alter_statement("rename_table", ch.old, ch.table.name)], table=ch.table.name))
+        else:
+            steps.append(change_step(ch, "rename column '%s'.'%s' to '%s'" % (ch.table.name, ch.old, ch.new),
+                               ch.reason + " (renamed_from); RENAME COLUMN keeps every value in place",
+                               [alter_statement("rename_column", ch.table.name, ch.old, ch.new)], table=ch.table.name))
     return steps
 
 
 def check_renames(conn, schema, live, database):
     """UnsafeMigrationError for a declared rename whose old and new names both exist while the old one holds rows
     (a table) or non-NULL values (a column): the rename cannot run, and they would stay behind under the old
-    name (as on SQLite: migrate/plan.check_renames)."""
-    problems = []
-    for t in schema.ordered_tables():
-        new = t.name.lower()
-        for old in (n.lower() for n in former_names(t)):
-            if new in live["tables"] and old in live["tables"]:
-                n_old, n_new = (count(conn, "SELECT count(*) FROM %s" % quote(x)) for x in (old, new))
-                if n_old:
-                    problems.append("table '%s' is declared renamed_from '%s', but the database has both: '%s' holds "
-                                    "%d row%s, '%s' holds %s; the rename cannot run and those would stay behind "
-                                    "under '%s'" % (new, old, old, n_old, "s" if n_old != 1 else "", new,
-                                                    n_new or "none", old))
-        name = next((n.lower() for n in (t.name, *former_names(t)) if n.lower() in live["tables"]), None)
-        columns = live["tables"][name]["columns"] if name is not None else {}
-        for c in t.columns:
-            for old in (n.lower() for n in former_names(c)):
-                if c.name.lower() in columns and old in columns:
-                    n_old, n_new = (count(conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (quote(name), quote(x)))
-                                    for x in (old, c.name.lower()))
-                    if n_old:
-                        problems.append("table '%s', column '%s' is declared renamed_from '%s', but the table has both: "
-                                        "'%s' holds %d non-NULL value%s, '%s' holds %s; the rename cannot run and "
-                                        "those would stay behind under '%s'" % (
-                                            name, c.name, old, old, n_old, "s" if n_old != 1 else "", c.name,
-                                            n_new or "none", old))
+    name (loss.rename_problems, as on SQLite)."""
+    problems = loss.rename_problems(lambda sql: count(conn, sql), schema, neutral(live, schema))
     if problems:
         raise UnsafeMigrationError("refusing to migrate %s, nothing was changed: %s" % (database, "; ".join(problems)))
 
@@ -172,10 +157,15 @@ class _Planner:
         self.prune, self.concurrently = prune, concurrently
         self.expected = catalog.canonical_expected(conn, compiled.structure)
         self.checks = canonical_checks(conn, compiled.structure, compiled.parts)
-        self.steps, self.problems, self.extras, self.loss, self.notes = [], [], [], [], []
+        self.steps, self.problems, self.kept_constraints, self.loss, self.notes = [], [], [], [], []
         self._rows = {}
         self.taken = set(live["relations"]) | set(live["indexes"]) | set(live["constraint_indexes"])
         self.taken |= {k["name"] for ks in live["constraints"].values() for k in ks}
+        # the neutral decisions, as on SQLite: what goes (declared removals, --prune) and what is kept
+        declared = on_postgresql(schema)
+        self.neutral = neutral(live, declared, hidden=self._planned_unique_indexes())
+        self.gone, self.gone_columns = d.removals(declared, self.neutral, prune)
+        self.extras = d.extras(declared, self.neutral, prune)
 
     # helpers
     def rows(self, table):
@@ -186,8 +176,9 @@ class _Planner:
     def nonempty(self, table):
         return table in self.live["tables"] and (self._rows.get(table) or has_rows(self.conn, table))
 
-    def add(self, title, why, statements, **kw):
-        self.steps.append(PgStep(title, why, statements, **kw))
+    def add(self, change, title, why, statements, **kw):
+        """A step that serves the change record `change` (its kind: the record's class name)."""
+        self.steps.append(change_step(change, title, why, statements, **kw))
 
     def name(self, wanted):
         """A constraint or index name not yet taken in this schema (PostgreSQL's own pattern, numbered on clash)."""
@@ -198,8 +189,12 @@ class _Planner:
         self.taken.add(wanted)
         return wanted
 
-    def removed(self, kind):
-        return {r.name.lower(): r for r in self.schema.removed if r.kind == kind}
+    def count(self, sql):
+        return count(self.conn, sql)
+
+    def removes(self, kind):
+        """The neutral Remove records of one kind (diff.removals), in name order."""
+        return [r for (k, _), r in sorted(self.gone.items()) if k == kind]
 
     def translate(self, table, sql):
         types = {c: info["type"] for c, info in self.expected["tables"][table]["columns"].items()}
@@ -210,15 +205,15 @@ class _Planner:
         self.removals_first()
         for table in self.expected["tables"]:
             if table not in self.live["tables"]:
-                self.add("create table '%s'" % table, "table is new",
-                         [s for k, n, s in self.comp.statements if k == "table" and n == table], kind="CreateTable",
-                         table=table)
+                ch = d.CreateTable(self.schema.table(table))
+                self.add(ch, "create table '%s'" % table, ch.reason,
+                         [s for k, n, s in self.comp.statements if k == "table" and n == table], table=table)
             else:
                 self.table(table)
         for kind, table, sql in self.comp.statements:  # a new table's key to a table created after it (a cycle)
             if kind == "foreign key" and table not in self.live["tables"]:
-                self.add("add a foreign key to new table '%s'" % table, "its parent is created after it",
-                         [sql], kind="CreateTable", table=table)
+                ch = d.CreateTable(self.schema.table(table), "its parent is created after it")
+                self.add(ch, "add a foreign key to new table '%s'" % table, ch.reason, [sql], table=table)
         self.indexes()
         for table in self.expected["tables"]:
             self.uniques(table)
@@ -239,77 +234,20 @@ class _Planner:
                                                                         if n in self.live["triggers"]})
 
     def removals_first(self):
-        live = self.live
         self.changed_bodies()
         for name, change in sorted(self.changed_views.items()):
             if change["replace"] is None:  # dropped first, created again after the tables
-                self.add("drop view '%s' (its body changed; created again below)" % name, change["why"],
-                         [alter_statement("drop_view", name)], kind="DropChangedView")
-        views, triggers = self.removed("view"), self.removed("trigger")
-        declared_views = {n.lower() for n in self.expected.get("views", {})}
-        declared_triggers = {n.lower() for n in self.expected.get("triggers", {})}
-        for name in sorted(live["triggers"]):
-            table = live["triggers"][name]
-            if name in triggers or (self.prune and name not in declared_triggers):
-                why = ("removed: " + triggers[name].reason) if name in triggers else "not in the declaration (--prune)"
-                self.add("drop trigger '%s' on '%s'" % (name, table), why,
-                         [alter_statement("drop_trigger", name, table)], kind="Remove", table=table)
-            elif name not in declared_triggers:
-                self.extras.append("trigger '%s' on '%s'" % (name, table))
-        for name in sorted(live["views"]):
-            if name in views or (self.prune and name not in declared_views):
-                why = ("removed: " + views[name].reason) if name in views else "not in the declaration (--prune)"
-                self.add("drop view '%s'" % name, why, [alter_statement("drop_view", name)], kind="Remove")
-            elif name not in declared_views:
-                self.extras.append("view '%s'" % name)
-        indexes = self.removed("index")
-        for name in sorted(live["indexes"]):
-            ix = live["indexes"][name]
-            if name in self.expected["indexes"] or name in self._planned_unique_indexes():
-                continue
-            hit = self._removed_column_of(ix)
-            if hit is not None and name not in indexes:  # DROP COLUMN takes it: say so, as a step of its own
-                self.add("drop index '%s' on '%s'" % (name, ix["table"]), "it indexes the removed column '%s'.'%s', "
-                         "which DROP COLUMN takes with it" % (ix["table"], hit) + (
-                             "; weakens: a UNIQUE index: nothing will keep its columns unique" if ix["unique"] else ""),
-                         [alter_statement("drop_index", name)], kind="Remove", table=ix["table"])
-            elif name not in indexes and self.prune and self._parent_key_of(ix):
-                self.extras.append("index '%s' on '%s' (the parent key of the foreign key of %s: --prune keeps it)" % (
-                    name, ix["table"], self._parent_key_of(ix)))
-            elif name in indexes or self.prune:
-                why = ("removed: " + indexes[name].reason) if name in indexes else "not in the declaration (--prune)"
-                if ix["unique"]:
-                    why += "; weakens: a UNIQUE index: nothing will keep its columns unique"
-                self.add("drop index '%s' on '%s'" % (name, ix["table"]), why, [alter_statement("drop_index", name)],
-                         kind="Remove", table=ix["table"])
-            else:
-                self.extras.append("index '%s' on '%s'" % (name, ix["table"]))
-
-    def _parent_key_of(self, ix):
-        """The first foreign key (as "'child' (columns)") whose parent key is the UNIQUE index ix, or None: the
-        server refuses to drop such an index, so --prune keeps it (as on SQLite)."""
-        keys = sorted(k.lower() for k, _ in ix["columns"] if isinstance(k, str))
-        if not ix["unique"] or ix.get("where") or len(keys) != len(ix["columns"]):
-            return None
-        return next(("'%s' (%s)" % (child, ", ".join(f["columns"])) for child, t in sorted(self.live["tables"].items())
-                     for f in t["fks"] if f["table"].lower() == ix["table"] and sorted(c.lower() for c in f["to"]) == keys),
-                    None)
-
-    def _removed_column_of(self, ix):
-        """The column of a declared table that the plan drops and the live index ix names (a key or its WHERE),
-        or None."""
-        table = ix["table"]
-        if table not in self.expected["tables"] or table not in self.live["tables"]:
-            return None
-        removed = {r.name.lower() for r in self.schema.removed if r.kind == "column" and r.table
-                   and r.table.lower() == table}
-        gone = [c for c in self.live["tables"][table]["columns"] if c not in self.expected["tables"][table]["columns"]
-                and (c in removed or self.prune == "all")]
-        words = set()
-        for key, _ in ix["columns"]:
-            words |= {key.lower()} if isinstance(key, str) else set(re.findall(r'\w+', key["expr"].lower()))
-        words |= set(re.findall(r'\w+', (ix.get("where") or "").lower()))
-        return next((c for c in gone if c in words), None)
+                self.add(d.DropViewOrTrigger(name, "view", change["why"]),
+                         "drop view '%s' (its body changed; created again below)" % name, change["why"],
+                         [alter_statement("drop_view", name)])
+        for r in self.removes("trigger"):
+            self.add(r, "drop trigger '%s' on '%s'" % (r.name, r.table), _why(r),
+                     [alter_statement("drop_trigger", r.name, r.table)], table=r.table)
+        for r in _readers_first(self.removes("view"), self.neutral.views):
+            self.add(r, "drop view '%s'" % r.name, _why(r), [alter_statement("drop_view", r.name)])
+        for r in self.removes("index"):
+            self.add(r, "drop index '%s' on '%s'" % (r.name, r.table), _why(r), [alter_statement("drop_index", r.name)],
+                     table=r.table)
 
     def _planned_unique_indexes(self):
         out = set()
@@ -343,21 +281,15 @@ class _Planner:
                 self.add_column(table, c, info, parts["columns"][_declared_name(parts, c)], fill)
             else:
                 self.change_column(table, c, info, got, fill)
-        removed = {r.name.lower(): r for r in self.schema.removed if r.kind == "column" and r.table
-                   and r.table.lower() == table}
-        for c in have["columns"]:
-            if c in want["columns"]:
+        gone = {c.lower(): why for c, why in self.gone_columns.get(table.lower(), {}).items()}
+        for c in have["columns"]:  # a removed column is dropped in place (a Remove "column"), its values counted
+            if c in want["columns"] or c.lower() not in gone:
                 continue
-            if c in removed or self.prune == "all":
-                why = ("removed: " + removed[c].reason) if c in removed else "not in the declaration (--prune)"
-                n = count(self.conn, "SELECT count(*) FROM %s WHERE %s IS NOT NULL" % (quote(table), quote(c)))
-                self.add("drop column '%s'.'%s' (%d non-NULL values)" % (table, c, n), why,
-                         [alter_statement("drop_column", table, c)], kind="Remove", table=table, rows=n)
-                self.loss.append({"kind": "column", "table": table, "column": c, "rows": n,
-                                  "text": "column '%s'.'%s': %d non-NULL value%s go (%s)" % (
-                                      table, c, n, "" if n == 1 else "s", why)})
-            else:
-                self.extras.append("table '%s': column '%s'" % (table, c))
+            r = d.Remove("column", c, gone[c.lower()], table=table)
+            lost = loss.data_loss(self.count, self.neutral, [r], self.rows)
+            self.loss += lost
+            self.add(r, "drop column '%s'.'%s' (%s)" % (table, c, plural(lost[0]["rows"], "non-NULL value")), r.reason,
+                     [alter_statement("drop_column", table, c)], table=table, rows=lost[0]["rows"])
 
     def add_column(self, table, c, info, ctx, fill):
         ctx = dict(ctx, pk=None, unique=False, fk=None)
@@ -373,22 +305,22 @@ class _Planner:
         if later_not_null:
             ctx["not_null"] = False
         volatile = volatile_functions(self.conn, info["default"]) if info["default"] and rows else []
-        self.add("add column '%s'.'%s'" % (table, c),
+        decl = self.schema.table(table)
+        self.add(d.AddColumn(decl, decl.column(c), "column is new"), "add column '%s'.'%s'" % (table, c),
                  "column is new" + ("; its default calls %s, which is volatile: every row gets its own value" %
                                     ", ".join(volatile) if volatile else ""),
-                 [alter_statement("add_column", table, ctx)], kind="AddColumn", table=table,
-                 lock=REWRITES if volatile else None)
+                 [alter_statement("add_column", table, ctx)], table=table, lock=REWRITES if volatile else None)
         if rows and fill is not None:
-            self.add("fill column '%s'.'%s' (%d rows)" % (table, c, self.rows(table)),
-                     "fill the new column for existing rows with %s" % fill,
-                     [alter_statement("fill_column", table, c, fill)], kind="Backfill", table=table,
-                     rows=self.rows(table))
+            ch = d.Backfill(decl, c, fill)
+            self.add(ch, "fill column '%s'.'%s' (%d rows)" % (table, c, self.rows(table)), "%s with %s" % (ch.reason, fill),
+                     [alter_statement("fill_column", table, c, fill)], table=table, rows=self.rows(table))
         if later_not_null:
             self.set_not_null(table, c, "the new column is NOT NULL, once filled")
 
-    def set_not_null(self, table, c, why):
-        self.add("set column '%s'.'%s' NOT NULL" % (table, c), why, [alter_statement("set_not_null", table, c)],
-                 kind="SetNotNull", table=table, lock=SCANS, rows=self.rows(table))
+    def set_not_null(self, table, c, why=None):
+        ch = d.SetNotNull(table, c) if why is None else d.SetNotNull(table, c, why)
+        self.add(ch, "set column '%s'.'%s' NOT NULL" % (table, c), ch.reason, [alter_statement("set_not_null", table, c)],
+                 table=table, lock=SCANS, rows=self.rows(table))
 
     def change_column(self, table, c, info, got, fill):
         if info["identity"] != got["identity"]:
@@ -416,21 +348,23 @@ class _Planner:
             first = [alter_statement("drop_default", table, c)] if got["default"] is not None else []
             if first:
                 got = dict(got, default=None)
-            self.add("change the type of '%s'.'%s' from %s to %s" % (table, c, got["type"], info["type"]),
-                     "column type changed in the declaration; each value is converted (USING %s), a value that cannot "
-                     "convert fails the apply, nothing changed" % (using or "column::type"),
-                     first + [alter_statement("alter_type", table, c, info["type"], using)], kind="AlterColumnType",
+            ch = d.AlterColumnType(table, c, info["type"], using)
+            self.add(ch, "change the type of '%s'.'%s' from %s to %s" % (table, c, got["type"], info["type"]),
+                     "%s; each value is converted (USING %s), a value that cannot convert fails the apply, nothing "
+                     "changed" % (ch.reason, using or "column::type"),
+                     first + [alter_statement("alter_type", table, c, info["type"], using)],
                      table=table, lock=REWRITES, rows=self.rows(table),
                      detail={"column": c, "type": info["type"], "using": using or "%s::%s" % (quote(c), info["type"]),
                              "default": info["default"], "notnull": info["notnull"]})
         if info["default"] != got["default"]:
             if info["default"] is None:
-                self.add("drop the default of '%s'.'%s'" % (table, c), "default removed in the declaration",
-                         [alter_statement("drop_default", table, c)], kind="DropDefault", table=table)
+                ch = d.DropDefault(table, c)
+                self.add(ch, "drop the default of '%s'.'%s'" % (table, c), ch.reason,
+                         [alter_statement("drop_default", table, c)], table=table)
             else:
-                self.add("set the default of '%s'.'%s' to %s" % (table, c, info["default"]),
-                         "default changed in the declaration (existing rows keep their values)",
-                         [alter_statement("set_default", table, c, info["default"])], kind="SetDefault", table=table)
+                ch = d.SetDefault(table, c, info["default"])
+                self.add(ch, "set the default of '%s'.'%s' to %s" % (table, c, info["default"]), ch.reason,
+                         [alter_statement("set_default", table, c, info["default"])], table=table)
         if info["notnull"] and not got["notnull"]:
             nulls = count(self.conn, "SELECT count(*) FROM %s WHERE %s IS NULL" % (quote(table), quote(c)))
             fill = fill if fill is not None else info["default"]
@@ -439,13 +373,14 @@ class _Planner:
                                      "backfill or default is declared" % (table, c, nulls))
                 return
             if nulls:
-                self.add("fill column '%s'.'%s' (%d NULLs)" % (table, c, nulls),
-                         "the column becomes NOT NULL: its NULLs are filled with %s" % fill,
-                         [alter_statement("fill_column", table, c, fill)], kind="Backfill", table=table, rows=nulls)
-            self.set_not_null(table, c, "the column becomes NOT NULL in the declaration")
+                ch = d.Backfill(self.schema.table(table), c, fill, "the column becomes NOT NULL: its NULLs are filled")
+                self.add(ch, "fill column '%s'.'%s' (%d NULLs)" % (table, c, nulls), "%s with %s" % (ch.reason, fill),
+                         [alter_statement("fill_column", table, c, fill)], table=table, rows=nulls)
+            self.set_not_null(table, c)
         elif got["notnull"] and not info["notnull"]:
-            self.add("drop NOT NULL of '%s'.'%s'" % (table, c), "the column may hold NULL in the declaration",
-                     [alter_statement("drop_not_null", table, c)], kind="DropNotNull", table=table)
+            ch = d.DropNotNull(table, c)
+            self.add(ch, "drop NOT NULL of '%s'.'%s'" % (table, c), ch.reason,
+                     [alter_statement("drop_not_null", table, c)], table=table)
 
     def using(self, table, c):
         """A declared conversion's PostgreSQL text: using_postgresql=, else using= translated over the old row's
@@ -501,9 +436,7 @@ class _Planner:
                                          str(r[0]) if len(r) == 1 else str(tuple(r)) for r in found[:5]),
                                         ", ..." if len(found) > 5 else ""))
         if lost:
-            self.loss.append({"kind": "conversion", "table": table, "column": c, "rows": lost,
-                              "text": "column '%s'.'%s': %d non-NULL value%s NULL (converted with %s)" % (
-                                  table, c, lost, " becomes" if lost == 1 else "s become", using)})
+            self.loss.append(loss.conversion_loss(table, c, lost, using))
 
     def indexes(self):
         for name, want in self.expected["indexes"].items():
@@ -511,23 +444,23 @@ class _Planner:
             table = want["table"]
             ctx = self.comp.index_contexts[name]
             concurrent = bool(self.concurrently and self.nonempty(table))
+            index = self.schema.index(name)
             if have is None:
-                self.add("create index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
-                         "index is new", [alter_statement("create_index_pg", ctx, concurrently=concurrent)],
-                         kind="CreateIndex", table=table, concurrent=concurrent)
+                ch = d.CreateIndex(index)
+                self.add(ch, "create index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
+                         ch.reason, [alter_statement("create_index_pg", ctx, concurrently=concurrent)],
+                         table=table, concurrent=concurrent)
             elif not have["valid"]:
-                self.add("rebuild INVALID index '%s' on '%s' CONCURRENTLY, after COMMIT" % (name, table),
-                         "the index is INVALID (pg_index.indisvalid = false: a CREATE INDEX CONCURRENTLY that failed); "
-                         "it is dropped and built again, both CONCURRENTLY",
+                ch = d.RebuildInvalidIndex(index)
+                self.add(ch, "rebuild INVALID index '%s' on '%s' CONCURRENTLY, after COMMIT" % (name, table), ch.reason,
                          [alter_statement("drop_index", name, concurrently=True),
-                          alter_statement("create_index_pg", ctx, concurrently=True)],
-                         kind="RebuildInvalidIndex", table=table, concurrent=True)
+                          alter_statement("create_index_pg", ctx, concurrently=True)], table=table, concurrent=True)
             elif any(want[k] != have[k] for k in ("table", "unique", "columns", "where")):
-                self.add("recreate index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
-                         "definition changed: dropped and recreated",
-                         [alter_statement("drop_index", name, concurrently=concurrent),
-                          alter_statement("create_index_pg", ctx, concurrently=concurrent)],
-                         kind="RecreateIndex", table=table, concurrent=concurrent)
+                ch = d.RecreateIndex(index)
+                self.add(ch, "recreate index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
+                         ch.reason, [alter_statement("drop_index", name, concurrently=concurrent),
+                                     alter_statement("create_index_pg", ctx, concurrently=concurrent)],
+                         table=table, concurrent=concurrent)
 
     def uniques(self, table):
         if table not in self.live["tables"]:
@@ -560,14 +493,15 @@ class _Planner:
                 statements.append(alter_statement("create_index_pg", ctx, concurrently=concurrent))
             statements.append(alter_statement("add_unique_using_index", table, name, name))
             self.taken.add(name)
-            self.add("add UNIQUE (%s) to '%s' by index '%s'%s" % (", ".join(cols), table, name,
-                                                                  " CONCURRENTLY, after COMMIT" if concurrent else ""),
-                     "UNIQUE is new; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint "
-                     "takes it over (ADD CONSTRAINT ... UNIQUE USING INDEX)", statements, kind="AddUnique",
-                     table=table, concurrent=concurrent)
+            ch = d.AddUnique(table, cols, name)
+            self.add(ch, "add UNIQUE (%s) to '%s' by index '%s'%s" % (", ".join(cols), table, name,
+                                                                      " CONCURRENTLY, after COMMIT" if concurrent else ""),
+                     "%s; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint takes it "
+                     "over (ADD CONSTRAINT ... UNIQUE USING INDEX)" % ch.reason, statements, table=table,
+                     concurrent=concurrent)
         for cols in have:
             if cols not in want:
-                self.extras.append("table '%s': UNIQUE (%s)" % (table, ", ".join(cols)))
+                self.kept_constraints.append("table '%s': UNIQUE (%s)" % (table, ", ".join(cols)))
 
     def checks_of(self, table):
         if table not in self.live["tables"]:
@@ -583,14 +517,15 @@ class _Planner:
                 self.problems.append("table '%s': new CHECK (%s) but %d existing rows break it" % (table, expr, broken))
                 continue
             name = name or self.name("%s_check" % table)
-            self.add("add CHECK (%s) to '%s' NOT VALID, then VALIDATE" % (expr, table),
-                     "CHECK is new: added NOT VALID (no scan under ACCESS EXCLUSIVE), then validated (a scan that lets "
-                     "writes go on)",
+            ch = d.AddCheck(table, expr, name)
+            self.add(ch, "add CHECK (%s) to '%s' NOT VALID, then VALIDATE" % (expr, table),
+                     "%s: added NOT VALID (no scan under ACCESS EXCLUSIVE), then validated (a scan that lets writes go "
+                     "on)" % ch.reason,
                      [alter_statement("add_constraint_not_valid", table, {"kind": "check", "expr": expr, "name": name}),
-                      alter_statement("validate_constraint", table, name)], kind="AddCheck", table=table)
+                      alter_statement("validate_constraint", table, name)], table=table)
         for k in live:
             if k["definition"] not in [p for _, p in declared]:
-                self.extras.append("table '%s': %s (constraint '%s')" % (table, k["definition"], k["name"]))
+                self.kept_constraints.append("table '%s': %s (constraint '%s')" % (table, k["definition"], k["name"]))
 
     def fks(self, table):
         if table not in self.live["tables"]:
@@ -613,65 +548,71 @@ class _Planner:
                         replaced.append(old)
             orphans = self.orphans(table, fk)
             repair = self.declared_repair(table, fk)
-            if orphans and repair:
+            if orphans and repair is not None:
                 self.repair(table, fk, repair, orphans)
                 orphans = 0
             if orphans:
-                self.problems.append("table '%s': new foreign key (%s) -> %s: %d existing rows have no parent row"
-                                     % (table, ", ".join(fk["columns"]), fk["table"], orphans))
+                shown = [("%s %s" % (label, key), values)
+                         for label, key, values in self.orphan_rows(table, fk, loss.ORPHANS_SHOWN)]
+                self.problems.append(loss.orphans_refused(table, fk["columns"], fk["table"], orphans, shown))
                 continue
             # the one it replaces is dropped first, in the same transaction: its name is free again
             name = name or former or self.name("%s_%s_fkey" % (table, "_".join(fk["columns"])))
             statements += [alter_statement("add_constraint_not_valid", table, dict(ctx, name=name)),
                            alter_statement("validate_constraint", table, name)]
-            self.add("add foreign key (%s) -> %s to '%s' NOT VALID, then VALIDATE" % (
+            ch = d.AddForeignKey(table, fk["columns"], fk["table"], name, former)
+            self.add(ch, "add foreign key (%s) -> %s to '%s' NOT VALID, then VALIDATE" % (
                 ", ".join(fk["columns"]), fk["table"], table),
-                "foreign key is new%s: added NOT VALID (no scan under a lock that stops writes), then validated" % (
-                    " (its actions changed: the old one is dropped)" if len(statements) > 2 else ""),
-                statements, kind="AddForeignKey", table=table)
+                "%s%s: added NOT VALID (no scan under a lock that stops writes), then validated" % (
+                    ch.reason, " (its actions changed: the old one is dropped)" if len(statements) > 2 else ""),
+                statements, table=table)
         for fk in have:
             if fk not in [w for _, w, _ in want] and fk not in replaced:
-                self.extras.append("table '%s': foreign key (%s) -> %s" % (table, ", ".join(fk["columns"]), fk["table"]))
+                self.kept_constraints.append("table '%s': foreign key (%s) -> %s" % (
+                    table, ", ".join(fk["columns"]), fk["table"]))
 
     def declared_repair(self, table, fk):
-        """ForeignKey.repair ("set null" / "delete") of the declared foreign key that fk stands for, or None."""
+        """The RepairForeignKey record (migrate/diff.py) of the declared foreign key that the new fk stands for when
+        it declares a repair ("set null" / "delete"), else None: the existing rows that break it are then refused."""
         decl = self.schema.table(table)
         for f in (decl.foreign_keys if decl is not None else ()):
-            if [c.lower() for c in f.columns] == fk["columns"] and f.ref_table.lower() == fk["table"]:
-                return f.repair
+            if [c.lower() for c in f.columns] == fk["columns"] and f.ref_table.lower() == fk["table"] and f.repair:
+                return d.RepairForeignKey(decl, f)
         return None
 
-    def repair(self, table, fk, repair, n):
-        """The step that sets NULL (or deletes) exactly the rows that would break fk, before it is added, naming
-        their keys; a delete is data loss."""
-        cols = fk["columns"]  # (repair='set null' on a NOT NULL column is a declaration error)
+    def orphan_rows(self, table, fk, limit):
+        """The first `limit` rows of table that break fk, ordered by their PRIMARY KEY (else the key's columns),
+        as (the key's columns, the key's values, "column = value" of the foreign key's columns) text triples."""
+        cols = fk["columns"]
         keys = self.live["tables"][table]["primary_key"] or cols
         present = " AND ".join("c.%s IS NOT NULL" % quote(c) for c in cols)
         missing = "true" if fk["table"] not in self.live["tables"] else "NOT EXISTS (SELECT 1 FROM %s p WHERE %s)" % (
             quote(fk["table"]), " AND ".join("p.%s = c.%s" % (quote(p), quote(c)) for c, p in zip(cols, fk["to"])))
-        shown = self.conn.execute("SELECT %s, %s FROM %s c WHERE %s AND %s ORDER BY %s LIMIT %d" % (
+        found = self.conn.execute("SELECT %s, %s FROM %s c WHERE %s AND %s ORDER BY %s LIMIT %d" % (
             ", ".join("c.%s" % quote(k) for k in keys), ", ".join("c.%s" % quote(c) for c in cols), quote(table),
-            present, missing, ", ".join("c.%s" % quote(k) for k in keys), REPAIR_ROWS_SHOWN)).fetchall()
-        label = ", ".join(keys)
+            present, missing, ", ".join("c.%s" % quote(k) for k in keys), limit)).fetchall()
+        return [(", ".join(keys), ", ".join(repr(v) for v in r[:len(keys)]),
+                 ", ".join("%s = %r" % (c, v) for c, v in zip(cols, r[len(keys):]))) for r in found]
 
-        def key(row):
-            return ", ".join(repr(v) for v in row[:len(keys)])
-        rows = "; ".join("%s %s (%s)" % (label, key(r), ", ".join("%s = %r" % (c, v) for c, v in zip(cols, r[len(keys):])))
-                         for r in shown) + ("; ... (%d more)" % (n - len(shown)) if n > len(shown) else "")
+    def repair(self, table, fk, change, n):
+        """The step that sets NULL (or deletes) exactly the rows that would break fk, before it is added, naming
+        their keys; a delete is data loss (loss.repair_loss, as on SQLite)."""
+        repair = change.foreign_key.repair
+        cols = fk["columns"]  # (repair='set null' on a NOT NULL column is a declaration error)
+        shown = self.orphan_rows(table, fk, REPAIR_ROWS_SHOWN)
+        label = shown[0][0] if shown else ", ".join(self.live["tables"][table]["primary_key"] or cols)
+        rows = "; ".join("%s %s (%s)" % row for row in shown) + (
+            "; ... (%d more)" % (n - len(shown)) if n > len(shown) else "")
         what = "set %s NULL in" % ", ".join(cols) if repair == "set null" else "delete"
-        fk_text = "foreign key (%s) -> %s" % (", ".join(cols), fk["table"])
-        self.add("%s %d row%s of '%s' (%s %s%s): no parent in '%s'" % (
-            what, n, "" if n == 1 else "s", table, label, (", " if len(keys) == 1 else "; ").join(
-                key(r) for r in shown[:10]),
+        self.add(change, "%s %s of '%s' (%s %s%s): no parent in '%s'" % (
+            what, plural(n, "row"), table, label, (", " if "," not in label else "; ").join(k for _, k, _ in shown[:10]),
             " ..." if n > 10 else "", fk["table"]),
-            "the declaration asks to repair rows that break the %s (declared repair=%r): the rows that would break "
-            "it: %s" % (fk_text, repair, rows),
-            [alter_statement("repair_rows", repair, table, cols, fk["table"], fk["to"])],
-            kind="RepairForeignKey", table=table, rows=n)
-        if repair == "delete":
-            self.loss.append({"kind": "rows", "table": table, "column": None, "rows": n,
-                              "text": "table '%s': %d row%s deleted, which break %s (declared repair='delete')" % (
-                                  table, n, "" if n == 1 else "s", fk_text)})
+            "%s (declared repair=%r on %s): the rows that would break it: %s" % (
+                change.reason, repair, loss.fk_text(change.foreign_key), rows),
+            [alter_statement("repair_rows", repair, table, cols, fk["table"], fk["to"])], table=table, rows=n)
+        lost = loss.repair_loss(table, change, n)
+        if lost is not None:
+            self.loss.append(lost)
 
     def orphans(self, table, fk):
         live_cols = self.live["tables"][table]["columns"]
@@ -692,36 +633,51 @@ class _Planner:
                 if kind == "view" and name in self.changed_views:
                     change = self.changed_views[name]
                     if change["replace"] is not None:
-                        self.add("replace view '%s' (CREATE OR REPLACE VIEW)" % name, change["why"] + "; its "
-                                 "columns stay as they are (new ones at the end), so it is replaced in place",
-                                 [change["replace"]], kind="ReplaceView")
+                        why = change["why"] + ("; its columns stay as they are (new ones at the end), so it is "
+                                               "replaced in place")
+                        self.add(d.ReplaceView(name, change["replace"], why),
+                                 "replace view '%s' (CREATE OR REPLACE VIEW)" % name, why, [change["replace"]])
                     else:
-                        self.add("create view '%s' again" % name, change["why"], body, kind="CreateView")
+                        self.add(d.CreateViewOrTrigger(name, "\n".join(body), "view", change["why"]),
+                                 "create view '%s' again" % name, change["why"], body)
                     continue
-                if kind == "trigger" and name in self.changed_triggers:
+                if kind == "trigger" and name in self.changed_triggers:  # dropped and created in one step
                     table = self.expected["triggers"][name]
-                    self.add("recreate trigger '%s' on '%s'" % (name, table), self.changed_triggers[name] + ": "
-                             "dropped and created again", [alter_statement("drop_trigger", name, table)] + body,
-                             kind="RecreateTrigger", table=table)
+                    why = self.changed_triggers[name] + ": dropped and created again"
+                    self.add(d.CreateViewOrTrigger(name, "\n".join(body), "trigger", why),
+                             "recreate trigger '%s' on '%s'" % (name, table), why,
+                             [alter_statement("drop_trigger", name, table)] + body, table=table)
                     continue
                 if not there:
-                    self.add("create %s '%s'" % (kind, name), "%s is new" % kind, body,
-                             kind="Create" + kind.title().replace(" ", ""))
+                    ch = (d.CreateVirtualTable(self.schema.virtual_table(name)) if kind == "virtual table" else
+                          d.CreateViewOrTrigger(name, "\n".join(body), kind, "%s is new" % kind))
+                    self.add(ch, "create %s '%s'" % (kind, name), "%s is new" % kind, body)
 
     def dropped_tables(self):
-        tables = self.removed("table")
-        for name in sorted(self.live["tables"]):
-            if name in self.expected["tables"]:
+        for r in self.removes("table"):
+            if self.neutral.table(r.name) is None:  # a declared virtual table's counterpart stands only when declared
                 continue
-            if name in tables or self.prune == "all":
-                why = ("removed: " + tables[name].reason) if name in tables else "not in the declaration (--prune)"
-                n = self.rows(name)
-                self.add("drop table '%s' (%d rows)" % (name, n), why, [alter_statement("drop_table", name)],
-                         kind="Remove", table=name, rows=n)
-                self.loss.append({"kind": "table", "table": name, "column": None, "rows": n,
-                                  "text": "table '%s': %d row%s go (%s)" % (name, n, "" if n == 1 else "s", why)})
-            else:
-                self.extras.append("table '%s' (%d columns)" % (name, len(self.live["tables"][name]["columns"])))
+            lost = loss.data_loss(self.count, self.neutral, [r], self.rows)
+            self.loss += lost
+            self.steps.append(change_step(r, "drop table '%s' (%s)" % (r.name, plural(lost[0]["rows"], "row")), r.reason,
+                                    [alter_statement("drop_table", r.name)], table=r.name, rows=lost[0]["rows"]))
+
+
+def _readers_first(removes, views):
+    """The view removals ordered so that a view is dropped before the views it reads: PostgreSQL refuses to drop
+    a view another one reads (name order dropped a pruned view before a pruned view on it, and apply failed).
+    views: {name: the live view's SQL}."""
+    from ..sqlite.structure import tokenize  # only when views are dropped
+    sql = {n.lower(): s for n, s in views.items()}
+    reads = {r.name.lower(): {t.lower() for k, t in tokenize(sql.get(r.name.lower(), "")) if k in ("word", "ident")}
+             for r in removes}
+    left, out = list(removes), []
+    while left:
+        free = [r for r in left if not any(o is not r and r.name.lower() in reads[o.name.lower()] for o in left)]
+        free = free or left[:1]  # a cycle cannot be among views; keep name order if one were read
+        out.append(free[0])
+        left.remove(free[0])
+    return out
 
 
 def _declared_name(parts, column):
@@ -735,12 +691,13 @@ def _unique_name(table, cols):
 def plan_rest(conn, schema, compiled, live, database, prune=None, concurrently=False):
     """The steps after the renames, against the live structure as read in the caller's transaction."""
     p = _Planner(conn, schema, compiled, live, prune, concurrently).run()
+    p.problems += d.kept_views_on_dropped(on_postgresql(schema), p.neutral, p.gone.values())
     if p.problems:
         raise UnsafeMigrationError("refusing to migrate %s, nothing was changed: %s" % (database, "; ".join(p.problems)))
     for ref in p.live["not_valid"]:
         p.notes.append("constraint %s: NOT VALID (existing rows are not checked; kept so)" % ref)
     steps = [s for s in p.steps if not s.concurrent] + [s for s in p.steps if s.concurrent]  # in the order they run
-    return PgPlan(database, steps, extras=p.extras, data_loss=p.loss, notes=p.notes)
+    return PgPlan(database, steps, extras=p.extras + p.kept_constraints, data_loss=p.loss, notes=p.notes)
 
 
 def combine(database, renames, rest):

@@ -1,13 +1,16 @@
-"""PostgreSQL URLs: recognize one, and never show its password (standard library only)."""
+"""PostgreSQL URLs: never show their password (standard library only). Which --db is a URL is the dialect
+registry's one rule (dialects.is_postgresql)."""
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-SCHEMES = ("postgresql://", "postgres://")
 MASK = "***"
 
 
-def is_postgresql(db):
-    """Whether a --db value selects PostgreSQL: a postgresql:// or postgres:// URL."""
-    return isinstance(db, str) and db.lower().startswith(SCHEMES)
+def for_libpq(url):
+    """The URL as libpq reads it: its scheme in lower case. A scheme is case-insensitive (RFC 3986) and
+    dialects.is_postgresql takes POSTGRESQL:// as PostgreSQL, but libpq knows only postgresql:// and postgres://
+    and reads any other text as key=value pairs ('missing "=" after ...')."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.lower() + sep + rest
 
 
 def passwords(url):

@@ -37,6 +37,12 @@ def check_name(path):
                                 "file" % label)
     if path.endswith("/") or (os.altsep and path.endswith(os.altsep)):
         raise DatabaseFileError("%s: ends with '/', expected the path of a file, not a folder" % label)
+    if path.lower().startswith(("postgresql://", "postgres://")):  # (not quoted: a URL may carry a password)
+        raise DatabaseFileError("a PostgreSQL URL was given where the path of an SQLite database file is expected")
+    if path.lower().startswith(("postgresql:", "postgres:")):
+        raise DatabaseFileError("%s: looks like a PostgreSQL URL without its '//' (postgresql://HOST/NAME), but is "
+                                "read as the path of an SQLite file; write the URL in full, or './%s' for a file of "
+                                "that very name" % (label, path))
     if path.startswith("file:") and "?" in path:
         raise DatabaseFileError("%s: looks like an SQLite URI with parameters, but a database is named by its file "
                                 "path (URIs and their parameters are not read); name the file itself, or write "
@@ -124,7 +130,7 @@ def split_sql(text):
     ';' that completes a statement (a trigger's BEGIN ... END stays whole), outside strings and quoted names.
     Each runs from its first token to its last: comments before and after it are left out (a statement that
     ended in a '-- comment' would swallow the ';' written after it), and a piece that is only comments is none."""
-    from .structure import token_spans  # only a data step's SQL is split this way
+    from .ddl import token_spans  # only a data step's SQL is split this way
     out, first, last = [], None, None
     for kind, piece, begin, end in token_spans(text):
         first = begin if first is None else first

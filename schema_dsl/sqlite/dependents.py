@@ -23,7 +23,7 @@ import re
 import sqlite3
 
 from .quote import quote_identifier
-from .structure import tokenize
+from .ddl import tokenize
 
 ROWID_NAMES = ("rowid", "oid", "_rowid_")
 PROBE = "_schemagen_probe"

@@ -235,52 +235,17 @@ EXPECTED = {'indexes': {'idx_bookmark_tags_tag': {'columns': [['tag_id', False]]
 
 EXPECTED_PRAGMAS = {'journal_mode': 'wal'}
 
-# Structure of an SQLite database as plain data, read through PRAGMAs.
+# The SQL tokenizer and the DDL reader: SQL text as tokens and back as one canonical line, and what a stored
+# CREATE TABLE / INDEX / VIEW / TRIGGER / VIRTUAL TABLE statement says beyond its PRAGMAs.
 #
-# This module needs only the standard library: its source is embedded verbatim
-# in the generated, standalone validate_schema.py, and the library reads live
-# databases through the same functions, so the validator and schemagen can
-# never disagree about what a database looks like.
-#
-# A "structure" is a JSON-able dict:
-#   {"tables": {name: {"columns": [...], "autoincrement": bool, "fks": [...],
-#                      "uniques": [[col, ...], ...], "checks": [expr, ...]}},
-#    "indexes": {name: {"table": str, "unique": bool,
-#                       "columns": [[col, desc], ...], "where": expr or None}},
-#    "views": {name: body}, "triggers": {name: {"table": str, "sql": body}},
-#    "virtual_tables": {name: {"module": str, "args": normalized args}}}
-# An index key on an expression is ["<expression>", desc, {"expr": its
-# normalized text}], the text read from the stored CREATE INDEX (a COLLATE
-# written after it included); a key on a column whose collating sequence
-# (its own COLLATE, else the column's) is not BINARY is [col, desc,
-# {"collate": NAME}]. An expected key ["<expression>", desc] without its
-# text matches any expression key (structures written before the text was
-# recorded).
-# A table's "on_conflict" lists the ON CONFLICT clauses of its stored
-# CREATE TABLE (PRAGMAs do not show them), each as [constraint, [column,
-# ...], resolution] with constraint "PRIMARY KEY", "UNIQUE" or "NOT NULL";
-# ABORT, SQLite's default, is left out.
-# Keys that hold their default are left out, so that a structure without
-# them reads as before: a column's "collate" (absent: BINARY), a foreign
-# key's "deferrable" (absent: not deferrable), a table's "without_rowid",
-# "strict" (absent: False) and "on_conflict" (absent: none), and "views",
-# "triggers", "virtual_tables" (absent: none). The body of a view or trigger is its normalized CREATE
-# statement after the name. The shadow tables of FTS3/4/5 and R*Tree virtual
-# tables are left out, like sqlite_sequence and sqlite_stat*.
-# SQL text (defaults, CHECK expressions, partial-index WHERE clauses) is kept in
-# normalized form (see normalize_sql), so that two spellings of one expression
-# compare equal. Column order is not part of the structure: ALTER TABLE ADD
-# COLUMN appends, and a migrated table must still match.
+# Standard library only, like the rest of the SQLite ground: compile/, migrate/, pg/ and sqlite/structure.py
+# read SQL through it, and its source is embedded verbatim (before structure.py's, in place of structure.py's
+# import of it) in the generated, standalone validate_schema.py (compile/render.py). So: no imports but the
+# standard library's, and no "from __future__" line.
 import functools
 import re
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
-EXPRESSION = "<expression>"  # the column name of an index on an expression
-# Settings kept in the database header (32-bit integers): declared persistent, set inside a transaction.
-HEADER_PRAGMAS = ("user_version", "application_id")
-BUILTIN_COLLATIONS = ("BINARY", "NOCASE", "RTRIM")  # any other is defined by an application on its connections
-# schemagen's own record of what apply did (migrate/history.py): never part of the user's structure
-HISTORY_TABLE = "_schemagen_history"
 
 
 def tokenize(sql):
@@ -497,20 +462,6 @@ def virtual_table_parts(sql):
     return module, ""
 
 
-# Shadow tables of the virtual table modules SQLite ships (FTS3/4, FTS5, R*Tree): NAME_<suffix>.
-SHADOW_SUFFIXES = ("data", "idx", "content", "docsize", "config", "segments", "segdir", "stat", "node", "parent", "rowid")
-# Each module's own suffixes, as its xShadowName tells SQLite: a table "docs_stat" beside an FTS5 "docs" is the
-# application's. A module not listed has the whole list.
-MODULE_SHADOW_SUFFIXES = {
-    "fts5": ("data", "idx", "content", "docsize", "config"),
-    "fts3": ("content", "segments", "segdir", "docsize", "stat"),
-    "fts4": ("content", "segments", "segdir", "docsize", "stat"),
-    "rtree": ("node", "parent", "rowid"),
-    "rtree_i32": ("node", "parent", "rowid"),
-    "geopoly": ("node", "parent", "rowid"),
-}
-
-
 def is_virtual(sql):
     return bool(sql) and " ".join(sql[:40].split()).upper().startswith("CREATE VIRTUAL TABLE")
 
@@ -629,27 +580,6 @@ def conflict_clauses(sql):
     return sorted(out)
 
 
-def conflict_label(constraint, columns):
-    """How a plan and a comparison name a constraint's ON CONFLICT clause."""
-    if constraint == "NOT NULL":
-        return "column '%s' NOT NULL" % columns[0]
-    return "%s (%s)" % (constraint, ", ".join(columns))
-
-
-def conflict_keys(table):
-    """The (constraint, (column lower, ...)) a table structure has that can carry an ON CONFLICT clause."""
-    pk = sorted((c["pk"], name.lower()) for name, c in table["columns"].items() if c["pk"])
-    keys = {("NOT NULL", (name.lower(),)) for name, c in table["columns"].items() if c["notnull"]}
-    keys |= {("UNIQUE", tuple(c.lower() for c in u)) for u in table["uniques"]}
-    return keys | ({("PRIMARY KEY", tuple(name for _, name in pk))} if pk else set())
-
-
-def conflict_map(table):
-    """A table structure's ON CONFLICT clauses as {(constraint, (column lower, ...)): resolution}."""
-    return {(kind, tuple(c.lower() for c in columns)): resolution
-            for kind, columns, resolution in table.get("on_conflict", ())}
-
-
 def index_where(sql, columns=None):
     """The normalized WHERE clause of a stored CREATE INDEX, or None.
 
@@ -682,6 +612,112 @@ def index_key_texts(sql, columns=None):
             item = item[:-1]
         out.append((join_tokens(item, columns), desc))
     return out
+
+
+def checks_and_autoincrement(sql):
+    """The normalized CHECK expressions of a stored CREATE TABLE and whether it uses AUTOINCREMENT.
+
+    The part of parse_create_table that structure comparison needs. Text
+    without the words "check" and "autoincrement" anywhere (comments and
+    strings included) has neither, and is not tokenized.
+    """
+    low = (sql or "").lower()
+    if "check" not in low and "autoincrement" not in low:
+        return [], False
+    tokens = tokenize(sql)
+    checks, autoincrement = [], False
+    for k, tok in enumerate(tokens):
+        if tok[0] != "word":
+            continue
+        word = tok[1].lower()
+        if word == "autoincrement":
+            autoincrement = True
+        elif word == "check" and k + 1 < len(tokens) and tokens[k + 1] == ("op", "("):
+            checks.append(join_tokens(tokens[k + 2:matching_paren(tokens, k + 1)]))
+    return checks, autoincrement
+
+
+# Structure of an SQLite database as plain data, read through PRAGMAs.
+#
+# This module needs only the standard library: its source is embedded verbatim
+# in the generated, standalone validate_schema.py (after the SQL tokenizer and
+# DDL reader it reads statements with, sqlite/ddl.py), and the library reads live
+# databases through the same functions, so the validator and schemagen can
+# never disagree about what a database looks like.
+#
+# A "structure" is a JSON-able dict:
+#   {"tables": {name: {"columns": [...], "autoincrement": bool, "fks": [...],
+#                      "uniques": [[col, ...], ...], "checks": [expr, ...]}},
+#    "indexes": {name: {"table": str, "unique": bool,
+#                       "columns": [[col, desc], ...], "where": expr or None}},
+#    "views": {name: body}, "triggers": {name: {"table": str, "sql": body}},
+#    "virtual_tables": {name: {"module": str, "args": normalized args}}}
+# An index key on an expression is ["<expression>", desc, {"expr": its
+# normalized text}], the text read from the stored CREATE INDEX (a COLLATE
+# written after it included); a key on a column whose collating sequence
+# (its own COLLATE, else the column's) is not BINARY is [col, desc,
+# {"collate": NAME}]. An expected key ["<expression>", desc] without its
+# text matches any expression key (structures written before the text was
+# recorded).
+# A table's "on_conflict" lists the ON CONFLICT clauses of its stored
+# CREATE TABLE (PRAGMAs do not show them), each as [constraint, [column,
+# ...], resolution] with constraint "PRIMARY KEY", "UNIQUE" or "NOT NULL";
+# ABORT, SQLite's default, is left out.
+# Keys that hold their default are left out, so that a structure without
+# them reads as before: a column's "collate" (absent: BINARY), a foreign
+# key's "deferrable" (absent: not deferrable), a table's "without_rowid",
+# "strict" (absent: False) and "on_conflict" (absent: none), and "views",
+# "triggers", "virtual_tables" (absent: none). The body of a view or trigger is its normalized CREATE
+# statement after the name. The shadow tables of FTS3/4/5 and R*Tree virtual
+# tables are left out, like sqlite_sequence and sqlite_stat*.
+# SQL text (defaults, CHECK expressions, partial-index WHERE clauses) is kept in
+# normalized form (see normalize_sql), so that two spellings of one expression
+# compare equal. Column order is not part of the structure: ALTER TABLE ADD
+# COLUMN appends, and a migrated table must still match.
+
+# The SQL tokenizer and DDL reader: validate_schema.py embeds ddl.py's source in place of this import
+
+EXPRESSION = "<expression>"  # the column name of an index on an expression
+# Settings kept in the database header (32-bit integers): declared persistent, set inside a transaction.
+HEADER_PRAGMAS = ("user_version", "application_id")
+BUILTIN_COLLATIONS = ("BINARY", "NOCASE", "RTRIM")  # any other is defined by an application on its connections
+# schemagen's own record of what apply did (migrate/history.py): never part of the user's structure
+HISTORY_TABLE = "_schemagen_history"
+
+
+# Shadow tables of the virtual table modules SQLite ships (FTS3/4, FTS5, R*Tree): NAME_<suffix>.
+SHADOW_SUFFIXES = ("data", "idx", "content", "docsize", "config", "segments", "segdir", "stat", "node", "parent", "rowid")
+# Each module's own suffixes, as its xShadowName tells SQLite: a table "docs_stat" beside an FTS5 "docs" is the
+# application's. A module not listed has the whole list.
+MODULE_SHADOW_SUFFIXES = {
+    "fts5": ("data", "idx", "content", "docsize", "config"),
+    "fts3": ("content", "segments", "segdir", "docsize", "stat"),
+    "fts4": ("content", "segments", "segdir", "docsize", "stat"),
+    "rtree": ("node", "parent", "rowid"),
+    "rtree_i32": ("node", "parent", "rowid"),
+    "geopoly": ("node", "parent", "rowid"),
+}
+
+
+def conflict_label(constraint, columns):
+    """How a plan and a comparison name a constraint's ON CONFLICT clause."""
+    if constraint == "NOT NULL":
+        return "column '%s' NOT NULL" % columns[0]
+    return "%s (%s)" % (constraint, ", ".join(columns))
+
+
+def conflict_keys(table):
+    """The (constraint, (column lower, ...)) a table structure has that can carry an ON CONFLICT clause."""
+    pk = sorted((c["pk"], name.lower()) for name, c in table["columns"].items() if c["pk"])
+    keys = {("NOT NULL", (name.lower(),)) for name, c in table["columns"].items() if c["notnull"]}
+    keys |= {("UNIQUE", tuple(c.lower() for c in u)) for u in table["uniques"]}
+    return keys | ({("PRIMARY KEY", tuple(name for _, name in pk))} if pk else set())
+
+
+def conflict_map(table):
+    """A table structure's ON CONFLICT clauses as {(constraint, (column lower, ...)): resolution}."""
+    return {(kind, tuple(c.lower() for c in columns)): resolution
+            for kind, columns, resolution in table.get("on_conflict", ())}
 
 
 def index_key(name, desc, collate=None, expression=None):
@@ -769,29 +805,6 @@ def fk_groups(fk_rows):
             "on_delete": rows[0][6],
         })
     return result
-
-
-def checks_and_autoincrement(sql):
-    """The normalized CHECK expressions of a stored CREATE TABLE and whether it uses AUTOINCREMENT.
-
-    The part of parse_create_table that structure comparison needs. Text
-    without the words "check" and "autoincrement" anywhere (comments and
-    strings included) has neither, and is not tokenized.
-    """
-    low = (sql or "").lower()
-    if "check" not in low and "autoincrement" not in low:
-        return [], False
-    tokens = tokenize(sql)
-    checks, autoincrement = [], False
-    for k, tok in enumerate(tokens):
-        if tok[0] != "word":
-            continue
-        word = tok[1].lower()
-        if word == "autoincrement":
-            autoincrement = True
-        elif word == "check" and k + 1 < len(tokens) and tokens[k + 1] == ("op", "("):
-            checks.append(join_tokens(tokens[k + 2:matching_paren(tokens, k + 1)]))
-    return checks, autoincrement
 
 
 def to_structure(raw):

@@ -1,4 +1,5 @@
-"""Milestone 2 (examples/abathur_m2.py): every legacy shape straight to M2, and M1 to M2, with data, no row lost."""
+"""Migration to a later, grown declaration (examples/abathur_m2.py: new tables, renames, foreign keys on full
+tables): every legacy shape straight to it, and the shipped declaration to it, with data, no row lost."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,4 @@
-"""What plan, apply and validate print: the same facts in both, said once, in singulars where there is one
-(issues 15 and 17)."""
+"""What plan, apply and validate print: the same facts in both, said once, in singulars where there is one."""
 from __future__ import annotations
 
 import json

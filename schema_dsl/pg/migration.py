@@ -25,7 +25,8 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from ..compile.postgresql import Compiled, alter_statement
-from ..errors import ApplyError, ChangedThenFailed, Declined, UnsafeMigrationError
+from ..errors import ApplyError, ChangedThenFailed, UnsafeMigrationError
+from ..migrate import loss
 from . import apply as pg_apply
 from . import leftovers, locks
 from . import plan as pgplan
@@ -42,6 +43,11 @@ class MigrateResult:
     def __init__(self, database, plan, applied, fresh, statements, seconds, report, concurrent_built=0):
         self.database, self.plan, self.applied, self.fresh = database, plan, applied, fresh
         self.statements, self.seconds, self.report, self.concurrent_built = statements, seconds, report, concurrent_built
+
+    # SQLite's ApplyResult names the database .path and its backup .backup: the same names here, so code written
+    # against Database.initialize() reads them on both engines (the URL with its password masked; never a backup)
+    path = property(lambda self: self.database)
+    backup = None
 
     def as_dict(self):
         return {"database": self.database, "dialect": "postgresql", "applied": self.applied, "fresh": self.fresh,
@@ -120,15 +126,13 @@ def _plan(url, schema, prune, concurrently, lock_timeout):
         conn.close()
 
 
+# how the data-loss guard names what the reader can do on PostgreSQL (SQLite's: migrate/apply.CLI_TERMS)
+TERMS = {"no_backup": "PostgreSQL has no file backup", "allow": "--allow-data-loss is given", "accept": ""}
+
+
 def _guard_data_loss(database, plan, allow_data_loss, confirm):
-    if not plan.data_loss:
-        return
-    what = "; ".join(d["text"] for d in plan.data_loss)
-    if not allow_data_loss:
-        raise UnsafeMigrationError("%s: the plan loses data (%s); PostgreSQL has no file backup, so that needs "
-                                   "--allow-data-loss; nothing was changed" % (database, what))
-    if confirm is not None and not confirm(plan):
-        raise Declined("%s: the plan loses data (%s) and was not confirmed; nothing was changed" % (database, what))
+    """The one data-loss guard (migrate/loss.guard), with no backup: allow_data_loss, then confirm."""
+    loss.guard(database, plan, False, allow_data_loss, confirm, TERMS)
 
 
 def apply(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, statement_timeout=None, prune=None,

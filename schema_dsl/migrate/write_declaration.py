@@ -27,7 +27,7 @@ import sqlite3
 
 from ..errors import DatabaseFileError, DeclarationError, SchemagenError
 from ..model import Expr, Literal
-from ..sqlite import dbfile, structure
+from ..sqlite import dbfile, ddl, structure
 from .introspect import read_live, view_models
 
 HEADER = '''"""Declaration of the SQLite database %s, written by `schemagen inspect`.
@@ -48,7 +48,7 @@ def _default(dflt):
     if dflt is None:
         return None
     if isinstance(dflt, Expr):
-        tokens = structure.tokenize(dflt.sql)
+        tokens = ddl.tokenize(dflt.sql)
         if len(tokens) == 1 and tokens[0][0] == "string" and "'" + tokens[0][1].replace("'", "''") + "'" == dflt.sql:
             return Literal(tokens[0][1])
         signed = len(tokens) == 2 and tokens[0] == ("op", "-") and tokens[1][0] == "number"  # DEFAULT -1
@@ -146,7 +146,7 @@ def _odd_keys(conn, name, info):
     """The PRIMARY KEY and UNIQUE constraints with a key the model cannot hold: DESC, or a COLLATE other than the
     column's. Each as (constraint text, whether it is an INTEGER PRIMARY KEY DESC, which by an SQLite quirk is no
     rowid alias)."""
-    collations = {c.lower(): v for c, v in structure.table_options(info["sql"])["collate"].items()}
+    collations = {c.lower(): v for c, v in ddl.table_options(info["sql"])["collate"].items()}
     types = {r[1].lower(): (r[2] or "").upper() for r in info["xinfo"]}
     out = []
     for row in info["index_list"]:  # seq, name, unique, origin, partial
@@ -222,7 +222,7 @@ def _application_collations(raw):
     """(object, collation) for each column and index key whose collating sequence SQLite does not have built in."""
     out, tables = [], set()
     for name, info in raw["tables"].items():
-        for column, coll in structure.table_options(info["sql"])["collate"].items():
+        for column, coll in ddl.table_options(info["sql"])["collate"].items():
             if coll not in structure.BUILTIN_COLLATIONS:
                 out.append(("table '%s', column '%s'" % (name, column), coll))
                 tables.add(name.lower())

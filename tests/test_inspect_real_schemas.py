@@ -1,4 +1,4 @@
-"""Attacks on `schemagen inspect` with realistic application schemas (issue 9: any real SQLite database).
+"""`schemagen inspect` on realistic application schemas: any real SQLite database.
 
 Each test failed before its fix: a declaration that did not apply, or a schema that came back silently
 different, or a feature the model cannot hold that was dropped instead of refused.
@@ -14,7 +14,7 @@ from schema_dsl.cli import main
 from schema_dsl.compile.target import Target
 from schema_dsl.errors import DeclarationError
 from schema_dsl.migrate.apply import apply
-from schema_dsl.migrate.inspect import inspect_database
+from schema_dsl.migrate.write_declaration import inspect_database
 from schema_dsl.sqlite import structure
 
 

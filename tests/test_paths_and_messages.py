@@ -1,4 +1,4 @@
-"""Issue 10, the edges: --db is a file path, read-only places, output paths, sentences instead of SQLite's
+"""The edges of paths and messages: --db is a file path, read-only places, output paths, sentences instead of SQLite's
 text, and explain's scratch copy. Each test failed before its fix."""
 from __future__ import annotations
 

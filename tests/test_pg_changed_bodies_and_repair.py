@@ -1,4 +1,4 @@
-"""More migrations on PostgreSQL (schema_dsl/pg/plan.py, pg/bodies.py): a changed view or trigger body found by
+"""Changed bodies and repairs on PostgreSQL (schema_dsl/pg/plan.py, pg/bodies.py): a changed view or trigger body found by
 the server's own printing and replaced (CREATE OR REPLACE VIEW when the columns allow it, else DROP + CREATE;
 DROP TRIGGER + its body), ForeignKey.repair on PostgreSQL, a replaced foreign key keeping its name, and the
 bench's hand-written Milestone 2 reaching the same declaration as schemagen."""
@@ -81,7 +81,7 @@ def test_a_view_whose_columns_change_is_dropped_first_and_created_after_the_tabl
     assert shown.exit_code == 0, shown.output + shown.stderr
     steps = json.loads(shown.output)["steps"]
     kinds = [s["kind"] for s in steps]
-    assert kinds == ["DropChangedView", "CreateView"], steps
+    assert kinds == ["DropViewOrTrigger", "CreateViewOrTrigger"], steps
     assert steps[0]["statements"] == ['DROP VIEW "note_titles";']
     assert "its columns change (id, title -> id, loud)" in steps[0]["why"]
     assert _cli(runner, "apply", "--db", pg_url, "--schema", v2).exit_code == 0
