@@ -470,10 +470,6 @@ class Checksum:
         self.total = total
         self.bits = bits
 
-    def add_line(self, line):
-        self.total += int.from_bytes(_md5(line).digest(), "big")
-        self.rows += 1
-
     @property
     def hex(self):
         return "%0*x" % (self.bits // 4, self.total % (1 << self.bits))
