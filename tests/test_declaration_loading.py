@@ -3,6 +3,8 @@ declaration prints never reaches stdout (issue 17 item 2, issue 15 items 11 and 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -123,3 +125,41 @@ def test_an_attrs_type_error_names_the_class_field_and_the_type_expected(runner,
     assert result.exit_code == 2
     line = _one_error(result)
     assert "bookmarks/schema.py:3 (bad = Check(5))" in line and "Check.expr must be a str, got 5 (int)" in line
+
+
+def test_a_declaration_edited_and_loaded_again_reloads_only_its_own_files(tmp_path):
+    """A long-lived process (a test run, a server calling Database) that loads a declaration, sees it edited and
+    loads it again must drop only the declaration's own modules: before, every module first imported while the
+    declaration loaded was dropped too, schema_dsl.model among them when the declaration was the first to import it,
+    so the second load built a second model whose Literal was no Literal to the rest of the package ("default must
+    be a Literal or an Expr, got Literal(value=...)"); and third-party or standard-library modules first imported
+    there counted as the declaration's source files."""
+    helper = tmp_path / "helpers.py"
+    helper.write_text("STATUS = 'new'\n")
+    decl = tmp_path / "decl.py"
+    decl.write_text(
+        "import decimal  # a standard-library module first imported here\n"
+        "from helpers import STATUS\n"
+        "from schema_dsl.model import Column, Literal, PrimaryKey, Schema, Table\n"
+        "SCHEMA = Schema(name='d', tables=[Table('t', columns=[Column('id', 'INTEGER'),\n"
+        "    Column('status', 'TEXT', default=Literal(STATUS))], primary_key=PrimaryKey(('id',)))])\n")
+    code = (
+        "import sys, pathlib\n"
+        "from schema_dsl.compile import project\n"
+        "assert 'schema_dsl.model' not in sys.modules and 'decimal' not in sys.modules\n"
+        "p = pathlib.Path(sys.argv[1])\n"
+        "first = project.load_declaration(str(p))\n"
+        "model = sys.modules['schema_dsl.model']\n"
+        "files = sorted(str(f) for f in project._LOADED[next(iter(project._LOADED))][1])\n"
+        "p.write_text(p.read_text() + '# edited\\n')\n"
+        "second = project.load_declaration(str(p))\n"
+        "assert second is not first, 'the edited declaration was not loaded again'\n"
+        "assert sys.modules['schema_dsl.model'] is model, 'schema_dsl.model was loaded twice'\n"
+        "from schema_dsl.analysis.sqltext import default_sql\n"
+        "print(default_sql(second.tables[0].columns[1].default))\n"
+        "print('\\n'.join(files))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(decl)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "'new'"
+    assert sorted(lines[1:]) == sorted([str(decl.resolve()), str(helper.resolve())])

@@ -311,6 +311,13 @@ def load_declaration(spec, relative_to=None):
     return load_schema(decl)
 
 
+def _system_dirs():
+    """The interpreter's standard library and installed-packages folders (sysconfig: loaded only here)."""
+    import sysconfig  # loading a declaration only
+    paths = sysconfig.get_paths()
+    return {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib") if paths.get(k)}
+
+
 def load_schema(decl):
     """Import a declaration and return its Schema (each file or module is loaded once per process)."""
     key = (str(decl.file) if decl.file is not None and not decl.shipped else decl.module, decl.attr)
@@ -326,15 +333,21 @@ def load_schema(decl):
             module = _import(decl)
         finally:
             _LOADING.pop()
-        new_modules = set(sys.modules) - before
-        if getattr(module, "__name__", None):
-            new_modules.add(module.__name__)
-        for name in new_modules:
+        # the declaration's own modules: first imported while it loaded, from a file neither of this package
+        # (but the shipped declaration) nor of the interpreter's standard library or installed packages (so a
+        # declaration's helper modules count when they live in the project, not when they are installed); only
+        # they count as its source and are dropped when it is loaded again (schema_dsl.model, attrs or decimal
+        # imported first here are not the declaration's, and a second copy of the model would break isinstance)
+        own = {module.__name__} if getattr(module, "__name__", None) else set()
+        for name in set(sys.modules) - before:
             found = getattr(sys.modules.get(name), "__file__", None)
             if found:
                 path = Path(found).resolve()
-                if not _inside(path, ENGINE_DIR) or path.name == SHIPPED + ".py":
+                shipped = path.name == SHIPPED + ".py" and _inside(path, ENGINE_DIR)
+                if shipped or not (_inside(path, ENGINE_DIR) or any(_inside(path, p) for p in _system_dirs())):
                     files.add(path)
+                    own.add(name)
+        new_modules = own
         if getattr(module, "__file__", None):
             files.add(Path(module.__file__).resolve())
         from ..model import Schema  # only loading a declaration needs the model
