@@ -1065,9 +1065,9 @@ def test_an_index_dropped_from_a_big_table_goes_with_a_copy_not_one_drop_index(t
 
 
 def test_rollback_journal_batches_are_sized_without_their_commits_fsyncs():
-    """A rollback-journal COMMIT's two fsyncs cost about the same for any batch: sized with them, every batch shrank to
-    the 50-row minimum once the disk's fsyncs took longer than the target. WAL batches are sized by their whole hold
-    (their COMMIT writes their pages)."""
+    """A rollback-journal COMMIT's two fsyncs cost about the same for any batch: sized with them, batches shrink
+    toward the 50-row minimum once the disk's fsyncs take longer than the target. WAL batches are sized by their whole
+    hold (their COMMIT writes their pages)."""
     class Batch:
         held, body = 0.100, 0.005  # 5 ms of work, then a COMMIT of 95 ms
 

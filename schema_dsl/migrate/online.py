@@ -644,8 +644,8 @@ def _next_size(size, batch, wal):
     """The next batch's size in rows: the last one's scaled to _batch_seconds(wal) by the time it held its lock,
     growing by GROWTH at most, between 50 and MAX_BATCH rows. In WAL mode the time from BEGIN to the end of its
     COMMIT (which writes the batch's pages to the WAL); in rollback-journal mode without the COMMIT, whose two fsyncs
-    cost about the same for any batch: sized with them, every batch shrank to the 50-row minimum once the disk's
-    fsyncs alone took longer than the target (measured: a 1M-row copy still running after 15 minutes)."""
+    cost about the same for any batch: sized with them, batches shrink toward the 50-row minimum once the disk's
+    fsyncs alone take longer than the target (a 2M-row copy on the busy disk was still running after 15 minutes)."""
     took = batch.held if wal else batch.body
     return max(50, min(MAX_BATCH, int(size * _batch_seconds(wal) / max(took, 1e-4)), int(size * GROWTH) + 1))
 
