@@ -165,6 +165,7 @@ def make_base(folder, rows, journal):
     with open(decl, "w") as f:
         f.write(DECLS)
     path = os.path.join(folder, "base.db")
+    _remove(path)  # a kept folder's earlier base: the rows below would be added to it
     subprocess.run([sys.executable, "-m", "schema_dsl", "apply", "--db", path, "--schema", decl + ":BEFORE",
                     "--no-backup", "--no-validate"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     conn = sqlite3.connect(path)
@@ -178,11 +179,19 @@ def make_base(folder, rows, journal):
     return path, decl
 
 
+def _remove(path):
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+
+
 def _synced_copy(source, path):
     """Copy source to path and fsync the copy: a fresh copy leaves the whole file (855 MB for Milestone 2) dirty in
     the page cache, and the apply's first fsync of the database file (its first WAL checkpoint) would flush it all,
     holding the application's own fsyncs up to half a second (measured), a cost of this bench's copy, not of the
-    apply."""
+    apply. A journal, WAL or shared-memory file left beside path by a run that was killed is removed first: a hot
+    journal of the old file would be rolled back into the copy (a malformed file, seen once)."""
+    _remove(path)
     shutil.copy(source, path)
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -592,7 +592,7 @@ def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
     None at first) in (lo, hi] ranges up to tp.top (the largest when the sync triggers were created: the triggers
     copy every row written after) in batches sized by time; between(table, label, n) is called after each batch
     (tests write from another connection there)."""
-    size, lo, n = FIRST_BATCH, None, 0
+    size, lo, n, floor = FIRST_BATCH, None, 0, None
     while tp.top is not None and lo != tp.top:
         with _Lock(conn, stats, "%s batch of '%s'" % (label, tp.name)) if write else \
                 _Read(conn, stats, "%s batch of '%s'" % (label, tp.name)) as batch:
@@ -602,7 +602,8 @@ def _batches(conn, tp, sql_for, between, stats, label, wal, write=True):
             bound = tuple(row) if row is not None else tp.top  # fewer rows than size left: up to the top
             result = sql_for(lo, bound)
         lo, n = bound, n + 1
-        size = _next_size(size, batch, wal)
+        floor = min(floor, batch.held - batch.body) if floor is not None else batch.held - batch.body
+        size = _next_size(size, batch, wal, floor)
         if write:
             _checkpoint(conn, wal)
             _pause(wal)
@@ -640,13 +641,15 @@ def _batch_seconds(wal):
     return BATCH_SECONDS if wal else BATCH_SECONDS_ROLLBACK
 
 
-def _next_size(size, batch, wal):
+def _next_size(size, batch, wal, floor=0.0):
     """The next batch's size in rows: the last one's scaled to _batch_seconds(wal) by the time it held its lock,
     growing by GROWTH at most, between 50 and MAX_BATCH rows. In WAL mode the time from BEGIN to the end of its
-    COMMIT (which writes the batch's pages to the WAL); in rollback-journal mode without the COMMIT, whose two fsyncs
-    cost about the same for any batch: sized with them, every batch shrank to the 50-row minimum once the disk's
-    fsyncs alone took longer than the target (measured: a 1M-row copy still running after 15 minutes)."""
-    took = batch.held if wal else batch.body
+    COMMIT (which writes the batch's pages to the WAL); in rollback-journal mode less floor, the shortest COMMIT seen
+    so far: the part of a COMMIT that is the same for any batch (its two fsyncs). Sized with it, batches shrink toward
+    the 50-row minimum once the disk's fsyncs alone take longer than the target (a 2M-row copy on the busy disk was
+    still running after 15 minutes); sized without any of the COMMIT, they grow until it writes a journal of many
+    pages (a 222 ms hold, measured)."""
+    took = batch.held if wal else batch.held - floor
     return max(50, min(MAX_BATCH, int(size * _batch_seconds(wal) / max(took, 1e-4)), int(size * GROWTH) + 1))
 
 
@@ -900,7 +903,7 @@ def _drop_leftovers(conn, stats, wal):
 def _free(conn, table, stats, wal, between=None, key="rowid", label="free the old table's pages"):
     """Empty the retired old table in batches sized by time (its pages freed a batch at a time), then drop it:
     a DROP TABLE of a big table holds the write lock for as long as it walks every page."""
-    size, n = FIRST_BATCH, 0
+    size, n, floor = FIRST_BATCH, 0, None
     with _batch_commits(conn, wal):
         while True:
             with _Lock(conn, stats, label) as batch:
@@ -908,7 +911,8 @@ def _free(conn, table, stats, wal, between=None, key="rowid", label="free the ol
                     q(table), key, key, q(table), key), (size,)).rowcount
             if not done:
                 break
-            size = _next_size(size, batch, wal)
+            floor = min(floor, batch.held - batch.body) if floor is not None else batch.held - batch.body
+            size = _next_size(size, batch, wal, floor)
             _checkpoint(conn, wal)
             _pause(wal)
             n += 1
