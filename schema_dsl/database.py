@@ -39,7 +39,7 @@ import aiosqlite
 from . import dialects
 from .migrate import apply as apply_mod
 from .sqlite import dbfile, structure
-from .errors import DatabaseFileError, NotOnThisEngine, ValidationFailed
+from .errors import DatabaseFileError, NotOnThisEngine, SchemagenError, ValidationFailed
 from .analysis.sqlterms import single_select
 from .compile import project
 from .compile.target import Target, target_for
@@ -57,7 +57,10 @@ def _postgresql_class():
     `isinstance(Database(url), Database)` holds and both engines answer the same methods. Built on first use:
     psycopg is imported only for a PostgreSQL URL."""
     if not _PG_CLASS:
-        from .pg.database import PgDatabase  # psycopg: PostgreSQL only
+        try:
+            from .pg.database import PgDatabase  # psycopg: PostgreSQL only
+        except ImportError as exc:  # as the CLI says it (dialects/postgresql.py)
+            raise SchemagenError("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) from None
 
         class PostgreSQLDatabase(PgDatabase, Database):
             __doc__ = PgDatabase.__doc__
