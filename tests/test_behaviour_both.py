@@ -252,6 +252,16 @@ def test_apply_report_and_verbose_work(runner, engine):
 
 # --- kept: what the user added by hand ---------------------------------------------------------
 
+def test_apply_no_validate_refuses_report_instead_of_writing_nothing(runner, engine):
+    # --no-validate skips the report: --report wrote no file and apply exited 0, on both engines
+    spec = engine.decl(V1)
+    report = engine.tmp / "r.md"
+    result = _cli(runner, "apply", "--db", engine.db, "--schema", spec, "--no-validate", "--report", str(report))
+    assert result.exit_code == 2, result.output + result.stderr
+    _one_line_error(result, "--report", "--no-validate")
+    assert engine.tables() == [] and not report.exists()
+
+
 def test_a_column_added_by_hand_is_kept_by_validate_plan_and_apply(runner, engine):
     spec = _applied(runner, engine)
     engine.sql("ALTER TABLE posts ADD COLUMN mine TEXT")

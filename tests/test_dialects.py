@@ -178,3 +178,22 @@ def test_without_psycopg_every_postgresql_command_says_so_in_one_line(tmp_path, 
     assert done.returncode == 2, done.stderr
     assert errors == [errors[0]] and errors[0].startswith("error: PostgreSQL needs psycopg (") and \
         errors[0].endswith("pip install 'schemagen[postgresql]'"), done.stderr
+
+
+def test_database_of_a_url_without_psycopg_says_so_in_one_line():
+    """Database(url) without psycopg raises the CLI's one-line SchemagenError naming the extra to install (it
+    raised the bare ModuleNotFoundError of importing pg/database.py)."""
+    import subprocess
+    import sys
+    script = ("import sys\n"
+              "sys.modules['psycopg'] = None\n"
+              "from schema_dsl import Database\n"
+              "from schema_dsl.errors import SchemagenError\n"
+              "try:\n"
+              "    Database('postgresql://u:pw@localhost:1/db')\n"
+              "except SchemagenError as exc:\n"
+              "    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("PostgreSQL needs psycopg (") and \
+        done.stdout.strip().endswith("pip install 'schemagen[postgresql]'"), done.stdout
