@@ -49,11 +49,7 @@ class PostgreSQL(Dialect):
         """Database on PostgreSQL: pg/database.py's PgDatabase (the engine's work, on psycopg) under base, named
         Database. Built on first use: psycopg is imported only for a PostgreSQL URL."""
         if self._database_class is None or self._database_class[0] is not base:
-            try:
-                from ..pg.database import PgDatabase  # psycopg: PostgreSQL only
-            except ImportError as exc:  # one line, as the CLI says it
-                raise SchemagenError("PostgreSQL needs psycopg (%s): pip install 'schemagen[postgresql]'" % exc) \
-                    from None
+            PgDatabase = _pg("database")[0].PgDatabase  # psycopg: PostgreSQL only (missing: one line)
 
             class PostgreSQLDatabase(PgDatabase, base):
                 __doc__ = PgDatabase.__doc__
