@@ -318,7 +318,7 @@ def make_backup(path, backup_dir=None, progress=None, locked=None, snapshot=Fals
         # created here, 0600 and exclusive: the data never sits in a file with looser bits than the database's
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         if locked is not None:
-            wal = locked.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+            wal = dbfile.in_wal(locked)
             _copy_locked_file(path, tmp, wal, progress)
         else:
             source = dbfile.open_existing(path, "ro")

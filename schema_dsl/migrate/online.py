@@ -442,7 +442,7 @@ class OnlinePlan:
         renames_first: no data step is pending, so apply --online commits the renames first, alone
         (_renames_first); with one, they commit with the expand steps before it (_data_steps_first)."""
         out = []
-        batch_ms = 1000 * _batch_seconds(conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal")
+        batch_ms = 1000 * _batch_seconds(dbfile.in_wal(conn))
         for step in self.before:  # a new index on a table not rebuilt is built here, in its own transaction
             rows = step.rows or 0
             if renames_first and _kind(step) in ("RenameTable", "RenameColumn"):
@@ -732,7 +732,7 @@ def run(conn, path, plan, target, between=None, stats=None):
     """Carry out plan online on conn (foreign keys off, autocommit). Returns stats: longest_lock (seconds),
     transactions, batches. OnlineRefused before the swap (nothing changed, shadow objects removed)."""
     stats = {} if stats is None else stats
-    wal = conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+    wal = dbfile.in_wal(conn)
     conn.execute("PRAGMA legacy_alter_table = ON")
     online = OnlinePlan(conn, plan)
     for step in online.before:
@@ -959,7 +959,7 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
     token = _COMMIT_SECTION.set(commit_section)
     try:
         conn.execute("PRAGMA foreign_keys = OFF")  # outside any transaction: no ON DELETE fires in the swap
-        wal = conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+        wal = dbfile.in_wal(conn)
         # a batch's pages stay in the cache until its COMMIT: a spill in the middle of a batch takes the exclusive
         # lock early in rollback-journal mode (readers locked out for the rest of the batch) and writes twice in WAL
         cache = conn.execute("PRAGMA cache_size").fetchone()[0]  # pages when positive, KiB when negative

@@ -174,6 +174,11 @@ def _pending_changes(path):
     return None
 
 
+def in_wal(conn):
+    """Whether the database behind conn is in WAL mode (PRAGMA journal_mode)."""
+    return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+
+
 def header_journal_mode(path):
     """"wal" or "delete" as the file's header records it (an immutable connection always answers "delete")."""
     with open(os.fspath(path), "rb") as fh:
