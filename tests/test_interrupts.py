@@ -198,3 +198,29 @@ def test_ctrl_c_during_restores_copy_exits_3_and_keeps_the_state_before(tmp_path
     conn = sqlite3.connect(str(saved[0]))
     assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 5
     conn.close()
+
+
+def test_ctrl_c_while_the_cli_is_still_loading_is_one_line_and_130(tmp_path):
+    # before the CLI's own SIGINT handler is installed, a Ctrl-C used to print a KeyboardInterrupt traceback
+    # (exit 1 from the interpreter); the entry point answers it like any interrupt before a change
+    loader = (
+        "import os, sys, time\n"
+        "class Slow:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'schema_dsl.cli':\n"
+        "            sys.stderr.write('@@ loading\\n'); sys.stderr.flush(); time.sleep(30)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Slow())\n"
+        "sys.argv = ['schemagen', 'apply', '--db', sys.argv[1]]\n"
+        "from schema_dsl.__main__ import run\n"
+        "run()\n")
+    db = tmp_path / "new.db"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", loader, str(db)], cwd=str(tmp_path), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline().startswith("@@"), "never reached the import"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == "error: interrupted; nothing was changed"
+    assert not db.exists()

@@ -124,7 +124,6 @@ def column_type(table, column):
 
 # --- expressions ----------------------------------------------------------------
 
-_COMPARE = ("=", "==", "!=", "<>")
 _OPS = frozenset(["(", ")", ",", "+", "-", "*", "/", "%", "<", ">", "<=", ">=", "=", "==", "!=", "<>", "||", "."])
 _EXPR_WORDS = frozenset("and or not is null in between case when then else end true false".split())
 _QUERY_WORDS = frozenset("select from where order by limit offset group having asc desc as distinct".split())
