@@ -47,6 +47,17 @@ def test_identical_indexes_report_the_later_one():
     assert found(lint(fixed), "redundant-index") == []
 
 
+def test_redundant_index_messages_name_no_engine():
+    # the declaration's lint runs for both engines (PostgreSQL also keeps an index for a PRIMARY KEY or UNIQUE
+    # constraint): its messages said "the automatic index SQLite keeps" and "SQLite uses one of the two"
+    s = schema([table("people", PEOPLE.columns, uniques=[Unique(["name"])])],
+               [ix("by_id", "people", ["id"]), ix("by_name", "people", ["name"]),
+                ix("by_team", "people", ["team"]), ix("by_team_again", "people", ["team"])])
+    messages = [f.message for f in lint(s) if f.rule == "redundant-index"]
+    assert len(messages) == 3, messages
+    assert not [m for m in messages if "SQLite" in m], messages
+
+
 def test_prefix_index_is_redundant_only_with_the_same_where():
     s = schema([PEOPLE], [ix("by_name", "people", ["name"]), ix("by_name_team", "people", ["name", "team"])])
     assert found(lint(s), "redundant-index") == ["by_name"]

@@ -226,14 +226,14 @@ def redundant_indexes(schema):
         same_order = _order_gap(key.columns, by.columns) == 0
         order_note = "" if same_order else (
             " (only the direction of a later column differs, and its serves-query fixes the columns before it by "
-            "equality, so SQLite reads that index in the needed order)")
+            "equality, so the database reads that index in the needed order)")
         if by.automatic:
-            message = ("index '%s' on %s repeats the automatic index SQLite keeps for %s (its leading columns%s): "
+            message = ("index '%s' on %s repeats the index the database keeps for %s (its leading columns%s): "
                        "queries it serves are served by that index; this one only costs space and write time"
                        % (ix.name, where, by.name, order_note))
         elif len(by.columns) == len(key.columns) and same_order:
-            message = ("index '%s' on %s is identical to %s (same columns, order and WHERE): SQLite uses one of the "
-                       "two and maintains both" % (ix.name, where, by.name))
+            message = ("index '%s' on %s is identical to %s (same columns, order and WHERE): the database uses one "
+                       "of the two and maintains both" % (ix.name, where, by.name))
         else:
             message = ("index '%s' on %s is a prefix of %s on %s (same WHERE)%s: every query it serves, that index "
                        "serves too" % (ix.name, where, by.name, _columns_text(ix.table, by.columns), order_note))
