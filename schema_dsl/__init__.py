@@ -3,7 +3,7 @@
 `from schema_dsl import Database` gives the async integration class (imported
 lazily, so that the CLI's apply path does not pay for asyncio and aiosqlite).
 """
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401  (handed on: `schema_dsl.__version__`)
 
 
 def __getattr__(name):

@@ -15,9 +15,10 @@ import time
 
 import click
 
-from . import __version__, dialects
+from . import dialects
 from .dialects.several import run_each
 from .errors import EXIT_CHANGED_THEN_FAILED, EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_REFUSED, Declined, SchemagenError
+from .version import __version__
 from .words import plural
 
 class _Path(click.ParamType):

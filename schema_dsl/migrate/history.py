@@ -31,7 +31,7 @@ import os
 import sqlite3
 import sys
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ApplyError, SchemagenError, UnsafeMigrationError
 from ..sqlite.data import checkable_foreign_key_violations, describe_violation
 from ..sqlite import dbfile

@@ -20,7 +20,7 @@ from hashlib import sha256
 
 import attrs
 
-from .. import __version__
+from ..version import __version__
 from ..compile.postgresql import Untranslatable, alter_statement, column_type, data_step_statements
 from ..errors import ApplyError, UnsafeMigrationError
 from ..sqlite.structure import HISTORY_TABLE
