@@ -20,7 +20,7 @@ from schema_dsl.migrate.introspect import read_live
 from schema_dsl.model import (Check, Column, Expr, Index, Literal, PrimaryKey, Schema, Table, Unique, fk)
 from schema_dsl.compile.render import render_files
 from schema_dsl.analysis.sqltext import default_sql
-from schema_dsl.sqlite.quote import quote_identifier, quote_literal
+from schema_dsl.sqlite.quote import quote_identifier, quote_literal, unquote_identifier
 
 FILES = project_files()
 SQL_FILES = (*SCHEMA.table_files, SCHEMA.index_file)
@@ -293,6 +293,12 @@ def test_identifiers_with_embedded_double_quotes_render_and_execute(tmp_path):
 ])
 def test_quote_identifier(name, quoted):
     assert quote_identifier(name) == quoted
+    assert unquote_identifier(quoted) == name  # the one reader of a quoted name gives it back
+
+
+@pytest.mark.parametrize("text, name", [("`a b`", "a b"), ("[a b]", "a b"), ("plain", "plain"), ('"x""y"', 'x"y')])
+def test_unquote_identifier_reads_every_quoting_sqlite_takes(text, name):
+    assert unquote_identifier(text) == name
 
 
 @pytest.mark.parametrize("value, sql", [

@@ -22,6 +22,7 @@ import re
 from ..sqlite.dbfile import split_statements
 from ..sqlite.structure import fold_case
 from ..sqlite.ddl import parse_create_table
+from ..sqlite.quote import unquote_identifier
 from .plan import Plan, Step, _has_rows, _size_estimate, setting_steps
 
 # The reasons diff.py gives these changes (its CreateTable, AddColumn and CreateIndex defaults).
@@ -87,10 +88,6 @@ class CreateIndex(_Change):
         self.index, self.reason = index, reason
 
 
-def _unquote(name):
-    return name[1:-1].replace('""', '"') if name[:1] == '"' else name
-
-
 def _table_order(target):
     """The declared tables (lower-cased) in the order the DDL creates them (Schema.ordered_tables)."""
     order = []
@@ -98,7 +95,7 @@ def _table_order(target):
         for stmt in split_statements(target.files[filename]):
             m = _CREATE_TABLE.match(stmt)
             if m:
-                order.append(_unquote(m.group(1)).lower())
+                order.append(unquote_identifier(m.group(1)).lower())
     return order
 
 

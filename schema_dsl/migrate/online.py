@@ -50,7 +50,7 @@ import time
 from ..errors import ApplyError, ChangedThenFailed, SchemagenError, UnsafeMigrationError
 from ..sqlite import dbfile
 from ..sqlite.leftovers import drop_leftovers, leftovers  # noqa: F401 (leftovers: read through this module too)
-from ..sqlite.quote import quote_identifier as q
+from ..sqlite.quote import quote_identifier as q, unquote_identifier
 from ..sqlite.structure import HISTORY_TABLE
 from .apply import (DEFAULT_KEEP, ApplyResult, _finish_connection, _guard_data_loss, _refuse_damaged, _verify_structure,
                     apply, check_backup_dir, check_keep, open_for_apply, plan_database, plan_for)
@@ -123,12 +123,6 @@ def _index_head(sql):
     return m
 
 
-def _unquote(name):
-    if name[:1] in '"`[':
-        return name[1:-1].replace('""', '"') if name[0] == '"' else name[1:-1]
-    return name
-
-
 class TablePlan:
     """One rebuilt table of an online apply: old and declared names, the shadow, its copy and its indexes."""
 
@@ -167,7 +161,7 @@ class TablePlan:
         new_pk = list(ch.table.primary_key.columns) if ch.table.primary_key is not None else []
         copy = dict((c.lower(), e) for c, e in ch.copy)
         if not (ch.table.without_rowid and old_without) or len(old_pk) != len(new_pk) or any(
-                _unquote(copy.get(n.lower(), "")).lower() != o.lower() for n, o in zip(new_pk, old_pk)):
+                unquote_identifier(copy.get(n.lower(), "")).lower() != o.lower() for n, o in zip(new_pk, old_pk)):
             raise OnlineRefused("table '%s': --online copies a WITHOUT ROWID table by its primary key, which must stay "
                                 "WITHOUT ROWID with the same primary key columns (%s before, %s declared, %s); run "
                                 "apply without --online" % (
@@ -187,7 +181,7 @@ class TablePlan:
         old_ipk = _rowid_alias(conn, self.old)
         if ipk is not None:
             expr = dict(ch.copy).get(ipk)
-            if old_ipk is None or expr is None or _unquote(expr).lower() != old_ipk.lower():
+            if old_ipk is None or expr is None or unquote_identifier(expr).lower() != old_ipk.lower():
                 raise OnlineRefused("table '%s': its INTEGER PRIMARY KEY '%s' would not keep the old rowids, which "
                                     "the online copy goes by; run apply without --online" % (self.name, ipk))
             self.insert_columns, self.select = self.columns, self.exprs

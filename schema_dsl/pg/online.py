@@ -61,6 +61,7 @@ from psycopg import errors as pgerrors
 
 from ..compile.postgresql import Compiled, alter_statement
 from ..errors import ApplyError, ChangedThenFailed, SchemagenError
+from ..sqlite.quote import quote_identifier
 from . import apply as pg_apply
 from . import history as pg_history
 from . import leftovers, locks
@@ -311,7 +312,7 @@ def _conversion_facts(conn, plan):
             continue
         table, column = s.table, s.detail["column"]
         n = leftovers.conversion_names(table, column)
-        rel = conn.execute("SELECT %s::regclass::oid", (_q(table),)).fetchone()[0]
+        rel = conn.execute("SELECT %s::regclass::oid", (quote_identifier(table),)).fetchone()[0]
         num = conn.execute("SELECT attnum FROM pg_attribute WHERE attrelid = %s AND attname = %s",
                            (rel, column)).fetchone()[0]
         users = ["constraint %s" % r[0] for r in conn.execute(
@@ -328,7 +329,7 @@ def _conversion_facts(conn, plan):
         pk = conn.execute("SELECT ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, o) "
                           "JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o) "
                           "FROM pg_constraint k WHERE k.conrelid = %s AND k.contype = 'p'", (rel,)).fetchone()
-        key = ("concat_ws(', ', %s)" % ", ".join("NEW.%s::text" % _q(c) for c in pk[0]) if pk and pk[0]
+        key = ("concat_ws(', ', %s)" % ", ".join("NEW.%s::text" % quote_identifier(c) for c in pk[0]) if pk and pk[0]
                else "row_to_json(NEW)::text")
         indexes = []
         for index, definition in conn.execute(
@@ -341,21 +342,17 @@ def _conversion_facts(conn, plan):
     return out
 
 
-def _q(name):
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _index_on(definition, name, column, new):
     """pg_get_indexdef's CREATE INDEX, built CONCURRENTLY under `name`, with `column` replaced by `new` in its keys,
     expressions and WHERE (identifiers outside string literals)."""
     head, rest = definition.split(" ON ", 1)
     words = head.split(" ")  # CREATE [UNIQUE] INDEX name
-    head = " ".join(words[:-1] + ["CONCURRENTLY", _q(name)])
+    head = " ".join(words[:-1] + ["CONCURRENTLY", quote_identifier(name)])
     table, body = rest.split(" USING ", 1)
     parts = re.split(r"('(?:[^']|'')*')", body)
     bare = re.escape(column) if re.fullmatch(r"[a-z_][a-z0-9_$]*", column) else "(?!)"  # printed unquoted
     pattern = re.compile(r'(?<![\w."])(?:"%s"|%s)(?![\w"])' % (re.escape(column.replace('"', '""')), bare))
-    body = "".join(p if i % 2 else pattern.sub(_q(new), p) for i, p in enumerate(parts))
+    body = "".join(p if i % 2 else pattern.sub(quote_identifier(new), p) for i, p in enumerate(parts))
     return "%s ON %s USING %s;" % (head, table, body)
 
 
@@ -499,7 +496,7 @@ class _Runner:
         pages, per_page = conn.execute(
             "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int, "
             "CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages ELSE 100 END "
-            "FROM pg_class WHERE oid = %s::regclass", (_q(table), _q(table))).fetchone()
+            "FROM pg_class WHERE oid = %s::regclass", (quote_identifier(table), quote_identifier(table))).fetchone()
         step = max(1, int(FILL_BATCH / max(per_page, 1)))
         for first in range(0, pages, step):
             batch = alter_statement("conversion_batch", table, n, d["using"], first, first + step)
@@ -522,7 +519,7 @@ class _Runner:
         """Inside the swap's transaction: the rows the trigger logged that the conversion still fails on; refused
         (_Refused) naming them, the old column still authoritative."""
         conn, n = self.conn, d["names"]
-        keys = [r[0] for r in conn.execute("SELECT key FROM %s ORDER BY 1" % _q(n["fail"]))]
+        keys = [r[0] for r in conn.execute("SELECT key FROM %s ORDER BY 1" % quote_identifier(n["fail"]))]
         if not keys:
             return
         pk = d.get("pk") or []
@@ -534,7 +531,7 @@ class _Runner:
             try:
                 with conn.transaction():
                     conn.execute("SELECT %s(t) FROM %s t WHERE concat_ws(', ', %s) = %%s" % (
-                        _q(n["conv"]), _q(d["table"]), ", ".join("t.%s::text" % _q(c) for c in pk)), (k,))
+                        quote_identifier(n["conv"]), quote_identifier(d["table"]), ", ".join("t.%s::text" % quote_identifier(c) for c in pk)), (k,))
             except psycopg.Error:
                 bad.append(k)
         if bad:

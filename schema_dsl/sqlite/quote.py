@@ -8,6 +8,15 @@ def quote_identifier(name):
     return '"' + str(name).replace('"', '""') + '"'
 
 
+def unquote_identifier(name):
+    """An identifier as SQL text gives it ("a""b", `a`, [a] or bare) back as the name it stands for."""
+    if name[:1] == '"':
+        return name[1:-1].replace('""', '"')
+    if name[:1] in "`[":
+        return name[1:-1]
+    return name
+
+
 def quote_literal(value):
     """An SQL literal for a Python value: NULL, 0/1, numbers, 'text', X'blob'."""
     if value is None:
