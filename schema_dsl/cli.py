@@ -500,9 +500,13 @@ def apply(dbs, no_backup, backup_dir, keep_backups, check_data, full_integrity, 
     little changed, so apply leaves them to `schemagen validate` unless --check-data is given.
     """
     _refuse_options(dbs)
-    if no_validate and report_path:  # the report it would write is the one --no-validate skips
-        raise _Abort("--report: --no-validate skips the validation report it would write; give one or the other, "
-                     "nothing was changed")
+    if no_validate:  # each of these asks for the report --no-validate skips: refused, never silently dropped
+        for given, option, what in ((report_path, "--report", "would write"), (verbose, "--verbose", "would show in full"),
+                                    (check_data, "--check-data", "would add its checks to"),
+                                    (full_integrity, "--full-integrity", "would add its checks to")):
+            if given:
+                raise _Abort("%s: --no-validate skips the validation report it %s; give one or the other, nothing "
+                             "was changed" % (option, what))
     reports = _report_paths(dbs, report_path)  # before anything changes: a bad --report must not fail after COMMIT
     declared = _declared(schema_spec, dbs, prepare=True)
     options = dict(backup=not no_backup, backup_dir=backup_dir, keep_backups=keep_backups, check_data=check_data,

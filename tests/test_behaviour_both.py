@@ -262,6 +262,16 @@ def test_apply_no_validate_refuses_report_instead_of_writing_nothing(runner, eng
     assert engine.tables() == [] and not report.exists()
 
 
+@pytest.mark.parametrize("option", ["--verbose", "--check-data", "--full-integrity"])
+def test_apply_no_validate_refuses_what_adds_to_the_skipped_report(runner, engine, option):
+    # each asks for the report --no-validate skips: apply exited 0 and silently dropped it, on both engines
+    spec = engine.decl(V1)
+    result = _cli(runner, "apply", "--db", engine.db, "--schema", spec, "--no-validate", option)
+    assert result.exit_code == 2, result.output + result.stderr
+    _one_line_error(result, option, "--no-validate")
+    assert engine.tables() == []
+
+
 def test_a_column_added_by_hand_is_kept_by_validate_plan_and_apply(runner, engine):
     spec = _applied(runner, engine)
     engine.sql("ALTER TABLE posts ADD COLUMN mine TEXT")
