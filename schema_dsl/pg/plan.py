@@ -532,16 +532,15 @@ class _Planner:
             return
         live = [k for k in self.live["constraints"].get(table, []) if k["kind"] == "check"]
         declared = self.checks.get(table, [])
-        for (name, printed), (_, expr) in zip(declared, self.comp.parts[table]["checks"]):
-            if any(k["definition"] == printed for k in live):
-                continue
+        for ch in self.changed(table, d.AddCheck):
+            expr = ch.expr
             broken = count(self.conn, "SELECT count(*) FROM %s WHERE NOT (%s)" % (quote(table), expr)) if all(
                 c in self.live["tables"][table]["columns"] for c in self.expected["tables"][table]["columns"]) else 0
             if broken:
                 self.problems.append("table '%s': new CHECK (%s) but %d existing rows break it" % (table, expr, broken))
                 continue
-            name = name or self.name("%s_check" % table)
-            ch = d.AddCheck(table, expr, name)
+            name = ch.name or self.name("%s_check" % table)
+            ch = evolve(ch, name=name)
             self.add(ch, "add CHECK (%s) to '%s' NOT VALID, then VALIDATE" % (expr, table),
                      "%s: added NOT VALID (no scan under ACCESS EXCLUSIVE), then validated (a scan that lets writes go "
                      "on)" % ch.reason,
