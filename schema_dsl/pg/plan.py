@@ -555,20 +555,15 @@ class _Planner:
             return
         want = self.comp.parts[table]["fks"]
         have = self.live["tables"][table]["fks"]
-        live_fks = [k for k in self.live["constraints"].get(table, []) if k["kind"] == "foreign_key"]
+        decl = self.schema.table(table)
         replaced = []
-        for name, fk, ctx in want:
-            if fk in have:
-                continue
-            statements, former = [], None
-            for old in have:
-                if (old["columns"], old["table"], old["to"]) == (fk["columns"], fk["table"], fk["to"]):
-                    k = next((k for k in live_fks if k["columns"] == fk["columns"]
-                              and "REFERENCES %s(" % fk["table"] in k["definition"].replace('"', "")), None)
-                    if k is not None:
-                        statements.append(alter_statement("drop_constraint", table, k["name"]))
-                        former = k["name"]
-                        replaced.append(old)
+        for ch in self.changed(table, d.AddForeignKey):
+            _, fk, ctx = want[next(n for n, f in enumerate(decl.foreign_keys) if f is ch.foreign_key)]
+            statements, former = [], ch.replaces
+            if former is not None:  # its actions changed: the live one on the same keys is dropped first
+                statements.append(alter_statement("drop_constraint", table, former))
+                replaced += [old for old in have if (old["columns"], old["table"], old["to"]) == (
+                    fk["columns"], fk["table"], fk["to"])]
             orphans = self.orphans(table, fk)
             repair = self.declared_repair(table, fk)
             if orphans and repair is not None:
@@ -580,10 +575,10 @@ class _Planner:
                 self.problems.append(loss.orphans_refused(table, fk["columns"], fk["table"], orphans, shown))
                 continue
             # the one it replaces is dropped first, in the same transaction: its name is free again
-            name = name or former or self.name("%s_%s_fkey" % (table, "_".join(fk["columns"])))
+            name = ch.name or former or self.name("%s_%s_fkey" % (table, "_".join(fk["columns"])))
             statements += [alter_statement("add_constraint_not_valid", table, dict(ctx, name=name)),
                            alter_statement("validate_constraint", table, name)]
-            ch = d.AddForeignKey(table, fk["columns"], fk["table"], name, former)
+            ch = evolve(ch, name=name)
             self.add(ch, "add foreign key (%s) -> %s to '%s' NOT VALID, then VALIDATE" % (
                 ", ".join(fk["columns"]), fk["table"], table),
                 "%s%s: added NOT VALID (no scan under a lock that stops writes), then validated" % (
