@@ -18,8 +18,10 @@ counted once too (migrate/loss.py). A dialect that changes a column or adds a co
 (PostgreSQL) plans the records of IN_PLACE_KINDS (AlterColumnType, SetNotNull, DropNotNull, SetDefault,
 DropDefault, AddCheck, AddForeignKey, AddUnique, RecreateIndex, RebuildInvalidIndex, ReplaceView) and a
 removed column as a
-Remove of kind "column"; SQLite folds the same differences into one RebuildTable. PostgreSQL decides those
-in-place differences itself, on expressions as its server prints them (pg/catalog.canonical_expected).
+Remove of kind "column"; SQLite folds the same differences into one RebuildTable. Those in-place differences
+are decided once too, by in_place_changes, which compares each side in the printing the dialect passes in
+(PostgreSQL: its server's, pg/catalog.canonical_expected); the dialect adds only how, and the data checks
+that need a connection.
 
 Declared views and triggers are compared by their normalized SQL: a missing
 one is created, a changed one dropped and recreated. A declared virtual table

@@ -29,8 +29,11 @@ What is decided once for both dialects comes from migrate/, on the catalog read 
 what goes (diff.removals: declared removals and --prune, what a drop weakens, the parent keys --prune keeps,
 the indexes on removed columns), what is kept (diff.extras; the user's own constraints, which PostgreSQL keeps
 in place, are added after them), what is lost (loss.data_loss, loss.repair_loss, loss.conversion_loss) and
-which foreign keys declare a repair (RepairForeignKey). What differs from the declaration column by column and
-constraint by constraint is decided here, on expressions as the server prints them; each step carries the
+which foreign keys declare a repair (RepairForeignKey), and what differs column by column, constraint by
+constraint and index by index (diff.in_place_changes, handed this server's printing of the declaration by
+_Printing, so that `(x > 0)` as printed meets the declared `x > 0`). This planner only says how: statements,
+locks, NOT VALID + VALIDATE, CONCURRENTLY, USING, and the data checks that need the connection (rows that
+break a new NOT NULL, CHECK, FOREIGN KEY or UNIQUE; values a conversion cannot convert). Each step carries the
 change record it serves (PgStep.change, migrate/diff.py's closed set) and is kind-named after it.
 """
 from __future__ import annotations
@@ -463,24 +466,20 @@ class _Planner:
             self.loss.append(loss.conversion_loss(table, c, lost, using))
 
     def indexes(self):
-        for name, want in self.expected["indexes"].items():
-            have = self.live["indexes"].get(name)
-            table = want["table"]
+        for ch in self.changed(None, d.CreateIndex, d.RebuildInvalidIndex, d.RecreateIndex):
+            name = ch.index.name
+            table = self.expected["indexes"][name]["table"]
             ctx = self.comp.index_contexts[name]
             concurrent = bool(self.concurrently and self.nonempty(table))
-            index = self.schema.index(name)
-            if have is None:
-                ch = d.CreateIndex(index)
+            if isinstance(ch, d.CreateIndex):
                 self.add(ch, "create index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
                          ch.reason, [alter_statement("create_index_pg", ctx, concurrently=concurrent)],
                          table=table, concurrent=concurrent)
-            elif not have["valid"]:
-                ch = d.RebuildInvalidIndex(index)
+            elif isinstance(ch, d.RebuildInvalidIndex):
                 self.add(ch, "rebuild INVALID index '%s' on '%s' CONCURRENTLY, after COMMIT" % (name, table), ch.reason,
                          [alter_statement("drop_index", name, concurrently=True),
                           alter_statement("create_index_pg", ctx, concurrently=True)], table=table, concurrent=True)
-            elif any(want[k] != have[k] for k in ("table", "unique", "columns", "where")):
-                ch = d.RecreateIndex(index)
+            else:
                 self.add(ch, "recreate index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
                          ch.reason, [alter_statement("drop_index", name, concurrently=concurrent),
                                      alter_statement("create_index_pg", ctx, concurrently=concurrent)],
@@ -490,11 +489,9 @@ class _Planner:
         if table not in self.live["tables"]:
             return
         want, have = self.expected["tables"][table]["uniques"], self.live["tables"][table]["uniques"]
-        declared_names = {tuple(cols): name for name, cols in self.comp.parts[table]["uniques"] if name}
-        for cols in want:
-            if cols in have:
-                continue
-            name = declared_names.get(tuple(cols)) or _unique_name(table, cols)
+        for ch in self.changed(table, d.AddUnique):
+            cols = list(ch.columns)
+            name = ch.name or _unique_name(table, cols)
             dupes = count(self.conn, "SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s GROUP BY %s HAVING count(*) > 1) s"
                           % (quote(table), " AND ".join("%s IS NOT NULL" % quote(c) for c in cols),
                              ", ".join(quote(c) for c in cols))) if all(
@@ -517,7 +514,7 @@ class _Planner:
                 statements.append(alter_statement("create_index_pg", ctx, concurrently=concurrent))
             statements.append(alter_statement("add_unique_using_index", table, name, name))
             self.taken.add(name)
-            ch = d.AddUnique(table, cols, name)
+            ch = evolve(ch, name=name)
             self.add(ch, "add UNIQUE (%s) to '%s' by index '%s'%s" % (", ".join(cols), table, name,
                                                                       " CONCURRENTLY, after COMMIT" if concurrent else ""),
                      "%s; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint takes it "
