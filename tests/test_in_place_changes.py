@@ -117,3 +117,31 @@ def test_indexes_missing_invalid_and_changed_in_declared_order():
                  invalid={"b_bad"})
     got = _changes(Schema(name="s", tables=[_users()], indexes=[new, bad, changed, same]), live)
     assert got == [d.CreateIndex(new), d.RebuildInvalidIndex(bad), d.RecreateIndex(changed)]
+
+
+def test_a_changed_view_is_replaced_when_its_old_columns_lead_the_new_ones_else_dropped_and_created_again():
+    old = ("SELECT id FROM users", [("id", "bigint")])
+    assert d.view_change(old, old) is None
+    replace, why = d.view_change(("SELECT id, email FROM users", [("id", "bigint"), ("email", "text")]), old)
+    assert replace is True and "differs" in why
+    replace, why = d.view_change(("SELECT email FROM users", [("email", "text")]), old)
+    assert replace is False and "its columns change (id -> email)" in why
+    replace, why = d.view_change('column "nope" does not exist', old)
+    assert replace is False and 'does not run against the tables as they are before this migration (column "nope"' in why
+
+
+def test_view_changes_makes_the_records_in_declared_order_and_leaves_what_the_dialect_cannot_compare():
+    from schema_dsl.model import View
+    same, wider, other, unknown, new = (View(n, "CREATE VIEW %s AS SELECT 1" % n) for n in ("a", "b", "c", "d", "e"))
+    old = ("SELECT 1", [("x", "int")])
+    shown = {"a": (old, old), "b": (("SELECT 1, 2", [("x", "int"), ("y", "int")]), old),
+             "c": (("SELECT 2", [("z", "int")]), old)}
+
+    class Views:
+        def view(self, view):
+            return shown.get(view.name)
+
+    live = Live(views={n: "" for n in "abcd"})
+    got = d.view_changes(Schema(name="s", tables=[_users()], views=[same, wider, other, unknown, new]), live, Views())
+    assert [type(ch).__name__ + " " + ch.name for ch in got] == [
+        "ReplaceView b", "DropViewOrTrigger c", "CreateViewOrTrigger c"]

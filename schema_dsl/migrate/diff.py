@@ -21,7 +21,8 @@ removed column as a
 Remove of kind "column"; SQLite folds the same differences into one RebuildTable. Those in-place differences
 are decided once too, by in_place_changes, which compares each side in the printing the dialect passes in
 (PostgreSQL: its server's, pg/catalog.canonical_expected); the dialect adds only how, and the data checks
-that need a connection.
+that need a connection. Whether a changed view is replaced in place or dropped and created again is
+view_change's (view_changes: ReplaceView, else DropViewOrTrigger + CreateViewOrTrigger), on the same terms.
 
 Declared views and triggers are compared by their normalized SQL: a missing
 one is created, a changed one dropped and recreated. A declared virtual table
@@ -422,6 +423,42 @@ def in_place_changes(schema, live, printed):
             out.append(RebuildInvalidIndex(ix))
         elif _index_key(printed.index(ix)) != _index_key(have):
             out.append(RecreateIndex(ix))
+    return out
+
+
+def view_change(want, have):
+    """How a declared view the database has differs, compared in the dialect's printing: None (it does not),
+    (True, why): replaced in place (CREATE OR REPLACE VIEW: the live columns, name and type, are the first of the
+    declared ones), (False, why): dropped, and created again after the tables. want: the declared view's
+    (definition, [(column, type)]) as the catalog prints it, or why it cannot be printed (its body does not run
+    against the tables as they are before the migration); have: the live view's."""
+    if isinstance(want, str):
+        return False, "the declared body does not run against the tables as they are before this migration (%s)" % want
+    if want == have:
+        return None
+    (_, want_cols), (_, live_cols) = want, have
+    if want_cols[:len(live_cols)] == live_cols:
+        return True, "its body differs from the declaration (as the server prints both)"
+    return False, ("its body differs from the declaration (as the server prints both); its columns change (%s -> %s), "
+                   "so CREATE OR REPLACE VIEW cannot replace it" % (", ".join(c for c, _ in live_cols),
+                                                                   ", ".join(c for c, _ in want_cols)))
+
+
+def view_changes(schema, live, printed):
+    """The declared views the database has whose body differs (view_change), in declared order: ReplaceView, or
+    DropViewOrTrigger and CreateViewOrTrigger. printed.view(view): (want, have) as view_change takes them, or
+    None when the dialect cannot compare that view (it is left as it is)."""
+    out = []
+    for v in schema.views:
+        if not any(n.lower() == v.name.lower() for n in live.views):
+            continue
+        shown = printed.view(v)
+        change = view_change(*shown) if shown is not None else None
+        if change is None:
+            continue
+        replace, why = change
+        out += [ReplaceView(v.name, v.sql, why)] if replace else [DropViewOrTrigger(v.name, "view", why),
+                                                                   CreateViewOrTrigger(v.name, v.sql, "view", why)]
     return out
 
 

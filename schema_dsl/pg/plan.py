@@ -241,18 +241,19 @@ class _Planner:
         """The declared views and triggers whose live body differs (pg/bodies.py), printed by the server."""
         views, triggers = bodies.declared_bodies(self.comp.statements, self.expected)
         ns = catalog.current_namespace(self.conn)
-        self.changed_views = bodies.changed_views(self.conn, ns, {n: b for n, b in views.items()
-                                                                  if n in self.live["views"]})
+        self.view_bodies = views
+        printings = bodies.view_printings(self.conn, ns, {n: b for n, b in views.items() if n in self.live["views"]})
+        changes = d.view_changes(on_postgresql(self.schema), self.neutral, _ViewPrinting(printings))
+        self.view_drops = {ch.name: ch for ch in changes if isinstance(ch, d.DropViewOrTrigger)}
+        self.changed_views = {ch.name: ch for ch in changes if not isinstance(ch, d.DropViewOrTrigger)}
         self.changed_triggers = bodies.changed_triggers(self.conn, ns, {n: v for n, v in triggers.items()
                                                                         if n in self.live["triggers"]})
 
     def removals_first(self):
         self.changed_bodies()
-        for name, change in sorted(self.changed_views.items()):
-            if change["replace"] is None:  # dropped first, created again after the tables
-                self.add(d.DropViewOrTrigger(name, "view", change["why"]),
-                         "drop view '%s' (its body changed; created again below)" % name, change["why"],
-                         [alter_statement("drop_view", name)])
+        for name, ch in sorted(self.view_drops.items()):  # dropped first, created again after the tables
+            self.add(ch, "drop view '%s' (its body changed; created again below)" % name, ch.reason,
+                     [alter_statement("drop_view", name)])
         for r in self.removes("trigger"):
             self.add(r, "drop trigger '%s' on '%s'" % (r.name, r.table), _why(r),
                      [alter_statement("drop_trigger", r.name, r.table)], table=r.table)
@@ -647,14 +648,15 @@ class _Planner:
                 body = [s for k, n, s in self.comp.statements if k == kind and n == name]
                 if kind == "view" and name in self.changed_views:
                     change = self.changed_views[name]
-                    if change["replace"] is not None:
-                        why = change["why"] + ("; its columns stay as they are (new ones at the end), so it is "
+                    if isinstance(change, d.ReplaceView):
+                        why = change.reason + ("; its columns stay as they are (new ones at the end), so it is "
                                                "replaced in place")
-                        self.add(d.ReplaceView(name, change["replace"], why),
-                                 "replace view '%s' (CREATE OR REPLACE VIEW)" % name, why, [change["replace"]])
+                        sql = bodies.replace_view_sql(self.view_bodies[name])
+                        self.add(evolve(change, sql=sql, reason=why),
+                                 "replace view '%s' (CREATE OR REPLACE VIEW)" % name, why, [sql])
                     else:
-                        self.add(d.CreateViewOrTrigger(name, "\n".join(body), "view", change["why"]),
-                                 "create view '%s' again" % name, change["why"], body)
+                        self.add(evolve(change, sql="\n".join(body)), "create view '%s' again" % name, change.reason,
+                                 body)
                     continue
                 if kind == "trigger" and name in self.changed_triggers:  # dropped and created in one step
                     table = self.expected["triggers"][name]
@@ -735,6 +737,16 @@ class _Printing:
         return Index(ix.name, e["table"], [IndexColumn(k["expr"], desc, expression=True) if isinstance(k, dict)
                                            else IndexColumn(k, desc) for k, desc in e["columns"]],
                      unique=e["unique"], where=e["where"])
+
+
+class _ViewPrinting:
+    """The declared and live views as this server prints them (bodies.view_printings), for diff.view_changes."""
+
+    def __init__(self, printings):
+        self.printings = printings
+
+    def view(self, view):
+        return self.printings.get(view.name)
 
 
 def _declared_name(parts, column):
