@@ -18,8 +18,11 @@ counted once too (migrate/loss.py). A dialect that changes a column or adds a co
 (PostgreSQL) plans the records of IN_PLACE_KINDS (AlterColumnType, SetNotNull, DropNotNull, SetDefault,
 DropDefault, AddCheck, AddForeignKey, AddUnique, RecreateIndex, RebuildInvalidIndex, ReplaceView) and a
 removed column as a
-Remove of kind "column"; SQLite folds the same differences into one RebuildTable. PostgreSQL decides those
-in-place differences itself, on expressions as its server prints them (pg/catalog.canonical_expected).
+Remove of kind "column"; SQLite folds the same differences into one RebuildTable. Those in-place differences
+are decided once too, by in_place_changes, which compares each side in the printing the dialect passes in
+(PostgreSQL: its server's, pg/catalog.canonical_expected); the dialect adds only how, and the data checks
+that need a connection. Whether a changed view is replaced in place or dropped and created again is
+view_change's (view_changes: ReplaceView, else DropViewOrTrigger + CreateViewOrTrigger), on the same terms.
 
 Declared views and triggers are compared by their normalized SQL: a missing
 one is created, a changed one dropped and recreated. A declared virtual table
@@ -269,6 +272,7 @@ class AddForeignKey:
     name: str = ""
     replaces: Union[str, None] = None
     reason: str = "foreign key is new"
+    foreign_key: Union[ForeignKey, None] = field(default=None, eq=False, kw_only=True)  # the declared one
 
 
 @frozen
@@ -381,6 +385,127 @@ def renames(schema, live):
             if source is not None and source.lower() != c.name.lower():
                 out.append(RenameColumn(t, source, c.name))
     return out
+
+
+def in_place_changes(schema, live, printed):
+    """The column, constraint and index differences between the declaration and the live database, as the change
+    records a dialect that changes them in place plans (IN_PLACE_KINDS, with AddColumn and CreateIndex): pure,
+    decided once here, while the dialect only says how (statements, locks, the data checks that need a connection).
+
+    For each declared table the live one has (under its declared name: the renames have run), in `schema`'s
+    table order: per declared column, in its order, AddColumn (missing), else AlterColumnType, SetDefault or
+    DropDefault, SetNotNull or DropNotNull (in that order); then AddUnique (each declared UNIQUE column set the
+    live table lacks, in sorted order), AddCheck (each declared CHECK whose printing no live CHECK has, in
+    declared order), AddForeignKey (each declared foreign key the live table lacks, in declared order; replaces:
+    the live one on the same columns and parent key, whose actions differ). Then per declared index, in order:
+    CreateIndex (missing), RebuildInvalidIndex (live.invalid_indexes), RecreateIndex (its definition differs).
+    What the database has beyond the declaration is kept (extras): it makes no record.
+
+    printed: the dialect's printing of the declaration, so that each side is compared in the catalog's own text
+    (PostgreSQL prints `CHECK ((x > 0))` for a declared `x > 0`, `bigint` for INTEGER). It answers:
+    column(table, column): the Column as the catalog prints it (type, not_null, default);
+    checks(table): [(declared name or None, the CHECK as the dialect writes it, as its catalog prints it)],
+    the CHECKs the dialect has (PostgreSQL drops json_valid on a jsonb column);
+    foreign_key(table, fk): the ForeignKey as the catalog prints it (parent columns spelled out);
+    index(ix): the Index as the catalog prints it.
+    A record's name left "" is the dialect's to choose (its own naming pattern, free of clashes).
+    """
+    out = []
+    for t in schema.ordered_tables():
+        lt = live.table(t.name)
+        if lt is not None:
+            out += _table_in_place(t, lt, printed)
+    for ix in schema.indexes:
+        have = named(live.indexes.values(), ix.name)
+        if have is None:
+            out.append(CreateIndex(ix))
+        elif have.name in live.invalid_indexes:
+            out.append(RebuildInvalidIndex(ix))
+        elif _index_key(printed.index(ix)) != _index_key(have):
+            out.append(RecreateIndex(ix))
+    return out
+
+
+def view_change(want, have):
+    """How a declared view the database has differs, compared in the dialect's printing: None (it does not),
+    (True, why): replaced in place (CREATE OR REPLACE VIEW: the live columns, name and type, are the first of the
+    declared ones), (False, why): dropped, and created again after the tables. want: the declared view's
+    (definition, [(column, type)]) as the catalog prints it, or why it cannot be printed (its body does not run
+    against the tables as they are before the migration); have: the live view's."""
+    if isinstance(want, str):
+        return False, "the declared body does not run against the tables as they are before this migration (%s)" % want
+    if want == have:
+        return None
+    (_, want_cols), (_, live_cols) = want, have
+    if want_cols[:len(live_cols)] == live_cols:
+        return True, "its body differs from the declaration (as the server prints both)"
+    return False, ("its body differs from the declaration (as the server prints both); its columns change (%s -> %s), "
+                   "so CREATE OR REPLACE VIEW cannot replace it" % (", ".join(c for c, _ in live_cols),
+                                                                   ", ".join(c for c, _ in want_cols)))
+
+
+def view_changes(schema, live, printed):
+    """The declared views the database has whose body differs (view_change), in declared order: ReplaceView, or
+    DropViewOrTrigger and CreateViewOrTrigger. printed.view(view): (want, have) as view_change takes them, or
+    None when the dialect cannot compare that view (it is left as it is)."""
+    out = []
+    for v in schema.views:
+        if not any(n.lower() == v.name.lower() for n in live.views):
+            continue
+        shown = printed.view(v)
+        change = view_change(*shown) if shown is not None else None
+        if change is None:
+            continue
+        replace, why = change
+        out += [ReplaceView(v.name, v.sql, why)] if replace else [DropViewOrTrigger(v.name, "view", why),
+                                                                   CreateViewOrTrigger(v.name, v.sql, "view", why)]
+    return out
+
+
+def _table_in_place(decl, live, printed):
+    out = []
+    for c in decl.columns:
+        got = live.column(c.name)
+        if got is None:
+            out.append(AddColumn(decl, c))
+            continue
+        want = printed.column(decl, c)
+        if want.type != got.type:
+            out.append(AlterColumnType(decl.name, c.name, want.type))
+        if want.default != got.default:
+            out.append(DropDefault(decl.name, c.name) if want.default is None else
+                       SetDefault(decl.name, c.name, want.default.sql))
+        if want.not_null and not got.not_null:
+            out.append(SetNotNull(decl.name, c.name))
+        elif got.not_null and not want.not_null:
+            out.append(DropNotNull(decl.name, c.name))
+    have = [[c.lower() for c in u.columns] for u in live.uniques]
+    names = {tuple(c.lower() for c in u.columns): u.name for u in decl.uniques if u.name}
+    for cols in sorted([c.lower() for c in u] for u in decl.all_uniques):
+        if cols not in have:
+            out.append(AddUnique(decl.name, cols, names.get(tuple(cols)) or ""))
+    live_checks = {k.expr for k in live.checks}
+    for name, expr, shown in printed.checks(decl):
+        if shown not in live_checks:
+            out.append(AddCheck(decl.name, expr, name or ""))
+    have_fks = [_fk_key(f) for f in live.foreign_keys]
+    for f in decl.foreign_keys:
+        want = _fk_key(printed.foreign_key(decl, f))
+        if want in have_fks:
+            continue
+        former = next((o.name for o in live.foreign_keys if _fk_key(o)[:3] == want[:3] and o.name), None)
+        out.append(AddForeignKey(decl.name, want[0], want[1], f.name or "", former, foreign_key=f))
+    return out
+
+
+def _fk_key(f):
+    """A foreign key as compared: columns, parent, parent columns, actions, deferrable (never its name)."""
+    return (tuple(f.columns), f.ref_table, tuple(f.ref_columns), f.on_delete, f.on_update, f.deferrable)
+
+
+def _index_key(ix):
+    return (ix.table.lower(), bool(ix.unique), tuple((c.name, bool(c.desc), bool(c.expression)) for c in ix.columns),
+            ix.where)
 
 
 def rename_conflicts(schema, live):

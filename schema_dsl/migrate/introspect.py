@@ -31,6 +31,7 @@ class Live:
     constraint_sql: dict = field(factory=dict)  # table -> [table constraint text]
     index_sql: dict = field(factory=dict)       # index name -> CREATE INDEX sql
     structure: dict = field(factory=dict)       # structure.to_structure of the same read
+    invalid_indexes: frozenset = field(default=frozenset(), converter=frozenset)  # left INVALID by a failed build (PostgreSQL)
 
     @property
     def is_empty(self):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 
+from ..migrate.diff import view_change
 from ..sqlite.quote import quote_identifier
 
 VIEW_HEAD = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(RECURSIVE\s+)?VIEW\s+"
@@ -63,7 +64,20 @@ def _live_view(conn, ns, name):
 
 def changed_views(conn, ns, declared):
     """{name: {"replace": CREATE OR REPLACE VIEW text or None (DROP + CREATE needed), "why": text}} for the
-    declared views (declared: {name: body}) whose live definition differs; views not there are left out."""
+    declared views (declared: {name: body}) whose live definition differs (diff.view_change decides, on
+    view_printings); views not there are left out."""
+    out = {}
+    for name, (want, have) in view_printings(conn, ns, declared).items():
+        change = view_change(want, have)
+        if change is not None:
+            out[name] = {"replace": replace_view_sql(declared[name]) if change[0] else None, "why": change[1]}
+    return out
+
+
+def view_printings(conn, ns, declared):
+    """{name: (the declared view's (definition, [(column, type)]) as the server prints it, or why its body does
+    not run (text); the live view's)} for the declared views (declared: {name: body}) the database has whose
+    body can be put on a temporary view."""
     out = {}
     for name, body in declared.items():
         live = _live_view(conn, ns, name)
@@ -80,16 +94,9 @@ def changed_views(conn, ns, declared):
         except Exception as exc:  # psycopg.Error: the declared body does not run against the tables as they are
             if not type(exc).__module__.startswith("psycopg"):
                 raise
-            out[name] = {"replace": None, "why": "the declared body does not run against the tables as they are "
-                                                 "before this migration (%s)" % " ".join(str(exc).split())}
+            out[name] = (" ".join(str(exc).split()), live)
             continue
-        if want_def == live_def and want_cols == live_cols:
-            continue
-        compatible = want_cols[:len(live_cols)] == live_cols
-        out[name] = {"replace": replace_view_sql(body) if compatible else None,
-                     "why": "its body differs from the declaration (as the server prints both)" + (
-                         "" if compatible else "; its columns change (%s -> %s), so CREATE OR REPLACE VIEW cannot "
-                         "replace it" % (", ".join(c for c, _ in live_cols), ", ".join(c for c, _ in want_cols)))}
+        out[name] = ((want_def, want_cols), (live_def, live_cols))
     return out
 
 

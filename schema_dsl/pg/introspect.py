@@ -71,7 +71,8 @@ def neutral(live, schema, hidden=()):
     SQLite (diff._trigger_role). Each kind in name order (the catalog has no creation order to keep)."""
     virtual = {v.name.lower() for v in schema.virtual_tables if not v.sqlite_only}
     hidden = {h.lower() for h in hidden}
-    tables = {n: _table(n, t) for n, t in sorted(live["tables"].items()) if n.lower() not in virtual}
+    tables = {n: _table(n, t, live.get("constraints", {}).get(n, [])) for n, t in sorted(live["tables"].items())
+              if n.lower() not in virtual}
     indexes = {n: Index(n, ix["table"], [IndexColumn(k["expr"], desc, expression=True) if isinstance(k, dict)
                                          else IndexColumn(k, desc) for k, desc in ix["columns"]],
                         unique=ix["unique"], where=ix["where"])
@@ -84,10 +85,17 @@ def neutral(live, schema, hidden=()):
                   for n, t in sorted(live["triggers"].items())},
         virtual_tables={n: VirtualTable(n, "postgresql") for n in sorted(live["relations"]) if n.lower() in virtual},
         index_sql={n: live.get("index_sql", {}).get(n) or "" for n in indexes},
+        invalid_indexes={n for n in indexes if not live["indexes"][n].get("valid", True)},
     )
 
 
-def _table(name, t):
+def _table(name, t, constraints=()):
+    """A live table as a model Table; each foreign key named after its constraint (the one a changed foreign key
+    replaces is dropped by that name), found by its columns and parent as pg_get_constraintdef prints them."""
+    def fk_name(f):
+        return next((k["name"] for k in constraints if k["kind"] == "foreign_key" and k["columns"] == f["columns"]
+                     and "REFERENCES %s(" % f["table"] in k["definition"].replace('"', "")), None)
+
     return Table(
         name,
         columns=[Column(c, info["type"], not_null=info["notnull"],
@@ -97,7 +105,7 @@ def _table(name, t):
         uniques=[Unique(cols) for cols in t["uniques"]],
         checks=[Check(text) for text in t["checks"]],
         foreign_keys=[ForeignKey(f["columns"], f["table"], f["to"], on_delete=f["on_delete"], on_update=f["on_update"],
-                                 deferrable=f["deferrable"]) for f in t["fks"]])
+                                 deferrable=f["deferrable"], name=fk_name(f)) for f in t["fks"]])
 
 
 def canonical_checks(conn, structure, parts):

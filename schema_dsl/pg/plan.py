@@ -29,18 +29,22 @@ What is decided once for both dialects comes from migrate/, on the catalog read 
 what goes (diff.removals: declared removals and --prune, what a drop weakens, the parent keys --prune keeps,
 the indexes on removed columns), what is kept (diff.extras; the user's own constraints, which PostgreSQL keeps
 in place, are added after them), what is lost (loss.data_loss, loss.repair_loss, loss.conversion_loss) and
-which foreign keys declare a repair (RepairForeignKey). What differs from the declaration column by column and
-constraint by constraint is decided here, on expressions as the server prints them; each step carries the
+which foreign keys declare a repair (RepairForeignKey), and what differs column by column, constraint by
+constraint and index by index (diff.in_place_changes, handed this server's printing of the declaration by
+_Printing, so that `(x > 0)` as printed meets the declared `x > 0`). This planner only says how: statements,
+locks, NOT VALID + VALIDATE, CONCURRENTLY, USING, and the data checks that need the connection (rows that
+break a new NOT NULL, CHECK, FOREIGN KEY or UNIQUE; values a conversion cannot convert). Each step carries the
 change record it serves (PgStep.change, migrate/diff.py's closed set) and is kind-named after it.
 """
 from __future__ import annotations
 
-from attrs import field, frozen
+from attrs import evolve, field, frozen
 
 from ..compile.postgresql import Translator, Untranslatable, alter_statement
 from ..errors import UnsafeMigrationError
 from ..migrate import diff as d
 from ..migrate import loss
+from ..model import Column, Expr, ForeignKey, Index, IndexColumn, Table
 from . import bodies, catalog
 from .introspect import canonical_checks, count, has_rows, neutral, on_postgresql, quote, volatile_functions
 from ..words import plural
@@ -166,6 +170,11 @@ class _Planner:
         self.neutral = neutral(live, declared, hidden=self._planned_unique_indexes())
         self.gone, self.gone_columns = d.removals(declared, self.neutral, prune)
         self.extras = d.extras(declared, self.neutral, prune)
+        # and what differs column by column, constraint by constraint, index by index (in_place_changes), compared
+        # in this server's printing; planned below table by table, in the order the statements run
+        self.changes = {}
+        for ch in d.in_place_changes(declared, self.neutral, _Printing(self.expected, self.checks, compiled.parts)):
+            self.changes.setdefault(_on(ch), []).append(ch)
 
     # helpers
     def rows(self, table):
@@ -195,6 +204,10 @@ class _Planner:
     def removes(self, kind):
         """The neutral Remove records of one kind (diff.removals), in name order."""
         return [r for (k, _), r in sorted(self.gone.items()) if k == kind]
+
+    def changed(self, table, *kinds):
+        """The change records of in_place_changes on `table` (None: the indexes), of the given kinds, in order."""
+        return [ch for ch in self.changes.get(table, []) if isinstance(ch, kinds)]
 
     def translate(self, table, sql):
         types = {c: info["type"] for c, info in self.expected["tables"][table]["columns"].items()}
@@ -228,18 +241,19 @@ class _Planner:
         """The declared views and triggers whose live body differs (pg/bodies.py), printed by the server."""
         views, triggers = bodies.declared_bodies(self.comp.statements, self.expected)
         ns = catalog.current_namespace(self.conn)
-        self.changed_views = bodies.changed_views(self.conn, ns, {n: b for n, b in views.items()
-                                                                  if n in self.live["views"]})
+        self.view_bodies = views
+        printings = bodies.view_printings(self.conn, ns, {n: b for n, b in views.items() if n in self.live["views"]})
+        changes = d.view_changes(on_postgresql(self.schema), self.neutral, _ViewPrinting(printings))
+        self.view_drops = {ch.name: ch for ch in changes if isinstance(ch, d.DropViewOrTrigger)}
+        self.changed_views = {ch.name: ch for ch in changes if not isinstance(ch, d.DropViewOrTrigger)}
         self.changed_triggers = bodies.changed_triggers(self.conn, ns, {n: v for n, v in triggers.items()
                                                                         if n in self.live["triggers"]})
 
     def removals_first(self):
         self.changed_bodies()
-        for name, change in sorted(self.changed_views.items()):
-            if change["replace"] is None:  # dropped first, created again after the tables
-                self.add(d.DropViewOrTrigger(name, "view", change["why"]),
-                         "drop view '%s' (its body changed; created again below)" % name, change["why"],
-                         [alter_statement("drop_view", name)])
+        for name, ch in sorted(self.view_drops.items()):  # dropped first, created again after the tables
+            self.add(ch, "drop view '%s' (its body changed; created again below)" % name, ch.reason,
+                     [alter_statement("drop_view", name)])
         for r in self.removes("trigger"):
             self.add(r, "drop trigger '%s' on '%s'" % (r.name, r.table), _why(r),
                      [alter_statement("drop_trigger", r.name, r.table)], table=r.table)
@@ -277,10 +291,11 @@ class _Planner:
                 except Untranslatable as exc:
                     self.problems.append("table '%s', column '%s': backfill %s cannot be translated for PostgreSQL (%s)"
                                          % (table, c, dc.backfill, exc))
-            if got is None:
-                self.add_column(table, c, info, parts["columns"][_declared_name(parts, c)], fill)
-            else:
-                self.change_column(table, c, info, got, fill)
+            changes = [ch for ch in self.changed(table, *COLUMN_KINDS) if _column(ch).lower() == c.lower()]
+            if changes and isinstance(changes[0], d.AddColumn):
+                self.add_column(changes[0], table, c, info, parts["columns"][_declared_name(parts, c)], fill)
+            elif got is not None:
+                self.change_column(table, c, info, got, fill, changes)
         gone = {c.lower(): why for c, why in self.gone_columns.get(table.lower(), {}).items()}
         for c in have["columns"]:  # a removed column is dropped in place (a Remove "column"), its values counted
             if c in want["columns"] or c.lower() not in gone:
@@ -291,7 +306,7 @@ class _Planner:
             self.add(r, "drop column '%s'.'%s' (%s)" % (table, c, plural(lost[0]["rows"], "non-NULL value")), r.reason,
                      [alter_statement("drop_column", table, c)], table=table, rows=lost[0]["rows"])
 
-    def add_column(self, table, c, info, ctx, fill):
+    def add_column(self, change, table, c, info, ctx, fill):
         ctx = dict(ctx, pk=None, unique=False, fk=None)
         if info["identity"]:
             self.problems.append("table '%s', column '%s': a new identity column is not planned on PostgreSQL" % (table, c))
@@ -306,7 +321,7 @@ class _Planner:
             ctx["not_null"] = False
         volatile = volatile_functions(self.conn, info["default"]) if info["default"] and rows else []
         decl = self.schema.table(table)
-        self.add(d.AddColumn(decl, decl.column(c), "column is new"), "add column '%s'.'%s'" % (table, c),
+        self.add(evolve(change, reason="column is new"), "add column '%s'.'%s'" % (table, c),
                  "column is new" + ("; its default calls %s, which is volatile: every row gets its own value" %
                                     ", ".join(volatile) if volatile else ""),
                  [alter_statement("add_column", table, ctx)], table=table, lock=REWRITES if volatile else None)
@@ -317,70 +332,83 @@ class _Planner:
         if later_not_null:
             self.set_not_null(table, c, "the new column is NOT NULL, once filled")
 
-    def set_not_null(self, table, c, why=None):
-        ch = d.SetNotNull(table, c) if why is None else d.SetNotNull(table, c, why)
+    def set_not_null(self, table, c, why=None, change=None):
+        ch = change if change is not None else d.SetNotNull(table, c) if why is None else d.SetNotNull(table, c, why)
         self.add(ch, "set column '%s'.'%s' NOT NULL" % (table, c), ch.reason, [alter_statement("set_not_null", table, c)],
                  table=table, lock=SCANS, rows=self.rows(table))
 
-    def change_column(self, table, c, info, got, fill):
+    def change_column(self, table, c, info, got, fill, changes):
+        """The steps of one column's change records (AlterColumnType, Set/DropDefault, Set/DropNotNull), each with
+        the data check it needs; a refused one (a problem recorded) ends the column's steps."""
         if info["identity"] != got["identity"]:
             self.problems.append("table '%s', column '%s': identity %s declared, %s in the database; not planned on "
                                  "PostgreSQL" % (table, c, info["identity"], got["identity"]))
             return
-        if info["type"] != got["type"]:
-            using = self.using(table, c)
-            if using is False:
-                return
-            failed, keys = self.unconvertible(table, using or "%s::%s" % (quote(c), info["type"]))
-            if failed:
-                self.problems.append("table '%s', column '%s': %d value%s PostgreSQL cannot convert to %s with USING %s "
-                                     "(rows (%s) %s%s); declare using= or using_postgresql= that converts them (to "
-                                     "NULL, say), or fix them in a data step" % (
-                                         table, c, failed, "" if failed == 1 else "s", info["type"],
-                                         using or "%s::%s" % (quote(c), info["type"]),
-                                         ", ".join(self.live["tables"][table]["primary_key"]) or "ctid",
-                                         ", ".join(keys), ", ..." if failed > len(keys) else ""))
-                return
-            if using is not None:
-                self.conversion_loss(table, c, using, info)
-            # the old default goes first (PostgreSQL cannot always cast it: "default for column cannot be cast
-            # automatically"); the declared one is set again below
-            first = [alter_statement("drop_default", table, c)] if got["default"] is not None else []
-            if first:
-                got = dict(got, default=None)
-            ch = d.AlterColumnType(table, c, info["type"], using)
-            self.add(ch, "change the type of '%s'.'%s' from %s to %s" % (table, c, got["type"], info["type"]),
-                     "%s; each value is converted (USING %s), a value that cannot convert fails the apply, nothing "
-                     "changed" % (ch.reason, using or "column::type"),
-                     first + [alter_statement("alter_type", table, c, info["type"], using)],
-                     table=table, lock=REWRITES, rows=self.rows(table),
-                     detail={"column": c, "type": info["type"], "using": using or "%s::%s" % (quote(c), info["type"]),
-                             "default": info["default"], "notnull": info["notnull"]})
-        if info["default"] != got["default"]:
-            if info["default"] is None:
-                ch = d.DropDefault(table, c)
-                self.add(ch, "drop the default of '%s'.'%s'" % (table, c), ch.reason,
-                         [alter_statement("drop_default", table, c)], table=table)
-            else:
-                ch = d.SetDefault(table, c, info["default"])
-                self.add(ch, "set the default of '%s'.'%s' to %s" % (table, c, info["default"]), ch.reason,
-                         [alter_statement("set_default", table, c, info["default"])], table=table)
-        if info["notnull"] and not got["notnull"]:
-            nulls = count(self.conn, "SELECT count(*) FROM %s WHERE %s IS NULL" % (quote(table), quote(c)))
-            fill = fill if fill is not None else info["default"]
-            if nulls and fill is None:
-                self.problems.append("table '%s', column '%s': must become NOT NULL but %d rows hold NULL and no "
-                                     "backfill or default is declared" % (table, c, nulls))
-                return
-            if nulls:
-                ch = d.Backfill(self.schema.table(table), c, fill, "the column becomes NOT NULL: its NULLs are filled")
-                self.add(ch, "fill column '%s'.'%s' (%d NULLs)" % (table, c, nulls), "%s with %s" % (ch.reason, fill),
-                         [alter_statement("fill_column", table, c, fill)], table=table, rows=nulls)
-            self.set_not_null(table, c)
-        elif got["notnull"] and not info["notnull"]:
-            ch = d.DropNotNull(table, c)
-            self.add(ch, "drop NOT NULL of '%s'.'%s'" % (table, c), ch.reason,
-                     [alter_statement("drop_not_null", table, c)], table=table)
+        default_dropped = False
+        for ch in changes:
+            if isinstance(ch, d.AlterColumnType):
+                if not self.change_type(ch, table, c, info, got):
+                    return
+                # the old default went first (PostgreSQL cannot always cast it: "default for column cannot be cast
+                # automatically"); the declared one is set again after the type
+                default_dropped = got["default"] is not None
+                if default_dropped and info["default"] is not None and not any(
+                        isinstance(k, (d.SetDefault, d.DropDefault)) for k in changes):
+                    self.set_default(d.SetDefault(table, c, info["default"]))
+            elif isinstance(ch, d.SetDefault):
+                self.set_default(ch)
+            elif isinstance(ch, d.DropDefault):
+                if not default_dropped:
+                    self.add(ch, "drop the default of '%s'.'%s'" % (table, c), ch.reason,
+                             [alter_statement("drop_default", table, c)], table=table)
+            elif isinstance(ch, d.SetNotNull):
+                nulls = count(self.conn, "SELECT count(*) FROM %s WHERE %s IS NULL" % (quote(table), quote(c)))
+                fill = fill if fill is not None else info["default"]
+                if nulls and fill is None:
+                    self.problems.append("table '%s', column '%s': must become NOT NULL but %d rows hold NULL and no "
+                                         "backfill or default is declared" % (table, c, nulls))
+                    return
+                if nulls:
+                    bf = d.Backfill(self.schema.table(table), c, fill, "the column becomes NOT NULL: its NULLs are filled")
+                    self.add(bf, "fill column '%s'.'%s' (%d NULLs)" % (table, c, nulls), "%s with %s" % (bf.reason, fill),
+                             [alter_statement("fill_column", table, c, fill)], table=table, rows=nulls)
+                self.set_not_null(table, c, change=ch)
+            elif isinstance(ch, d.DropNotNull):
+                self.add(ch, "drop NOT NULL of '%s'.'%s'" % (table, c), ch.reason,
+                         [alter_statement("drop_not_null", table, c)], table=table)
+
+    def set_default(self, ch):
+        self.add(ch, "set the default of '%s'.'%s' to %s" % (ch.table, ch.column, ch.default), ch.reason,
+                 [alter_statement("set_default", ch.table, ch.column, ch.default)], table=ch.table)
+
+    def change_type(self, ch, table, c, info, got):
+        """The ALTER COLUMN TYPE step of an AlterColumnType, with the declared conversion in PostgreSQL's text;
+        False when it is refused (untranslatable, or values it cannot convert: a problem is recorded)."""
+        using = self.using(table, c)
+        if using is False:
+            return False
+        failed, keys = self.unconvertible(table, using or "%s::%s" % (quote(c), ch.type))
+        if failed:
+            self.problems.append("table '%s', column '%s': %d value%s PostgreSQL cannot convert to %s with USING %s "
+                                 "(rows (%s) %s%s); declare using= or using_postgresql= that converts them (to "
+                                 "NULL, say), or fix them in a data step" % (
+                                     table, c, failed, "" if failed == 1 else "s", ch.type,
+                                     using or "%s::%s" % (quote(c), ch.type),
+                                     ", ".join(self.live["tables"][table]["primary_key"]) or "ctid",
+                                     ", ".join(keys), ", ..." if failed > len(keys) else ""))
+            return False
+        if using is not None:
+            self.conversion_loss(table, c, using, info)
+        first = [alter_statement("drop_default", table, c)] if got["default"] is not None else []
+        ch = evolve(ch, using=using)
+        self.add(ch, "change the type of '%s'.'%s' from %s to %s" % (table, c, got["type"], ch.type),
+                 "%s; each value is converted (USING %s), a value that cannot convert fails the apply, nothing "
+                 "changed" % (ch.reason, using or "column::type"),
+                 first + [alter_statement("alter_type", table, c, ch.type, using)],
+                 table=table, lock=REWRITES, rows=self.rows(table),
+                 detail={"column": c, "type": ch.type, "using": using or "%s::%s" % (quote(c), ch.type),
+                         "default": info["default"], "notnull": info["notnull"]})
+        return True
 
     def using(self, table, c):
         """A declared conversion's PostgreSQL text: using_postgresql=, else using= translated over the old row's
@@ -439,24 +467,20 @@ class _Planner:
             self.loss.append(loss.conversion_loss(table, c, lost, using))
 
     def indexes(self):
-        for name, want in self.expected["indexes"].items():
-            have = self.live["indexes"].get(name)
-            table = want["table"]
+        for ch in self.changed(None, d.CreateIndex, d.RebuildInvalidIndex, d.RecreateIndex):
+            name = ch.index.name
+            table = self.expected["indexes"][name]["table"]
             ctx = self.comp.index_contexts[name]
             concurrent = bool(self.concurrently and self.nonempty(table))
-            index = self.schema.index(name)
-            if have is None:
-                ch = d.CreateIndex(index)
+            if isinstance(ch, d.CreateIndex):
                 self.add(ch, "create index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
                          ch.reason, [alter_statement("create_index_pg", ctx, concurrently=concurrent)],
                          table=table, concurrent=concurrent)
-            elif not have["valid"]:
-                ch = d.RebuildInvalidIndex(index)
+            elif isinstance(ch, d.RebuildInvalidIndex):
                 self.add(ch, "rebuild INVALID index '%s' on '%s' CONCURRENTLY, after COMMIT" % (name, table), ch.reason,
                          [alter_statement("drop_index", name, concurrently=True),
                           alter_statement("create_index_pg", ctx, concurrently=True)], table=table, concurrent=True)
-            elif any(want[k] != have[k] for k in ("table", "unique", "columns", "where")):
-                ch = d.RecreateIndex(index)
+            else:
                 self.add(ch, "recreate index '%s' on '%s'%s" % (name, table, " CONCURRENTLY, after COMMIT" if concurrent else ""),
                          ch.reason, [alter_statement("drop_index", name, concurrently=concurrent),
                                      alter_statement("create_index_pg", ctx, concurrently=concurrent)],
@@ -466,11 +490,9 @@ class _Planner:
         if table not in self.live["tables"]:
             return
         want, have = self.expected["tables"][table]["uniques"], self.live["tables"][table]["uniques"]
-        declared_names = {tuple(cols): name for name, cols in self.comp.parts[table]["uniques"] if name}
-        for cols in want:
-            if cols in have:
-                continue
-            name = declared_names.get(tuple(cols)) or _unique_name(table, cols)
+        for ch in self.changed(table, d.AddUnique):
+            cols = list(ch.columns)
+            name = ch.name or _unique_name(table, cols)
             dupes = count(self.conn, "SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s GROUP BY %s HAVING count(*) > 1) s"
                           % (quote(table), " AND ".join("%s IS NOT NULL" % quote(c) for c in cols),
                              ", ".join(quote(c) for c in cols))) if all(
@@ -493,7 +515,7 @@ class _Planner:
                 statements.append(alter_statement("create_index_pg", ctx, concurrently=concurrent))
             statements.append(alter_statement("add_unique_using_index", table, name, name))
             self.taken.add(name)
-            ch = d.AddUnique(table, cols, name)
+            ch = evolve(ch, name=name)
             self.add(ch, "add UNIQUE (%s) to '%s' by index '%s'%s" % (", ".join(cols), table, name,
                                                                       " CONCURRENTLY, after COMMIT" if concurrent else ""),
                      "%s; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint takes it "
@@ -508,16 +530,15 @@ class _Planner:
             return
         live = [k for k in self.live["constraints"].get(table, []) if k["kind"] == "check"]
         declared = self.checks.get(table, [])
-        for (name, printed), (_, expr) in zip(declared, self.comp.parts[table]["checks"]):
-            if any(k["definition"] == printed for k in live):
-                continue
+        for ch in self.changed(table, d.AddCheck):
+            expr = ch.expr
             broken = count(self.conn, "SELECT count(*) FROM %s WHERE NOT (%s)" % (quote(table), expr)) if all(
                 c in self.live["tables"][table]["columns"] for c in self.expected["tables"][table]["columns"]) else 0
             if broken:
                 self.problems.append("table '%s': new CHECK (%s) but %d existing rows break it" % (table, expr, broken))
                 continue
-            name = name or self.name("%s_check" % table)
-            ch = d.AddCheck(table, expr, name)
+            name = ch.name or self.name("%s_check" % table)
+            ch = evolve(ch, name=name)
             self.add(ch, "add CHECK (%s) to '%s' NOT VALID, then VALIDATE" % (expr, table),
                      "%s: added NOT VALID (no scan under ACCESS EXCLUSIVE), then validated (a scan that lets writes go "
                      "on)" % ch.reason,
@@ -532,20 +553,15 @@ class _Planner:
             return
         want = self.comp.parts[table]["fks"]
         have = self.live["tables"][table]["fks"]
-        live_fks = [k for k in self.live["constraints"].get(table, []) if k["kind"] == "foreign_key"]
+        decl = self.schema.table(table)
         replaced = []
-        for name, fk, ctx in want:
-            if fk in have:
-                continue
-            statements, former = [], None
-            for old in have:
-                if (old["columns"], old["table"], old["to"]) == (fk["columns"], fk["table"], fk["to"]):
-                    k = next((k for k in live_fks if k["columns"] == fk["columns"]
-                              and "REFERENCES %s(" % fk["table"] in k["definition"].replace('"', "")), None)
-                    if k is not None:
-                        statements.append(alter_statement("drop_constraint", table, k["name"]))
-                        former = k["name"]
-                        replaced.append(old)
+        for ch in self.changed(table, d.AddForeignKey):
+            _, fk, ctx = want[next(n for n, f in enumerate(decl.foreign_keys) if f is ch.foreign_key)]
+            statements, former = [], ch.replaces
+            if former is not None:  # its actions changed: the live one on the same keys is dropped first
+                statements.append(alter_statement("drop_constraint", table, former))
+                replaced += [old for old in have if (old["columns"], old["table"], old["to"]) == (
+                    fk["columns"], fk["table"], fk["to"])]
             orphans = self.orphans(table, fk)
             repair = self.declared_repair(table, fk)
             if orphans and repair is not None:
@@ -557,10 +573,10 @@ class _Planner:
                 self.problems.append(loss.orphans_refused(table, fk["columns"], fk["table"], orphans, shown))
                 continue
             # the one it replaces is dropped first, in the same transaction: its name is free again
-            name = name or former or self.name("%s_%s_fkey" % (table, "_".join(fk["columns"])))
+            name = ch.name or former or self.name("%s_%s_fkey" % (table, "_".join(fk["columns"])))
             statements += [alter_statement("add_constraint_not_valid", table, dict(ctx, name=name)),
                            alter_statement("validate_constraint", table, name)]
-            ch = d.AddForeignKey(table, fk["columns"], fk["table"], name, former)
+            ch = evolve(ch, name=name)
             self.add(ch, "add foreign key (%s) -> %s to '%s' NOT VALID, then VALIDATE" % (
                 ", ".join(fk["columns"]), fk["table"], table),
                 "%s%s: added NOT VALID (no scan under a lock that stops writes), then validated" % (
@@ -632,14 +648,15 @@ class _Planner:
                 body = [s for k, n, s in self.comp.statements if k == kind and n == name]
                 if kind == "view" and name in self.changed_views:
                     change = self.changed_views[name]
-                    if change["replace"] is not None:
-                        why = change["why"] + ("; its columns stay as they are (new ones at the end), so it is "
+                    if isinstance(change, d.ReplaceView):
+                        why = change.reason + ("; its columns stay as they are (new ones at the end), so it is "
                                                "replaced in place")
-                        self.add(d.ReplaceView(name, change["replace"], why),
-                                 "replace view '%s' (CREATE OR REPLACE VIEW)" % name, why, [change["replace"]])
+                        sql = bodies.replace_view_sql(self.view_bodies[name])
+                        self.add(evolve(change, sql=sql, reason=why),
+                                 "replace view '%s' (CREATE OR REPLACE VIEW)" % name, why, [sql])
                     else:
-                        self.add(d.CreateViewOrTrigger(name, "\n".join(body), "view", change["why"]),
-                                 "create view '%s' again" % name, change["why"], body)
+                        self.add(evolve(change, sql="\n".join(body)), "create view '%s' again" % name, change.reason,
+                                 body)
                     continue
                 if kind == "trigger" and name in self.changed_triggers:  # dropped and created in one step
                     table = self.expected["triggers"][name]
@@ -678,6 +695,58 @@ def _readers_first(removes, views):
         out.append(free[0])
         left.remove(free[0])
     return out
+
+
+COLUMN_KINDS = (d.AddColumn, d.AlterColumnType, d.SetDefault, d.DropDefault, d.SetNotNull, d.DropNotNull)
+
+
+def _on(change):
+    """The table name an in-place change record concerns (None: an index record, planned after the tables)."""
+    table = getattr(change, "table", None)
+    return table.name if isinstance(table, Table) else table
+
+
+def _column(change):
+    return change.column.name if isinstance(change, d.AddColumn) else change.column
+
+
+class _Printing:
+    """The declaration as this server prints it, which diff.in_place_changes compares the live tables with: the
+    types and defaults of catalog.canonical_expected, the CHECKs of introspect.canonical_checks (with the text
+    each is added with), the compiled foreign keys (parent columns spelled out) and index keys."""
+
+    def __init__(self, expected, checks, parts):
+        self.expected, self._checks, self.parts = expected, checks, parts
+
+    def column(self, table, column):
+        info = self.expected["tables"][table.name]["columns"][column.name]
+        return Column(column.name, info["type"], not_null=info["notnull"],
+                      default=Expr(info["default"]) if info["default"] is not None else None)
+
+    def checks(self, table):
+        return [(name, expr, printed) for (name, printed), (_, expr) in zip(self._checks.get(table.name, []),
+                                                                           self.parts[table.name]["checks"])]
+
+    def foreign_key(self, table, fk):
+        _, f, _ = self.parts[table.name]["fks"][next(n for n, k in enumerate(table.foreign_keys) if k is fk)]
+        return ForeignKey(f["columns"], f["table"], f["to"], on_delete=f["on_delete"], on_update=f["on_update"],
+                          deferrable=f["deferrable"])
+
+    def index(self, ix):
+        e = self.expected["indexes"][ix.name]
+        return Index(ix.name, e["table"], [IndexColumn(k["expr"], desc, expression=True) if isinstance(k, dict)
+                                           else IndexColumn(k, desc) for k, desc in e["columns"]],
+                     unique=e["unique"], where=e["where"])
+
+
+class _ViewPrinting:
+    """The declared and live views as this server prints them (bodies.view_printings), for diff.view_changes."""
+
+    def __init__(self, printings):
+        self.printings = printings
+
+    def view(self, view):
+        return self.printings.get(view.name)
 
 
 def _declared_name(parts, column):

@@ -1,0 +1,88 @@
+"""PostgreSQL's planner takes its column, constraint and index changes from the neutral diff
+(migrate/diff.in_place_changes) and only says how: with the neutral function silenced it plans none of them, and
+a record it returns alone is planned alone, with the data checks and statements PostgreSQL needs."""
+from __future__ import annotations
+
+import pytest
+
+from pg_cluster import pg_cluster, pg_url  # noqa: F401 (fixtures)
+from schema_dsl.compile.postgresql import compile_declaration
+from schema_dsl.migrate import diff as d
+from schema_dsl.model import Check, Column, Expr, Index, PrimaryKey, Schema, Table, View, fk
+from schema_dsl.pg import apply as pg_apply
+from schema_dsl.pg.migration import plan
+
+
+def _view(columns):
+    sql = "CREATE VIEW user_list AS SELECT %s FROM users" % columns
+    return View("user_list", sql, postgresql=sql)
+
+
+def _teams():
+    return Table("teams", [Column("id", "INTEGER")], primary_key=PrimaryKey(["id"]))
+
+
+V1 = Schema(name="club", tables=[
+    _teams(),
+    Table("users", [Column("id", "INTEGER"), Column("email", "TEXT", not_null=True), Column("age", "TEXT", default="1"),
+                    Column("nick", "TEXT"), Column("team_id", "INTEGER"), Column("city", "TEXT"),
+                    Column("note", "TEXT", default="n")],
+          primary_key=PrimaryKey(["id"]), foreign_keys=[fk("team_id", "teams", "id")]),
+], indexes=[Index("users_nick", "users", ["nick"])], views=[_view("id")])
+
+# every in-place difference at once: NOT NULL dropped and set (its NULLs filled from the default), a type change,
+# a default set and one dropped, a foreign key whose action changes, a new UNIQUE, CHECK, column and index, and
+# an index whose keys change; a view that gains a column (replaced in place)
+V2 = Schema(name="club", tables=[
+    _teams(),
+    Table("users", [Column("id", "INTEGER"), Column("email", "TEXT"), Column("age", "INTEGER", default=Expr("2")),
+                    Column("nick", "TEXT", not_null=True, default="x"), Column("team_id", "INTEGER"),
+                    Column("city", "TEXT", unique=True, default="here"), Column("note", "TEXT"),
+                    Column("score", "INTEGER")],
+          primary_key=PrimaryKey(["id"]), foreign_keys=[fk("team_id", "teams", "id", on_delete="CASCADE")],
+          checks=[Check("length(email) > 0")]),
+], indexes=[Index("users_nick", "users", ["nick", "city"]), Index("users_city", "users", ["city"])],
+    views=[_view("id, email")])
+
+IN_PLACE = {k.__name__ for k in (*d.IN_PLACE_KINDS, d.AddColumn, d.CreateIndex)}
+
+
+@pytest.fixture
+def v1(pg_url):
+    pg_apply.apply(pg_url, compile_declaration(V1))
+    import psycopg
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO teams (id) VALUES (1)")
+        conn.execute("INSERT INTO users (id, email, age, nick, team_id, city) VALUES (1, 'a@b', '30', NULL, 1, 'x'), "
+                     "(2, 'c@d', '40', 'bo', NULL, 'y')")
+    return pg_url
+
+
+def test_every_in_place_difference_comes_from_the_neutral_diff(v1, monkeypatch):
+    kinds = [s.kind for s in plan(v1, V2).steps]
+    assert {"DropNotNull", "AlterColumnType", "SetDefault", "DropDefault", "Backfill", "SetNotNull", "AddForeignKey",
+            "AddUnique", "AddCheck", "AddColumn", "RecreateIndex", "CreateIndex", "ReplaceView"} <= set(kinds), kinds
+    monkeypatch.setattr(d, "in_place_changes", lambda schema, live, printed: [])
+    monkeypatch.setattr(d, "view_changes", lambda schema, live, printed: [])
+    silenced = plan(v1, V2)
+    assert not IN_PLACE & {s.kind for s in silenced.steps}, [s.title for s in silenced.steps]
+
+
+def test_a_record_the_neutral_diff_returns_alone_is_planned_alone_with_its_data_check(v1, monkeypatch):
+    monkeypatch.setattr(d, "in_place_changes", lambda schema, live, printed: [d.SetNotNull("users", "nick")])
+    monkeypatch.setattr(d, "view_changes", lambda schema, live, printed: [])
+    steps = plan(v1, V2).steps
+    assert [(s.kind, s.title) for s in steps] == [
+        ("Backfill", "fill column 'users'.'nick' (1 NULLs)"), ("SetNotNull", "set column 'users'.'nick' NOT NULL")]
+    assert steps[0].statements == ("UPDATE \"users\" SET \"nick\" = 'x'::text WHERE \"nick\" IS NULL;",)
+
+
+def test_a_view_the_neutral_diff_says_to_recreate_is_dropped_and_created_again(v1, monkeypatch):
+    why = "told so"
+    monkeypatch.setattr(d, "in_place_changes", lambda schema, live, printed: [])
+    monkeypatch.setattr(d, "view_changes", lambda schema, live, printed: [
+        d.DropViewOrTrigger("user_list", "view", why), d.CreateViewOrTrigger("user_list", "", "view", why)])
+    steps = plan(v1, V2).steps
+    assert [(s.kind, s.title, s.why) for s in steps] == [
+        ("DropViewOrTrigger", "drop view 'user_list' (its body changed; created again below)", why),
+        ("CreateViewOrTrigger", "create view 'user_list' again", why)]
