@@ -3,8 +3,8 @@
 Each object document carries "version": VERSION (a change that renames, removes or retypes a key raises it).
 The keys SQLite had stay; PostgreSQL gives the same keys with the same JSON types. A fact only one engine has
 lives under one key present on both: [] or {} (0, False, "") where it does not apply, never null. The plan
-records of the two engines (migrate/plan.py's Step, pg/plan.py's PgStep) are read here, duck-typed: nothing in
-this module imports psycopg, and the CLI imports it only under --json.
+records are one class on both engines (migrate/steps.py's Step and Plan): nothing in this module imports psycopg,
+and the CLI imports it only under --json.
 """
 from __future__ import annotations
 
@@ -12,44 +12,36 @@ import re
 
 VERSION = 1
 
-_PG_DROP = re.compile(r"drop (?P<kind>trigger|view|index|table|column) '(?P<a>[^']+)'(?:\.'(?P<b>[^']+)')?"
-                      r"(?: on '(?P<on>[^']+)')?")
 _PG_COLUMN = re.compile(r"'([^']+)'\.'([^']+)'")
 
 
-def step(s):
-    """A plan step for machines: what kind of change, on which table and column, the text a person reads, and
-    (PostgreSQL) the ACCESS EXCLUSIVE it holds and whether it runs after COMMIT."""
-    change = getattr(s, "change", None)
-    # a PostgreSQL step: its kind is a string (its change record's class name, or its own for the history's and an
-    # online apply's leftovers, which serve no record)
-    pg = isinstance(getattr(s, "kind", None), str)
-    kind = type(change).__name__ if change is not None else s.kind if pg else "RunFile"
+def step(s, dialect="sqlite"):
+    """A plan step (migrate/steps.py's Step, either engine's) for machines: what kind of change (its change
+    record's class name), on which table and column, the text a person reads, and (PostgreSQL) the ACCESS
+    EXCLUSIVE it holds and whether it runs after COMMIT."""
+    change = s.change
+    kind = s.kind
     column = getattr(change, "column", None)
     column = getattr(column, "name", column)
     if column is None and getattr(change, "new", None) is not None:
         column = change.new  # a rename: the declared name
     drops = {}
-    if kind == "Remove" and change is not None:  # what goes: an index, view, trigger, table or column, and its table
+    if kind == "Remove":  # what goes: an index, view, trigger, table or column, and its table
         drops = {"kind": change.kind, "name": change.name, "table": change.table}
         if change.kind == "column":
             column = change.name
-    elif pg:
-        found = _PG_COLUMN.search(s.title)
-        if found and column is None and kind not in ("RenameTable",):
+    elif dialect == "postgresql" and column is None and kind != "RenameTable":
+        found = _PG_COLUMN.search(s.title)  # PostgreSQL's in-place records name the column in the title only
+        if found:
             column = found.group(2)
-        dropped = _PG_DROP.match(s.title) if kind == "Remove" else None
-        if dropped is not None:
-            drops = {"kind": dropped.group("kind"), "name": dropped.group("b") or dropped.group("a"),
-                     "table": dropped.group("a") if dropped.group("b") else dropped.group("on")}
     reasons = getattr(change, "reasons", None) or ()
     return {"kind": kind, "table": s.table, "column": column, "title": s.title, "why": s.why,
-            "rows": getattr(s, "rows", None),
+            "rows": s.rows,
             "statements": list(s.statements),
             "reasons": [{"kind": r.kind, "columns": list(r.columns), "text": r.text} for r in reasons],
             "drops": drops,
-            "access_exclusive": (getattr(s, "lock", None) or "") if pg else "",
-            "concurrent": bool(getattr(s, "concurrent", False))}
+            "access_exclusive": s.lock or "",
+            "concurrent": bool(s.concurrent)}
 
 
 def plan(p, database, dialect):
@@ -59,7 +51,7 @@ def plan(p, database, dialect):
         "version": VERSION, "database": database, "dialect": dialect,
         "up_to_date": not steps, "fresh": bool(getattr(p, "fresh", False)),
         "backup_needed": bool(getattr(p, "touches_rows", False)) and dialect == "sqlite",
-        "steps": [step(s) for s in steps],
+        "steps": [step(s, dialect) for s in steps],
         "kept": list(getattr(p, "extras", ())), "data_loss": list(getattr(p, "data_loss", ())),
         "notes": list(getattr(p, "notes", ())),
         "access_exclusive": [{"step": n, "title": s.title, "lock": s.lock}
@@ -79,7 +71,7 @@ def apply(result, database, dialect, steps=None, step_seconds=(), backup=None, o
     timed = list(step_seconds) + [None] * len(steps)
     out = []
     for s, t in zip(steps, timed):
-        d = step(s)
+        d = step(s, dialect)
         d["seconds"] = round(t, 4) if t is not None else None
         out.append(d)
     return {
@@ -99,16 +91,13 @@ def validate(report):
     return dict(report, version=VERSION)
 
 
-class FreshStep:
+def fresh_step(compiled):
     """PostgreSQL's fresh apply as one step (it runs the compiled declaration's statements, no plan): the step
     apply --json lists, as SQLite's fresh apply lists its DDL files."""
-
-    kind, table, rows, change, concurrent, lock = "RunFile", None, None, None, False, None
-
-    def __init__(self, compiled):
-        self.title = "run postgresql/declaration.json (%d statements)" % len(compiled["statements"])
-        self.why = "a new database: the declaration is created in one transaction"
-        self.statements = tuple(st["sql"] for st in compiled["statements"])
+    from ..migrate.steps import RunFile, Step  # --json of a fresh apply on PostgreSQL only
+    change = RunFile("postgresql/declaration.json", "a new database: the declaration is created in one transaction")
+    return Step("run postgresql/declaration.json (%d statements)" % len(compiled["statements"]), change.reason,
+                [st["sql"] for st in compiled["statements"]], change=change)
 
 
 # explain --json: a list (as before), one object per serves-query, with the keys of both engines

@@ -151,7 +151,7 @@ class PostgreSQL(Dialect):
             from ..check import documents  # --json only: one document shape on both engines
             plan = getattr(result, "plan", None)
             steps = list(getattr(plan, "steps", ())) if plan is not None else \
-                [documents.FreshStep(compiled)] if result.applied else []
+                [documents.fresh_step(compiled)] if result.applied else []
             done = documents.apply(result, result.database, self.name, steps=steps,
                                    step_seconds=[result.seconds] if plan is None else
                                    timings.seconds(len(steps)) if not is_online else (),

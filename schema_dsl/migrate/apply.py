@@ -22,7 +22,8 @@ import time
 from ..sqlite import dbfile, structure
 from ..sqlite.leftovers import drop_leftovers
 from ..errors import ApplyError, ChangedThenFailed, DatabaseFileError, SchemagenError, UnsafeMigrationError
-from .plan import Plan, Step, check_renames, fresh_plan, migration_plan, setting_steps
+from .plan import check_renames, fresh_plan, migration_plan, setting_steps
+from .steps import Plan, Step
 from .dependents import broken_dependents, check_dependents, planned_problems
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
 from ..compile.target import target_for

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 
-import attrs
 import psycopg
 from psycopg import errors as pgerrors
 
@@ -86,7 +85,7 @@ def _planned(conn, schema, comp, database, prune, concurrently):
         record = pg_history.record_steps(conn, schema, comp, before, [s.name for s in todo if not s.sqlite_only],
                                          [s.name for s in schema.data_steps] if fresh else
                                          [s.name for s in todo if s.sqlite_only])
-        rest = attrs.evolve(rest, steps=list(rest.transactional) + record + list(rest.concurrent))
+        rest = rest.replace(steps=list(rest.transactional) + record + list(rest.concurrent))
     return renames, rest
 
 
@@ -104,7 +103,7 @@ def _errors(url, database, lock_timeout, statement_timeout, where, exc, changed=
 
 
 def plan(url, schema, prune=None, concurrently=False, lock_timeout=DEFAULT_LOCK_TIMEOUT):
-    """What apply would do (plan.PgPlan), planned in a transaction that is always rolled back."""
+    """What apply would do (a migrate/steps.Plan), planned in a transaction that is always rolled back."""
     return _plan(url, schema, prune, concurrently, lock_timeout)[0]
 
 
@@ -119,7 +118,7 @@ def _plan(url, schema, prune, concurrently, lock_timeout):
             fingerprint = conn.execute(alter_statement("structure_fingerprint")).fetchone()[0]
             fresh = not pg_apply._declared_present(conn, comp.structure)  # as apply's fresh path (SQLite's fresh)
             renames, rest = _planned(conn, schema, comp, database, prune, concurrently)
-        return attrs.evolve(pgplan.combine(database, renames, rest), fresh=fresh), fingerprint
+        return pgplan.combine(database, renames, rest).replace(fresh=fresh), fingerprint
     except psycopg.Error as exc:
         raise _errors(url, database, lock_timeout, None, "planning", exc) from None
     finally:

@@ -66,6 +66,7 @@ from . import history as pg_history
 from . import leftovers, locks
 from . import migration as pg_migration
 from . import plan as pgplan
+from ..migrate.steps import Plan
 from .introspect import read_live
 from .url import mask, scrub
 
@@ -157,7 +158,7 @@ def _column_of(step):
 
 
 def online_steps(plan, attempt_ms=ATTEMPT_MS, conversions=None):
-    """(the online steps in the order they run, [why a step cannot run online]) for a pg/plan.PgPlan.
+    """(the online steps in the order they run, [why a step cannot run online]) for a plan (migrate/steps.Plan).
     conversions: {(table, column): _conversion_facts(...)} for the plan's type conversions (plan_online reads them)."""
     expand, contract, last, refused = [], [], [], []
     short = lambda t: SHORT % ("'%s'" % t if t else "its table", attempt_ms)  # noqa: E731
@@ -227,7 +228,7 @@ def online_steps(plan, attempt_ms=ATTEMPT_MS, conversions=None):
         else:
             tx = []
             title = s.title.replace(", after COMMIT", "")
-            s = pgplan.PgStep(title.split(", then VALIDATE")[0], s.why, s.statements, kind=s.kind, table=s.table)
+            s = s.replace(title=title.split(", then VALIDATE")[0])
             for statement in s.statements:
                 if "CONCURRENTLY" in statement:
                     if tx:
@@ -425,8 +426,7 @@ class _Runner:
     def run(self, step):
         conn = self.conn
         if step.mode in ("short", "swap"):
-            tables = locks.plan_tables([pgplan.PgStep(step.title, "", [], kind=step.kind, table=step.table)],
-                                       read_live(conn), self.schema)
+            tables = locks.plan_tables([step], read_live(conn), self.schema)  # its table, and a new key's parents
             lock_first = locks.lock_statements(tables)  # children before parents, then the step
 
             def attempt():
@@ -667,7 +667,7 @@ def _first_steps(conn, schema, compiled, database):
             steps += pg_history.expand_steps(schema, Compiled(schema), read_live(conn) if renames else live)
     if not steps:
         return []
-    out, _ = online_steps(pgplan.PgPlan(database, steps))  # none of these is refused online
+    out, _ = online_steps(Plan(steps, database=database))  # none of these is refused online
     return out
 
 
