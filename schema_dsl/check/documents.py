@@ -60,14 +60,16 @@ def plan(p, database, dialect):
     }
 
 
-def apply(result, database, dialect, steps=None, step_seconds=(), backup=None, online=None):
-    """apply --json without its report: what was done (steps, statements, rows, timings, the backup).
+def apply(result, database, dialect, step_seconds=None):
+    """apply --json without its report: what was done (the ApplyResult of either engine: steps, statements, rows,
+    timings, the backup, what an online apply did).
 
-    steps: the steps run (default: result.plan's); step_seconds: what each took, in order (a step's seconds is
-    null where it was not measured)."""
+    step_seconds: what each step took, in order (default: result.step_seconds; a step's seconds is null where it
+    was not measured)."""
     p = result.plan
-    if steps is None:
-        steps = list(p.steps) if p is not None else []
+    steps = list(p.steps)
+    if step_seconds is None:
+        step_seconds = result.step_seconds
     timed = list(step_seconds) + [None] * len(steps)
     out = []
     for s, t in zip(steps, timed):
@@ -76,28 +78,18 @@ def apply(result, database, dialect, steps=None, step_seconds=(), backup=None, o
         out.append(d)
     return {
         "version": VERSION, "database": database, "dialect": dialect, "applied": bool(result.applied),
-        "fresh": bool(getattr(result, "fresh", False) if dialect == "postgresql" else getattr(p, "fresh", False)),
+        "fresh": bool(result.fresh),
         "up_to_date": not result.applied, "seconds": round(result.seconds, 4), "statements": result.statements,
-        "backup": backup, "steps": out,
-        "kept": list(getattr(p, "extras", ())), "data_loss": list(getattr(p, "data_loss", ())),
-        "notes": list(getattr(p, "notes", ())),
-        "concurrent_built": int(getattr(result, "concurrent_built", 0) or 0),
-        "online": dict(online or {}),
+        "backup": result.backup, "steps": out,
+        "kept": list(p.extras), "data_loss": list(p.data_loss), "notes": list(p.notes),
+        "concurrent_built": int(result.concurrent_built or 0),
+        "online": dict(result.online),
     }
 
 
 def validate(report):
     """validate --json: the report, with the document's version."""
     return dict(report, version=VERSION)
-
-
-def fresh_step(compiled):
-    """PostgreSQL's fresh apply as one step (it runs the compiled declaration's statements, no plan): the step
-    apply --json lists, as SQLite's fresh apply lists its DDL files."""
-    from ..migrate.steps import RunFile, Step  # --json of a fresh apply on PostgreSQL only
-    change = RunFile("postgresql/declaration.json", "a new database: the declaration is created in one transaction")
-    return Step("run postgresql/declaration.json (%d statements)" % len(compiled["statements"]), change.reason,
-                [st["sql"] for st in compiled["statements"]], change=change)
 
 
 # explain --json: a list (as before), one object per serves-query, with the keys of both engines

@@ -56,15 +56,18 @@ class Step(_Record):
     PostgreSQL's: lock (REWRITES or SCANS: the step holds ACCESS EXCLUSIVE while it reads every row), concurrent
     (runs after COMMIT, outside the transaction: CREATE/DROP INDEX CONCURRENTLY), detail (what apply --online
     needs: a conversion, a data step's run), data_step (a RunDataStep's name, for plan --sql's guard).
+    An online step of PostgreSQL's apply --online (pg/online.py) is a Step too: mode says how it runs ("short",
+    "swap", "validate", "batches", "data", "convert" or "concurrent"; "" for a plan step) and lock the lock it
+    takes and for how long.
     """
 
     __slots__ = ("title", "why", "statements", "rows", "table", "change", "executed", "lock", "concurrent", "detail",
-                 "data_step")
+                 "data_step", "mode")
 
     def __init__(self, title, why, statements, rows=None, table=None, change=None, executed=False, lock=None,
-                 concurrent=False, detail=None, data_step=None):
+                 concurrent=False, detail=None, data_step=None, mode=""):
         self._set(title=title, why=why, statements=tuple(statements), rows=rows, table=table, change=change,
-                  executed=executed, lock=lock, concurrent=concurrent, detail=detail, data_step=data_step)
+                  executed=executed, lock=lock, concurrent=concurrent, detail=detail, data_step=data_step, mode=mode)
 
     @property
     def kind(self):
@@ -184,3 +187,111 @@ class ValidateLeftover(_Change):
 
     def __init__(self, table, constraint, reason="left NOT VALID by an interrupted online apply; no row breaks it"):
         self.table, self.constraint, self.reason = table, constraint, reason
+
+
+class ValidateCheck(_Change):
+    """apply --online (PostgreSQL): VALIDATE a helper CHECK (column IS NOT NULL), a scan that lets writes go on."""
+
+    __slots__ = ("table", "constraint", "reason")
+
+    def __init__(self, table, constraint, reason="NOT NULL without a scan under ACCESS EXCLUSIVE"):
+        self.table, self.constraint, self.reason = table, constraint, reason
+
+
+class AddNotNullCheck(_Change):
+    """apply --online (PostgreSQL): add the helper CHECK (column IS NOT NULL) NOT VALID that proves SET NOT NULL."""
+
+    __slots__ = ("table", "constraint", "reason")
+
+    def __init__(self, table, constraint, reason="NOT NULL without a scan under ACCESS EXCLUSIVE"):
+        self.table, self.constraint, self.reason = table, constraint, reason
+
+
+class _Conversion(_Change):
+    __slots__ = ("table", "column", "reason")
+
+    def __init__(self, table, column, reason="a type conversion through a new column (apply --online)"):
+        self.table, self.column, self.reason = table, column, reason
+
+
+class StartConversion(_Conversion):
+    """apply --online (PostgreSQL): add the new column of a conversion and the trigger that keeps it in step."""
+
+    __slots__ = ()
+
+
+class ConvertBatches(_Conversion):
+    """apply --online (PostgreSQL): fill a conversion's new column (column) from the rows there, in batches."""
+
+    __slots__ = ()
+
+
+class SwapConversion(_Conversion):
+    """apply --online (PostgreSQL): the converted column takes the column's name (the cut-over)."""
+
+    __slots__ = ()
+
+
+class DropOldColumn(_Conversion):
+    """apply --online (PostgreSQL): drop a conversion's old column (column: its name once renamed away)."""
+
+    __slots__ = ()
+
+
+class ConvertIndex(_Change):
+    """apply --online (PostgreSQL): build an index again on a conversion's new column, CONCURRENTLY."""
+
+    __slots__ = ("table", "index", "reason")
+
+    def __init__(self, table, index, reason="an index on a converted column is built again on the new one"):
+        self.table, self.index, self.reason = table, index, reason
+
+
+# --- what apply did -------------------------------------------------------------------------------------------
+
+class ApplyResult:
+    """What apply did, on either engine, plain or online (Database.initialize() returns it on both).
+
+    path: the database (PostgreSQL: its URL, the password masked); plan: the plan it carried out (a fresh
+    PostgreSQL database: one step, the declaration run in one transaction); applied (False when already up to
+    date); backup (SQLite: the backup's path, if one was kept; None on PostgreSQL, which has no file backup);
+    seconds; statements; report (the validation report apply built, else None); step_seconds (what each plan
+    step took, in plan order, where measured); online: what an online apply did ({} for a plain apply and a
+    fresh database; SQLite: transactions, longest_lock and the other lock timings, see migrate/online.py;
+    PostgreSQL: transactions, retries).
+    SQLite's: structure (verified before COMMIT: the CLI's report reuses it) and differences (structure.compare of
+    the declaration and that structure: only what the file has beyond the declaration, as anything else rolls
+    back); kept_violations and kept_described (foreign_key_check before COMMIT over plan.fk_scope: violations
+    that were already there, counted, the first ones described). PostgreSQL's: concurrent_built (the CONCURRENTLY
+    builds run after COMMIT).
+
+    A plain class, not attrs: every attrs class costs about 1.5 ms of start-up to build, and this one is on the
+    fresh-apply path.
+    """
+
+    __slots__ = ("path", "plan", "applied", "backup", "seconds", "statements", "structure", "kept_violations",
+                 "kept_described", "step_seconds", "differences", "report", "concurrent_built", "online")
+
+    def __init__(self, path, plan, applied, backup=None, seconds=0.0, statements=0, structure=None,
+                 kept_violations=0, kept_described=(), step_seconds=(), differences=None, report=None,
+                 concurrent_built=0, online=None):
+        self.path, self.plan, self.applied, self.backup = path, plan, applied, backup
+        self.seconds, self.statements, self.structure = seconds, statements, structure
+        self.kept_violations, self.kept_described, self.step_seconds = kept_violations, tuple(kept_described), \
+            tuple(step_seconds)
+        self.differences, self.report, self.concurrent_built = differences, report, concurrent_built
+        self.online = dict(online or {})
+
+    def __repr__(self):
+        return "ApplyResult(path=%r, applied=%r, statements=%r, backup=%r)" % (
+            self.path, self.applied, self.statements, self.backup)
+
+    @property
+    def fresh(self):
+        """Whether the database was created (it held none of the declaration)."""
+        return bool(self.plan.fresh) and bool(self.applied)
+
+    @property
+    def foreign_key_check(self):
+        """What apply's own foreign key check found, in the form validation_report(applied=...) takes."""
+        return {"tables": list(self.plan.fk_scope), "count": self.kept_violations, "kept": list(self.kept_described)}

@@ -26,6 +26,7 @@ from psycopg import errors as pgerrors
 from ..compile.postgresql import Compiled, alter_statement
 from ..errors import ApplyError, ChangedThenFailed, UnsafeMigrationError
 from ..migrate import loss
+from ..migrate.steps import ApplyResult
 from . import apply as pg_apply
 from . import leftovers, locks
 from . import plan as pgplan
@@ -34,25 +35,6 @@ from .url import mask, scrub
 from ..sqlite.structure import HISTORY_TABLE
 
 DEFAULT_LOCK_TIMEOUT = pg_apply.DEFAULT_LOCK_TIMEOUT
-
-
-class MigrateResult:
-    __slots__ = ("database", "plan", "applied", "fresh", "statements", "seconds", "report", "concurrent_built")
-
-    def __init__(self, database, plan, applied, fresh, statements, seconds, report, concurrent_built=0):
-        self.database, self.plan, self.applied, self.fresh = database, plan, applied, fresh
-        self.statements, self.seconds, self.report, self.concurrent_built = statements, seconds, report, concurrent_built
-
-    # SQLite's ApplyResult names the database .path and its backup .backup: the same names here, so code written
-    # against Database.initialize() reads them on both engines (the URL with its password masked; never a backup)
-    path = property(lambda self: self.database)
-    backup = None
-
-    def as_dict(self):
-        return {"database": self.database, "dialect": "postgresql", "applied": self.applied, "fresh": self.fresh,
-                "up_to_date": not self.applied, "statements": self.statements, "seconds": round(self.seconds, 4),
-                "concurrent_built": self.concurrent_built,
-                "plan": self.plan.as_dict() if self.plan is not None else None, "report": self.report}
 
 
 def _set_timeouts(conn, lock_timeout, statement_timeout):
@@ -154,8 +136,7 @@ def apply(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, statement_ti
                 after = [s for step in pg_history.record_steps(conn if has else None, schema, comp, [], [],
                                                                [d.name for d in schema.data_steps])
                          for s in step.statements]
-            r = pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout, after=after)
-            return MigrateResult(database, None, r.applied, r.applied, r.statements, r.seconds, r.report)
+            return pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout, after=after)
         return _migrate(conn, url, database, schema, comp, compiled, lock_timeout, statement_timeout, prune,
                         allow_data_loss, confirm, concurrently, progress)
     finally:
@@ -176,8 +157,8 @@ def _migrate(conn, url, database, schema, comp, compiled, lock_timeout, statemen
             full = pgplan.combine(database, renames, rest)
             if full.up_to_date:
                 where = None
-                return MigrateResult(database, full, False, False, 0, time.perf_counter() - started,
-                                     pg_apply.check(conn, compiled, database))
+                return ApplyResult(database, full, False, seconds=time.perf_counter() - started,
+                                   report=pg_apply.check(conn, compiled, database))
             _guard_data_loss(database, full, allow_data_loss, confirm)
             where = "locking the tables it changes (children before parents)"
             locks.acquire(conn, locks.plan_tables(rest.transactional, read_live(conn), schema))
@@ -221,7 +202,8 @@ def _migrate(conn, url, database, schema, comp, compiled, lock_timeout, statemen
     except psycopg.Error as exc:
         raise ChangedThenFailed("%s: the migration is committed, then reading it back failed: %s" % (
             database, " ".join(scrub(str(exc), url).split()))) from None
-    return MigrateResult(database, full, True, False, statements, time.perf_counter() - started, report, built)
+    return ApplyResult(database, full, True, seconds=time.perf_counter() - started, statements=statements,
+                       report=report, concurrent_built=built)
 
 
 # --- plan --sql ------------------------------------------------------------------------
