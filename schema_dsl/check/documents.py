@@ -45,18 +45,17 @@ def step(s, dialect="sqlite"):
 
 
 def plan(p, database, dialect):
-    """plan --json: the steps apply would run, what is kept and what would be lost."""
-    steps = list(p.steps) if p is not None else []
+    """plan --json: the steps apply would run (p: a Plan of either engine), what is kept and what would be lost."""
+    steps = list(p.steps)
     return {
         "version": VERSION, "database": database, "dialect": dialect,
-        "up_to_date": not steps, "fresh": bool(getattr(p, "fresh", False)),
-        "backup_needed": bool(getattr(p, "touches_rows", False)) and dialect == "sqlite",
+        "up_to_date": not steps, "fresh": bool(p.fresh),
+        "backup_needed": bool(p.touches_rows) and dialect == "sqlite",
         "steps": [step(s, dialect) for s in steps],
-        "kept": list(getattr(p, "extras", ())), "data_loss": list(getattr(p, "data_loss", ())),
-        "notes": list(getattr(p, "notes", ())),
+        "kept": list(p.extras), "data_loss": list(p.data_loss), "notes": list(p.notes),
         "access_exclusive": [{"step": n, "title": s.title, "lock": s.lock}
-                             for n, s in enumerate(steps, start=1) if getattr(s, "lock", None)],
-        "concurrent_steps": sum(1 for s in steps if getattr(s, "concurrent", False)),
+                             for n, s in enumerate(steps, start=1) if s.lock],
+        "concurrent_steps": len(p.concurrent),
     }
 
 
