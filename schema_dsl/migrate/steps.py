@@ -1,10 +1,12 @@
-"""The plan records both engines use: one Step, one Plan, and the small change records of the steps that serve no
-difference of the declaration (a fresh file run, the history, a data step, what an interrupted online apply left).
+"""The records both engines use: one Step, one Plan, one ApplyResult, and the small change records of the steps that
+serve no difference of the declaration (a fresh file run, the history, a data step, what an interrupted online
+apply left, the steps of PostgreSQL's online apply).
 
 SQLite's planner (migrate/plan.py) and PostgreSQL's (pg/plan.py) build the same Step and Plan; a field one engine
 does not use keeps its neutral default (SQLite: lock None, concurrent False, detail and data_step None; database
 None, notes ()). Every plan step serves a change record: migrate/diff.py's closed set for a difference of the
-declaration, the records below for the rest, and its kind is the record's class name.
+declaration, the records below for the rest, and its kind is the record's class name. apply, apply --online and
+Database.initialize() return the same ApplyResult on both engines.
 
 Plain classes, not attrs: an attrs class costs about 1.5 ms of start-up to build, and a fresh apply on SQLite
 builds its plan from these. Both engines' planners import this module; it names neither engine.
