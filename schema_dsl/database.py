@@ -43,7 +43,7 @@ from .errors import DatabaseFileError, NotOnThisEngine, ValidationFailed
 from .analysis.sqlterms import single_select
 from .compile import project
 from .compile.target import Target, target_for
-from .migrate.apply import ApplyResult
+from .migrate.steps import ApplyResult
 from .model import Schema
 
 LOG = logging.getLogger("schema_dsl.database")
@@ -161,7 +161,8 @@ class Database:
 
     async def initialize(self, allow_data_loss: bool = False, backup: "bool | None" = None,
                          online: bool = False) -> "ApplyResult":
-        """Create or migrate the file to the declaration, then validate it; returns the ApplyResult.
+        """Create or migrate the file to the declaration, then validate it; returns the ApplyResult
+        (schema_dsl.migrate.steps.ApplyResult, the same class on PostgreSQL).
 
         Idempotent: on a file already at the declaration nothing changes
         (result.applied is False). Foreign key violations that were already

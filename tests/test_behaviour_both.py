@@ -592,6 +592,34 @@ def test_initialize_returns_the_same_result_and_logs_what_goes_on_both(engine, c
     assert "removed by the declaration: table 'scratch': 0 rows go" in caplog.text
 
 
+@pytest.mark.parametrize("online", [False, True], ids=["plain", "online"])
+def test_apply_gives_the_same_result_plan_and_step_classes_on_both(engine, online):
+    """One ApplyResult, one Plan and one Step on both engines, for a fresh and a migrating apply, plain and online
+    (PostgreSQL had its own: PgStep, PgPlan, MigrateResult, PgOnlineResult, OnlineStep); every step serves a change
+    record, its kind that record's class name; the online facts are a dict on both ({} where none apply)."""
+    from schema_dsl import Database
+    from schema_dsl.migrate.steps import ApplyResult, Plan, Step
+    one, two = {}, {}
+    exec(V1, one)
+    exec(V2, two)
+
+    async def scenario():
+        fresh = await Database(engine.db, schema=one["SCHEMA"], backup=False).initialize(online=online)
+        db = Database(engine.db, schema=two["SCHEMA"], backup=False)
+        migrated = await db.initialize(online=online)
+        await db.close()
+        return fresh, migrated
+
+    fresh, migrated = asyncio.run(scenario())
+    for result in (fresh, migrated):
+        assert type(result) is ApplyResult and type(result.plan) is Plan and result.applied
+        assert result.plan.steps and {type(s) for s in result.plan.steps} == {Step}
+        assert all(s.change is not None and s.kind == type(s.change).__name__ for s in result.plan.steps)
+        assert type(result.online) is dict
+    assert fresh.fresh and fresh.online == {} and [s.kind for s in fresh.plan.steps][0] == "RunFile"
+    assert not migrated.fresh and bool(migrated.online) == online
+
+
 def test_a_method_without_meaning_on_postgresql_raises_one_line_naming_it(pg_url):
     from schema_dsl import Database
     from schema_dsl.database import NotOnThisEngine
@@ -607,7 +635,7 @@ def test_a_method_without_meaning_on_postgresql_raises_one_line_naming_it(pg_url
 
 def test_initialize_online_runs_postgresqls_online_apply(pg_url, tmp_path):
     from schema_dsl import Database
-    from schema_dsl.pg.online import PgOnlineResult
+    from schema_dsl.migrate.steps import ApplyResult
     one, two = {}, {}
     exec(V1, one)
     exec(V2, two)
@@ -616,7 +644,7 @@ def test_initialize_online_runs_postgresqls_online_apply(pg_url, tmp_path):
         await Database(pg_url, schema=one["SCHEMA"]).initialize()
         db = Database(pg_url, schema=two["SCHEMA"])
         result = await db.initialize(online=True)
-        assert isinstance(result, PgOnlineResult) and result.applied and result.online
+        assert type(result) is ApplyResult and result.applied and result.online["transactions"] > 0
         assert (await db.validate())["ok"]
 
     asyncio.run(scenario())

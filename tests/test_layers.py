@@ -170,8 +170,10 @@ def test_every_subpackage_ships_in_the_wheel(layer_pkg):
 
 SQLITE_SIDE = ("schema_dsl.migrate", "schema_dsl.dialects.sqlite")
 # migrate/'s neutral part, which PostgreSQL's planner consumes too: the change records and the decisions made once
-# (diff.py), what a plan loses and its guard (loss.py), and the Live model both engines' structure is read into
-NEUTRAL = ("schema_dsl.migrate.diff", "schema_dsl.migrate.loss", "schema_dsl.migrate.introspect")
+# (diff.py), what a plan loses and its guard (loss.py), the Live model both engines' structure is read into, and
+# the one Step, Plan and ApplyResult both engines build (steps.py)
+NEUTRAL = ("schema_dsl.migrate.diff", "schema_dsl.migrate.loss", "schema_dsl.migrate.introspect",
+           "schema_dsl.migrate.steps")
 POSTGRESQL_SIDE = ("schema_dsl.pg", "schema_dsl.dialects.postgresql", "schema_dsl.check.pgcheck",
                    "schema_dsl.compile.postgresql")
 # the modules that may name both engines, each for a reason of its own

@@ -481,7 +481,7 @@ def test_read_only_file_is_refused_unchanged(shape_files, tmp_path):
 
 def test_progress_shows_long_steps_with_time_on_a_terminal():
     from schema_dsl.cli import _Progress
-    from schema_dsl.migrate.plan import Step
+    from schema_dsl.migrate.steps import Step
 
     class Tty(io.StringIO):
         def isatty(self):

@@ -152,7 +152,7 @@ def test_online_apply_ends_where_a_plain_apply_ends(pg_cluster, pg_url):
     assert kinds.index("AddNotNullCheck") < kinds.index("ValidateCheck") < kinds.index("SetNotNull")
     result = online.apply_online(pg_url, V2, compile_declaration(V2))
     assert result.applied and result.report["ok"], result.report
-    assert result.steps == len(p.steps) > 5
+    assert result.online["transactions"] == len(p.steps) > 5
     assert _shape(pg_url) == _plain_result(pg_cluster)
     assert online.plan_online(pg_url, V2).up_to_date
 
@@ -200,7 +200,7 @@ def test_an_online_step_retries_while_the_application_holds_its_lock_and_others_
     reader.join(10)
     assert not errors, errors
     assert done["result"].applied and done["result"].report["ok"]
-    assert done["result"].retries >= 3
+    assert done["result"].online["retries"] >= 3
     assert max(waits) < 0.5, max(waits)  # one attempt (0.1 s) and a loaded machine's slack, not 1.5 s
     with _connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM tasks WHERE id >= 200000").fetchone()[0] == len(waits)

@@ -3,8 +3,8 @@
 Each object document carries "version": VERSION (a change that renames, removes or retypes a key raises it).
 The keys SQLite had stay; PostgreSQL gives the same keys with the same JSON types. A fact only one engine has
 lives under one key present on both: [] or {} (0, False, "") where it does not apply, never null. The plan
-records of the two engines (migrate/plan.py's Step, pg/plan.py's PgStep) are read here, duck-typed: nothing in
-this module imports psycopg, and the CLI imports it only under --json.
+records are one class on both engines (migrate/steps.py's Step and Plan): nothing in this module imports psycopg,
+and the CLI imports it only under --json.
 """
 from __future__ import annotations
 
@@ -12,103 +12,83 @@ import re
 
 VERSION = 1
 
-_PG_DROP = re.compile(r"drop (?P<kind>trigger|view|index|table|column) '(?P<a>[^']+)'(?:\.'(?P<b>[^']+)')?"
-                      r"(?: on '(?P<on>[^']+)')?")
 _PG_COLUMN = re.compile(r"'([^']+)'\.'([^']+)'")
 
 
-def step(s):
-    """A plan step for machines: what kind of change, on which table and column, the text a person reads, and
-    (PostgreSQL) the ACCESS EXCLUSIVE it holds and whether it runs after COMMIT."""
-    change = getattr(s, "change", None)
-    # a PostgreSQL step: its kind is a string (its change record's class name, or its own for the history's and an
-    # online apply's leftovers, which serve no record)
-    pg = isinstance(getattr(s, "kind", None), str)
-    kind = type(change).__name__ if change is not None else s.kind if pg else "RunFile"
+def step(s, dialect="sqlite"):
+    """A plan step (migrate/steps.py's Step, either engine's) for machines: what kind of change (its change
+    record's class name), on which table and column, the text a person reads, and (PostgreSQL) the ACCESS
+    EXCLUSIVE it holds and whether it runs after COMMIT."""
+    change = s.change
+    kind = s.kind
     column = getattr(change, "column", None)
     column = getattr(column, "name", column)
     if column is None and getattr(change, "new", None) is not None:
         column = change.new  # a rename: the declared name
     drops = {}
-    if kind == "Remove" and change is not None:  # what goes: an index, view, trigger, table or column, and its table
+    if kind == "Remove":  # what goes: an index, view, trigger, table or column, and its table
         drops = {"kind": change.kind, "name": change.name, "table": change.table}
         if change.kind == "column":
             column = change.name
-    elif pg:
-        found = _PG_COLUMN.search(s.title)
-        if found and column is None and kind not in ("RenameTable",):
+    elif dialect == "postgresql" and column is None and kind != "RenameTable":
+        found = _PG_COLUMN.search(s.title)  # PostgreSQL's in-place records name the column in the title only
+        if found:
             column = found.group(2)
-        dropped = _PG_DROP.match(s.title) if kind == "Remove" else None
-        if dropped is not None:
-            drops = {"kind": dropped.group("kind"), "name": dropped.group("b") or dropped.group("a"),
-                     "table": dropped.group("a") if dropped.group("b") else dropped.group("on")}
     reasons = getattr(change, "reasons", None) or ()
     return {"kind": kind, "table": s.table, "column": column, "title": s.title, "why": s.why,
-            "rows": getattr(s, "rows", None),
+            "rows": s.rows,
             "statements": list(s.statements),
             "reasons": [{"kind": r.kind, "columns": list(r.columns), "text": r.text} for r in reasons],
             "drops": drops,
-            "access_exclusive": (getattr(s, "lock", None) or "") if pg else "",
-            "concurrent": bool(getattr(s, "concurrent", False))}
+            "access_exclusive": s.lock or "",
+            "concurrent": bool(s.concurrent)}
 
 
 def plan(p, database, dialect):
-    """plan --json: the steps apply would run, what is kept and what would be lost."""
-    steps = list(p.steps) if p is not None else []
+    """plan --json: the steps apply would run (p: a Plan of either engine), what is kept and what would be lost."""
+    steps = list(p.steps)
     return {
         "version": VERSION, "database": database, "dialect": dialect,
-        "up_to_date": not steps, "fresh": bool(getattr(p, "fresh", False)),
-        "backup_needed": bool(getattr(p, "touches_rows", False)) and dialect == "sqlite",
-        "steps": [step(s) for s in steps],
-        "kept": list(getattr(p, "extras", ())), "data_loss": list(getattr(p, "data_loss", ())),
-        "notes": list(getattr(p, "notes", ())),
+        "up_to_date": not steps, "fresh": bool(p.fresh),
+        "backup_needed": bool(p.touches_rows) and dialect == "sqlite",
+        "steps": [step(s, dialect) for s in steps],
+        "kept": list(p.extras), "data_loss": list(p.data_loss), "notes": list(p.notes),
         "access_exclusive": [{"step": n, "title": s.title, "lock": s.lock}
-                             for n, s in enumerate(steps, start=1) if getattr(s, "lock", None)],
-        "concurrent_steps": sum(1 for s in steps if getattr(s, "concurrent", False)),
+                             for n, s in enumerate(steps, start=1) if s.lock],
+        "concurrent_steps": len(p.concurrent),
     }
 
 
-def apply(result, database, dialect, steps=None, step_seconds=(), backup=None, online=None):
-    """apply --json without its report: what was done (steps, statements, rows, timings, the backup).
+def apply(result, database, dialect, step_seconds=None):
+    """apply --json without its report: what was done (the ApplyResult of either engine: steps, statements, rows,
+    timings, the backup, what an online apply did).
 
-    steps: the steps run (default: result.plan's); step_seconds: what each took, in order (a step's seconds is
-    null where it was not measured)."""
+    step_seconds: what each step took, in order (default: result.step_seconds; a step's seconds is null where it
+    was not measured)."""
     p = result.plan
-    if steps is None:
-        steps = list(p.steps) if p is not None else []
+    steps = list(p.steps)
+    if step_seconds is None:
+        step_seconds = result.step_seconds
     timed = list(step_seconds) + [None] * len(steps)
     out = []
     for s, t in zip(steps, timed):
-        d = step(s)
+        d = step(s, dialect)
         d["seconds"] = round(t, 4) if t is not None else None
         out.append(d)
     return {
         "version": VERSION, "database": database, "dialect": dialect, "applied": bool(result.applied),
-        "fresh": bool(getattr(result, "fresh", False) if dialect == "postgresql" else getattr(p, "fresh", False)),
+        "fresh": bool(result.fresh),
         "up_to_date": not result.applied, "seconds": round(result.seconds, 4), "statements": result.statements,
-        "backup": backup, "steps": out,
-        "kept": list(getattr(p, "extras", ())), "data_loss": list(getattr(p, "data_loss", ())),
-        "notes": list(getattr(p, "notes", ())),
-        "concurrent_built": int(getattr(result, "concurrent_built", 0) or 0),
-        "online": dict(online or {}),
+        "backup": result.backup, "steps": out,
+        "kept": list(p.extras), "data_loss": list(p.data_loss), "notes": list(p.notes),
+        "concurrent_built": int(result.concurrent_built or 0),
+        "online": dict(result.online),
     }
 
 
 def validate(report):
     """validate --json: the report, with the document's version."""
     return dict(report, version=VERSION)
-
-
-class FreshStep:
-    """PostgreSQL's fresh apply as one step (it runs the compiled declaration's statements, no plan): the step
-    apply --json lists, as SQLite's fresh apply lists its DDL files."""
-
-    kind, table, rows, change, concurrent, lock = "RunFile", None, None, None, False, None
-
-    def __init__(self, compiled):
-        self.title = "run postgresql/declaration.json (%d statements)" % len(compiled["statements"])
-        self.why = "a new database: the declaration is created in one transaction"
-        self.statements = tuple(st["sql"] for st in compiled["statements"])
 
 
 # explain --json: a list (as before), one object per serves-query, with the keys of both engines

@@ -145,30 +145,25 @@ class PostgreSQL(Dialect):
                 report = apply.validate(db, compiled, full_integrity=full_integrity)
         except SchemagenError as exc:
             raise _after_commit(exc, db, result.applied) from None
-        is_online = getattr(result, "online", False)
+        is_online = bool(result.online)  # {} for a plain apply and a database created fresh
         done = None
         if as_json:
             from ..check import documents  # --json only: one document shape on both engines
-            plan = getattr(result, "plan", None)
-            steps = list(getattr(plan, "steps", ())) if plan is not None else \
-                [documents.FreshStep(compiled)] if result.applied else []
-            done = documents.apply(result, result.database, self.name, steps=steps,
-                                   step_seconds=[result.seconds] if plan is None else
-                                   timings.seconds(len(steps)) if not is_online else (),
-                                   online={"transactions": result.steps, "retries": result.retries}
-                                   if is_online else None)
+            # a migration's steps timed here (progress); a fresh apply timed its one step itself; online: not per step
+            done = documents.apply(result, result.path, self.name, step_seconds=None if online or result.fresh else
+                                   timings.seconds(len(result.plan.steps)))
             lines = []
         elif result.applied and is_online:
             lines = ["migrated %s (PostgreSQL, --online): %s, each its own transaction, %s, %s, %.2fs" % (
-                result.database, plural(result.steps, "step"), plural(result.statements, "statement"),
-                plural(result.retries, "lock retry", "lock retries"), result.seconds)]
+                result.path, plural(result.online["transactions"], "step"), plural(result.statements, "statement"),
+                plural(result.online["retries"], "lock retry", "lock retries"), result.seconds)]
         elif result.applied:
             lines = ["%s %s (PostgreSQL): %s in one transaction, %.2fs%s" % (
-                "created" if result.fresh else "migrated", result.database, plural(result.statements, "statement"),
+                "created" if result.fresh else "migrated", result.path, plural(result.statements, "statement"),
                 result.seconds, "; %s built CONCURRENTLY after COMMIT" % plural(result.concurrent_built, "step")
                 if result.concurrent_built else "")]
         else:
-            lines = ["up to date: %s already matches the declaration" % result.database]
+            lines = ["up to date: %s already matches the declaration" % result.path]
 
         def complete(working):
             from ..check import pgcheck  # the design findings and the serves-queries' plans
@@ -176,7 +171,7 @@ class PostgreSQL(Dialect):
                 return pgcheck.complete_report(report, db, compiled, declared.schema())
             except SchemagenError as exc:  # after COMMIT: the change stands, the report could not be read
                 raise _after_commit(exc, db, result.applied) from None
-        return Applied(result.database, result.applied, lines, done, complete)
+        return Applied(result.path, result.applied, lines, done, complete)
 
     # --- checks -------------------------------------------------------------------------------------------------
 

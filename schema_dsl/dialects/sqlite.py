@@ -86,11 +86,10 @@ class SQLite(Dialect):
         done = None
         if as_json:
             from ..check import documents  # --json only: one document shape on both engines
-            done = documents.apply(result, db, self.name, step_seconds=result.step_seconds, backup=result.backup,
-                                   online=getattr(result, "online", None))
+            done = documents.apply(result, db, self.name)
 
         def report(working):
-            if getattr(result, "report", None) is not None:  # apply built it on its own connection
+            if result.report is not None:  # apply built it on its own connection
                 return result.report
             # the structure apply verified before COMMIT: the report does not read and parse it again
             applied = None if (check_data or full_integrity) else result.foreign_key_check
@@ -171,10 +170,10 @@ def _applied_lines(result, db):
     if not result.applied:
         lines.append("up to date: %s already matches the declaration" % db)
     else:
-        online = getattr(result, "online", None)  # apply --online: many short transactions
+        online = result.online  # apply --online: many short transactions ({} for a plain apply)
         lines.append("%s %s: %s in %s, %s, %.2fs" % (
             "created" if result.plan.fresh else "migrated", db, plural(result.statements, "statement"),
-            plural(len(result.plan.steps), "step"), "one transaction" if online is None else
+            plural(len(result.plan.steps), "step"), "one transaction" if not online else
             "online: %s, the longest held the write lock %.0f ms" % (
                 plural(online.get("transactions", 0), "transaction"), 1000 * online.get("longest_lock", 0)),
             result.seconds))

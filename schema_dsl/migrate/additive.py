@@ -23,7 +23,8 @@ from ..sqlite.dbfile import split_statements
 from ..sqlite.structure import fold_case
 from ..sqlite.ddl import parse_create_table
 from ..sqlite.quote import unquote_identifier
-from .plan import Plan, Step, _has_rows, _size_estimate, setting_steps
+from .plan import _has_rows, _size_estimate, setting_steps
+from .steps import Plan, Step
 
 # The reasons diff.py gives these changes (its CreateTable, AddColumn and CreateIndex defaults).
 TABLE_REASON = "table is new"

@@ -22,7 +22,8 @@ import time
 from ..sqlite import dbfile, structure
 from ..sqlite.leftovers import drop_leftovers
 from ..errors import ApplyError, ChangedThenFailed, DatabaseFileError, SchemagenError, UnsafeMigrationError
-from .plan import Plan, Step, check_renames, fresh_plan, migration_plan, setting_steps
+from .plan import check_renames, fresh_plan, migration_plan, setting_steps
+from .steps import ApplyResult, Plan, Step
 from .dependents import broken_dependents, check_dependents, planned_problems
 from .backup import DEFAULT_KEEP, check_backup_dir, check_keep, damage, discard, make_backup, prune
 from ..compile.target import target_for
@@ -31,39 +32,6 @@ from ..sqlite.data import checkable_foreign_key_violations, describe_violation, 
 
 DEFAULT_TIMEOUT_S = dbfile.DEFAULT_BUSY_TIMEOUT_MS / 1000.0
 KEPT_DESCRIBED = 20  # violations already in the file that apply's report describes one by one
-
-
-class ApplyResult:
-    """What apply did. A plain class, not attrs: every attrs class costs about 1.5 ms of start-up to build,
-    and this one is on the fresh-apply path.
-
-    path; plan; applied (False when already up to date); backup (the backup's path, if one was kept);
-    seconds; statements; structure (verified before COMMIT: the CLI's report reuses it) and differences
-    (structure.compare of the declaration and that structure: only what the file has beyond the declaration, as
-    anything else rolls back); kept_violations and kept_described (foreign_key_check before COMMIT over
-    plan.fk_scope: violations that were already there, counted, the first ones described); step_seconds (what
-    each plan step took, in plan order); report (what apply's report= callable returned, else None).
-    """
-
-    __slots__ = ("path", "plan", "applied", "backup", "seconds", "statements", "structure", "kept_violations",
-                 "kept_described", "step_seconds", "differences", "report")
-
-    def __init__(self, path, plan, applied, backup=None, seconds=0.0, statements=0, structure=None,
-                 kept_violations=0, kept_described=(), step_seconds=(), differences=None):
-        self.path, self.plan, self.applied, self.backup = path, plan, applied, backup
-        self.seconds, self.statements, self.structure = seconds, statements, structure
-        self.kept_violations, self.kept_described, self.step_seconds = kept_violations, tuple(kept_described), \
-            tuple(step_seconds)
-        self.differences, self.report = differences, None
-
-    def __repr__(self):
-        return "ApplyResult(path=%r, applied=%r, statements=%r, backup=%r)" % (
-            self.path, self.applied, self.statements, self.backup)
-
-    @property
-    def foreign_key_check(self):
-        """What apply's own foreign key check found, in the form validation_report(applied=...) takes."""
-        return {"tables": list(self.plan.fk_scope), "count": self.kept_violations, "kept": list(self.kept_described)}
 
 
 def connection_pragmas(files, include_persistent=False, persistent=None):

@@ -37,35 +37,10 @@ from ..sqlite.data import checkable_foreign_key_violations, describe_violation
 from ..sqlite import dbfile
 from ..sqlite.quote import quote_identifier
 from ..sqlite.structure import HISTORY_TABLE
-from .plan import Step
+from .steps import RecordHistory, RunDataStep, Step
 
 COLUMNS = ("id", "applied_at", "kind", "declaration", "declaration_sha256", "schemagen_version", "steps",
            "data_steps_run", "data_steps_recorded", "backup")
-
-
-class RunDataStep:
-    """A plan step's change: run one declared data step (sql statements, or run(conn) for a python= step)."""
-
-    __slots__ = ("name", "sql", "run", "reason")
-
-    def __init__(self, name, sql=None, run=None, reason="declared data step this database has not run yet"):
-        self.name, self.sql, self.run, self.reason = name, sql, run, reason
-
-    def __repr__(self):
-        return "RunDataStep(%r)" % self.name
-
-
-class RecordHistory:
-    """A plan step's change: create the history table (create=True) or write this apply's record."""
-
-    __slots__ = ("record", "create", "reason")
-
-    def __init__(self, record=None, create=False):
-        self.record, self.create = record, create
-        self.reason = "schemagen's record of what apply did, in the same transaction (%s)" % HISTORY_TABLE
-
-    def __repr__(self):
-        return "RecordHistory(create=%r)" % self.create
 
 
 def wanted(target):

@@ -916,12 +916,6 @@ def _free(conn, table, stats, wal, between=None, key="rowid", label="free the ol
         conn.execute("DROP TABLE %s" % q(table))
 
 
-class OnlineResult(ApplyResult):
-    """apply's result plus online: {"longest_lock": seconds, "transactions": n} of the online steps."""
-
-    __slots__ = ("online",)
-
-
 def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, keep_backups=DEFAULT_KEEP, guard=None,
                  prune=None, allow_data_loss=False, confirm=None, between=None, commit_section=None, terms=None):
     """apply --online: as apply.apply (same arguments), with every table rebuild done online (see the module
@@ -1026,10 +1020,10 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
             except OSError:
                 pass
         _finish_connection(conn, target.files)
-        result = OnlineResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
-                              statements=len(plan.statements), structure=stats.get("structure"))
-        result.online = stats
-        return result
+        # online: what the online steps did ({"longest_lock": seconds, "transactions": n, ...}), the structure aside
+        return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
+                           statements=len(plan.statements), structure=stats.get("structure"),
+                           online={k: v for k, v in stats.items() if k != "structure"})
     except sqlite3.Error as exc:
         raise ApplyError("online apply of %r failed: %s" % (path, exc)) from None
     finally:

@@ -18,83 +18,7 @@ from ..errors import SchemagenError, UnsafeMigrationError
 from ..words import plural
 from ..sqlite.quote import quote_identifier
 from ..sqlite.structure import HEADER_PRAGMAS
-
-
-def _tuple(v):
-    return tuple(v)
-
-
-class _Record:
-    """A small read-only record (plain class, not attrs: an attrs class costs about 1.5 ms of start-up to
-    build, and plan and apply are on the fresh-apply path). replace(**changes) makes a changed copy."""
-
-    __slots__ = ()
-
-    def __setattr__(self, name, value):
-        raise AttributeError("%s is read-only" % type(self).__name__)
-
-    def _values(self):
-        return tuple(getattr(self, n) for n in self.__slots__)
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other._values() == self._values()
-
-    def __hash__(self):
-        return hash(self._values())
-
-    def __repr__(self):
-        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % (n, getattr(self, n)) for n in self.__slots__))
-
-    def replace(self, **changes):
-        values = {n: getattr(self, n) for n in self.__slots__}
-        values.update(changes)
-        return type(self)(**values)
-
-    def _set(self, **values):
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
-
-
-class Step(_Record):
-    """One step of a plan.
-
-    title: what the step does, e.g. "rebuild table 'tasks'"; why: the change it serves and why this way;
-    statements; rows: rows copied (rebuild) or filled, exact, or rows indexed (index build), about (see
-    _size_estimate); table: the existing table it touches, if any; change: the change record it serves;
-    executed: already run on apply's connection, in its transaction, while it was planned (history.py's expand
-    and data steps): apply does not run it again.
-    """
-
-    __slots__ = ("title", "why", "statements", "rows", "table", "change", "executed")
-
-    def __init__(self, title, why, statements, rows=None, table=None, change=None, executed=False):
-        self._set(title=title, why=why, statements=tuple(statements), rows=rows, table=table, change=change,
-                  executed=executed)
-
-
-class Plan(_Record):
-    """The ordered steps, and what apply needs to know about them.
-
-    touches_rows: changes a table that holds rows (back it up first). fk_scope: the child tables whose
-    foreign_key_check is compared before and after: a rebuilt or filled table, and every table that
-    references a rebuilt or dropped one (added columns start NULL, created indexes change no value).
-    data_loss: what the plan gives up, counted before anything runs ({"kind": "table"|"column"|"rows",
-    "table", "column", "rows" (a table's rows, a column's non-NULL values), "text"}).
-    """
-
-    __slots__ = ("steps", "fresh", "extras", "touches_rows", "fk_scope", "data_loss")
-
-    def __init__(self, steps, fresh=False, extras=(), touches_rows=False, fk_scope=(), data_loss=()):
-        self._set(steps=tuple(steps), fresh=fresh, extras=tuple(extras), touches_rows=touches_rows,
-                  fk_scope=tuple(fk_scope), data_loss=tuple(data_loss))
-
-    @property
-    def statements(self):
-        return [s for step in self.steps for s in step.statements]
-
-    @property
-    def up_to_date(self):
-        return not self.steps
+from .steps import Plan, RunFile, Step
 
 
 class SetPragma:
@@ -135,8 +59,9 @@ def fresh_plan(target, conn=None):
     header settings (conn: the empty file's connection, None for a new file)."""
     steps = []
     for filename in (*target.table_files, target.index_file):
-        steps.append(Step(title="run %s" % filename, why="the database is empty: create the declared schema",
-                          statements=split_statements(target.files[filename])))
+        ch = RunFile(filename)
+        steps.append(Step(title="run %s" % filename, why=ch.reason, statements=split_statements(target.files[filename]),
+                          change=ch))
     return Plan(steps=steps + setting_steps(target, conn), fresh=True)
 
 

@@ -24,6 +24,7 @@ from ..compile.paths import resource_dir
 from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declaration
 from ..compile.project import load_schema, origin, refuse_foreign, stale_reason
 from ..errors import ApplyError, SchemagenError, StaleFiles
+from ..migrate.steps import ApplyResult, Plan, RunFile, Step
 from . import bodies, catalog, notvalid
 from ..sqlite.structure import HISTORY_TABLE
 from .url import for_libpq, mask, scrub
@@ -31,19 +32,6 @@ from ..words import plural
 
 DEFAULT_LOCK_TIMEOUT = "5s"
 CONNECT_TIMEOUT_S = 10
-
-
-class PgApplyResult:
-    __slots__ = ("database", "applied", "statements", "seconds", "report")
-
-    def __init__(self, database, applied, statements, seconds, report):
-        self.database, self.applied, self.statements, self.seconds, self.report = \
-            database, applied, statements, seconds, report
-
-    def as_dict(self):
-        return {"database": self.database, "dialect": "postgresql", "applied": self.applied,
-                "fresh": self.applied, "up_to_date": not self.applied, "statements": self.statements,
-                "seconds": round(self.seconds, 4), "report": self.report}
 
 
 # --- the compiled declaration --------------------------------------------------------
@@ -267,7 +255,8 @@ def _apply(conn, url, database, compiled, lock_timeout, statement_timeout, after
     if present:
         report = check(conn, compiled, database)
         if report["ok"]:
-            return PgApplyResult(database, False, 0, time.perf_counter() - started, report)
+            return ApplyResult(database, Plan((), database=database), False, seconds=time.perf_counter() - started,
+                               report=report)
         raise ApplyError("%s already holds %s of the declared objects (%s) but does not match the declaration (%s); "
                          "migrating a PostgreSQL database is not built yet: nothing was changed" % (
                              database, len(present), ", ".join(present[:5]) + (", ..." if len(present) > 5 else ""),
@@ -298,7 +287,17 @@ def _apply(conn, url, database, compiled, lock_timeout, statement_timeout, after
     except psycopg.Error as exc:
         raise ApplyError("%s: %s%s; rolled back, nothing changed" % (
             database, _where(current), _one_line(scrub(str(exc), url)))) from None
-    return PgApplyResult(database, True, len(statements), time.perf_counter() - started, report)
+    seconds = time.perf_counter() - started
+    return ApplyResult(database, Plan([fresh_step(compiled)], fresh=True, database=database), True, seconds=seconds,
+                       statements=len(statements), report=report, step_seconds=[seconds])
+
+
+def fresh_step(compiled):
+    """A fresh apply as its one plan step: the compiled declaration's statements, in one transaction (as SQLite's
+    fresh apply runs its DDL files; the history's record, when one is written, is not listed)."""
+    change = RunFile("postgresql/declaration.json", "a new database: the declaration is created in one transaction")
+    return Step("run postgresql/declaration.json (%d statements)" % len(compiled["statements"]), change.reason,
+                [st["sql"] for st in compiled["statements"]], change=change)
 
 
 def _where(statement):

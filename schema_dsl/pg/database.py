@@ -124,8 +124,9 @@ class PgDatabase:
 
     async def initialize(self, allow_data_loss=False, backup=None, online=False):
         """Create or migrate the schema (or find it up to date) with pg/migration.py's apply, as `schemagen apply`
-        does; returns its result. A plan that loses data is refused unless allow_data_loss. backup: accepted for
-        the same signature as on SQLite; PostgreSQL has no file backup (the apply is one transaction).
+        does; returns its ApplyResult (migrate/steps.py, the same class as on SQLite). A plan that loses data is
+        refused unless allow_data_loss. backup: accepted for the same signature as on SQLite; PostgreSQL has no file
+        backup (the apply is one transaction).
 
         online: migrate as `schemagen apply --online` does (pg/online.py: each step its own short transaction,
         retried while a lock is busy), so that the application keeps reading and writing meanwhile.

@@ -18,15 +18,14 @@ import sys
 import time
 from hashlib import sha256
 
-import attrs
-
 from ..version import __version__
 from ..compile.postgresql import Untranslatable, alter_statement, column_type, data_step_statements
 from ..errors import ApplyError, UnsafeMigrationError
 from ..sqlite.structure import HISTORY_TABLE
 from ..sqlite.ddl import tokenize
 from ..migrate import diff as d
-from .plan import PgStep, change_step
+from ..migrate.steps import RecordHistory, RunDataStep
+from .plan import change_step
 
 
 def wanted(schema):
@@ -66,16 +65,17 @@ def record_steps(conn, schema, comp, steps, run, recorded):
     """The steps that create the table (when missing) and write this apply's record."""
     out = []
     if conn is None or not has_table(conn):
-        out.append(PgStep("create table '%s'" % HISTORY_TABLE, "the declaration keeps a history (data steps or "
-                          "history=True): schemagen's own table, not part of the declared schema",
-                          [alter_statement("create_history", HISTORY_TABLE)], kind="RecordHistory"))
+        out.append(change_step(RecordHistory(create=True), "create table '%s'" % HISTORY_TABLE, "the declaration keeps "
+                               "a history (data steps or history=True): schemagen's own table, not part of the "
+                               "declared schema", [alter_statement("create_history", HISTORY_TABLE)]))
     record = {"kind": "apply", "declaration": schema.name,
               "declaration_sha256": sha256(json.dumps(comp.structure, sort_keys=True).encode("utf-8")).hexdigest(),
               "schemagen_version": __version__, "steps": json.dumps([s.title for s in steps], ensure_ascii=False),
               "data_steps_run": json.dumps(list(run), ensure_ascii=False),
               "data_steps_recorded": json.dumps(list(recorded), ensure_ascii=False), "backup": None}
-    out.append(PgStep("record this apply in '%s'" % HISTORY_TABLE, "what this apply did, in the same transaction",
-                      [alter_statement("insert_history", HISTORY_TABLE, record)], kind="RecordHistory"))
+    out.append(change_step(RecordHistory(record), "record this apply in '%s'" % HISTORY_TABLE,
+                           "what this apply did, in the same transaction",
+                           [alter_statement("insert_history", HISTORY_TABLE, record)]))
     return out
 
 
@@ -136,8 +136,8 @@ def expand_and_run(conn, schema, comp, live, database, steps):
                                        "or sqlite_only=True; nothing was changed" % (database, ds.name, exc)) from None
         started = time.perf_counter()
         if statements is None:  # python=
-            step = PgStep("run data step '%s' (python)" % ds.name, "declared data step this database has not run yet",
-                          [], kind="RunDataStep")
+            ch = RunDataStep(ds.name, run=ds.python)
+            step = change_step(ch, "run data step '%s' (python)" % ds.name, ch.reason, [])
             try:
                 with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's own (--json: only the JSON)
                     result = ds.python(conn)
@@ -151,12 +151,13 @@ def expand_and_run(conn, schema, comp, live, database, steps):
                                  "changed" % (database, ds.name, "coroutine" if hasattr(result, "__await__")
                                               else "generator"))
         else:
-            step = PgStep("run data step '%s'%s" % (ds.name, " (sqlite_only: recorded, not run)" if ds.sqlite_only
-                                                    else ""), "declared data step this database has not run yet",
-                          statements, kind="RunDataStep", data_step=ds.name)
+            ch = RunDataStep(ds.name, sql=statements)
+            step = change_step(ch, "run data step '%s'%s" % (ds.name, " (sqlite_only: recorded, not run)"
+                                                            if ds.sqlite_only else ""), ch.reason, statements,
+                               data_step=ds.name)
             _run(conn, step, database)
         # apply --online runs it in its own transaction: what it is and how long it took when planned
-        out.append(attrs.evolve(step, detail={"data_step": ds, "seconds": time.perf_counter() - started}))
+        out.append(step.replace(detail={"data_step": ds, "seconds": time.perf_counter() - started}))
     return out
 
 

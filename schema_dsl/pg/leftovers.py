@@ -20,13 +20,14 @@ things it would not finish on its own, found here:
 - an online type conversion stopped after its swap: the old column, renamed `_schemagen_old_<column>` (its old
   indexes with it). The conversion is complete: it is dropped, the conversion's own last step.
 
-Every function takes an open psycopg connection and only reads; the steps are pg/plan.PgStep.
+Every function takes an open psycopg connection and only reads; the steps are migrate/steps.py's Step, each serving a
+FinishOnline or ValidateLeftover record.
 """
 from __future__ import annotations
 
 from ..compile.postgresql import alter_statement
 from . import catalog, notvalid
-from .plan import PgStep
+from ..migrate.steps import FinishOnline, Step, ValidateLeftover
 from ..sqlite.quote import quote_identifier
 
 NN_PREFIX = "_schemagen_nn_"
@@ -58,16 +59,18 @@ def _conversion_steps(conn, ns):
     out = []
     for table, name, state in conversion_leftovers(conn, ns):
         if state == "old":
-            out.append(PgStep("drop column '%s'.'%s' left by an interrupted online conversion" % (table, name),
-                              "the conversion's swap committed: this is the old column, renamed away; it goes",
-                              [alter_statement("drop_column", table, name)], kind="FinishOnline", table=table))
+            out.append(Step("drop column '%s'.'%s' left by an interrupted online conversion" % (table, name),
+                            "the conversion's swap committed: this is the old column, renamed away; it goes",
+                            [alter_statement("drop_column", table, name)], table=table,
+                            change=FinishOnline(table, name)))
             continue
         column = name[len(NEW_PREFIX):]
         n = conversion_names(table, column)
-        out.append(PgStep("drop the unfinished online conversion of '%s'.'%s'" % (table, column),
-                          "an online conversion stopped before its swap: its new column '%s', sync trigger and "
-                          "functions go (the old column was authoritative all along); the plan starts it over" % name,
-                          alter_statement("drop_conversion", table, n).split("\n"), kind="FinishOnline", table=table))
+        out.append(Step("drop the unfinished online conversion of '%s'.'%s'" % (table, column),
+                        "an online conversion stopped before its swap: its new column '%s', sync trigger and "
+                        "functions go (the old column was authoritative all along); the plan starts it over" % name,
+                        alter_statement("drop_conversion", table, n).split("\n"), table=table,
+                        change=FinishOnline(table, column)))
     return out
 
 
@@ -104,19 +107,19 @@ def steps(conn, expected):
         if want and not notnull and valid:
             statements.append(alter_statement("set_not_null", table, column))
         statements.append(alter_statement("drop_constraint", table, name))
-        out.append(PgStep("finish NOT NULL of '%s'.'%s' left by an interrupted online apply" % (table, column),
-                          "the CHECK '%s' is the helper of an online SET NOT NULL%s; it goes" % (
-                              name, ": validated, so SET NOT NULL needs no scan" if len(statements) > 1 else ""),
-                          statements, kind="FinishOnline", table=table))
+        out.append(Step("finish NOT NULL of '%s'.'%s' left by an interrupted online apply" % (table, column),
+                        "the CHECK '%s' is the helper of an online SET NOT NULL%s; it goes" % (
+                            name, ": validated, so SET NOT NULL needs no scan" if len(statements) > 1 else ""),
+                        statements, table=table, change=FinishOnline(table, column)))
     for k in notvalid.not_valid_constraints(conn, ns):
         if (k["table"], k["constraint"]) in helpers or k["table"] not in expected["tables"]:
             continue
         _, broken = notvalid.violating_rows(conn, k, limit=0)
         if broken:
             continue  # kept NOT VALID and reported (validate's notes), as before
-        out.append(PgStep("validate %s '%s' on '%s' (left NOT VALID)" % (k["kind"], k["constraint"], k["table"]),
-                          "the constraint is NOT VALID (an online apply stopped between ADD and VALIDATE) and no "
-                          "existing row breaks it: VALIDATE scans under SHARE UPDATE EXCLUSIVE, writes go on",
-                          [alter_statement("validate_constraint", k["table"], k["constraint"])],
-                          kind="ValidateLeftover", table=k["table"]))
+        out.append(Step("validate %s '%s' on '%s' (left NOT VALID)" % (k["kind"], k["constraint"], k["table"]),
+                        "the constraint is NOT VALID (an online apply stopped between ADD and VALIDATE) and no "
+                        "existing row breaks it: VALIDATE scans under SHARE UPDATE EXCLUSIVE, writes go on",
+                        [alter_statement("validate_constraint", k["table"], k["constraint"])], table=k["table"],
+                        change=ValidateLeftover(k["table"], k["constraint"])))
     return out

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import time
 
-import attrs
 import psycopg
 from psycopg import errors as pgerrors
 
 from ..compile.postgresql import Compiled, alter_statement
 from ..errors import ApplyError, ChangedThenFailed, UnsafeMigrationError
 from ..migrate import loss
+from ..migrate.steps import ApplyResult
 from . import apply as pg_apply
 from . import leftovers, locks
 from . import plan as pgplan
@@ -35,25 +35,6 @@ from .url import mask, scrub
 from ..sqlite.structure import HISTORY_TABLE
 
 DEFAULT_LOCK_TIMEOUT = pg_apply.DEFAULT_LOCK_TIMEOUT
-
-
-class MigrateResult:
-    __slots__ = ("database", "plan", "applied", "fresh", "statements", "seconds", "report", "concurrent_built")
-
-    def __init__(self, database, plan, applied, fresh, statements, seconds, report, concurrent_built=0):
-        self.database, self.plan, self.applied, self.fresh = database, plan, applied, fresh
-        self.statements, self.seconds, self.report, self.concurrent_built = statements, seconds, report, concurrent_built
-
-    # SQLite's ApplyResult names the database .path and its backup .backup: the same names here, so code written
-    # against Database.initialize() reads them on both engines (the URL with its password masked; never a backup)
-    path = property(lambda self: self.database)
-    backup = None
-
-    def as_dict(self):
-        return {"database": self.database, "dialect": "postgresql", "applied": self.applied, "fresh": self.fresh,
-                "up_to_date": not self.applied, "statements": self.statements, "seconds": round(self.seconds, 4),
-                "concurrent_built": self.concurrent_built,
-                "plan": self.plan.as_dict() if self.plan is not None else None, "report": self.report}
 
 
 def _set_timeouts(conn, lock_timeout, statement_timeout):
@@ -86,7 +67,7 @@ def _planned(conn, schema, comp, database, prune, concurrently):
         record = pg_history.record_steps(conn, schema, comp, before, [s.name for s in todo if not s.sqlite_only],
                                          [s.name for s in schema.data_steps] if fresh else
                                          [s.name for s in todo if s.sqlite_only])
-        rest = attrs.evolve(rest, steps=list(rest.transactional) + record + list(rest.concurrent))
+        rest = rest.replace(steps=list(rest.transactional) + record + list(rest.concurrent))
     return renames, rest
 
 
@@ -104,7 +85,7 @@ def _errors(url, database, lock_timeout, statement_timeout, where, exc, changed=
 
 
 def plan(url, schema, prune=None, concurrently=False, lock_timeout=DEFAULT_LOCK_TIMEOUT):
-    """What apply would do (plan.PgPlan), planned in a transaction that is always rolled back."""
+    """What apply would do (a migrate/steps.Plan), planned in a transaction that is always rolled back."""
     return _plan(url, schema, prune, concurrently, lock_timeout)[0]
 
 
@@ -119,7 +100,7 @@ def _plan(url, schema, prune, concurrently, lock_timeout):
             fingerprint = conn.execute(alter_statement("structure_fingerprint")).fetchone()[0]
             fresh = not pg_apply._declared_present(conn, comp.structure)  # as apply's fresh path (SQLite's fresh)
             renames, rest = _planned(conn, schema, comp, database, prune, concurrently)
-        return attrs.evolve(pgplan.combine(database, renames, rest), fresh=fresh), fingerprint
+        return pgplan.combine(database, renames, rest).replace(fresh=fresh), fingerprint
     except psycopg.Error as exc:
         raise _errors(url, database, lock_timeout, None, "planning", exc) from None
     finally:
@@ -155,8 +136,7 @@ def apply(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, statement_ti
                 after = [s for step in pg_history.record_steps(conn if has else None, schema, comp, [], [],
                                                                [d.name for d in schema.data_steps])
                          for s in step.statements]
-            r = pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout, after=after)
-            return MigrateResult(database, None, r.applied, r.applied, r.statements, r.seconds, r.report)
+            return pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout, after=after)
         return _migrate(conn, url, database, schema, comp, compiled, lock_timeout, statement_timeout, prune,
                         allow_data_loss, confirm, concurrently, progress)
     finally:
@@ -177,8 +157,8 @@ def _migrate(conn, url, database, schema, comp, compiled, lock_timeout, statemen
             full = pgplan.combine(database, renames, rest)
             if full.up_to_date:
                 where = None
-                return MigrateResult(database, full, False, False, 0, time.perf_counter() - started,
-                                     pg_apply.check(conn, compiled, database))
+                return ApplyResult(database, full, False, seconds=time.perf_counter() - started,
+                                   report=pg_apply.check(conn, compiled, database))
             _guard_data_loss(database, full, allow_data_loss, confirm)
             where = "locking the tables it changes (children before parents)"
             locks.acquire(conn, locks.plan_tables(rest.transactional, read_live(conn), schema))
@@ -222,7 +202,8 @@ def _migrate(conn, url, database, schema, comp, compiled, lock_timeout, statemen
     except psycopg.Error as exc:
         raise ChangedThenFailed("%s: the migration is committed, then reading it back failed: %s" % (
             database, " ".join(scrub(str(exc), url).split()))) from None
-    return MigrateResult(database, full, True, False, statements, time.perf_counter() - started, report, built)
+    return ApplyResult(database, full, True, seconds=time.perf_counter() - started, statements=statements,
+                       report=report, concurrent_built=built)
 
 
 # --- plan --sql ------------------------------------------------------------------------

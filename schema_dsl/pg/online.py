@@ -67,6 +67,9 @@ from . import history as pg_history
 from . import leftovers, locks
 from . import migration as pg_migration
 from . import plan as pgplan
+from ..migrate.diff import SetNotNull
+from ..migrate.steps import (AddNotNullCheck, ApplyResult, ConvertBatches, ConvertIndex, DropOldColumn, Plan,
+                             StartConversion, Step, SwapConversion, ValidateCheck)
 from .introspect import read_live
 from .url import mask, scrub
 
@@ -89,19 +92,16 @@ class _Refused(Exception):
     """A step that cannot finish for a reason the user must fix (not a lock): its text is the message."""
 
 
-class OnlineStep:
-    __slots__ = ("title", "why", "statements", "mode", "lock", "table", "kind", "detail")
-
-    def __init__(self, title, why, statements, mode, lock, table=None, kind="change", detail=None):
-        self.title, self.why, self.statements, self.mode = title, why, list(statements), mode
-        self.lock, self.table, self.kind, self.detail = lock, table, kind, detail
-
-    def as_dict(self):
-        return {"title": self.title, "why": self.why, "statements": list(self.statements), "mode": self.mode,
-                "lock": self.lock, "table": self.table, "kind": self.kind}
+def _online(title, why, statements, mode, lock, table, change, detail=None):
+    """An online step: a Step (migrate/steps.py) with how it runs (mode) and the lock it takes and for how long;
+    change: the plan step's change record it carries out, or the online one (ValidateCheck, StartConversion...)."""
+    return Step(title, why, statements, table=table, change=change, lock=lock, mode=mode, detail=detail)
 
 
 class OnlinePlan:
+    """What apply --online would do: the online steps (Steps, each with its mode and lock), the plan they carry
+    out, and why a step of it cannot run online (refused)."""
+
     __slots__ = ("database", "steps", "plan", "refused")
 
     def __init__(self, database, steps, plan, refused):
@@ -116,36 +116,6 @@ class OnlinePlan:
         """What the plan beneath the online steps loses (as Plan.data_loss: Database.initialize logs it)."""
         return self.plan.data_loss
 
-    def as_dict(self):
-        return {"database": self.database, "dialect": "postgresql", "online": True, "up_to_date": self.up_to_date,
-                "steps": [s.as_dict() for s in self.steps], "refused": list(self.refused),
-                "data_loss": list(self.plan.data_loss), "kept": list(self.plan.extras), "notes": list(self.plan.notes)}
-
-
-class PgOnlineResult:
-    __slots__ = ("database", "plan", "applied", "steps", "statements", "retries", "seconds", "report", "fresh")
-
-    def __init__(self, database, plan, applied, steps, statements, retries, seconds, report, fresh=False):
-        self.database, self.plan, self.applied, self.steps = database, plan, applied, steps
-        self.statements, self.retries, self.seconds, self.report = statements, retries, seconds, report
-        self.fresh = fresh
-
-    path = property(lambda self: self.database)  # as SQLite's ApplyResult (see pg/migration.MigrateResult)
-    backup = None
-
-    concurrent_built = 0
-
-    @property
-    def online(self):
-        """False for a database created fresh (in one transaction, as plain apply does)."""
-        return not self.fresh
-
-    def as_dict(self):
-        return {"database": self.database, "dialect": "postgresql", "online": True, "applied": self.applied,
-                "fresh": self.fresh, "up_to_date": not self.applied, "steps": self.steps, "statements": self.statements,
-                "retries": self.retries, "seconds": round(self.seconds, 4),
-                "plan": self.plan.as_dict() if self.plan is not None else None, "report": self.report}
-
 
 # --- the plan cut into online steps --------------------------------------------------------
 
@@ -158,7 +128,7 @@ def _column_of(step):
 
 
 def online_steps(plan, attempt_ms=ATTEMPT_MS, conversions=None):
-    """(the online steps in the order they run, [why a step cannot run online]) for a pg/plan.PgPlan.
+    """(the online steps in the order they run, [why a step cannot run online]) for a plan (migrate/steps.Plan).
     conversions: {(table, column): _conversion_facts(...)} for the plan's type conversions (plan_online reads them)."""
     expand, contract, last, refused = [], [], [], []
     short = lambda t: SHORT % ("'%s'" % t if t else "its table", attempt_ms)  # noqa: E731
@@ -187,32 +157,32 @@ def online_steps(plan, attempt_ms=ATTEMPT_MS, conversions=None):
         if s.kind == "RecordHistory" and history_first and s.title.startswith("create table"):
             # the data steps record themselves, each in its own transaction: the table comes before the first
             first = next((i for i, x in enumerate(expand) if x.kind == "RunDataStep"), len(expand))
-            expand.insert(first, OnlineStep(s.title, s.why, s.statements, "short", HISTORY, None, s.kind))
+            expand.insert(first, _online(s.title, s.why, s.statements, "short", HISTORY, None, s.change))
         elif s.kind == "RecordHistory":  # last: the history records the apply once every step has committed
-            last.append(OnlineStep(s.title, s.why, s.statements, "short", HISTORY, None, s.kind))
+            last.append(_online(s.title, s.why, s.statements, "short", HISTORY, None, s.change))
         elif s.kind == "RunDataStep":
             ran = s.detail or {}
             lock = DATA % (ran.get("seconds", 0) * 1000)
-            expand.append(OnlineStep(s.title + ", in its own transaction, recorded in it", s.why, s.statements,
-                                     "data", lock, s.table, s.kind, detail=s))
+            expand.append(_online(s.title + ", in its own transaction, recorded in it", s.why, s.statements,
+                                  "data", lock, s.table, s.change, detail=s))
         elif s.kind in ("RenameTable", "RenameColumn"):
-            target.append(OnlineStep(s.title + " (one short step: code that uses the old name stops working here)",
-                                     s.why, s.statements, "short", short(s.table), s.table, s.kind))
+            target.append(_online(s.title + " (one short step: code that uses the old name stops working here)",
+                                  s.why, s.statements, "short", short(s.table), s.table, s.change))
         elif s.kind == "SetNotNull":
             table, column = _column_of(s)
             name = leftovers.nn_name(table, column)
             if (table, column) not in nn_checked:
                 expand.append(_nn_check_step(table, column, name, short))
             expand += [
-                OnlineStep("validate NOT NULL of '%s'.'%s' (CHECK '%s')" % (table, column, name),
-                           "a scan that lets reads and writes go on",
-                           [alter_statement("validate_constraint", table, name)],
-                           "validate", SCAN % ("'%s'" % table), table, "ValidateCheck"),
-                OnlineStep("set '%s'.'%s' NOT NULL and drop the CHECK" % (table, column),
-                           "the validated CHECK proves it: SET NOT NULL needs no scan (PostgreSQL 12+)",
-                           [alter_statement("set_not_null", table, column),
-                            alter_statement("drop_constraint", table, name)], "short", short(table), table,
-                           "SetNotNull")]
+                _online("validate NOT NULL of '%s'.'%s' (CHECK '%s')" % (table, column, name),
+                        "a scan that lets reads and writes go on",
+                        [alter_statement("validate_constraint", table, name)],
+                        "validate", SCAN % ("'%s'" % table), table, ValidateCheck(table, name)),
+                _online("set '%s'.'%s' NOT NULL and drop the CHECK" % (table, column),
+                        "the validated CHECK proves it: SET NOT NULL needs no scan (PostgreSQL 12+)",
+                        [alter_statement("set_not_null", table, column),
+                         alter_statement("drop_constraint", table, name)], "short", short(table), table,
+                        s.change)]
         elif s.kind == "Backfill":
             table, column = _column_of(s)
             later = next((x for x in steps[n + 1:]
@@ -222,34 +192,34 @@ def online_steps(plan, attempt_ms=ATTEMPT_MS, conversions=None):
                 nn_checked.add((table, column))
             fill = s.statements[0]
             expr = fill.split(" SET ", 1)[1].split(" = ", 1)[1].rsplit(" WHERE ", 1)[0]
-            expand.append(OnlineStep(s.title + " in batches of %d" % FILL_BATCH, s.why,
-                                     [alter_statement("fill_column_batch", table, column, expr, FILL_BATCH)],
-                                     "batches", BATCHES % FILL_BATCH, table, "Backfill"))
+            expand.append(_online(s.title + " in batches of %d" % FILL_BATCH, s.why,
+                                  [alter_statement("fill_column_batch", table, column, expr, FILL_BATCH)],
+                                  "batches", BATCHES % FILL_BATCH, table, s.change))
         else:
             tx = []
             title = s.title.replace(", after COMMIT", "")
-            s = pgplan.PgStep(title.split(", then VALIDATE")[0], s.why, s.statements, kind=s.kind, table=s.table)
+            s = s.replace(title=title.split(", then VALIDATE")[0])
             for statement in s.statements:
                 if "CONCURRENTLY" in statement:
                     if tx:
-                        target.append(OnlineStep(s.title, s.why, tx, "short", short(s.table), s.table, s.kind))
+                        target.append(_online(s.title, s.why, tx, "short", short(s.table), s.table, s.change))
                         tx = []
-                    target.append(OnlineStep(s.title, s.why, [statement], "concurrent",
-                                             CONCURRENT % ("'%s'" % s.table), s.table, s.kind))
+                    target.append(_online(s.title, s.why, [statement], "concurrent",
+                                          CONCURRENT % ("'%s'" % s.table), s.table, s.change))
                 elif statement.startswith("ALTER TABLE") and " VALIDATE CONSTRAINT " in statement:
                     if tx:
-                        target.append(OnlineStep(s.title, s.why, tx, "short", short(s.table), s.table, s.kind))
+                        target.append(_online(s.title, s.why, tx, "short", short(s.table), s.table, s.change))
                         tx = []
-                    target.append(OnlineStep("VALIDATE: " + s.title, s.why, [statement], "validate",
-                                             SCAN % ("'%s'" % s.table), s.table, s.kind))
+                    target.append(_online("VALIDATE: " + s.title, s.why, [statement], "validate",
+                                          SCAN % ("'%s'" % s.table), s.table, s.change))
                 elif s.kind == "Remove" and statement.startswith("DROP INDEX "):
-                    target.append(OnlineStep(s.title + " CONCURRENTLY", s.why,
-                                             [statement.replace("DROP INDEX ", "DROP INDEX CONCURRENTLY ", 1)],
-                                             "concurrent", CONCURRENT % ("'%s'" % s.table), s.table, s.kind))
+                    target.append(_online(s.title + " CONCURRENTLY", s.why,
+                                          [statement.replace("DROP INDEX ", "DROP INDEX CONCURRENTLY ", 1)],
+                                          "concurrent", CONCURRENT % ("'%s'" % s.table), s.table, s.change))
                 else:
                     tx.append(statement)
             if tx:
-                target.append(OnlineStep(s.title, s.why, tx, "short", short(s.table), s.table, s.kind))
+                target.append(_online(s.title, s.why, tx, "short", short(s.table), s.table, s.change))
     return expand + contract + last, refused
 
 
@@ -258,22 +228,23 @@ def _conversion_steps(s, facts, short, later_nn):
     table, d = s.table, s.detail
     column, n = d["column"], facts["names"]
     detail = {"table": table, "column": column, "names": n, "using": d["using"], "type": d["type"], "pk": facts["pk"]}
-    steps = [OnlineStep("start converting '%s'.'%s' to %s: new column '%s', kept in step by a trigger" % (
+    steps = [_online("start converting '%s'.'%s' to %s: new column '%s', kept in step by a trigger" % (
         table, column, d["type"], n["new"]),
         "a type conversion without a rewrite under ACCESS EXCLUSIVE: every INSERT and UPDATE from here on sets the new "
         "column from USING %s; a write the conversion fails on is kept (NULL in the new column, its key logged)" %
         d["using"], [alter_statement("start_conversion", table, n, d["type"], d["using"], facts["key"])],
-        "short", short(table), table, "StartConversion"),
-        OnlineStep("fill '%s'.'%s' with the converted values, in batches" % (table, n["new"]),
-                   "the rows written before the trigger: USING %s, a range of pages per transaction" % d["using"],
-                   [alter_statement("conversion_batch", table, n, d["using"], 0, FILL_BATCH)], "convert",
-                   CONVERT % FILL_BATCH, table, "ConvertBatches", detail=detail)]
+        "short", short(table), table, StartConversion(table, column)),
+        _online("fill '%s'.'%s' with the converted values, in batches" % (table, n["new"]),
+                "the rows written before the trigger: USING %s, a range of pages per transaction" % d["using"],
+                [alter_statement("conversion_batch", table, n, d["using"], 0, FILL_BATCH)], "convert",
+                CONVERT % FILL_BATCH, table, ConvertBatches(table, n["new"]), detail=detail)]
     renames = []
     for index, definition in facts["indexes"]:
         temp = (leftovers.NEW_PREFIX + index)[:63]
-        steps.append(OnlineStep("build index '%s' on the new column CONCURRENTLY (becomes '%s')" % (temp, index),
-                                "index '%s' uses '%s': built again on the new column before the swap" % (index, column),
-                                [definition], "concurrent", CONCURRENT % ("'%s'" % table), table, "ConvertIndex"))
+        steps.append(_online("build index '%s' on the new column CONCURRENTLY (becomes '%s')" % (temp, index),
+                             "index '%s' uses '%s': built again on the new column before the swap" % (index, column),
+                             [definition], "concurrent", CONCURRENT % ("'%s'" % table), table,
+                             ConvertIndex(table, index)))
         renames += [alter_statement("rename_index", index, (leftovers.OLD_PREFIX + index)[:63]),
                     alter_statement("rename_index", temp, index)]
     swap = [line for line in alter_statement("swap_conversion", table, column, n, d["default"]).split("\n") if line]
@@ -281,25 +252,25 @@ def _conversion_steps(s, facts, short, later_nn):
     if d["notnull"] and not later_nn:
         swap += [alter_statement("drop_constraint_if_exists", table, nn),
                  alter_statement("add_not_null_check", table, nn, column)]
-    steps.append(OnlineStep("swap '%s'.'%s': the converted column takes its name (one short step: code that writes "
-                            "the old type stops working here)" % (table, column),
-                            "the rows the application wrote that the conversion failed on are checked first; the old "
-                            "column stays, renamed '%s', until the end" % n["old"], swap + renames, "swap",
-                            short(table), table, "SwapConversion", detail=detail))
+    steps.append(_online("swap '%s'.'%s': the converted column takes its name (one short step: code that writes "
+                         "the old type stops working here)" % (table, column),
+                         "the rows the application wrote that the conversion failed on are checked first; the old "
+                         "column stays, renamed '%s', until the end" % n["old"], swap + renames, "swap",
+                         short(table), table, SwapConversion(table, column), detail=detail))
     if d["notnull"] and not later_nn:
-        steps += [OnlineStep("validate NOT NULL of '%s'.'%s' (CHECK '%s')" % (table, column, nn),
-                             "a scan that lets reads and writes go on",
-                             [alter_statement("validate_constraint", table, nn)], "validate", SCAN % ("'%s'" % table),
-                             table, "ValidateCheck"),
-                  OnlineStep("set '%s'.'%s' NOT NULL and drop the CHECK" % (table, column),
-                             "the validated CHECK proves it: SET NOT NULL needs no scan (PostgreSQL 12+)",
-                             [alter_statement("set_not_null", table, column),
-                              alter_statement("drop_constraint", table, nn)], "short", short(table), table,
-                             "SetNotNull")]
-    removal = OnlineStep("drop the old column '%s'.'%s' (the conversion's last step)" % (table, n["old"]),
-                         "the conversion is swapped in: the old values go (their old indexes with them)",
-                         [alter_statement("drop_column", table, n["old"])], "short", short(table), table,
-                         "DropOldColumn")
+        steps += [_online("validate NOT NULL of '%s'.'%s' (CHECK '%s')" % (table, column, nn),
+                          "a scan that lets reads and writes go on",
+                          [alter_statement("validate_constraint", table, nn)], "validate", SCAN % ("'%s'" % table),
+                          table, ValidateCheck(table, nn)),
+                  _online("set '%s'.'%s' NOT NULL and drop the CHECK" % (table, column),
+                          "the validated CHECK proves it: SET NOT NULL needs no scan (PostgreSQL 12+)",
+                          [alter_statement("set_not_null", table, column),
+                           alter_statement("drop_constraint", table, nn)], "short", short(table), table,
+                          SetNotNull(table, column))]
+    removal = _online("drop the old column '%s'.'%s' (the conversion's last step)" % (table, n["old"]),
+                      "the conversion is swapped in: the old values go (their old indexes with them)",
+                      [alter_statement("drop_column", table, n["old"])], "short", short(table), table,
+                      DropOldColumn(table, n["old"]))
     return steps, removal
 
 
@@ -357,12 +328,12 @@ def _index_on(definition, name, column, new):
 
 
 def _nn_check_step(table, column, name, short):
-    return OnlineStep("add CHECK ('%s' IS NOT NULL) NOT VALID to '%s'" % (column, table),
-                      "NOT NULL without a scan under ACCESS EXCLUSIVE: the CHECK is added NOT VALID (new rows are "
-                      "checked), validated in its own transaction, then proves SET NOT NULL",
-                      [alter_statement("drop_constraint_if_exists", table, name),
-                       alter_statement("add_not_null_check", table, name, column)], "short", short(table), table,
-                      "AddNotNullCheck")
+    return _online("add CHECK ('%s' IS NOT NULL) NOT VALID to '%s'" % (column, table),
+                   "NOT NULL without a scan under ACCESS EXCLUSIVE: the CHECK is added NOT VALID (new rows are "
+                   "checked), validated in its own transaction, then proves SET NOT NULL",
+                   [alter_statement("drop_constraint_if_exists", table, name),
+                    alter_statement("add_not_null_check", table, name, column)], "short", short(table), table,
+                   AddNotNullCheck(table, name))
 
 
 def with_history(schema):
@@ -422,8 +393,7 @@ class _Runner:
     def run(self, step):
         conn = self.conn
         if step.mode in ("short", "swap"):
-            tables = locks.plan_tables([pgplan.PgStep(step.title, "", [], kind=step.kind, table=step.table)],
-                                       read_live(conn), self.schema)
+            tables = locks.plan_tables([step], read_live(conn), self.schema)  # its table, and a new key's parents
             lock_first = locks.lock_statements(tables)  # children before parents, then the step
 
             def attempt():
@@ -557,7 +527,8 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
                  allow_data_loss=False, confirm=None, progress=None, attempt_ms=ATTEMPT_MS):
     """Migrate the PostgreSQL database at url to the declaration online (module docstring). A database holding
     none of the declared objects is created as plain apply does (nothing there to keep serving).
-    progress(number, total, step) is called before each step. Returns PgOnlineResult."""
+    progress(number, total, step) is called before each step. Returns an ApplyResult (migrate/steps.py) whose
+    online is {"transactions": the online steps committed, "retries": lock attempts retried}."""
     database = mask(url)
     started = time.perf_counter()
     conn = pg_apply.connect(url)
@@ -569,8 +540,8 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
                 database, lock_timeout)) from None
         _one_apply_at_a_time(conn, database, lock_timeout, budget_ms)
         if prune is None and not pg_apply._declared_present(conn, compiled["structure"]):
-            r = pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout)
-            return PgOnlineResult(database, None, r.applied, 1, r.statements, 0, r.seconds, r.report, fresh=r.applied)
+            # created in one transaction, as plain apply does: no online facts
+            return pg_apply._apply(conn, url, database, compiled, lock_timeout, statement_timeout)
         runner = _Runner(conn, schema, budget_ms, min(attempt_ms, budget_ms) if budget_ms else attempt_ms,
                          statement_timeout)
         runner.comp = Compiled(schema)
@@ -593,8 +564,10 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
                                  "the table under ACCESS EXCLUSIVE): run a plain apply for it; nothing changed" % (
                                      database, "; ".join(p.refused)))
             if p.up_to_date and not done:
-                return PgOnlineResult(database, p, False, 0, 0, 0, time.perf_counter() - started,
-                                      pg_apply.check(conn, compiled, database))
+                nothing = Plan((), database=database, extras=p.plan.extras, notes=p.plan.notes)
+                return ApplyResult(database, nothing, False, seconds=time.perf_counter() - started,
+                                   report=pg_apply.check(conn, compiled, database),
+                                   online={"transactions": 0, "retries": 0})
             pg_migration._guard_data_loss(database, p.plan, allow_data_loss, confirm)
             total = done + len(p.steps)
             for step in p.steps:
@@ -629,8 +602,11 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
         except psycopg.Error as exc:
             raise ChangedThenFailed("%s: the online migration is committed, then reading it back failed: %s" % (
                 database, " ".join(scrub(str(exc), url).split()))) from None
-        return PgOnlineResult(database, p, True, done, statements, runner.retries, time.perf_counter() - started,
-                              report)
+        # the plan carried out: the online steps run first (the renames, what an interrupted apply left), then the rest
+        carried = Plan(list(first) + list(p.steps), database=database, extras=p.plan.extras,
+                       data_loss=p.plan.data_loss, notes=p.plan.notes)
+        return ApplyResult(database, carried, True, seconds=time.perf_counter() - started, statements=statements,
+                           report=report, online={"transactions": done, "retries": runner.retries})
     finally:
         conn.close()
 
@@ -664,7 +640,7 @@ def _first_steps(conn, schema, compiled, database):
             steps += pg_history.expand_steps(schema, Compiled(schema), read_live(conn) if renames else live)
     if not steps:
         return []
-    out, _ = online_steps(pgplan.PgPlan(database, steps))  # none of these is refused online
+    out, _ = online_steps(Plan(steps, database=database))  # none of these is refused online
     return out
 
 

@@ -34,16 +34,18 @@ constraint and index by index (diff.in_place_changes, handed this server's print
 _Printing, so that `(x > 0)` as printed meets the declared `x > 0`). This planner only says how: statements,
 locks, NOT VALID + VALIDATE, CONCURRENTLY, USING, and the data checks that need the connection (rows that
 break a new NOT NULL, CHECK, FOREIGN KEY or UNIQUE; values a conversion cannot convert). Each step carries the
-change record it serves (PgStep.change, migrate/diff.py's closed set) and is kind-named after it.
+change record it serves (Step.change, migrate/diff.py's closed set) and is kind-named after it; the Step and Plan are SQLite's
+too (migrate/steps.py).
 """
 from __future__ import annotations
 
-from attrs import evolve, field, frozen
+from attrs import evolve
 
 from ..compile.postgresql import Translator, Untranslatable, alter_statement
 from ..errors import UnsafeMigrationError
 from ..migrate import diff as d
 from ..migrate import loss
+from ..migrate.steps import Plan, Step
 from ..model import Column, Expr, ForeignKey, Index, IndexColumn, Table
 from . import bodies, catalog
 from .introspect import canonical_checks, count, has_rows, neutral, on_postgresql, quote, volatile_functions
@@ -54,76 +56,14 @@ REWRITES = "rewrites the table under ACCESS EXCLUSIVE (reads and writes wait unt
 SCANS = "scans the whole table under ACCESS EXCLUSIVE (reads and writes wait until it ends)"
 
 
-def _tuple(v):
-    return tuple(v)
-
-
-@frozen
-class PgStep:
-    title: str
-    why: str
-    statements: tuple = field(converter=_tuple)
-    kind: str = "change"
-    table: object = None
-    rows: object = None
-    lock: object = None           # REWRITES or SCANS: the step holds ACCESS EXCLUSIVE while it reads every row
-    concurrent: bool = False      # runs after COMMIT, outside the transaction (CREATE/DROP INDEX CONCURRENTLY)
-    detail: object = field(default=None, eq=False)  # what apply --online needs (pg/online.py): a conversion, a data step
-    data_step: object = None      # a RunDataStep's name
-    change: object = field(default=None, eq=False)  # the neutral change record (migrate/diff.py) the step serves
-
-
 def change_step(change, title, why, statements, **kw):
-    """The PgStep that serves a neutral change record: its kind is the record's class name."""
-    return PgStep(title, why, statements, kind=type(change).__name__, change=change, **kw)
+    """The Step (migrate/steps.py, both engines') that serves a neutral change record: its kind is the record's
+    class name."""
+    return Step(title, why, statements, change=change, **kw)
 
 
 def _why(remove):
     return remove.reason + ("; weakens: " + remove.weakens if remove.weakens else "")
-
-
-@frozen
-class PgPlan:
-    database: str
-    steps: tuple = field(converter=_tuple)
-    extras: tuple = field(default=(), converter=_tuple)
-    data_loss: tuple = field(default=(), converter=_tuple)
-    notes: tuple = field(default=(), converter=_tuple)
-    fresh: bool = False
-    touches_rows: bool = False
-
-    @property
-    def up_to_date(self):
-        return not self.steps
-
-    @property
-    def statements(self):
-        return [s for step in self.steps for s in step.statements]
-
-    @property
-    def transactional(self):
-        return [s for s in self.steps if not s.concurrent]
-
-    @property
-    def concurrent(self):
-        return [s for s in self.steps if s.concurrent]
-
-    @property
-    def access_exclusive(self):
-        return [s for s in self.steps if s.lock]
-
-    def as_dict(self):
-        return {
-            "database": self.database, "dialect": "postgresql", "up_to_date": self.up_to_date, "fresh": self.fresh,
-            "backup_needed": False,
-            "steps": [{"kind": s.kind, "title": s.title, "why": s.why, "table": s.table, "rows": s.rows,
-                       "statements": list(s.statements), "access_exclusive": s.lock, "concurrent": s.concurrent}
-                      for s in self.steps],
-            "access_exclusive": [{"step": n, "title": s.title, "lock": s.lock}
-                                 for n, s in enumerate(self.steps, start=1) if s.lock],
-            "concurrent_steps": len(self.concurrent),
-            "kept": list(self.extras), "data_loss": list(self.data_loss), "notes": list(self.notes),
-        }
 
 
 # --- renames: first, each on its own ---------------------------------------------------
@@ -766,12 +706,12 @@ def plan_rest(conn, schema, compiled, live, database, prune=None, concurrently=F
     for ref in p.live["not_valid"]:
         p.notes.append("constraint %s: NOT VALID (existing rows are not checked; kept so)" % ref)
     steps = [s for s in p.steps if not s.concurrent] + [s for s in p.steps if s.concurrent]  # in the order they run
-    return PgPlan(database, steps, extras=p.extras + p.kept_constraints, data_loss=p.loss, notes=p.notes)
+    return Plan(steps, database=database, extras=p.extras + p.kept_constraints, data_loss=p.loss, notes=p.notes)
 
 
 def combine(database, renames, rest):
-    return PgPlan(database, list(renames) + list(rest.steps), extras=rest.extras, data_loss=rest.data_loss,
-                  notes=rest.notes)
+    return Plan(list(renames) + list(rest.steps), database=database, extras=rest.extras, data_loss=rest.data_loss,
+                notes=rest.notes)
 
 
 # --- text ------------------------------------------------------------------------------
