@@ -232,15 +232,18 @@ class _HelpOption:
 
     def get_help_option(self, ctx):
         names = self.get_help_option_names(ctx)
-        if self._help_option is None and names and self.add_help_option:
+        if not names or not self.add_help_option:
+            return None
+        if getattr(self, "_own_help_option", None) is None:  # one object per command, as click 8.1.8+ keeps it
             def show_help(ctx, param, value):
                 if value and not ctx.resilient_parsing:
                     click.echo(ctx.get_help(), color=ctx.color)
                     ctx.exit()
             storage = getattr(click.core, "_HELP_OPTION_STORAGE_NAME", None)  # click 8.5 keeps it off user names
-            self._help_option = click.Option([*names, storage] if storage else names, is_flag=True, expose_value=False,
-                                             is_eager=True, help="Show this message and exit.", callback=show_help)
-        return super().get_help_option(ctx)
+            self._own_help_option = click.Option(
+                [*names, storage] if storage else names, is_flag=True, expose_value=False, is_eager=True,
+                help="Show this message and exit.", callback=show_help)
+        return self._own_help_option
 
 
 class _Command(_HelpOption, click.Command):
