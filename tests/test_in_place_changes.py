@@ -145,3 +145,18 @@ def test_view_changes_makes_the_records_in_declared_order_and_leaves_what_the_di
     got = d.view_changes(Schema(name="s", tables=[_users()], views=[same, wider, other, unknown, new]), live, Views())
     assert [type(ch).__name__ + " " + ch.name for ch in got] == [
         "ReplaceView b", "DropViewOrTrigger c", "CreateViewOrTrigger c"]
+
+
+def test_the_users_own_constraints_are_kept_in_the_live_order_and_a_replaced_foreign_key_is_not():
+    decl = _users(checks=[Check("age > 0")], uniques=[Unique(["email"])],
+                  foreign_keys=[ForeignKey(["age"], "ages", [], on_delete="CASCADE")])
+    live = _live_users(columns=[Column("id", "integer", not_null=True), Column("email", "text"),
+                                Column("age", "integer"), Column("team", "integer")],
+                       uniques=[Unique(["email"]), Unique(["team", "age"])],
+                       checks=[Check("CHECK ((age > 0))", name="a"), Check("CHECK ((team > 0))", name="mine")],
+                       foreign_keys=[ForeignKey(["age"], "ages", ["id"], name="users_age_fkey"),
+                                     ForeignKey(["team"], "teams", ["id"], name="users_team_fkey")])
+    assert d.kept_constraints(decl, live, Printed()) == {
+        "unique": ["table 'users': UNIQUE (team, age)"],
+        "check": ["table 'users': CHECK ((team > 0)) (constraint 'mine')"],
+        "foreign key": ["table 'users': foreign key (team) -> teams"]}

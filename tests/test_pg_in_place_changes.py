@@ -53,19 +53,25 @@ def v1(pg_url):
     import psycopg
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("INSERT INTO teams (id) VALUES (1)")
+        conn.execute("ALTER TABLE users ADD CONSTRAINT mine CHECK (id > 0)")  # the user's own: kept
         conn.execute("INSERT INTO users (id, email, age, nick, team_id, city) VALUES (1, 'a@b', '30', NULL, 1, 'x'), "
                      "(2, 'c@d', '40', 'bo', NULL, 'y')")
     return pg_url
 
 
 def test_every_in_place_difference_comes_from_the_neutral_diff(v1, monkeypatch):
-    kinds = [s.kind for s in plan(v1, V2).steps]
+    planned = plan(v1, V2)
+    kinds = [s.kind for s in planned.steps]
+    assert [e for e in planned.extras if e.startswith("table 'users': ")] == [
+        "table 'users': CHECK ((id > 0)) (constraint 'mine')"]  # the foreign key it replaces is not kept
     assert {"DropNotNull", "AlterColumnType", "SetDefault", "DropDefault", "Backfill", "SetNotNull", "AddForeignKey",
             "AddUnique", "AddCheck", "AddColumn", "RecreateIndex", "CreateIndex", "ReplaceView"} <= set(kinds), kinds
     monkeypatch.setattr(d, "in_place_changes", lambda schema, live, printed: [])
     monkeypatch.setattr(d, "view_changes", lambda schema, live, printed: [])
+    monkeypatch.setattr(d, "kept_constraints", lambda decl, live, printed: {})
     silenced = plan(v1, V2)
     assert not IN_PLACE & {s.kind for s in silenced.steps}, [s.title for s in silenced.steps]
+    assert not [e for e in silenced.extras if "constraint" in e], silenced.extras
 
 
 def test_a_record_the_neutral_diff_returns_alone_is_planned_alone_with_its_data_check(v1, monkeypatch):

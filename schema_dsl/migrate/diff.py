@@ -498,6 +498,29 @@ def _table_in_place(decl, live, printed):
     return out
 
 
+def kept_constraints(decl, live, printed):
+    """The constraints the live table has beyond its declaration, which a dialect that changes a table in place
+    keeps where they are (the user's own; SQLite's rebuild carries them instead): {"unique", "check",
+    "foreign key": lines, each as extras writes one, in the live table's order}. A live foreign key that a
+    declared one replaces (in_place_changes: same columns and parent key, other actions) is not kept.
+    printed: as in_place_changes takes it."""
+    table = decl.name
+    declared = [[c.lower() for c in u] for u in decl.all_uniques]
+    shown = [p for _, _, p in printed.checks(decl)]
+    wanted = [_fk_key(printed.foreign_key(decl, f)) for f in decl.foreign_keys]
+    have = [_fk_key(f) for f in live.foreign_keys]
+    replaced = {w[:3] for w in wanted if w not in have and any(
+        _fk_key(o)[:3] == w[:3] and o.name for o in live.foreign_keys)}
+    return {
+        "unique": ["table '%s': UNIQUE (%s)" % (table, ", ".join(u.columns)) for u in live.uniques
+                   if [c.lower() for c in u.columns] not in declared],
+        "check": ["table '%s': %s (constraint '%s')" % (table, k.expr, k.name) for k in live.checks
+                  if k.expr not in shown],
+        "foreign key": ["table '%s': foreign key (%s) -> %s" % (table, ", ".join(f.columns), f.ref_table)
+                        for f in live.foreign_keys if _fk_key(f) not in wanted and _fk_key(f)[:3] not in replaced],
+    }
+
+
 def _fk_key(f):
     """A foreign key as compared: columns, parent, parent columns, actions, deferrable (never its name)."""
     return (tuple(f.columns), f.ref_table, tuple(f.ref_columns), f.on_delete, f.on_update, f.deferrable)

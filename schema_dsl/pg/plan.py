@@ -172,9 +172,13 @@ class _Planner:
         self.extras = d.extras(declared, self.neutral, prune)
         # and what differs column by column, constraint by constraint, index by index (in_place_changes), compared
         # in this server's printing; planned below table by table, in the order the statements run
+        printing = _Printing(self.expected, self.checks, compiled.parts)
         self.changes = {}
-        for ch in d.in_place_changes(declared, self.neutral, _Printing(self.expected, self.checks, compiled.parts)):
+        for ch in d.in_place_changes(declared, self.neutral, printing):
             self.changes.setdefault(_on(ch), []).append(ch)
+        # the user's own constraints, kept in place (listed after extras, as each kind is planned)
+        self.kept = {t.name: d.kept_constraints(t, self.neutral.table(t.name), printing) for t in declared.tables
+                     if self.neutral.table(t.name) is not None}
 
     # helpers
     def rows(self, table):
@@ -489,7 +493,6 @@ class _Planner:
     def uniques(self, table):
         if table not in self.live["tables"]:
             return
-        want, have = self.expected["tables"][table]["uniques"], self.live["tables"][table]["uniques"]
         for ch in self.changed(table, d.AddUnique):
             cols = list(ch.columns)
             name = ch.name or _unique_name(table, cols)
@@ -521,15 +524,11 @@ class _Planner:
                      "%s; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint takes it "
                      "over (ADD CONSTRAINT ... UNIQUE USING INDEX)" % ch.reason, statements, table=table,
                      concurrent=concurrent)
-        for cols in have:
-            if cols not in want:
-                self.kept_constraints.append("table '%s': UNIQUE (%s)" % (table, ", ".join(cols)))
+        self.kept_constraints += self.kept.get(table, {}).get("unique", [])
 
     def checks_of(self, table):
         if table not in self.live["tables"]:
             return
-        live = [k for k in self.live["constraints"].get(table, []) if k["kind"] == "check"]
-        declared = self.checks.get(table, [])
         for ch in self.changed(table, d.AddCheck):
             expr = ch.expr
             broken = count(self.conn, "SELECT count(*) FROM %s WHERE NOT (%s)" % (quote(table), expr)) if all(
@@ -544,24 +543,18 @@ class _Planner:
                      "on)" % ch.reason,
                      [alter_statement("add_constraint_not_valid", table, {"kind": "check", "expr": expr, "name": name}),
                       alter_statement("validate_constraint", table, name)], table=table)
-        for k in live:
-            if k["definition"] not in [p for _, p in declared]:
-                self.kept_constraints.append("table '%s': %s (constraint '%s')" % (table, k["definition"], k["name"]))
+        self.kept_constraints += self.kept.get(table, {}).get("check", [])
 
     def fks(self, table):
         if table not in self.live["tables"]:
             return
         want = self.comp.parts[table]["fks"]
-        have = self.live["tables"][table]["fks"]
         decl = self.schema.table(table)
-        replaced = []
         for ch in self.changed(table, d.AddForeignKey):
             _, fk, ctx = want[next(n for n, f in enumerate(decl.foreign_keys) if f is ch.foreign_key)]
             statements, former = [], ch.replaces
             if former is not None:  # its actions changed: the live one on the same keys is dropped first
                 statements.append(alter_statement("drop_constraint", table, former))
-                replaced += [old for old in have if (old["columns"], old["table"], old["to"]) == (
-                    fk["columns"], fk["table"], fk["to"])]
             orphans = self.orphans(table, fk)
             repair = self.declared_repair(table, fk)
             if orphans and repair is not None:
@@ -582,10 +575,7 @@ class _Planner:
                 "%s%s: added NOT VALID (no scan under a lock that stops writes), then validated" % (
                     ch.reason, " (its actions changed: the old one is dropped)" if len(statements) > 2 else ""),
                 statements, table=table)
-        for fk in have:
-            if fk not in [w for _, w, _ in want] and fk not in replaced:
-                self.kept_constraints.append("table '%s': foreign key (%s) -> %s" % (
-                    table, ", ".join(fk["columns"]), fk["table"]))
+        self.kept_constraints += self.kept.get(table, {}).get("foreign key", [])
 
     def declared_repair(self, table, fk):
         """The RepairForeignKey record (migrate/diff.py) of the declared foreign key that the new fk stands for when
