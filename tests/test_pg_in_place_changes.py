@@ -8,7 +8,7 @@ import pytest
 from pg_cluster import pg_cluster, pg_url  # noqa: F401 (fixtures)
 from schema_dsl.compile.postgresql import compile_declaration
 from schema_dsl.migrate import diff as d
-from schema_dsl.model import Check, Column, Expr, Index, PrimaryKey, Schema, Table, View, fk
+from schema_dsl.model import Check, Column, Expr, Index, PrimaryKey, Schema, Table, Trigger, View, fk
 from schema_dsl.pg import apply as pg_apply
 from schema_dsl.pg.migration import plan
 
@@ -16,6 +16,12 @@ from schema_dsl.pg.migration import plan
 def _view(columns):
     sql = "CREATE VIEW user_list AS SELECT %s FROM users" % columns
     return View("user_list", sql, postgresql=sql)
+
+
+TOUCH = Trigger("users_touch", "users", "CREATE TRIGGER users_touch AFTER UPDATE ON users BEGIN SELECT 1; END",
+                postgresql="CREATE OR REPLACE FUNCTION users_touch() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                           "BEGIN RETURN NEW; END $$;\nCREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION "
+                           "users_touch()")
 
 
 def _teams():
@@ -28,7 +34,7 @@ V1 = Schema(name="club", tables=[
                     Column("nick", "TEXT"), Column("team_id", "INTEGER"), Column("city", "TEXT"),
                     Column("note", "TEXT", default="n")],
           primary_key=PrimaryKey(["id"]), foreign_keys=[fk("team_id", "teams", "id")]),
-], indexes=[Index("users_nick", "users", ["nick"])], views=[_view("id")])
+], indexes=[Index("users_nick", "users", ["nick"])], views=[_view("id")], triggers=[TOUCH])
 
 # every in-place difference at once: NOT NULL dropped and set (its NULLs filled from the default), a type change,
 # a default set and one dropped, a foreign key whose action changes, a new UNIQUE, CHECK, column and index, and
@@ -42,7 +48,7 @@ V2 = Schema(name="club", tables=[
           primary_key=PrimaryKey(["id"]), foreign_keys=[fk("team_id", "teams", "id", on_delete="CASCADE")],
           checks=[Check("length(email) > 0")]),
 ], indexes=[Index("users_nick", "users", ["nick", "city"]), Index("users_city", "users", ["city"])],
-    views=[_view("id, email")])
+    views=[_view("id, email")], triggers=[TOUCH])
 
 IN_PLACE = {k.__name__ for k in (*d.IN_PLACE_KINDS, d.AddColumn, d.CreateIndex)}
 
@@ -92,3 +98,15 @@ def test_a_view_the_neutral_diff_says_to_recreate_is_dropped_and_created_again(v
     assert [(s.kind, s.title, s.why) for s in steps] == [
         ("DropViewOrTrigger", "drop view 'user_list' (its body changed; created again below)", why),
         ("CreateViewOrTrigger", "create view 'user_list' again", why)]
+
+
+def test_a_trigger_is_recreated_when_and_only_when_the_neutral_diff_says_so(v1, monkeypatch):
+    monkeypatch.setattr(d, "in_place_changes", lambda schema, live, printed: [])
+    monkeypatch.setattr(d, "view_changes", lambda schema, live, printed: [])
+    assert plan(v1, V2).steps == ()  # the trigger is as declared
+    monkeypatch.setattr(d, "trigger_changes", lambda schema, live, printed: [
+        d.CreateViewOrTrigger("users_touch", "", "trigger", "told so")])
+    steps = plan(v1, V2).steps
+    assert [(s.kind, s.title, s.why) for s in steps] == [
+        ("CreateViewOrTrigger", "recreate trigger 'users_touch' on 'users'", "told so")]
+    assert steps[0].statements[0] == 'DROP TRIGGER "users_touch" ON "users";'

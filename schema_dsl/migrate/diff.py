@@ -22,7 +22,8 @@ Remove of kind "column"; SQLite folds the same differences into one RebuildTable
 are decided once too, by in_place_changes, which compares each side in the printing the dialect passes in
 (PostgreSQL: its server's, pg/catalog.canonical_expected); the dialect adds only how, and the data checks
 that need a connection. Whether a changed view is replaced in place or dropped and created again is
-view_change's (view_changes: ReplaceView, else DropViewOrTrigger + CreateViewOrTrigger), on the same terms.
+view_change's (view_changes: ReplaceView, else DropViewOrTrigger + CreateViewOrTrigger), and whether a
+trigger differs is trigger_change's (trigger_changes), on the same terms.
 
 Declared views and triggers are compared by their normalized SQL: a missing
 one is created, a changed one dropped and recreated. A declared virtual table
@@ -459,6 +460,37 @@ def view_changes(schema, live, printed):
         replace, why = change
         out += [ReplaceView(v.name, v.sql, why)] if replace else [DropViewOrTrigger(v.name, "view", why),
                                                                    CreateViewOrTrigger(v.name, v.sql, "view", why)]
+    return out
+
+
+def trigger_change(name, table, want, have):
+    """Why a declared trigger the database has differs, compared in the dialect's printing, or None. want: the
+    declared trigger's (definition, the function it runs) as the catalog prints them, None when its body
+    creates no such trigger, or why it cannot be printed (its body does not run against the table as it is
+    before the migration); have: the live trigger's."""
+    if isinstance(want, str):
+        return "the declared body does not run against the table as it is before this migration (%s)" % want
+    if want is None:
+        return "the declared body does not create trigger '%s' on '%s'" % (name, table)
+    if want[0] != have[0]:
+        return "its definition differs from the declaration (as the server prints both)"
+    if want[1] != have[1]:
+        return "the function it runs differs from the declaration's (as the server prints both)"
+    return None
+
+
+def trigger_changes(schema, live, printed):
+    """A CreateViewOrTrigger (dropped and created again) for each declared trigger the database has whose
+    definition differs (trigger_change), in declared order. printed.trigger(trigger): (want, have) as
+    trigger_change takes them, or None when the dialect cannot compare that trigger (it is left as it is)."""
+    out = []
+    for t in schema.triggers:
+        if not any(n.lower() == t.name.lower() for n in live.triggers):
+            continue
+        shown = printed.trigger(t)
+        why = trigger_change(t.name, t.table, *shown) if shown is not None else None
+        if why is not None:
+            out.append(CreateViewOrTrigger(t.name, t.sql, "trigger", why + ": dropped and created again"))
     return out
 
 

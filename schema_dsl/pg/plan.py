@@ -166,7 +166,7 @@ class _Planner:
         self.taken = set(live["relations"]) | set(live["indexes"]) | set(live["constraint_indexes"])
         self.taken |= {k["name"] for ks in live["constraints"].values() for k in ks}
         # the neutral decisions, as on SQLite: what goes (declared removals, --prune) and what is kept
-        declared = on_postgresql(schema)
+        self.declared = declared = on_postgresql(schema)
         self.neutral = neutral(live, declared, hidden=self._planned_unique_indexes())
         self.gone, self.gone_columns = d.removals(declared, self.neutral, prune)
         self.extras = d.extras(declared, self.neutral, prune)
@@ -242,16 +242,19 @@ class _Planner:
         return self
 
     def changed_bodies(self):
-        """The declared views and triggers whose live body differs (pg/bodies.py), printed by the server."""
+        """The declared views and triggers whose live body differs: printed by the server (pg/bodies.py), decided
+        by diff.view_changes and diff.trigger_changes."""
         views, triggers = bodies.declared_bodies(self.comp.statements, self.expected)
         ns = catalog.current_namespace(self.conn)
         self.view_bodies = views
         printings = bodies.view_printings(self.conn, ns, {n: b for n, b in views.items() if n in self.live["views"]})
-        changes = d.view_changes(on_postgresql(self.schema), self.neutral, _ViewPrinting(printings))
+        changes = d.view_changes(self.declared, self.neutral, _ViewPrinting(printings))
         self.view_drops = {ch.name: ch for ch in changes if isinstance(ch, d.DropViewOrTrigger)}
         self.changed_views = {ch.name: ch for ch in changes if not isinstance(ch, d.DropViewOrTrigger)}
-        self.changed_triggers = bodies.changed_triggers(self.conn, ns, {n: v for n, v in triggers.items()
-                                                                        if n in self.live["triggers"]})
+        printings = bodies.trigger_printings(self.conn, ns, {n: v for n, v in triggers.items()
+                                                             if n in self.live["triggers"]})
+        changes = d.trigger_changes(self.declared, self.neutral, _TriggerPrinting(printings))
+        self.changed_triggers = {ch.name: ch for ch in changes}
 
     def removals_first(self):
         self.changed_bodies()
@@ -650,10 +653,9 @@ class _Planner:
                     continue
                 if kind == "trigger" and name in self.changed_triggers:  # dropped and created in one step
                     table = self.expected["triggers"][name]
-                    why = self.changed_triggers[name] + ": dropped and created again"
-                    self.add(d.CreateViewOrTrigger(name, "\n".join(body), "trigger", why),
-                             "recreate trigger '%s' on '%s'" % (name, table), why,
-                             [alter_statement("drop_trigger", name, table)] + body, table=table)
+                    ch = self.changed_triggers[name]
+                    self.add(evolve(ch, sql="\n".join(body)), "recreate trigger '%s' on '%s'" % (name, table),
+                             ch.reason, [alter_statement("drop_trigger", name, table)] + body, table=table)
                     continue
                 if not there:
                     ch = (d.CreateVirtualTable(self.schema.virtual_table(name)) if kind == "virtual table" else
@@ -737,6 +739,17 @@ class _ViewPrinting:
 
     def view(self, view):
         return self.printings.get(view.name)
+
+
+class _TriggerPrinting:
+    """The declared and live triggers as this server prints them (bodies.trigger_printings), for
+    diff.trigger_changes."""
+
+    def __init__(self, printings):
+        self.printings = printings
+
+    def trigger(self, trigger):
+        return self.printings.get(trigger.name)
 
 
 def _declared_name(parts, column):
