@@ -91,7 +91,8 @@ def neutral(live, schema, hidden=()):
 
 def _table(name, t, constraints=()):
     """A live table as a model Table; each foreign key named after its constraint (the one a changed foreign key
-    replaces is dropped by that name), found by its columns and parent as pg_get_constraintdef prints them."""
+    replaces is dropped by that name), found by its columns and parent as pg_get_constraintdef prints them; the
+    CHECKs by name, in name order, when the constraints were read (read_live)."""
     def fk_name(f):
         return next((k["name"] for k in constraints if k["kind"] == "foreign_key" and k["columns"] == f["columns"]
                      and "REFERENCES %s(" % f["table"] in k["definition"].replace('"', "")), None)
@@ -103,7 +104,8 @@ def _table(name, t, constraints=()):
                  for c, info in t["columns"].items()],
         primary_key=PrimaryKey(t["primary_key"]) if t["primary_key"] else None,
         uniques=[Unique(cols) for cols in t["uniques"]],
-        checks=[Check(text) for text in t["checks"]],
+        checks=[Check(k["definition"], name=k["name"]) for k in constraints if k["kind"] == "check"] if constraints
+        else [Check(text) for text in t["checks"]],
         foreign_keys=[ForeignKey(f["columns"], f["table"], f["to"], on_delete=f["on_delete"], on_update=f["on_update"],
                                  deferrable=f["deferrable"], name=fk_name(f)) for f in t["fks"]])
 
