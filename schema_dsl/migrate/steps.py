@@ -1,6 +1,6 @@
 """The records both engines use: one Step, one Plan, one ApplyResult, and the small change records of the steps that
 serve no difference of the declaration (a fresh file run, the history, a data step, what an interrupted online
-apply left, the steps of PostgreSQL's online apply).
+apply left).
 
 SQLite's planner (migrate/plan.py) and PostgreSQL's (pg/plan.py) build the same Step and Plan; a field one engine
 does not use keeps its neutral default (SQLite: lock None, concurrent False, detail and data_step None; database
@@ -189,64 +189,6 @@ class ValidateLeftover(_Change):
 
     def __init__(self, table, constraint, reason="left NOT VALID by an interrupted online apply; no row breaks it"):
         self.table, self.constraint, self.reason = table, constraint, reason
-
-
-class ValidateCheck(_Change):
-    """apply --online (PostgreSQL): VALIDATE a helper CHECK (column IS NOT NULL), a scan that lets writes go on."""
-
-    __slots__ = ("table", "constraint", "reason")
-
-    def __init__(self, table, constraint, reason="NOT NULL without a scan under ACCESS EXCLUSIVE"):
-        self.table, self.constraint, self.reason = table, constraint, reason
-
-
-class AddNotNullCheck(_Change):
-    """apply --online (PostgreSQL): add the helper CHECK (column IS NOT NULL) NOT VALID that proves SET NOT NULL."""
-
-    __slots__ = ("table", "constraint", "reason")
-
-    def __init__(self, table, constraint, reason="NOT NULL without a scan under ACCESS EXCLUSIVE"):
-        self.table, self.constraint, self.reason = table, constraint, reason
-
-
-class _Conversion(_Change):
-    __slots__ = ("table", "column", "reason")
-
-    def __init__(self, table, column, reason="a type conversion through a new column (apply --online)"):
-        self.table, self.column, self.reason = table, column, reason
-
-
-class StartConversion(_Conversion):
-    """apply --online (PostgreSQL): add the new column of a conversion and the trigger that keeps it in step."""
-
-    __slots__ = ()
-
-
-class ConvertBatches(_Conversion):
-    """apply --online (PostgreSQL): fill a conversion's new column (column) from the rows there, in batches."""
-
-    __slots__ = ()
-
-
-class SwapConversion(_Conversion):
-    """apply --online (PostgreSQL): the converted column takes the column's name (the cut-over)."""
-
-    __slots__ = ()
-
-
-class DropOldColumn(_Conversion):
-    """apply --online (PostgreSQL): drop a conversion's old column (column: its name once renamed away)."""
-
-    __slots__ = ()
-
-
-class ConvertIndex(_Change):
-    """apply --online (PostgreSQL): build an index again on a conversion's new column, CONCURRENTLY."""
-
-    __slots__ = ("table", "index", "reason")
-
-    def __init__(self, table, index, reason="an index on a converted column is built again on the new one"):
-        self.table, self.index, self.reason = table, index, reason
 
 
 # --- what apply did -------------------------------------------------------------------------------------------

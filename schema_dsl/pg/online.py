@@ -68,8 +68,7 @@ from . import leftovers, locks
 from . import migration as pg_migration
 from . import plan as pgplan
 from ..migrate.diff import SetNotNull
-from ..migrate.steps import (AddNotNullCheck, ApplyResult, ConvertBatches, ConvertIndex, DropOldColumn, Plan,
-                             StartConversion, Step, SwapConversion, ValidateCheck)
+from ..migrate.steps import ApplyResult, Plan, Step
 from .introspect import read_live
 from .url import mask, scrub
 
@@ -90,6 +89,72 @@ CONVERT = ("row locks on one batch of about %d rows at a time (a range of pages)
 
 class _Refused(Exception):
     """A step that cannot finish for a reason the user must fix (not a lock): its text is the message."""
+
+
+# The change records of the online steps that are PostgreSQL's own way of making a change (the other online steps
+# carry out a plan step and serve its record): their class names are the kinds plan and apply --json show.
+
+@attrs.frozen
+class ValidateCheck:
+    """VALIDATE a helper CHECK (column IS NOT NULL) in its own transaction: a scan that lets writes go on."""
+
+    table: str
+    constraint: str
+    reason: str = "NOT NULL without a scan under ACCESS EXCLUSIVE"
+
+
+@attrs.frozen
+class AddNotNullCheck:
+    """Add the helper CHECK (column IS NOT NULL) NOT VALID that, validated, proves SET NOT NULL."""
+
+    table: str
+    constraint: str
+    reason: str = "NOT NULL without a scan under ACCESS EXCLUSIVE"
+
+
+@attrs.frozen
+class StartConversion:
+    """Add a conversion's new column and the trigger that keeps it in step with every write."""
+
+    table: str
+    column: str
+    reason: str = "a type conversion through a new column"
+
+
+@attrs.frozen
+class ConvertBatches:
+    """Fill a conversion's new column (column) from the rows already there, a range of pages per transaction."""
+
+    table: str
+    column: str
+    reason: str = "a type conversion through a new column"
+
+
+@attrs.frozen
+class ConvertIndex:
+    """Build an index that uses the converted column again on the new column, CONCURRENTLY."""
+
+    table: str
+    index: str
+    reason: str = "an index on a converted column is built again on the new one"
+
+
+@attrs.frozen
+class SwapConversion:
+    """The converted column takes the column's name: the cut-over."""
+
+    table: str
+    column: str
+    reason: str = "a type conversion through a new column"
+
+
+@attrs.frozen
+class DropOldColumn:
+    """Drop a conversion's old column (column: its name once renamed away), the conversion's last step."""
+
+    table: str
+    column: str
+    reason: str = "a type conversion through a new column"
 
 
 def _online(title, why, statements, mode, lock, table, change, detail=None):
