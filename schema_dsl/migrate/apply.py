@@ -281,7 +281,26 @@ def _remove_if_still_empty(conn, path):
 
 def _apply_locked(conn, path, target, backup, progress, guard, check_data=False, loss=(None, False, None, None),
                   commit_section=None):
-    """backup: (backup_dir, keep) when a backup is wanted, else a false value."""
+    """backup: (backup_dir, keep) when a backup is wanted, else a false value.
+
+    The checks, each once, and what each protects (issue 20 cut what was done twice, none of these):
+    - drop_leftovers: an interrupted online apply's objects are not taken for the user's own, nor planned around.
+    - the guard (_refuse_foreign_file, plan_for's guard): the shipped declaration is never applied to another
+      application's database.
+    - _refuse_damaged, PRAGMA quick_check on the tables the plan rebuilds or fills (the whole file with
+      check_data): rows are never copied out of damaged pages; a damaged file is refused with nothing written.
+    - _guard_data_loss: a plan that drops a table or column runs only with a backup (or allow_data_loss) and a yes.
+    - the diff's plan tried on an in-memory copy of the schema first (_plan_structure's planned_problems; an
+      additive plan is not, check_dependents covers it on the file): a rebuild that would roll back copies no row.
+    - _verify_structure before COMMIT: the file has the declared structure, whatever the statements did.
+    - broken_dependents before and check_dependents after the plan: every view prepares, every trigger
+      resolves, every foreign key has its parent key; what the plan broke rolls back, what was broken before
+      is not its doing.
+    - foreign_key_check over plan.fk_scope (every table whose foreign keys the plan can affect), told apart
+      from the violations already there through the savepoint: a migration never introduces a violation.
+    The whole-file quick_check and foreign_key_check are `schemagen validate`'s (or --check-data's): they
+    cost the same on every file however little changed.
+    """
     files = target.files
     start = time.perf_counter()
     conn.execute("PRAGMA foreign_keys = OFF")  # outside the transaction: no ON DELETE fires during a rebuild
