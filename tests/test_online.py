@@ -1090,3 +1090,39 @@ def test_the_free_window_after_a_batch_is_longer_than_a_waiters_retry_step(monke
     wal, rollback = slept[0::2], slept[1::2]
     assert min(wal) > 0.025 and min(rollback) > 0.025
     assert max(wal) > online.PAUSE_SECONDS and max(rollback) > online.PAUSE_SECONDS_ROLLBACK  # still drawn at random
+
+
+def test_rollback_journal_check_leaves_the_lock_free_between_its_read_batches(tmp_path, small_batches, monkeypatch):
+    """In rollback-journal mode an application writer's COMMIT waits out the check's read batch, holding every new
+    reader off meanwhile (its PENDING lock): read batches back to back put that wait on nearly every commit of the
+    application. Each read batch is now followed by a free window, as each write batch is (before: none). In WAL mode
+    a read holds no writer or reader off: the check's batches run back to back there."""
+    events = []
+    monkeypatch.setattr(online, "_pause", lambda wal=True: events.append("pause"))
+    for mode in ("delete", "wal"):
+        path = make_db(tmp_path / ("%s.db" % mode))
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode = %s" % mode)
+        conn.close()
+        del events[:]
+        assert online.apply_online(path, AFTER, backup=False,
+                                   between=lambda table, phase, n: events.append(phase)).applied
+        checks = [i for i, e in enumerate(events) if e == "verify"]
+        assert len(checks) >= ROWS // 100
+        paused = [events[i - 1] == "pause" for i in checks]
+        assert all(paused) if mode == "delete" else not any(paused), (mode, events)
+
+
+def test_apply_online_json_lists_its_batched_phases(tmp_path, small_batches):
+    """online.phases: each batched phase (copy, check, the old table's emptying) with when it began, how long it took
+    and its batches, in order, so that an application's long wait can be set beside what the apply was doing."""
+    path = make_db(tmp_path / "db.db")
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    result = online.apply_online(path, AFTER, backup=False)
+    phases = result.online["phases"]
+    assert [p["step"] for p in phases] == ["copy 'items'", "verify 'items'",
+                                           "free the old table's pages ('_schemagen_old_items')"]
+    assert all(p["batches"] >= ROWS // 100 and p["seconds"] > 0 for p in phases)
+    assert [p["began"] for p in phases] == sorted(p["began"] for p in phases)
+    assert result.online["longest_checkpoints"] and all(
+        r["copied"] <= r["frames"] for r in result.online["longest_checkpoints"])
