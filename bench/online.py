@@ -14,7 +14,12 @@ apply's own record (apply --online --json) is reported too (`locks`): its longes
 each with its start in seconds after the apply started, held, COMMIT, CPU and waiting-for-a-CPU time, so that a long
 wait of the application can be set beside what schemagen held then. The writer runs each write as BEGIN IMMEDIATE,
 the statement, COMMIT, and reports how long of each operation it waited for the write lock alone
-(`longest_lock_wait_ms`; the rest is its own work and its COMMIT's fsync).
+(`longest_lock_wait_ms`; the rest is its own work and its COMMIT's fsync). Each of the `longest` operations is
+[seconds after the apply's start, ms, error, ms waiting for the write lock, ms of its COMMIT, ms its process waited
+for a CPU, WAL frames some checkpoint copied during its COMMIT (M2 writer)]; `over_100ms` counts them. The workers
+connect as a Python application does by default (sqlite3.connect's timeout, here 5 s: SQLite's own busy handler,
+which sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 ms between tries), with synchronous at SQLite's default
+(FULL), and run in a session of their own, as the apply does (--same-session: all in the bench's session).
 
     python bench/online.py --m2 [--tasks 1000000] [--modes plain,online,handwritten]
 
