@@ -14,7 +14,12 @@ apply's own record (apply --online --json) is reported too (`locks`): its longes
 each with its start in seconds after the apply started, held, COMMIT, CPU and waiting-for-a-CPU time, so that a long
 wait of the application can be set beside what schemagen held then. The writer runs each write as BEGIN IMMEDIATE,
 the statement, COMMIT, and reports how long of each operation it waited for the write lock alone
-(`longest_lock_wait_ms`; the rest is its own work and its COMMIT's fsync).
+(`longest_lock_wait_ms`; the rest is its own work and its COMMIT's fsync). Each of the `longest` operations is
+[seconds after the apply's start, ms, error, ms waiting for the write lock, ms of its COMMIT, ms its process waited
+for a CPU, WAL frames some checkpoint copied during its COMMIT (M2 writer)]; `over_100ms` counts them. The workers
+connect as a Python application does by default (sqlite3.connect's timeout, here 5 s: SQLite's own busy handler,
+which sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 ms between tries), with synchronous at SQLite's default
+(FULL), and run in a session of their own, as the apply does (--same-session: all in the bench's session).
 
     python bench/online.py --m2 [--tasks 1000000] [--modes plain,online,handwritten]
 
@@ -68,11 +73,13 @@ def m2_worker(role, path, stop, out):
     top = conn.execute("SELECT max(id) FROM state").fetchone()[0]
     ops, acked = [], []
     n = 0
+    shm = _open_shm(path) if role == "writer" else None
     while not os.path.exists(stop):
         t0 = time.time()
         ok = True
         task = "task-%d" % rnd.randrange(tasks)
-        lock = None
+        lock = commit = copied = None
+        sched = _sched()
         try:
             if role == "writer":
                 n += 1
@@ -91,7 +98,7 @@ def m2_worker(role, path, stop, out):
                 else:
                     conn.execute("UPDATE state SET value = ?, updated_at = datetime('now') WHERE id = ?",
                                  (str(n), rnd.randrange(1, top)))
-                conn.execute("COMMIT")
+                commit, copied = _commit(conn, shm)
             elif rnd.random() < 0.5:
                 conn.execute("SELECT * FROM state WHERE task_id = ?", (task,)).fetchall()
             else:
@@ -100,10 +107,54 @@ def m2_worker(role, path, stop, out):
             ok = str(exc)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-        ops.append((t0, time.time() - t0, ok, lock))
+        ops.append((t0, time.time() - t0, ok, lock, commit, _runnable(sched), copied))
         time.sleep(rnd.uniform(0.005, 0.010))
     with open(out, "w") as f:
         json.dump({"ops": ops, "acked": acked}, f)
+
+
+def _sched():
+    """ns this process has waited for a CPU so far (/proc/thread-self/schedstat), None where unreadable."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _runnable(before):
+    """Seconds this process waited for a CPU since _sched() gave before: of an operation, the machine's load."""
+    now = _sched() if before is not None else None
+    return (now - before) / 1e9 if now is not None else None
+
+
+def _commit(conn, shm=None):
+    """COMMIT: its seconds (the WAL or journal written and synced; an automatic checkpoint when the WAL has grown
+    past wal_autocheckpoint; in rollback-journal mode the wait for readers to finish); with shm (the WAL's
+    shared-memory file, open), also how many WAL frames some checkpoint copied to the database meanwhile (the
+    application's own automatic one, or the apply's)."""
+    before = _backfilled(shm)
+    started = time.time()
+    conn.execute("COMMIT")
+    took = time.time() - started
+    after = _backfilled(shm) if before is not None else None
+    return took, (after - before if after is not None and after >= before else None)
+
+
+def _backfilled(shm):
+    """nBackfill of the WAL index (the frames checkpointed so far since the WAL restarted): the u32 at offset 96 of
+    the -shm file, after its two 48-byte headers (SQLite's wal.c), in the machine's byte order."""
+    if shm is None:
+        return None
+    data = os.pread(shm, 4, 96)
+    return int.from_bytes(data, sys.byteorder) if len(data) == 4 else None
+
+
+def _open_shm(path):
+    try:
+        return os.open(path + "-shm", os.O_RDONLY)
+    except OSError:
+        return None
 
 
 def _begin(conn):
@@ -137,24 +188,25 @@ def worker(role, path, stop, out):
     while not os.path.exists(stop):
         t0 = time.time()
         ok = True
-        lock = None
+        lock = commit = None
+        sched = _sched()
         try:
             if role == "writer":
                 lock = _begin(conn)
                 if rnd.random() < 0.5:
                     cur = conn.execute("INSERT INTO items (qty, note) VALUES (?, 'app')", (rnd.randrange(1000),))
-                    conn.execute("COMMIT")
+                    commit = _commit(conn)[0]
                     acked.append(cur.lastrowid)
                 else:
                     conn.execute("UPDATE items SET qty = qty + 1 WHERE id = ?", (rnd.randrange(1, top),))
-                    conn.execute("COMMIT")
+                    commit = _commit(conn)[0]
             else:
                 conn.execute("SELECT * FROM items WHERE id = ?", (rnd.randrange(1, top),)).fetchall()
         except sqlite3.Error as exc:
             ok = str(exc)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-        ops.append((t0, time.time() - t0, ok, lock))
+        ops.append((t0, time.time() - t0, ok, lock, commit, _runnable(sched)))
         time.sleep(rnd.uniform(0.005, 0.010))
     with open(out, "w") as f:
         json.dump({"ops": ops, "acked": acked}, f)
@@ -200,6 +252,13 @@ def _synced_copy(source, path):
         os.close(fd)
 
 
+# the application's workers and the apply each run in a session of their own (setsid), as a service and a command
+# typed in a shell do: Linux's autogroup scheduling (on by default) shares the CPU between sessions first, so in one
+# session with the bench the apply and the application would compete for that one session's share of a loaded machine
+# (--same-session: so, as every run before 2026-12-03 19:45 UTC did)
+OWN_SESSIONS = True
+APPLY_NICE = 0  # --apply-nice: the apply runs under nice -n this
+
 IDLE_SECONDS = 5.0  # the workers run this long before the apply starts: their longest wait then is the baseline
 
 
@@ -210,7 +269,8 @@ def run_mode(folder, base, decl, mode, m2=False):
     if os.path.exists(stop):  # a kept folder's earlier run
         os.remove(stop)
     procs = {role: subprocess.Popen([sys.executable, __file__, "--m2-worker" if m2 else "--worker", role, path, stop,
-                                     os.path.join(folder, "%s.%s.json" % (mode, role))])
+                                     os.path.join(folder, "%s.%s.json" % (mode, role))],
+                              start_new_session=OWN_SESSIONS)
              for role in ("writer", "reader")}
     started = time.time()
     time.sleep(IDLE_SECONDS)
@@ -219,8 +279,10 @@ def run_mode(folder, base, decl, mode, m2=False):
     else:
         cmd = [sys.executable, "-m", "schema_dsl", "apply", "--db", path, "--schema", decl if m2 else decl + ":AFTER",
                "--no-backup", "--no-validate"] + (["--online", "--json"] if mode == "online" else [])
+    if APPLY_NICE:
+        cmd = ["nice", "-n", str(APPLY_NICE)] + cmd
     t0 = time.time()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, start_new_session=OWN_SESSIONS)
     t1 = time.time()
     time.sleep(1.0)
     open(stop, "w").close()
@@ -243,6 +305,9 @@ def run_mode(folder, base, decl, mode, m2=False):
         # the same application with no apply running (after its first second): its own waits, the machine's noise
         idle = [o[1] for o in data["ops"] if started + 1.0 <= o[0] and o[0] + o[1] < t0]
         result[role]["idle_longest_wait_ms"] = round(1000 * max(idle or [0]), 1)
+        # how often, not only the worst: operations over 100 ms during the apply, and idle (of how many)
+        result[role]["over_100ms"] = "%d of %d" % (len([o for o in during if o[1] > 0.1]), len(during))
+        result[role]["idle_over_100ms"] = "%d of %d" % (len([d for d in idle if d > 0.1]), len(idle))
     if mode == "online":
         result["locks"] = _apply_locks(done.stdout, t0)
     if m2:
@@ -261,10 +326,11 @@ def run_mode(folder, base, decl, mode, m2=False):
 
 def _longest_ops(ops, t0, t1, n=5):
     """The n longest operations that overlapped the apply: [seconds after the apply's start, ms, error or None, ms
-    of it waiting for the write lock (the writer's) or None]."""
+    of it waiting for the write lock (the writer's BEGIN IMMEDIATE) or None, ms of its COMMIT (the writer's) or None,
+    ms of it the process waited for a CPU (Linux) or None, WAL frames a checkpoint copied during its COMMIT or None]."""
     during = sorted((o for o in ops if o[0] + o[1] >= t0 and o[0] <= t1), key=lambda o: -o[1])[:n]
-    return [[round(o[0] - t0, 3), round(1000 * o[1], 1), None if o[2] is True else o[2],
-             round(1000 * o[3], 1) if len(o) > 3 and o[3] is not None else None] for o in during]
+    return [[round(o[0] - t0, 3), round(1000 * o[1], 1), None if o[2] is True else o[2]] +
+            [round(1000 * v, 1) if v is not None else None for v in o[3:6]] + list(o[6:7]) for o in during]
 
 
 def _apply_locks(stdout, t0):
@@ -278,6 +344,9 @@ def _apply_locks(stdout, t0):
     for key in ("longest_locks", "longest_reads"):
         out[key] = [dict(r, began=round(r["began"] - t0, 3)) for r in online.get(key, ())]
     out["transactions"] = online.get("transactions")
+    out["longest_checkpoints"] = [dict(r, began=round(r["began"] - t0, 3))
+                                  for r in online.get("longest_checkpoints", ())]
+    out["phases"] = [dict(r, began=round(r["began"] - t0, 3)) for r in online.get("phases", ())]
     out["longest_own_lock_ms"] = round(1000 * online.get("longest_own_lock", 0), 1)
     out["longest_own_lock_step"] = online.get("longest_own_lock_step")
     return out
@@ -314,7 +383,12 @@ def main():
     ap.add_argument("--modes", default=None, help="default plain,online (with --m2: plain,online,handwritten)")
     ap.add_argument("--keep", help="folder to work in (kept); default a temporary one")
     ap.add_argument("--base", help="with --m2: a Milestone 1 file made by an earlier run (its base.db), not rebuilt")
+    ap.add_argument("--same-session", action="store_true",
+                    help="the workers and the apply in the bench's own session (one autogroup), as before")
+    ap.add_argument("--apply-nice", type=int, default=0, help="run the apply under nice -n N")
     args = ap.parse_args()
+    global OWN_SESSIONS, APPLY_NICE
+    OWN_SESSIONS, APPLY_NICE = not args.same_session, args.apply_nice
     folder = args.keep or tempfile.mkdtemp(prefix="bench-online-")
     os.makedirs(folder, exist_ok=True)
     modes = (args.modes or ("plain,online,handwritten" if args.m2 else "plain,online")).split(",")
@@ -326,6 +400,7 @@ def main():
         else:
             base, decl = make_m2_base(folder, args.tasks, args.journal)
         out = {"milestone2_tasks": args.tasks, "journal": args.journal, "sqlite": sqlite3.sqlite_version,
+               "own_sessions": OWN_SESSIONS, "apply_nice": APPLY_NICE, "load": os.getloadavg()[0],
                "runs": [run_mode(folder, base, decl, m, m2=True) for m in modes]}
         print(json.dumps(out, indent=2))
         if not args.keep:
@@ -333,6 +408,7 @@ def main():
         return
     base, decl = make_base(folder, args.rows, args.journal)
     out = {"rows": args.rows, "journal": args.journal, "sqlite": sqlite3.sqlite_version,
+           "own_sessions": OWN_SESSIONS, "apply_nice": APPLY_NICE, "load": os.getloadavg()[0],
            "runs": [run_mode(folder, base, decl, m) for m in modes]}
     print(json.dumps(out, indent=2))
     if not args.keep:
