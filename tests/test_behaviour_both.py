@@ -798,3 +798,59 @@ def test_a_kept_view_on_a_removed_table_is_refused_at_plan_alike_on_both(runner,
         result = _cli(runner, "apply", "--db", e.db, "--schema", spec, "--yes", "--allow-data-loss", "--prune")
         assert result.exit_code == 0, (e.name, result.output, result.stderr)
         assert "scratch" not in e.tables(), e.name
+
+
+# --- what stands on a column a plan changes: views and triggers, declared or the user's own -----------------------
+
+# posts.author_id INTEGER -> TEXT, converted; a declared view reads it, and a declared view reads that view
+V_VIEWS = _with_view("CREATE VIEW post_titles AS SELECT id, author_id, title FROM posts").replace(
+    "], indexes=[", ', View("post_authors", %r, postgresql=%r)], indexes=[' % (
+        ("CREATE VIEW post_authors AS SELECT author_id FROM post_titles",) * 2))
+V_VIEWS_TEXT = V_VIEWS.replace('Column("author_id", "INTEGER")',
+                               'Column("author_id", "TEXT", using="CAST(author_id AS TEXT)")')
+
+
+def test_a_type_change_under_declared_and_users_views_and_triggers_is_applied_alike_on_both(runner, engine):
+    """SQLite's rebuild drops and recreates the views and triggers on the table; PostgreSQL's ALTER COLUMN TYPE
+    refuses a column a view or a trigger's UPDATE OF reads: plan said 1 step, exit 0, and apply failed with
+    "cannot alter type of a column used by a view or rule", every time, however the user ran it. Now those views
+    (a view on such a view too) and triggers are dropped first and created again: the declared ones from the
+    declaration, the user's own as they were."""
+    _applied(runner, engine, V_VIEWS)
+    engine.sql("INSERT INTO posts (id, author_id, title) VALUES (1, 7, 'a')",
+               "CREATE VIEW my_view AS SELECT author_id FROM post_authors")
+    if engine.name == "sqlite":
+        engine.sql("CREATE TABLE my_log (n INTEGER)",
+                   "CREATE TRIGGER my_trigger AFTER UPDATE OF author_id ON posts BEGIN INSERT INTO my_log VALUES (1); END")
+    else:
+        engine.sql("CREATE TABLE my_log (n INTEGER)",
+                   "CREATE FUNCTION my_log_it() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO my_log "
+                   "VALUES (1); RETURN NEW; END $$",
+                   "CREATE TRIGGER my_trigger AFTER UPDATE OF author_id ON posts FOR EACH ROW EXECUTE FUNCTION my_log_it()")
+    spec = engine.decl(V_VIEWS_TEXT, "text")
+    applied = _cli(runner, "apply", "--db", engine.db, "--schema", spec)
+    assert applied.exit_code == 0, applied.output + applied.stderr
+    again = _cli(runner, "plan", "--db", engine.db, "--schema", spec)
+    assert again.exit_code == 0 and again.output.startswith("up to date"), again.output
+    assert engine.query("SELECT author_id FROM my_view") == [("7",)]
+    engine.sql("UPDATE posts SET author_id = '8'")
+    assert engine.query("SELECT count(*) FROM my_log") == [(1,)]  # the user's trigger is there again
+
+
+def test_a_users_view_on_a_column_the_plan_drops_is_refused_at_plan_alike_on_both(runner, engine):
+    """A user's own view that reads a column the declaration removes cannot stand after it: SQLite refused at plan;
+    PostgreSQL said exit 0 and its apply failed ("other objects depend on it"). Now both refuse at plan, naming
+    the view, and nothing changes."""
+    _applied(runner, engine)
+    engine.sql("CREATE VIEW my_titles AS SELECT title FROM posts")
+    gone = V1.replace("import Column,", "import removed, Column,").replace(
+        ', Column("title", "TEXT")]', ']').replace(
+        'Schema(name="app",', 'Schema(name="app", removed=[removed("column", "title", "unused", table="posts")],').replace(
+        '["title"], serves=["SELECT id FROM posts WHERE title = ?"]', '["author_id"]')
+    spec = engine.decl(gone, "gone")
+    for command in ("plan", "apply"):
+        result = _cli(runner, command, "--db", engine.db, "--schema", spec, *(
+            ["--yes", "--allow-data-loss"] if command == "apply" else []))
+        assert result.exit_code == 2, (command, result.output, result.stderr)
+        _one_line_error(result, "refusing to migrate", "nothing was changed", "my_titles")
+    assert "title" in engine.columns("posts")
