@@ -854,3 +854,37 @@ def test_a_users_view_on_a_column_the_plan_drops_is_refused_at_plan_alike_on_bot
         assert result.exit_code == 2, (command, result.output, result.stderr)
         _one_line_error(result, "refusing to migrate", "nothing was changed", "my_titles")
     assert "title" in engine.columns("posts")
+
+
+# --- a declared constraint with a name: changed, it replaces the one of its name ---------------------------------
+
+V_NAMED = V1.replace("import Column,", "import Check, ForeignKey, Unique, Column,").replace(
+    'Column("name", "TEXT", not_null=True)],', 'Column("name", "TEXT", not_null=True)], uniques=[Unique(["name"])],'
+).replace('''Column("title", "TEXT")],
+          primary_key=PrimaryKey(["id"])),''', '''Column("title", "TEXT")],
+          primary_key=PrimaryKey(["id"]), checks=[Check("length(title) > 0", name="title_set")],
+          uniques=[Unique(["title"], name="one_title")],
+          foreign_keys=[ForeignKey(["author_id"], "authors", ["id"], name="post_author")]),''')
+V_NAMED_CHANGED = V_NAMED.replace("length(title) > 0", "length(title) > 1").replace(
+    'Unique(["title"], name="one_title")', 'Unique(["title", "author_id"], name="one_title")').replace(
+    'ForeignKey(["author_id"], "authors", ["id"], name="post_author")',
+    'ForeignKey(["title"], "authors", ["name"], name="post_author")')
+assert V_NAMED_CHANGED.count("post_author") == 1 and '["title", "author_id"]' in V_NAMED_CHANGED
+
+
+def test_a_named_check_unique_and_foreign_key_that_change_replace_the_ones_of_their_name_on_both(runner, engine):
+    """A declared CHECK, UNIQUE or foreign key with a name, changed: SQLite's rebuild writes the new one; PostgreSQL
+    planned ADD CONSTRAINT under the name the old one still held (plan exit 0), so every apply failed with
+    'constraint ... already exists' / 'relation ... already exists' and the database could never reach the
+    declaration. Now the one of its name is dropped first, in the same step."""
+    _applied(runner, engine, V_NAMED)
+    spec = engine.decl(V_NAMED_CHANGED, "changed")
+    applied = _cli(runner, "apply", "--db", engine.db, "--schema", spec)
+    assert applied.exit_code == 0, applied.output + applied.stderr
+    again = _cli(runner, "plan", "--db", engine.db, "--schema", spec, "--json")
+    assert again.exit_code == 0 and json.loads(again.output)["up_to_date"], again.output
+    assert json.loads(again.output)["kept"] == []  # the old ones are gone, not kept beside the new
+    engine.sql("INSERT INTO authors (id, name) VALUES (1, 'ab')", "INSERT INTO posts (id, author_id, title) "
+               "VALUES (1, 1, 'ab')", "INSERT INTO posts (id, author_id, title) VALUES (2, 2, 'ab')")
+    with pytest.raises(Exception, match="(?i)check"):
+        engine.sql("INSERT INTO posts (id, author_id, title) VALUES (3, 1, 'a')")

@@ -260,6 +260,7 @@ class AddCheck:
     expr: str
     name: str
     reason: str = "CHECK is new"
+    replaces: Union[str, None] = field(default=None, kw_only=True)  # the live one of its declared name, dropped first
 
 
 @frozen
@@ -283,6 +284,7 @@ class AddUnique:
     columns: tuple = field(converter=_tuple)
     name: str = ""
     reason: str = "UNIQUE is new"
+    replaces: Union[str, None] = field(default=None, kw_only=True)  # the live one of its declared name, dropped first
 
 
 @frozen
@@ -397,7 +399,9 @@ def in_place_changes(schema, live, printed):
     DropDefault, SetNotNull or DropNotNull (in that order); then AddUnique (each declared UNIQUE column set the
     live table lacks, in sorted order), AddCheck (each declared CHECK whose printing no live CHECK has, in
     declared order), AddForeignKey (each declared foreign key the live table lacks, in declared order; replaces:
-    the live one on the same columns and parent key, whose actions differ). Then per declared index, in order:
+    the live one on the same columns and parent key, whose actions differ). A declared constraint with a name the
+    live table holds on a constraint that differs replaces it (replaces: that name, dropped first; it would
+    clash otherwise). Then per declared index, in order:
     CreateIndex (missing), RebuildInvalidIndex (live.invalid_indexes), RecreateIndex (its definition differs).
     What the database has beyond the declaration is kept (extras): it makes no record.
 
@@ -483,19 +487,28 @@ def _table_in_place(decl, live, printed):
     names = {tuple(c.lower() for c in u.columns): u.name for u in decl.uniques if u.name}
     for cols in sorted([c.lower() for c in u] for u in decl.all_uniques):
         if cols not in have:
-            out.append(AddUnique(decl.name, cols, names.get(tuple(cols)) or ""))
+            name = names.get(tuple(cols)) or ""
+            out.append(AddUnique(decl.name, cols, name, replaces=_named(live.uniques, name)))
     live_checks = {k.expr for k in live.checks}
     for name, expr, shown in printed.checks(decl):
         if shown not in live_checks:
-            out.append(AddCheck(decl.name, expr, name or ""))
+            out.append(AddCheck(decl.name, expr, name or "", replaces=_named(live.checks, name)))
     have_fks = [_fk_key(f) for f in live.foreign_keys]
     for f in decl.foreign_keys:
         want = _fk_key(printed.foreign_key(decl, f))
         if want in have_fks:
             continue
-        former = next((o.name for o in live.foreign_keys if _fk_key(o)[:3] == want[:3] and o.name), None)
+        former = next((o.name for o in live.foreign_keys if _fk_key(o)[:3] == want[:3] and o.name), None) or \
+            _named(live.foreign_keys, f.name)
         out.append(AddForeignKey(decl.name, want[0], want[1], f.name or "", former, foreign_key=f))
     return out
+
+
+def _named(constraints, name):
+    """The live constraint that holds a declared constraint's name (its former version: the declaration names it,
+    and it differs, or it would have matched), to be dropped before the declared one is added under that name;
+    None for an unnamed declared constraint, or a name the table does not hold."""
+    return next((k.name for k in constraints if name and k.name == name), None)
 
 
 def _fk_key(f):

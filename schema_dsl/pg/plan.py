@@ -524,7 +524,7 @@ class _Planner:
             concurrent = bool(self.concurrently and self.nonempty(table))
             ctx = {"name": name, "table": table, "unique": True, "where": None, "serves": [], "comment": "",
                    "columns": [{"name": c, "desc": False, "expression": False, "collate": None} for c in cols]}
-            statements = []
+            statements = [alter_statement("drop_constraint", table, ch.replaces)] if ch.replaces else []
             if existing is not None and (not existing["valid"] or existing["columns"] != [[c, False] for c in cols]
                                          or not existing["unique"] or existing["where"]):
                 concurrent = concurrent or not existing["valid"]
@@ -537,11 +537,14 @@ class _Planner:
             ch = evolve(ch, name=name)
             self.add(ch, "add UNIQUE (%s) to '%s' by index '%s'%s" % (", ".join(cols), table, name,
                                                                       " CONCURRENTLY, after COMMIT" if concurrent else ""),
-                     "%s; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint takes it "
-                     "over (ADD CONSTRAINT ... UNIQUE USING INDEX)" % ch.reason, statements, table=table,
-                     concurrent=concurrent)
-        for cols in have:
-            if cols not in want:
+                     "%s%s; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint takes "
+                     "it over (ADD CONSTRAINT ... UNIQUE USING INDEX)" % (
+                         ch.reason, " (the one of its name differs: it is dropped)" if ch.replaces else ""),
+                     statements, table=table, concurrent=concurrent)
+        replaced = {ch.replaces for ch in self.changed(table, d.AddUnique)}
+        live_names = [u.name for u in self.neutral.table(table).uniques]
+        for cols, name in zip(have, live_names):
+            if cols not in want and name not in replaced:
                 self.kept_constraints.append("table '%s': UNIQUE (%s)" % (table, ", ".join(cols)))
 
     def checks_of(self, table):
@@ -558,13 +561,16 @@ class _Planner:
                 continue
             name = ch.name or self.name("%s_check" % table)
             ch = evolve(ch, name=name)
+            first = [alter_statement("drop_constraint", table, ch.replaces)] if ch.replaces else []
             self.add(ch, "add CHECK (%s) to '%s' NOT VALID, then VALIDATE" % (expr, table),
-                     "%s: added NOT VALID (no scan under ACCESS EXCLUSIVE), then validated (a scan that lets writes go "
-                     "on)" % ch.reason,
-                     [alter_statement("add_constraint_not_valid", table, {"kind": "check", "expr": expr, "name": name}),
-                      alter_statement("validate_constraint", table, name)], table=table)
+                     "%s%s: added NOT VALID (no scan under ACCESS EXCLUSIVE), then validated (a scan that lets writes "
+                     "go on)" % (ch.reason, " (the one of its name differs: it is dropped)" if ch.replaces else ""),
+                     first + [alter_statement("add_constraint_not_valid", table,
+                                              {"kind": "check", "expr": expr, "name": name}),
+                              alter_statement("validate_constraint", table, name)], table=table)
+        replaced = {ch.replaces for ch in self.changed(table, d.AddCheck)}
         for k in live:
-            if k["definition"] not in [p for _, p in declared]:
+            if k["definition"] not in [p for _, p in declared] and k["name"] not in replaced:
                 self.kept_constraints.append("table '%s': %s (constraint '%s')" % (table, k["definition"], k["name"]))
 
     def fks(self, table):
@@ -573,14 +579,13 @@ class _Planner:
         want = self.comp.parts[table]["fks"]
         have = self.live["tables"][table]["fks"]
         decl = self.schema.table(table)
-        replaced = []
+        replaced, live_names = [], [f.name for f in self.neutral.table(table).foreign_keys]
         for ch in self.changed(table, d.AddForeignKey):
             _, fk, ctx = want[next(n for n, f in enumerate(decl.foreign_keys) if f is ch.foreign_key)]
             statements, former = [], ch.replaces
-            if former is not None:  # its actions changed: the live one on the same keys is dropped first
+            if former is not None:  # its actions (or, under its declared name, its keys) changed: dropped first
                 statements.append(alter_statement("drop_constraint", table, former))
-                replaced += [old for old in have if (old["columns"], old["table"], old["to"]) == (
-                    fk["columns"], fk["table"], fk["to"])]
+                replaced += [old for old, name in zip(have, live_names) if name == former]
             orphans = self.orphans(table, fk)
             repair = self.declared_repair(table, fk)
             if orphans and repair is not None:
