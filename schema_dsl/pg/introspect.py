@@ -146,7 +146,9 @@ def has_rows(conn, table):
     return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM %s)" % _q(table)).fetchone()[0])
 
 
-def count(conn, sql, params=()):
+def count(conn, sql, params=None):
+    """The one number sql gives. Without params the text is not read for placeholders: a '%' in a declared
+    CHECK (LIKE 'x%'), an expression or a name is SQL, not a placeholder."""
     return conn.execute(sql, params).fetchone()[0]
 
 
