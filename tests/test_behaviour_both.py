@@ -907,3 +907,18 @@ def test_a_new_check_with_a_percent_sign_is_planned_and_applied_on_both(runner, 
     assert again.exit_code == 0 and again.output.startswith("up to date"), again.output
     with pytest.raises(Exception, match="(?i)check"):
         engine.sql("INSERT INTO posts (id, title) VALUES (3, 'y')")
+
+
+def test_prune_drops_a_users_view_before_the_declared_view_it_reads_that_is_dropped_and_created_again(runner,
+                                                                                                      engine):
+    """PostgreSQL dropped the declared views it recreates (a body whose columns change) before the pruned ones,
+    whatever read what: with a user's view on such a view, apply --prune failed with "cannot drop view
+    post_titles because other objects depend on it". Now a view goes before the views it reads, as on SQLite."""
+    _applied(runner, engine, _with_view("CREATE VIEW post_titles AS SELECT id, title FROM posts"))
+    engine.sql("CREATE VIEW my_titles AS SELECT title FROM post_titles")
+    changed = engine.decl(_with_view("CREATE VIEW post_titles AS SELECT id, upper(title) AS loud FROM posts"), "view2")
+    result = _cli(runner, "apply", "--db", engine.db, "--schema", changed, "--prune")
+    assert result.exit_code == 0, result.output + result.stderr
+    again = _cli(runner, "plan", "--db", engine.db, "--schema", changed)
+    assert again.exit_code == 0 and again.output.startswith("up to date"), again.output
+    assert engine.query("SELECT count(*) FROM post_titles") == [(0,)]

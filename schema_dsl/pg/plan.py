@@ -266,18 +266,22 @@ class _Planner:
     def removals_first(self):
         self.changed_bodies()
         self.column_dependents()
-        # dropped first, created again after the tables; a view before the views it reads
-        for ch in _readers_first(sorted(self.view_drops.values(), key=lambda c: c.name), self.neutral.views):
-            self.add(ch, self.view_drop_titles.get(ch.name, "drop view '%s' (its body changed; created again below)"
-                                                    % ch.name), ch.reason, [alter_statement("drop_view", ch.name)])
-        for name, (on, why) in sorted(self.triggers_dropped.items()):
-            self.add(d.DropViewOrTrigger(name, "trigger", why), "drop trigger '%s' on '%s' (created again below)" % (
-                name, on), why, [alter_statement("drop_trigger", name, on)], table=on)
         for r in self.removes("trigger"):
             self.add(r, "drop trigger '%s' on '%s'" % (r.name, r.table), _why(r),
                      [alter_statement("drop_trigger", r.name, r.table)], table=r.table)
-        for r in _readers_first(self.removes("view"), self.neutral.views):
-            self.add(r, "drop view '%s'" % r.name, _why(r), [alter_statement("drop_view", r.name)])
+        for name, (on, why) in sorted(self.triggers_dropped.items()):
+            self.add(d.DropViewOrTrigger(name, "trigger", why), "drop trigger '%s' on '%s' (created again below)" % (
+                name, on), why, [alter_statement("drop_trigger", name, on)], table=on)
+        # the views that go and those dropped to be created again after the tables, together: a view before the
+        # views it reads (a pruned view of a view dropped for a column change went after it, and apply failed)
+        for ch in _readers_first(sorted([*self.view_drops.values(), *self.removes("view")], key=lambda c: c.name),
+                                 self.neutral.views):
+            if isinstance(ch, d.Remove):
+                self.add(ch, "drop view '%s'" % ch.name, _why(ch), [alter_statement("drop_view", ch.name)])
+            else:
+                self.add(ch, self.view_drop_titles.get(ch.name, "drop view '%s' (its body changed; created again "
+                                                                "below)" % ch.name),
+                         ch.reason, [alter_statement("drop_view", ch.name)])
         for r in self.removes("index"):
             self.add(r, "drop index '%s' on '%s'" % (r.name, r.table), _why(r), [alter_statement("drop_index", r.name)],
                      table=r.table)
