@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import time
 
@@ -23,7 +24,9 @@ from .words import plural
 
 class _Path(click.ParamType):
     """click.Path, built when a value is converted: click.Path's constructor looks up gettext translations
-    (and imports locale), about 1 ms of every command's start-up for a dozen options that are rarely given."""
+    (and imports locale), about 1 ms of every command's start-up for a dozen options that are rarely given.
+    A path click.Path takes as it is (missing, or of an accepted kind and readable: its only checks for these
+    options) is returned without building it: --db is given to every apply."""
 
     name = "path"
 
@@ -31,7 +34,23 @@ class _Path(click.ParamType):
         self.options = dict(options, path_type=str)
 
     def convert(self, value, param, ctx):
-        return click.Path(**self.options).convert(value, param, ctx)
+        if isinstance(value, str) and self._taken_as_is(value):
+            return value
+        return click.Path(**self.options).convert(value, param, ctx)  # its own checks and error messages
+
+    def _taken_as_is(self, value):
+        options = self.options
+        if any(options.get(k) for k in ("exists", "writable", "executable", "resolve_path")) or \
+                options.get("readable") is False:
+            return False
+        try:
+            st = os.stat(value)
+        except OSError:
+            return True
+        if (not options.get("file_okay", True) and stat.S_ISREG(st.st_mode)) or \
+                (not options.get("dir_okay", True) and stat.S_ISDIR(st.st_mode)):
+            return False
+        return os.access(value, os.R_OK)
 
     def get_metavar(self, *args, **kwargs):
         return "DIRECTORY" if self.options.get("file_okay") is False else \
@@ -208,8 +227,34 @@ class _Interrupts:
             ", ".join(done), done[-1]), EXIT_CHANGED_THEN_FAILED)
 
 
-class _Group(click.Group):
+class _HelpOption:
+    """click's --help option with its text given: click's own looks the text up in gettext's catalogues on every
+    command (importing locale and searching the file system: about 2 ms of every start-up)."""
+
+    def get_help_option(self, ctx):
+        names = self.get_help_option_names(ctx)
+        if not names or not self.add_help_option:
+            return None
+        if getattr(self, "_own_help_option", None) is None:  # one object per command, as click 8.1.8+ keeps it
+            def show_help(ctx, param, value):
+                if value and not ctx.resilient_parsing:
+                    click.echo(ctx.get_help(), color=ctx.color)
+                    ctx.exit()
+            storage = getattr(click.core, "_HELP_OPTION_STORAGE_NAME", None)  # click 8.5 keeps it off user names
+            self._own_help_option = click.Option(
+                [*names, storage] if storage else names, is_flag=True, expose_value=False, is_eager=True,
+                help="Show this message and exit.", callback=show_help)
+        return self._own_help_option
+
+
+class _Command(_HelpOption, click.Command):
+    pass
+
+
+class _Group(_HelpOption, click.Group):
     """Every error in one style, Click's usage errors and Ctrl-C included."""
+
+    command_class = _Command
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         previous = _Interrupts.install()

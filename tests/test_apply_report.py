@@ -67,7 +67,7 @@ def test_the_report_reuses_the_structure_and_differences_apply_verified(old_file
     real_read, real_raw, real_compare = structure.read_structure, structure.read_raw, structure.compare
     real_report = report_module.report_on_connection
     monkeypatch.setattr(structure, "read_structure", lambda conn: calls.append("read") or real_read(conn))
-    monkeypatch.setattr(structure, "read_raw", lambda conn: calls.append("read") or real_raw(conn))
+    monkeypatch.setattr(structure, "read_raw", lambda conn, **k: calls.append("read") or real_raw(conn, **k))
     monkeypatch.setattr(structure, "compare", lambda e, a: calls.append("compare") or real_compare(e, a))
     monkeypatch.setattr(report_module, "report_on_connection",
                         lambda *args, **kwargs: calls.append("report") or real_report(*args, **kwargs))
@@ -131,3 +131,74 @@ def test_apply_no_validate_imports_no_report_module(old_file, tmp_path):
             "print(sorted(m for m in sys.modules if m.startswith(('schema_dsl.check', 'schema_dsl.sqlite.eqp'))))")
     out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_the_check_before_commit_reads_again_only_what_the_plan_changed(old_file, tmp_path, monkeypatch):
+    """apply's read-back before COMMIT runs the PRAGMAs only on the tables and indexes whose text in sqlite_master
+    the plan changed (structure.read_raw's known); what it gives is what a full read gives."""
+    path = str(shutil.copy(old_file, tmp_path / "old.db"))
+    statements = []
+    real = dbfile.connect
+
+    def traced(*args, **kwargs):
+        conn = real(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+    monkeypatch.setattr(dbfile, "connect", traced)
+    from schema_dsl.migrate import apply as apply_module
+    monkeypatch.setattr(apply_module, "_VERIFIED", {})  # not the schema an earlier test of this process verified
+    result = apply(path, backup=False)
+
+    def read(pragma):  # the objects each structure read ran PRAGMA pragma on: one list per read
+        reads, names = [], None
+        for stmt in statements:
+            if stmt.startswith("SELECT type, name, tbl_name, sql FROM sqlite_master"):
+                names = []
+                reads.append(names)
+            elif stmt.startswith("SELECT * FROM pragma_%s(" % pragma) and names is not None:
+                names.append(stmt.split("'")[1])
+        return [r for r in reads if r]
+    tables_read, indexes_read = read("table_xinfo"), read("index_xinfo")
+    assert len(tables_read) == 2, statements  # planning, then the check before COMMIT
+    assert "metrics" in tables_read[0] and "tasks" in tables_read[0]
+    # metrics and state are not changed by this migration (nor are their indexes): not read again
+    assert "tasks" in tables_read[1] and "metrics" not in tables_read[1] and "state" not in tables_read[1]
+    assert "idx_metrics_name_timestamp" in indexes_read[0] and "idx_metrics_name_timestamp" not in indexes_read[1]
+    assert "idx_tasks_session" in indexes_read[1]
+    conn = sqlite3.connect(path)
+    try:
+        assert result.structure == structure.read_structure(conn)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("wrong", [
+    # an unchanged table and an unchanged index, which the check before COMMIT would not read again had the
+    # plan left them alone
+    ["ALTER TABLE metrics RENAME COLUMN labels TO labels_wrong"],
+    ["DROP INDEX idx_metrics_name_timestamp", "CREATE INDEX idx_metrics_name_timestamp ON metrics(metric_name, timestamp)"],
+    # a table the plan changed, and an index it created
+    ["DROP INDEX {tasks_index}", "CREATE INDEX {tasks_index} ON tasks(id)"],
+])
+def test_a_wrong_object_after_the_plan_is_still_caught_before_commit(wrong, old_file, tmp_path, monkeypatch):
+    """A plan that leaves a wrong object (injected after its statements, in its transaction) is rolled back by the
+    scoped read-back as by a full one: exit 2, one line naming the difference, the file unchanged."""
+    from schema_dsl.migrate import apply as apply_module
+    path = str(shutil.copy(old_file, tmp_path / "old.db"))
+    before = open(path, "rb").read()
+    real = apply_module._run_steps
+
+    def run_then_break(conn, plan, progress):
+        done = real(conn, plan, progress)
+        tasks_index = next(s.change.index.name for s in plan.steps
+                           if type(s.change).__name__ == "CreateIndex" and s.table == "tasks")
+        for stmt in wrong:
+            conn.execute(stmt.format(tasks_index=tasks_index))
+        return done
+    monkeypatch.setattr(apply_module, "_run_steps", run_then_break)
+    out = make_runner().invoke(main, ["apply", "--db", path, "--no-backup", "--schema", "abathur"])
+    assert out.exit_code == 2, out.output + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: after the plan the structure still differs, rolled back")
+    assert ("metrics" if "metrics" in wrong[0] else "idx_") in lines[0]
+    assert open(path, "rb").read() == before

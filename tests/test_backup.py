@@ -301,7 +301,7 @@ def test_rolled_back_apply_removes_its_backup(retrofitted, tmp_path, monkeypatch
 
 def test_refused_apply_says_nothing_about_a_backup(retrofitted, tmp_path, monkeypatch):
     path = copy(retrofitted, tmp_path / "db.sqlite")
-    monkeypatch.setattr(apply_mod, "_verify_structure", lambda conn, target: (_ for _ in ()).throw(
+    monkeypatch.setattr(apply_mod, "_verify_structure", lambda conn, target, *read: (_ for _ in ()).throw(
         ApplyError("after the plan the structure still differs, rolled back: injected")))
     out = make_runner().invoke(main, ["apply", "--db", path])
     assert out.exit_code == 2

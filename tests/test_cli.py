@@ -174,6 +174,28 @@ def test_help(runner, command):
     if command is None:
         for c in COMMANDS:
             assert re.search(r"^  %s\s+\S" % c, result.stdout, re.M), c
+    assert re.search(r"^  -h, --help\s+Show this message and exit\.$", result.stdout, re.M)  # cli._HelpOption
+
+
+def test_migrating_through_the_cli_looks_up_no_translation(tmp_path):
+    # click's own --help option and click.Path look their texts up in gettext's catalogues (importing locale and
+    # searching the file system, about 2 ms of every start-up): apply's path builds neither
+    path = legacy.create(str(tmp_path / "old.db"), "old", tasks=20)
+    probe = ("import sys\nfrom schema_dsl.cli import main\ntry:\n    main(['apply', '--no-backup', '--db', %r])\n"
+             "except SystemExit as e:\n    assert e.code in (0, None), e.code\nprint('locale' in sys.modules)" % path)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert "migrated" in out.stdout
+
+
+def test_a_path_option_click_refuses_keeps_its_message(runner, tmp_path):
+    # cli._Path takes a usable path as it is; anything else is click.Path's to refuse, in its words
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    result = runner.invoke(main, ["apply", "--db", str(tmp_path / "a.db"), "--backup-dir", str(not_a_folder)])
+    assert result.exit_code == 2
+    assert "is a file" in result.output and not (tmp_path / "a.db").exists()
 
 
 @pytest.mark.parametrize("mode", ["script", "module"])

@@ -145,3 +145,44 @@ def test_view_changes_makes_the_records_in_declared_order_and_leaves_what_the_di
     got = d.view_changes(Schema(name="s", tables=[_users()], views=[same, wider, other, unknown, new]), live, Views())
     assert [type(ch).__name__ + " " + ch.name for ch in got] == [
         "ReplaceView b", "DropViewOrTrigger c", "CreateViewOrTrigger c"]
+
+
+def test_the_users_own_constraints_are_kept_in_the_live_order_and_a_replaced_foreign_key_is_not():
+    decl = _users(checks=[Check("age > 0")], uniques=[Unique(["email"])],
+                  foreign_keys=[ForeignKey(["age"], "ages", [], on_delete="CASCADE")])
+    live = _live_users(columns=[Column("id", "integer", not_null=True), Column("email", "text"),
+                                Column("age", "integer"), Column("team", "integer")],
+                       uniques=[Unique(["email"]), Unique(["team", "age"])],
+                       checks=[Check("CHECK ((age > 0))", name="a"), Check("CHECK ((team > 0))", name="mine")],
+                       foreign_keys=[ForeignKey(["age"], "ages", ["id"], name="users_age_fkey"),
+                                     ForeignKey(["team"], "teams", ["id"], name="users_team_fkey")])
+    assert d.kept_constraints(decl, live, Printed()) == {
+        "unique": ["table 'users': UNIQUE (team, age)"],
+        "check": ["table 'users': CHECK ((team > 0)) (constraint 'mine')"],
+        "foreign key": ["table 'users': foreign key (team) -> teams"]}
+
+
+def test_a_trigger_differs_by_its_definition_then_its_function_and_one_that_cannot_be_printed_is_recreated():
+    have = ("CREATE TRIGGER t BEFORE UPDATE ON users ...", "CREATE FUNCTION f() ... v1")
+    assert d.trigger_change("t", "users", have, have) is None
+    assert "its definition differs" in d.trigger_change("t", "users", ("CREATE TRIGGER t AFTER ...", have[1]), have)
+    assert "the function it runs differs" in d.trigger_change("t", "users", (have[0], "... v2"), have)
+    assert d.trigger_change("t", "users", None, have) == "the declared body does not create trigger 't' on 'users'"
+    assert "does not run against the table as it is before this migration (boom)" in d.trigger_change(
+        "t", "users", "boom", have)
+
+
+def test_trigger_changes_recreates_each_changed_trigger_in_declared_order():
+    from schema_dsl.model import Trigger
+    a, b, c = (Trigger(n, "users", "CREATE TRIGGER %s AFTER UPDATE ON users BEGIN SELECT 1; END" % n) for n in "abc")
+    have = ("def", "fn")
+    shown = {"a": (("def", "fn2"), have), "b": (have, have)}
+
+    class Triggers:
+        def trigger(self, trigger):
+            return shown.get(trigger.name)
+
+    live = Live(triggers={n: {"table": "users", "sql": ""} for n in "abc"})
+    got = d.trigger_changes(Schema(name="s", tables=[_users()], triggers=[c, b, a]), live, Triggers())
+    assert got == [d.CreateViewOrTrigger("a", a.sql, "trigger", "the function it runs differs from the declaration's "
+                                                                 "(as the server prints both): dropped and created again")]

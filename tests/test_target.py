@@ -189,3 +189,25 @@ def test_a_structure_verified_once_is_not_taken_for_another_declaration(tmp_path
     other = Target(shipped.files, compiled)
     with pytest.raises(ApplyError, match="structure still differs.*idx_expected_elsewhere"):
         apply_mod.apply(str(tmp_path / "c.db"), schema=other, backup=False)
+
+
+def test_the_compiled_declaration_is_read_without_importing_json(tmp_path):
+    # read_target parses declaration.json with the C scanner json.loads itself runs: importing the json package
+    # (its regular expressions compiled) was about 1.5 ms of every apply's start-up; a fresh apply and a migration
+    # through the CLI, in the project (its staleness check included), import it nowhere
+    from schema_dsl.compile.target import _parse_json
+    old = legacy.create(str(tmp_path / "old.db"), "old", tasks=20)
+    code = ("import sys\nfrom schema_dsl.cli import main\nfor db in (%r, %r):\n    try:\n        main(['apply', '--no-backup', "
+            "'--db', db])\n    except SystemExit as e:\n        assert e.code in (0, None), e.code\n"
+            "print('json' in sys.modules)") % (str(tmp_path / "new.db"), old)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+    text = (ROOT / "generated" / "declaration.json").read_text(encoding="utf-8")
+    assert _parse_json(text) == json.loads(text) and _parse_json(" [1, 2.5, null]\n") == [1, 2.5, None]
+    for bad in ('{"a": 1} x', '{"a": }', "", '"\x01"'):  # json's own error, word for word
+        with pytest.raises(json.JSONDecodeError) as found:
+            _parse_json(bad)
+        with pytest.raises(json.JSONDecodeError) as expected:
+            json.loads(bad)
+        assert str(found.value) == str(expected.value)

@@ -23,10 +23,14 @@ against it. For any other declaration the same things are rendered at once
 from __future__ import annotations
 
 import importlib
-import json
 import sqlite3
 import sys
 from pathlib import Path
+
+try:  # the C scanner json.loads runs, without importing the json package (see _parse_json)
+    from _json import make_scanner as _make_scanner
+except ImportError:  # pragma: no cover - an interpreter without it
+    _make_scanner = None
 
 from ..errors import SchemagenError, StaleFiles
 from ..sqlite.data import SQLITE_VERSION_MARK, json_valid_null
@@ -108,7 +112,7 @@ def read_target(folder, load=None):
     """
     folder = Path(folder)
     try:
-        compiled = json.loads((folder / DECLARATION_FILE).read_text(encoding="utf-8"))
+        compiled = _parse_json((folder / DECLARATION_FILE).read_text(encoding="utf-8"))
         names = (*compiled["table_files"], compiled["index_file"], "pragmas.sql")
         files = {n: (folder / n).read_text(encoding="utf-8") for n in names}
         recorded = compiled.get("file_sha256") or {}
@@ -121,6 +125,29 @@ def read_target(folder, load=None):
                              "changed: run `schemagen render` to write it again, and change the declaration instead"
                              % (folder / name, DECLARATION_FILE))
     return Target(files, compiled, load=load)
+
+
+class _JsonOptions:
+    """json.JSONDecoder's defaults, as the C scanner reads them."""
+    strict, object_hook, object_pairs_hook, parse_float, parse_int = True, None, None, float, int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+
+
+def _parse_json(text):
+    """json.loads(text), through the C scanner json.loads itself runs (_json) without importing the json package,
+    whose import compiles its regular expressions: about 1.5 ms of every apply's start-up (as paths.py's _sha256).
+    Text the scanner does not take as one whole document goes to json.loads, which says what is wrong with it."""
+    if _make_scanner is not None:
+        start = len(text) - len(text.lstrip(" \t\n\r"))
+        try:
+            value, end = _make_scanner(_JsonOptions)(text, start)
+        except (StopIteration, ValueError):
+            pass
+        else:
+            if not text[end:].strip(" \t\n\r"):
+                return value
+    import json  # an interpreter without _json, or text json.loads refuses: its own error
+    return json.loads(text)
 
 
 _SHIPPED = []

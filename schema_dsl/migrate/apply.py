@@ -71,7 +71,7 @@ def _begin(conn, path):
         raise DatabaseFileError(dbfile.describe_sqlite_error(path, exc)) from None
 
 
-def plan_for(conn, target, guard=None, prune=None, keep=None, tried=True):
+def plan_for(conn, target, guard=None, prune=None, keep=None, tried=True, read=None):
     """The plan for the database behind conn (read inside the caller's transaction).
 
     A new or empty file gets the fresh plan; a file whose structure already
@@ -80,16 +80,18 @@ def plan_for(conn, target, guard=None, prune=None, keep=None, tried=True):
     and diffed. A declaration with data steps or a history is planned by
     history.py around this (its data steps, and the record of the apply); keep: apply's hook, see
     history.plan_with_history (the data steps then run once, in the caller's transaction, while planned).
-    tried: see _plan_structure.
+    tried: see _plan_structure. read: a dict that gets the structure the plan was made from (see _verify_structure).
     """
     if target.compiled.get("history"):
         from .history import plan_with_history  # only a declaration that keeps a history needs it
         return plan_with_history(conn, target, lambda c: _plan_structure(c, target, guard, prune), keep)
-    return _plan_structure(conn, target, guard, prune, tried=tried)
+    return _plan_structure(conn, target, guard, prune, tried=tried, read=read)
 
 
-def _plan_structure(conn, target, guard=None, prune=None, additive=True, tried=True):
+def _plan_structure(conn, target, guard=None, prune=None, additive=True, tried=True, read=None):
     """additive=False: plan every difference with the diff (tests compare it with additive.py's plan).
+    read: a dict that gets "raw" and "structure", what the file was read as (apply's check before COMMIT reads
+    again only the objects whose text in sqlite_master changed since: see _verify_structure).
 
     A plan's statements are tried on an in-memory copy of the schema (planned_problems), so that `plan` refuses
     what apply would roll back, and apply refuses a rebuild before it copies any row. tried=False (apply's own
@@ -104,6 +106,8 @@ def _plan_structure(conn, target, guard=None, prune=None, additive=True, tried=T
     if guard is not None:
         _refuse_foreign_file(conn, raw, target, guard)
     actual = structure.to_structure(raw)
+    if read is not None:
+        read.update(raw=raw, structure=actual)
     diffs = structure.compare(target.structure, actual)
     if not diffs:  # declared views, triggers and virtual tables are part of the structure: nothing else to read
         return Plan(steps=setting_steps(target, conn))
@@ -286,6 +290,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
     known = None
     before_steps = None
     committing = False
+    read = {}  # the structure the plan was made from: _verify_structure reads again only what changed since
 
     def before_data_steps():
         # history.py keeps what its expand and data steps do (they run once): before their first write, the backup
@@ -301,7 +306,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
 
     try:
         cleaned = bool(drop_leftovers(conn))  # an interrupted online apply's objects (migrate/online.py)
-        plan = plan_for(conn, target, guard, loss[0], keep=before_data_steps, tried=False)  # checked before COMMIT
+        plan = plan_for(conn, target, guard, loss[0], keep=before_data_steps, tried=False, read=read)  # see below
         if plan.up_to_date:
             conn.execute("COMMIT" if cleaned else "ROLLBACK")
             _finish_connection(conn, files)
@@ -324,7 +329,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
         conn.execute("SAVEPOINT schemagen_plan")
         count, timings = _run_steps(conn, plan, progress)
         _announce(progress, plan, "verify the structure and the foreign keys of the changed tables")
-        verified, differences = _verify_structure(conn, target)
+        verified, differences = _verify_structure(conn, target, read)
         # every view prepares, every trigger resolves, every foreign key has its parent key (dependents.py):
         # before foreign_key_check, which a foreign key without its parent key makes fail
         check_dependents(conn, known, fresh=plan.fresh)
@@ -337,7 +342,7 @@ def _apply_locked(conn, path, target, backup, progress, guard, check_data=False,
             conn.execute("ROLLBACK TO schemagen_plan")
             before = {_key(v) for v in foreign_key_violations(conn, sorted({v["table"] for v in after}))}
             count, timings = _run_steps(conn, plan, progress)
-            verified, differences = _verify_structure(conn, target)
+            verified, differences = _verify_structure(conn, target, read)
             after = foreign_key_violations(conn, plan.fk_scope)
             introduced = [v for v in after if _key(v) not in before]
             if introduced:
@@ -469,16 +474,28 @@ _VERIFIED = {}
 _VERIFIED_MAX = 8
 
 
-def _verify_structure(conn, target):
+def _verify_structure(conn, target, read=None):
     """(the structure after the plan, structure.compare's differences: extras only); ApplyError when it is not
-    the declared one."""
+    the declared one.
+
+    This is what protects the file from a plan that does not make the declared structure (a wrong statement, a
+    diff or renderer bug, SQLite taking a statement otherwise than meant): the structure is read back inside the
+    transaction and compared, as a whole, with the declaration, and any difference but an extra rolls back.
+    read: the raw read and the structure the plan was made from ({"raw", "structure"}, as _plan_structure
+    fills it): the PRAGMAs are run again only on the tables and indexes whose text in sqlite_master changed
+    (structure.read_raw's known), which gives the structure a full read would; the comparison is never scoped.
+    """
     master = tuple(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid").fetchall())
     known = _VERIFIED.get(master)
     if known is not None:
         for t, differences in known[1]:
             if t is target:
                 return known[0], differences
-    verified = structure.read_structure(conn)
+    if read and read.get("raw") is not None:
+        verified = structure.to_structure(structure.read_raw(conn, known=read["raw"]),
+                                          known=(read["raw"], read["structure"]))
+    else:
+        verified = structure.read_structure(conn)
     differences = structure.compare(target.structure, verified)
     problems = [m for k, m in differences if k != "extra"]
     if problems:

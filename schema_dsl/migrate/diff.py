@@ -22,7 +22,8 @@ Remove of kind "column"; SQLite folds the same differences into one RebuildTable
 are decided once too, by in_place_changes, which compares each side in the printing the dialect passes in
 (PostgreSQL: its server's, pg/catalog.canonical_expected); the dialect adds only how, and the data checks
 that need a connection. Whether a changed view is replaced in place or dropped and created again is
-view_change's (view_changes: ReplaceView, else DropViewOrTrigger + CreateViewOrTrigger), on the same terms.
+view_change's (view_changes: ReplaceView, else DropViewOrTrigger + CreateViewOrTrigger), and whether a
+trigger differs is trigger_change's (trigger_changes), on the same terms.
 
 Declared views and triggers are compared by their normalized SQL: a missing
 one is created, a changed one dropped and recreated. A declared virtual table
@@ -466,6 +467,37 @@ def view_changes(schema, live, printed):
     return out
 
 
+def trigger_change(name, table, want, have):
+    """Why a declared trigger the database has differs, compared in the dialect's printing, or None. want: the
+    declared trigger's (definition, the function it runs) as the catalog prints them, None when its body
+    creates no such trigger, or why it cannot be printed (its body does not run against the table as it is
+    before the migration); have: the live trigger's."""
+    if isinstance(want, str):
+        return "the declared body does not run against the table as it is before this migration (%s)" % want
+    if want is None:
+        return "the declared body does not create trigger '%s' on '%s'" % (name, table)
+    if want[0] != have[0]:
+        return "its definition differs from the declaration (as the server prints both)"
+    if want[1] != have[1]:
+        return "the function it runs differs from the declaration's (as the server prints both)"
+    return None
+
+
+def trigger_changes(schema, live, printed):
+    """A CreateViewOrTrigger (dropped and created again) for each declared trigger the database has whose
+    definition differs (trigger_change), in declared order. printed.trigger(trigger): (want, have) as
+    trigger_change takes them, or None when the dialect cannot compare that trigger (it is left as it is)."""
+    out = []
+    for t in schema.triggers:
+        if not any(n.lower() == t.name.lower() for n in live.triggers):
+            continue
+        shown = printed.trigger(t)
+        why = trigger_change(t.name, t.table, *shown) if shown is not None else None
+        if why is not None:
+            out.append(CreateViewOrTrigger(t.name, t.sql, "trigger", why + ": dropped and created again"))
+    return out
+
+
 def _table_in_place(decl, live, printed):
     out = []
     for c in decl.columns:
@@ -509,6 +541,32 @@ def _named(constraints, name):
     and it differs, or it would have matched), to be dropped before the declared one is added under that name;
     None for an unnamed declared constraint, or a name the table does not hold."""
     return next((k.name for k in constraints if name and k.name == name), None)
+
+
+def kept_constraints(decl, live, printed):
+    """The constraints the live table has beyond its declaration, which a dialect that changes a table in place
+    keeps where they are (the user's own; SQLite's rebuild carries them instead): {"unique", "check",
+    "foreign key": lines, each as extras writes one, in the live table's order}. A live foreign key that a
+    declared one replaces (in_place_changes: same columns and parent key, other actions), and a live constraint
+    of a declared constraint's name (in_place_changes' replaces), is not kept.
+    printed: as in_place_changes takes it."""
+    table = decl.name
+    declared = [[c.lower() for c in u] for u in decl.all_uniques]
+    shown = [p for _, _, p in printed.checks(decl)]
+    wanted = [_fk_key(printed.foreign_key(decl, f)) for f in decl.foreign_keys]
+    have = [_fk_key(f) for f in live.foreign_keys]
+    replaced = {w[:3] for w in wanted if w not in have and any(
+        _fk_key(o)[:3] == w[:3] and o.name for o in live.foreign_keys)}
+    named = {k.name for k in (*decl.uniques, *decl.checks, *decl.foreign_keys) if k.name}
+    return {
+        "unique": ["table '%s': UNIQUE (%s)" % (table, ", ".join(u.columns)) for u in live.uniques
+                   if [c.lower() for c in u.columns] not in declared and u.name not in named],
+        "check": ["table '%s': %s (constraint '%s')" % (table, k.expr, k.name) for k in live.checks
+                  if k.expr not in shown and k.name not in named],
+        "foreign key": ["table '%s': foreign key (%s) -> %s" % (table, ", ".join(f.columns), f.ref_table)
+                        for f in live.foreign_keys if _fk_key(f) not in wanted and _fk_key(f)[:3] not in replaced
+                        and (f.name is None or f.name not in named)],
+    }
 
 
 def _fk_key(f):

@@ -14,7 +14,9 @@ object that exists:
   calls are compared with the live trigger's.
 
 A declared body that does not run against the tables as they are now (it names a column this migration adds,
-say) is "changed": it is recreated after the tables. One whose form cannot be put on a temporary object (a
+say) is "changed": it is recreated after the tables. This module only has the server print both sides
+(view_printings, trigger_printings); whether they differ, and whether a view is replaced in place, is decided
+once in migrate/diff.py (view_change, trigger_change), which the planner and validate both consume. One whose form cannot be put on a temporary object (a
 materialized view, a trigger on a view) is not compared. Every function takes an open psycopg connection; none
 imports psycopg.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from ..migrate.diff import view_change
+from ..migrate.diff import trigger_change, view_change
 from ..sqlite.quote import quote_identifier
 
 VIEW_HEAD = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(RECURSIVE\s+)?VIEW\s+"
@@ -107,7 +109,20 @@ def _trigger_def(conn, oid):
 
 def changed_triggers(conn, ns, declared):
     """{name: why} for the declared triggers (declared: {name: (table, body)}) whose live definition or function
-    differs; triggers not there, or on something other than a table, are left out."""
+    differs (diff.trigger_change decides, on trigger_printings); triggers not there, or on something other than
+    a table, are left out."""
+    out = {}
+    for name, (want, have) in trigger_printings(conn, ns, declared).items():
+        why = trigger_change(name, declared[name][0], want, have)
+        if why is not None:
+            out[name] = why
+    return out
+
+
+def trigger_printings(conn, ns, declared):
+    """{name: (the declared trigger's (definition, function) as the server prints them, None when its body
+    creates no such trigger, or why the body does not run (text); the live trigger's)} for the declared triggers
+    (declared: {name: (table, body)}) the database has on a table."""
     out = {}
     for name, (table, body) in declared.items():
         row = conn.execute(
@@ -129,15 +144,9 @@ def changed_triggers(conn, ns, declared):
         except Exception as exc:  # psycopg.Error
             if not type(exc).__module__.startswith("psycopg"):
                 raise
-            out[name] = "the declared body does not run against the table as it is before this migration (%s)" % (
-                " ".join(str(exc).split()))
+            out[name] = (" ".join(str(exc).split()), live)
             continue
-        if want is None:
-            out[name] = "the declared body does not create trigger '%s' on '%s'" % (name, table)
-        elif want[0] != live[0]:
-            out[name] = "its definition differs from the declaration (as the server prints both)"
-        elif want[1] != live[1]:
-            out[name] = "the function it runs differs from the declaration's (as the server prints both)"
+        out[name] = (want, live)
     return out
 
 

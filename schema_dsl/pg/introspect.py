@@ -90,9 +90,10 @@ def neutral(live, schema, hidden=()):
 
 
 def _table(name, t, constraints=()):
-    """A live table as a model Table; each foreign key, UNIQUE and CHECK named after its constraint (the one a
-    changed constraint replaces is dropped by that name), a foreign key found by its columns and parent as
-    pg_get_constraintdef prints them."""
+    """A live table as a model Table; each foreign key and UNIQUE named after its constraint (the one a changed
+    constraint replaces is dropped by that name), a foreign key found by its columns and parent as
+    pg_get_constraintdef prints them; the CHECKs by name, in name order, when the constraints were read
+    (read_live)."""
     def fk_name(f):
         return next((k["name"] for k in constraints if k["kind"] == "foreign_key" and k["columns"] == f["columns"]
                      and "REFERENCES %s(" % f["table"] in k["definition"].replace('"', "")), None)
@@ -105,8 +106,8 @@ def _table(name, t, constraints=()):
         primary_key=PrimaryKey(t["primary_key"]) if t["primary_key"] else None,
         uniques=[Unique(cols, name=next((k["name"] for k in constraints if k["kind"] == "unique"
                                           and k["columns"] == cols), None)) for cols in t["uniques"]],
-        checks=[Check(text, name=next((k["name"] for k in constraints if k["kind"] == "check"
-                                       and k["definition"] == text), None)) for text in t["checks"]],
+        checks=[Check(k["definition"], name=k["name"]) for k in constraints if k["kind"] == "check"] if constraints
+        else [Check(text) for text in t["checks"]],
         foreign_keys=[ForeignKey(f["columns"], f["table"], f["to"], on_delete=f["on_delete"], on_update=f["on_update"],
                                  deferrable=f["deferrable"], name=fk_name(f)) for f in t["fks"]])
 

@@ -106,15 +106,19 @@ class _Planner:
         self.taken = set(live["relations"]) | set(live["indexes"]) | set(live["constraint_indexes"])
         self.taken |= {k["name"] for ks in live["constraints"].values() for k in ks}
         # the neutral decisions, as on SQLite: what goes (declared removals, --prune) and what is kept
-        declared = on_postgresql(schema)
+        self.declared = declared = on_postgresql(schema)
         self.neutral = neutral(live, declared, hidden=self._planned_unique_indexes())
         self.gone, self.gone_columns = d.removals(declared, self.neutral, prune)
         self.extras = d.extras(declared, self.neutral, prune)
         # and what differs column by column, constraint by constraint, index by index (in_place_changes), compared
         # in this server's printing; planned below table by table, in the order the statements run
+        printing = _Printing(self.expected, self.checks, compiled.parts)
         self.changes = {}
-        for ch in d.in_place_changes(declared, self.neutral, _Printing(self.expected, self.checks, compiled.parts)):
+        for ch in d.in_place_changes(declared, self.neutral, printing):
             self.changes.setdefault(_on(ch), []).append(ch)
+        # the user's own constraints, kept in place (listed after extras, as each kind is planned)
+        self.kept = {t.name: d.kept_constraints(t, self.neutral.table(t.name), printing) for t in declared.tables
+                     if self.neutral.table(t.name) is not None}
 
     # helpers
     def rows(self, table):
@@ -178,17 +182,20 @@ class _Planner:
         return self
 
     def changed_bodies(self):
-        """The declared views and triggers whose live body differs (pg/bodies.py), printed by the server."""
+        """The declared views and triggers whose live body differs: printed by the server (pg/bodies.py), decided
+        by diff.view_changes and diff.trigger_changes."""
         views, triggers = bodies.declared_bodies(self.comp.statements, self.expected)
         ns = catalog.current_namespace(self.conn)
         self.view_bodies = views
         printings = bodies.view_printings(self.conn, ns, {n: b for n, b in views.items() if n in self.live["views"]})
-        changes = d.view_changes(on_postgresql(self.schema), self.neutral, _ViewPrinting(printings))
+        changes = d.view_changes(self.declared, self.neutral, _ViewPrinting(printings))
         self.view_drops = {ch.name: ch for ch in changes if isinstance(ch, d.DropViewOrTrigger)}
         self.view_drop_titles = {}
         self.changed_views = {ch.name: ch for ch in changes if not isinstance(ch, d.DropViewOrTrigger)}
-        self.changed_triggers = bodies.changed_triggers(self.conn, ns, {n: v for n, v in triggers.items()
-                                                                        if n in self.live["triggers"]})
+        printings = bodies.trigger_printings(self.conn, ns, {n: v for n, v in triggers.items()
+                                                             if n in self.live["triggers"]})
+        changes = d.trigger_changes(self.declared, self.neutral, _TriggerPrinting(printings))
+        self.changed_triggers = {ch.name: ch for ch in changes}
 
     def column_dependents(self):
         """The views and triggers PostgreSQL refuses to keep across this plan's ALTER COLUMN TYPE or DROP COLUMN
@@ -512,7 +519,6 @@ class _Planner:
     def uniques(self, table):
         if table not in self.live["tables"]:
             return
-        want, have = self.expected["tables"][table]["uniques"], self.live["tables"][table]["uniques"]
         for ch in self.changed(table, d.AddUnique):
             cols = list(ch.columns)
             name = ch.name or _unique_name(table, cols)
@@ -545,17 +551,11 @@ class _Planner:
                      "it over (ADD CONSTRAINT ... UNIQUE USING INDEX)" % (
                          ch.reason, " (the one of its name differs: it is dropped)" if ch.replaces else ""),
                      statements, table=table, concurrent=concurrent)
-        replaced = {ch.replaces for ch in self.changed(table, d.AddUnique)}
-        live_names = [u.name for u in self.neutral.table(table).uniques]
-        for cols, name in zip(have, live_names):
-            if cols not in want and name not in replaced:
-                self.kept_constraints.append("table '%s': UNIQUE (%s)" % (table, ", ".join(cols)))
+        self.kept_constraints += self.kept.get(table, {}).get("unique", [])
 
     def checks_of(self, table):
         if table not in self.live["tables"]:
             return
-        live = [k for k in self.live["constraints"].get(table, []) if k["kind"] == "check"]
-        declared = self.checks.get(table, [])
         for ch in self.changed(table, d.AddCheck):
             expr = ch.expr
             broken = count(self.conn, "SELECT count(*) FROM %s WHERE NOT (%s)" % (quote(table), expr)) if all(
@@ -572,24 +572,18 @@ class _Planner:
                      first + [alter_statement("add_constraint_not_valid", table,
                                               {"kind": "check", "expr": expr, "name": name}),
                               alter_statement("validate_constraint", table, name)], table=table)
-        replaced = {ch.replaces for ch in self.changed(table, d.AddCheck)}
-        for k in live:
-            if k["definition"] not in [p for _, p in declared] and k["name"] not in replaced:
-                self.kept_constraints.append("table '%s': %s (constraint '%s')" % (table, k["definition"], k["name"]))
+        self.kept_constraints += self.kept.get(table, {}).get("check", [])
 
     def fks(self, table):
         if table not in self.live["tables"]:
             return
         want = self.comp.parts[table]["fks"]
-        have = self.live["tables"][table]["fks"]
         decl = self.schema.table(table)
-        replaced, live_names = [], [f.name for f in self.neutral.table(table).foreign_keys]
         for ch in self.changed(table, d.AddForeignKey):
             _, fk, ctx = want[next(n for n, f in enumerate(decl.foreign_keys) if f is ch.foreign_key)]
             statements, former = [], ch.replaces
             if former is not None:  # its actions (or, under its declared name, its keys) changed: dropped first
                 statements.append(alter_statement("drop_constraint", table, former))
-                replaced += [old for old, name in zip(have, live_names) if name == former]
             orphans = self.orphans(table, fk)
             repair = self.declared_repair(table, fk)
             if orphans and repair is not None:
@@ -610,10 +604,7 @@ class _Planner:
                 "%s%s: added NOT VALID (no scan under a lock that stops writes), then validated" % (
                     ch.reason, " (its actions changed: the old one is dropped)" if len(statements) > 2 else ""),
                 statements, table=table)
-        for fk in have:
-            if fk not in [w for _, w, _ in want] and fk not in replaced:
-                self.kept_constraints.append("table '%s': foreign key (%s) -> %s" % (
-                    table, ", ".join(fk["columns"]), fk["table"]))
+        self.kept_constraints += self.kept.get(table, {}).get("foreign key", [])
 
     def declared_repair(self, table, fk):
         """The RepairForeignKey record (migrate/diff.py) of the declared foreign key that the new fk stands for when
@@ -694,10 +685,9 @@ class _Planner:
                     continue
                 if kind == "trigger" and name in self.changed_triggers:  # dropped and created in one step
                     table = self.expected["triggers"][name]
-                    why = self.changed_triggers[name] + ": dropped and created again"
-                    self.add(d.CreateViewOrTrigger(name, "\n".join(body), "trigger", why),
-                             "recreate trigger '%s' on '%s'" % (name, table), why,
-                             [alter_statement("drop_trigger", name, table)] + body, table=table)
+                    ch = self.changed_triggers[name]
+                    self.add(evolve(ch, sql="\n".join(body)), "recreate trigger '%s' on '%s'" % (name, table),
+                             ch.reason, [alter_statement("drop_trigger", name, table)] + body, table=table)
                     continue
                 if not there:
                     ch = (d.CreateVirtualTable(self.schema.virtual_table(name)) if kind == "virtual table" else
@@ -783,6 +773,17 @@ class _ViewPrinting:
 
     def view(self, view):
         return self.printings.get(view.name)
+
+
+class _TriggerPrinting:
+    """The declared and live triggers as this server prints them (bodies.trigger_printings), for
+    diff.trigger_changes."""
+
+    def __init__(self, printings):
+        self.printings = printings
+
+    def trigger(self, trigger):
+        return self.printings.get(trigger.name)
 
 
 def _declared_name(parts, column):

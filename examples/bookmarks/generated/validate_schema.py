@@ -737,22 +737,35 @@ def is_leftover(name):
     return name.lower().startswith(LEFTOVER_PREFIXES)
 
 
-def read_raw(conn):
+def read_raw(conn, known=None):
     """Read the schema of the main database of an open sqlite3 connection.
 
     Returns {"tables": {name: {...}}, "indexes": {name: {...}},
     "views": {name: sql}, "triggers": {name: {"table":, "sql":}}}, with the
-    PRAGMA rows as SQLite gives them. sqlite_* tables, schemagen's own
+    PRAGMA rows as SQLite gives them, and "master": the sqlite_master rows
+    it read. sqlite_* tables, schemagen's own
     history table and the automatic indexes of PRIMARY KEY and UNIQUE
     constraints are left out.
+
+    known: what read_raw read from this database earlier on the same
+    connection (apply: before its plan, then again before COMMIT). A table
+    whose CREATE statement and whose indexes' rows in sqlite_master have the
+    same text as then, and an index whose CREATE statement and whose table's
+    have, are taken from it instead of read again: SQLite derives all the
+    PRAGMAs report from that text, so the result is the one a full read gives.
     """
     raw = {"tables": {}, "indexes": {}, "views": {}, "triggers": {}, "virtual_tables": {}}
     master = conn.execute(
         "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid").fetchall()
+    raw["master"] = master
     virtual = {name.lower(): virtual_table_parts(sql)[0].lower()
                for kind, name, _, sql in master if kind == "table" and is_virtual(sql)}
     shadow = {"%s_%s" % (v, suffix) for v, module in virtual.items()
               for suffix in MODULE_SHADOW_SUFFIXES.get(module, SHADOW_SUFFIXES)}
+    now = before = None
+    if known is not None and known.get("master") is not None:
+        now, before = _schema_texts(master), _schema_texts(known["master"])
+    tables, indexes = [], []  # those read here
     for kind, name, table, sql in master:
         if is_leftover(name):
             continue  # an interrupted online apply's: reported by validate, dropped by the next apply
@@ -763,23 +776,30 @@ def read_raw(conn):
         elif name.lower() == HISTORY_TABLE or table.lower() == HISTORY_TABLE:  # schemagen's own record
             continue
         elif kind == "table" and not name.startswith("sqlite_"):
-            raw["tables"][name] = {
-                "sql": sql,
-                "xinfo": conn.execute("SELECT * FROM pragma_table_xinfo(?)", (name,)).fetchall(),
-                "fks": conn.execute("SELECT * FROM pragma_foreign_key_list(?)", (name,)).fetchall(),
-                "index_list": conn.execute("SELECT * FROM pragma_index_list(?)", (name,)).fetchall(),
-            }
+            if now is not None and name in known["tables"] and before.get((kind, name)) == now[(kind, name)]:
+                raw["tables"][name] = dict(known["tables"][name])
+            else:
+                raw["tables"][name] = {"sql": sql}
+                tables.append(name)
         elif kind == "index" and sql is not None:
-            raw["indexes"][name] = {
-                "table": table,
-                "sql": sql,
-                "xinfo": conn.execute("SELECT * FROM pragma_index_xinfo(?)", (name,)).fetchall(),
-            }
+            if now is not None and name in known["indexes"] and before.get((kind, name)) == now[(kind, name)]:
+                raw["indexes"][name] = dict(known["indexes"][name])
+            else:
+                raw["indexes"][name] = {"table": table, "sql": sql}
+                indexes.append(name)
         elif kind == "view":
             raw["views"][name] = sql
         elif kind == "trigger":
             raw["triggers"][name] = {"table": table, "sql": sql}
-    for info in raw["tables"].values():
+    for name in tables:
+        info = raw["tables"][name]
+        info["xinfo"] = conn.execute("SELECT * FROM pragma_table_xinfo(?)", (name,)).fetchall()
+        info["fks"] = conn.execute("SELECT * FROM pragma_foreign_key_list(?)", (name,)).fetchall()
+        info["index_list"] = conn.execute("SELECT * FROM pragma_index_list(?)", (name,)).fetchall()
+    for name in indexes:
+        raw["indexes"][name]["xinfo"] = conn.execute("SELECT * FROM pragma_index_xinfo(?)", (name,)).fetchall()
+    for name in tables:
+        info = raw["tables"][name]
         info["unique_columns"] = [
             [r[2] for r in conn.execute("SELECT * FROM pragma_index_info(?)", (row[1],))]
             for row in info["index_list"] if row[3] == "u"
@@ -787,6 +807,23 @@ def read_raw(conn):
     for name, info in raw["indexes"].items():
         info["unique"] = any(row[1] == name and row[2] for row in raw["tables"].get(info["table"], {}).get("index_list", []))
     return raw
+
+
+def _schema_texts(master):
+    """What the PRAGMAs on each table and index derive from, by (type, name): a table's CREATE statement and its
+    indexes' rows (the automatic ones included), an index's CREATE statement and its table's."""
+    sql = {(kind, name.lower()): text for kind, name, _, text in master}
+    on = {}
+    for kind, name, table, text in master:
+        if kind == "index":
+            on.setdefault(table.lower(), []).append((name, text))
+    out = {}
+    for kind, name, table, text in master:
+        if kind == "table":
+            out[(kind, name)] = (text, sorted(on.get(name.lower(), []), key=repr))
+        elif kind == "index":
+            out[(kind, name)] = (text, sql.get(("table", table.lower())))
+    return out
 
 
 def fk_groups(fk_rows):
@@ -807,51 +844,23 @@ def fk_groups(fk_rows):
     return result
 
 
-def to_structure(raw):
-    """The comparable structure of a database read by read_raw."""
+def to_structure(raw, known=None):
+    """The comparable structure of a database read by read_raw.
+
+    known: (an earlier read_raw of the same database, its to_structure): a table or index whose rows read_raw
+    gives are the ones it gave then keeps the structure made of them then (see read_raw's known).
+    """
+    before = known[0] if known is not None else {"tables": {}, "indexes": {}}
     tables = {}
     for name, info in raw["tables"].items():
-        options = table_options(info["sql"])
-        columns = {}
-        for r in info["xinfo"]:
-            if r[6] in (0, 2, 3):
-                columns[r[1]] = {"type": (r[2] or "").upper(), "notnull": bool(r[3]),
-                                 "default": normalize_sql(r[4]), "pk": r[5]}
-                if r[1] in options["collate"]:
-                    columns[r[1]]["collate"] = options["collate"][r[1]]
-        fks = fk_groups(info["fks"])
-        for fk in fks:
-            key = (tuple(c.lower() for c in fk["columns"]), fk["table"].lower())
-            found = next((d for d in options["deferrable"] if d[:2] == key), None)
-            if found is not None:
-                options["deferrable"].remove(found)
-                if found[2]:
-                    fk["deferrable"] = found[2]
-        tables[name] = {
-            "columns": columns,
-            "autoincrement": options["autoincrement"],
-            "fks": sorted(fks, key=repr),
-            "uniques": sorted(info["unique_columns"]),
-            "checks": sorted(normalize_sql(c) for c in options["checks"]),
-        }
-        for key in ("without_rowid", "strict"):
-            if options[key]:
-                tables[name][key] = True
-        clauses = conflict_clauses(info["sql"])
-        if clauses:
-            tables[name]["on_conflict"] = clauses
+        same = before["tables"].get(name)
+        tables[name] = known[1]["tables"][name] if same is not None and same == info and name in known[1]["tables"] \
+            else _table_structure(info)
     indexes = {}
     for name, info in raw["indexes"].items():
-        keys = [r for r in info["xinfo"] if r[5]]  # index_xinfo: seqno, cid, name, desc, coll, key
-        texts = index_key_texts(info["sql"]) if any(r[2] is None for r in keys) else ()
-        indexes[name] = {
-            "table": info["table"],
-            "unique": bool(info["unique"]),
-            "columns": [index_key(r[2], r[3], r[4]) if r[2] is not None else
-                        index_key(None, r[3], expression=texts[k][0]) if k < len(texts) else [EXPRESSION, bool(r[3])]
-                        for k, r in enumerate(keys)],
-            "where": index_where(info["sql"]),
-        }
+        same = before["indexes"].get(name)
+        indexes[name] = known[1]["indexes"][name] if same is not None and same == info and \
+            name in known[1]["indexes"] else _index_structure(info)
     struct = {"tables": tables, "indexes": indexes}
     if raw.get("views"):
         struct["views"] = {name: view_body(sql) for name, sql in raw["views"].items()}
@@ -863,6 +872,52 @@ def to_structure(raw):
             module, args = virtual_table_parts(sql)
             struct["virtual_tables"][name] = {"module": module.lower(), "args": normalize_sql(args)}
     return struct
+
+
+def _table_structure(info):
+    options = table_options(info["sql"])
+    columns = {}
+    for r in info["xinfo"]:
+        if r[6] in (0, 2, 3):
+            columns[r[1]] = {"type": (r[2] or "").upper(), "notnull": bool(r[3]),
+                             "default": normalize_sql(r[4]), "pk": r[5]}
+            if r[1] in options["collate"]:
+                columns[r[1]]["collate"] = options["collate"][r[1]]
+    fks = fk_groups(info["fks"])
+    for fk in fks:
+        key = (tuple(c.lower() for c in fk["columns"]), fk["table"].lower())
+        found = next((d for d in options["deferrable"] if d[:2] == key), None)
+        if found is not None:
+            options["deferrable"].remove(found)
+            if found[2]:
+                fk["deferrable"] = found[2]
+    table = {
+        "columns": columns,
+        "autoincrement": options["autoincrement"],
+        "fks": sorted(fks, key=repr),
+        "uniques": sorted(info["unique_columns"]),
+        "checks": sorted(normalize_sql(c) for c in options["checks"]),
+    }
+    for key in ("without_rowid", "strict"):
+        if options[key]:
+            table[key] = True
+    clauses = conflict_clauses(info["sql"])
+    if clauses:
+        table["on_conflict"] = clauses
+    return table
+
+
+def _index_structure(info):
+    keys = [r for r in info["xinfo"] if r[5]]  # index_xinfo: seqno, cid, name, desc, coll, key
+    texts = index_key_texts(info["sql"]) if any(r[2] is None for r in keys) else ()
+    return {
+        "table": info["table"],
+        "unique": bool(info["unique"]),
+        "columns": [index_key(r[2], r[3], r[4]) if r[2] is not None else
+                    index_key(None, r[3], expression=texts[k][0]) if k < len(texts) else [EXPRESSION, bool(r[3])]
+                    for k, r in enumerate(keys)],
+        "where": index_where(info["sql"]),
+    }
 
 
 def read_structure(conn):
