@@ -261,6 +261,7 @@ class AddCheck:
     expr: str
     name: str
     reason: str = "CHECK is new"
+    replaces: Union[str, None] = field(default=None, kw_only=True)  # the live one of its declared name, dropped first
 
 
 @frozen
@@ -284,6 +285,7 @@ class AddUnique:
     columns: tuple = field(converter=_tuple)
     name: str = ""
     reason: str = "UNIQUE is new"
+    replaces: Union[str, None] = field(default=None, kw_only=True)  # the live one of its declared name, dropped first
 
 
 @frozen
@@ -398,7 +400,9 @@ def in_place_changes(schema, live, printed):
     DropDefault, SetNotNull or DropNotNull (in that order); then AddUnique (each declared UNIQUE column set the
     live table lacks, in sorted order), AddCheck (each declared CHECK whose printing no live CHECK has, in
     declared order), AddForeignKey (each declared foreign key the live table lacks, in declared order; replaces:
-    the live one on the same columns and parent key, whose actions differ). Then per declared index, in order:
+    the live one on the same columns and parent key, whose actions differ). A declared constraint with a name the
+    live table holds on a constraint that differs replaces it (replaces: that name, dropped first; it would
+    clash otherwise). Then per declared index, in order:
     CreateIndex (missing), RebuildInvalidIndex (live.invalid_indexes), RecreateIndex (its definition differs).
     What the database has beyond the declaration is kept (extras): it makes no record.
 
@@ -515,26 +519,36 @@ def _table_in_place(decl, live, printed):
     names = {tuple(c.lower() for c in u.columns): u.name for u in decl.uniques if u.name}
     for cols in sorted([c.lower() for c in u] for u in decl.all_uniques):
         if cols not in have:
-            out.append(AddUnique(decl.name, cols, names.get(tuple(cols)) or ""))
+            name = names.get(tuple(cols)) or ""
+            out.append(AddUnique(decl.name, cols, name, replaces=_named(live.uniques, name)))
     live_checks = {k.expr for k in live.checks}
     for name, expr, shown in printed.checks(decl):
         if shown not in live_checks:
-            out.append(AddCheck(decl.name, expr, name or ""))
+            out.append(AddCheck(decl.name, expr, name or "", replaces=_named(live.checks, name)))
     have_fks = [_fk_key(f) for f in live.foreign_keys]
     for f in decl.foreign_keys:
         want = _fk_key(printed.foreign_key(decl, f))
         if want in have_fks:
             continue
-        former = next((o.name for o in live.foreign_keys if _fk_key(o)[:3] == want[:3] and o.name), None)
+        former = next((o.name for o in live.foreign_keys if _fk_key(o)[:3] == want[:3] and o.name), None) or \
+            _named(live.foreign_keys, f.name)
         out.append(AddForeignKey(decl.name, want[0], want[1], f.name or "", former, foreign_key=f))
     return out
+
+
+def _named(constraints, name):
+    """The live constraint that holds a declared constraint's name (its former version: the declaration names it,
+    and it differs, or it would have matched), to be dropped before the declared one is added under that name;
+    None for an unnamed declared constraint, or a name the table does not hold."""
+    return next((k.name for k in constraints if name and k.name == name), None)
 
 
 def kept_constraints(decl, live, printed):
     """The constraints the live table has beyond its declaration, which a dialect that changes a table in place
     keeps where they are (the user's own; SQLite's rebuild carries them instead): {"unique", "check",
     "foreign key": lines, each as extras writes one, in the live table's order}. A live foreign key that a
-    declared one replaces (in_place_changes: same columns and parent key, other actions) is not kept.
+    declared one replaces (in_place_changes: same columns and parent key, other actions), and a live constraint
+    of a declared constraint's name (in_place_changes' replaces), is not kept.
     printed: as in_place_changes takes it."""
     table = decl.name
     declared = [[c.lower() for c in u] for u in decl.all_uniques]
@@ -543,13 +557,15 @@ def kept_constraints(decl, live, printed):
     have = [_fk_key(f) for f in live.foreign_keys]
     replaced = {w[:3] for w in wanted if w not in have and any(
         _fk_key(o)[:3] == w[:3] and o.name for o in live.foreign_keys)}
+    named = {k.name for k in (*decl.uniques, *decl.checks, *decl.foreign_keys) if k.name}
     return {
         "unique": ["table '%s': UNIQUE (%s)" % (table, ", ".join(u.columns)) for u in live.uniques
-                   if [c.lower() for c in u.columns] not in declared],
+                   if [c.lower() for c in u.columns] not in declared and u.name not in named],
         "check": ["table '%s': %s (constraint '%s')" % (table, k.expr, k.name) for k in live.checks
-                  if k.expr not in shown],
+                  if k.expr not in shown and k.name not in named],
         "foreign key": ["table '%s': foreign key (%s) -> %s" % (table, ", ".join(f.columns), f.ref_table)
-                        for f in live.foreign_keys if _fk_key(f) not in wanted and _fk_key(f)[:3] not in replaced],
+                        for f in live.foreign_keys if _fk_key(f) not in wanted and _fk_key(f)[:3] not in replaced
+                        and (f.name is None or f.name not in named)],
     }
 
 

@@ -90,9 +90,10 @@ def neutral(live, schema, hidden=()):
 
 
 def _table(name, t, constraints=()):
-    """A live table as a model Table; each foreign key named after its constraint (the one a changed foreign key
-    replaces is dropped by that name), found by its columns and parent as pg_get_constraintdef prints them; the
-    CHECKs by name, in name order, when the constraints were read (read_live)."""
+    """A live table as a model Table; each foreign key and UNIQUE named after its constraint (the one a changed
+    constraint replaces is dropped by that name), a foreign key found by its columns and parent as
+    pg_get_constraintdef prints them; the CHECKs by name, in name order, when the constraints were read
+    (read_live)."""
     def fk_name(f):
         return next((k["name"] for k in constraints if k["kind"] == "foreign_key" and k["columns"] == f["columns"]
                      and "REFERENCES %s(" % f["table"] in k["definition"].replace('"', "")), None)
@@ -103,7 +104,8 @@ def _table(name, t, constraints=()):
                         default=Expr(info["default"]) if info["default"] is not None else None)
                  for c, info in t["columns"].items()],
         primary_key=PrimaryKey(t["primary_key"]) if t["primary_key"] else None,
-        uniques=[Unique(cols) for cols in t["uniques"]],
+        uniques=[Unique(cols, name=next((k["name"] for k in constraints if k["kind"] == "unique"
+                                          and k["columns"] == cols), None)) for cols in t["uniques"]],
         checks=[Check(k["definition"], name=k["name"]) for k in constraints if k["kind"] == "check"] if constraints
         else [Check(text) for text in t["checks"]],
         foreign_keys=[ForeignKey(f["columns"], f["table"], f["to"], on_delete=f["on_delete"], on_update=f["on_update"],
@@ -145,7 +147,9 @@ def has_rows(conn, table):
     return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM %s)" % _q(table)).fetchone()[0])
 
 
-def count(conn, sql, params=()):
+def count(conn, sql, params=None):
+    """The one number sql gives. Without params the text is not read for placeholders: a '%' in a declared
+    CHECK (LIKE 'x%'), an expression or a name is SQL, not a placeholder."""
     return conn.execute(sql, params).fetchone()[0]
 
 

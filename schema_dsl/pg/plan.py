@@ -190,22 +190,105 @@ class _Planner:
         printings = bodies.view_printings(self.conn, ns, {n: b for n, b in views.items() if n in self.live["views"]})
         changes = d.view_changes(self.declared, self.neutral, _ViewPrinting(printings))
         self.view_drops = {ch.name: ch for ch in changes if isinstance(ch, d.DropViewOrTrigger)}
+        self.view_drop_titles = {}
         self.changed_views = {ch.name: ch for ch in changes if not isinstance(ch, d.DropViewOrTrigger)}
         printings = bodies.trigger_printings(self.conn, ns, {n: v for n, v in triggers.items()
                                                              if n in self.live["triggers"]})
         changes = d.trigger_changes(self.declared, self.neutral, _TriggerPrinting(printings))
         self.changed_triggers = {ch.name: ch for ch in changes}
 
+    def column_dependents(self):
+        """The views and triggers PostgreSQL refuses to keep across this plan's ALTER COLUMN TYPE or DROP COLUMN
+        ("cannot alter type of a column used by a view or rule", "other objects depend on it"), found in pg_depend,
+        with the views that read those views: dropped first and created again after the tables, as SQLite's rebuild
+        drops and recreates them (a declared one from the declaration, a user's own from the catalog's printing).
+        A user's own view or trigger that reads a column the plan drops is refused, as on SQLite (its body would
+        not run afterwards); so is a materialized view (DROP VIEW cannot drop it, and its rows would go)."""
+        declared = on_postgresql(self.schema)
+        columns = [(ch.table, ch.column, "changes type") for t in self.changes for ch in self.changes[t]
+                   if isinstance(ch, d.AlterColumnType)]
+        for table in self.expected["tables"]:
+            gone = {c.lower() for c in self.gone_columns.get(table.lower(), {})}
+            columns += [(table, c, "is dropped") for c in self.live["tables"].get(table, {}).get("columns", {})
+                        if c not in self.expected["tables"][table]["columns"] and c.lower() in gone]
+        self.user_objects, self.triggers_dropped = [], {}
+        for table, column, what in columns:
+            why = "reads column '%s'.'%s', which %s (PostgreSQL refuses while it stands): dropped first, created " \
+                  "again after the tables" % (table, column, what)
+            views = self.conn.execute(
+                "SELECT DISTINCT v.oid, v.relname, v.relkind, pg_get_viewdef(v.oid) FROM pg_depend d "
+                "JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
+                "JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+                "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::regclass AND a.attname = %s "
+                "AND v.oid <> d.refobjid ORDER BY 2", (quote(table), column)).fetchall()
+            seen = {oid for oid, _, _, _ in views}
+            found = list(views)
+            while found:  # the views that read those views
+                found = [r for r in self.conn.execute(
+                    "SELECT DISTINCT v.oid, v.relname, v.relkind, pg_get_viewdef(v.oid) FROM pg_depend d "
+                    "JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
+                    "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = ANY(%s) AND v.oid <> d.refobjid "
+                    "ORDER BY 2", ([oid for oid, _, _, _ in found],)).fetchall() if r[0] not in seen]
+                seen |= {oid for oid, _, _, _ in found}
+                views += found
+            for _, name, relkind, query in views:
+                mine = declared.view(name) is not None
+                if ("view", name.lower()) in self.gone or name in self.view_drops:
+                    continue
+                if relkind != "v" or (not mine and what == "is dropped"):
+                    self.problems.append(
+                        "%sview '%s' reads column '%s'.'%s', which the plan %s: PostgreSQL refuses that while the "
+                        "view stands%s; declare removed(\"view\", \"%s\", \"why\"), or drop it by hand first" % (
+                            "materialized " if relkind != "v" else "", name, table, column,
+                            "drops" if what == "is dropped" else "changes the type of",
+                            " (and its rows would go)" if relkind != "v" else "", name))
+                    continue
+                self.view_drops[name] = d.DropViewOrTrigger(name, "view", why)
+                self.view_drop_titles[name] = "drop view '%s' (created again below)" % name
+                if mine:
+                    self.changed_views[name] = d.CreateViewOrTrigger(
+                        name, declared.view(name).postgresql or declared.view(name).sql, "view", why)
+                else:
+                    self.user_objects.append(d.CreateIndexVerbatim(
+                        name, alter_statement("create_view_as", name, query), "view", "kept: " + why))
+            for name, on, sql in self.conn.execute(
+                    "SELECT DISTINCT t.tgname, c.relname, pg_get_triggerdef(t.oid) FROM pg_depend d "
+                    "JOIN pg_trigger t ON t.oid = d.objid JOIN pg_class c ON c.oid = t.tgrelid "
+                    "JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+                    "WHERE d.classid = 'pg_trigger'::regclass AND d.refobjid = %s::regclass AND a.attname = %s "
+                    "AND NOT t.tgisinternal ORDER BY 1", (quote(table), column)).fetchall():
+                mine = declared.trigger(name) is not None
+                if ("trigger", name.lower()) in self.gone or name in self.triggers_dropped:
+                    continue
+                if not mine and what == "is dropped":
+                    self.problems.append(
+                        "trigger '%s' on '%s' names column '%s'.'%s', which the plan drops: PostgreSQL refuses that "
+                        "while the trigger stands; declare removed(\"trigger\", \"%s\", \"why\"), or drop it by "
+                        "hand first" % (name, on, table, column, name))
+                    continue
+                self.triggers_dropped[name] = (on, why)
+                if not mine:
+                    self.user_objects.append(d.CreateIndexVerbatim(name, sql + ";", "trigger", "kept: " + why))
+
     def removals_first(self):
         self.changed_bodies()
-        for name, ch in sorted(self.view_drops.items()):  # dropped first, created again after the tables
-            self.add(ch, "drop view '%s' (its body changed; created again below)" % name, ch.reason,
-                     [alter_statement("drop_view", name)])
+        self.column_dependents()
         for r in self.removes("trigger"):
             self.add(r, "drop trigger '%s' on '%s'" % (r.name, r.table), _why(r),
                      [alter_statement("drop_trigger", r.name, r.table)], table=r.table)
-        for r in _readers_first(self.removes("view"), self.neutral.views):
-            self.add(r, "drop view '%s'" % r.name, _why(r), [alter_statement("drop_view", r.name)])
+        for name, (on, why) in sorted(self.triggers_dropped.items()):
+            self.add(d.DropViewOrTrigger(name, "trigger", why), "drop trigger '%s' on '%s' (created again below)" % (
+                name, on), why, [alter_statement("drop_trigger", name, on)], table=on)
+        # the views that go and those dropped to be created again after the tables, together: a view before the
+        # views it reads (a pruned view of a view dropped for a column change went after it, and apply failed)
+        for ch in _readers_first(sorted([*self.view_drops.values(), *self.removes("view")], key=lambda c: c.name),
+                                 self.neutral.views):
+            if isinstance(ch, d.Remove):
+                self.add(ch, "drop view '%s'" % ch.name, _why(ch), [alter_statement("drop_view", ch.name)])
+            else:
+                self.add(ch, self.view_drop_titles.get(ch.name, "drop view '%s' (its body changed; created again "
+                                                                "below)" % ch.name),
+                         ch.reason, [alter_statement("drop_view", ch.name)])
         for r in self.removes("index"):
             self.add(r, "drop index '%s' on '%s'" % (r.name, r.table), _why(r), [alter_statement("drop_index", r.name)],
                      table=r.table)
@@ -451,7 +534,7 @@ class _Planner:
             concurrent = bool(self.concurrently and self.nonempty(table))
             ctx = {"name": name, "table": table, "unique": True, "where": None, "serves": [], "comment": "",
                    "columns": [{"name": c, "desc": False, "expression": False, "collate": None} for c in cols]}
-            statements = []
+            statements = [alter_statement("drop_constraint", table, ch.replaces)] if ch.replaces else []
             if existing is not None and (not existing["valid"] or existing["columns"] != [[c, False] for c in cols]
                                          or not existing["unique"] or existing["where"]):
                 concurrent = concurrent or not existing["valid"]
@@ -464,9 +547,10 @@ class _Planner:
             ch = evolve(ch, name=name)
             self.add(ch, "add UNIQUE (%s) to '%s' by index '%s'%s" % (", ".join(cols), table, name,
                                                                       " CONCURRENTLY, after COMMIT" if concurrent else ""),
-                     "%s; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint takes it "
-                     "over (ADD CONSTRAINT ... UNIQUE USING INDEX)" % ch.reason, statements, table=table,
-                     concurrent=concurrent)
+                     "%s%s; UNIQUE cannot be NOT VALID, so the unique index is built first and the constraint takes "
+                     "it over (ADD CONSTRAINT ... UNIQUE USING INDEX)" % (
+                         ch.reason, " (the one of its name differs: it is dropped)" if ch.replaces else ""),
+                     statements, table=table, concurrent=concurrent)
         self.kept_constraints += self.kept.get(table, {}).get("unique", [])
 
     def checks_of(self, table):
@@ -481,11 +565,13 @@ class _Planner:
                 continue
             name = ch.name or self.name("%s_check" % table)
             ch = evolve(ch, name=name)
+            first = [alter_statement("drop_constraint", table, ch.replaces)] if ch.replaces else []
             self.add(ch, "add CHECK (%s) to '%s' NOT VALID, then VALIDATE" % (expr, table),
-                     "%s: added NOT VALID (no scan under ACCESS EXCLUSIVE), then validated (a scan that lets writes go "
-                     "on)" % ch.reason,
-                     [alter_statement("add_constraint_not_valid", table, {"kind": "check", "expr": expr, "name": name}),
-                      alter_statement("validate_constraint", table, name)], table=table)
+                     "%s%s: added NOT VALID (no scan under ACCESS EXCLUSIVE), then validated (a scan that lets writes "
+                     "go on)" % (ch.reason, " (the one of its name differs: it is dropped)" if ch.replaces else ""),
+                     first + [alter_statement("add_constraint_not_valid", table,
+                                              {"kind": "check", "expr": expr, "name": name}),
+                              alter_statement("validate_constraint", table, name)], table=table)
         self.kept_constraints += self.kept.get(table, {}).get("check", [])
 
     def fks(self, table):
@@ -496,7 +582,7 @@ class _Planner:
         for ch in self.changed(table, d.AddForeignKey):
             _, fk, ctx = want[next(n for n, f in enumerate(decl.foreign_keys) if f is ch.foreign_key)]
             statements, former = [], ch.replaces
-            if former is not None:  # its actions changed: the live one on the same keys is dropped first
+            if former is not None:  # its actions (or, under its declared name, its keys) changed: dropped first
                 statements.append(alter_statement("drop_constraint", table, former))
             orphans = self.orphans(table, fk)
             repair = self.declared_repair(table, fk)
@@ -591,6 +677,12 @@ class _Planner:
                         self.add(evolve(change, sql="\n".join(body)), "create view '%s' again" % name, change.reason,
                                  body)
                     continue
+                if kind == "trigger" and name in self.triggers_dropped:  # dropped first (column_dependents)
+                    table = self.expected["triggers"][name]
+                    why = self.triggers_dropped[name][1]
+                    self.add(d.CreateViewOrTrigger(name, "\n".join(body), "trigger", why),
+                             "create trigger '%s' on '%s' again" % (name, table), why, body, table=table)
+                    continue
                 if kind == "trigger" and name in self.changed_triggers:  # dropped and created in one step
                     table = self.expected["triggers"][name]
                     ch = self.changed_triggers[name]
@@ -601,6 +693,8 @@ class _Planner:
                     ch = (d.CreateVirtualTable(self.schema.virtual_table(name)) if kind == "virtual table" else
                           d.CreateViewOrTrigger(name, "\n".join(body), kind, "%s is new" % kind))
                     self.add(ch, "create %s '%s'" % (kind, name), "%s is new" % kind, body)
+        for ch in self.user_objects:  # the user's own, dropped for a column change (column_dependents), as they were
+            self.add(ch, "recreate %s '%s'" % (ch.kind, ch.name), ch.reason, [ch.sql])
 
     def dropped_tables(self):
         for r in self.removes("table"):

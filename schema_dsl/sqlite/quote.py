@@ -10,9 +10,9 @@ def quote_identifier(name):
 
 def unquote_identifier(name):
     """An identifier as SQL text gives it ("a""b", `a`, [a] or bare) back as the name it stands for."""
-    if name[:1] == '"':
-        return name[1:-1].replace('""', '"')
-    if name[:1] in "`[":
+    if name[:1] in '"`':  # a quote inside is doubled, as in SQL text
+        return name[1:-1].replace(name[0] * 2, name[0])
+    if name[:1] == "[":
         return name[1:-1]
     return name
 
