@@ -13,9 +13,9 @@ The steps (README, "PostgreSQL", "transfer"):
    triggers disabled (the source's rows already hold what its triggers wrote). The rows are loaded with COPY
    (in dependency order, although with the keys dropped any order works: a child row may come before its
    parent, as with tasks.parent_task_id); right after a table is loaded and verified, each of its indexes is
-   built once from its definition (a duplicate stops the transfer) while SQLite already reads the next table
-   (_start_read: the server's work on one table overlaps this process's on the next); after the last table every
-   key is added back NOT VALID and VALIDATEd. A key that fails to validate has its
+   built once from its definition (a duplicate stops the transfer), and each key whose two tables are both
+   loaded is added back NOT VALID and VALIDATEd, while one thread already reads the next tables (_ReadAhead over
+   _read_all: the server's work on one table overlaps this process's on the next ones). A key that fails to validate has its
    orphans named (table, primary key, missing parent): they stop the transfer, or with orphans="not-valid" are
    kept and that key stays NOT VALID.
 4. Identity sequences are set past both the highest id and SQLite's sqlite_sequence value.
@@ -55,6 +55,7 @@ table the declaration lacks) is named in the result with why and its row count.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import decimal
 import fractions
@@ -816,36 +817,55 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             by_table = {}
             for ix in sorted(indexes, key=lambda ix: ix[3] is None):
                 by_table.setdefault(ix[0], []).append(ix)
-            spent = {"copy": 0.0, "verify": 0.0, "indexes": 0.0}
+            spent = {"copy": 0.0, "verify": 0.0, "indexes": 0.0, "foreign_keys": 0.0}
+            broken, waiting, loaded = [], list(fks), set()
+
+            def add_key(fk):
+                nonlocal table
+                table = fk[0]
+                target.execute("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID" % (_q(fk[0]), _q(fk[1]), fk[2]))
+                try:
+                    with target.transaction():  # a savepoint: a failed VALIDATE leaves the key NOT VALID
+                        target.execute("ALTER TABLE %s VALIDATE CONSTRAINT %s" % (_q(fk[0]), _q(fk[1])))
+                except pgerrors.ForeignKeyViolation:
+                    broken.append(fk)
+            # one thread reads every table, ahead of the COPY by up to READ_AHEAD_BYTES: while the server verifies
+            # a table and builds its indexes, SQLite already reads the next ones
+            plans = [_plan_read(source, *t[:3]) for t in tables]
             hasher = _ServerHasher(url) if hash_kind(target) == SERVER_HASH else _LocalHasher()
-            ahead = None  # the next table's read, started before this one is verified and indexed
+            reader = _ReadAhead(_read_all(source, plans))
             try:
-                for i, (table, columns, types, pk, identity) in enumerate(tables):
+                for read, (table, columns, types, pk, identity) in zip(plans, tables):
                     clock = time.perf_counter()
-                    read, ahead = ahead or _start_read(source, table, columns, types, progress), None
-                    columns, types, _sums = _copy_table(source, target, read, pk, progress, result, hasher)
-                    if i + 1 < len(tables):  # SQLite reads the next table while the server works on this one
-                        ahead = _start_read(source, *tables[i + 1][:3], progress)
+                    columns, types, _sums = _copy_table(source, target, read, reader, pk, progress, result, hasher)
                     spent["copy"] += time.perf_counter() - clock
                     clock = time.perf_counter()
                     # verified at once, while its pages are still in the server's buffers (at 1M rows a table no
                     # longer fits them by the end of the load): nothing after the COPY writes its rows (the index
                     # builds, the foreign key checks and the sequences read them; its triggers are off until then)
                     _verify_table(source, target, table, columns, types, pks[table], result.tables[table],
-                                  before_locate=ahead.close if ahead is not None else None)
+                                  before_locate=reader.close)
                     spent["verify"] += time.perf_counter() - clock
                     clock = time.perf_counter()
                     # each index built once from its definition right after its table is loaded (a duplicate
-                    # stops the transfer), while the next table is read
+                    # stops the transfer), while the next tables are read
                     for tname, iname, definition, cname, cdef in by_table.pop(table, ()):
                         if cname:
                             target.execute("ALTER TABLE %s ADD CONSTRAINT %s %s" % (_q(tname), _q(cname), cdef))
                         else:
                             target.execute(definition)
                     spent["indexes"] += time.perf_counter() - clock
+                    clock = time.perf_counter()
+                    # each foreign key added back NOT VALID and VALIDATEd once its table and its parent are loaded
+                    # and indexed (neither gets a row after that), while the next tables are read
+                    loaded.add(table)
+                    for fk in [fk for fk in waiting if fk[0] in loaded and fk[4] in loaded]:
+                        waiting.remove(fk)
+                        add_key(fk)
+                    table = None
+                    spent["foreign_keys"] += time.perf_counter() - clock
             finally:
-                if ahead is not None:
-                    ahead.close()
+                reader.close()
                 hasher.close()
             table = None
             verifying = spent["verify"]
@@ -855,14 +875,11 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             result.timings["indexes"] = spent["indexes"]
             clock = time.perf_counter()
             progress("phase", "checking foreign keys")
-            broken = []
-            for fk in fks:
-                target.execute("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID" % (_q(fk[0]), _q(fk[1]), fk[2]))
-                try:
-                    with target.transaction():  # a savepoint: a failed VALIDATE leaves the key NOT VALID
-                        target.execute("ALTER TABLE %s VALIDATE CONSTRAINT %s" % (_q(fk[0]), _q(fk[1])))
-                except pgerrors.ForeignKeyViolation:
-                    broken.append(fk)
+            for fk in waiting:  # a key whose parent is not a declared table
+                add_key(fk)
+            broken.sort(key=fks.index)
+            result.timings["foreign_keys"] = spent["foreign_keys"] + time.perf_counter() - clock
+            clock = time.perf_counter()
             found = [o for o in (_orphans(target, fk, pks.get(fk[0])) for fk in broken) if o]
             if len(found) != len(broken):
                 raise TransferError("%s: a foreign key failed to validate but no orphan was found; rolled back, "
@@ -876,7 +893,7 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             if result.not_valid:
                 result.notes.append("kept orphans: foreign key%s %s left NOT VALID (existing rows unchecked, new rows "
                                     "checked)" % ("" if len(result.not_valid) == 1 else "s", ", ".join(result.not_valid)))
-            result.timings["foreign_keys"] = time.perf_counter() - clock
+            result.timings["foreign_keys"] += time.perf_counter() - clock
             clock = time.perf_counter()
             for table, columns, types, pk, identity in tables:
                 for column in identity:
@@ -933,7 +950,7 @@ def _one_line(text):
 COPY_CHUNK = 1 << 20  # bytes sent to COPY at a time
 COPY_QUEUE = 4        # chunks waiting to be sent (memory: COPY_QUEUE * COPY_CHUNK)
 READ_BATCH = 2000     # rows fetched from SQLite at a time
-READ_AHEAD_BYTES = 24 << 20  # text read ahead of the COPY (memory: a little more than this)
+READ_AHEAD_BYTES = 16 << 20  # text read ahead of the COPY (memory: a little more than this)
 INDEX_SORT_MEMORY = "256MB"  # maintenance_work_mem while the deferred indexes are built (server memory)
 
 
@@ -1032,28 +1049,34 @@ class _ReadAhead:
         self._held = 0  # text held by the waiting items (their _size)
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._using = threading.Lock()  # held by the thread while it reads: paused() takes it
         self._thread = threading.Thread(target=self._read, name="schemagen-transfer-read", daemon=True)
         self._thread.start()
 
-    @classmethod
-    def rows(cls, cursor):
-        """The rows of a query, READ_BATCH at a time."""
-        def items():
-            while True:
-                batch = cursor.fetchmany(READ_BATCH)
-                yield None, batch, None
-                if not batch:
-                    return
-        return cls(items())
-
     def _read(self):
+        items = iter(self._items)
         try:
-            for item in self._items:
-                if self._stop.is_set():
+            while True:
+                while not self._using.acquire(timeout=0.05):
+                    if self._stop.is_set():
+                        return
+                try:
+                    if self._stop.is_set():
+                        return
+                    item = next(items, None)
+                finally:
+                    self._using.release()
+                if item is None:
                     return
                 self._put(item, _size(item))
         except BaseException as exc:  # noqa: B902 - handed to the caller, which raises it in its own thread
             self._put(exc, 0)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """The caller uses the connection meanwhile: the thread waits before its next read."""
+        with self._using:
+            yield
 
     def _put(self, item, size):
         with self._cond:
@@ -1171,44 +1194,56 @@ _ESCAPED = "'*[' || char(92, 9, 10, 13) || ']*'"  # GLOB: text holding what COPY
 
 
 class _Read:
-    """One table's read, started (_start_read) before its COPY: its rows are read ahead by a thread."""
+    """One table's read (_plan_read): its count and the queries of both passes (_copy_table)."""
 
-    __slots__ = ("table", "columns", "types", "n_fast", "total", "line_sql", "pass2", "slow_text", "tabs", "reader")
+    __slots__ = ("table", "columns", "types", "n_fast", "total", "line_sql", "nulls_sql", "pass2", "slow_text",
+                 "slow_cols", "tabs", "rowid")
 
-    def close(self):
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
+    def items(self, source):
+        """The table's batches, as _ReadAhead hands them over, ending with (None, [], None)."""
+        if self.rowid is not None:  # SQLite joins each batch's lines (see _range_batches)
+            return _range_batches(source, self.table, self.rowid, self.line_sql, self.nulls_sql, self.tabs,
+                                  self.slow_cols)
+        return _batches(source.execute("SELECT %s, %s%s FROM %s" % (self.line_sql, self.nulls_sql, self.slow_cols,
+                                                                    quote_identifier(self.table))))
 
 
-def _start_read(source, table, columns, types, progress):
-    """Start reading table (a _Read): its count, the queries of both passes (_copy_table), and the thread that reads
-    its rows ahead. From here until close() or _copy_table, the thread alone uses the source."""
+def _batches(cursor):
+    """The rows of a query, READ_BATCH at a time, as _ReadAhead hands them over."""
+    while True:
+        batch = cursor.fetchmany(READ_BATCH)
+        yield None, batch, None
+        if not batch:
+            return
+
+
+def _plan_read(source, table, columns, types):
+    """How table is read (a _Read), asked of the source before any table is read: its count, its rowid."""
     r = _Read()
     r.table = table
     r.total = source.execute("SELECT count(*) FROM %s" % quote_identifier(table)).fetchone()[0]
-    progress("table", table, 0, r.total, 0.0)
     r.columns, r.types, n_fast = copy_order(columns, types)
     r.n_fast = n_fast
-    qt = quote_identifier(table)
     fast = [quote_identifier(c) for c in r.columns[:n_fast]]
     r.line_sql = line_sql = _sqlite_line([_sqlite_text_expr(t, c) for c, t in zip(fast, r.types[:n_fast])])
-    nulls_sql = " + ".join("(%s IS NULL)" % c for c in fast) or "0"
+    r.nulls_sql = " + ".join("(%s IS NULL)" % c for c in fast) or "0"
     texts = [c for c, t in zip(fast, r.types[:n_fast]) if t in ("text", TIMESTAMP)]  # sent as SQLite holds them
     r.pass2 = "instr(%s, char(10))" % line_sql + (" OR (%s) GLOB %s" % (
         " || ".join("coalesce(%s, '')" % c for c in texts), _ESCAPED) if texts else "")
     r.slow_text = [copy_text(t) for t in r.types[n_fast:]]
-    slow_cols = "".join(", " + quote_identifier(c) for c in r.columns[n_fast:])
+    r.slow_cols = "".join(", " + quote_identifier(c) for c in r.columns[n_fast:])
     r.tabs = n_fast - 1
-    rowid = _rowid_alias(source, table, r.columns) if n_fast else None
-    if rowid is not None:  # SQLite joins each batch's lines (see _range_batches)
-        r.reader = _ReadAhead(_range_batches(source, table, rowid, line_sql, nulls_sql, r.tabs, slow_cols))
-    else:
-        r.reader = _ReadAhead.rows(source.execute("SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols, qt)))
+    r.rowid = _rowid_alias(source, table, r.columns) if n_fast else None
     return r
 
 
-def _copy_table(source, target, read, pk, progress, result, hasher):
+def _read_all(source, reads):
+    """Every table's batches, one table after the other (one thread reads them all: _ReadAhead)."""
+    for r in reads:
+        yield from r.items(source)
+
+
+def _copy_table(source, target, read, reader, pk, progress, result, hasher):
     r"""COPY the table's rows (columns in copy_order); the Checksum of what was sent (hasher's, chunk by chunk, in the
     same pass: _LocalHasher or _ServerHasher).
 
@@ -1219,14 +1254,15 @@ def _copy_table(source, target, read, pk, progress, result, hasher):
     numeric and date are converted in Python in pass 1."""
     clock = time.perf_counter()
     table, columns, types, n_fast, total = read.table, read.columns, read.types, read.n_fast, read.total
-    line_sql, pass2, slow_text, tabs, reader = read.line_sql, read.pass2, read.slow_text, read.tabs, read.reader
+    pass2, slow_text, tabs = read.pass2, read.slow_text, read.tabs
+    progress("table", table, 0, total, 0.0)
     qt = quote_identifier(table)
     copy_sql = "COPY %s (%s) FROM STDIN" % (_q(table), ", ".join(_q(c) for c in columns))
     skipped = 0
     sent = 0
 
     def failed(detail):
-        read.close()  # _locate reads the source: the read-ahead thread stops first
+        reader.close()  # _locate reads the source: the read-ahead thread stops first
         _locate(source, table, columns, types, pk)
         raise TransferError("table '%s': %s; nothing was changed" % (table, detail))
 
@@ -1313,29 +1349,32 @@ def _copy_table(source, target, read, pk, progress, result, hasher):
                     if size >= COPY_CHUNK or pending >= PROGRESS_ROWS:
                         flush()
                         progress("copy", table, sent, total, time.perf_counter() - clock)
-            finally:
-                read.close()
-            if skipped:
+            except BaseException:
+                reader.close()
+                raise
+            if skipped:  # the source read here, the reader (already on the next table) held back meanwhile
                 pairs = [converter(t) for t in types]
                 select = "SELECT %s FROM %s WHERE %s" % (", ".join(quote_identifier(c) for c in columns), qt, pass2)
-                for raw in _source_rows(source, select):
-                    if raw is None:
-                        failed("a value could not be read")
-                    try:
-                        data = _line(raw, pairs).encode("utf-8")
-                    except (_Unconvertible, UnicodeEncodeError) as exc:
-                        failed(str(exc))
-                    buf.append(data)
-                    size += len(data)
-                    pending += 1
-                    skipped -= 1
-                    if size >= COPY_CHUNK:
-                        flush()
+                with reader.paused():
+                    for raw in _source_rows(source, select):
+                        if raw is None:
+                            failed("a value could not be read")
+                        try:
+                            data = _line(raw, pairs).encode("utf-8")
+                        except (_Unconvertible, UnicodeEncodeError) as exc:
+                            failed(str(exc))
+                        buf.append(data)
+                        size += len(data)
+                        pending += 1
+                        skipped -= 1
+                        if size >= COPY_CHUNK:
+                            flush()
             if buf:
                 flush()
         sums = hasher.finish()
     except psycopg.Error as exc:
         if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+            reader.close()
             _locate(source, table, columns, types, pk)  # a value PostgreSQL refuses that Python's rules refuse too
         raise
     n = sums.rows
