@@ -38,9 +38,13 @@ text that COPY must escape, is read again and converted in Python, as are double
 digits), jsonb, bytea, numeric and date. Binary COPY is not used: the text lines are what both sides hash, and PostgreSQL parses them as fast.
 A thread reads the rows ahead (_ReadAhead): a table with a rowid is read READ_BATCH rowids at a time, each batch's
 lines joined by SQLite in one aggregate query (_range_batches: one sqlite3_step, done without the GIL, per batch),
-so this process only checks the batch's counts, encodes and sends it while SQLite builds the next. (Two reader
-threads on two connections sharing one snapshot were measured too: no faster on the 2 shared cores, where
-SQLite's work and the server's already fill both.)
+so this process only checks the batch's counts, encodes and sends it while SQLite builds the next. The one
+thread reads every table in turn, up to READ_AHEAD_BYTES ahead of the COPY, so SQLite reads the next tables while
+the server verifies a table, builds its indexes and checks its keys (where before this process sat idle through
+those). (Two reader threads on two connections sharing one snapshot were measured too: no faster on the 2 shared
+cores, where SQLite's work and the server's already fill both.) printf instead of || to join a line's values was
+measured too: printf stops a text at a NUL, and the check that then needs (instr per text column) costs what
+printf saves.
 For this transaction only, the index builds get maintenance_work_mem INDEX_SORT_MEMORY (never less than the
 server's) and the checksum queries the server's parallel workers.
 
