@@ -15,9 +15,9 @@ The steps (README, "PostgreSQL", "transfer"):
    parent, as with tasks.parent_task_id); right after a table is loaded and verified, each of its indexes is
    built once from its definition (a duplicate stops the transfer), and each key whose two tables are both
    loaded is added back NOT VALID and VALIDATEd, while one thread already reads the next tables (_ReadAhead over
-   _read_all: the server's work on one table overlaps this process's on the next ones). A key that fails to validate has its
-   orphans named (table, primary key, missing parent): they stop the transfer, or with orphans="not-valid" are
-   kept and that key stays NOT VALID.
+   _read_all: the server's work on one table overlaps this process's on the next ones). A key that fails to
+   validate has its orphans named (table, primary key, missing parent): they stop the transfer, or with
+   orphans="not-valid" are kept and that key stays NOT VALID.
 4. Identity sequences are set past both the highest id and SQLite's sqlite_sequence value.
 5. Verification before COMMIT: per table the row count, and a checksum of what was stored: each row's text
    as PostgreSQL outputs it (every value in its type's text output under DateStyle ISO, extra_float_digits 1,
@@ -1094,7 +1094,9 @@ class _ReadAhead:
         """The next item; (None, [], None) after the last; the reader's error raised here."""
         with self._cond:
             while not self._waiting:
-                self._cond.wait()
+                if not self._thread.is_alive():  # never: the thread hands over each table's end, or its error
+                    raise TransferError("the source's reading thread stopped early; nothing was changed")
+                self._cond.wait(0.5)
             item, size = self._waiting.popleft()
             self._held -= size
             self._cond.notify_all()
@@ -1115,7 +1117,8 @@ def _size(item):
     block, rows, slow = item
     if block is not None:
         return len(block) + (64 * len(slow) * len(slow[0]) if slow else 0)
-    return sum(len(r[0]) if r and r[0].__class__ is str else 64 for r in rows) + 64 * len(rows) * (len(rows[0]) if rows else 0)
+    values = 64 * len(rows) * (len(rows[0]) if rows else 0)
+    return values + sum(len(r[0]) if r and r[0].__class__ is str else 64 for r in rows)
 
 
 _ROWID_ALIASES = ("rowid", "_rowid_", "oid")
