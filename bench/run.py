@@ -464,7 +464,8 @@ def transfer_section(tr, heading="## 8. `schemagen transfer` to PostgreSQL vs it
         "transaction: `\\copy ... FROM PROGRAM 'sqlite3 -csv ...'` per table, the indexes and foreign keys "
         "(dropped beforehand, not measured) added back after the load, the sequences set; it checks nothing. "
         "schemagen checks the source's structure, converts every value or refuses it by name, loads with COPY "
-        "with the indexes and keys deferred (built, added NOT VALID and VALIDATEd after), sets the sequences, "
+        "with the indexes and keys deferred (each table's built, added NOT VALID and VALIDATEd after it is "
+        "loaded, while the next tables are read), sets the sequences, "
         "and verifies counts and checksums of what was stored (the source's side hashed in the pass that feeds "
         "COPY, the target's by one aggregate query per table on the server), then the structure. The "
         "hand-written COPY keeps every index and key during the load and checks nothing." % (

@@ -627,3 +627,59 @@ def test_batches_by_rowid_ranges_reach_every_row_and_refuse_a_bad_double_by_name
     assert "table 'metrics', row id=%d, column 'metric_value'" % (10 ** 12 + 1) in result.stderr, result.stderr
     assert "is not a number" in result.stderr
     assert _counts(pg_url) == dict.fromkeys(TABLES, 0)
+
+
+def test_a_duplicate_found_while_the_next_table_is_read_ahead_changes_nothing(runner, tmp_path, pg_url, monkeypatch):
+    """Each table's indexes are built right after its rows are loaded and verified, while SQLite already reads the
+    next table: a duplicate found then stops the transfer naming the table, stops the read-ahead, and rolls
+    everything back."""
+    import threading
+
+    from schema_dsl.pg import transfer
+    started, seen = [], []
+    real_items, real_verify = transfer._Read.items, transfer._verify_table
+
+    def items(self, source):  # in the reading thread, as it starts on a table
+        started.append(self.table)
+        return real_items(self, source)
+
+    def verify(source, target, table, *args, **kwargs):
+        real_verify(source, target, table, *args, **kwargs)
+        if table == "agents":  # after its verification, before its primary key is built
+            deadline = time.monotonic() + 10
+            while "state" not in started and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen.append(list(started))
+            target.execute("INSERT INTO agents SELECT * FROM agents LIMIT 1")
+    monkeypatch.setattr(transfer._Read, "items", items)
+    monkeypatch.setattr(transfer, "_verify_table", verify)
+    path = _source(tmp_path, tasks=30)
+    result = _transfer(runner, path, pg_url)
+    assert result.exit_code == 2, result.output
+    assert "table 'agents'" in result.stderr and "could not create unique index" in result.stderr, result.stderr
+    assert "rolled back, nothing was changed" in result.stderr
+    assert seen and "state" in seen[0]  # the next table was being read while agents was verified and indexed
+    assert _counts(pg_url) == {}
+    assert not [t for t in threading.enumerate() if t.name == "schemagen-transfer-read"]
+
+
+def test_the_read_ahead_holds_at_most_its_bytes_and_still_moves_every_row(runner, tmp_path, pg_url, monkeypatch):
+    """The rows read ahead are bounded by bytes (READ_AHEAD_BYTES; a batch bigger than the bound still goes, alone):
+    with a bound of one byte every batch waits for the one before it to be taken, and every row arrives."""
+    from schema_dsl.pg import transfer
+    monkeypatch.setattr(transfer, "READ_AHEAD_BYTES", 1)
+    monkeypatch.setattr(transfer, "READ_BATCH", 7)
+    held = []
+    real_put = transfer._ReadAhead._put
+
+    def put(self, item, size):
+        real_put(self, item, size)
+        with self._cond:
+            held.append(sum(1 for _, size in self._waiting if size))  # the end of a table holds nothing
+    monkeypatch.setattr(transfer._ReadAhead, "_put", put)
+    path = _source(tmp_path, tasks=50)
+    _new_rows(path)
+    result = _transfer(runner, path, pg_url, "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert _counts(pg_url) == _sqlite_counts(path)
+    assert held and max(held) == 1  # each batch went in only once the one before was taken

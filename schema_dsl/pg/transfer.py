@@ -12,10 +12,12 @@ The steps (README, "PostgreSQL", "transfer"):
    UNIQUE constraints included, each kept as its own definition: pg_get_indexdef, pg_get_constraintdef) and their
    triggers disabled (the source's rows already hold what its triggers wrote). The rows are loaded with COPY
    (in dependency order, although with the keys dropped any order works: a child row may come before its
-   parent, as with tasks.parent_task_id); then every index is built once from its definition (a duplicate stops
-   the transfer), and every key is added back NOT VALID and VALIDATEd. A key that fails to validate has its
-   orphans named (table, primary key, missing parent): they stop the transfer, or with orphans="not-valid" are
-   kept and that key stays NOT VALID.
+   parent, as with tasks.parent_task_id); right after a table is loaded and verified, each of its indexes is
+   built once from its definition (a duplicate stops the transfer), and each key whose two tables are both
+   loaded is added back NOT VALID and VALIDATEd, while one thread already reads the next tables (_ReadAhead over
+   _read_all: the server's work on one table overlaps this process's on the next ones). A key that fails to
+   validate has its orphans named (table, primary key, missing parent): they stop the transfer, or with
+   orphans="not-valid" are kept and that key stays NOT VALID.
 4. Identity sequences are set past both the highest id and SQLite's sqlite_sequence value.
 5. Verification before COMMIT: per table the row count, and a checksum of what was stored: each row's text
    as PostgreSQL outputs it (every value in its type's text output under DateStyle ISO, extra_float_digits 1,
@@ -36,9 +38,13 @@ text that COPY must escape, is read again and converted in Python, as are double
 digits), jsonb, bytea, numeric and date. Binary COPY is not used: the text lines are what both sides hash, and PostgreSQL parses them as fast.
 A thread reads the rows ahead (_ReadAhead): a table with a rowid is read READ_BATCH rowids at a time, each batch's
 lines joined by SQLite in one aggregate query (_range_batches: one sqlite3_step, done without the GIL, per batch),
-so this process only checks the batch's counts, encodes and sends it while SQLite builds the next. (Two reader
-threads on two connections sharing one snapshot were measured too: no faster on the 2 shared cores, where
-SQLite's work and the server's already fill both.)
+so this process only checks the batch's counts, encodes and sends it while SQLite builds the next. The one
+thread reads every table in turn, up to READ_AHEAD_BYTES ahead of the COPY, so SQLite reads the next tables while
+the server verifies a table, builds its indexes and checks its keys (where before this process sat idle through
+those). (Two reader threads on two connections sharing one snapshot were measured too: no faster on the 2 shared
+cores, where SQLite's work and the server's already fill both.) printf instead of || to join a line's values was
+measured too: printf stops a text at a NUL, and the check that then needs (instr per text column) costs what
+printf saves.
 For this transaction only, the index builds get maintenance_work_mem INDEX_SORT_MEMORY (never less than the
 server's) and the checksum queries the server's parallel workers.
 
@@ -52,6 +58,8 @@ table the declaration lacks) is named in the result with why and its row count.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime
 import decimal
 import fractions
@@ -803,50 +811,79 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             for name in ("parallel_setup_cost", "parallel_tuple_cost"):
                 target.execute("SELECT set_config(%s, '0', true)", (name,))
             pks = {t[0]: t[3] for t in tables}
-            verifying = 0.0
-            hasher = _ServerHasher(url) if hash_kind(target) == SERVER_HASH else _LocalHasher()
-            try:
-                for table, columns, types, pk, identity in tables:
-                    columns, types, _sums = _copy_table(source, target, table, columns, types, pk, progress, result,
-                                                        hasher)
-                    # verified at once, while its pages are still in the server's buffers (at 1M rows a table no
-                    # longer fits them by the end of the load): nothing after the COPY writes its rows (the index
-                    # builds, the foreign key checks and the sequences read them; its triggers are off until then)
-                    started_verify = time.perf_counter()
-                    _verify_table(source, target, table, columns, types, pks[table], result.tables[table])
-                    verifying += time.perf_counter() - started_verify
-            finally:
-                hasher.close()
-            table = None
-            result.timings["copy"] = time.perf_counter() - clock - verifying
-            for name in triggered:
-                target.execute("ALTER TABLE %s ENABLE TRIGGER USER" % _q(name))
-            clock = time.perf_counter()
-            progress("phase", "building %d indexes" % len(indexes))
             # each index is sorted in memory where the server's setting allows it, and by parallel workers
             # where the server has them (PostgreSQL gives each worker a share of at least 32 MB, so its default
             # 64 MB allows one): for this transaction only, never below what the server has
             target.execute("SELECT set_config('maintenance_work_mem', %s, true) WHERE pg_size_bytes("
                            "current_setting('maintenance_work_mem')) < pg_size_bytes(%s)",
                            (INDEX_SORT_MEMORY, INDEX_SORT_MEMORY))
-            for tname, iname, definition, cname, cdef in sorted(indexes, key=lambda ix: ix[3] is None):
-                table = tname
-                if cname:  # primary keys and UNIQUE constraints first: the foreign keys' checks use them
-                    target.execute("ALTER TABLE %s ADD CONSTRAINT %s %s" % (_q(tname), _q(cname), cdef))
-                else:
-                    target.execute(definition)
-            table = None
-            result.timings["indexes"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-            progress("phase", "checking foreign keys")
-            broken = []
-            for fk in fks:
+            # primary keys and UNIQUE constraints first (the foreign keys' checks use them), per table
+            by_table = {}
+            for ix in sorted(indexes, key=lambda ix: ix[3] is None):
+                by_table.setdefault(ix[0], []).append(ix)
+            spent = {"copy": 0.0, "verify": 0.0, "indexes": 0.0, "foreign_keys": 0.0}
+            broken, waiting, loaded = [], list(fks), set()
+
+            def add_key(fk):
+                nonlocal table
+                table = fk[0]
                 target.execute("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID" % (_q(fk[0]), _q(fk[1]), fk[2]))
                 try:
                     with target.transaction():  # a savepoint: a failed VALIDATE leaves the key NOT VALID
                         target.execute("ALTER TABLE %s VALIDATE CONSTRAINT %s" % (_q(fk[0]), _q(fk[1])))
                 except pgerrors.ForeignKeyViolation:
                     broken.append(fk)
+            # one thread reads every table, ahead of the COPY by up to READ_AHEAD_BYTES: while the server verifies
+            # a table and builds its indexes, SQLite already reads the next ones
+            plans = [_plan_read(source, *t[:3]) for t in tables]
+            hasher = _ServerHasher(url) if hash_kind(target) == SERVER_HASH else _LocalHasher()
+            reader = _ReadAhead(_read_all(source, plans))
+            try:
+                for read, (table, columns, types, pk, identity) in zip(plans, tables):
+                    clock = time.perf_counter()
+                    columns, types, _sums = _copy_table(source, target, read, reader, pk, progress, result, hasher)
+                    spent["copy"] += time.perf_counter() - clock
+                    clock = time.perf_counter()
+                    # verified at once, while its pages are still in the server's buffers (at 1M rows a table no
+                    # longer fits them by the end of the load): nothing after the COPY writes its rows (the index
+                    # builds, the foreign key checks and the sequences read them; its triggers are off until then)
+                    _verify_table(source, target, table, columns, types, pks[table], result.tables[table],
+                                  before_locate=reader.close)
+                    spent["verify"] += time.perf_counter() - clock
+                    clock = time.perf_counter()
+                    # each index built once from its definition right after its table is loaded (a duplicate
+                    # stops the transfer), while the next tables are read
+                    for tname, iname, definition, cname, cdef in by_table.pop(table, ()):
+                        if cname:
+                            target.execute("ALTER TABLE %s ADD CONSTRAINT %s %s" % (_q(tname), _q(cname), cdef))
+                        else:
+                            target.execute(definition)
+                    spent["indexes"] += time.perf_counter() - clock
+                    clock = time.perf_counter()
+                    # each foreign key added back NOT VALID and VALIDATEd once its table and its parent are loaded
+                    # and indexed (neither gets a row after that), while the next tables are read
+                    loaded.add(table)
+                    for fk in [fk for fk in waiting if fk[0] in loaded and fk[4] in loaded]:
+                        waiting.remove(fk)
+                        add_key(fk)
+                    table = None
+                    spent["foreign_keys"] += time.perf_counter() - clock
+            finally:
+                reader.close()
+                hasher.close()
+            table = None
+            verifying = spent["verify"]
+            result.timings["copy"] = spent["copy"]
+            for name in triggered:
+                target.execute("ALTER TABLE %s ENABLE TRIGGER USER" % _q(name))
+            result.timings["indexes"] = spent["indexes"]
+            clock = time.perf_counter()
+            progress("phase", "checking foreign keys")
+            for fk in waiting:  # a key whose parent is not a declared table
+                add_key(fk)
+            broken.sort(key=fks.index)
+            result.timings["foreign_keys"] = spent["foreign_keys"] + time.perf_counter() - clock
+            clock = time.perf_counter()
             found = [o for o in (_orphans(target, fk, pks.get(fk[0])) for fk in broken) if o]
             if len(found) != len(broken):
                 raise TransferError("%s: a foreign key failed to validate but no orphan was found; rolled back, "
@@ -860,7 +897,7 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
             if result.not_valid:
                 result.notes.append("kept orphans: foreign key%s %s left NOT VALID (existing rows unchecked, new rows "
                                     "checked)" % ("" if len(result.not_valid) == 1 else "s", ", ".join(result.not_valid)))
-            result.timings["foreign_keys"] = time.perf_counter() - clock
+            result.timings["foreign_keys"] += time.perf_counter() - clock
             clock = time.perf_counter()
             for table, columns, types, pk, identity in tables:
                 for column in identity:
@@ -895,12 +932,15 @@ def _run(source, target, url, compiled, tables, sequences, orphans, lock_timeout
     return result
 
 
-def _verify_table(source, target, table, columns, types, pk, info):
+def _verify_table(source, target, table, columns, types, pk, info, before_locate=None):
     """Count and checksum what the target stored of table against what was sent (info: its result entry);
-    a mismatch names the first row Python's rules refuse, else the table, and rolls back."""
+    a mismatch names the first row Python's rules refuse, else the table, and rolls back. before_locate: called
+    before the source is read again (it stops the next table's read-ahead)."""
     sums = _target_checksum(target, table, columns, types)
     info["target_rows"], info["target_checksum"] = sums.rows, sums.hex
     if (sums.rows, sums.hex) != (info["rows"], info["checksum"]):
+        if before_locate is not None:
+            before_locate()
         _locate(source, table, columns, types, pk)
         raise TransferError("table '%s': verification failed: the source has %d rows (checksum %s), the target %d "
                             "(checksum %s); rolled back, nothing was changed" % (
@@ -914,7 +954,7 @@ def _one_line(text):
 COPY_CHUNK = 1 << 20  # bytes sent to COPY at a time
 COPY_QUEUE = 4        # chunks waiting to be sent (memory: COPY_QUEUE * COPY_CHUNK)
 READ_BATCH = 2000     # rows fetched from SQLite at a time
-READ_AHEAD = 4        # batches read ahead of the hashing (memory: READ_AHEAD * READ_BATCH rows)
+READ_AHEAD_BYTES = 16 << 20  # text read ahead of the COPY (memory: a little more than this)
 INDEX_SORT_MEMORY = "256MB"  # maintenance_work_mem while the deferred indexes are built (server memory)
 
 
@@ -1002,48 +1042,64 @@ class _ReadAhead:
     (text, rows, slow) for a block of plain lines that SQLite joined (_range_batches), or (None, rows, None) for a
     list of rows to check one by one; (None, [], None) after the last. SQLite does its work inside sqlite3_step, which runs
     without the GIL, so that work overlaps this process's and the server's, as the floor's sqlite3 process runs
-    beside psql (on one core it simply takes turns). At most READ_AHEAD batches wait. The thread alone uses the
-    connection until close(), which the caller calls before it touches the connection again (close waits for
-    the thread)."""
+    beside psql (on one core it simply takes turns). At most READ_AHEAD_BYTES of text wait (one batch at least):
+    enough to hold a whole table of the common sizes, read while the server verifies the table before it and
+    builds that table's indexes (_run). The thread alone uses the connection until close(), which the caller calls
+    before it touches the connection again (close waits for the thread)."""
 
     def __init__(self, items):
         self._items = items
-        self._queue = queue.Queue(maxsize=READ_AHEAD)
+        self._waiting = collections.deque()
+        self._held = 0  # text held by the waiting items (their _size)
+        self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._using = threading.Lock()  # held by the thread while it reads: paused() takes it
         self._thread = threading.Thread(target=self._read, name="schemagen-transfer-read", daemon=True)
         self._thread.start()
 
-    @classmethod
-    def rows(cls, cursor):
-        """The rows of a query, READ_BATCH at a time."""
-        def items():
-            while True:
-                batch = cursor.fetchmany(READ_BATCH)
-                yield None, batch, None
-                if not batch:
-                    return
-        return cls(items())
-
     def _read(self):
+        items = iter(self._items)
         try:
-            for item in self._items:
-                if self._stop.is_set():
+            while True:
+                while not self._using.acquire(timeout=0.05):
+                    if self._stop.is_set():
+                        return
+                try:
+                    if self._stop.is_set():
+                        return
+                    item = next(items, None)
+                finally:
+                    self._using.release()
+                if item is None:
                     return
-                self._put(item)
+                self._put(item, _size(item))
         except BaseException as exc:  # noqa: B902 - handed to the caller, which raises it in its own thread
-            self._put(exc)
+            self._put(exc, 0)
 
-    def _put(self, item):
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
+    @contextlib.contextmanager
+    def paused(self):
+        """The caller uses the connection meanwhile: the thread waits before its next read."""
+        with self._using:
+            yield
+
+    def _put(self, item, size):
+        with self._cond:
+            while self._held and self._held + size > READ_AHEAD_BYTES and not self._stop.is_set():
+                self._cond.wait(0.05)
+            self._waiting.append((item, size))
+            self._held += size
+            self._cond.notify_all()
 
     def next_batch(self):
         """The next item; (None, [], None) after the last; the reader's error raised here."""
-        item = self._queue.get()
+        with self._cond:
+            while not self._waiting:
+                if not self._thread.is_alive():  # never: the thread hands over each table's end, or its error
+                    raise TransferError("the source's reading thread stopped early; nothing was changed")
+                self._cond.wait(0.5)
+            item, size = self._waiting.popleft()
+            self._held -= size
+            self._cond.notify_all()
         if isinstance(item, BaseException):
             self.close()
             raise item
@@ -1051,7 +1107,18 @@ class _ReadAhead:
 
     def close(self):
         self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
         self._thread.join()
+
+
+def _size(item):
+    """About how many bytes an item of _ReadAhead holds: its text, or its rows' lines and values."""
+    block, rows, slow = item
+    if block is not None:
+        return len(block) + (64 * len(slow) * len(slow[0]) if slow else 0)
+    values = 64 * len(rows) * (len(rows[0]) if rows else 0)
+    return values + sum(len(r[0]) if r and r[0].__class__ is str else 64 for r in rows)
 
 
 _ROWID_ALIASES = ("rowid", "_rowid_", "oid")
@@ -1133,7 +1200,57 @@ def _clean_block(batch, tabs):
 _ESCAPED = "'*[' || char(92, 9, 10, 13) || ']*'"  # GLOB: text holding what COPY's text format escapes
 
 
-def _copy_table(source, target, table, columns, types, pk, progress, result, hasher):
+class _Read:
+    """One table's read (_plan_read): its count and the queries of both passes (_copy_table)."""
+
+    __slots__ = ("table", "columns", "types", "n_fast", "total", "line_sql", "nulls_sql", "pass2", "slow_text",
+                 "slow_cols", "tabs", "rowid")
+
+    def items(self, source):
+        """The table's batches, as _ReadAhead hands them over, ending with (None, [], None)."""
+        if self.rowid is not None:  # SQLite joins each batch's lines (see _range_batches)
+            return _range_batches(source, self.table, self.rowid, self.line_sql, self.nulls_sql, self.tabs,
+                                  self.slow_cols)
+        return _batches(source.execute("SELECT %s, %s%s FROM %s" % (self.line_sql, self.nulls_sql, self.slow_cols,
+                                                                    quote_identifier(self.table))))
+
+
+def _batches(cursor):
+    """The rows of a query, READ_BATCH at a time, as _ReadAhead hands them over."""
+    while True:
+        batch = cursor.fetchmany(READ_BATCH)
+        yield None, batch, None
+        if not batch:
+            return
+
+
+def _plan_read(source, table, columns, types):
+    """How table is read (a _Read), asked of the source before any table is read: its count, its rowid."""
+    r = _Read()
+    r.table = table
+    r.total = source.execute("SELECT count(*) FROM %s" % quote_identifier(table)).fetchone()[0]
+    r.columns, r.types, n_fast = copy_order(columns, types)
+    r.n_fast = n_fast
+    fast = [quote_identifier(c) for c in r.columns[:n_fast]]
+    r.line_sql = line_sql = _sqlite_line([_sqlite_text_expr(t, c) for c, t in zip(fast, r.types[:n_fast])])
+    r.nulls_sql = " + ".join("(%s IS NULL)" % c for c in fast) or "0"
+    texts = [c for c, t in zip(fast, r.types[:n_fast]) if t in ("text", TIMESTAMP)]  # sent as SQLite holds them
+    r.pass2 = "instr(%s, char(10))" % line_sql + (" OR (%s) GLOB %s" % (
+        " || ".join("coalesce(%s, '')" % c for c in texts), _ESCAPED) if texts else "")
+    r.slow_text = [copy_text(t) for t in r.types[n_fast:]]
+    r.slow_cols = "".join(", " + quote_identifier(c) for c in r.columns[n_fast:])
+    r.tabs = n_fast - 1
+    r.rowid = _rowid_alias(source, table, r.columns) if n_fast else None
+    return r
+
+
+def _read_all(source, reads):
+    """Every table's batches, one table after the other (one thread reads them all: _ReadAhead)."""
+    for r in reads:
+        yield from r.items(source)
+
+
+def _copy_table(source, target, read, reader, pk, progress, result, hasher):
     r"""COPY the table's rows (columns in copy_order); the Checksum of what was sent (hasher's, chunk by chunk, in the
     same pass: _LocalHasher or _ServerHasher).
 
@@ -1143,27 +1260,16 @@ def _copy_table(source, target, table, columns, types, pk, progress, result, has
     rows again with the same condition and converts every value in Python. double precision, jsonb, bytea,
     numeric and date are converted in Python in pass 1."""
     clock = time.perf_counter()
-    total = source.execute("SELECT count(*) FROM %s" % quote_identifier(table)).fetchone()[0]
+    table, columns, types, n_fast, total = read.table, read.columns, read.types, read.n_fast, read.total
+    pass2, slow_text, tabs = read.pass2, read.slow_text, read.tabs
     progress("table", table, 0, total, 0.0)
-    columns, types, n_fast = copy_order(columns, types)
     qt = quote_identifier(table)
-    fast = [quote_identifier(c) for c in columns[:n_fast]]
-    line_sql = _sqlite_line([_sqlite_text_expr(t, c) for c, t in zip(fast, types[:n_fast])])
-    nulls_sql = " + ".join("(%s IS NULL)" % c for c in fast) or "0"
-    texts = [c for c, t in zip(fast, types[:n_fast]) if t in ("text", TIMESTAMP)]  # sent as SQLite holds them
-    pass2 = "instr(%s, char(10))" % line_sql + (" OR (%s) GLOB %s" % (
-        " || ".join("coalesce(%s, '')" % c for c in texts), _ESCAPED) if texts else "")
-    slow_text = [copy_text(t) for t in types[n_fast:]]
-    slow_cols = "".join(", " + quote_identifier(c) for c in columns[n_fast:])
-    tabs = n_fast - 1
     copy_sql = "COPY %s (%s) FROM STDIN" % (_q(table), ", ".join(_q(c) for c in columns))
     skipped = 0
     sent = 0
-    reader = None
 
     def failed(detail):
-        if reader is not None:
-            reader.close()  # _locate reads the source: the read-ahead thread stops first
+        reader.close()  # _locate reads the source: the read-ahead thread stops first
         _locate(source, table, columns, types, pk)
         raise TransferError("table '%s': %s; nothing was changed" % (table, detail))
 
@@ -1181,12 +1287,6 @@ def _copy_table(source, target, table, columns, types, pk, progress, result, has
                 sent += pending
                 buf, size, pending = [], 0, 0
 
-            rowid = _rowid_alias(source, table, columns) if n_fast else None
-            if rowid is not None:  # SQLite joins each batch's lines (see _range_batches)
-                reader = _ReadAhead(_range_batches(source, table, rowid, line_sql, nulls_sql, tabs, slow_cols))
-            else:
-                reader = _ReadAhead.rows(source.execute("SELECT %s, %s%s FROM %s" % (line_sql, nulls_sql, slow_cols,
-                                                                                       qt)))
             try:
                 while True:
                     try:
@@ -1256,30 +1356,32 @@ def _copy_table(source, target, table, columns, types, pk, progress, result, has
                     if size >= COPY_CHUNK or pending >= PROGRESS_ROWS:
                         flush()
                         progress("copy", table, sent, total, time.perf_counter() - clock)
-            finally:
+            except BaseException:
                 reader.close()
-            reader = None
-            if skipped:
+                raise
+            if skipped:  # the source read here, the reader (already on the next table) held back meanwhile
                 pairs = [converter(t) for t in types]
                 select = "SELECT %s FROM %s WHERE %s" % (", ".join(quote_identifier(c) for c in columns), qt, pass2)
-                for raw in _source_rows(source, select):
-                    if raw is None:
-                        failed("a value could not be read")
-                    try:
-                        data = _line(raw, pairs).encode("utf-8")
-                    except (_Unconvertible, UnicodeEncodeError) as exc:
-                        failed(str(exc))
-                    buf.append(data)
-                    size += len(data)
-                    pending += 1
-                    skipped -= 1
-                    if size >= COPY_CHUNK:
-                        flush()
+                with reader.paused():
+                    for raw in _source_rows(source, select):
+                        if raw is None:
+                            failed("a value could not be read")
+                        try:
+                            data = _line(raw, pairs).encode("utf-8")
+                        except (_Unconvertible, UnicodeEncodeError) as exc:
+                            failed(str(exc))
+                        buf.append(data)
+                        size += len(data)
+                        pending += 1
+                        skipped -= 1
+                        if size >= COPY_CHUNK:
+                            flush()
             if buf:
                 flush()
         sums = hasher.finish()
     except psycopg.Error as exc:
         if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+            reader.close()
             _locate(source, table, columns, types, pk)  # a value PostgreSQL refuses that Python's rules refuse too
         raise
     n = sums.rows
