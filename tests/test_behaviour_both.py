@@ -922,3 +922,27 @@ def test_prune_drops_a_users_view_before_the_declared_view_it_reads_that_is_drop
     again = _cli(runner, "plan", "--db", engine.db, "--schema", changed)
     assert again.exit_code == 0 and again.output.startswith("up to date"), again.output
     assert engine.query("SELECT count(*) FROM post_titles") == [(0,)]
+
+
+def test_a_type_change_keeps_one_copy_of_the_check_on_the_column_on_both(runner, engine):
+    """PostgreSQL compared the live CHECK, printed in the column's old type, with the declared one printed in the new
+    type: they differed, so a type change (INTEGER to REAL) added the unchanged CHECK a second time beside the one
+    ALTER COLUMN TYPE carries over and reparses. The CHECK is now also printed in the live types."""
+    checked = V1.replace("import Column,", "import Check, Column,").replace('''Column("title", "TEXT")],
+          primary_key=PrimaryKey(["id"])),''', '''Column("title", "TEXT")],
+          primary_key=PrimaryKey(["id"]), checks=[Check("author_id > 0")]),''')
+    _applied(runner, engine, checked)
+    spec = engine.decl(checked.replace('Column("author_id", "INTEGER")', 'Column("author_id", "REAL")'), "real")
+    result = _cli(runner, "apply", "--db", engine.db, "--schema", spec)
+    assert result.exit_code == 0, result.output + result.stderr
+    again = json.loads(_cli(runner, "plan", "--db", engine.db, "--schema", spec, "--json").output)
+    assert again["up_to_date"] and again["kept"] == [], again
+    if engine.name == "sqlite":
+        checks = engine.query("SELECT sql FROM sqlite_master WHERE name = 'posts'")[0][0].upper().count("CHECK")
+    else:
+        checks = engine.query("SELECT count(*) FROM pg_constraint WHERE conrelid = 'posts'::regclass "
+                              "AND contype = 'c'")[0][0]
+    assert checks == 1
+    with pytest.raises(Exception, match="(?i)check"):
+        engine.sql("INSERT INTO posts (id, author_id, title) VALUES (2, -1.5, 'b')")
+    engine.sql("INSERT INTO posts (id, author_id, title) VALUES (3, 0.5, 'c')")  # a REAL the new type takes

@@ -409,7 +409,8 @@ def in_place_changes(schema, live, printed):
     printed: the dialect's printing of the declaration, so that each side is compared in the catalog's own text
     (PostgreSQL prints `CHECK ((x > 0))` for a declared `x > 0`, `bigint` for INTEGER). It answers:
     column(table, column): the Column as the catalog prints it (type, not_null, default);
-    checks(table): [(declared name or None, the CHECK as the dialect writes it, as its catalog prints it)],
+    checks(table): [(declared name or None, the CHECK as the dialect writes it, as its catalog prints it, or a tuple of
+    printings: _printings)],
     the CHECKs the dialect has (PostgreSQL drops json_valid on a jsonb column);
     foreign_key(table, fk): the ForeignKey as the catalog prints it (parent columns spelled out);
     index(ix): the Index as the catalog prints it.
@@ -523,7 +524,7 @@ def _table_in_place(decl, live, printed):
             out.append(AddUnique(decl.name, cols, name, replaces=_named(live.uniques, name)))
     live_checks = {k.expr for k in live.checks}
     for name, expr, shown in printed.checks(decl):
-        if shown not in live_checks:
+        if not live_checks.intersection(_printings(shown)):
             out.append(AddCheck(decl.name, expr, name or "", replaces=_named(live.checks, name)))
     have_fks = [_fk_key(f) for f in live.foreign_keys]
     for f in decl.foreign_keys:
@@ -534,6 +535,12 @@ def _table_in_place(decl, live, printed):
             _named(live.foreign_keys, f.name)
         out.append(AddForeignKey(decl.name, want[0], want[1], f.name or "", former, foreign_key=f))
     return out
+
+
+def _printings(shown):
+    """A declared CHECK's printing, or its printings (a tuple: the declared column types', then the live ones' where
+    a column's type changes, which the live CHECK keeps until that change reparses it)."""
+    return shown if isinstance(shown, tuple) else (shown,)
 
 
 def _named(constraints, name):
@@ -552,7 +559,7 @@ def kept_constraints(decl, live, printed):
     printed: as in_place_changes takes it."""
     table = decl.name
     declared = [[c.lower() for c in u] for u in decl.all_uniques]
-    shown = [p for _, _, p in printed.checks(decl)]
+    shown = [p for _, _, one in printed.checks(decl) for p in _printings(one)]
     wanted = [_fk_key(printed.foreign_key(decl, f)) for f in decl.foreign_keys]
     have = [_fk_key(f) for f in live.foreign_keys]
     replaced = {w[:3] for w in wanted if w not in have and any(

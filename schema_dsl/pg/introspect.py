@@ -112,25 +112,48 @@ def _table(name, t, constraints=()):
                                  deferrable=f["deferrable"], name=fk_name(f)) for f in t["fks"]])
 
 
-def canonical_checks(conn, structure, parts):
+def canonical_checks(conn, structure, parts, live=None):
     """{table: [(declared name or None, the CHECK as pg_get_constraintdef prints it)]} for the declared tables:
     each declared CHECK added by name to a temporary table with the declared columns, in a transaction that is
-    rolled back, and read back; so a declared CHECK and a live one are compared in one printing."""
+    rolled back, and read back; so a declared CHECK and a live one are compared in one printing.
+
+    live (read_live's structure): where a column the table already has changes its type, a printing is a tuple,
+    the declared types' first, then the CHECK as it prints on the live column types: the live CHECK of the
+    declaration prints so until the planned ALTER COLUMN TYPE reparses it in the new type (it is the declared one,
+    not a CHECK to add a second time)."""
     out = {}
     with conn.transaction(force_rollback=True):
         for table, t in structure["tables"].items():
             checks = parts.get(table, {}).get("checks", [])
             if not checks:
                 continue
-            cols = ", ".join("%s %s" % (_q(c), info["type"]) for c, info in t["columns"].items())
-            conn.execute("CREATE TEMPORARY TABLE %s (%s)" % (_q(table), cols))
-            for n, (_, expr) in enumerate(checks):
-                conn.execute("ALTER TABLE pg_temp.%s ADD CONSTRAINT %s CHECK (%s)" % (_q(table), _q("c%d" % n), expr))
-            printed = dict(conn.execute(
-                "SELECT k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.conrelid = %s::regclass",
-                ("pg_temp.%s" % _q(table),)).fetchall())
-            out[table] = [(name, printed["c%d" % n]) for n, (name, _) in enumerate(checks)]
+            printed = _printed_checks(conn, table, t["columns"], checks)
+            have = ((live or {}).get("tables") or {}).get(table)
+            types = {c: info["type"] for c, info in t["columns"].items()}
+            if have is not None:
+                types.update({c: info["type"] for c, info in have["columns"].items() if c in types})
+            if have is not None and types != {c: info["type"] for c, info in t["columns"].items()}:
+                try:
+                    with conn.transaction():  # a CHECK the old types cannot take: only the declared printing
+                        conn.execute("DROP TABLE pg_temp.%s" % _q(table))
+                        before = _printed_checks(conn, table, {c: {"type": ty} for c, ty in types.items()}, checks)
+                    printed = [(p, b) if b != p else p for p, b in zip(printed, before)]
+                except Exception:  # the server refused it (psycopg's error: this module imports no driver)
+                    pass
+            out[table] = [(name, p) for (name, _), p in zip(checks, printed)]
     return out
+
+
+def _printed_checks(conn, table, columns, checks):
+    """The CHECKs as pg_get_constraintdef prints them on a temporary table of these columns (name: {"type"})."""
+    cols = ", ".join("%s %s" % (_q(c), info["type"]) for c, info in columns.items())
+    conn.execute("CREATE TEMPORARY TABLE %s (%s)" % (_q(table), cols))
+    for n, (_, expr) in enumerate(checks):
+        conn.execute("ALTER TABLE pg_temp.%s ADD CONSTRAINT %s CHECK (%s)" % (_q(table), _q("c%d" % n), expr))
+    printed = dict(conn.execute(
+        "SELECT k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.conrelid = %s::regclass",
+        ("pg_temp.%s" % _q(table),)).fetchall())
+    return [printed["c%d" % n] for n in range(len(checks))]
 
 
 def volatile_functions(conn, expr):

@@ -100,7 +100,7 @@ class _Planner:
         self.conn, self.schema, self.comp, self.live = conn, schema, compiled, live
         self.prune, self.concurrently = prune, concurrently
         self.expected = catalog.canonical_expected(conn, compiled.structure)
-        self.checks = canonical_checks(conn, compiled.structure, compiled.parts)
+        self.checks = canonical_checks(conn, compiled.structure, compiled.parts, live)
         self.steps, self.problems, self.kept_constraints, self.loss, self.notes = [], [], [], [], []
         self._rows = {}
         self.taken = set(live["relations"]) | set(live["indexes"]) | set(live["constraint_indexes"])
