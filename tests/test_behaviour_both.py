@@ -593,6 +593,30 @@ def test_initialize_returns_the_same_result_and_logs_what_goes_on_both(engine, c
 
 
 @pytest.mark.parametrize("online", [False, True], ids=["plain", "online"])
+def test_initialize_refuses_a_data_loss_with_declined_on_both(engine, online):
+    # PostgreSQL raised UnsafeMigrationError where SQLite (its default backup on) raises Declined
+    from schema_dsl import Database
+    from schema_dsl.errors import Declined
+    scope, loss = {}, {}
+    exec(V1, scope)
+    exec(V_LOSS, loss)
+
+    async def scenario():
+        await Database(engine.db, schema=scope["SCHEMA"]).initialize()
+        db = Database(engine.db, schema=loss["SCHEMA"])
+        try:
+            with pytest.raises(Declined, match=r"the plan loses data \(table 'scratch'.*nothing was changed: pass "
+                                               r"initialize\(allow_data_loss=True\) to accept it") as info:
+                await db.initialize(online=online)
+        finally:
+            await db.close()
+        assert "\n" not in str(info.value)
+
+    asyncio.run(scenario())
+    assert "scratch" in engine.tables()
+
+
+@pytest.mark.parametrize("online", [False, True], ids=["plain", "online"])
 def test_apply_gives_the_same_result_plan_and_step_classes_on_both(engine, online):
     """One ApplyResult, one Plan and one Step on both engines, for a fresh and a migrating apply, plain and online
     (PostgreSQL had its own: PgStep, PgPlan, MigrateResult, PgOnlineResult, OnlineStep); every step serves a change
