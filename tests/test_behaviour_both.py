@@ -593,6 +593,30 @@ def test_initialize_returns_the_same_result_and_logs_what_goes_on_both(engine, c
 
 
 @pytest.mark.parametrize("online", [False, True], ids=["plain", "online"])
+def test_initialize_refuses_a_data_loss_with_declined_on_both(engine, online):
+    # PostgreSQL raised UnsafeMigrationError where SQLite (its default backup on) raises Declined
+    from schema_dsl import Database
+    from schema_dsl.errors import Declined
+    scope, loss = {}, {}
+    exec(V1, scope)
+    exec(V_LOSS, loss)
+
+    async def scenario():
+        await Database(engine.db, schema=scope["SCHEMA"]).initialize()
+        db = Database(engine.db, schema=loss["SCHEMA"])
+        try:
+            with pytest.raises(Declined, match=r"the plan loses data \(table 'scratch'.*nothing was changed: pass "
+                                               r"initialize\(allow_data_loss=True\) to accept it") as info:
+                await db.initialize(online=online)
+        finally:
+            await db.close()
+        assert "\n" not in str(info.value)
+
+    asyncio.run(scenario())
+    assert "scratch" in engine.tables()
+
+
+@pytest.mark.parametrize("online", [False, True], ids=["plain", "online"])
 def test_apply_gives_the_same_result_plan_and_step_classes_on_both(engine, online):
     """One ApplyResult, one Plan and one Step on both engines, for a fresh and a migrating apply, plain and online
     (PostgreSQL had its own: PgStep, PgPlan, MigrateResult, PgOnlineResult, OnlineStep); every step serves a change
@@ -618,6 +642,32 @@ def test_apply_gives_the_same_result_plan_and_step_classes_on_both(engine, onlin
         assert type(result.online) is dict
     assert fresh.fresh and fresh.online == {} and [s.kind for s in fresh.plan.steps][0] == "RunFile"
     assert not migrated.fresh and bool(migrated.online) == online
+
+
+# apply --online --json's "online" object: the keys SQLite reported, each with one JSON type on both engines
+ONLINE_TYPES = {"transactions": int, "retries": int, "longest_lock": float, "longest_lock_step": str,
+                "longest_locks": list, "longest_reads": list, "longest_own_lock": float, "longest_own_lock_step": str,
+                "phases": list, "longest_checkpoints": list}
+
+
+def test_apply_online_json_gives_the_same_online_keys_and_types_on_both(runner, engine):
+    """apply --online --json's online object has the same keys, each with the same JSON type, on both engines
+    (PostgreSQL reported only transactions and retries): the held time of each committed transaction where the
+    engine measures it, [] where a fact does not apply; up to date, the same keys; a plain apply, {}."""
+    _applied(runner, engine)
+    v2 = engine.decl(V2, "v2")
+    migrated = _cli(runner, "apply", "--db", engine.db, "--schema", v2, "--online", "--json")
+    assert migrated.exit_code == 0, migrated.output + migrated.stderr
+    online = json.loads(migrated.output)["online"]
+    assert {k: type(v) for k, v in online.items()} == ONLINE_TYPES
+    assert online["transactions"] > 0 and online["longest_lock"] > 0 and online["longest_lock_step"]
+    assert online["longest_locks"] and {"step", "began", "held_ms", "commit_ms"} <= set(online["longest_locks"][0])
+    assert online["longest_locks"][0]["held_ms"] == round(online["longest_lock"] * 1000, 1)
+    again = _cli(runner, "apply", "--db", engine.db, "--schema", v2, "--online", "--json")
+    assert again.exit_code == 0, again.output + again.stderr
+    assert {k: type(v) for k, v in json.loads(again.output)["online"].items()} == ONLINE_TYPES
+    plain = _cli(runner, "apply", "--db", engine.db, "--schema", v2, "--json")
+    assert json.loads(plain.output)["online"] == {}
 
 
 def test_a_method_without_meaning_on_postgresql_raises_one_line_naming_it(pg_url):

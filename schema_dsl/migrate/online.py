@@ -54,6 +54,7 @@ from ..sqlite.quote import quote_identifier as q, unquote_identifier
 from ..sqlite.structure import HISTORY_TABLE
 from .apply import (DEFAULT_KEEP, ApplyResult, _finish_connection, _guard_data_loss, _refuse_damaged, _verify_structure,
                     apply, check_backup_dir, check_keep, open_for_apply, plan_database, plan_for)
+from .steps import online_facts
 from .backup import discard, make_backup, prune as prune_backups
 from .dependents import broken_dependents, check_dependents
 from ..compile.target import target_for
@@ -1029,7 +1030,8 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
             plan = plan.replace(steps=first + list(plan.steps), touches_rows=True)
         if plan.up_to_date:
             _finish_connection(conn, target.files)
-            return ApplyResult(path, plan, applied=False, seconds=time.perf_counter() - start)
+            return ApplyResult(path, plan, applied=False, seconds=time.perf_counter() - start,
+                               online=online_facts(stats))
         if plan.fresh:  # an empty file (only settings): the one-transaction path
             conn.close()
             return apply(path, schema, files, backup=bool(backup), guard=guard, prune=prune,
@@ -1059,10 +1061,10 @@ def apply_online(path, schema=None, files=None, backup=True, backup_dir=None, ke
             except OSError:
                 pass
         _finish_connection(conn, target.files)
-        # online: what the online steps did ({"longest_lock": seconds, "transactions": n, ...}), the structure aside
+        # online: what the online steps did (steps.ONLINE_FACTS: the same keys as PostgreSQL's), the structure aside
         return ApplyResult(path, plan, applied=True, backup=backup_to, seconds=time.perf_counter() - start,
                            statements=len(plan.statements), structure=stats.get("structure"),
-                           online={k: v for k, v in stats.items() if k != "structure"})
+                           online=online_facts(stats))
     except sqlite3.Error as exc:
         raise ApplyError("online apply of %r failed: %s" % (path, exc)) from None
     finally:

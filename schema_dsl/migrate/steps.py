@@ -193,6 +193,27 @@ class ValidateLeftover(_Change):
 
 # --- what apply did -------------------------------------------------------------------------------------------
 
+# apply --online's facts (ApplyResult.online, apply --json's "online"): one set of keys with one JSON type each on
+# both engines (issue 16), each given this value where the engine has no such fact. SQLite never retries a lock
+# attempt (BEGIN IMMEDIATE waits in its busy handler): retries 0. PostgreSQL holds no read transaction of its own
+# across a step, has no WAL checkpoints to run and no held time apart from CPU waits: longest_reads and
+# longest_checkpoints [], longest_own_lock its longest_lock. Records in longest_locks: step, began, held_ms and
+# commit_ms on both; SQLite's also cpu_ms and runnable_ms.
+ONLINE_FACTS = (("transactions", 0), ("retries", 0), ("longest_lock", 0.0), ("longest_lock_step", ""),
+                ("longest_locks", []), ("longest_reads", []), ("longest_own_lock", 0.0),
+                ("longest_own_lock_step", ""), ("phases", []), ("longest_checkpoints", []))
+
+
+def online_facts(stats):
+    """stats (what an online apply measured) as ApplyResult.online: every ONLINE_FACTS key, its default where stats
+    has none; keys outside ONLINE_FACTS (SQLite's structure) left out."""
+    facts = {}
+    for key, default in ONLINE_FACTS:
+        value = stats.get(key, default)
+        facts[key] = list(value) if isinstance(default, list) else value
+    return facts
+
+
 class ApplyResult:
     """What apply did, on either engine, plain or online (Database.initialize() returns it on both).
 
@@ -201,8 +222,7 @@ class ApplyResult:
     date); backup (SQLite: the backup's path, if one was kept; None on PostgreSQL, which has no file backup);
     seconds; statements; report (the validation report apply built, else None); step_seconds (what each plan
     step took, in plan order, where measured); online: what an online apply did ({} for a plain apply and a
-    fresh database; SQLite: transactions, longest_lock and the other lock timings, see migrate/online.py;
-    PostgreSQL: transactions, retries).
+    fresh database; else online_facts(): the same keys on both engines, see ONLINE_FACTS).
     SQLite's: structure (verified before COMMIT: the CLI's report reuses it) and differences (structure.compare of
     the declaration and that structure: only what the file has beyond the declaration, as anything else rolls
     back); kept_violations and kept_described (foreign_key_check before COMMIT over plan.fk_scope: violations

@@ -34,7 +34,7 @@ import psycopg
 from ..analysis.sqlterms import single_select
 from ..compile.paths import resource_dir
 from ..compile.postgresql import DECLARATION_FILE, OUT_SUBDIR, compile_declaration
-from ..errors import ApplyError, NotOnThisEngine, SchemagenError
+from ..errors import ApplyError, Declined, NotOnThisEngine, SchemagenError
 from . import apply as pg_apply
 from . import notvalid
 from .url import for_libpq, mask, scrub
@@ -125,8 +125,9 @@ class PgDatabase:
     async def initialize(self, allow_data_loss=False, backup=None, online=False):
         """Create or migrate the schema (or find it up to date) with pg/migration.py's apply, as `schemagen apply`
         does; returns its ApplyResult (migrate/steps.py, the same class as on SQLite). A plan that loses data is
-        refused unless allow_data_loss. backup: accepted for the same signature as on SQLite; PostgreSQL has no file
-        backup (the apply is one transaction).
+        refused unless allow_data_loss: Declined, as on SQLite (whose default backup then stands in for no
+        backup: the refusal is the missing yes, not the missing backup). backup: accepted for the same signature as
+        on SQLite; PostgreSQL has no file backup (the apply is one transaction).
 
         online: migrate as `schemagen apply --online` does (pg/online.py: each step its own short transaction,
         retried while a lock is busy), so that the application keeps reading and writing meanwhile.
@@ -172,9 +173,13 @@ class PgDatabase:
         lock_timeout = self.settings.get("lock_timeout", pg_apply.DEFAULT_LOCK_TIMEOUT)
         while True:
             try:
+                # allow_data_loss=True past the backup rule (no backup here, nor asked for): the loss then waits
+                # for confirm, which says allow_data_loss; no is Declined (migrate/loss.guard), as on SQLite
                 return run(self.url, schema, self.compiled, lock_timeout=lock_timeout,
                            statement_timeout=self.settings.get("statement_timeout"),
-                           allow_data_loss=allow_data_loss, confirm=lambda plan: allow_data_loss)
+                           allow_data_loss=True, confirm=lambda plan: allow_data_loss)
+            except Declined as exc:
+                raise Declined("%s: pass initialize(allow_data_loss=True) to accept it" % exc) from None
             except ApplyError as exc:
                 # another node's apply holds the lock, or created the same tables first: try again
                 retry = "lock was not granted" in str(exc) or "already exists" in str(exc)

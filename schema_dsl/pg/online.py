@@ -51,6 +51,7 @@ constraint or a helper CHECK; pg/plan.py rebuilds an INVALID index). A failure b
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
@@ -68,13 +69,14 @@ from . import leftovers, locks
 from . import migration as pg_migration
 from . import plan as pgplan
 from ..migrate.diff import SetNotNull
-from ..migrate.steps import ApplyResult, Plan, Step
+from ..migrate.steps import ApplyResult, Plan, Step, online_facts
 from .introspect import read_live
 from .url import mask, scrub
 
 DEFAULT_LOCK_TIMEOUT = "5s"   # the budget of one step: how long it keeps retrying
 ATTEMPT_MS = 50               # how long one attempt waits for a lock that stops the application (the target: 100 ms)
 FILL_BATCH = 5000
+LONGEST_KEPT = 10              # stats["longest_locks"]: this many of the longest transactions, as SQLite keeps
 
 SHORT = "ACCESS EXCLUSIVE on %s for a moment (catalog only); each attempt waits at most %d ms, then retries"
 SCAN = "SHARE UPDATE EXCLUSIVE on %s while it scans the table: reads and writes go on"
@@ -436,6 +438,29 @@ class _Runner:
         self.conn, self.schema, self.budget_ms, self.attempt_ms = conn, schema, budget_ms, attempt_ms
         self.statement_timeout = str(statement_timeout or "0")
         self.retries = 0
+        self.stats = {}  # what apply --online --json reports (migrate/steps.ONLINE_FACTS): _held and run fill it
+        self.label = ""  # the step being run, for the records in stats
+
+    @contextlib.contextmanager
+    def _held(self):
+        """conn.transaction() timed: a committed one counts in stats as SQLite's _Lock counts its write
+        transactions (longest_lock and its step, longest_own_lock the same: no CPU wait is split out here, and
+        longest_locks: step, began, held_ms, commit_ms), from BEGIN to the end of its COMMIT. An attempt that
+        fails (a lock not granted in time) holds nothing afterwards and is not counted."""
+        began, started = time.time(), time.perf_counter()
+        with self.conn.transaction():
+            yield
+            committing = time.perf_counter()
+        ended = time.perf_counter()
+        held, stats = ended - started, self.stats
+        if held >= stats.get("longest_lock", 0.0):
+            stats["longest_lock"] = stats["longest_own_lock"] = held
+            stats["longest_lock_step"] = stats["longest_own_lock_step"] = self.label
+        kept = stats.setdefault("longest_locks", [])
+        kept.append({"step": self.label, "began": round(began, 3), "held_ms": round(held * 1000, 1),
+                     "commit_ms": round((ended - committing) * 1000, 1)})
+        kept.sort(key=lambda r: -r["held_ms"])
+        del kept[LONGEST_KEPT:]
 
     def _retrying(self, attempt):
         """attempt() until it runs without a lock timeout, or the budget runs out (then the error is raised)."""
@@ -457,12 +482,13 @@ class _Runner:
 
     def run(self, step):
         conn = self.conn
+        self.label = step.title
         if step.mode in ("short", "swap"):
             tables = locks.plan_tables([step], read_live(conn), self.schema)  # its table, and a new key's parents
             lock_first = locks.lock_statements(tables)  # children before parents, then the step
 
             def attempt():
-                with conn.transaction():
+                with self._held():
                     self._timeouts(self.attempt_ms)
                     for statement in lock_first:
                         conn.execute(statement)
@@ -476,7 +502,7 @@ class _Runner:
             record = pg_history.step_record(self.schema, self.comp, step.detail)
 
             def attempt():
-                with conn.transaction():
+                with self._held():
                     self._timeouts(self.attempt_ms)
                     if ds.python is not None and not ds.sqlite_only:
                         try:
@@ -493,18 +519,25 @@ class _Runner:
             self._convert(step.detail)
         elif step.mode == "validate":  # SHARE UPDATE EXCLUSIVE: waiting for it stops nobody's reads or writes
             def attempt():
-                with conn.transaction():
+                with self._held():
                     self._timeouts(self.budget_ms)
                     for statement in step.statements:
                         conn.execute(statement)
             self._retrying(attempt)
-        elif step.mode == "batches":
+        elif step.mode == "batches":  # a batched phase: one record in stats["phases"], as SQLite's _Phase keeps
             def attempt():
-                with conn.transaction():
+                with self._held():
                     self._timeouts(self.attempt_ms)
                     return conn.execute(step.statements[0]).rowcount
-            while self._retrying(attempt):
-                pass
+            phase = {"step": step.title, "began": round(time.time(), 3), "seconds": None, "batches": 0}
+            self.stats.setdefault("phases", []).append(phase)
+            started = time.perf_counter()
+            while True:
+                more = self._retrying(attempt)
+                phase["batches"] += 1
+                if not more:
+                    break
+            phase["seconds"] = round(time.perf_counter() - started, 3)
         else:  # CONCURRENTLY: outside any transaction
             statement = step.statements[0]
             index = _index_name(statement)
@@ -533,11 +566,15 @@ class _Runner:
             "CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages ELSE 100 END "
             "FROM pg_class WHERE oid = %s::regclass", (quote_identifier(table), quote_identifier(table))).fetchone()
         step = max(1, int(FILL_BATCH / max(per_page, 1)))
+        phase = {"step": self.label, "began": round(time.time(), 3), "seconds": None, "batches": 0}
+        self.stats.setdefault("phases", []).append(phase)  # a batched phase, as the "batches" steps' (run)
+        started = time.perf_counter()
         for first in range(0, pages, step):
+            phase["batches"] += 1
             batch = alter_statement("conversion_batch", table, n, d["using"], first, first + step)
 
             def attempt(sync_off=True, statement=batch):
-                with conn.transaction():
+                with self._held():
                     self._timeouts(self.attempt_ms)
                     if sync_off:
                         conn.execute("SELECT set_config('schemagen.sync', 'off', true)")
@@ -549,6 +586,7 @@ class _Runner:
             except psycopg.Error:
                 slow = alter_statement("conversion_batch", table, n, d["using"], first, first + step, sync_off=False)
                 self._retrying(lambda: attempt(False, slow))
+        phase["seconds"] = round(time.perf_counter() - started, 3)
 
     def _failed_conversions(self, d):
         """Inside the swap's transaction: the rows the trigger logged that the conversion still fails on; refused
@@ -593,7 +631,8 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
     """Migrate the PostgreSQL database at url to the declaration online (module docstring). A database holding
     none of the declared objects is created as plain apply does (nothing there to keep serving).
     progress(number, total, step) is called before each step. Returns an ApplyResult (migrate/steps.py) whose
-    online is {"transactions": the online steps committed, "retries": lock attempts retried}."""
+    online is migrate/steps.online_facts(): transactions (the online steps committed), retries (lock attempts
+    retried), the held time of each committed transaction (_Runner._held) and the batched phases."""
     database = mask(url)
     started = time.perf_counter()
     conn = pg_apply.connect(url)
@@ -632,7 +671,7 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
                 nothing = Plan((), database=database, extras=p.plan.extras, notes=p.plan.notes)
                 return ApplyResult(database, nothing, False, seconds=time.perf_counter() - started,
                                    report=pg_apply.check(conn, compiled, database),
-                                   online={"transactions": 0, "retries": 0})
+                                   online=online_facts({"retries": runner.retries}))
             pg_migration._guard_data_loss(database, p.plan, allow_data_loss, confirm)
             total = done + len(p.steps)
             for step in p.steps:
@@ -671,7 +710,7 @@ def apply_online(url, schema, compiled, lock_timeout=DEFAULT_LOCK_TIMEOUT, state
         carried = Plan(list(first) + list(p.steps), database=database, extras=p.plan.extras,
                        data_loss=p.plan.data_loss, notes=p.plan.notes)
         return ApplyResult(database, carried, True, seconds=time.perf_counter() - started, statements=statements,
-                           report=report, online={"transactions": done, "retries": runner.retries})
+                           report=report, online=online_facts(dict(runner.stats, transactions=done, retries=runner.retries)))
     finally:
         conn.close()
 
